@@ -1,0 +1,78 @@
+"""The only source of "now" in sedma.
+
+Covers: the :class:`Clock` protocol, :class:`WallClock` (monotonic wall time) and
+:class:`ManualClock` (advanced by hand, for tests). Does not cover: the simulator's virtual
+clock, which lives with the event loop in :mod:`sedma.sim.engine` and satisfies the same
+protocol.
+
+Policies never read a clock: the control loop and the backends stamp observations with an
+injected clock, and policies see only those stamps.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Protocol, runtime_checkable
+
+__all__ = ["Clock", "ManualClock", "WallClock"]
+
+
+@runtime_checkable
+class Clock(Protocol):
+    """Something that tells the time in seconds and can wait."""
+
+    def now(self) -> float:
+        """Seconds since an arbitrary, fixed origin; never decreases."""
+        ...
+
+    def sleep(self, duration_s: float) -> None:
+        """Wait ``duration_s`` seconds of this clock's time."""
+        ...
+
+    def epoch(self) -> float:
+        """Seconds since the Unix epoch, for records that outlive the process."""
+        ...
+
+
+class WallClock:
+    """Monotonic wall-clock time (``time.perf_counter``)."""
+
+    def now(self) -> float:
+        return time.perf_counter()
+
+    def sleep(self, duration_s: float) -> None:
+        if duration_s > 0:
+            time.sleep(duration_s)
+
+    def epoch(self) -> float:
+        return time.time()
+
+
+class ManualClock:
+    """A clock that only moves when told to; ``sleep`` advances it instantly.
+
+    Thread-safe, so worker threads of the local backend can share it in tests.
+    """
+
+    def __init__(self, start_s: float = 0.0, epoch_origin_s: float = 1.7e9) -> None:
+        self._now = float(start_s)
+        self._epoch_origin = float(epoch_origin_s)
+        self._lock = threading.Lock()
+
+    def now(self) -> float:
+        with self._lock:
+            return self._now
+
+    def advance(self, duration_s: float) -> None:
+        if duration_s < 0:
+            raise ValueError(f"duration_s must be >= 0, got {duration_s}")
+        with self._lock:
+            self._now += duration_s
+
+    def sleep(self, duration_s: float) -> None:
+        if duration_s > 0:
+            self.advance(duration_s)
+
+    def epoch(self) -> float:
+        return self._epoch_origin + self.now()

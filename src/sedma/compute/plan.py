@@ -1,0 +1,242 @@
+"""Plans: which node computes which slice of which product, and what that costs in memory.
+
+Covers: the plan data types (:class:`NodeView`, :class:`ArraySlot`, :class:`Tile`,
+:class:`Plan`), a plan's per-node memory footprint (:func:`footprint`), its predicted
+per-node busy time and makespan (:func:`node_loads_s`, :func:`predicted_makespan_s`) and
+structural validation (:func:`validate_plan`). Does not cover: how plans are made (see
+:mod:`sedma.compute.partition`) or run (see :mod:`sedma.compute.executor`).
+
+A tile slices one product ``Y = X @ W`` along one axis:
+
+- ``axis = "n"``: output columns ``start:stop``. The node holds all of ``X`` (one copy per
+  product per node, shared by its tiles), ``W[:, start:stop]`` and ``Y[:, start:stop]``.
+- ``axis = "m"``: activation rows ``start:stop``. The node holds ``X[start:stop]``, all of
+  ``W`` (one copy per product per node) and ``Y[start:stop]``.
+
+On an rram node the weight block lives in crossbar arrays (``Tile.arrays`` says where), and a
+used array counts as ``weights_per_array`` weights held, padding included: that is the
+"unusable cells" part of the memory-efficiency metric.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Literal
+
+from sedma.compute.workload import MatmulOp, Workload
+from sedma.errors import PlanError
+from sedma.spec import CrossbarSpec, NodeKind
+
+__all__ = [
+    "ArraySlot",
+    "Axis",
+    "NodeFootprint",
+    "NodeView",
+    "Plan",
+    "Tile",
+    "footprint",
+    "node_loads_s",
+    "predicted_makespan_s",
+    "validate_plan",
+]
+
+Axis = Literal["m", "n"]
+
+
+@dataclass(frozen=True)
+class NodeView:
+    """What a planner believes about one node right now (a frozen snapshot).
+
+    ``rate_gflops`` is the best current estimate of the sustained rate (observed, else the
+    long-term prior, else the spec). ``rel_error`` is the node's relative error on a product
+    (0 for digital devices; calibrated or estimated for rram).
+    """
+
+    name: str
+    kind: NodeKind
+    rate_gflops: float
+    free_bytes: int
+    crossbar: CrossbarSpec | None = None
+    free_arrays: int = 0
+    rel_error: float = 0.0
+
+
+@dataclass(frozen=True)
+class ArraySlot:
+    """Where part of a tile's weight block sits in one crossbar array.
+
+    Block rows ``k0:k1`` and block columns ``c0:c1`` (relative to the tile's weight block)
+    occupy array ``array`` at cell row ``row0`` and weight column ``col0``.
+    """
+
+    array: int
+    row0: int
+    col0: int
+    k0: int
+    k1: int
+    c0: int
+    c1: int
+
+
+@dataclass(frozen=True)
+class Tile:
+    """One node's slice ``start:stop`` of product ``op`` along ``axis``."""
+
+    op: int
+    node: str
+    axis: Axis
+    start: int
+    stop: int
+    arrays: tuple[ArraySlot, ...] = ()
+
+    def flops(self, op: MatmulOp) -> int:
+        span = self.stop - self.start
+        return 2 * span * op.k * (op.n if self.axis == "m" else op.m)
+
+    def weight_shape(self, op: MatmulOp) -> tuple[int, int]:
+        """Shape of the weight block this tile needs on its node."""
+        return (op.k, op.n) if self.axis == "m" else (op.k, self.stop - self.start)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """A complete assignment of every product of a workload to tiles on nodes."""
+
+    workload: Workload
+    tiles: tuple[Tile, ...]
+    assumed_rates: Mapping[str, float]
+    strategy: str
+    notes: tuple[str, ...] = field(default=())
+
+    @property
+    def nodes(self) -> tuple[str, ...]:
+        return tuple(sorted({t.node for t in self.tiles}))
+
+
+@dataclass(frozen=True)
+class NodeFootprint:
+    """Bytes a plan makes one node hold, split by what they are."""
+
+    input_bytes: int
+    output_bytes: int
+    weight_bytes: int  # digital weights; zero on rram nodes
+    arrays: int  # crossbar arrays used
+    array_bytes: int  # arrays x weights_per_array x dtype bytes: what the arrays stand for
+
+    @property
+    def digital_bytes(self) -> int:
+        """What must fit in the node's memory (its digital buffer, on rram)."""
+        return self.input_bytes + self.output_bytes + self.weight_bytes
+
+    @property
+    def held_bytes(self) -> int:
+        """Everything held for the job on this node, unusable array cells included."""
+        return self.digital_bytes + self.array_bytes
+
+
+def footprint(plan: Plan, crossbars: Mapping[str, CrossbarSpec | None]) -> dict[str, NodeFootprint]:
+    """Per-node memory footprint of ``plan``; ``crossbars`` maps node name to its geometry."""
+    ops = plan.workload.ops
+    inputs: dict[str, int] = defaultdict(int)
+    outputs: dict[str, int] = defaultdict(int)
+    weights: dict[str, int] = defaultdict(int)
+    arrays: dict[str, set[int]] = defaultdict(set)
+    full_x: set[tuple[str, int]] = set()
+    full_w: set[tuple[str, int]] = set()
+    for t in plan.tiles:
+        op = ops[t.op]
+        span = t.stop - t.start
+        xb = crossbars.get(t.node)
+        if t.axis == "n":
+            if (t.node, t.op) not in full_x:
+                full_x.add((t.node, t.op))
+                inputs[t.node] += op.input_bytes
+            outputs[t.node] += op.m * span * op.dtype_bytes
+            if xb is None:
+                weights[t.node] += op.k * span * op.dtype_bytes
+        else:
+            inputs[t.node] += span * op.k * op.dtype_bytes
+            outputs[t.node] += span * op.n * op.dtype_bytes
+            if xb is None and (t.node, t.op) not in full_w:
+                full_w.add((t.node, t.op))
+                weights[t.node] += op.weight_bytes
+        if xb is not None:
+            arrays[t.node].update(s.array for s in t.arrays)
+    result = {}
+    for node in {t.node for t in plan.tiles}:
+        xb = crossbars.get(node)
+        n_arrays = len(arrays[node])
+        dtype = max((ops[t.op].dtype_bytes for t in plan.tiles if t.node == node), default=4)
+        result[node] = NodeFootprint(
+            input_bytes=inputs[node],
+            output_bytes=outputs[node],
+            weight_bytes=weights[node],
+            arrays=n_arrays,
+            array_bytes=n_arrays * xb.weights_per_array * dtype if xb is not None else 0,
+        )
+    return result
+
+
+def node_loads_s(plan: Plan, rates_gflops: Mapping[str, float]) -> dict[str, float]:
+    """Seconds of compute each node needs for one pass at the given rates."""
+    loads: dict[str, float] = defaultdict(float)
+    for t in plan.tiles:
+        loads[t.node] += t.flops(plan.workload.ops[t.op]) / (rates_gflops[t.node] * 1e9)
+    return dict(loads)
+
+
+def predicted_makespan_s(plan: Plan, rates_gflops: Mapping[str, float]) -> float:
+    """Seconds one pass takes if every node runs at ``rates_gflops``: the busiest node's load."""
+    loads = node_loads_s(plan, rates_gflops)
+    return max(loads.values()) if loads else 0.0
+
+
+def validate_plan(plan: Plan, nodes: Mapping[str, NodeView]) -> None:
+    """Raise :class:`PlanError` unless ``plan`` covers every product exactly once and fits.
+
+    Checks: each product's tiles share one axis and tile ``0:len`` without gaps or overlap;
+    every tile names a known node; weights that change per input are not on rram; error
+    budgets hold; every node's digital bytes fit its free memory and its arrays fit.
+    """
+    ops = plan.workload.ops
+    by_op: dict[int, list[Tile]] = defaultdict(list)
+    for t in plan.tiles:
+        if t.node not in nodes:
+            raise PlanError(f"tile of op {t.op} names unknown node {t.node!r}")
+        if not 0 <= t.op < len(ops):
+            raise PlanError(f"tile names op index {t.op}; workload has {len(ops)} ops")
+        by_op[t.op].append(t)
+    for i, op in enumerate(ops):
+        tiles = sorted(by_op.get(i, []), key=lambda t: t.start)
+        if not tiles:
+            raise PlanError(f"op {op.name!r} has no tiles")
+        axes = {t.axis for t in tiles}
+        if len(axes) != 1:
+            raise PlanError(f"op {op.name!r} is sliced along both axes")
+        length = op.m if tiles[0].axis == "m" else op.n
+        pos = 0
+        for t in tiles:
+            if t.start != pos or t.stop <= t.start:
+                raise PlanError(f"op {op.name!r}: tiles do not cover 0:{length} exactly "
+                                f"(tile {t.start}:{t.stop} where {pos} was expected)")
+            pos = t.stop
+            view = nodes[t.node]
+            if view.kind == "rram" and not op.weight_static:
+                raise PlanError(f"op {op.name!r} has a per-input weight but is on rram node "
+                                f"{t.node!r}")
+            if view.rel_error > op.max_rel_error:
+                raise PlanError(f"op {op.name!r} (error budget {op.max_rel_error:g}) is on "
+                                f"{t.node!r} whose relative error is {view.rel_error:g}")
+        if pos != length:
+            raise PlanError(f"op {op.name!r}: tiles cover 0:{pos}, not 0:{length}")
+    fp = footprint(plan, {n: v.crossbar for n, v in nodes.items()})
+    for name, f in fp.items():
+        view = nodes[name]
+        if f.digital_bytes > view.free_bytes:
+            raise PlanError(f"node {name!r} would hold {f.digital_bytes} bytes; "
+                            f"it has {view.free_bytes} free")
+        if f.arrays > view.free_arrays and view.crossbar is not None:
+            raise PlanError(f"node {name!r} would use {f.arrays} arrays; "
+                            f"it has {view.free_arrays} free")
