@@ -1,1 +1,51 @@
-"""(filled in below)"""
+"""sedma's dual memory: what is happening now, and what happened before.
+
+Modules:
+
+- :mod:`sedma.memory.short_term`: bounded rolling statistics of the current run per
+  (entity, metric): last value, EWMA, window mean and percentiles, counters and gauges,
+  interval aggregates for long-term memory. In process, O(1) per update, thread-safe.
+- :mod:`sedma.memory.long_term`: the persistent store (SQLAlchemy; a SQLite file by default,
+  any SQL URL otherwise) of runs, interval observations, adaptations with measured outcomes,
+  device calibrations and best-known settings per workload context; trends and quantiles.
+
+Not here: what to do with the numbers (policies in :mod:`sedma.compute`, :mod:`sedma.comm`,
+:mod:`sedma.deploy`; warm starts in :mod:`sedma.control.learning`) and when to move data
+between the two memories (:mod:`sedma.control.loop`).
+"""
+
+from __future__ import annotations
+
+from sedma.memory.long_term import (
+    SCHEMA_VERSION,
+    AdaptationRecord,
+    Calibration,
+    LongTermMemory,
+    RunRecord,
+    Setting,
+    Trend,
+    default_path,
+)
+from sedma.memory.short_term import (
+    IntervalAggregate,
+    SeriesSnapshot,
+    SeriesStats,
+    ShortTermMemory,
+    StmSnapshot,
+)
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "AdaptationRecord",
+    "Calibration",
+    "IntervalAggregate",
+    "LongTermMemory",
+    "RunRecord",
+    "SeriesSnapshot",
+    "SeriesStats",
+    "Setting",
+    "ShortTermMemory",
+    "StmSnapshot",
+    "Trend",
+    "default_path",
+]

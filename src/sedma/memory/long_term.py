@@ -1,0 +1,896 @@
+"""Long-term memory: what sedma learned across runs, kept in one SQL database.
+
+Covers: :class:`LongTermMemory`, a store behind SQLAlchemy Core (a SQLite file by default,
+any SQLAlchemy URL otherwise) of runs, aggregated interval observations, adaptations with
+their measured outcomes, device calibrations and best-known settings per workload context;
+reading it back as trends and quantiles; opening safely (refusing foreign, corrupt or newer
+databases) and upgrading older schemas in place. Does not cover: the rolling statistics of
+the current run (see :mod:`sedma.memory.short_term`), deciding what a setting should be (see
+:mod:`sedma.control.learning`) or what to observe (see :mod:`sedma.control.loop`).
+
+Safety rules, because the file holds history that cannot be regenerated:
+
+- Opening never resets or overwrites. A file that is not SQLite, a SQLite database without
+  the sedma meta row, or one with a newer ``schema_version`` raises
+  :class:`~sedma.errors.MemoryStoreError` in one line naming the location and the problem,
+  and the file is left as it was (a non-SQLite file is not even handed to SQLite).
+- Every public write is one transaction. On SQLite the store runs in WAL mode with
+  ``synchronous=FULL``, so a killed process loses at most the transaction in flight.
+- Older schemas are upgraded by :data:`MIGRATIONS` (``{from_version: step}``), all steps in
+  one transaction.
+
+Timestamps are epoch seconds. Callers pass them for facts they measured; the injected clock
+stamps only bookkeeping (run start and end).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from numbers import Integral, Real
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Literal, get_args
+
+from sqlalchemy import (
+    Boolean,
+    Column,
+    Connection,
+    Double,
+    Engine,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    and_,
+    create_engine,
+    event,
+    func,
+    inspect,
+    or_,
+    select,
+    text,
+    update,
+)
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy.pool import StaticPool
+
+from sedma.clock import Clock, WallClock
+from sedma.errors import MemoryStoreError, SedmaError
+from sedma.memory.short_term import IntervalAggregate, percentile_sorted
+
+__all__ = [
+    "MIGRATIONS",
+    "SCHEMA_VERSION",
+    "AdaptationRecord",
+    "Calibration",
+    "Layer",
+    "LongTermMemory",
+    "RunRecord",
+    "Setting",
+    "Trend",
+    "default_path",
+]
+
+logger = logging.getLogger(__name__)
+
+SCHEMA_VERSION = 1
+APP = "sedma"
+Layer = Literal["compute", "comm", "deploy"]
+_SQLITE_HEADER = b"SQLite format 3\x00"
+_KEY = 255  # length of name columns; some databases need one to index a string
+
+# ---------------------------------------------------------------------------- schema (v1)
+_md = MetaData()
+_meta = Table(
+    "meta",
+    _md,
+    Column("app", String(32), primary_key=True),
+    Column("schema_version", Integer, nullable=False),
+    Column("created_epoch", Double, nullable=False),
+)
+_runs = Table(
+    "runs",
+    _md,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("context_key", String(_KEY), nullable=False),
+    Column("cluster", String(_KEY), nullable=False),
+    Column("workload", String(_KEY), nullable=False),
+    Column("started_epoch", Double, nullable=False),
+    Column("ended_epoch", Double),
+    Column("meta", Text, nullable=False),
+    Column("summary", Text),
+    Index("ix_runs_started", "started_epoch"),
+)
+_obs = Table(
+    "observations",
+    _md,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("run_id", Integer, ForeignKey("runs.id")),
+    Column("entity", String(_KEY), nullable=False),
+    Column("metric", String(_KEY), nullable=False),
+    Column("count", Integer, nullable=False),
+    Column("mean", Double, nullable=False),
+    Column("min", Double, nullable=False),
+    Column("max", Double, nullable=False),
+    Column("last", Double, nullable=False),
+    Column("t_first", Double, nullable=False),
+    Column("t_last", Double, nullable=False),
+    Index("ix_observations_series", "entity", "metric", "t_last"),
+)
+_adapt = Table(
+    "adaptations",
+    _md,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("run_id", Integer, ForeignKey("runs.id")),
+    Column("t_epoch", Double, nullable=False),
+    Column("context_key", String(_KEY), nullable=False),
+    Column("layer", String(16), nullable=False),
+    Column("kind", String(_KEY), nullable=False),
+    Column("decision", Text, nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("accepted", Boolean, nullable=False),
+    Column("predicted_gain", Double),
+    Column("measured_gain", Double),
+    Column("measured_epoch", Double),
+    Index("ix_adaptations_context", "context_key", "t_epoch"),
+)
+_calib = Table(
+    "calibrations",
+    _md,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("node", String(_KEY), nullable=False),
+    Column("kind", String(_KEY), nullable=False),
+    Column("t_epoch", Double, nullable=False),
+    Column("data", Text, nullable=False),
+    Index("ix_calibrations_node_kind", "node", "kind", "t_epoch"),
+)
+_hist = Table(
+    "setting_history",
+    _md,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("context_key", String(_KEY), nullable=False),
+    Column("name", String(_KEY), nullable=False),
+    Column("value", Double, nullable=False),
+    Column("score", Double, nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("t_epoch", Double, nullable=False),
+    Index("ix_setting_history_key", "context_key", "name"),
+)
+_best = Table(
+    "best_settings",
+    _md,
+    Column("context_key", String(_KEY), primary_key=True),
+    Column("name", String(_KEY), primary_key=True),
+    Column("value", Double, nullable=False),
+    Column("score", Double, nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("t_epoch", Double, nullable=False),
+    Column("runs", Integer, nullable=False),
+)
+
+
+# ---------------------------------------------------------------------------- migrations
+def _migrate_0_to_1(conn: Connection) -> None:
+    """v0 (pre-release 0.0.x): adaptations had no ``measured_epoch`` column and there were
+    no calibration or settings tables. Add the column, then every missing table and index."""
+    ddl_type = Double().compile(dialect=conn.dialect)
+    conn.execute(text(f"ALTER TABLE adaptations ADD COLUMN measured_epoch {ddl_type}"))
+    _md.create_all(conn, checkfirst=True)
+    for table in _md.tables.values():
+        for index in table.indexes:
+            index.create(conn, checkfirst=True)
+
+
+MIGRATIONS: Mapping[int, Callable[[Connection], None]] = {0: _migrate_0_to_1}
+"""Schema upgrades: ``MIGRATIONS[v]`` turns a version-``v`` database into version ``v + 1``."""
+
+
+# ---------------------------------------------------------------------------- records
+@dataclass(frozen=True)
+class AdaptationRecord:
+    """One decision of the control loop, accepted or not, and later its measured outcome.
+
+    ``decision`` is stored as JSON; ``predicted_gain`` and ``measured_gain`` are relative
+    improvements of the layer's objective (0.1 = 10 % better), or None when unknown.
+    """
+
+    id: int | None
+    run_id: int | None
+    t_epoch: float
+    context_key: str
+    layer: Layer
+    kind: str
+    decision: Mapping[str, object]
+    reason: str
+    accepted: bool
+    predicted_gain: float | None
+    measured_gain: float | None = None
+    measured_epoch: float | None = None
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """A measured device profile of one node (``kind`` e.g. ``"matmul"``, ``"crossbar"``)."""
+
+    node: str
+    kind: str
+    t_epoch: float
+    data: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Setting:
+    """The best-known value of one policy setting in one workload context.
+
+    ``runs`` is how many times any value of this setting was recorded for this context.
+    """
+
+    context_key: str
+    name: str
+    value: float
+    score: float
+    reason: str
+    t_epoch: float
+    runs: int
+
+
+@dataclass(frozen=True)
+class Trend:
+    """A series' level and drift over recent interval rows (see :meth:`LongTermMemory.trend`)."""
+
+    mean: float
+    slope_per_s: float
+    n: int
+    first_t: float
+    last_t: float
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """One run: its context, when it started and ended, and what it reported."""
+
+    id: int
+    context_key: str
+    cluster: str
+    workload: str
+    started_epoch: float
+    ended_epoch: float | None
+    meta: dict[str, Any]
+    summary: dict[str, Any] | None
+
+
+def default_path() -> Path:
+    """``$SEDMA_MEMORY``, else ``$XDG_DATA_HOME/sedma/memory.db``, else
+    ``~/.local/share/sedma/memory.db``."""
+    env = os.environ.get("SEDMA_MEMORY")
+    if env:
+        return Path(env).expanduser()
+    xdg = os.environ.get("XDG_DATA_HOME")
+    # The XDG spec says relative values are invalid and must be ignored.
+    if xdg and os.path.isabs(xdg):
+        return Path(xdg) / "sedma" / "memory.db"
+    return Path.home() / ".local" / "share" / "sedma" / "memory.db"
+
+
+# ---------------------------------------------------------------------------- helpers
+def _json_default(o: object) -> object:
+    # numpy scalars and arrays turn up in decisions and calibrations: store them as numbers.
+    for attr in ("tolist", "item"):
+        fn = getattr(o, attr, None)
+        if callable(fn):
+            return fn()
+    raise TypeError(f"{type(o).__name__} is not JSON-serialisable")
+
+
+def _dumps(param: str, value: Mapping[str, object]) -> str:
+    """JSON text of a mapping; NaN and infinity use Python's JSON extensions (they round-trip
+    through :func:`json.loads`), because a decision log should not lose a non-finite gain."""
+    if not isinstance(value, Mapping):
+        raise SedmaError(f"{param}: got {type(value).__name__}; must be a mapping")
+    try:
+        return json.dumps(dict(value), sort_keys=True, default=_json_default)
+    except (TypeError, ValueError) as exc:
+        raise SedmaError(f"{param}: got {value!r}; must be JSON-serialisable ({exc})") from None
+
+
+def _nonempty(param: str, value: str) -> str:
+    if not isinstance(value, str) or not value:
+        raise SedmaError(f"{param}: got {value!r}; must be a non-empty string")
+    return value
+
+
+def _finite(param: str, value: float) -> float:
+    # numbers.Real admits numpy scalars, which the database drivers do not: return a float.
+    if isinstance(value, bool) or not isinstance(value, Real) or not math.isfinite(value):
+        raise SedmaError(f"{param}: got {value!r}; must be a finite number")
+    return float(value)
+
+
+def _opt_id(param: str, value: int | None) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, Integral):
+        raise SedmaError(f"{param}: got {value!r}; must be an integer id or None")
+    return int(value)
+
+
+def _limit(param: str, value: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise SedmaError(f"{param}: got {value!r}; must be an integer >= 1")
+    return value
+
+
+def _check_sqlite_file(path: Path) -> None:
+    """Refuse, before SQLite touches it, a path that cannot be a SQLite database."""
+    if path.is_dir():
+        raise MemoryStoreError(f"memory store {path}: is a directory, not a database file")
+    if not path.exists():
+        return
+    size = path.stat().st_size
+    if size == 0:
+        return  # a fresh, empty file: SQLite treats it as an empty database
+    with path.open("rb") as f:
+        head = f.read(len(_SQLITE_HEADER))
+    if head != _SQLITE_HEADER or size < 100:
+        raise MemoryStoreError(
+            f"memory store {path}: is not a SQLite database (bad header); "
+            "refusing to open it (move it away or pass another location)"
+        )
+
+
+def _hide_password(url: str) -> str:
+    try:
+        parsed = make_url(url)
+        return url if parsed.password is None else parsed.render_as_string(hide_password=True)
+    except (SQLAlchemyError, ValueError):
+        return "<unparsable URL>"  # may still hold a password: do not echo it
+
+
+def _is_sqlite_memory(engine: Engine) -> bool:
+    db = engine.url.database or ""
+    return db in ("", ":memory:") or "mode=memory" in str(engine.url)
+
+
+def _make_engine(url: str | URL) -> Engine:
+    engine = create_engine(url)
+    if engine.dialect.name == "sqlite" and _is_sqlite_memory(engine):
+        # An in-memory database lives in one connection: share that one connection (tests,
+        # throw-away runs) instead of SQLAlchemy's default of one private database per thread.
+        engine.dispose()
+        engine = create_engine(url, poolclass=StaticPool, connect_args={"check_same_thread": False})
+    return engine
+
+
+# ---------------------------------------------------------------------------- the store
+class LongTermMemory:
+    """Persistent history of runs, observations, adaptations, calibrations and settings.
+
+    ``location``: None for :func:`default_path`; a path for a SQLite file (parent directories
+    are created); a string containing ``://`` for any SQLAlchemy URL, used as-is.
+    Thread-safe: every call checks a connection out of SQLAlchemy's pool.
+    """
+
+    def __init__(self, location: str | Path | None = None, *, clock: Clock | None = None) -> None:
+        self._clock: Clock = clock if clock is not None else WallClock()
+        self._closed = False
+        self._wal = False  # switched on once the database is known to be ours
+        url: str | URL
+        if isinstance(location, str) and "://" in location:
+            url = location
+            self._path: Path | None = None
+        else:
+            path = default_path() if location is None else Path(location).expanduser()
+            try:
+                _check_sqlite_file(path)
+                path.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise MemoryStoreError(f"memory store {path}: cannot be used ({exc})") from None
+            # URL.create, not an f-string: a path may hold '?' or '#', which a URL would parse.
+            url = URL.create("sqlite", database=str(path))
+            self._path = path
+        self._url = str(url)
+        try:
+            self._engine: Engine = _make_engine(url)
+        except (SQLAlchemyError, ImportError, ValueError) as exc:
+            shown = _hide_password(str(url))
+            raise MemoryStoreError(f"memory store {shown}: bad location ({exc})") from None
+        self._sqlite = self._engine.dialect.name == "sqlite"
+        in_memory = self._sqlite and _is_sqlite_memory(self._engine)
+        if self._sqlite:
+            self._install_sqlite_hooks()
+        try:
+            self._open()
+        except BaseException:
+            self._engine.dispose()
+            raise
+        if self._sqlite and not in_memory:
+            # New pooled connections now switch to WAL; the probing connection was made
+            # before we knew the file was ours, so drop it.
+            self._wal = True
+            self._engine.dispose()
+            with self._engine.connect() as conn:
+                conn.exec_driver_sql("SELECT 1")
+        logger.debug("opened long-term memory at %s", self.location)
+
+    # ------------------------------------------------------------------ opening
+    def _install_sqlite_hooks(self) -> None:
+        @event.listens_for(self._engine, "connect")
+        def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+            # Let SQLAlchemy's "begin" event emit BEGIN itself: pysqlite's own implicit
+            # transactions skip DDL, which would break one-transaction migrations.
+            dbapi_conn.isolation_level = None
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA foreign_keys=ON")
+            cur.execute("PRAGMA synchronous=FULL")
+            cur.execute("PRAGMA busy_timeout=10000")
+            if self._wal:
+                # journal_mode is stored in the file, so it is set only once the file is
+                # known to be ours: never on a foreign database.
+                cur.execute("PRAGMA journal_mode=WAL")
+            cur.close()
+
+        @event.listens_for(self._engine, "begin")
+        def _on_begin(conn: Connection) -> None:
+            # Writers take the write lock up front, so two writers queue on busy_timeout
+            # instead of one failing when it upgrades a read lock.
+            immediate = conn.get_execution_options().get("sedma_write", False)
+            conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+    def _fail(self, problem: str) -> MemoryStoreError:
+        return MemoryStoreError(f"memory store {self.location}: {problem}")
+
+    def _state(self, conn: Connection) -> int | None:
+        """Schema version of an existing sedma store, None if the database is empty."""
+        tables = set(inspect(conn).get_table_names())
+        if not tables:
+            return None
+        if "meta" not in tables:
+            names = ", ".join(sorted(tables)[:5])
+            raise self._fail(
+                f"is a database but not a sedma memory store (tables: {names}; no sedma "
+                "meta row); refusing to touch it"
+            )
+        try:
+            version = conn.execute(
+                select(_meta.c.schema_version).where(_meta.c.app == APP)
+            ).scalar_one_or_none()
+        except SQLAlchemyError:
+            version = None
+        if version is None:
+            raise self._fail(
+                "is a database but not a sedma memory store (no sedma meta row); "
+                "refusing to touch it"
+            )
+        if int(version) > SCHEMA_VERSION:
+            raise self._fail(
+                f"has schema_version {version}, newer than this sedma supports "
+                f"({SCHEMA_VERSION}); upgrade sedma"
+            )
+        return int(version)
+
+    def _open(self) -> None:
+        try:
+            with self._engine.connect() as conn, conn.begin():
+                version = self._state(conn)
+            if version == SCHEMA_VERSION:
+                return
+            with self._write() as conn:
+                version = self._state(conn)  # again: another process may have won the race
+                if version == SCHEMA_VERSION:
+                    return
+                if version is None:
+                    _md.create_all(conn)
+                    conn.execute(
+                        _meta.insert().values(
+                            app=APP, schema_version=SCHEMA_VERSION, created_epoch=self._now()
+                        )
+                    )
+                    logger.info("created long-term memory schema v%d", SCHEMA_VERSION)
+                    return
+                while version < SCHEMA_VERSION:
+                    step = MIGRATIONS.get(version)
+                    if step is None:
+                        raise self._fail(f"has schema_version {version}; no migration from it")
+                    step(conn)
+                    version += 1
+                conn.execute(update(_meta).where(_meta.c.app == APP).values(schema_version=version))
+                logger.info("upgraded long-term memory schema to v%d", version)
+        except MemoryStoreError:
+            raise
+        except SQLAlchemyError as exc:
+            detail = str(getattr(exc, "orig", exc)) or type(exc).__name__
+            raise self._fail(f"cannot be opened as a sedma store ({detail})") from None
+
+    # ------------------------------------------------------------------ plumbing
+    def _now(self) -> float:
+        return self._clock.epoch()
+
+    @contextmanager
+    def _write(self) -> Iterator[Connection]:
+        """One write transaction (BEGIN IMMEDIATE on SQLite)."""
+        self._check_open()
+        with self._engine.connect() as conn:
+            conn.execution_options(sedma_write=True)
+            with conn.begin():
+                yield conn
+
+    @contextmanager
+    def _read(self) -> Iterator[Connection]:
+        self._check_open()
+        with self._engine.connect() as conn, conn.begin():
+            yield conn
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise self._fail("is closed")
+
+    @property
+    def location(self) -> str:
+        """Where the store lives, for display (passwords hidden)."""
+        if self._path is not None:
+            return str(self._path)
+        return _hide_password(str(self._url))
+
+    def close(self) -> None:
+        """Release every connection; the store cannot be used afterwards."""
+        if not self._closed:
+            self._closed = True
+            self._engine.dispose()
+
+    def __enter__(self) -> LongTermMemory:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"LongTermMemory({self.location!r})"
+
+    # ------------------------------------------------------------------ runs
+    def start_run(
+        self, context_key: str, cluster: str, workload: str, meta: Mapping[str, object]
+    ) -> int:
+        """Open a run record, stamped now; returns its id."""
+        row = {
+            "context_key": _nonempty("context_key", context_key),
+            "cluster": _nonempty("cluster", cluster),
+            "workload": _nonempty("workload", workload),
+            "meta": _dumps("meta", meta),
+            "started_epoch": self._now(),
+        }
+        with self._write() as conn:
+            pk = conn.execute(_runs.insert().values(**row)).inserted_primary_key
+        assert pk is not None
+        return int(pk[0])
+
+    def end_run(self, run_id: int, summary: Mapping[str, object]) -> None:
+        """Close a run, stamped now, with its summary (stored as JSON)."""
+        payload = _dumps("summary", summary)
+        with self._write() as conn:
+            res = conn.execute(
+                update(_runs)
+                .where(_runs.c.id == run_id)
+                .values(ended_epoch=self._now(), summary=payload)
+            )
+            if res.rowcount != 1:
+                raise SedmaError(f"run_id: got {run_id!r}; no such run")
+
+    def runs(self, limit: int = 10) -> list[RunRecord]:
+        """The most recent runs, newest first."""
+        limit = _limit("limit", limit)
+        q = select(_runs).order_by(_runs.c.started_epoch.desc(), _runs.c.id.desc()).limit(limit)
+        with self._read() as conn:
+            rows = conn.execute(q).all()
+        return [
+            RunRecord(
+                id=r.id,
+                context_key=r.context_key,
+                cluster=r.cluster,
+                workload=r.workload,
+                started_epoch=r.started_epoch,
+                ended_epoch=r.ended_epoch,
+                meta=json.loads(r.meta),
+                summary=None if r.summary is None else json.loads(r.summary),
+            )
+            for r in rows
+        ]
+
+    # ------------------------------------------------------------------ observations
+    def record_observations(self, run_id: int | None, rows: Sequence[IntervalAggregate]) -> int:
+        """Store interval aggregates in one transaction; returns how many were stored.
+
+        Times are stored as given: convert them to epoch seconds before calling.
+        """
+        run_id = _opt_id("run_id", run_id)
+        values: list[dict[str, object]] = []
+        for a in rows:
+            where = f"observation {a.entity!r}/{a.metric!r}"
+            if isinstance(a.count, bool) or not isinstance(a.count, Integral) or a.count < 1:
+                raise SedmaError(f"{where}: count got {a.count!r}; must be an integer >= 1")
+            row: dict[str, object] = {
+                name: _finite(f"{where}: {name}", getattr(a, name))
+                for name in ("mean", "min", "max", "last", "t_first", "t_last")
+            }
+            row.update(run_id=run_id, entity=a.entity, metric=a.metric, count=int(a.count))
+            values.append(row)
+        if not values:
+            return 0
+        try:
+            with self._write() as conn:
+                conn.execute(_obs.insert(), values)
+        except IntegrityError:
+            raise SedmaError(f"run_id: got {run_id!r}; no such run") from None
+        return len(values)
+
+    def _recent_rows(
+        self, entity: str, metric: str, last_n: int, since_epoch: float | None
+    ) -> list[Any]:
+        last_n = _limit("last_n", last_n)
+        q = select(_obs.c.count, _obs.c.mean, _obs.c.t_first, _obs.c.t_last).where(
+            _obs.c.entity == entity, _obs.c.metric == metric
+        )
+        if since_epoch is not None:
+            q = q.where(_obs.c.t_last >= _finite("since_epoch", since_epoch))
+        q = q.order_by(_obs.c.t_last.desc(), _obs.c.id.desc()).limit(last_n)
+        with self._read() as conn:
+            return list(conn.execute(q).all())
+
+    def trend(
+        self, entity: str, metric: str, *, last_n: int = 50, since_epoch: float | None = None
+    ) -> Trend | None:
+        """Level and drift of a series over its last ``last_n`` interval rows.
+
+        With interval means ``y_i``, counts ``w_i`` and interval midpoints
+        ``x_i = (t_first_i + t_last_i) / 2``, the mean is ``sum(w y) / sum(w)`` (every sample
+        counts once) and the slope is the count-weighted least-squares fit::
+
+            slope = sum(w (x - xbar) (y - ybar)) / sum(w (x - xbar)^2)
+
+        with ``xbar``, ``ybar`` the weighted means (centring keeps epoch-sized ``x`` exact).
+        The slope is 0.0 when all rows share one time. None if there are no rows.
+        """
+        rows = self._recent_rows(entity, metric, last_n, since_epoch)
+        if not rows:
+            return None
+        w = [float(r.count) for r in rows]
+        y = [float(r.mean) for r in rows]
+        x = [(r.t_first + r.t_last) / 2.0 for r in rows]
+        sw = math.fsum(w)
+        ybar = math.fsum(wi * yi for wi, yi in zip(w, y, strict=True)) / sw
+        xbar = math.fsum(wi * xi for wi, xi in zip(w, x, strict=True)) / sw
+        sxx = math.fsum(wi * (xi - xbar) ** 2 for wi, xi in zip(w, x, strict=True))
+        sxy = math.fsum(wi * (xi - xbar) * (yi - ybar) for wi, xi, yi in zip(w, x, y, strict=True))
+        slope = sxy / sxx if sxx > 0.0 else 0.0
+        return Trend(
+            mean=ybar,
+            slope_per_s=slope,
+            n=len(rows),
+            first_t=min(r.t_first for r in rows),
+            last_t=max(r.t_last for r in rows),
+        )
+
+    def quantile(self, entity: str, metric: str, q: float, *, last_n: int = 50) -> float | None:
+        """The ``q``-quantile (``0 <= q <= 1``, linear interpolation) of the interval means of
+        the last ``last_n`` rows; None if there are none."""
+        if not isinstance(q, int | float) or not (0.0 <= q <= 1.0):
+            raise SedmaError(f"q: got {q!r}; must be a quantile in [0, 1] (0.95, not 95)")
+        rows = self._recent_rows(entity, metric, last_n, None)
+        if not rows:
+            return None
+        return percentile_sorted(sorted(float(r.mean) for r in rows), float(q))
+
+    def entities(self, metric: str | None = None) -> list[tuple[str, str]]:
+        """Every (entity, metric) with observations, sorted; only ``metric`` if given."""
+        q = select(_obs.c.entity, _obs.c.metric).distinct()
+        if metric is not None:
+            q = q.where(_obs.c.metric == metric)
+        q = q.order_by(_obs.c.entity, _obs.c.metric)
+        with self._read() as conn:
+            return [(r.entity, r.metric) for r in conn.execute(q)]
+
+    # ------------------------------------------------------------------ adaptations
+    def record_adaptation(self, rec: AdaptationRecord) -> int:
+        """Store a decision (its ``id`` is ignored); returns the new id."""
+        if rec.layer not in get_args(Layer):
+            raise SedmaError(f"layer: got {rec.layer!r}; must be one of {get_args(Layer)}")
+        row = {
+            "run_id": _opt_id("run_id", rec.run_id),
+            "t_epoch": _finite("t_epoch", rec.t_epoch),
+            "context_key": _nonempty("context_key", rec.context_key),
+            "layer": rec.layer,
+            "kind": _nonempty("kind", rec.kind),
+            "decision": _dumps("decision", rec.decision),
+            "reason": str(rec.reason),
+            "accepted": bool(rec.accepted),
+            "predicted_gain": (
+                None
+                if rec.predicted_gain is None
+                else _finite("predicted_gain", rec.predicted_gain)
+            ),
+            "measured_gain": (
+                None if rec.measured_gain is None else _finite("measured_gain", rec.measured_gain)
+            ),
+            "measured_epoch": (
+                None
+                if rec.measured_epoch is None
+                else _finite("measured_epoch", rec.measured_epoch)
+            ),
+        }
+        try:
+            with self._write() as conn:
+                pk = conn.execute(_adapt.insert().values(**row)).inserted_primary_key
+        except IntegrityError:
+            raise SedmaError(f"run_id: got {rec.run_id!r}; no such run") from None
+        assert pk is not None
+        return int(pk[0])
+
+    def record_outcome(
+        self, adaptation_id: int, measured_gain: float, measured_epoch: float
+    ) -> None:
+        """Attach the measured outcome to a stored adaptation."""
+        values = {
+            "measured_gain": _finite("measured_gain", measured_gain),
+            "measured_epoch": _finite("measured_epoch", measured_epoch),
+        }
+        with self._write() as conn:
+            res = conn.execute(update(_adapt).where(_adapt.c.id == adaptation_id).values(values))
+            if res.rowcount != 1:
+                raise SedmaError(f"adaptation_id: got {adaptation_id!r}; no such adaptation")
+
+    def recent_adaptations(
+        self, limit: int = 20, context_key: str | None = None
+    ) -> list[AdaptationRecord]:
+        """The latest adaptations (newest first), of one context if given."""
+        limit = _limit("limit", limit)
+        q = select(_adapt)
+        if context_key is not None:
+            q = q.where(_adapt.c.context_key == _nonempty("context_key", context_key))
+        q = q.order_by(_adapt.c.t_epoch.desc(), _adapt.c.id.desc()).limit(limit)
+        with self._read() as conn:
+            rows = conn.execute(q).all()
+        return [
+            AdaptationRecord(
+                id=r.id,
+                run_id=r.run_id,
+                t_epoch=r.t_epoch,
+                context_key=r.context_key,
+                layer=r.layer,
+                kind=r.kind,
+                decision=json.loads(r.decision),
+                reason=r.reason,
+                accepted=bool(r.accepted),
+                predicted_gain=r.predicted_gain,
+                measured_gain=r.measured_gain,
+                measured_epoch=r.measured_epoch,
+            )
+            for r in rows
+        ]
+
+    # ------------------------------------------------------------------ calibrations
+    def record_calibration(
+        self, node: str, kind: str, data: Mapping[str, object], t_epoch: float
+    ) -> int:
+        """Store a device profile measured at ``t_epoch``; returns its id."""
+        row = {
+            "node": _nonempty("node", node),
+            "kind": _nonempty("kind", kind),
+            "data": _dumps("data", data),
+            "t_epoch": _finite("t_epoch", t_epoch),
+        }
+        with self._write() as conn:
+            pk = conn.execute(_calib.insert().values(**row)).inserted_primary_key
+        assert pk is not None
+        return int(pk[0])
+
+    def latest_calibration(self, node: str, kind: str) -> Calibration | None:
+        q = (
+            select(_calib)
+            .where(_calib.c.node == node, _calib.c.kind == kind)
+            .order_by(_calib.c.t_epoch.desc(), _calib.c.id.desc())
+            .limit(1)
+        )
+        with self._read() as conn:
+            r = conn.execute(q).first()
+        if r is None:
+            return None
+        return Calibration(node=r.node, kind=r.kind, t_epoch=r.t_epoch, data=json.loads(r.data))
+
+    def calibrations(self) -> list[Calibration]:
+        """The latest calibration per (node, kind), sorted by node then kind."""
+        newer = _calib.alias("newer")
+        # A row is the latest if no row of the same (node, kind) is newer (ties: higher id).
+        exists_newer = (
+            select(newer.c.id)
+            .where(
+                newer.c.node == _calib.c.node,
+                newer.c.kind == _calib.c.kind,
+                or_(
+                    newer.c.t_epoch > _calib.c.t_epoch,
+                    and_(newer.c.t_epoch == _calib.c.t_epoch, newer.c.id > _calib.c.id),
+                ),
+            )
+            .exists()
+        )
+        q = select(_calib).where(~exists_newer).order_by(_calib.c.node, _calib.c.kind)
+        with self._read() as conn:
+            rows = conn.execute(q).all()
+        return [
+            Calibration(node=r.node, kind=r.kind, t_epoch=r.t_epoch, data=json.loads(r.data))
+            for r in rows
+        ]
+
+    # ------------------------------------------------------------------ settings
+    def record_setting(
+        self, context_key: str, name: str, value: float, score: float, reason: str, t_epoch: float
+    ) -> bool:
+        """Record one tried value of a setting and its score (higher is better).
+
+        Every call adds a history row. The value becomes the best-known one if its score is
+        higher than the best so far, or equal and ``t_epoch`` is not older (ties go to the
+        newer evidence). Returns True if it became the best.
+        """
+        row = {
+            "context_key": _nonempty("context_key", context_key),
+            "name": _nonempty("name", name),
+            "value": _finite("value", value),
+            "score": _finite("score", score),
+            "reason": str(reason),
+            "t_epoch": _finite("t_epoch", t_epoch),
+        }
+        key = and_(_best.c.context_key == context_key, _best.c.name == name)
+        with self._write() as conn:
+            conn.execute(_hist.insert().values(**row))
+            best = conn.execute(select(_best.c.score, _best.c.t_epoch).where(key)).first()
+            if best is None:
+                conn.execute(_best.insert().values(**row, runs=1))
+                return True
+            wins = row["score"] > best.score or (
+                row["score"] == best.score and row["t_epoch"] >= best.t_epoch
+            )
+            changes: dict[str, object] = {"runs": _best.c.runs + 1}
+            if wins:
+                changes.update(row)
+            conn.execute(update(_best).where(key).values(changes))
+        return bool(wins)
+
+    def best_settings(self, context_key: str) -> dict[str, Setting]:
+        """The best-known value of every setting recorded for ``context_key``, by name."""
+        q = select(_best).where(_best.c.context_key == _nonempty("context_key", context_key))
+        with self._read() as conn:
+            rows = conn.execute(q.order_by(_best.c.name)).all()
+        return {
+            r.name: Setting(
+                context_key=r.context_key,
+                name=r.name,
+                value=r.value,
+                score=r.score,
+                reason=r.reason,
+                t_epoch=r.t_epoch,
+                runs=r.runs,
+            )
+            for r in rows
+        }
+
+    # ------------------------------------------------------------------ housekeeping
+    def stats(self) -> dict[str, int]:
+        """Row count per table."""
+        with self._read() as conn:
+            return {
+                name: int(conn.execute(select(func.count()).select_from(table)).scalar_one())
+                for name, table in sorted(_md.tables.items())
+            }
