@@ -1,0 +1,68 @@
+"""Observations: the only way facts flow from a backend back to the control loop.
+
+Covers: the small frozen records a backend (local, ray, sim) emits as work runs: a tile
+finished (:class:`TileDone`), a node's memory held for the job (:class:`MemoryHeld`), a
+node's free memory changed under us (:class:`FreeMemory`), a node failed (:class:`NodeFailed`).
+Does not cover: how they are aggregated (see :mod:`sedma.memory.short_term`) or turned into
+metrics (see :mod:`sedma.metrics`).
+
+``t`` fields are stamps of the backend's injected clock (wall seconds for local and ray,
+virtual seconds for sim). ``busy_s`` is *device* time: on an emulating backend that dilates
+time (the local backend runs a node's work ``time_scale`` times slower than the device it
+stands for, so that a 2-core machine can host 16 nodes), ``busy_s`` is already divided by
+that factor, so rates computed from it are in the spec's units.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = ["FreeMemory", "MemoryHeld", "NodeFailed", "Observation", "TileDone"]
+
+
+@dataclass(frozen=True)
+class TileDone:
+    """A node finished one tile of a product."""
+
+    node: str
+    op: int
+    flops: int
+    t_start: float
+    t_end: float
+    busy_s: float  # device seconds the node spent on it
+
+    @property
+    def rate_gflops(self) -> float:
+        return self.flops / self.busy_s / 1e9 if self.busy_s > 0 else float("inf")
+
+
+@dataclass(frozen=True)
+class MemoryHeld:
+    """Bytes (and crossbar arrays) a node holds for the job right now."""
+
+    node: str
+    t: float
+    held_bytes: int  # digital bytes plus what used arrays stand for (padding included)
+    digital_bytes: int
+    arrays: int
+
+
+@dataclass(frozen=True)
+class FreeMemory:
+    """Digital memory a node has free for the job (capacity minus other tenants)."""
+
+    node: str
+    t: float
+    free_bytes: int
+
+
+@dataclass(frozen=True)
+class NodeFailed:
+    """A node stopped: its tiles must be re-placed."""
+
+    node: str
+    t: float
+    reason: str
+
+
+Observation = TileDone | MemoryHeld | FreeMemory | NodeFailed
