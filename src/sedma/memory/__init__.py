@@ -8,6 +8,13 @@ Modules:
 - :mod:`sedma.memory.long_term`: the persistent store (SQLAlchemy; a SQLite file by default,
   any SQL URL otherwise) of runs, interval observations, adaptations with measured outcomes,
   device calibrations and best-known settings per workload context; trends and quantiles.
+  Re-exports ``SCHEMA_VERSION``, ``MIGRATIONS`` and the record types, so callers import
+  them from it as before.
+- :mod:`sedma.memory.schema`: the store's tables, ``SCHEMA_VERSION`` and ``MIGRATIONS``;
+  recognising a SQLite file, a sedma store and its version before anything is written.
+- :mod:`sedma.memory.records`: the frozen record types the store takes and returns
+  (``AdaptationRecord``, ``Calibration``, ``Setting``, ``Trend``, ``RunRecord``, ``Layer``)
+  and the checks values pass before they are stored.
 
 Not here: what to do with the numbers (policies in :mod:`sedma.compute`, :mod:`sedma.comm`,
 :mod:`sedma.deploy`; warm starts in :mod:`sedma.control.learning`) and when to move data

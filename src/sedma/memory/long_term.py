@@ -3,9 +3,11 @@
 Covers: :class:`LongTermMemory`, a store behind SQLAlchemy Core (a SQLite file by default,
 any SQLAlchemy URL otherwise) of runs, aggregated interval observations, adaptations with
 their measured outcomes, device calibrations and best-known settings per workload context;
-reading it back as trends and quantiles; opening safely (refusing foreign, corrupt or newer
-databases) and upgrading older schemas in place. Does not cover: the rolling statistics of
-the current run (see :mod:`sedma.memory.short_term`), deciding what a setting should be (see
+reading it back as trends and quantiles; where it lives (:func:`default_path`), connecting
+and transactions. Does not cover: the tables, schema versions, migrations and recognising a
+foreign or newer file (see :mod:`sedma.memory.schema`), the record types and value checks
+(see :mod:`sedma.memory.records`; both re-exported here), the rolling statistics of the
+current run (see :mod:`sedma.memory.short_term`), deciding what a setting should be (see
 :mod:`sedma.control.learning`) or what to observe (see :mod:`sedma.control.loop`).
 
 Safety rules, because the file holds history that cannot be regenerated:
@@ -29,43 +31,42 @@ import json
 import logging
 import math
 import os
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
-from numbers import Integral, Real
+from numbers import Integral
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Literal, get_args
+from typing import Any, get_args
 
-from sqlalchemy import (
-    Boolean,
-    Column,
-    Connection,
-    Double,
-    Engine,
-    ForeignKey,
-    Index,
-    Integer,
-    MetaData,
-    String,
-    Table,
-    Text,
-    and_,
-    create_engine,
-    event,
-    func,
-    inspect,
-    or_,
-    select,
-    text,
-    update,
-)
+from sqlalchemy import Connection, Engine, and_, create_engine, event, func, or_, select, update
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.pool import StaticPool
 
 from sedma.clock import Clock, WallClock
 from sedma.errors import MemoryStoreError, SedmaError
+from sedma.memory.records import AdaptationRecord, Calibration, Layer, RunRecord, Setting, Trend
+from sedma.memory.records import dumps as _dumps
+from sedma.memory.records import finite as _finite
+from sedma.memory.records import limit as _limit
+from sedma.memory.records import nonempty as _nonempty
+from sedma.memory.records import opt_id as _opt_id
+from sedma.memory.schema import APP as APP  # re-exported, as before the split
+from sedma.memory.schema import (
+    MIGRATIONS,
+    SCHEMA_VERSION,
+    check_sqlite_file,
+    create_schema,
+    migrate,
+    schema_state,
+)
+from sedma.memory.schema import adaptations as _adapt
+from sedma.memory.schema import best_settings as _best
+from sedma.memory.schema import calibrations as _calib
+from sedma.memory.schema import metadata as _md
+from sedma.memory.schema import observations as _obs
+from sedma.memory.schema import runs as _runs
+from sedma.memory.schema import setting_history as _hist
 from sedma.memory.short_term import IntervalAggregate, percentile_sorted
 
 __all__ = [
@@ -83,191 +84,6 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 1
-APP = "sedma"
-Layer = Literal["compute", "comm", "deploy"]
-_SQLITE_HEADER = b"SQLite format 3\x00"
-_KEY = 255  # length of name columns; some databases need one to index a string
-
-# ---------------------------------------------------------------------------- schema (v1)
-_md = MetaData()
-_meta = Table(
-    "meta",
-    _md,
-    Column("app", String(32), primary_key=True),
-    Column("schema_version", Integer, nullable=False),
-    Column("created_epoch", Double, nullable=False),
-)
-_runs = Table(
-    "runs",
-    _md,
-    Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("context_key", String(_KEY), nullable=False),
-    Column("cluster", String(_KEY), nullable=False),
-    Column("workload", String(_KEY), nullable=False),
-    Column("started_epoch", Double, nullable=False),
-    Column("ended_epoch", Double),
-    Column("meta", Text, nullable=False),
-    Column("summary", Text),
-    Index("ix_runs_started", "started_epoch"),
-)
-_obs = Table(
-    "observations",
-    _md,
-    Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("run_id", Integer, ForeignKey("runs.id")),
-    Column("entity", String(_KEY), nullable=False),
-    Column("metric", String(_KEY), nullable=False),
-    Column("count", Integer, nullable=False),
-    Column("mean", Double, nullable=False),
-    Column("min", Double, nullable=False),
-    Column("max", Double, nullable=False),
-    Column("last", Double, nullable=False),
-    Column("t_first", Double, nullable=False),
-    Column("t_last", Double, nullable=False),
-    Index("ix_observations_series", "entity", "metric", "t_last"),
-)
-_adapt = Table(
-    "adaptations",
-    _md,
-    Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("run_id", Integer, ForeignKey("runs.id")),
-    Column("t_epoch", Double, nullable=False),
-    Column("context_key", String(_KEY), nullable=False),
-    Column("layer", String(16), nullable=False),
-    Column("kind", String(_KEY), nullable=False),
-    Column("decision", Text, nullable=False),
-    Column("reason", Text, nullable=False),
-    Column("accepted", Boolean, nullable=False),
-    Column("predicted_gain", Double),
-    Column("measured_gain", Double),
-    Column("measured_epoch", Double),
-    Index("ix_adaptations_context", "context_key", "t_epoch"),
-)
-_calib = Table(
-    "calibrations",
-    _md,
-    Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("node", String(_KEY), nullable=False),
-    Column("kind", String(_KEY), nullable=False),
-    Column("t_epoch", Double, nullable=False),
-    Column("data", Text, nullable=False),
-    Index("ix_calibrations_node_kind", "node", "kind", "t_epoch"),
-)
-_hist = Table(
-    "setting_history",
-    _md,
-    Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("context_key", String(_KEY), nullable=False),
-    Column("name", String(_KEY), nullable=False),
-    Column("value", Double, nullable=False),
-    Column("score", Double, nullable=False),
-    Column("reason", Text, nullable=False),
-    Column("t_epoch", Double, nullable=False),
-    Index("ix_setting_history_key", "context_key", "name"),
-)
-_best = Table(
-    "best_settings",
-    _md,
-    Column("context_key", String(_KEY), primary_key=True),
-    Column("name", String(_KEY), primary_key=True),
-    Column("value", Double, nullable=False),
-    Column("score", Double, nullable=False),
-    Column("reason", Text, nullable=False),
-    Column("t_epoch", Double, nullable=False),
-    Column("runs", Integer, nullable=False),
-)
-
-
-# ---------------------------------------------------------------------------- migrations
-def _migrate_0_to_1(conn: Connection) -> None:
-    """v0 (pre-release 0.0.x): adaptations had no ``measured_epoch`` column and there were
-    no calibration or settings tables. Add the column, then every missing table and index."""
-    ddl_type = Double().compile(dialect=conn.dialect)
-    conn.execute(text(f"ALTER TABLE adaptations ADD COLUMN measured_epoch {ddl_type}"))
-    _md.create_all(conn, checkfirst=True)
-    for table in _md.tables.values():
-        for index in table.indexes:
-            index.create(conn, checkfirst=True)
-
-
-MIGRATIONS: Mapping[int, Callable[[Connection], None]] = {0: _migrate_0_to_1}
-"""Schema upgrades: ``MIGRATIONS[v]`` turns a version-``v`` database into version ``v + 1``."""
-
-
-# ---------------------------------------------------------------------------- records
-@dataclass(frozen=True)
-class AdaptationRecord:
-    """One decision of the control loop, accepted or not, and later its measured outcome.
-
-    ``decision`` is stored as JSON; ``predicted_gain`` and ``measured_gain`` are relative
-    improvements of the layer's objective (0.1 = 10 % better), or None when unknown.
-    """
-
-    id: int | None
-    run_id: int | None
-    t_epoch: float
-    context_key: str
-    layer: Layer
-    kind: str
-    decision: Mapping[str, object]
-    reason: str
-    accepted: bool
-    predicted_gain: float | None
-    measured_gain: float | None = None
-    measured_epoch: float | None = None
-
-
-@dataclass(frozen=True)
-class Calibration:
-    """A measured device profile of one node (``kind`` e.g. ``"matmul"``, ``"crossbar"``)."""
-
-    node: str
-    kind: str
-    t_epoch: float
-    data: dict[str, Any]
-
-
-@dataclass(frozen=True)
-class Setting:
-    """The best-known value of one policy setting in one workload context.
-
-    ``runs`` is how many times any value of this setting was recorded for this context.
-    """
-
-    context_key: str
-    name: str
-    value: float
-    score: float
-    reason: str
-    t_epoch: float
-    runs: int
-
-
-@dataclass(frozen=True)
-class Trend:
-    """A series' level and drift over recent interval rows (see :meth:`LongTermMemory.trend`)."""
-
-    mean: float
-    slope_per_s: float
-    n: int
-    first_t: float
-    last_t: float
-
-
-@dataclass(frozen=True)
-class RunRecord:
-    """One run: its context, when it started and ended, and what it reported."""
-
-    id: int
-    context_key: str
-    cluster: str
-    workload: str
-    started_epoch: float
-    ended_epoch: float | None
-    meta: dict[str, Any]
-    summary: dict[str, Any] | None
-
 
 def default_path() -> Path:
     """``$SEDMA_MEMORY``, else ``$XDG_DATA_HOME/sedma/memory.db``, else
@@ -282,72 +98,7 @@ def default_path() -> Path:
     return Path.home() / ".local" / "share" / "sedma" / "memory.db"
 
 
-# ---------------------------------------------------------------------------- helpers
-def _json_default(o: object) -> object:
-    # numpy scalars and arrays turn up in decisions and calibrations: store them as numbers.
-    for attr in ("tolist", "item"):
-        fn = getattr(o, attr, None)
-        if callable(fn):
-            return fn()
-    raise TypeError(f"{type(o).__name__} is not JSON-serialisable")
-
-
-def _dumps(param: str, value: Mapping[str, object]) -> str:
-    """JSON text of a mapping; NaN and infinity use Python's JSON extensions (they round-trip
-    through :func:`json.loads`), because a decision log should not lose a non-finite gain."""
-    if not isinstance(value, Mapping):
-        raise SedmaError(f"{param}: got {type(value).__name__}; must be a mapping")
-    try:
-        return json.dumps(dict(value), sort_keys=True, default=_json_default)
-    except (TypeError, ValueError) as exc:
-        raise SedmaError(f"{param}: got {value!r}; must be JSON-serialisable ({exc})") from None
-
-
-def _nonempty(param: str, value: str) -> str:
-    if not isinstance(value, str) or not value:
-        raise SedmaError(f"{param}: got {value!r}; must be a non-empty string")
-    return value
-
-
-def _finite(param: str, value: float) -> float:
-    # numbers.Real admits numpy scalars, which the database drivers do not: return a float.
-    if isinstance(value, bool) or not isinstance(value, Real) or not math.isfinite(value):
-        raise SedmaError(f"{param}: got {value!r}; must be a finite number")
-    return float(value)
-
-
-def _opt_id(param: str, value: int | None) -> int | None:
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, Integral):
-        raise SedmaError(f"{param}: got {value!r}; must be an integer id or None")
-    return int(value)
-
-
-def _limit(param: str, value: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise SedmaError(f"{param}: got {value!r}; must be an integer >= 1")
-    return value
-
-
-def _check_sqlite_file(path: Path) -> None:
-    """Refuse, before SQLite touches it, a path that cannot be a SQLite database."""
-    if path.is_dir():
-        raise MemoryStoreError(f"memory store {path}: is a directory, not a database file")
-    if not path.exists():
-        return
-    size = path.stat().st_size
-    if size == 0:
-        return  # a fresh, empty file: SQLite treats it as an empty database
-    with path.open("rb") as f:
-        head = f.read(len(_SQLITE_HEADER))
-    if head != _SQLITE_HEADER or size < 100:
-        raise MemoryStoreError(
-            f"memory store {path}: is not a SQLite database (bad header); "
-            "refusing to open it (move it away or pass another location)"
-        )
-
-
+# ---------------------------------------------------------------------------- connecting
 def _hide_password(url: str) -> str:
     try:
         parsed = make_url(url)
@@ -391,7 +142,7 @@ class LongTermMemory:
         else:
             path = default_path() if location is None else Path(location).expanduser()
             try:
-                _check_sqlite_file(path)
+                check_sqlite_file(path)
                 path.parent.mkdir(parents=True, exist_ok=True)
             except OSError as exc:
                 raise MemoryStoreError(f"memory store {path}: cannot be used ({exc})") from None
@@ -449,61 +200,22 @@ class LongTermMemory:
     def _fail(self, problem: str) -> MemoryStoreError:
         return MemoryStoreError(f"memory store {self.location}: {problem}")
 
-    def _state(self, conn: Connection) -> int | None:
-        """Schema version of an existing sedma store, None if the database is empty."""
-        tables = set(inspect(conn).get_table_names())
-        if not tables:
-            return None
-        if "meta" not in tables:
-            names = ", ".join(sorted(tables)[:5])
-            raise self._fail(
-                f"is a database but not a sedma memory store (tables: {names}; no sedma "
-                "meta row); refusing to touch it"
-            )
-        try:
-            version = conn.execute(
-                select(_meta.c.schema_version).where(_meta.c.app == APP)
-            ).scalar_one_or_none()
-        except SQLAlchemyError:
-            version = None
-        if version is None:
-            raise self._fail(
-                "is a database but not a sedma memory store (no sedma meta row); "
-                "refusing to touch it"
-            )
-        if int(version) > SCHEMA_VERSION:
-            raise self._fail(
-                f"has schema_version {version}, newer than this sedma supports "
-                f"({SCHEMA_VERSION}); upgrade sedma"
-            )
-        return int(version)
-
     def _open(self) -> None:
         try:
             with self._engine.connect() as conn, conn.begin():
-                version = self._state(conn)
+                version = schema_state(conn, self.location)
             if version == SCHEMA_VERSION:
                 return
             with self._write() as conn:
-                version = self._state(conn)  # again: another process may have won the race
+                # again: another process may have won the race
+                version = schema_state(conn, self.location)
                 if version == SCHEMA_VERSION:
                     return
                 if version is None:
-                    _md.create_all(conn)
-                    conn.execute(
-                        _meta.insert().values(
-                            app=APP, schema_version=SCHEMA_VERSION, created_epoch=self._now()
-                        )
-                    )
+                    create_schema(conn, created_epoch=self._now())
                     logger.info("created long-term memory schema v%d", SCHEMA_VERSION)
                     return
-                while version < SCHEMA_VERSION:
-                    step = MIGRATIONS.get(version)
-                    if step is None:
-                        raise self._fail(f"has schema_version {version}; no migration from it")
-                    step(conn)
-                    version += 1
-                conn.execute(update(_meta).where(_meta.c.app == APP).values(schema_version=version))
+                version = migrate(conn, version, self.location)
                 logger.info("upgraded long-term memory schema to v%d", version)
         except MemoryStoreError:
             raise
