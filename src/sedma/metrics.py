@@ -17,6 +17,7 @@ import numpy as np
 import numpy.typing as npt
 
 from sedma.errors import SedmaError
+from sedma.observations import MemoryHeld
 
 __all__ = [
     "PeakHeld",
@@ -116,8 +117,21 @@ class PeakHeld:
         self.peak_bytes = 0
 
     def update(self, node: str, held_bytes: int) -> None:
-        self._latest[node] = held_bytes
+        self.update_many({node: held_bytes})
+
+    def update_many(self, held_bytes: Mapping[str, int]) -> None:
+        """Apply figures observed at the same instant together (a plan swap is one step)."""
+        self._latest.update(held_bytes)
         self.peak_bytes = max(self.peak_bytes, sum(self._latest.values()))
+
+    def observe(self, observations: Iterable[object]) -> None:
+        """Apply the :class:`~sedma.observations.MemoryHeld` records of a batch, by instant."""
+        by_t: dict[float, dict[str, int]] = {}
+        for o in observations:
+            if isinstance(o, MemoryHeld):
+                by_t.setdefault(o.t, {})[o.node] = o.held_bytes
+        for t in sorted(by_t):
+            self.update_many(by_t[t])
 
     @property
     def current_bytes(self) -> int:

@@ -49,7 +49,11 @@ class MemoryHeld:
 
 @dataclass(frozen=True)
 class FreeMemory:
-    """Digital memory a node has free for the job (capacity minus other tenants)."""
+    """Digital memory the job may use on a node: capacity minus what other tenants hold.
+
+    What the job itself holds is not subtracted (that is :class:`MemoryHeld`), so a plan
+    fits a node when its footprint there is at most ``free_bytes``.
+    """
 
     node: str
     t: float

@@ -338,10 +338,10 @@ def parse_cluster(data: Mapping[str, Any], name: str = "custom") -> ClusterSpec:
     if not nodes:
         raise SpecError("spec key 'node' is missing; a cluster needs at least one [[node]]")
     by_name: dict[str, NodeSpec] = {}
-    for n in nodes:
-        if n.name in by_name:
-            raise _fail("node.name", n.name, "must be unique (after expanding count)")
-        by_name[n.name] = n
+    for node in nodes:
+        if node.name in by_name:
+            raise _fail("node.name", node.name, "must be unique (after expanding count)")
+        by_name[node.name] = node
     return ClusterSpec(name=name, sites=tuple(sites), links=tuple(links), nodes=tuple(nodes),
                        _by_name=by_name)
 

@@ -145,9 +145,11 @@ def footprint(plan: Plan, crossbars: Mapping[str, CrossbarSpec | None]) -> dict[
     arrays: dict[str, set[int]] = defaultdict(set)
     full_x: set[tuple[str, int]] = set()
     full_w: set[tuple[str, int]] = set()
+    dtypes: dict[str, int] = defaultdict(int)  # widest dtype per node, found in one pass
     for t in plan.tiles:
         op = ops[t.op]
         span = t.stop - t.start
+        dtypes[t.node] = max(dtypes[t.node], op.dtype_bytes)
         xb = crossbars.get(t.node)
         if t.axis == "n":
             if (t.node, t.op) not in full_x:
@@ -168,7 +170,7 @@ def footprint(plan: Plan, crossbars: Mapping[str, CrossbarSpec | None]) -> dict[
     for node in {t.node for t in plan.tiles}:
         xb = crossbars.get(node)
         n_arrays = len(arrays[node])
-        dtype = max((ops[t.op].dtype_bytes for t in plan.tiles if t.node == node), default=4)
+        dtype = dtypes[node]
         result[node] = NodeFootprint(
             input_bytes=inputs[node],
             output_bytes=outputs[node],

@@ -1,0 +1,203 @@
+"""The side-by-side comparison behind ``sedma demo``: sedma vs the static baseline vs the bound.
+
+Covers: :class:`CompareConfig` and :func:`run_comparison`, which runs one workload on one
+cluster twice on the local backend in one process (first the static baseline, then sedma
+with its control loop and long-term memory), injects the same slowdown half-way through
+each, and returns the result JSON of ARCHITECTURE.md. Does not cover: presentation (see
+:mod:`sedma.cli`) or the metric definitions (see :mod:`sedma.metrics`).
+
+The bound is computed from what the sedma run measured: for every pass, the pass's work
+divided by the sum of the rates its nodes were measured at in that pass (makespan >= total
+work / total rate), so it moves with the injected slowdown.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sedma.clock import Clock, WallClock
+from sedma.compute.executor import Executor, Operands, make_operands
+from sedma.compute.partition import PartitionContext, plan_static, views_from_spec
+from sedma.compute.workload import Workload
+from sedma.control.loop import ControlLoop, LoopSettings
+from sedma.errors import SedmaError
+from sedma.memory.long_term import LongTermMemory
+from sedma.memory.short_term import ShortTermMemory
+from sedma.metrics import (
+    PeakHeld,
+    SystemResult,
+    memory_efficiency,
+    resource_utilization,
+    throughput_ops_s,
+)
+from sedma.runtime.local import LocalBackend, auto_time_scale
+from sedma.spec import ClusterSpec, load_cluster
+from sedma.workloads import get_workload
+
+__all__ = ["CompareConfig", "Progress", "run_comparison"]
+
+log = logging.getLogger(__name__)
+
+Progress = Callable[[str, int, int], None]  # (phase, done, total)
+
+
+@dataclass(frozen=True)
+class CompareConfig:
+    """What to compare. ``slow_node=None`` picks the fastest node; ``""`` injects nothing."""
+
+    cluster: str | Path = "paper"
+    workload: str = "resnet50"
+    scale: float = 0.25
+    passes: int = 40
+    static_passes: int = 8
+    seed: int = 0
+    slow_node: str | None = None
+    slow_factor: float = 0.5
+    time_scale: float | None = None
+    memory: str | Path | None = None
+    learn: bool = True
+    check_error: bool = True
+
+    def __post_init__(self) -> None:
+        if self.passes < 2:
+            raise SedmaError(f"passes must be >= 2, got {self.passes}")
+        if self.static_passes < 2:
+            raise SedmaError(f"static_passes must be >= 2, got {self.static_passes}")
+        if not 0 < self.slow_factor <= 1:
+            raise SedmaError(f"slow_factor must be in (0, 1], got {self.slow_factor}")
+
+
+def _slow_target(spec: ClusterSpec, cfg: CompareConfig) -> str | None:
+    if cfg.slow_node == "":
+        return None
+    if cfg.slow_node is None:
+        return max(spec.nodes, key=lambda n: n.device.matmul_gflops * n.emulated_rate_factor).name
+    spec.node(cfg.slow_node)  # validates the name
+    return cfg.slow_node
+
+
+def _capacity(spec: ClusterSpec) -> dict[str, float]:
+    return {n.name: n.device.matmul_gflops for n in spec.nodes}
+
+
+def _run_static(spec: ClusterSpec, workload: Workload, operands: Operands, cfg: CompareConfig,
+                time_scale: float, slow: str | None, progress: Progress | None,
+                clock: Clock) -> dict[str, Any]:
+    stm = ShortTermMemory()
+    plan = plan_static(PartitionContext(nodes=views_from_spec(spec), workload=workload))
+    peak = PeakHeld()
+    with LocalBackend(spec, time_scale=time_scale, clock=clock) as backend:
+        backend.load(plan, operands)
+        ex = Executor(backend, stm, clock)
+        busy: dict[str, float] = defaultdict(float)
+        device_s = 0.0
+        err = None
+        for p in range(cfg.static_passes):
+            if slow is not None and p == cfg.static_passes // 2:
+                backend.slow_node(slow, cfg.slow_factor)
+            r = ex.run_pass(plan, check_against=operands if (p == 0 and cfg.check_error)
+                            else None)
+            err = r.rel_error if r.rel_error is not None else err
+            device_s += r.device_s
+            for n, b in r.busy_s.items():
+                busy[n] += b
+            if progress:
+                progress("static", p + 1, cfg.static_passes)
+        peak.observe(backend.drain_observations())
+        overruns = backend.overruns
+    return {
+        "result": SystemResult(
+            memory_efficiency=memory_efficiency(workload.live_bytes, peak.peak_bytes),
+            throughput_ops_s=throughput_ops_s(cfg.static_passes, device_s),
+            resource_utilization=resource_utilization(busy, _capacity(spec), device_s),
+            rel_error=err, adaptations=0,
+            extra={"makespan_s": device_s, "passes": cfg.static_passes,
+                   "peak_held_bytes": peak.peak_bytes, "tiles": len(plan.tiles),
+                   "emulation_overruns": overruns}),
+    }
+
+
+def run_comparison(cfg: CompareConfig, *, progress: Progress | None = None,
+                   clock: Clock | None = None) -> dict[str, Any]:
+    """Run the static baseline and sedma side by side; return the result JSON (a dict)."""
+    clock = clock or WallClock()
+    spec = load_cluster(cfg.cluster)
+    workload = get_workload(cfg.workload, scale=cfg.scale)
+    operands = make_operands(workload, cfg.seed)
+    time_scale = cfg.time_scale if cfg.time_scale is not None else auto_time_scale(spec)
+    slow = _slow_target(spec, cfg)
+
+    static = _run_static(spec, workload, operands, cfg, time_scale, slow, progress, clock)
+
+    stm = ShortTermMemory()
+    ltm = LongTermMemory(cfg.memory) if cfg.memory is not None else LongTermMemory()
+    try:
+        with LocalBackend(spec, time_scale=time_scale, clock=clock) as backend:
+            loop = ControlLoop(spec=spec, workload=workload, backend=backend, operands=operands,
+                               stm=stm, clock=clock, ltm=ltm,
+                               settings=LoopSettings(learn=cfg.learn))
+            first = loop.start()
+            ex = Executor(backend, stm, clock)
+            busy: dict[str, float] = defaultdict(float)
+            device_s = 0.0
+            err = None
+            for p in range(cfg.passes):
+                if slow is not None and p == cfg.passes // 2:
+                    backend.slow_node(slow, cfg.slow_factor)
+                r = ex.run_pass(loop.plan, check_against=operands if (p == 0 and cfg.check_error)
+                                else None)
+                err = r.rel_error if r.rel_error is not None else err
+                device_s += r.device_s
+                for n, b in r.busy_s.items():
+                    busy[n] += b
+                loop.run_once()
+                if progress:
+                    progress("sedma", p + 1, cfg.passes)
+            overruns = backend.overruns
+            bound_s = sum(loop.bound_s)
+            sedma = SystemResult(
+                memory_efficiency=memory_efficiency(workload.live_bytes, loop.peak.peak_bytes),
+                throughput_ops_s=throughput_ops_s(cfg.passes, device_s),
+                resource_utilization=resource_utilization(busy, _capacity(spec), device_s),
+                rel_error=err, adaptations=loop.adaptations,
+                extra={"makespan_s": device_s, "passes": cfg.passes,
+                       "makespan_vs_bound": device_s / bound_s if bound_s > 0 else None,
+                       "peak_held_bytes": loop.peak.peak_bytes, "tiles": len(loop.plan.tiles),
+                       "first_plan_tiles": len(first.tiles), "emulation_overruns": overruns,
+                       "drift_threshold": loop.drift_threshold})
+            lessons = loop.finish({"throughput_ops_s": sedma.throughput_ops_s,
+                                   "makespan_vs_bound": sedma.extra["makespan_vs_bound"]})
+            decisions = [
+                {"interval": d.interval, "kind": d.kind, "accepted": d.accepted,
+                 "reason": d.reason, "predicted_gain": d.predicted_gain}
+                for d in loop.decisions]
+            priors = list(loop.priors.notes)
+    finally:
+        memory_location = ltm.location
+        ltm.close()
+    bound = SystemResult(memory_efficiency=1.0,
+                         throughput_ops_s=throughput_ops_s(cfg.passes, bound_s),
+                         resource_utilization=1.0, rel_error=0.0, adaptations=0,
+                         extra={"makespan_s": bound_s, "passes": cfg.passes})
+    return {
+        "scenario": "demo",
+        "backend": "local",
+        "seed": cfg.seed,
+        "cluster": spec.name,
+        "workload": workload.name,
+        "scale": cfg.scale,
+        "time_scale": time_scale,
+        "slowdown": {"node": slow, "factor": cfg.slow_factor, "at_pass": cfg.passes // 2}
+        if slow else None,
+        "systems": {"sedma": sedma.to_json(), "static": static["result"].to_json(),
+                    "bound": bound.to_json()},
+        "decisions": decisions,
+        "priors": priors,
+        "lessons": lessons,
+        "memory": memory_location,
+    }

@@ -1,0 +1,309 @@
+"""Command-line entry points (typer + rich): argument parsing and presentation only.
+
+Covers: ``sedma demo``, ``sedma plan``, ``sedma memory``, ``sedma bench partition|memory``.
+Does not cover: any logic (see :mod:`sedma.bench.compare`, :mod:`sedma.compute.partition`,
+:mod:`sedma.memory.long_term`). The CLI is the only place that configures logging. Every
+:class:`~sedma.errors.SedmaError` becomes one line on stderr and exit code 2, never a
+traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+from rich.logging import RichHandler
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from sedma.errors import SedmaError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True,
+                  help="sedma: a self-evolving, memory-aware layer for distributed AI workloads.")
+bench_app = typer.Typer(no_args_is_help=True, help="Benchmarks (each writes the result JSON).")
+app.add_typer(bench_app, name="bench")
+
+out = Console()
+err = Console(stderr=True)
+T = TypeVar("T")
+
+ClusterOpt = Annotated[str, typer.Option("--cluster", "-c",
+                                         help="Preset name (paper, small, homogeneous) or TOML path.")]
+WorkloadOpt = Annotated[str, typer.Option("--workload", "-w",
+                                          help="resnet50, ssd300 or bert-base.")]
+ScaleOpt = Annotated[float, typer.Option(help="Multiplies every product's m (positions/tokens).")]
+JsonOpt = Annotated[Path | None, typer.Option("--json", help="Write the result JSON here.")]
+MemoryOpt = Annotated[Path | None, typer.Option(
+    "--memory", help="Long-term memory file (default: $SEDMA_MEMORY or ~/.local/share/sedma).")]
+
+
+def _guard(fn: Callable[[], T]) -> T:
+    try:
+        return fn()
+    except SedmaError as e:
+        err.print(f"[bold red]error:[/] {e}", highlight=False)
+        raise typer.Exit(2) from None
+    except OSError as e:
+        err.print(f"[bold red]error:[/] {e.strerror or e}: {e.filename or ''}", highlight=False)
+        raise typer.Exit(2) from None
+
+
+def _write_json(path: Path | None, data: dict[str, Any]) -> None:
+    if path is None:
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2, default=str) + "\n", encoding="utf-8")
+    tmp.replace(path)
+    err.print(f"wrote {path}")
+
+
+@app.callback()
+def _main(verbose: Annotated[int, typer.Option("--verbose", "-v", count=True,
+                                               help="-v: decisions; -vv: debug.")] = 0) -> None:
+    level = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
+    logging.basicConfig(level=level, format="%(message)s", force=True,
+                        handlers=[RichHandler(console=err, show_path=False)])
+
+
+def _fmt(v: Any, kind: str) -> str:
+    if v is None:
+        return "-"
+    if kind == "pct":
+        return f"{100 * float(v):.1f}%"
+    if kind == "ops":
+        return f"{float(v):,.1f}"
+    if kind == "err":
+        return f"{float(v):.2e}"
+    return str(v)
+
+
+@app.command()
+def demo(cluster: ClusterOpt = "paper", workload: WorkloadOpt = "resnet50",
+         scale: ScaleOpt = 0.25,
+         passes: Annotated[int, typer.Option(help="Passes of the workload for sedma.")] = 40,
+         static_passes: Annotated[int, typer.Option(help="Passes for the static baseline.")] = 8,
+         seed: Annotated[int, typer.Option(help="Seed for operands.")] = 0,
+         json_path: JsonOpt = None, memory: MemoryOpt = None,
+         slow_node: Annotated[str | None, typer.Option(
+             help="Node slowed half-way (default: the fastest; '' for none).")] = None,
+         time_scale: Annotated[float | None, typer.Option(
+             help="Wall seconds per emulated device second (default: measured).")] = None,
+         no_learn: Annotated[bool, typer.Option("--no-learn",
+                                                help="Ignore and do not update long-term memory.")] = False,
+         ) -> None:
+    """Run a workload with sedma and with the static baseline, side by side, and compare."""
+    from sedma.bench.compare import CompareConfig, run_comparison
+
+    def go() -> dict[str, Any]:
+        cfg = CompareConfig(cluster=cluster, workload=workload, scale=scale, passes=passes,
+                            static_passes=static_passes, seed=seed, slow_node=slow_node,
+                            time_scale=time_scale, memory=memory, learn=not no_learn)
+        with Progress(TextColumn("{task.description:>8}"), BarColumn(), MofNCompleteColumn(),
+                      TimeElapsedColumn(), console=err, transient=False) as bar:
+            tasks: dict[str, Any] = {}
+
+            def progress(phase: str, done: int, total: int) -> None:
+                if phase not in tasks:
+                    tasks[phase] = bar.add_task(phase, total=total)
+                bar.update(tasks[phase], completed=done)
+
+            return run_comparison(cfg, progress=progress)
+
+    result = _guard(go)
+    systems = result["systems"]
+    table = Table(title=f"{result['workload']} on {result['cluster']} "
+                        f"(local backend, time scale {result['time_scale']:.0f}x)")
+    table.add_column("metric")
+    for name in ("sedma", "static", "bound"):
+        table.add_column(name if name != "static" else "static baseline", justify="right")
+    rows = [("memory utilisation efficiency", "memory_efficiency", "pct"),
+            ("throughput (ops/s)", "throughput_ops_s", "ops"),
+            ("resource utilisation", "resource_utilization", "pct"),
+            ("relative error", "rel_error", "err"),
+            ("adaptations", "adaptations", "int")]
+    for label, key, kind in rows:
+        table.add_row(label, *(_fmt(systems[s].get(key), kind)
+                               for s in ("sedma", "static", "bound")))
+    out.print(table)
+    s, b = systems["sedma"], systems["static"]
+    out.print(f"throughput {s['throughput_ops_s'] / b['throughput_ops_s']:.2f}x the static "
+              f"baseline; makespan {s['makespan_vs_bound']:.3f}x the bound")
+    for d in result["decisions"]:
+        if d["accepted"]:
+            out.print(f"  pass {d['interval']}: re-planned ({d['reason']}; predicted gain "
+                      f"{d['predicted_gain']:.0%})", highlight=False)
+    for p in result["priors"]:
+        out.print(f"  learned before start: {p}", highlight=False)
+    _write_json(json_path, result)
+
+
+@app.command()
+def plan(cluster: ClusterOpt = "paper", workload: WorkloadOpt = "resnet50",
+         scale: ScaleOpt = 0.25,
+         strategy: Annotated[str, typer.Option(help="sedma or static.")] = "sedma",
+         json_path: JsonOpt = None) -> None:
+    """Print the plan for a cluster and a workload: per-node load, memory and arrays."""
+    from sedma.compute.partition import (
+        PartitionContext,
+        bound,
+        memory_efficiency,
+        plan_sedma,
+        plan_static,
+        views_from_spec,
+    )
+    from sedma.compute.plan import footprint, node_loads_s, predicted_makespan_s
+    from sedma.spec import load_cluster
+    from sedma.workloads import get_workload
+
+    if strategy not in ("sedma", "static"):
+        err.print(f"[bold red]error:[/] --strategy got {strategy!r}; allowed: sedma, static")
+        raise typer.Exit(2)
+
+    def go() -> dict[str, Any]:
+        spec = load_cluster(cluster)
+        wl = get_workload(workload, scale=scale)
+        views = views_from_spec(spec)
+        ctx = PartitionContext(nodes=views, workload=wl)
+        p = plan_sedma(ctx) if strategy == "sedma" else plan_static(ctx)
+        rates = {v.name: v.rate_gflops for v in views}
+        loads = node_loads_s(p, rates)
+        fp = footprint(p, {v.name: v.crossbar for v in views})
+        return {"plan": p, "views": views, "loads": loads, "fp": fp,
+                "makespan": predicted_makespan_s(p, rates), "bound": bound(ctx).makespan_s,
+                "efficiency": memory_efficiency(p, views), "spec": spec}
+
+    r = _guard(go)
+    p = r["plan"]
+    table = Table(title=f"{p.strategy} plan: {p.workload.name} on {r['spec'].name}")
+    for col in ("node", "kind", "GFLOP/s", "tiles", "load (ms)", "memory (MiB)", "arrays"):
+        table.add_column(col, justify="left" if col in ("node", "kind") else "right")
+    for v in r["views"]:
+        f = r["fp"].get(v.name)
+        ntiles = sum(1 for t in p.tiles if t.node == v.name)
+        table.add_row(v.name, v.kind, f"{v.rate_gflops:.0f}", str(ntiles),
+                      f"{1e3 * r['loads'].get(v.name, 0.0):.3f}",
+                      f"{(f.digital_bytes if f else 0) / 2**20:.1f}",
+                      f"{f.arrays if f else 0}/{v.free_arrays}" if v.crossbar else "-")
+    out.print(table)
+    out.print(f"predicted makespan {1e3 * r['makespan']:.3f} ms per pass; bound "
+              f"{1e3 * r['bound']:.3f} ms ({r['makespan'] / r['bound']:.3f}x); memory "
+              f"efficiency {100 * r['efficiency']:.1f}%")
+    for note in p.notes:
+        out.print(f"  {note}", highlight=False)
+    _write_json(json_path, {
+        "cluster": r["spec"].name, "workload": p.workload.name, "strategy": p.strategy,
+        "predicted_makespan_s": r["makespan"], "bound_makespan_s": r["bound"],
+        "memory_efficiency": r["efficiency"],
+        "tiles": [{"op": p.workload.ops[t.op].name, "node": t.node, "axis": t.axis,
+                   "start": t.start, "stop": t.stop, "arrays": len({s.array for s in t.arrays})}
+                  for t in p.tiles]})
+
+
+@app.command("memory")
+def memory_cmd(memory: MemoryOpt = None,
+               limit: Annotated[int, typer.Option(help="How many adaptations and runs.")] = 10,
+               ) -> None:
+    """Show what long-term memory holds: runs, adaptations and their gains, trends, settings."""
+    from sedma.memory.long_term import LongTermMemory
+
+    def go() -> None:
+        with LongTermMemory(memory) as ltm:
+            out.print(f"long-term memory at {ltm.location}: "
+                      + ", ".join(f"{k} {v}" for k, v in ltm.stats().items()))
+            runs = ltm.runs(limit)
+            t = Table(title="recent runs")
+            for col in ("run", "context", "adaptations", "efficiency", "throughput ops/s"):
+                t.add_column(col)
+            for run in runs:
+                s = run.summary or {}
+                t.add_row(str(run.id), run.context_key, str(s.get("adaptations", "-")),
+                          _fmt(s.get("efficiency"), "pct"), _fmt(s.get("throughput_ops_s"), "ops"))
+            out.print(t)
+            t = Table(title="recent adaptations (accepted and rejected)")
+            for col in ("id", "run", "kind", "accepted", "predicted gain", "measured gain",
+                        "reason"):
+                t.add_column(col)
+            for a in ltm.recent_adaptations(limit):
+                t.add_row(str(a.id), str(a.run_id), a.kind, "yes" if a.accepted else "no",
+                          _fmt(a.predicted_gain, "pct"), _fmt(a.measured_gain, "pct"), a.reason)
+            out.print(t)
+            contexts = sorted({r.context_key for r in runs})
+            t = Table(title="best-known settings per workload context")
+            for col in ("context", "setting", "value", "score", "why"):
+                t.add_column(col)
+            for c in contexts:
+                for name, setting in ltm.best_settings(c).items():
+                    t.add_row(c, name, f"{setting.value:.3f}", f"{setting.score:.3f}",
+                              setting.reason)
+            out.print(t)
+            t = Table(title="learned node rates (trend over recent intervals)")
+            for col in ("node", "mean GFLOP/s", "p75 GFLOP/s (next run's prior)",
+                        "slope /s", "intervals"):
+                t.add_column(col)
+            for entity, _ in ltm.entities("rate_gflops"):
+                tr = ltm.trend(entity, "rate_gflops")
+                q = ltm.quantile(entity, "rate_gflops", 0.75)
+                if tr is not None:
+                    t.add_row(entity, f"{tr.mean:.1f}", f"{q:.1f}" if q else "-",
+                              f"{tr.slope_per_s:+.3g}", str(tr.n))
+            out.print(t)
+
+    _guard(go)
+
+
+@bench_app.command("partition")
+def bench_partition_cmd(json_path: JsonOpt = None,
+                        sizes: Annotated[str, typer.Option(help="Comma-separated node counts.")]
+                        = "100,1000,10000",
+                        seed: Annotated[int, typer.Option()] = 0) -> None:
+    """Time the partitioner at 100, 1,000 and 10,000 nodes."""
+    from sedma.bench.partition import bench_partition
+
+    def go() -> dict[str, Any]:
+        try:
+            ns = tuple(int(s) for s in sizes.split(","))
+        except ValueError:
+            raise SedmaError(f"--sizes got {sizes!r}; expected comma-separated integers") from None
+        return bench_partition(sizes=ns, seed=seed)
+
+    r = _guard(go)
+    t = Table(title="partitioner time")
+    for col in ("nodes", "ops", "groups", "p50 (s)", "max (s)"):
+        t.add_column(col, justify="right")
+    for row in r["results"]:
+        t.add_row(str(row["nodes"]), str(row["ops"]), str(row["groups"]),
+                  f"{row['p50_s']:.3f}", f"{row['max_s']:.3f}")
+    out.print(t)
+    _write_json(json_path, {"scenario": "bench-partition", **r})
+
+
+@bench_app.command("memory")
+def bench_memory_cmd(json_path: JsonOpt = None,
+                     updates: Annotated[int, typer.Option()] = 200_000) -> None:
+    """Measure the short-term memory update cost and long-term write rate."""
+    from sedma.bench.memory import bench_memory
+
+    r = _guard(lambda: bench_memory(updates=updates))
+    t = Table(title="memory benchmark")
+    t.add_column("figure")
+    t.add_column("value", justify="right")
+    for k, v in r.items():
+        t.add_row(k, f"{v:,.3f}" if isinstance(v, float) else str(v))
+    out.print(t)
+    _write_json(json_path, {"scenario": "bench-memory", **r})
+
+
+def main() -> None:
+    """Console-script entry point."""
+    try:
+        app()
+    except KeyboardInterrupt:
+        err.print("interrupted")
+        sys.exit(130)

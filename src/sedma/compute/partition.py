@@ -1,0 +1,535 @@
+"""Memory-guided partitioning of a workload's products over heterogeneous nodes (pure).
+
+Covers: the sedma planner (:func:`plan_sedma`), the static baseline (:func:`plan_static`,
+what a plain Ray program does), the lower bound (:func:`bound`), a plan's memory
+efficiency (:func:`memory_efficiency`), the split axis of a product (:func:`choose_axis`)
+and node views from a spec (:func:`views_from_spec`). Nothing here reads a clock or does I/O.
+
+Does not cover: the LP and the wrap-around rounding themselves (see :mod:`sedma.compute.lp`),
+plan types, footprints and validation (see :mod:`sedma.compute.plan`), packing blocks into
+arrays (see :mod:`sedma.compute.packing`), device error models (see
+:mod:`sedma.compute.crossbar`) or running a plan (see :mod:`sedma.compute.executor`).
+
+A workload is a weight-stationary pipeline: all products are in flight at once, so a pass
+costs its busiest node's load, ``makespan = max_i sum_{tiles on i} flops / (rate_i * 1e9)``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from sedma.compute.crossbar import analytic_rel_error
+from sedma.compute.lp import (
+    LpCell,
+    NodeGroup,
+    Piece,
+    choose_axis,
+    error_ok,
+    lp_cells,
+    op_classes,
+    solve_lp,
+    wrap,
+)
+from sedma.compute.lp import group_nodes as _group_nodes
+from sedma.compute.packing import pack_blocks
+from sedma.compute.plan import (
+    ArraySlot,
+    Axis,
+    NodeFootprint,
+    NodeView,
+    Plan,
+    Tile,
+    footprint,
+    validate_plan,
+)
+from sedma.compute.workload import MatmulOp, Workload
+from sedma.errors import PlanError, SpecError
+from sedma.spec import ClusterSpec, CrossbarSpec
+
+__all__ = [
+    "Bound",
+    "NodeGroup",
+    "PartitionContext",
+    "PartitionSettings",
+    "bound",
+    "choose_axis",
+    "group_nodes",
+    "memory_efficiency",
+    "plan_sedma",
+    "plan_static",
+    "views_from_spec",
+]
+
+_log = logging.getLogger(__name__)
+
+_ALIGN_TOL = 0.005  # an aligned cut may move at most this fraction of a node's load
+_TIGHTEN = 0.95  # extra margin when a group's capacity is cut after an overflow
+_MAX_BOUND_SETS = 1024  # node sets the bound examines (unions of eligible sets)
+
+
+@dataclass(frozen=True)
+class PartitionSettings:
+    """Knobs of the planners; the defaults suit the presets and 10,000-node fleets alike."""
+
+    static_tile_units: int = 128  # static baseline: fixed tile length along the split axis
+    align_rram: bool = True  # cut rram tiles' output columns at array-width multiples
+    memory_reserve: float = 0.02  # fraction of each node's free memory kept back
+    max_rounds: int = 4  # LP solves, re-solving after a node overflows on split overheads
+
+    def __post_init__(self) -> None:
+        for name in ("static_tile_units", "max_rounds"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise SpecError(f"PartitionSettings.{name} = {v!r}; must be an integer >= 1")
+        if not 0.0 <= self.memory_reserve < 1.0:
+            raise SpecError(
+                f"PartitionSettings.memory_reserve = {self.memory_reserve!r}; "
+                "must be a fraction in [0, 1)"
+            )
+
+
+@dataclass(frozen=True)
+class PartitionContext:
+    """Everything a planner may look at: the nodes as believed now, the job, the knobs."""
+
+    nodes: tuple[NodeView, ...]
+    workload: Workload
+    settings: PartitionSettings = PartitionSettings()
+
+    def __post_init__(self) -> None:
+        if not self.nodes:
+            raise SpecError("PartitionContext.nodes = (); needs at least one node")
+        seen: set[str] = set()
+        for v in self.nodes:
+            if v.name in seen:
+                raise SpecError(f"PartitionContext.nodes: name {v.name!r} appears twice")
+            seen.add(v.name)
+            if not v.rate_gflops > 0 or v.free_bytes < 0 or v.free_arrays < 0:
+                raise SpecError(
+                    f"node {v.name!r}: rate_gflops = {v.rate_gflops!r}, free_bytes = "
+                    f"{v.free_bytes!r}, free_arrays = {v.free_arrays!r}; the rate must be > 0 "
+                    "and free amounts >= 0"
+                )
+            if v.kind == "rram" and v.crossbar is None:
+                raise SpecError(f"node {v.name!r}: kind = 'rram' needs crossbar; got None")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Bound:
+    """What no plan can beat: the shortest pass, and perfect memory use."""
+
+    makespan_s: float
+    memory_efficiency: float = 1.0
+    throughput_ops_s: float
+
+
+def views_from_spec(
+    spec: ClusterSpec,
+    *,
+    rates: Mapping[str, float] | None = None,
+    free_bytes: Mapping[str, int] | None = None,
+    rel_errors: Mapping[str, float] | None = None,
+) -> tuple[NodeView, ...]:
+    """Node views of ``spec``; each mapping overrides the spec's value for the nodes it names.
+
+    Defaults: the nameplate ``matmul_gflops``, all of ``memory_bytes`` free, all crossbar
+    arrays free, and :func:`~sedma.compute.crossbar.analytic_rel_error` for rram (0 else).
+    """
+    views = []
+    for node in spec.nodes:
+        xb = node.device.crossbar
+        err = analytic_rel_error(xb) if xb is not None else 0.0
+        views.append(
+            NodeView(
+                name=node.name,
+                kind=node.kind,
+                rate_gflops=(rates or {}).get(node.name, node.device.matmul_gflops),
+                free_bytes=(free_bytes or {}).get(node.name, node.device.memory_bytes),
+                crossbar=xb,
+                free_arrays=xb.arrays if xb is not None else 0,
+                rel_error=(rel_errors or {}).get(node.name, err),
+            )
+        )
+    return tuple(views)
+
+
+def group_nodes(ctx: PartitionContext) -> tuple[NodeGroup, ...]:
+    """The node groups :func:`plan_sedma` solves over (see :func:`sedma.compute.lp.group_nodes`)."""
+    return _group_nodes(ctx.nodes, ctx.workload.ops)
+
+
+def memory_efficiency(plan: Plan, nodes: Sequence[NodeView]) -> float:
+    """``live_bytes / sum_i held_bytes_i``: distinct live data over what the nodes hold for it
+    (copies, and array cells allocated but not holding weights, included); 1.0 is perfect."""
+    held = sum(f.held_bytes for f in footprint(plan, {v.name: v.crossbar for v in nodes}).values())
+    return plan.workload.live_bytes / held if held else 0.0
+
+
+def bound(ctx: PartitionContext) -> Bound:
+    """Lower bound on the pass time, from flops and rates alone (memory ignored).
+
+    ``T >= F(A) / (1e9 * R(N(A)))`` for every set ``A`` of products, where ``N(A)`` is the
+    set of nodes any of them may use (error budget, per-input weights off rram) and ``R`` its
+    total rate: the fractional relaxation's value (Hall's condition). ``A`` ranges over the
+    products whose eligible nodes lie inside a union of eligible sets, which includes each
+    product alone and all of them (``F / R_total``). Memory efficiency 1.0, throughput
+    ``1 / T``.
+    """
+    ops = ctx.workload.ops
+    kinds = sorted({(op.max_rel_error, op.weight_static) for op in ops})
+    kind_of = {kd: t for t, kd in enumerate(kinds)}
+    sig_rate: dict[int, float] = defaultdict(float)  # which op kinds a node may run -> rate
+    for v in ctx.nodes:
+        mask = sum(
+            1 << t for t, (b, s) in enumerate(kinds) if v.rel_error <= b and (s or v.kind != "rram")
+        )
+        sig_rate[mask] += v.rate_gflops
+    sigs = list(sig_rate)
+    kind_flops = [0.0] * len(kinds)
+    for op in ops:
+        kind_flops[kind_of[(op.max_rel_error, op.weight_static)]] += op.flops
+    kind_set = [sum(1 << s for s, m in enumerate(sigs) if m >> t & 1) for t in range(len(kinds))]
+    for t, nodeset in enumerate(kind_set):
+        if nodeset == 0:
+            budget, static = kinds[t]
+            raise PlanError(
+                f"products with error budget {budget:g}{'' if static else ' and per-input weights'}"
+                " can run on no node of this cluster"
+            )
+    sets = set(kind_set) | {(1 << len(sigs)) - 1}
+    frontier = set(sets)
+    while frontier and len(sets) < _MAX_BOUND_SETS:
+        new = {a | b for a in frontier for b in kind_set} - sets
+        sets |= new
+        frontier = new
+    best = 0.0
+    for s in sets:
+        f = sum(kf for kf, ks in zip(kind_flops, kind_set, strict=True) if ks & ~s == 0)
+        r = sum(sig_rate[m] for i, m in enumerate(sigs) if s >> i & 1)
+        best = max(best, f / (r * 1e9))
+    return Bound(makespan_s=best, throughput_ops_s=1.0 / best if best > 0 else float("inf"))
+
+
+# ------------------------------------------------------------------------------ sedma
+
+
+def plan_sedma(ctx: PartitionContext) -> Plan:
+    """Memory-guided plan: the shortest pass that fits memory, arrays and error budgets.
+
+    1. Group alike nodes and alike products; keep the (class, group) pairs that meet error
+       budgets, physics (per-input weights never on rram) and fit (:mod:`sedma.compute.lp`).
+    2. Solve the LP ``min T`` over the shares ``y_cg`` of each class on each group, subject to
+       memory (bytes per flop, with the reserve kept back) and crossbar arrays.
+    3. Round with McNaughton's wrap-around rule: classes over groups, then each group's
+       pieces over its members in proportion to rate, so at most ``bins - 1`` products are
+       cut per level; rram n-axis cuts snap to array widths when that moves little load.
+       Each rram node's weight blocks are packed with :func:`~sedma.compute.packing.pack_blocks`.
+    4. Check exact footprints. A node that overflows on what the LP does not see (the operand
+       a split copies, array padding) cuts its group's capacity and the LP is solved again,
+       up to ``max_rounds`` times; then :class:`PlanError`.
+    """
+    ops, st = ctx.workload.ops, ctx.settings
+    groups = group_nodes(ctx)
+    if not groups:
+        raise PlanError("no node has free memory (and, for rram, free arrays) for this job")
+    classes = op_classes(ops, len(groups))
+    cells = lp_cells(ops, classes, groups, st.memory_reserve)
+    _check_placeable(ctx, classes, cells)
+    flops = [float(sum(ops[i].flops for i in members)) for members in classes]
+    mem_cap = [g.memory_bytes * (1.0 - st.memory_reserve) for g in groups]
+    arr_cap = [g.arrays for g in groups]
+    views = {v.name: v for v in ctx.nodes}
+    crossbars = {v.name: v.crossbar for v in ctx.nodes}
+    group_of = {ctx.nodes[i].name: g for g, grp in enumerate(groups) for i in grp.members}
+    rates = {v.name: v.rate_gflops for v in ctx.nodes}
+    last = ""
+    # Round 1 estimates the copies that splitting forces at the bound's pass time (a lower
+    # bound on T, so a generous estimate); later rounds at the previous round's T.
+    t_est: float | None = bound(ctx).makespan_s
+    for rnd in range(1, st.max_rounds + 1):
+        sol = solve_lp(flops, groups, cells, mem_cap, arr_cap, copy_t_s=t_est)
+        if sol is None and t_est is not None:
+            t_est = None  # the copy estimate may be too pessimistic: let rounding show
+            sol = solve_lp(flops, groups, cells, mem_cap, arr_cap)
+        if sol is None:
+            raise _infeasible(ctx, flops, groups, cells, mem_cap, arr_cap, rnd)
+        y, t_s = sol
+        tiles = _round(ctx, classes, groups, cells, y)
+        plan = Plan(ctx.workload, tuple(tiles), rates, "sedma")
+        over = _overflows(footprint(plan, crossbars), views, st.memory_reserve)
+        if not over:
+            split = sum(1 for n in _pieces_per_op(tiles).values() if n > 1)
+            notes = (
+                f"LP: {len(classes)} op classes x {len(groups)} node groups "
+                f"({len(cells)} variables), T = {t_s * 1e3:.4g} ms",
+                f"rounding: {split} of {len(ops)} products split, {len(tiles)} tiles on "
+                f"{len(plan.nodes)} of {len(ctx.nodes)} nodes",
+                f"rounds: {rnd}" + (f" (re-solved after: {last})" if last else ""),
+            )
+            plan = replace(plan, notes=notes)
+            validate_plan(plan, views)
+            _log.info("sedma plan: %s", "; ".join(notes))
+            return plan
+        last = "; ".join(f"{n} {res} {need} > {have}" for n, res, need, have in over[:3])
+        _log.info("round %d: %d nodes overflow (%s); tightening their groups", rnd, len(over), last)
+        _tighten(over, group_of, cells, y, mem_cap, arr_cap, t_est)
+        t_est = t_s if t_est is not None else None
+    raise PlanError(
+        f"no plan fits after {st.max_rounds} rounds (max_rounds): the copies that splitting "
+        f"forces still overflow nodes ({last}); add memory or nodes, or raise max_rounds"
+    )
+
+
+def _pieces_per_op(tiles: Sequence[Tile]) -> dict[int, int]:
+    count: dict[int, int] = defaultdict(int)
+    for t in tiles:
+        count[t.op] += 1
+    return count
+
+
+def _align_cols(grp: NodeGroup, settings: PartitionSettings) -> int:
+    return grp.crossbar.weight_cols if settings.align_rram and grp.crossbar is not None else 0
+
+
+def _round(
+    ctx: PartitionContext,
+    classes: Sequence[Sequence[int]],
+    groups: Sequence[NodeGroup],
+    cells: Sequence[LpCell],
+    y: np.ndarray,
+) -> list[Tile]:
+    """Cut each class's flops over its groups, then each group's pieces over its members."""
+    ops, st = ctx.workload.ops, ctx.settings
+    axes = [choose_axis(op) for op in ops]
+    axis_n = [a == "n" for a in axes]
+    unit = [2.0 * op.k * (op.n if a == "m" else op.m) for op, a in zip(ops, axes, strict=True)]
+    length = [op.m if a == "m" else op.n for op, a in zip(ops, axes, strict=True)]
+    shares: dict[int, list[tuple[int, float]]] = defaultdict(list)
+    for cell, share in zip(cells, y, strict=True):
+        if share > 1e-9:
+            shares[cell.c].append((cell.g, float(share)))
+    per_group: dict[int, list[Piece]] = defaultdict(list)
+    for c, members in enumerate(classes):
+        total = sum(ops[i].flops for i in members)
+        quota = [s * total for _, s in shares[c]]
+        gs = [groups[g] for g, _ in shares[c]]
+        nxt = [*gs[1:], None]
+        align = [
+            _align_cols(g, st) or (_align_cols(n, st) if n is not None else 0)
+            for g, n in zip(gs, nxt, strict=True)
+        ]
+        tol = [_ALIGN_TOL * q / len(g.members) for q, g in zip(quota, gs, strict=True)]
+        got = wrap(
+            [(i, 0, length[i]) for i in members], list(np.cumsum(quota)), unit, axis_n, align, tol
+        )
+        for (g, _), pieces in zip(shares[c], got, strict=True):
+            per_group[g].extend(pieces)
+    tiles: list[Tile] = []
+    for g, pieces in sorted(per_group.items()):
+        grp = groups[g]
+        pieces = _interleave(pieces, ops, digital=grp.crossbar is None)
+        load = sum((b - a) * unit[i] for i, a, b in pieces)
+        caps = [load * ctx.nodes[i].rate_gflops / grp.rate_gflops for i in grp.members]
+        align = [_align_cols(grp, st)] * len(caps)
+        tol = [_ALIGN_TOL * c for c in caps]
+        got = wrap(pieces, list(np.cumsum(caps)), unit, axis_n, align, tol)
+        for i, node_pieces in zip(grp.members, got, strict=True):
+            tiles.extend(_node_tiles(ctx.nodes[i], node_pieces, ops, axes))
+    return tiles
+
+
+def _interleave(pieces: Sequence[Piece], ops: Sequence[MatmulOp], *, digital: bool) -> list[Piece]:
+    """Order a group's pieces lightest, heaviest, next lightest, ... in bytes per flop.
+
+    Wrap-around gives each member a contiguous stretch of the line, so alternating memory-
+    light and memory-heavy products keeps every member's bytes near the group's average (the
+    LP only guarantees the average). The number of cuts is unchanged.
+    """
+
+    def density(p: Piece) -> tuple[float, int]:
+        op = ops[p[0]]
+        nbytes = op.live_bytes if digital else op.input_bytes + op.output_bytes
+        return (nbytes / op.flops, p[0])
+
+    ranked = sorted(pieces, key=density)
+    out: list[Piece] = []
+    lo, hi = 0, len(ranked) - 1
+    while lo <= hi:
+        out.append(ranked[lo])
+        if hi != lo:
+            out.append(ranked[hi])
+        lo, hi = lo + 1, hi - 1
+    return out
+
+
+def _node_tiles(
+    v: NodeView, pieces: Sequence[Piece], ops: Sequence[MatmulOp], axes: Sequence[Axis]
+) -> list[Tile]:
+    """One node's tiles: adjacent pieces of one op merged, rram weight blocks packed."""
+    merged: list[Piece] = []
+    for op, a, b in sorted(pieces):
+        if merged and merged[-1][0] == op and merged[-1][2] == a:
+            merged[-1] = (op, merged[-1][1], b)
+        else:
+            merged.append((op, a, b))
+    tiles = [Tile(op, v.name, axes[op], a, b) for op, a, b in merged]
+    if v.crossbar is None or not tiles:
+        return tiles
+    blocks = [t.weight_shape(ops[t.op]) for t in tiles]
+    slots = pack_blocks(blocks, v.crossbar.rows, v.crossbar.weight_cols)
+    return [replace(t, arrays=tuple(s)) for t, s in zip(tiles, slots, strict=True)]
+
+
+def _overflows(
+    fp: Mapping[str, NodeFootprint], views: Mapping[str, NodeView], reserve: float
+) -> list[tuple[str, str, int, int]]:
+    """``(node, "memory" | "arrays", need, have)`` for every node that does not fit."""
+    over = []
+    for name, f in sorted(fp.items()):
+        v = views[name]
+        have = int(v.free_bytes * (1.0 - reserve))
+        if f.digital_bytes > have:
+            over.append((name, "memory", f.digital_bytes, have))
+        if v.crossbar is not None and f.arrays > v.free_arrays:
+            over.append((name, "arrays", f.arrays, v.free_arrays))
+    return over
+
+
+def _tighten(
+    over: Sequence[tuple[str, str, int, int]],
+    group_of: Mapping[str, int],
+    cells: Sequence[LpCell],
+    y: np.ndarray,
+    mem_cap: list[float],
+    arr_cap: list[float],
+    t_est: float | None,
+) -> None:
+    """Cut an overflowing node's group to what the LP gave it, scaled by ``have / need``."""
+    per_t = 1.0 / t_est if t_est else 0.0
+    used_mem: dict[int, float] = defaultdict(float)
+    used_arr: dict[int, float] = defaultdict(float)
+    for cell, share in zip(cells, y, strict=True):
+        used_mem[cell.g] += share * (cell.nbytes + cell.copy_mem_s * per_t)
+        used_arr[cell.g] += share * (cell.arrays + cell.copy_arrays_s * per_t)
+    for name, res, need, have in over:
+        g = group_of[name]
+        cap, used = (mem_cap, used_mem) if res == "memory" else (arr_cap, used_arr)
+        cap[g] = max(min(cap[g], used[g] * _TIGHTEN * have / need), 1e-9 * cap[g])
+
+
+def _check_placeable(
+    ctx: PartitionContext, classes: Sequence[Sequence[int]], cells: Sequence[LpCell]
+) -> None:
+    """Raise PlanError naming the first product that no node group may take, and why."""
+    placed = {cell.c for cell in cells}
+    for c, members in enumerate(classes):
+        if c in placed:
+            continue
+        for i in members:
+            op = ctx.workload.ops[i]
+            ok = [v for v in ctx.nodes if error_ok(op, v.kind, v.rel_error)]
+            if not ok:
+                best = min(v.rel_error for v in ctx.nodes)
+                raise PlanError(
+                    f"op {op.name!r} (max_rel_error {op.max_rel_error:g}"
+                    f"{'' if op.weight_static else ', per-input weight'}) can run on no node: "
+                    f"the smallest relative error in the cluster is {best:g}"
+                    + ("" if op.weight_static else " among nodes that are not rram")
+                )
+            free = max(int(v.free_bytes * (1 - ctx.settings.memory_reserve)) for v in ok)
+            raise PlanError(
+                f"not enough free memory for op {op.name!r}: even one slice of it (with the "
+                f"operand a split copies) fits no node within its error budget; the most any "
+                f"such node has free for this job is {free} bytes"
+            )
+
+
+def _infeasible(
+    ctx: PartitionContext,
+    flops: Sequence[float],
+    groups: Sequence[NodeGroup],
+    cells: Sequence[LpCell],
+    mem_cap: Sequence[float],
+    arr_cap: Sequence[float],
+    rnd: int,
+) -> PlanError:
+    """Name the binding resource of an infeasible LP, with the cluster's real free amounts."""
+    need_by_class: dict[int, float] = {}
+    for cell in cells:
+        need_by_class[cell.c] = min(need_by_class.get(cell.c, cell.nbytes), cell.nbytes)
+    reserve = ctx.settings.memory_reserve
+    need = int(sum(need_by_class.values()))
+    have = int(sum(v.free_bytes * (1.0 - reserve) for v in ctx.nodes))
+    pct = f"{reserve:.0%}"
+    after = (
+        f"; {rnd - 1} re-solves for the copies that splitting forces did not make it fit"
+        if rnd > 1
+        else ""
+    )
+    if solve_lp(flops, groups, cells, mem_cap, arr_cap, with_arrays=False) is None:
+        where = "" if need > have else " where error budgets and sizes let the products run"
+        return PlanError(
+            f"not enough free memory{where}: need {need} bytes, cluster has {have} free for "
+            f"this job (after the {pct} reserve){after}"
+        )
+    arrays = sum(v.free_arrays for v in ctx.nodes if v.crossbar is not None)
+    return PlanError(
+        f"not enough free crossbar arrays: with {have} bytes of free memory (after the {pct} "
+        f"reserve) the products need more than the {arrays} free arrays{after}"
+    )
+
+
+# ----------------------------------------------------------------------------- static
+
+
+def _padded_slots(k: int, w: int, xb: CrossbarSpec, first: int) -> tuple[ArraySlot, ...]:
+    """A block padded to whole arrays, none shared: ``ceil(k/rows) * ceil(w/weight_cols)``."""
+    rows, cols = xb.rows, xb.weight_cols
+    slots: list[ArraySlot] = []
+    for i in range(-(-k // rows)):
+        for j in range(-(-w // cols)):
+            k0, c0 = i * rows, j * cols
+            slots.append(
+                ArraySlot(first + len(slots), 0, 0, k0, min(k0 + rows, k), c0, min(c0 + cols, w))
+            )
+    return tuple(slots)
+
+
+def plan_static(ctx: PartitionContext) -> Plan:
+    """The static baseline: what a plain Ray program does.
+
+    Every product is split evenly across all nodes, speed and memory ignored: contiguous
+    ranges ``[j*L//P, (j+1)*L//P)`` along :func:`choose_axis`, ``P = min(L, #nodes)``, each
+    cut into tiles of ``static_tile_units``. On rram each tile's weight block is padded to
+    whole arrays of its own. Error budgets are ignored, except that per-input weights cannot
+    physically go on rram, so those products split evenly over the other nodes. Memory is not
+    checked (such a program would run out of memory): do not validate this plan against it.
+    """
+    ops, step = ctx.workload.ops, ctx.settings.static_tile_units
+    digital = [v for v in ctx.nodes if v.kind != "rram"]
+    next_array: dict[str, int] = defaultdict(int)
+    tiles: list[Tile] = []
+    for i, op in enumerate(ops):
+        nodes = list(ctx.nodes) if op.weight_static else digital
+        if not nodes:
+            raise PlanError(f"op {op.name!r} has a per-input weight and every node is rram")
+        axis = choose_axis(op)
+        length = op.m if axis == "m" else op.n
+        p = min(length, len(nodes))
+        for j, v in enumerate(nodes[:p]):
+            for a in range(j * length // p, (j + 1) * length // p, step):
+                b = min(a + step, (j + 1) * length // p)
+                slots: tuple[ArraySlot, ...] = ()
+                if v.crossbar is not None:
+                    w = op.n if axis == "m" else b - a
+                    slots = _padded_slots(op.k, w, v.crossbar, next_array[v.name])
+                    next_array[v.name] += len(slots)
+                tiles.append(Tile(i, v.name, axis, a, b, slots))
+    rates = {v.name: v.rate_gflops for v in ctx.nodes}
+    note = f"static: every product split evenly over up to {len(ctx.nodes)} nodes"
+    return Plan(ctx.workload, tuple(tiles), rates, "static", (note,))

@@ -1,0 +1,97 @@
+"""The computation layer's adaptation policy: re-partition when the world drifts from the plan.
+
+Covers: :class:`ComputeContext` (the frozen view the policy decides from),
+:class:`Replan` (its suggestion), :func:`rate_drift` and :func:`suggest_replan`. Does not
+cover: enacting the suggestion (only :mod:`sedma.control.loop` does that) or making plans
+(see :mod:`sedma.compute.partition`).
+
+Pure: no clock, no I/O, no randomness. Same context, same suggestion.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from sedma.compute.partition import PartitionContext, PartitionSettings, plan_sedma
+from sedma.compute.plan import NodeView, Plan, footprint, predicted_makespan_s
+
+__all__ = ["ComputeContext", "Replan", "rate_drift", "suggest_replan"]
+
+
+@dataclass(frozen=True)
+class ComputeContext:
+    """Everything the compute policy may look at, frozen at one instant.
+
+    ``nodes`` carry the loop's current beliefs (rates measured over the last interval where
+    there were samples, else what the plan assumed; free memory as last reported).
+    ``drift_threshold`` is the relative rate change that counts as drift (learned per
+    workload context from long-term memory).
+    """
+
+    plan: Plan
+    nodes: tuple[NodeView, ...]
+    measured: frozenset[str]  # nodes whose rate in ``nodes`` was measured this interval
+    drift_threshold: float
+    settings: PartitionSettings = field(default_factory=PartitionSettings)
+
+
+@dataclass(frozen=True)
+class Replan:
+    """A suggestion to swap the current plan for ``plan``."""
+
+    plan: Plan
+    reason: str
+    drift: Mapping[str, float]
+    predicted_gain: float  # 1 - new makespan / current makespan, at the believed rates
+    current_makespan_s: float
+    predicted_makespan_s: float
+    forced: bool  # the current plan no longer fits: must re-plan whatever the gain
+
+
+def rate_drift(assumed_gflops: float, observed_gflops: float) -> float:
+    """Relative drift of a node's rate from what the plan assumed: observed / assumed - 1."""
+    return observed_gflops / assumed_gflops - 1.0
+
+
+def suggest_replan(ctx: ComputeContext) -> Replan | None:
+    """Suggest a new plan if a node's rate or free memory drifted from the plan's assumptions.
+
+    Drift: ``|observed / assumed - 1| > drift_threshold`` for a node measured this interval.
+    Memory: a node's free memory is below what the current plan makes it hold (forced).
+    The new plan is :func:`~sedma.compute.partition.plan_sedma` at the believed rates, with
+    its predicted gain; whether the gain (``min_gain``) is worth it is the loop's call, so
+    that rejected suggestions are logged too. Returns ``None`` when nothing drifted; raises
+    :class:`~sedma.errors.PlanError` when no plan fits.
+    """
+    views = {v.name: v for v in ctx.nodes}
+    plan = ctx.plan
+    drift = {
+        n: rate_drift(plan.assumed_rates[n], views[n].rate_gflops)
+        for n in sorted(ctx.measured)
+        if n in plan.assumed_rates
+        and abs(rate_drift(plan.assumed_rates[n], views[n].rate_gflops)) > ctx.drift_threshold
+    }
+    fp = footprint(plan, {v.name: v.crossbar for v in ctx.nodes})
+    short = sorted(n for n, f in fp.items() if f.digital_bytes > views[n].free_bytes)
+    if not drift and not short:
+        return None
+    rates = {v.name: v.rate_gflops for v in ctx.nodes}
+    new = plan_sedma(
+        PartitionContext(nodes=ctx.nodes, workload=plan.workload, settings=ctx.settings)
+    )
+    current = predicted_makespan_s(plan, rates)
+    predicted = predicted_makespan_s(new, rates)
+    gain = 1.0 - predicted / current if current > 0 else 0.0
+    forced = bool(short)
+    parts = [f"{n} rate {d:+.0%} vs plan" for n, d in drift.items()]
+    parts += [f"{n} free memory below plan footprint" for n in short]
+    return Replan(
+        plan=new,
+        reason="; ".join(parts),
+        drift=drift,
+        predicted_gain=gain,
+        current_makespan_s=current,
+        predicted_makespan_s=predicted,
+        forced=forced,
+    )

@@ -1,0 +1,328 @@
+"""The control loop: Collect -> Analyze -> Adapt, the only place that changes the world.
+
+Covers: :class:`ControlLoop` (start a job from long-term priors, then once per interval:
+collect observations into short-term memory and aggregates into long-term memory, build the
+frozen policy context, ask the policies, arbitrate, enact through the backend, log every
+decision with its reason, and later its measured outcome), :class:`LoopSettings` and
+:class:`Decision`. Does not cover: what to suggest (pure policies in
+:mod:`sedma.compute.policy`), how backends run things (see :mod:`sedma.runtime`), or what
+is learned across runs (see :mod:`sedma.control.learning`).
+
+The loop is driven: ``run_once()`` after each pass of the job (tests and the simulator call
+it directly). Time comes from the injected clock only.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from sedma.clock import Clock
+from sedma.compute.executor import JOB, Operands
+from sedma.compute.partition import (
+    PartitionContext,
+    PartitionSettings,
+    bound,
+    plan_sedma,
+    views_from_spec,
+)
+from sedma.compute.plan import NodeView, Plan
+from sedma.compute.policy import ComputeContext, Replan, suggest_replan
+from sedma.compute.workload import Workload
+from sedma.control.learning import DEFAULT_DRIFT_THRESHOLD, Priors, learn_settings, load_priors
+from sedma.errors import CapacityError, PlanError, SedmaError
+from sedma.memory.long_term import AdaptationRecord, LongTermMemory
+from sedma.memory.short_term import IntervalAggregate, ShortTermMemory
+from sedma.metrics import PeakHeld
+from sedma.observations import FreeMemory, MemoryHeld, NodeFailed
+from sedma.runtime.base import Backend
+from sedma.spec import ClusterSpec
+
+__all__ = ["ControlLoop", "Decision", "LoopSettings", "context_key"]
+
+log = logging.getLogger(__name__)
+
+
+def context_key(spec: ClusterSpec, workload: Workload) -> str:
+    """The workload context settings are learned for: cluster, workload and its size."""
+    return f"{spec.name}|{workload.name}|{len(workload.ops)}ops|{workload.flops}flop"
+
+
+@dataclass(frozen=True)
+class LoopSettings:
+    """Arbitration knobs. ``drift_threshold`` is only the default: priors override it."""
+
+    drift_threshold: float = DEFAULT_DRIFT_THRESHOLD
+    min_gain: float = 0.03  # smallest predicted makespan gain worth moving data for
+    cooldown_intervals: int = 1  # intervals between two voluntary re-plans
+    max_adaptations: int = 50
+    outcome_intervals: int = 3  # intervals over which an adaptation's gain is measured
+    learn: bool = True  # read priors at start and write what was learned at finish
+
+
+@dataclass(frozen=True)
+class Decision:
+    """One arbitrated suggestion: what, accepted or not, and why."""
+
+    t: float
+    interval: int
+    layer: str
+    kind: str
+    accepted: bool
+    reason: str
+    predicted_gain: float | None
+    detail: Mapping[str, Any] = field(default_factory=dict)
+    record_id: int | None = None  # its row in long-term memory, if there is one
+
+
+@dataclass
+class _Pending:
+    record_id: int | None
+    before_s: float
+    after: list[float] = field(default_factory=list)
+
+
+class ControlLoop:
+    """Collect -> Analyze -> Adapt over one job (a workload on a backend)."""
+
+    def __init__(self, *, spec: ClusterSpec, workload: Workload, backend: Backend,
+                 operands: Operands, stm: ShortTermMemory, clock: Clock,
+                 ltm: LongTermMemory | None = None, settings: LoopSettings | None = None,
+                 partition: PartitionSettings | None = None) -> None:
+        self.spec = spec
+        self.workload = workload
+        self.backend = backend
+        self.operands = operands
+        self.stm = stm
+        self.clock = clock
+        self.ltm = ltm
+        self.settings = settings or LoopSettings()
+        self.partition = partition or PartitionSettings()
+        self.context_key = context_key(spec, workload)
+        self.priors = Priors()
+        self.drift_threshold = self.settings.drift_threshold
+        self.decisions: list[Decision] = []
+        self.adaptations = 0
+        self.interval = 0
+        self.peak = PeakHeld()
+        self.bound_s: list[float] = []  # per interval: work / sum of measured rates
+        self.pass_s: list[float] = []
+        self._plan: Plan | None = None
+        self._run_id: int | None = None
+        self._free: dict[str, int] = {n.name: n.device.memory_bytes for n in spec.nodes}
+        self._failed: set[str] = set()
+        self._last_adapt = -(10**9)
+        self._pending: list[_Pending] = []
+        self._rel_changes: list[float] = []
+        self._prev_rates: dict[str, float] = {}
+        self._useless = 0
+        self._epoch_offset = clock.epoch() - clock.now()
+
+    # ------------------------------------------------------------------ lifecycle
+    @property
+    def plan(self) -> Plan:
+        if self._plan is None:
+            raise SedmaError("the control loop has not started: call start() first")
+        return self._plan
+
+    def start(self) -> Plan:
+        """Read long-term priors, make the first plan from them, load it on the backend."""
+        if self.ltm is not None and self.settings.learn:
+            self.priors = load_priors(self.ltm, self.spec, self.context_key)
+            self.drift_threshold = self.priors.settings.get("drift_threshold",
+                                                            self.drift_threshold)
+            for note in self.priors.notes:
+                log.info("prior: %s", note)
+        if self.ltm is not None:
+            self._run_id = self.ltm.start_run(
+                self.context_key, self.spec.name, self.workload.name,
+                {"backend": self.backend.name, "drift_threshold": self.drift_threshold,
+                 "priors": dict(self.priors.rates)})
+        views = self._views({n.name: self.priors.rate(self.spec, n.name)
+                             for n in self.spec.nodes})
+        plan = plan_sedma(PartitionContext(nodes=views, workload=self.workload,
+                                           settings=self.partition))
+        self.backend.load(plan, self.operands)
+        self._plan = plan
+        self._collect_observations()
+        return plan
+
+    def finish(self, summary: Mapping[str, Any] | None = None) -> list[str]:
+        """Close the run in long-term memory and record what it taught; returns the lessons."""
+        self._flush_pending()
+        lessons: list[str] = []
+        if self.ltm is None or self._run_id is None:
+            return lessons
+        efficiency = sum(self.bound_s) / sum(self.pass_s) if self.pass_s else 0.0
+        if self.settings.learn:
+            lessons = learn_settings(
+                self.ltm, self.context_key, rel_changes=self._rel_changes,
+                efficiency=efficiency, adaptations=self.adaptations,
+                useless_adaptations=self._useless,
+                current={"drift_threshold": self.drift_threshold}, t_epoch=self.clock.epoch())
+        self.ltm.end_run(self._run_id, {**(summary or {}), "adaptations": self.adaptations,
+                                        "efficiency": efficiency, "lessons": lessons})
+        return lessons
+
+    # ------------------------------------------------------------------ the loop
+    def run_once(self) -> list[Decision]:
+        """One Collect -> Analyze -> Adapt step; returns the decisions it made."""
+        plan = self.plan
+        self.interval += 1
+        # Collect
+        self._collect_observations()
+        rows = self.stm.drain_interval()
+        self._persist(rows)
+        measured = _interval_rates(rows)
+        pass_s = _interval_sum(rows, JOB, "pass_s")
+        self._track(measured, pass_s)
+        # Analyze
+        believed = {n: measured.get(n, plan.assumed_rates.get(n, self.priors.rate(self.spec, n)))
+                    for n in self.spec.node_names}
+        ctx = ComputeContext(plan=plan, nodes=self._views(believed),
+                             measured=frozenset(measured), drift_threshold=self.drift_threshold,
+                             settings=self.partition)
+        made: list[Decision] = []
+        try:
+            suggestion = suggest_replan(ctx)
+        except PlanError as e:
+            made.append(self._decide("replan", False, f"no feasible plan: {e}", None, {}))
+            suggestion = None
+        # Adapt
+        if suggestion is not None:
+            made.append(self._arbitrate(suggestion, pass_s))
+        self.decisions.extend(made)
+        return made
+
+    # ------------------------------------------------------------------ internals
+    def _views(self, rates: Mapping[str, float]) -> tuple[NodeView, ...]:
+        live = {n: r for n, r in rates.items() if n not in self._failed}
+        views = views_from_spec(self.spec, rates=live, free_bytes=self._free)
+        return tuple(v for v in views if v.name not in self._failed)
+
+    def _collect_observations(self) -> None:
+        batch = self.backend.drain_observations()
+        self.peak.observe(batch)
+        for o in batch:
+            if isinstance(o, MemoryHeld):
+                self.stm.set_gauge(o.node, "held_bytes", float(o.held_bytes), o.t)
+            elif isinstance(o, FreeMemory):
+                self._free[o.node] = o.free_bytes
+                self.stm.set_gauge(o.node, "free_bytes", float(o.free_bytes), o.t)
+            elif isinstance(o, NodeFailed):
+                self._failed.add(o.node)
+            if isinstance(o, MemoryHeld):
+                self.stm.set_gauge(o.node, "digital_bytes", float(o.digital_bytes), o.t)
+
+    def _persist(self, rows: list[IntervalAggregate]) -> None:
+        if self.ltm is None or not rows:
+            return
+        off = self._epoch_offset
+        self.ltm.record_observations(self._run_id, [
+            IntervalAggregate(r.entity, r.metric, r.count, r.mean, r.min, r.max, r.last,
+                              r.t_first + off, r.t_last + off) for r in rows])
+
+    def _track(self, measured: Mapping[str, float], pass_s: float | None) -> None:
+        """Per-interval bookkeeping: bound, rate noise, and outcomes of past adaptations."""
+        plan = self.plan
+        if pass_s is not None:
+            # The bound at the rates just measured (spec or prior where a node had no
+            # tile), honouring error budgets: makespan >= work / eligible rate.
+            rates = {n: measured.get(n, plan.assumed_rates.get(n, self.priors.rate(self.spec, n)))
+                     for n in self.spec.node_names if n not in self._failed}
+            self.bound_s.append(bound(PartitionContext(
+                nodes=self._views(rates), workload=self.workload,
+                settings=self.partition)).makespan_s)
+            self.pass_s.append(pass_s)
+            for p in self._pending:
+                p.after.append(pass_s)
+            self._flush_pending(done_only=True)
+        adapted_last = self._last_adapt == self.interval - 1
+        for n, r in measured.items():
+            prev = self._prev_rates.get(n)
+            if prev and not adapted_last:
+                self._rel_changes.append(r / prev - 1.0)
+            self._prev_rates[n] = r
+
+    def _flush_pending(self, done_only: bool = False) -> None:
+        keep = []
+        for p in self._pending:
+            if done_only and len(p.after) < self.settings.outcome_intervals:
+                keep.append(p)
+                continue
+            if not p.after:
+                continue
+            gain = 1.0 - float(np.mean(p.after)) / p.before_s if p.before_s > 0 else 0.0
+            if gain < 0.01:
+                self._useless += 1
+            if self.ltm is not None and p.record_id is not None:
+                self.ltm.record_outcome(p.record_id, gain, self.clock.epoch())
+            log.info("adaptation %s: measured gain %.1f%%", p.record_id, 100 * gain)
+        self._pending = keep
+
+    def _arbitrate(self, s: Replan, pass_s: float | None) -> Decision:
+        detail = {"drift": dict(s.drift), "current_makespan_s": s.current_makespan_s,
+                  "predicted_makespan_s": s.predicted_makespan_s, "forced": s.forced,
+                  "tiles": len(s.plan.tiles)}
+        if not s.forced:
+            if s.predicted_gain < self.settings.min_gain:
+                return self._decide("replan", False, f"{s.reason}: predicted gain "
+                                    f"{s.predicted_gain:.1%} < min_gain "
+                                    f"{self.settings.min_gain:.1%}", s.predicted_gain, detail)
+            if self.interval - self._last_adapt <= self.settings.cooldown_intervals:
+                return self._decide("replan", False, f"{s.reason}: in cooldown",
+                                    s.predicted_gain, detail)
+            if self.adaptations >= self.settings.max_adaptations:
+                return self._decide("replan", False, f"{s.reason}: adaptation budget spent",
+                                    s.predicted_gain, detail)
+        try:
+            self.backend.load(s.plan, self.operands, replace=self.plan)
+        except CapacityError as e:
+            return self._decide("replan", False, f"{s.reason}: backend refused: {e}",
+                                s.predicted_gain, detail)
+        self._plan = s.plan
+        self._collect_observations()
+        self.adaptations += 1
+        self._last_adapt = self.interval
+        d = self._decide("replan", True, s.reason, s.predicted_gain, detail)
+        if pass_s is not None:
+            self._pending.append(_Pending(d.record_id, pass_s))
+        return d
+
+    def _decide(self, kind: str, accepted: bool, reason: str, gain: float | None,
+                detail: Mapping[str, Any]) -> Decision:
+        log.info("%s %s: %s (predicted gain %s)", "accepted" if accepted else "rejected",
+                 kind, reason, "n/a" if gain is None else f"{gain:.1%}")
+        record_id = None
+        if self.ltm is not None:
+            record_id = self.ltm.record_adaptation(AdaptationRecord(
+                id=None, run_id=self._run_id, t_epoch=self.clock.epoch(),
+                context_key=self.context_key, layer="compute", kind=kind,
+                decision=dict(detail), reason=reason, accepted=accepted,
+                predicted_gain=gain))
+        return Decision(self.clock.now(), self.interval, "compute", kind, accepted, reason,
+                        gain, detail, record_id)
+
+
+def _interval_rates(rows: list[IntervalAggregate]) -> dict[str, float]:
+    """Per-node rate over the interval: total flops / total busy device seconds."""
+    flops: dict[str, float] = defaultdict(float)
+    busy: dict[str, float] = defaultdict(float)
+    for r in rows:
+        if r.metric == "flops":
+            flops[r.entity] += r.mean * r.count
+        elif r.metric == "busy_s":
+            busy[r.entity] += r.mean * r.count
+    return {n: flops[n] / busy[n] / 1e9 for n in flops if busy.get(n, 0) > 0}
+
+
+def _interval_sum(rows: list[IntervalAggregate], entity: str, metric: str) -> float | None:
+    for r in rows:
+        if r.entity == entity and r.metric == metric:
+            return r.mean * r.count
+    return None

@@ -1,0 +1,115 @@
+"""The embedded backend: real compute, emulated rates and capacities, two-phase plan swaps."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from sedma.clock import WallClock
+from sedma.compute.executor import Executor, make_operands
+from sedma.compute.plan import ArraySlot, Plan, Tile
+from sedma.compute.workload import MatmulOp, Workload
+from sedma.errors import CapacityError, SedmaError
+from sedma.memory.short_term import ShortTermMemory
+from sedma.observations import MemoryHeld
+from sedma.runtime.base import Backend, FaultInjector
+from sedma.runtime.local import LocalBackend
+from sedma.spec import load_cluster
+
+WL = Workload("t", (MatmulOp("a", 64, 32, 48), MatmulOp("b", 40, 16, 24)))
+
+
+def _plan(node_a: str = "gpu", node_b: str = "cpu-0") -> Plan:
+    tiles = (Tile(0, node_a, "n", 0, 20), Tile(0, node_b, "n", 20, 48),
+             Tile(1, node_a, "m", 0, 40))
+    return Plan(WL, tiles, {n.name: n.device.matmul_gflops for n in load_cluster("small").nodes},
+                "test")
+
+
+@pytest.fixture
+def backend() -> LocalBackend:
+    b = LocalBackend(load_cluster("small"), time_scale=1.0)
+    yield b
+    b.close()
+
+
+def test_local_backend_satisfies_the_protocols(backend: LocalBackend) -> None:
+    assert isinstance(backend, Backend)
+    assert isinstance(backend, FaultInjector)
+
+
+def test_tiles_compute_the_exact_product(backend: LocalBackend) -> None:
+    ops = make_operands(WL, seed=1)
+    plan = _plan()
+    backend.load(plan, ops)
+    r = Executor(backend, ShortTermMemory(), WallClock()).run_pass(plan, check_against=ops)
+    assert r.rel_error is not None and r.rel_error < 1e-6
+    assert r.flops == WL.flops
+
+
+def test_half_rate_node_takes_twice_as_long() -> None:
+    spec = load_cluster("homogeneous")
+    wl = Workload("big", (MatmulOp("a", 256, 256, 256),))
+    flops = wl.ops[0].flops
+    # time_scale chosen so one tile takes ~40 ms of wall time at full rate
+    scale = 0.04 / (flops / (spec.nodes[0].device.matmul_gflops * 1e9))
+    with LocalBackend(spec, time_scale=scale) as b:
+        plan = Plan(wl, (Tile(0, "cpu-0", "n", 0, 256),), {"cpu-0": 200.0}, "t")
+        b.load(plan, make_operands(wl, 0))
+        fast = [r.done.busy_s for _ in range(3) for r in b.run(plan)]
+        b.slow_node("cpu-0", 0.5)
+        slow = [r.done.busy_s for _ in range(3) for r in b.run(plan)]
+    ratio = float(np.median(slow) / np.median(fast))
+    assert 1.8 < ratio < 2.2
+    # busy time is reported in device seconds: flops / rate
+    assert np.median(fast) == pytest.approx(flops / 200e9, rel=0.15)
+
+
+def test_plan_that_does_not_fit_is_refused_and_changes_nothing() -> None:
+    spec = load_cluster("small")
+    with LocalBackend(spec, time_scale=1.0) as b:
+        b.set_tenant_bytes("cpu-0", spec.node("cpu-0").device.memory_bytes - 1000)
+        b.drain_observations()
+        with pytest.raises(CapacityError, match="cpu-0"):
+            b.load(_plan(), make_operands(WL, 0))
+        assert not [o for o in b.drain_observations() if isinstance(o, MemoryHeld)]
+        with pytest.raises(SedmaError, match="not loaded"):
+            list(b.run(_plan()))
+
+
+def test_rram_arrays_are_enforced() -> None:
+    spec = load_cluster("small")
+    arrays = spec.node("rram").device.crossbar.arrays
+    slots = tuple(ArraySlot(i, 0, 0, 0, 1, 0, 1) for i in range(arrays + 1))
+    plan = Plan(WL, (Tile(0, "rram", "n", 0, 48, slots), Tile(1, "gpu", "n", 0, 24)),
+                {"rram": 200.0, "gpu": 800.0}, "t")
+    with LocalBackend(spec, time_scale=1.0) as b, pytest.raises(CapacityError, match="arrays"):
+        b.load(plan, make_operands(WL, 0))
+
+
+def test_swap_keeps_shared_buffers_and_reports_memory() -> None:
+    with LocalBackend(load_cluster("small"), time_scale=1.0) as b:
+        ops = make_operands(WL, 0)
+        old, new = _plan("gpu", "cpu-0"), _plan("gpu", "cpu-1")
+        b.load(old, ops)
+        held_old = {o.node: o.held_bytes for o in b.drain_observations()
+                    if isinstance(o, MemoryHeld)}
+        b.load(new, ops, replace=old)
+        held_new = {o.node: o.held_bytes for o in b.drain_observations()
+                    if isinstance(o, MemoryHeld)}
+        assert held_new["gpu"] == held_old["gpu"]  # unchanged tiles stay in place
+        assert held_new["cpu-0"] == 0 and held_new["cpu-1"] == held_old["cpu-0"]
+        with pytest.raises(SedmaError, match="not loaded"):
+            list(b.run(old))
+        r = Executor(b, ShortTermMemory(), WallClock()).run_pass(new, check_against=ops)
+        assert r.rel_error is not None and r.rel_error < 1e-6
+
+
+def test_unknown_node_and_bad_arguments_are_clear_errors(backend: LocalBackend) -> None:
+    with pytest.raises(SedmaError, match="'nope'"):
+        backend.slow_node("nope", 0.5)
+    with pytest.raises(SedmaError, match="factor"):
+        backend.slow_node("gpu", 0.0)
+    bad = Plan(WL, (Tile(0, "ghost", "n", 0, 48),), {}, "t")
+    with pytest.raises(SedmaError, match="ghost"):
+        backend.load(bad, make_operands(WL, 0))
