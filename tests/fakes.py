@@ -6,6 +6,7 @@ from collections import defaultdict
 from collections.abc import Iterator
 
 import numpy as np
+
 from sedma.clock import ManualClock
 from sedma.compute.executor import Operands, TileResult
 from sedma.compute.plan import Plan
@@ -25,8 +26,9 @@ class FakeBackend:
     name = "fake"
     time_scale = 1.0
 
-    def __init__(self, spec: ClusterSpec, clock: ManualClock, noise: float = 0.0,
-                 seed: int = 0) -> None:
+    def __init__(
+        self, spec: ClusterSpec, clock: ManualClock, noise: float = 0.0, seed: int = 0
+    ) -> None:
         self.spec = spec
         self.clock = clock
         self.slow: dict[str, float] = defaultdict(lambda: 1.0)
@@ -85,8 +87,13 @@ class FakeBackend:
             start = finish[t.node]
             finish[t.node] = start + busy
             shape = (op.m, t.stop - t.start) if t.axis == "n" else (t.stop - t.start, op.n)
-            out.append(TileResult(i, np.zeros(shape, np.float32),
-                                  TileDone(t.node, t.op, flops, start, start + busy, busy)))
+            out.append(
+                TileResult(
+                    i,
+                    np.zeros(shape, np.float32),
+                    TileDone(t.node, t.op, flops, start, start + busy, busy),
+                )
+            )
         self.clock.advance(max(finish.values()) - t0)
         yield from out
 

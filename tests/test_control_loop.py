@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from fakes import FakeBackend
 from sedma.clock import ManualClock
 from sedma.compute.executor import Executor, make_operands
 from sedma.compute.plan import predicted_makespan_s
@@ -15,24 +16,40 @@ from sedma.memory.long_term import LongTermMemory
 from sedma.memory.short_term import ShortTermMemory
 from sedma.spec import load_cluster
 
-from fakes import FakeBackend
+WL = Workload(
+    "mini",
+    tuple(
+        MatmulOp(f"op{i}", 64 + 16 * i, 96, 80 + 8 * i, max_rel_error=0.02 if i == 0 else 0.1)
+        for i in range(12)
+    ),
+)
 
-WL = Workload("mini", tuple(
-    MatmulOp(f"op{i}", 64 + 16 * i, 96, 80 + 8 * i, max_rel_error=0.02 if i == 0 else 0.1)
-    for i in range(12)))
 
-
-def _run(tmp_path: Path, passes: int, *, slow_at: int | None = None, learn: bool = True,
-         noise: float = 0.0, tenant_at: int | None = None,
-         settings: LoopSettings | None = None) -> tuple[ControlLoop, FakeBackend]:
+def _run(
+    tmp_path: Path,
+    passes: int,
+    *,
+    slow_at: int | None = None,
+    learn: bool = True,
+    noise: float = 0.0,
+    tenant_at: int | None = None,
+    settings: LoopSettings | None = None,
+) -> tuple[ControlLoop, FakeBackend]:
     spec = load_cluster("small")
     clock = ManualClock()
     backend = FakeBackend(spec, clock, noise=noise)
     stm = ShortTermMemory()
     ltm = LongTermMemory(tmp_path / "m.db", clock=clock)
-    loop = ControlLoop(spec=spec, workload=WL, backend=backend,
-                       operands=make_operands(WL, 0), stm=stm, clock=clock, ltm=ltm,
-                       settings=settings or LoopSettings(learn=learn))
+    loop = ControlLoop(
+        spec=spec,
+        workload=WL,
+        backend=backend,
+        operands=make_operands(WL, 0),
+        stm=stm,
+        clock=clock,
+        ltm=ltm,
+        settings=settings or LoopSettings(learn=learn),
+    )
     loop.start()
     ex = Executor(backend, stm, clock)
     for p in range(passes):
@@ -83,8 +100,13 @@ def test_memory_loss_forces_a_replan_off_the_node(tmp_path: Path) -> None:
 
 def test_cooldown_rejections_are_logged_with_reasons(tmp_path: Path) -> None:
     # the slowdown comes right after the first correction: the loop must wait one interval
-    loop, _ = _run(tmp_path, 6, slow_at=1, learn=False,
-                   settings=LoopSettings(learn=False, cooldown_intervals=1))
+    loop, _ = _run(
+        tmp_path,
+        6,
+        slow_at=1,
+        learn=False,
+        settings=LoopSettings(learn=False, cooldown_intervals=1),
+    )
     rejected = [d for d in loop.decisions if not d.accepted]
     assert rejected and "in cooldown" in rejected[0].reason
     assert sum(d.accepted for d in loop.decisions) == 2
@@ -100,7 +122,11 @@ def test_second_run_starts_from_learned_rates_and_adapts_less(tmp_path: Path) ->
     assert "drift_threshold" in second.priors.settings
     # the learned first plan is better at the true rates than the spec-rate one
     spec_rates = {n: backend.spec.node(n).device.matmul_gflops for n in backend.nodes}
-    truth = {n: backend.spec.node(n).device.matmul_gflops
-             * backend.spec.node(n).emulated_rate_factor for n in backend.nodes}
+    truth = {
+        n: backend.spec.node(n).device.matmul_gflops * backend.spec.node(n).emulated_rate_factor
+        for n in backend.nodes
+    }
     assert spec_rates != truth
-    assert predicted_makespan_s(second.plan, truth) <= predicted_makespan_s(first.plan, truth) * 1.01
+    assert (
+        predicted_makespan_s(second.plan, truth) <= predicted_makespan_s(first.plan, truth) * 1.01
+    )

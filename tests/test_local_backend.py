@@ -20,10 +20,10 @@ WL = Workload("t", (MatmulOp("a", 64, 32, 48), MatmulOp("b", 40, 16, 24)))
 
 
 def _plan(node_a: str = "gpu", node_b: str = "cpu-0") -> Plan:
-    tiles = (Tile(0, node_a, "n", 0, 20), Tile(0, node_b, "n", 20, 48),
-             Tile(1, node_a, "m", 0, 40))
-    return Plan(WL, tiles, {n.name: n.device.matmul_gflops for n in load_cluster("small").nodes},
-                "test")
+    tiles = (Tile(0, node_a, "n", 0, 20), Tile(0, node_b, "n", 20, 48), Tile(1, node_a, "m", 0, 40))
+    return Plan(
+        WL, tiles, {n.name: n.device.matmul_gflops for n in load_cluster("small").nodes}, "test"
+    )
 
 
 @pytest.fixture
@@ -81,8 +81,12 @@ def test_rram_arrays_are_enforced() -> None:
     spec = load_cluster("small")
     arrays = spec.node("rram").device.crossbar.arrays
     slots = tuple(ArraySlot(i, 0, 0, 0, 1, 0, 1) for i in range(arrays + 1))
-    plan = Plan(WL, (Tile(0, "rram", "n", 0, 48, slots), Tile(1, "gpu", "n", 0, 24)),
-                {"rram": 200.0, "gpu": 800.0}, "t")
+    plan = Plan(
+        WL,
+        (Tile(0, "rram", "n", 0, 48, slots), Tile(1, "gpu", "n", 0, 24)),
+        {"rram": 200.0, "gpu": 800.0},
+        "t",
+    )
     with LocalBackend(spec, time_scale=1.0) as b, pytest.raises(CapacityError, match="arrays"):
         b.load(plan, make_operands(WL, 0))
 
@@ -92,11 +96,13 @@ def test_swap_keeps_shared_buffers_and_reports_memory() -> None:
         ops = make_operands(WL, 0)
         old, new = _plan("gpu", "cpu-0"), _plan("gpu", "cpu-1")
         b.load(old, ops)
-        held_old = {o.node: o.held_bytes for o in b.drain_observations()
-                    if isinstance(o, MemoryHeld)}
+        held_old = {
+            o.node: o.held_bytes for o in b.drain_observations() if isinstance(o, MemoryHeld)
+        }
         b.load(new, ops, replace=old)
-        held_new = {o.node: o.held_bytes for o in b.drain_observations()
-                    if isinstance(o, MemoryHeld)}
+        held_new = {
+            o.node: o.held_bytes for o in b.drain_observations() if isinstance(o, MemoryHeld)
+        }
         assert held_new["gpu"] == held_old["gpu"]  # unchanged tiles stay in place
         assert held_new["cpu-0"] == 0 and held_new["cpu-1"] == held_old["cpu-0"]
         with pytest.raises(SedmaError, match="not loaded"):

@@ -16,8 +16,9 @@ from sedma.metrics import (
 )
 
 
-@pytest.mark.parametrize(("needed", "held", "want"), [(100, 100, 1.0), (50, 100, 0.5),
-                                                      (0, 10, 0.0), (10, 0, 0.0)])
+@pytest.mark.parametrize(
+    ("needed", "held", "want"), [(100, 100, 1.0), (50, 100, 0.5), (0, 10, 0.0), (10, 0, 0.0)]
+)
 def test_memory_efficiency(needed: int, held: int, want: float) -> None:
     assert memory_efficiency(needed, held) == pytest.approx(want)
 
@@ -37,9 +38,9 @@ def test_throughput_rejects_zero_time() -> None:
         ({"a": 0.5}, {"a": 1.0, "b": 1.0}, 1.0, 0.25),  # absent node counts idle
     ],
 )
-def test_resource_utilization_is_capacity_weighted(busy: dict[str, float],
-                                                   cap: dict[str, float], wall: float,
-                                                   want: float) -> None:
+def test_resource_utilization_is_capacity_weighted(
+    busy: dict[str, float], cap: dict[str, float], wall: float, want: float
+) -> None:
     assert resource_utilization(busy, cap, wall) == pytest.approx(want)
 
 
@@ -59,8 +60,19 @@ def test_peak_held_tracks_the_sum_over_nodes_at_its_peak() -> None:
 
 
 def test_system_result_keys_match_the_result_json() -> None:
-    r = SystemResult(memory_efficiency=0.9, throughput_ops_s=2.0, resource_utilization=0.8,
-                     rel_error=0.0, adaptations=1, extra={"makespan_s": 3.0})
-    assert r.to_json() == {"memory_efficiency": 0.9, "throughput_ops_s": 2.0,
-                           "resource_utilization": 0.8, "rel_error": 0.0, "adaptations": 1,
-                           "makespan_s": 3.0}
+    r = SystemResult(
+        memory_efficiency=0.9,
+        throughput_ops_s=2.0,
+        resource_utilization=0.8,
+        rel_error=0.0,
+        adaptations=1,
+        extra={"makespan_s": 3.0},
+    )
+    assert r.to_json() == {
+        "memory_efficiency": 0.9,
+        "throughput_ops_s": 2.0,
+        "resource_utilization": 0.8,
+        "rel_error": 0.0,
+        "adaptations": 1,
+        "makespan_s": 3.0,
+    }

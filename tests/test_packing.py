@@ -24,8 +24,8 @@ def check_packing(
         for s in block_slots:
             assert 0 <= s.k0 < s.k1 <= k and 0 <= s.c0 < s.c1 <= w
             h, wd = s.k1 - s.k0, s.c1 - s.c0
-            assert 0 <= s.row0 and s.row0 + h <= rows, s
-            assert 0 <= s.col0 and s.col0 + wd <= cols, s
+            assert s.row0 >= 0 and s.row0 + h <= rows, s
+            assert s.col0 >= 0 and s.col0 + wd <= cols, s
             covered[s.k0 : s.k1, s.c0 : s.c1] += 1
             grid = cells.setdefault(s.array, np.zeros((rows, cols), dtype=np.int32))
             grid[s.row0 : s.row0 + h, s.col0 : s.col0 + wd] += 1
@@ -46,7 +46,12 @@ CASES = [
     ("remnant heavy", [(100, 30)] * 20, 128, 64),
     ("edges both ways", [(300, 100), (147, 64), (576, 70)], 128, 64),
     ("tall and wide", [(1000, 3), (3, 1000)], 64, 32),
-    ("resnet-like on 256x128", [(147, 64), (576, 64), (64, 256), (1152, 128), (2048, 1000)], 256, 128),
+    (
+        "resnet-like on 256x128",
+        [(147, 64), (576, 64), (64, 256), (1152, 128), (2048, 1000)],
+        256,
+        128,
+    ),
     ("single cell arrays", [(2, 3), (1, 1)], 1, 1),
 ]
 
@@ -79,7 +84,8 @@ def test_fill_much_better_than_padding(
 
 def test_remnant_heavy_fill_ratio() -> None:
     rng = np.random.default_rng(7)
-    blocks = [(int(k), int(w)) for k, w in zip(rng.integers(1, 200, 40), rng.integers(1, 100, 40))]
+    ks, ws = rng.integers(1, 200, 40), rng.integers(1, 100, 40)
+    blocks = [(int(k), int(w)) for k, w in zip(ks, ws, strict=True)]
     rows, cols = 128, 64
     weights = sum(k * w for k, w in blocks)
     packed = weights / (arrays_needed(blocks, rows, cols) * rows * cols)
@@ -124,9 +130,7 @@ def test_invalid_input_names_parameter(
 
 @settings(max_examples=60, deadline=None)
 @given(
-    blocks=st.lists(
-        st.tuples(st.integers(1, 90), st.integers(1, 90)), min_size=1, max_size=8
-    ),
+    blocks=st.lists(st.tuples(st.integers(1, 90), st.integers(1, 90)), min_size=1, max_size=8),
     rows=st.integers(1, 40),
     cols=st.integers(1, 40),
 )

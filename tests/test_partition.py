@@ -11,7 +11,6 @@ import pytest
 
 from sedma.bench.partition import bench_partition, synthetic_fleet
 from sedma.compute.crossbar import analytic_rel_error
-from sedma.compute.lp import wrap
 from sedma.compute.partition import (
     PartitionContext,
     PartitionSettings,
@@ -32,6 +31,7 @@ from sedma.compute.plan import (
     predicted_makespan_s,
     validate_plan,
 )
+from sedma.compute.rounding import OpCost, fill_nodes, wrap
 from sedma.compute.workload import MatmulOp, Workload
 from sedma.errors import PlanError, SpecError
 from sedma.spec import GIB, CrossbarSpec, load_cluster
@@ -68,10 +68,26 @@ def bert_like(batch: int = 8, seq: int = 128, layers: int = 4, budget: float = 0
     ops: list[MatmulOp] = []
     for i in range(layers):
         ops += [MatmulOp(f"L{i}.{p}", m, hidden, hidden, budget) for p in ("q", "k", "v", "o")]
-        ops.append(MatmulOp(f"L{i}.scores", batch * heads * seq, hidden // heads, seq, budget,
-                            weight_static=False))
-        ops.append(MatmulOp(f"L{i}.context", batch * heads * seq, seq, hidden // heads, budget,
-                            weight_static=False))
+        ops.append(
+            MatmulOp(
+                f"L{i}.scores",
+                batch * heads * seq,
+                hidden // heads,
+                seq,
+                budget,
+                weight_static=False,
+            )
+        )
+        ops.append(
+            MatmulOp(
+                f"L{i}.context",
+                batch * heads * seq,
+                seq,
+                hidden // heads,
+                budget,
+                weight_static=False,
+            )
+        )
         ops.append(MatmulOp(f"L{i}.ffn1", m, hidden, 4 * hidden, budget))
         ops.append(MatmulOp(f"L{i}.ffn2", m, 4 * hidden, hidden, budget))
     return Workload("bert-like", tuple(ops))
@@ -139,7 +155,9 @@ def test_sedma_covers_every_op_once_on_presets(preset: str, make: object) -> Non
     assert plan.strategy == "sedma"
     validate_plan(plan, {v.name: v for v in views})
     check_arrays(plan, views)
-    assert makespan(plan) <= makespan(plan_static(ctx)) * 1.01
+    # never slower than the static baseline; on identical nodes an even split is optimal too
+    slack = 1.01 if preset == "homogeneous" else 1.0
+    assert makespan(plan) <= makespan(plan_static(ctx)) * slack
     assert makespan(plan) >= bound(ctx).makespan_s * (1 - 1e-9)
     for t in plan.tiles:  # per-input weights never on rram
         assert workload.ops[t.op].weight_static or t.node.split("-")[0] != "rram"
@@ -227,8 +245,11 @@ def test_raising_rel_error_moves_ops_off_node() -> None:
 def test_no_eligible_node_is_a_clear_error() -> None:
     views = tuple(v for v in views_from_spec(load_cluster("paper")) if v.kind == "rram")
     ctx = PartitionContext(views, bert_like(layers=1))
-    with pytest.raises(PlanError, match="L0.scores.*per-input weight.*can run on no node"):
+    with pytest.raises(PlanError, match=r"L0\.scores.*can run on no node.*per-input weight"):
         plan_sedma(ctx)
+    tight = Workload("w", (MatmulOp("x", 64, 64, 64, max_rel_error=0.01),))
+    with pytest.raises(PlanError, match=r"'x'.*can run on no node.*smallest relative error"):
+        plan_sedma(PartitionContext(views, tight))
 
 
 # ------------------------------------------------------------------ memory
@@ -253,8 +274,9 @@ def test_memory_binding_moves_load_and_is_respected() -> None:
 
 
 def test_impossible_memory_everywhere() -> None:
-    views = views_from_spec(load_cluster("small"), free_bytes={n: 4096 for n in
-                                                               load_cluster("small").node_names})
+    views = views_from_spec(
+        load_cluster("small"), free_bytes={n: 4096 for n in load_cluster("small").node_names}
+    )
     with pytest.raises(PlanError, match="not enough free memory"):
         plan_sedma(PartitionContext(views, resnet_like()))
 
@@ -264,8 +286,11 @@ def test_impossible_memory_in_total_names_need_and_have() -> None:
     spec = load_cluster("homogeneous")
     per_node = wl.live_bytes // 16  # the whole cluster has half of what the job needs
     views = views_from_spec(spec, free_bytes={n: per_node for n in spec.node_names})
-    with pytest.raises(PlanError, match=r"not enough free memory: need \d+ bytes, cluster has "
-                                        r"\d+ free for this job"):
+    with pytest.raises(
+        PlanError,
+        match=r"not enough free memory: need \d+ bytes, cluster has "
+        r"\d+ free for this job",
+    ):
         plan_sedma(PartitionContext(views, wl))
 
 
@@ -424,6 +449,90 @@ def test_wrap_aligns_within_tolerance() -> None:
     assert got == [[(0, 0, 90)], [(0, 90, 200)]]
 
 
+def _cost(copy: float = 1.0, unit_bytes: float = 0.0, fixed: float = 0.0) -> OpCost:
+    return OpCost(1.0, unit_bytes, fixed, copy, False)
+
+
+@pytest.mark.parametrize(
+    ("pieces", "ends", "mem", "costs", "expected", "turned_away"),
+    [
+        # whole pieces largest first; the leftover room goes to a cut of the next piece
+        (
+            [(0, 0, 4), (1, 0, 4)],
+            [6.0, 8.0],
+            [1e9, 1e9],
+            [_cost(), _cost()],
+            [[(0, 0, 4), (1, 0, 2)], [(1, 2, 4)]],
+            0.0,
+        ),
+        # the cut falls on the product whose copy is cheapest, not the next in line
+        (
+            [(0, 0, 5), (1, 0, 5), (2, 0, 2)],
+            [6.0, 12.0],
+            [1e9, 1e9],
+            [_cost(100.0), _cost(1.0), _cost(50.0)],
+            [[(0, 0, 5), (1, 0, 1)], [(1, 1, 5), (2, 0, 2)]],
+            0.0,
+        ),
+        # memory stops the first member early; the rest moves on to the last member
+        (
+            [(0, 0, 10)],
+            [5.0, 10.0],
+            [30.0, 1e9],
+            [_cost(unit_bytes=10.0)],
+            [[(0, 0, 3)], [(0, 3, 10)]],
+            2.0,
+        ),
+        # a copy that does not fit keeps the product off a member entirely
+        (
+            [(0, 0, 4), (1, 0, 4)],
+            [4.0, 8.0],
+            [50.0, 1e9],
+            [_cost(fixed=100.0), _cost(fixed=10.0)],
+            [[(1, 0, 4)], [(0, 0, 4)]],
+            0.0,
+        ),
+    ],
+)
+def test_fill_nodes_table(
+    pieces: list[tuple[int, int, int]],
+    ends: list[float],
+    mem: list[float],
+    costs: list[OpCost],
+    expected: list[list[tuple[int, int, int]]],
+    turned_away: float,
+) -> None:
+    got, away = fill_nodes(pieces, ends, mem, costs, 0, [0.0] * len(ends))
+    assert got == expected
+    assert away == pytest.approx(turned_away)
+
+
+@pytest.mark.parametrize("tightness", [0.03, 0.04, 0.05, 0.07])
+@pytest.mark.parametrize("make", [resnet_like, bert_like], ids=["resnet", "bert"])
+def test_memory_tight_cluster_still_fits(tightness: float, make: object) -> None:
+    """Free memory in proportion to rate, only a few times the job's live bytes in total."""
+    spec = load_cluster("paper")
+    wl = make()  # type: ignore[operator]
+    total_rate = sum(n.device.matmul_gflops for n in spec.nodes)
+    free = {
+        n.name: int(wl.live_bytes * n.device.matmul_gflops / total_rate * 0.1 / tightness)
+        for n in spec.nodes
+    }
+    views = views_from_spec(spec, free_bytes=free)
+    ctx = PartitionContext(views, wl)
+    plan = plan_sedma(ctx)
+    validate_plan(plan, {v.name: v for v in views})
+    for name, f in footprint(plan, {v.name: v.crossbar for v in views}).items():
+        assert f.digital_bytes <= free[name] * (1 - ctx.settings.memory_reserve)
+    assert makespan(plan) <= 1.5 * bound(ctx).makespan_s
+
+
+def test_too_few_arrays_is_a_clear_error() -> None:
+    nodes = tuple(NodeView(f"r{i}", "rram", 300.0, 64 * GIB, XB_A, 100, 0.01) for i in range(2))
+    with pytest.raises(PlanError, match="not enough free crossbar arrays"):
+        plan_sedma(PartitionContext(nodes, resnet_like()))
+
+
 # ------------------------------------------------------------------ specs, settings, errors
 
 
@@ -437,9 +546,12 @@ def test_views_from_spec_defaults_and_overrides() -> None:
     assert views["rram-a-0"].free_arrays == xb.arrays
     assert views["rram-a-0"].rel_error == pytest.approx(analytic_rel_error(xb))
     assert views["cpu-dc-0"].rel_error == 0.0
-    over = {v.name: v for v in views_from_spec(spec, rates={"edge-0": 5.0},
-                                                   free_bytes={"edge-1": 7},
-                                                   rel_errors={"rram-b-0": 0.3})}
+    over = {
+        v.name: v
+        for v in views_from_spec(
+            spec, rates={"edge-0": 5.0}, free_bytes={"edge-1": 7}, rel_errors={"rram-b-0": 0.3}
+        )
+    }
     assert (over["edge-0"].rate_gflops, over["edge-1"].free_bytes) == (5.0, 7)
     assert over["rram-b-0"].rel_error == 0.3
 
@@ -478,8 +590,16 @@ def test_analytic_rel_error_values() -> None:
         0.05 / math.sqrt(3),
     ]
     assert analytic_rel_error(XB_A) == pytest.approx(math.sqrt(sum(t * t for t in terms)))
-    ideal = _xb(program_noise=0.0, read_noise=0.0, stuck_on_rate=0.0, stuck_off_rate=0.0,
-                ir_drop=0.0, bits_per_cell=16, dac_bits=16, adc_bits=16)
+    ideal = _xb(
+        program_noise=0.0,
+        read_noise=0.0,
+        stuck_on_rate=0.0,
+        stuck_off_rate=0.0,
+        ir_drop=0.0,
+        bits_per_cell=16,
+        dac_bits=16,
+        adc_bits=16,
+    )
     assert analytic_rel_error(ideal) < 1e-4
 
 

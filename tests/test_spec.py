@@ -34,8 +34,11 @@ def test_paper_preset_meets_the_testbed_shape() -> None:
     assert max(rates) / min(rates) >= 10
     kinds = {n.kind for n in spec.nodes}
     assert kinds == {"cpu", "gpu", "rram"}
-    geometries = {(n.device.crossbar.rows, n.device.crossbar.cols)
-                  for n in spec.nodes if n.device.crossbar is not None}
+    geometries = {
+        (n.device.crossbar.rows, n.device.crossbar.cols)
+        for n in spec.nodes
+        if n.device.crossbar is not None
+    }
     assert len(geometries) >= 2
     assert len(spec.sites) >= 3 and spec.links
     assert any(n.nat != "none" for n in spec.nodes)
@@ -69,8 +72,10 @@ def test_load_from_path(tmp_path: Path) -> None:
         (lambda d: d["site"].append(dict(d["site"][0])), "must be unique"),
         (lambda d: d["node"].append(dict(d["node"][0])), "must be unique"),
         (lambda d: d["node"][0].pop("memory_gib"), "node[0].memory_gib' is missing"),
-        (lambda d: d["node"][0].update(crossbar=dict(d["node"][3]["crossbar"])),
-         "only allowed for kind = 'rram'"),
+        (
+            lambda d: d["node"][0].update(crossbar=dict(d["node"][3]["crossbar"])),
+            "only allowed for kind = 'rram'",
+        ),
         (lambda d: d["node"][3].pop("crossbar"), "node[3].crossbar' is missing"),
         (lambda d: d["node"][3]["crossbar"].update(cols=255), "must be even"),
         (lambda d: d["node"][3]["crossbar"].update(rows=0), "crossbar.rows"),

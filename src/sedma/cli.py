@@ -24,8 +24,11 @@ from rich.table import Table
 
 from sedma.errors import SedmaError
 
-app = typer.Typer(add_completion=False, no_args_is_help=True,
-                  help="sedma: a self-evolving, memory-aware layer for distributed AI workloads.")
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    help="sedma: a self-evolving, memory-aware layer for distributed AI workloads.",
+)
 bench_app = typer.Typer(no_args_is_help=True, help="Benchmarks (each writes the result JSON).")
 app.add_typer(bench_app, name="bench")
 
@@ -33,14 +36,21 @@ out = Console()
 err = Console(stderr=True)
 T = TypeVar("T")
 
-ClusterOpt = Annotated[str, typer.Option("--cluster", "-c",
-                                         help="Preset name (paper, small, homogeneous) or TOML path.")]
-WorkloadOpt = Annotated[str, typer.Option("--workload", "-w",
-                                          help="resnet50, ssd300 or bert-base.")]
+ClusterOpt = Annotated[
+    str,
+    typer.Option("--cluster", "-c", help="Preset name (paper, small, homogeneous) or TOML path."),
+]
+WorkloadOpt = Annotated[
+    str, typer.Option("--workload", "-w", help="resnet50, ssd300 or bert-base.")
+]
 ScaleOpt = Annotated[float, typer.Option(help="Multiplies every product's m (positions/tokens).")]
 JsonOpt = Annotated[Path | None, typer.Option("--json", help="Write the result JSON here.")]
-MemoryOpt = Annotated[Path | None, typer.Option(
-    "--memory", help="Long-term memory file (default: $SEDMA_MEMORY or ~/.local/share/sedma).")]
+MemoryOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--memory", help="Long-term memory file (default: $SEDMA_MEMORY or ~/.local/share/sedma)."
+    ),
+]
 
 
 def _guard(fn: Callable[[], T]) -> T:
@@ -65,11 +75,18 @@ def _write_json(path: Path | None, data: dict[str, Any]) -> None:
 
 
 @app.callback()
-def _main(verbose: Annotated[int, typer.Option("--verbose", "-v", count=True,
-                                               help="-v: decisions; -vv: debug.")] = 0) -> None:
+def _main(
+    verbose: Annotated[
+        int, typer.Option("--verbose", "-v", count=True, help="-v: decisions; -vv: debug.")
+    ] = 0,
+) -> None:
     level = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
-    logging.basicConfig(level=level, format="%(message)s", force=True,
-                        handlers=[RichHandler(console=err, show_path=False)])
+    logging.basicConfig(
+        level=level,
+        format="%(message)s",
+        force=True,
+        handlers=[RichHandler(console=err, show_path=False)],
+    )
 
 
 def _fmt(v: Any, kind: str) -> str:
@@ -85,28 +102,50 @@ def _fmt(v: Any, kind: str) -> str:
 
 
 @app.command()
-def demo(cluster: ClusterOpt = "paper", workload: WorkloadOpt = "resnet50",
-         scale: ScaleOpt = 0.25,
-         passes: Annotated[int, typer.Option(help="Passes of the workload for sedma.")] = 40,
-         static_passes: Annotated[int, typer.Option(help="Passes for the static baseline.")] = 8,
-         seed: Annotated[int, typer.Option(help="Seed for operands.")] = 0,
-         json_path: JsonOpt = None, memory: MemoryOpt = None,
-         slow_node: Annotated[str | None, typer.Option(
-             help="Node slowed half-way (default: the fastest; '' for none).")] = None,
-         time_scale: Annotated[float | None, typer.Option(
-             help="Wall seconds per emulated device second (default: measured).")] = None,
-         no_learn: Annotated[bool, typer.Option("--no-learn",
-                                                help="Ignore and do not update long-term memory.")] = False,
-         ) -> None:
+def demo(
+    cluster: ClusterOpt = "paper",
+    workload: WorkloadOpt = "resnet50",
+    scale: ScaleOpt = 0.25,
+    passes: Annotated[int, typer.Option(help="Passes of the workload for sedma.")] = 40,
+    static_passes: Annotated[int, typer.Option(help="Passes for the static baseline.")] = 8,
+    seed: Annotated[int, typer.Option(help="Seed for operands.")] = 0,
+    json_path: JsonOpt = None,
+    memory: MemoryOpt = None,
+    slow_node: Annotated[
+        str | None, typer.Option(help="Node slowed half-way (default: the fastest; '' for none).")
+    ] = None,
+    time_scale: Annotated[
+        float | None,
+        typer.Option(help="Wall seconds per emulated device second (default: measured)."),
+    ] = None,
+    no_learn: Annotated[
+        bool, typer.Option("--no-learn", help="Ignore and do not update long-term memory.")
+    ] = False,
+) -> None:
     """Run a workload with sedma and with the static baseline, side by side, and compare."""
     from sedma.bench.compare import CompareConfig, run_comparison
 
     def go() -> dict[str, Any]:
-        cfg = CompareConfig(cluster=cluster, workload=workload, scale=scale, passes=passes,
-                            static_passes=static_passes, seed=seed, slow_node=slow_node,
-                            time_scale=time_scale, memory=memory, learn=not no_learn)
-        with Progress(TextColumn("{task.description:>8}"), BarColumn(), MofNCompleteColumn(),
-                      TimeElapsedColumn(), console=err, transient=False) as bar:
+        cfg = CompareConfig(
+            cluster=cluster,
+            workload=workload,
+            scale=scale,
+            passes=passes,
+            static_passes=static_passes,
+            seed=seed,
+            slow_node=slow_node,
+            time_scale=time_scale,
+            memory=memory,
+            learn=not no_learn,
+        )
+        with Progress(
+            TextColumn("{task.description:>8}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=err,
+            transient=False,
+        ) as bar:
             tasks: dict[str, Any] = {}
 
             def progress(phase: str, done: int, total: int) -> None:
@@ -118,37 +157,50 @@ def demo(cluster: ClusterOpt = "paper", workload: WorkloadOpt = "resnet50",
 
     result = _guard(go)
     systems = result["systems"]
-    table = Table(title=f"{result['workload']} on {result['cluster']} "
-                        f"(local backend, time scale {result['time_scale']:.0f}x)")
+    table = Table(
+        title=f"{result['workload']} on {result['cluster']} "
+        f"(local backend, time scale {result['time_scale']:.0f}x)"
+    )
     table.add_column("metric")
     for name in ("sedma", "static", "bound"):
         table.add_column(name if name != "static" else "static baseline", justify="right")
-    rows = [("memory utilisation efficiency", "memory_efficiency", "pct"),
-            ("throughput (ops/s)", "throughput_ops_s", "ops"),
-            ("resource utilisation", "resource_utilization", "pct"),
-            ("relative error", "rel_error", "err"),
-            ("adaptations", "adaptations", "int")]
+    rows = [
+        ("memory utilisation efficiency", "memory_efficiency", "pct"),
+        ("throughput (ops/s)", "throughput_ops_s", "ops"),
+        ("resource utilisation", "resource_utilization", "pct"),
+        ("relative error", "rel_error", "err"),
+        ("adaptations", "adaptations", "int"),
+    ]
     for label, key, kind in rows:
-        table.add_row(label, *(_fmt(systems[s].get(key), kind)
-                               for s in ("sedma", "static", "bound")))
+        table.add_row(
+            label, *(_fmt(systems[s].get(key), kind) for s in ("sedma", "static", "bound"))
+        )
     out.print(table)
     s, b = systems["sedma"], systems["static"]
-    out.print(f"throughput {s['throughput_ops_s'] / b['throughput_ops_s']:.2f}x the static "
-              f"baseline; makespan {s['makespan_vs_bound']:.3f}x the bound")
+    out.print(
+        f"throughput {s['throughput_ops_s'] / b['throughput_ops_s']:.2f}x the static "
+        f"baseline; makespan {s['makespan_vs_bound']:.3f}x the bound"
+    )
     for d in result["decisions"]:
         if d["accepted"]:
-            out.print(f"  pass {d['interval']}: re-planned ({d['reason']}; predicted gain "
-                      f"{d['predicted_gain']:.0%})", highlight=False)
+            out.print(
+                f"  pass {d['interval']}: re-planned ({d['reason']}; predicted gain "
+                f"{d['predicted_gain']:.0%})",
+                highlight=False,
+            )
     for p in result["priors"]:
         out.print(f"  learned before start: {p}", highlight=False)
     _write_json(json_path, result)
 
 
 @app.command()
-def plan(cluster: ClusterOpt = "paper", workload: WorkloadOpt = "resnet50",
-         scale: ScaleOpt = 0.25,
-         strategy: Annotated[str, typer.Option(help="sedma or static.")] = "sedma",
-         json_path: JsonOpt = None) -> None:
+def plan(
+    cluster: ClusterOpt = "paper",
+    workload: WorkloadOpt = "resnet50",
+    scale: ScaleOpt = 0.25,
+    strategy: Annotated[str, typer.Option(help="sedma or static.")] = "sedma",
+    json_path: JsonOpt = None,
+) -> None:
     """Print the plan for a cluster and a workload: per-node load, memory and arrays."""
     from sedma.compute.partition import (
         PartitionContext,
@@ -175,9 +227,16 @@ def plan(cluster: ClusterOpt = "paper", workload: WorkloadOpt = "resnet50",
         rates = {v.name: v.rate_gflops for v in views}
         loads = node_loads_s(p, rates)
         fp = footprint(p, {v.name: v.crossbar for v in views})
-        return {"plan": p, "views": views, "loads": loads, "fp": fp,
-                "makespan": predicted_makespan_s(p, rates), "bound": bound(ctx).makespan_s,
-                "efficiency": memory_efficiency(p, views), "spec": spec}
+        return {
+            "plan": p,
+            "views": views,
+            "loads": loads,
+            "fp": fp,
+            "makespan": predicted_makespan_s(p, rates),
+            "bound": bound(ctx).makespan_s,
+            "efficiency": memory_efficiency(p, views),
+            "spec": spec,
+        }
 
     r = _guard(go)
     p = r["plan"]
@@ -187,52 +246,96 @@ def plan(cluster: ClusterOpt = "paper", workload: WorkloadOpt = "resnet50",
     for v in r["views"]:
         f = r["fp"].get(v.name)
         ntiles = sum(1 for t in p.tiles if t.node == v.name)
-        table.add_row(v.name, v.kind, f"{v.rate_gflops:.0f}", str(ntiles),
-                      f"{1e3 * r['loads'].get(v.name, 0.0):.3f}",
-                      f"{(f.digital_bytes if f else 0) / 2**20:.1f}",
-                      f"{f.arrays if f else 0}/{v.free_arrays}" if v.crossbar else "-")
+        table.add_row(
+            v.name,
+            v.kind,
+            f"{v.rate_gflops:.0f}",
+            str(ntiles),
+            f"{1e3 * r['loads'].get(v.name, 0.0):.3f}",
+            f"{(f.digital_bytes if f else 0) / 2**20:.1f}",
+            f"{f.arrays if f else 0}/{v.free_arrays}" if v.crossbar else "-",
+        )
     out.print(table)
-    out.print(f"predicted makespan {1e3 * r['makespan']:.3f} ms per pass; bound "
-              f"{1e3 * r['bound']:.3f} ms ({r['makespan'] / r['bound']:.3f}x); memory "
-              f"efficiency {100 * r['efficiency']:.1f}%")
+    out.print(
+        f"predicted makespan {1e3 * r['makespan']:.3f} ms per pass; bound "
+        f"{1e3 * r['bound']:.3f} ms ({r['makespan'] / r['bound']:.3f}x); memory "
+        f"efficiency {100 * r['efficiency']:.1f}%"
+    )
     for note in p.notes:
         out.print(f"  {note}", highlight=False)
-    _write_json(json_path, {
-        "cluster": r["spec"].name, "workload": p.workload.name, "strategy": p.strategy,
-        "predicted_makespan_s": r["makespan"], "bound_makespan_s": r["bound"],
-        "memory_efficiency": r["efficiency"],
-        "tiles": [{"op": p.workload.ops[t.op].name, "node": t.node, "axis": t.axis,
-                   "start": t.start, "stop": t.stop, "arrays": len({s.array for s in t.arrays})}
-                  for t in p.tiles]})
+    _write_json(
+        json_path,
+        {
+            "cluster": r["spec"].name,
+            "workload": p.workload.name,
+            "strategy": p.strategy,
+            "predicted_makespan_s": r["makespan"],
+            "bound_makespan_s": r["bound"],
+            "memory_efficiency": r["efficiency"],
+            "tiles": [
+                {
+                    "op": p.workload.ops[t.op].name,
+                    "node": t.node,
+                    "axis": t.axis,
+                    "start": t.start,
+                    "stop": t.stop,
+                    "arrays": len({s.array for s in t.arrays}),
+                }
+                for t in p.tiles
+            ],
+        },
+    )
 
 
 @app.command("memory")
-def memory_cmd(memory: MemoryOpt = None,
-               limit: Annotated[int, typer.Option(help="How many adaptations and runs.")] = 10,
-               ) -> None:
+def memory_cmd(
+    memory: MemoryOpt = None,
+    limit: Annotated[int, typer.Option(help="How many adaptations and runs.")] = 10,
+) -> None:
     """Show what long-term memory holds: runs, adaptations and their gains, trends, settings."""
     from sedma.memory.long_term import LongTermMemory
 
     def go() -> None:
         with LongTermMemory(memory) as ltm:
-            out.print(f"long-term memory at {ltm.location}: "
-                      + ", ".join(f"{k} {v}" for k, v in ltm.stats().items()))
+            out.print(
+                f"long-term memory at {ltm.location}: "
+                + ", ".join(f"{k} {v}" for k, v in ltm.stats().items())
+            )
             runs = ltm.runs(limit)
             t = Table(title="recent runs")
             for col in ("run", "context", "adaptations", "efficiency", "throughput ops/s"):
                 t.add_column(col)
             for run in runs:
                 s = run.summary or {}
-                t.add_row(str(run.id), run.context_key, str(s.get("adaptations", "-")),
-                          _fmt(s.get("efficiency"), "pct"), _fmt(s.get("throughput_ops_s"), "ops"))
+                t.add_row(
+                    str(run.id),
+                    run.context_key,
+                    str(s.get("adaptations", "-")),
+                    _fmt(s.get("efficiency"), "pct"),
+                    _fmt(s.get("throughput_ops_s"), "ops"),
+                )
             out.print(t)
             t = Table(title="recent adaptations (accepted and rejected)")
-            for col in ("id", "run", "kind", "accepted", "predicted gain", "measured gain",
-                        "reason"):
+            for col in (
+                "id",
+                "run",
+                "kind",
+                "accepted",
+                "predicted gain",
+                "measured gain",
+                "reason",
+            ):
                 t.add_column(col)
             for a in ltm.recent_adaptations(limit):
-                t.add_row(str(a.id), str(a.run_id), a.kind, "yes" if a.accepted else "no",
-                          _fmt(a.predicted_gain, "pct"), _fmt(a.measured_gain, "pct"), a.reason)
+                t.add_row(
+                    str(a.id),
+                    str(a.run_id),
+                    a.kind,
+                    "yes" if a.accepted else "no",
+                    _fmt(a.predicted_gain, "pct"),
+                    _fmt(a.measured_gain, "pct"),
+                    a.reason,
+                )
             out.print(t)
             contexts = sorted({r.context_key for r in runs})
             t = Table(title="best-known settings per workload context")
@@ -240,29 +343,41 @@ def memory_cmd(memory: MemoryOpt = None,
                 t.add_column(col)
             for c in contexts:
                 for name, setting in ltm.best_settings(c).items():
-                    t.add_row(c, name, f"{setting.value:.3f}", f"{setting.score:.3f}",
-                              setting.reason)
+                    t.add_row(
+                        c, name, f"{setting.value:.3f}", f"{setting.score:.3f}", setting.reason
+                    )
             out.print(t)
             t = Table(title="learned node rates (trend over recent intervals)")
-            for col in ("node", "mean GFLOP/s", "p75 GFLOP/s (next run's prior)",
-                        "slope /s", "intervals"):
+            for col in (
+                "node",
+                "mean GFLOP/s",
+                "p75 GFLOP/s (next run's prior)",
+                "slope /s",
+                "intervals",
+            ):
                 t.add_column(col)
             for entity, _ in ltm.entities("rate_gflops"):
                 tr = ltm.trend(entity, "rate_gflops")
                 q = ltm.quantile(entity, "rate_gflops", 0.75)
                 if tr is not None:
-                    t.add_row(entity, f"{tr.mean:.1f}", f"{q:.1f}" if q else "-",
-                              f"{tr.slope_per_s:+.3g}", str(tr.n))
+                    t.add_row(
+                        entity,
+                        f"{tr.mean:.1f}",
+                        f"{q:.1f}" if q else "-",
+                        f"{tr.slope_per_s:+.3g}",
+                        str(tr.n),
+                    )
             out.print(t)
 
     _guard(go)
 
 
 @bench_app.command("partition")
-def bench_partition_cmd(json_path: JsonOpt = None,
-                        sizes: Annotated[str, typer.Option(help="Comma-separated node counts.")]
-                        = "100,1000,10000",
-                        seed: Annotated[int, typer.Option()] = 0) -> None:
+def bench_partition_cmd(
+    json_path: JsonOpt = None,
+    sizes: Annotated[str, typer.Option(help="Comma-separated node counts.")] = "100,1000,10000",
+    seed: Annotated[int, typer.Option()] = 0,
+) -> None:
     """Time the partitioner at 100, 1,000 and 10,000 nodes."""
     from sedma.bench.partition import bench_partition
 
@@ -278,15 +393,21 @@ def bench_partition_cmd(json_path: JsonOpt = None,
     for col in ("nodes", "ops", "groups", "p50 (s)", "max (s)"):
         t.add_column(col, justify="right")
     for row in r["results"]:
-        t.add_row(str(row["nodes"]), str(row["ops"]), str(row["groups"]),
-                  f"{row['p50_s']:.3f}", f"{row['max_s']:.3f}")
+        t.add_row(
+            str(row["nodes"]),
+            str(row["ops"]),
+            str(row["groups"]),
+            f"{row['p50_s']:.3f}",
+            f"{row['max_s']:.3f}",
+        )
     out.print(t)
     _write_json(json_path, {"scenario": "bench-partition", **r})
 
 
 @bench_app.command("memory")
-def bench_memory_cmd(json_path: JsonOpt = None,
-                     updates: Annotated[int, typer.Option()] = 200_000) -> None:
+def bench_memory_cmd(
+    json_path: JsonOpt = None, updates: Annotated[int, typer.Option()] = 200_000
+) -> None:
     """Measure the short-term memory update cost and long-term write rate."""
     from sedma.bench.memory import bench_memory
 

@@ -96,8 +96,14 @@ class SystemResult:
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
-        for key in ("memory_efficiency", "throughput_ops_s", "resource_utilization",
-                    "rel_error", "adaptations", "latency_ms"):
+        for key in (
+            "memory_efficiency",
+            "throughput_ops_s",
+            "resource_utilization",
+            "rel_error",
+            "adaptations",
+            "latency_ms",
+        ):
             v = getattr(self, key)
             if v is not None:
                 out[key] = dict(v) if isinstance(v, Mapping) else v

@@ -162,7 +162,9 @@ def _fail(key: str, value: object, allowed: str) -> SpecError:
     return SpecError(f"spec key {key!r}: got {value!r}; {allowed}")
 
 
-def _check_keys(table: Mapping[str, Any], where: str, required: set[str], optional: set[str]) -> None:
+def _check_keys(
+    table: Mapping[str, Any], where: str, required: set[str], optional: set[str]
+) -> None:
     for k in table:
         if k not in required and k not in optional:
             allowed = ", ".join(sorted(required | optional))
@@ -172,9 +174,17 @@ def _check_keys(table: Mapping[str, Any], where: str, required: set[str], option
             raise SpecError(f"spec key {where + '.' + k!r} is missing; it is required")
 
 
-def _number(table: Mapping[str, Any], key: str, where: str, *, default: float | None = None,
-            lo: float | None = None, lo_open: bool = True, hi: float | None = None,
-            hi_open: bool = True) -> float:
+def _number(
+    table: Mapping[str, Any],
+    key: str,
+    where: str,
+    *,
+    default: float | None = None,
+    lo: float | None = None,
+    lo_open: bool = True,
+    hi: float | None = None,
+    hi_open: bool = True,
+) -> float:
     if key not in table:
         assert default is not None, key
         return default
@@ -194,8 +204,15 @@ def _number(table: Mapping[str, Any], key: str, where: str, *, default: float | 
     return float(v)
 
 
-def _integer(table: Mapping[str, Any], key: str, where: str, *, default: int | None = None,
-             lo: int = 1, hi: int | None = None) -> int:
+def _integer(
+    table: Mapping[str, Any],
+    key: str,
+    where: str,
+    *,
+    default: int | None = None,
+    lo: int = 1,
+    hi: int | None = None,
+) -> int:
     if key not in table:
         assert default is not None, key
         return default
@@ -209,8 +226,13 @@ def _integer(table: Mapping[str, Any], key: str, where: str, *, default: int | N
     return v
 
 
-def _string(table: Mapping[str, Any], key: str, where: str, choices: tuple[str, ...] = (),
-            default: str | None = None) -> str:
+def _string(
+    table: Mapping[str, Any],
+    key: str,
+    where: str,
+    choices: tuple[str, ...] = (),
+    default: str | None = None,
+) -> str:
     if key not in table:
         assert default is not None, key
         return default
@@ -231,8 +253,18 @@ def _tables(data: Mapping[str, Any], key: str) -> list[Mapping[str, Any]]:
 
 
 _CROSSBAR_KEYS = {
-    "rows", "cols", "arrays", "bits_per_cell", "program_noise", "read_noise",
-    "stuck_on_rate", "stuck_off_rate", "drift_per_decade", "dac_bits", "adc_bits", "ir_drop",
+    "rows",
+    "cols",
+    "arrays",
+    "bits_per_cell",
+    "program_noise",
+    "read_noise",
+    "stuck_on_rate",
+    "stuck_off_rate",
+    "drift_per_decade",
+    "dac_bits",
+    "adc_bits",
+    "ir_drop",
 }
 
 
@@ -259,8 +291,9 @@ def _crossbar(t: Any, where: str) -> CrossbarSpec:
         ir_drop=_number(t, "ir_drop", where, **frac),  # type: ignore[arg-type]
     )
     if xb.stuck_on_rate + xb.stuck_off_rate >= 1.0:
-        raise _fail(f"{where}.stuck_on_rate", xb.stuck_on_rate,
-                    "stuck_on_rate + stuck_off_rate must be < 1")
+        raise _fail(
+            f"{where}.stuck_on_rate", xb.stuck_on_rate, "stuck_on_rate + stuck_off_rate must be < 1"
+        )
     return xb
 
 
@@ -280,11 +313,13 @@ def parse_cluster(data: Mapping[str, Any], name: str = "custom") -> ClusterSpec:
     for i, t in enumerate(_tables(data, "site")):
         where = f"site[{i}]"
         _check_keys(t, where, {"name"}, {"lan_rtt_ms", "lan_bandwidth_mbps"})
-        sites.append(SiteSpec(
-            name=_string(t, "name", where),
-            lan_rtt_ms=_number(t, "lan_rtt_ms", where, default=0.2, lo=0.0, lo_open=False),
-            lan_bandwidth_mbps=_number(t, "lan_bandwidth_mbps", where, default=10000.0, lo=0.0),
-        ))
+        sites.append(
+            SiteSpec(
+                name=_string(t, "name", where),
+                lan_rtt_ms=_number(t, "lan_rtt_ms", where, default=0.2, lo=0.0, lo_open=False),
+                lan_bandwidth_mbps=_number(t, "lan_bandwidth_mbps", where, default=10000.0, lo=0.0),
+            )
+        )
     if not sites:
         raise SpecError("spec key 'site' is missing; a cluster needs at least one [[site]]")
     site_names = [s.name for s in sites]
@@ -300,12 +335,15 @@ def parse_cluster(data: Mapping[str, Any], name: str = "custom") -> ClusterSpec:
         b = _string(t, "b", where, tuple(site_names))
         if a == b:
             raise _fail(f"{where}.b", b, "must differ from a (a link joins two sites)")
-        links.append(LinkSpec(
-            a=a, b=b,
-            rtt_ms=_number(t, "rtt_ms", where, lo=0.0, lo_open=False),
-            bandwidth_mbps=_number(t, "bandwidth_mbps", where, lo=0.0),
-            loss=_number(t, "loss", where, default=0.0, lo=0.0, lo_open=False, hi=1.0),
-        ))
+        links.append(
+            LinkSpec(
+                a=a,
+                b=b,
+                rtt_ms=_number(t, "rtt_ms", where, lo=0.0, lo_open=False),
+                bandwidth_mbps=_number(t, "bandwidth_mbps", where, lo=0.0),
+                loss=_number(t, "loss", where, default=0.0, lo=0.0, lo_open=False, hi=1.0),
+            )
+        )
 
     nodes: list[NodeSpec] = []
     for i, t in enumerate(_tables(data, "node")):
@@ -314,11 +352,13 @@ def parse_cluster(data: Mapping[str, Any], name: str = "custom") -> ClusterSpec:
         base = _string(t, "name", where)
         kind = cast(NodeKind, _string(t, "kind", where, get_args(NodeKind)))
         if kind == "rram" and "crossbar" not in t:
-            raise SpecError(f"spec key {where + '.crossbar'!r} is missing; "
-                            "it is required for kind = 'rram'")
+            raise SpecError(
+                f"spec key {where + '.crossbar'!r} is missing; it is required for kind = 'rram'"
+            )
         if kind != "rram" and "crossbar" in t:
-            raise _fail(f"{where}.crossbar", "<table>",
-                        f"is only allowed for kind = 'rram', not {kind!r}")
+            raise _fail(
+                f"{where}.crossbar", "<table>", f"is only allowed for kind = 'rram', not {kind!r}"
+            )
         profile = DeviceProfile(
             kind=kind,
             matmul_gflops=_number(t, "matmul_gflops", where, lo=0.0),
@@ -328,13 +368,15 @@ def parse_cluster(data: Mapping[str, Any], name: str = "custom") -> ClusterSpec:
         )
         site = _string(t, "site", where, tuple(site_names))
         nat = cast(NatType, _string(t, "nat", where, get_args(NatType), default="none"))
-        factor = _number(t, "emulated_rate_factor", where, default=1.0, lo=0.0, hi=1.0,
-                         hi_open=False)
+        factor = _number(
+            t, "emulated_rate_factor", where, default=1.0, lo=0.0, hi=1.0, hi_open=False
+        )
         count = _integer(t, "count", where, default=0, lo=1) if "count" in t else None
         names = [base] if count is None else [f"{base}-{j}" for j in range(count)]
         for n in names:
-            nodes.append(NodeSpec(name=n, site=site, nat=nat, device=profile,
-                                  emulated_rate_factor=factor))
+            nodes.append(
+                NodeSpec(name=n, site=site, nat=nat, device=profile, emulated_rate_factor=factor)
+            )
     if not nodes:
         raise SpecError("spec key 'node' is missing; a cluster needs at least one [[node]]")
     by_name: dict[str, NodeSpec] = {}
@@ -342,15 +384,21 @@ def parse_cluster(data: Mapping[str, Any], name: str = "custom") -> ClusterSpec:
         if node.name in by_name:
             raise _fail("node.name", node.name, "must be unique (after expanding count)")
         by_name[node.name] = node
-    return ClusterSpec(name=name, sites=tuple(sites), links=tuple(links), nodes=tuple(nodes),
-                       _by_name=by_name)
+    return ClusterSpec(
+        name=name, sites=tuple(sites), links=tuple(links), nodes=tuple(nodes), _by_name=by_name
+    )
 
 
 def preset_names() -> tuple[str, ...]:
     """Names of the packaged cluster presets (``paper``, ``small``, ...)."""
     files = resources.files("sedma.presets").iterdir()
-    return tuple(sorted(f.name[: -len(".toml")] for f in files
-                        if f.name.endswith(".toml") and not f.name.startswith("workload")))
+    return tuple(
+        sorted(
+            f.name[: -len(".toml")]
+            for f in files
+            if f.name.endswith(".toml") and not f.name.startswith("workload")
+        )
+    )
 
 
 def load_cluster(source: str | Path) -> ClusterSpec:
@@ -363,8 +411,10 @@ def load_cluster(source: str | Path) -> ClusterSpec:
     else:
         path = Path(src)
         if not path.is_file():
-            raise SpecError(f"cluster {src!r} is neither a preset ({', '.join(preset_names())}) "
-                            "nor a readable TOML file")
+            raise SpecError(
+                f"cluster {src!r} is neither a preset ({', '.join(preset_names())}) "
+                "nor a readable TOML file"
+            )
         try:
             text = path.read_text("utf-8")
         except (OSError, UnicodeDecodeError) as e:

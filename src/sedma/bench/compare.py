@@ -85,9 +85,16 @@ def _capacity(spec: ClusterSpec) -> dict[str, float]:
     return {n.name: n.device.matmul_gflops for n in spec.nodes}
 
 
-def _run_static(spec: ClusterSpec, workload: Workload, operands: Operands, cfg: CompareConfig,
-                time_scale: float, slow: str | None, progress: Progress | None,
-                clock: Clock) -> dict[str, Any]:
+def _run_static(
+    spec: ClusterSpec,
+    workload: Workload,
+    operands: Operands,
+    cfg: CompareConfig,
+    time_scale: float,
+    slow: str | None,
+    progress: Progress | None,
+    clock: Clock,
+) -> dict[str, Any]:
     stm = ShortTermMemory()
     plan = plan_static(PartitionContext(nodes=views_from_spec(spec), workload=workload))
     peak = PeakHeld()
@@ -100,8 +107,7 @@ def _run_static(spec: ClusterSpec, workload: Workload, operands: Operands, cfg: 
         for p in range(cfg.static_passes):
             if slow is not None and p == cfg.static_passes // 2:
                 backend.slow_node(slow, cfg.slow_factor)
-            r = ex.run_pass(plan, check_against=operands if (p == 0 and cfg.check_error)
-                            else None)
+            r = ex.run_pass(plan, check_against=operands if (p == 0 and cfg.check_error) else None)
             err = r.rel_error if r.rel_error is not None else err
             device_s += r.device_s
             for n, b in r.busy_s.items():
@@ -115,15 +121,22 @@ def _run_static(spec: ClusterSpec, workload: Workload, operands: Operands, cfg: 
             memory_efficiency=memory_efficiency(workload.live_bytes, peak.peak_bytes),
             throughput_ops_s=throughput_ops_s(cfg.static_passes, device_s),
             resource_utilization=resource_utilization(busy, _capacity(spec), device_s),
-            rel_error=err, adaptations=0,
-            extra={"makespan_s": device_s, "passes": cfg.static_passes,
-                   "peak_held_bytes": peak.peak_bytes, "tiles": len(plan.tiles),
-                   "emulation_overruns": overruns}),
+            rel_error=err,
+            adaptations=0,
+            extra={
+                "makespan_s": device_s,
+                "passes": cfg.static_passes,
+                "peak_held_bytes": peak.peak_bytes,
+                "tiles": len(plan.tiles),
+                "emulation_overruns": overruns,
+            },
+        ),
     }
 
 
-def run_comparison(cfg: CompareConfig, *, progress: Progress | None = None,
-                   clock: Clock | None = None) -> dict[str, Any]:
+def run_comparison(
+    cfg: CompareConfig, *, progress: Progress | None = None, clock: Clock | None = None
+) -> dict[str, Any]:
     """Run the static baseline and sedma side by side; return the result JSON (a dict)."""
     clock = clock or WallClock()
     spec = load_cluster(cfg.cluster)
@@ -138,9 +151,16 @@ def run_comparison(cfg: CompareConfig, *, progress: Progress | None = None,
     ltm = LongTermMemory(cfg.memory) if cfg.memory is not None else LongTermMemory()
     try:
         with LocalBackend(spec, time_scale=time_scale, clock=clock) as backend:
-            loop = ControlLoop(spec=spec, workload=workload, backend=backend, operands=operands,
-                               stm=stm, clock=clock, ltm=ltm,
-                               settings=LoopSettings(learn=cfg.learn))
+            loop = ControlLoop(
+                spec=spec,
+                workload=workload,
+                backend=backend,
+                operands=operands,
+                stm=stm,
+                clock=clock,
+                ltm=ltm,
+                settings=LoopSettings(learn=cfg.learn),
+            )
             first = loop.start()
             ex = Executor(backend, stm, clock)
             busy: dict[str, float] = defaultdict(float)
@@ -149,8 +169,9 @@ def run_comparison(cfg: CompareConfig, *, progress: Progress | None = None,
             for p in range(cfg.passes):
                 if slow is not None and p == cfg.passes // 2:
                     backend.slow_node(slow, cfg.slow_factor)
-                r = ex.run_pass(loop.plan, check_against=operands if (p == 0 and cfg.check_error)
-                                else None)
+                r = ex.run_pass(
+                    loop.plan, check_against=operands if (p == 0 and cfg.check_error) else None
+                )
                 err = r.rel_error if r.rel_error is not None else err
                 device_s += r.device_s
                 for n, b in r.busy_s.items():
@@ -164,26 +185,47 @@ def run_comparison(cfg: CompareConfig, *, progress: Progress | None = None,
                 memory_efficiency=memory_efficiency(workload.live_bytes, loop.peak.peak_bytes),
                 throughput_ops_s=throughput_ops_s(cfg.passes, device_s),
                 resource_utilization=resource_utilization(busy, _capacity(spec), device_s),
-                rel_error=err, adaptations=loop.adaptations,
-                extra={"makespan_s": device_s, "passes": cfg.passes,
-                       "makespan_vs_bound": device_s / bound_s if bound_s > 0 else None,
-                       "peak_held_bytes": loop.peak.peak_bytes, "tiles": len(loop.plan.tiles),
-                       "first_plan_tiles": len(first.tiles), "emulation_overruns": overruns,
-                       "drift_threshold": loop.drift_threshold})
-            lessons = loop.finish({"throughput_ops_s": sedma.throughput_ops_s,
-                                   "makespan_vs_bound": sedma.extra["makespan_vs_bound"]})
+                rel_error=err,
+                adaptations=loop.adaptations,
+                extra={
+                    "makespan_s": device_s,
+                    "passes": cfg.passes,
+                    "makespan_vs_bound": device_s / bound_s if bound_s > 0 else None,
+                    "peak_held_bytes": loop.peak.peak_bytes,
+                    "tiles": len(loop.plan.tiles),
+                    "first_plan_tiles": len(first.tiles),
+                    "emulation_overruns": overruns,
+                    "drift_threshold": loop.drift_threshold,
+                },
+            )
+            lessons = loop.finish(
+                {
+                    "throughput_ops_s": sedma.throughput_ops_s,
+                    "makespan_vs_bound": sedma.extra["makespan_vs_bound"],
+                }
+            )
             decisions = [
-                {"interval": d.interval, "kind": d.kind, "accepted": d.accepted,
-                 "reason": d.reason, "predicted_gain": d.predicted_gain}
-                for d in loop.decisions]
+                {
+                    "interval": d.interval,
+                    "kind": d.kind,
+                    "accepted": d.accepted,
+                    "reason": d.reason,
+                    "predicted_gain": d.predicted_gain,
+                }
+                for d in loop.decisions
+            ]
             priors = list(loop.priors.notes)
     finally:
         memory_location = ltm.location
         ltm.close()
-    bound = SystemResult(memory_efficiency=1.0,
-                         throughput_ops_s=throughput_ops_s(cfg.passes, bound_s),
-                         resource_utilization=1.0, rel_error=0.0, adaptations=0,
-                         extra={"makespan_s": bound_s, "passes": cfg.passes})
+    bound = SystemResult(
+        memory_efficiency=1.0,
+        throughput_ops_s=throughput_ops_s(cfg.passes, bound_s),
+        resource_utilization=1.0,
+        rel_error=0.0,
+        adaptations=0,
+        extra={"makespan_s": bound_s, "passes": cfg.passes},
+    )
     return {
         "scenario": "demo",
         "backend": "local",
@@ -193,9 +235,13 @@ def run_comparison(cfg: CompareConfig, *, progress: Progress | None = None,
         "scale": cfg.scale,
         "time_scale": time_scale,
         "slowdown": {"node": slow, "factor": cfg.slow_factor, "at_pass": cfg.passes // 2}
-        if slow else None,
-        "systems": {"sedma": sedma.to_json(), "static": static["result"].to_json(),
-                    "bound": bound.to_json()},
+        if slow
+        else None,
+        "systems": {
+            "sedma": sedma.to_json(),
+            "static": static["result"].to_json(),
+            "bound": bound.to_json(),
+        },
         "decisions": decisions,
         "priors": priors,
         "lessons": lessons,

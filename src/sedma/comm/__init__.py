@@ -1,1 +1,4 @@
-"""(filled in below)"""
+"""The communication layer (NAT model, peer graph, peer selection, transport).
+
+Empty until the communication issue lands; see ARCHITECTURE.md for its planned modules.
+"""

@@ -130,9 +130,10 @@ class Executor:
         """Run every tile of ``plan`` once.
 
         Each finished tile's rate goes into short-term memory as ``(node, "rate_gflops")``,
-        its device time and work as the counters ``(node, "busy_s")`` and ``(node, "flops")``; the pass's device time as
-        ``("job", "pass_s")``. With ``check_against`` (the operands), the outputs are
-        assembled and compared with the exact products (``rel_error``).
+        its device time and work as the counters ``(node, "busy_s")`` and ``(node, "flops")``,
+        and the pass's device time as ``("job", "pass_s")``. With ``check_against`` (the
+        operands), the outputs are assembled and compared with the exact products
+        (``rel_error``).
         """
         t0 = self.clock.now()
         busy: dict[str, float] = defaultdict(float)

@@ -1,14 +1,14 @@
-"""The linear program behind :func:`sedma.compute.partition.plan_sedma`, and its rounding.
+"""The linear program behind :func:`sedma.compute.partition.plan_sedma` (pure).
 
 Covers: grouping alike nodes (:func:`group_nodes`), grouping alike products into classes
 (:func:`op_classes`), the (class, group) pairs allowed by error budgets, physics and memory
-(:func:`lp_cells`), the LP that spreads each class's flops over groups to minimise the pass
-time under memory and array capacities (:func:`solve_lp`), and McNaughton's wrap-around
-rule that turns fractional shares into integer ranges (:func:`wrap`). All pure.
+(:func:`lp_cells`), and the LP that spreads each class's flops over groups to minimise the
+pass time under memory and array capacities (:func:`solve_lp`). All pure.
 
-Does not cover: the planners built from these pieces, the static baseline and the bound (see
-:mod:`sedma.compute.partition`), plan types (see :mod:`sedma.compute.plan`) or array packing
-(see :mod:`sedma.compute.packing`).
+Does not cover: rounding the LP's shares to integer tiles (see
+:mod:`sedma.compute.rounding`), the planners, the static baseline and the bound (see
+:mod:`sedma.compute.partition`), plan types (see :mod:`sedma.compute.plan`) or array
+packing (see :mod:`sedma.compute.packing`).
 
 The LP is ``(op classes x node groups)`` in size, never ``(ops x nodes)``: that is what keeps
 a 10,000-node plan under a second.
@@ -41,7 +41,6 @@ __all__ = [
     "lp_cells",
     "op_classes",
     "solve_lp",
-    "wrap",
 ]
 
 _log = logging.getLogger(__name__)
@@ -49,8 +48,6 @@ _log = logging.getLogger(__name__)
 MAX_GROUPS = 256  # coarsen memory buckets beyond this many node groups
 MAX_LP_CELLS = 20_000  # coarsen op classes beyond this many (class, group) pairs
 _T_SLACK = 1e-6  # the copy-minimising solve may lengthen the pass by this fraction
-
-Piece = tuple[int, int, int]  # (op index, start, stop) along the op's axis
 
 
 def choose_axis(op: MatmulOp) -> Axis:
@@ -315,41 +312,3 @@ def solve_lp(
         if res2.status == 0:
             res = res2
     return np.clip(res.x[:n], 0.0, 1.0), float(res.x[n]) * t0
-
-
-def wrap(
-    pieces: Sequence[Piece],
-    ends: Sequence[float],
-    unit: Sequence[float],
-    axis_n: Sequence[bool],
-    align: Sequence[int],
-    tol: Sequence[float],
-) -> list[list[Piece]]:
-    """McNaughton's wrap-around rule (Management Science 6(1), 1959) for related machines.
-
-    Lay the pieces end to end on a line of flops (piece ``(i, a, b)`` is ``(b - a) *
-    unit[i]`` flops); bin ``j`` takes the line up to its cumulative capacity ``ends[j]``,
-    cut at the nearest whole unit, so no bin is off by more than one unit and the error does
-    not accumulate; the last bin takes the rest. At most ``bins - 1`` ops are cut. A cut of
-    an n-axis op moves to a multiple of ``align[j]`` if that shifts at most ``tol[j]`` flops.
-    """
-    out: list[list[Piece]] = [[] for _ in ends]
-    j, done, last = 0, 0.0, len(ends) - 1
-    for op, a, b in pieces:
-        u = unit[op]
-        while a < b:
-            if j == last or done + (b - a) * u <= ends[j] + 0.5 * u:
-                out[j].append((op, a, b))
-                done += (b - a) * u
-                break
-            cut = min(max(a + round((ends[j] - done) / u), a), b)
-            if align[j] and axis_n[op]:
-                aligned = min(max(round(cut / align[j]) * align[j], a), b)
-                if abs(aligned - cut) * u <= tol[j]:
-                    cut = aligned
-            if cut > a:
-                out[j].append((op, a, cut))
-                done += (cut - a) * u
-                a = cut
-            j += 1
-    return out

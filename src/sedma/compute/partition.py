@@ -5,10 +5,11 @@ what a plain Ray program does), the lower bound (:func:`bound`), a plan's memory
 efficiency (:func:`memory_efficiency`), the split axis of a product (:func:`choose_axis`)
 and node views from a spec (:func:`views_from_spec`). Nothing here reads a clock or does I/O.
 
-Does not cover: the LP and the wrap-around rounding themselves (see :mod:`sedma.compute.lp`),
-plan types, footprints and validation (see :mod:`sedma.compute.plan`), packing blocks into
-arrays (see :mod:`sedma.compute.packing`), device error models (see
-:mod:`sedma.compute.crossbar`) or running a plan (see :mod:`sedma.compute.executor`).
+Does not cover: the LP itself (see :mod:`sedma.compute.lp`), rounding its shares to tiles
+(see :mod:`sedma.compute.rounding`), plan types, footprints and validation (see
+:mod:`sedma.compute.plan`), packing blocks into arrays (see :mod:`sedma.compute.packing`),
+device error models (see :mod:`sedma.compute.crossbar`) or running a plan (see
+:mod:`sedma.compute.executor`).
 
 A workload is a weight-stationary pipeline: all products are in flight at once, so a pass
 costs its busiest node's load, ``makespan = max_i sum_{tiles on i} flops / (rate_i * 1e9)``.
@@ -27,27 +28,25 @@ from sedma.compute.crossbar import analytic_rel_error
 from sedma.compute.lp import (
     LpCell,
     NodeGroup,
-    Piece,
     choose_axis,
     error_ok,
     lp_cells,
     op_classes,
     solve_lp,
-    wrap,
 )
 from sedma.compute.lp import group_nodes as _group_nodes
-from sedma.compute.packing import pack_blocks
 from sedma.compute.plan import (
     ArraySlot,
-    Axis,
     NodeFootprint,
     NodeView,
     Plan,
     Tile,
     footprint,
+    predicted_makespan_s,
     validate_plan,
 )
-from sedma.compute.workload import MatmulOp, Workload
+from sedma.compute.rounding import round_shares
+from sedma.compute.workload import Workload
 from sedma.errors import PlanError, SpecError
 from sedma.spec import ClusterSpec, CrossbarSpec
 
@@ -67,8 +66,8 @@ __all__ = [
 
 _log = logging.getLogger(__name__)
 
-_ALIGN_TOL = 0.005  # an aligned cut may move at most this fraction of a node's load
 _TIGHTEN = 0.95  # extra margin when a group's capacity is cut after an overflow
+_SPILL_TOL = 0.01  # re-solve when memory moved more than this fraction of a group's load
 _MAX_BOUND_SETS = 1024  # node sets the bound examines (unions of eligible sets)
 
 
@@ -224,14 +223,20 @@ def plan_sedma(ctx: PartitionContext) -> Plan:
     1. Group alike nodes and alike products; keep the (class, group) pairs that meet error
        budgets, physics (per-input weights never on rram) and fit (:mod:`sedma.compute.lp`).
     2. Solve the LP ``min T`` over the shares ``y_cg`` of each class on each group, subject to
-       memory (bytes per flop, with the reserve kept back) and crossbar arrays.
-    3. Round with McNaughton's wrap-around rule: classes over groups, then each group's
-       pieces over its members in proportion to rate, so at most ``bins - 1`` products are
-       cut per level; rram n-axis cuts snap to array widths when that moves little load.
-       Each rram node's weight blocks are packed with :func:`~sedma.compute.packing.pack_blocks`.
-    4. Check exact footprints. A node that overflows on what the LP does not see (the operand
-       a split copies, array padding) cuts its group's capacity and the LP is solved again,
-       up to ``max_rounds`` times; then :class:`PlanError`.
+       memory (bytes per flop plus the copies that cutting will force, with the reserve kept
+       back) and crossbar arrays; a second solve keeps ``T`` and picks the optimum that
+       copies least.
+    3. Round (:mod:`sedma.compute.rounding`): McNaughton's wrap-around rule cuts classes
+       over groups; each group's pieces are cut over its members in proportion to rate,
+       within each member's memory, at most one product per boundary and the one whose copy
+       is cheapest; rram n-axis cuts snap to array widths when that moves little load, and
+       each rram node's weight blocks are packed by :func:`~sedma.compute.packing.pack_blocks`.
+    4. Check exact footprints. When a node overflows (the LP only estimates copies and
+       padding) or memory moved load inside a group (a longer pass than the LP's), that
+       group's capacity is cut to what it managed and the LP is solved again, up to
+       ``max_rounds`` solves. The fastest plan that fit is returned, checked by
+       :func:`~sedma.compute.plan.validate_plan`; if none fit, :class:`PlanError` names the
+       binding resource.
     """
     ops, st = ctx.workload.ops, ctx.settings
     groups = group_nodes(ctx)
@@ -247,42 +252,74 @@ def plan_sedma(ctx: PartitionContext) -> Plan:
     crossbars = {v.name: v.crossbar for v in ctx.nodes}
     group_of = {ctx.nodes[i].name: g for g, grp in enumerate(groups) for i in grp.members}
     rates = {v.name: v.rate_gflops for v in ctx.nodes}
-    last = ""
     # Round 1 estimates the copies that splitting forces at the bound's pass time (a lower
     # bound on T, so a generous estimate); later rounds at the previous round's T.
     t_est: float | None = bound(ctx).makespan_s
+    best: tuple[float, Plan, float] | None = None  # (makespan, plan, LP pass time)
+    history: list[str] = []
+    rounds = 0
     for rnd in range(1, st.max_rounds + 1):
+        rounds = rnd
         sol = solve_lp(flops, groups, cells, mem_cap, arr_cap, copy_t_s=t_est)
         if sol is None and t_est is not None:
             t_est = None  # the copy estimate may be too pessimistic: let rounding show
             sol = solve_lp(flops, groups, cells, mem_cap, arr_cap)
         if sol is None:
+            if best is not None:
+                break
             raise _infeasible(ctx, flops, groups, cells, mem_cap, arr_cap, rnd)
         y, t_s = sol
-        tiles = _round(ctx, classes, groups, cells, y)
+        tiles, spilled = round_shares(
+            ctx.nodes, ops, classes, groups, cells, y,
+            reserve=st.memory_reserve, align_rram=st.align_rram,
+        )  # fmt: skip
         plan = Plan(ctx.workload, tuple(tiles), rates, "sedma")
         over = _overflows(footprint(plan, crossbars), views, st.memory_reserve)
-        if not over:
-            split = sum(1 for n in _pieces_per_op(tiles).values() if n > 1)
-            notes = (
-                f"LP: {len(classes)} op classes x {len(groups)} node groups "
-                f"({len(cells)} variables), T = {t_s * 1e3:.4g} ms",
-                f"rounding: {split} of {len(ops)} products split, {len(tiles)} tiles on "
-                f"{len(plan.nodes)} of {len(ctx.nodes)} nodes",
-                f"rounds: {rnd}" + (f" (re-solved after: {last})" if last else ""),
+        cuts: dict[tuple[int, str], float] = {}
+        if over:
+            for name, res, need, have in over:
+                key = (group_of[name], res)
+                cuts[key] = min(cuts.get(key, 1.0), have / need)
+            history.append(
+                f"round {rnd}: {len(over)} nodes overflow ("
+                + "; ".join(f"{n} {res} {need} > {have}" for n, res, need, have in over[:2])
+                + ")"
             )
-            plan = replace(plan, notes=notes)
-            validate_plan(plan, views)
-            _log.info("sedma plan: %s", "; ".join(notes))
-            return plan
-        last = "; ".join(f"{n} {res} {need} > {have}" for n, res, need, have in over[:3])
-        _log.info("round %d: %d nodes overflow (%s); tightening their groups", rnd, len(over), last)
-        _tighten(over, group_of, cells, y, mem_cap, arr_cap, t_est)
+        else:
+            span = predicted_makespan_s(plan, rates)
+            if best is None or span < best[0]:
+                best = (span, plan, t_s)
+            spilled = {g: f for g, f in spilled.items() if f > _SPILL_TOL}
+            if not spilled:
+                break
+            # Memory turned load away inside these groups: the LP over-trusted their memory.
+            cuts = {(g, "memory"): 1.0 - f for g, f in spilled.items()}
+            history.append(
+                f"round {rnd}: memory moved load within {len(spilled)} groups "
+                f"(pass {span / t_s:.3f} x the LP's)"
+            )
+        _log.info("sedma %s; re-solving", history[-1])
+        _tighten(cuts, cells, y, mem_cap, arr_cap, t_est)
         t_est = t_s if t_est is not None else None
-    raise PlanError(
-        f"no plan fits after {st.max_rounds} rounds (max_rounds): the copies that splitting "
-        f"forces still overflow nodes ({last}); add memory or nodes, or raise max_rounds"
+    if best is None:
+        raise PlanError(
+            f"no plan fits after {st.max_rounds} rounds (max_rounds): the copies that "
+            f"splitting forces still overflow nodes ({history[-1]}); add memory or nodes, "
+            "or raise max_rounds"
+        )
+    span, plan, t_s = best
+    split = sum(1 for n in _pieces_per_op(plan.tiles).values() if n > 1)
+    notes = (
+        f"LP: {len(classes)} op classes x {len(groups)} node groups ({len(cells)} variables), "
+        f"T = {t_s * 1e3:.4g} ms",
+        f"rounding: {split} of {len(ops)} products split, {len(plan.tiles)} tiles on "
+        f"{len(plan.nodes)} of {len(ctx.nodes)} nodes, pass {span * 1e3:.4g} ms",
+        f"rounds: {rounds}" + (" (" + "; ".join(history) + ")" if history else ""),
     )
+    plan = replace(plan, notes=notes)
+    validate_plan(plan, views)
+    _log.info("sedma plan: %s", "; ".join(notes))
+    return plan
 
 
 def _pieces_per_op(tiles: Sequence[Tile]) -> dict[int, int]:
@@ -290,99 +327,6 @@ def _pieces_per_op(tiles: Sequence[Tile]) -> dict[int, int]:
     for t in tiles:
         count[t.op] += 1
     return count
-
-
-def _align_cols(grp: NodeGroup, settings: PartitionSettings) -> int:
-    return grp.crossbar.weight_cols if settings.align_rram and grp.crossbar is not None else 0
-
-
-def _round(
-    ctx: PartitionContext,
-    classes: Sequence[Sequence[int]],
-    groups: Sequence[NodeGroup],
-    cells: Sequence[LpCell],
-    y: np.ndarray,
-) -> list[Tile]:
-    """Cut each class's flops over its groups, then each group's pieces over its members."""
-    ops, st = ctx.workload.ops, ctx.settings
-    axes = [choose_axis(op) for op in ops]
-    axis_n = [a == "n" for a in axes]
-    unit = [2.0 * op.k * (op.n if a == "m" else op.m) for op, a in zip(ops, axes, strict=True)]
-    length = [op.m if a == "m" else op.n for op, a in zip(ops, axes, strict=True)]
-    shares: dict[int, list[tuple[int, float]]] = defaultdict(list)
-    for cell, share in zip(cells, y, strict=True):
-        if share > 1e-9:
-            shares[cell.c].append((cell.g, float(share)))
-    per_group: dict[int, list[Piece]] = defaultdict(list)
-    for c, members in enumerate(classes):
-        total = sum(ops[i].flops for i in members)
-        quota = [s * total for _, s in shares[c]]
-        gs = [groups[g] for g, _ in shares[c]]
-        nxt = [*gs[1:], None]
-        align = [
-            _align_cols(g, st) or (_align_cols(n, st) if n is not None else 0)
-            for g, n in zip(gs, nxt, strict=True)
-        ]
-        tol = [_ALIGN_TOL * q / len(g.members) for q, g in zip(quota, gs, strict=True)]
-        got = wrap(
-            [(i, 0, length[i]) for i in members], list(np.cumsum(quota)), unit, axis_n, align, tol
-        )
-        for (g, _), pieces in zip(shares[c], got, strict=True):
-            per_group[g].extend(pieces)
-    tiles: list[Tile] = []
-    for g, pieces in sorted(per_group.items()):
-        grp = groups[g]
-        pieces = _interleave(pieces, ops, digital=grp.crossbar is None)
-        load = sum((b - a) * unit[i] for i, a, b in pieces)
-        caps = [load * ctx.nodes[i].rate_gflops / grp.rate_gflops for i in grp.members]
-        align = [_align_cols(grp, st)] * len(caps)
-        tol = [_ALIGN_TOL * c for c in caps]
-        got = wrap(pieces, list(np.cumsum(caps)), unit, axis_n, align, tol)
-        for i, node_pieces in zip(grp.members, got, strict=True):
-            tiles.extend(_node_tiles(ctx.nodes[i], node_pieces, ops, axes))
-    return tiles
-
-
-def _interleave(pieces: Sequence[Piece], ops: Sequence[MatmulOp], *, digital: bool) -> list[Piece]:
-    """Order a group's pieces lightest, heaviest, next lightest, ... in bytes per flop.
-
-    Wrap-around gives each member a contiguous stretch of the line, so alternating memory-
-    light and memory-heavy products keeps every member's bytes near the group's average (the
-    LP only guarantees the average). The number of cuts is unchanged.
-    """
-
-    def density(p: Piece) -> tuple[float, int]:
-        op = ops[p[0]]
-        nbytes = op.live_bytes if digital else op.input_bytes + op.output_bytes
-        return (nbytes / op.flops, p[0])
-
-    ranked = sorted(pieces, key=density)
-    out: list[Piece] = []
-    lo, hi = 0, len(ranked) - 1
-    while lo <= hi:
-        out.append(ranked[lo])
-        if hi != lo:
-            out.append(ranked[hi])
-        lo, hi = lo + 1, hi - 1
-    return out
-
-
-def _node_tiles(
-    v: NodeView, pieces: Sequence[Piece], ops: Sequence[MatmulOp], axes: Sequence[Axis]
-) -> list[Tile]:
-    """One node's tiles: adjacent pieces of one op merged, rram weight blocks packed."""
-    merged: list[Piece] = []
-    for op, a, b in sorted(pieces):
-        if merged and merged[-1][0] == op and merged[-1][2] == a:
-            merged[-1] = (op, merged[-1][1], b)
-        else:
-            merged.append((op, a, b))
-    tiles = [Tile(op, v.name, axes[op], a, b) for op, a, b in merged]
-    if v.crossbar is None or not tiles:
-        return tiles
-    blocks = [t.weight_shape(ops[t.op]) for t in tiles]
-    slots = pack_blocks(blocks, v.crossbar.rows, v.crossbar.weight_cols)
-    return [replace(t, arrays=tuple(s)) for t, s in zip(tiles, slots, strict=True)]
 
 
 def _overflows(
@@ -401,25 +345,23 @@ def _overflows(
 
 
 def _tighten(
-    over: Sequence[tuple[str, str, int, int]],
-    group_of: Mapping[str, int],
+    cuts: Mapping[tuple[int, str], float],
     cells: Sequence[LpCell],
     y: np.ndarray,
     mem_cap: list[float],
     arr_cap: list[float],
     t_est: float | None,
 ) -> None:
-    """Cut an overflowing node's group to what the LP gave it, scaled by ``have / need``."""
+    """Cut each named group's memory (or arrays) to what the LP gave it times the factor."""
     per_t = 1.0 / t_est if t_est else 0.0
     used_mem: dict[int, float] = defaultdict(float)
     used_arr: dict[int, float] = defaultdict(float)
     for cell, share in zip(cells, y, strict=True):
         used_mem[cell.g] += share * (cell.nbytes + cell.copy_mem_s * per_t)
         used_arr[cell.g] += share * (cell.arrays + cell.copy_arrays_s * per_t)
-    for name, res, need, have in over:
-        g = group_of[name]
+    for (g, res), factor in cuts.items():
         cap, used = (mem_cap, used_mem) if res == "memory" else (arr_cap, used_arr)
-        cap[g] = max(min(cap[g], used[g] * _TIGHTEN * have / need), 1e-9 * cap[g])
+        cap[g] = max(min(cap[g], used[g] * _TIGHTEN * factor), 1e-9 * cap[g])
 
 
 def _check_placeable(
@@ -434,18 +376,30 @@ def _check_placeable(
             op = ctx.workload.ops[i]
             ok = [v for v in ctx.nodes if error_ok(op, v.kind, v.rel_error)]
             if not ok:
-                best = min(v.rel_error for v in ctx.nodes)
+                kinds = [v for v in ctx.nodes if op.weight_static or v.kind != "rram"]
+                why = (
+                    "it has a per-input weight, which crossbar arrays cannot hold, and every "
+                    "node is rram"
+                    if not kinds
+                    else f"the smallest relative error among nodes that may run it is "
+                    f"{min(v.rel_error for v in kinds):g}"
+                )
                 raise PlanError(
-                    f"op {op.name!r} (max_rel_error {op.max_rel_error:g}"
-                    f"{'' if op.weight_static else ', per-input weight'}) can run on no node: "
-                    f"the smallest relative error in the cluster is {best:g}"
-                    + ("" if op.weight_static else " among nodes that are not rram")
+                    f"op {op.name!r} (max_rel_error {op.max_rel_error:g}) can run on no node: "
+                    + why
                 )
             free = max(int(v.free_bytes * (1 - ctx.settings.memory_reserve)) for v in ok)
+            d = op.dtype_bytes
+            if choose_axis(op) == "n":
+                need = op.input_bytes + (op.m + op.k) * d
+            else:
+                need = op.weight_bytes + (op.k + op.n) * d
+            arrays = max((v.free_arrays for v in ok if v.crossbar is not None), default=None)
             raise PlanError(
-                f"not enough free memory for op {op.name!r}: even one slice of it (with the "
-                f"operand a split copies) fits no node within its error budget; the most any "
-                f"such node has free for this job is {free} bytes"
+                f"not enough free memory for op {op.name!r}: one slice of it, with the operand "
+                f"a split copies, needs {need} bytes on a digital node, and no node within its "
+                f"error budget has that: the most free for this job is {free} bytes"
+                + ("" if arrays is None else f" (and {arrays} crossbar arrays on rram)")
             )
 
 

@@ -221,24 +221,31 @@ def validate_plan(plan: Plan, nodes: Mapping[str, NodeView]) -> None:
         pos = 0
         for t in tiles:
             if t.start != pos or t.stop <= t.start:
-                raise PlanError(f"op {op.name!r}: tiles do not cover 0:{length} exactly "
-                                f"(tile {t.start}:{t.stop} where {pos} was expected)")
+                raise PlanError(
+                    f"op {op.name!r}: tiles do not cover 0:{length} exactly "
+                    f"(tile {t.start}:{t.stop} where {pos} was expected)"
+                )
             pos = t.stop
             view = nodes[t.node]
             if view.kind == "rram" and not op.weight_static:
-                raise PlanError(f"op {op.name!r} has a per-input weight but is on rram node "
-                                f"{t.node!r}")
+                raise PlanError(
+                    f"op {op.name!r} has a per-input weight but is on rram node {t.node!r}"
+                )
             if view.rel_error > op.max_rel_error:
-                raise PlanError(f"op {op.name!r} (error budget {op.max_rel_error:g}) is on "
-                                f"{t.node!r} whose relative error is {view.rel_error:g}")
+                raise PlanError(
+                    f"op {op.name!r} (error budget {op.max_rel_error:g}) is on "
+                    f"{t.node!r} whose relative error is {view.rel_error:g}"
+                )
         if pos != length:
             raise PlanError(f"op {op.name!r}: tiles cover 0:{pos}, not 0:{length}")
     fp = footprint(plan, {n: v.crossbar for n, v in nodes.items()})
     for name, f in fp.items():
         view = nodes[name]
         if f.digital_bytes > view.free_bytes:
-            raise PlanError(f"node {name!r} would hold {f.digital_bytes} bytes; "
-                            f"it has {view.free_bytes} free")
+            raise PlanError(
+                f"node {name!r} would hold {f.digital_bytes} bytes; it has {view.free_bytes} free"
+            )
         if f.arrays > view.free_arrays and view.crossbar is not None:
-            raise PlanError(f"node {name!r} would use {f.arrays} arrays; "
-                            f"it has {view.free_arrays} free")
+            raise PlanError(
+                f"node {name!r} would use {f.arrays} arrays; it has {view.free_arrays} free"
+            )

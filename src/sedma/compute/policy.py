@@ -84,7 +84,10 @@ def suggest_replan(ctx: ComputeContext) -> Replan | None:
     predicted = predicted_makespan_s(new, rates)
     gain = 1.0 - predicted / current if current > 0 else 0.0
     forced = bool(short)
-    parts = [f"{n} rate {d:+.0%} vs plan" for n, d in drift.items()]
+    worst = sorted(drift.items(), key=lambda kv: -abs(kv[1]))
+    parts = [f"{n} rate {d:+.0%} vs plan" for n, d in worst[:3]]
+    if len(worst) > 3:
+        parts.append(f"{len(worst) - 3} more nodes drifted")
     parts += [f"{n} free memory below plan footprint" for n in short]
     return Replan(
         plan=new,

@@ -46,8 +46,14 @@ class Priors:
         return self.rates.get(node, spec.node(node).device.matmul_gflops)
 
 
-def load_priors(ltm: LongTermMemory, spec: ClusterSpec, context_key: str, *,
-                quantile: float = 0.75, last_n: int = 50) -> Priors:
+def load_priors(
+    ltm: LongTermMemory,
+    spec: ClusterSpec,
+    context_key: str,
+    *,
+    quantile: float = 0.75,
+    last_n: int = 50,
+) -> Priors:
     """Read per-node rate priors and best-known settings from long-term memory.
 
     A node's prior rate is the ``quantile`` (default upper quartile) of its measured
@@ -64,16 +70,19 @@ def load_priors(ltm: LongTermMemory, spec: ClusterSpec, context_key: str, *,
             rates[node.name] = q
             spec_rate = node.device.matmul_gflops
             if abs(q / spec_rate - 1) > 0.02:
-                notes.append(f"{node.name}: measured {q:.0f} GFLOP/s vs spec {spec_rate:.0f} "
-                             f"({q / spec_rate - 1:+.0%})")
+                notes.append(
+                    f"{node.name}: measured {q:.0f} GFLOP/s vs spec {spec_rate:.0f} "
+                    f"({q / spec_rate - 1:+.0%})"
+                )
     settings = {name: s.value for name, s in ltm.best_settings(context_key).items()}
     for name, s in ltm.best_settings(context_key).items():
         notes.append(f"setting {name} = {s.value:g} (score {s.score:.3f}: {s.reason})")
     return Priors(rates=rates, settings=settings, notes=tuple(notes))
 
 
-def noise_threshold(rel_changes: Sequence[float], *, margin: float = 3.0, floor: float = 0.05,
-                    ceiling: float = 0.5) -> float:
+def noise_threshold(
+    rel_changes: Sequence[float], *, margin: float = 3.0, floor: float = 0.05, ceiling: float = 0.5
+) -> float:
     """Drift threshold from measured noise: ``clamp(margin * p95(|changes|), floor, ceiling)``.
 
     ``rel_changes`` are interval-to-interval relative changes of node rates while nothing
@@ -87,9 +96,17 @@ def noise_threshold(rel_changes: Sequence[float], *, margin: float = 3.0, floor:
     return float(min(ceiling, max(floor, margin * p95)))
 
 
-def learn_settings(ltm: LongTermMemory, context_key: str, *, rel_changes: Sequence[float],
-                   efficiency: float, adaptations: int, useless_adaptations: int,
-                   current: Mapping[str, float], t_epoch: float) -> list[str]:
+def learn_settings(
+    ltm: LongTermMemory,
+    context_key: str,
+    *,
+    rel_changes: Sequence[float],
+    efficiency: float,
+    adaptations: int,
+    useless_adaptations: int,
+    current: Mapping[str, float],
+    t_epoch: float,
+) -> list[str]:
     """Write what this run teaches as settings for ``context_key``; return the reasons.
 
     ``efficiency`` (bound time / achieved time over the run, 1.0 = at the bound) scores the
@@ -101,9 +118,11 @@ def learn_settings(ltm: LongTermMemory, context_key: str, *, rel_changes: Sequen
     if useless_adaptations:
         threshold = min(0.5, max(threshold, current.get("drift_threshold", threshold) * 1.5))
     p95 = float(np.percentile(np.abs(rel_changes), 95)) if rel_changes else float("nan")
-    reason = (f"rate noise p95 {p95:.1%} over {len(rel_changes)} intervals; "
-              f"{adaptations} adaptations, {useless_adaptations} without measured gain; "
-              f"run efficiency {efficiency:.3f}")
+    reason = (
+        f"rate noise p95 {p95:.1%} over {len(rel_changes)} intervals; "
+        f"{adaptations} adaptations, {useless_adaptations} without measured gain; "
+        f"run efficiency {efficiency:.3f}"
+    )
     ltm.record_setting(context_key, "drift_threshold", threshold, efficiency, reason, t_epoch)
     learned.append(f"drift_threshold = {threshold:.3f} ({reason})")
     log.info("learned for %s: %s", context_key, "; ".join(learned))

@@ -90,10 +90,19 @@ class _Pending:
 class ControlLoop:
     """Collect -> Analyze -> Adapt over one job (a workload on a backend)."""
 
-    def __init__(self, *, spec: ClusterSpec, workload: Workload, backend: Backend,
-                 operands: Operands, stm: ShortTermMemory, clock: Clock,
-                 ltm: LongTermMemory | None = None, settings: LoopSettings | None = None,
-                 partition: PartitionSettings | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        spec: ClusterSpec,
+        workload: Workload,
+        backend: Backend,
+        operands: Operands,
+        stm: ShortTermMemory,
+        clock: Clock,
+        ltm: LongTermMemory | None = None,
+        settings: LoopSettings | None = None,
+        partition: PartitionSettings | None = None,
+    ) -> None:
         self.spec = spec
         self.workload = workload
         self.backend = backend
@@ -134,19 +143,24 @@ class ControlLoop:
         """Read long-term priors, make the first plan from them, load it on the backend."""
         if self.ltm is not None and self.settings.learn:
             self.priors = load_priors(self.ltm, self.spec, self.context_key)
-            self.drift_threshold = self.priors.settings.get("drift_threshold",
-                                                            self.drift_threshold)
+            self.drift_threshold = self.priors.settings.get("drift_threshold", self.drift_threshold)
             for note in self.priors.notes:
                 log.info("prior: %s", note)
         if self.ltm is not None:
             self._run_id = self.ltm.start_run(
-                self.context_key, self.spec.name, self.workload.name,
-                {"backend": self.backend.name, "drift_threshold": self.drift_threshold,
-                 "priors": dict(self.priors.rates)})
-        views = self._views({n.name: self.priors.rate(self.spec, n.name)
-                             for n in self.spec.nodes})
-        plan = plan_sedma(PartitionContext(nodes=views, workload=self.workload,
-                                           settings=self.partition))
+                self.context_key,
+                self.spec.name,
+                self.workload.name,
+                {
+                    "backend": self.backend.name,
+                    "drift_threshold": self.drift_threshold,
+                    "priors": dict(self.priors.rates),
+                },
+            )
+        views = self._views({n.name: self.priors.rate(self.spec, n.name) for n in self.spec.nodes})
+        plan = plan_sedma(
+            PartitionContext(nodes=views, workload=self.workload, settings=self.partition)
+        )
         self.backend.load(plan, self.operands)
         self._plan = plan
         self._collect_observations()
@@ -161,12 +175,24 @@ class ControlLoop:
         efficiency = sum(self.bound_s) / sum(self.pass_s) if self.pass_s else 0.0
         if self.settings.learn:
             lessons = learn_settings(
-                self.ltm, self.context_key, rel_changes=self._rel_changes,
-                efficiency=efficiency, adaptations=self.adaptations,
+                self.ltm,
+                self.context_key,
+                rel_changes=self._rel_changes,
+                efficiency=efficiency,
+                adaptations=self.adaptations,
                 useless_adaptations=self._useless,
-                current={"drift_threshold": self.drift_threshold}, t_epoch=self.clock.epoch())
-        self.ltm.end_run(self._run_id, {**(summary or {}), "adaptations": self.adaptations,
-                                        "efficiency": efficiency, "lessons": lessons})
+                current={"drift_threshold": self.drift_threshold},
+                t_epoch=self.clock.epoch(),
+            )
+        self.ltm.end_run(
+            self._run_id,
+            {
+                **(summary or {}),
+                "adaptations": self.adaptations,
+                "efficiency": efficiency,
+                "lessons": lessons,
+            },
+        )
         return lessons
 
     # ------------------------------------------------------------------ the loop
@@ -182,11 +208,17 @@ class ControlLoop:
         pass_s = _interval_sum(rows, JOB, "pass_s")
         self._track(measured, pass_s)
         # Analyze
-        believed = {n: measured.get(n, plan.assumed_rates.get(n, self.priors.rate(self.spec, n)))
-                    for n in self.spec.node_names}
-        ctx = ComputeContext(plan=plan, nodes=self._views(believed),
-                             measured=frozenset(measured), drift_threshold=self.drift_threshold,
-                             settings=self.partition)
+        believed = {
+            n: measured.get(n, plan.assumed_rates.get(n, self.priors.rate(self.spec, n)))
+            for n in self.spec.node_names
+        }
+        ctx = ComputeContext(
+            plan=plan,
+            nodes=self._views(believed),
+            measured=frozenset(measured),
+            drift_threshold=self.drift_threshold,
+            settings=self.partition,
+        )
         made: list[Decision] = []
         try:
             suggestion = suggest_replan(ctx)
@@ -223,9 +255,23 @@ class ControlLoop:
         if self.ltm is None or not rows:
             return
         off = self._epoch_offset
-        self.ltm.record_observations(self._run_id, [
-            IntervalAggregate(r.entity, r.metric, r.count, r.mean, r.min, r.max, r.last,
-                              r.t_first + off, r.t_last + off) for r in rows])
+        self.ltm.record_observations(
+            self._run_id,
+            [
+                IntervalAggregate(
+                    r.entity,
+                    r.metric,
+                    r.count,
+                    r.mean,
+                    r.min,
+                    r.max,
+                    r.last,
+                    r.t_first + off,
+                    r.t_last + off,
+                )
+                for r in rows
+            ],
+        )
 
     def _track(self, measured: Mapping[str, float], pass_s: float | None) -> None:
         """Per-interval bookkeeping: bound, rate noise, and outcomes of past adaptations."""
@@ -233,11 +279,18 @@ class ControlLoop:
         if pass_s is not None:
             # The bound at the rates just measured (spec or prior where a node had no
             # tile), honouring error budgets: makespan >= work / eligible rate.
-            rates = {n: measured.get(n, plan.assumed_rates.get(n, self.priors.rate(self.spec, n)))
-                     for n in self.spec.node_names if n not in self._failed}
-            self.bound_s.append(bound(PartitionContext(
-                nodes=self._views(rates), workload=self.workload,
-                settings=self.partition)).makespan_s)
+            rates = {
+                n: measured.get(n, plan.assumed_rates.get(n, self.priors.rate(self.spec, n)))
+                for n in self.spec.node_names
+                if n not in self._failed
+            }
+            self.bound_s.append(
+                bound(
+                    PartitionContext(
+                        nodes=self._views(rates), workload=self.workload, settings=self.partition
+                    )
+                ).makespan_s
+            )
             self.pass_s.append(pass_s)
             for p in self._pending:
                 p.after.append(pass_s)
@@ -266,25 +319,42 @@ class ControlLoop:
         self._pending = keep
 
     def _arbitrate(self, s: Replan, pass_s: float | None) -> Decision:
-        detail = {"drift": dict(s.drift), "current_makespan_s": s.current_makespan_s,
-                  "predicted_makespan_s": s.predicted_makespan_s, "forced": s.forced,
-                  "tiles": len(s.plan.tiles)}
+        detail = {
+            "drift": dict(s.drift),
+            "current_makespan_s": s.current_makespan_s,
+            "predicted_makespan_s": s.predicted_makespan_s,
+            "forced": s.forced,
+            "tiles": len(s.plan.tiles),
+        }
         if not s.forced:
             if s.predicted_gain < self.settings.min_gain:
-                return self._decide("replan", False, f"{s.reason}: predicted gain "
-                                    f"{s.predicted_gain:.1%} < min_gain "
-                                    f"{self.settings.min_gain:.1%}", s.predicted_gain, detail)
+                return self._decide(
+                    "replan",
+                    False,
+                    f"{s.reason}: predicted gain "
+                    f"{s.predicted_gain:.1%} < min_gain "
+                    f"{self.settings.min_gain:.1%}",
+                    s.predicted_gain,
+                    detail,
+                )
             if self.interval - self._last_adapt <= self.settings.cooldown_intervals:
-                return self._decide("replan", False, f"{s.reason}: in cooldown",
-                                    s.predicted_gain, detail)
+                return self._decide(
+                    "replan", False, f"{s.reason}: in cooldown", s.predicted_gain, detail
+                )
             if self.adaptations >= self.settings.max_adaptations:
-                return self._decide("replan", False, f"{s.reason}: adaptation budget spent",
-                                    s.predicted_gain, detail)
+                return self._decide(
+                    "replan",
+                    False,
+                    f"{s.reason}: adaptation budget spent",
+                    s.predicted_gain,
+                    detail,
+                )
         try:
             self.backend.load(s.plan, self.operands, replace=self.plan)
         except CapacityError as e:
-            return self._decide("replan", False, f"{s.reason}: backend refused: {e}",
-                                s.predicted_gain, detail)
+            return self._decide(
+                "replan", False, f"{s.reason}: backend refused: {e}", s.predicted_gain, detail
+            )
         self._plan = s.plan
         self._collect_observations()
         self.adaptations += 1
@@ -294,19 +364,43 @@ class ControlLoop:
             self._pending.append(_Pending(d.record_id, pass_s))
         return d
 
-    def _decide(self, kind: str, accepted: bool, reason: str, gain: float | None,
-                detail: Mapping[str, Any]) -> Decision:
-        log.info("%s %s: %s (predicted gain %s)", "accepted" if accepted else "rejected",
-                 kind, reason, "n/a" if gain is None else f"{gain:.1%}")
+    def _decide(
+        self, kind: str, accepted: bool, reason: str, gain: float | None, detail: Mapping[str, Any]
+    ) -> Decision:
+        log.info(
+            "%s %s: %s (predicted gain %s)",
+            "accepted" if accepted else "rejected",
+            kind,
+            reason,
+            "n/a" if gain is None else f"{gain:.1%}",
+        )
         record_id = None
         if self.ltm is not None:
-            record_id = self.ltm.record_adaptation(AdaptationRecord(
-                id=None, run_id=self._run_id, t_epoch=self.clock.epoch(),
-                context_key=self.context_key, layer="compute", kind=kind,
-                decision=dict(detail), reason=reason, accepted=accepted,
-                predicted_gain=gain))
-        return Decision(self.clock.now(), self.interval, "compute", kind, accepted, reason,
-                        gain, detail, record_id)
+            record_id = self.ltm.record_adaptation(
+                AdaptationRecord(
+                    id=None,
+                    run_id=self._run_id,
+                    t_epoch=self.clock.epoch(),
+                    context_key=self.context_key,
+                    layer="compute",
+                    kind=kind,
+                    decision=dict(detail),
+                    reason=reason,
+                    accepted=accepted,
+                    predicted_gain=gain,
+                )
+            )
+        return Decision(
+            self.clock.now(),
+            self.interval,
+            "compute",
+            kind,
+            accepted,
+            reason,
+            gain,
+            detail,
+            record_id,
+        )
 
 
 def _interval_rates(rows: list[IntervalAggregate]) -> dict[str, float]:

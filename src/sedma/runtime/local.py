@@ -67,10 +67,16 @@ BufKey = tuple[int, str, str, int, int]  # (op, role, axis, start, stop)
 def _tile_keys(t: Tile, m: int, n: int) -> tuple[BufKey, BufKey, BufKey]:
     """Buffers a tile reads and writes: its X slice, its W block and its Y block."""
     if t.axis == "n":
-        return ((t.op, "x", "n", 0, m), (t.op, "w", "n", t.start, t.stop),
-                (t.op, "y", "n", t.start, t.stop))
-    return ((t.op, "x", "m", t.start, t.stop), (t.op, "w", "m", 0, n),
-            (t.op, "y", "m", t.start, t.stop))
+        return (
+            (t.op, "x", "n", 0, m),
+            (t.op, "w", "n", t.start, t.stop),
+            (t.op, "y", "n", t.start, t.stop),
+        )
+    return (
+        (t.op, "x", "m", t.start, t.stop),
+        (t.op, "w", "m", 0, n),
+        (t.op, "y", "m", t.start, t.stop),
+    )
 
 
 def _slice(key: BufKey, operands: Operands) -> Array:
@@ -93,8 +99,9 @@ class _Node:
     buffers: dict[BufKey, Array] = field(default_factory=dict)
     refs: dict[BufKey, set[int]] = field(default_factory=lambda: defaultdict(set))
     arrays: dict[int, int] = field(default_factory=dict)  # plan key -> arrays used
-    jobs: queue.SimpleQueue[tuple[int, int, float, queue.SimpleQueue[TileResult]] | None] = (
-        field(default_factory=queue.SimpleQueue))
+    jobs: queue.SimpleQueue[tuple[int, int, float, queue.SimpleQueue[TileResult]] | None] = field(
+        default_factory=queue.SimpleQueue
+    )
     timeline_end: float = float("-inf")  # emulated end of the node's last tile
     thread: threading.Thread | None = None
 
@@ -138,11 +145,14 @@ class LocalBackend:
 
     name = "local"
 
-    def __init__(self, spec: ClusterSpec, *, time_scale: float | None = None,
-                 clock: Clock | None = None) -> None:
+    def __init__(
+        self, spec: ClusterSpec, *, time_scale: float | None = None, clock: Clock | None = None
+    ) -> None:
         if len(spec.nodes) > MAX_LOCAL_NODES:
-            raise SedmaError(f"cluster {spec.name!r} has {len(spec.nodes)} nodes; the local "
-                             f"backend runs at most {MAX_LOCAL_NODES} (use the sim backend)")
+            raise SedmaError(
+                f"cluster {spec.name!r} has {len(spec.nodes)} nodes; the local "
+                f"backend runs at most {MAX_LOCAL_NODES} (use the sim backend)"
+            )
         if time_scale is not None and not time_scale > 0:
             raise SedmaError(f"time_scale must be > 0, got {time_scale!r}")
         self.spec = spec
@@ -158,8 +168,9 @@ class LocalBackend:
         # cores and make emulated timings noisy: one BLAS thread per worker.
         self._blas_limit = threadpool_limits(limits=1, user_api="blas")
         for node in self._nodes.values():
-            node.thread = threading.Thread(target=self._work, args=(node,),
-                                           name=f"sedma-{node.spec.name}", daemon=True)
+            node.thread = threading.Thread(
+                target=self._work, args=(node,), name=f"sedma-{node.spec.name}", daemon=True
+            )
             node.thread.start()
 
     # ------------------------------------------------------------------ protocol
@@ -174,42 +185,51 @@ class LocalBackend:
     def load(self, plan: Plan, operands: Operands, replace: Plan | None = None) -> None:
         self._check_open()
         if len(operands) != len(plan.workload.ops):
-            raise SedmaError(f"operands has {len(operands)} entries; the plan's workload has "
-                             f"{len(plan.workload.ops)} products")
+            raise SedmaError(
+                f"operands has {len(operands)} entries; the plan's workload has "
+                f"{len(plan.workload.ops)} products"
+            )
         pkey, old_key = id(plan), id(replace) if replace is not None else None
         ops = plan.workload.ops
         need: dict[str, set[BufKey]] = defaultdict(set)
         arrays: dict[str, set[int]] = defaultdict(set)
         for t in plan.tiles:
             if t.node not in self._nodes:
-                raise SedmaError(f"plan names node {t.node!r}, which is not in cluster "
-                                 f"{self.spec.name!r}")
+                raise SedmaError(
+                    f"plan names node {t.node!r}, which is not in cluster {self.spec.name!r}"
+                )
             need[t.node].update(_tile_keys(t, ops[t.op].m, ops[t.op].n))
             arrays[t.node].update(s.array for s in t.arrays)
         with self._lock:
             # Check every node before changing any, so a failed load changes nothing.
             for name, node in self._nodes.items():
                 freed = self._freed_by(node, old_key) if old_key is not None else set()
-                add = sum(_nbytes(k, operands) for k in need[name]
-                          if k not in node.buffers or k in freed)
+                add = sum(
+                    _nbytes(k, operands) for k in need[name] if k not in node.buffers or k in freed
+                )
                 xb = node.spec.device.crossbar
-                add_digital = sum(_nbytes(k, operands) for k in need[name]
-                                  if (k not in node.buffers or k in freed)
-                                  and not (xb and k[1] == "w"))
-                keep = node.digital_bytes() - sum(node.buffers[k].nbytes for k in freed
-                                                  if not (xb and k[1] == "w"))
+                add_digital = sum(
+                    _nbytes(k, operands)
+                    for k in need[name]
+                    if (k not in node.buffers or k in freed) and not (xb and k[1] == "w")
+                )
+                keep = node.digital_bytes() - sum(
+                    node.buffers[k].nbytes for k in freed if not (xb and k[1] == "w")
+                )
                 if keep + add_digital > node.capacity_bytes:
                     raise CapacityError(
                         f"node {name!r} cannot hold plan {plan.strategy!r}: needs "
                         f"{keep + add_digital} bytes, has {node.capacity_bytes} "
                         f"(capacity {node.spec.device.memory_bytes}, other tenants "
-                        f"{node.tenant_bytes})")
+                        f"{node.tenant_bytes})"
+                    )
                 if xb is not None:
                     other = sum(v for k, v in node.arrays.items() if k != old_key)
                     if other + len(arrays[name]) > xb.arrays:
                         raise CapacityError(
                             f"node {name!r} cannot hold plan {plan.strategy!r}: needs "
-                            f"{len(arrays[name])} crossbar arrays, has {xb.arrays - other} free")
+                            f"{len(arrays[name])} crossbar arrays, has {xb.arrays - other} free"
+                        )
                 del add
             if replace is not None:
                 self._release_locked(replace)
@@ -266,7 +286,7 @@ class LocalBackend:
 
     # ------------------------------------------------------------------ fault injection
     def slow_node(self, node: str, factor: float) -> None:
-        if not 0 < factor:
+        if not factor > 0:
             raise SedmaError(f"slowdown factor must be > 0, got {factor!r}")
         self._node(node).slowdown = factor
         log.info("emulation: node %s now runs at %.2fx", node, factor)
@@ -341,7 +361,9 @@ class LocalBackend:
             end = start + max(target, real)
             self.clock.sleep(end - self.clock.now())
             node.timeline_end = end
-            done = TileDone(node.spec.name, t.op, flops, start, end, (end - start) / self._time_scale)
+            done = TileDone(
+                node.spec.name, t.op, flops, start, end, (end - start) / self._time_scale
+            )
             results.put(TileResult(i, out, done))
 
 

@@ -1,1 +1,4 @@
-"""(filled in below)"""
+"""The discrete-event simulator backend.
+
+Empty until the simulator issue lands; see ARCHITECTURE.md for its planned modules.
+"""
