@@ -25,7 +25,7 @@ from sedma.compute.executor import Executor, Operands, make_operands
 from sedma.compute.partition import PartitionContext, plan_static, views_from_spec
 from sedma.compute.workload import Workload
 from sedma.control.loop import ControlLoop, LoopSettings
-from sedma.errors import SedmaError
+from sedma.errors import CapacityError, SedmaError
 from sedma.memory.long_term import LongTermMemory
 from sedma.memory.short_term import ShortTermMemory
 from sedma.metrics import (
@@ -50,7 +50,7 @@ Progress = Callable[[str, int, int], None]  # (phase, done, total)
 class CompareConfig:
     """What to compare. ``slow_node=None`` picks the fastest node; ``""`` injects nothing."""
 
-    cluster: str | Path = "paper"
+    cluster: str | Path | ClusterSpec = "paper"
     workload: str = "resnet50"
     scale: float = 0.25
     passes: int = 40
@@ -99,7 +99,13 @@ def _run_static(
     plan = plan_static(PartitionContext(nodes=views_from_spec(spec), workload=workload))
     peak = PeakHeld()
     with LocalBackend(spec, time_scale=time_scale, clock=clock) as backend:
-        backend.load(plan, operands)
+        try:
+            backend.load(plan, operands)
+        except CapacityError as e:
+            # A plain program would crash here (out of memory or arrays): report that
+            # rather than a number.
+            log.warning("static baseline cannot run: %s", e)
+            return {"result": SystemResult(extra={"failed": str(e), "tiles": len(plan.tiles)})}
         ex = Executor(backend, stm, clock)
         busy: dict[str, float] = defaultdict(float)
         device_s = 0.0
@@ -139,7 +145,7 @@ def run_comparison(
 ) -> dict[str, Any]:
     """Run the static baseline and sedma side by side; return the result JSON (a dict)."""
     clock = clock or WallClock()
-    spec = load_cluster(cfg.cluster)
+    spec = cfg.cluster if isinstance(cfg.cluster, ClusterSpec) else load_cluster(cfg.cluster)
     workload = get_workload(cfg.workload, scale=cfg.scale)
     operands = make_operands(workload, cfg.seed)
     time_scale = cfg.time_scale if cfg.time_scale is not None else auto_time_scale(spec)

@@ -460,7 +460,8 @@ def plan_static(ctx: PartitionContext) -> Plan:
     Every product is split evenly across all nodes, speed and memory ignored: contiguous
     ranges ``[j*L//P, (j+1)*L//P)`` along :func:`choose_axis`, ``P = min(L, #nodes)``, each
     cut into tiles of ``static_tile_units``. On rram each tile's weight block is padded to
-    whole arrays of its own. Error budgets are ignored, except that per-input weights cannot
+    whole arrays of its own (tiles along ``m`` on one node share the one copy of the whole
+    weight they all need). Error budgets are ignored, except that per-input weights cannot
     physically go on rram, so those products split evenly over the other nodes. Memory is not
     checked (such a program would run out of memory): do not validate this plan against it.
     """
@@ -476,13 +477,17 @@ def plan_static(ctx: PartitionContext) -> Plan:
         length = op.m if axis == "m" else op.n
         p = min(length, len(nodes))
         for j, v in enumerate(nodes[:p]):
+            shared: tuple[ArraySlot, ...] | None = None
             for a in range(j * length // p, (j + 1) * length // p, step):
                 b = min(a + step, (j + 1) * length // p)
                 slots: tuple[ArraySlot, ...] = ()
-                if v.crossbar is not None:
+                if v.crossbar is not None and axis == "m" and shared is not None:
+                    slots = shared  # a node programs a product's whole weight once
+                elif v.crossbar is not None:
                     w = op.n if axis == "m" else b - a
                     slots = _padded_slots(op.k, w, v.crossbar, next_array[v.name])
                     next_array[v.name] += len(slots)
+                    shared = slots if axis == "m" else None
                 tiles.append(Tile(i, v.name, axis, a, b, slots))
     rates = {v.name: v.rate_gflops for v in ctx.nodes}
     note = f"static: every product split evenly over up to {len(ctx.nodes)} nodes"
