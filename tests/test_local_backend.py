@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import pytest
 
@@ -56,11 +58,16 @@ def test_half_rate_node_takes_twice_as_long() -> None:
     with LocalBackend(spec, time_scale=scale) as b:
         plan = Plan(wl, (Tile(0, "cpu-0", "n", 0, 256),), {"cpu-0": 200.0}, "t")
         b.load(plan, make_operands(wl, 0))
+        t0 = time.perf_counter()
         fast = [r.done.busy_s for _ in range(3) for r in b.run(plan)]
+        t1 = time.perf_counter()
         b.slow_node("cpu-0", 0.5)
         slow = [r.done.busy_s for _ in range(3) for r in b.run(plan)]
+        t2 = time.perf_counter()
     ratio = float(np.median(slow) / np.median(fast))
     assert 1.8 < ratio < 2.2
+    # the wall clock really paces the emulated device
+    assert 1.6 < (t2 - t1) / (t1 - t0) < 2.4
     # busy time is reported in device seconds: flops / rate
     assert np.median(fast) == pytest.approx(flops / 200e9, rel=0.15)
 

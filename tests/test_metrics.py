@@ -76,3 +76,13 @@ def test_system_result_keys_match_the_result_json() -> None:
         "adaptations": 1,
         "makespan_s": 3.0,
     }
+
+
+def test_peak_held_counts_a_plan_swap_as_one_step() -> None:
+    from sedma.observations import MemoryHeld
+
+    p = PeakHeld()
+    p.observe([MemoryHeld("a", 0.0, 10, 10, 0), MemoryHeld("b", 0.0, 10, 10, 0)])
+    # a swap moves 5 bytes from a to b at one instant: the peak must not see 25
+    p.observe([MemoryHeld("b", 1.0, 15, 15, 0), MemoryHeld("a", 1.0, 5, 5, 0)])
+    assert p.peak_bytes == 20
