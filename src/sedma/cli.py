@@ -105,7 +105,7 @@ def _fmt(v: Any, kind: str) -> str:
 def demo(
     cluster: ClusterOpt = "paper",
     workload: WorkloadOpt = "resnet50",
-    scale: ScaleOpt = 0.25,
+    scale: ScaleOpt = 1.0,
     passes: Annotated[int, typer.Option(help="Passes of the workload for sedma.")] = 40,
     static_passes: Annotated[int, typer.Option(help="Passes for the static baseline.")] = 8,
     seed: Annotated[int, typer.Option(help="Seed for operands.")] = 0,
@@ -201,7 +201,7 @@ def demo(
 def plan(
     cluster: ClusterOpt = "paper",
     workload: WorkloadOpt = "resnet50",
-    scale: ScaleOpt = 0.25,
+    scale: ScaleOpt = 1.0,
     strategy: Annotated[str, typer.Option(help="sedma or static.")] = "sedma",
     json_path: JsonOpt = None,
 ) -> None:

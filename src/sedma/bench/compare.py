@@ -52,7 +52,7 @@ class CompareConfig:
 
     cluster: str | Path | ClusterSpec = "paper"
     workload: str = "resnet50"
-    scale: float = 0.25
+    scale: float = 1.0
     passes: int = 40
     static_passes: int = 8
     seed: int = 0
