@@ -100,6 +100,8 @@ def test_demo_twice_learns_and_memory_shows_why(tmp_path: Path) -> None:
                 "2",
                 "--memory",
                 str(mem),
+                "--scale",
+                "0.25",
                 "--time-scale",
                 "50",
                 "--json",

@@ -12,7 +12,8 @@ from __future__ import annotations
 import json
 import logging
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
@@ -62,6 +63,26 @@ def _guard(fn: Callable[[], T]) -> T:
     except OSError as e:
         err.print(f"[bold red]error:[/] {e.strerror or e}: {e.filename or ''}", highlight=False)
         raise typer.Exit(2) from None
+
+
+@contextmanager
+def _progress() -> Iterator[Callable[[str, int, int], None]]:
+    """A progress bar on stderr, one line per phase; yields the ``progress`` callback."""
+    with Progress(
+        TextColumn("{task.description:>8}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=err,
+    ) as bar:
+        tasks: dict[str, Any] = {}
+
+        def progress(phase: str, done: int, total: int) -> None:
+            if phase not in tasks:
+                tasks[phase] = bar.add_task(phase, total=total)
+            bar.update(tasks[phase], completed=done, total=total)
+
+        yield progress
 
 
 def _write_json(path: Path | None, data: dict[str, Any]) -> None:
@@ -138,21 +159,7 @@ def demo(
             memory=memory,
             learn=not no_learn,
         )
-        with Progress(
-            TextColumn("{task.description:>8}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            console=err,
-            transient=False,
-        ) as bar:
-            tasks: dict[str, Any] = {}
-
-            def progress(phase: str, done: int, total: int) -> None:
-                if phase not in tasks:
-                    tasks[phase] = bar.add_task(phase, total=total)
-                bar.update(tasks[phase], completed=done)
-
+        with _progress() as progress:
             return run_comparison(cfg, progress=progress)
 
     result = _guard(go)
@@ -445,18 +452,7 @@ def bench_clusters_cmd(
     from sedma.bench.clusters import bench_clusters
 
     def go() -> dict[str, Any]:
-        with Progress(
-            TextColumn("{task.description:>8}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            console=err,
-        ) as bar:
-            task = bar.add_task("clusters", total=None)
-
-            def progress(_: str, done: int, total: int) -> None:
-                bar.update(task, completed=done, total=total)
-
+        with _progress() as progress:
             return bench_clusters(workload=workload, scale=scale, passes=passes, progress=progress)
 
     r = _guard(go)

@@ -16,13 +16,14 @@ from __future__ import annotations
 import logging
 from collections import defaultdict
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from sedma.clock import Clock, WallClock
 from sedma.compute.executor import Executor, Operands, make_operands
 from sedma.compute.partition import PartitionContext, plan_static, views_from_spec
+from sedma.compute.plan import Plan
 from sedma.compute.workload import Workload
 from sedma.control.loop import ControlLoop, LoopSettings
 from sedma.errors import CapacityError, SedmaError
@@ -106,31 +107,28 @@ def _run_static(
             # rather than a number.
             log.warning("static baseline cannot run: %s", e)
             return {"result": SystemResult(extra={"failed": str(e), "tiles": len(plan.tiles)})}
-        ex = Executor(backend, stm, clock)
-        busy: dict[str, float] = defaultdict(float)
-        device_s = 0.0
-        err = None
-        for p in range(cfg.static_passes):
-            if slow is not None and p == cfg.static_passes // 2:
-                backend.slow_node(slow, cfg.slow_factor)
-            r = ex.run_pass(plan, check_against=operands if (p == 0 and cfg.check_error) else None)
-            err = r.rel_error if r.rel_error is not None else err
-            device_s += r.device_s
-            for n, b in r.busy_s.items():
-                busy[n] += b
-            if progress:
-                progress("static", p + 1, cfg.static_passes)
+        totals = _drive(
+            backend,
+            Executor(backend, stm, clock),
+            lambda: plan,
+            operands,
+            cfg.static_passes,
+            "static",
+            slow,
+            cfg,
+            progress,
+        )
         peak.observe(backend.drain_observations())
         overruns = backend.overruns
     return {
-        "result": SystemResult(
-            memory_efficiency=memory_efficiency(workload.live_bytes, peak.peak_bytes),
-            throughput_ops_s=throughput_ops_s(cfg.static_passes, device_s),
-            resource_utilization=resource_utilization(busy, _capacity(spec), device_s),
-            rel_error=err,
-            adaptations=0,
-            extra={
-                "makespan_s": device_s,
+        "result": _result(
+            spec,
+            workload,
+            totals,
+            peak.peak_bytes,
+            0,
+            {
+                "makespan_s": totals.device_s,
                 "passes": cfg.static_passes,
                 "peak_held_bytes": peak.peak_bytes,
                 "tiles": len(plan.tiles),
@@ -138,6 +136,63 @@ def _run_static(
             },
         ),
     }
+
+
+@dataclass
+class _Totals:
+    passes: int = 0
+    device_s: float = 0.0
+    rel_error: float | None = None
+    busy_s: dict[str, float] = field(default_factory=lambda: defaultdict(float))
+
+
+def _drive(
+    backend: LocalBackend,
+    ex: Executor,
+    plan: Callable[[], Plan],
+    operands: Operands,
+    passes: int,
+    phase: str,
+    slow: str | None,
+    cfg: CompareConfig,
+    progress: Progress | None,
+    after_pass: Callable[[], object] | None = None,
+) -> _Totals:
+    """Run ``passes`` passes of the current plan, slowing ``slow`` half-way; add them up."""
+    t = _Totals()
+    for p in range(passes):
+        if slow is not None and p == passes // 2:
+            backend.slow_node(slow, cfg.slow_factor)
+        check = operands if (p == 0 and cfg.check_error) else None
+        r = ex.run_pass(plan(), check_against=check)
+        t.passes += 1
+        t.rel_error = r.rel_error if r.rel_error is not None else t.rel_error
+        t.device_s += r.device_s
+        for n, b in r.busy_s.items():
+            t.busy_s[n] += b
+        if after_pass is not None:
+            after_pass()
+        if progress:
+            progress(phase, p + 1, passes)
+    return t
+
+
+def _result(
+    spec: ClusterSpec,
+    workload: Workload,
+    t: _Totals,
+    peak_bytes: int,
+    adaptations: int,
+    extra: dict[str, Any],
+) -> SystemResult:
+    return SystemResult(
+        memory_efficiency=memory_efficiency(workload.live_bytes, peak_bytes),
+        throughput_ops_s=throughput_ops_s(t.passes, t.device_s),
+        resource_utilization=resource_utilization(t.busy_s, _capacity(spec), t.device_s),
+        rel_error=t.rel_error,
+        adaptations=adaptations,
+        extra=extra,
+    )
 
 
 def run_comparison(
@@ -168,32 +223,28 @@ def run_comparison(
                 settings=LoopSettings(learn=cfg.learn),
             )
             first = loop.start()
-            ex = Executor(backend, stm, clock)
-            busy: dict[str, float] = defaultdict(float)
-            device_s = 0.0
-            err = None
-            for p in range(cfg.passes):
-                if slow is not None and p == cfg.passes // 2:
-                    backend.slow_node(slow, cfg.slow_factor)
-                r = ex.run_pass(
-                    loop.plan, check_against=operands if (p == 0 and cfg.check_error) else None
-                )
-                err = r.rel_error if r.rel_error is not None else err
-                device_s += r.device_s
-                for n, b in r.busy_s.items():
-                    busy[n] += b
-                loop.run_once()
-                if progress:
-                    progress("sedma", p + 1, cfg.passes)
+            totals = _drive(
+                backend,
+                Executor(backend, stm, clock),
+                lambda: loop.plan,
+                operands,
+                cfg.passes,
+                "sedma",
+                slow,
+                cfg,
+                progress,
+                after_pass=loop.run_once,
+            )
             overruns = backend.overruns
             bound_s = sum(loop.bound_s)
-            sedma = SystemResult(
-                memory_efficiency=memory_efficiency(workload.live_bytes, loop.peak.peak_bytes),
-                throughput_ops_s=throughput_ops_s(cfg.passes, device_s),
-                resource_utilization=resource_utilization(busy, _capacity(spec), device_s),
-                rel_error=err,
-                adaptations=loop.adaptations,
-                extra={
+            device_s = totals.device_s
+            sedma = _result(
+                spec,
+                workload,
+                totals,
+                loop.peak.peak_bytes,
+                loop.adaptations,
+                {
                     "makespan_s": device_s,
                     "passes": cfg.passes,
                     "makespan_vs_bound": device_s / bound_s if bound_s > 0 else None,
