@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-dev
 
-.PHONY: demo test lint typecheck clean bench
+.PHONY: demo test lint typecheck clean bench sysdeps
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -17,7 +17,21 @@ $(STAMP): pyproject.toml | $(BIN)/python
 demo: $(STAMP)
 	$(BIN)/sedma demo
 
-test: $(STAMP)
+# The NAT tests need iptables, iproute2 and coturn; as root we install them (Debian), as
+# anyone else those tests skip with one line saying why.
+sysdeps:
+	@if [ "$$(id -u)" = "0" ] && command -v apt-get >/dev/null; then \
+	  missing=""; \
+	  command -v iptables >/dev/null || missing="$$missing iptables"; \
+	  command -v turnserver >/dev/null || missing="$$missing coturn"; \
+	  command -v ip >/dev/null || missing="$$missing iproute2"; \
+	  if [ -n "$$missing" ]; then \
+	    echo "installing$$missing"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	  fi; \
+	fi
+
+test: $(STAMP) sysdeps
 	$(BIN)/python -m pytest -q
 
 lint: $(STAMP)
