@@ -11,7 +11,7 @@ from sedma.clock import ManualClock
 from sedma.compute.executor import Operands, TileResult
 from sedma.compute.plan import Plan
 from sedma.errors import CapacityError, SedmaError
-from sedma.observations import FreeMemory, MemoryHeld, Observation, TileDone
+from sedma.observations import FreeMemory, MemoryHeld, NodeFailed, Observation, TileDone
 from sedma.spec import ClusterSpec
 
 
@@ -103,6 +103,9 @@ class FakeBackend:
 
     def close(self) -> None:
         pass
+
+    def fail_node(self, node: str) -> None:
+        self.obs.append(NodeFailed(node, self.clock.now(), "killed by the test"))
 
     def slow_node(self, node: str, factor: float) -> None:
         self.slow[node] = factor

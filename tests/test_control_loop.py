@@ -130,3 +130,28 @@ def test_second_run_starts_from_learned_rates_and_adapts_less(tmp_path: Path) ->
     assert (
         predicted_makespan_s(second.plan, truth) <= predicted_makespan_s(first.plan, truth) * 1.01
     )
+
+
+def test_a_failed_node_forces_a_replan_onto_the_others(tmp_path: Path) -> None:
+    spec = load_cluster("small")
+    clock = ManualClock()
+    backend = FakeBackend(spec, clock)
+    stm = ShortTermMemory()
+    loop = ControlLoop(
+        spec=spec,
+        workload=WL,
+        backend=backend,
+        operands=make_operands(WL, 0),
+        stm=stm,
+        clock=clock,
+        settings=LoopSettings(learn=False),
+    )
+    loop.start()
+    assert any(t.node == "gpu" for t in loop.plan.tiles)
+    Executor(backend, stm, clock).run_pass(loop.plan)
+    backend.fail_node("gpu")
+    decisions = loop.run_once()
+    assert [d.accepted for d in decisions] == [True]
+    assert "gpu failed" in decisions[0].reason and decisions[0].detail["forced"]
+    assert all(t.node != "gpu" for t in loop.plan.tiles)
+    Executor(backend, stm, clock).run_pass(loop.plan)  # the new plan runs without it

@@ -126,3 +126,38 @@ def test_unknown_node_and_bad_arguments_are_clear_errors(backend: LocalBackend) 
     bad = Plan(WL, (Tile(0, "ghost", "n", 0, 48),), {}, "t")
     with pytest.raises(SedmaError, match="ghost"):
         backend.load(bad, make_operands(WL, 0))
+
+
+def test_a_node_failing_mid_use_loses_no_pass(tmp_path: object) -> None:
+    """The pass in flight raises NodeLostError; the loop re-plans; the re-run is exact."""
+    from sedma.control.loop import ControlLoop, LoopSettings
+    from sedma.errors import NodeLostError
+
+    spec = load_cluster("small")
+    ops = make_operands(WL, 3)
+    clock = WallClock()
+    stm = ShortTermMemory()
+    with LocalBackend(spec, time_scale=1.0, clock=clock) as b:
+        loop = ControlLoop(
+            spec=spec,
+            workload=WL,
+            backend=b,
+            operands=ops,
+            stm=stm,
+            clock=clock,
+            settings=LoopSettings(learn=False),
+        )
+        loop.start()
+        ex = Executor(b, stm, clock)
+        ex.run_pass(loop.plan)
+        victim = next(t.node for t in loop.plan.tiles)
+        b.fail_node(victim)
+        with pytest.raises(NodeLostError, match=victim):
+            ex.run_pass(loop.plan)
+        decisions = loop.run_once()
+        assert decisions and decisions[0].accepted and f"{victim} failed" in decisions[0].reason
+        r = ex.run_pass(loop.plan, check_against=ops)
+        assert r.rel_error is not None and r.rel_error < 1e-6
+        assert victim not in r.busy_s
+        with pytest.raises(CapacityError, match="failed"):
+            b.load(_plan(victim if victim != "gpu" else "gpu"), ops)

@@ -13,6 +13,7 @@ from __future__ import annotations
 __all__ = [
     "CapacityError",
     "MemoryStoreError",
+    "NodeLostError",
     "PlanError",
     "SedmaError",
     "SpecError",
@@ -33,6 +34,19 @@ class PlanError(SedmaError):
 
 class CapacityError(SedmaError):
     """A node was asked to hold more than it has (memory bytes or crossbar arrays)."""
+
+
+class NodeLostError(SedmaError):
+    """A node failed while a pass was running: the pass did not complete and must be re-run
+    on a plan without that node (nothing the pass was given is lost)."""
+
+    def __init__(self, nodes: tuple[str, ...], completed_tiles: int) -> None:
+        super().__init__(
+            f"node(s) {', '.join(nodes)} failed mid-pass; {completed_tiles} "
+            "tiles completed; re-plan and re-run the pass"
+        )
+        self.nodes = nodes
+        self.completed_tiles = completed_tiles
 
 
 class MemoryStoreError(SedmaError):

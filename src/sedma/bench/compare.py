@@ -26,7 +26,7 @@ from sedma.compute.partition import PartitionContext, plan_static, views_from_sp
 from sedma.compute.plan import Plan
 from sedma.compute.workload import Workload
 from sedma.control.loop import ControlLoop, LoopSettings
-from sedma.errors import CapacityError, SedmaError
+from sedma.errors import CapacityError, NodeLostError, SedmaError
 from sedma.memory.long_term import LongTermMemory
 from sedma.memory.short_term import ShortTermMemory
 from sedma.metrics import (
@@ -164,7 +164,13 @@ def _drive(
         if slow is not None and p == passes // 2:
             backend.slow_node(slow, cfg.slow_factor)
         check = operands if (p == 0 and cfg.check_error) else None
-        r = ex.run_pass(plan(), check_against=check)
+        try:
+            r = ex.run_pass(plan(), check_against=check)
+        except NodeLostError:
+            if after_pass is None:  # the static baseline cannot re-plan: a plain program dies
+                raise
+            after_pass()  # the loop sees the failure and re-plans; the pass runs again
+            r = ex.run_pass(plan(), check_against=check)
         t.passes += 1
         t.rel_error = r.rel_error if r.rel_error is not None else t.rel_error
         t.device_s += r.device_s

@@ -59,6 +59,7 @@ def suggest_replan(ctx: ComputeContext) -> Replan | None:
 
     Drift: ``|observed / assumed - 1| > drift_threshold`` for a node measured this interval.
     Memory: a node's free memory is below what the current plan makes it hold (forced).
+    Failure: a node the plan uses is no longer among ``nodes`` (forced).
     The new plan is :func:`~sedma.compute.partition.plan_sedma` at the believed rates, with
     its predicted gain; whether the gain (``min_gain``) is worth it is the loop's call, so
     that rejected suggestions are logged too. Returns ``None`` when nothing drifted; raises
@@ -70,25 +71,29 @@ def suggest_replan(ctx: ComputeContext) -> Replan | None:
         n: rate_drift(plan.assumed_rates[n], views[n].rate_gflops)
         for n in sorted(ctx.measured)
         if n in plan.assumed_rates
+        and n in views
         and abs(rate_drift(plan.assumed_rates[n], views[n].rate_gflops)) > ctx.drift_threshold
     }
+    gone = sorted({t.node for t in plan.tiles} - views.keys())
     fp = footprint(plan, {v.name: v.crossbar for v in ctx.nodes})
-    short = sorted(n for n, f in fp.items() if f.digital_bytes > views[n].free_bytes)
-    if not drift and not short:
+    short = sorted(n for n, f in fp.items() if n in views and f.digital_bytes > views[n].free_bytes)
+    if not drift and not short and not gone:
         return None
     rates = {v.name: v.rate_gflops for v in ctx.nodes}
     new = plan_sedma(
         PartitionContext(nodes=ctx.nodes, workload=plan.workload, settings=ctx.settings)
     )
-    current = predicted_makespan_s(plan, rates)
+    # A node that is gone cannot finish its tiles: the current plan never completes.
+    current = float("inf") if gone else predicted_makespan_s(plan, rates)
     predicted = predicted_makespan_s(new, rates)
     gain = 1.0 - predicted / current if current > 0 else 0.0
-    forced = bool(short)
+    forced = bool(short or gone)
     worst = sorted(drift.items(), key=lambda kv: -abs(kv[1]))
     parts = [f"{n} rate {d:+.0%} vs plan" for n, d in worst[:3]]
     if len(worst) > 3:
         parts.append(f"{len(worst) - 3} more nodes drifted")
     parts += [f"{n} free memory below plan footprint" for n in short]
+    parts += [f"{n} failed" for n in gone]
     return Replan(
         plan=new,
         reason="; ".join(parts),

@@ -51,6 +51,10 @@ class FaultInjector(Protocol):
         """From now on ``node`` runs at ``factor`` times its emulated rate (1.0 restores)."""
         ...
 
+    def fail_node(self, node: str) -> None:
+        """``node`` dies now: its data is gone and its tiles never finish."""
+        ...
+
     def set_tenant_bytes(self, node: str, nbytes: int) -> None:
         """Another tenant now holds ``nbytes`` of ``node``'s memory."""
         ...

@@ -52,8 +52,8 @@ from threadpoolctl import threadpool_limits
 from sedma.clock import Clock, WallClock
 from sedma.compute.executor import Array, Operands, TileResult
 from sedma.compute.plan import Plan, Tile
-from sedma.errors import CapacityError, SedmaError
-from sedma.observations import FreeMemory, MemoryHeld, Observation, TileDone
+from sedma.errors import CapacityError, NodeLostError, SedmaError
+from sedma.observations import FreeMemory, MemoryHeld, NodeFailed, Observation, TileDone
 from sedma.spec import ClusterSpec, NodeSpec
 
 __all__ = ["LocalBackend", "auto_time_scale"]
@@ -99,10 +99,11 @@ class _Node:
     buffers: dict[BufKey, Array] = field(default_factory=dict)
     refs: dict[BufKey, set[int]] = field(default_factory=lambda: defaultdict(set))
     arrays: dict[int, int] = field(default_factory=dict)  # plan key -> arrays used
-    jobs: queue.SimpleQueue[tuple[int, int, float, queue.SimpleQueue[TileResult]] | None] = field(
-        default_factory=queue.SimpleQueue
+    jobs: queue.SimpleQueue[tuple[int, int, float, queue.SimpleQueue[TileResult | None]] | None] = (
+        field(default_factory=queue.SimpleQueue)
     )
     timeline_end: float = float("-inf")  # emulated end of the node's last tile
+    failed: bool = False
     thread: threading.Thread | None = None
 
     @property
@@ -194,6 +195,10 @@ class LocalBackend:
         need: dict[str, set[BufKey]] = defaultdict(set)
         arrays: dict[str, set[int]] = defaultdict(set)
         for t in plan.tiles:
+            if t.node in self._nodes and self._nodes[t.node].failed:
+                raise CapacityError(
+                    f"node {t.node!r} has failed; it cannot hold plan {plan.strategy!r}"
+                )
             if t.node not in self._nodes:
                 raise SedmaError(
                     f"plan names node {t.node!r}, which is not in cluster {self.spec.name!r}"
@@ -254,13 +259,23 @@ class LocalBackend:
         pkey = id(plan)
         if pkey not in self._plans:
             raise SedmaError(f"plan {plan.strategy!r} is not loaded; call load() first")
-        results: queue.SimpleQueue[TileResult] = queue.SimpleQueue()
+        results: queue.SimpleQueue[TileResult | None] = queue.SimpleQueue()
         order = sorted(range(len(plan.tiles)), key=lambda i: plan.tiles[i].op)
         dispatched = self.clock.now()
         for i in order:
             self._nodes[plan.tiles[i].node].jobs.put((pkey, i, dispatched, results))
-        for _ in order:
-            yield results.get()
+        done = 0
+        lost: set[str] = set()
+        for i in order:
+            r = results.get()
+            if r is None:  # a failed node answers every job it still had with None
+                lost.add(plan.tiles[i].node)
+                continue
+            done += 1
+            yield r
+        if lost:
+            failed = tuple(sorted(n for n, node in self._nodes.items() if node.failed))
+            raise NodeLostError(failed or tuple(sorted(lost)), done)
 
     def drain_observations(self) -> list[Observation]:
         with self._lock:
@@ -290,6 +305,19 @@ class LocalBackend:
             raise SedmaError(f"slowdown factor must be > 0, got {factor!r}")
         self._node(node).slowdown = factor
         log.info("emulation: node %s now runs at %.2fx", node, factor)
+
+    def fail_node(self, node: str) -> None:
+        """The node dies: it drops what it holds and answers no more tiles."""
+        n = self._node(node)
+        with self._lock:
+            n.failed = True
+            n.buffers.clear()
+            n.refs.clear()
+            n.arrays.clear()
+            now = self.clock.now()
+            self._obs.append(NodeFailed(node, now, "failed (injected)"))
+            self._obs.append(MemoryHeld(node, now, 0, 0, 0))
+        log.info("emulation: node %s failed", node)
 
     def set_tenant_bytes(self, node: str, nbytes: int) -> None:
         if nbytes < 0:
@@ -344,6 +372,9 @@ class LocalBackend:
             if job is None:
                 return
             pkey, i, dispatched, results = job
+            if node.failed:
+                results.put(None)
+                continue
             plan = self._plans[pkey]
             t = plan.tiles[i]
             op = plan.workload.ops[t.op]
