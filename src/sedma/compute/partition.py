@@ -133,16 +133,21 @@ def views_from_spec(
     rates: Mapping[str, float] | None = None,
     free_bytes: Mapping[str, int] | None = None,
     rel_errors: Mapping[str, float] | None = None,
+    array_orders: Mapping[str, tuple[int, ...]] | None = None,
 ) -> tuple[NodeView, ...]:
     """Node views of ``spec``; each mapping overrides the spec's value for the nodes it names.
 
     Defaults: the nameplate ``matmul_gflops``, all of ``memory_bytes`` free, all crossbar
     arrays free, and :func:`~sedma.compute.crossbar.analytic_rel_error` for rram (0 else).
+    ``array_orders`` gives a node's usable arrays best first (from calibration): only those
+    are free, and the most error-sensitive products are packed on the first of them.
     """
     views = []
     for node in spec.nodes:
         xb = node.device.crossbar
         err = analytic_rel_error(xb) if xb is not None else 0.0
+        order = tuple((array_orders or {}).get(node.name, ()))
+        free_arrays = (len(order) if order else xb.arrays) if xb is not None else 0
         views.append(
             NodeView(
                 name=node.name,
@@ -150,8 +155,9 @@ def views_from_spec(
                 rate_gflops=(rates or {}).get(node.name, node.device.matmul_gflops),
                 free_bytes=(free_bytes or {}).get(node.name, node.device.memory_bytes),
                 crossbar=xb,
-                free_arrays=xb.arrays if xb is not None else 0,
+                free_arrays=free_arrays,
                 rel_error=(rel_errors or {}).get(node.name, err),
+                array_order=order,
             )
         )
     return tuple(views)

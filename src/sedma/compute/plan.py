@@ -51,7 +51,9 @@ class NodeView:
 
     ``rate_gflops`` is the best current estimate of the sustained rate (observed, else the
     long-term prior, else the spec). ``rel_error`` is the node's relative error on a product
-    (0 for digital devices; calibrated or estimated for rram).
+    (0 for digital devices; calibrated or estimated for rram). ``array_order`` lists the
+    node's usable arrays from best to worst, so that products with the tightest error budget
+    are packed onto the arrays with the fewest defects.
     """
 
     name: str
@@ -61,6 +63,8 @@ class NodeView:
     crossbar: CrossbarSpec | None = None
     free_arrays: int = 0
     rel_error: float = 0.0
+    # Physical arrays to use, best first (by calibrated error); empty = arrays 0, 1, ...
+    array_order: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -245,6 +249,14 @@ def validate_plan(plan: Plan, nodes: Mapping[str, NodeView]) -> None:
             raise PlanError(
                 f"node {name!r} would hold {f.digital_bytes} bytes; it has {view.free_bytes} free"
             )
+        if view.array_order:
+            usable = set(view.array_order)
+            outside = {s.array for t in plan.tiles if t.node == name for s in t.arrays} - usable
+            if outside:
+                raise PlanError(
+                    f"node {name!r} would use arrays {sorted(outside)[:5]} that "
+                    "are not among its usable arrays"
+                )
         if f.arrays > view.free_arrays and view.crossbar is not None:
             raise PlanError(
                 f"node {name!r} would use {f.arrays} arrays; it has {view.free_arrays} free"
