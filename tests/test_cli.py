@@ -124,7 +124,8 @@ def test_demo_twice_learns_and_memory_shows_why(tmp_path: Path) -> None:
         s, b = result["systems"]["sedma"], result["systems"]["static"]
         assert s["throughput_ops_s"] > b["throughput_ops_s"]
         assert s["memory_efficiency"] > b["memory_efficiency"]
-        assert s["rel_error"] < 1e-5
+        # rram tiles go through the crossbar simulator: sedma corrects them, static does not
+        assert s["rel_error"] < 0.05 and s["rel_error"] < b["rel_error"]
     assert second["systems"]["sedma"]["adaptations"] < first["systems"]["sedma"]["adaptations"]
     assert any("rram: measured" in p for p in second["priors"])
     r = runner.invoke(app, ["memory", "--memory", str(mem)])

@@ -157,7 +157,37 @@ def test_a_node_failing_mid_use_loses_no_pass(tmp_path: object) -> None:
         decisions = loop.run_once()
         assert decisions and decisions[0].accepted and f"{victim} failed" in decisions[0].reason
         r = ex.run_pass(loop.plan, check_against=ops)
-        assert r.rel_error is not None and r.rel_error < 1e-6
+        # exact on cpu/gpu; the rram node's tiles go through its (noisy) arrays
+        assert r.rel_error is not None and r.rel_error < 0.1
         assert victim not in r.busy_s
         with pytest.raises(CapacityError, match="failed"):
             b.load(_plan(victim if victim != "gpu" else "gpu"), ops)
+
+
+def test_rram_tiles_run_through_the_crossbar_simulator() -> None:
+    """A tile on an rram node is computed by its arrays: noisy, and exact once ideal."""
+    import dataclasses
+
+    from sedma.spec import ClusterSpec
+
+    spec = load_cluster("small")
+    ops = make_operands(WL, 0)
+    plan = Plan(WL, (Tile(0, "rram", "n", 0, 48), Tile(1, "gpu", "n", 0, 24)),
+                {"rram": 200.0, "gpu": 800.0}, "t")
+    with LocalBackend(spec, time_scale=1.0) as b:
+        b.load(plan, ops)
+        r = Executor(b, ShortTermMemory(), WallClock()).run_pass(plan, check_against=ops)
+        assert b.crossbar_device("rram") is not None and b.crossbar_device("gpu") is None
+    assert r.rel_error is not None and 1e-4 < r.rel_error < 0.3
+    xb = spec.node("rram").device.crossbar
+    ideal = dataclasses.replace(xb, bits_per_cell=16, program_noise=0.0, read_noise=0.0,
+                                stuck_on_rate=0.0, stuck_off_rate=0.0, drift_per_decade=0.0,
+                                dac_bits=16, adc_bits=24, ir_drop=0.0)
+    nodes = tuple(dataclasses.replace(n, device=dataclasses.replace(n.device, crossbar=ideal))
+                  if n.kind == "rram" else n for n in spec.nodes)
+    ideal_spec = ClusterSpec(spec.name, spec.sites, spec.links, nodes,
+                             {n.name: n for n in nodes})
+    with LocalBackend(ideal_spec, time_scale=1.0) as b:
+        b.load(plan, ops)
+        r2 = Executor(b, ShortTermMemory(), WallClock()).run_pass(plan, check_against=ops)
+    assert r2.rel_error is not None and r2.rel_error < 0.02 * r.rel_error

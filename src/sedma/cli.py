@@ -14,6 +14,7 @@ import logging
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
@@ -193,12 +194,14 @@ def demo(
             f"baseline; makespan {s['makespan_vs_bound']:.3f}x the bound"
         )
     for d in result["decisions"]:
-        if d["accepted"]:
+        if d["accepted"] and d["kind"] == "replan":
             out.print(
                 f"  pass {d['interval']}: re-planned ({d['reason']}; predicted gain "
                 f"{d['predicted_gain']:.0%})",
                 highlight=False,
             )
+        elif d["accepted"]:
+            out.print(f"  pass {d['interval']}: {d['kind']}: {d['reason']}", highlight=False)
     for p in result["priors"]:
         out.print(f"  learned before start: {p}", highlight=False)
     _write_json(json_path, result)
@@ -348,6 +351,29 @@ def memory_cmd(
                     a.reason,
                 )
             out.print(t)
+            cals = ltm.calibrations()
+            if cals:
+                t = Table(title="device calibrations (latest per node)")
+                for col in ("node", "kind", "measured", "figures"):
+                    t.add_column(col)
+                for cal in cals:
+                    d = cal.data
+                    if cal.kind == "crossbar":
+                        figs = (
+                            f"rel error {d['rel_error']:.4f}, corrected "
+                            f"{_fmt(d.get('rel_error_corrected'), 'err')}, "
+                            f"{sum(d['stuck_per_array'])} stuck cells, drift "
+                            f"{d['drift_per_decade']:.4f}/decade, "
+                            f"{d['effective_bits']:.1f} effective bits"
+                        )
+                    else:
+                        figs = (
+                            f"{d.get('matmul_gflops', 0):.1f} GFLOP/s, "
+                            f"{d.get('mem_bandwidth_gbs', 0):.1f} GB/s"
+                        )
+                    when = datetime.fromtimestamp(cal.t_epoch, tz=UTC).strftime("%Y-%m-%d %H:%M")
+                    t.add_row(cal.node, cal.kind, when, figs)
+                out.print(t)
             contexts = sorted({r.context_key for r in runs})
             t = Table(title="best-known settings per workload context")
             for col in ("context", "setting", "value", "score", "why"):
@@ -482,3 +508,180 @@ def bench_clusters_cmd(
         )
     out.print(t)
     _write_json(json_path, r)
+
+
+def _kv_table(title: str, data: dict[str, Any]) -> Table:
+    t = Table(title=title)
+    t.add_column("figure")
+    t.add_column("value", justify="right")
+    for k, v in data.items():
+        if isinstance(v, list | dict):
+            continue
+        t.add_row(k, f"{v:,.4g}" if isinstance(v, float) else str(v))
+    return t
+
+
+@bench_app.command("crossbar")
+def bench_crossbar_cmd(json_path: JsonOpt = None, seed: Annotated[int, typer.Option()] = 0) -> None:
+    """Crossbar simulator vs numpy: time, error without and with correction, arrays used."""
+    from sedma.bench.crossbar import bench_crossbar
+
+    r = _guard(lambda: bench_crossbar(seed=seed))
+    out.print(_kv_table("crossbar simulator (worst-shape time ratio, mean errors)", r))
+    _write_json(json_path, {"scenario": "bench-crossbar", **r})
+
+
+@bench_app.command("accuracy")
+def bench_accuracy_cmd(json_path: JsonOpt = None, seed: Annotated[int, typer.Option()] = 0) -> None:
+    """A real model (an MLP on the digits set) in float, on rram uncorrected, and corrected."""
+    from sedma.bench.accuracy import bench_accuracy
+
+    r = _guard(lambda: bench_accuracy(seed=seed))
+    out.print(_kv_table("model accuracy on rram", r))
+    _write_json(json_path, {"scenario": "bench-accuracy", **r})
+
+
+@bench_app.command("routes")
+def bench_routes_cmd(json_path: JsonOpt = None, seed: Annotated[int, typer.Option()] = 0) -> None:
+    """Route computation time at 1,000 and 10,000 peers (about 16 edges per peer)."""
+    from sedma.bench.routes import bench_routes
+
+    r = _guard(lambda: bench_routes(seed=seed))
+    out.print(_kv_table("route computation (largest size)", r))
+    _write_json(json_path, {"scenario": "bench-routes", **r})
+
+
+@bench_app.command("transport")
+def bench_transport_cmd(
+    json_path: JsonOpt = None, seed: Annotated[int, typer.Option()] = 0
+) -> None:
+    """Authenticated, encrypted transport over loopback: small messages/s, large tensors."""
+    from sedma.bench.transport import bench_transport
+
+    r = _guard(lambda: bench_transport(seed=seed))
+    out.print(_kv_table("transport (loopback)", r))
+    _write_json(json_path, {"scenario": "bench-transport", **r})
+
+
+@app.command()
+def routes(cluster: ClusterOpt = "paper", json_path: JsonOpt = None) -> None:
+    """Each pair's NAT path type and the chosen route with its cost breakdown."""
+    from sedma.bench.routes import route_table
+    from sedma.spec import load_cluster
+
+    rows = _guard(lambda: route_table(load_cluster(cluster)))
+    t = Table(title=f"routes on {cluster}: sedma (memory- and NAT-aware) vs static (RTT only)")
+    for col in (
+        "from",
+        "to",
+        "NATs",
+        "path",
+        "route",
+        "cost ms (rtt+nat+bw+hop+pressure)",
+        "static route",
+        "static ms",
+    ):
+        t.add_column(col)
+    for r in rows:
+        c = r["cost_ms"]
+        t.add_row(
+            r["src"],
+            r["dst"],
+            f"{r['src_nat']}/{r['dst_nat']}",
+            r["path_type"],
+            " > ".join(r["route"]),
+            f"{c['total']:.2f} = {c['rtt']:.2f}+{c['nat']:.2f}+{c['bandwidth']:.2f}"
+            f"+{c['hop']:.2f}+{c['pressure'] + c['relay_pressure']:.2f}",
+            " > ".join(r["static_route"]),
+            f"{r['static_cost_ms']['total']:.2f}",
+        )
+    out.print(t)
+    counts: dict[str, int] = {}
+    for r in rows:
+        counts[r["path_type"]] = counts.get(r["path_type"], 0) + 1
+    out.print(", ".join(f"{v} {k}" for k, v in sorted(counts.items())) + " ordered pairs")
+    _write_json(json_path, {"scenario": "routes", "cluster": cluster, "pairs": rows})
+
+
+@app.command()
+def calibrate(
+    cluster: ClusterOpt = "paper",
+    memory: MemoryOpt = None,
+    seed: Annotated[int, typer.Option(help="Device seed of the local backend.")] = 0,
+) -> None:
+    """Profile every node (rates and bandwidth; rram error statistics) and store the figures."""
+    from sedma.clock import WallClock
+    from sedma.compute.calibrate import (
+        KIND_CROSSBAR,
+        KIND_DIGITAL,
+        calibrate_crossbar,
+        calibrate_digital,
+    )
+    from sedma.compute.correction import DEFAULT
+    from sedma.memory.long_term import LongTermMemory
+    from sedma.runtime.local import LocalBackend
+    from sedma.spec import load_cluster
+
+    def go() -> list[dict[str, Any]]:
+        spec = load_cluster(cluster)
+        rows: list[dict[str, Any]] = []
+        clock = WallClock()
+        with LongTermMemory(memory) as ltm, LocalBackend(spec, seed=seed) as backend, \
+                _progress() as progress:  # fmt: skip
+            for i, node in enumerate(spec.nodes):
+                device = backend.crossbar_device(node.name)
+                if device is None:
+                    d = calibrate_digital(backend, node.name, clock)
+                    ltm.record_calibration(node.name, KIND_DIGITAL, d.to_json(), d.t_epoch)
+                    rows.append(
+                        {
+                            "node": node.name,
+                            "kind": node.kind,
+                            "matmul_gflops": d.matmul_gflops,
+                            "mem_bandwidth_gbs": d.mem_bandwidth_gbs,
+                        }
+                    )
+                else:
+                    c = calibrate_crossbar(device, node.name, correction=DEFAULT, seed=seed)
+                    ltm.record_calibration(node.name, KIND_CROSSBAR, c.to_json(), c.t_epoch)
+                    rows.append(
+                        {
+                            "node": node.name,
+                            "kind": node.kind,
+                            "rel_error": c.rel_error,
+                            "rel_error_corrected": c.rel_error_corrected,
+                            "stuck_cells": sum(c.stuck_per_array),
+                            "drift_per_decade": c.drift_per_decade,
+                            "effective_bits": c.effective_bits,
+                        }
+                    )
+                progress("calibrate", i + 1, len(spec.nodes))
+        return rows
+
+    rows = _guard(go)
+    t = Table(title=f"calibration of {cluster} (stored in long-term memory)")
+    for col in (
+        "node",
+        "kind",
+        "GFLOP/s",
+        "GB/s",
+        "rel error",
+        "corrected",
+        "stuck cells",
+        "drift /decade",
+        "eff. bits",
+    ):
+        t.add_column(col, justify="left" if col in ("node", "kind") else "right")
+    for r in rows:
+        t.add_row(
+            r["node"],
+            r["kind"],
+            _fmt(r.get("matmul_gflops"), "ops"),
+            _fmt(r.get("mem_bandwidth_gbs"), "ops"),
+            _fmt(r.get("rel_error"), "err"),
+            _fmt(r.get("rel_error_corrected"), "err"),
+            str(r.get("stuck_cells", "-")),
+            _fmt(r.get("drift_per_decade"), "err"),
+            f"{r['effective_bits']:.1f}" if "effective_bits" in r else "-",
+        )
+    out.print(t)

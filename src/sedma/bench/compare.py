@@ -259,6 +259,11 @@ def run_comparison(
                     "first_plan_tiles": len(first.tiles),
                     "emulation_overruns": overruns,
                     "drift_threshold": loop.drift_threshold,
+                    "plan_notes": list(loop.plan.notes),
+                    "calibrated": {
+                        n: {"rel_error": c.rel_error, "rel_error_corrected": c.rel_error_corrected}
+                        for n, c in loop.calibrations.items()
+                    },
                 },
             )
             lessons = loop.finish(

@@ -34,11 +34,13 @@ __all__ = [
     "TileRunner",
     "assemble",
     "make_operands",
+    "node_errors",
 ]
 
 log = logging.getLogger(__name__)
 
 Array = npt.NDArray[np.float32]
+Array64 = npt.NDArray[np.float64]
 Operands = Sequence[tuple[Array, Array]]  # per op: (X [m, k], W [k, n])
 
 JOB = "job"  # the short-term-memory entity for whole-job figures
@@ -107,6 +109,21 @@ def _axis_of(plan: Plan, op: int) -> str:
     return next(t.axis for t in plan.tiles if t.op == op)
 
 
+def node_errors(
+    plan: Plan, results: Sequence[TileResult], exact: Sequence[Array64]
+) -> dict[str, float]:
+    """Each node's relative error over the output blocks it computed."""
+    num: dict[str, float] = defaultdict(float)
+    den: dict[str, float] = defaultdict(float)
+    for r in results:
+        t = plan.tiles[r.tile]
+        e = exact[t.op][:, t.start : t.stop] if t.axis == "n" else exact[t.op][t.start : t.stop]
+        d = r.output.astype(np.float64) - e
+        num[t.node] += float(np.vdot(d, d))
+        den[t.node] += float(np.vdot(e, e))
+    return {n: float(np.sqrt(num[n] / den[n])) for n in num if den[n] > 0}
+
+
 @dataclass(frozen=True)
 class PassResult:
     """What one pass of a plan took and produced."""
@@ -163,6 +180,8 @@ class Executor:
             exact = [x.astype(np.float64) @ w.astype(np.float64) for x, w in check_against]
             err = rel_error(ys, exact)
             self.stm.observe(JOB, "rel_error", err, t1)
+            for node, e in node_errors(plan, kept, exact).items():
+                self.stm.observe(node, "rel_error", e, t1)
         log.debug("pass of %s plan: %.4f device s, %d flops", plan.strategy, device, flops)
         return PassResult(
             wall_s=wall, device_s=device, flops=flops, busy_s=dict(busy), rel_error=err

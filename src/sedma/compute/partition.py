@@ -24,6 +24,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
+from sedma.compute.correction import DEFAULT, NONE, Correction
 from sedma.compute.crossbar import analytic_rel_error
 from sedma.compute.lp import (
     LpCell,
@@ -79,6 +80,7 @@ class PartitionSettings:
     align_rram: bool = True  # cut rram tiles' output columns at array-width multiples
     memory_reserve: float = 0.02  # fraction of each node's free memory kept back
     max_rounds: int = 4  # LP solves, re-solving after a node overflows on split overheads
+    correction: Correction | None = None  # rram correction; None: plan both ways, keep faster
 
     def __post_init__(self) -> None:
         for name in ("static_tile_units", "max_rounds"):
@@ -134,6 +136,7 @@ def views_from_spec(
     free_bytes: Mapping[str, int] | None = None,
     rel_errors: Mapping[str, float] | None = None,
     array_orders: Mapping[str, tuple[int, ...]] | None = None,
+    corrected_errors: Mapping[str, float] | None = None,
 ) -> tuple[NodeView, ...]:
     """Node views of ``spec``; each mapping overrides the spec's value for the nodes it names.
 
@@ -141,6 +144,8 @@ def views_from_spec(
     arrays free, and :func:`~sedma.compute.crossbar.analytic_rel_error` for rram (0 else).
     ``array_orders`` gives a node's usable arrays best first (from calibration): only those
     are free, and the most error-sensitive products are packed on the first of them.
+    ``corrected_errors``: a node's measured error with correction (lets the planner weigh
+    correcting it).
     """
     views = []
     for node in spec.nodes:
@@ -158,6 +163,7 @@ def views_from_spec(
                 free_arrays=free_arrays,
                 rel_error=(rel_errors or {}).get(node.name, err),
                 array_order=order,
+                rel_error_corrected=(corrected_errors or {}).get(node.name),
             )
         )
     return tuple(views)
@@ -176,6 +182,26 @@ def memory_efficiency(plan: Plan, nodes: Sequence[NodeView]) -> float:
 
 
 def bound(ctx: PartitionContext) -> Bound:
+    """Lower bound on the pass time over the rram corrections a plan may choose.
+
+    A plan uses one correction for all its rram tiles, so the best plan is no faster than
+    the smaller of the bounds for each correction :func:`plan_sedma` would consider (each
+    from :func:`_bound_for`, with the rram nodes' error, rate and arrays under it).
+    """
+    rram = [v for v in ctx.nodes if v.crossbar is not None]
+    if ctx.settings.correction is not None:
+        choices = [ctx.settings.correction]
+    elif any(v.rel_error_corrected is not None for v in rram):
+        choices = [NONE, DEFAULT]
+    else:
+        choices = [NONE]
+    return min(
+        (_bound_for(replace(ctx, nodes=_corrected_views(ctx.nodes, c))) for c in choices),
+        key=lambda b: b.makespan_s,
+    )
+
+
+def _bound_for(ctx: PartitionContext) -> Bound:
     """Lower bound on the pass time, from flops and rates alone (memory ignored).
 
     ``T >= F(A) / (1e9 * R(N(A)))`` for every set ``A`` of products, where ``N(A)`` is the
@@ -224,6 +250,72 @@ def bound(ctx: PartitionContext) -> Bound:
 
 
 def plan_sedma(ctx: PartitionContext) -> Plan:
+    """Memory-guided plan, with the rram correction that gives the shortest pass.
+
+    Where rram nodes have a measured corrected error (``NodeView.rel_error_corrected``) and
+    ``settings.correction`` is None, both uncorrected and :data:`~sedma.compute.correction.DEFAULT`
+    are planned and the faster plan wins: correction lowers a device's error, so more
+    products may use it, but costs ``arrays_factor`` times the arrays and ``time_factor``
+    times the reads, so the device computes that much slower. That is the trade of error
+    against capacity. A fixed ``settings.correction`` is used as given.
+    """
+    rram = [v for v in ctx.nodes if v.crossbar is not None]
+    if ctx.settings.correction is not None:
+        choices = [ctx.settings.correction]
+    elif any(v.rel_error_corrected is not None for v in rram):
+        choices = [NONE, DEFAULT]
+    else:
+        choices = [NONE]
+    best: tuple[float, Plan] | None = None
+    errors: list[PlanError] = []
+    raw = {v.name: v.rate_gflops for v in ctx.nodes}
+    for c in choices:
+        try:
+            plan = _plan_with(replace(ctx, nodes=_corrected_views(ctx.nodes, c)))
+        except PlanError as e:
+            errors.append(e)
+            continue
+        plan = replace(
+            plan,
+            correction=c,
+            assumed_rates=raw,
+            notes=(*plan.notes, f"rram correction: {_correction_name(c)}"),
+        )
+        span = predicted_makespan_s(plan, raw)
+        if best is None or span < best[0] * (1 - 1e-9):
+            best = (span, plan)
+    if best is None:
+        raise errors[0]
+    return best[1]
+
+
+def _correction_name(c: Correction) -> str:
+    return "none" if c == NONE else "default (two-tier)" if c == DEFAULT else repr(c)
+
+
+def _corrected_views(nodes: Sequence[NodeView], c: Correction) -> tuple[NodeView, ...]:
+    """What rram nodes offer under correction ``c``: its error, rate and array capacity."""
+    if c == NONE:
+        return tuple(nodes)
+    out = []
+    for v in nodes:
+        if v.crossbar is None:
+            out.append(v)
+            continue
+        err = v.rel_error_corrected if v.rel_error_corrected is not None else v.rel_error
+        out.append(
+            replace(
+                v,
+                rel_error=err,
+                rate_gflops=v.rate_gflops / c.time_factor,
+                free_arrays=int(v.free_arrays / c.arrays_factor),
+                array_order=v.array_order[: int(v.free_arrays / c.arrays_factor)],
+            )
+        )
+    return tuple(out)
+
+
+def _plan_with(ctx: PartitionContext) -> Plan:
     """Memory-guided plan: the shortest pass that fits memory, arrays and error budgets.
 
     1. Group alike nodes and alike products; keep the (class, group) pairs that meet error
@@ -260,7 +352,7 @@ def plan_sedma(ctx: PartitionContext) -> Plan:
     rates = {v.name: v.rate_gflops for v in ctx.nodes}
     # Round 1 estimates the copies that splitting forces at the bound's pass time (a lower
     # bound on T, so a generous estimate); later rounds at the previous round's T.
-    t_est: float | None = bound(ctx).makespan_s
+    t_est: float | None = _bound_for(ctx).makespan_s
     best: tuple[float, Plan, float] | None = None  # (makespan, plan, LP pass time)
     history: list[str] = []
     rounds = 0

@@ -25,6 +25,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
+from sedma.compute.correction import NONE, Correction
 from sedma.compute.workload import MatmulOp, Workload
 from sedma.errors import PlanError
 from sedma.spec import CrossbarSpec, NodeKind
@@ -65,6 +66,8 @@ class NodeView:
     rel_error: float = 0.0
     # Physical arrays to use, best first (by calibrated error); empty = arrays 0, 1, ...
     array_order: tuple[int, ...] = ()
+    # rram: the relative error with the default correction, where it was measured
+    rel_error_corrected: float | None = None
 
 
 @dataclass(frozen=True)
@@ -113,6 +116,7 @@ class Plan:
     assumed_rates: Mapping[str, float]
     strategy: str
     notes: tuple[str, ...] = field(default=())
+    correction: Correction = NONE  # how rram tiles' weights are corrected (and what it costs)
 
     @property
     def nodes(self) -> tuple[str, ...]:
@@ -186,10 +190,16 @@ def footprint(plan: Plan, crossbars: Mapping[str, CrossbarSpec | None]) -> dict[
 
 
 def node_loads_s(plan: Plan, rates_gflops: Mapping[str, float]) -> dict[str, float]:
-    """Seconds of compute each node needs for one pass at the given rates."""
+    """Seconds of compute each node needs for one pass at the given (device) rates.
+
+    Tiles held in crossbar arrays cost ``plan.correction.time_factor`` times as long: a
+    correction reads the arrays more than once per product.
+    """
     loads: dict[str, float] = defaultdict(float)
+    slow = plan.correction.time_factor
     for t in plan.tiles:
-        loads[t.node] += t.flops(plan.workload.ops[t.op]) / (rates_gflops[t.node] * 1e9)
+        rate = rates_gflops[t.node] / (slow if t.arrays else 1.0)
+        loads[t.node] += t.flops(plan.workload.ops[t.op]) / (rate * 1e9)
     return dict(loads)
 
 

@@ -13,10 +13,18 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from sedma.compute.correction import NONE
 from sedma.compute.partition import PartitionContext, PartitionSettings, plan_sedma
 from sedma.compute.plan import NodeView, Plan, footprint, predicted_makespan_s
 
-__all__ = ["ComputeContext", "Replan", "rate_drift", "suggest_replan"]
+__all__ = [
+    "ComputeContext",
+    "Replan",
+    "effective_error",
+    "rate_drift",
+    "suggest_recalibration",
+    "suggest_replan",
+]
 
 
 @dataclass(frozen=True)
@@ -49,6 +57,27 @@ class Replan:
     forced: bool  # the current plan no longer fits: must re-plan whatever the gain
 
 
+def effective_error(view: NodeView, plan: Plan) -> float:
+    """A node's relative error under ``plan``'s rram correction (measured where known)."""
+    if plan.correction != NONE and view.rel_error_corrected is not None:
+        return view.rel_error_corrected
+    return view.rel_error
+
+
+def suggest_recalibration(
+    observed: Mapping[str, float], expected: Mapping[str, float], tolerance: float
+) -> list[str]:
+    """Nodes whose observed product error exceeds the calibrated figure by ``tolerance``.
+
+    ``observed / expected - 1 > tolerance``: the stored calibration no longer describes the
+    device (it aged, or cells failed since), so it should be measured again.
+    """
+    return sorted(
+        n for n, e in observed.items()
+        if n in expected and expected[n] > 0 and e / expected[n] - 1.0 > tolerance
+    )  # fmt: skip
+
+
 def rate_drift(assumed_gflops: float, observed_gflops: float) -> float:
     """Relative drift of a node's rate from what the plan assumed: observed / assumed - 1."""
     return observed_gflops / assumed_gflops - 1.0
@@ -75,9 +104,14 @@ def suggest_replan(ctx: ComputeContext) -> Replan | None:
         and abs(rate_drift(plan.assumed_rates[n], views[n].rate_gflops)) > ctx.drift_threshold
     }
     gone = sorted({t.node for t in plan.tiles} - views.keys())
+    ops = plan.workload.ops
+    over = sorted({
+        t.node for t in plan.tiles
+        if t.node in views and effective_error(views[t.node], plan) > ops[t.op].max_rel_error
+    })  # fmt: skip
     fp = footprint(plan, {v.name: v.crossbar for v in ctx.nodes})
     short = sorted(n for n, f in fp.items() if n in views and f.digital_bytes > views[n].free_bytes)
-    if not drift and not short and not gone:
+    if not drift and not short and not gone and not over:
         return None
     rates = {v.name: v.rate_gflops for v in ctx.nodes}
     new = plan_sedma(
@@ -87,13 +121,14 @@ def suggest_replan(ctx: ComputeContext) -> Replan | None:
     current = float("inf") if gone else predicted_makespan_s(plan, rates)
     predicted = predicted_makespan_s(new, rates)
     gain = 1.0 - predicted / current if current > 0 else 0.0
-    forced = bool(short or gone)
+    forced = bool(short or gone or over)
     worst = sorted(drift.items(), key=lambda kv: -abs(kv[1]))
     parts = [f"{n} rate {d:+.0%} vs plan" for n, d in worst[:3]]
     if len(worst) > 3:
         parts.append(f"{len(worst) - 3} more nodes drifted")
     parts += [f"{n} free memory below plan footprint" for n in short]
     parts += [f"{n} failed" for n in gone]
+    parts += [f"{n} error now above a product's budget" for n in over]
     return Replan(
         plan=new,
         reason="; ".join(parts),

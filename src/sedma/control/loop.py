@@ -16,13 +16,16 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
 
 from sedma.clock import Clock
+from sedma.compute.calibrate import KIND_CROSSBAR, CrossbarCalibration, calibrate_crossbar
+from sedma.compute.correction import DEFAULT
+from sedma.compute.crossbar import CrossbarDevice
 from sedma.compute.executor import JOB, Operands
 from sedma.compute.partition import (
     PartitionContext,
@@ -32,7 +35,13 @@ from sedma.compute.partition import (
     views_from_spec,
 )
 from sedma.compute.plan import NodeView, Plan
-from sedma.compute.policy import ComputeContext, Replan, suggest_replan
+from sedma.compute.policy import (
+    ComputeContext,
+    Replan,
+    effective_error,
+    suggest_recalibration,
+    suggest_replan,
+)
 from sedma.compute.workload import Workload
 from sedma.control.learning import DEFAULT_DRIFT_THRESHOLD, Priors, learn_settings, load_priors
 from sedma.errors import CapacityError, PlanError, SedmaError
@@ -63,6 +72,8 @@ class LoopSettings:
     max_adaptations: int = 50
     outcome_intervals: int = 3  # intervals over which an adaptation's gain is measured
     learn: bool = True  # read priors at start and write what was learned at finish
+    calibrate: bool = True  # calibrate rram devices at start when memory has no figures
+    recalibrate_tolerance: float = 0.5  # observed error this much above calibrated: redo
 
 
 @dataclass(frozen=True)
@@ -131,6 +142,7 @@ class ControlLoop:
         self._prev_rates: dict[str, float] = {}
         self._useless = 0
         self._epoch_offset = clock.epoch() - clock.now()
+        self.calibrations: dict[str, CrossbarCalibration] = {}
 
     # ------------------------------------------------------------------ lifecycle
     @property
@@ -157,6 +169,7 @@ class ControlLoop:
                     "priors": dict(self.priors.rates),
                 },
             )
+        self._load_calibrations()
         views = self._views({n.name: self.priors.rate(self.spec, n.name) for n in self.spec.nodes})
         plan = plan_sedma(
             PartitionContext(nodes=views, workload=self.workload, settings=self.partition)
@@ -205,6 +218,11 @@ class ControlLoop:
         rows = self.stm.drain_interval()
         self._persist(rows)
         measured = _interval_rates(rows)
+        # Rates are kept in device terms: a corrected rram tile reads its arrays
+        # time_factor times, so its node's device rate is that much above what it showed.
+        for n in {t.node for t in plan.tiles if t.arrays} & measured.keys():
+            measured[n] *= plan.correction.time_factor
+        self._recalibrate_drifted(rows)
         pass_s = _interval_sum(rows, JOB, "pass_s")
         self._track(measured, pass_s)
         # Analyze
@@ -234,8 +252,103 @@ class ControlLoop:
     # ------------------------------------------------------------------ internals
     def _views(self, rates: Mapping[str, float]) -> tuple[NodeView, ...]:
         live = {n: r for n, r in rates.items() if n not in self._failed}
-        views = views_from_spec(self.spec, rates=live, free_bytes=self._free)
+        cal = self.calibrations
+        arrays = {
+            n.name: n.device.crossbar.arrays
+            for n in self.spec.nodes
+            if n.device.crossbar is not None
+        }
+        views = views_from_spec(
+            self.spec,
+            rates=live,
+            free_bytes=self._free,
+            rel_errors={n: c.rel_error for n, c in cal.items()},
+            corrected_errors={
+                n: c.rel_error_corrected for n, c in cal.items()
+                if c.rel_error_corrected is not None
+            },
+            array_orders={
+                n: tuple(int(a) for a in np.argsort(c.error_per_array, kind="stable"))
+                for n, c in cal.items() if len(c.error_per_array) == arrays.get(n)
+            },
+        )  # fmt: skip
         return tuple(v for v in views if v.name not in self._failed)
+
+    # ------------------------------------------------------------------ calibration
+    def _load_calibrations(self) -> None:
+        """Stored figures for every rram node; where there are none, calibrate it now."""
+        device_of = getattr(self.backend, "crossbar_device", None)
+        for node in self.spec.nodes:
+            if node.device.crossbar is None:
+                continue
+            if self.ltm is not None:
+                rec = self.ltm.latest_calibration(node.name, KIND_CROSSBAR)
+                if rec is not None:
+                    self.calibrations[node.name] = CrossbarCalibration.from_json(rec.data)
+                    continue
+            if self.settings.calibrate and device_of is not None:
+                device = device_of(node.name)
+                if device is not None:
+                    self._calibrate(node.name, device, "no stored calibration")
+
+    def _calibrate(
+        self, node: str, device: CrossbarDevice, why: str, arrays: Sequence[int] | None = None
+    ) -> CrossbarCalibration:
+        cal = calibrate_crossbar(device, node, correction=DEFAULT, arrays=arrays)
+        old = self.calibrations.get(node)
+        if arrays is not None and old is not None:
+            # A partial re-calibration (arrays in use stay untouched): keep the old per-array
+            # figures for the arrays it could not measure.
+            per = list(old.error_per_array)
+            stuck = list(old.stuck_per_array)
+            for a, e, s in zip(arrays, cal.error_per_array, cal.stuck_per_array, strict=True):
+                per[a], stuck[a] = e, s
+            cal = replace(cal, error_per_array=tuple(per), stuck_per_array=tuple(stuck))
+        self.calibrations[node] = cal
+        if self.ltm is not None:
+            self.ltm.record_calibration(node, KIND_CROSSBAR, cal.to_json(), self.clock.epoch())
+        corrected = cal.rel_error_corrected if cal.rel_error_corrected is not None else float("nan")
+        self.decisions.append(
+            self._decide(
+                "calibrate", True,
+                f"{node}: {why}; measured rel error {cal.rel_error:.4f} "
+                f"(corrected {corrected:.4f})", None,
+                {"node": node, "rel_error": cal.rel_error,
+                 "rel_error_corrected": cal.rel_error_corrected},
+            )
+        )  # fmt: skip
+        return cal
+
+    def _recalibrate_drifted(self, rows: list[IntervalAggregate]) -> None:
+        """Re-measure rram nodes whose observed error left their calibrated figure."""
+        device_of = getattr(self.backend, "crossbar_device", None)
+        if device_of is None:
+            return
+        plan = self.plan
+        views = {v.name: v for v in self._views(plan.assumed_rates)}
+        observed = {
+            r.entity: r.last
+            for r in rows
+            if r.metric == "rel_error" and r.entity in self.calibrations and r.entity in views
+        }
+        expected = {n: effective_error(views[n], plan) for n in observed}
+        for node in suggest_recalibration(observed, expected, self.settings.recalibrate_tolerance):
+            device = device_of(node)
+            free = list(device.free_arrays()) if device is not None else []
+            if device is None or len(free) < 2:
+                self.decisions.append(
+                    self._decide(
+                        "calibrate", False,
+                        f"{node}: error {observed[node]:.4f} vs calibrated "
+                        f"{expected[node]:.4f}, but no free arrays to measure on", None, {},
+                    )
+                )  # fmt: skip
+                continue
+            self._calibrate(
+                node, device,
+                f"observed error {observed[node]:.4f} vs calibrated {expected[node]:.4f}",
+                arrays=free,
+            )  # fmt: skip
 
     def _collect_observations(self) -> None:
         batch = self.backend.drain_observations()

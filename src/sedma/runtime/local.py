@@ -38,25 +38,27 @@ What is real and what is emulated, exactly:
 from __future__ import annotations
 
 import logging
+import math
 import os
 import queue
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from sedma.clock import Clock, WallClock
+from sedma.clock import Clock, ScaledClock, WallClock
+from sedma.compute.crossbar import CrossbarDevice, Programmed
 from sedma.compute.executor import Array, Operands, TileResult
-from sedma.compute.plan import Plan, Tile
+from sedma.compute.plan import ArraySlot, Plan, Tile
 from sedma.errors import CapacityError, NodeLostError, SedmaError
 from sedma.observations import FreeMemory, MemoryHeld, NodeFailed, Observation, TileDone
 from sedma.spec import ClusterSpec, NodeSpec
 
-__all__ = ["LocalBackend", "auto_time_scale"]
+__all__ = ["CROSSBAR_SIM_COST", "LocalBackend", "auto_time_scale"]
 
 log = logging.getLogger(__name__)
 
@@ -104,6 +106,8 @@ class _Node:
     )
     timeline_end: float = float("-inf")  # emulated end of the node's last tile
     failed: bool = False
+    device: CrossbarDevice | None = None  # rram: the arrays the weight blocks live in
+    programs: dict[BufKey, Programmed] = field(default_factory=dict)
     thread: threading.Thread | None = None
 
     @property
@@ -116,16 +120,33 @@ class _Node:
 
     def array_bytes(self) -> int:
         xb = self.spec.device.crossbar
-        return sum(self.arrays.values()) * xb.weights_per_array * 4 if xb else 0
+        return self.arrays_used() * xb.weights_per_array * 4 if xb else 0
+
+    def arrays_used(self) -> int:
+        return len({a for p in self.programs.values() for a in p.arrays})
+
+
+CROSSBAR_SIM_COST = 4.0
+"""Real CPU time per emulated flop of an rram node, relative to a cpu or gpu node's.
+
+The crossbar simulator costs about 2-6x numpy per product (``sedma bench crossbar``:
+2.3x on weight-heavy shapes, up to 6x on narrow ones); a corrected product reads its arrays
+``time_factor`` times but the node's emulated rate is divided by the same factor, so per
+emulated flop the cost stays in that range."""
 
 
 def auto_time_scale(spec: ClusterSpec, headroom: float = 0.2, probe_s: float = 0.05) -> float:
     """A time dilation under which this machine can really compute what ``spec`` emulates.
 
-    Measures this machine's single-thread float32 matmul rate, then picks ``time_scale`` so
-    that the emulated cluster's total rate is ``headroom`` of the machine's (cores x rate):
-    ``time_scale = sum_i R_i / (headroom * cores * measured_rate)``. With 2 cores at about
-    100 GFLOP/s each and the 16-node paper preset (about 4.5 TFLOP/s), that is about 100.
+    Measures this machine's single-thread float32 matmul rate ``r``, then picks
+    ``time_scale`` so that the emulated cluster's work is ``headroom`` of the machine::
+
+        time_scale = (sum_digital R_i + CROSSBAR_SIM_COST * sum_rram R_i)
+                     / (headroom * cores * r)
+
+    With 2 cores at about 100 GFLOP/s each and the 16-node paper preset, about 160. Less
+    headroom makes the emulation noisy: workers then compete for the cores and tiles take
+    longer than their emulated time.
     """
     a = np.ones((256, 512), dtype=np.float32)
     b = np.ones((512, 256), dtype=np.float32)
@@ -136,7 +157,12 @@ def auto_time_scale(spec: ClusterSpec, headroom: float = 0.2, probe_s: float = 0
             a @ b
             reps += 1
         rate = reps * 2 * 256 * 512 * 256 / (time.perf_counter() - t0) / 1e9
-    total = sum(n.device.matmul_gflops * n.emulated_rate_factor for n in spec.nodes)
+    total = sum(
+        n.device.matmul_gflops
+        * n.emulated_rate_factor
+        * (CROSSBAR_SIM_COST if n.device.crossbar is not None else 1.0)
+        for n in spec.nodes
+    )
     cores = max(1, min(os.cpu_count() or 1, 64))
     return max(1.0, total / (headroom * cores * rate))
 
@@ -147,7 +173,12 @@ class LocalBackend:
     name = "local"
 
     def __init__(
-        self, spec: ClusterSpec, *, time_scale: float | None = None, clock: Clock | None = None
+        self,
+        spec: ClusterSpec,
+        *,
+        time_scale: float | None = None,
+        clock: Clock | None = None,
+        seed: int = 0,
     ) -> None:
         if len(spec.nodes) > MAX_LOCAL_NODES:
             raise SedmaError(
@@ -160,6 +191,14 @@ class LocalBackend:
         self.clock: Clock = clock or WallClock()
         self._time_scale = time_scale if time_scale is not None else auto_time_scale(spec)
         self._nodes = {n.name: _Node(n) for n in spec.nodes}
+        for i, node in enumerate(self._nodes.values()):
+            xb = node.spec.device.crossbar
+            if xb is not None:
+                # Device time runs time_scale times slower than the wall (drift counts in it);
+                # each device's defects are fixed by (seed, node index), like a real chip's.
+                node.device = CrossbarDevice(
+                    xb, seed=seed * 100_003 + i, clock=ScaledClock(self.clock, self._time_scale)
+                )
         self._plans: dict[int, Plan] = {}
         self._obs: list[Observation] = []
         self._lock = threading.Lock()
@@ -209,9 +248,6 @@ class LocalBackend:
             # Check every node before changing any, so a failed load changes nothing.
             for name, node in self._nodes.items():
                 freed = self._freed_by(node, old_key) if old_key is not None else set()
-                add = sum(
-                    _nbytes(k, operands) for k in need[name] if k not in node.buffers or k in freed
-                )
                 xb = node.spec.device.crossbar
                 add_digital = sum(
                     _nbytes(k, operands)
@@ -230,12 +266,12 @@ class LocalBackend:
                     )
                 if xb is not None:
                     other = sum(v for k, v in node.arrays.items() if k != old_key)
-                    if other + len(arrays[name]) > xb.arrays:
+                    want = math.ceil(len(arrays[name]) * plan.correction.arrays_factor)
+                    if other + want > xb.arrays:
                         raise CapacityError(
                             f"node {name!r} cannot hold plan {plan.strategy!r}: needs "
-                            f"{len(arrays[name])} crossbar arrays, has {xb.arrays - other} free"
+                            f"{want} crossbar arrays, has {xb.arrays - other} free"
                         )
-                del add
             if replace is not None:
                 self._release_locked(replace)
             for name, keys in need.items():
@@ -244,8 +280,11 @@ class LocalBackend:
                     if k not in node.buffers:
                         node.buffers[k] = _slice(k, operands)
                     node.refs[k].add(pkey)
-                if node.spec.device.crossbar is not None:
-                    node.arrays[pkey] = len(arrays[name])
+                if node.device is not None:
+                    self._program_locked(node, plan, keys)
+                    node.arrays[pkey] = len(
+                        {a for k in keys if k in node.programs for a in node.programs[k].arrays}
+                    )
             self._plans[pkey] = plan
             self._report_memory_locked()
 
@@ -332,7 +371,64 @@ class LocalBackend:
         n = self._node(node)
         return n.spec.device.matmul_gflops * n.spec.emulated_rate_factor * n.slowdown
 
+    def crossbar_device(self, node: str) -> CrossbarDevice | None:
+        """The simulated arrays of an rram node (None for cpu and gpu nodes)."""
+        return self._node(node).device
+
+    def measure_matmul(self, node: str, m: int, k: int, n: int) -> float:
+        """Device seconds ``node`` takes for one float32 ``(m, k) @ (k, n)``, run for real
+        and paced to the node's emulated rate (as its tiles are)."""
+        nd = self._node(node)
+        rng = np.random.default_rng(0)
+        x = rng.standard_normal((m, k)).astype(np.float32)
+        w = rng.standard_normal((k, n)).astype(np.float32)
+        rate = nd.spec.device.matmul_gflops * nd.spec.emulated_rate_factor * nd.slowdown
+        return self._paced(lambda: x @ w, 2 * m * k * n / (rate * 1e9))
+
+    def measure_copy(self, node: str, nbytes: int) -> float:
+        """Device seconds ``node`` takes to copy ``nbytes``, run for real and paced to its
+        emulated memory bandwidth (spec ``mem_bandwidth_gbs`` x ``emulated_rate_factor``)."""
+        nd = self._node(node)
+        src = np.ones(max(1, nbytes // 4), dtype=np.float32)
+        bw = nd.spec.device.mem_bandwidth_gbs * nd.spec.emulated_rate_factor * nd.slowdown
+        return self._paced(lambda: src.copy(), 2 * nbytes / (bw * 1e9))
+
+    def _paced(self, work: Callable[[], object], device_s: float) -> float:
+        t0 = self.clock.now()
+        work()
+        real = self.clock.now() - t0
+        self.clock.sleep(device_s * self._time_scale - real)
+        return max(device_s, real / self._time_scale)
+
     # ------------------------------------------------------------------ internals
+    def _program_locked(self, node: _Node, plan: Plan, keys: set[BufKey]) -> None:
+        """Program every weight block of ``plan`` on ``node`` that is not programmed yet."""
+        assert node.device is not None
+        slots: dict[BufKey, tuple[ArraySlot, ...]] = {}
+        ops = plan.workload.ops
+        for t in plan.tiles:
+            if t.node == node.spec.name:
+                slots.setdefault(_tile_keys(t, ops[t.op].m, ops[t.op].n)[1], t.arrays)
+        stale = [
+            k for k in sorted(keys)
+            if k[1] == "w" and k in node.programs
+            and (node.programs[k].slots != slots.get(k, node.programs[k].slots)
+                 or node.programs[k].correction != plan.correction)
+        ]  # fmt: skip
+        for k in stale:  # free them all first: the new layout may reuse their arrays
+            node.device.release(node.programs.pop(k))
+        # A residual must not land on arrays the plan's other blocks are about to use.
+        primary = {s.array for sl in slots.values() for s in sl}
+        pool = [a for a in range(node.device.spec.arrays) if a not in primary]
+        for k in sorted(keys):
+            if k[1] == "w" and k not in node.programs:
+                node.programs[k] = node.device.program(
+                    node.buffers[k],
+                    slots.get(k) or None,
+                    correction=plan.correction,
+                    spare_arrays=pool if plan.correction.residual else None,
+                )
+
     def _node(self, name: str) -> _Node:
         try:
             return self._nodes[name]
@@ -356,6 +452,9 @@ class LocalBackend:
                 if not node.refs[k]:
                     del node.refs[k]
                     del node.buffers[k]
+                    prog = node.programs.pop(k, None)
+                    if prog is not None and node.device is not None:
+                        node.device.release(prog)
             node.arrays.pop(pkey, None)
 
     def _report_memory_locked(self) -> None:
@@ -385,7 +484,13 @@ class LocalBackend:
             start = max(dispatched, node.timeline_end)
             c0 = self.clock.now()
             out = node.buffers[ky]
-            np.matmul(node.buffers[kx], node.buffers[kw], out=out)
+            prog = node.programs.get(kw)
+            if prog is not None and node.device is not None:
+                # Through the arrays, every non-ideality included; correction reads cost time.
+                np.copyto(out, node.device.matmul(node.buffers[kx], prog), casting="unsafe")
+                target *= prog.correction.time_factor
+            else:
+                np.matmul(node.buffers[kx], node.buffers[kw], out=out)
             real = self.clock.now() - c0
             if real > target:
                 self.overruns += 1

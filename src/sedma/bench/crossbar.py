@@ -1,0 +1,224 @@
+"""The crossbar simulator against plain numpy: its speed, its error, and what correction buys.
+
+Covers: :func:`bench_crossbar`, which takes representative weight shapes of the workloads,
+programs each on one simulated rram device (the paper preset's ``rram-a`` arrays unless told
+otherwise), and reports side by side, per shape and summarised: the simulator's time with
+every non-ideality on against ``x @ W`` in numpy, the relative error without and with
+correction, and the arrays used. Also :func:`representative_shapes`. Does not cover: the
+physics (see :mod:`sedma.compute.crossbar`), the correction scheme (see
+:mod:`sedma.compute.correction`), a model's accuracy (see :mod:`sedma.bench.accuracy`) or a
+command line (see :mod:`sedma.cli`).
+
+Which shapes: for each model, the ``shapes_per_model`` distinct static weight shapes
+``(k, n)`` holding the most weights (what fills a node's arrays), each with the ``m`` of its
+first product at ``scale``. Weights are ``N(0, 1/k)``; inputs are ``relu(N(0, 1))`` for the
+convolutional models (post-ReLU feature maps) and ``N(0, 1)`` for BERT (layer-normed).
+The device clock is advanced by ``age_s`` between programming and reading, so drift is on.
+
+Benchmarks may read the wall clock (``time.perf_counter``); the simulator never does. Each
+timing interleaves numpy and simulator calls and reports medians.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import statistics
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from sedma.clock import ManualClock
+from sedma.compute.correction import DEFAULT, NONE, Correction
+from sedma.compute.crossbar import CrossbarDevice, Programmed, analytic_rel_error
+from sedma.compute.workload import MatmulOp
+from sedma.errors import SpecError
+from sedma.metrics import rel_error
+from sedma.spec import CrossbarSpec, load_cluster
+from sedma.workloads import get_workload
+
+__all__ = [
+    "TARGET_ERROR_REDUCTION",
+    "TARGET_TIME_RATIO",
+    "bench_crossbar",
+    "paper_crossbar",
+    "representative_shapes",
+]
+
+_log = logging.getLogger(__name__)
+
+TARGET_TIME_RATIO = 3.0
+"""Simulator time (every non-ideality on) over numpy time, at the worst shape: at most."""
+TARGET_ERROR_REDUCTION = 0.9
+"""``1 - corrected / uncorrected`` mean relative error: at least."""
+
+
+def paper_crossbar(node: str = "rram-a-0") -> CrossbarSpec:
+    """The crossbar spec of ``node`` in the packaged ``paper`` cluster."""
+    xb = load_cluster("paper").node(node).device.crossbar
+    if xb is None:
+        raise SpecError(f"node {node!r} of the paper cluster has no crossbar; allowed: rram nodes")
+    return xb
+
+
+def representative_shapes(
+    workload: str, *, scale: float = 1.0, per_model: int = 4
+) -> list[MatmulOp]:
+    """The ``per_model`` distinct static ``(k, n)`` of ``workload`` with the most weights."""
+    first: dict[tuple[int, int], MatmulOp] = {}
+    for op in get_workload(workload, scale=scale).ops:
+        if op.weight_static and (op.k, op.n) not in first:
+            first[(op.k, op.n)] = op
+    return sorted(first.values(), key=lambda o: (-o.k * o.n, o.name))[:per_model]
+
+
+def _operands(
+    workload: str, op: MatmulOp, rng: np.random.Generator
+) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]]:
+    w = (rng.standard_normal((op.k, op.n)) / np.sqrt(op.k)).astype(np.float32)
+    x = rng.standard_normal((op.m, op.k)).astype(np.float32)
+    if workload != "bert-base":
+        np.maximum(x, 0.0, out=x)
+    return x, w
+
+
+def _interleaved(
+    fns: Sequence[Callable[[], object]], min_repeats: int, max_repeats: int, min_time_s: float
+) -> list[float]:
+    """Median seconds of each of ``fns``, called in turn, until the last has had enough."""
+    times: list[list[float]] = [[] for _ in fns]
+    for r in range(max_repeats):
+        for f, t in zip(fns, times, strict=True):
+            t0 = time.perf_counter()
+            f()
+            t.append(time.perf_counter() - t0)
+        if r + 1 >= min_repeats and sum(times[-1]) >= min_time_s:
+            break
+    return [statistics.median(t) for t in times]
+
+
+def bench_crossbar(
+    workloads: Sequence[str] = ("resnet50", "ssd300", "bert-base"),
+    scale: float = 1.0,
+    seed: int = 0,
+    xb: CrossbarSpec | None = None,
+    *,
+    correction: Correction = DEFAULT,
+    shapes_per_model: int = 4,
+    age_s: float = 3600.0,
+    min_repeats: int = 9,
+    min_time_s: float = 0.3,
+) -> dict[str, Any]:
+    """Simulator vs numpy, uncorrected vs corrected, for representative shapes.
+
+    Returns the result JSON (see the module docstring for the shapes and operands). Top
+    level: ``time_ratio_vs_numpy`` (worst shape), ``rel_error_uncorrected`` and
+    ``rel_error_corrected`` (means over shapes), ``error_reduction`` (``1 - corrected /
+    uncorrected``), ``meets_time_target``, ``meets_error_target``, ``shapes`` (per shape:
+    model, op, m, k, n, times in ms, both errors, arrays used, digital entries, the fraction
+    of reads repeated by ADC bound management), the device
+    and correction used with the correction's costs, and ``systems`` in the shared result
+    format. One device (``seed``) serves every shape, so both variants meet the same chip.
+    Each timing repeats at least ``min_repeats`` times (3 for the corrected product) and
+    until the simulator has run ``min_time_s``, at most 51 times.
+    """
+    spec = xb if xb is not None else paper_crossbar()
+    if not age_s >= 0:
+        raise SpecError(f"age_s = {age_s!r}; allowed: a number >= 0")
+    clock = ManualClock()
+    device = CrossbarDevice(spec, seed=seed, clock=clock)
+    rng = np.random.default_rng(seed)
+    rows: list[dict[str, Any]] = []
+    for name in workloads:
+        for op in representative_shapes(name, scale=scale, per_model=shapes_per_model):
+            x, w = _operands(name, op, rng)
+            exact = x.astype(np.float64) @ w.astype(np.float64)
+            row: dict[str, Any] = {"model": name, "op": op.name, "m": op.m, "k": op.k, "n": op.n}
+            for label, corr in (("uncorrected", NONE), ("corrected", correction)):
+                prog = device.program(w, correction=corr)
+                clock.advance(age_s)
+                reads, rereads = device.read_count, device.reread_count
+                y = device.matmul(x, prog)  # also settles drift and any residual refresh
+                row[f"rel_error_{label}"] = rel_error([y], [exact])
+                done = device.read_count - reads
+                row[f"reread_fraction_{label}"] = (device.reread_count - rereads) / max(1, done)
+                row[f"arrays_{label}"] = len(prog.arrays)
+                if label == "uncorrected":
+                    t_np, t_sim = _timed(device, prog, x, w, min_repeats, min_time_s)
+                    row["numpy_ms"], row["simulator_ms"] = 1e3 * t_np, 1e3 * t_sim
+                    row["time_ratio_vs_numpy"] = t_sim / t_np
+                else:
+                    _, t_cor = _timed(device, prog, x, w, min(3, min_repeats), min_time_s)
+                    row["corrected_ms"] = 1e3 * t_cor
+                    row["corrected_time_ratio_vs_numpy"] = t_cor / t_np
+                    row["digital_entries"] = prog.digital_entries
+                device.release(prog)
+            row["error_reduction"] = 1.0 - row["rel_error_corrected"] / row["rel_error_uncorrected"]
+            _log.info(
+                "%s %s (%d, %d, %d): %.2fx numpy, error %.4f -> %.4f",
+                name,
+                op.name,
+                op.m,
+                op.k,
+                op.n,
+                row["time_ratio_vs_numpy"],
+                row["rel_error_uncorrected"],
+                row["rel_error_corrected"],
+            )
+            rows.append(row)
+    if not rows:
+        raise SpecError(f"workloads = {tuple(workloads)!r}; allowed: at least one model name")
+    worst = max(r["time_ratio_vs_numpy"] for r in rows)
+    e_unc = float(np.mean([r["rel_error_uncorrected"] for r in rows]))
+    e_cor = float(np.mean([r["rel_error_corrected"] for r in rows]))
+    reduction = 1.0 - e_cor / e_unc if e_unc > 0 else 0.0
+    return {
+        "scenario": "crossbar",
+        "backend": "local",
+        "seed": seed,
+        "cluster": "paper" if xb is None else "custom",
+        "workloads": list(workloads),
+        "scale": scale,
+        "age_s": age_s,
+        "crossbar": dataclasses.asdict(spec),
+        "analytic_rel_error": analytic_rel_error(spec),
+        "correction": {
+            **dataclasses.asdict(correction),
+            "arrays_factor": correction.arrays_factor,
+            "time_factor": correction.time_factor,
+            "program_time_factor": correction.program_time_factor,
+        },
+        "time_ratio_vs_numpy": worst,
+        "worst_shape": max(rows, key=lambda r: r["time_ratio_vs_numpy"])["op"],
+        "rel_error_uncorrected": e_unc,
+        "rel_error_corrected": e_cor,
+        "error_reduction": reduction,
+        "arrays_uncorrected": sum(r["arrays_uncorrected"] for r in rows),
+        "arrays_corrected": sum(r["arrays_corrected"] for r in rows),
+        "targets": {"time_ratio_vs_numpy": TARGET_TIME_RATIO, "error_reduction": 0.9},
+        "meets_time_target": worst <= TARGET_TIME_RATIO,
+        "meets_error_target": reduction >= TARGET_ERROR_REDUCTION,
+        "systems": {
+            "numpy": {"rel_error": 0.0},
+            "uncorrected": {"rel_error": e_unc},
+            "corrected": {"rel_error": e_cor},
+        },
+        "shapes": rows,
+    }
+
+
+def _timed(
+    device: CrossbarDevice,
+    prog: Programmed,
+    x: npt.NDArray[np.float32],
+    w: npt.NDArray[np.float32],
+    min_repeats: int,
+    min_time_s: float,
+) -> tuple[float, float]:
+    """Median seconds of ``x @ w`` in numpy and through ``prog``, interleaved."""
+    fns = [lambda: x @ w, lambda: device.matmul(x, prog)]
+    t_np, t_sim = _interleaved(fns, min_repeats, max(min_repeats, 51), min_time_s)
+    return t_np, t_sim
