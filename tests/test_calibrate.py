@@ -27,8 +27,9 @@ from sedma.runtime.local import LocalBackend
 from sedma.spec import load_cluster
 
 XB = load_cluster("small").node("rram").device.crossbar
-WL = Workload("cal", tuple(MatmulOp(f"op{i}", 96, 128, 64 + 16 * i, max_rel_error=0.05)
-                           for i in range(8)))
+WL = Workload(
+    "cal", tuple(MatmulOp(f"op{i}", 96, 128, 64 + 16 * i, max_rel_error=0.05) for i in range(8))
+)
 
 
 @pytest.fixture(scope="module")
@@ -37,8 +38,9 @@ def calibration() -> tuple[CrossbarDevice, CrossbarCalibration]:
     return device, calibrate_crossbar(device, "rram", arrays=range(64), correction=DEFAULT)
 
 
-def test_stuck_cells_found_match_the_device(calibration: tuple[CrossbarDevice,
-                                                               CrossbarCalibration]) -> None:
+def test_stuck_cells_found_match_the_device(
+    calibration: tuple[CrossbarDevice, CrossbarCalibration],
+) -> None:
     device, cal = calibration
     truth = device.stuck_counts()[:64]
     found = np.asarray(cal.stuck_per_array)
@@ -46,23 +48,26 @@ def test_stuck_cells_found_match_the_device(calibration: tuple[CrossbarDevice,
     assert np.corrcoef(found, truth)[0, 1] > 0.95
 
 
-def test_drift_and_bits_are_measured_near_the_spec(calibration: tuple[CrossbarDevice,
-                                                                      CrossbarCalibration]) -> None:
+def test_drift_and_bits_are_measured_near_the_spec(
+    calibration: tuple[CrossbarDevice, CrossbarCalibration],
+) -> None:
     _, cal = calibration
     assert cal.drift_per_decade == pytest.approx(XB.drift_per_decade, rel=0.3)
     assert 1.0 < cal.effective_bits < XB.bits_per_cell + 2
 
 
-def test_correction_is_measured_to_cut_the_error(calibration: tuple[CrossbarDevice,
-                                                                   CrossbarCalibration]) -> None:
+def test_correction_is_measured_to_cut_the_error(
+    calibration: tuple[CrossbarDevice, CrossbarCalibration],
+) -> None:
     _, cal = calibration
     assert cal.rel_error > 0.01
     assert cal.rel_error_corrected is not None and cal.rel_error_corrected < 0.2 * cal.rel_error
     assert CrossbarCalibration.from_json(cal.to_json()) == cal
 
 
-def test_arrays_with_more_stuck_cells_measure_worse(calibration: tuple[CrossbarDevice,
-                                                                      CrossbarCalibration]) -> None:
+def test_arrays_with_more_stuck_cells_measure_worse(
+    calibration: tuple[CrossbarDevice, CrossbarCalibration],
+) -> None:
     _, cal = calibration
     stuck = np.asarray(cal.stuck_per_array)
     err = np.asarray(cal.error_per_array)
@@ -85,8 +90,9 @@ def test_digital_calibration_measures_the_emulated_rate() -> None:
     with LocalBackend(spec, time_scale=20.0) as b:
         d = calibrate_digital(b, "cpu-0", WallClock(), size=256, copy_bytes=8 << 20)
     assert d.matmul_gflops == pytest.approx(spec.node("cpu-0").device.matmul_gflops, rel=0.15)
-    assert d.mem_bandwidth_gbs == pytest.approx(spec.node("cpu-0").device.mem_bandwidth_gbs,
-                                                rel=0.15)
+    assert d.mem_bandwidth_gbs == pytest.approx(
+        spec.node("cpu-0").device.mem_bandwidth_gbs, rel=0.15
+    )
 
 
 def test_raising_a_devices_error_moves_products_off_it() -> None:
@@ -99,11 +105,20 @@ def test_raising_a_devices_error_moves_products_off_it() -> None:
 
 def test_calibrated_array_order_puts_sensitive_products_on_the_best_arrays() -> None:
     spec = load_cluster("small")
-    wl = Workload("two", (MatmulOp("tight", 64, 128, 64, max_rel_error=0.02),
-                          MatmulOp("loose", 64, 128, 64, max_rel_error=0.5)))
+    wl = Workload(
+        "two",
+        (
+            MatmulOp("tight", 64, 128, 64, max_rel_error=0.02),
+            MatmulOp("loose", 64, 128, 64, max_rel_error=0.5),
+        ),
+    )
     order = tuple(range(1023, -1, -1))  # pretend the last arrays are the cleanest
-    views = views_from_spec(spec, rel_errors={"rram": 0.01}, array_orders={"rram": order},
-                            rates={"gpu": 1.0, "cpu-0": 1.0, "cpu-1": 1.0, "edge": 1.0})
+    views = views_from_spec(
+        spec,
+        rel_errors={"rram": 0.01},
+        array_orders={"rram": order},
+        rates={"gpu": 1.0, "cpu-0": 1.0, "cpu-1": 1.0, "edge": 1.0},
+    )
     plan = plan_sedma(PartitionContext(views, wl))
     tight = [s.array for t in plan.tiles if t.node == "rram" and t.op == 0 for s in t.arrays]
     loose = [s.array for t in plan.tiles if t.node == "rram" and t.op == 1 for s in t.arrays]
@@ -118,17 +133,26 @@ def test_loop_calibrates_stores_and_recalibrates_when_the_device_ages(tmp_path: 
     from sedma.compute.partition import PartitionSettings
 
     spec = load_cluster("small")
-    loose = Workload("loose", tuple(MatmulOp(f"op{i}", 96, 128, 64 + 16 * i, max_rel_error=0.9)
-                                    for i in range(8)))
+    loose = Workload(
+        "loose",
+        tuple(MatmulOp(f"op{i}", 96, 128, 64 + 16 * i, max_rel_error=0.9) for i in range(8)),
+    )
     ops = make_operands(loose, 0)
     clock = WallClock()
     stm = ShortTermMemory()
     with LocalBackend(spec, time_scale=50.0, clock=clock) as b, \
             LongTermMemory(tmp_path / "m.db") as ltm:  # fmt: skip
-        loop = ControlLoop(spec=spec, workload=loose, backend=b, operands=ops, stm=stm,
-                           clock=clock, ltm=ltm,
-                           settings=LoopSettings(learn=False, recalibrate_tolerance=0.3),
-                           partition=PartitionSettings(correction=NONE))
+        loop = ControlLoop(
+            spec=spec,
+            workload=loose,
+            backend=b,
+            operands=ops,
+            stm=stm,
+            clock=clock,
+            ltm=ltm,
+            settings=LoopSettings(learn=False, recalibrate_tolerance=0.3),
+            partition=PartitionSettings(correction=NONE),
+        )
         loop.start()
         assert "rram" in loop.calibrations
         assert ltm.latest_calibration("rram", "crossbar") is not None

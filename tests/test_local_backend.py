@@ -172,21 +172,37 @@ def test_rram_tiles_run_through_the_crossbar_simulator() -> None:
 
     spec = load_cluster("small")
     ops = make_operands(WL, 0)
-    plan = Plan(WL, (Tile(0, "rram", "n", 0, 48), Tile(1, "gpu", "n", 0, 24)),
-                {"rram": 200.0, "gpu": 800.0}, "t")
+    plan = Plan(
+        WL,
+        (Tile(0, "rram", "n", 0, 48), Tile(1, "gpu", "n", 0, 24)),
+        {"rram": 200.0, "gpu": 800.0},
+        "t",
+    )
     with LocalBackend(spec, time_scale=1.0) as b:
         b.load(plan, ops)
         r = Executor(b, ShortTermMemory(), WallClock()).run_pass(plan, check_against=ops)
         assert b.crossbar_device("rram") is not None and b.crossbar_device("gpu") is None
     assert r.rel_error is not None and 1e-4 < r.rel_error < 0.3
     xb = spec.node("rram").device.crossbar
-    ideal = dataclasses.replace(xb, bits_per_cell=16, program_noise=0.0, read_noise=0.0,
-                                stuck_on_rate=0.0, stuck_off_rate=0.0, drift_per_decade=0.0,
-                                dac_bits=16, adc_bits=24, ir_drop=0.0)
-    nodes = tuple(dataclasses.replace(n, device=dataclasses.replace(n.device, crossbar=ideal))
-                  if n.kind == "rram" else n for n in spec.nodes)
-    ideal_spec = ClusterSpec(spec.name, spec.sites, spec.links, nodes,
-                             {n.name: n for n in nodes})
+    ideal = dataclasses.replace(
+        xb,
+        bits_per_cell=16,
+        program_noise=0.0,
+        read_noise=0.0,
+        stuck_on_rate=0.0,
+        stuck_off_rate=0.0,
+        drift_per_decade=0.0,
+        dac_bits=16,
+        adc_bits=24,
+        ir_drop=0.0,
+    )
+    nodes = tuple(
+        dataclasses.replace(n, device=dataclasses.replace(n.device, crossbar=ideal))
+        if n.kind == "rram"
+        else n
+        for n in spec.nodes
+    )
+    ideal_spec = ClusterSpec(spec.name, spec.sites, spec.links, nodes, {n.name: n for n in nodes})
     with LocalBackend(ideal_spec, time_scale=1.0) as b:
         b.load(plan, ops)
         r2 = Executor(b, ShortTermMemory(), WallClock()).run_pass(plan, check_against=ops)
