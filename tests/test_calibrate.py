@@ -170,3 +170,16 @@ def test_loop_calibrates_stores_and_recalibrates_when_the_device_ages(tmp_path: 
         recal = [d for d in loop.decisions if d.interval == 2 and d.kind == "calibrate"]
         assert recal and "observed error" in recal[0].reason
         assert len(ltm.calibrations()) >= 1
+
+
+def test_a_calibrated_rate_is_the_prior_until_the_node_is_observed(tmp_path: Path) -> None:
+    from sedma.control.learning import load_priors
+
+    spec = load_cluster("small")
+    with LongTermMemory(tmp_path / "m.db") as ltm:
+        ltm.record_calibration(
+            "edge", "digital", {"matmul_gflops": 21.5, "mem_bandwidth_gbs": 9.0}, 1.0
+        )
+        priors = load_priors(ltm, spec, "ctx")
+    assert priors.rates == {"edge": 21.5}
+    assert any("edge: measured 22 GFLOP/s vs spec 25" in n for n in priors.notes)

@@ -631,7 +631,7 @@ def calibrate(
             for i, node in enumerate(spec.nodes):
                 device = backend.crossbar_device(node.name)
                 if device is None:
-                    d = calibrate_digital(backend, node.name, clock)
+                    d = calibrate_digital(backend, node.name, clock, size=384, copy_bytes=16 << 20)
                     ltm.record_calibration(node.name, KIND_DIGITAL, d.to_json(), d.t_epoch)
                     rows.append(
                         {

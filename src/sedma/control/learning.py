@@ -57,7 +57,8 @@ def load_priors(
     """Read per-node rate priors and best-known settings from long-term memory.
 
     A node's prior rate is the ``quantile`` (default upper quartile) of its measured
-    per-interval mean rates over the last ``last_n`` intervals. The upper quartile, not the
+    per-interval mean rates over the last ``last_n`` intervals, or, for a node never
+    observed under load, its calibrated rate (``sedma calibrate``). The upper quartile, not the
     latest figure, because slowdowns (co-tenants, throttling) are episodes: a plan should
     start from what the device sustains when undisturbed and let the loop react to the
     episode, rather than start every run from the last one's worst moment.
@@ -66,6 +67,11 @@ def load_priors(
     notes: list[str] = []
     for node in spec.nodes:
         q = ltm.quantile(node.name, RATE_METRIC, quantile, last_n=last_n)
+        if q is None:
+            # Never observed under load: a calibration's measured rate is next best.
+            cal = ltm.latest_calibration(node.name, "digital")
+            if cal is not None and float(cal.data.get("matmul_gflops", 0.0)) > 0:
+                q = float(cal.data["matmul_gflops"])
         if q is not None and q > 0:
             rates[node.name] = q
             spec_rate = node.device.matmul_gflops
