@@ -1,0 +1,147 @@
+"""Handshake and records: who may talk, and what a forger, tamperer or replayer gets (nothing)."""
+
+from __future__ import annotations
+
+import msgpack
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from sedma.comm.framing import FrameDecoder, FrameError, FrameType
+from sedma.comm.secure import AuthError, Initiator, Responder, Session
+
+KEYS = {n: Ed25519PrivateKey.generate() for n in ("alice", "bob", "mallory")}
+KNOWN = {n: KEYS[n].public_key() for n in ("alice", "bob")}  # mallory is not allowlisted
+
+
+def _pair(cipher: str = "aes-256-gcm") -> tuple[Session, Session]:
+    ini = Initiator("alice", KEYS["alice"], KNOWN, "bob", cipher=cipher)  # type: ignore[arg-type]
+    resp = Responder("bob", KEYS["bob"], KNOWN)
+    hs3, s_alice = ini.finish(resp.respond(ini.hello()))
+    return s_alice, resp.finish(hs3)
+
+
+def _body(frame: bytearray) -> bytes:
+    (f,) = FrameDecoder(1 << 20).feed(frame)
+    return bytes(f.body)
+
+
+@pytest.mark.parametrize("cipher", ["aes-256-gcm", "chacha20-poly1305"])
+def test_handshake_gives_both_sides_matching_keys(cipher: str) -> None:
+    a, b = _pair(cipher)
+    assert a.remote == "bob" and b.remote == "alice"
+    assert bytes(b.open(FrameType.ITEMS, _body(a.seal(FrameType.ITEMS, b"hi")))) == b"hi"
+    assert bytes(a.open(FrameType.ITEMS, _body(b.seal(FrameType.ITEMS, b"yo")))) == b"yo"
+
+
+def test_each_direction_has_its_own_key() -> None:
+    a, _ = _pair()
+    with pytest.raises(AuthError) as err:  # alice cannot open her own record as if from bob
+        a.open(FrameType.ITEMS, _body(a.seal(FrameType.ITEMS, b"x")))
+    assert err.value.reason == "bad_auth"
+
+
+def test_unknown_initiator_is_refused_before_any_key_work() -> None:
+    known = {**KNOWN, "mallory": KEYS["mallory"].public_key()}  # mallory thinks she may talk
+    ini = Initiator("mallory", KEYS["mallory"], known, "bob")
+    with pytest.raises(AuthError) as err:
+        Responder("bob", KEYS["bob"], KNOWN).respond(ini.hello())
+    assert err.value.reason == "unknown_peer"
+
+
+def test_forged_identity_fails_the_signature_check() -> None:
+    # mallory claims to be alice but can only sign with her own key
+    ini = Initiator("alice", KEYS["mallory"], KNOWN, "bob")
+    resp = Responder("bob", KEYS["bob"], KNOWN)
+    hs3, _ = ini.finish(resp.respond(ini.hello()))
+    with pytest.raises(AuthError) as err:
+        resp.finish(hs3)
+    assert err.value.reason == "bad_auth"
+
+
+def test_impostor_responder_is_detected_by_the_initiator() -> None:
+    ini = Initiator("alice", KEYS["alice"], KNOWN, "bob")
+    fake_bob = Responder("bob", KEYS["mallory"], KNOWN)  # has bob's name, not his key
+    with pytest.raises(AuthError) as err:
+        ini.finish(fake_bob.respond(ini.hello()))
+    assert err.value.reason == "bad_auth"
+
+
+def test_misdirected_handshake_is_refused() -> None:
+    ini = Initiator("alice", KEYS["alice"], KNOWN, "bob")
+    with pytest.raises(AuthError) as err:
+        Responder("alice", KEYS["alice"], KNOWN).respond(ini.hello())
+    assert err.value.reason == "misdirected"
+
+
+def test_man_in_the_middle_swapping_ephemeral_keys_is_detected() -> None:
+    ini = Initiator("alice", KEYS["alice"], KNOWN, "bob")
+    hs1 = msgpack.unpackb(ini.hello())
+    hs1[5] = bytes(range(32))  # the relay replaces alice's ephemeral key with its own
+    resp = Responder("bob", KEYS["bob"], KNOWN)
+    hs2 = resp.respond(msgpack.packb(hs1))
+    with pytest.raises(AuthError):  # alice's transcript differs, so bob's signature fails
+        ini.finish(hs2)
+
+
+def test_recorded_handshake_cannot_be_replayed() -> None:
+    ini = Initiator("alice", KEYS["alice"], KNOWN, "bob")
+    first = Responder("bob", KEYS["bob"], KNOWN)
+    hs1 = ini.hello()
+    hs3, _ = ini.finish(first.respond(hs1))
+    replay = Responder("bob", KEYS["bob"], KNOWN)
+    replay.respond(hs1)  # fresh ephemeral and nonce on bob's side
+    with pytest.raises(AuthError) as err:
+        replay.finish(hs3)
+    assert err.value.reason == "bad_auth"
+
+
+def test_tampered_record_fails_authentication() -> None:
+    a, b = _pair()
+    body = bytearray(_body(a.seal(FrameType.ITEMS, b"pay 10 euros")))
+    body[12] ^= 0x01
+    with pytest.raises(AuthError) as err:
+        b.open(FrameType.ITEMS, bytes(body))
+    assert err.value.reason == "bad_auth"
+    assert b.recv_counter == 0  # a forgery does not move the expected counter
+
+
+def test_record_type_is_authenticated() -> None:
+    a, b = _pair()
+    body = _body(a.seal(FrameType.ITEMS, b"x"))
+    with pytest.raises(AuthError):
+        b.open(FrameType.CONT, body)
+
+
+def test_replayed_record_is_refused_and_stream_continues() -> None:
+    a, b = _pair()
+    first = _body(a.seal(FrameType.ITEMS, b"one"))
+    second = _body(a.seal(FrameType.ITEMS, b"two"))
+    b.open(FrameType.ITEMS, first)
+    with pytest.raises(AuthError) as err:
+        b.open(FrameType.ITEMS, first)
+    assert err.value.reason == "replay"
+    assert bytes(b.open(FrameType.ITEMS, second)) == b"two"
+
+
+def test_missing_record_is_reported_as_a_gap() -> None:
+    a, b = _pair()
+    a.seal(FrameType.ITEMS, b"lost in transit")
+    with pytest.raises(AuthError) as err:
+        b.open(FrameType.ITEMS, _body(a.seal(FrameType.ITEMS, b"next")))
+    assert err.value.reason == "gap"
+
+
+@pytest.mark.parametrize("body", [b"", b"\x00" * 23, msgpack.packb([1, 2, 3])])
+def test_short_or_garbage_record_is_malformed(body: bytes) -> None:
+    _, b = _pair()
+    with pytest.raises((FrameError, AuthError)):
+        b.open(FrameType.ITEMS, body)
+
+
+@pytest.mark.parametrize(
+    "hs1",
+    [b"", b"\xc1", msgpack.packb([1, 2]), msgpack.packb([1, "x", "path", 5, "bob", b"", b""])],
+)
+def test_garbage_handshake_is_malformed(hs1: bytes) -> None:
+    with pytest.raises(FrameError):
+        Responder("bob", KEYS["bob"], KNOWN).respond(hs1)
