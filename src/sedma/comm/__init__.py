@@ -7,9 +7,21 @@
   type, peers' memory pressure, cheap updates and Dijkstra routes over a CSR matrix.
 - :mod:`~sedma.comm.selection`: memory- and NAT-aware choice of destination, path and relay
   from one frozen context (pure); the static baseline (RTT only, one fixed relay).
-- :mod:`~sedma.comm.framing`, :mod:`~sedma.comm.secure`, :mod:`~sedma.comm.ice` and
-  :mod:`~sedma.comm.transport`: the real transport (frames, authenticated encryption,
-  ICE/STUN/TURN connectivity, asyncio messaging); each module's docstring says what it does.
+- The real transport, bottom up (each module's docstring says what it does and does not do):
+
+  - :mod:`~sedma.comm.framing`: wire frames, the message codec and the items of a record.
+  - :mod:`~sedma.comm.secure`: node identities, the handshake and authenticated records.
+  - :mod:`~sedma.comm.pipe`: the pipe base that carries frames, the per-link RTT and loss
+    shim, and the TCP pipe.
+  - :mod:`~sedma.comm.ice`: ICE/STUN/TURN connectivity and the reliable datagram pipe.
+  - :mod:`~sedma.comm.node`: what peers and relays share: allowlist, counters, listening,
+    dialling TCP, the handshake over a pipe, ``TransportError``.
+  - :mod:`~sedma.comm.path`: one authenticated path of a channel: records, keepalives.
+  - :mod:`~sedma.comm.relay`: the relay node that splices two peers' encrypted streams.
+  - :mod:`~sedma.comm.channel`: one remote peer: its paths, the one in use, rerouting,
+    in-order delivery with acknowledgements and re-sending.
+  - :mod:`~sedma.comm.transport`: ``Peer`` (asyncio messaging by peer name: dialling races,
+    relay attachments, ICE signalling, the inbox); import the transport's names from here.
 
 The model, the cost formulas and the measured figures are in docs/communication.md.
 """

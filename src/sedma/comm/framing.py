@@ -1,17 +1,15 @@
-"""Frames on the wire: their codecs, and the pipe that carries them over an emulated link.
+"""Frames on the wire: the frame codec, the message codec, and the items of a record.
 
 Covers: the length-prefixed wire frame and its incremental decoder (:class:`FrameDecoder`,
 which an asyncio ``BufferedProtocol`` fills in place, so large frames go from the kernel
 straight into their own buffer); the message codec (:func:`encode_message`,
 :func:`decode_message`: msgpack for structure, numpy arrays carried out of band as raw bytes
 and decoded as views into the received buffer); the items that share one encrypted record
-(:func:`item`, :func:`parse_items`); and, at the bottom of the module, :class:`FramePipe`,
-the byte-carrier-independent half of a connection (decoder wiring, write backpressure, the
-handshake's frame queue) with the link emulation shim (:class:`LinkProfile`,
-:class:`LinkShim`) that adds a hop's RTT and loss, since the kernel here has no netem. The
-codecs are sans-IO. Does not cover: encryption and the handshake (see
-:mod:`sedma.comm.secure`), TCP, paths, relays and peers (see :mod:`sedma.comm.transport`),
-datagrams and ICE (see :mod:`sedma.comm.ice`).
+(:func:`item`, :func:`parse_items`). All of it is sans-IO. Does not cover: the pipe that
+carries frames and the link emulation shim (see :mod:`sedma.comm.pipe`; ``FramePipe``,
+``FrameHandler``, ``LinkProfile`` and ``LinkShim`` can still be imported from here),
+encryption and the handshake (see :mod:`sedma.comm.secure`), paths, relays and peers (see
+:mod:`sedma.comm.transport`), datagrams and ICE (see :mod:`sedma.comm.ice`).
 
 Every decoding failure raises :class:`FrameError` (``reason`` ``"malformed"`` or
 ``"oversized"``) and nothing else; a frame longer than the configured maximum is refused from
@@ -35,23 +33,25 @@ array bytes follow in the order the extensions appear, each starting at a multip
 
 from __future__ import annotations
 
-import asyncio
-import hashlib
 import logging
 import math
-import random
 import re
 import struct
-from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import IntEnum
-from typing import Any, Literal, NamedTuple
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
 import msgpack
 import numpy as np
 
 from sedma.errors import SedmaError
+
+if TYPE_CHECKING:  # moved to sedma.comm.pipe; still importable from here (see __getattr__)
+    from sedma.comm.pipe import FrameHandler as FrameHandler
+    from sedma.comm.pipe import FramePipe as FramePipe
+    from sedma.comm.pipe import LinkProfile as LinkProfile
+    from sedma.comm.pipe import LinkShim as LinkShim
 
 __all__ = [
     "ALIGN",
@@ -446,212 +446,18 @@ def unpack_control(payload: bytes | bytearray | memoryview, *keys: str) -> dict[
     return obj
 
 
-@dataclass(frozen=True)
-class LinkProfile:
-    """Emulated round-trip time and loss of one link (hop), as in the cluster spec's links.
-
-    The kernel here has no netem, so the transport adds the delay itself: each side delays
-    what it sends on the link by ``rtt_ms / 2``. On a reliable pipe (TCP) a lost frame is
-    not dropped but costs one more ``rtt_ms`` per loss, as a fast retransmit would (RFC 5681
-    §3.2), and frames keep their order (head-of-line blocking included); on a datagram pipe
-    the datagram is really dropped and the reliable layer above retransmits it.
-    """
-
-    rtt_ms: float = 0.0
-    loss: float = 0.0
-
-    def __post_init__(self) -> None:
-        if not (math.isfinite(self.rtt_ms) and self.rtt_ms >= 0):
-            raise SedmaError(f"rtt_ms: got {self.rtt_ms!r}; must be a finite number >= 0")
-        if not (0 <= self.loss < 1):
-            raise SedmaError(f"loss: got {self.loss!r}; must be in [0, 1)")
+_MOVED_TO_PIPE = frozenset({"FrameHandler", "FramePipe", "LinkProfile", "LinkShim"})
 
 
-class LinkShim:
-    """One direction of one emulated link: seeded, so a run's delays and drops repeat."""
+def __getattr__(name: str) -> Any:
+    # sedma.comm.pipe imports this module, so importing it here at load time would be a cycle
+    # that breaks whenever the pipe module is imported first; look the names up on first use.
+    if name in _MOVED_TO_PIPE:
+        from sedma.comm import pipe
 
-    def __init__(self, profile: LinkProfile, seed: int, local: str, remote: str) -> None:
-        self.profile = profile
-        digest = hashlib.sha256(f"{seed}|{local}->{remote}".encode()).digest()
-        self._rng = random.Random(int.from_bytes(digest[:8], "big"))
-        self._one_way_s = profile.rtt_ms / 2000.0
-        self._rtt_s = profile.rtt_ms / 1000.0
-
-    def delay_s(self) -> float:
-        """Delay of the next frame on a reliable pipe (losses become retransmission time)."""
-        losses = 0
-        while losses < 64 and self.profile.loss and self._rng.random() < self.profile.loss:
-            losses += 1
-        return self._one_way_s + losses * self._rtt_s
-
-    def drop(self) -> bool:
-        """Whether the next datagram is lost (unreliable pipes)."""
-        return bool(self.profile.loss) and self._rng.random() < self.profile.loss
-
-    @property
-    def one_way_s(self) -> float:
-        return self._one_way_s
+        return getattr(pipe, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-FrameHandler = Callable[[Frame], None]
-
-
-class FramePipe:
-    """A bidirectional pipe of frames over some byte carrier (TCP, or datagrams made reliable).
-
-    Subclasses move bytes (:meth:`_write_now`, :meth:`_buffered_bytes`, :meth:`_abort`) and
-    call :meth:`_bytes_in` / :meth:`_frames_in`, :meth:`_writable_again` and :meth:`_lost`.
-    This base holds the decoder, the handler (or a queue that :meth:`read_frame` serves
-    during the handshake), the optional :class:`LinkShim` (a FIFO of frames held until their
-    release time, so delays never reorder) and write-side backpressure: :meth:`writable` is
-    false once ``high_water_bytes`` are queued, and ``on_writable`` runs when it drains.
-    """
-
-    high_water_bytes = 4 << 20
-
-    def __init__(self, max_frame_bytes: int, label: str) -> None:
-        self.decoder = FrameDecoder(max_frame_bytes)
-        self.label = label
-        self.on_writable: Callable[[], None] | None = None
-        self.on_error: Callable[[FrameError], None] | None = None
-        self.shim: LinkShim | None = None
-        self._loop = asyncio.get_running_loop()
-        self.closed: asyncio.Future[str] = self._loop.create_future()
-        self.last_rx_s = self._loop.time()
-        self._handler: FrameHandler | None = None
-        self._queued: deque[Frame] = deque()
-        self._waiter: asyncio.Future[None] | None = None
-        self._held: deque[tuple[float, bytes | bytearray | memoryview]] = deque()
-        self._held_bytes = 0
-        self._timer: asyncio.TimerHandle | None = None
-
-    # -- for subclasses
-    def _write_now(self, data: bytes | bytearray | memoryview) -> None:
-        raise NotImplementedError
-
-    def _buffered_bytes(self) -> int:
-        raise NotImplementedError
-
-    def _abort(self) -> None:
-        raise NotImplementedError
-
-    def _finish(self) -> None:
-        """Close after what is already written has gone out (TCP: ``transport.close()``)."""
-        self._abort()
-
-    def pause_reading(self) -> None:
-        """Stop taking bytes in (relays use it when the other side is slow)."""
-
-    def resume_reading(self) -> None:
-        """Take bytes in again."""
-
-    def _bytes_in(self, data: bytes | bytearray | memoryview) -> None:
-        try:
-            frames = self.decoder.feed(data)
-        except FrameError as exc:
-            self._bad_frame(exc)
-            return
-        self._frames_in(frames)
-
-    def _bad_frame(self, exc: FrameError) -> None:
-        if self.on_error is not None:
-            self.on_error(exc)
-        self.close(f"{exc}")
-
-    def _frames_in(self, frames: list[Frame]) -> None:
-        self.last_rx_s = self._loop.time()
-        for frame in frames:
-            if self.closed.done():
-                return
-            if self._handler is not None:
-                self._handler(frame)
-            else:
-                self._queued.append(frame)
-                if self._waiter is not None and not self._waiter.done():
-                    self._waiter.set_result(None)
-
-    def _writable_again(self) -> None:
-        if self.on_writable is not None and self.writable():
-            self.on_writable()
-
-    def _lost(self, reason: str) -> None:
-        if not self.closed.done():
-            self.closed.set_result(reason)
-        if self._timer is not None:
-            self._timer.cancel()
-        self._held.clear()
-        if self._waiter is not None and not self._waiter.done():
-            self._waiter.set_result(None)
-
-    # -- for owners
-    def set_link(self, shim: LinkShim | None) -> None:
-        """Emulate a link on what this pipe sends (None: send at once)."""
-        self.shim = shim
-
-    def frame_buffer(self, nbytes: int) -> memoryview:
-        """A buffer for one outgoing frame of ``nbytes``, to be passed to :meth:`write`."""
-        return np.empty(nbytes, np.uint8).data
-
-    def set_handler(self, handler: FrameHandler | None) -> None:
-        """Deliver frames to ``handler`` from now on (queued ones first); None queues them."""
-        self._handler = handler
-        while handler is not None and self._queued and not self.closed.done():
-            handler(self._queued.popleft())
-
-    async def read_frame(self, timeout_s: float) -> Frame:
-        """The next frame (handshakes); raises ``ConnectionError`` if the pipe closes first."""
-        deadline = self._loop.time() + timeout_s
-        while not self._queued:
-            if self.closed.done():
-                raise ConnectionError(f"{self.label}: closed: {self.closed.result()}")
-            self._waiter = self._loop.create_future()
-            remaining = deadline - self._loop.time()
-            if remaining <= 0:
-                raise TimeoutError(f"{self.label}: no frame within {timeout_s} s")
-            await asyncio.wait_for(asyncio.shield(self._waiter), remaining)
-        return self._queued.popleft()
-
-    def write(self, data: bytes | bytearray | memoryview) -> None:
-        """Send one or more whole frames (through the emulated link, if any)."""
-        if self.closed.done():
-            return
-        if self.shim is None:
-            self._write_now(data)
-            return
-        release = self._loop.time() + self.shim.delay_s()
-        if self._held:
-            release = max(release, self._held[-1][0])
-        self._held.append((release, data))
-        self._held_bytes += len(data)
-        if self._timer is None:
-            self._timer = self._loop.call_at(release, self._release)
-
-    def _release(self) -> None:
-        self._timer = None
-        now = self._loop.time()
-        while self._held and self._held[0][0] <= now and not self.closed.done():
-            _, data = self._held.popleft()
-            self._held_bytes -= len(data)
-            self._write_now(data)
-        if self._held and not self.closed.done():
-            self._timer = self._loop.call_at(self._held[0][0], self._release)
-        self._writable_again()
-
-    def writable(self) -> bool:
-        return not self.closed.done() and self._held_bytes + self._buffered_bytes() < (
-            self.high_water_bytes
-        )
-
-    def close(self, reason: str = "closed", *, graceful: bool = False) -> None:
-        """Close the pipe: at once, or (``graceful``) after writing out what is queued."""
-        if self.closed.done():
-            return
-        if graceful:
-            while self._held:
-                self._write_now(self._held.popleft()[1])
-            self._held_bytes = 0
-        self._lost(reason)
-        if graceful:
-            self._finish()
-        else:
-            self._abort()
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_MOVED_TO_PIPE})

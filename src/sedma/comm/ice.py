@@ -4,7 +4,7 @@ Covers: :class:`IceConfig` (STUN and TURN servers, which host addresses to gathe
 :class:`IceAgent` (gathers candidates, exchanges an offer/answer as plain dicts that the
 transport carries over an existing authenticated channel, runs the connectivity checks of
 RFC 8445 and says whether the nominated pair goes through a TURN relay), and
-:class:`DatagramPipe`, a :class:`~sedma.comm.framing.FramePipe` over the nominated pair made
+:class:`DatagramPipe`, a :class:`~sedma.comm.pipe.FramePipe` over the nominated pair made
 reliable and ordered with the least machinery that works: sequence numbers, cumulative acks,
 selective acks (a 64-bit map of what the receiver holds past the cumulative ack, so every
 hole is re-sent within one RTT, after RFC 2018), retransmission of the oldest segment after
@@ -34,7 +34,7 @@ from typing import Any, Literal
 
 import aioice
 
-from sedma.comm.framing import FramePipe, LinkShim
+from sedma.comm.pipe import FramePipe, LinkShim
 from sedma.errors import SedmaError
 
 __all__ = ["DatagramPipe", "IceAgent", "IceConfig", "IceError"]

@@ -3,7 +3,8 @@
 Covers: node identities (Ed25519 keys; peers know each other's public keys from an
 allowlist), the three-message handshake (:class:`Initiator`, :class:`Responder`) and
 :class:`Session`, which seals and opens records. Does not cover: frame layout (see
-:mod:`sedma.comm.framing`), sockets and paths (see :mod:`sedma.comm.transport`). All
+:mod:`sedma.comm.framing`), sockets and paths (see :mod:`sedma.comm.pipe`,
+:mod:`sedma.comm.path` and :mod:`sedma.comm.node`, which runs the handshake). All
 primitives come from ``cryptography``; nothing here is home-made crypto, only their
 composition, which follows the signed-Diffie-Hellman pattern of TLS 1.3 (RFC 8446 §4.4.3,
 ``CertificateVerify`` signs the transcript hash) with SIGMA's identity binding:
