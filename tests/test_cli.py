@@ -104,6 +104,8 @@ def test_demo_twice_learns_and_memory_shows_why(tmp_path: Path) -> None:
                 "0.25",
                 "--time-scale",
                 "50",
+                "--comm-messages",
+                "200",
                 "--json",
                 str(out),
             ],
@@ -122,6 +124,7 @@ def test_demo_twice_learns_and_memory_shows_why(tmp_path: Path) -> None:
                 "adaptations",
             } <= set(result["systems"][name])
         s, b = result["systems"]["sedma"], result["systems"]["static"]
+        assert set(s["latency_ms"]) == {"mean", "p50", "p99"} == set(b["latency_ms"])
         assert s["throughput_ops_s"] > b["throughput_ops_s"]
         assert s["memory_efficiency"] > b["memory_efficiency"]
         # rram tiles go through the crossbar simulator: sedma corrects them, static does not

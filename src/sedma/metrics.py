@@ -2,9 +2,10 @@
 
 Covers: memory-utilisation efficiency, throughput, resource utilisation, numerical error and
 the per-system result record (:class:`SystemResult`) whose keys the result JSON fixes.
-Does not cover: collecting the inputs (see :mod:`sedma.compute.executor` and
-:mod:`sedma.observations`) or the communication-latency metric (the communication layer adds
-it here when it lands).
+Communication latency (:func:`latency_summary`): end-to-end message latency between peers,
+NAT traversal setup and relay hops included, summarised as mean, p50 and p99. Does not
+cover: collecting the inputs (see :mod:`sedma.compute.executor`, :mod:`sedma.observations`
+and, for latencies, :mod:`sedma.bench.comm`).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from sedma.observations import MemoryHeld
 __all__ = [
     "PeakHeld",
     "SystemResult",
+    "latency_summary",
     "memory_efficiency",
     "rel_error",
     "resource_utilization",
@@ -142,3 +144,21 @@ class PeakHeld:
     @property
     def current_bytes(self) -> int:
         return sum(self._latest.values())
+
+
+def latency_summary(samples_ms: Iterable[float]) -> dict[str, float]:
+    """Mean, median and 99th percentile of end-to-end message latencies, in ms.
+
+    Each sample is one message's time from send to reply received, NAT traversal setup and
+    relay hops included. Percentiles interpolate linearly between order statistics (the
+    ``linear`` method of Hyndman & Fan 1996, numpy's default): for ``n`` sorted samples
+    ``x_0 <= ... <= x_{n-1}``, ``pq = x_i + f (x_{i+1} - x_i)`` with ``i + f = q (n - 1)``.
+    Keys are those of the result JSON's ``latency_ms``: ``mean``, ``p50``, ``p99``.
+    """
+    x = np.fromiter(samples_ms, dtype=np.float64)
+    if x.size == 0:
+        raise SedmaError("samples_ms: got no samples; need at least one latency")
+    if not np.all(np.isfinite(x)) or np.any(x < 0):
+        raise SedmaError("samples_ms: every latency must be a finite number >= 0")
+    p50, p99 = np.percentile(x, [50.0, 99.0])
+    return {"mean": float(x.mean()), "p50": float(p50), "p99": float(p99)}

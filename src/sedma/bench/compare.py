@@ -16,10 +16,11 @@ from __future__ import annotations
 import logging
 from collections import defaultdict
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from sedma.bench.comm import bench_comm
 from sedma.clock import Clock, WallClock
 from sedma.compute.executor import Executor, Operands, make_operands
 from sedma.compute.partition import PartitionContext, plan_static, views_from_spec
@@ -63,6 +64,7 @@ class CompareConfig:
     memory: str | Path | None = None
     learn: bool = True
     check_error: bool = True
+    comm_messages: int = 2000  # messages of the communication-latency run (0: skip it)
 
     def __post_init__(self) -> None:
         if self.passes < 2:
@@ -286,6 +288,17 @@ def run_comparison(
     finally:
         memory_location = ltm.location
         ltm.close()
+    comm: dict[str, Any] | None = None
+    if cfg.comm_messages > 0:
+        # Communication latency of the same cluster, over the real transport (bench_comm):
+        # sedma's memory- and NAT-aware peer selection against static RTT-only routing.
+        comm = bench_comm(spec, messages=cfg.comm_messages, seed=cfg.seed, time_budget_s=30.0)
+        sedma = replace(sedma, latency_ms=comm["systems"]["sedma"]["latency_ms"])
+        static["result"] = replace(
+            static["result"], latency_ms=comm["systems"]["static"]["latency_ms"]
+        )
+        if progress:
+            progress("comm", 1, 1)
     bound = SystemResult(
         memory_efficiency=1.0,
         throughput_ops_s=throughput_ops_s(cfg.passes, bound_s),
@@ -314,4 +327,7 @@ def run_comparison(
         "priors": priors,
         "lessons": lessons,
         "memory": memory_location,
+        "communication": None
+        if comm is None
+        else {k: v for k, v in comm.items() if k not in ("systems",)},
     }
