@@ -11,8 +11,9 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
-from sedma.bench.crossbar import bench_crossbar, representative_shapes
+from sedma.bench.crossbar import bench_crossbar, representative_shapes, workload_shapes
 from sedma.clock import ManualClock
+from sedma.compute import crossbar
 from sedma.compute.correction import DEFAULT, NONE, Correction
 from sedma.compute.crossbar import (
     CrossbarDevice,
@@ -367,6 +368,100 @@ def test_bad_specs_are_spec_errors() -> None:
         CrossbarDevice(dataclasses.replace(IDEAL, drift_per_decade=1.0))
 
 
+# --------------------------------------------------------------------------- layouts, speed
+
+# (inputs (k, rows), outputs (n, rows), rows per chunk): every way a product can be laid out.
+LAYOUTS = [(False, False, 1000), (False, True, 64), (True, True, 48)]
+
+
+def _forced(monkeypatch: pytest.MonkeyPatch, layout: tuple[bool, bool, int]) -> None:
+    x_cols, cols_first, rows = layout
+
+    def fixed(m: int, k: int, n: int) -> Any:
+        return crossbar._Layout(x_cols, cols_first, min(m, rows))
+
+    monkeypatch.setattr(crossbar, "_layout", fixed)
+
+
+@pytest.mark.parametrize("layout", LAYOUTS, ids=["rows", "columns", "columns-inputs-too"])
+def test_every_layout_computes_the_same_product(
+    monkeypatch: pytest.MonkeyPatch, layout: tuple[bool, bool, int]
+) -> None:
+    # 300 inputs, two bands of 256 and 44 rows, 200 columns: chunks, stacks and partial bands.
+    x, w = operands(m=150, k=300, n=200)
+    reference = run(_one(read_noise=0.0, bits_per_cell=6, adc_bits=8), x, w)
+    _forced(monkeypatch, layout)
+    y = run(_one(read_noise=0.0, bits_per_cell=6, adc_bits=8), x, w)
+    assert y.shape == (150, 200) and y.dtype == np.float32
+    # Without read noise a product is deterministic: only float rounding of the matmul,
+    # which can flip an ADC code at a tie, may differ between layouts.
+    scale = np.abs(w).max(axis=0) * np.abs(x).max(axis=1)[:, None]
+    assert np.mean(np.abs(y - reference) > 1e-3 * scale) < 1e-3
+    # With every non-ideality, the error is the same in distribution.
+    noisy = [rel_error([run(RRAM_A, x, w, seed=s, age_s=100.0)], [x @ w]) for s in range(3)]
+    monkeypatch.undo()
+    plain = [rel_error([run(RRAM_A, x, w, seed=s, age_s=100.0)], [x @ w]) for s in range(3)]
+    assert np.mean(noisy) == pytest.approx(np.mean(plain), rel=0.1)
+
+
+@pytest.mark.parametrize("layout", LAYOUTS, ids=["rows", "columns", "columns-inputs-too"])
+def test_saturated_reads_are_re_read_in_every_layout(
+    monkeypatch: pytest.MonkeyPatch, layout: tuple[bool, bool, int]
+) -> None:
+    # All-positive inputs and weights: partial sums far beyond the ADC's range, in every chunk.
+    rng = np.random.default_rng(3)
+    x = rng.uniform(0.5, 1.0, (130, 300)).astype(np.float32)
+    w = rng.uniform(0.5, 1.0, (300, 40)).astype(np.float32)
+    _forced(monkeypatch, layout)
+    dev = CrossbarDevice(_one(adc_bits=8, read_noise=0.01), clock=ManualClock(), adc_gamma=0.5)
+    y = dev.matmul(x, dev.program(w))
+    assert dev.reread_count > 0
+    assert rel_error([y], [x @ w]) < 0.02
+
+
+def test_a_seed_reproduces_a_chunked_product_exactly() -> None:
+    x, w = operands(m=3000, k=100, n=48)  # many rows, narrow and short: columns first, chunks
+    lay = crossbar._layout(3000, 100, 48)
+    assert lay.x_cols and lay.cols_first and lay.rows < 3000
+    a = run(RRAM_A, x, w, seed=7, age_s=100.0)
+    b = run(RRAM_A, x, w, seed=7, age_s=100.0)
+    np.testing.assert_array_equal(a, b)
+    assert rel_error([a], [x @ w]) < 0.3
+
+
+def test_a_rejected_input_leaves_the_read_stream_where_it_was() -> None:
+    x, w = operands(m=3000, k=100, n=48)  # in several chunks (as above)
+    bad = x.copy()
+    bad[-1, 3] = np.inf  # in the last chunk: earlier chunks are read first
+    results = []
+    for fail_first in (False, True):
+        dev = CrossbarDevice(RRAM_A, seed=4, clock=ManualClock())
+        prog = dev.program(w)
+        if fail_first:
+            with pytest.raises(SpecError, match="non-finite"):
+                dev.matmul(bad, prog)
+            assert dev.read_count == 0
+        results.append(dev.matmul(x, prog))
+    np.testing.assert_array_equal(results[0], results[1])
+
+
+def test_read_noise_is_normal_with_the_spread_the_model_says() -> None:
+    # One band, no other non-ideality, an ADC too fine to matter: output noise per element
+    # is N(0, 2 read_noise^2 ||x||^2) in full-scale units, drawn fresh on every read.
+    xb = _one(read_noise=0.05)
+    rng = np.random.default_rng(9)
+    x = rng.standard_normal((400, 256)).astype(np.float32)
+    w = rng.uniform(-1.0, 1.0, (256, 64)).astype(np.float32)
+    dev = CrossbarDevice(xb, clock=ManualClock(), adc_gamma=4.0)
+    prog = dev.program(w)
+    d = (dev.matmul(x, prog) - dev.matmul(x, prog)).astype(np.float64)
+    scale = np.linalg.norm(x, axis=1)[:, None] * np.abs(w).max(axis=0)[None, :]
+    z = (d / scale / (2 * 0.05)).ravel()  # difference of two reads: twice the variance
+    assert np.mean(z) == pytest.approx(0.0, abs=0.01)
+    assert np.var(z) == pytest.approx(1.0, rel=0.02)
+    assert np.mean(z**4) / np.var(z) ** 2 == pytest.approx(3.0, rel=0.03)
+
+
 # ------------------------------------------------------------------------------ the bench
 
 
@@ -391,6 +486,26 @@ def test_bench_crossbar_reports_the_required_keys() -> None:
     assert row["arrays_corrected"] == 2 * row["arrays_uncorrected"] == 2 * 72
     assert got["rel_error_corrected"] < 0.1 * got["rel_error_uncorrected"]
     assert got["correction"]["time_factor"] == DEFAULT.time_factor
+
+
+def test_workload_shapes_are_every_distinct_product_once() -> None:
+    shapes = workload_shapes(("bert-base", "bert-base"), scale=0.05)
+    mkn = [(op.m, op.k, op.n) for _, op in shapes]
+    assert len(mkn) == len(set(mkn)) == 5  # qkv, attn_out, ffn_in, ffn_out, the span head
+    assert (19, 768, 2) in mkn and all(name == "bert-base" for name, _ in shapes)
+
+
+def test_bench_crossbar_times_every_shape_and_says_which_it_timed_corrected() -> None:
+    small = dataclasses.replace(RRAM_A, arrays=256)
+    got = bench_crossbar(
+        ("bert-base",), 0.05, 0, small, corrected_per_model=1, min_repeats=1, min_time_s=0.0
+    )
+    assert got["shapes_total"] == got["shapes_timed"] == len(got["shapes"]) == 5
+    assert got["corrected_shapes_timed"] == 1
+    assert got["time_ratio_vs_numpy"] == max(r["time_ratio_vs_numpy"] for r in got["shapes"])
+    assert got["classes"]["narrow"]["shapes"] == 1  # the span head, n = 2
+    assert all("rel_error_corrected" in r for r in got["shapes"])
+    assert got["blas_threads"] == 1
 
 
 def test_a_failed_program_leaves_the_arrays_free() -> None:

@@ -54,8 +54,9 @@ formulas are ours, written for this simulator):
    ``sum_i x_i (eta+_ij - eta-_ij) * read_noise ~ N(0, 2 * read_noise**2 * sum_i x_i**2)``:
    one Gaussian per output, exact in distribution, ``O(m n)`` not ``O(m k n)``. It is drawn
    by inverse-CDF lookup in a table of ``2**16`` normal quantiles (variance within ``1e-4``,
-   kurtosis within ``1e-3`` of a normal's, tails cut at 4.32 sigma) because that is about
-   four times faster than numpy's ziggurat on the reference machine.
+   kurtosis within ``1e-3`` of a normal's, tails cut at 4.32 sigma), indexed by 16-bit
+   pieces of a SplitMix64 stream (Steele, Lea & Flood, OOPSLA 2014) computed over a counter
+   with whole-array integer operations: several times cheaper than numpy's ziggurat.
 9. **ADC** per array read and column: the partial sum over the slot's ``h`` rows (inputs
    in ``[-1, 1]``, cells in ``[0, 1]``) is rounded to ``2**(adc_bits - 1) - 1`` levels a
    side of a range ``+-ADC_GAMMA * sqrt(h)`` (in units of one full-scale row: the spread of
@@ -70,14 +71,22 @@ is programmed (the residual re-derived as the primary drifts), more reads and in
 when it is read, per-column drift compensation.
 
 Cost: one matmul per band of ``rows`` block rows (the arrays side by side along ``n``
-share it; bands of equal height are stacked into one call when ``m * n`` is small) plus
-``O(m n)`` noise and ADC work per band and read; ``O(m k)`` for the DAC. The differential
+share it; bands of equal height are batched into one call) plus ``O(m n)`` noise and ADC
+work per band and read; ``O(m k)`` for the DAC, done once per product. The differential
 pair is one matrix ``g+ - g-`` (its currents subtract on the bit lines), so a product costs
-one matmul, not two. Same seed, same clock readings and same calls give identical results.
+one matmul, not two. Numpy pays a fixed cost per innermost row of every elementwise pass,
+so a product with many input rows and a narrow (``n``) or short (``k``) block is laid out
+with the input rows innermost, the outputs as ``(n, m)`` (the result is then returned
+Fortran-ordered) and, for short ``k``, the inputs as ``(k, m)``; input rows are taken in
+chunks whose intermediates stay in cache, with reused buffers. Reads that saturate the ADC
+are collected over the product and re-read by bound management in one pass at its end
+(everything after the ADC is linear, so their correction is added to the rows they went
+into). Same seed, same clock readings and same calls give identical results.
 """
 
 from __future__ import annotations
 
+import functools
 import itertools
 import logging
 import math
@@ -131,14 +140,35 @@ ADC_GAMMA = 0.5
 """ADC full scale per array read: ``+-ADC_GAMMA * sqrt(rows driven)`` full-scale rows."""
 _DRIFT_REFRESH = 1e-4
 _MAX_INPUT_BITS = 24
-_STACK_ELEMENTS = 1 << 18  # outputs per stacked band computation: stays in cache
+# Row chunks: a batched read covers at most _CHUNK_OUT outputs (bands x columns x rows) and a
+# chunk's inputs about _CHUNK_IN values, so its intermediates stay in cache; never fewer
+# than _CHUNK_MIN_ROWS rows (fewer calls). Products of at least _COLUMN_MIN_ROWS rows with n
+# or k below _COLUMN_MAX_WIDTH are laid out columns first (see _layout).
+_CHUNK_OUT = 1 << 17
+_CHUNK_IN = 1 << 18
+_CHUNK_MIN_ROWS = 256
+_COLUMN_MIN_ROWS = 64
+_COLUMN_MAX_WIDTH = 256
+_X_COLUMNS_MAX_K = 128  # and inputs (k, rows) too when k is below this
+_NARROW_MATMUL = 32  # columns first but at most this narrow: matmul rows first, then transpose
+_POOL_WORDS = 1 << 12  # random 64-bit words generated at a time
 _BOUND_LEVELS = 6  # bound management halves the input at most this often (64x range)
 _STUCK_STREAM, _DRIFT_STREAM, _PROGRAM_STREAM, _READ_STREAM = 1, 2, 3, 4
 # Normal quantiles at the midpoints of 2**16 equal-probability bins; a uint16 indexes it.
 _NORMAL_TABLE: F32 = ndtri((np.arange(1 << 16, dtype=np.float64) + 0.5) / (1 << 16)).astype(
     np.float32
 )
-_NOISE_MAX = float(np.abs(_NORMAL_TABLE).max())  # 4.32: no draw lies beyond it
+_MAX, _MIN = np.maximum.reduce, np.minimum.reduce  # without ndarray.max's Python wrapper
+_TINY_SCALE = np.float32(1e-30)  # input rows' largest magnitude, at least (q_in / it is finite)
+# SplitMix64 (Steele, Lea & Flood, OOPSLA 2014): Weyl increment, two multiply-xorshift rounds.
+_GOLDEN_INT = 0x9E3779B97F4A7C15
+_GOLDEN = np.uint64(_GOLDEN_INT)
+_MASK64 = (1 << 64) - 1
+_SPLITMIX_ROUNDS = (
+    (np.uint64(30), np.uint64(0xBF58476D1CE4E5B9)),
+    (np.uint64(27), np.uint64(0x94D049BB133111EB)),
+)
+_SPLITMIX_LAST = np.uint64(31)
 
 
 # ------------------------------------------------------------------------------ pure maths
@@ -274,6 +304,16 @@ class _Band:
     step: float  # ADC step, in full-scale rows
 
 
+@dataclass(frozen=True)
+class _Layout:
+    """How one product is laid out: inputs ``(k, rows)`` if ``x_cols`` (else ``(rows, k)``),
+    outputs ``(n, rows)`` if ``cols_first`` (else ``(rows, n)``), ``rows`` input rows a chunk."""
+
+    x_cols: bool
+    cols_first: bool
+    rows: int
+
+
 @dataclass(eq=False)
 class _Layer:
     """One programmed matrix (the primary, or the residual) and its drift cache."""
@@ -291,6 +331,7 @@ class _Layer:
     comp: F64  # per-column drift compensation factor (ones without it)
     t0: float  # device clock when written
     decades: float = 0.0  # drift state delta was computed for
+    out_scale: F32 | None = None  # ADC steps -> weights per column (None: to derive)
 
 
 @dataclass(eq=False)
@@ -350,8 +391,9 @@ class CrossbarDevice:
     the ADC range (see :func:`adc_bound`).
 
     A programmed block keeps about five float32 copies of itself (conductances and drift
-    exponents of both cells, the effective matrix), twice that with a residual. A device
-    is not thread-safe: give each worker its own (one per node, as a chip is).
+    exponents of both cells, the effective matrix), twice that with a residual. The device
+    keeps work buffers for its reads, sized by the largest chunk of a product (a few MB). A
+    device is not thread-safe: give each worker its own (one per node, as a chip is).
     """
 
     def __init__(
@@ -391,7 +433,12 @@ class CrossbarDevice:
         self.reread_count = 0
         """Of those, repeats forced by ADC saturation (bound management)."""
         self._program_rng = np.random.default_rng((self.seed, _PROGRAM_STREAM))
-        self._read_bits = np.random.SFC64(np.random.SeedSequence((self.seed, _READ_STREAM)))
+        seq = np.random.SeedSequence((self.seed, _READ_STREAM))
+        self._read_key = int(seq.generate_state(1, np.uint64)[0])
+        self._read_ctr = 0  # 64-bit words of the read stream used so far
+        self._pool_base = self._pool_len = self._weyl_len = 0
+        self._buffers: dict[str, npt.NDArray[Any]] = {}
+        self._adc_q = float(signed_levels(xb.adc_bits))
 
     # -- defects ---------------------------------------------------------------------
 
@@ -757,6 +804,7 @@ class CrossbarDevice:
         dp = layer.pos * np.exp(layer.nu_pos * a)
         dn = layer.neg * np.exp(layer.nu_neg * a)
         layer.delta = _prescale(dp - dn, layer.bands)
+        layer.out_scale = None
         if compensate:
             seen = dp.sum(axis=0, dtype=np.float64) + dn.sum(axis=0, dtype=np.float64)
             layer.comp = np.where(seen > 0, layer.ref_sum / np.maximum(seen, 1e-30), 1.0)
@@ -796,59 +844,125 @@ class CrossbarDevice:
             out += np.asarray(st.digital.toarray())
         return out
 
-    def _normals(self, shape: tuple[int, ...]) -> F32:
-        """Standard normals by inverse-CDF lookup: one uint16 of raw bits per draw."""
-        size = math.prod(shape)
-        raw = self._read_bits.random_raw(-(-size // 4))
-        idx = np.asarray(raw, dtype=np.uint64).view(np.uint16)[:size]
-        return _NORMAL_TABLE.take(idx).reshape(shape)
+    # -- noise -------------------------------------------------------------------------
 
-    def _convert(self, mu: F32, sigma: F32 | None, reads: int) -> F32:
-        """Sum over ``reads`` of the ADC codes of ``mu + noise`` (``mu`` in ADC steps).
+    def _scratch(self, name: str, size: int, dtype: type[np.generic]) -> npt.NDArray[Any]:
+        """A reused buffer of at least ``size`` items (grown by doubling), sliced to ``size``.
 
-        ``sigma`` has ``mu``'s shape without its last axis (one noise scale per input row).
-        Rows that could saturate the ADC (``|mu| + 4.33 sigma > Q``; the noise table never
-        exceeds 4.33) are read through :meth:`_bound_managed`; the others cannot clip.
+        Reusing buffers keeps them in cache and spares the page faults of fresh large arrays.
         """
-        q = float(signed_levels(self.spec.adc_bits))
-        reach = _NOISE_MAX * float(sigma.max()) if sigma is not None else 0.0
-        risky: tuple[npt.NDArray[np.intp], ...] | None = None
-        if float(mu.max()) + reach > q or float(mu.min()) - reach < -q:
-            s = _NOISE_MAX * sigma if sigma is not None else np.float32(0.0)
-            near = (mu.max(axis=-1) + s > q) | (mu.min(axis=-1) - s < -q)
-            risky = np.nonzero(near)
-            mu_risky = mu[risky]
-            sigma_risky = sigma[risky] if sigma is not None else None
+        buf = self._buffers.get(name)
+        if buf is None or buf.size < size:
+            buf = np.empty(max(size, 2 * (0 if buf is None else buf.size)), dtype=dtype)
+            self._buffers[name] = buf
+        return buf[:size]
+
+    def _random_words(self, words: int) -> npt.NDArray[np.uint64]:
+        """The next ``words`` 64-bit words of the read stream (a view, valid until the next draw).
+
+        Word ``i`` of the stream is SplitMix64 (Steele, Lea & Flood, OOPSLA 2014) of a counter,
+        ``mix(key + (i + 1) * gamma)``, computed by whole-array integer operations into a pool
+        of ``_POOL_WORDS`` words at a time. A word depends only on its position ``i``, so the
+        stream's whole state is :attr:`_read_ctr`.
+        """
+        start = self._read_ctr - self._pool_base
+        if start < 0 or start + words > self._pool_len:
+            size = max(words, _POOL_WORDS)
+            pool = self._scratch("pool", size, np.uint64)
+            tmp = self._scratch("pool_tmp", size, np.uint64)
+            if self._weyl_len < size:
+                weyl = self._scratch("weyl", size, np.uint64)
+                np.multiply(np.arange(1, size + 1, dtype=np.uint64), _GOLDEN, out=weyl)
+                self._weyl_len = size
+            first = (self._read_key + self._read_ctr * _GOLDEN_INT) & _MASK64
+            np.add(self._buffers["weyl"][:size], np.uint64(first), out=pool)
+            for shift, mult in _SPLITMIX_ROUNDS:
+                np.right_shift(pool, shift, out=tmp)
+                np.bitwise_xor(pool, tmp, out=pool)
+                np.multiply(pool, mult, out=pool)
+            np.right_shift(pool, _SPLITMIX_LAST, out=tmp)
+            np.bitwise_xor(pool, tmp, out=pool)
+            self._pool_base, self._pool_len, start = self._read_ctr, size, 0
+        self._read_ctr += words
+        out: npt.NDArray[np.uint64] = self._buffers["pool"][start : start + words]
+        return out
+
+    def _normals(self, shape: tuple[int, ...]) -> F32:
+        """Standard normals by inverse-CDF lookup, 16 random bits a draw.
+
+        The result is a reused buffer, valid until the next call.
+        """
+        size = math.prod(shape)
+        idx: npt.NDArray[Any] = self._random_words(-(-size // 4)).view(np.uint16)[:size]
+        if size > _POOL_WORDS:  # take wants intp: cast large draws into a reused buffer
+            wide = self._scratch("normals_idx", size, np.intp)
+            np.copyto(wide, idx)
+            idx = wide
+        z: F32 = self._scratch("normals", size, np.float32)
+        _NORMAL_TABLE.take(idx, out=z, mode="wrap")  # 2**16 entries: "wrap" never wraps
+        return z.reshape(shape)
+
+    # -- the read path -------------------------------------------------------------------
+
+    def _convert(
+        self, mu: F32, sigma: F32 | None, reads: int, cols_first: bool
+    ) -> tuple[F32, list[_Saturated]]:
+        """ADC codes of ``mu + noise`` summed over ``reads`` (``mu`` in ADC steps; overwritten).
+
+        ``mu`` is ``(bands, rows, columns)``, or ``(bands, columns, rows)`` with
+        ``cols_first``; ``sigma`` is ``(bands, rows)``, one noise scale per band and input
+        row. Also returns the reads whose ADC saturated (a code beyond ``+-Q``; they are in
+        the sum as read), for :meth:`_settle` to re-read with bound management. A value
+        rounds beyond ``Q`` exactly when ``|v| >= Q + 0.5`` (``Q`` is odd), which is checked
+        before rounding; the noise-free values of those reads are the noisy ones less the
+        noise just added.
+        """
+        edge = self._adc_q + 0.5
+        spread = None
+        if sigma is not None:
+            spread = sigma[:, None, :] if cols_first else sigma[:, :, None]
         total: F32 | None = None
+        saturated: list[_Saturated] = []
         for r in range(reads):
             y = mu if r == reads - 1 else mu.copy()
-            if sigma is not None:
+            z = None
+            if spread is not None:
                 z = self._normals(mu.shape)
-                z *= sigma[..., None]
+                z *= spread
                 y += z
-            np.rint(y, out=y)
-            if risky is not None:
-                y[risky] = self._bound_managed(mu_risky, sigma_risky, q)
+            if _MAX(y, axis=None) >= edge or _MIN(y, axis=None) <= -edge:
+                axis = 1 if cols_first else 2
+                pairs = np.nonzero((y.max(axis=axis) >= edge) | (y.min(axis=axis) <= -edge))
+                clean = _pick(y, pairs, cols_first)
+                if z is not None:
+                    clean -= _pick(z, pairs, cols_first)
+                np.rint(y, out=y)
+                sig = None if sigma is None else sigma[pairs]
+                saturated.append(_Saturated(pairs, clean, sig, _pick(y, pairs, cols_first)))
+            else:
+                np.rint(y, out=y)
             if total is None:
                 total = y
             else:
                 total += y
         assert total is not None
-        return total
+        return total, saturated
 
-    def _bound_managed(self, mu: F32, sigma: F32 | None, q: float) -> F32:
+    def _bound_managed(self, mu: F32, sigma: F32 | None, first_level: int = 0) -> F32:
         """ADC codes of rows ``mu`` (r, n), re-reading with the input halved on saturation.
 
         Bound management (Rasch et al., AICAS 2021; aihwkit): a read whose ADC saturates is
         repeated with the input scaled by 1/2 (signal and read noise halve, the ADC step
         does not), up to ``_BOUND_LEVELS`` times, and the codes are scaled back digitally.
         What still saturates at the widest range is clipped. Re-reads are counted in
-        :attr:`CrossbarDevice.reread_count`.
+        :attr:`CrossbarDevice.reread_count`. ``first_level`` 1 starts at the first re-read
+        (the caller has made the full-range read and seen it saturate).
         """
+        q = self._adc_q
         out = np.empty_like(mu)
         pending = np.arange(mu.shape[0])
-        factor = 1.0
-        for level in range(_BOUND_LEVELS + 1):
+        factor = float(1 << first_level)
+        for level in range(first_level, _BOUND_LEVELS + 1):
             y = mu[pending] / np.float32(factor)
             if sigma is not None:
                 z = self._normals(y.shape)
@@ -857,11 +971,11 @@ class CrossbarDevice:
             np.rint(y, out=y)
             if level:
                 self.reread_count += len(pending)
+            ok = np.ones(len(pending), dtype=np.bool_)
             if level == _BOUND_LEVELS:
                 np.clip(y, -q, q, out=y)
-                ok = np.ones(len(pending), dtype=np.bool_)
-            else:
-                ok = (y.max(axis=-1) <= q) & (y.min(axis=-1) >= -q)
+            else:  # flat passes: reductions along short rows cost numpy more than the data
+                ok[np.flatnonzero(np.abs(y) > q) // y.shape[1]] = False
             out[pending[ok]] = y[ok] * np.float32(factor)
             pending = pending[~ok]
             if not len(pending):
@@ -869,111 +983,268 @@ class CrossbarDevice:
             factor *= 2.0
         return out
 
-    def _read_layer(self, layer: _Layer, slices: list[tuple[float, F32, int]]) -> F32:
-        """``x_int @ delta`` as the arrays and ADCs report it.
+    def _read_layer(
+        self, layer: _Layer, slices: list[tuple[float, F32, int]], lay: _Layout, fix: _Fixes
+    ) -> F32:
+        """``x_int @ delta`` of one chunk of input rows as the arrays and ADCs report it.
 
+        In ADC steps of the first band (:meth:`_out_scale` turns them into weights).
         ``slices`` holds ``(weight, values, reads)``: each bit-serial slice is read ``reads``
-        times per band and the codes averaged, shifted by ``weight`` and added digitally.
-        Runs of full bands of equal height are computed as one stacked matmul, noise draw
-        and ADC pass over up to ``_STACK_ELEMENTS`` outputs at a time: the same arithmetic,
-        less interpreter overhead when ``m * n`` is small.
+        times per band and the codes averaged, shifted by ``weight`` and added digitally. The
+        values are ``(rows, k)``, or ``(k, rows)`` with ``lay.x_cols``; the result is
+        ``(rows, n)``, or ``(n, rows)`` with ``lay.cols_first`` (it may be a reused buffer).
+        Runs of full bands of equal height are read as one batched matmul, noise draw and
+        ADC pass over up to ``_CHUNK_OUT`` outputs. Saturated reads go to ``fix``.
         """
-        m = slices[0][1].shape[0]
+        xt, ot = lay.x_cols, lay.cols_first
         n = layer.delta.shape[1]
+        rows = slices[0][1].shape[1 if xt else 0]
         base = layer.bands[0].step
+        noise = self.spec.read_noise * math.sqrt(2.0)
+        f32 = np.float32
         acc: F32 | None = None
-        group = max(1, _STACK_ELEMENTS // (m * n))
+        borrowed = False  # acc is a view of the "mu" buffer, which the next read reuses
+        group = max(1, _CHUNK_OUT // (n * rows))
         for weight, xs, reads in slices:
+            sq = None  # squared inputs for the row norms, (k, rows)
+            if noise > 0 and xt:
+                sq = np.multiply(xs, xs, out=self._scratch("sq", xs.size, f32).reshape(xs.shape))
             for stack in layer.stacks:
                 band = stack[0]
-                scale = np.float32(weight * band.step / (base * reads))
+                h = band.k1 - band.k0
+                scale = weight * band.step / (base * reads)
+                coef = f32(noise * band.lam)
                 if band.cols is not None:
-                    if acc is None:
-                        acc = np.zeros((m, n), dtype=np.float32)
-                    for c0, c1 in band.cols:
-                        codes = self._read_bands(xs, layer, band, 1, (c0, c1), reads)
-                        acc[:, c0:c1] += codes[0] * scale
+                    if borrowed and acc is not None:
+                        acc, borrowed = self._kept(acc), False
+                    acc = self._read_partial(layer, band, xs, sq, reads, coef, scale, lay, fix, acc)
                     continue
                 for g0 in range(0, len(stack), group):
-                    count = min(group, len(stack) - g0)
-                    codes = self._read_bands(xs, layer, stack[g0], count, (0, n), reads)
-                    part = codes[0] if count == 1 else codes.sum(axis=0)
+                    if borrowed and acc is not None:
+                        acc, borrowed = self._kept(acc), False
+                    g = min(group, len(stack) - g0)
+                    k0 = band.k0 + g0 * h
+                    d = layer.delta[k0 : k0 + g * h].reshape(g, h, n)
+                    sigma: F32 | None = None  # input norms per band and row, then noise scales
+                    if xt:
+                        xb = xs[k0 : k0 + g * h].reshape(g, h, rows)
+                        if sq is not None:
+                            sigma = sq[k0 : k0 + g * h].reshape(g, h, rows).sum(axis=1)
+                    else:
+                        xv = xs[:, k0 : k0 + g * h].reshape(rows, g, h)
+                        xb = xv.transpose(1, 2, 0)
+                        if noise > 0:
+                            sigma = np.einsum("rgh,rgh->gr", xv, xv)
+                    mu = self._scratch("mu", g * n * rows, f32)
+                    if not ot:
+                        mu = np.matmul(xb.transpose(0, 2, 1), d, out=mu.reshape(g, rows, n))
+                    elif n <= _NARROW_MATMUL:  # BLAS is faster with the narrow side last
+                        rm = self._scratch("mu_rows", g * n * rows, f32).reshape(g, rows, n)
+                        np.matmul(xb.transpose(0, 2, 1), d, out=rm)
+                        mu = mu.reshape(g, n, rows)
+                        np.copyto(mu, rm.transpose(0, 2, 1))
+                    else:
+                        mu = np.matmul(d.transpose(0, 2, 1), xb, out=mu.reshape(g, n, rows))
+                    if sigma is not None:
+                        np.sqrt(sigma, out=sigma)
+                        sigma *= coef
+                    self.read_count += reads * g * rows
+                    codes, saturated = self._convert(mu, sigma, reads, ot)
+                    for s in saturated:
+                        fix.add(s, 0, n, scale)
+                    part = codes[0]
+                    if g > 1:
+                        buf = self._scratch("part", part.size, f32).reshape(part.shape)
+                        part = np.add.reduce(codes, axis=0, out=buf)
                     if scale != 1.0:
-                        part *= scale
+                        part *= f32(scale)
                     if acc is None:
-                        acc = part
+                        acc, borrowed = part, True
                     else:
                         acc += part
         assert acc is not None
-        # ADC steps -> x_int @ delta: one step is `step` full-scale rows of Q_dac input LSBs.
-        q_dac = 1.0 / (layer.bands[0].lam * base)
-        acc *= np.float32(base * q_dac)
         return acc
 
-    def _read_bands(
+    def _kept(self, acc: F32) -> F32:
+        """``acc`` copied out of the buffer the next read will reuse."""
+        kept: F32 = self._scratch("acc", acc.size, np.float32).reshape(acc.shape)
+        np.copyto(kept, acc)
+        return kept
+
+    def _read_partial(
         self,
-        xs: F32,
         layer: _Layer,
-        first: _Band,
-        count: int,
-        cols: tuple[int, int],
+        band: _Band,
+        xs: F32,
+        sq: F32 | None,
         reads: int,
+        coef: np.float32,
+        scale: float,
+        lay: _Layout,
+        fix: _Fixes,
+        acc: F32 | None,
     ) -> F32:
-        """ADC codes ``(count, m, c1 - c0)`` of ``count`` adjacent bands from ``first``."""
-        m = xs.shape[0]
-        h = first.k1 - first.k0
-        r0, r1 = first.k0, first.k0 + count * h
-        c0, c1 = cols
-        xband = xs[:, r0:r1].reshape(m, count, h).transpose(1, 0, 2)
-        mu: F32 = np.matmul(xband, layer.delta[r0:r1, c0:c1].reshape(count, h, c1 - c0))
-        self.read_count += reads * count * m
+        """Add the codes of a band that spans only some columns (one read per column run)."""
+        ot = lay.cols_first
+        n = layer.delta.shape[1]
+        xb = xs[band.k0 : band.k1] if lay.x_cols else xs[:, band.k0 : band.k1].T  # (h, rows)
+        rows = xb.shape[1]
+        if acc is None:
+            acc = np.zeros((n, rows) if ot else (rows, n), dtype=np.float32)
         sigma: F32 | None = None
-        if self.spec.read_noise > 0:
-            norms = np.sqrt(np.einsum("gmh,gmh->gm", xband, xband))
-            sigma = norms * np.float32(self.spec.read_noise * math.sqrt(2.0) * first.lam)
-        return self._convert(mu, sigma, reads)
+        if sq is not None:
+            sigma = sq[band.k0 : band.k1].sum(axis=0)[None, :]
+        elif self.spec.read_noise > 0:
+            sigma = np.einsum("hr,hr->r", xb, xb)[None, :]
+        if sigma is not None:
+            np.sqrt(sigma, out=sigma)
+            sigma *= coef
+        for c0, c1 in band.cols or ():
+            d = layer.delta[band.k0 : band.k1, c0:c1]
+            mu = (d.T @ xb)[None] if ot else (xb.T @ d)[None]
+            self.read_count += reads * rows
+            codes, saturated = self._convert(mu, sigma, reads, ot)
+            for s in saturated:
+                fix.add(s, c0, c1, scale)
+            part = codes[0]
+            if scale != 1.0:
+                part *= np.float32(scale)
+            if ot:
+                acc[c0:c1] += part
+            else:
+                acc[:, c0:c1] += part
+        return acc
+
+    def _settle(
+        self, fixes: list[_Fixes], out: F32, cols_first: bool, layers: list[_Layer]
+    ) -> None:
+        """Re-read a product's saturated reads with bound management, and correct ``out``.
+
+        Everything after the ADC is linear, so the difference between the bound-managed
+        codes and the saturated ones, scaled like the codes were, is added to the output
+        rows they went into. One pass per layer and column run, for the whole product.
+        """
+        for fx, layer in zip(fixes, layers, strict=True):
+            col = self._out_scale(layer)
+            for (c0, c1), items in fx.items.items():
+                rows = np.concatenate([i[0] for i in items])
+                mu = np.concatenate([i[1] for i in items])
+                sig = None if items[0][2] is None else np.concatenate([i[2] for i in items])
+                got = np.concatenate([i[3] for i in items])
+                weight = np.concatenate([i[4] for i in items])
+                codes = self._bound_managed(mu, sig, first_level=1)
+                codes -= got
+                codes *= weight[:, None]
+                codes *= col[c0:c1]
+                order = np.argsort(rows, kind="stable")  # a row may saturate in several bands
+                rows, codes = rows[order], codes[order]
+                first = np.flatnonzero(np.diff(rows, prepend=-1))
+                codes = np.add.reduceat(codes, first, axis=0)
+                if cols_first:  # out is (n, m)
+                    out[c0:c1, rows[first]] += codes.T
+                else:
+                    out[rows[first], c0:c1] += codes
+
+    def _out_scale(self, layer: _Layer) -> F32:
+        """ADC steps of the first band -> weights, per column: ``s_j * comp_j / lam_0``."""
+        if layer.out_scale is None:
+            scale = layer.col_scale * layer.comp / layer.bands[0].lam
+            layer.out_scale = scale.astype(np.float32)
+        return layer.out_scale
 
     def matmul(self, x: npt.ArrayLike, prog: Programmed) -> npt.NDArray[np.floating[Any]]:
         """``x @ W`` through the arrays holding ``prog``, every non-ideality included.
 
         ``x`` is ``(m, k)`` (or ``(k,)`` for one vector). Reads the clock for drift (and
         re-derives the residual if the correction asks and the primary has drifted enough).
-        The result is float32 unless ``x`` is float64. Each call draws fresh read noise.
+        The result is float32 unless ``x`` is float64, and may be Fortran-ordered (it is
+        returned as computed). Each call draws fresh read noise.
         """
-        k = prog.shape[0]
+        k, n = prog.shape
         xa = np.asarray(x)
         vector = xa.ndim == 1
         x2 = xa[None, :] if vector else xa
         if x2.ndim != 2 or x2.shape[1] != k or x2.shape[0] < 1:
             raise SpecError(f"x has shape {xa.shape}; allowed: ({k},) or (m, {k}) with m >= 1")
-        if not np.issubdtype(x2.dtype, np.number) or np.iscomplexobj(x2):
+        if x2.dtype.kind not in "iuf":  # real numbers (not bool, complex or objects)
             raise SpecError(f"x has dtype {x2.dtype}; allowed: real numbers")
         wide = x2.dtype == np.float64
         x32 = np.ascontiguousarray(x2, dtype=np.float32)
-        amax = np.maximum(x32.max(axis=1), -x32.min(axis=1))
-        if not np.isfinite(amax).all():  # a NaN or inf anywhere in a row shows in its max
-            raise SpecError("x has non-finite entries; allowed: finite numbers")
+        m = x32.shape[0]
         c, st = prog.correction, prog._state
         self._update(prog, self.clock.now())
-        xi, row = _dac(x32, amax, prog.input_bits)
-        out = self._read_layer(st.primary, self._slices(xi, prog.input_bits, c.reads))
-        out *= row
-        out *= (st.primary.col_scale * st.primary.comp).astype(np.float32)[None, :]
-        if st.residual is not None:
-            if prog.input_bits != self.input_bits:
-                xi, row = _dac(x32, amax, self.input_bits)
-            slices = self._slices(xi, self.input_bits, c.residual_reads, all_reads=True)
-            res = self._read_layer(st.residual, slices)
-            res *= row
-            res *= (st.residual.col_scale * st.residual.comp).astype(np.float32)[None, :]
-            out += res
+        layers = [st.primary] if st.residual is None else [st.primary, st.residual]
+        plan = [(prog.input_bits, c.reads, False), (self.input_bits, c.residual_reads, True)]
+        lay = _layout(m, k, n)
+        out = np.empty((n, m) if lay.cols_first else (m, n), dtype=np.float32)
+        fixes = [_Fixes() for _ in layers]
+        inplace = lay.x_cols and (len(layers) == 1 or prog.input_bits == self.input_bits)
+        mark = (self._read_ctr, self.read_count, self.reread_count)
+        for r0 in range(0, m, lay.rows):
+            xc = x32[r0 : r0 + lay.rows]
+            if lay.x_cols:
+                xs = self._scratch("x_cols", xc.size, np.float32).reshape(k, xc.shape[0])
+                np.copyto(xs, xc.T)
+                amax = np.maximum(_MAX(xs, axis=0), -_MIN(xs, axis=0))
+            elif m < _COLUMN_MIN_ROWS:  # few rows: fewest calls
+                xs = xc
+                amax = _MAX(np.abs(xc), axis=1)
+            else:  # reduceat over the flat rows: about twice as fast as max(axis=1)
+                xs = xc
+                flat, starts = xc.reshape(-1), np.arange(0, xc.size, k)
+                amax = np.maximum.reduceat(flat, starts)
+                np.maximum(amax, -np.minimum.reduceat(flat, starts), out=amax)
+            if not math.isfinite(_MAX(amax, axis=None)):  # NaN and inf show in a row's max
+                self._read_ctr, self.read_count, self.reread_count = mark
+                raise SpecError("x has non-finite entries; allowed: finite numbers")
+            oc = out[:, r0 : r0 + lay.rows] if lay.cols_first else out[r0 : r0 + lay.rows]
+            dac: dict[int, tuple[F32, F32]] = {}
+            for i, layer in enumerate(layers):
+                bits, reads, all_reads = plan[i]
+                if bits not in dac:
+                    dac[bits] = self._dac(xs, amax, bits, lay.x_cols, inplace)
+                xi, row = dac[bits]
+                fixes[i].start(r0, row)
+                slices = self._slices(xi, bits, reads, all_reads)
+                acc = self._read_layer(layer, slices, lay, fixes[i])
+                col = self._out_scale(layer)
+                rb, cb = (row[None, :], col[:, None]) if lay.cols_first else (row[:, None], col)
+                if i == 0:  # scale in cache, then one pass into the output
+                    acc *= rb
+                    np.multiply(acc, cb, out=oc)
+                else:
+                    acc *= rb
+                    acc *= cb
+                    oc += acc
+        self._settle(fixes, out, lay.cols_first, layers)
+        res = out.T if lay.cols_first else out  # (m, n) either way
         if st.digital is not None:
-            out += np.asarray(st.digital.T @ x32.T.astype(np.float64)).T.astype(np.float32)
-        result: npt.NDArray[np.floating[Any]] = out.astype(np.float64) if wide else out
+            res += np.asarray(st.digital.T @ x32.T.astype(np.float64)).T.astype(np.float32)
+        result: npt.NDArray[np.floating[Any]] = res.astype(np.float64) if wide else res
         return result[0] if vector else result
 
+    def _dac(
+        self, xs: F32, amax: F32, input_bits: int, x_cols: bool, inplace: bool
+    ) -> tuple[F32, F32]:
+        """Integer DAC codes of each input row of ``xs`` and the factor back to ``x`` per row.
+
+        ``xs`` is ``(rows, k)``, or ``(k, rows)`` with ``x_cols``; ``inplace`` overwrites it.
+        A row of zeros (``amax`` 0) gives zero codes.
+        """
+        q_in = np.float32(signed_levels(input_bits))
+        safe = np.maximum(amax, _TINY_SCALE)  # a zero row stays zero, with a finite factor
+        inv = q_in / safe
+        if inplace:
+            xi = xs
+        else:
+            xi = self._scratch(f"dac{input_bits}", xs.size, np.float32).reshape(xs.shape)
+        np.multiply(xs, inv[None, :] if x_cols else inv[:, None], out=xi)
+        np.rint(xi, out=xi)
+        safe /= q_in
+        return xi, safe
+
     def _slices(
-        self, xi: F32, input_bits: int, reads: int, *, all_reads: bool = False
+        self, xi: F32, input_bits: int, reads: int, all_reads: bool = False
     ) -> list[tuple[float, F32, int]]:
         """Bit-serial slices ``(weight, values, reads)`` of integer inputs, or the inputs whole.
 
@@ -1000,14 +1271,63 @@ class CrossbarDevice:
 # ------------------------------------------------------------------------------ helpers
 
 
-def _dac(x32: F32, amax: F32, input_bits: int) -> tuple[F32, F32]:
-    """Integer DAC codes of each row of ``x32`` and the ``(m, 1)`` factor back to ``x``."""
-    q_in = signed_levels(input_bits)
-    safe = np.where(amax > 0, amax, 1.0)
-    inv = np.where(amax > 0, q_in / safe, 0.0).astype(np.float32)
-    xi = x32 * inv[:, None]
-    np.rint(xi, out=xi)
-    return xi, (amax / q_in).astype(np.float32)[:, None]
+@dataclass(frozen=True)
+class _Saturated:
+    """Reads of one batched read whose ADC saturated: ``pairs`` (band, row) indices, their
+    noise-free values ``mu`` and noise scales ``sigma``, and the ``codes`` they gave."""
+
+    pairs: tuple[npt.NDArray[np.intp], ...]
+    mu: F32
+    sigma: F32 | None
+    codes: F32
+
+
+class _Fixes:
+    """The saturated reads of one layer over a product, to settle with bound management."""
+
+    def __init__(self) -> None:
+        self.r0 = 0
+        self.row: F32 | None = None
+        self.items: dict[tuple[int, int], list[tuple[Any, F32, F32 | None, F32, F32]]] = {}
+
+    def start(self, r0: int, row: F32) -> None:
+        """A new chunk of input rows from ``r0``, with factors ``row`` (ADC codes -> x)."""
+        self.r0, self.row = r0, row
+
+    def add(self, s: _Saturated, c0: int, c1: int, scale: float) -> None:
+        """Saturated reads of columns ``c0:c1`` whose codes went into the sum times ``scale``."""
+        assert self.row is not None
+        weight = self.row[s.pairs[1]] * np.float32(scale)
+        item = (s.pairs[1] + self.r0, s.mu, s.sigma, s.codes, weight)
+        self.items.setdefault((c0, c1), []).append(item)
+
+
+@functools.lru_cache(maxsize=256)
+def _layout(m: int, k: int, n: int) -> _Layout:
+    """How to lay out a product of ``m`` input rows for the fewest short-row numpy passes.
+
+    Numpy pays per innermost row of every pass, so rows of length ``n`` (or ``k``) below a
+    few hundred cost more than their elements. With many inputs and a narrow or short block
+    the outputs are kept ``(n, rows)`` and, if ``k`` is short, the inputs ``(k, rows)`` (one
+    transposing copy): the passes then run along the inputs. Rows are taken in chunks whose
+    intermediates stay in cache.
+    """
+    if m < _COLUMN_MIN_ROWS:
+        return _Layout(False, False, m)
+    ot = min(n, k) < _COLUMN_MAX_WIDTH
+    xt = ot and k < _X_COLUMNS_MAX_K
+    rows = _CHUNK_OUT // n
+    if ot:
+        rows = min(rows, max(_CHUNK_IN // k, _CHUNK_MIN_ROWS))
+    rows = min(m, max(_CHUNK_MIN_ROWS, rows))
+    chunks = -(-m // rows)
+    return _Layout(xt, ot, -(-m // chunks))
+
+
+def _pick(a: F32, pairs: tuple[npt.NDArray[np.intp], ...], cols_first: bool) -> F32:
+    """Rows ``(pairs, columns)`` of ``a`` at (band, row) ``pairs``, laid out either way."""
+    got: F32 = a[pairs[0], :, pairs[1]] if cols_first else a[pairs]
+    return got
 
 
 def _largest_per_column(w: F32, fraction: float) -> npt.NDArray[np.bool_]:
