@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -129,7 +130,20 @@ def test_demo_twice_learns_and_memory_shows_why(tmp_path: Path) -> None:
         assert s["memory_efficiency"] > b["memory_efficiency"]
         # rram tiles go through the crossbar simulator: sedma corrects them, static does not
         assert s["rel_error"] < 0.05 and s["rel_error"] < b["rel_error"]
-    assert second["systems"]["sedma"]["adaptations"] < first["systems"]["sedma"]["adaptations"]
+
+    # Run 1 starts from spec rates and must correct for the rram node (it sustains 0.8x);
+    # run 2 starts from the rate run 1 measured, so no such correction is needed. (Counting
+    # all adaptations would be flaky: a loaded machine adds noise-driven re-plans.)
+    def rram_drifts(result: dict[str, object]) -> list[int]:
+        return [
+            int(m)
+            for d in result["decisions"]  # type: ignore[attr-defined]
+            if d["accepted"] and d["kind"] == "replan"
+            for m in re.findall(r"\brram rate ([+-]\d+)%", d["reason"])
+        ]
+
+    assert any(v <= -15 for v in rram_drifts(first))
+    assert all(abs(v) < 15 for v in rram_drifts(second))
     assert any("rram: measured" in p for p in second["priors"])
     r = runner.invoke(app, ["memory", "--memory", str(mem)])
     assert r.exit_code == 0, r.output
