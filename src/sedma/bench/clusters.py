@@ -75,6 +75,7 @@ def bench_clusters(
                 slow_node=slow,
                 memory=Path(tmp) / f"m{i}.db",
                 learn=False,
+                comm_messages=0,  # the latency experiment has its own bench (bench comm)
             )
             runs.append(run_comparison(cfg))
             if progress:
