@@ -162,7 +162,10 @@ class Executor:
             last_end = max(last_end, d.t_end)
             busy[d.node] += d.busy_s
             flops += d.flops
-            self.stm.observe(d.node, "rate_gflops", d.rate_gflops, d.t_end)
+            # The device's own rate: a corrected rram tile reads its arrays time_factor
+            # times, which is the correction's cost, not the device slowing down.
+            slow = plan.correction.time_factor if plan.tiles[r.tile].arrays else 1.0
+            self.stm.observe(d.node, "rate_gflops", d.rate_gflops * slow, d.t_end)
             self.stm.incr(d.node, "busy_s", d.busy_s, d.t_end)
             self.stm.incr(d.node, "flops", float(d.flops), d.t_end)
             if check_against is not None:
