@@ -4,7 +4,8 @@
 - :mod:`~sedma.bench.clusters`: the same comparison over presets and seeded random clusters.
 - :mod:`~sedma.bench.partition`: the partitioner's time at 100 to 10,000 nodes.
 - :mod:`~sedma.bench.memory`: short-term update cost and long-term write rate.
-- :mod:`~sedma.bench.crossbar`, :mod:`~sedma.bench.accuracy`: the crossbar simulator; a real model on rram.
+- :mod:`~sedma.bench.crossbar`, :mod:`~sedma.bench.accuracy`: the crossbar simulator; a real
+  model on rram.
 - :mod:`~sedma.bench.routes`, :mod:`~sedma.bench.transport`, :mod:`~sedma.bench.comm`: routes,
   the transport, message latency under memory pressure.
 """
