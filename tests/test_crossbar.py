@@ -13,7 +13,7 @@ import pytest
 
 from sedma.bench.crossbar import bench_crossbar, representative_shapes, workload_shapes
 from sedma.clock import ManualClock
-from sedma.compute import crossbar
+from sedma.compute import xbar_layout
 from sedma.compute.correction import DEFAULT, NONE, Correction
 from sedma.compute.crossbar import (
     CrossbarDevice,
@@ -378,9 +378,9 @@ def _forced(monkeypatch: pytest.MonkeyPatch, layout: tuple[bool, bool, int]) -> 
     x_cols, cols_first, rows = layout
 
     def fixed(m: int, k: int, n: int) -> Any:
-        return crossbar._Layout(x_cols, cols_first, min(m, rows))
+        return xbar_layout.Layout(x_cols, cols_first, min(m, rows))
 
-    monkeypatch.setattr(crossbar, "_layout", fixed)
+    monkeypatch.setattr(xbar_layout, "layout", fixed)
 
 
 @pytest.mark.parametrize("layout", LAYOUTS, ids=["rows", "columns", "columns-inputs-too"])
@@ -421,7 +421,7 @@ def test_saturated_reads_are_re_read_in_every_layout(
 
 def test_a_seed_reproduces_a_chunked_product_exactly() -> None:
     x, w = operands(m=3000, k=100, n=48)  # many rows, narrow and short: columns first, chunks
-    lay = crossbar._layout(3000, 100, 48)
+    lay = xbar_layout.layout(3000, 100, 48)
     assert lay.x_cols and lay.cols_first and lay.rows < 3000
     a = run(RRAM_A, x, w, seed=7, age_s=100.0)
     b = run(RRAM_A, x, w, seed=7, age_s=100.0)

@@ -12,8 +12,15 @@ Modules:
 - :mod:`~sedma.compute.partition`: the partitioners (``plan_sedma``, the ``plan_static``
   baseline) and the ``bound``; pure.
 - :mod:`~sedma.compute.packing`: packing weight blocks into fixed-size crossbar arrays.
-- :mod:`~sedma.compute.crossbar`: how wrong a product on RRAM arrays is (for now an
-  analytic estimate; the simulator comes with its own issue).
+- :mod:`~sedma.compute.crossbar`: the RRAM crossbar simulator's public entry point (the
+  device, programmed blocks, products; re-exports the model's formulas). Its parts:
+  :mod:`~sedma.compute.xbar_physics` (the model's pure formulas and ``analytic_rel_error``),
+  :mod:`~sedma.compute.xbar_cells` (defects, writing cells, drift),
+  :mod:`~sedma.compute.xbar_occupancy` (which cells a block holds),
+  :mod:`~sedma.compute.xbar_layout` (bands, layouts, buffers),
+  :mod:`~sedma.compute.xbar_read` (the read path), :mod:`~sedma.compute.xbar_adc` (ADC and
+  bound management) and :mod:`~sedma.compute.xbar_noise` (the read-noise stream).
+- :mod:`~sedma.compute.correction`: the analog error correction scheme and its costs.
 - :mod:`~sedma.compute.policy`: the re-partitioning policy the control loop asks (pure).
 - :mod:`~sedma.compute.executor`: runs passes of a plan on a backend, assembles and checks
   results, feeds timings into short-term memory.
