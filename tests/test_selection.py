@@ -306,3 +306,124 @@ def test_route_table_lists_every_ordered_pair_with_its_path_and_costs() -> None:
             sum(v for k, v in row["cost_ms"].items() if k != "total")
         )
         assert row["static_cost_ms"]["total"] >= row["cost_ms"]["total"] - 1e-9
+
+
+# ---------------------------------------------------------------- established connections
+
+
+def _paper_graph(pressure: float = 0.4) -> PeerGraph:
+    g = PeerGraph.from_spec(load_cluster("paper"))
+    for n in g.names:
+        g.set_pressure(n, pressure, 0.0)
+    return g
+
+
+@pytest.mark.parametrize(
+    ("setup_rtts", "rtt", "loss", "hs", "want"),
+    [
+        (1.0, 40.0, 0.0, 1.0, 80.0),  # direct: one check + the handshake
+        (4.0, 80.0, 0.0, 1.0, 400.0),  # relayed: TURN's four round trips over the relay
+        (1.0, 10.0, 0.5, 1.0, 80.0),  # each round trip retried: / (1 - loss)^2
+        (3.0, 20.0, 0.0, 0.0, 60.0),  # no handshake counted
+    ],
+)
+def test_first_message_setup_ms(
+    setup_rtts: float, rtt: float, loss: float, hs: float, want: float
+) -> None:
+    from sedma.comm.selection import first_message_setup_ms
+
+    assert first_message_setup_ms(setup_rtts, rtt, loss, hs) == pytest.approx(want)
+
+
+def test_an_established_channel_beats_an_equally_close_unconnected_peer() -> None:
+    from sedma.comm.selection import Connections
+
+    g = _paper_graph()
+    dc = ["gpu-a-0", "gpu-a-1", "gpu-b-0", "gpu-b-1", "cpu-dc-0", "cpu-dc-1"]
+    # over the 40 ms WAN a new channel costs a round trip and the handshake: ~80 ms
+    conns = Connections.of([("edge-0", "cpu-dc-1", None)])
+    picks = Counter(
+        choose_peer(
+            SelectionContext(g.snapshot(), now=0.0, salt=k, connections=conns), "edge-0", dc
+        ).dest
+        for k in range(40)
+    )
+    assert picks == {"cpu-dc-1": 40}
+    ctx = SelectionContext(g.snapshot(), now=0.0, connections=conns)
+    assert route(ctx, "edge-0", "cpu-dc-1").cost.setup_ms == 0.0
+    assert route(ctx, "edge-0", "gpu-b-0").cost.setup_ms > 80.0
+    # on a 0.2 ms LAN the setup is cheap, (1 check + 1 handshake) round trips
+    assert route(ctx, "gpu-a-1", "gpu-b-0").cost.setup_ms == pytest.approx(0.4)
+    # without a view of connections the setup stays amortised, as in the routes table
+    plain = SelectionContext(g.snapshot(), now=0.0)
+    assert route(plain, "gpu-a-1", "gpu-b-0").cost.setup_ms == 0.0
+
+
+def test_an_opening_in_progress_is_charged_only_what_is_left() -> None:
+    from sedma.comm.selection import Connections
+
+    g = _paper_graph()
+    full = route(
+        SelectionContext(g.snapshot(), now=1.0, connections=Connections()), "edge-0", "gpu-a-0"
+    ).cost.setup_ms
+    assert full > 40.0  # 40 ms WAN: at least one round trip plus the handshake
+    half = Connections(opening={frozenset(("edge-0", "gpu-a-0")): 1.0 - full / 2000.0})
+    c = route(SelectionContext(g.snapshot(), now=1.0, connections=half), "edge-0", "gpu-a-0")
+    assert c.cost.setup_ms == pytest.approx(full / 2)
+    late = Connections(opening={frozenset(("edge-0", "gpu-a-0")): 0.0})
+    c = route(SelectionContext(g.snapshot(), now=1.0, connections=late), "edge-0", "gpu-a-0")
+    assert c.cost.setup_ms == 0.0
+
+
+def test_a_relayed_pair_with_a_channel_keeps_its_relay() -> None:
+    from sedma.comm.selection import Connections
+
+    g = _paper_graph()
+    conns = Connections.of([("edge-0", "edge-1", "cpu-dc-0")])
+    for k in range(10):
+        ctx = SelectionContext(g.snapshot(), now=0.0, salt=k, connections=conns)
+        c = route(ctx, "edge-0", "edge-1")
+        assert c.relay == "cpu-dc-0" and c.cost.setup_ms == 0.0
+
+
+def test_warmups_fill_the_near_best_band_and_stop_when_it_is_up() -> None:
+    from sedma.comm.selection import Connections, SelectionSettings, suggest_warmups
+
+    g = _paper_graph()
+    ctx = SelectionContext(g.snapshot(), now=0.0, salt=3, connections=Connections())
+    warm = suggest_warmups(ctx, "edge-0")
+    assert len(warm) == SelectionSettings().warm_peers
+    assert all(c.src == "edge-0" and c.path_type != "relayed" for c in warm)
+    assert all(c.reason.startswith("warm-up") for c in warm)
+    up = Connections.of([("edge-0", c.dest, c.relay) for c in warm])
+    ctx = SelectionContext(g.snapshot(), now=0.0, salt=3, connections=up)
+    assert suggest_warmups(ctx, "edge-0") == ()
+    # different sources draw different peers among equally good ones (no herding)
+    firsts = {
+        suggest_warmups(
+            SelectionContext(g.snapshot(), now=0.0, salt=s, connections=Connections()),
+            "gpu-a-1",
+        )[0].dest
+        for s in range(20)
+    }
+    assert len(firsts) >= 3
+    with pytest.raises(SedmaError, match="connections"):
+        suggest_warmups(SelectionContext(g.snapshot(), now=0.0), "edge-0")
+
+
+def test_connections_validates_its_keys() -> None:
+    from sedma.comm.selection import Connections
+
+    with pytest.raises(SedmaError, match=r"Connections\.relays"):
+        Connections({("a", "b"): None})  # type: ignore[dict-item]
+
+
+def test_cost_of_a_given_path_matches_route_and_rejects_missing_links() -> None:
+    from sedma.comm.selection import cost_of
+
+    g = _paper_graph()
+    ctx = SelectionContext(g.snapshot(), now=0.0)
+    c = route(ctx, "edge-0", "edge-1")
+    assert cost_of(ctx, c.path).total_ms == pytest.approx(c.cost.total_ms)
+    with pytest.raises(RouteError, match="no link"):
+        cost_of(ctx, ("edge-0", "edge-1"))

@@ -92,7 +92,9 @@ class LinkWeights:
     ``message_bytes`` is the reference message size the bandwidth term serialises;
     ``hop_ms`` the fixed cost of one more hop (a peer's copy and re-encryption), so that
     a direct link beats forwarding through an equally close peer; a path's setup cost is
-    spread over ``setup_amortised_over`` messages.
+    spread over ``setup_amortised_over`` messages (``math.inf``: left out of the steady
+    cost, for callers that charge setup per pair themselves, see
+    :class:`sedma.comm.selection.Connections`).
     """
 
     rtt: float = 1.0
@@ -108,10 +110,10 @@ class LinkWeights:
             v = getattr(self, name)
             if not math.isfinite(v) or v < 0:
                 raise SedmaError(f"LinkWeights.{name}: got {v!r}; must be finite and >= 0")
-        if not math.isfinite(self.setup_amortised_over) or self.setup_amortised_over <= 0:
+        if math.isnan(self.setup_amortised_over) or self.setup_amortised_over <= 0:
             raise SedmaError(
                 f"LinkWeights.setup_amortised_over: got {self.setup_amortised_over!r}; "
-                "must be finite and > 0"
+                "must be > 0 (math.inf leaves setup out of the steady cost)"
             )
         if not 0.0 <= self.punch_success <= 1.0:
             raise SedmaError(

@@ -1,10 +1,12 @@
 """Memory-aware, NAT-aware peer selection and routing (pure), and the static baseline.
 
 Covers: :class:`SelectionContext` (the one frozen object the policy reads: a graph snapshot,
-weights, settings, ``now`` and a salt), the maths (:func:`pressure_penalty`,
-:func:`staleness_weight`, :func:`effective_pressure`), :func:`choose_peer` (destination,
-path and relay for a transfer), :func:`route` (the path to a given destination),
-:func:`choose_relay`, and the baseline :func:`static_route` / :func:`static_choose_peer`.
+weights, settings, ``now``, a salt and, optionally, the frozen view of established channels,
+:class:`Connections`), the maths (:func:`pressure_penalty`, :func:`staleness_weight`,
+:func:`effective_pressure`, :func:`first_message_setup_ms`), :func:`choose_peer`
+(destination, path and relay for a transfer), :func:`route` (the path to a given
+destination), :func:`choose_relay`, :func:`suggest_warmups` (channels worth opening in the
+background), and the baseline :func:`static_route` / :func:`static_choose_peer`.
 Does not cover: keeping the graph current (see :mod:`sedma.comm.graph`), NAT rules (see
 :mod:`sedma.comm.nat`), tuning the weights from long-term memory or enacting a re-route
 (the control loop does both), or moving bytes (see :mod:`sedma.comm.transport`).
@@ -25,6 +27,16 @@ Rules, in order:
 4. No herding: among the near-best (cost within ``(1 + near_best_ratio) * best +
    near_best_ms``), take the better of two picked at random (the power of two choices,
    Mitzenmacher 2001), so many clients with different salts spread over the near-best.
+
+Setup cost. Without :class:`Connections` in the context, a path's NAT setup is spread over
+``setup_amortised_over`` messages (a planning view: routes tables, the routes bench). With
+it, the policy knows which pairs already hold a channel: for those the setup is paid and
+costs nothing; for any other pair the message would wait for the whole setup
+(:func:`first_message_setup_ms`: the NAT model's setup round trips plus the transport's
+handshake), so that is what it costs. Opening better paths is then not left to a message
+that has to wait: :func:`suggest_warmups` names the near-best peers (by steady-state cost)
+that have no channel yet, for the caller to open in the background; once up, they compete
+without the setup charge.
 """
 
 from __future__ import annotations
@@ -32,15 +44,17 @@ from __future__ import annotations
 import itertools
 import logging
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
+from types import MappingProxyType
 
 import numpy as np
 import numpy.typing as npt
 
 from sedma.comm.graph import (
     PATH_CODE,
+    SETUP_RTTS,
     FloatArray,
     GraphSnapshot,
     IntArray,
@@ -56,18 +70,22 @@ __all__ = [
     "P_CAP",
     "P_SOFT",
     "Choice",
+    "Connections",
     "CostBreakdown",
     "SelectionContext",
     "SelectionSettings",
     "SelectionWeights",
     "choose_peer",
     "choose_relay",
+    "cost_of",
     "effective_pressure",
+    "first_message_setup_ms",
     "pressure_penalty",
     "route",
     "staleness_weight",
     "static_choose_peer",
     "static_route",
+    "suggest_warmups",
 ]
 
 logger = logging.getLogger(__name__)
@@ -132,6 +150,61 @@ def effective_pressure(
     return w * p + (1.0 - w) * max(p, prior)
 
 
+def first_message_setup_ms(
+    setup_rtts: float, rtt_ms: float, loss: float, handshake_rtts: float
+) -> float:
+    """What the first message of a pair waits before it can leave, in ms::
+
+        setup_ms = (setup_rtts + handshake_rtts) * rtt_ms / (1 - loss)^2
+
+    ``setup_rtts`` are the NAT model's round trips to open the path
+    (:func:`sedma.comm.nat.path_cost`: 1-2 direct, 3-4 hole-punched, 4 relayed, over the
+    path the messages take), ``handshake_rtts`` the transport's authenticated handshake
+    before the first record (one round trip: hello and reply; the third handshake message
+    travels with the first record). Each round trip is retried with probability
+    ``1 - (1 - loss)^2`` (geometric retries, as in ``path_cost``).
+    """
+    return (setup_rtts + handshake_rtts) * rtt_ms / (1.0 - loss) ** 2
+
+
+@dataclass(frozen=True)
+class Connections:
+    """The channels that are up now, frozen: each unordered pair of peer names, with the
+    relay it runs through (None for a direct or hole-punched path).
+
+    ``opening`` holds the pairs whose channel is being opened, with the time (seconds, the
+    context's clock) the opening started: a message to them waits only for the rest of the
+    setup, which the policy takes as the full setup minus the time already spent.
+    """
+
+    relays: Mapping[frozenset[str], str | None] = field(default_factory=dict)
+    opening: Mapping[frozenset[str], float] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for name in ("relays", "opening"):
+            pairs = getattr(self, name)
+            for key in pairs:
+                if not (isinstance(key, frozenset) and len(key) == 2):
+                    raise SedmaError(
+                        f"Connections.{name}: got key {key!r}; need a frozenset of 2 peer names"
+                    )
+            object.__setattr__(self, name, MappingProxyType(dict(pairs)))
+
+    @classmethod
+    def of(cls, pairs: Iterable[tuple[str, str, str | None]]) -> Connections:
+        """From ``(a, b, relay)`` triples."""
+        return cls({frozenset((a, b)): r for a, b, r in pairs})
+
+    def has(self, a: str, b: str) -> bool:
+        return frozenset((a, b)) in self.relays
+
+    def relay(self, a: str, b: str) -> str | None:
+        return self.relays.get(frozenset((a, b)))
+
+    def __len__(self) -> int:
+        return len(self.relays)
+
+
 @dataclass(frozen=True)
 class SelectionWeights:
     """Weights of the cost terms (ms of cost per ms of effect, or per unit of penalty).
@@ -167,8 +240,21 @@ class SelectionSettings:
     near_best_ms: float = 1.0
     prefer_below: float = 0.70
     avoid_above: float = 0.90
+    handshake_rtts: float = 1.0  # the transport's handshake before the first record
+    warm_peers: int = 3  # channels suggest_warmups keeps open to near-best peers per source
 
     def __post_init__(self) -> None:
+        if not (math.isfinite(self.handshake_rtts) and self.handshake_rtts >= 0):
+            raise SedmaError(
+                f"SelectionSettings.handshake_rtts: got {self.handshake_rtts!r}; "
+                "must be finite, >= 0"
+            )
+        if isinstance(self.warm_peers, bool) or not (
+            isinstance(self.warm_peers, int) and self.warm_peers >= 0
+        ):
+            raise SedmaError(
+                f"SelectionSettings.warm_peers: got {self.warm_peers!r}; must be an int >= 0"
+            )
         for name in ("prior_pressure", "prefer_below", "avoid_above"):
             v = getattr(self, name)
             if not 0.0 <= v <= 1.0:
@@ -187,13 +273,16 @@ class SelectionSettings:
 class SelectionContext:
     """Everything the selection policy may look at, frozen at ``now`` (seconds, caller's
     clock). ``salt`` (an int >= 0, e.g. a client id or request number) seeds the
-    tie-breaking draws. Derived arrays are computed once, on first use."""
+    tie-breaking draws. ``connections``, when given, is the frozen view of the channels
+    that are up (see the module docstring's "Setup cost"). Derived arrays are computed
+    once, on first use."""
 
     graph: GraphSnapshot
     now: float
     weights: SelectionWeights = field(default_factory=SelectionWeights)
     settings: SelectionSettings = field(default_factory=SelectionSettings)
     salt: int = 0
+    connections: Connections | None = None
 
     def __post_init__(self) -> None:
         if not (isinstance(self.now, int | float) and math.isfinite(self.now)):
@@ -211,7 +300,10 @@ class SelectionContext:
             bandwidth=w.bandwidth,
             message_bytes=s.message_bytes,
             hop_ms=s.hop_ms,
-            setup_amortised_over=s.setup_amortised_over,
+            # With a view of established channels, setup is charged per pair instead.
+            setup_amortised_over=(
+                math.inf if self.connections is not None else s.setup_amortised_over
+            ),
             punch_success=s.punch_success,
         )
 
@@ -245,11 +337,13 @@ class CostBreakdown:
     hop_ms: float
     pressure_ms: float  # the destination's
     relay_pressure_ms: float  # relays' and forwarding peers'
+    setup_ms: float = 0.0  # the pair's first-message setup, when it has no channel yet
 
     @property
     def total_ms(self) -> float:
         return (
-            self.rtt_ms
+            self.setup_ms
+            + self.rtt_ms
             + self.nat_ms
             + self.bandwidth_ms
             + self.hop_ms
@@ -309,17 +403,49 @@ def _headroom(ctx: SelectionContext, idx: IntArray, feasible: npt.NDArray[np.boo
     return ""
 
 
-def _relay_candidates(ctx: SelectionContext, a: int, b: int) -> tuple[IntArray, FloatArray]:
+def _charges_setup(ctx: SelectionContext, s: int, d: int) -> bool:
+    """Whether a message from ``s`` to ``d`` would wait for its pair's setup."""
+    c = ctx.connections
+    return c is not None and not c.has(ctx.graph.names[s], ctx.graph.names[d])
+
+
+def _setup_spent_ms(ctx: SelectionContext, s: int, d: int) -> float:
+    """How much of the pair's setup is behind it already: the time since its opening
+    started (0 when none started). Only for pairs :func:`_charges_setup` charges."""
+    assert ctx.connections is not None
+    since = ctx.connections.opening.get(frozenset((ctx.graph.names[s], ctx.graph.names[d])))
+    return 0.0 if since is None else max(0.0, (ctx.now - since) * 1000.0)
+
+
+def _relay_candidates(
+    ctx: SelectionContext, a: int, b: int, *, setup: bool = True
+) -> tuple[IntArray, FloatArray]:
     """Peers without NAT linked to both ``a`` and ``b``, and their cost as the relay::
 
     cost(r) = c(a -> r) + c(r -> b) + weights.relay_pressure * pen(p_eff(r))
+            [+ weights.nat * first_message_setup_ms(4, rtt(a, r) + rtt(r, b), ...)]
+
+    the bracket when ``setup`` and the pair has no channel (the TURN exchanges run over the
+    relay's two hops). A pair whose channel is up already runs through its relay: only
+    that one is offered.
     """
     g = ctx.graph
     r = np.intersect1d(g.neighbours(a), g.neighbours(b), assume_unique=True)
     r = r[(g.nat_code[r] == 0) & g.up[r]].astype(np.int32)
+    conn = ctx.connections
+    held = conn.relay(g.names[a], g.names[b]) if conn is not None else None
+    if held is not None and held in g.index and np.any(r == g.index[held]):
+        r = np.array([g.index[held]], dtype=np.int32)
     c = ctx.arc_cost_ms
-    into_b = g.arc_rev[g.arcs_to(b, r)]  # arcs r -> b, found from b's sorted row
-    cost = c[g.arcs_to(a, r)] + c[into_b] + ctx.weights.relay_pressure * ctx.penalty[r]
+    ar = g.arcs_to(a, r)
+    rb = g.arc_rev[g.arcs_to(b, r)]  # arcs r -> b, found from b's sorted row
+    cost = c[ar] + c[rb] + ctx.weights.relay_pressure * ctx.penalty[r]
+    if setup and _charges_setup(ctx, a, b):
+        rtt = g.rtt_ms[ar] + g.rtt_ms[rb]
+        keep = (1.0 - g.loss[ar]) * (1.0 - g.loss[rb])
+        rtts = SETUP_RTTS[g.nat_code[a], g.nat_code[b]] + ctx.settings.handshake_rtts
+        left = np.maximum(0.0, rtts * rtt / keep**2 - _setup_spent_ms(ctx, a, b))
+        cost = cost + ctx.weights.nat * left
     return r, np.asarray(cost, dtype=np.float64)
 
 
@@ -350,7 +476,22 @@ def _breakdown(ctx: SelectionContext, hops: Sequence[int]) -> CostBreakdown:
     rtt, loss, bw = g.rtt_ms[arcs], g.loss[arcs], g.bandwidth_mbps[arcs]
     nat = nat_costs_ms(rtt, loss, g.setup_rtts[arcs], g.path_code[arcs], lw)
     mid = np.array(hops[1:-1], dtype=np.int64)
+    s, d = hops[0], hops[-1]
+    setup = 0.0
+    # Only a pair's own link or its relay is opened for it; a sparse overlay's forwarding
+    # peers use links that are up already.
+    own = len(hops) == 2 or (len(hops) == 3 and g.pair_path(s, d) == "relayed")
+    if own and _charges_setup(ctx, s, d):
+        keep = float(np.prod(1.0 - loss))
+        full = first_message_setup_ms(
+            float(SETUP_RTTS[g.nat_code[s], g.nat_code[d]]),
+            float(np.sum(rtt)),
+            1.0 - keep,
+            ctx.settings.handshake_rtts,
+        )
+        setup = w.nat * max(0.0, full - _setup_spent_ms(ctx, s, d))
     return CostBreakdown(
+        setup_ms=setup,
         rtt_ms=float(np.sum(lw.rtt * rtt / (1.0 - loss))),
         nat_ms=float(np.sum(lw.nat * nat)),
         bandwidth_ms=float(np.sum(lw.bandwidth * 8.0 * lw.message_bytes / (1000.0 * bw))),
@@ -360,11 +501,30 @@ def _breakdown(ctx: SelectionContext, hops: Sequence[int]) -> CostBreakdown:
     )
 
 
+def cost_of(ctx: SelectionContext, path: Sequence[str]) -> CostBreakdown:
+    """The cost of a given ``path`` (source first, destination last) under ``ctx``: every
+    term of :class:`CostBreakdown`, as :func:`route` would report it. Raises
+    :class:`RouteError` when a hop has no link or a peer on it is down."""
+    g = ctx.graph
+    if len(path) < 2:
+        raise RouteError(f"path: got {tuple(path)!r}; need a source and a destination")
+    hops = [g.node(x, "path") for x in path]
+    for x, y in itertools.pairwise(hops):
+        if g.arc(x, y) < 0:
+            raise RouteError(f"path: {g.names[x]!r} - {g.names[y]!r} has no link")
+    down = [g.names[x] for x in hops if not g.up[x]]
+    if down:
+        raise RouteError(f"path: {', '.join(down)} down")
+    return _breakdown(ctx, hops)
+
+
 def _route_costs(
-    ctx: SelectionContext, s: int, cand: IntArray
+    ctx: SelectionContext, s: int, cand: IntArray, *, setup: bool = True
 ) -> tuple[FloatArray, npt.NDArray[np.int8], IntArray | None]:
     """Network cost from ``s`` to each candidate (relay pressure included, destination
-    pressure not), how (0 link, 1 relay, 2 multi-hop), and Dijkstra predecessors if used."""
+    pressure not), how (0 link, 1 relay, 2 multi-hop), and Dijkstra predecessors if used.
+    With ``setup`` and a view of connections, pairs without a channel carry their
+    first-message setup (:func:`first_message_setup_ms`)."""
     g, c = ctx.graph, ctx.arc_cost_ms
     cost = np.full(len(cand), np.inf)
     how = np.zeros(len(cand), dtype=np.int8)
@@ -372,9 +532,18 @@ def _route_costs(
     pos = np.minimum(np.searchsorted(row, cand), max(len(row) - 1, 0))
     linked = (row[pos] == cand) if len(row) else np.zeros(len(cand), bool)
     cost[linked] = c[lo + pos[linked]]
+    if setup and ctx.connections is not None:
+        hs, wn = ctx.settings.handshake_rtts, ctx.weights.nat
+        for k in np.flatnonzero(linked):
+            if _charges_setup(ctx, s, int(cand[k])):
+                arc = lo + int(pos[k])
+                full = first_message_setup_ms(
+                    float(g.setup_rtts[arc]), float(g.rtt_ms[arc]), float(g.loss[arc]), hs
+                )
+                cost[k] += wn * max(0.0, full - _setup_spent_ms(ctx, s, int(cand[k])))
     relayed = ~linked & (PATH_CODE[g.nat_code[s], g.nat_code[cand]] == _RELAYED)
     for k in np.flatnonzero(relayed):
-        _, rc = _relay_candidates(ctx, s, int(cand[k]))
+        _, rc = _relay_candidates(ctx, s, int(cand[k]), setup=setup)
         cost[k], how[k] = (float(rc.min()) if len(rc) else np.inf), 1
     pred = None
     rest = ~linked & ~np.isfinite(cost)
@@ -472,6 +641,58 @@ def choose_peer(ctx: SelectionContext, src: str, candidates: Sequence[str] | Non
     choice = _choice(ctx, s, int(cand[k]), int(how[k]), pred, near, reason)
     logger.debug("choose_peer %s -> %s: %s", src, choice.dest, reason)
     return choice
+
+
+def suggest_warmups(
+    ctx: SelectionContext, src: str, candidates: Sequence[str] | None = None
+) -> tuple[Choice, ...]:
+    """Channels worth opening from ``src`` in the background, before a message needs them.
+
+    Ranks the candidates by steady-state cost (route without setup, plus destination
+    pressure; rules 1 to 3), takes the near-best band of rule 4, and suggests those without
+    a channel, up to ``settings.warm_peers`` channels into that band in all. Which of
+    equally good peers are warmed is drawn, seeded by ``(salt, src)``, so many sources do
+    not all open the same few. Needs ``ctx.connections``; returns nothing for peers reached
+    only through a sparse overlay's forwarding peers (nothing to open).
+    """
+    if ctx.connections is None:
+        raise SedmaError("ctx.connections: got None; suggest_warmups needs the view of channels")
+    g, st = ctx.graph, ctx.settings
+    s = g.node(src, "src")
+    cand = _candidates(ctx, s, candidates)
+    net, how, pred = _route_costs(ctx, s, cand, setup=False)
+    total = net + ctx.weights.pressure * ctx.penalty[cand]
+    feasible = np.isfinite(total) & g.up[cand] & ~g.relay_only[cand] & (how != 2)
+    if not feasible.any() or st.warm_peers == 0:
+        return ()
+    _headroom(ctx, cand, feasible)
+    ok = np.flatnonzero(feasible)
+    best = float(total[ok].min())
+    band = ok[total[ok] <= best * (1.0 + st.near_best_ratio) + st.near_best_ms]
+    conns = ctx.connections
+    held = [
+        k
+        for k in band
+        if conns.has(src, g.names[int(cand[k])])
+        or frozenset((src, g.names[int(cand[k])])) in conns.opening
+    ]
+    want = st.warm_peers - len(held)
+    if want <= 0:
+        return ()
+    fresh = np.array([k for k in band if k not in set(held)], dtype=np.int64)
+    fresh = fresh[_rng(ctx, s, 2).permutation(len(fresh))][:want]
+    near = cand[band[np.argsort(total[band], kind="stable")]]
+    out = tuple(
+        _choice(
+            ctx, s, int(cand[k]), int(how[k]), pred, near,
+            f"warm-up: near-best by steady cost {total[k]:.2f} ms (best {best:.2f} ms), "
+            f"{len(held)} of {st.warm_peers} channels into the band up or opening",
+        )
+        for k in fresh
+    )  # fmt: skip
+    if out:
+        logger.debug("suggest_warmups %s: %s", src, ", ".join(c.dest for c in out))
+    return out
 
 
 # ---------------------------------------------------------------------------- baseline
