@@ -216,6 +216,16 @@ def test_small_run_reports_both_systems_with_the_result_json_keys(
     )
     assert r["high_pressure_fraction_actual"] >= 0.20
     assert r["relay_only_pair_fraction_actual"] >= 0.10
+    # the bound: what no policy can beat, and so how much of the target is attainable
+    b = r["systems"]["bound"]["latency_ms"]
+    assert b["p99"] <= r["systems"]["sedma"]["latency_ms"]["p99"]
+    assert b["mean"] <= r["systems"]["sedma"]["latency_ms"]["mean"]
+    assert r["bound_p99_ratio"] == pytest.approx(
+        r["systems"]["static"]["latency_ms"]["p99"] / b["p99"]
+    )
+    assert isinstance(r["target_attainable"], bool)
+    # sedma opened channels to likely peers in the background
+    assert r["systems"]["sedma"]["warmups"] > 0 and r["systems"]["static"]["warmups"] == 0
 
 
 def test_sedma_keeps_headroom_and_beats_static_latency_under_uneven_pressure(
