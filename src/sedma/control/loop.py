@@ -4,8 +4,10 @@ Covers: :class:`ControlLoop` (start a job from long-term priors, then once per i
 collect observations into short-term memory and aggregates into long-term memory, build the
 frozen policy context, ask the policies, arbitrate, enact through the backend, log every
 decision with its reason, and later its measured outcome), :class:`LoopSettings` and
-:class:`Decision`. Does not cover: what to suggest (pure policies in
-:mod:`sedma.compute.policy`), how backends run things (see :mod:`sedma.runtime`), or what
+:class:`Decision`. The comm layer's part of each interval (re-routes, selection weights) is
+a :class:`~sedma.control.comm_step.CommStep` this same loop runs and records. Does not
+cover: what to suggest (pure policies in :mod:`sedma.compute.policy` and
+:mod:`sedma.comm.policy`), how backends run things (see :mod:`sedma.runtime`), or what
 is learned across runs (see :mod:`sedma.control.learning`).
 
 The loop is driven: ``run_once()`` after each pass of the job (tests and the simulator call
@@ -43,9 +45,10 @@ from sedma.compute.policy import (
     suggest_replan,
 )
 from sedma.compute.workload import Workload
+from sedma.control.comm_step import CommStep
 from sedma.control.learning import DEFAULT_DRIFT_THRESHOLD, Priors, learn_settings, load_priors
 from sedma.errors import CapacityError, PlanError, SedmaError
-from sedma.memory.long_term import AdaptationRecord, LongTermMemory
+from sedma.memory.long_term import AdaptationRecord, Layer, LongTermMemory
 from sedma.memory.short_term import IntervalAggregate, ShortTermMemory
 from sedma.metrics import PeakHeld
 from sedma.observations import FreeMemory, MemoryHeld, NodeFailed
@@ -113,8 +116,10 @@ class ControlLoop:
         ltm: LongTermMemory | None = None,
         settings: LoopSettings | None = None,
         partition: PartitionSettings | None = None,
+        comm: CommStep | None = None,
     ) -> None:
         self.spec = spec
+        self.comm = comm
         self.workload = workload
         self.backend = backend
         self.operands = operands
@@ -158,6 +163,9 @@ class ControlLoop:
             self.drift_threshold = self.priors.settings.get("drift_threshold", self.drift_threshold)
             for note in self.priors.notes:
                 log.info("prior: %s", note)
+            if self.comm is not None:
+                for note in self.comm.start(self.ltm, self.context_key):
+                    log.info("comm prior: %s", note)
         if self.ltm is not None:
             self._run_id = self.ltm.start_run(
                 self.context_key,
@@ -182,6 +190,8 @@ class ControlLoop:
     def finish(self, summary: Mapping[str, Any] | None = None) -> list[str]:
         """Close the run in long-term memory and record what it taught; returns the lessons."""
         self._flush_pending()
+        if self.comm is not None:
+            self.comm.flush(self.ltm, self.clock.epoch())
         lessons: list[str] = []
         if self.ltm is None or self._run_id is None:
             return lessons
@@ -197,6 +207,8 @@ class ControlLoop:
                 current={"drift_threshold": self.drift_threshold},
                 t_epoch=self.clock.epoch(),
             )
+            if self.comm is not None:
+                lessons += self.comm.learn(self.ltm, self.context_key, self.clock.epoch())
         self.ltm.end_run(
             self._run_id,
             {
@@ -246,6 +258,17 @@ class ControlLoop:
         # Adapt
         if suggestion is not None:
             made.append(self._arbitrate(suggestion, pass_s))
+        if self.comm is not None:
+
+            def decide(
+                kind: str, ok: bool, why: str, gain: float | None, detail: Mapping[str, Any]
+            ) -> int | None:
+                made.append(self._decide(kind, ok, why, gain, detail, layer="comm"))
+                return made[-1].record_id
+
+            self.comm.step(
+                self.interval, self.clock.now(), self.clock.epoch(), rows, decide, self.ltm
+            )
         self.decisions.extend(made)
         return made
 
@@ -478,11 +501,18 @@ class ControlLoop:
         return d
 
     def _decide(
-        self, kind: str, accepted: bool, reason: str, gain: float | None, detail: Mapping[str, Any]
+        self,
+        kind: str,
+        accepted: bool,
+        reason: str,
+        gain: float | None,
+        detail: Mapping[str, Any],
+        layer: Layer = "compute",
     ) -> Decision:
         log.info(
-            "%s %s: %s (predicted gain %s)",
+            "%s %s %s: %s (predicted gain %s)",
             "accepted" if accepted else "rejected",
+            layer,
             kind,
             reason,
             "n/a" if gain is None else f"{gain:.1%}",
@@ -495,7 +525,7 @@ class ControlLoop:
                     run_id=self._run_id,
                     t_epoch=self.clock.epoch(),
                     context_key=self.context_key,
-                    layer="compute",
+                    layer=layer,
                     kind=kind,
                     decision=dict(detail),
                     reason=reason,
@@ -506,7 +536,7 @@ class ControlLoop:
         return Decision(
             self.clock.now(),
             self.interval,
-            "compute",
+            layer,
             kind,
             accepted,
             reason,
