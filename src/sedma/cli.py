@@ -346,6 +346,7 @@ def memory_cmd(
             for col in (
                 "id",
                 "run",
+                "layer",
                 "kind",
                 "accepted",
                 "predicted gain",
@@ -357,6 +358,7 @@ def memory_cmd(
                 t.add_row(
                     str(a.id),
                     str(a.run_id),
+                    a.layer,
                     a.kind,
                     "yes" if a.accepted else "no",
                     _fmt(a.predicted_gain, "pct"),
