@@ -1,15 +1,19 @@
-"""The NAT matrix end to end: real NATs in network namespaces, ICE over STUN/TURN (coturn).
+"""The NAT matrix end to end over sedma's own transport: real NATs in network namespaces.
 
 Covers issue 5 part 5. tests/netns/topology.py builds an internet namespace with coturn, one
 NAT router per NATed host (iptables rules for full-cone, restricted, port-restricted and
-symmetric NATs) and two hosts of every type; tests/netns/peer_agent.py runs on the hosts. The
+symmetric NATs) and two hosts of every type. tests/netns/peer_agent.py probes the routers;
+tests/netns/sedma_agent.py runs sedma.comm.transport's Peer (ICE hole punching with STUN,
+TURN, authenticated encrypted channels) on the hosts and its Relay on the internet. The
 tests check (1) that each router really shows its RFC 4787 mapping and filtering behaviour,
-and (2) for every unordered pair of NAT types, that pairs the NAT model calls directly
-connectable connect without a relay, that all others connect through TURN, that messages and
-a ~100 KB payload arrive intact, and that the relay path is usable within 1 s.
+(2) for every unordered pair of NAT types, that pairs the NAT model calls directly
+connectable end up on a direct or hole-punched path (no relay in use), that all others stay
+on a relay (and the transport's TURN path works), that messages and a ~100 KB tensor arrive
+intact, and that a relay path is usable within 1 s while the punch is still tried, and (3)
+that a peer dialling with a forged key is refused and counted.
 
-Not covered: RTT and loss emulation (no netem here; the transport's shim does that), sedma's
-own transport (its own tests). docs/nat-testing.md has the topology, the rules and results.
+Not covered: RTT and loss emulation (no netem here; the transport's shim does that).
+docs/nat-testing.md has the topology, the rules and results.
 Set SEDMA_NAT_MATRIX_JSON=path to also write the measured matrix as JSON.
 """
 
@@ -39,6 +43,10 @@ if _MISSING is not None:
     pytest.skip(_MISSING, allow_module_level=True)
 
 AGENT = Path(__file__).resolve().parent / "netns" / "peer_agent.py"
+SEDMA_AGENT = Path(__file__).resolve().parent / "netns" / "sedma_agent.py"
+RELAY_PORT = 4100  # sedma's relay peer, next to coturn on the internet namespace
+PEER_PORT = 4200  # + pair index: each pair's peers listen on their own port
+INTRUDER_PAIR = 0  # this pair's controlling side first dials with a forged key
 PAYLOAD_NBYTES = 100_000
 MESSAGES = 5
 DIRECT_TIMEOUT_S = 5.0  # punches here take at most one 500 ms retransmission; bounds failures
@@ -142,42 +150,58 @@ class _Agent:
         self.proc.stdin.write((json.dumps(msg) + "\n").encode())
 
 
+async def _spawn(
+    topo: topology.Topology, namespace_argv: list[str], label: str, log: Path
+) -> _Agent:
+    with open(log, "wb") as err:
+        proc = await asyncio.create_subprocess_exec(
+            *namespace_argv,
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=err,
+        )
+    return _Agent(proc, label, log)
+
+
+def _name(host: topology.Host, k: int) -> str:
+    return f"{host.name}.{k}"  # one peer per pair: a host takes part in several at once
+
+
 async def _run_pair(
-    topo: topology.Topology, a: topology.Host, b: topology.Host, seed: int
+    topo: topology.Topology, a: topology.Host, b: topology.Host, k: int
 ) -> dict[str, Any]:
-    """Run two ICE agents, relay their signalling, pick the path; both sides' reports."""
+    """Two sedma peers (sedma.comm.transport.Peer with ICE), driven step by step."""
     agents: list[_Agent] = []
+    port = PEER_PORT + k
     try:
-        for role, host in (("controlling", a), ("controlled", b)):
+        for role, host, other in (("controlling", a, b), ("controlled", b, a)):
             log = topo.workdir / f"{a.name}--{b.name}.{role}.log"
             argv = [
-                sys.executable, str(AGENT), "ice", "--role", role,
+                sys.executable, str(SEDMA_AGENT), "peer", "--role", role,
+                "--name", _name(host, k), "--other", _name(other, k), "--port", str(port),
+                "--relay", f"{topology.TURN_ADDRESS}:{RELAY_PORT}",
                 "--stun", f"{topology.TURN_ADDRESS}:{topology.TURN_PORT}",
-                "--turn", f"{topology.TURN_ADDRESS}:{topology.TURN_PORT}",
                 "--turn-user", topology.TURN_USER,
                 "--turn-password", topology.TURN_PASSWORD,
-                "--seed", str(seed * 2 + len(agents)),
+                "--seed", str(k * 2 + len(agents)),
                 "--payload-nbytes", str(PAYLOAD_NBYTES),
                 "--messages", str(MESSAGES),
-                "--direct-timeout", str(DIRECT_TIMEOUT_S),
+                "--upgrade-timeout", str(DIRECT_TIMEOUT_S),
             ]  # fmt: skip
-            with open(log, "wb") as err:
-                proc = await asyncio.create_subprocess_exec(
-                    *topo.exec_argv(host, argv),
-                    stdin=asyncio.subprocess.PIPE,
-                    stdout=asyncio.subprocess.PIPE,
-                    stderr=err,
-                )
-            agents.append(_Agent(proc, f"{host.name} ({role})", log))
+            if other.nat == "none":  # a public peer: its address is worth dialling
+                argv += ["--other-direct", f"{other.public_address}:{port}"]
+            if role == "controlling" and k == INTRUDER_PAIR:
+                argv.append("--intruder")
+            agents.append(
+                await _spawn(topo, topo.exec_argv(host, argv), f"{host.name} ({role})", log)
+            )
         ag_a, ag_b = agents
-        offer_a, offer_b = await asyncio.gather(ag_a.read("offer"), ag_b.read("offer"))
-        ag_a.send({**offer_b, "op": "answer"})
-        ag_b.send({**offer_a, "op": "answer"})
-        conn_a, conn_b = await asyncio.gather(ag_a.read("connected"), ag_b.read("connected"))
-        # Upgrade only when both ends completed the direct session; otherwise stay relayed.
-        path = "direct" if conn_a["direct_ok"] and conn_b["direct_ok"] else "relay"
+        await asyncio.gather(ag_a.read("ready"), ag_b.read("ready"))
         for agent in agents:
-            agent.send({"op": "use", "path": path})
+            agent.send({"op": "go"})
+        conn_a, conn_b = await asyncio.gather(ag_a.read("connected"), ag_b.read("connected"))
+        for agent in agents:
+            agent.send({"op": "exchange"})
         done_a, done_b = await asyncio.gather(ag_a.read("done"), ag_b.read("done"))
         for agent in agents:
             agent.send({"op": "close"})
@@ -186,7 +210,7 @@ async def _run_pair(
         )
         if any(codes):
             raise AgentError(f"agents exited {codes}\n{ag_a.tail()}\n{ag_b.tail()}")
-        return {"path": path, "connected": [conn_a, conn_b], "done": [done_a, done_b]}
+        return {"connected": [conn_a, conn_b], "done": [done_a, done_b]}
     finally:
         for agent in agents:
             if agent.proc.returncode is None:
@@ -194,35 +218,58 @@ async def _run_pair(
                 await agent.proc.wait()
 
 
+def _pairs(topo: topology.Topology) -> list[tuple[topology.Host, topology.Host]]:
+    return [
+        (topo.host(nat_a, 1), topo.host(nat_b, 2 if nat_a == nat_b else 1))
+        for nat_a, nat_b in PAIRS
+    ]
+
+
 async def _run_matrix(topo: topology.Topology) -> dict[tuple[NatType, NatType], Any]:
-    jobs = []
-    for seed, (nat_a, nat_b) in enumerate(PAIRS):
-        host_a = topo.host(nat_a, 1)
-        host_b = topo.host(nat_b, 2 if nat_a == nat_b else 1)
-        jobs.append(_run_pair(topo, host_a, host_b, seed))
-    results = await asyncio.gather(*jobs, return_exceptions=True)
+    pairs = _pairs(topo)
+    names = [_name(h, k) for k, pair in enumerate(pairs) for h in pair]
+    relay = await _spawn(
+        topo,
+        topology.ns_argv(
+            topo.internet,
+            [sys.executable, str(SEDMA_AGENT), "relay", "--relay-name", "relay",
+             "--listen", f"{topology.TURN_ADDRESS}:{RELAY_PORT}", "--names", ",".join(names)],
+        ),
+        "relay",
+        topo.workdir / "relay.log",
+    )  # fmt: skip
+    try:
+        await relay.read("ready")
+        jobs = [_run_pair(topo, a, b, k) for k, (a, b) in enumerate(pairs)]
+        results = await asyncio.gather(*jobs, return_exceptions=True)
+    finally:
+        if relay.proc.stdin is not None:
+            relay.proc.stdin.close()
+        with contextlib.suppress(TimeoutError, ProcessLookupError):
+            await asyncio.wait_for(relay.proc.wait(), 5.0)
+        if relay.proc.returncode is None:
+            relay.proc.kill()
+            await relay.proc.wait()
     return dict(zip(PAIRS, results, strict=True))
 
 
 def _summary_row(pair: tuple[NatType, NatType], result: Any) -> dict[str, Any]:
     if isinstance(result, BaseException):
         return {"pair": list(pair), "error": repr(result)}
-    done_a = result["done"][0]
-    conns = result["connected"]
-    direct_s = [c["direct_connect_s"] for c in conns if c["direct_connect_s"] is not None]
+    conn_a = result["connected"][0]
+    done_a, done_b = result["done"]
     return {
         "pair": list(pair),
         "expected": path_type(*pair),
-        "path": result["path"],
-        "candidates": f"{done_a['pair']['local']}/{done_a['pair']['remote']}",
-        "candidates_other_side": "{local}/{remote}".format(**result["done"][1]["pair"]),
-        "relay_usable_s": max(c["relay_usable_s"] for c in conns),
-        "relay_gather_s": max(c["relay_gather_s"] for c in conns),
-        "relay_connect_s": max(c["relay_connect_s"] for c in conns),
-        "relay_first_msg_s": max(c["relay_first_msg_s"] for c in conns),
-        "direct_pending_at_relay_ready": any(c["direct_pending_at_relay_ready"] for c in conns),
-        "direct_connect_s": max(direct_s) if len(direct_s) == 2 else None,
+        "kind": [done_a["kind"], done_b["kind"]],
+        "first_kind": conn_a["first_kind"],
+        "kind_at_first_message": conn_a["kind_at_first_message"],
+        "relay_usable_s": conn_a["relay_usable_s"],
+        "upgraded_s": conn_a["upgraded_s"],
+        "paths": [f"{p['kind']}{'*' if p['active'] else ''} {p['via']}" for p in done_a["paths"]],
         "exchange_s": max(d["exchange_s"] for d in result["done"]),
+        "intrusion": conn_a["intrusion"],
+        "auth_drops": done_b["stats"]["dropped_bad_auth"] + done_b["stats"]["dropped_unknown_peer"],
     }
 
 
@@ -235,7 +282,8 @@ def matrix(topo: topology.Topology) -> dict[tuple[NatType, NatType], Any]:
     out = os.environ.get("SEDMA_NAT_MATRIX_JSON")
     if out:
         Path(out).write_text(json.dumps({"elapsed_s": elapsed_s, "pairs": rows}, indent=2))
-    print(f"\nNAT matrix ({len(PAIRS)} pairs in parallel, {elapsed_s:.1f} s):")
+    print(f"\nNAT matrix over sedma's transport ({len(PAIRS)} pairs in parallel, "
+          f"{elapsed_s:.1f} s):")  # fmt: skip
     for row in rows:
         print("  " + json.dumps(row))
     return results
@@ -285,28 +333,47 @@ def test_pair_connects_as_the_nat_model_says(
     if isinstance(result, BaseException):
         raise result
     expected = path_type(nat_a, nat_b)
-    conn_a, conn_b = result["connected"]
+    conn_a = result["connected"][0]
     done_a, done_b = result["done"]
+    kinds = {p["kind"] for d in (done_a, done_b) for p in d["paths"]}
     if expected in ("direct", "hole-punched"):
-        assert result["path"] == "direct", (conn_a, conn_b)
-        for done in (done_a, done_b):
-            assert done["pair"]["local"] in ("host", "srflx", "prflx"), done["pair"]
-            assert done["pair"]["remote"] in ("host", "srflx", "prflx"), done["pair"]
+        # No relay in use when a direct path is possible: both ends carry traffic on a
+        # direct TCP or hole-punched ICE path.
+        assert done_a["kind"] in ("direct", "hole-punched"), done_a["paths"]
+        assert done_b["kind"] in ("direct", "hole-punched"), done_b["paths"]
+        if nat_a != "none" and nat_b != "none":
+            assert done_a["kind"] == done_b["kind"] == "hole-punched", (done_a, done_b)
     else:
-        # The direct session must fail on both sides: a punch that works where the model
-        # says it cannot would mean a router is more permissive than its NAT type.
-        assert not conn_a["direct_ok"] and not conn_b["direct_ok"], (conn_a, conn_b)
-        assert result["path"] == "relay"
-        for done in (done_a, done_b):
-            assert (done["pair"]["local"], done["pair"]["remote"]) == ("relay", "relay")
+        # A punch that worked where the model says it cannot would mean a router more
+        # permissive than its NAT type: no direct or hole-punched path may ever come up.
+        assert kinds <= {"relayed"}, (done_a["paths"], done_b["paths"])
+        assert done_a["kind"] == done_b["kind"] == "relayed"
+        # ... and the transport's own TURN session works through the NATs (coturn).
+        assert any(p["via"].startswith("ice") for p in done_a["paths"]), done_a["paths"]
     # Messages and payload arrive intact, both ways.
     for sent, received in ((done_a, done_b), (done_b, done_a)):
         assert received["received"]["messages"] == sent["sent"]["messages"]
         assert received["received"]["nbytes"] == sent["sent"]["nbytes"] == PAYLOAD_NBYTES
         assert received["received"]["sha256"] == sent["sent"]["sha256"]
-    # The relay path works for every pair (it is the fallback) and is usable within 1 s.
-    for done in (done_a, done_b):
-        assert done["received"]["relay_hello"] is not None
-    for conn in (conn_a, conn_b):
-        assert conn["relay_pair"]["local"] == conn["relay_pair"]["remote"] == "relay"
-        assert conn["relay_usable_s"] < RELAY_USABLE_TARGET_S, conn
+    # A relay path is usable within 1 s while the punch is still being tried: between two
+    # NATed peers the first path is sedma's relay, the first message went over it, and
+    # any upgrade came after.
+    assert conn_a["relay_usable_s"] < RELAY_USABLE_TARGET_S, conn_a
+    if nat_a != "none" and nat_b != "none":
+        assert conn_a["first_kind"] == conn_a["kind_at_first_message"] == "relayed", conn_a
+        if conn_a["upgraded_s"] is not None:
+            assert conn_a["upgraded_s"] >= conn_a["relay_usable_s"]
+    # The relay stays as a warm standby behind whatever path carries the traffic.
+    assert "relayed" in {p["kind"] for p in done_a["paths"]}, done_a["paths"]
+
+
+def test_a_forged_key_is_refused_and_counted(
+    matrix: dict[tuple[NatType, NatType], Any],
+) -> None:
+    result = matrix[PAIRS[INTRUDER_PAIR]]
+    if isinstance(result, BaseException):
+        raise result
+    conn_a = result["connected"][0]
+    assert conn_a["intrusion"].startswith("refused"), conn_a["intrusion"]
+    stats = result["done"][1]["stats"]
+    assert stats["dropped_bad_auth"] + stats["dropped_unknown_peer"] >= 1, stats
