@@ -39,6 +39,11 @@ class Adc:
         self.reread_count = 0
         """Reads repeated because their ADC saturated (bound management), so far."""
 
+    @property
+    def q(self) -> float:
+        """Levels a side."""
+        return self._adc_q
+
     def convert(
         self, mu: F32, sigma: F32 | None, reads: int, cols_first: bool
     ) -> tuple[F32, list[Saturated]]:

@@ -93,6 +93,8 @@ class Layer:
     t0: float  # device clock when written
     decades: float = 0.0  # drift state delta was computed for
     out_scale: F32 | None = None  # ADC steps -> weights per column (None: to derive)
+    units: object | None = None  # the compiled read path's unit tables (from bands only)
+    delta_t: F32 | None = None  # delta transposed, for narrow reads (None: to derive)
 
 
 class Scratch:

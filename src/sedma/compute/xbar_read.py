@@ -22,7 +22,7 @@ import math
 import numpy as np
 import numpy.typing as npt
 
-from sedma.compute import xbar_layout
+from sedma.compute import xbar_kernel, xbar_layout
 from sedma.compute.xbar_adc import Adc, Fixes
 from sedma.compute.xbar_layout import (
     CHUNK_OUT,
@@ -33,7 +33,7 @@ from sedma.compute.xbar_layout import (
     Scratch,
     out_scale,
 )
-from sedma.compute.xbar_noise import ReadStream
+from sedma.compute.xbar_noise import NORMAL_TABLE, ReadStream
 from sedma.compute.xbar_physics import input_slices, signed_levels
 from sedma.errors import SpecError
 from sedma.spec import CrossbarSpec
@@ -57,6 +57,7 @@ class Reader:
         self.spec = xb
         self.scratch = Scratch()
         self.stream = ReadStream(key, self.scratch)
+        self._key = np.uint64(key)
         self.adc = Adc(float(signed_levels(xb.adc_bits)), self.stream)
         self.read_count = 0
         """Input vectors applied to a block of array rows (one band, one slice), so far."""
@@ -78,6 +79,8 @@ class Reader:
         """
         m, k = x32.shape
         n = layers[0].delta.shape[1]
+        if xbar_kernel.use_fused(m, k, n):
+            return self._fused(x32, layers, plan), False
         lay = xbar_layout.layout(m, k, n)
         out = np.empty((n, m) if lay.cols_first else (m, n), dtype=np.float32)
         fixes = [Fixes() for _ in layers]
@@ -121,6 +124,42 @@ class Reader:
                     oc += acc
         self.adc.settle(fixes, out, lay.cols_first, layers)
         return out, lay.cols_first
+
+    def _fused(self, x32: F32, layers: list[Layer], plan: list[tuple[int, int, bool]]) -> F32:
+        """The product through :func:`~sedma.compute.xbar_kernel.fused_read`, ``(m, n)``."""
+        xb = self.spec
+        out = np.empty((x32.shape[0], layers[0].delta.shape[1]), dtype=np.float32)
+        counts = np.zeros(2, dtype=np.int64)
+        ctr = self.stream.ctr
+        for i, layer in enumerate(layers):
+            bits, reads, all_reads = plan[i]
+            u = xbar_kernel.units_of(layer, xb.read_noise)
+            ctr = xbar_kernel.fused_read(
+                x32,
+                xbar_kernel.transposed(layer),
+                u.table,
+                u.ratio,
+                u.coef,
+                out_scale(layer),
+                out,
+                i > 0,
+                bits,
+                xb.dac_bits,
+                reads,
+                all_reads,
+                self._key,
+                ctr,
+                self.adc.q,
+                xb.read_noise > 0,
+                NORMAL_TABLE,
+                counts,
+            )
+            if ctr < 0:  # before any read: the stream and the counts are as they were
+                raise SpecError("x has non-finite entries; allowed: finite numbers")
+        self.stream.ctr = ctr
+        self.read_count += int(counts[0])
+        self.adc.reread_count += int(counts[1])
+        return out
 
     def read_layer(
         self, layer: Layer, slices: list[tuple[float, F32, int]], lay: Layout, fix: Fixes

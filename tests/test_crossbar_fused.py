@@ -1,0 +1,110 @@
+"""Tests of the compiled read path (sedma.compute.xbar_kernel) against the numpy path."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from sedma.clock import ManualClock
+from sedma.compute import xbar_kernel
+from sedma.compute.correction import DEFAULT, NONE, Correction
+from sedma.compute.crossbar import CrossbarDevice
+from sedma.errors import SpecError
+from sedma.metrics import rel_error
+from sedma.spec import CrossbarSpec
+
+RRAM_A = CrossbarSpec(256, 256, 64, 4, 0.02, 0.01, 0.001, 0.002, 0.01, 8, 8, 0.05)
+
+# (m, k, n): one row through nine bands; a few rows through bands of two heights and arrays
+# side by side; a short narrow block.
+SHAPES = [(1, 2304, 16), (9, 1152, 256), (5, 300, 200), (3, 27, 2)]
+
+
+def _operands(m: int, k: int, n: int, seed: int = 2) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    x = np.maximum(rng.standard_normal((m, k)), 0).astype(np.float32)
+    w = (rng.standard_normal((k, n)) / np.sqrt(k)).astype(np.float32)
+    return x, w
+
+
+def _products(
+    monkeypatch: pytest.MonkeyPatch, fused: bool, x: np.ndarray, w: np.ndarray, c: Correction
+) -> tuple[list[np.ndarray], CrossbarDevice]:
+    monkeypatch.setattr(xbar_kernel, "use_fused", lambda m, k, n: fused)
+    clock = ManualClock()
+    dev = CrossbarDevice(RRAM_A, seed=5, clock=clock)
+    prog = dev.program(w, correction=c)
+    clock.advance(3600.0)
+    ys = [dev.matmul(x, prog) for _ in range(3)]  # the stream must end where it ends
+    monkeypatch.undo()
+    return ys, dev
+
+
+def test_small_products_take_the_fused_path_large_ones_do_not() -> None:
+    assert xbar_kernel.use_fused(1, 2304, 16)
+    assert xbar_kernel.use_fused(9, 256, 128)
+    assert not xbar_kernel.use_fused(196, 2304, 256)
+
+
+@pytest.mark.parametrize("shape", SHAPES, ids=[f"{m}x{k}x{n}" for m, k, n in SHAPES])
+def test_fused_and_numpy_paths_agree_exactly_under_a_seed(
+    monkeypatch: pytest.MonkeyPatch, shape: tuple[int, int, int]
+) -> None:
+    # Fewer than 64 rows, no saturated read: the same normals at the same stream positions,
+    # so only float rounding of the matmul (summation order) may move an ADC code at a tie.
+    x, w = _operands(*shape)
+    fused, dev_f = _products(monkeypatch, True, x, w, NONE)
+    plain, dev_p = _products(monkeypatch, False, x, w, NONE)
+    assert dev_f.reread_count == dev_p.reread_count == 0
+    assert dev_f.read_count == dev_p.read_count
+    assert dev_f._reader.stream.ctr == dev_p._reader.stream.ctr
+    scale = np.abs(w).max(axis=0)[None, :] * np.abs(x).max(axis=1)[:, None]
+    for a, b in zip(fused, plain, strict=True):
+        assert a.shape == b.shape and a.dtype == b.dtype == np.float32
+        # a flipped code moves an output by one ADC step, about 1e-2 of full scale here
+        assert np.mean(np.abs(a - b) > 1e-4 * scale) < 0.01
+
+
+@pytest.mark.parametrize("correction", [NONE, DEFAULT], ids=["uncorrected", "corrected"])
+def test_fused_and_numpy_paths_have_the_same_error_statistics(
+    monkeypatch: pytest.MonkeyPatch, correction: Correction
+) -> None:
+    # Bit-serial slices, residual, digital weights and saturating reads included.
+    x, w = _operands(40, 600, 96, seed=4)
+    exact = x.astype(np.float64) @ w.astype(np.float64)
+    errors = {}
+    for fused in (True, False):
+        ys, _ = _products(monkeypatch, fused, x, w, correction)
+        errors[fused] = np.mean([rel_error([y], [exact]) for y in ys])
+    assert errors[True] == pytest.approx(errors[False], rel=0.1)
+
+
+def test_fused_bound_management_rereads_saturated_reads(monkeypatch: pytest.MonkeyPatch) -> None:
+    rng = np.random.default_rng(3)
+    x = rng.uniform(0.5, 1.0, (8, 300)).astype(np.float32)
+    w = rng.uniform(0.5, 1.0, (300, 40)).astype(np.float32)
+    # All-positive inputs and weights: partial sums far beyond the ADC's range.
+    errors, rereads = [], []
+    for fused in (True, False):
+        ys, dev = _products(monkeypatch, fused, x, w, NONE)
+        errors.append(rel_error(ys, [x @ w] * len(ys)))
+        rereads.append(dev.reread_count)
+    assert min(rereads) > 0
+    assert rereads[0] == pytest.approx(rereads[1], rel=0.2)
+    assert errors[0] == pytest.approx(errors[1], rel=0.1)
+
+
+def test_fused_non_finite_input_leaves_the_stream_where_it_was() -> None:
+    x, w = _operands(4, 300, 20)
+    bad = x.copy()
+    bad[-1, 7] = np.nan
+    results = []
+    for fail_first in (False, True):
+        dev = CrossbarDevice(RRAM_A, seed=4, clock=ManualClock())
+        prog = dev.program(w)
+        if fail_first:
+            with pytest.raises(SpecError, match="non-finite"):
+                dev.matmul(bad, prog)
+            assert dev.read_count == 0
+        results.append(dev.matmul(x, prog))
+    np.testing.assert_array_equal(results[0], results[1])
