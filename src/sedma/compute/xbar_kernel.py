@@ -37,7 +37,7 @@ import numpy.typing as npt
 from numba import njit
 
 from sedma.compute.xbar_adc import BOUND_LEVELS
-from sedma.compute.xbar_layout import CHUNK_OUT, Layer
+from sedma.compute.xbar_layout import CHUNK_OUT, COLUMN_MIN_ROWS, Layer
 from sedma.compute.xbar_noise import GOLDEN_INT
 
 __all__ = ["Units", "fused_read", "units_of", "use_fused"]
@@ -46,9 +46,10 @@ F32 = npt.NDArray[np.float32]
 F64 = npt.NDArray[np.float64]
 I64 = npt.NDArray[np.int64]
 
-# Products of at most this many multiply-adds (numpy: under about 20 µs, where its ~0.5 µs
-# per call dominates) take the fused kernel. Measured on the workloads' shapes: above it,
-# numpy's BLAS reuses the matrix across rows and the general path is faster.
+# Products of fewer than COLUMN_MIN_ROWS rows and at most this many multiply-adds (numpy:
+# under about 20 µs, where its ~0.5 µs per call dominates) take the fused kernel; with more
+# rows its per-row loops lose to the numpy path's batched passes (bert head.span: 15x), and
+# above it numpy's BLAS reuses the matrix across rows (measured on the workloads' shapes).
 _FUSED_MAX_MACS = 1 << 20
 _FAST = {"reassoc", "contract", "nsz"}  # no nnan/ninf: the finiteness check must work
 _U64 = np.uint64
@@ -74,7 +75,7 @@ class Units:
 
 def use_fused(m: int, k: int, n: int) -> bool:
     """Whether a product of ``m`` rows through a ``k x n`` block takes :func:`fused_read`."""
-    return m * k * n <= _FUSED_MAX_MACS
+    return m < COLUMN_MIN_ROWS and m * k * n <= _FUSED_MAX_MACS
 
 
 def units_of(layer: Layer, read_noise: float) -> Units:
