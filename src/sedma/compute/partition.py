@@ -24,6 +24,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
+from sedma.compute.choice import Candidate, array_caps, choose
 from sedma.compute.correction import DEFAULT, NONE, Correction
 from sedma.compute.crossbar import analytic_rel_error
 from sedma.compute.lp import (
@@ -70,6 +71,7 @@ _log = logging.getLogger(__name__)
 _TIGHTEN = 0.95  # extra margin when a group's capacity is cut after an overflow
 _SPILL_TOL = 0.01  # re-solve when memory moved more than this fraction of a group's load
 _MAX_BOUND_SETS = 1024  # node sets the bound examines (unions of eligible sets)
+_CAP_ROUNDS = 3  # re-plans with capped rram arrays while a corrected plan misses the floor
 
 
 @dataclass(frozen=True)
@@ -81,12 +83,18 @@ class PartitionSettings:
     memory_reserve: float = 0.02  # fraction of each node's free memory kept back
     max_rounds: int = 4  # LP solves, re-solving after a node overflows on split overheads
     correction: Correction | None = None  # rram correction; None: plan both ways, keep faster
+    min_memory_efficiency: float = 0.96  # prefer the fastest plan holding <= live / this
 
     def __post_init__(self) -> None:
         for name in ("static_tile_units", "max_rounds"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise SpecError(f"PartitionSettings.{name} = {v!r}; must be an integer >= 1")
+        if not 0.0 <= self.min_memory_efficiency <= 1.0:
+            raise SpecError(
+                f"PartitionSettings.min_memory_efficiency = {self.min_memory_efficiency!r}; "
+                "must be a fraction in [0, 1] (0 disables the floor)"
+            )
         if not 0.0 <= self.memory_reserve < 1.0:
             raise SpecError(
                 f"PartitionSettings.memory_reserve = {self.memory_reserve!r}; "
@@ -250,43 +258,78 @@ def _bound_for(ctx: PartitionContext) -> Bound:
 
 
 def plan_sedma(ctx: PartitionContext) -> Plan:
-    """Memory-guided plan, with the rram correction that gives the shortest pass.
+    """Memory-guided plan: the fastest that fits, with the rram correction it chooses.
 
     Where rram nodes have a measured corrected error (``NodeView.rel_error_corrected``) and
     ``settings.correction`` is None, both uncorrected and :data:`~sedma.compute.correction.DEFAULT`
-    are planned and the faster plan wins: correction lowers a device's error, so more
-    products may use it, but costs ``arrays_factor`` times the arrays and ``time_factor``
-    times the reads, so the device computes that much slower. That is the trade of error
-    against capacity. A fixed ``settings.correction`` is used as given.
+    are planned: correction lowers a device's error, so more products may use it, but costs
+    ``arrays_factor`` times the arrays and ``time_factor`` times the reads, so the device
+    computes that much slower and its residual arrays are held too. That is the trade of
+    error against capacity. A fixed ``settings.correction`` is used as given.
+
+    Memory efficiency is weighed by a floor (``settings.min_memory_efficiency``): when a
+    corrected plan holds more than ``live / floor``, it is planned again with each rram
+    node's arrays capped (:func:`~sedma.compute.choice.array_caps`) so that its residual
+    arrays fit the floor. :func:`~sedma.compute.choice.choose` then keeps the fastest
+    candidate that meets the floor (the fastest of all if none does).
     """
     rram = [v for v in ctx.nodes if v.crossbar is not None]
-    if ctx.settings.correction is not None:
-        choices = [ctx.settings.correction]
+    st = ctx.settings
+    if st.correction is not None:
+        choices = [st.correction]
     elif any(v.rel_error_corrected is not None for v in rram):
         choices = [NONE, DEFAULT]
     else:
         choices = [NONE]
-    best: tuple[float, Plan] | None = None
+    candidates: list[Candidate] = []
     errors: list[PlanError] = []
     raw = {v.name: v.rate_gflops for v in ctx.nodes}
+    crossbars = {v.name: v.crossbar for v in ctx.nodes}
+    live = ctx.workload.live_bytes
     for c in choices:
-        try:
-            plan = _plan_with(replace(ctx, nodes=_corrected_views(ctx.nodes, c)))
-        except PlanError as e:
-            errors.append(e)
-            continue
-        plan = replace(
-            plan,
-            correction=c,
-            assumed_rates=raw,
-            notes=(*plan.notes, f"rram correction: {_correction_name(c)}"),
-        )
-        span = predicted_makespan_s(plan, raw)
-        if best is None or span < best[0] * (1 - 1e-9):
-            best = (span, plan)
-    if best is None:
+        views = _corrected_views(ctx.nodes, c)
+        label = _correction_name(c)
+        for attempt in range(_CAP_ROUNDS + 1):
+            try:
+                plan = _plan_with(replace(ctx, nodes=views))
+            except PlanError as e:
+                errors.append(e)
+                break
+            plan = replace(plan, correction=c, assumed_rates=raw)
+            fp = footprint(plan, crossbars)
+            held = sum(f.held_bytes for f in fp.values())
+            cand = Candidate(plan, predicted_makespan_s(plan, raw), live / held, label)
+            candidates.append(cand)
+            caps = array_caps(fp, live, st.min_memory_efficiency, c.arrays_factor)
+            if caps is None or attempt == _CAP_ROUNDS:
+                break
+            views = _capped_views(views, caps)
+            label = f"{_correction_name(c)}, rram arrays capped ({_caps_note(caps)})"
+    if not candidates:
         raise errors[0]
-    return best[1]
+    pick, why = choose(candidates, st.min_memory_efficiency)
+    return replace(
+        pick.plan,
+        notes=(*pick.plan.notes, f"rram correction: {pick.label}", f"chosen: {why}"),
+    )
+
+
+def _caps_note(caps: Mapping[str, int]) -> str:
+    items = sorted(caps.items())
+    text = ", ".join(f"{n} <= {a}" for n, a in items[:3])
+    return text + (f", {len(items) - 3} more" if len(items) > 3 else "")
+
+
+def _capped_views(nodes: Sequence[NodeView], caps: Mapping[str, int]) -> tuple[NodeView, ...]:
+    """``nodes`` with each named rram node's usable arrays cut to its cap (best kept)."""
+    out = []
+    for v in nodes:
+        cap = caps.get(v.name)
+        if cap is None or v.crossbar is None or cap >= v.free_arrays:
+            out.append(v)
+        else:
+            out.append(replace(v, free_arrays=cap, array_order=v.array_order[:cap]))
+    return tuple(out)
 
 
 def _correction_name(c: Correction) -> str:

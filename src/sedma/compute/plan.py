@@ -20,6 +20,7 @@ used array counts as ``weights_per_array`` weights held, padding included: that 
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -130,8 +131,9 @@ class NodeFootprint:
     input_bytes: int
     output_bytes: int
     weight_bytes: int  # digital weights; zero on rram nodes
-    arrays: int  # crossbar arrays used
-    array_bytes: int  # arrays x weights_per_array x dtype bytes: what the arrays stand for
+    arrays: int  # crossbar arrays the weight blocks occupy (the primary copy)
+    array_bytes: int  # what every used array stands for: weights_per_array x dtype bytes each
+    correction_arrays: int = 0  # extra arrays the plan's correction programs (its residual)
 
     @property
     def digital_bytes(self) -> int:
@@ -178,13 +180,17 @@ def footprint(plan: Plan, crossbars: Mapping[str, CrossbarSpec | None]) -> dict[
     for node in {t.node for t in plan.tiles}:
         xb = crossbars.get(node)
         n_arrays = len(arrays[node])
+        # The correction's residual occupies arrays of its own (as the backend allocates
+        # them): they are held for the job as much as the primary ones.
+        extra = math.ceil(n_arrays * plan.correction.arrays_factor) - n_arrays if xb else 0
         dtype = dtypes[node]
         result[node] = NodeFootprint(
             input_bytes=inputs[node],
             output_bytes=outputs[node],
             weight_bytes=weights[node],
             arrays=n_arrays,
-            array_bytes=n_arrays * xb.weights_per_array * dtype if xb is not None else 0,
+            array_bytes=(n_arrays + extra) * xb.weights_per_array * dtype if xb else 0,
+            correction_arrays=extra,
         )
     return result
 
