@@ -207,3 +207,28 @@ def test_rram_tiles_run_through_the_crossbar_simulator() -> None:
         b.load(plan, ops)
         r2 = Executor(b, ShortTermMemory(), WallClock()).run_pass(plan, check_against=ops)
     assert r2.rel_error is not None and r2.rel_error < 0.02 * r.rel_error
+
+
+def test_time_scale_for_keeps_host_cost_within_headroom() -> None:
+    from sedma.runtime.local import time_scale_for
+
+    # Two nodes costing 10 and 30 host s per device s on 2 cores: the cluster needs
+    # 40 / (0.2 * 2) = 100; the costlier worker alone needs 30 / 0.5 = 60.
+    assert time_scale_for({"a": 10.0, "b": 30.0}, cores=2) == pytest.approx(100.0)
+    assert time_scale_for({"a": 1.0, "b": 90.0}, cores=2) == pytest.approx(227.5)
+    assert time_scale_for({}, cores=2) == 1.0
+    assert time_scale_for({"a": 0.01}, cores=2) == 1.0
+
+
+def test_a_tile_that_raises_is_reported_not_hung() -> None:
+    spec = load_cluster("homogeneous")
+    op = MatmulOp("x", m=4, k=4, n=4)
+    wl = Workload("w", (op,))
+    node = spec.nodes[0].name
+    plan = Plan(wl, (Tile(0, node, "m", 0, 4),), {node: 1.0}, "t")
+    ops = make_operands(wl, 0)
+    with LocalBackend(spec, time_scale=1.0) as b:
+        b.load(plan, ops)
+        b._nodes[node].buffers.clear()
+        with pytest.raises(SedmaError, match="could not compute tile 0"):
+            list(b.run(plan))

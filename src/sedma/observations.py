@@ -30,6 +30,7 @@ class TileDone:
     t_start: float
     t_end: float
     busy_s: float  # device seconds the node spent on it
+    host_s: float = 0.0  # CPU seconds this host spent computing it (emulating backends; else 0)
 
     @property
     def rate_gflops(self) -> float:

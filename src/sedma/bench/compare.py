@@ -22,12 +22,19 @@ from typing import Any
 
 from sedma.bench.comm import bench_comm
 from sedma.clock import Clock, WallClock
+from sedma.compute.correction import DEFAULT
 from sedma.compute.executor import Executor, Operands, make_operands
-from sedma.compute.partition import PartitionContext, plan_static, views_from_spec
+from sedma.compute.partition import (
+    PartitionContext,
+    PartitionSettings,
+    plan_sedma,
+    plan_static,
+    views_from_spec,
+)
 from sedma.compute.plan import Plan
 from sedma.compute.workload import Workload
 from sedma.control.loop import ControlLoop, LoopSettings
-from sedma.errors import CapacityError, NodeLostError, SedmaError
+from sedma.errors import CapacityError, NodeLostError, PlanError, SedmaError
 from sedma.memory.long_term import LongTermMemory
 from sedma.memory.short_term import ShortTermMemory
 from sedma.metrics import (
@@ -37,7 +44,7 @@ from sedma.metrics import (
     resource_utilization,
     throughput_ops_s,
 )
-from sedma.runtime.local import LocalBackend, auto_time_scale
+from sedma.runtime.local import LocalBackend, measure_time_scale
 from sedma.spec import ClusterSpec, load_cluster
 from sedma.workloads import get_workload
 
@@ -82,6 +89,31 @@ def _slow_target(spec: ClusterSpec, cfg: CompareConfig) -> str | None:
         return max(spec.nodes, key=lambda n: n.device.matmul_gflops * n.emulated_rate_factor).name
     spec.node(cfg.slow_node)  # validates the name
     return cfg.slow_node
+
+
+def _time_scale(spec: ClusterSpec, workload: Workload, operands: Operands) -> float:
+    """The dilation both systems run at, from this host's measured cost of their plans.
+
+    Probes the static plan and a sedma plan with rram corrected (the costlier kind of
+    crossbar read), so that neither system's devices overrun their emulated time.
+    """
+    views = views_from_spec(spec)
+    ctx = PartitionContext(nodes=views, workload=workload)
+    plans = [plan_static(ctx)]
+    if any(v.crossbar is not None for v in views):
+        try:
+            plans.append(
+                plan_sedma(
+                    PartitionContext(
+                        nodes=tuple(replace(v, rel_error=0.0) for v in views),
+                        workload=workload,
+                        settings=PartitionSettings(correction=DEFAULT, min_memory_efficiency=0),
+                    )
+                )
+            )
+        except PlanError as e:
+            log.info("time-scale probe without a corrected plan: %s", e)
+    return measure_time_scale(spec, plans, operands)
 
 
 def _capacity(spec: ClusterSpec) -> dict[str, float]:
@@ -211,7 +243,9 @@ def run_comparison(
     spec = cfg.cluster if isinstance(cfg.cluster, ClusterSpec) else load_cluster(cfg.cluster)
     workload = get_workload(cfg.workload, scale=cfg.scale)
     operands = make_operands(workload, cfg.seed)
-    time_scale = cfg.time_scale if cfg.time_scale is not None else auto_time_scale(spec)
+    time_scale = (
+        cfg.time_scale if cfg.time_scale is not None else _time_scale(spec, workload, operands)
+    )
     slow = _slow_target(spec, cfg)
 
     static = _run_static(spec, workload, operands, cfg, time_scale, slow, progress, clock)

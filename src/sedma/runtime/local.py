@@ -1,6 +1,7 @@
 """The embedded backend: every node of the spec is a worker thread on this machine.
 
-Covers: :class:`LocalBackend` (the default backend; no server) and :func:`auto_time_scale`.
+Covers: :class:`LocalBackend` (the default backend; no server) and the time dilation it
+runs at (:func:`auto_time_scale`, :func:`measure_time_scale`).
 Does not cover: planning (see :mod:`sedma.compute.partition`), running on a real cluster
 (the Ray backend) or at 10,000 nodes (the simulator).
 
@@ -44,7 +45,7 @@ import queue
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -58,7 +59,13 @@ from sedma.errors import CapacityError, NodeLostError, SedmaError
 from sedma.observations import FreeMemory, MemoryHeld, NodeFailed, Observation, TileDone
 from sedma.spec import ClusterSpec, NodeSpec
 
-__all__ = ["CROSSBAR_SIM_COST", "LocalBackend", "auto_time_scale"]
+__all__ = [
+    "CROSSBAR_SIM_COST",
+    "LocalBackend",
+    "auto_time_scale",
+    "measure_time_scale",
+    "time_scale_for",
+]
 
 log = logging.getLogger(__name__)
 
@@ -93,6 +100,18 @@ def _slice(key: BufKey, operands: Operands) -> Array:
     return np.zeros((rows, cols), dtype=np.float32)
 
 
+@dataclass(frozen=True)
+class _TileFailed:
+    """A worker's answer when computing a tile raised: run() re-raises it for the caller."""
+
+    node: str
+    tile: int
+    error: Exception
+
+
+_Results = queue.SimpleQueue[TileResult | _TileFailed | None]
+
+
 @dataclass
 class _Node:
     spec: NodeSpec
@@ -101,8 +120,8 @@ class _Node:
     buffers: dict[BufKey, Array] = field(default_factory=dict)
     refs: dict[BufKey, set[int]] = field(default_factory=lambda: defaultdict(set))
     arrays: dict[int, int] = field(default_factory=dict)  # plan key -> arrays used
-    jobs: queue.SimpleQueue[tuple[int, int, float, queue.SimpleQueue[TileResult | None]] | None] = (
-        field(default_factory=queue.SimpleQueue)
+    jobs: queue.SimpleQueue[tuple[int, int, float, _Results] | None] = field(
+        default_factory=queue.SimpleQueue
     )
     timeline_end: float = float("-inf")  # emulated end of the node's last tile
     failed: bool = False
@@ -167,6 +186,77 @@ def auto_time_scale(spec: ClusterSpec, headroom: float = 0.2, probe_s: float = 0
     return max(1.0, total / (headroom * cores * rate))
 
 
+def time_scale_for(
+    host_per_device_s: dict[str, float],
+    cores: int,
+    headroom: float = 0.2,
+    node_headroom: float = 0.5,
+) -> float:
+    """The smallest time dilation that keeps measured host costs within the headrooms.
+
+    ``c_i = host_per_device_s[i]`` is the real seconds this host spends per emulated device
+    second of node ``i`` while it is busy (measured by :func:`measure_time_scale`). Under
+    ``time_scale = s`` a node busy all the time loads the host by ``c_i / s``; so
+    ``s >= sum_i c_i / (headroom * cores)`` keeps the whole cluster within ``headroom`` of
+    the host, and ``s >= max_i c_i / node_headroom`` keeps each worker (one thread) within
+    ``node_headroom`` of one core. At least 1.
+    """
+    if not host_per_device_s:
+        return 1.0
+    c = host_per_device_s.values()
+    return max(1.0, sum(c) / (headroom * cores), max(c) / node_headroom)
+
+
+def measure_time_scale(
+    spec: ClusterSpec,
+    plans: Sequence[Plan],
+    operands: Operands,
+    *,
+    headroom: float = 0.2,
+    node_headroom: float = 0.5,
+    max_dilation: float = 4.0,
+) -> float:
+    """A time dilation from this host's measured cost of really computing ``plans``.
+
+    :func:`auto_time_scale` estimates the crossbar simulator's cost with one constant; on
+    small products its fixed per-call cost is many times that, and a worker that computes
+    slower than its emulated time makes the device look slower than it is (an overrun).
+    This loads each plan on an undilated backend, runs one warm-up pass and one measured
+    pass, and takes each node's host CPU seconds per emulated device second
+    (``TileDone.host_s``, the worker thread's CPU time, over the tiles' device time at the
+    node's rate; CPU time, so that the probe's own contention, 16 threads at once on a few
+    cores, does not count); :func:`time_scale_for` turns those into a scale.
+    Plans that do not fit are skipped. The result is never below :func:`auto_time_scale`
+    and at most ``max_dilation`` times it, so that a run's wall time stays bounded; the
+    tiles that still overrun are counted in :attr:`LocalBackend.overruns`.
+    """
+    cores = max(1, min(os.cpu_count() or 1, 64))
+    cost: dict[str, float] = {}
+    with LocalBackend(spec, time_scale=1.0) as backend:
+        for plan in plans:
+            try:
+                backend.load(plan, operands)
+            except CapacityError:
+                continue
+            list(backend.run(plan))  # warm-up: first touches, BLAS and simulator caches
+            host: dict[str, float] = defaultdict(float)
+            device: dict[str, float] = defaultdict(float)
+            for r in backend.run(plan):
+                d = r.done
+                node = spec.node(d.node)
+                rate = node.device.matmul_gflops * node.emulated_rate_factor
+                slow = plan.correction.time_factor if plan.tiles[r.tile].arrays else 1.0
+                host[d.node] += d.host_s
+                device[d.node] += d.flops / (rate * 1e9) * slow
+            backend.release(plan)
+            for n, h in host.items():
+                if device[n] > 0:
+                    cost[n] = max(cost.get(n, 0.0), h / device[n])
+    measured = time_scale_for(cost, cores, headroom, node_headroom)
+    auto = auto_time_scale(spec, headroom)
+    return min(max(measured, auto), max_dilation * auto)
+
+
 class LocalBackend:
     """Embedded backend: one worker thread per node, real numpy compute, emulated rates."""
 
@@ -201,7 +291,7 @@ class LocalBackend:
                 )
         self._plans: dict[int, Plan] = {}
         self._obs: list[Observation] = []
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()  # load() re-loads the old plan when a swap is refused
         self.overruns = 0
         self._closed = False
         # Many worker threads each calling a multi-threaded BLAS would oversubscribe the
@@ -274,17 +364,27 @@ class LocalBackend:
                         )
             if replace is not None:
                 self._release_locked(replace)
-            for name, keys in need.items():
-                node = self._nodes[name]
-                for k in keys:
-                    if k not in node.buffers:
-                        node.buffers[k] = _slice(k, operands)
-                    node.refs[k].add(pkey)
-                if node.device is not None:
-                    self._program_locked(node, plan, keys)
-                    node.arrays[pkey] = len(
-                        {a for k in keys if k in node.programs for a in node.programs[k].arrays}
-                    )
+            try:
+                for name, keys in need.items():
+                    node = self._nodes[name]
+                    for k in keys:
+                        if k not in node.buffers:
+                            node.buffers[k] = _slice(k, operands)
+                        node.refs[k].add(pkey)
+                    if node.device is not None:
+                        self._program_locked(node, plan, keys)
+                        node.arrays[pkey] = len(
+                            {a for k in keys if k in node.programs for a in node.programs[k].arrays}
+                        )
+            except CapacityError:
+                # Programming can still run out of arrays (a residual's spares): undo what
+                # the new plan took and put the old one back, so that a refused swap leaves
+                # the old plan loaded and running, as the caller expects.
+                self._plans[pkey] = plan
+                self._release_locked(plan)
+                if replace is not None:
+                    self.load(replace, operands)
+                raise
             self._plans[pkey] = plan
             self._report_memory_locked()
 
@@ -298,7 +398,7 @@ class LocalBackend:
         pkey = id(plan)
         if pkey not in self._plans:
             raise SedmaError(f"plan {plan.strategy!r} is not loaded; call load() first")
-        results: queue.SimpleQueue[TileResult | None] = queue.SimpleQueue()
+        results: _Results = queue.SimpleQueue()
         order = sorted(range(len(plan.tiles)), key=lambda i: plan.tiles[i].op)
         dispatched = self.clock.now()
         for i in order:
@@ -310,6 +410,11 @@ class LocalBackend:
             if r is None:  # a failed node answers every job it still had with None
                 lost.add(plan.tiles[i].node)
                 continue
+            if isinstance(r, _TileFailed):
+                raise SedmaError(
+                    f"node {r.node!r} could not compute tile {r.tile} of plan "
+                    f"{plan.strategy!r}: {r.error!r}"
+                ) from r.error
             done += 1
             yield r
         if lost:
@@ -474,33 +579,43 @@ class LocalBackend:
             if node.failed:
                 results.put(None)
                 continue
-            plan = self._plans[pkey]
-            t = plan.tiles[i]
-            op = plan.workload.ops[t.op]
-            kx, kw, ky = _tile_keys(t, op.m, op.n)
-            flops = t.flops(op)
-            rate = node.spec.device.matmul_gflops * node.spec.emulated_rate_factor * node.slowdown
-            target = flops / (rate * 1e9) * self._time_scale
-            start = max(dispatched, node.timeline_end)
-            c0 = self.clock.now()
-            out = node.buffers[ky]
-            prog = node.programs.get(kw)
-            if prog is not None and node.device is not None:
-                # Through the arrays, every non-ideality included; correction reads cost time.
-                np.copyto(out, node.device.matmul(node.buffers[kx], prog), casting="unsafe")
-                target *= prog.correction.time_factor
-            else:
-                np.matmul(node.buffers[kx], node.buffers[kw], out=out)
-            real = self.clock.now() - c0
-            if real > target:
-                self.overruns += 1
-            end = start + max(target, real)
-            self.clock.sleep(end - self.clock.now())
-            node.timeline_end = end
-            done = TileDone(
-                node.spec.name, t.op, flops, start, end, (end - start) / self._time_scale
-            )
-            results.put(TileResult(i, out, done))
+            try:
+                results.put(self._tile(node, pkey, i, dispatched))
+            except Exception as e:
+                # A worker that died here would leave run() waiting forever for this tile.
+                log.exception("node %s: tile %d failed", node.spec.name, i)
+                results.put(_TileFailed(node.spec.name, i, e))
+
+    def _tile(self, node: _Node, pkey: int, i: int, dispatched: float) -> TileResult:
+        plan = self._plans[pkey]
+        t = plan.tiles[i]
+        op = plan.workload.ops[t.op]
+        kx, kw, ky = _tile_keys(t, op.m, op.n)
+        flops = t.flops(op)
+        rate = node.spec.device.matmul_gflops * node.spec.emulated_rate_factor * node.slowdown
+        target = flops / (rate * 1e9) * self._time_scale
+        start = max(dispatched, node.timeline_end)
+        c0 = self.clock.now()
+        cpu0 = time.thread_time()  # CPU seconds of this worker: contention not included
+        out = node.buffers[ky]
+        prog = node.programs.get(kw)
+        if prog is not None and node.device is not None:
+            # Through the arrays, every non-ideality included; correction reads cost time.
+            np.copyto(out, node.device.matmul(node.buffers[kx], prog), casting="unsafe")
+            target *= prog.correction.time_factor
+        else:
+            np.matmul(node.buffers[kx], node.buffers[kw], out=out)
+        real = self.clock.now() - c0
+        host_s = time.thread_time() - cpu0
+        if real > target:
+            self.overruns += 1
+        end = start + max(target, real)
+        self.clock.sleep(end - self.clock.now())
+        node.timeline_end = end
+        done = TileDone(
+            node.spec.name, t.op, flops, start, end, (end - start) / self._time_scale, host_s
+        )
+        return TileResult(i, out, done)
 
 
 def _nbytes(key: BufKey, operands: Operands) -> int:
