@@ -194,9 +194,9 @@ def time_scale_for(
 ) -> float:
     """The smallest time dilation that keeps measured host costs within the headrooms.
 
-    ``c_i = host_per_device_s[i]`` is the real seconds this host spends per emulated device
-    second of node ``i`` while it is busy (measured by :func:`measure_time_scale`). Under
-    ``time_scale = s`` a node busy all the time loads the host by ``c_i / s``; so
+    ``c_i = host_per_device_s[i]`` is the host CPU seconds node ``i`` costs per emulated
+    device second of a pass (measured by :func:`measure_time_scale`). Under
+    ``time_scale = s`` it loads the host by ``c_i / s``; so
     ``s >= sum_i c_i / (headroom * cores)`` keeps the whole cluster within ``headroom`` of
     the host, and ``s >= max_i c_i / node_headroom`` keeps each worker (one thread) within
     ``node_headroom`` of one core. At least 1.
@@ -214,7 +214,7 @@ def measure_time_scale(
     *,
     headroom: float = 0.2,
     node_headroom: float = 0.5,
-    max_dilation: float = 4.0,
+    max_dilation: float = 2.5,
 ) -> float:
     """A time dilation from this host's measured cost of really computing ``plans``.
 
@@ -222,10 +222,11 @@ def measure_time_scale(
     small products its fixed per-call cost is many times that, and a worker that computes
     slower than its emulated time makes the device look slower than it is (an overrun).
     This loads each plan on an undilated backend, runs one warm-up pass and one measured
-    pass, and takes each node's host CPU seconds per emulated device second
-    (``TileDone.host_s``, the worker thread's CPU time, over the tiles' device time at the
-    node's rate; CPU time, so that the probe's own contention, 16 threads at once on a few
-    cores, does not count); :func:`time_scale_for` turns those into a scale.
+    pass, and takes each node's host CPU seconds per emulated second of the pass
+    (``TileDone.host_s``, the worker thread's CPU time, over the pass's device time at the
+    nodes' rates: a node that waits for others most of the pass has that much slack; CPU
+    time, so that the probe's own contention, 16 threads on a few cores, does not count);
+    :func:`time_scale_for` turns those into a scale.
     Plans that do not fit are skipped. The result is never below :func:`auto_time_scale`
     and at most ``max_dilation`` times it, so that a run's wall time stays bounded; the
     tiles that still overrun are counted in :attr:`LocalBackend.overruns`.
@@ -249,9 +250,12 @@ def measure_time_scale(
                 host[d.node] += d.host_s
                 device[d.node] += d.flops / (rate * 1e9) * slow
             backend.release(plan)
+            span = max(device.values(), default=0.0)
             for n, h in host.items():
                 if device[n] > 0:
-                    cost[n] = max(cost.get(n, 0.0), h / device[n])
+                    # Busy a share u = device / span of each pass, a node loads the host by
+                    # c * u / time_scale: a node that mostly waits for others has slack.
+                    cost[n] = max(cost.get(n, 0.0), h / span)
     measured = time_scale_for(cost, cores, headroom, node_headroom)
     auto = auto_time_scale(spec, headroom)
     return min(max(measured, auto), max_dilation * auto)
