@@ -51,6 +51,9 @@ PAYLOAD_NBYTES = 100_000
 MESSAGES = 5
 DIRECT_TIMEOUT_S = 5.0  # punches here take at most one 500 ms retransmission; bounds failures
 STEP_TIMEOUT_S = 30.0  # one signalling step of one agent
+# Up to 30 agents start at once and each imports numpy, scipy and cryptography: on a cold
+# 2-core machine (a fresh CI runner: no file cache, no .pyc) that alone took over 30 s.
+STARTUP_TIMEOUT_S = 180.0
 RELAY_USABLE_TARGET_S = 1.0
 PROBE_PORT = 3001
 
@@ -133,10 +136,11 @@ class _Agent:
 
     async def read(self, op: str) -> dict[str, Any]:
         assert self.proc.stdout is not None
+        timeout_s = STARTUP_TIMEOUT_S if op == "ready" else STEP_TIMEOUT_S
         try:
-            line = await asyncio.wait_for(self.proc.stdout.readline(), STEP_TIMEOUT_S)
+            line = await asyncio.wait_for(self.proc.stdout.readline(), timeout_s)
         except TimeoutError:
-            raise AgentError(f"{self.label}: no {op!r} within {STEP_TIMEOUT_S} s\n"
+            raise AgentError(f"{self.label}: no {op!r} within {timeout_s} s\n"
                              f"{self.tail()}") from None  # fmt: skip
         if not line:
             raise AgentError(f"{self.label}: exited before {op!r}\n{self.tail()}")
