@@ -429,10 +429,19 @@ def test_a_seed_reproduces_a_chunked_product_exactly() -> None:
     assert rel_error([a], [x @ w]) < 0.3
 
 
-def test_a_rejected_input_leaves_the_read_stream_where_it_was() -> None:
-    x, w = operands(m=3000, k=100, n=48)  # in several chunks (as above)
+@pytest.mark.parametrize(
+    ("m", "k", "n", "col", "value"),
+    [
+        (3000, 100, 48, 3, np.inf),  # numpy path, several chunks: the last one is bad
+        (4, 300, 20, 7, np.nan),  # fused (compiled) path: a small product
+    ],
+)
+def test_a_rejected_input_leaves_the_read_stream_where_it_was(
+    m: int, k: int, n: int, col: int, value: float
+) -> None:
+    x, w = operands(m=m, k=k, n=n)
     bad = x.copy()
-    bad[-1, 3] = np.inf  # in the last chunk: earlier chunks are read first
+    bad[-1, col] = value  # in the last rows: earlier chunks are read first
     results = []
     for fail_first in (False, True):
         dev = CrossbarDevice(RRAM_A, seed=4, clock=ManualClock())

@@ -39,6 +39,7 @@ import time
 from typing import Any
 
 import aioice
+from agent_io import emit, expect, stdin_reader  # sibling module: run as a script
 
 CHUNK_NBYTES = 1100  # below the 1500-byte veth MTU with IP, UDP and TURN channel headers
 RETRY_S = 0.2  # resend interval for unacknowledged messages and payload polls
@@ -48,28 +49,6 @@ log = logging.getLogger("peer_agent")
 
 
 # ---------------------------------------------------------------------------- signalling
-
-
-def emit(obj: dict[str, Any]) -> None:
-    sys.stdout.write(json.dumps(obj) + "\n")
-    sys.stdout.flush()
-
-
-async def stdin_reader() -> asyncio.StreamReader:
-    loop = asyncio.get_running_loop()
-    reader = asyncio.StreamReader(limit=1 << 20)
-    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
-    return reader
-
-
-async def expect(reader: asyncio.StreamReader, op: str) -> dict[str, Any]:
-    line = await reader.readline()
-    if not line:
-        raise ConnectionError(f"stdin closed while waiting for {op!r}")
-    msg: dict[str, Any] = json.loads(line)
-    if msg.get("op") != op:
-        raise ValueError(f"expected op {op!r}, got {msg!r}")
-    return msg
 
 
 def describe(conn: aioice.Connection) -> dict[str, Any]:

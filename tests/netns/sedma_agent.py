@@ -24,13 +24,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import hashlib
-import json
 import logging
 import sys
 import time
 from typing import Any
 
 import numpy as np
+from agent_io import emit, expect, stdin_reader  # sibling module: run as a script
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from sedma.comm.ice import IceConfig
@@ -41,28 +41,6 @@ log = logging.getLogger("sedma_agent")
 
 def key(name: str) -> Ed25519PrivateKey:
     return Ed25519PrivateKey.from_private_bytes(hashlib.sha256(f"netns|{name}".encode()).digest())
-
-
-def emit(obj: dict[str, Any]) -> None:
-    sys.stdout.write(json.dumps(obj) + "\n")
-    sys.stdout.flush()
-
-
-async def stdin_reader() -> asyncio.StreamReader:
-    loop = asyncio.get_running_loop()
-    reader = asyncio.StreamReader(limit=1 << 20)
-    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
-    return reader
-
-
-async def expect(reader: asyncio.StreamReader, op: str) -> dict[str, Any]:
-    line = await reader.readline()
-    if not line:
-        raise ConnectionError(f"stdin closed while waiting for {op!r}")
-    msg: dict[str, Any] = json.loads(line)
-    if msg.get("op") != op:
-        raise ValueError(f"expected op {op!r}, got {msg!r}")
-    return msg
 
 
 def hostport(text: str) -> tuple[str, int]:

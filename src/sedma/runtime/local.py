@@ -31,9 +31,12 @@ What is real and what is emulated, exactly:
   :class:`~sedma.errors.CapacityError` before anything changes: never a silent overcommit.
 - **Crossbar arrays**: an rram node has ``crossbar.arrays`` arrays; a plan's tiles name the
   arrays their weights occupy and a plan needing more than the node has raises
-  ``CapacityError``. Until the crossbar simulator lands, rram tiles compute exactly (the
-  weight block is held digitally alongside the array accounting); a used array counts as
-  ``rows x cols/2`` weights held, padding included.
+  ``CapacityError``. rram tiles are computed through the node's simulated arrays
+  (:class:`~sedma.compute.crossbar.CrossbarDevice`, programmed when the plan is loaded);
+  a used array, the correction's residual arrays included, counts as ``rows x cols/2``
+  weights held, padding included.
+- **Time scale**: :func:`measure_time_scale` sets it from this host's measured CPU cost of
+  the plans, so that the real computation stays well inside each tile's emulated time.
 """
 
 from __future__ import annotations
