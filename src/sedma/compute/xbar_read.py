@@ -57,7 +57,6 @@ class Reader:
         self.spec = xb
         self.scratch = Scratch()
         self.stream = ReadStream(key, self.scratch)
-        self._key = np.uint64(key)
         self.adc = Adc(float(signed_levels(xb.adc_bits)), self.stream)
         self.read_count = 0
         """Input vectors applied to a block of array rows (one band, one slice), so far."""
@@ -136,10 +135,8 @@ class Reader:
             u = xbar_kernel.units_of(layer, xb.read_noise)
             ctr = xbar_kernel.fused_read(
                 x32,
-                xbar_kernel.transposed(layer),
-                u.table,
-                u.ratio,
-                u.coef,
+                layer,
+                u,
                 out_scale(layer),
                 out,
                 i > 0,
@@ -147,7 +144,7 @@ class Reader:
                 xb.dac_bits,
                 reads,
                 all_reads,
-                self._key,
+                self.stream.key,
                 ctr,
                 self.adc.q,
                 xb.read_noise > 0,

@@ -1,0 +1,19 @@
+"""Build of the one compiled module; everything else is in pyproject.toml.
+
+``sedma.compute._xbar`` is the crossbar simulator's read path in C (see its source and
+``sedma.compute.xbar_kernel``). It needs only a C compiler and Python's headers.
+"""
+
+from setuptools import Extension, setup
+
+setup(
+    ext_modules=[
+        Extension(
+            "sedma.compute._xbar",
+            sources=["src/sedma/compute/_xbar.c"],
+            # fast-math for vectorised reductions; finite-math stays off because the kernel
+            # checks its inputs for inf and NaN itself
+            extra_compile_args=["-O3", "-ffast-math", "-fno-finite-math-only", "-funroll-loops"],
+        )
+    ]
+)

@@ -1,0 +1,409 @@
+/* The compiled read path of the crossbar simulator (module sedma.compute._xbar).
+ *
+ * One function, fused_read: a layer's whole part of a product x @ W, every non-ideality
+ * on, in one pass over the input rows: the DAC (each row scaled by its largest magnitude
+ * and rounded; bit-serial slices when the DAC is narrower than the input), the product of
+ * every band of array rows, output-referred read noise, the ADC with its saturation check
+ * and bound management, the digital sums and the output scales. The formulas are those of
+ * sedma.compute.xbar_physics; the noise is the stream of sedma.compute.xbar_noise (word i
+ * is SplitMix64 of key + (i + 1) * gamma; a normal is NORMAL_TABLE at a 16-bit piece) at
+ * the same positions as the numpy path's draws. The Python side (xbar_native.py) checks
+ * every shape and type before calling; this file trusts them.
+ *
+ * Why C: numba (the previous kernel) did not vectorise the loops this needs (float max
+ * reductions, several reductions in one loop); gcc does, and target_clones picks AVX-512,
+ * AVX2 with FMA, or plain x86-64 code at load time (per function: each hot loop is its
+ * own cloned function, because code inlined into a clone may keep the default ISA). The GIL is released while it runs, so the local
+ * backend's node threads read their devices in parallel.
+ *
+ * Two ways to form a band's sums, chosen per band by width w: narrow bands (w < 16) as dot
+ * products along k on the transposed matrix (contiguous, one reduction per column); wider
+ * bands four input rows at a time, vectorised along the columns, so each matrix row loaded
+ * serves four input rows.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#if __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
+#error "the noise stream reads 16-bit pieces of 64-bit words in little-endian order"
+#endif
+
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#define XB_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+#else
+#define XB_CLONES
+#endif
+
+#define XB_ROWS 4    /* input rows per block */
+#define XB_NARROW 8  /* bands narrower than this: dot products along k */
+
+static const uint64_t GOLDEN = 0x9E3779B97F4A7C15ULL;
+
+static inline __attribute__((always_inline)) uint64_t stream_word(uint64_t key, int64_t i) {
+    uint64_t z = key + (uint64_t)(i + 1) * GOLDEN;
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
+    return z ^ (z >> 31);
+}
+
+/* out[0:count] = normals of elements e0 .. e0 + count of a draw that starts at word
+ * `start` (element e is 16-bit piece e % 4 of word start + e / 4); `words` has room for
+ * count / 4 + 2 words. */
+XB_CLONES
+static void normals(uint64_t key, int64_t start, int64_t e0, int64_t count,
+                    const float *restrict table, float *restrict out,
+                    uint64_t *restrict words) {
+    int64_t first = start + e0 / 4;
+    int64_t off = e0 % 4;
+    int64_t nw = (off + count + 3) / 4;
+    for (int64_t t = 0; t < nw; t++) words[t] = stream_word(key, first + t);
+    const uint16_t *pieces = (const uint16_t *)words + off; /* little-endian: piece q of a
+                                                               word is its q-th uint16 */
+    for (int64_t j = 0; j < count; j++) out[j] = table[pieces[j]];
+}
+
+/* Bit pattern of max|v| (v float32 viewed as int32): >= 0x7F800000 iff v has inf or NaN. */
+XB_CLONES
+static int32_t absmax_bits(const int32_t *v, int64_t k) {
+    int32_t a = 0;
+    for (int64_t i = 0; i < k; i++) {
+        int32_t t = v[i] & 0x7FFFFFFF;
+        a = t > a ? t : a;
+    }
+    return a;
+}
+
+XB_CLONES
+static void quantise(const float *x, int64_t k, float inv, float *codes) {
+    for (int64_t i = 0; i < k; i++) codes[i] = rintf(x[i] * inv);
+}
+
+XB_CLONES
+static float dot(const float *a, const float *b, int64_t h) {
+    float t = 0.0f;
+    for (int64_t i = 0; i < h; i++) t += a[i] * b[i];
+    return t;
+}
+
+/* One tile of T columns from j0 of band_wide: four rows' sums held in registers. */
+#define XB_TILE_FN(T)                                                                      \
+    XB_CLONES static void tile_##T(const float *restrict c, int64_t k,                       \
+                                const float *restrict d, int64_t n, int64_t h, int64_t w, \
+                                int64_t j0, float *restrict mu) {                         \
+        float a0[T] = {0}, a1[T] = {0}, a2[T] = {0}, a3[T] = {0};                         \
+        for (int64_t i = 0; i < h; i++) {                                                 \
+            const float *restrict dr = d + i * n + j0;                                    \
+            float x0 = c[i], x1 = c[k + i], x2 = c[2 * k + i], x3 = c[3 * k + i];         \
+            for (int jj = 0; jj < T; jj++) {                                              \
+                a0[jj] += x0 * dr[jj];                                                    \
+                a1[jj] += x1 * dr[jj];                                                    \
+                a2[jj] += x2 * dr[jj];                                                    \
+                a3[jj] += x3 * dr[jj];                                                    \
+            }                                                                             \
+        }                                                                                 \
+        for (int jj = 0; jj < T; jj++) {                                                  \
+            mu[j0 + jj] = a0[jj];                                                         \
+            mu[w + j0 + jj] = a1[jj];                                                     \
+            mu[2 * w + j0 + jj] = a2[jj];                                                 \
+            mu[3 * w + j0 + jj] = a3[jj];                                                 \
+        }                                                                                 \
+    }
+XB_TILE_FN(32)
+XB_TILE_FN(16)
+XB_TILE_FN(8)
+XB_TILE_FN(1)
+
+/* mu[r * w + j] = sum_i c[r * k + i] * d[i * n + j] for the block's XB_ROWS code rows,
+ * i < h, j < w: four rows at a time, up to 32 columns in registers, so each matrix row
+ * loaded serves four input rows. */
+XB_CLONES
+static void band_wide(const float *restrict c, int64_t k, const float *restrict d, int64_t n,
+                      int64_t h, int64_t w, float *restrict mu) {
+    int64_t j0 = 0;
+    for (; j0 + 32 <= w; j0 += 32) tile_32(c, k, d, n, h, w, j0, mu);
+    for (; j0 + 16 <= w; j0 += 16) tile_16(c, k, d, n, h, w, j0, mu);
+    for (; j0 + 8 <= w; j0 += 8) tile_8(c, k, d, n, h, w, j0, mu);
+    for (; j0 < w; j0++) tile_1(c, k, d, n, h, w, j0, mu);
+}
+
+/* ADC codes of one read of w outputs mu + z * sigma, added into part; bound management
+ * (Rasch et al., AICAS 2021): a read that saturates (|y| >= Q + 1/2 anywhere) is repeated
+ * with its input halved until it fits, at most 2**levels times, then clipped; its normals
+ * come from the stream at *bm. Returns the re-reads. */
+XB_CLONES
+static int64_t adc_read(const float *restrict mu, const float *restrict z, float sigma,
+                        int64_t w, double adc_q, int levels, int noisy, uint64_t key,
+                        int64_t *bm, const float *restrict table, float *restrict y,
+                        float *restrict zb, float *restrict part, uint64_t *restrict words) {
+    float edge = (float)(adc_q + 0.5);
+    float q = (float)adc_q;
+    int hit = 0;
+    for (int64_t j = 0; j < w; j++) {
+        float v = mu[j] + z[j] * sigma;
+        y[j] = v;
+        hit |= fabsf(v) >= edge;
+    }
+    if (!hit) {
+        for (int64_t j = 0; j < w; j++) part[j] += rintf(y[j]);
+        return 0;
+    }
+    int64_t rereads = 0;
+    int64_t top = (int64_t)1 << levels;
+    for (int64_t f = 2;; f *= 2) {
+        rereads++;
+        if (noisy) {
+            normals(key, *bm, 0, w, table, zb, words);
+            *bm += (w + 3) / 4;
+        } else {
+            for (int64_t j = 0; j < w; j++) zb[j] = 0.0f;
+        }
+        float ff = (float)f;
+        float sf = sigma / ff;
+        int over = 0;
+        for (int64_t j = 0; j < w; j++) {
+            y[j] = rintf(mu[j] / ff + zb[j] * sf);
+            over |= fabsf(y[j]) > q;
+        }
+        if (f == top) {
+            for (int64_t j = 0; j < w; j++) part[j] += fminf(fmaxf(y[j], -q), q) * ff;
+            break;
+        }
+        if (!over) {
+            for (int64_t j = 0; j < w; j++) part[j] += y[j] * ff;
+            break;
+        }
+    }
+    return rereads;
+}
+
+typedef struct {
+    const float *x, *delta, *delta_t, *coef, *col, *table;
+    const int64_t *units;
+    const double *ratio;
+    float *out;
+    int64_t *counts;
+    int64_t m, k, n, n_units, ctr, chunk_out;
+    int add, bits, dac_bits, reads, all_reads, noisy, levels;
+    uint64_t key;
+    double adc_q;
+} Job;
+
+static int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+
+/* Returns the new stream counter, -1 if an input row is not finite (nothing written to the
+ * stream or the counts), -2 if out of memory. */
+static int64_t run(const Job *J) {
+    const int64_t m = J->m, k = J->k, n = J->n, U = J->n_units;
+    int n_slices, width;
+    if (J->bits <= J->dac_bits) {
+        n_slices = 1;
+        width = J->bits - 1;
+    } else {
+        width = J->dac_bits - 1 > 1 ? J->dac_bits - 1 : 1;
+        n_slices = (int)ceil_div(J->bits - 1, width);
+    }
+    int q_levels = (1 << (J->bits - 1)) - 1;
+    float q_in = (float)(q_levels > 1 ? q_levels : 1);
+    int64_t group = J->chunk_out / (n * m);
+    if (group < 1) group = 1;
+    int64_t max_groups = 1, max_w = 1;
+    for (int64_t u = 0; u < U; u++) {
+        int64_t g = ceil_div(J->units[u * 5 + 2], group);
+        if (g > max_groups) max_groups = g;
+        int64_t w = J->units[u * 5 + 4] - J->units[u * 5 + 3];
+        if (w > max_w) max_w = w;
+    }
+    int64_t n_starts = (int64_t)n_slices * U * max_groups;
+    size_t floats = (size_t)n_slices * XB_ROWS * k  /* codes per slice and row */
+                    + (size_t)XB_ROWS * n          /* acc */
+                    + 2 * (size_t)XB_ROWS * max_w  /* part, mu */
+                    + 3 * (size_t)max_w + 8        /* z, y, zb */
+                    + XB_ROWS;                     /* row factors */
+    int64_t *starts = malloc(sizeof(int64_t) * (size_t)n_starts);
+    int64_t *mag = malloc(sizeof(int64_t) * (size_t)k);
+    uint64_t *wbuf = malloc(sizeof(uint64_t) * (size_t)(max_w / 4 + 2));
+    float *mem = malloc(sizeof(float) * floats);
+    if (!starts || !mag || !mem || !wbuf) {
+        free(starts);
+        free(mag);
+        free(mem);
+        free(wbuf);
+        return -2;
+    }
+    float *xs = mem;
+    float *acc = xs + (size_t)n_slices * XB_ROWS * k;
+    float *part = acc + (size_t)XB_ROWS * n;
+    float *mu = part + (size_t)XB_ROWS * max_w;
+    float *z = mu + (size_t)XB_ROWS * max_w;
+    float *y = z + max_w;
+    float *zb = y + max_w;
+    float *fac = zb + max_w + 8;
+
+    /* stream positions: the numpy path's order (slice, unit, group of bands, read) */
+    int64_t cursor = J->ctr, n_reads = 0;
+    for (int s = 0; s < n_slices; s++) {
+        int64_t r_s = (s == 0 || J->all_reads) ? J->reads : 1;
+        for (int64_t u = 0; u < U; u++) {
+            int64_t nb = J->units[u * 5 + 2], w = J->units[u * 5 + 4] - J->units[u * 5 + 3];
+            for (int64_t gi = 0; gi < ceil_div(nb, group); gi++) {
+                int64_t g = nb - gi * group < group ? nb - gi * group : group;
+                starts[(s * U + u) * max_groups + gi] = cursor;
+                if (J->noisy) cursor += r_s * ceil_div(g * m * w, 4);
+                n_reads += r_s * g * m;
+            }
+        }
+    }
+    int64_t bm = cursor; /* bound management draws follow the product's */
+    int64_t rereads = 0;
+    for (int64_t j = 0; j < max_w; j++) z[j] = 0.0f;
+
+    for (int64_t rb = 0; rb < m; rb += XB_ROWS) {
+        int64_t rows = m - rb < XB_ROWS ? m - rb : XB_ROWS;
+        memset(xs, 0, sizeof(float) * (size_t)n_slices * XB_ROWS * k);
+        for (int64_t r = 0; r < rows; r++) {
+            const float *xr = J->x + (rb + r) * k;
+            int32_t bits_max = absmax_bits((const int32_t *)xr, k);
+            if (bits_max >= 0x7F800000) {
+                free(starts);
+                free(mag);
+                free(mem);
+                free(wbuf);
+                return -1;
+            }
+            float amax;
+            memcpy(&amax, &bits_max, sizeof amax);
+            float safe = amax > 1e-30f ? amax : 1e-30f;
+            float *x0 = xs + r * k;
+            quantise(xr, k, q_in / safe, x0);
+            fac[r] = safe / q_in;
+            if (n_slices > 1) { /* top-aligned slices of the magnitude, sign on each */
+                for (int64_t i = 0; i < k; i++) mag[i] = (int64_t)fabsf(x0[i]);
+                for (int s = n_slices - 1; s >= 0; s--) {
+                    int shift = J->bits - 1 - (s + 1) * width;
+                    if (shift < 0) shift = 0;
+                    int64_t mask = ((int64_t)1 << (J->bits - 1 - s * width - shift)) - 1;
+                    float *xsr = xs + ((size_t)s * XB_ROWS + r) * k;
+                    for (int64_t i = 0; i < k; i++) {
+                        float v = (float)((mag[i] >> shift) & mask);
+                        xsr[i] = xr[i] >= 0 ? v : -v;
+                    }
+                }
+            }
+        }
+        memset(acc, 0, sizeof(float) * (size_t)XB_ROWS * n);
+        for (int s = 0; s < n_slices; s++) {
+            int shift = 0;
+            if (n_slices > 1) {
+                shift = J->bits - 1 - (s + 1) * width;
+                if (shift < 0) shift = 0;
+            }
+            int64_t r_s = (s == 0 || J->all_reads) ? J->reads : 1;
+            const float *cs = xs + (size_t)s * XB_ROWS * k;
+            for (int64_t u = 0; u < U; u++) {
+                const int64_t *un = J->units + u * 5;
+                int64_t k0 = un[0], h = un[1], nb = un[2], c0 = un[3], c1 = un[4];
+                int64_t w = c1 - c0;
+                float scale = (float)((double)((int64_t)1 << shift) * J->ratio[u] / (double)r_s);
+                for (int64_t gi = 0; gi < ceil_div(nb, group); gi++) {
+                    int64_t g = nb - gi * group < group ? nb - gi * group : group;
+                    int64_t words = J->noisy ? ceil_div(g * m * w, 4) : 0;
+                    int64_t start0 = starts[(s * U + u) * max_groups + gi];
+                    memset(part, 0, sizeof(float) * (size_t)XB_ROWS * w);
+                    for (int64_t bl = 0; bl < g; bl++) {
+                        int64_t b0 = k0 + (gi * group + bl) * h;
+                        if (w < XB_NARROW) {
+                            for (int64_t r = 0; r < rows; r++)
+                                for (int64_t j = 0; j < w; j++)
+                                    mu[r * w + j] = dot(cs + r * k + b0,
+                                                        J->delta_t + (c0 + j) * k + b0, h);
+                        } else {
+                            band_wide(cs + b0, k, J->delta + b0 * n + c0, n, h, w, mu);
+                        }
+                        for (int64_t r = 0; r < rows; r++) {
+                            float sigma = sqrtf(dot(cs + r * k + b0, cs + r * k + b0, h)) *
+                                          J->coef[u];
+                            int64_t e0 = (bl * m + rb + r) * w;
+                            for (int64_t t = 0; t < r_s; t++) {
+                                if (J->noisy)
+                                    normals(J->key, start0 + t * words, e0, w, J->table, z, wbuf);
+                                rereads += adc_read(mu + r * w, z, sigma, w, J->adc_q,
+                                                    J->levels, J->noisy, J->key, &bm,
+                                                    J->table, y, zb, part + r * w, wbuf);
+                            }
+                        }
+                    }
+                    for (int64_t r = 0; r < rows; r++)
+                        for (int64_t j = 0; j < w; j++)
+                            acc[r * n + c0 + j] += part[r * w + j] * scale;
+                }
+            }
+        }
+        for (int64_t r = 0; r < rows; r++) {
+            float *orow = J->out + (rb + r) * n;
+            const float *ar = acc + r * n;
+            if (J->add)
+                for (int64_t j = 0; j < n; j++) orow[j] += (ar[j] * fac[r]) * J->col[j];
+            else
+                for (int64_t j = 0; j < n; j++) orow[j] = (ar[j] * fac[r]) * J->col[j];
+        }
+    }
+    J->counts[0] += n_reads;
+    J->counts[1] += rereads;
+    free(starts);
+    free(mag);
+    free(mem);
+    free(wbuf);
+    return bm;
+}
+
+static PyObject *py_fused_read(PyObject *self, PyObject *args) {
+    (void)self;
+    Py_buffer b[10];
+    Job J;
+    memset(&J, 0, sizeof J);
+    unsigned long long key;
+    long long m, k, n, n_units, ctr, chunk_out;
+    if (!PyArg_ParseTuple(args, "y*y*y*y*y*y*y*w*y*w*LLLLiiiiiKLdiiL", &b[0], &b[1], &b[2],
+                          &b[3], &b[4], &b[5], &b[6], &b[7], &b[8], &b[9], &m, &k, &n,
+                          &n_units, &J.add, &J.bits, &J.dac_bits, &J.reads, &J.all_reads,
+                          &key, &ctr, &J.adc_q, &J.noisy, &J.levels, &chunk_out))
+        return NULL;
+    J.x = b[0].buf;
+    J.delta = b[1].buf;
+    J.delta_t = b[2].buf;
+    J.units = b[3].buf;
+    J.ratio = b[4].buf;
+    J.coef = b[5].buf;
+    J.col = b[6].buf;
+    J.out = b[7].buf;
+    J.table = b[8].buf;
+    J.counts = b[9].buf;
+    J.m = m;
+    J.k = k;
+    J.n = n;
+    J.n_units = n_units;
+    J.ctr = ctr;
+    J.chunk_out = chunk_out;
+    J.key = key;
+    int64_t got;
+    Py_BEGIN_ALLOW_THREADS got = run(&J);
+    Py_END_ALLOW_THREADS for (int i = 0; i < 10; i++) PyBuffer_Release(&b[i]);
+    if (got == -2) return PyErr_NoMemory();
+    return PyLong_FromLongLong(got);
+}
+
+static PyMethodDef methods[] = {
+    {"fused_read", py_fused_read, METH_VARARGS,
+     "One layer's part of x @ W through the crossbar, every non-ideality on; see "
+     "sedma.compute.xbar_native."},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_xbar",
+                                    "Compiled crossbar read path.", -1, methods};
+
+PyMODINIT_FUNC PyInit__xbar(void) { return PyModule_Create(&module); }
