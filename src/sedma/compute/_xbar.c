@@ -89,6 +89,57 @@ static float dot(const float *a, const float *b, int64_t h) {
     return t;
 }
 
+/* The sums of a narrow band for one code row c (h codes): mu[j] = c . d_j for its w
+ * columns (d_j = d + j * k: rows of the transposed matrix) and *sq = c . c, two columns
+ * and the squares in one pass over c. With x (not NULL) the codes are first made here,
+ * c = rint(x * inv), in the same pass (and kept in c only if more columns need them). */
+XB_CLONES
+static void band_narrow(const float *restrict x, float inv, float *restrict c,
+                        const float *restrict d, int64_t k, int64_t h, int64_t w,
+                        float *restrict mu, float *restrict sq) {
+    const float *restrict d0 = d;
+    const float *restrict d1 = w > 1 ? d + k : d;
+    float s = 0.0f, t0 = 0.0f, t1 = 0.0f;
+    if (x == NULL) {
+        for (int64_t i = 0; i < h; i++) {
+            float v = c[i];
+            s += v * v;
+            t0 += v * d0[i];
+            t1 += v * d1[i];
+        }
+    } else if (w <= 2) {
+        for (int64_t i = 0; i < h; i++) {
+            float v = rintf(x[i] * inv);
+            s += v * v;
+            t0 += v * d0[i];
+            t1 += v * d1[i];
+        }
+    } else {
+        for (int64_t i = 0; i < h; i++) {
+            float v = rintf(x[i] * inv);
+            c[i] = v;
+            s += v * v;
+            t0 += v * d0[i];
+            t1 += v * d1[i];
+        }
+    }
+    *sq = s;
+    mu[0] = t0;
+    if (w > 1) mu[1] = t1;
+    int64_t j = 2;
+    for (; j + 1 < w; j += 2) {
+        const float *restrict da = d + j * k, *restrict db = d + (j + 1) * k;
+        float ta = 0.0f, tb = 0.0f;
+        for (int64_t i = 0; i < h; i++) {
+            ta += c[i] * da[i];
+            tb += c[i] * db[i];
+        }
+        mu[j] = ta;
+        mu[j + 1] = tb;
+    }
+    if (j < w) mu[j] = dot(c, d + j * k, h);
+}
+
 /* One tile of T columns from j0 of band_wide: four rows' sums held in registers. */
 #define XB_TILE_FN(T)                                                                      \
     XB_CLONES static void tile_##T(const float *restrict c, int64_t k,                       \
@@ -130,7 +181,8 @@ static void band_wide(const float *restrict c, int64_t k, const float *restrict 
     for (; j0 < w; j0++) tile_1(c, k, d, n, h, w, j0, mu);
 }
 
-/* ADC codes of one read of w outputs mu + z * sigma, added into part; bound management
+/* ADC codes of one read of w outputs mu + z * sigma, added into acc times scale (the
+ * digital shift of its slice and band, over the reads averaged); bound management
  * (Rasch et al., AICAS 2021): a read that saturates (|y| >= Q + 1/2 anywhere) is repeated
  * with its input halved until it fits, at most 2**levels times, then clipped; its normals
  * come from the stream at *bm. Returns the re-reads. */
@@ -138,7 +190,8 @@ XB_CLONES
 static int64_t adc_read(const float *restrict mu, const float *restrict z, float sigma,
                         int64_t w, double adc_q, int levels, int noisy, uint64_t key,
                         int64_t *bm, const float *restrict table, float *restrict y,
-                        float *restrict zb, float *restrict part, uint64_t *restrict words) {
+                        float *restrict zb, float scale, float *restrict acc,
+                        uint64_t *restrict words) {
     float edge = (float)(adc_q + 0.5);
     float q = (float)adc_q;
     int hit = 0;
@@ -148,7 +201,7 @@ static int64_t adc_read(const float *restrict mu, const float *restrict z, float
         hit |= fabsf(v) >= edge;
     }
     if (!hit) {
-        for (int64_t j = 0; j < w; j++) part[j] += rintf(y[j]);
+        for (int64_t j = 0; j < w; j++) acc[j] += rintf(y[j]) * scale;
         return 0;
     }
     int64_t rereads = 0;
@@ -169,11 +222,11 @@ static int64_t adc_read(const float *restrict mu, const float *restrict z, float
             over |= fabsf(y[j]) > q;
         }
         if (f == top) {
-            for (int64_t j = 0; j < w; j++) part[j] += fminf(fmaxf(y[j], -q), q) * ff;
+            for (int64_t j = 0; j < w; j++) acc[j] += fminf(fmaxf(y[j], -q), q) * ff * scale;
             break;
         }
         if (!over) {
-            for (int64_t j = 0; j < w; j++) part[j] += y[j] * ff;
+            for (int64_t j = 0; j < w; j++) acc[j] += y[j] * ff * scale;
             break;
         }
     }
@@ -220,12 +273,12 @@ static int64_t run(const Job *J) {
     int64_t n_starts = (int64_t)n_slices * U * max_groups;
     size_t floats = (size_t)n_slices * XB_ROWS * k  /* codes per slice and row */
                     + (size_t)XB_ROWS * n          /* acc */
-                    + 2 * (size_t)XB_ROWS * max_w  /* part, mu */
-                    + 3 * (size_t)max_w + 8        /* z, y, zb */
-                    + XB_ROWS;                     /* row factors */
+                    + (size_t)XB_ROWS * max_w      /* mu */
+                    + (XB_ROWS + 2) * (size_t)max_w + 8 /* z (a block), y, zb */
+                    + 4 * XB_ROWS;                 /* row factors, squared norms, sigmas, 1/LSB */
     int64_t *starts = malloc(sizeof(int64_t) * (size_t)n_starts);
     int64_t *mag = malloc(sizeof(int64_t) * (size_t)k);
-    uint64_t *wbuf = malloc(sizeof(uint64_t) * (size_t)(max_w / 4 + 2));
+    uint64_t *wbuf = malloc(sizeof(uint64_t) * (size_t)(XB_ROWS * max_w / 4 + 2));
     float *mem = malloc(sizeof(float) * floats);
     if (!starts || !mag || !mem || !wbuf) {
         free(starts);
@@ -236,12 +289,16 @@ static int64_t run(const Job *J) {
     }
     float *xs = mem;
     float *acc = xs + (size_t)n_slices * XB_ROWS * k;
-    float *part = acc + (size_t)XB_ROWS * n;
-    float *mu = part + (size_t)XB_ROWS * max_w;
+    float *mu = acc + (size_t)XB_ROWS * n;
     float *z = mu + (size_t)XB_ROWS * max_w;
-    float *y = z + max_w;
+    float *y = z + XB_ROWS * max_w;
     float *zb = y + max_w;
     float *fac = zb + max_w + 8;
+    float *sq = fac + XB_ROWS;
+    float *sigma = sq + XB_ROWS;
+    float *inv = sigma + XB_ROWS;
+    /* one slice and only narrow bands: the codes are made inside the band sums */
+    int lazy = n_slices == 1 && n < XB_NARROW;
 
     /* stream positions: the numpy path's order (slice, unit, group of bands, read) */
     int64_t cursor = J->ctr, n_reads = 0;
@@ -259,11 +316,13 @@ static int64_t run(const Job *J) {
     }
     int64_t bm = cursor; /* bound management draws follow the product's */
     int64_t rereads = 0;
-    for (int64_t j = 0; j < max_w; j++) z[j] = 0.0f;
+    for (int64_t j = 0; j < XB_ROWS * max_w; j++) z[j] = 0.0f;
 
     for (int64_t rb = 0; rb < m; rb += XB_ROWS) {
         int64_t rows = m - rb < XB_ROWS ? m - rb : XB_ROWS;
-        memset(xs, 0, sizeof(float) * (size_t)n_slices * XB_ROWS * k);
+        for (int s = 0; s < n_slices && rows < XB_ROWS; s++) /* absent rows read as zeros */
+            memset(xs + ((size_t)s * XB_ROWS + rows) * k, 0,
+                   sizeof(float) * (size_t)(XB_ROWS - rows) * k);
         for (int64_t r = 0; r < rows; r++) {
             const float *xr = J->x + (rb + r) * k;
             int32_t bits_max = absmax_bits((const int32_t *)xr, k);
@@ -278,7 +337,8 @@ static int64_t run(const Job *J) {
             memcpy(&amax, &bits_max, sizeof amax);
             float safe = amax > 1e-30f ? amax : 1e-30f;
             float *x0 = xs + r * k;
-            quantise(xr, k, q_in / safe, x0);
+            inv[r] = q_in / safe;
+            if (!lazy) quantise(xr, k, inv[r], x0);
             fac[r] = safe / q_in;
             if (n_slices > 1) { /* top-aligned slices of the magnitude, sign on each */
                 for (int64_t i = 0; i < k; i++) mag[i] = (int64_t)fabsf(x0[i]);
@@ -302,7 +362,7 @@ static int64_t run(const Job *J) {
                 if (shift < 0) shift = 0;
             }
             int64_t r_s = (s == 0 || J->all_reads) ? J->reads : 1;
-            const float *cs = xs + (size_t)s * XB_ROWS * k;
+            float *cs = xs + (size_t)s * XB_ROWS * k;
             for (int64_t u = 0; u < U; u++) {
                 const int64_t *un = J->units + u * 5;
                 int64_t k0 = un[0], h = un[1], nb = un[2], c0 = un[3], c1 = un[4];
@@ -312,33 +372,32 @@ static int64_t run(const Job *J) {
                     int64_t g = nb - gi * group < group ? nb - gi * group : group;
                     int64_t words = J->noisy ? ceil_div(g * m * w, 4) : 0;
                     int64_t start0 = starts[(s * U + u) * max_groups + gi];
-                    memset(part, 0, sizeof(float) * (size_t)XB_ROWS * w);
                     for (int64_t bl = 0; bl < g; bl++) {
                         int64_t b0 = k0 + (gi * group + bl) * h;
                         if (w < XB_NARROW) {
                             for (int64_t r = 0; r < rows; r++)
-                                for (int64_t j = 0; j < w; j++)
-                                    mu[r * w + j] = dot(cs + r * k + b0,
-                                                        J->delta_t + (c0 + j) * k + b0, h);
+                                band_narrow(lazy ? J->x + (rb + r) * k + b0 : NULL, inv[r],
+                                            cs + r * k + b0, J->delta_t + c0 * k + b0, k, h, w,
+                                            mu + r * w, sq + r);
                         } else {
                             band_wide(cs + b0, k, J->delta + b0 * n + c0, n, h, w, mu);
+                            for (int64_t r = 0; r < rows; r++)
+                                sq[r] = dot(cs + r * k + b0, cs + r * k + b0, h);
                         }
-                        for (int64_t r = 0; r < rows; r++) {
-                            float sigma = sqrtf(dot(cs + r * k + b0, cs + r * k + b0, h)) *
-                                          J->coef[u];
-                            int64_t e0 = (bl * m + rb + r) * w;
-                            for (int64_t t = 0; t < r_s; t++) {
-                                if (J->noisy)
-                                    normals(J->key, start0 + t * words, e0, w, J->table, z, wbuf);
-                                rereads += adc_read(mu + r * w, z, sigma, w, J->adc_q,
-                                                    J->levels, J->noisy, J->key, &bm,
-                                                    J->table, y, zb, part + r * w, wbuf);
-                            }
+                        for (int64_t r = 0; r < rows; r++) sigma[r] = sqrtf(sq[r]) * J->coef[u];
+                        /* the block's rows are adjacent in the draw: one call for them all */
+                        int64_t e0 = (bl * m + rb) * w;
+                        for (int64_t t = 0; t < r_s; t++) {
+                            if (J->noisy)
+                                normals(J->key, start0 + t * words, e0, rows * w, J->table, z,
+                                        wbuf);
+                            for (int64_t r = 0; r < rows; r++)
+                                rereads += adc_read(mu + r * w, z + r * w, sigma[r], w,
+                                                    J->adc_q, J->levels, J->noisy, J->key, &bm,
+                                                    J->table, y, zb, scale,
+                                                    acc + r * n + c0, wbuf);
                         }
                     }
-                    for (int64_t r = 0; r < rows; r++)
-                        for (int64_t j = 0; j < w; j++)
-                            acc[r * n + c0 + j] += part[r * w + j] * scale;
                 }
             }
         }

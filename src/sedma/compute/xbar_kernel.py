@@ -117,9 +117,29 @@ def transposed(layer: Layer) -> F32:
     return got
 
 
-def _c(a: npt.NDArray[np.generic], dtype: type[np.generic], shape: tuple[int, ...]) -> None:
-    """Internal invariant of every buffer handed to C: dtype, shape, C order."""
-    assert a.dtype == dtype and a.shape == shape and a.flags.c_contiguous, (a.dtype, a.shape)
+def _checked(layer: Layer, units: Units, x: F32, col: F32, out: F32) -> F32:
+    """``delta.T`` of ``layer``, after checking what C will trust: dtypes, shapes, C order.
+
+    The layer's own arrays are checked once (they change only with drift, which clears
+    ``delta_t``); ``x``, ``col`` and ``out`` on every call, with cheap attribute tests.
+    """
+    m, k = x.shape
+    n = layer.delta.shape[1]
+    delta_t = layer.delta_t
+    if delta_t is None:
+        d = layer.delta
+        assert d.dtype == np.float32 and d.flags.c_contiguous, d.dtype
+        t, u = units.table, units.table.shape[0]
+        assert t.dtype == np.int64 and t.shape == (u, 5) and t.flags.c_contiguous
+        assert units.ratio.dtype == np.float64 and units.ratio.shape == (u,)
+        assert units.coef.dtype == np.float32 and units.coef.shape == (u,)
+        assert int(t[:, 0].min()) >= 0 and int((t[:, 0] + t[:, 1] * t[:, 2]).max()) <= k
+        assert int(t[:, 3].min()) >= 0 and int(t[:, 4].max()) <= n
+        delta_t = transposed(layer)
+    assert layer.delta.shape == (k, n) and x.dtype == np.float32 and x.flags.c_contiguous
+    assert col.dtype == np.float32 and col.shape == (n,)
+    assert out.dtype == np.float32 and out.shape == (m, n) and out.flags.c_contiguous
+    return delta_t
 
 
 def fused_read(
@@ -154,19 +174,9 @@ def fused_read(
     m, k = x.shape
     delta = layer.delta
     n = delta.shape[1]
-    n_units = units.table.shape[0]
-    _c(x, np.float32, (m, k))
-    _c(delta, np.float32, (k, n))
-    delta_t = transposed(layer)
-    _c(delta_t, np.float32, (n, k))
-    _c(units.table, np.int64, (n_units, 5))
-    _c(units.ratio, np.float64, (n_units,))
-    _c(units.coef, np.float32, (n_units,))
-    _c(col, np.float32, (n,))
-    _c(out, np.float32, (m, n))
-    _c(table, np.float32, (1 << 16,))
-    _c(counts, np.int64, (2,))
-    assert 1 <= bits <= 32 and 1 <= dac_bits <= 32 and reads >= 1
+    delta_t = _checked(layer, units, x, col, out)
+    assert table.shape == (1 << 16,) and counts.shape == (2,) and reads >= 1
+    assert 1 <= bits <= 32 and 1 <= dac_bits <= 32
     got: int = _xbar.fused_read(
         x,
         delta,
@@ -181,7 +191,7 @@ def fused_read(
         m,
         k,
         n,
-        n_units,
+        units.table.shape[0],
         int(add),
         bits,
         dac_bits,
