@@ -168,13 +168,68 @@ XB_TILE_FN(16)
 XB_TILE_FN(8)
 XB_TILE_FN(1)
 
+/* The same for a single code row (the last rows of a product that is not a multiple of
+ * four): no work on absent rows; four matrix rows at a time into four accumulators, so
+ * the additions do not wait on each other. */
+#define XB_TILE1_FN(T)                                                                     \
+    XB_CLONES static void tile1_##T(const float *restrict c, const float *restrict d,     \
+                                    int64_t n, int64_t h, int64_t j0,                     \
+                                    float *restrict mu) {                                 \
+        float a0[T] = {0}, a1[T] = {0}, a2[T] = {0}, a3[T] = {0};                         \
+        int64_t i = 0;                                                                    \
+        for (; i + 4 <= h; i += 4) {                                                      \
+            const float *restrict d0 = d + i * n + j0, *restrict d1 = d0 + n;             \
+            const float *restrict d2 = d1 + n, *restrict d3 = d2 + n;                     \
+            float x0 = c[i], x1 = c[i + 1], x2 = c[i + 2], x3 = c[i + 3];                 \
+            for (int jj = 0; jj < T; jj++) {                                              \
+                a0[jj] += x0 * d0[jj];                                                    \
+                a1[jj] += x1 * d1[jj];                                                    \
+                a2[jj] += x2 * d2[jj];                                                    \
+                a3[jj] += x3 * d3[jj];                                                    \
+            }                                                                             \
+        }                                                                                 \
+        for (; i < h; i++) {                                                              \
+            const float *restrict dr = d + i * n + j0;                                    \
+            for (int jj = 0; jj < T; jj++) a0[jj] += c[i] * dr[jj];                       \
+        }                                                                                 \
+        for (int jj = 0; jj < T; jj++) mu[j0 + jj] = (a0[jj] + a1[jj]) + (a2[jj] + a3[jj]); \
+    }
+XB_TILE1_FN(32)
+XB_TILE1_FN(16)
+XB_TILE1_FN(1)
+
+/* mu[j] = sum_i c[i] * d[i * n + j] for one code row and w columns, the matrix read once
+ * in its own order (a wide matrix does not stay in the cache between column tiles). */
+XB_CLONES
+static void row_stream(const float *restrict c, const float *restrict d, int64_t n, int64_t h,
+                       int64_t w, float *restrict mu) {
+    for (int64_t j = 0; j < w; j++) mu[j] = 0.0f;
+    for (int64_t i = 0; i < h; i++) {
+        const float *restrict dr = d + i * n;
+        float cv = c[i];
+        for (int64_t j = 0; j < w; j++) mu[j] += cv * dr[j];
+    }
+}
+
 /* mu[r * w + j] = sum_i c[r * k + i] * d[i * n + j] for the block's XB_ROWS code rows,
  * i < h, j < w: four rows at a time, up to 32 columns in registers, so each matrix row
  * loaded serves four input rows. */
 XB_CLONES
 static void band_wide(const float *restrict c, int64_t k, const float *restrict d, int64_t n,
-                      int64_t h, int64_t w, float *restrict mu) {
+                      int64_t h, int64_t w, int64_t rows, float *restrict mu) {
     int64_t j0 = 0;
+    if (rows < XB_ROWS) {
+        for (int64_t r = 0; r < rows; r++) {
+            if (w > 64) { /* many columns: stream the matrix once, row by row */
+                row_stream(c + r * k, d, n, h, w, mu + r * w);
+                continue;
+            }
+            for (j0 = 0; j0 + 32 <= w; j0 += 32) tile1_32(c + r * k, d, n, h, j0, mu + r * w);
+            for (; j0 + 16 <= w; j0 += 16) tile1_16(c + r * k, d, n, h, j0, mu + r * w);
+            for (; j0 < w; j0++) tile1_1(c + r * k, d, n, h, j0, mu + r * w);
+        }
+        return;
+    }
     for (; j0 + 32 <= w; j0 += 32) tile_32(c, k, d, n, h, w, j0, mu);
     for (; j0 + 16 <= w; j0 += 16) tile_16(c, k, d, n, h, w, j0, mu);
     for (; j0 + 8 <= w; j0 += 8) tile_8(c, k, d, n, h, w, j0, mu);
@@ -233,12 +288,16 @@ static int64_t adc_read(const float *restrict mu, const float *restrict z, float
     return rereads;
 }
 
+/* NORMAL_TABLE, set once by set_table (a reference is kept, so it stays alive). */
+static PyObject *table_owner = NULL;
+static Py_buffer table_buf;
+
 typedef struct {
     const float *x, *delta, *delta_t, *coef, *col, *table;
     const int64_t *units;
     const double *ratio;
     float *out;
-    int64_t *counts;
+    int64_t reads_done, rereads_done; /* counts of this call, for the caller */
     int64_t m, k, n, n_units, ctr, chunk_out;
     int add, bits, dac_bits, reads, all_reads, noisy, levels;
     uint64_t key;
@@ -249,7 +308,7 @@ static int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
 /* Returns the new stream counter, -1 if an input row is not finite (nothing written to the
  * stream or the counts), -2 if out of memory. */
-static int64_t run(const Job *J) {
+static int64_t run(Job *J) {
     const int64_t m = J->m, k = J->k, n = J->n, U = J->n_units;
     int n_slices, width;
     if (J->bits <= J->dac_bits) {
@@ -320,9 +379,6 @@ static int64_t run(const Job *J) {
 
     for (int64_t rb = 0; rb < m; rb += XB_ROWS) {
         int64_t rows = m - rb < XB_ROWS ? m - rb : XB_ROWS;
-        for (int s = 0; s < n_slices && rows < XB_ROWS; s++) /* absent rows read as zeros */
-            memset(xs + ((size_t)s * XB_ROWS + rows) * k, 0,
-                   sizeof(float) * (size_t)(XB_ROWS - rows) * k);
         for (int64_t r = 0; r < rows; r++) {
             const float *xr = J->x + (rb + r) * k;
             int32_t bits_max = absmax_bits((const int32_t *)xr, k);
@@ -380,7 +436,7 @@ static int64_t run(const Job *J) {
                                             cs + r * k + b0, J->delta_t + c0 * k + b0, k, h, w,
                                             mu + r * w, sq + r);
                         } else {
-                            band_wide(cs + b0, k, J->delta + b0 * n + c0, n, h, w, mu);
+                            band_wide(cs + b0, k, J->delta + b0 * n + c0, n, h, w, rows, mu);
                             for (int64_t r = 0; r < rows; r++)
                                 sq[r] = dot(cs + r * k + b0, cs + r * k + b0, h);
                         }
@@ -410,8 +466,8 @@ static int64_t run(const Job *J) {
                 for (int64_t j = 0; j < n; j++) orow[j] = (ar[j] * fac[r]) * J->col[j];
         }
     }
-    J->counts[0] += n_reads;
-    J->counts[1] += rereads;
+    J->reads_done = n_reads;
+    J->rereads_done = rereads;
     free(starts);
     free(mag);
     free(mem);
@@ -419,17 +475,39 @@ static int64_t run(const Job *J) {
     return bm;
 }
 
+static PyObject *py_set_table(PyObject *self, PyObject *arg) {
+    (void)self;
+    Py_buffer b;
+    if (PyObject_GetBuffer(arg, &b, PyBUF_SIMPLE) < 0) return NULL;
+    if (b.len != (Py_ssize_t)(sizeof(float) << 16)) {
+        PyBuffer_Release(&b);
+        PyErr_SetString(PyExc_ValueError, "the normal table must hold 2**16 float32");
+        return NULL;
+    }
+    if (table_owner != NULL) PyBuffer_Release(&table_buf);
+    table_buf = b;
+    table_owner = arg;
+    Py_RETURN_NONE;
+}
+
+/* fused_read(x, delta, delta_t, units, ratio, coef, col, out, m, k, n, n_units, add, bits,
+ * dac_bits, reads, all_reads, key, ctr, adc_q, noisy, levels, chunk_out)
+ *   -> (new counter or -1, reads, re-reads) */
 static PyObject *py_fused_read(PyObject *self, PyObject *args) {
     (void)self;
-    Py_buffer b[10];
+    Py_buffer b[8];
     Job J;
     memset(&J, 0, sizeof J);
     unsigned long long key;
     long long m, k, n, n_units, ctr, chunk_out;
-    if (!PyArg_ParseTuple(args, "y*y*y*y*y*y*y*w*y*w*LLLLiiiiiKLdiiL", &b[0], &b[1], &b[2],
-                          &b[3], &b[4], &b[5], &b[6], &b[7], &b[8], &b[9], &m, &k, &n,
-                          &n_units, &J.add, &J.bits, &J.dac_bits, &J.reads, &J.all_reads,
-                          &key, &ctr, &J.adc_q, &J.noisy, &J.levels, &chunk_out))
+    if (table_owner == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "set_table was not called");
+        return NULL;
+    }
+    if (!PyArg_ParseTuple(args, "y*y*y*y*y*y*y*w*LLLLiiiiiKLdiiL", &b[0], &b[1], &b[2],
+                          &b[3], &b[4], &b[5], &b[6], &b[7], &m, &k, &n, &n_units, &J.add,
+                          &J.bits, &J.dac_bits, &J.reads, &J.all_reads, &key, &ctr, &J.adc_q,
+                          &J.noisy, &J.levels, &chunk_out))
         return NULL;
     J.x = b[0].buf;
     J.delta = b[1].buf;
@@ -439,8 +517,7 @@ static PyObject *py_fused_read(PyObject *self, PyObject *args) {
     J.coef = b[5].buf;
     J.col = b[6].buf;
     J.out = b[7].buf;
-    J.table = b[8].buf;
-    J.counts = b[9].buf;
+    J.table = table_buf.buf;
     J.m = m;
     J.k = k;
     J.n = n;
@@ -450,12 +527,15 @@ static PyObject *py_fused_read(PyObject *self, PyObject *args) {
     J.key = key;
     int64_t got;
     Py_BEGIN_ALLOW_THREADS got = run(&J);
-    Py_END_ALLOW_THREADS for (int i = 0; i < 10; i++) PyBuffer_Release(&b[i]);
+    Py_END_ALLOW_THREADS for (int i = 0; i < 8; i++) PyBuffer_Release(&b[i]);
     if (got == -2) return PyErr_NoMemory();
-    return PyLong_FromLongLong(got);
+    return Py_BuildValue("LLL", (long long)got, (long long)J.reads_done,
+                         (long long)J.rereads_done);
 }
 
 static PyMethodDef methods[] = {
+    {"set_table", py_set_table, METH_O,
+     "Keep the table of 2**16 normal quantiles the noise is drawn from."},
     {"fused_read", py_fused_read, METH_VARARGS,
      "One layer's part of x @ W through the crossbar, every non-ideality on; see "
      "sedma.compute.xbar_native."},

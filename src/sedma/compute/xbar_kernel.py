@@ -42,6 +42,7 @@ import numpy.typing as npt
 from sedma.compute import _xbar
 from sedma.compute.xbar_adc import BOUND_LEVELS
 from sedma.compute.xbar_layout import CHUNK_OUT, Layer
+from sedma.compute.xbar_noise import NORMAL_TABLE
 
 __all__ = ["Units", "fused_read", "units_of", "use_fused"]
 
@@ -59,6 +60,9 @@ _FUSED_MAX_WEIGHTS = 1 << 18
 _FUSED_FEW_ROWS = 64
 _FUSED_MAX_MACS = 1 << 22
 NONFINITE = -1  # the kernel's answer when an input row has inf or NaN
+
+assert NORMAL_TABLE.dtype == np.float32 and NORMAL_TABLE.flags.c_contiguous
+_xbar.set_table(NORMAL_TABLE)
 
 
 @dataclass(frozen=True)
@@ -120,14 +124,14 @@ def transposed(layer: Layer) -> F32:
 def _checked(layer: Layer, units: Units, x: F32, col: F32, out: F32) -> F32:
     """``delta.T`` of ``layer``, after checking what C will trust: dtypes, shapes, C order.
 
-    The layer's own arrays are checked once (they change only with drift, which clears
-    ``delta_t``); ``x``, ``col`` and ``out`` on every call, with cheap attribute tests.
+    The layer's own arrays are checked when ``delta.T`` is derived (once, and again after
+    drift changes ``delta``); ``x``, ``col`` and ``out`` on every call, cheaply.
     """
     m, k = x.shape
-    n = layer.delta.shape[1]
+    d = layer.delta
+    n = d.shape[1]
     delta_t = layer.delta_t
     if delta_t is None:
-        d = layer.delta
         assert d.dtype == np.float32 and d.flags.c_contiguous, d.dtype
         t, u = units.table, units.table.shape[0]
         assert t.dtype == np.int64 and t.shape == (u, 5) and t.flags.c_contiguous
@@ -135,10 +139,10 @@ def _checked(layer: Layer, units: Units, x: F32, col: F32, out: F32) -> F32:
         assert units.coef.dtype == np.float32 and units.coef.shape == (u,)
         assert int(t[:, 0].min()) >= 0 and int((t[:, 0] + t[:, 1] * t[:, 2]).max()) <= k
         assert int(t[:, 3].min()) >= 0 and int(t[:, 4].max()) <= n
+        assert col.dtype == np.float32 and col.shape == (n,)
         delta_t = transposed(layer)
-    assert layer.delta.shape == (k, n) and x.dtype == np.float32 and x.flags.c_contiguous
-    assert col.dtype == np.float32 and col.shape == (n,)
-    assert out.dtype == np.float32 and out.shape == (m, n) and out.flags.c_contiguous
+    assert d.shape[0] == k and x.dtype == out.dtype == np.float32 and out.shape == (m, n)
+    assert x.flags.c_contiguous and out.flags.c_contiguous
     return delta_t
 
 
@@ -157,13 +161,10 @@ def fused_read(
     ctr: int,
     adc_q: float,
     noisy: bool,
-    table: F32,
-    counts: I64,
-) -> int:
+) -> tuple[int, int, int]:
     """One layer's part of ``x @ W`` into ``out`` (``(m, n)``; ``+=`` if ``add``), every
-    non-ideality on. Returns the new stream counter, or ``NONFINITE`` (nothing written to
-    the stream or ``counts``) if an input row is not finite. ``counts`` gets
-    ``(reads, re-reads)``.
+    non-ideality on. Returns ``(new stream counter, reads, re-reads)``; the counter is
+    ``NONFINITE`` (and nothing was drawn) if an input row is not finite.
 
     Per input row ``r``: DAC codes ``rint(x * Q_in / a_r)`` (``a_r = max|x_r|``); for each
     bit-serial slice, unit, band and read: ``mu = codes_band @ delta_band`` (ADC steps),
@@ -175,9 +176,8 @@ def fused_read(
     delta = layer.delta
     n = delta.shape[1]
     delta_t = _checked(layer, units, x, col, out)
-    assert table.shape == (1 << 16,) and counts.shape == (2,) and reads >= 1
-    assert 1 <= bits <= 32 and 1 <= dac_bits <= 32
-    got: int = _xbar.fused_read(
+    assert 1 <= bits <= 32 and 1 <= dac_bits <= 32 and reads >= 1
+    return _xbar.fused_read(
         x,
         delta,
         delta_t,
@@ -186,8 +186,6 @@ def fused_read(
         units.coef,
         col,
         out,
-        table,
-        counts,
         m,
         k,
         n,
@@ -204,4 +202,3 @@ def fused_read(
         BOUND_LEVELS,
         CHUNK_OUT,
     )
-    return got

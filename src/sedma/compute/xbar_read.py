@@ -33,7 +33,7 @@ from sedma.compute.xbar_layout import (
     Scratch,
     out_scale,
 )
-from sedma.compute.xbar_noise import NORMAL_TABLE, ReadStream
+from sedma.compute.xbar_noise import ReadStream
 from sedma.compute.xbar_physics import input_slices, signed_levels
 from sedma.errors import SpecError
 from sedma.spec import CrossbarSpec
@@ -128,15 +128,13 @@ class Reader:
         """The product through :func:`~sedma.compute.xbar_kernel.fused_read`, ``(m, n)``."""
         xb = self.spec
         out = np.empty((x32.shape[0], layers[0].delta.shape[1]), dtype=np.float32)
-        counts = np.zeros(2, dtype=np.int64)
-        ctr = self.stream.ctr
+        ctr, n_reads, n_rereads = self.stream.ctr, 0, 0
         for i, layer in enumerate(layers):
             bits, reads, all_reads = plan[i]
-            u = xbar_kernel.units_of(layer, xb.read_noise)
-            ctr = xbar_kernel.fused_read(
+            ctr, got_reads, got_rereads = xbar_kernel.fused_read(
                 x32,
                 layer,
-                u,
+                xbar_kernel.units_of(layer, xb.read_noise),
                 out_scale(layer),
                 out,
                 i > 0,
@@ -148,14 +146,14 @@ class Reader:
                 ctr,
                 self.adc.q,
                 xb.read_noise > 0,
-                NORMAL_TABLE,
-                counts,
             )
-            if ctr < 0:  # before any read: the stream and the counts are as they were
+            if ctr == xbar_kernel.NONFINITE:  # before any read: stream and counts as they were
                 raise SpecError("x has non-finite entries; allowed: finite numbers")
+            n_reads += got_reads
+            n_rereads += got_rereads
         self.stream.ctr = ctr
-        self.read_count += int(counts[0])
-        self.adc.reread_count += int(counts[1])
+        self.read_count += n_reads
+        self.adc.reread_count += n_rereads
         return out
 
     def read_layer(
