@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from sedma.bench.comm import bench_comm
+from sedma.bench.comm_report import seed_rows
 from sedma.comm.latency import (
     P_FULL,
     LatencyModel,
@@ -224,6 +225,15 @@ def test_small_run_reports_both_systems_with_the_result_json_keys(
         r["systems"]["static"]["latency_ms"]["p99"] / b["p99"]
     )
     assert isinstance(r["target_attainable"], bool)
+    # the floor: the transport's own cost, the least any item of either system paid above
+    # its bound; bound plus floor is a tighter estimate of what was attainable
+    excess = [r["systems"][x]["excess_over_bound_ms"] for x in ("sedma", "static")]
+    for e in excess:
+        assert set(e) == {"min", "p10", "p50"} and e["min"] <= e["p10"] <= e["p50"]
+    assert r["floor_ms"] == pytest.approx(max(0.0, min(e["min"] for e in excess)))
+    assert r["floor_bound_p99_ratio"] <= r["bound_p99_ratio"]
+    assert r["floor_bound_mean_reduction"] <= r["bound_mean_reduction"]
+    assert r["target_attainable_with_floor"] <= r["target_attainable"]
     # sedma opened channels to likely peers in the background
     assert r["systems"]["sedma"]["warmups"] > 0 and r["systems"]["static"]["warmups"] == 0
 
@@ -281,6 +291,25 @@ def test_relays_carry_exactly_the_relay_only_pairs() -> None:
         assert s["relayed_fraction"] * s["sent"] == pytest.approx(relayed_choices)
         assert s["relayed_when_direct_possible"] == 0
         assert s["path_types"].get("hole-punched", 0) > 0  # the others did not use it
+
+
+def test_seed_rows_flatten_each_run_with_its_target_and_attainability(
+    uneven_run: dict[str, Any],
+) -> None:
+    (row,) = seed_rows([uneven_run])
+    assert row["seed"] == 3 and row["messages"] == 250
+    assert row["sedma_p99_ms"] == uneven_run["systems"]["sedma"]["latency_ms"]["p99"]
+    assert row["static_mean_ms"] == uneven_run["systems"]["static"]["latency_ms"]["mean"]
+    for key in ("p99_ratio", "mean_reduction", "meets_target", "target_attainable", "floor_ms"):
+        assert row[key] == uneven_run[key]
+
+
+def test_default_budget_sends_every_item() -> None:
+    # 40 items at 100/s arrive over about 0.4 s; the default budget covers them all
+    r = bench_comm("paper", messages=40, seed=0, model=FAST)
+    for system in ("sedma", "static"):
+        assert r["systems"][system]["unsent"] == 0
+    assert r["params"]["time_budget_s"] < 20.0
 
 
 @pytest.mark.parametrize(

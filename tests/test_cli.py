@@ -24,6 +24,8 @@ runner = CliRunner()
         (["demo", "--cluster", "small", "--passes", "1"], "passes must be >= 2"),
         (["demo", "--cluster", "small", "--slow-node", "ghost"], "'ghost'"),
         (["bench", "partition", "--sizes", "ten"], "--sizes"),
+        (["bench", "comm", "--seeds", "zero-nine"], "--seeds"),
+        (["bench", "comm", "--seeds", ""], "--seeds"),
     ],
 )
 def test_bad_input_is_one_clear_line_and_exit_2(
@@ -72,6 +74,18 @@ def test_bench_memory_reports_the_update_cost(tmp_path: Path) -> None:
     assert r.exit_code == 0, r.output
     data = json.loads(out.read_text())
     assert data["observe_ns"] > 0 and "meets_target" in data
+
+
+def test_bench_comm_by_seed_prints_a_row_per_seed_and_writes_json(tmp_path: Path) -> None:
+    out = tmp_path / "seeds.json"
+    r = runner.invoke(
+        app, ["bench", "comm", "--seeds", "1-2", "--messages", "20", "--json", str(out)]
+    )
+    assert r.exit_code == 0, r.output
+    assert "target met at" in r.output
+    data = json.loads(out.read_text())
+    assert data["seeds"] == [1, 2] and [row["seed"] for row in data["rows"]] == [1, 2]
+    assert data["messages"] == 20 and len(data["runs"]) == 2
 
 
 def test_bench_partition_reports_each_size(tmp_path: Path) -> None:

@@ -335,7 +335,7 @@ def run_comparison(
     if cfg.comm_messages > 0:
         # Communication latency of the same cluster, over the real transport (bench_comm):
         # sedma's memory- and NAT-aware peer selection against static RTT-only routing.
-        comm = bench_comm(spec, messages=cfg.comm_messages, seed=cfg.seed, time_budget_s=30.0)
+        comm = bench_comm(spec, messages=cfg.comm_messages, seed=cfg.seed)
         sedma = replace(sedma, latency_ms=comm["systems"]["sedma"]["latency_ms"])
         static["result"] = replace(
             static["result"], latency_ms=comm["systems"]["static"]["latency_ms"]
@@ -371,7 +371,13 @@ def run_comparison(
         "priors": priors,
         "lessons": lessons,
         "memory": memory_location,
-        "communication": None
-        if comm is None
-        else {k: v for k, v in comm.items() if k not in ("systems",)},
+        "communication": None if comm is None else _comm_books(comm),
     }
+
+
+def _comm_books(comm: dict[str, Any]) -> dict[str, Any]:
+    """The latency run's result without its per-system detail, but with each system's books
+    (items sent, answered, censored and never sent; violations; highest memory use)."""
+    keys = ("sent", "messages", "censored", "unsent", "violations", "max_pressure")
+    books = {name: {k: comm["systems"][name][k] for k in keys} for name in ("sedma", "static")}
+    return {**{k: v for k, v in comm.items() if k != "systems"}, "books": books}
