@@ -40,6 +40,7 @@
 
 #define XB_ROWS 4    /* input rows per block */
 #define XB_NARROW 8  /* bands narrower than this: dot products along k */
+#define XB_BLAS_MIN_ROWS 16 /* wide bands of at least this many rows: BLAS sgemm */
 
 static const uint64_t GOLDEN = 0x9E3779B97F4A7C15ULL;
 
@@ -236,29 +237,25 @@ static void band_wide(const float *restrict c, int64_t k, const float *restrict 
     for (; j0 < w; j0++) tile_1(c, k, d, n, h, w, j0, mu);
 }
 
-/* ADC codes of one read of w outputs mu + z * sigma, added into acc times scale (the
- * digital shift of its slice and band, over the reads averaged); bound management
- * (Rasch et al., AICAS 2021): a read that saturates (|y| >= Q + 1/2 anywhere) is repeated
- * with its input halved until it fits, at most 2**levels times, then clipped; its normals
- * come from the stream at *bm. Returns the re-reads. */
+/* ADC codes of one read of w outputs mu + z * sigma, into y; bound management (Rasch et
+ * al., AICAS 2021): a read that saturates (|mu + z sigma| >= Q + 1/2 anywhere, i.e. a code
+ * beyond Q) is repeated with its input halved until it fits, at most 2**levels times, then
+ * clipped, and its codes are scaled back; its normals come from the stream at *bm.
+ * Returns the re-reads. */
 XB_CLONES
-static int64_t adc_read(const float *restrict mu, const float *restrict z, float sigma,
-                        int64_t w, double adc_q, int levels, int noisy, uint64_t key,
-                        int64_t *bm, const float *restrict table, float *restrict y,
-                        float *restrict zb, float scale, float *restrict acc,
-                        uint64_t *restrict words) {
+static int64_t adc_codes(const float *restrict mu, const float *restrict z, float sigma,
+                         int64_t w, double adc_q, int levels, int noisy, uint64_t key,
+                         int64_t *bm, const float *restrict table, float *restrict y,
+                         float *restrict zb, uint64_t *restrict words) {
     float edge = (float)(adc_q + 0.5);
     float q = (float)adc_q;
     int hit = 0;
     for (int64_t j = 0; j < w; j++) {
         float v = mu[j] + z[j] * sigma;
-        y[j] = v;
         hit |= fabsf(v) >= edge;
+        y[j] = rintf(v);
     }
-    if (!hit) {
-        for (int64_t j = 0; j < w; j++) acc[j] += rintf(y[j]) * scale;
-        return 0;
-    }
+    if (!hit) return 0;
     int64_t rereads = 0;
     int64_t top = (int64_t)1 << levels;
     for (int64_t f = 2;; f *= 2) {
@@ -277,15 +274,48 @@ static int64_t adc_read(const float *restrict mu, const float *restrict z, float
             over |= fabsf(y[j]) > q;
         }
         if (f == top) {
-            for (int64_t j = 0; j < w; j++) acc[j] += fminf(fmaxf(y[j], -q), q) * ff * scale;
+            for (int64_t j = 0; j < w; j++) y[j] = fminf(fmaxf(y[j], -q), q) * ff;
             break;
         }
         if (!over) {
-            for (int64_t j = 0; j < w; j++) acc[j] += y[j] * ff * scale;
+            for (int64_t j = 0; j < w; j++) y[j] *= ff;
             break;
         }
     }
     return rereads;
+}
+
+/* acc += codes * scale: one read's codes into the row's digital sum. */
+XB_CLONES
+static void add_codes(const float *restrict y, int64_t w, float scale, float *restrict acc) {
+    for (int64_t j = 0; j < w; j++) acc[j] += y[j] * scale;
+}
+
+/* The row's output from its only read: out = ((codes * scale) * fac) * col (+= with add);
+ * the same operations as summing into a zeroed acc and scaling it, without the passes. */
+XB_CLONES
+static void put_codes(const float *restrict y, int64_t w, float scale, float fac,
+                      const float *restrict col, int add, float *restrict out) {
+    if (add)
+        for (int64_t j = 0; j < w; j++) out[j] += ((y[j] * scale) * fac) * col[j];
+    else
+        for (int64_t j = 0; j < w; j++) out[j] = ((y[j] * scale) * fac) * col[j];
+}
+
+/* BLAS sgemm (Fortran interface), from scipy's cython_blas, set once by set_blas. */
+typedef void (*sgemm_t)(char *, char *, int *, int *, int *, float *, float *, int *, float *,
+                        int *, float *, float *, int *);
+static sgemm_t sgemm = NULL;
+static PyObject *blas_owner = NULL;
+
+/* mu (rows x w, row-major) = c (rows x h, row stride k) @ d (h x w, row stride n) by BLAS:
+ * in column-major terms mu' = d' c'. */
+static void band_blas(const float *c, int64_t k, const float *d, int64_t n, int64_t h,
+                      int64_t w, int64_t rows, float *mu) {
+    char no = 'N';
+    int M = (int)w, N = (int)rows, K = (int)h, lda = (int)n, ldb = (int)k, ldc = (int)w;
+    float one = 1.0f, zero = 0.0f;
+    sgemm(&no, &no, &M, &N, &K, &one, (float *)d, &lda, (float *)c, &ldb, &zero, mu, &ldc);
 }
 
 /* NORMAL_TABLE, set once by set_table (a reference is kept, so it stays alive). */
@@ -330,14 +360,24 @@ static int64_t run(Job *J) {
         if (w > max_w) max_w = w;
     }
     int64_t n_starts = (int64_t)n_slices * U * max_groups;
-    size_t floats = (size_t)n_slices * XB_ROWS * k  /* codes per slice and row */
-                    + (size_t)XB_ROWS * n          /* acc */
-                    + (size_t)XB_ROWS * max_w      /* mu */
-                    + (XB_ROWS + 2) * (size_t)max_w + 8 /* z (a block), y, zb */
-                    + 4 * XB_ROWS;                 /* row factors, squared norms, sigmas, 1/LSB */
+    /* rows a block: wide bands of many rows go to BLAS, a block's codes and sums kept
+     * within about 256 KiB each (multiple of four, 16 to 256 rows); else four */
+    int use_blas = sgemm != NULL && max_w >= XB_NARROW && m >= XB_BLAS_MIN_ROWS;
+    int64_t B = XB_ROWS;
+    if (use_blas) {
+        int64_t wide = k > n ? k : n;
+        B = ((int64_t)1 << 16) / wide;
+        B = B < XB_BLAS_MIN_ROWS ? XB_BLAS_MIN_ROWS : (B > 256 ? 256 : B);
+        B -= B % XB_ROWS;
+    }
+    size_t floats = (size_t)n_slices * B * k  /* codes per slice and row */
+                    + (size_t)B * n          /* acc */
+                    + (size_t)B * max_w      /* mu */
+                    + (B + 2) * (size_t)max_w + 8 /* z (a block), y, zb */
+                    + 4 * B;                 /* row factors, squared norms, sigmas, 1/LSB */
     int64_t *starts = malloc(sizeof(int64_t) * (size_t)n_starts);
     int64_t *mag = malloc(sizeof(int64_t) * (size_t)k);
-    uint64_t *wbuf = malloc(sizeof(uint64_t) * (size_t)(XB_ROWS * max_w / 4 + 2));
+    uint64_t *wbuf = malloc(sizeof(uint64_t) * (size_t)(B * max_w / 4 + 2));
     float *mem = malloc(sizeof(float) * floats);
     if (!starts || !mag || !mem || !wbuf) {
         free(starts);
@@ -347,15 +387,18 @@ static int64_t run(Job *J) {
         return -2;
     }
     float *xs = mem;
-    float *acc = xs + (size_t)n_slices * XB_ROWS * k;
-    float *mu = acc + (size_t)XB_ROWS * n;
-    float *z = mu + (size_t)XB_ROWS * max_w;
-    float *y = z + XB_ROWS * max_w;
+    float *acc = xs + (size_t)n_slices * B * k;
+    float *mu = acc + (size_t)B * n;
+    float *z = mu + (size_t)B * max_w;
+    float *y = z + B * max_w;
     float *zb = y + max_w;
     float *fac = zb + max_w + 8;
-    float *sq = fac + XB_ROWS;
-    float *sigma = sq + XB_ROWS;
-    float *inv = sigma + XB_ROWS;
+    float *sq = fac + B;
+    float *sigma = sq + B;
+    float *inv = sigma + B;
+    /* one read of one band per output: its codes go straight to the output */
+    int direct = n_slices == 1 && J->reads == 1 && U == 1 && J->units[2] == 1 &&
+                 J->units[3] == 0 && J->units[4] == n;
     /* one slice and only narrow bands: the codes are made inside the band sums */
     int lazy = n_slices == 1 && n < XB_NARROW;
 
@@ -375,10 +418,10 @@ static int64_t run(Job *J) {
     }
     int64_t bm = cursor; /* bound management draws follow the product's */
     int64_t rereads = 0;
-    for (int64_t j = 0; j < XB_ROWS * max_w; j++) z[j] = 0.0f;
+    for (int64_t j = 0; j < B * max_w; j++) z[j] = 0.0f;
 
-    for (int64_t rb = 0; rb < m; rb += XB_ROWS) {
-        int64_t rows = m - rb < XB_ROWS ? m - rb : XB_ROWS;
+    for (int64_t rb = 0; rb < m; rb += B) {
+        int64_t rows = m - rb < B ? m - rb : B;
         for (int64_t r = 0; r < rows; r++) {
             const float *xr = J->x + (rb + r) * k;
             int32_t bits_max = absmax_bits((const int32_t *)xr, k);
@@ -402,7 +445,7 @@ static int64_t run(Job *J) {
                     int shift = J->bits - 1 - (s + 1) * width;
                     if (shift < 0) shift = 0;
                     int64_t mask = ((int64_t)1 << (J->bits - 1 - s * width - shift)) - 1;
-                    float *xsr = xs + ((size_t)s * XB_ROWS + r) * k;
+                    float *xsr = xs + ((size_t)s * B + r) * k;
                     for (int64_t i = 0; i < k; i++) {
                         float v = (float)((mag[i] >> shift) & mask);
                         xsr[i] = xr[i] >= 0 ? v : -v;
@@ -410,7 +453,7 @@ static int64_t run(Job *J) {
                 }
             }
         }
-        memset(acc, 0, sizeof(float) * (size_t)XB_ROWS * n);
+        if (!direct) memset(acc, 0, sizeof(float) * (size_t)B * n);
         for (int s = 0; s < n_slices; s++) {
             int shift = 0;
             if (n_slices > 1) {
@@ -418,7 +461,7 @@ static int64_t run(Job *J) {
                 if (shift < 0) shift = 0;
             }
             int64_t r_s = (s == 0 || J->all_reads) ? J->reads : 1;
-            float *cs = xs + (size_t)s * XB_ROWS * k;
+            float *cs = xs + (size_t)s * B * k;
             for (int64_t u = 0; u < U; u++) {
                 const int64_t *un = J->units + u * 5;
                 int64_t k0 = un[0], h = un[1], nb = un[2], c0 = un[3], c1 = un[4];
@@ -436,7 +479,14 @@ static int64_t run(Job *J) {
                                             cs + r * k + b0, J->delta_t + c0 * k + b0, k, h, w,
                                             mu + r * w, sq + r);
                         } else {
-                            band_wide(cs + b0, k, J->delta + b0 * n + c0, n, h, w, rows, mu);
+                            const float *d = J->delta + b0 * n + c0;
+                            if (use_blas && rows >= XB_BLAS_MIN_ROWS)
+                                band_blas(cs + b0, k, d, n, h, w, rows, mu);
+                            else
+                                for (int64_t r4 = 0; r4 < rows; r4 += XB_ROWS)
+                                    band_wide(cs + r4 * k + b0, k, d, n, h, w,
+                                              rows - r4 < XB_ROWS ? rows - r4 : XB_ROWS,
+                                              mu + r4 * w);
                             for (int64_t r = 0; r < rows; r++)
                                 sq[r] = dot(cs + r * k + b0, cs + r * k + b0, h);
                         }
@@ -447,17 +497,22 @@ static int64_t run(Job *J) {
                             if (J->noisy)
                                 normals(J->key, start0 + t * words, e0, rows * w, J->table, z,
                                         wbuf);
-                            for (int64_t r = 0; r < rows; r++)
-                                rereads += adc_read(mu + r * w, z + r * w, sigma[r], w,
-                                                    J->adc_q, J->levels, J->noisy, J->key, &bm,
-                                                    J->table, y, zb, scale,
-                                                    acc + r * n + c0, wbuf);
+                            for (int64_t r = 0; r < rows; r++) {
+                                rereads += adc_codes(mu + r * w, z + r * w, sigma[r], w,
+                                                     J->adc_q, J->levels, J->noisy, J->key,
+                                                     &bm, J->table, y, zb, wbuf);
+                                if (direct)
+                                    put_codes(y, w, scale, fac[r], J->col, J->add,
+                                              J->out + (rb + r) * n);
+                                else
+                                    add_codes(y, w, scale, acc + r * n + c0);
+                            }
                         }
                     }
                 }
             }
         }
-        for (int64_t r = 0; r < rows; r++) {
+        for (int64_t r = 0; r < rows && !direct; r++) {
             float *orow = J->out + (rb + r) * n;
             const float *ar = acc + r * n;
             if (J->add)
@@ -487,6 +542,21 @@ static PyObject *py_set_table(PyObject *self, PyObject *arg) {
     if (table_owner != NULL) PyBuffer_Release(&table_buf);
     table_buf = b;
     table_owner = arg;
+    Py_RETURN_NONE;
+}
+
+static PyObject *py_set_blas(PyObject *self, PyObject *arg) {
+    (void)self;
+    if (!PyCapsule_CheckExact(arg)) {
+        PyErr_SetString(PyExc_TypeError, "set_blas wants scipy's cython_blas sgemm capsule");
+        return NULL;
+    }
+    void *f = PyCapsule_GetPointer(arg, PyCapsule_GetName(arg));
+    if (f == NULL) return NULL;
+    Py_INCREF(arg);
+    Py_XDECREF(blas_owner);
+    blas_owner = arg;
+    sgemm = (sgemm_t)f;
     Py_RETURN_NONE;
 }
 
@@ -534,6 +604,7 @@ static PyObject *py_fused_read(PyObject *self, PyObject *args) {
 }
 
 static PyMethodDef methods[] = {
+    {"set_blas", py_set_blas, METH_O, "Use this sgemm (a cython_blas capsule) for wide bands."},
     {"set_table", py_set_table, METH_O,
      "Keep the table of 2**16 normal quantiles the noise is drawn from."},
     {"fused_read", py_fused_read, METH_VARARGS,

@@ -38,6 +38,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
+from scipy.linalg import cython_blas
 
 from sedma.compute import _xbar
 from sedma.compute.xbar_adc import BOUND_LEVELS
@@ -63,6 +64,7 @@ NONFINITE = -1  # the kernel's answer when an input row has inf or NaN
 
 assert NORMAL_TABLE.dtype == np.float32 and NORMAL_TABLE.flags.c_contiguous
 _xbar.set_table(NORMAL_TABLE)
+_xbar.set_blas(cython_blas.__pyx_capi__["sgemm"])  # scipy's BLAS, for wide bands of many rows
 
 
 @dataclass(frozen=True)
