@@ -15,8 +15,18 @@ from sedma.spec import CrossbarSpec
 RRAM_A = CrossbarSpec(256, 256, 64, 4, 0.02, 0.01, 0.001, 0.002, 0.01, 8, 8, 0.05)
 
 # (m, k, n): one row through nine bands; a few rows through bands of two heights and arrays
-# side by side; a short narrow block.
-SHAPES = [(1, 2304, 16), (9, 1152, 256), (5, 300, 200), (3, 27, 2)]
+# side by side; a short narrow block (its codes go straight to the output); many rows
+# through wide bands (BLAS, blocks of rows), one band of them straight to the output; a
+# long narrow block over three bands (codes made inside the sums).
+SHAPES = [
+    (1, 2304, 16),
+    (9, 1152, 256),
+    (5, 300, 200),
+    (3, 27, 2),
+    (40, 600, 96),
+    (21, 200, 64),
+    (63, 768, 2),
+]
 
 
 def _operands(m: int, k: int, n: int, seed: int = 2) -> tuple[np.ndarray, np.ndarray]:
@@ -39,10 +49,10 @@ def _products(
     return ys, dev
 
 
-def test_small_products_take_the_fused_path_large_ones_do_not() -> None:
+def test_every_product_takes_the_compiled_path() -> None:
     assert xbar_kernel.use_fused(1, 2304, 16)
     assert xbar_kernel.use_fused(9, 256, 128)
-    assert not xbar_kernel.use_fused(196, 2304, 256)
+    assert xbar_kernel.use_fused(1444, 4608, 512)
 
 
 @pytest.mark.parametrize("shape", SHAPES, ids=[f"{m}x{k}x{n}" for m, k, n in SHAPES])

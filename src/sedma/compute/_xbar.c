@@ -41,6 +41,7 @@
 #define XB_ROWS 4    /* input rows per block */
 #define XB_NARROW 8  /* bands narrower than this: dot products along k */
 #define XB_BLAS_MIN_ROWS 16 /* wide bands of at least this many rows: BLAS sgemm */
+#define XB_BLAS_ROWS 256    /* rows a block on the BLAS path */
 
 static const uint64_t GOLDEN = 0x9E3779B97F4A7C15ULL;
 
@@ -93,37 +94,50 @@ static float dot(const float *a, const float *b, int64_t h) {
 /* The sums of a narrow band for one code row c (h codes): mu[j] = c . d_j for its w
  * columns (d_j = d + j * k: rows of the transposed matrix) and *sq = c . c, two columns
  * and the squares in one pass over c. With x (not NULL) the codes are first made here,
- * c = rint(x * inv), in the same pass (and kept in c only if more columns need them). */
+ * c = rint(x * inv), in the same pass (and kept in c if more columns need them). The band
+ * is walked as two halves side by side, so six sums are in flight, not three: the loop is
+ * bound by the latency of its additions otherwise. */
 XB_CLONES
 static void band_narrow(const float *restrict x, float inv, float *restrict c,
                         const float *restrict d, int64_t k, int64_t h, int64_t w,
                         float *restrict mu, float *restrict sq) {
     const float *restrict d0 = d;
     const float *restrict d1 = w > 1 ? d + k : d;
-    float s = 0.0f, t0 = 0.0f, t1 = 0.0f;
+    int64_t hh = h / 2;
+    float s = 0.0f, t0 = 0.0f, t1 = 0.0f, s_ = 0.0f, t0_ = 0.0f, t1_ = 0.0f;
     if (x == NULL) {
-        for (int64_t i = 0; i < h; i++) {
-            float v = c[i];
+        for (int64_t i = 0; i < hh; i++) {
+            float v = c[i], v_ = c[hh + i];
             s += v * v;
             t0 += v * d0[i];
             t1 += v * d1[i];
-        }
-    } else if (w <= 2) {
-        for (int64_t i = 0; i < h; i++) {
-            float v = rintf(x[i] * inv);
-            s += v * v;
-            t0 += v * d0[i];
-            t1 += v * d1[i];
+            s_ += v_ * v_;
+            t0_ += v_ * d0[hh + i];
+            t1_ += v_ * d1[hh + i];
         }
     } else {
-        for (int64_t i = 0; i < h; i++) {
-            float v = rintf(x[i] * inv);
-            c[i] = v;
+        for (int64_t i = 0; i < hh; i++) {
+            float v = rintf(x[i] * inv), v_ = rintf(x[hh + i] * inv);
             s += v * v;
             t0 += v * d0[i];
             t1 += v * d1[i];
+            s_ += v_ * v_;
+            t0_ += v_ * d0[hh + i];
+            t1_ += v_ * d1[hh + i];
         }
+        if (w > 2)
+            for (int64_t i = 0; i < h; i++) c[i] = rintf(x[i] * inv);
     }
+    if (h % 2) { /* the odd last code */
+        int64_t i = h - 1;
+        float v = x == NULL ? c[i] : rintf(x[i] * inv);
+        s += v * v;
+        t0 += v * d0[i];
+        t1 += v * d1[i];
+    }
+    s += s_;
+    t0 += t0_;
+    t1 += t1_;
     *sq = s;
     mu[0] = t0;
     if (w > 1) mu[1] = t1;
@@ -242,8 +256,7 @@ static void band_wide(const float *restrict c, int64_t k, const float *restrict 
  * beyond Q) is repeated with its input halved until it fits, at most 2**levels times, then
  * clipped, and its codes are scaled back; its normals come from the stream at *bm.
  * Returns the re-reads. */
-XB_CLONES
-static int64_t adc_codes(const float *restrict mu, const float *restrict z, float sigma,
+static inline __attribute__((always_inline)) int64_t adc_codes_in(const float *restrict mu, const float *restrict z, float sigma,
                          int64_t w, double adc_q, int levels, int noisy, uint64_t key,
                          int64_t *bm, const float *restrict table, float *restrict y,
                          float *restrict zb, uint64_t *restrict words) {
@@ -283,6 +296,16 @@ static int64_t adc_codes(const float *restrict mu, const float *restrict z, floa
         }
     }
     return rereads;
+}
+
+/* The same, compiled per ISA for wide reads; narrow reads (a few outputs) call the inline
+ * one above, whose call costs less than its work. */
+XB_CLONES
+static int64_t adc_codes(const float *restrict mu, const float *restrict z, float sigma,
+                         int64_t w, double adc_q, int levels, int noisy, uint64_t key,
+                         int64_t *bm, const float *restrict table, float *restrict y,
+                         float *restrict zb, uint64_t *restrict words) {
+    return adc_codes_in(mu, z, sigma, w, adc_q, levels, noisy, key, bm, table, y, zb, words);
 }
 
 /* acc += codes * scale: one read's codes into the row's digital sum. */
@@ -360,15 +383,13 @@ static int64_t run(Job *J) {
         if (w > max_w) max_w = w;
     }
     int64_t n_starts = (int64_t)n_slices * U * max_groups;
-    /* rows a block: wide bands of many rows go to BLAS, a block's codes and sums kept
-     * within about 256 KiB each (multiple of four, 16 to 256 rows); else four */
+    /* rows a block: wide bands of many rows go to BLAS in blocks of up to XB_BLAS_ROWS rows
+     * (each block streams the matrix once, so blocks are large); else four at a time */
     int use_blas = sgemm != NULL && max_w >= XB_NARROW && m >= XB_BLAS_MIN_ROWS;
     int64_t B = XB_ROWS;
     if (use_blas) {
-        int64_t wide = k > n ? k : n;
-        B = ((int64_t)1 << 16) / wide;
-        B = B < XB_BLAS_MIN_ROWS ? XB_BLAS_MIN_ROWS : (B > 256 ? 256 : B);
-        B -= B % XB_ROWS;
+        B = m < XB_BLAS_ROWS ? m : XB_BLAS_ROWS;
+        B += (XB_ROWS - B % XB_ROWS) % XB_ROWS;
     }
     size_t floats = (size_t)n_slices * B * k  /* codes per slice and row */
                     + (size_t)B * n          /* acc */
@@ -498,6 +519,22 @@ static int64_t run(Job *J) {
                                 normals(J->key, start0 + t * words, e0, rows * w, J->table, z,
                                         wbuf);
                             for (int64_t r = 0; r < rows; r++) {
+                                if (w < XB_NARROW) { /* a few outputs: inline, scalar */
+                                    rereads += adc_codes_in(mu + r * w, z + r * w, sigma[r], w,
+                                                            J->adc_q, J->levels, J->noisy,
+                                                            J->key, &bm, J->table, y, zb, wbuf);
+                                    if (direct) {
+                                        float *o = J->out + (rb + r) * n;
+                                        for (int64_t j = 0; j < w; j++) {
+                                            float v = ((y[j] * scale) * fac[r]) * J->col[j];
+                                            o[j] = J->add ? o[j] + v : v;
+                                        }
+                                    } else {
+                                        float *ar = acc + r * n + c0;
+                                        for (int64_t j = 0; j < w; j++) ar[j] += y[j] * scale;
+                                    }
+                                    continue;
+                                }
                                 rereads += adc_codes(mu + r * w, z + r * w, sigma[r], w,
                                                      J->adc_q, J->levels, J->noisy, J->key,
                                                      &bm, J->table, y, zb, wbuf);
