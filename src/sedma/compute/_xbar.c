@@ -38,7 +38,8 @@
 #define XB_CLONES
 #endif
 
-#define XB_ROWS 4    /* input rows per block */
+#define XB_ROWS 4    /* input rows summed together by the register tiles */
+#define XB_BLOCK 16  /* input rows a block off the BLAS path (a multiple of XB_ROWS) */
 #define XB_NARROW 8  /* bands narrower than this: dot products along k */
 #define XB_BLAS_MIN_ROWS 16 /* wide bands of at least this many rows: BLAS sgemm */
 #define XB_BLAS_ROWS 256    /* rows a block on the BLAS path */
@@ -94,50 +95,43 @@ static float dot(const float *a, const float *b, int64_t h) {
 /* The sums of a narrow band for one code row c (h codes): mu[j] = c . d_j for its w
  * columns (d_j = d + j * k: rows of the transposed matrix) and *sq = c . c, two columns
  * and the squares in one pass over c. With x (not NULL) the codes are first made here,
- * c = rint(x * inv), in the same pass (and kept in c if more columns need them). The band
- * is walked as two halves side by side, so six sums are in flight, not three: the loop is
- * bound by the latency of its additions otherwise. */
-XB_CLONES
-static void band_narrow(const float *restrict x, float inv, float *restrict c,
-                        const float *restrict d, int64_t k, int64_t h, int64_t w,
-                        float *restrict mu, float *restrict sq) {
+ * c = rint(x * inv), in the same pass (and kept in c if more columns need them). With nx
+ * (not NULL: the same band of a row of the next block) it also returns absmax_bits of
+ * nx: that row's DAC scale is found while this pass computes, not in a pass of its own. */
+static inline __attribute__((always_inline)) int32_t band_narrow(const float *restrict x, float inv, float *restrict c,
+                           const float *restrict d, int64_t k, int64_t h, int64_t w,
+                           const int32_t *restrict nx, float *restrict mu,
+                           float *restrict sq) {
     const float *restrict d0 = d;
     const float *restrict d1 = w > 1 ? d + k : d;
-    int64_t hh = h / 2;
-    float s = 0.0f, t0 = 0.0f, t1 = 0.0f, s_ = 0.0f, t0_ = 0.0f, t1_ = 0.0f;
+    float s = 0.0f, t0 = 0.0f, t1 = 0.0f;
+    int32_t a = 0;
     if (x == NULL) {
-        for (int64_t i = 0; i < hh; i++) {
-            float v = c[i], v_ = c[hh + i];
+        for (int64_t i = 0; i < h; i++) {
+            float v = c[i];
             s += v * v;
             t0 += v * d0[i];
             t1 += v * d1[i];
-            s_ += v_ * v_;
-            t0_ += v_ * d0[hh + i];
-            t1_ += v_ * d1[hh + i];
+        }
+    } else if (nx != NULL) {
+        for (int64_t i = 0; i < h; i++) {
+            float v = rintf(x[i] * inv);
+            s += v * v;
+            t0 += v * d0[i];
+            t1 += v * d1[i];
+            int32_t t = nx[i] & 0x7FFFFFFF;
+            a = t > a ? t : a;
         }
     } else {
-        for (int64_t i = 0; i < hh; i++) {
-            float v = rintf(x[i] * inv), v_ = rintf(x[hh + i] * inv);
+        for (int64_t i = 0; i < h; i++) {
+            float v = rintf(x[i] * inv);
             s += v * v;
             t0 += v * d0[i];
             t1 += v * d1[i];
-            s_ += v_ * v_;
-            t0_ += v_ * d0[hh + i];
-            t1_ += v_ * d1[hh + i];
         }
-        if (w > 2)
-            for (int64_t i = 0; i < h; i++) c[i] = rintf(x[i] * inv);
     }
-    if (h % 2) { /* the odd last code */
-        int64_t i = h - 1;
-        float v = x == NULL ? c[i] : rintf(x[i] * inv);
-        s += v * v;
-        t0 += v * d0[i];
-        t1 += v * d1[i];
-    }
-    s += s_;
-    t0 += t0_;
-    t1 += t1_;
+    if (x != NULL && w > 2)
+        for (int64_t i = 0; i < h; i++) c[i] = rintf(x[i] * inv);
     *sq = s;
     mu[0] = t0;
     if (w > 1) mu[1] = t1;
@@ -153,6 +147,24 @@ static void band_narrow(const float *restrict x, float inv, float *restrict c,
         mu[j + 1] = tb;
     }
     if (j < w) mu[j] = dot(c, d + j * k, h);
+    return a;
+}
+
+/* band_narrow for the rows of a block (one call, not one a row): row r's inputs at
+ * x + r * k (NULL: codes made already), its codes at c + r * k, 1/LSB inv[r], sums into
+ * mu + r * w and sq[r]; with nx, the same band of the next block's first nn rows (stride
+ * k) has its DAC scale bits max-merged into next_bits[r]. */
+XB_CLONES
+static void block_narrow(const float *restrict x, const float *restrict inv, float *c,
+                         const float *restrict d, int64_t k, int64_t h, int64_t w,
+                         int64_t rows, const float *nx, int64_t nn, float *restrict mu,
+                         float *restrict sq, int32_t *restrict next_bits) {
+    for (int64_t r = 0; r < rows; r++) {
+        const int32_t *nxr = nx != NULL && r < nn ? (const int32_t *)(nx + r * k) : NULL;
+        int32_t got = band_narrow(x != NULL ? x + r * k : NULL, inv[r], c + r * k, d, k, h, w,
+                                  nxr, mu + r * w, sq + r);
+        if (got > next_bits[r]) next_bits[r] = got;
+    }
 }
 
 /* One tile of T columns from j0 of band_wide: four rows' sums held in registers. */
@@ -314,6 +326,20 @@ static void add_codes(const float *restrict y, int64_t w, float scale, float *re
     for (int64_t j = 0; j < w; j++) acc[j] += y[j] * scale;
 }
 
+/* A block's reads, cnt outputs in a row (mu + z * sig_el), added to acc times scale if
+ * none of them saturates (returns 1); else nothing is written (returns 0) and the caller
+ * converts them read by read with bound management. */
+XB_CLONES
+static int adc_block(const float *restrict mu, const float *restrict z,
+                     const float *restrict sig_el, int64_t cnt, float edge, float scale,
+                     float *restrict acc) {
+    int hit = 0;
+    for (int64_t i = 0; i < cnt; i++) hit |= fabsf(mu[i] + z[i] * sig_el[i]) >= edge;
+    if (hit) return 0;
+    for (int64_t i = 0; i < cnt; i++) acc[i] += rintf(mu[i] + z[i] * sig_el[i]) * scale;
+    return 1;
+}
+
 /* The row's output from its only read: out = ((codes * scale) * fac) * col (+= with add);
  * the same operations as summing into a zeroed acc and scaling it, without the passes. */
 XB_CLONES
@@ -386,7 +412,7 @@ static int64_t run(Job *J) {
     /* rows a block: wide bands of many rows go to BLAS in blocks of up to XB_BLAS_ROWS rows
      * (each block streams the matrix once, so blocks are large); else four at a time */
     int use_blas = sgemm != NULL && max_w >= XB_NARROW && m >= XB_BLAS_MIN_ROWS;
-    int64_t B = XB_ROWS;
+    int64_t B = XB_BLOCK;
     if (use_blas) {
         B = m < XB_BLAS_ROWS ? m : XB_BLAS_ROWS;
         B += (XB_ROWS - B % XB_ROWS) % XB_ROWS;
@@ -394,7 +420,7 @@ static int64_t run(Job *J) {
     size_t floats = (size_t)n_slices * B * k  /* codes per slice and row */
                     + (size_t)B * n          /* acc */
                     + (size_t)B * max_w      /* mu */
-                    + (B + 2) * (size_t)max_w + 8 /* z (a block), y, zb */
+                    + (2 * B + 2) * (size_t)max_w + 8 /* z and sig_el (a block), y, zb */
                     + 4 * B;                 /* row factors, squared norms, sigmas, 1/LSB */
     int64_t *starts = malloc(sizeof(int64_t) * (size_t)n_starts);
     int64_t *mag = malloc(sizeof(int64_t) * (size_t)k);
@@ -411,7 +437,8 @@ static int64_t run(Job *J) {
     float *acc = xs + (size_t)n_slices * B * k;
     float *mu = acc + (size_t)B * n;
     float *z = mu + (size_t)B * max_w;
-    float *y = z + B * max_w;
+    float *sig_el = z + B * max_w;
+    float *y = sig_el + B * max_w;
     float *zb = y + max_w;
     float *fac = zb + max_w + 8;
     float *sq = fac + B;
@@ -438,14 +465,22 @@ static int64_t run(Job *J) {
         }
     }
     int64_t bm = cursor; /* bound management draws follow the product's */
+    const float edge = (float)(J->adc_q + 0.5); /* |v| >= edge: the code is beyond Q */
     int64_t rereads = 0;
     for (int64_t j = 0; j < B * max_w; j++) z[j] = 0.0f;
 
+    /* with lazy codes, a block's DAC scales are found while the block before computes */
+    int32_t scale_bits[XB_BLOCK], next_bits[XB_BLOCK];
+    if (lazy)
+        for (int64_t r = 0; r < XB_BLOCK && r < m; r++)
+            scale_bits[r] = absmax_bits((const int32_t *)(J->x + r * k), k);
+
     for (int64_t rb = 0; rb < m; rb += B) {
         int64_t rows = m - rb < B ? m - rb : B;
+        for (int64_t r = 0; r < XB_BLOCK; r++) next_bits[r] = 0;
         for (int64_t r = 0; r < rows; r++) {
             const float *xr = J->x + (rb + r) * k;
-            int32_t bits_max = absmax_bits((const int32_t *)xr, k);
+            int32_t bits_max = lazy ? scale_bits[r] : absmax_bits((const int32_t *)xr, k);
             if (bits_max >= 0x7F800000) {
                 free(starts);
                 free(mag);
@@ -495,10 +530,11 @@ static int64_t run(Job *J) {
                     for (int64_t bl = 0; bl < g; bl++) {
                         int64_t b0 = k0 + (gi * group + bl) * h;
                         if (w < XB_NARROW) {
-                            for (int64_t r = 0; r < rows; r++)
-                                band_narrow(lazy ? J->x + (rb + r) * k + b0 : NULL, inv[r],
-                                            cs + r * k + b0, J->delta_t + c0 * k + b0, k, h, w,
-                                            mu + r * w, sq + r);
+                            int64_t nn = lazy ? m - (rb + B) : 0; /* next block's rows */
+                            block_narrow(lazy ? J->x + rb * k + b0 : NULL, inv, cs + b0,
+                                         J->delta_t + c0 * k + b0, k, h, w, rows,
+                                         nn > 0 ? J->x + (rb + B) * k + b0 : NULL, nn, mu, sq,
+                                         next_bits);
                         } else {
                             const float *d = J->delta + b0 * n + c0;
                             if (use_blas && rows >= XB_BLAS_MIN_ROWS)
@@ -512,17 +548,37 @@ static int64_t run(Job *J) {
                                 sq[r] = dot(cs + r * k + b0, cs + r * k + b0, h);
                         }
                         for (int64_t r = 0; r < rows; r++) sigma[r] = sqrtf(sq[r]) * J->coef[u];
+                        /* a unit over every column, summed in acc: the block's reads are one
+                         * contiguous run of acc, converted in one pass when none saturates */
+                        int block_acc = !direct && w == n;
+                        if (block_acc)
+                            for (int64_t r = 0; r < rows; r++)
+                                for (int64_t j = 0; j < w; j++) sig_el[r * w + j] = sigma[r];
                         /* the block's rows are adjacent in the draw: one call for them all */
                         int64_t e0 = (bl * m + rb) * w;
                         for (int64_t t = 0; t < r_s; t++) {
                             if (J->noisy)
                                 normals(J->key, start0 + t * words, e0, rows * w, J->table, z,
                                         wbuf);
+                            if (block_acc && adc_block(mu, z, sig_el, rows * w, edge, scale,
+                                                       acc))
+                                continue; /* no read of the block saturated */
                             for (int64_t r = 0; r < rows; r++) {
                                 if (w < XB_NARROW) { /* a few outputs: inline, scalar */
-                                    rereads += adc_codes_in(mu + r * w, z + r * w, sigma[r], w,
-                                                            J->adc_q, J->levels, J->noisy,
-                                                            J->key, &bm, J->table, y, zb, wbuf);
+                                    const float *mr = mu + r * w, *zr = z + r * w;
+                                    float sg = sigma[r];
+                                    int hit = 0;
+                                    for (int64_t j = 0; j < w; j++)
+                                        hit |= fabsf(mr[j] + zr[j] * sg) >= edge;
+                                    if (!hit && !direct) { /* no codes through memory */
+                                        float *ar = acc + r * n + c0;
+                                        for (int64_t j = 0; j < w; j++)
+                                            ar[j] += rintf(mr[j] + zr[j] * sg) * scale;
+                                        continue;
+                                    }
+                                    rereads += adc_codes_in(mr, zr, sg, w, J->adc_q, J->levels,
+                                                            J->noisy, J->key, &bm, J->table, y,
+                                                            zb, wbuf);
                                     if (direct) {
                                         float *o = J->out + (rb + r) * n;
                                         for (int64_t j = 0; j < w; j++) {
@@ -549,6 +605,7 @@ static int64_t run(Job *J) {
                 }
             }
         }
+        if (lazy) memcpy(scale_bits, next_bits, sizeof scale_bits);
         for (int64_t r = 0; r < rows && !direct; r++) {
             float *orow = J->out + (rb + r) * n;
             const float *ar = acc + r * n;
