@@ -43,6 +43,7 @@
 #define XB_NARROW 8  /* bands narrower than this: dot products along k */
 #define XB_BLAS_MIN_ROWS 16 /* wide bands of at least this many rows: BLAS sgemm */
 #define XB_BLAS_ROWS 256    /* rows a block on the BLAS path */
+#define XB_DRAW_AT_ONCE (1 << 15) /* a product with at most this many normals draws them first */
 
 static const uint64_t GOLDEN = 0x9E3779B97F4A7C15ULL;
 
@@ -70,6 +71,16 @@ static void normals(uint64_t key, int64_t start, int64_t e0, int64_t count,
 }
 
 /* Bit pattern of max|v| (v float32 viewed as int32): >= 0x7F800000 iff v has inf or NaN. */
+static inline __attribute__((always_inline)) int32_t absmax_bits_in(const int32_t *v,
+                                                                    int64_t k) {
+    int32_t a = 0;
+    for (int64_t i = 0; i < k; i++) {
+        int32_t t = v[i] & 0x7FFFFFFF;
+        a = t > a ? t : a;
+    }
+    return a;
+}
+
 XB_CLONES
 static int32_t absmax_bits(const int32_t *v, int64_t k) {
     int32_t a = 0;
@@ -159,7 +170,46 @@ static void block_narrow(const float *restrict x, const float *restrict inv, flo
                          const float *restrict d, int64_t k, int64_t h, int64_t w,
                          int64_t rows, const float *nx, int64_t nn, float *restrict mu,
                          float *restrict sq, int32_t *restrict next_bits) {
-    for (int64_t r = 0; r < rows; r++) {
+    int64_t r = 0;
+    if (x != NULL && w <= 2) /* four rows at a time share the loads of the matrix */
+        for (; r + 4 <= rows; r += 4) {
+            const float *restrict x0 = x + r * k, *restrict x1 = x0 + k;
+            const float *restrict x2 = x1 + k, *restrict x3 = x2 + k;
+            const float *restrict d0 = d, *restrict d1 = w > 1 ? d + k : d;
+            float i0 = inv[r], i1 = inv[r + 1], i2 = inv[r + 2], i3 = inv[r + 3];
+            float s0 = 0, s1 = 0, s2 = 0, s3 = 0, a0 = 0, a1 = 0, a2 = 0, a3 = 0;
+            float b0 = 0, b1 = 0, b2 = 0, b3 = 0;
+            for (int64_t i = 0; i < h; i++) {
+                float e = d0[i], f = d1[i];
+                float v0 = rintf(x0[i] * i0), v1 = rintf(x1[i] * i1);
+                float v2 = rintf(x2[i] * i2), v3 = rintf(x3[i] * i3);
+                s0 += v0 * v0;
+                s1 += v1 * v1;
+                s2 += v2 * v2;
+                s3 += v3 * v3;
+                a0 += v0 * e;
+                a1 += v1 * e;
+                a2 += v2 * e;
+                a3 += v3 * e;
+                b0 += v0 * f;
+                b1 += v1 * f;
+                b2 += v2 * f;
+                b3 += v3 * f;
+            }
+            sq[r] = s0, sq[r + 1] = s1, sq[r + 2] = s2, sq[r + 3] = s3;
+            float *m0 = mu + r * w;
+            m0[0] = a0;
+            m0[w] = a1;
+            m0[2 * w] = a2;
+            m0[3 * w] = a3;
+            if (w > 1) m0[1] = b0, m0[w + 1] = b1, m0[2 * w + 1] = b2, m0[3 * w + 1] = b3;
+            for (int64_t q = 0; q < 4; q++) { /* the next block's scales, in a pass of their own */
+                if (nx == NULL || r + q >= nn) continue;
+                int32_t got = absmax_bits_in((const int32_t *)(nx + (r + q) * k), h);
+                if (got > next_bits[r + q]) next_bits[r + q] = got;
+            }
+        }
+    for (; r < rows; r++) {
         const int32_t *nxr = nx != NULL && r < nn ? (const int32_t *)(nx + r * k) : NULL;
         int32_t got = band_narrow(x != NULL ? x + r * k : NULL, inv[r], c + r * k, d, k, h, w,
                                   nxr, mu + r * w, sq + r);
@@ -436,8 +486,8 @@ static int64_t run(Job *J) {
     float *xs = mem;
     float *acc = xs + (size_t)n_slices * B * k;
     float *mu = acc + (size_t)B * n;
-    float *z = mu + (size_t)B * max_w;
-    float *sig_el = z + B * max_w;
+    float *zbuf = mu + (size_t)B * max_w;
+    float *sig_el = zbuf + B * max_w;
     float *y = sig_el + B * max_w;
     float *zb = y + max_w;
     float *fac = zb + max_w + 8;
@@ -465,9 +515,24 @@ static int64_t run(Job *J) {
         }
     }
     int64_t bm = cursor; /* bound management draws follow the product's */
+    /* a product with few draws takes them all at once (one call instead of one a block and
+     * band): element e of the draw at word `start` is piece 4 (start - ctr) + e of them */
+    float *z_all = NULL;
+    uint64_t *w_all = NULL;
+    if (J->noisy && (cursor - J->ctr) * 4 <= XB_DRAW_AT_ONCE) {
+        z_all = malloc(sizeof(float) * (size_t)(cursor - J->ctr) * 4 + 16);
+        w_all = malloc(sizeof(uint64_t) * (size_t)(cursor - J->ctr) + 16);
+        if (z_all != NULL && w_all != NULL) {
+            normals(J->key, J->ctr, 0, (cursor - J->ctr) * 4, J->table, z_all, w_all);
+        } else { /* no memory for it: draw block by block */
+            free(z_all);
+            z_all = NULL;
+        }
+        free(w_all);
+    }
     const float edge = (float)(J->adc_q + 0.5); /* |v| >= edge: the code is beyond Q */
     int64_t rereads = 0;
-    for (int64_t j = 0; j < B * max_w; j++) z[j] = 0.0f;
+    for (int64_t j = 0; j < B * max_w; j++) zbuf[j] = 0.0f;
 
     /* with lazy codes, a block's DAC scales are found while the block before computes */
     int32_t scale_bits[XB_BLOCK], next_bits[XB_BLOCK];
@@ -486,6 +551,7 @@ static int64_t run(Job *J) {
                 free(mag);
                 free(mem);
                 free(wbuf);
+                free(z_all);
                 return -1;
             }
             float amax;
@@ -557,7 +623,10 @@ static int64_t run(Job *J) {
                         /* the block's rows are adjacent in the draw: one call for them all */
                         int64_t e0 = (bl * m + rb) * w;
                         for (int64_t t = 0; t < r_s; t++) {
-                            if (J->noisy)
+                            float *z = zbuf;
+                            if (z_all != NULL)
+                                z = z_all + (start0 + t * words - J->ctr) * 4 + e0;
+                            else if (J->noisy)
                                 normals(J->key, start0 + t * words, e0, rows * w, J->table, z,
                                         wbuf);
                             if (block_acc && adc_block(mu, z, sig_el, rows * w, edge, scale,
@@ -621,6 +690,7 @@ static int64_t run(Job *J) {
     free(mag);
     free(mem);
     free(wbuf);
+    free(z_all);
     return bm;
 }
 
