@@ -140,6 +140,11 @@ def test_demo_twice_learns_and_memory_shows_why(tmp_path: Path) -> None:
             } <= set(result["systems"][name])
         s, b = result["systems"]["sedma"], result["systems"]["static"]
         assert set(s["latency_ms"]) == {"mean", "p50", "p99"} == set(b["latency_ms"])
+        # the latency bound sits beside both, and every item of the latency run was sent
+        bound_ms = result["systems"]["bound"]["latency_ms"]
+        assert bound_ms["mean"] <= min(s["latency_ms"]["mean"], b["latency_ms"]["mean"])
+        books = result["communication"]["books"]
+        assert books["sedma"]["sent"] == books["static"]["sent"] == 200
         assert s["throughput_ops_s"] > b["throughput_ops_s"]
         assert s["memory_efficiency"] > b["memory_efficiency"]
         # rram tiles go through the crossbar simulator: sedma corrects them, static does not
