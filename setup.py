@@ -1,7 +1,9 @@
 """Build of the one compiled module; everything else is in pyproject.toml.
 
 ``sedma.compute._xbar`` is the crossbar simulator's read path in C (see its source and
-``sedma.compute.xbar_kernel``). It needs only a C compiler and Python's headers.
+``sedma.compute.xbar_kernel``). It needs only a C compiler and Python's headers. It is
+optional: where it cannot be built, the install goes on and the simulator uses its numpy
+read path (same model, slower; ``sedma.compute.xbar_kernel.AVAILABLE`` says which).
 """
 
 from setuptools import Extension, setup
@@ -14,6 +16,7 @@ setup(
             # fast-math for vectorised reductions; finite-math stays off because the kernel
             # checks its inputs for inf and NaN itself
             extra_compile_args=["-O3", "-ffast-math", "-fno-finite-math-only", "-funroll-loops"],
+            optional=True,
         )
     ]
 )

@@ -34,18 +34,20 @@ rows, which the numpy path cuts into chunks and lays out the other way round.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
 from scipy.linalg import cython_blas
 
-from sedma.compute import _xbar
 from sedma.compute.xbar_adc import BOUND_LEVELS
 from sedma.compute.xbar_layout import CHUNK_OUT, Layer
 from sedma.compute.xbar_noise import NORMAL_TABLE
 
-__all__ = ["Units", "fused_read", "units_of", "use_fused"]
+__all__ = ["AVAILABLE", "Units", "fused_read", "units_of", "use_fused"]
+
+_log = logging.getLogger(__name__)
 
 F32 = npt.NDArray[np.float32]
 F64 = npt.NDArray[np.float64]
@@ -55,12 +57,22 @@ I64 = npt.NDArray[np.int64]
 # is faster than the numpy path on every weight shape of the workloads (measured with
 # `sedma bench crossbar`). The numpy path (sedma.compute.xbar_read) stays as the reference
 # the tests check the kernel against.
-_USE_KERNEL = True
+try:
+    from sedma.compute import _xbar
+
+    AVAILABLE = True
+    """Whether the compiled kernel was built (else every product takes the numpy path)."""
+except ImportError:  # built without a C compiler: setup.py marks the extension optional
+    AVAILABLE = False
+    _log.warning("sedma.compute._xbar is not built; the crossbar simulator uses numpy (slower)")
+_USE_KERNEL = AVAILABLE
+
 NONFINITE = -1  # the kernel's answer when an input row has inf or NaN
 
-assert NORMAL_TABLE.dtype == np.float32 and NORMAL_TABLE.flags.c_contiguous
-_xbar.set_table(NORMAL_TABLE)
-_xbar.set_blas(cython_blas.__pyx_capi__["sgemm"])  # scipy's BLAS, for wide bands of many rows
+if AVAILABLE:
+    assert NORMAL_TABLE.dtype == np.float32 and NORMAL_TABLE.flags.c_contiguous
+    _xbar.set_table(NORMAL_TABLE)
+    _xbar.set_blas(cython_blas.__pyx_capi__["sgemm"])  # scipy's BLAS, for wide bands
 
 
 @dataclass(frozen=True)
