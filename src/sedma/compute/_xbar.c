@@ -81,15 +81,9 @@ static inline __attribute__((always_inline)) int32_t absmax_bits_in(const int32_
     return a;
 }
 
+/* The same, compiled per ISA (called on whole rows; the inline one runs inside others). */
 XB_CLONES
-static int32_t absmax_bits(const int32_t *v, int64_t k) {
-    int32_t a = 0;
-    for (int64_t i = 0; i < k; i++) {
-        int32_t t = v[i] & 0x7FFFFFFF;
-        a = t > a ? t : a;
-    }
-    return a;
-}
+static int32_t absmax_bits(const int32_t *v, int64_t k) { return absmax_bits_in(v, k); }
 
 XB_CLONES
 static void quantise(const float *x, int64_t k, float inv, float *codes) {
