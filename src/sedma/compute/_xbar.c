@@ -441,7 +441,7 @@ static int64_t run(Job *J) {
         width = J->dac_bits - 1 > 1 ? J->dac_bits - 1 : 1;
         n_slices = (int)ceil_div(J->bits - 1, width);
     }
-    int q_levels = (1 << (J->bits - 1)) - 1;
+    int64_t q_levels = ((int64_t)1 << (J->bits - 1)) - 1;
     float q_in = (float)(q_levels > 1 ? q_levels : 1);
     int64_t group = J->chunk_out / (n * m);
     if (group < 1) group = 1;
