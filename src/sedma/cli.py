@@ -739,12 +739,15 @@ def bench_comm_cmd(
             f"{s['max_pressure']:.2f}",
         )
     out.print(t)
-    out.print(
-        f"p99 {r['p99_ratio']:.2f}x lower, mean {100 * r['mean_reduction']:.0f}% lower; "
-        f"target met: {r['meets_target']} (attainable: {r['target_attainable']} against the "
-        f"bound, {r['target_attainable_with_floor']} with the measured "
-        f"{r['floor_ms']:.1f} ms transport floor)"
-    )
+    if r["p99_ratio"] is None or r["mean_reduction"] is None or r["floor_ms"] is None:
+        out.print(f"no ratios (a system sent or answered nothing); target met: {r['meets_target']}")
+    else:
+        out.print(
+            f"p99 {r['p99_ratio']:.2f}x lower, mean {100 * r['mean_reduction']:.0f}% lower; "
+            f"target met: {r['meets_target']} (attainable: {r['target_attainable']} against "
+            f"the bound, {r['target_attainable_with_floor']} with the measured "
+            f"{r['floor_ms']:.1f} ms transport floor)"
+        )
     _write_json(json_path, {"scenario": "bench-comm", **r})
 
 
@@ -761,6 +764,12 @@ def _seed_list(text: str) -> list[int]:
 
 
 def _print_seed_table(r: dict[str, Any]) -> None:
+    def f(x: float | None, spec: str) -> str:  # a run with nothing answered has no figure
+        return "-" if x is None else format(x, spec)
+
+    def yn(x: bool) -> str:
+        return "yes" if x else "no"
+
     t = Table(title=f"message latency on {r['cluster']}, {r['messages']} items, by seed")
     cols = ("seed", "sedma mean", "sedma p99", "static mean", "static p99", "p99 ratio")
     for col in (*cols, "mean cut", "met", "bound ratio", "bound cut", "floor ms", "attainable"):
@@ -768,18 +777,21 @@ def _print_seed_table(r: dict[str, Any]) -> None:
     for row in r["rows"]:
         t.add_row(
             str(row["seed"]),
-            f"{row['sedma_mean_ms']:.1f}",
-            f"{row['sedma_p99_ms']:.1f}",
-            f"{row['static_mean_ms']:.1f}",
-            f"{row['static_p99_ms']:.1f}",
-            f"{row['p99_ratio']:.2f}",
-            f"{100 * row['mean_reduction']:.1f}%",
-            "yes" if row["meets_target"] else "no",
-            f"{row['bound_p99_ratio']:.2f}",
-            f"{100 * row['bound_mean_reduction']:.1f}%",
-            f"{row['floor_ms']:.1f}",
-            f"{'yes' if row['target_attainable'] else 'no'}/"
-            f"{'yes' if row['target_attainable_with_floor'] else 'no'}",
+            f(row["sedma_mean_ms"], ".1f"),
+            f(row["sedma_p99_ms"], ".1f"),
+            f(row["static_mean_ms"], ".1f"),
+            f(row["static_p99_ms"], ".1f"),
+            f(row["p99_ratio"], ".2f"),
+            f(None if row["mean_reduction"] is None else 100 * row["mean_reduction"], ".1f") + "%",
+            yn(row["meets_target"]),
+            f(row["bound_p99_ratio"], ".2f"),
+            f(
+                None if row["bound_mean_reduction"] is None else 100 * row["bound_mean_reduction"],
+                ".1f",
+            )
+            + "%",
+            f(row["floor_ms"], ".1f"),
+            f"{yn(row['target_attainable'])}/{yn(row['target_attainable_with_floor'])}",
         )
     out.print(t)
     n = len(r["rows"])
