@@ -12,7 +12,12 @@ setup(
     ext_modules=[
         Extension(
             "sedma.compute._xbar",
-            sources=["src/sedma/compute/_xbar.c"],
+            sources=[
+                "src/sedma/compute/_xbar.c",
+                "src/sedma/compute/_xbar_sums.c",
+                "src/sedma/compute/_xbar_adc.c",
+            ],
+            depends=["src/sedma/compute/_xbar.h"],
             # fast-math for vectorised reductions; finite-math stays off because the kernel
             # checks its inputs for inf and NaN itself
             extra_compile_args=["-O3", "-ffast-math", "-fno-finite-math-only", "-funroll-loops"],

@@ -1,0 +1,68 @@
+/* The read noise and the ADC of the crossbar simulator's compiled read path.
+ *
+ * Covers: the normals of the read stream (word i is SplitMix64 of key + (i + 1) * gamma,
+ * Steele, Lea & Flood, OOPSLA 2014; a normal is NORMAL_TABLE at a 16-bit piece of a word),
+ * one read's ADC codes with bound management (Rasch et al., AICAS 2021; the inline part is
+ * in _xbar.h), a block's reads converted in one pass when none saturates, and the codes
+ * into the digital sums or straight into the output. Does not cover: the sums the noise
+ * is added to (_xbar_sums.c) or the order of a product (_xbar.c).
+ */
+#include "_xbar.h"
+
+/* out[0:count] = normals of elements e0 .. e0 + count of a draw that starts at word
+ * `start` (element e is 16-bit piece e % 4 of word start + e / 4); `words` has room for
+ * count / 4 + 2 words. */
+XB_CLONES XB_API
+void normals(uint64_t key, int64_t start, int64_t e0, int64_t count,
+                    const float *restrict table, float *restrict out,
+                    uint64_t *restrict words) {
+    int64_t first = start + e0 / 4;
+    int64_t off = e0 % 4;
+    int64_t nw = (off + count + 3) / 4;
+    for (int64_t t = 0; t < nw; t++) words[t] = stream_word(key, first + t);
+    const uint16_t *pieces = (const uint16_t *)words + off; /* little-endian: piece q of a
+                                                               word is its q-th uint16 */
+    for (int64_t j = 0; j < count; j++) out[j] = table[pieces[j]];
+}
+
+/* The same, compiled per ISA for wide reads; narrow reads (a few outputs) call the inline
+ * one above, whose call costs less than its work. */
+XB_CLONES XB_API
+int64_t adc_codes(const float *restrict mu, const float *restrict z, float sigma,
+                         int64_t w, double adc_q, int levels, int noisy, uint64_t key,
+                         int64_t *bm, const float *restrict table, float *restrict y,
+                         float *restrict zb, uint64_t *restrict words) {
+    return adc_codes_in(mu, z, sigma, w, adc_q, levels, noisy, key, bm, table, y, zb, words);
+}
+
+/* acc += codes * scale: one read's codes into the row's digital sum. */
+XB_CLONES XB_API
+void add_codes(const float *restrict y, int64_t w, float scale, float *restrict acc) {
+    for (int64_t j = 0; j < w; j++) acc[j] += y[j] * scale;
+}
+
+/* A block's reads, cnt outputs in a row (mu + z * sig_el), added to acc times scale if
+ * none of them saturates (returns 1); else nothing is written (returns 0) and the caller
+ * converts them read by read with bound management. */
+XB_CLONES XB_API
+int adc_block(const float *restrict mu, const float *restrict z,
+                     const float *restrict sig_el, int64_t cnt, float edge, float scale,
+                     float *restrict acc) {
+    int hit = 0;
+    for (int64_t i = 0; i < cnt; i++) hit |= fabsf(mu[i] + z[i] * sig_el[i]) >= edge;
+    if (hit) return 0;
+    for (int64_t i = 0; i < cnt; i++) acc[i] += rintf(mu[i] + z[i] * sig_el[i]) * scale;
+    return 1;
+}
+
+/* The row's output from its only read: out = ((codes * scale) * fac) * col (+= with add);
+ * the same operations as summing into a zeroed acc and scaling it, without the passes. */
+XB_CLONES XB_API
+void put_codes(const float *restrict y, int64_t w, float scale, float fac,
+                      const float *restrict col, int add, float *restrict out) {
+    if (add)
+        for (int64_t j = 0; j < w; j++) out[j] += ((y[j] * scale) * fac) * col[j];
+    else
+        for (int64_t j = 0; j < w; j++) out[j] = ((y[j] * scale) * fac) * col[j];
+}
+
