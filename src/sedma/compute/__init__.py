@@ -18,8 +18,11 @@ Modules:
   :mod:`~sedma.compute.xbar_cells` (defects, writing cells, drift),
   :mod:`~sedma.compute.xbar_occupancy` (which cells a block holds),
   :mod:`~sedma.compute.xbar_layout` (bands, layouts, buffers),
-  :mod:`~sedma.compute.xbar_read` (the read path), :mod:`~sedma.compute.xbar_adc` (ADC and
-  bound management) and :mod:`~sedma.compute.xbar_noise` (the read-noise stream).
+  :mod:`~sedma.compute.xbar_kernel` (the compiled read path every product takes: the C
+  extension ``_xbar``, sources ``_xbar.c``, ``_xbar_sums.c``, ``_xbar_adc.c``, ``_xbar.h``),
+  :mod:`~sedma.compute.xbar_read` (the numpy read path: the kernel's reference and
+  fallback), :mod:`~sedma.compute.xbar_adc` (its ADC and bound management) and
+  :mod:`~sedma.compute.xbar_noise` (the read-noise stream).
 - :mod:`~sedma.compute.correction`: the analog error correction scheme and its costs.
 - :mod:`~sedma.compute.policy`: the re-partitioning policy the control loop asks (pure).
 - :mod:`~sedma.compute.executor`: runs passes of a plan on a backend, assembles and checks

@@ -1,4 +1,9 @@
-"""The read path of a crossbar product: DAC, array reads, noise, and the digital sums.
+"""The numpy read path of a crossbar product: DAC, array reads, noise, and the digital sums.
+
+Every product takes the compiled path (:mod:`sedma.compute.xbar_kernel`) when its C
+extension is built; this path computes the same model with whole-array numpy passes and is
+its reference (the tests compare the two under a seed) and its fallback (an install without
+a C compiler).
 
 Covers: :class:`Reader`, which computes ``x @ W`` for one chunk of input rows after another
 through the layers of a programmed block (:meth:`Reader.product`): the DAC (each input row
