@@ -17,7 +17,8 @@ RRAM_A = CrossbarSpec(256, 256, 64, 4, 0.02, 0.01, 0.001, 0.002, 0.01, 8, 8, 0.0
 # (m, k, n): one row through nine bands; a few rows through bands of two heights and arrays
 # side by side; a short narrow block (its codes go straight to the output); many rows
 # through wide bands (BLAS, blocks of rows), one band of them straight to the output; a
-# long narrow block over three bands (codes made inside the sums).
+# long narrow block over three bands (codes made inside the sums); BLAS over bands of two
+# heights and three arrays side by side.
 SHAPES = [
     (1, 2304, 16),
     (9, 1152, 256),
@@ -26,6 +27,7 @@ SHAPES = [
     (40, 600, 96),
     (21, 200, 64),
     (63, 768, 2),
+    (33, 300, 520),
 ]
 
 
