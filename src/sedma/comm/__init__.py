@@ -3,8 +3,17 @@
 - :mod:`~sedma.comm.nat`: NAT behaviour (RFC 4787 mapping and filtering of the spec's NAT
   names), which pairs connect directly, by hole punching or only through a relay, and what
   setting up and using that path costs (pure).
-- :mod:`~sedma.comm.graph`: the peer graph: links with RTT, bandwidth, loss and NAT path
-  type, peers' memory pressure, cheap updates and Dijkstra routes over a CSR matrix.
+- The peer graph, bottom up (import its names from :mod:`~sedma.comm.graph`):
+
+  - :mod:`~sedma.comm.routing`: the sparse routing core: Dijkstra over CSR arcs, routes from
+    one source, paths from predecessors, ``RouteError``.
+  - :mod:`~sedma.comm.linkcost`: what one link costs a message (``LinkWeights``, the link
+    and NAT cost formulas, scalar and vectorised; pure).
+  - :mod:`~sedma.comm.snapshot`: ``GraphSnapshot``, the frozen graph that policies read.
+  - :mod:`~sedma.comm.arcs`: checking links at the boundary, laying them out as CSR arcs.
+  - :mod:`~sedma.comm.overlay`: a cluster spec's full overlay (site paths, TURN node, links).
+  - :mod:`~sedma.comm.graph`: ``PeerGraph``: links with RTT, bandwidth, loss and NAT path
+    type, peers' memory pressure, cheap in-place updates, routes, snapshots.
 - :mod:`~sedma.comm.selection`: memory- and NAT-aware choice of destination, path and relay
   from one frozen context (pure); the static baseline (RTT only, one fixed relay).
 - The real transport, bottom up (each module's docstring says what it does and does not do):

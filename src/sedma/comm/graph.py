@@ -1,12 +1,17 @@
 """The peer graph: who can reach whom directly, over which link, and how loaded each peer is.
 
-Covers: :class:`PeerGraph` (peers with their NAT type and memory pressure, links with RTT,
-bandwidth and loss, the NAT-derived path type of every link, cheap in-place updates, and
-shortest routes by :func:`scipy.sparse.csgraph.dijkstra` on a CSR matrix kept in sync),
-its frozen :class:`GraphSnapshot`, :class:`LinkWeights` and the link cost formula
-(:func:`link_cost_ms`). Does not cover: which peer or relay to pick (see
-:mod:`sedma.comm.selection`), NAT rules themselves (see :mod:`sedma.comm.nat`), or
-measuring links (the transport and the control loop feed :meth:`PeerGraph.update_link`).
+Covers: :class:`PeerGraph`, the mutable graph (peers with their NAT type and memory pressure,
+links with RTT, bandwidth and loss, the NAT-derived path type of every link), its cheap
+in-place updates, its routes and its frozen :class:`GraphSnapshot` for policies. This module
+is also where the graph's names are imported from; the rest live in
+:mod:`sedma.comm.linkcost` (:class:`LinkWeights`, :func:`link_cost_ms`, :func:`nat_cost_ms`
+and their vectorised forms), :mod:`sedma.comm.routing` (:class:`RouteError`,
+:class:`Routes`, :func:`shortest_paths`), :mod:`sedma.comm.snapshot`
+(:class:`GraphSnapshot`), :mod:`sedma.comm.overlay` (:func:`site_paths`, a spec's full
+overlay) and :mod:`sedma.comm.arcs` (checking links, laying them out as CSR arcs). Does
+not cover: which peer or relay to pick (see :mod:`sedma.comm.selection`), NAT rules
+themselves (see :mod:`sedma.comm.nat`), or measuring links (the transport and the control
+loop feed :meth:`PeerGraph.update_link`).
 
 An edge means "these two peers reach each other without a third peer": a direct or a
 hole-punched path (:func:`sedma.comm.nat.path_type`). Relayed pairs have no edge; a route
@@ -24,8 +29,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from types import MappingProxyType
 from typing import Any, Literal, TypeVar
 
@@ -34,19 +38,29 @@ import numpy.typing as npt
 from scipy.sparse import csr_matrix
 from scipy.sparse.csgraph import dijkstra
 
-from sedma.comm.nat import (
-    DEFAULT_PUNCH_SUCCESS,
-    NAT_TYPES,
-    PATH_TYPES,
-    RELAY_STRETCH,
-    NatType,
-    PathType,
-    path_cost,
-    path_type,
+from sedma.comm.arcs import check_link_values, check_links, csr_arcs
+from sedma.comm.linkcost import MIN_WEIGHT_MS as MIN_WEIGHT_MS
+from sedma.comm.linkcost import (
+    NAT_CODE,
+    LinkWeights,
+    link_cost_ms,
+    link_costs_ms,
+    nat_cost_ms,
+    nat_costs_ms,
 )
-from sedma.errors import SedmaError
+from sedma.comm.linkcost import PATH_CODE as PATH_CODE
+from sedma.comm.linkcost import SETUP_RTTS as SETUP_RTTS
+from sedma.comm.nat import NAT_TYPES, NatType
+from sedma.comm.overlay import site_paths, spec_overlay
+from sedma.comm.routing import BoolArray as BoolArray
+from sedma.comm.routing import FloatArray as FloatArray
+from sedma.comm.routing import IntArray as IntArray
+from sedma.comm.routing import RouteError, Routes, find_arc, lookup, shortest_paths
+from sedma.comm.snapshot import GraphSnapshot
 from sedma.spec import ClusterSpec
 
+# The ``name as name`` imports above keep importable from here (for mypy too) every name this
+# module defined before it was split into linkcost, routing, snapshot, overlay and arcs.
 __all__ = [
     "GraphSnapshot",
     "LinkWeights",
@@ -63,227 +77,7 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-FloatArray = npt.NDArray[np.float64]
-IntArray = npt.NDArray[np.int32]
-BoolArray = npt.NDArray[np.bool_]
 _Arr = TypeVar("_Arr", bound=np.ndarray[Any, Any])
-
-MIN_WEIGHT_MS = 1e-9  # Dijkstra needs positive weights; a zero-RTT LAN still costs a little
-_NAT_CODE = {n: i for i, n in enumerate(NAT_TYPES)}
-# path code per (nat a, nat b): index into PATH_TYPES (0 direct, 1 hole-punched, 2 relayed)
-PATH_CODE = np.array(
-    [[PATH_TYPES.index(path_type(a, b)) for b in NAT_TYPES] for a in NAT_TYPES], dtype=np.int8
-)
-# setup round trips a -> b (nat.path_cost's count; does not depend on RTT or loss)
-SETUP_RTTS = np.array(
-    [[path_cost(a, b, 1.0).setup_rtts for b in NAT_TYPES] for a in NAT_TYPES], dtype=np.float64
-)
-_HOLE_PUNCHED = PATH_TYPES.index("hole-punched")
-
-
-class RouteError(SedmaError):
-    """A peer, link or route does not exist, or a link or pressure value is invalid."""
-
-
-@dataclass(frozen=True)
-class LinkWeights:
-    """How the terms of :func:`link_cost_ms` add up (each in ms of cost per ms of effect).
-
-    ``message_bytes`` is the reference message size the bandwidth term serialises;
-    ``hop_ms`` the fixed cost of one more hop (a peer's copy and re-encryption), so that
-    a direct link beats forwarding through an equally close peer; a path's setup cost is
-    spread over ``setup_amortised_over`` messages (``math.inf``: left out of the steady
-    cost, for callers that charge setup per pair themselves, see
-    :class:`sedma.comm.selection.Connections`).
-    """
-
-    rtt: float = 1.0
-    nat: float = 1.0
-    bandwidth: float = 1.0
-    message_bytes: int = 64 * 1024
-    hop_ms: float = 0.5
-    setup_amortised_over: float = 100.0
-    punch_success: float = DEFAULT_PUNCH_SUCCESS
-
-    def __post_init__(self) -> None:
-        for name in ("rtt", "nat", "bandwidth", "message_bytes", "hop_ms"):
-            v = getattr(self, name)
-            if not math.isfinite(v) or v < 0:
-                raise SedmaError(f"LinkWeights.{name}: got {v!r}; must be finite and >= 0")
-        if math.isnan(self.setup_amortised_over) or self.setup_amortised_over <= 0:
-            raise SedmaError(
-                f"LinkWeights.setup_amortised_over: got {self.setup_amortised_over!r}; "
-                "must be > 0 (math.inf leaves setup out of the steady cost)"
-            )
-        if not 0.0 <= self.punch_success <= 1.0:
-            raise SedmaError(
-                f"LinkWeights.punch_success: got {self.punch_success!r}; must be in [0, 1]"
-            )
-
-
-def nat_cost_ms(a: NatType, b: NatType, rtt_ms: float, loss: float, w: LinkWeights) -> float:
-    """NAT traversal cost of the link ``a -> b`` in ms per message (RFC maths in nat.py).
-
-    With ``pc = nat.path_cost(a, b, rtt_ms, loss=loss, punch_success=w.punch_success)``::
-
-        nat_ms = pc.setup_ms / w.setup_amortised_over + (pc.expected_rtt_ms - pc.rtt_ms)
-
-    the setup spread over the messages that use it, plus the expected relay detour of a
-    punch that fails (0 for direct links).
-    """
-    pc = path_cost(a, b, rtt_ms, loss=loss, punch_success=w.punch_success)
-    return pc.setup_ms / w.setup_amortised_over + (pc.expected_rtt_ms - pc.rtt_ms)
-
-
-def link_cost_ms(
-    rtt_ms: float, bandwidth_mbps: float, loss: float, nat_ms: float, w: LinkWeights
-) -> float:
-    """Cost of sending one reference message over one link, in ms::
-
-        c = w.rtt * rtt_ms / (1 - loss)                       expected RTT with retries
-          + w.nat * nat_ms                                    NAT setup and punch risk
-          + w.bandwidth * 8 * w.message_bytes / (1000 * bandwidth_mbps)   serialisation
-          + w.hop_ms                                          one more hop
-
-    ``1 / (1 - loss)`` is the expected number of transmissions when each is lost
-    independently with probability ``loss`` (geometric retries, as in any ARQ).
-    """
-    return max(
-        MIN_WEIGHT_MS,
-        w.rtt * rtt_ms / (1.0 - loss)
-        + w.nat * nat_ms
-        + w.bandwidth * 8.0 * w.message_bytes / (1000.0 * bandwidth_mbps)
-        + w.hop_ms,
-    )
-
-
-def nat_costs_ms(
-    rtt_ms: FloatArray,
-    loss: FloatArray,
-    setup_rtts: FloatArray,
-    path_code: npt.NDArray[np.int8],
-    w: LinkWeights,
-) -> FloatArray:
-    """:func:`nat_cost_ms` over arrays of arcs (same formula, vectorised)."""
-    setup = setup_rtts * rtt_ms / (1.0 - loss) ** 2 / w.setup_amortised_over
-    detour = np.where(
-        path_code == _HOLE_PUNCHED, (1.0 - w.punch_success) * (RELAY_STRETCH - 1.0) * rtt_ms, 0.0
-    )
-    return np.asarray(setup + detour, dtype=np.float64)
-
-
-def link_costs_ms(
-    rtt_ms: FloatArray,
-    bandwidth_mbps: FloatArray,
-    loss: FloatArray,
-    nat_ms: FloatArray,
-    w: LinkWeights,
-) -> FloatArray:
-    """:func:`link_cost_ms` over arrays of arcs (same formula, vectorised)."""
-    c = (
-        w.rtt * rtt_ms / (1.0 - loss)
-        + w.nat * nat_ms
-        + w.bandwidth * 8.0 * w.message_bytes / (1000.0 * bandwidth_mbps)
-        + w.hop_ms
-    )
-    return np.maximum(np.asarray(c, dtype=np.float64), MIN_WEIGHT_MS)
-
-
-@dataclass(frozen=True, eq=False)
-class Routes:
-    """Shortest routes from ``src``: ``cost_ms[i]`` (inf if unreachable) and predecessors."""
-
-    src: str
-    names: tuple[str, ...]
-    index: Mapping[str, int]
-    cost_ms: FloatArray
-    predecessors: IntArray
-
-    def cost(self, dest: str) -> float:
-        return float(self.cost_ms[_lookup(self.index, dest, "dest")])
-
-    def path(self, dest: str) -> tuple[str, ...]:
-        """The nodes from ``src`` to ``dest``, both included."""
-        j = _lookup(self.index, dest, "dest")
-        if not math.isfinite(self.cost_ms[j]):
-            raise RouteError(f"dest: {dest!r} is unreachable from {self.src!r}")
-        hops = [j]
-        while self.predecessors[hops[-1]] >= 0:
-            hops.append(int(self.predecessors[hops[-1]]))
-        return tuple(self.names[i] for i in reversed(hops))
-
-
-def _lookup(index: Mapping[str, int], name: str, param: str) -> int:
-    try:
-        return index[name]
-    except KeyError:
-        raise RouteError(f"{param}: {name!r} is not a peer of this graph") from None
-
-
-def shortest_paths(
-    indptr: IntArray, indices: IntArray, weight: FloatArray, src: int
-) -> tuple[FloatArray, IntArray]:
-    """Dijkstra from ``src`` over the CSR arcs ``(indptr, indices, weight)``."""
-    n = len(indptr) - 1
-    m = csr_matrix((weight, indices, indptr), shape=(n, n))
-    dist, pred = dijkstra(m, directed=True, indices=src, return_predecessors=True)
-    return np.asarray(dist, dtype=np.float64), np.asarray(pred, dtype=np.int32)
-
-
-@dataclass(frozen=True, eq=False)
-class GraphSnapshot:
-    """A frozen copy of a :class:`PeerGraph` for pure policies (arrays are read-only).
-
-    Arcs are CSR-ordered: the arcs of node ``i`` are ``indptr[i]:indptr[i+1]``, with heads
-    ``indices`` sorted ascending. Every link appears as two arcs (one per direction).
-    ``arc_rev[k]`` is the arc in the other direction. ``pressure_t`` is ``-inf`` for a
-    peer never heard from.
-    """
-
-    names: tuple[str, ...]
-    index: Mapping[str, int]
-    nats: tuple[NatType, ...]
-    nat_code: npt.NDArray[np.int8]
-    sites: tuple[str, ...]
-    relay_only: BoolArray
-    up: BoolArray
-    indptr: IntArray
-    indices: IntArray
-    arc_tail: IntArray
-    arc_rev: npt.NDArray[np.int64]
-    rtt_ms: FloatArray
-    bandwidth_mbps: FloatArray
-    loss: FloatArray
-    path_code: npt.NDArray[np.int8]
-    setup_rtts: FloatArray
-    pressure: FloatArray
-    pressure_t: FloatArray
-
-    def node(self, name: str, param: str = "node") -> int:
-        return _lookup(self.index, name, param)
-
-    def arc(self, i: int, j: int) -> int:
-        """Position of arc ``i -> j``, or -1 when the two have no link."""
-        lo, hi = int(self.indptr[i]), int(self.indptr[i + 1])
-        k = lo + int(np.searchsorted(self.indices[lo:hi], j))
-        return k if k < hi and int(self.indices[k]) == j else -1
-
-    def neighbours(self, i: int) -> IntArray:
-        return self.indices[self.indptr[i] : self.indptr[i + 1]]
-
-    def arcs_to(self, i: int, js: IntArray) -> npt.NDArray[np.int64]:
-        """Positions of the arcs ``i -> j`` for each ``j`` in ``js`` (all must exist)."""
-        lo = int(self.indptr[i])
-        pos = lo + np.searchsorted(self.indices[lo : self.indptr[i + 1]], js)
-        return np.asarray(pos, dtype=np.int64)
-
-    def pair_path(self, i: int, j: int) -> PathType:
-        return PATH_TYPES[int(PATH_CODE[self.nat_code[i], self.nat_code[j]])]
-
-    def link_costs(self, w: LinkWeights) -> FloatArray:
-        """:func:`link_costs_ms` of every arc under ``w`` (NAT terms recomputed too)."""
-        nat = nat_costs_ms(self.rtt_ms, self.loss, self.setup_rtts, self.path_code, w)
-        return link_costs_ms(self.rtt_ms, self.bandwidth_mbps, self.loss, nat, w)
 
 
 class PeerGraph:
@@ -317,10 +111,10 @@ class PeerGraph:
         if len(nats) != n:
             raise RouteError(f"nats: got {len(nats)} NAT types for {n} peers; need one each")
         for nat in nats:
-            if nat not in _NAT_CODE:
+            if nat not in NAT_CODE:
                 raise RouteError(f"nats: got {nat!r}; allowed are {', '.join(NAT_TYPES)}")
         self._nats = tuple(nats)
-        self._nat = np.array([_NAT_CODE[x] for x in nats], dtype=np.int8)
+        self._nat = np.array([NAT_CODE[x] for x in nats], dtype=np.int8)
         self._sites = tuple(sites) if sites is not None else ("",) * n
         self._relay_only = np.array(relay_only if relay_only is not None else [False] * n, bool)
         if len(self._sites) != n or self._relay_only.shape != (n,):
@@ -331,31 +125,16 @@ class PeerGraph:
         lr = np.asarray(rtt_ms, dtype=np.float64)
         lw = np.asarray(bandwidth_mbps, dtype=np.float64)
         ll = np.asarray(loss, dtype=np.float64)
-        _check_links(n, la, lb, lr, lw, ll)
-        codes = PATH_CODE[self._nat[la], self._nat[lb]]
-        bad = np.flatnonzero(codes == PATH_TYPES.index("relayed"))
-        if len(bad):
-            i, j = int(la[bad[0]]), int(lb[bad[0]])
-            raise RouteError(
-                f"links: {self._names[i]!r} ({nats[i]}) - {self._names[j]!r} ({nats[j]}) is a "
-                "relayed pair; it has no direct path, so it cannot have a link"
-            )
-        tail, head = np.concatenate([la, lb]), np.concatenate([lb, la])
-        order = np.lexsort((head, tail))
-        tail, head = tail[order], head[order]
-        link = np.concatenate([np.arange(len(la)), np.arange(len(la))])[order]
-        self._indptr = np.zeros(n + 1, dtype=np.int32)
-        np.cumsum(np.bincount(tail, minlength=n), out=self._indptr[1:])
-        self._indices = head.astype(np.int32)
-        self._tail = tail.astype(np.int32)
-        keys = tail * n + head
-        self._rev = np.searchsorted(keys, head * n + tail).astype(np.int64)
-        self._rtt, self._bw, self._loss = lr[link], lw[link], ll[link]
-        self._code = PATH_CODE[self._nat[tail], self._nat[head]]
-        self._setup = SETUP_RTTS[self._nat[tail], self._nat[head]]
-        self._cost = np.empty(len(head), dtype=np.float64)
+        check_links(self._names, self._nats, self._nat, la, lb, lr, lw, ll)
+        arcs = csr_arcs(n, la, lb)
+        self._indptr, self._indices, self._tail = arcs.indptr, arcs.indices, arcs.tail
+        self._rev = arcs.rev
+        self._rtt, self._bw, self._loss = lr[arcs.link], lw[arcs.link], ll[arcs.link]
+        self._code = PATH_CODE[self._nat[self._tail], self._nat[self._indices]]
+        self._setup = SETUP_RTTS[self._nat[self._tail], self._nat[self._indices]]
+        self._cost = np.empty(len(self._indices), dtype=np.float64)
         self._csr = csr_matrix(
-            (np.empty(len(head)), self._indices, self._indptr), shape=(n, n), copy=False
+            (np.empty(len(self._indices)), self._indices, self._indptr), shape=(n, n), copy=False
         )
         self._pressure = np.zeros(n, dtype=np.float64)
         self._pressure_t = np.full(n, -np.inf, dtype=np.float64)
@@ -376,48 +155,23 @@ class PeerGraph:
 
         Same site: the site's ``lan_rtt_ms`` and ``lan_bandwidth_mbps``, no loss. Different
         sites: the shortest chain of WAN links by RTT (sum of RTTs, bottleneck bandwidth,
-        ``1 - prod(1 - loss)``); sites with no chain get no link. A TURN server ``turn``
+        ``1 - prod(1 - loss)``); sites with no chain get no link (see
+        :func:`sedma.comm.overlay.spec_overlay`). A TURN server ``turn``
         (no NAT, relay only) at ``turn_site`` (default: the first site) is added when
         ``turn="always"``, or with ``"auto"`` when some pair is relayed and no peer without
         NAT could relay it.
         """
-        names = [nd.name for nd in spec.nodes]
-        nats: list[NatType] = [nd.nat for nd in spec.nodes]
-        sites = [nd.site for nd in spec.nodes]
-        relayed = any(path_type(x, y) == "relayed" for x in set(nats) for y in set(nats))
-        if turn not in ("auto", "always", "never"):
-            raise RouteError(f"turn: got {turn!r}; allowed are auto, always, never")
-        if turn == "always" or (turn == "auto" and relayed and "none" not in nats):
-            site = turn_site if turn_site is not None else spec.sites[0].name
-            spec.site(site)  # raises SpecError naming the site when it is unknown
-            name = "turn"
-            while name in names:
-                name += "_"
-            names.append(name)
-            nats.append("none")
-            sites.append(site)
-            logger.info("peer graph of %s: added TURN relay %r at site %s", spec.name, name, site)
-        sp_rtt, sp_bw, sp_loss = site_paths(spec)
-        site_ix = {x.name: i for i, x in enumerate(spec.sites)}
-        s = np.array([site_ix[x] for x in sites], dtype=np.int64)
-        n = len(names)
-        ia, ib = np.triu_indices(n, 1)
-        nat = np.array([_NAT_CODE[x] for x in nats], dtype=np.int8)
-        keep = (PATH_CODE[nat[ia], nat[ib]] != PATH_TYPES.index("relayed")) & np.isfinite(
-            sp_rtt[s[ia], s[ib]]
-        )
-        ia, ib = ia[keep], ib[keep]
-        relay_only = [False] * len(spec.nodes) + [True] * (n - len(spec.nodes))
+        o = spec_overlay(spec, turn=turn, turn_site=turn_site)
         return cls(
-            names,
-            nats,
-            ia,
-            ib,
-            sp_rtt[s[ia], s[ib]],
-            sp_bw[s[ia], s[ib]],
-            sp_loss[s[ia], s[ib]],
-            sites=sites,
-            relay_only=relay_only,
+            o.names,
+            o.nats,
+            o.a,
+            o.b,
+            o.rtt_ms,
+            o.bandwidth_mbps,
+            o.loss,
+            sites=o.sites,
+            relay_only=o.relay_only,
             weights=weights,
         )
 
@@ -440,10 +194,10 @@ class PeerGraph:
         return len(self._indices)
 
     def nat(self, node: str) -> NatType:
-        return self._nats[_lookup(self._index, node, "node")]
+        return self._nats[lookup(self._index, node, "node")]
 
     def has_link(self, a: str, b: str) -> bool:
-        return self._arc(_lookup(self._index, a, "a"), _lookup(self._index, b, "b")) >= 0
+        return self._arc(lookup(self._index, a, "a"), lookup(self._index, b, "b")) >= 0
 
     def link_cost(self, a: str, b: str) -> float:
         """Current cost of the arc ``a -> b`` (inf while either end is down)."""
@@ -451,7 +205,7 @@ class PeerGraph:
 
     def pressure(self, node: str) -> tuple[float, float]:
         """``(pressure, t)`` last set for ``node`` (``t = -inf`` when never set)."""
-        i = _lookup(self._index, node, "node")
+        i = lookup(self._index, node, "node")
         return float(self._pressure[i]), float(self._pressure_t[i])
 
     def routes(self, src: str, node_cost_ms: FloatArray | None = None) -> Routes:
@@ -460,7 +214,7 @@ class PeerGraph:
         ``node_cost_ms[v]``, when given, is added to every arc into ``v`` (a forwarding or
         memory cost of passing through ``v``; it is counted at the destination too).
         """
-        s = _lookup(self._index, src, "src")
+        s = lookup(self._index, src, "src")
         if node_cost_ms is None:
             m = self._csr
         else:
@@ -515,7 +269,7 @@ class PeerGraph:
         rtt = float(self._rtt[k]) if rtt_ms is None else rtt_ms
         bw = float(self._bw[k]) if bandwidth_mbps is None else bandwidth_mbps
         lo = float(self._loss[k]) if loss is None else loss
-        _check_link_values(rtt, bw, lo)
+        check_link_values(rtt, bw, lo)
         for arc in (k, r):
             self._rtt[arc], self._bw[arc], self._loss[arc] = rtt, bw, lo
             self._cost[arc] = self._arc_cost(arc)
@@ -524,7 +278,7 @@ class PeerGraph:
 
     def set_pressure(self, node: str, pressure: float, t: float) -> None:
         """Record ``node``'s memory pressure (used / capacity, 0..1) as measured at ``t``."""
-        i = _lookup(self._index, node, "node")
+        i = lookup(self._index, node, "node")
         if not (isinstance(pressure, int | float) and 0.0 <= pressure <= 1.0):
             raise RouteError(f"pressure: got {pressure!r} for {node!r}; must be in [0, 1]")
         if not (isinstance(t, int | float) and math.isfinite(t)):
@@ -533,7 +287,7 @@ class PeerGraph:
 
     def set_up(self, node: str, up: bool) -> None:
         """Mark ``node`` alive or dead; a dead node's arcs cost inf (routes avoid it)."""
-        i = _lookup(self._index, node, "node")
+        i = lookup(self._index, node, "node")
         self._up[i] = up
         own = np.arange(self._indptr[i], self._indptr[i + 1])
         for arcs in (own, self._rev[own]):
@@ -560,85 +314,12 @@ class PeerGraph:
         return link_cost_ms(rtt, float(self._bw[k]), loss, nat, self._weights)
 
     def _arc(self, i: int, j: int) -> int:
-        lo, hi = int(self._indptr[i]), int(self._indptr[i + 1])
-        k = lo + int(np.searchsorted(self._indices[lo:hi], j))
-        return k if k < hi and int(self._indices[k]) == j else -1
+        return find_arc(self._indptr, self._indices, i, j)
 
     def _arc_or_raise(self, a: str, b: str) -> int:
-        k = self._arc(_lookup(self._index, a, "a"), _lookup(self._index, b, "b"))
+        k = self._arc(lookup(self._index, a, "a"), lookup(self._index, b, "b"))
         if k < 0:
             raise RouteError(
                 f"link {a!r} - {b!r} does not exist (relayed pairs and non-neighbours have none)"
             )
         return k
-
-
-def site_paths(spec: ClusterSpec) -> tuple[FloatArray, FloatArray, FloatArray]:
-    """RTT, bandwidth and loss between every two sites (LAN values on the diagonal).
-
-    Across sites: the chain of WAN links with the least total RTT; its bandwidth is the
-    chain's bottleneck and its loss ``1 - prod(1 - loss_k)``. Unconnected sites: inf RTT.
-    """
-    ix = {x.name: i for i, x in enumerate(spec.sites)}
-    n = len(ix)
-    best: dict[tuple[int, int], tuple[float, float, float]] = {}
-    for ln in spec.links:  # of two links between the same sites, the faster one counts
-        i, j = sorted((ix[ln.a], ix[ln.b]))
-        if (i, j) not in best or ln.rtt_ms < best[i, j][0]:
-            best[i, j] = (ln.rtt_ms, ln.bandwidth_mbps, ln.loss)
-    rows = [k[0] for k in best] + [k[1] for k in best]
-    cols = [k[1] for k in best] + [k[0] for k in best]
-    w = [max(v[0], MIN_WEIGHT_MS) for v in best.values()] * 2
-    dist, pred = dijkstra(
-        csr_matrix((w, (rows, cols)), shape=(n, n)), directed=True, return_predecessors=True
-    )
-    rtt = np.full((n, n), np.inf)
-    bw = np.full((n, n), np.inf)
-    loss = np.zeros((n, n))
-    for i, site in enumerate(spec.sites):
-        rtt[i, i], bw[i, i] = site.lan_rtt_ms, site.lan_bandwidth_mbps
-        for j in range(n):
-            if j == i or not np.isfinite(dist[i, j]):
-                continue
-            total, bottleneck, keep, k = 0.0, math.inf, 1.0, j
-            while k != i:
-                p = int(pred[i, k])
-                r, b, lo = best[min(p, k), max(p, k)]
-                total, bottleneck, keep, k = total + r, min(bottleneck, b), keep * (1 - lo), p
-            rtt[i, j], bw[i, j], loss[i, j] = total, bottleneck, 1.0 - keep
-    return rtt, bw, loss
-
-
-def _check_link_values(rtt: float, bw: float, loss: float) -> None:
-    if not (math.isfinite(rtt) and rtt >= 0):
-        raise RouteError(f"rtt_ms: got {rtt!r}; must be finite and >= 0")
-    if not (math.isfinite(bw) and bw > 0):
-        raise RouteError(f"bandwidth_mbps: got {bw!r}; must be finite and > 0")
-    if not (math.isfinite(loss) and 0 <= loss < 1):
-        raise RouteError(f"loss: got {loss!r}; must be in [0, 1)")
-
-
-def _check_links(
-    n: int, a: npt.NDArray[np.int64], b: npt.NDArray[np.int64], *values: FloatArray
-) -> None:
-    m = len(a)
-    if len(b) != m or any(len(v) != m for v in values):
-        raise RouteError("links: a, b, rtt_ms, bandwidth_mbps and loss must have equal lengths")
-    if m == 0:
-        return
-    if a.min() < 0 or b.min() < 0 or a.max() >= n or b.max() >= n:
-        raise RouteError(f"links: peer indices must be in [0, {n})")
-    if np.any(a == b):
-        raise RouteError(f"links: a link joins two peers; got a self-link at {int(a[a == b][0])}")
-    keys = np.minimum(a, b) * n + np.maximum(a, b)
-    if len(np.unique(keys)) != m:
-        raise RouteError("links: each pair may have one link; got duplicates")
-    rtt, bw, loss = values
-    for name, ok, allowed in (
-        ("rtt_ms", np.isfinite(rtt) & (rtt >= 0), "finite and >= 0"),
-        ("bandwidth_mbps", np.isfinite(bw) & (bw > 0), "finite and > 0"),
-        ("loss", np.isfinite(loss) & (loss >= 0) & (loss < 1), "in [0, 1)"),
-    ):
-        if not ok.all():
-            bad = values[("rtt_ms", "bandwidth_mbps", "loss").index(name)][~ok][0]
-            raise RouteError(f"links: {name} got {float(bad)!r}; must be {allowed}")

@@ -1,0 +1,88 @@
+"""The frozen peer graph that pure policies read.
+
+Covers: :class:`GraphSnapshot`, a read-only copy of a :class:`~sedma.comm.graph.PeerGraph`
+(peers with NAT type, site and memory pressure; links as CSR arcs with RTT, bandwidth, loss
+and NAT path type) with its cheap lookups: an arc by its ends, a peer's neighbours, which
+of many peers a peer links to, a pair's path type, every arc's cost under given weights.
+Does not cover: building or updating the graph (see :mod:`sedma.comm.graph`), the link
+cost formula (see :mod:`sedma.comm.linkcost`), Dijkstra (see :mod:`sedma.comm.routing`),
+or what a policy does with the snapshot (see :mod:`sedma.comm.selection`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from sedma.comm.linkcost import PATH_CODE, LinkWeights, link_costs_ms, nat_costs_ms
+from sedma.comm.nat import PATH_TYPES, NatType, PathType
+from sedma.comm.routing import BoolArray, FloatArray, IntArray, find_arc, lookup
+
+__all__ = ["GraphSnapshot"]
+
+
+@dataclass(frozen=True, eq=False)
+class GraphSnapshot:
+    """A frozen copy of a :class:`~sedma.comm.graph.PeerGraph` for pure policies (arrays
+    are read-only).
+
+    Arcs are CSR-ordered: the arcs of node ``i`` are ``indptr[i]:indptr[i+1]``, with heads
+    ``indices`` sorted ascending. Every link appears as two arcs (one per direction).
+    ``arc_rev[k]`` is the arc in the other direction. ``pressure_t`` is ``-inf`` for a
+    peer never heard from.
+    """
+
+    names: tuple[str, ...]
+    index: Mapping[str, int]
+    nats: tuple[NatType, ...]
+    nat_code: npt.NDArray[np.int8]
+    sites: tuple[str, ...]
+    relay_only: BoolArray
+    up: BoolArray
+    indptr: IntArray
+    indices: IntArray
+    arc_tail: IntArray
+    arc_rev: npt.NDArray[np.int64]
+    rtt_ms: FloatArray
+    bandwidth_mbps: FloatArray
+    loss: FloatArray
+    path_code: npt.NDArray[np.int8]
+    setup_rtts: FloatArray
+    pressure: FloatArray
+    pressure_t: FloatArray
+
+    def node(self, name: str, param: str = "node") -> int:
+        return lookup(self.index, name, param)
+
+    def arc(self, i: int, j: int) -> int:
+        """Position of arc ``i -> j``, or -1 when the two have no link."""
+        return find_arc(self.indptr, self.indices, i, j)
+
+    def neighbours(self, i: int) -> IntArray:
+        return self.indices[self.indptr[i] : self.indptr[i + 1]]
+
+    def arcs_to(self, i: int, js: IntArray) -> npt.NDArray[np.int64]:
+        """Positions of the arcs ``i -> j`` for each ``j`` in ``js`` (all must exist)."""
+        lo = int(self.indptr[i])
+        pos = lo + np.searchsorted(self.indices[lo : self.indptr[i + 1]], js)
+        return np.asarray(pos, dtype=np.int64)
+
+    def links_to(self, i: int, js: IntArray) -> tuple[BoolArray, npt.NDArray[np.int64]]:
+        """Which of ``js`` have a link from ``i``, and for each ``j`` the position its arc
+        ``i -> j`` has where it is linked (elsewhere a position in ``i``'s row, meaningless)."""
+        row, lo = self.neighbours(i), int(self.indptr[i])
+        pos = np.minimum(np.searchsorted(row, js), max(len(row) - 1, 0))
+        linked = (row[pos] == js) if len(row) else np.zeros(len(js), bool)
+        return np.asarray(linked, dtype=np.bool_), np.asarray(lo + pos, dtype=np.int64)
+
+    def pair_path(self, i: int, j: int) -> PathType:
+        return PATH_TYPES[int(PATH_CODE[self.nat_code[i], self.nat_code[j]])]
+
+    def link_costs(self, w: LinkWeights) -> FloatArray:
+        """:func:`~sedma.comm.linkcost.link_costs_ms` of every arc under ``w`` (NAT terms
+        recomputed too)."""
+        nat = nat_costs_ms(self.rtt_ms, self.loss, self.setup_rtts, self.path_code, w)
+        return link_costs_ms(self.rtt_ms, self.bandwidth_mbps, self.loss, nat, w)
