@@ -139,6 +139,7 @@ static int64_t run(Job *J) {
 
     /* with lazy codes, a block's DAC scales are found while the block before computes */
     int32_t scale_bits[XB_BLOCK], next_bits[XB_BLOCK];
+    int64_t sat[XB_BLAS_ROWS > XB_BLOCK ? XB_BLAS_ROWS : XB_BLOCK]; /* a block's saturated rows */
     if (lazy)
         for (int64_t r = 0; r < XB_BLOCK && r < m; r++)
             scale_bits[r] = absmax_bits((const int32_t *)(J->x + r * k), k);
@@ -217,12 +218,8 @@ static int64_t run(Job *J) {
                                 sq[r] = dot(cs + r * k + b0, cs + r * k + b0, h);
                         }
                         for (int64_t r = 0; r < rows; r++) sigma[r] = sqrtf(sq[r]) * J->coef[u];
-                        /* a unit over every column, summed in acc: the block's reads are one
-                         * contiguous run of acc, converted in one pass when none saturates */
-                        int block_acc = !direct && w == n;
-                        if (block_acc)
-                            for (int64_t r = 0; r < rows; r++)
-                                for (int64_t j = 0; j < w; j++) sig_el[r * w + j] = sigma[r];
+                        for (int64_t r = 0; r < rows; r++)
+                            for (int64_t j = 0; j < w; j++) sig_el[r * w + j] = sigma[r];
                         /* the block's rows are adjacent in the draw: one call for them all */
                         int64_t e0 = (bl * m + rb) * w;
                         for (int64_t t = 0; t < r_s; t++) {
@@ -232,37 +229,14 @@ static int64_t run(Job *J) {
                             else if (J->noisy)
                                 normals(J->key, start0 + t * words, e0, rows * w, J->table, z,
                                         wbuf);
-                            if (block_acc && adc_block(mu, z, sig_el, rows * w, edge, scale,
-                                                       acc))
-                                continue; /* no read of the block saturated */
-                            for (int64_t r = 0; r < rows; r++) {
-                                if (w < XB_NARROW) { /* a few outputs: inline, scalar */
-                                    const float *mr = mu + r * w, *zr = z + r * w;
-                                    float sg = sigma[r];
-                                    int hit = 0;
-                                    for (int64_t j = 0; j < w; j++)
-                                        hit |= fabsf(mr[j] + zr[j] * sg) >= edge;
-                                    if (!hit && !direct) { /* no codes through memory */
-                                        float *ar = acc + r * n + c0;
-                                        for (int64_t j = 0; j < w; j++)
-                                            ar[j] += rintf(mr[j] + zr[j] * sg) * scale;
-                                        continue;
-                                    }
-                                    rereads += adc_codes_in(mr, zr, sg, w, J->adc_q, J->levels,
-                                                            J->noisy, J->key, &bm, J->table, y,
-                                                            zb, wbuf);
-                                    if (direct) {
-                                        float *o = J->out + (rb + r) * n;
-                                        for (int64_t j = 0; j < w; j++) {
-                                            float v = ((y[j] * scale) * fac[r]) * J->col[j];
-                                            o[j] = J->add ? o[j] + v : v;
-                                        }
-                                    } else {
-                                        float *ar = acc + r * n + c0;
-                                        for (int64_t j = 0; j < w; j++) ar[j] += y[j] * scale;
-                                    }
-                                    continue;
-                                }
+                            /* the rows whose reads fit the ADC in one call (direct: straight
+                             * into out, whose rows are w == n apart); then the others, in
+                             * order, with bound management */
+                            int64_t n_sat = adc_rows(mu, z, sig_el, rows, w, edge, scale,
+                                                     acc + c0, n, fac, J->col, J->add,
+                                                     direct ? J->out + rb * n : NULL, sat);
+                            for (int64_t q = 0; q < n_sat; q++) {
+                                int64_t r = sat[q];
                                 rereads += adc_codes(mu + r * w, z + r * w, sigma[r], w,
                                                      J->adc_q, J->levels, J->noisy, J->key,
                                                      &bm, J->table, y, zb, wbuf);

@@ -103,9 +103,11 @@ XB_API int64_t adc_codes(const float *restrict mu, const float *restrict z, floa
                          int64_t *bm, const float *restrict table, float *restrict y,
                          float *restrict zb, uint64_t *restrict words);
 XB_API void add_codes(const float *restrict y, int64_t w, float scale, float *restrict acc);
-XB_API int adc_block(const float *restrict mu, const float *restrict z,
-                     const float *restrict sig_el, int64_t cnt, float edge, float scale,
-                     float *restrict acc);
+XB_API int64_t adc_rows(const float *restrict mu, const float *restrict z,
+                        const float *restrict sig_el, int64_t rows, int64_t w, float edge,
+                        float scale, float *restrict acc, int64_t stride,
+                        const float *restrict fac, const float *restrict col, int add,
+                        float *restrict out, int64_t *restrict sat);
 XB_API void put_codes(const float *restrict y, int64_t w, float scale, float fac,
                       const float *restrict col, int add, float *restrict out);
 

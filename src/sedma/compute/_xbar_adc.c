@@ -41,18 +41,50 @@ void add_codes(const float *restrict y, int64_t w, float scale, float *restrict 
     for (int64_t j = 0; j < w; j++) acc[j] += y[j] * scale;
 }
 
-/* A block's reads, cnt outputs in a row (mu + z * sig_el), added to acc times scale if
- * none of them saturates (returns 1); else nothing is written (returns 0) and the caller
- * converts them read by read with bound management. */
+/* The reads of a block of rows, w outputs a row (mu + z * sig_el, row r at r * w):
+ * each row none of whose reads saturates is converted here, its codes times scale added
+ * to its row of acc (row stride stride) or, with out (not NULL; outputs with a single
+ * read of a single band), written as ((codes * scale) * fac[r]) * col (+= with add).
+ * The rows that saturate are listed in sat (ascending) for the caller to convert with
+ * bound management; returns how many. */
 XB_CLONES XB_API
-int adc_block(const float *restrict mu, const float *restrict z,
-                     const float *restrict sig_el, int64_t cnt, float edge, float scale,
-                     float *restrict acc) {
-    int hit = 0;
-    for (int64_t i = 0; i < cnt; i++) hit |= fabsf(mu[i] + z[i] * sig_el[i]) >= edge;
-    if (hit) return 0;
-    for (int64_t i = 0; i < cnt; i++) acc[i] += rintf(mu[i] + z[i] * sig_el[i]) * scale;
-    return 1;
+int64_t adc_rows(const float *restrict mu, const float *restrict z,
+                 const float *restrict sig_el, int64_t rows, int64_t w, float edge,
+                 float scale, float *restrict acc, int64_t stride, const float *restrict fac,
+                 const float *restrict col, int add, float *restrict out,
+                 int64_t *restrict sat) {
+    int64_t n_sat = 0, cnt = rows * w;
+    int any = 0; /* first one flat check over the block: usually nothing saturates */
+    for (int64_t i = 0; i < cnt; i++) any |= fabsf(mu[i] + z[i] * sig_el[i]) >= edge;
+    if (!any && out == NULL && stride == w) { /* acc rows contiguous too: one flat pass */
+        for (int64_t i = 0; i < cnt; i++) acc[i] += rintf(mu[i] + z[i] * sig_el[i]) * scale;
+        return 0;
+    }
+    for (int64_t r = 0; r < rows; r++) {
+        const float *restrict mr = mu + r * w, *restrict zr = z + r * w;
+        const float *restrict sr = sig_el + r * w;
+        int hit = 0;
+        if (any)
+            for (int64_t j = 0; j < w; j++) hit |= fabsf(mr[j] + zr[j] * sr[j]) >= edge;
+        if (hit) {
+            sat[n_sat++] = r;
+            continue;
+        }
+        if (out == NULL) {
+            float *restrict ar = acc + r * stride;
+            for (int64_t j = 0; j < w; j++) ar[j] += rintf(mr[j] + zr[j] * sr[j]) * scale;
+            continue;
+        }
+        float *restrict o = out + r * w;
+        float f = fac[r];
+        if (add)
+            for (int64_t j = 0; j < w; j++)
+                o[j] += ((rintf(mr[j] + zr[j] * sr[j]) * scale) * f) * col[j];
+        else
+            for (int64_t j = 0; j < w; j++)
+                o[j] = ((rintf(mr[j] + zr[j] * sr[j]) * scale) * f) * col[j];
+    }
+    return n_sat;
 }
 
 /* The row's output from its only read: out = ((codes * scale) * fac) * col (+= with add);
