@@ -14,8 +14,26 @@
   - :mod:`~sedma.comm.overlay`: a cluster spec's full overlay (site paths, TURN node, links).
   - :mod:`~sedma.comm.graph`: ``PeerGraph``: links with RTT, bandwidth, loss and NAT path
     type, peers' memory pressure, cheap in-place updates, routes, snapshots.
-- :mod:`~sedma.comm.selection`: memory- and NAT-aware choice of destination, path and relay
-  from one frozen context (pure); the static baseline (RTT only, one fixed relay).
+- Peer selection, bottom up (pure; import its names from :mod:`~sedma.comm.selection`):
+
+  - :mod:`~sedma.comm.penalty`: the cost terms beyond a link's: memory pressure's convex
+    penalty, trust in stale readings, a first message's setup wait.
+  - :mod:`~sedma.comm.selection_context`: ``SelectionContext``, the one frozen object the
+    policy reads, its weights, settings and view of established channels.
+  - :mod:`~sedma.comm.herding`: rules 3 and 4: the headroom rule, best of two among the
+    near-best.
+  - :mod:`~sedma.comm.relay_choice`: relay candidates for a relayed pair, ``choose_relay``.
+  - :mod:`~sedma.comm.pathcost`: what a path costs (``CostBreakdown``, ``cost_of``), rule 2's
+    network costs to many candidates, the ``Choice`` that carries a decision.
+  - :mod:`~sedma.comm.warmup`: ``suggest_warmups``, channels worth opening in the background.
+  - :mod:`~sedma.comm.baseline`: the static baseline's path rules (one fixed relay, RTT only).
+  - :mod:`~sedma.comm.selection`: memory- and NAT-aware choice of destination, path and
+    relay (``choose_peer``, ``route``) beside the static baseline's (``static_choose_peer``,
+    ``static_route``).
+- :mod:`~sedma.comm.policy`: the adaptation policy: re-route a flow, or re-weigh memory
+  pressure, from one frozen context (pure; the control loop enacts).
+- :mod:`~sedma.comm.latency`: the emulated workload of the communication-latency
+  experiment (peers' memory and service time, arrivals, the violation rule).
 - The real transport, bottom up (each module's docstring says what it does and does not do):
 
   - :mod:`~sedma.comm.framing`: wire frames, the message codec and the items of a record.

@@ -6,7 +6,7 @@ arrays of arcs (:func:`link_costs_ms`, :func:`nat_costs_ms`), and the per-NAT-pa
 the graph indexes by NAT code (:data:`NAT_CODE`, :data:`PATH_CODE`, :data:`SETUP_RTTS`).
 Does not cover: the NAT rules these tables come from (see :mod:`sedma.comm.nat`), holding
 the arcs and their current costs (see :mod:`sedma.comm.graph`), or the terms a policy adds
-on top of a route, such as memory pressure (see :mod:`sedma.comm.selection`).
+on top of a route, such as memory pressure (see :mod:`sedma.comm.penalty`).
 """
 
 from __future__ import annotations
