@@ -204,7 +204,7 @@ class Cells:
         dp = layer.pos * np.exp(layer.nu_pos * a)
         dn = layer.neg * np.exp(layer.nu_neg * a)
         layer.delta = prescale(dp - dn, layer.bands)
-        layer.out_scale = layer.delta_t = None
+        layer.out_scale = layer.delta_t = layer.kernel_args = None
         if compensate:
             seen = dp.sum(axis=0, dtype=np.float64) + dn.sum(axis=0, dtype=np.float64)
             layer.comp = np.where(seen > 0, layer.ref_sum / np.maximum(seen, 1e-30), 1.0)

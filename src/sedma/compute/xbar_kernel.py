@@ -36,16 +36,17 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 from scipy.linalg import cython_blas
 
 from sedma.compute.xbar_adc import BOUND_LEVELS
-from sedma.compute.xbar_layout import CHUNK_OUT, Layer
+from sedma.compute.xbar_layout import CHUNK_OUT, Layer, out_scale
 from sedma.compute.xbar_noise import NORMAL_TABLE
 
-__all__ = ["AVAILABLE", "Units", "fused_read", "units_of", "use_fused"]
+__all__ = ["AVAILABLE", "Units", "fused_read", "layer_args", "units_of", "use_fused"]
 
 _log = logging.getLogger(__name__)
 
@@ -68,6 +69,7 @@ except ImportError:  # built without a C compiler: setup.py marks the extension 
 _USE_KERNEL = AVAILABLE
 
 NONFINITE = -1  # the kernel's answer when an input row has inf or NaN
+_KEY_MASK = (1 << 64) - 1
 
 if AVAILABLE:
     assert NORMAL_TABLE.dtype == np.float32 and NORMAL_TABLE.flags.c_contiguous
@@ -132,36 +134,33 @@ def transposed(layer: Layer) -> F32:
     return got
 
 
-def _checked(layer: Layer, units: Units, x: F32, col: F32, out: F32) -> F32:
-    """``delta.T`` of ``layer``, after checking what C will trust: dtypes, shapes, C order.
-
-    The layer's own arrays are checked when ``delta.T`` is derived (once, and again after
-    drift changes ``delta``); ``x``, ``col`` and ``out`` on every call, cheaply.
-    """
-    m, k = x.shape
+def layer_args(layer: Layer, read_noise: float) -> tuple[Any, ...]:
+    """What the kernel needs of ``layer``, checked once (C trusts it) and cached on the
+    layer until drift changes ``delta``: ``(delta, delta.T, unit table, ratios, noise
+    coefficients, output scales, units)``."""
+    got = layer.kernel_args
+    if got is not None:
+        return got
     d = layer.delta
-    n = d.shape[1]
-    delta_t = layer.delta_t
-    if delta_t is None:
-        assert d.dtype == np.float32 and d.flags.c_contiguous, d.dtype
-        t, u = units.table, units.table.shape[0]
-        assert t.dtype == np.int64 and t.shape == (u, 5) and t.flags.c_contiguous
-        assert units.ratio.dtype == np.float64 and units.ratio.shape == (u,)
-        assert units.coef.dtype == np.float32 and units.coef.shape == (u,)
-        assert int(t[:, 0].min()) >= 0 and int((t[:, 0] + t[:, 1] * t[:, 2]).max()) <= k
-        assert int(t[:, 3].min()) >= 0 and int(t[:, 4].max()) <= n
-        assert col.dtype == np.float32 and col.shape == (n,)
-        delta_t = transposed(layer)
-    assert d.shape[0] == k and x.dtype == out.dtype == np.float32 and out.shape == (m, n)
-    assert x.flags.c_contiguous and out.flags.c_contiguous
-    return delta_t
+    k, n = d.shape
+    units = units_of(layer, read_noise)
+    col = out_scale(layer)
+    t, u = units.table, units.table.shape[0]
+    assert d.dtype == np.float32 and d.flags.c_contiguous, d.dtype
+    assert t.dtype == np.int64 and t.shape == (u, 5) and t.flags.c_contiguous
+    assert units.ratio.dtype == np.float64 and units.ratio.shape == (u,)
+    assert units.coef.dtype == np.float32 and units.coef.shape == (u,)
+    assert int(t[:, 0].min()) >= 0 and int((t[:, 0] + t[:, 1] * t[:, 2]).max()) <= k
+    assert int(t[:, 3].min()) >= 0 and int(t[:, 4].max()) <= n
+    assert col.dtype == np.float32 and col.shape == (n,) and col.flags.c_contiguous
+    got = (d, transposed(layer), t, units.ratio, units.coef, col, u)
+    layer.kernel_args = got
+    return got
 
 
 def fused_read(
     x: F32,
-    layer: Layer,
-    units: Units,
-    col: F32,
+    args: tuple[Any, ...],
     out: F32,
     add: bool,
     bits: int,
@@ -174,8 +173,9 @@ def fused_read(
     noisy: bool,
 ) -> tuple[int, int, int]:
     """One layer's part of ``x @ W`` into ``out`` (``(m, n)``; ``+=`` if ``add``), every
-    non-ideality on. Returns ``(new stream counter, reads, re-reads)``; the counter is
-    ``NONFINITE`` (and nothing was drawn) if an input row is not finite.
+    non-ideality on; ``args`` is :func:`layer_args` of the layer. Returns ``(new stream
+    counter, reads, re-reads)``; the counter is ``NONFINITE`` (and nothing was drawn) if an
+    input row is not finite.
 
     Per input row ``r``: DAC codes ``rint(x * Q_in / a_r)`` (``a_r = max|x_r|``); for each
     bit-serial slice, unit, band and read: ``mu = codes_band @ delta_band`` (ADC steps),
@@ -184,29 +184,31 @@ def fused_read(
     clipped), ``rint``, summed; then ``out = acc * (a_r / Q_in) * col``.
     """
     m, k = x.shape
-    delta = layer.delta
+    delta, delta_t, table, ratio, coef, col, n_units = args
     n = delta.shape[1]
-    delta_t = _checked(layer, units, x, col, out)
-    assert 1 <= bits <= 32 and 1 <= dac_bits <= 32 and reads >= 1
+    # what C trusts on every call (the layer's own arrays were checked by layer_args; the
+    # callers make x and out C-ordered: CrossbarDevice.matmul and Reader._fused)
+    assert delta.shape[0] == k and x.dtype == out.dtype == np.float32 and out.shape == (m, n)
+    assert reads >= 1 and 1 <= bits <= 32 and 1 <= dac_bits <= 32
     return _xbar.fused_read(
         x,
         delta,
         delta_t,
-        units.table,
-        units.ratio,
-        units.coef,
+        table,
+        ratio,
+        coef,
         col,
         out,
         m,
         k,
         n,
-        units.table.shape[0],
+        n_units,
         int(add),
         bits,
         dac_bits,
         reads,
         int(all_reads),
-        key & ((1 << 64) - 1),
+        key & _KEY_MASK,
         ctr,
         adc_q,
         int(noisy),

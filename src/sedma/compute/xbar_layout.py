@@ -95,6 +95,7 @@ class Layer:
     out_scale: F32 | None = None  # ADC steps -> weights per column (None: to derive)
     units: object | None = None  # the compiled read path's unit tables (from bands only)
     delta_t: F32 | None = None  # delta transposed, for narrow reads (None: to derive)
+    kernel_args: tuple[Any, ...] | None = None  # the compiled path's checked layer arguments
 
 
 class Scratch:

@@ -138,9 +138,7 @@ class Reader:
             bits, reads, all_reads = plan[i]
             ctr, got_reads, got_rereads = xbar_kernel.fused_read(
                 x32,
-                layer,
-                xbar_kernel.units_of(layer, xb.read_noise),
-                out_scale(layer),
+                layer.kernel_args or xbar_kernel.layer_args(layer, xb.read_noise),
                 out,
                 i > 0,
                 bits,
