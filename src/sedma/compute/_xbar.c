@@ -63,7 +63,8 @@ static int64_t run(Job *J) {
     }
     int64_t n_starts = (int64_t)n_slices * U * max_groups;
     /* rows a block: wide bands of many rows go to BLAS in blocks of up to XB_BLAS_ROWS rows
-     * (each block streams the matrix once, so blocks are large); else four at a time */
+     * (each block streams the matrix once, so blocks are large); else XB_BLOCK rows, summed
+     * XB_ROWS at a time */
     int use_blas = xb_sgemm != NULL && max_w >= XB_NARROW && m >= XB_BLAS_MIN_ROWS;
     int64_t B = XB_BLOCK;
     if (use_blas) {
