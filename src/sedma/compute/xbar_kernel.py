@@ -1,35 +1,31 @@
-"""The compiled read path: one fused pass per layer, for every product but the largest.
+"""The compiled read path's Python face: every crossbar product goes through it.
 
 Covers: :func:`fused_read`, which runs a layer's whole contribution to a product through
-the C kernel ``sedma.compute._xbar`` (source: ``_xbar.c``, next to this file) in one pass
-over the input rows (DAC, bit-serial slices, the sums of every band, output-referred read
-noise, the ADC with its saturation check and bound management, the digital sums and the
-output scales), after checking every shape and type it hands over; :func:`use_fused` (which
-products take it) and :func:`units_of` (a layer's read units, derived once from its bands
-and cached). The physics is the same as in :mod:`sedma.compute.xbar_read` and
-:mod:`sedma.compute.xbar_adc`, written once more as loops: the same formulas
-(:mod:`sedma.compute.xbar_physics`), the same float32 operations, the same noise stream
-(:mod:`sedma.compute.xbar_noise`: a normal is ``NORMAL_TABLE[16 bits of SplitMix64(key +
-(i + 1) * gamma)]``, at the same positions ``i`` as the numpy path's draws). Does not cover:
-validation and drift (see :mod:`sedma.compute.crossbar`), the largest products (the numpy
-path, whose BLAS product reuses blocks of the matrix across many rows) or the formulas
-themselves.
+the C extension ``sedma.compute._xbar`` (sources ``_xbar.c``, ``_xbar_sums.c``,
+``_xbar_adc.c``, ``_xbar.h``, next to this file): the DAC, bit-serial slices, the sums of
+every band (BLAS ``sgemm`` for wide bands over many rows), output-referred read noise, the
+ADC with its saturation check and bound management, the digital sums and the output
+scales; :func:`layer_args` (what C trusts of a layer, checked once and cached until drift),
+:func:`use_fused` (whether the kernel is used: when built), :func:`units_of` (a layer's read
+units) and :data:`AVAILABLE`. The physics is the same as in :mod:`sedma.compute.xbar_read`
+and :mod:`sedma.compute.xbar_adc`, written once more as loops: the same formulas
+(:mod:`sedma.compute.xbar_physics`) and the same noise stream (:mod:`sedma.compute.xbar_noise`:
+a normal is ``NORMAL_TABLE[16 bits of SplitMix64(key + (i + 1) * gamma)]``, at the same
+positions ``i`` as the numpy path's draws). Does not cover: validation and drift (see
+:mod:`sedma.compute.crossbar`) or the formulas themselves.
 
 Why: numpy pays about 0.5 µs per call and a pass over memory per elementwise step, and a
 product with few multiply-adds per output (``k = 27``, or ``n = 2``) needed about ten
 passes per output, each as slow as numpy's whole product. Here each input is loaded once
-for its DAC scale and once more for its codes and sums, and each output is touched once, in
-registers. Wide bands are summed four input rows at a time with 32 columns held in
-registers, so each matrix row loaded serves four input rows; that keeps the kernel near
-BLAS speed while the matrix fits in the cache (``_FUSED_MAX_WEIGHTS``).
+for its DAC scale and once more for its codes and sums, and each output is touched once.
 
-Agreement with the numpy path: the kernel draws the same normals at the same stream
-positions, so for reads that do not saturate a seed gives the same result up to float
-rounding of the sums (summation order), which can move an ADC code at a rounding tie
-(tested). Saturated reads are re-read by bound management as in
-:mod:`sedma.compute.xbar_adc`, but at once (their normals come after the product's), so
-there the paths agree in distribution only; so do products of at least ``COLUMN_MIN_ROWS``
-rows, which the numpy path cuts into chunks and lays out the other way round.
+Agreement with the numpy path (its reference, and its fallback where the extension could
+not be built): the same normals at the same stream positions, so for reads that do not
+saturate a seed gives the same result up to float rounding of the sums, which can move an
+ADC code at a rounding tie (tested). Saturated reads are re-read by bound management at
+once (their normals come after the layer's), so there the paths agree in distribution
+only; so do products of at least ``COLUMN_MIN_ROWS`` rows, which the numpy path cuts into
+chunks.
 """
 
 from __future__ import annotations
