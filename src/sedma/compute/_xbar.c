@@ -351,7 +351,7 @@ static PyMethodDef methods[] = {
      "Keep the table of 2**16 normal quantiles the noise is drawn from."},
     {"fused_read", py_fused_read, METH_VARARGS,
      "One layer's part of x @ W through the crossbar, every non-ideality on; see "
-     "sedma.compute.xbar_native."},
+     "sedma.compute.xbar_kernel."},
     {NULL, NULL, 0, NULL},
 };
 
