@@ -434,6 +434,12 @@ def test_a_seed_reproduces_a_chunked_product_exactly() -> None:
     [
         (3000, 100, 48, 3, np.inf),  # numpy path, several chunks: the last one is bad
         (4, 300, 20, 7, np.nan),  # fused (compiled) path: a small product
+        # narrow bands: each row's DAC scale is found while the rows before it are summed
+        # (the AVX-512 scan skips NaN; the sums catch it), a masked tail past 256 inputs
+        (40, 300, 2, 290, np.nan),
+        (40, 300, 2, 5, np.inf),
+        (40, 300, 2, 0, -np.inf),
+        (37, 700, 3, 699, np.nan),
     ],
 )
 def test_a_rejected_input_leaves_the_read_stream_where_it_was(

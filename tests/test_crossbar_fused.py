@@ -28,6 +28,8 @@ SHAPES = [
     (21, 200, 64),
     (63, 768, 2),
     (33, 300, 520),
+    (37, 300, 2),  # narrow, scanned scales: a band of 44 (masked tail), a last row alone
+    (30, 1000, 1),
 ]
 
 

@@ -62,6 +62,23 @@ static int64_t run(Job *J) {
         if (w > max_w) max_w = w;
     }
     int64_t n_starts = (int64_t)n_slices * U * max_groups;
+    int64_t all_bands = 0; /* bands of every unit */
+    for (int64_t u = 0; u < U; u++) all_bands += J->units[u * 5 + 2];
+    /* one slice and only narrow bands: the codes are made inside the band sums, XB_ROWS
+     * rows at a time, in every band while the rows are still in the L1 cache; noise and
+     * ADC follow band by band. Their DAC scales come from a pass over whole rows or, where
+     * the bands cover every input (`scan`), from the sums of the rows before. */
+    int lazy = n_slices == 1 && n < XB_NARROW, scan = 0;
+    int v4 = q_in < 4194304.0f; /* codes below 2**22: the AVX-512 loop may make them */
+    if (lazy) {
+        char *seen = calloc((size_t)k, 1);
+        if (seen != NULL) {
+            for (int64_t u = 0; u < U; u++)
+                memset(seen + J->units[u * 5], 1, (size_t)(J->units[u * 5 + 1] * J->units[u * 5 + 2]));
+            scan = memchr(seen, 0, (size_t)k) == NULL;
+            free(seen);
+        }
+    }
     /* rows a block: wide bands of many rows go to BLAS in blocks of up to XB_BLAS_ROWS rows
      * (each block streams the matrix once, so blocks are large); else XB_BLOCK rows, summed
      * XB_ROWS at a time */
@@ -75,7 +92,8 @@ static int64_t run(Job *J) {
                     + (size_t)B * n          /* acc */
                     + (size_t)B * max_w      /* mu */
                     + (2 * B + 2) * (size_t)max_w + 8 /* z and sig_el (a block), y, zb */
-                    + 4 * B;                 /* row factors, squared norms, sigmas, 1/LSB */
+                    + 4 * B                  /* row factors, squared norms, sigmas, 1/LSB */
+                    + (lazy ? (size_t)all_bands * B * (max_w + 1) : 0); /* every band's sums */
     int64_t *starts = malloc(sizeof(int64_t) * (size_t)n_starts);
     int64_t *mag = malloc(sizeof(int64_t) * (size_t)k);
     uint64_t *wbuf = malloc(sizeof(uint64_t) * (size_t)(B * max_w / 4 + 2));
@@ -89,20 +107,20 @@ static int64_t run(Job *J) {
     }
     float *xs = mem;
     float *acc = xs + (size_t)n_slices * B * k;
-    float *mu = acc + (size_t)B * n;
-    float *zbuf = mu + (size_t)B * max_w;
+    float *mu_buf = acc + (size_t)B * n;
+    float *zbuf = mu_buf + (size_t)B * max_w;
     float *sig_el = zbuf + B * max_w;
     float *y = sig_el + B * max_w;
     float *zb = y + max_w;
     float *fac = zb + max_w + 8;
-    float *sq = fac + B;
-    float *sigma = sq + B;
+    float *sq_buf = fac + B;
+    float *sigma = sq_buf + B;
     float *inv = sigma + B;
+    float *band_mu = inv + B;                 /* lazy: band i's sums at i * B * max_w */
+    float *band_sq = band_mu + (size_t)all_bands * B * max_w; /* and squares at i * B */
     /* one read of one band per output: its codes go straight to the output */
     int direct = n_slices == 1 && J->reads == 1 && U == 1 && J->units[2] == 1 &&
                  J->units[3] == 0 && J->units[4] == n;
-    /* one slice and only narrow bands: the codes are made inside the band sums */
-    int lazy = n_slices == 1 && n < XB_NARROW;
 
     /* stream positions: the numpy path's order (slice, unit, group of bands, read) */
     int64_t cursor = J->ctr, n_reads = 0;
@@ -138,34 +156,52 @@ static int64_t run(Job *J) {
     int64_t rereads = 0;
     for (int64_t j = 0; j < B * max_w; j++) zbuf[j] = 0.0f;
 
-    /* with lazy codes, a block's DAC scales are found while the block before computes */
-    int32_t scale_bits[XB_BLOCK], next_bits[XB_BLOCK];
+    int32_t cur[XB_ROWS], nxt[XB_ROWS]; /* scan: DAC scale bits of the next rows */
+    int have_cur = 0;
     int64_t sat[XB_BLAS_ROWS > XB_BLOCK ? XB_BLAS_ROWS : XB_BLOCK]; /* a block's saturated rows */
-    if (lazy)
-        for (int64_t r = 0; r < XB_BLOCK && r < m; r++)
-            scale_bits[r] = absmax_bits((const int32_t *)(J->x + r * k), k);
 
     for (int64_t rb = 0; rb < m; rb += B) {
         int64_t rows = m - rb < B ? m - rb : B;
-        for (int64_t r = 0; r < XB_BLOCK; r++) next_bits[r] = 0;
         for (int64_t r = 0; r < rows; r++) {
-            const float *xr = J->x + (rb + r) * k;
-            int32_t bits_max = lazy ? scale_bits[r] : absmax_bits((const int32_t *)xr, k);
-            if (bits_max >= 0x7F800000) {
-                free(starts);
-                free(mag);
-                free(mem);
-                free(wbuf);
-                free(z_all);
-                return -1;
+            if (lazy && r % XB_ROWS != 0) continue;
+            int64_t nr = lazy ? (rows - r < XB_ROWS ? rows - r : XB_ROWS) : 1;
+            for (int64_t q = r; q < r + nr; q++) {
+                int32_t bits_max = have_cur ? cur[q - r]
+                                            : absmax_bits((const int32_t *)(J->x + (rb + q) * k), k);
+                if (bits_max >= 0x7F800000) goto nonfinite;
+                float amax;
+                memcpy(&amax, &bits_max, sizeof amax);
+                float safe = amax > 1e-30f ? amax : 1e-30f;
+                inv[q] = q_in / safe;
+                fac[q] = safe / q_in;
             }
-            float amax;
-            memcpy(&amax, &bits_max, sizeof amax);
-            float safe = amax > 1e-30f ? amax : 1e-30f;
+            const float *xr = J->x + (rb + r) * k;
             float *x0 = xs + r * k;
-            inv[r] = q_in / safe;
-            if (!lazy) quantise(xr, k, inv[r], x0);
-            fac[r] = safe / q_in;
+            if (lazy) { /* these rows' sums in every band, in the band loop's order */
+                int64_t bi = 0, g = rb + r;
+                const float *nx = NULL; /* the next rows, if four: scanned for their scales */
+                if (scan && nr == XB_ROWS && g + 2 * XB_ROWS <= m) nx = J->x + (g + XB_ROWS) * k;
+                memset(nxt, 0, sizeof nxt);
+                for (int64_t u = 0; u < U; u++) {
+                    const int64_t *un = J->units + u * 5;
+                    int64_t w = un[4] - un[3];
+                    for (int64_t bl = 0; bl < un[2]; bl++, bi++) {
+                        int64_t b0 = un[0] + bl * un[1];
+                        block_narrow(xr + b0, inv + r, x0 + b0, J->delta_t + un[3] * k + b0, k,
+                                     un[1], w, nr, band_mu + bi * B * max_w + r * w,
+                                     band_sq + bi * B + r, nx != NULL ? nx + b0 : NULL, nxt,
+                                     v4);
+                    }
+                }
+                /* a NaN the scan missed made its row's squares NaN */
+                for (int64_t b = 0; b < bi; b++)
+                    for (int64_t q = r; q < r + nr; q++)
+                        if (isnan(band_sq[b * B + q])) goto nonfinite;
+                have_cur = nx != NULL;
+                memcpy(cur, nxt, sizeof cur);
+                continue;
+            }
+            quantise(xr, k, inv[r], x0);
             if (n_slices > 1) { /* top-aligned slices of the magnitude, sign on each */
                 for (int64_t i = 0; i < k; i++) mag[i] = (int64_t)fabsf(x0[i]);
                 for (int s = n_slices - 1; s >= 0; s--) {
@@ -189,6 +225,7 @@ static int64_t run(Job *J) {
             }
             int64_t r_s = (s == 0 || J->all_reads) ? J->reads : 1;
             float *cs = xs + (size_t)s * B * k;
+            int64_t bi = 0; /* the band's index over every unit */
             for (int64_t u = 0; u < U; u++) {
                 const int64_t *un = J->units + u * 5;
                 int64_t k0 = un[0], h = un[1], nb = un[2], c0 = un[3], c1 = un[4];
@@ -198,14 +235,15 @@ static int64_t run(Job *J) {
                     int64_t g = nb - gi * group < group ? nb - gi * group : group;
                     int64_t words = J->noisy ? ceil_div(g * m * w, 4) : 0;
                     int64_t start0 = starts[(s * U + u) * max_groups + gi];
-                    for (int64_t bl = 0; bl < g; bl++) {
+                    for (int64_t bl = 0; bl < g; bl++, bi++) {
                         int64_t b0 = k0 + (gi * group + bl) * h;
-                        if (w < XB_NARROW) {
-                            int64_t nn = lazy ? m - (rb + B) : 0; /* next block's rows */
-                            block_narrow(lazy ? J->x + rb * k + b0 : NULL, inv, cs + b0,
-                                         J->delta_t + c0 * k + b0, k, h, w, rows,
-                                         nn > 0 ? J->x + (rb + B) * k + b0 : NULL, nn, mu, sq,
-                                         next_bits);
+                        float *mu = mu_buf, *sq = sq_buf;
+                        if (lazy) { /* made above */
+                            mu = band_mu + bi * B * max_w;
+                            sq = band_sq + bi * B;
+                        } else if (w < XB_NARROW) {
+                            block_narrow(NULL, inv, cs + b0, J->delta_t + c0 * k + b0, k, h, w,
+                                         rows, mu, sq, NULL, NULL, 0);
                         } else {
                             const float *d = J->delta + b0 * n + c0;
                             if (use_blas && rows >= XB_BLAS_MIN_ROWS)
@@ -252,7 +290,6 @@ static int64_t run(Job *J) {
                 }
             }
         }
-        if (lazy) memcpy(scale_bits, next_bits, sizeof scale_bits);
         for (int64_t r = 0; r < rows && !direct; r++) {
             float *orow = J->out + (rb + r) * n;
             const float *ar = acc + r * n;
@@ -270,6 +307,13 @@ static int64_t run(Job *J) {
     free(wbuf);
     free(z_all);
     return bm;
+nonfinite:
+    free(starts);
+    free(mag);
+    free(mem);
+    free(wbuf);
+    free(z_all);
+    return -1;
 }
 
 static PyObject *py_set_table(PyObject *self, PyObject *arg) {
@@ -358,4 +402,10 @@ static PyMethodDef methods[] = {
 static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_xbar",
                                     "Compiled crossbar read path.", -1, methods};
 
-PyMODINIT_FUNC PyInit__xbar(void) { return PyModule_Create(&module); }
+PyMODINIT_FUNC PyInit__xbar(void) {
+#if XB_HAVE_V4
+    __builtin_cpu_init();
+    xb_avx512 = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq");
+#endif
+    return PyModule_Create(&module);
+}

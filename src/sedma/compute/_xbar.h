@@ -23,8 +23,10 @@
  * default ISA, which is why the loops are functions of their own. */
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
 #define XB_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+#define XB_HAVE_V4 1 /* the hand-written AVX-512 loop (_xbar_sums.c), used if the CPU has it */
 #else
 #define XB_CLONES
+#define XB_HAVE_V4 0
 #endif
 #define XB_API __attribute__((visibility("hidden")))
 #define XB_INLINE static inline __attribute__((always_inline))
@@ -129,8 +131,11 @@ XB_API void quantise(const float *x, int64_t k, float inv, float *codes);
 XB_API float dot(const float *a, const float *b, int64_t h);
 XB_API void block_narrow(const float *restrict x, const float *restrict inv, float *c,
                          const float *restrict d, int64_t k, int64_t h, int64_t w,
-                         int64_t rows, const float *nx, int64_t nn, float *restrict mu,
-                         float *restrict sq, int32_t *restrict next_bits);
+                         int64_t rows, float *restrict mu, float *restrict sq,
+                         const float *nx, int32_t *restrict nbits, int v4);
+#if XB_HAVE_V4
+extern XB_API int xb_avx512; /* the CPU has AVX-512 F and DQ (set when the module loads) */
+#endif
 XB_API void band_wide(const float *restrict c, int64_t k, const float *restrict d, int64_t n,
                       int64_t h, int64_t w, int64_t rows, float *restrict mu);
 

@@ -29,32 +29,19 @@ float dot(const float *a, const float *b, int64_t h) {
 /* The sums of a narrow band for one code row c (h codes): mu[j] = c . d_j for its w
  * columns (d_j = d + j * k: rows of the transposed matrix) and *sq = c . c, two columns
  * and the squares in one pass over c. With x (not NULL) the codes are first made here,
- * c = rint(x * inv), in the same pass (and kept in c if more columns need them). With nx
- * (not NULL: the same band of a row of the next block) it also returns absmax_bits of
- * nx: that row's DAC scale is found while this pass computes, not in a pass of its own. */
-XB_INLINE int32_t band_narrow(const float *restrict x, float inv, float *restrict c,
+ * c = rint(x * inv), in the same pass (and kept in c if more columns need them). */
+XB_INLINE void band_narrow(const float *restrict x, float inv, float *restrict c,
                            const float *restrict d, int64_t k, int64_t h, int64_t w,
-                           const int32_t *restrict nx, float *restrict mu,
-                           float *restrict sq) {
+                           float *restrict mu, float *restrict sq) {
     const float *restrict d0 = d;
     const float *restrict d1 = w > 1 ? d + k : d;
     float s = 0.0f, t0 = 0.0f, t1 = 0.0f;
-    int32_t a = 0;
     if (x == NULL) {
         for (int64_t i = 0; i < h; i++) {
             float v = c[i];
             s += v * v;
             t0 += v * d0[i];
             t1 += v * d1[i];
-        }
-    } else if (nx != NULL) {
-        for (int64_t i = 0; i < h; i++) {
-            float v = rintf(x[i] * inv);
-            s += v * v;
-            t0 += v * d0[i];
-            t1 += v * d1[i];
-            int32_t t = nx[i] & 0x7FFFFFFF;
-            a = t > a ? t : a;
         }
     } else {
         for (int64_t i = 0; i < h; i++) {
@@ -81,63 +68,183 @@ XB_INLINE int32_t band_narrow(const float *restrict x, float inv, float *restric
         mu[j + 1] = tb;
     }
     if (j < w) mu[j] = dot(c, d + j * k, h);
-    return a;
 }
+
+/* The sums of one narrow band (w <= 2 columns) for four input rows x0..x3 (stride k),
+ * codes made on the fly, each matrix load shared by the four rows; with scan (a constant
+ * at each call, so each loop is compiled on its own) it also max-merges the absmax bits of
+ * the same band of four more rows nx (stride k) into nbits: the next rows' DAC scales are
+ * found while these compute, their loads overlapping this arithmetic. */
+XB_INLINE void four_rows(const float *restrict x, const float *restrict inv,
+                         const float *restrict d, int64_t k, int64_t h, int64_t w,
+                         float *restrict mu, float *restrict sq, const int scan,
+                         const int32_t *restrict nx, int32_t *restrict nbits) {
+    const float *restrict x0 = x, *restrict x1 = x0 + k;
+    const float *restrict x2 = x1 + k, *restrict x3 = x2 + k;
+    const int32_t *restrict n0 = nx, *restrict n1 = scan ? nx + k : nx;
+    const int32_t *restrict n2 = scan ? nx + 2 * k : nx, *restrict n3 = scan ? nx + 3 * k : nx;
+    const float *restrict d0 = d, *restrict d1 = w > 1 ? d + k : d;
+    float i0 = inv[0], i1 = inv[1], i2 = inv[2], i3 = inv[3];
+    float s0 = 0, s1 = 0, s2 = 0, s3 = 0, a0 = 0, a1 = 0, a2 = 0, a3 = 0;
+    float b0 = 0, b1 = 0, b2 = 0, b3 = 0;
+    int32_t m0 = 0, m1 = 0, m2 = 0, m3 = 0;
+    for (int64_t i = 0; i < h; i++) {
+        float e = d0[i], f = d1[i];
+        float v0 = rintf(x0[i] * i0), v1 = rintf(x1[i] * i1);
+        float v2 = rintf(x2[i] * i2), v3 = rintf(x3[i] * i3);
+        s0 += v0 * v0;
+        s1 += v1 * v1;
+        s2 += v2 * v2;
+        s3 += v3 * v3;
+        a0 += v0 * e;
+        a1 += v1 * e;
+        a2 += v2 * e;
+        a3 += v3 * e;
+        b0 += v0 * f;
+        b1 += v1 * f;
+        b2 += v2 * f;
+        b3 += v3 * f;
+        if (scan) {
+            int32_t t0 = n0[i] & 0x7FFFFFFF, t1 = n1[i] & 0x7FFFFFFF;
+            int32_t t2 = n2[i] & 0x7FFFFFFF, t3 = n3[i] & 0x7FFFFFFF;
+            m0 = t0 > m0 ? t0 : m0;
+            m1 = t1 > m1 ? t1 : m1;
+            m2 = t2 > m2 ? t2 : m2;
+            m3 = t3 > m3 ? t3 : m3;
+        }
+    }
+    sq[0] = s0, sq[1] = s1, sq[2] = s2, sq[3] = s3;
+    mu[0] = a0;
+    mu[w] = a1;
+    mu[2 * w] = a2;
+    mu[3 * w] = a3;
+    if (w > 1) mu[1] = b0, mu[w + 1] = b1, mu[2 * w + 1] = b2, mu[3 * w + 1] = b3;
+    if (scan) {
+        nbits[0] = m0 > nbits[0] ? m0 : nbits[0];
+        nbits[1] = m1 > nbits[1] ? m1 : nbits[1];
+        nbits[2] = m2 > nbits[2] ? m2 : nbits[2];
+        nbits[3] = m3 > nbits[3] ? m3 : nbits[3];
+    }
+}
+
+#if XB_HAVE_V4
+#include <immintrin.h>
+
+XB_API int xb_avx512 = 0;
+
+/* four_rows by hand for AVX-512 (F and DQ), where the compiler's version falls short:
+ * the codes are rounded with the magic number 1.5 * 2**23 (t + M - M, the add rounding to
+ * nearest even; the same as rint(t) for |t| < 2**22, and cheaper), and the next rows' max
+ * |x| is one vrangeps (it drops NaN, which the caller catches in the sums instead). The
+ * tail of a band is read with masked loads. Same results as four_rows, bit for bit. */
+#define XB_V4 __attribute__((target("avx512f,avx512dq")))
+/* One input code: t = x * inv, then (t + M) - M with the add rounding to nearest even. */
+XB_V4 XB_INLINE __m512 code_v4(const float *x, __mmask16 mk, __m512 inv, __m512 magic) {
+    __m512 t = _mm512_mul_ps(_mm512_maskz_loadu_ps(mk, x), inv);
+    t = _mm512_add_round_ps(t, magic, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    return _mm512_sub_ps(t, magic);
+}
+
+/* Sixteen inputs (mk: those present) of four rows into the sums (a macro, so that every
+ * accumulator stays a register in both of its uses). */
+#define XB_STEP_V4(i, mk)                                                                  \
+    do {                                                                                   \
+        __m512 e = _mm512_maskz_loadu_ps(mk, d + (i)), f = _mm512_maskz_loadu_ps(mk, d1 + (i)); \
+        __m512 v0 = code_v4(x + (i), mk, i0, M), v1 = code_v4(x + k + (i), mk, i1, M);     \
+        __m512 v2 = code_v4(x + 2 * k + (i), mk, i2, M);                                   \
+        __m512 v3 = code_v4(x + 3 * k + (i), mk, i3, M);                                   \
+        s0 = _mm512_fmadd_ps(v0, v0, s0), s1 = _mm512_fmadd_ps(v1, v1, s1);                \
+        s2 = _mm512_fmadd_ps(v2, v2, s2), s3 = _mm512_fmadd_ps(v3, v3, s3);                \
+        a0 = _mm512_fmadd_ps(v0, e, a0), a1 = _mm512_fmadd_ps(v1, e, a1);                  \
+        a2 = _mm512_fmadd_ps(v2, e, a2), a3 = _mm512_fmadd_ps(v3, e, a3);                  \
+        b0 = _mm512_fmadd_ps(v0, f, b0), b1 = _mm512_fmadd_ps(v1, f, b1);                  \
+        b2 = _mm512_fmadd_ps(v2, f, b2), b3 = _mm512_fmadd_ps(v3, f, b3);                  \
+        if (scan) { /* max |x| with the sign cleared (imm 0b1011) */                       \
+            m0 = _mm512_range_ps(m0, _mm512_maskz_loadu_ps(mk, nx + (i)), 0x0B);           \
+            m1 = _mm512_range_ps(m1, _mm512_maskz_loadu_ps(mk, nx + k + (i)), 0x0B);       \
+            m2 = _mm512_range_ps(m2, _mm512_maskz_loadu_ps(mk, nx + 2 * k + (i)), 0x0B);   \
+            m3 = _mm512_range_ps(m3, _mm512_maskz_loadu_ps(mk, nx + 3 * k + (i)), 0x0B);   \
+        }                                                                                  \
+    } while (0)
+
+XB_V4 XB_INLINE void four_rows_v4_in(const float *restrict x, const float *restrict inv,
+                                     const float *restrict d, int64_t k, int64_t h, int64_t w,
+                                     float *restrict mu, float *restrict sq, const int scan,
+                                     const float *restrict nx, int32_t *restrict nbits) {
+    const __m512 M = _mm512_set1_ps(12582912.0f), z = _mm512_setzero_ps();
+    const __m512 i0 = _mm512_set1_ps(inv[0]), i1 = _mm512_set1_ps(inv[1]);
+    const __m512 i2 = _mm512_set1_ps(inv[2]), i3 = _mm512_set1_ps(inv[3]);
+    __m512 s0 = z, s1 = z, s2 = z, s3 = z, a0 = z, a1 = z, a2 = z, a3 = z;
+    __m512 b0 = z, b1 = z, b2 = z, b3 = z, m0 = z, m1 = z, m2 = z, m3 = z;
+    const float *d1 = w > 1 ? d + k : d;
+    int64_t i = 0;
+    for (; i + 16 <= h; i += 16) XB_STEP_V4(i, (__mmask16)0xFFFF);
+    if (i < h) XB_STEP_V4(i, (__mmask16)((1u << (h - i)) - 1));
+    sq[0] = _mm512_reduce_add_ps(s0), sq[1] = _mm512_reduce_add_ps(s1);
+    sq[2] = _mm512_reduce_add_ps(s2), sq[3] = _mm512_reduce_add_ps(s3);
+    mu[0] = _mm512_reduce_add_ps(a0), mu[w] = _mm512_reduce_add_ps(a1);
+    mu[2 * w] = _mm512_reduce_add_ps(a2), mu[3 * w] = _mm512_reduce_add_ps(a3);
+    if (w > 1) {
+        mu[1] = _mm512_reduce_add_ps(b0), mu[w + 1] = _mm512_reduce_add_ps(b1);
+        mu[2 * w + 1] = _mm512_reduce_add_ps(b2), mu[3 * w + 1] = _mm512_reduce_add_ps(b3);
+    }
+    if (scan) {
+        float top[4] = {_mm512_reduce_max_ps(m0), _mm512_reduce_max_ps(m1),
+                        _mm512_reduce_max_ps(m2), _mm512_reduce_max_ps(m3)};
+        for (int q = 0; q < 4; q++) {
+            int32_t bits;
+            memcpy(&bits, &top[q], sizeof bits);
+            nbits[q] = bits > nbits[q] ? bits : nbits[q];
+        }
+    }
+}
+
+XB_V4 static void four_rows_v4(const float *restrict x, const float *restrict inv,
+                               const float *restrict d, int64_t k, int64_t h, int64_t w,
+                               float *restrict mu, float *restrict sq, const float *restrict nx,
+                               int32_t *restrict nbits) {
+    if (nx != NULL)
+        four_rows_v4_in(x, inv, d, k, h, w, mu, sq, 1, nx, nbits);
+    else
+        four_rows_v4_in(x, inv, d, k, h, w, mu, sq, 0, NULL, NULL);
+}
+#endif
 
 /* band_narrow for the rows of a block (one call, not one a row): row r's inputs at
  * x + r * k (NULL: codes made already), its codes at c + r * k, 1/LSB inv[r], sums into
- * mu + r * w and sq[r]; with nx, the same band of the next block's first nn rows (stride
- * k) has its DAC scale bits max-merged into next_bits[r]. */
+ * mu + r * w and sq[r]. With nx (not NULL; then x is too and rows == 4), the same band of
+ * the four rows at nx (stride k) has its absmax bits max-merged into nbits[0..3]; these
+ * may miss a NaN (the sums show it). v4: the codes are below 2**22, so four_rows_v4 may
+ * make them. */
 XB_CLONES XB_API
 void block_narrow(const float *restrict x, const float *restrict inv, float *c,
-                         const float *restrict d, int64_t k, int64_t h, int64_t w,
-                         int64_t rows, const float *nx, int64_t nn, float *restrict mu,
-                         float *restrict sq, int32_t *restrict next_bits) {
+                  const float *restrict d, int64_t k, int64_t h, int64_t w, int64_t rows,
+                  float *restrict mu, float *restrict sq, const float *nx,
+                  int32_t *restrict nbits, int v4) {
     int64_t r = 0;
+    (void)v4;
     if (x != NULL && w <= 2) /* four rows at a time share the loads of the matrix */
         for (; r + 4 <= rows; r += 4) {
-            const float *restrict x0 = x + r * k, *restrict x1 = x0 + k;
-            const float *restrict x2 = x1 + k, *restrict x3 = x2 + k;
-            const float *restrict d0 = d, *restrict d1 = w > 1 ? d + k : d;
-            float i0 = inv[r], i1 = inv[r + 1], i2 = inv[r + 2], i3 = inv[r + 3];
-            float s0 = 0, s1 = 0, s2 = 0, s3 = 0, a0 = 0, a1 = 0, a2 = 0, a3 = 0;
-            float b0 = 0, b1 = 0, b2 = 0, b3 = 0;
-            for (int64_t i = 0; i < h; i++) {
-                float e = d0[i], f = d1[i];
-                float v0 = rintf(x0[i] * i0), v1 = rintf(x1[i] * i1);
-                float v2 = rintf(x2[i] * i2), v3 = rintf(x3[i] * i3);
-                s0 += v0 * v0;
-                s1 += v1 * v1;
-                s2 += v2 * v2;
-                s3 += v3 * v3;
-                a0 += v0 * e;
-                a1 += v1 * e;
-                a2 += v2 * e;
-                a3 += v3 * e;
-                b0 += v0 * f;
-                b1 += v1 * f;
-                b2 += v2 * f;
-                b3 += v3 * f;
+#if XB_HAVE_V4
+            if (v4 && xb_avx512) {
+                four_rows_v4(x + r * k, inv + r, d, k, h, w, mu + r * w, sq + r, nx, nbits);
+                continue;
             }
-            sq[r] = s0, sq[r + 1] = s1, sq[r + 2] = s2, sq[r + 3] = s3;
-            float *m0 = mu + r * w;
-            m0[0] = a0;
-            m0[w] = a1;
-            m0[2 * w] = a2;
-            m0[3 * w] = a3;
-            if (w > 1) m0[1] = b0, m0[w + 1] = b1, m0[2 * w + 1] = b2, m0[3 * w + 1] = b3;
-            for (int64_t q = 0; q < 4; q++) { /* the next block's scales, in a pass of their own */
-                if (nx == NULL || r + q >= nn) continue;
-                int32_t got = absmax_bits_in((const int32_t *)(nx + (r + q) * k), h);
-                if (got > next_bits[r + q]) next_bits[r + q] = got;
-            }
+#endif
+            if (nx != NULL)
+                four_rows(x + r * k, inv + r, d, k, h, w, mu + r * w, sq + r, 1,
+                          (const int32_t *)nx, nbits);
+            else
+                four_rows(x + r * k, inv + r, d, k, h, w, mu + r * w, sq + r, 0, NULL, NULL);
         }
-    for (; r < rows; r++) {
-        const int32_t *nxr = nx != NULL && r < nn ? (const int32_t *)(nx + r * k) : NULL;
-        int32_t got = band_narrow(x != NULL ? x + r * k : NULL, inv[r], c + r * k, d, k, h, w,
-                                  nxr, mu + r * w, sq + r);
-        if (got > next_bits[r]) next_bits[r] = got;
-    }
+    for (; r < rows; r++)
+        band_narrow(x != NULL ? x + r * k : NULL, inv[r], c + r * k, d, k, h, w, mu + r * w,
+                    sq + r);
+    if (nx != NULL && !(x != NULL && w <= 2)) /* no four-row sums: a pass of their own */
+        for (int64_t q = 0; q < 4; q++) {
+            int32_t got = absmax_bits_in((const int32_t *)(nx + q * k), h);
+            nbits[q] = got > nbits[q] ? got : nbits[q];
+        }
 }
 
 /* One tile of T columns from j0 of band_wide: four rows' sums held in registers. */
