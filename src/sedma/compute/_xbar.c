@@ -4,10 +4,11 @@
  * in one pass over blocks of input rows (the DAC, the sums of every band of array rows,
  * output-referred read noise, the ADC with its saturation check and bound management, the
  * digital sums and the output scales), and the Python module around it (set_table,
- * set_blas). The formulas are those of sedma.compute.xbar_physics; the noise is the
- * stream of sedma.compute.xbar_noise at the same positions as the numpy path's draws.
+ * set_blas, pin: a layer's arrays held once rather than looked up on every product). The
+ * formulas are those of sedma.compute.xbar_physics; the noise is the stream of
+ * sedma.compute.xbar_noise at the same positions as the numpy path's draws.
  * sedma.compute.xbar_kernel checks every shape and type before calling; this file trusts
- * them. The GIL is released while a product runs, so the local backend's node threads
+ * them, besides the byte sizes of x and out. The GIL is released while a product runs, so the local backend's node threads
  * read their devices in parallel. Does not cover: the loops themselves (_xbar_sums.c for
  * the DAC and the sums, _xbar_adc.c for noise and ADC).
  *
@@ -256,9 +257,7 @@ static int64_t run(Job *J) {
                             for (int64_t r = 0; r < rows; r++)
                                 sq[r] = dot(cs + r * k + b0, cs + r * k + b0, h);
                         }
-                        for (int64_t r = 0; r < rows; r++) sigma[r] = sqrtf(sq[r]) * J->coef[u];
-                        for (int64_t r = 0; r < rows; r++)
-                            for (int64_t j = 0; j < w; j++) sig_el[r * w + j] = sigma[r];
+                        row_sigmas(sq, rows, w, J->coef[u], sigma, sig_el);
                         /* the block's rows are adjacent in the draw: one call for them all */
                         int64_t e0 = (bl * m + rb) * w;
                         for (int64_t t = 0; t < r_s; t++) {
@@ -290,14 +289,7 @@ static int64_t run(Job *J) {
                 }
             }
         }
-        for (int64_t r = 0; r < rows && !direct; r++) {
-            float *orow = J->out + (rb + r) * n;
-            const float *ar = acc + r * n;
-            if (J->add)
-                for (int64_t j = 0; j < n; j++) orow[j] += (ar[j] * fac[r]) * J->col[j];
-            else
-                for (int64_t j = 0; j < n; j++) orow[j] = (ar[j] * fac[r]) * J->col[j];
-        }
+        if (!direct) scale_rows(acc, rows, n, fac, J->col, J->add, J->out + rb * n);
     }
     J->reads_done = n_reads;
     J->rereads_done = rereads;
@@ -346,44 +338,96 @@ static PyObject *py_set_blas(PyObject *self, PyObject *arg) {
     Py_RETURN_NONE;
 }
 
-/* fused_read(x, delta, delta_t, units, ratio, coef, col, out, m, k, n, n_units, add, bits,
- * dac_bits, reads, all_reads, key, ctr, adc_q, noisy, levels, chunk_out)
- *   -> (new counter or -1, reads, re-reads) */
-static PyObject *py_fused_read(PyObject *self, PyObject *args) {
+/* A layer's arrays, pinned: their buffers held (so they cannot be resized or freed) from
+ * pin() until the capsule goes; fused_read then takes them without looking them up. */
+#define PIN_NAME "sedma.compute._xbar.layer"
+typedef struct {
+    Py_buffer b[6]; /* delta, delta_t, unit table, ratios, noise coefficients, column scales */
+    int64_t k, n, n_units;
+} Pinned;
+
+static void pinned_free(PyObject *cap) {
+    Pinned *p = PyCapsule_GetPointer(cap, PIN_NAME);
+    if (p == NULL) return;
+    for (int i = 0; i < 6; i++) PyBuffer_Release(&p->b[i]);
+    PyMem_Free(p);
+}
+
+/* pin(delta, delta_t, table, ratio, coef, col, k, n, n_units) -> capsule */
+static PyObject *py_pin(PyObject *self, PyObject *args) {
     (void)self;
-    Py_buffer b[8];
-    Job J;
-    memset(&J, 0, sizeof J);
-    unsigned long long key;
-    long long m, k, n, n_units, ctr, chunk_out;
+    Pinned *p = PyMem_Calloc(1, sizeof(Pinned));
+    if (p == NULL) return PyErr_NoMemory();
+    long long k, n, u;
+    if (!PyArg_ParseTuple(args, "y*y*y*y*y*y*LLL", &p->b[0], &p->b[1], &p->b[2], &p->b[3],
+                          &p->b[4], &p->b[5], &k, &n, &u)) {
+        PyMem_Free(p); /* the parser released what it had taken */
+        return NULL;
+    }
+    p->k = k, p->n = n, p->n_units = u;
+    PyObject *cap = PyCapsule_New(p, PIN_NAME, pinned_free);
+    if (cap == NULL) {
+        for (int i = 0; i < 6; i++) PyBuffer_Release(&p->b[i]);
+        PyMem_Free(p);
+    }
+    return cap;
+}
+
+/* fused_read(x, pinned, out, m, add, bits, dac_bits, reads, all_reads, key, ctr, adc_q,
+ * noisy, levels, chunk_out) -> (new counter or -1, reads, re-reads). Fast-call: parsing a
+ * format string and taking eight buffers cost more than a small product's work. */
+static PyObject *py_fused_read(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    (void)self;
+    if (nargs != 15) {
+        PyErr_SetString(PyExc_TypeError, "fused_read takes 15 arguments");
+        return NULL;
+    }
     if (table_owner == NULL) {
         PyErr_SetString(PyExc_RuntimeError, "set_table was not called");
         return NULL;
     }
-    if (!PyArg_ParseTuple(args, "y*y*y*y*y*y*y*w*LLLLiiiiiKLdiiL", &b[0], &b[1], &b[2],
-                          &b[3], &b[4], &b[5], &b[6], &b[7], &m, &k, &n, &n_units, &J.add,
-                          &J.bits, &J.dac_bits, &J.reads, &J.all_reads, &key, &ctr, &J.adc_q,
-                          &J.noisy, &J.levels, &chunk_out))
+    Pinned *p = PyCapsule_GetPointer(args[1], PIN_NAME);
+    if (p == NULL) return NULL;
+    Job J;
+    memset(&J, 0, sizeof J);
+    long long v[12];
+    for (int i = 0; i < 12; i++) {
+        if (i == 6 || i == 8) continue; /* key (unsigned 64 bits) and adc_q (a float) */
+        v[i] = PyLong_AsLongLong(args[3 + i]);
+    }
+    J.adc_q = PyFloat_AsDouble(args[11]);
+    J.key = PyLong_AsUnsignedLongLongMask(args[9]);
+    if (PyErr_Occurred()) return NULL;
+    Py_buffer bx, bo;
+    if (PyObject_GetBuffer(args[0], &bx, PyBUF_SIMPLE) < 0) return NULL;
+    if (PyObject_GetBuffer(args[2], &bo, PyBUF_WRITABLE) < 0) {
+        PyBuffer_Release(&bx);
         return NULL;
-    J.x = b[0].buf;
-    J.delta = b[1].buf;
-    J.delta_t = b[2].buf;
-    J.units = b[3].buf;
-    J.ratio = b[4].buf;
-    J.coef = b[5].buf;
-    J.col = b[6].buf;
-    J.out = b[7].buf;
+    }
+    J.m = v[0], J.add = (int)v[1], J.bits = (int)v[2], J.dac_bits = (int)v[3];
+    J.reads = (int)v[4], J.all_reads = (int)v[5], J.ctr = v[7], J.noisy = (int)v[9];
+    J.levels = (int)v[10], J.chunk_out = v[11];
+    J.k = p->k, J.n = p->n, J.n_units = p->n_units;
+    if (bx.len != (Py_ssize_t)(sizeof(float) * J.m * J.k) ||
+        bo.len != (Py_ssize_t)(sizeof(float) * J.m * J.n)) {
+        PyBuffer_Release(&bx);
+        PyBuffer_Release(&bo);
+        PyErr_SetString(PyExc_ValueError, "x or out does not hold m x k or m x n float32");
+        return NULL;
+    }
+    J.x = bx.buf;
+    J.out = bo.buf;
+    J.delta = p->b[0].buf;
+    J.delta_t = p->b[1].buf;
+    J.units = p->b[2].buf;
+    J.ratio = p->b[3].buf;
+    J.coef = p->b[4].buf;
+    J.col = p->b[5].buf;
     J.table = table_buf.buf;
-    J.m = m;
-    J.k = k;
-    J.n = n;
-    J.n_units = n_units;
-    J.ctr = ctr;
-    J.chunk_out = chunk_out;
-    J.key = key;
     int64_t got;
     Py_BEGIN_ALLOW_THREADS got = run(&J);
-    Py_END_ALLOW_THREADS for (int i = 0; i < 8; i++) PyBuffer_Release(&b[i]);
+    Py_END_ALLOW_THREADS PyBuffer_Release(&bx);
+    PyBuffer_Release(&bo);
     if (got == -2) return PyErr_NoMemory();
     return Py_BuildValue("LLL", (long long)got, (long long)J.reads_done,
                          (long long)J.rereads_done);
@@ -393,7 +437,10 @@ static PyMethodDef methods[] = {
     {"set_blas", py_set_blas, METH_O, "Use this sgemm (a cython_blas capsule) for wide bands."},
     {"set_table", py_set_table, METH_O,
      "Keep the table of 2**16 normal quantiles the noise is drawn from."},
-    {"fused_read", py_fused_read, METH_VARARGS,
+    {"pin", py_pin, METH_VARARGS,
+     "Hold a layer's arrays for fused_read: (delta, delta_t, table, ratio, coef, col, k, n, "
+     "n_units) -> capsule."},
+    {"fused_read", (PyCFunction)(void (*)(void))py_fused_read, METH_FASTCALL,
      "One layer's part of x @ W through the crossbar, every non-ideality on; see "
      "sedma.compute.xbar_kernel."},
     {NULL, NULL, 0, NULL},

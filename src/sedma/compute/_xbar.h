@@ -110,6 +110,11 @@ XB_API int64_t adc_rows(const float *restrict mu, const float *restrict z,
                         float scale, float *restrict acc, int64_t stride,
                         const float *restrict fac, const float *restrict col, int add,
                         float *restrict out, int64_t *restrict sat);
+XB_API void row_sigmas(const float *restrict sq, int64_t rows, int64_t w, float coef,
+                       float *restrict sigma, float *restrict sig_el);
+XB_API void scale_rows(const float *restrict acc, int64_t rows, int64_t n,
+                       const float *restrict fac, const float *restrict col, int add,
+                       float *restrict out);
 XB_API void put_codes(const float *restrict y, int64_t w, float scale, float fac,
                       const float *restrict col, int add, float *restrict out);
 

@@ -98,3 +98,34 @@ void put_codes(const float *restrict y, int64_t w, float scale, float fac,
         for (int64_t j = 0; j < w; j++) out[j] = ((y[j] * scale) * fac) * col[j];
 }
 
+/* Each row's read-noise spread in ADC steps, sigma[r] = sqrt(sq[r]) * coef, and the same
+ * for each of its w outputs in sig_el (row r at r * w). */
+XB_CLONES XB_API
+void row_sigmas(const float *restrict sq, int64_t rows, int64_t w, float coef,
+                float *restrict sigma, float *restrict sig_el) {
+    for (int64_t r = 0; r < rows; r++) sigma[r] = sqrtf(sq[r]) * coef;
+    if (w == 1) {
+        memcpy(sig_el, sigma, sizeof(float) * (size_t)rows);
+    } else if (w == 2) { /* the narrow bands' common case, without a loop per row */
+        for (int64_t r = 0; r < rows; r++) sig_el[2 * r] = sig_el[2 * r + 1] = sigma[r];
+    } else {
+        for (int64_t r = 0; r < rows; r++)
+            for (int64_t j = 0; j < w; j++) sig_el[r * w + j] = sigma[r];
+    }
+}
+
+/* The block's outputs from its sums: out row r = (acc row r * fac[r]) * col (+= with add);
+ * rows n apart in both. */
+XB_CLONES XB_API
+void scale_rows(const float *restrict acc, int64_t rows, int64_t n, const float *restrict fac,
+                const float *restrict col, int add, float *restrict out) {
+    for (int64_t r = 0; r < rows; r++) {
+        const float *restrict ar = acc + r * n;
+        float *restrict o = out + r * n;
+        float f = fac[r];
+        if (add)
+            for (int64_t j = 0; j < n; j++) o[j] += (ar[j] * f) * col[j];
+        else
+            for (int64_t j = 0; j < n; j++) o[j] = (ar[j] * f) * col[j];
+    }
+}

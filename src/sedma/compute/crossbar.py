@@ -100,6 +100,7 @@ class _State:
     digital_weights: Any  # sparse: the largest weights, held digitally (or None)
     digital: Any  # sparse: digital weights + residual outliers (or None)
     refreshes: int = 0
+    updated_at: float | None = None  # the clock time _update last brought it to
 
 
 @dataclass(frozen=True)
@@ -346,6 +347,8 @@ class CrossbarDevice:
     def _update(self, prog: Programmed, now: float) -> None:
         """Bring ``prog`` to time ``now``: residual refresh if due, then drift."""
         c, st = prog.correction, prog._state
+        if st.updated_at == now:  # nothing depends on anything but the time
+            return
         if c.refresh_decades is not None and st.residual is not None and st.target is not None:
             t0 = st.primary.t0
             since = math.log10(
@@ -359,6 +362,7 @@ class CrossbarDevice:
         for layer in (st.primary, st.residual):
             if layer is not None:
                 self._cells.refresh(layer, now, c.drift_compensation)
+        st.updated_at = now
 
     def effective_weights(self, prog: Programmed) -> F64:
         """The noiseless weights the arrays hold now (drift, stuck, IR drop, residual incl.).

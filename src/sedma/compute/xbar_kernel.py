@@ -132,8 +132,9 @@ def transposed(layer: Layer) -> F32:
 
 def layer_args(layer: Layer, read_noise: float) -> tuple[Any, ...]:
     """What the kernel needs of ``layer``, checked once (C trusts it) and cached on the
-    layer until drift changes ``delta``: ``(delta, delta.T, unit table, ratios, noise
-    coefficients, output scales, units)``."""
+    layer until drift changes ``delta``: ``(pinned, k, n)``, where ``pinned`` holds the
+    buffers of ``delta``, ``delta.T``, the unit table, ratios, noise coefficients and output
+    scales (``_xbar.pin``: taken once, not on every product)."""
     got = layer.kernel_args
     if got is not None:
         return got
@@ -149,7 +150,8 @@ def layer_args(layer: Layer, read_noise: float) -> tuple[Any, ...]:
     assert int(t[:, 0].min()) >= 0 and int((t[:, 0] + t[:, 1] * t[:, 2]).max()) <= k
     assert int(t[:, 3].min()) >= 0 and int(t[:, 4].max()) <= n
     assert col.dtype == np.float32 and col.shape == (n,) and col.flags.c_contiguous
-    got = (d, transposed(layer), t, units.ratio, units.coef, col, u)
+    pinned = _xbar.pin(d, transposed(layer), t, units.ratio, units.coef, col, k, n, u)
+    got = (pinned, k, n)
     layer.kernel_args = got
     return got
 
@@ -179,26 +181,18 @@ def fused_read(
     re-read with its input halved until it fits (at most ``2**BOUND_LEVELS`` times, then
     clipped), ``rint``, summed; then ``out = acc * (a_r / Q_in) * col``.
     """
-    m, k = x.shape
-    delta, delta_t, table, ratio, coef, col, n_units = args
-    n = delta.shape[1]
-    # what C trusts on every call (the layer's own arrays were checked by layer_args; the
-    # callers make x and out C-ordered: CrossbarDevice.matmul and Reader._fused)
-    assert delta.shape[0] == k and x.dtype == out.dtype == np.float32 and out.shape == (m, n)
+    pinned, k, n = args
+    m = x.shape[0]
+    # what C trusts on every call besides the sizes it checks (the layer's own arrays were
+    # checked by layer_args; the callers make x and out C-ordered: CrossbarDevice.matmul
+    # and Reader._fused)
+    assert x.shape[1] == k and x.dtype == out.dtype == np.float32 and out.shape == (m, n)
     assert reads >= 1 and 1 <= bits <= 32 and 1 <= dac_bits <= 32
     return _xbar.fused_read(
         x,
-        delta,
-        delta_t,
-        table,
-        ratio,
-        coef,
-        col,
+        pinned,
         out,
         m,
-        k,
-        n,
-        n_units,
         int(add),
         bits,
         dac_bits,
