@@ -9,6 +9,23 @@
  */
 #include "_xbar.h"
 
+#if XB_HAVE_V4
+#include <immintrin.h>
+
+/* out[j] = table[pieces[j]], j < count, by AVX-512 gathers (gcc makes the loop scalar). */
+__attribute__((target("avx512f"))) static void lookup_v4(const uint16_t *restrict pieces,
+                                                         int64_t count,
+                                                         const float *restrict table,
+                                                         float *restrict out) {
+    int64_t j = 0;
+    for (; j + 16 <= count; j += 16) {
+        __m512i idx = _mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)(pieces + j)));
+        _mm512_storeu_ps(out + j, _mm512_i32gather_ps(idx, table, 4));
+    }
+    for (; j < count; j++) out[j] = table[pieces[j]];
+}
+#endif
+
 /* out[0:count] = normals of elements e0 .. e0 + count of a draw that starts at word
  * `start` (element e is 16-bit piece e % 4 of word start + e / 4); `words` has room for
  * count / 4 + 2 words. */
@@ -22,6 +39,12 @@ void normals(uint64_t key, int64_t start, int64_t e0, int64_t count,
     for (int64_t t = 0; t < nw; t++) words[t] = stream_word(key, first + t);
     const uint16_t *pieces = (const uint16_t *)words + off; /* little-endian: piece q of a
                                                                word is its q-th uint16 */
+#if XB_HAVE_V4
+    if (xb_avx512) {
+        lookup_v4(pieces, count, table, out);
+        return;
+    }
+#endif
     for (int64_t j = 0; j < count; j++) out[j] = table[pieces[j]];
 }
 
