@@ -82,9 +82,9 @@ static int64_t run(Job *J) {
     }
     /* rows a block: wide bands of many rows go to BLAS in blocks of up to XB_BLAS_ROWS rows
      * (each block streams the matrix once, so blocks are large); else XB_BLOCK rows, summed
-     * XB_ROWS at a time */
+     * XB_ROWS at a time (XB_LAZY_BLOCK with lazy codes: fewer, longer noise and ADC calls) */
     int use_blas = xb_sgemm != NULL && max_w >= XB_NARROW && m >= XB_BLAS_MIN_ROWS;
-    int64_t B = XB_BLOCK;
+    int64_t B = lazy ? XB_LAZY_BLOCK : XB_BLOCK;
     if (use_blas) {
         B = m < XB_BLAS_ROWS ? m : XB_BLAS_ROWS;
         B += (XB_ROWS - B % XB_ROWS) % XB_ROWS;
@@ -159,7 +159,8 @@ static int64_t run(Job *J) {
 
     int32_t cur[XB_ROWS], nxt[XB_ROWS]; /* scan: DAC scale bits of the next rows */
     int have_cur = 0;
-    int64_t sat[XB_BLAS_ROWS > XB_BLOCK ? XB_BLAS_ROWS : XB_BLOCK]; /* a block's saturated rows */
+    _Static_assert(XB_BLOCK <= XB_BLAS_ROWS && XB_LAZY_BLOCK <= XB_BLAS_ROWS, "sat's size");
+    int64_t sat[XB_BLAS_ROWS]; /* a block's saturated rows */
 
     for (int64_t rb = 0; rb < m; rb += B) {
         int64_t rows = m - rb < B ? m - rb : B;

@@ -33,6 +33,7 @@
 
 #define XB_ROWS 4    /* input rows summed together by the register tiles */
 #define XB_BLOCK 16  /* input rows a block off the BLAS path (a multiple of XB_ROWS) */
+#define XB_LAZY_BLOCK 64 /* the same for narrow bands with codes made in the sums */
 #define XB_NARROW 8  /* bands narrower than this: dot products along k */
 #define XB_BLAS_MIN_ROWS 16 /* wide bands of at least this many rows: BLAS sgemm */
 #define XB_BLAS_ROWS 256    /* rows a block on the BLAS path */
