@@ -71,6 +71,8 @@ static int64_t run(Job *J) {
      * the bands cover every input (`scan`), from the sums of the rows before. */
     int lazy = n_slices == 1 && n < XB_NARROW, scan = 0;
     int v4 = q_in < 4194304.0f; /* codes below 2**22: the AVX-512 loop may make them */
+    for (int64_t u = 0; u < U; u++) /* ... and its bands are at most two columns wide */
+        if (J->units[u * 5 + 4] - J->units[u * 5 + 3] > 2) v4 = 0;
     if (lazy) {
         char *seen = calloc((size_t)k, 1);
         if (seen != NULL) {
@@ -184,15 +186,20 @@ static int64_t run(Job *J) {
                 const float *nx = NULL; /* the next rows, if four: scanned for their scales */
                 if (scan && nr == XB_ROWS && g + 2 * XB_ROWS <= m) nx = J->x + (g + XB_ROWS) * k;
                 memset(nxt, 0, sizeof nxt);
-                for (int64_t u = 0; u < U; u++) {
-                    const int64_t *un = J->units + u * 5;
-                    int64_t w = un[4] - un[3];
-                    for (int64_t bl = 0; bl < un[2]; bl++, bi++) {
-                        int64_t b0 = un[0] + bl * un[1];
-                        block_narrow(xr + b0, inv + r, x0 + b0, J->delta_t + un[3] * k + b0, k,
-                                     un[1], w, nr, band_mu + bi * B * max_w + r * w,
-                                     band_sq + bi * B + r, nx != NULL ? nx + b0 : NULL, nxt,
-                                     v4);
+                if (v4 && nr == XB_ROWS &&
+                    group_narrow(xr, inv + r, J->delta_t, J->units, U, k, r, band_mu,
+                                 B * max_w, band_sq, B, nx, nxt)) {
+                    bi = all_bands;
+                } else {
+                    for (int64_t u = 0; u < U; u++) {
+                        const int64_t *un = J->units + u * 5;
+                        int64_t w = un[4] - un[3];
+                        for (int64_t bl = 0; bl < un[2]; bl++, bi++) {
+                            int64_t b0 = un[0] + bl * un[1];
+                            block_narrow(xr + b0, inv + r, x0 + b0, J->delta_t + un[3] * k + b0,
+                                         k, un[1], w, nr, band_mu + bi * B * max_w + r * w,
+                                         band_sq + bi * B + r, nx != NULL ? nx + b0 : NULL, nxt);
+                        }
                     }
                 }
                 /* a NaN the scan missed made its row's squares NaN */
@@ -245,7 +252,7 @@ static int64_t run(Job *J) {
                             sq = band_sq + bi * B;
                         } else if (w < XB_NARROW) {
                             block_narrow(NULL, inv, cs + b0, J->delta_t + c0 * k + b0, k, h, w,
-                                         rows, mu, sq, NULL, NULL, 0);
+                                         rows, mu, sq, NULL, NULL);
                         } else {
                             const float *d = J->delta + b0 * n + c0;
                             if (use_blas && rows >= XB_BLAS_MIN_ROWS)

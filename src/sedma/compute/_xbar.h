@@ -138,7 +138,11 @@ XB_API float dot(const float *a, const float *b, int64_t h);
 XB_API void block_narrow(const float *restrict x, const float *restrict inv, float *c,
                          const float *restrict d, int64_t k, int64_t h, int64_t w,
                          int64_t rows, float *restrict mu, float *restrict sq,
-                         const float *nx, int32_t *restrict nbits, int v4);
+                         const float *nx, int32_t *restrict nbits);
+XB_API int group_narrow(const float *x, const float *inv, const float *dt,
+                        const int64_t *units, int64_t U, int64_t k, int64_t row, float *mu,
+                        int64_t mu_stride, float *sq, int64_t sq_stride, const float *nx,
+                        int32_t *nbits);
 #if XB_HAVE_V4
 extern XB_API int xb_avx512; /* the CPU has AVX-512 F and DQ (set when the module loads) */
 #endif

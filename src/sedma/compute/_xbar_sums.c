@@ -132,13 +132,14 @@ XB_INLINE void four_rows(const float *restrict x, const float *restrict inv,
 
 XB_API int xb_avx512 = 0;
 
-/* four_rows by hand for AVX-512 (F and DQ), where the compiler's version falls short:
- * the codes are rounded with the magic number 1.5 * 2**23 (t + M - M, the add rounding to
- * nearest even; the same as rint(t) for |t| < 2**22, and cheaper), and the next rows' max
- * |x| is one vrangeps (it drops NaN, which the caller catches in the sums instead). The
- * tail of a band is read with masked loads. Same results as four_rows, bit for bit. */
+/* The sums of narrow bands by hand for AVX-512 (F and DQ), where the compiler's version
+ * falls short: four input rows through every band of a product in one call. The codes are
+ * rounded with the magic number 1.5 * 2**23 (t + M - M, the add rounding to nearest even:
+ * the same as rint(t) for |t| < 2**22, and cheaper); the next rows' max |x| is one vrangeps
+ * (it drops NaN, which the caller catches in the squares) kept across bands; each band's
+ * twelve sums are reduced together by a transposing tree (45 uops where one reduction a
+ * sum takes 96). A band's tail is read with masked loads. Same results as four_rows. */
 #define XB_V4 __attribute__((target("avx512f,avx512dq")))
-/* One input code: t = x * inv, then (t + M) - M with the add rounding to nearest even. */
 XB_V4 XB_INLINE __m512 code_v4(const float *x, __mmask16 mk, __m512 inv, __m512 magic) {
     __m512 t = _mm512_mul_ps(_mm512_maskz_loadu_ps(mk, x), inv);
     t = _mm512_add_round_ps(t, magic, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
@@ -150,16 +151,16 @@ XB_V4 XB_INLINE __m512 code_v4(const float *x, __mmask16 mk, __m512 inv, __m512 
 #define XB_STEP_V4(i, mk)                                                                  \
     do {                                                                                   \
         __m512 e = _mm512_maskz_loadu_ps(mk, d + (i)), f = _mm512_maskz_loadu_ps(mk, d1 + (i)); \
-        __m512 v0 = code_v4(x + (i), mk, i0, M), v1 = code_v4(x + k + (i), mk, i1, M);     \
-        __m512 v2 = code_v4(x + 2 * k + (i), mk, i2, M);                                   \
-        __m512 v3 = code_v4(x + 3 * k + (i), mk, i3, M);                                   \
+        __m512 v0 = code_v4(xb + (i), mk, i0, M), v1 = code_v4(xb + k + (i), mk, i1, M);   \
+        __m512 v2 = code_v4(xb + 2 * k + (i), mk, i2, M);                                  \
+        __m512 v3 = code_v4(xb + 3 * k + (i), mk, i3, M);                                  \
         s0 = _mm512_fmadd_ps(v0, v0, s0), s1 = _mm512_fmadd_ps(v1, v1, s1);                \
         s2 = _mm512_fmadd_ps(v2, v2, s2), s3 = _mm512_fmadd_ps(v3, v3, s3);                \
         a0 = _mm512_fmadd_ps(v0, e, a0), a1 = _mm512_fmadd_ps(v1, e, a1);                  \
         a2 = _mm512_fmadd_ps(v2, e, a2), a3 = _mm512_fmadd_ps(v3, e, a3);                  \
         b0 = _mm512_fmadd_ps(v0, f, b0), b1 = _mm512_fmadd_ps(v1, f, b1);                  \
         b2 = _mm512_fmadd_ps(v2, f, b2), b3 = _mm512_fmadd_ps(v3, f, b3);                  \
-        if (scan) { /* max |x| with the sign cleared (imm 0b1011) */                       \
+        if (nx != NULL) { /* max |x| with the sign cleared (imm 0b1011) */                 \
             m0 = _mm512_range_ps(m0, _mm512_maskz_loadu_ps(mk, nx + (i)), 0x0B);           \
             m1 = _mm512_range_ps(m1, _mm512_maskz_loadu_ps(mk, nx + k + (i)), 0x0B);       \
             m2 = _mm512_range_ps(m2, _mm512_maskz_loadu_ps(mk, nx + 2 * k + (i)), 0x0B);   \
@@ -167,46 +168,81 @@ XB_V4 XB_INLINE __m512 code_v4(const float *x, __mmask16 mk, __m512 inv, __m512 
         }                                                                                  \
     } while (0)
 
-XB_V4 XB_INLINE void four_rows_v4_in(const float *restrict x, const float *restrict inv,
-                                     const float *restrict d, int64_t k, int64_t h, int64_t w,
-                                     float *restrict mu, float *restrict sq, const int scan,
-                                     const float *restrict nx, int32_t *restrict nbits) {
+/* Two vectors' lanes summed in pairs: the sums of a at lanes 0 and 2 of each 128 bits,
+ * of b at 1 and 3. */
+XB_V4 XB_INLINE __m512 fold2(__m512 a, __m512 b) {
+    return _mm512_add_ps(_mm512_unpacklo_ps(a, b), _mm512_unpackhi_ps(a, b));
+}
+
+/* Two fold2 results: lanes 0..3 of each 128 bits hold partial sums of a, b, c, d. */
+XB_V4 XB_INLINE __m512 fold4(__m512 ab, __m512 cd) {
+    __m512d x = _mm512_castps_pd(ab), y = _mm512_castps_pd(cd);
+    return _mm512_add_ps(_mm512_castpd_ps(_mm512_unpacklo_pd(x, y)),
+                         _mm512_castpd_ps(_mm512_unpackhi_pd(x, y)));
+}
+
+/* Two fold4 results: each 256-bit half's 128-bit lanes summed in pairs. */
+XB_V4 XB_INLINE __m512 fold8(__m512 p, __m512 q) {
+    return _mm512_add_ps(_mm512_shuffle_f32x4(p, q, _MM_SHUFFLE(2, 0, 2, 0)),
+                         _mm512_shuffle_f32x4(p, q, _MM_SHUFFLE(3, 1, 3, 1)));
+}
+
+/* The rows' sums in every band: rows xr + q * k (q < 4) with 1/LSB inv[q], rows row + q of
+ * their block; band i of the unit table (k0, h, nb, c0, c1 per unit; every unit at most 2
+ * columns wide) has its sums at mu_out + i * mu_stride (row r at r * w) and its squares at
+ * sq_out + i * sq_stride (row r at r); with nx_rows, the next four rows (stride k) have
+ * their max |x| bits max-merged into nbits. */
+XB_V4 static void group_v4(const float *restrict xr, const float *restrict inv,
+                           const float *restrict dt, const int64_t *restrict units, int64_t U,
+                           int64_t k, int64_t row, float *restrict mu_out,
+                           int64_t mu_stride, float *restrict sq_out, int64_t sq_stride,
+                           const float *restrict nx_rows, int32_t *restrict nbits) {
     const __m512 M = _mm512_set1_ps(12582912.0f), z = _mm512_setzero_ps();
     const __m512 i0 = _mm512_set1_ps(inv[0]), i1 = _mm512_set1_ps(inv[1]);
     const __m512 i2 = _mm512_set1_ps(inv[2]), i3 = _mm512_set1_ps(inv[3]);
-    __m512 s0 = z, s1 = z, s2 = z, s3 = z, a0 = z, a1 = z, a2 = z, a3 = z;
-    __m512 b0 = z, b1 = z, b2 = z, b3 = z, m0 = z, m1 = z, m2 = z, m3 = z;
-    const float *d1 = w > 1 ? d + k : d;
-    int64_t i = 0;
-    for (; i + 16 <= h; i += 16) XB_STEP_V4(i, (__mmask16)0xFFFF);
-    if (i < h) XB_STEP_V4(i, (__mmask16)((1u << (h - i)) - 1));
-    sq[0] = _mm512_reduce_add_ps(s0), sq[1] = _mm512_reduce_add_ps(s1);
-    sq[2] = _mm512_reduce_add_ps(s2), sq[3] = _mm512_reduce_add_ps(s3);
-    mu[0] = _mm512_reduce_add_ps(a0), mu[w] = _mm512_reduce_add_ps(a1);
-    mu[2 * w] = _mm512_reduce_add_ps(a2), mu[3 * w] = _mm512_reduce_add_ps(a3);
-    if (w > 1) {
-        mu[1] = _mm512_reduce_add_ps(b0), mu[w + 1] = _mm512_reduce_add_ps(b1);
-        mu[2 * w + 1] = _mm512_reduce_add_ps(b2), mu[3 * w + 1] = _mm512_reduce_add_ps(b3);
-    }
-    if (scan) {
-        float top[4] = {_mm512_reduce_max_ps(m0), _mm512_reduce_max_ps(m1),
-                        _mm512_reduce_max_ps(m2), _mm512_reduce_max_ps(m3)};
-        for (int q = 0; q < 4; q++) {
-            int32_t bits;
-            memcpy(&bits, &top[q], sizeof bits);
-            nbits[q] = bits > nbits[q] ? bits : nbits[q];
+    __m512 m0 = z, m1 = z, m2 = z, m3 = z;
+    int64_t bi = 0;
+    for (int64_t u = 0; u < U; u++) {
+        const int64_t *un = units + u * 5;
+        int64_t h = un[1], w = un[4] - un[3];
+        for (int64_t bl = 0; bl < un[2]; bl++, bi++) {
+            int64_t first = un[0] + bl * h; /* the band's first input */
+            const float *restrict xb = xr + first;
+            const float *restrict d = dt + un[3] * k + first, *restrict d1 = w > 1 ? d + k : d;
+            const float *restrict nx = nx_rows != NULL ? nx_rows + first : NULL;
+            __m512 s0 = z, s1 = z, s2 = z, s3 = z, a0 = z, a1 = z, a2 = z, a3 = z;
+            __m512 b0 = z, b1 = z, b2 = z, b3 = z;
+            int64_t i = 0;
+            for (; i + 16 <= h; i += 16) XB_STEP_V4(i, (__mmask16)0xFFFF);
+            if (i < h) XB_STEP_V4(i, (__mmask16)((1u << (h - i)) - 1));
+            /* lanes: squares of rows 0..3, then column 0 of rows 0..3, then column 1 */
+            __m512 all = fold8(fold4(fold2(s0, s1), fold2(s2, s3)),
+                               fold4(fold2(a0, a1), fold2(a2, a3)));
+            __m512 col1 = fold8(fold4(fold2(b0, b1), fold2(b2, b3)), z);
+            all = fold8(all, col1);
+            float got[16];
+            _mm512_storeu_ps(got, all);
+            float *restrict mu = mu_out + bi * mu_stride + row * w;
+            float *restrict sq = sq_out + bi * sq_stride + row;
+            for (int q = 0; q < 4; q++) {
+                sq[q] = got[q];
+                mu[q * w] = got[4 + q];
+                if (w > 1) mu[q * w + 1] = got[8 + q];
+            }
         }
     }
-}
-
-XB_V4 static void four_rows_v4(const float *restrict x, const float *restrict inv,
-                               const float *restrict d, int64_t k, int64_t h, int64_t w,
-                               float *restrict mu, float *restrict sq, const float *restrict nx,
-                               int32_t *restrict nbits) {
-    if (nx != NULL)
-        four_rows_v4_in(x, inv, d, k, h, w, mu, sq, 1, nx, nbits);
-    else
-        four_rows_v4_in(x, inv, d, k, h, w, mu, sq, 0, NULL, NULL);
+    if (nx_rows != NULL) { /* lanes 0..3 of each 128 bits: rows 0..3; then across them */
+        __m512 t = _mm512_max_ps(_mm512_unpacklo_ps(m0, m1), _mm512_unpackhi_ps(m0, m1));
+        __m512 v = _mm512_max_ps(_mm512_unpacklo_ps(m2, m3), _mm512_unpackhi_ps(m2, m3));
+        __m512d td = _mm512_castps_pd(t), vd = _mm512_castps_pd(v);
+        t = _mm512_max_ps(_mm512_castpd_ps(_mm512_unpacklo_pd(td, vd)),
+                          _mm512_castpd_ps(_mm512_unpackhi_pd(td, vd)));
+        t = _mm512_max_ps(t, _mm512_shuffle_f32x4(t, t, _MM_SHUFFLE(1, 0, 3, 2)));
+        t = _mm512_max_ps(t, _mm512_shuffle_f32x4(t, t, _MM_SHUFFLE(2, 3, 0, 1)));
+        int32_t bits[16];
+        _mm512_storeu_si512(bits, _mm512_castps_si512(t));
+        for (int q = 0; q < 4; q++) nbits[q] = bits[q] > nbits[q] ? bits[q] : nbits[q];
+    }
 }
 #endif
 
@@ -214,23 +250,15 @@ XB_V4 static void four_rows_v4(const float *restrict x, const float *restrict in
  * x + r * k (NULL: codes made already), its codes at c + r * k, 1/LSB inv[r], sums into
  * mu + r * w and sq[r]. With nx (not NULL; then x is too and rows == 4), the same band of
  * the four rows at nx (stride k) has its absmax bits max-merged into nbits[0..3]; these
- * may miss a NaN (the sums show it). v4: the codes are below 2**22, so four_rows_v4 may
- * make them. */
+ * may miss a NaN (the sums show it). */
 XB_CLONES XB_API
 void block_narrow(const float *restrict x, const float *restrict inv, float *c,
                   const float *restrict d, int64_t k, int64_t h, int64_t w, int64_t rows,
                   float *restrict mu, float *restrict sq, const float *nx,
-                  int32_t *restrict nbits, int v4) {
+                  int32_t *restrict nbits) {
     int64_t r = 0;
-    (void)v4;
     if (x != NULL && w <= 2) /* four rows at a time share the loads of the matrix */
         for (; r + 4 <= rows; r += 4) {
-#if XB_HAVE_V4
-            if (v4 && xb_avx512) {
-                four_rows_v4(x + r * k, inv + r, d, k, h, w, mu + r * w, sq + r, nx, nbits);
-                continue;
-            }
-#endif
             if (nx != NULL)
                 four_rows(x + r * k, inv + r, d, k, h, w, mu + r * w, sq + r, 1,
                           (const int32_t *)nx, nbits);
@@ -355,3 +383,20 @@ XB_API void band_blas(const float *c, int64_t k, const float *d, int64_t n, int6
     xb_sgemm(&no, &no, &M, &N, &K, &one, (float *)d, &lda, (float *)c, &ldb, &zero, mu, &ldc);
 }
 
+/* The sums of four rows through every band of a product (see group_v4) if this CPU and
+ * build have the AVX-512 loop: returns 0 (nothing done) if not. */
+XB_API int group_narrow(const float *x, const float *inv, const float *dt,
+                        const int64_t *units, int64_t U, int64_t k, int64_t row, float *mu,
+                        int64_t mu_stride, float *sq, int64_t sq_stride, const float *nx,
+                        int32_t *nbits) {
+#if XB_HAVE_V4
+    if (!xb_avx512) return 0;
+    group_v4(x, inv, dt, units, U, k, row, mu, mu_stride, sq, sq_stride, nx, nbits);
+    return 1;
+#else
+    (void)x, (void)inv, (void)dt, (void)units, (void)U, (void)k, (void)row, (void)mu;
+    (void)mu_stride;
+    (void)sq, (void)sq_stride, (void)nx, (void)nbits;
+    return 0;
+#endif
+}
