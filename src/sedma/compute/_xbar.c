@@ -166,9 +166,24 @@ static int64_t run(Job *J) {
 
     for (int64_t rb = 0; rb < m; rb += B) {
         int64_t rows = m - rb < B ? m - rb : B;
-        for (int64_t r = 0; r < rows; r++) {
-            if (lazy && r % XB_ROWS != 0) continue;
-            int64_t nr = lazy ? (rows - r < XB_ROWS ? rows - r : XB_ROWS) : 1;
+        if (!lazy && dac_rows(J->x + rb * k, rows, k, q_in, inv, fac, xs) >= 0) goto nonfinite;
+        for (int64_t r = 0; r < rows && !lazy && n_slices > 1; r++) {
+            /* top-aligned slices of the magnitude, sign on each */
+            const float *xr = J->x + (rb + r) * k, *x0 = xs + r * k;
+            for (int64_t i = 0; i < k; i++) mag[i] = (int64_t)fabsf(x0[i]);
+            for (int s = n_slices - 1; s >= 0; s--) {
+                int shift = J->bits - 1 - (s + 1) * width;
+                if (shift < 0) shift = 0;
+                int64_t mask = ((int64_t)1 << (J->bits - 1 - s * width - shift)) - 1;
+                float *xsr = xs + ((size_t)s * B + r) * k;
+                for (int64_t i = 0; i < k; i++) {
+                    float v = (float)((mag[i] >> shift) & mask);
+                    xsr[i] = xr[i] >= 0 ? v : -v;
+                }
+            }
+        }
+        for (int64_t r = 0; r < rows && lazy; r += XB_ROWS) {
+            int64_t nr = rows - r < XB_ROWS ? rows - r : XB_ROWS;
             for (int64_t q = r; q < r + nr; q++) {
                 int32_t bits_max = have_cur ? cur[q - r]
                                             : absmax_bits((const int32_t *)(J->x + (rb + q) * k), k);
@@ -181,49 +196,33 @@ static int64_t run(Job *J) {
             }
             const float *xr = J->x + (rb + r) * k;
             float *x0 = xs + r * k;
-            if (lazy) { /* these rows' sums in every band, in the band loop's order */
-                int64_t bi = 0, g = rb + r;
-                const float *nx = NULL; /* the next rows, if four: scanned for their scales */
-                if (scan && nr == XB_ROWS && g + 2 * XB_ROWS <= m) nx = J->x + (g + XB_ROWS) * k;
-                memset(nxt, 0, sizeof nxt);
-                if (v4 && nr == XB_ROWS &&
-                    group_narrow(xr, inv + r, J->delta_t, J->units, U, k, r, band_mu,
-                                 B * max_w, band_sq, B, nx, nxt)) {
-                    bi = all_bands;
-                } else {
-                    for (int64_t u = 0; u < U; u++) {
-                        const int64_t *un = J->units + u * 5;
-                        int64_t w = un[4] - un[3];
-                        for (int64_t bl = 0; bl < un[2]; bl++, bi++) {
-                            int64_t b0 = un[0] + bl * un[1];
-                            block_narrow(xr + b0, inv + r, x0 + b0, J->delta_t + un[3] * k + b0,
-                                         k, un[1], w, nr, band_mu + bi * B * max_w + r * w,
-                                         band_sq + bi * B + r, nx != NULL ? nx + b0 : NULL, nxt);
-                        }
-                    }
-                }
-                /* a NaN the scan missed made its row's squares NaN */
-                for (int64_t b = 0; b < bi; b++)
-                    for (int64_t q = r; q < r + nr; q++)
-                        if (isnan(band_sq[b * B + q])) goto nonfinite;
-                have_cur = nx != NULL;
-                memcpy(cur, nxt, sizeof cur);
-                continue;
-            }
-            quantise(xr, k, inv[r], x0);
-            if (n_slices > 1) { /* top-aligned slices of the magnitude, sign on each */
-                for (int64_t i = 0; i < k; i++) mag[i] = (int64_t)fabsf(x0[i]);
-                for (int s = n_slices - 1; s >= 0; s--) {
-                    int shift = J->bits - 1 - (s + 1) * width;
-                    if (shift < 0) shift = 0;
-                    int64_t mask = ((int64_t)1 << (J->bits - 1 - s * width - shift)) - 1;
-                    float *xsr = xs + ((size_t)s * B + r) * k;
-                    for (int64_t i = 0; i < k; i++) {
-                        float v = (float)((mag[i] >> shift) & mask);
-                        xsr[i] = xr[i] >= 0 ? v : -v;
+            /* these rows' sums in every band, in the band loop's order */
+            int64_t bi = 0, g = rb + r;
+            const float *nx = NULL; /* the next rows, if four: scanned for their scales */
+            if (scan && nr == XB_ROWS && g + 2 * XB_ROWS <= m) nx = J->x + (g + XB_ROWS) * k;
+            memset(nxt, 0, sizeof nxt);
+            if (v4 && nr == XB_ROWS &&
+                group_narrow(xr, inv + r, J->delta_t, J->units, U, k, r, band_mu,
+                             B * max_w, band_sq, B, nx, nxt)) {
+                bi = all_bands;
+            } else {
+                for (int64_t u = 0; u < U; u++) {
+                    const int64_t *un = J->units + u * 5;
+                    int64_t w = un[4] - un[3];
+                    for (int64_t bl = 0; bl < un[2]; bl++, bi++) {
+                        int64_t b0 = un[0] + bl * un[1];
+                        block_narrow(xr + b0, inv + r, x0 + b0, J->delta_t + un[3] * k + b0,
+                                     k, un[1], w, nr, band_mu + bi * B * max_w + r * w,
+                                     band_sq + bi * B + r, nx != NULL ? nx + b0 : NULL, nxt);
                     }
                 }
             }
+            /* a NaN the scan missed made its row's squares NaN */
+            for (int64_t b = 0; b < bi; b++)
+                for (int64_t q = r; q < r + nr; q++)
+                    if (isnan(band_sq[b * B + q])) goto nonfinite;
+            have_cur = nx != NULL;
+            memcpy(cur, nxt, sizeof cur);
         }
         if (!direct) memset(acc, 0, sizeof(float) * (size_t)B * n);
         for (int s = 0; s < n_slices; s++) {
@@ -262,10 +261,10 @@ static int64_t run(Job *J) {
                                     band_wide(cs + r4 * k + b0, k, d, n, h, w,
                                               rows - r4 < XB_ROWS ? rows - r4 : XB_ROWS,
                                               mu + r4 * w);
-                            for (int64_t r = 0; r < rows; r++)
-                                sq[r] = dot(cs + r * k + b0, cs + r * k + b0, h);
+                            squares(cs + b0, k, h, rows, sq);
                         }
-                        row_sigmas(sq, rows, w, J->coef[u], sigma, sig_el);
+                        float *sel = w < XB_SIG_EL_MAX ? sig_el : NULL;
+                        row_sigmas(sq, rows, w, J->coef[u], sigma, sel);
                         /* the block's rows are adjacent in the draw: one call for them all */
                         int64_t e0 = (bl * m + rb) * w;
                         for (int64_t t = 0; t < r_s; t++) {
@@ -278,7 +277,7 @@ static int64_t run(Job *J) {
                             /* the rows whose reads fit the ADC in one call (direct: straight
                              * into out, whose rows are w == n apart); then the others, in
                              * order, with bound management */
-                            int64_t n_sat = adc_rows(mu, z, sig_el, rows, w, edge, scale,
+                            int64_t n_sat = adc_rows(mu, z, sel, sigma, rows, w, edge, scale,
                                                      acc + c0, n, fac, J->col, J->add,
                                                      direct ? J->out + rb * n : NULL, sat);
                             for (int64_t q = 0; q < n_sat; q++) {

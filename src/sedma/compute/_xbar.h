@@ -37,6 +37,7 @@
 #define XB_NARROW 8  /* bands narrower than this: dot products along k */
 #define XB_BLAS_MIN_ROWS 16 /* wide bands of at least this many rows: BLAS sgemm */
 #define XB_BLAS_ROWS 256    /* rows a block on the BLAS path */
+#define XB_SIG_EL_MAX 16 /* bands narrower than this: noise spreads per output, checked flat */
 #define XB_DRAW_AT_ONCE (1 << 15) /* a product with at most this many normals draws them first */
 
 /* ---- the noise stream and the ADC (_xbar_adc.c) */
@@ -107,7 +108,8 @@ XB_API int64_t adc_codes(const float *restrict mu, const float *restrict z, floa
                          float *restrict zb, uint64_t *restrict words);
 XB_API void add_codes(const float *restrict y, int64_t w, float scale, float *restrict acc);
 XB_API int64_t adc_rows(const float *restrict mu, const float *restrict z,
-                        const float *restrict sig_el, int64_t rows, int64_t w, float edge,
+                        const float *restrict sig_el, const float *restrict sigma,
+                        int64_t rows, int64_t w, float edge,
                         float scale, float *restrict acc, int64_t stride,
                         const float *restrict fac, const float *restrict col, int add,
                         float *restrict out, int64_t *restrict sat);
@@ -133,7 +135,9 @@ XB_INLINE int32_t absmax_bits_in(const int32_t *v,
 }
 
 XB_API int32_t absmax_bits(const int32_t *v, int64_t k);
-XB_API void quantise(const float *x, int64_t k, float inv, float *codes);
+XB_API int64_t dac_rows(const float *x, int64_t rows, int64_t k, float q_in, float *inv,
+                        float *fac, float *codes);
+XB_API void squares(const float *c, int64_t k, int64_t h, int64_t rows, float *sq);
 XB_API float dot(const float *a, const float *b, int64_t h);
 XB_API void block_narrow(const float *restrict x, const float *restrict inv, float *c,
                          const float *restrict d, int64_t k, int64_t h, int64_t w,

@@ -64,48 +64,58 @@ void add_codes(const float *restrict y, int64_t w, float scale, float *restrict 
     for (int64_t j = 0; j < w; j++) acc[j] += y[j] * scale;
 }
 
-/* The reads of a block of rows, w outputs a row (mu + z * sig_el, row r at r * w):
- * each row none of whose reads saturates is converted here, its codes times scale added
- * to its row of acc (row stride stride) or, with out (not NULL; outputs with a single
- * read of a single band), written as ((codes * scale) * fac[r]) * col (+= with add).
- * The rows that saturate are listed in sat (ascending) for the caller to convert with
- * bound management; returns how many. */
+/* The reads of a block of rows, w outputs a row (mu + z * sigma, row r at r * w; the
+ * spread per output in sig_el, or with sig_el NULL per row in sigma[r]): each row none of
+ * whose reads saturates is converted here, its codes times scale added to its row of acc
+ * (row stride stride) or, with out (not NULL; outputs with a single read of a single
+ * band), written as ((codes * scale) * fac[r]) * col (+= with add). The rows that
+ * saturate are listed in sat (ascending) for the caller to convert with bound
+ * management; returns how many. */
 XB_CLONES XB_API
 int64_t adc_rows(const float *restrict mu, const float *restrict z,
-                 const float *restrict sig_el, int64_t rows, int64_t w, float edge,
-                 float scale, float *restrict acc, int64_t stride, const float *restrict fac,
-                 const float *restrict col, int add, float *restrict out,
-                 int64_t *restrict sat) {
+                 const float *restrict sig_el, const float *restrict sigma, int64_t rows,
+                 int64_t w, float edge, float scale, float *restrict acc, int64_t stride,
+                 const float *restrict fac, const float *restrict col, int add,
+                 float *restrict out, int64_t *restrict sat) {
     int64_t n_sat = 0, cnt = rows * w;
-    int any = 0; /* first one flat check over the block: usually nothing saturates */
-    for (int64_t i = 0; i < cnt; i++) any |= fabsf(mu[i] + z[i] * sig_el[i]) >= edge;
-    if (!any && out == NULL && stride == w) { /* acc rows contiguous too: one flat pass */
-        for (int64_t i = 0; i < cnt; i++) acc[i] += rintf(mu[i] + z[i] * sig_el[i]) * scale;
-        return 0;
+    int any = 1;
+    if (sig_el != NULL) { /* narrow rows: one flat check over the block first */
+        any = 0;
+        for (int64_t i = 0; i < cnt; i++) any |= fabsf(mu[i] + z[i] * sig_el[i]) >= edge;
+        if (!any && out == NULL && stride == w) { /* acc rows contiguous too: one flat pass */
+            for (int64_t i = 0; i < cnt; i++) acc[i] += rintf(mu[i] + z[i] * sig_el[i]) * scale;
+            return 0;
+        }
     }
     for (int64_t r = 0; r < rows; r++) {
         const float *restrict mr = mu + r * w, *restrict zr = z + r * w;
-        const float *restrict sr = sig_el + r * w;
+        const float *restrict sr = sig_el != NULL ? sig_el + r * w : NULL;
+        float sg = sigma[r];
         int hit = 0;
-        if (any)
-            for (int64_t j = 0; j < w; j++) hit |= fabsf(mr[j] + zr[j] * sr[j]) >= edge;
+        if (sr != NULL) {
+            if (any)
+                for (int64_t j = 0; j < w; j++) hit |= fabsf(mr[j] + zr[j] * sr[j]) >= edge;
+        } else {
+            for (int64_t j = 0; j < w; j++) hit |= fabsf(mr[j] + zr[j] * sg) >= edge;
+        }
         if (hit) {
             sat[n_sat++] = r;
             continue;
         }
+        /* the same value as mr + zr * sr (sr[j] == sg): one conversion for both */
         if (out == NULL) {
             float *restrict ar = acc + r * stride;
-            for (int64_t j = 0; j < w; j++) ar[j] += rintf(mr[j] + zr[j] * sr[j]) * scale;
+            for (int64_t j = 0; j < w; j++) ar[j] += rintf(mr[j] + zr[j] * sg) * scale;
             continue;
         }
         float *restrict o = out + r * w;
         float f = fac[r];
         if (add)
             for (int64_t j = 0; j < w; j++)
-                o[j] += ((rintf(mr[j] + zr[j] * sr[j]) * scale) * f) * col[j];
+                o[j] += ((rintf(mr[j] + zr[j] * sg) * scale) * f) * col[j];
         else
             for (int64_t j = 0; j < w; j++)
-                o[j] = ((rintf(mr[j] + zr[j] * sr[j]) * scale) * f) * col[j];
+                o[j] = ((rintf(mr[j] + zr[j] * sg) * scale) * f) * col[j];
     }
     return n_sat;
 }
@@ -121,13 +131,15 @@ void put_codes(const float *restrict y, int64_t w, float scale, float fac,
         for (int64_t j = 0; j < w; j++) out[j] = ((y[j] * scale) * fac) * col[j];
 }
 
-/* Each row's read-noise spread in ADC steps, sigma[r] = sqrt(sq[r]) * coef, and the same
- * for each of its w outputs in sig_el (row r at r * w). */
+/* Each row's read-noise spread in ADC steps, sigma[r] = sqrt(sq[r]) * coef, and (sig_el
+ * not NULL) the same for each of its w outputs in sig_el (row r at r * w). */
 XB_CLONES XB_API
 void row_sigmas(const float *restrict sq, int64_t rows, int64_t w, float coef,
                 float *restrict sigma, float *restrict sig_el) {
     for (int64_t r = 0; r < rows; r++) sigma[r] = sqrtf(sq[r]) * coef;
-    if (w == 1) {
+    if (sig_el == NULL) {
+        return;
+    } else if (w == 1) {
         memcpy(sig_el, sigma, sizeof(float) * (size_t)rows);
     } else if (w == 2) { /* the narrow bands' common case, without a loop per row */
         for (int64_t r = 0; r < rows; r++) sig_el[2 * r] = sig_el[2 * r + 1] = sigma[r];

@@ -14,9 +14,38 @@
 XB_CLONES XB_API
 int32_t absmax_bits(const int32_t *v, int64_t k) { return absmax_bits_in(v, k); }
 
+/* The DAC of a block's rows (row r at x + r * k): each row's scale from its max |x| (as
+ * absmax_bits), inv[r] = q_in / a_r and fac[r] = a_r / q_in, and its codes into codes + r * k.
+ * Returns the first row with inf or NaN (nothing after it done), or -1. One call a block:
+ * short rows (k = 27) cost more in calls than in work. */
 XB_CLONES XB_API
-void quantise(const float *x, int64_t k, float inv, float *codes) {
-    for (int64_t i = 0; i < k; i++) codes[i] = rintf(x[i] * inv);
+int64_t dac_rows(const float *x, int64_t rows, int64_t k, float q_in, float *inv, float *fac,
+                 float *codes) {
+    for (int64_t r = 0; r < rows; r++) {
+        const float *xr = x + r * k;
+        int32_t bits = absmax_bits_in((const int32_t *)xr, k);
+        if (bits >= 0x7F800000) return r;
+        float amax;
+        memcpy(&amax, &bits, sizeof amax);
+        float safe = amax > 1e-30f ? amax : 1e-30f;
+        float iv = q_in / safe;
+        inv[r] = iv;
+        fac[r] = safe / q_in;
+        float *c = codes + r * k;
+        for (int64_t i = 0; i < k; i++) c[i] = rintf(xr[i] * iv);
+    }
+    return -1;
+}
+
+/* sq[r] = the squared norm of h codes at c + r * k, for each of the block's rows. */
+XB_CLONES XB_API
+void squares(const float *c, int64_t k, int64_t h, int64_t rows, float *sq) {
+    for (int64_t r = 0; r < rows; r++) {
+        const float *cr = c + r * k;
+        float t = 0.0f;
+        for (int64_t i = 0; i < h; i++) t += cr[i] * cr[i];
+        sq[r] = t;
+    }
 }
 
 XB_CLONES XB_API
