@@ -14,40 +14,6 @@
 XB_CLONES XB_API
 int32_t absmax_bits(const int32_t *v, int64_t k) { return absmax_bits_in(v, k); }
 
-/* The DAC of a block's rows (row r at x + r * k): each row's scale from its max |x| (as
- * absmax_bits), inv[r] = q_in / a_r and fac[r] = a_r / q_in, and its codes into codes + r * k.
- * Returns the first row with inf or NaN (nothing after it done), or -1. One call a block:
- * short rows (k = 27) cost more in calls than in work. */
-XB_CLONES XB_API
-int64_t dac_rows(const float *x, int64_t rows, int64_t k, float q_in, float *inv, float *fac,
-                 float *codes) {
-    for (int64_t r = 0; r < rows; r++) {
-        const float *xr = x + r * k;
-        int32_t bits = absmax_bits_in((const int32_t *)xr, k);
-        if (bits >= 0x7F800000) return r;
-        float amax;
-        memcpy(&amax, &bits, sizeof amax);
-        float safe = amax > 1e-30f ? amax : 1e-30f;
-        float iv = q_in / safe;
-        inv[r] = iv;
-        fac[r] = safe / q_in;
-        float *c = codes + r * k;
-        for (int64_t i = 0; i < k; i++) c[i] = rintf(xr[i] * iv);
-    }
-    return -1;
-}
-
-/* sq[r] = the squared norm of h codes at c + r * k, for each of the block's rows. */
-XB_CLONES XB_API
-void squares(const float *c, int64_t k, int64_t h, int64_t rows, float *sq) {
-    for (int64_t r = 0; r < rows; r++) {
-        const float *cr = c + r * k;
-        float t = 0.0f;
-        for (int64_t i = 0; i < h; i++) t += cr[i] * cr[i];
-        sq[r] = t;
-    }
-}
-
 XB_CLONES XB_API
 float dot(const float *a, const float *b, int64_t h) {
     float t = 0.0f;
@@ -273,7 +239,95 @@ XB_V4 static void group_v4(const float *restrict xr, const float *restrict inv,
         for (int q = 0; q < 4; q++) nbits[q] = bits[q] > nbits[q] ? bits[q] : nbits[q];
     }
 }
+/* dac_rows and squares for AVX-512: a short row (k = 27) is one full vector and a masked
+ * one, where the compiler's loops end in a scalar tail. Same results. */
+XB_V4 static int64_t dac_rows_v4(const float *x, int64_t rows, int64_t k, float q_in,
+                                 float *inv, float *fac, float *codes) {
+    const __m512i mag = _mm512_set1_epi32(0x7FFFFFFF);
+    for (int64_t r = 0; r < rows; r++) {
+        const float *xr = x + r * k;
+        __m512i top = _mm512_setzero_si512();
+        for (int64_t i = 0; i < k; i += 16) {
+            __mmask16 mk = k - i >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (k - i)) - 1);
+            __m512i v = _mm512_castps_si512(_mm512_maskz_loadu_ps(mk, xr + i));
+            top = _mm512_max_epi32(top, _mm512_and_si512(v, mag));
+        }
+        int32_t bits = _mm512_reduce_max_epi32(top);
+        if (bits >= 0x7F800000) return r;
+        float amax;
+        memcpy(&amax, &bits, sizeof amax);
+        float safe = amax > 1e-30f ? amax : 1e-30f;
+        float iv = q_in / safe;
+        inv[r] = iv;
+        fac[r] = safe / q_in;
+        const __m512 ivv = _mm512_set1_ps(iv);
+        float *c = codes + r * k;
+        for (int64_t i = 0; i < k; i += 16) {
+            __mmask16 mk = k - i >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (k - i)) - 1);
+            __m512 t = _mm512_mul_ps(_mm512_maskz_loadu_ps(mk, xr + i), ivv);
+            t = _mm512_roundscale_ps(t, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+            _mm512_mask_storeu_ps(c + i, mk, t);
+        }
+    }
+    return -1;
+}
+
+XB_V4 static void squares_v4(const float *c, int64_t k, int64_t h, int64_t rows, float *sq) {
+    for (int64_t r = 0; r < rows; r++) {
+        const float *cr = c + r * k;
+        __m512 t = _mm512_setzero_ps();
+        for (int64_t i = 0; i < h; i += 16) {
+            __mmask16 mk = h - i >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (h - i)) - 1);
+            __m512 v = _mm512_maskz_loadu_ps(mk, cr + i);
+            t = _mm512_fmadd_ps(v, v, t);
+        }
+        sq[r] = _mm512_reduce_add_ps(t);
+    }
+}
 #endif
+
+/* The DAC of a block's rows (row r at x + r * k): each row's scale from its max |x| (as
+ * absmax_bits), inv[r] = q_in / a_r and fac[r] = a_r / q_in, and its codes into codes + r * k.
+ * Returns the first row with inf or NaN (nothing after it done), or -1. One call a block:
+ * short rows (k = 27) cost more in calls than in work. */
+XB_CLONES XB_API
+int64_t dac_rows(const float *x, int64_t rows, int64_t k, float q_in, float *inv, float *fac,
+                 float *codes) {
+#if XB_HAVE_V4
+    if (xb_avx512) return dac_rows_v4(x, rows, k, q_in, inv, fac, codes);
+#endif
+    for (int64_t r = 0; r < rows; r++) {
+        const float *xr = x + r * k;
+        int32_t bits = absmax_bits_in((const int32_t *)xr, k);
+        if (bits >= 0x7F800000) return r;
+        float amax;
+        memcpy(&amax, &bits, sizeof amax);
+        float safe = amax > 1e-30f ? amax : 1e-30f;
+        float iv = q_in / safe;
+        inv[r] = iv;
+        fac[r] = safe / q_in;
+        float *c = codes + r * k;
+        for (int64_t i = 0; i < k; i++) c[i] = rintf(xr[i] * iv);
+    }
+    return -1;
+}
+
+/* sq[r] = the squared norm of h codes at c + r * k, for each of the block's rows. */
+XB_CLONES XB_API
+void squares(const float *c, int64_t k, int64_t h, int64_t rows, float *sq) {
+#if XB_HAVE_V4
+    if (xb_avx512) {
+        squares_v4(c, k, h, rows, sq);
+        return;
+    }
+#endif
+    for (int64_t r = 0; r < rows; r++) {
+        const float *cr = c + r * k;
+        float t = 0.0f;
+        for (int64_t i = 0; i < h; i++) t += cr[i] * cr[i];
+        sq[r] = t;
+    }
+}
 
 /* band_narrow for the rows of a block (one call, not one a row): row r's inputs at
  * x + r * k (NULL: codes made already), its codes at c + r * k, 1/LSB inv[r], sums into
