@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterator
 
 import numpy as np
 import pytest
@@ -60,6 +61,14 @@ def _products(
     return ys, dev
 
 
+@pytest.fixture(params=["avx512", "portable"])
+def isa(request: pytest.FixtureRequest) -> Iterator[str]:
+    """The kernel with its hand-written AVX-512 loops (where the CPU has them) and without."""
+    was = xbar_kernel.use_avx512(request.param == "avx512")
+    yield request.param
+    xbar_kernel.use_avx512(was)
+
+
 def test_every_product_takes_the_compiled_path() -> None:
     assert xbar_kernel.use_fused(1, 2304, 16)
     assert xbar_kernel.use_fused(9, 256, 128)
@@ -68,7 +77,7 @@ def test_every_product_takes_the_compiled_path() -> None:
 
 @pytest.mark.parametrize("shape", SHAPES, ids=[f"{m}x{k}x{n}" for m, k, n in SHAPES])
 def test_fused_and_numpy_paths_agree_exactly_under_a_seed(
-    monkeypatch: pytest.MonkeyPatch, shape: tuple[int, int, int]
+    monkeypatch: pytest.MonkeyPatch, shape: tuple[int, int, int], isa: str
 ) -> None:
     # Fewer than 64 rows, no saturated read: the same normals at the same stream positions,
     # so only float rounding of the matmul (summation order) may move an ADC code at a tie.
@@ -89,7 +98,7 @@ def test_fused_and_numpy_paths_agree_exactly_under_a_seed(
     "shape", [(300, 768, 2), (200, 300, 1), (150, 64, 3), (70, 600, 96)], ids=str
 )
 def test_without_read_noise_the_paths_agree_over_many_blocks_of_rows(
-    monkeypatch: pytest.MonkeyPatch, shape: tuple[int, int, int]
+    monkeypatch: pytest.MonkeyPatch, shape: tuple[int, int, int], isa: str
 ) -> None:
     # No draws, so the numpy path's chunks and the kernel's blocks of rows (64 a block for
     # narrow bands, whose DAC scales are found during the rows before) read the same codes.

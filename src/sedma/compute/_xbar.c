@@ -327,7 +327,30 @@ static PyObject *py_set_table(PyObject *self, PyObject *arg) {
     if (table_owner != NULL) PyBuffer_Release(&table_buf);
     table_buf = b;
     table_owner = arg;
+#if XB_HAVE_V4
+    /* an antisymmetric table (the normal's quantiles are) is read from its upper half */
+    const float *t = b.buf;
+    int anti = 1;
+    for (int64_t i = 0; i < 32768 && anti; i++) anti = t[65535 - i] == -t[i];
+    xb_half = anti ? t + 32768 : NULL;
+#endif
     Py_RETURN_NONE;
+}
+
+/* use_avx512(flag) -> whether the hand-written AVX-512 loops were on; they are turned on
+ * only where the CPU has them (tests turn them off to check the portable loops). */
+static PyObject *py_use_avx512(PyObject *self, PyObject *arg) {
+    (void)self;
+    int want = PyObject_IsTrue(arg);
+    if (want < 0) return NULL;
+#if XB_HAVE_V4
+    int was = xb_avx512;
+    __builtin_cpu_init();
+    xb_avx512 = want && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq");
+    return PyBool_FromLong(was);
+#else
+    Py_RETURN_FALSE;
+#endif
 }
 
 static PyObject *py_set_blas(PyObject *self, PyObject *arg) {
@@ -442,6 +465,9 @@ static PyObject *py_fused_read(PyObject *self, PyObject *const *args, Py_ssize_t
 
 static PyMethodDef methods[] = {
     {"set_blas", py_set_blas, METH_O, "Use this sgemm (a cython_blas capsule) for wide bands."},
+    {"use_avx512", py_use_avx512, METH_O,
+     "Turn the hand-written AVX-512 loops on (where the CPU has them) or off; returns "
+     "whether they were on."},
     {"set_table", py_set_table, METH_O,
      "Keep the table of 2**16 normal quantiles the noise is drawn from."},
     {"pin", py_pin, METH_VARARGS,

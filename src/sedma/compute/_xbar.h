@@ -149,6 +149,8 @@ XB_API int group_narrow(const float *x, const float *inv, const float *dt,
                         int32_t *nbits);
 #if XB_HAVE_V4
 extern XB_API int xb_avx512; /* the CPU has AVX-512 F and DQ (set when the module loads) */
+/* The normal table's upper half if the table is antisymmetric, else NULL (set_table). */
+extern XB_API const float *xb_half;
 #endif
 XB_API void band_wide(const float *restrict c, int64_t k, const float *restrict d, int64_t n,
                       int64_t h, int64_t w, int64_t rows, float *restrict mu);

@@ -12,15 +12,34 @@
 #if XB_HAVE_V4
 #include <immintrin.h>
 
-/* out[j] = table[pieces[j]], j < count, by AVX-512 gathers (gcc makes the loop scalar). */
+XB_API const float *xb_half = NULL;
+
+/* out[j] = table[pieces[j]], j < count, by AVX-512 gathers (gcc makes the loop scalar).
+ * With xb_half (the table's upper half, when the table is antisymmetric: table[65535 - p]
+ * == -table[p]) the gathers read 128 KB instead of 256: piece p is +half[p - 32768] for
+ * p >= 32768, else -half[32767 - p], i.e. half[(p ^ f) & 0x7FFF] with the sign of f, where
+ * f is 0x7FFF for p < 32768 and 0 otherwise. The same values. */
 __attribute__((target("avx512f"))) static void lookup_v4(const uint16_t *restrict pieces,
                                                          int64_t count,
                                                          const float *restrict table,
                                                          float *restrict out) {
     int64_t j = 0;
-    for (; j + 16 <= count; j += 16) {
-        __m512i idx = _mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)(pieces + j)));
-        _mm512_storeu_ps(out + j, _mm512_i32gather_ps(idx, table, 4));
+    if (xb_half != NULL) {
+        const __m512i low = _mm512_set1_epi32(0x7FFF);
+        for (; j + 16 <= count; j += 16) {
+            __m512i p = _mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)(pieces + j)));
+            __m512i neg = _mm512_xor_si512(_mm512_srli_epi32(p, 15), _mm512_set1_epi32(1));
+            __m512i flip = _mm512_sub_epi32(_mm512_slli_epi32(neg, 15), neg); /* 0x7FFF or 0 */
+            __m512i idx = _mm512_and_si512(_mm512_xor_si512(p, flip), low);
+            __m512 v = _mm512_i32gather_ps(idx, xb_half, 4);
+            _mm512_storeu_ps(out + j, _mm512_castsi512_ps(_mm512_xor_si512(
+                                          _mm512_castps_si512(v), _mm512_slli_epi32(neg, 31))));
+        }
+    } else {
+        for (; j + 16 <= count; j += 16) {
+            __m512i idx = _mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)(pieces + j)));
+            _mm512_storeu_ps(out + j, _mm512_i32gather_ps(idx, table, 4));
+        }
     }
     for (; j < count; j++) out[j] = table[pieces[j]];
 }

@@ -42,7 +42,15 @@ from sedma.compute.xbar_adc import BOUND_LEVELS
 from sedma.compute.xbar_layout import CHUNK_OUT, Layer, out_scale
 from sedma.compute.xbar_noise import NORMAL_TABLE
 
-__all__ = ["AVAILABLE", "Units", "fused_read", "layer_args", "units_of", "use_fused"]
+__all__ = [
+    "AVAILABLE",
+    "Units",
+    "fused_read",
+    "layer_args",
+    "units_of",
+    "use_avx512",
+    "use_fused",
+]
 
 _log = logging.getLogger(__name__)
 
@@ -85,6 +93,13 @@ class Units:
     table: I64
     ratio: F64
     coef: F32
+
+
+def use_avx512(on: bool) -> bool:
+    """Turn the kernel's hand-written AVX-512 loops on (only where the CPU has them) or off,
+    leaving the portable loops; returns whether they were on. They are on by default; the
+    results are the same either way (tested)."""
+    return _xbar.use_avx512(on) if AVAILABLE else False
 
 
 def use_fused(m: int, k: int, n: int) -> bool:
