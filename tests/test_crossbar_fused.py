@@ -139,3 +139,34 @@ def test_fused_bound_management_rereads_saturated_reads(monkeypatch: pytest.Monk
     assert min(rereads) > 0
     assert rereads[0] == pytest.approx(rereads[1], rel=0.2)
     assert errors[0] == pytest.approx(errors[1], rel=0.1)
+
+
+@pytest.mark.skipif(not xbar_kernel.AVAILABLE, reason="the compiled kernel is not built")
+@pytest.mark.parametrize(
+    "bad",
+    ["float64", "strided", "short", "big-endian", "out-transposed", "bits-0"],
+)
+def test_the_kernel_refuses_arrays_it_cannot_read_safely(bad: str) -> None:
+    # C trusts nothing of x and out but what it checks: C order, float32, m x k / m x n.
+    dev = CrossbarDevice(RRAM_A, seed=1, clock=ManualClock())
+    prog = dev.program(np.ones((300, 4), dtype=np.float32))
+    x = np.ones((5, 300), dtype=np.float32)
+    dev.matmul(x, prog)  # caches the layer's arguments
+    args = prog._state.primary.kernel_args
+    out = np.empty((5, 4), dtype=np.float32)
+    bits = 8
+    if bad == "float64":
+        x = x.astype(np.float64)
+    elif bad == "strided":
+        x = x[:, ::-1]
+    elif bad == "short":
+        x = x[:, :299].copy()
+    elif bad == "big-endian":
+        x = x.astype(">f4")
+    elif bad == "out-transposed":
+        out = np.empty((4, 5), dtype=np.float32).T
+    else:
+        bits = 0
+    reader = dev._reader
+    with pytest.raises(ValueError):
+        xbar_kernel.fused_read(x, args, out, False, bits, 8, 1, False, 1, 0, reader.adc.q, True)

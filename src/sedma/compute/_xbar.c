@@ -403,6 +403,13 @@ static PyObject *py_pin(PyObject *self, PyObject *args) {
     return cap;
 }
 
+/* Whether a buffer holds native float32 (format "f", "<f" or "=f" on this build). */
+static int is_f32(const Py_buffer *b) {
+    const char *f = b->format != NULL ? b->format : "B";
+    if (f[0] == '<' || f[0] == '=' || f[0] == '@') f++;
+    return b->itemsize == 4 && f[0] == 'f' && f[1] == 0;
+}
+
 /* fused_read(x, pinned, out, m, add, bits, dac_bits, reads, all_reads, key, ctr, adc_q,
  * noisy, levels, chunk_out) -> (new counter or -1, reads, re-reads). Fast-call: parsing a
  * format string and taking eight buffers cost more than a small product's work. */
@@ -428,9 +435,17 @@ static PyObject *py_fused_read(PyObject *self, PyObject *const *args, Py_ssize_t
     J.adc_q = PyFloat_AsDouble(args[11]);
     J.key = PyLong_AsUnsignedLongLongMask(args[9]);
     if (PyErr_Occurred()) return NULL;
+    if (v[0] < 1 || v[2] < 1 || v[2] > 32 || v[3] < 1 || v[3] > 32 || v[4] < 1 || v[10] < 0 ||
+        v[10] > 30 || v[11] < 1) {
+        PyErr_SetString(PyExc_ValueError, "fused_read: m, bits, dac_bits, reads, levels or "
+                                          "chunk_out out of range");
+        return NULL;
+    }
+    /* x and out: C-ordered float32, m x k and m x n (all C trusts of them) */
     Py_buffer bx, bo;
-    if (PyObject_GetBuffer(args[0], &bx, PyBUF_SIMPLE) < 0) return NULL;
-    if (PyObject_GetBuffer(args[2], &bo, PyBUF_WRITABLE) < 0) {
+    int flags = PyBUF_C_CONTIGUOUS | PyBUF_FORMAT;
+    if (PyObject_GetBuffer(args[0], &bx, flags) < 0) return NULL;
+    if (PyObject_GetBuffer(args[2], &bo, flags | PyBUF_WRITABLE) < 0) {
         PyBuffer_Release(&bx);
         return NULL;
     }
@@ -438,11 +453,12 @@ static PyObject *py_fused_read(PyObject *self, PyObject *const *args, Py_ssize_t
     J.reads = (int)v[4], J.all_reads = (int)v[5], J.ctr = v[7], J.noisy = (int)v[9];
     J.levels = (int)v[10], J.chunk_out = v[11];
     J.k = p->k, J.n = p->n, J.n_units = p->n_units;
-    if (bx.len != (Py_ssize_t)(sizeof(float) * J.m * J.k) ||
+    if (!is_f32(&bx) || !is_f32(&bo) || bx.len != (Py_ssize_t)(sizeof(float) * J.m * J.k) ||
         bo.len != (Py_ssize_t)(sizeof(float) * J.m * J.n)) {
         PyBuffer_Release(&bx);
         PyBuffer_Release(&bo);
-        PyErr_SetString(PyExc_ValueError, "x or out does not hold m x k or m x n float32");
+        PyErr_SetString(PyExc_ValueError, "x or out is not a C-ordered float32 array of m x k "
+                                          "or m x n");
         return NULL;
     }
     J.x = bx.buf;

@@ -73,7 +73,6 @@ except ImportError:  # built without a C compiler: setup.py marks the extension 
 _USE_KERNEL = AVAILABLE
 
 NONFINITE = -1  # the kernel's answer when an input row has inf or NaN
-_KEY_MASK = (1 << 64) - 1
 
 if AVAILABLE:
     assert NORMAL_TABLE.dtype == np.float32 and NORMAL_TABLE.flags.c_contiguous
@@ -196,27 +195,22 @@ def fused_read(
     re-read with its input halved until it fits (at most ``2**BOUND_LEVELS`` times, then
     clipped), ``rint``, summed; then ``out = acc * (a_r / Q_in) * col``.
     """
-    pinned, k, n = args
-    m = x.shape[0]
-    # what C trusts on every call besides the sizes it checks (the layer's own arrays were
-    # checked by layer_args; the callers make x and out C-ordered: CrossbarDevice.matmul
-    # and Reader._fused)
-    assert x.shape[1] == k and x.dtype == out.dtype == np.float32 and out.shape == (m, n)
-    assert reads >= 1 and 1 <= bits <= 32 and 1 <= dac_bits <= 32
+    # C checks x and out (C-ordered float32 of m x k and m x n) and the counts; the layer's
+    # own arrays were checked by layer_args
     return _xbar.fused_read(
         x,
-        pinned,
+        args[0],
         out,
-        m,
-        int(add),
+        x.shape[0],
+        add,
         bits,
         dac_bits,
         reads,
-        int(all_reads),
-        key & _KEY_MASK,
+        all_reads,
+        key,  # C keeps its low 64 bits
         ctr,
         adc_q,
-        int(noisy),
+        noisy,
         BOUND_LEVELS,
         CHUNK_OUT,
     )

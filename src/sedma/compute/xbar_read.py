@@ -131,30 +131,32 @@ class Reader:
 
     def _fused(self, x32: F32, layers: list[Layer], plan: list[tuple[int, int, bool]]) -> F32:
         """The product through :func:`~sedma.compute.xbar_kernel.fused_read`, ``(m, n)``."""
-        xb = self.spec
+        xb, stream = self.spec, self.stream
         out = np.empty((x32.shape[0], layers[0].delta.shape[1]), dtype=np.float32)
-        ctr, n_reads, n_rereads = self.stream.ctr, 0, 0
-        for i, layer in enumerate(layers):
-            bits, reads, all_reads = plan[i]
+        ctr, n_reads, n_rereads = stream.ctr, 0, 0
+        noisy, q = xb.read_noise > 0, self.adc.q
+        add = False
+        for layer, (bits, reads, all_reads) in zip(layers, plan, strict=False):
             ctr, got_reads, got_rereads = xbar_kernel.fused_read(
                 x32,
                 layer.kernel_args or xbar_kernel.layer_args(layer, xb.read_noise),
                 out,
-                i > 0,
+                add,
                 bits,
                 xb.dac_bits,
                 reads,
                 all_reads,
-                self.stream.key,
+                stream.key,
                 ctr,
-                self.adc.q,
-                xb.read_noise > 0,
+                q,
+                noisy,
             )
             if ctr == xbar_kernel.NONFINITE:  # before any read: stream and counts as they were
                 raise SpecError("x has non-finite entries; allowed: finite numbers")
             n_reads += got_reads
             n_rereads += got_rereads
-        self.stream.ctr = ctr
+            add = True
+        stream.ctr = ctr
         self.read_count += n_reads
         self.adc.reread_count += n_rereads
         return out
