@@ -1,8 +1,8 @@
 /* Shared declarations of the crossbar simulator's compiled read path (sedma.compute._xbar).
  *
- * Covers: the build switches (per-ISA clones), the block sizes, the inline helpers more
- * than one file uses (the noise stream's word, the integer absmax, one read's ADC codes)
- * and the functions each file gives the others. Does not cover: what each does (see
+ * Covers: the build switches (per-ISA clones, the hand-written AVX-512 loops), the block
+ * sizes, the inline helpers more than one file uses (the noise stream's word, the integer
+ * absmax, one read's ADC codes) and the functions each file gives the others. Does not cover: what each does (see
  * _xbar_sums.c for the DAC and the band sums, _xbar_adc.c for the noise and the ADC,
  * _xbar.c for the product and the Python module).
  */

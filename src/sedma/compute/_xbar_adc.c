@@ -3,9 +3,10 @@
  * Covers: the normals of the read stream (word i is SplitMix64 of key + (i + 1) * gamma,
  * Steele, Lea & Flood, OOPSLA 2014; a normal is NORMAL_TABLE at a 16-bit piece of a word),
  * one read's ADC codes with bound management (Rasch et al., AICAS 2021; the inline part is
- * in _xbar.h), a block's reads converted in one pass when none saturates, and the codes
- * into the digital sums or straight into the output. Does not cover: the sums the noise
- * is added to (_xbar_sums.c) or the order of a product (_xbar.c).
+ * in _xbar.h), a block's reads converted in one pass when none saturates, the noise
+ * spreads, and the codes into the digital sums or straight into the output. On AVX-512 the
+ * table is read by gathers, from its upper half when it is antisymmetric. Does not cover:
+ * the sums the noise is added to (_xbar_sums.c) or the order of a product (_xbar.c).
  */
 #include "_xbar.h"
 

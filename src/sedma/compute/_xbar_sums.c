@@ -1,12 +1,15 @@
 /* The DAC and the band sums of the crossbar simulator's compiled read path.
  *
  * Covers: each input row's DAC scale (an integer max over the float bits, which also
- * finds inf and NaN) and codes; the sums of a band of array rows, codes @ delta, in ADC
- * steps, three ways: narrow bands (fewer than XB_NARROW columns) as dot products along k
- * on the transposed matrix, codes made on the fly and four rows sharing each matrix load;
- * wide bands of many rows by BLAS sgemm; the rest four rows at a time with up to 32
- * columns in registers (or the matrix streamed once, for a single wide row). Does not
- * cover: noise and ADC (_xbar_adc.c) or the order of a product (_xbar.c).
+ * finds inf and NaN) and codes, a block's rows in one call; the sums of a band of array
+ * rows, codes @ delta, in ADC steps, three ways: narrow bands (fewer than XB_NARROW
+ * columns) as dot products along k on the transposed matrix, codes made on the fly, four
+ * rows sharing each matrix load and the next four rows' DAC scales found in the same pass
+ * (on AVX-512, by hand: group_v4, four rows through every band in one call); wide bands of
+ * many rows by BLAS sgemm; the rest four rows at a time with up to 32 columns in registers
+ * (or the matrix streamed once, for a single wide row). The hand-written AVX-512 loops
+ * give the same results as the portable ones (tests run both). Does not cover: noise and
+ * ADC (_xbar_adc.c) or the order of a product (_xbar.c).
  */
 #include "_xbar.h"
 
