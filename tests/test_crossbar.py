@@ -484,9 +484,18 @@ def test_bench_crossbar_reports_the_required_keys() -> None:
     shapes = representative_shapes("bert-base", scale=0.05, per_model=2)
     assert [(o.k, o.n) for o in shapes] == [(768, 3072), (3072, 768)]
     small = dataclasses.replace(RRAM_A, arrays=256)
+    seen: list[tuple[str, int, int]] = []
     got = bench_crossbar(
-        ("bert-base",), 0.05, 0, small, shapes_per_model=1, min_repeats=1, min_time_s=0.0
+        ("bert-base",),
+        0.05,
+        0,
+        small,
+        shapes_per_model=1,
+        min_repeats=1,
+        min_time_s=0.0,
+        progress=lambda phase, done, total: seen.append((phase, done, total)),
     )
+    assert seen == [("shapes", 0, 1), ("shapes", 1, 1)]
     for key in (
         "time_ratio_vs_numpy",
         "rel_error_uncorrected",

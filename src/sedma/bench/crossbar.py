@@ -143,6 +143,7 @@ def bench_crossbar(
     age_s: float = 3600.0,
     min_repeats: int = 9,
     min_time_s: float = 0.3,
+    progress: Callable[[str, int, int], None] | None = None,
 ) -> dict[str, Any]:
     """Simulator vs numpy, uncorrected vs corrected, on the workloads' weight shapes.
 
@@ -158,7 +159,8 @@ def bench_crossbar(
     ``seconds`` (the run's wall time) and ``systems`` in the shared result format. One
     device (``seed``) serves every shape, so both variants meet the same chip. The
     uncorrected timing repeats at least ``min_repeats`` times and until the simulator has
-    run ``min_time_s``, at most 51 times; the corrected one at least 3 times.
+    run ``min_time_s``, at most 51 times; the corrected one at least 3 times. ``progress``
+    (if given) is called as ``progress("shapes", done, total)`` as the shapes are done.
     """
     spec = xb if xb is not None else paper_crossbar()
     if not age_s >= 0:
@@ -186,7 +188,9 @@ def bench_crossbar(
     rng = np.random.default_rng(seed)
     rows: list[dict[str, Any]] = []
     with threadpool_limits(limits=1, user_api="blas"):
-        for name, op in shapes:
+        for i, (name, op) in enumerate(shapes):
+            if progress:
+                progress("shapes", i, len(shapes))
             rows.append(
                 _bench_shape(
                     (device, timer),
@@ -201,6 +205,8 @@ def bench_crossbar(
                     min_time_s=min_time_s,
                 )
             )
+    if progress:
+        progress("shapes", len(shapes), len(shapes))
     worst_row = max(rows, key=lambda r: r["time_ratio_vs_numpy"])
     worst = worst_row["time_ratio_vs_numpy"]
     e_unc = float(np.mean([r["rel_error_uncorrected"] for r in rows]))
