@@ -95,13 +95,16 @@ def test_fused_and_numpy_paths_agree_exactly_under_a_seed(
 
 
 @pytest.mark.parametrize(
-    "shape", [(300, 768, 2), (200, 300, 1), (150, 64, 3), (70, 600, 96)], ids=str
+    "shape",
+    [(300, 768, 2), (200, 300, 1), (150, 64, 3), (70, 600, 96), (1100, 520, 16)],
+    ids=str,
 )
 def test_without_read_noise_the_paths_agree_over_many_blocks_of_rows(
     monkeypatch: pytest.MonkeyPatch, shape: tuple[int, int, int], isa: str
 ) -> None:
     # No draws, so the numpy path's chunks and the kernel's blocks of rows (64 a block for
-    # narrow bands, whose DAC scales are found during the rows before) read the same codes.
+    # narrow bands, whose DAC scales are found during the rows before; up to 1024 for BLAS
+    # over long rows) read the same codes.
     x, w = _operands(*shape, seed=6)
     quiet = dataclasses.replace(RRAM_A, read_noise=0.0)
     fused, _ = _products(monkeypatch, True, x, w, NONE, quiet)

@@ -88,7 +88,13 @@ static int64_t run(Job *J) {
     int use_blas = xb_sgemm != NULL && max_w >= XB_NARROW && m >= XB_BLAS_MIN_ROWS;
     int64_t B = lazy ? XB_LAZY_BLOCK : XB_BLOCK;
     if (use_blas) {
-        B = m < XB_BLAS_ROWS ? m : XB_BLAS_ROWS;
+        int64_t cap = XB_BLAS_ROWS;
+        if (k >= XB_BLAS_LONG_K) { /* the sums dominate: fewer packings of the matrix */
+            int64_t fit = XB_BLOCK_BUDGET / ((int64_t)n_slices * k + n + 3 * max_w);
+            cap = fit < XB_BLAS_ROWS_MAX ? fit : XB_BLAS_ROWS_MAX;
+            if (cap < XB_BLAS_ROWS) cap = XB_BLAS_ROWS;
+        }
+        B = m < cap ? m : cap;
         B += (XB_ROWS - B % XB_ROWS) % XB_ROWS;
     }
     size_t floats = (size_t)n_slices * B * k  /* codes per slice and row */
@@ -161,8 +167,10 @@ static int64_t run(Job *J) {
 
     int32_t cur[XB_ROWS], nxt[XB_ROWS]; /* scan: DAC scale bits of the next rows */
     int have_cur = 0;
-    _Static_assert(XB_BLOCK <= XB_BLAS_ROWS && XB_LAZY_BLOCK <= XB_BLAS_ROWS, "sat's size");
-    int64_t sat[XB_BLAS_ROWS]; /* a block's saturated rows */
+    _Static_assert(XB_BLOCK <= XB_BLAS_ROWS_MAX && XB_LAZY_BLOCK <= XB_BLAS_ROWS_MAX &&
+                       XB_BLAS_ROWS <= XB_BLAS_ROWS_MAX && XB_BLAS_ROWS_MAX % XB_ROWS == 0,
+                   "sat's size");
+    int64_t sat[XB_BLAS_ROWS_MAX + XB_ROWS]; /* a block's saturated rows */
 
     for (int64_t rb = 0; rb < m; rb += B) {
         int64_t rows = m - rb < B ? m - rb : B;

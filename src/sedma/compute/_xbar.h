@@ -36,7 +36,10 @@
 #define XB_LAZY_BLOCK 64 /* the same for narrow bands with codes made in the sums */
 #define XB_NARROW 8  /* bands narrower than this: dot products along k */
 #define XB_BLAS_MIN_ROWS 16 /* wide bands of at least this many rows: BLAS sgemm */
-#define XB_BLAS_ROWS 256    /* rows a block on the BLAS path */
+#define XB_BLAS_ROWS 256    /* rows a block on the BLAS path (its noise and ADC stay in cache) */
+#define XB_BLAS_LONG_K 512  /* ... unless the rows are this long: the sums dominate, and */
+#define XB_BLAS_ROWS_MAX 1024 /* bigger blocks pack the matrix for BLAS fewer times */
+#define XB_BLOCK_BUDGET (8 << 20) /* floats a block's buffers may hold (32 MB) */
 #define XB_SIG_EL_MAX 16 /* bands narrower than this: noise spreads per output, checked flat */
 #define XB_DRAW_AT_ONCE (1 << 15) /* a product with at most this many normals draws them first */
 
