@@ -196,11 +196,7 @@ static int64_t run(Job *J) {
                 int32_t bits_max = have_cur ? cur[q - r]
                                             : absmax_bits((const int32_t *)(J->x + (rb + q) * k), k);
                 if (bits_max >= 0x7F800000) goto nonfinite;
-                float amax;
-                memcpy(&amax, &bits_max, sizeof amax);
-                float safe = amax > 1e-30f ? amax : 1e-30f;
-                inv[q] = q_in / safe;
-                fac[q] = safe / q_in;
+                inv[q] = dac_scale(bits_max, q_in, fac + q);
             }
             const float *xr = J->x + (rb + r) * k;
             float *x0 = xs + r * k;

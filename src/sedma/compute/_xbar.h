@@ -137,6 +137,16 @@ XB_INLINE int32_t absmax_bits_in(const int32_t *v,
     return a;
 }
 
+/* A row's DAC factors from absmax_bits of it (finite: below 0x7F800000): returns 1/LSB,
+ * Q_in / a, and sets *fac to the LSB, a / Q_in (a zero row gets a tiny finite scale). */
+XB_INLINE float dac_scale(int32_t bits, float q_in, float *fac) {
+    float amax;
+    memcpy(&amax, &bits, sizeof amax);
+    float safe = amax > 1e-30f ? amax : 1e-30f;
+    *fac = safe / q_in;
+    return q_in / safe;
+}
+
 XB_API int32_t absmax_bits(const int32_t *v, int64_t k);
 XB_API int64_t dac_rows(const float *x, int64_t rows, int64_t k, float q_in, float *inv,
                         float *fac, float *codes);

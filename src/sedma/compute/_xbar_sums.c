@@ -130,6 +130,11 @@ XB_INLINE void four_rows(const float *restrict x, const float *restrict inv,
 
 XB_API int xb_avx512 = 0;
 
+/* The mask of the first min(left, 16) of 16 lanes. */
+XB_INLINE __mmask16 tail16(int64_t left) {
+    return left >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << left) - 1);
+}
+
 /* The sums of narrow bands by hand for AVX-512 (F and DQ), where the compiler's version
  * falls short: four input rows through every band of a product in one call. The codes are
  * rounded with the magic number 1.5 * 2**23 (t + M - M, the add rounding to nearest even:
@@ -212,7 +217,7 @@ XB_V4 static void group_v4(const float *restrict xr, const float *restrict inv,
             __m512 b0 = z, b1 = z, b2 = z, b3 = z;
             int64_t i = 0;
             for (; i + 16 <= h; i += 16) XB_STEP_V4(i, (__mmask16)0xFFFF);
-            if (i < h) XB_STEP_V4(i, (__mmask16)((1u << (h - i)) - 1));
+            if (i < h) XB_STEP_V4(i, tail16(h - i));
             /* lanes: squares of rows 0..3, then column 0 of rows 0..3, then column 1 */
             __m512 all = fold8(fold4(fold2(s0, s1), fold2(s2, s3)),
                                fold4(fold2(a0, a1), fold2(a2, a3)));
@@ -251,22 +256,18 @@ XB_V4 static int64_t dac_rows_v4(const float *x, int64_t rows, int64_t k, float 
         const float *xr = x + r * k;
         __m512i top = _mm512_setzero_si512();
         for (int64_t i = 0; i < k; i += 16) {
-            __mmask16 mk = k - i >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (k - i)) - 1);
+            __mmask16 mk = tail16(k - i);
             __m512i v = _mm512_castps_si512(_mm512_maskz_loadu_ps(mk, xr + i));
             top = _mm512_max_epi32(top, _mm512_and_si512(v, mag));
         }
         int32_t bits = _mm512_reduce_max_epi32(top);
         if (bits >= 0x7F800000) return r;
-        float amax;
-        memcpy(&amax, &bits, sizeof amax);
-        float safe = amax > 1e-30f ? amax : 1e-30f;
-        float iv = q_in / safe;
+        float iv = dac_scale(bits, q_in, fac + r);
         inv[r] = iv;
-        fac[r] = safe / q_in;
         const __m512 ivv = _mm512_set1_ps(iv);
         float *c = codes + r * k;
         for (int64_t i = 0; i < k; i += 16) {
-            __mmask16 mk = k - i >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (k - i)) - 1);
+            __mmask16 mk = tail16(k - i);
             __m512 t = _mm512_mul_ps(_mm512_maskz_loadu_ps(mk, xr + i), ivv);
             t = _mm512_roundscale_ps(t, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
             _mm512_mask_storeu_ps(c + i, mk, t);
@@ -280,7 +281,7 @@ XB_V4 static void squares_v4(const float *c, int64_t k, int64_t h, int64_t rows,
         const float *cr = c + r * k;
         __m512 t = _mm512_setzero_ps();
         for (int64_t i = 0; i < h; i += 16) {
-            __mmask16 mk = h - i >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (h - i)) - 1);
+            __mmask16 mk = tail16(h - i);
             __m512 v = _mm512_maskz_loadu_ps(mk, cr + i);
             t = _mm512_fmadd_ps(v, v, t);
         }
@@ -303,12 +304,8 @@ int64_t dac_rows(const float *x, int64_t rows, int64_t k, float q_in, float *inv
         const float *xr = x + r * k;
         int32_t bits = absmax_bits_in((const int32_t *)xr, k);
         if (bits >= 0x7F800000) return r;
-        float amax;
-        memcpy(&amax, &bits, sizeof amax);
-        float safe = amax > 1e-30f ? amax : 1e-30f;
-        float iv = q_in / safe;
+        float iv = dac_scale(bits, q_in, fac + r);
         inv[r] = iv;
-        fac[r] = safe / q_in;
         float *c = codes + r * k;
         for (int64_t i = 0; i < k; i++) c[i] = rintf(xr[i] * iv);
     }
