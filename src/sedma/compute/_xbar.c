@@ -7,9 +7,10 @@
  * set_blas, pin: a layer's arrays held once rather than looked up on every product). The
  * formulas are those of sedma.compute.xbar_physics; the noise is the stream of
  * sedma.compute.xbar_noise at the same positions as the numpy path's draws.
- * sedma.compute.xbar_kernel checks every shape and type before calling; this file trusts
- * them, besides the byte sizes of x and out. The GIL is released while a product runs, so the local backend's node threads
- * read their devices in parallel. Does not cover: the loops themselves (_xbar_sums.c for
+ * sedma.compute.xbar_kernel checks a layer's own arrays once (layer_args) and this file
+ * trusts them; fused_read checks x, out and the counts on every call. The GIL is released
+ * while a product runs, so the local backend's node threads read their devices in
+ * parallel. Does not cover: the loops themselves (_xbar_sums.c for
  * the DAC and the sums, _xbar_adc.c for noise and ADC).
  *
  * Why C: numba (the previous kernel) did not vectorise the loops this needs (float max
@@ -77,7 +78,8 @@ static int64_t run(Job *J) {
         char *seen = calloc((size_t)k, 1);
         if (seen != NULL) {
             for (int64_t u = 0; u < U; u++)
-                memset(seen + J->units[u * 5], 1, (size_t)(J->units[u * 5 + 1] * J->units[u * 5 + 2]));
+                memset(seen + J->units[u * 5], 1,
+                       (size_t)(J->units[u * 5 + 1] * J->units[u * 5 + 2]));
             scan = memchr(seen, 0, (size_t)k) == NULL;
             free(seen);
         }
@@ -89,7 +91,7 @@ static int64_t run(Job *J) {
     int64_t B = lazy ? XB_LAZY_BLOCK : XB_BLOCK;
     if (use_blas) {
         int64_t cap = XB_BLAS_ROWS;
-        if (k >= XB_BLAS_LONG_K) { /* the sums dominate: fewer packings of the matrix */
+        if (k >= XB_BLAS_LONG_K && max_w >= XB_BLAS_WIDE_W) { /* fewer packings of the matrix */
             int64_t fit = XB_BLOCK_BUDGET / ((int64_t)n_slices * k + n + 3 * max_w);
             cap = fit < XB_BLAS_ROWS_MAX ? fit : XB_BLAS_ROWS_MAX;
             if (cap < XB_BLAS_ROWS) cap = XB_BLAS_ROWS;
@@ -193,8 +195,8 @@ static int64_t run(Job *J) {
         for (int64_t r = 0; r < rows && lazy; r += XB_ROWS) {
             int64_t nr = rows - r < XB_ROWS ? rows - r : XB_ROWS;
             for (int64_t q = r; q < r + nr; q++) {
-                int32_t bits_max = have_cur ? cur[q - r]
-                                            : absmax_bits((const int32_t *)(J->x + (rb + q) * k), k);
+                const int32_t *row = (const int32_t *)(J->x + (rb + q) * k);
+                int32_t bits_max = have_cur ? cur[q - r] : absmax_bits(row, k);
                 if (bits_max >= 0x7F800000) goto nonfinite;
                 inv[q] = dac_scale(bits_max, q_in, fac + q);
             }

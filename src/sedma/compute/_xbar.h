@@ -2,9 +2,10 @@
  *
  * Covers: the build switches (per-ISA clones, the hand-written AVX-512 loops), the block
  * sizes, the inline helpers more than one file uses (the noise stream's word, the integer
- * absmax, one read's ADC codes) and the functions each file gives the others. Does not cover: what each does (see
- * _xbar_sums.c for the DAC and the band sums, _xbar_adc.c for the noise and the ADC,
- * _xbar.c for the product and the Python module).
+ * absmax, a row's DAC factors, one read's ADC codes) and the functions each file gives
+ * the others. Does not cover: what each does (see _xbar_sums.c for the DAC and the band
+ * sums, _xbar_adc.c for the noise and the ADC, _xbar.c for the product and the Python
+ * module).
  */
 #ifndef SEDMA_XBAR_H
 #define SEDMA_XBAR_H
@@ -37,8 +38,9 @@
 #define XB_NARROW 8  /* bands narrower than this: dot products along k */
 #define XB_BLAS_MIN_ROWS 16 /* wide bands of at least this many rows: BLAS sgemm */
 #define XB_BLAS_ROWS 256    /* rows a block on the BLAS path (its noise and ADC stay in cache) */
-#define XB_BLAS_LONG_K 512  /* ... unless the rows are this long: the sums dominate, and */
-#define XB_BLAS_ROWS_MAX 1024 /* bigger blocks pack the matrix for BLAS fewer times */
+#define XB_BLAS_LONG_K 512  /* ... unless rows this long meet bands this wide: packing the */
+#define XB_BLAS_WIDE_W 128  /* matrix for BLAS costs, and bigger blocks pack it fewer times */
+#define XB_BLAS_ROWS_MAX 1024 /* (narrow bands lose: their codes then stream from memory) */
 #define XB_BLOCK_BUDGET (8 << 20) /* floats a block's buffers may hold (32 MB) */
 #define XB_SIG_EL_MAX 16 /* bands narrower than this: noise spreads per output, checked flat */
 #define XB_DRAW_AT_ONCE (1 << 15) /* a product with at most this many normals draws them first */

@@ -109,20 +109,14 @@ int64_t adc_rows(const float *restrict mu, const float *restrict z,
     }
     for (int64_t r = 0; r < rows; r++) {
         const float *restrict mr = mu + r * w, *restrict zr = z + r * w;
-        const float *restrict sr = sig_el != NULL ? sig_el + r * w : NULL;
-        float sg = sigma[r];
+        float sg = sigma[r]; /* what sig_el holds for each of the row's outputs */
         int hit = 0;
-        if (sr != NULL) {
-            if (any)
-                for (int64_t j = 0; j < w; j++) hit |= fabsf(mr[j] + zr[j] * sr[j]) >= edge;
-        } else {
+        if (any)
             for (int64_t j = 0; j < w; j++) hit |= fabsf(mr[j] + zr[j] * sg) >= edge;
-        }
         if (hit) {
             sat[n_sat++] = r;
             continue;
         }
-        /* the same value as mr + zr * sr (sr[j] == sg): one conversion for both */
         if (out == NULL) {
             float *restrict ar = acc + r * stride;
             for (int64_t j = 0; j < w; j++) ar[j] += rintf(mr[j] + zr[j] * sg) * scale;
