@@ -173,3 +173,26 @@ def test_the_kernel_refuses_arrays_it_cannot_read_safely(bad: str) -> None:
     reader = dev._reader
     with pytest.raises(ValueError):
         xbar_kernel.fused_read(x, args, out, False, bits, 8, 1, False, 1, 0, reader.adc.q, True)
+
+
+def _random_shapes(count: int, seed: int) -> list[tuple[int, int, int]]:
+    rng = np.random.default_rng(seed)
+    return [
+        (int(rng.integers(1, 200)), int(rng.integers(1, 900)), int(rng.integers(1, 20)))
+        for _ in range(count)
+    ]
+
+
+@pytest.mark.parametrize("shape", _random_shapes(16, seed=11), ids=str)
+def test_random_shapes_agree_without_read_noise(
+    monkeypatch: pytest.MonkeyPatch, shape: tuple[int, int, int], isa: str
+) -> None:
+    # Shapes no one picked: tails of every length, bands of one to several columns, one
+    # row or many blocks, through the hand-written and the portable loops alike.
+    x, w = _operands(*shape, seed=sum(shape))
+    quiet = dataclasses.replace(RRAM_A, read_noise=0.0)
+    fused, _ = _products(monkeypatch, True, x, w, NONE, quiet)
+    plain, _ = _products(monkeypatch, False, x, w, NONE, quiet)
+    scale = np.abs(w).max(axis=0)[None, :] * np.abs(x).max(axis=1)[:, None]
+    for a, b in zip(fused, plain, strict=True):
+        assert np.mean(np.abs(a - b) > 1e-4 * scale) < 0.01
