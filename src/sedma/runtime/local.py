@@ -1,9 +1,14 @@
 """The embedded backend: every node of the spec is a worker thread on this machine.
 
-Covers: :class:`LocalBackend` (the default backend; no server) and the time dilation it
-runs at (:func:`auto_time_scale`, :func:`measure_time_scale`).
-Does not cover: planning (see :mod:`sedma.compute.partition`), running on a real cluster
-(the Ray backend) or at 10,000 nodes (the simulator).
+Covers: :class:`LocalBackend` (the default backend; no server): loading plans within each
+node's capacity, dispatching passes to the nodes' workers, fault injection and the
+observations it reports. This module is also where the local backend's names are imported
+from; the rest live in :mod:`sedma.runtime.local_time_scale` (the time dilation it runs at:
+:func:`auto_time_scale`, :func:`measure_time_scale`, :func:`time_scale_for`,
+:data:`CROSSBAR_SIM_COST`), :mod:`sedma.runtime.local_worker` (the worker thread that computes
+and paces one node's tiles) and :mod:`sedma.runtime.local_node` (what one node holds and its
+crossbar programming). Does not cover: planning (see :mod:`sedma.compute.partition`), running
+on a real cluster (the Ray backend) or at 10,000 nodes (the simulator).
 
 What is real and what is emulated, exactly:
 
@@ -43,25 +48,46 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 import queue
 import threading
-import time
 from collections import defaultdict
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator
 
 import numpy as np
 from threadpoolctl import threadpool_limits
 
 from sedma.clock import Clock, ScaledClock, WallClock
-from sedma.compute.crossbar import CrossbarDevice, Programmed
-from sedma.compute.executor import Array, Operands, TileResult
-from sedma.compute.plan import ArraySlot, Plan, Tile
+from sedma.compute.crossbar import CrossbarDevice
+from sedma.compute.crossbar import Programmed as Programmed
+from sedma.compute.executor import Array as Array
+from sedma.compute.executor import Operands, TileResult
+from sedma.compute.plan import ArraySlot as ArraySlot
+from sedma.compute.plan import Plan
+from sedma.compute.plan import Tile as Tile
 from sedma.errors import CapacityError, NodeLostError, SedmaError
-from sedma.observations import FreeMemory, MemoryHeld, NodeFailed, Observation, TileDone
-from sedma.spec import ClusterSpec, NodeSpec
+from sedma.observations import FreeMemory, MemoryHeld, NodeFailed, Observation
+from sedma.observations import TileDone as TileDone
+from sedma.runtime.local_node import BufKey as BufKey
+from sedma.runtime.local_node import _nbytes as _nbytes
+from sedma.runtime.local_node import _Node as _Node
+from sedma.runtime.local_node import _Results as _Results
+from sedma.runtime.local_node import _slice as _slice
+from sedma.runtime.local_node import _tile_keys as _tile_keys
+from sedma.runtime.local_node import _TileFailed as _TileFailed
+from sedma.runtime.local_node import program_weights
+from sedma.runtime.local_time_scale import (
+    CROSSBAR_SIM_COST,
+    auto_time_scale,
+    measure_time_scale,
+    time_scale_for,
+)
+from sedma.runtime.local_worker import Worker
+from sedma.spec import ClusterSpec
+from sedma.spec import NodeSpec as NodeSpec
 
+# The ``name as name`` imports above keep importable from here (for mypy too) every name this
+# module defined, or imported from sedma, before it was split into local_node, local_worker
+# and local_time_scale.
 __all__ = [
     "CROSSBAR_SIM_COST",
     "LocalBackend",
@@ -73,195 +99,6 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 MAX_LOCAL_NODES = 256
-BufKey = tuple[int, str, str, int, int]  # (op, role, axis, start, stop)
-
-
-def _tile_keys(t: Tile, m: int, n: int) -> tuple[BufKey, BufKey, BufKey]:
-    """Buffers a tile reads and writes: its X slice, its W block and its Y block."""
-    if t.axis == "n":
-        return (
-            (t.op, "x", "n", 0, m),
-            (t.op, "w", "n", t.start, t.stop),
-            (t.op, "y", "n", t.start, t.stop),
-        )
-    return (
-        (t.op, "x", "m", t.start, t.stop),
-        (t.op, "w", "m", 0, n),
-        (t.op, "y", "m", t.start, t.stop),
-    )
-
-
-def _slice(key: BufKey, operands: Operands) -> Array:
-    op, role, axis, s, e = key
-    x, w = operands[op]
-    if role == "x":
-        return np.ascontiguousarray(x if axis == "n" else x[s:e])
-    if role == "w":
-        return np.ascontiguousarray(w[:, s:e] if axis == "n" else w)
-    rows = x.shape[0] if axis == "n" else e - s
-    cols = e - s if axis == "n" else w.shape[1]
-    return np.zeros((rows, cols), dtype=np.float32)
-
-
-@dataclass(frozen=True)
-class _TileFailed:
-    """A worker's answer when computing a tile raised: run() re-raises it for the caller."""
-
-    node: str
-    tile: int
-    error: Exception
-
-
-_Results = queue.SimpleQueue[TileResult | _TileFailed | None]
-
-
-@dataclass
-class _Node:
-    spec: NodeSpec
-    slowdown: float = 1.0
-    tenant_bytes: int = 0
-    buffers: dict[BufKey, Array] = field(default_factory=dict)
-    refs: dict[BufKey, set[int]] = field(default_factory=lambda: defaultdict(set))
-    arrays: dict[int, int] = field(default_factory=dict)  # plan key -> arrays used
-    jobs: queue.SimpleQueue[tuple[int, int, float, _Results] | None] = field(
-        default_factory=queue.SimpleQueue
-    )
-    timeline_end: float = float("-inf")  # emulated end of the node's last tile
-    failed: bool = False
-    device: CrossbarDevice | None = None  # rram: the arrays the weight blocks live in
-    programs: dict[BufKey, Programmed] = field(default_factory=dict)
-    thread: threading.Thread | None = None
-
-    @property
-    def capacity_bytes(self) -> int:
-        return self.spec.device.memory_bytes - self.tenant_bytes
-
-    def digital_bytes(self) -> int:
-        xb = self.spec.device.crossbar
-        return sum(b.nbytes for k, b in self.buffers.items() if not (xb and k[1] == "w"))
-
-    def array_bytes(self) -> int:
-        xb = self.spec.device.crossbar
-        return self.arrays_used() * xb.weights_per_array * 4 if xb else 0
-
-    def arrays_used(self) -> int:
-        return len({a for p in self.programs.values() for a in p.arrays})
-
-
-CROSSBAR_SIM_COST = 4.0
-"""Real CPU time per emulated flop of an rram node, relative to a cpu or gpu node's.
-
-The crossbar simulator costs about 2-6x numpy per product (``sedma bench crossbar``:
-2.3x on weight-heavy shapes, up to 6x on narrow ones); a corrected product reads its arrays
-``time_factor`` times but the node's emulated rate is divided by the same factor, so per
-emulated flop the cost stays in that range."""
-
-
-def auto_time_scale(spec: ClusterSpec, headroom: float = 0.2, probe_s: float = 0.05) -> float:
-    """A time dilation under which this machine can really compute what ``spec`` emulates.
-
-    Measures this machine's single-thread float32 matmul rate ``r``, then picks
-    ``time_scale`` so that the emulated cluster's work is ``headroom`` of the machine::
-
-        time_scale = (sum_digital R_i + CROSSBAR_SIM_COST * sum_rram R_i)
-                     / (headroom * cores * r)
-
-    With 2 cores at about 100 GFLOP/s each and the 16-node paper preset, about 160. Less
-    headroom makes the emulation noisy: workers then compete for the cores and tiles take
-    longer than their emulated time.
-    """
-    a = np.ones((256, 512), dtype=np.float32)
-    b = np.ones((512, 256), dtype=np.float32)
-    with threadpool_limits(limits=1, user_api="blas"):
-        a @ b  # warm-up
-        reps, t0 = 0, time.perf_counter()
-        while time.perf_counter() - t0 < probe_s:
-            a @ b
-            reps += 1
-        rate = reps * 2 * 256 * 512 * 256 / (time.perf_counter() - t0) / 1e9
-    total = sum(
-        n.device.matmul_gflops
-        * n.emulated_rate_factor
-        * (CROSSBAR_SIM_COST if n.device.crossbar is not None else 1.0)
-        for n in spec.nodes
-    )
-    cores = max(1, min(os.cpu_count() or 1, 64))
-    return max(1.0, total / (headroom * cores * rate))
-
-
-def time_scale_for(
-    host_per_device_s: dict[str, float],
-    cores: int,
-    headroom: float = 0.2,
-    node_headroom: float = 0.5,
-) -> float:
-    """The smallest time dilation that keeps measured host costs within the headrooms.
-
-    ``c_i = host_per_device_s[i]`` is the host CPU seconds node ``i`` costs per emulated
-    device second of a pass (measured by :func:`measure_time_scale`). Under
-    ``time_scale = s`` it loads the host by ``c_i / s``; so
-    ``s >= sum_i c_i / (headroom * cores)`` keeps the whole cluster within ``headroom`` of
-    the host, and ``s >= max_i c_i / node_headroom`` keeps each worker (one thread) within
-    ``node_headroom`` of one core. At least 1.
-    """
-    if not host_per_device_s:
-        return 1.0
-    c = host_per_device_s.values()
-    return max(1.0, sum(c) / (headroom * cores), max(c) / node_headroom)
-
-
-def measure_time_scale(
-    spec: ClusterSpec,
-    plans: Sequence[Plan],
-    operands: Operands,
-    *,
-    headroom: float = 0.2,
-    node_headroom: float = 0.5,
-    max_dilation: float = 2.5,
-) -> float:
-    """A time dilation from this host's measured cost of really computing ``plans``.
-
-    :func:`auto_time_scale` estimates the crossbar simulator's cost with one constant; on
-    small products its fixed per-call cost is many times that, and a worker that computes
-    slower than its emulated time makes the device look slower than it is (an overrun).
-    This loads each plan on an undilated backend, runs one warm-up pass and one measured
-    pass, and takes each node's host CPU seconds per emulated second of the pass
-    (``TileDone.host_s``, the worker thread's CPU time, over the pass's device time at the
-    nodes' rates: a node that waits for others most of the pass has that much slack; CPU
-    time, so that the probe's own contention, 16 threads on a few cores, does not count);
-    :func:`time_scale_for` turns those into a scale.
-    Plans that do not fit are skipped. The result is never below :func:`auto_time_scale`
-    and at most ``max_dilation`` times it, so that a run's wall time stays bounded; the
-    tiles that still overrun are counted in :attr:`LocalBackend.overruns`.
-    """
-    cores = max(1, min(os.cpu_count() or 1, 64))
-    cost: dict[str, float] = {}
-    with LocalBackend(spec, time_scale=1.0) as backend:
-        for plan in plans:
-            try:
-                backend.load(plan, operands)
-            except CapacityError:
-                continue
-            list(backend.run(plan))  # warm-up: first touches, BLAS and simulator caches
-            host: dict[str, float] = defaultdict(float)
-            device: dict[str, float] = defaultdict(float)
-            for r in backend.run(plan):
-                d = r.done
-                node = spec.node(d.node)
-                rate = node.device.matmul_gflops * node.emulated_rate_factor
-                slow = plan.correction.time_factor if plan.tiles[r.tile].arrays else 1.0
-                host[d.node] += d.host_s
-                device[d.node] += d.flops / (rate * 1e9) * slow
-            backend.release(plan)
-            span = max(device.values(), default=0.0)
-            for n, h in host.items():
-                if device[n] > 0:
-                    # Busy a share u = device / span of each pass, a node loads the host by
-                    # c * u / time_scale: a node that mostly waits for others has slack.
-                    cost[n] = max(cost.get(n, 0.0), h / span)
-    measured = time_scale_for(cost, cores, headroom, node_headroom)
-    auto = auto_time_scale(spec, headroom)
-    return min(max(measured, auto), max_dilation * auto)
 
 
 class LocalBackend:
@@ -305,10 +142,7 @@ class LocalBackend:
         # cores and make emulated timings noisy: one BLAS thread per worker.
         self._blas_limit = threadpool_limits(limits=1, user_api="blas")
         for node in self._nodes.values():
-            node.thread = threading.Thread(
-                target=self._work, args=(node,), name=f"sedma-{node.spec.name}", daemon=True
-            )
-            node.thread.start()
+            Worker(node, self._plans, self.clock, self._time_scale, self._count_overrun).start()
 
     # ------------------------------------------------------------------ protocol
     @property
@@ -379,7 +213,7 @@ class LocalBackend:
                             node.buffers[k] = _slice(k, operands)
                         node.refs[k].add(pkey)
                     if node.device is not None:
-                        self._program_locked(node, plan, keys)
+                        program_weights(node, plan, keys)
                         node.arrays[pkey] = len(
                             {a for k in keys if k in node.programs for a in node.programs[k].arrays}
                         )
@@ -513,39 +347,14 @@ class LocalBackend:
         return max(device_s, real / self._time_scale)
 
     # ------------------------------------------------------------------ internals
-    def _program_locked(self, node: _Node, plan: Plan, keys: set[BufKey]) -> None:
-        """Program every weight block of ``plan`` on ``node`` that is not programmed yet."""
-        assert node.device is not None
-        slots: dict[BufKey, tuple[ArraySlot, ...]] = {}
-        ops = plan.workload.ops
-        for t in plan.tiles:
-            if t.node == node.spec.name:
-                slots.setdefault(_tile_keys(t, ops[t.op].m, ops[t.op].n)[1], t.arrays)
-        stale = [
-            k for k in sorted(keys)
-            if k[1] == "w" and k in node.programs
-            and (node.programs[k].slots != slots.get(k, node.programs[k].slots)
-                 or node.programs[k].correction != plan.correction)
-        ]  # fmt: skip
-        for k in stale:  # free them all first: the new layout may reuse their arrays
-            node.device.release(node.programs.pop(k))
-        # A residual must not land on arrays the plan's other blocks are about to use.
-        primary = {s.array for sl in slots.values() for s in sl}
-        pool = [a for a in range(node.device.spec.arrays) if a not in primary]
-        for k in sorted(keys):
-            if k[1] == "w" and k not in node.programs:
-                node.programs[k] = node.device.program(
-                    node.buffers[k],
-                    slots.get(k) or None,
-                    correction=plan.correction,
-                    spare_arrays=pool if plan.correction.residual else None,
-                )
-
     def _node(self, name: str) -> _Node:
         try:
             return self._nodes[name]
         except KeyError:
             raise SedmaError(f"node {name!r} is not in cluster {self.spec.name!r}") from None
+
+    def _count_overrun(self) -> None:
+        self.overruns += 1
 
     def _check_open(self) -> None:
         if self._closed:
@@ -576,63 +385,3 @@ class LocalBackend:
             held = digital + node.array_bytes()
             self._obs.append(MemoryHeld(name, now, held, digital, sum(node.arrays.values())))
             self._obs.append(FreeMemory(name, now, max(0, node.capacity_bytes)))
-
-    def _work(self, node: _Node) -> None:
-        while True:
-            job = node.jobs.get()
-            if job is None:
-                return
-            pkey, i, dispatched, results = job
-            if node.failed:
-                results.put(None)
-                continue
-            try:
-                results.put(self._tile(node, pkey, i, dispatched))
-            except Exception as e:
-                # A worker that died here would leave run() waiting forever for this tile.
-                log.exception("node %s: tile %d failed", node.spec.name, i)
-                results.put(_TileFailed(node.spec.name, i, e))
-
-    def _tile(self, node: _Node, pkey: int, i: int, dispatched: float) -> TileResult:
-        plan = self._plans[pkey]
-        t = plan.tiles[i]
-        op = plan.workload.ops[t.op]
-        kx, kw, ky = _tile_keys(t, op.m, op.n)
-        flops = t.flops(op)
-        rate = node.spec.device.matmul_gflops * node.spec.emulated_rate_factor * node.slowdown
-        target = flops / (rate * 1e9) * self._time_scale
-        start = max(dispatched, node.timeline_end)
-        c0 = self.clock.now()
-        cpu0 = time.thread_time()  # CPU seconds of this worker: contention not included
-        out = node.buffers[ky]
-        prog = node.programs.get(kw)
-        if prog is not None and node.device is not None:
-            # Through the arrays, every non-ideality included; correction reads cost time.
-            np.copyto(out, node.device.matmul(node.buffers[kx], prog), casting="unsafe")
-            target *= prog.correction.time_factor
-        else:
-            np.matmul(node.buffers[kx], node.buffers[kw], out=out)
-        real = self.clock.now() - c0
-        host_s = time.thread_time() - cpu0
-        if real > target:
-            self.overruns += 1
-        end = start + max(target, real)
-        self.clock.sleep(end - self.clock.now())
-        node.timeline_end = end
-        done = TileDone(
-            node.spec.name, t.op, flops, start, end, (end - start) / self._time_scale, host_s
-        )
-        return TileResult(i, out, done)
-
-
-def _nbytes(key: BufKey, operands: Operands) -> int:
-    op, role, axis, s, e = key
-    x, w = operands[op]
-    m, k = x.shape
-    n = w.shape[1]
-    m, k, n = int(m), int(k), int(n)
-    if role == "x":
-        return (m if axis == "n" else e - s) * k * 4
-    if role == "w":
-        return k * (e - s if axis == "n" else n) * 4
-    return (m if axis == "n" else e - s) * (e - s if axis == "n" else n) * 4

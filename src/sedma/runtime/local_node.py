@@ -1,0 +1,148 @@
+"""One emulated node of the local backend: the state its worker thread and the backend share.
+
+Covers: ``_Node`` (what a node holds: the operand slices it keeps as real arrays, which
+loaded plans refer to each, its crossbar arrays and the weight blocks programmed onto them,
+its tenant bytes, slowdown, failure flag, job queue and emulated timeline), the keys those
+slices are filed under (:data:`BufKey`, ``_tile_keys``), cutting a slice from the operands
+(``_slice``) or sizing it without cutting (``_nbytes``), the answers a worker puts on a
+pass's queue (``_TileFailed``, ``_Results``), and :func:`program_weights`, which programs a
+plan's weight blocks onto an rram node's arrays. Does not cover, and where to look instead:
+checking that a plan fits and loading, running or releasing it (see
+:mod:`sedma.runtime.local`), the worker thread that computes tiles (see
+:mod:`sedma.runtime.local_worker`), the simulated arrays themselves (see
+:mod:`sedma.compute.crossbar`).
+
+Nothing here locks: the backend calls :func:`program_weights` from ``load`` with its lock held.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from sedma.compute.crossbar import CrossbarDevice, Programmed
+from sedma.compute.executor import Array, Operands, TileResult
+from sedma.compute.plan import ArraySlot, Plan, Tile
+from sedma.spec import NodeSpec
+
+__all__ = ["BufKey", "program_weights"]
+
+BufKey = tuple[int, str, str, int, int]  # (op, role, axis, start, stop)
+
+
+def _tile_keys(t: Tile, m: int, n: int) -> tuple[BufKey, BufKey, BufKey]:
+    """Buffers a tile reads and writes: its X slice, its W block and its Y block."""
+    if t.axis == "n":
+        return (
+            (t.op, "x", "n", 0, m),
+            (t.op, "w", "n", t.start, t.stop),
+            (t.op, "y", "n", t.start, t.stop),
+        )
+    return (
+        (t.op, "x", "m", t.start, t.stop),
+        (t.op, "w", "m", 0, n),
+        (t.op, "y", "m", t.start, t.stop),
+    )
+
+
+def _slice(key: BufKey, operands: Operands) -> Array:
+    op, role, axis, s, e = key
+    x, w = operands[op]
+    if role == "x":
+        return np.ascontiguousarray(x if axis == "n" else x[s:e])
+    if role == "w":
+        return np.ascontiguousarray(w[:, s:e] if axis == "n" else w)
+    rows = x.shape[0] if axis == "n" else e - s
+    cols = e - s if axis == "n" else w.shape[1]
+    return np.zeros((rows, cols), dtype=np.float32)
+
+
+def _nbytes(key: BufKey, operands: Operands) -> int:
+    op, role, axis, s, e = key
+    x, w = operands[op]
+    m, k = x.shape
+    n = w.shape[1]
+    m, k, n = int(m), int(k), int(n)
+    if role == "x":
+        return (m if axis == "n" else e - s) * k * 4
+    if role == "w":
+        return k * (e - s if axis == "n" else n) * 4
+    return (m if axis == "n" else e - s) * (e - s if axis == "n" else n) * 4
+
+
+@dataclass(frozen=True)
+class _TileFailed:
+    """A worker's answer when computing a tile raised: run() re-raises it for the caller."""
+
+    node: str
+    tile: int
+    error: Exception
+
+
+_Results = queue.SimpleQueue[TileResult | _TileFailed | None]
+
+
+@dataclass
+class _Node:
+    spec: NodeSpec
+    slowdown: float = 1.0
+    tenant_bytes: int = 0
+    buffers: dict[BufKey, Array] = field(default_factory=dict)
+    refs: dict[BufKey, set[int]] = field(default_factory=lambda: defaultdict(set))
+    arrays: dict[int, int] = field(default_factory=dict)  # plan key -> arrays used
+    jobs: queue.SimpleQueue[tuple[int, int, float, _Results] | None] = field(
+        default_factory=queue.SimpleQueue
+    )
+    timeline_end: float = float("-inf")  # emulated end of the node's last tile
+    failed: bool = False
+    device: CrossbarDevice | None = None  # rram: the arrays the weight blocks live in
+    programs: dict[BufKey, Programmed] = field(default_factory=dict)
+    thread: threading.Thread | None = None
+
+    @property
+    def capacity_bytes(self) -> int:
+        return self.spec.device.memory_bytes - self.tenant_bytes
+
+    def digital_bytes(self) -> int:
+        xb = self.spec.device.crossbar
+        return sum(b.nbytes for k, b in self.buffers.items() if not (xb and k[1] == "w"))
+
+    def array_bytes(self) -> int:
+        xb = self.spec.device.crossbar
+        return self.arrays_used() * xb.weights_per_array * 4 if xb else 0
+
+    def arrays_used(self) -> int:
+        return len({a for p in self.programs.values() for a in p.arrays})
+
+
+def program_weights(node: _Node, plan: Plan, keys: set[BufKey]) -> None:
+    """Program every weight block of ``plan`` on ``node`` that is not programmed yet."""
+    assert node.device is not None
+    slots: dict[BufKey, tuple[ArraySlot, ...]] = {}
+    ops = plan.workload.ops
+    for t in plan.tiles:
+        if t.node == node.spec.name:
+            slots.setdefault(_tile_keys(t, ops[t.op].m, ops[t.op].n)[1], t.arrays)
+    stale = [
+        k for k in sorted(keys)
+        if k[1] == "w" and k in node.programs
+        and (node.programs[k].slots != slots.get(k, node.programs[k].slots)
+             or node.programs[k].correction != plan.correction)
+    ]  # fmt: skip
+    for k in stale:  # free them all first: the new layout may reuse their arrays
+        node.device.release(node.programs.pop(k))
+    # A residual must not land on arrays the plan's other blocks are about to use.
+    primary = {s.array for sl in slots.values() for s in sl}
+    pool = [a for a in range(node.device.spec.arrays) if a not in primary]
+    for k in sorted(keys):
+        if k[1] == "w" and k not in node.programs:
+            node.programs[k] = node.device.program(
+                node.buffers[k],
+                slots.get(k) or None,
+                correction=plan.correction,
+                spare_arrays=pool if plan.correction.residual else None,
+            )
