@@ -19,7 +19,9 @@ setup(
             ],
             depends=["src/sedma/compute/_xbar.h"],
             # fast-math for vectorised reductions; finite-math stays off because the kernel
-            # checks its inputs for inf and NaN itself
+            # checks its inputs for inf and NaN itself. Compile flags only: linking with
+            # -ffast-math (gcc 12) adds crtfastmath.o, which sets flush-to-zero for the whole
+            # process when the module loads (tests/test_crossbar_fused.py checks it does not)
             extra_compile_args=["-O3", "-ffast-math", "-fno-finite-math-only", "-funroll-loops"],
             optional=True,
         )

@@ -196,3 +196,13 @@ def test_random_shapes_agree_without_read_noise(
     scale = np.abs(w).max(axis=0)[None, :] * np.abs(x).max(axis=1)[:, None]
     for a, b in zip(fused, plain, strict=True):
         assert np.mean(np.abs(a - b) > 1e-4 * scale) < 0.01
+
+
+def test_loading_the_kernel_leaves_subnormal_floats_alone() -> None:
+    # Linking with -ffast-math would pull in crtfastmath.o, whose constructor sets
+    # flush-to-zero for the whole process as the module loads: every numpy computation
+    # in the user's program would lose its subnormal numbers. setup.py compiles with
+    # -ffast-math but must not link with it.
+    tiny = np.float32(np.finfo(np.float32).tiny)
+    assert tiny / np.float32(4) > 0
+    assert np.nextafter(np.float64(0), np.float64(1)) > 0
