@@ -9,8 +9,22 @@ Modules:
   HiGHS).
 - :mod:`~sedma.compute.rounding`: the wrap-around rounding of the LP's shares to integer
   tiles on nodes.
-- :mod:`~sedma.compute.partition`: the partitioners (``plan_sedma``, the ``plan_static``
-  baseline) and the ``bound``; pure.
+- The partitioner, bottom up (pure; import its public names from
+  :mod:`~sedma.compute.partition`):
+
+  - :mod:`~sedma.compute.partition_context`: ``PartitionContext``, the one frozen object
+    the planners read, and ``PartitionSettings``.
+  - :mod:`~sedma.compute.views`: node views of a cluster spec (``views_from_spec``), and
+    under an rram correction or capped arrays.
+  - :mod:`~sedma.compute.bound`: the lower bound (``bound``, ``Bound``) and a plan's
+    ``memory_efficiency``.
+  - :mod:`~sedma.compute.baseline`: the static baseline, ``plan_static`` (what a plain Ray
+    program does).
+  - :mod:`~sedma.compute.infeasible`: the errors that name why no plan fits.
+  - :mod:`~sedma.compute.choice`: choosing among candidate plans (pass time against a
+    memory-efficiency floor; rram array caps).
+  - :mod:`~sedma.compute.partition`: the sedma planner, ``plan_sedma`` (corrections, array
+    caps, LP, rounding, re-solves), re-exporting the context, views, bound and baseline.
 - :mod:`~sedma.compute.packing`: packing weight blocks into fixed-size crossbar arrays.
 - :mod:`~sedma.compute.crossbar`: the RRAM crossbar simulator's public entry point (the
   device, programmed blocks, products; re-exports the model's formulas). Its parts:

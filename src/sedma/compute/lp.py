@@ -6,8 +6,10 @@ Covers: grouping alike nodes (:func:`group_nodes`), grouping alike products into
 pass time under memory and array capacities (:func:`solve_lp`). All pure.
 
 Does not cover: rounding the LP's shares to integer tiles (see
-:mod:`sedma.compute.rounding`), the planners, the static baseline and the bound (see
-:mod:`sedma.compute.partition`), plan types (see :mod:`sedma.compute.plan`) or array
+:mod:`sedma.compute.rounding`), the planner (see :mod:`sedma.compute.partition`), the
+static baseline (see :mod:`sedma.compute.baseline`), the bound (see
+:mod:`sedma.compute.bound`), the errors for an infeasible LP (see
+:mod:`sedma.compute.infeasible`), plan types (see :mod:`sedma.compute.plan`) or array
 packing (see :mod:`sedma.compute.packing`).
 
 The LP is ``(op classes x node groups)`` in size, never ``(ops x nodes)``: that is what keeps
