@@ -3,10 +3,14 @@
 Covers: :class:`ControlLoop` (start a job from long-term priors, then once per interval:
 collect observations into short-term memory and aggregates into long-term memory, build the
 frozen policy context, ask the policies, arbitrate, enact through the backend, log every
-decision with its reason, and later its measured outcome), :class:`LoopSettings` and
-:class:`Decision`. The comm layer's part of each interval (re-routes, selection weights) is
-a :class:`~sedma.control.comm_step.CommStep` this same loop runs and records. Does not
-cover: what to suggest (pure policies in :mod:`sedma.compute.policy` and
+decision with its reason, and later its measured outcome). The comm layer's part of each
+interval (re-routes, selection weights) is a :class:`~sedma.control.comm_step.CommStep`
+this same loop runs and records. The loop's names are imported from here; its pure parts
+live in :mod:`sedma.control.loop_types` (:class:`LoopSettings`, :class:`Decision`,
+:func:`context_key`), :mod:`sedma.control.analysis` (rates and node views from an
+interval's rows) and :mod:`sedma.control.decision_log` (decisions and their outcomes).
+
+Does not cover: what to suggest (pure policies in :mod:`sedma.compute.policy` and
 :mod:`sedma.comm.policy`), how backends run things (see :mod:`sedma.runtime`), or what
 is learned across runs (see :mod:`sedma.control.learning`).
 
@@ -17,88 +21,44 @@ it directly). Time comes from the injected clock only.
 from __future__ import annotations
 
 import logging
-from collections import defaultdict
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, replace
 from typing import Any
-
-import numpy as np
 
 from sedma.clock import Clock
 from sedma.compute.calibrate import KIND_CROSSBAR, CrossbarCalibration, calibrate_crossbar
 from sedma.compute.correction import DEFAULT
 from sedma.compute.crossbar import CrossbarDevice
 from sedma.compute.executor import JOB, Operands
-from sedma.compute.partition import (
-    PartitionContext,
-    PartitionSettings,
-    bound,
-    plan_sedma,
-    views_from_spec,
-)
+from sedma.compute.partition import PartitionContext, PartitionSettings, bound, plan_sedma
 from sedma.compute.plan import NodeView, Plan
-from sedma.compute.policy import (
-    ComputeContext,
-    Replan,
-    effective_error,
-    suggest_recalibration,
-    suggest_replan,
-)
+from sedma.compute.policy import ComputeContext, Replan, suggest_recalibration, suggest_replan
 from sedma.compute.workload import Workload
+from sedma.control.analysis import (
+    believed_rates,
+    device_rates,
+    epoch_rows,
+    interval_sum,
+    merge_calibration,
+    node_views,
+    rram_errors,
+)
 from sedma.control.comm_step import CommStep
-from sedma.control.learning import DEFAULT_DRIFT_THRESHOLD, Priors, learn_settings, load_priors
+from sedma.control.decision_log import DecisionLog
+from sedma.control.learning import Priors, learn_settings, load_priors
+from sedma.control.loop_types import Decision, LoopSettings, context_key
 from sedma.errors import CapacityError, PlanError, SedmaError
-from sedma.memory.long_term import AdaptationRecord, Layer, LongTermMemory
+from sedma.memory.long_term import Layer, LongTermMemory
 from sedma.memory.short_term import IntervalAggregate, ShortTermMemory
 from sedma.metrics import PeakHeld
 from sedma.observations import FreeMemory, MemoryHeld, NodeFailed
 from sedma.runtime.base import Backend
 from sedma.spec import ClusterSpec
 
+# Every name below stays importable from here, as before the split into loop_types,
+# analysis and decision_log: callers import the loop's names from this module.
 __all__ = ["ControlLoop", "Decision", "LoopSettings", "context_key"]
 
 log = logging.getLogger(__name__)
-
-
-def context_key(spec: ClusterSpec, workload: Workload) -> str:
-    """The workload context settings are learned for: cluster, workload and its size."""
-    return f"{spec.name}|{workload.name}|{len(workload.ops)}ops|{workload.flops}flop"
-
-
-@dataclass(frozen=True)
-class LoopSettings:
-    """Arbitration knobs. ``drift_threshold`` is only the default: priors override it."""
-
-    drift_threshold: float = DEFAULT_DRIFT_THRESHOLD
-    min_gain: float = 0.03  # smallest predicted makespan gain worth moving data for
-    cooldown_intervals: int = 1  # intervals between two voluntary re-plans
-    max_adaptations: int = 50
-    outcome_intervals: int = 3  # intervals over which an adaptation's gain is measured
-    learn: bool = True  # read priors at start and write what was learned at finish
-    calibrate: bool = True  # calibrate rram devices at start when memory has no figures
-    recalibrate_tolerance: float = 0.5  # observed error this much above calibrated: redo
-
-
-@dataclass(frozen=True)
-class Decision:
-    """One arbitrated suggestion: what, accepted or not, and why."""
-
-    t: float
-    interval: int
-    layer: str
-    kind: str
-    accepted: bool
-    reason: str
-    predicted_gain: float | None
-    detail: Mapping[str, Any] = field(default_factory=dict)
-    record_id: int | None = None  # its row in long-term memory, if there is one
-
-
-@dataclass
-class _Pending:
-    record_id: int | None
-    before_s: float
-    after: list[float] = field(default_factory=list)
 
 
 class ControlLoop:
@@ -138,16 +98,17 @@ class ControlLoop:
         self.bound_s: list[float] = []  # per interval: work / sum of measured rates
         self.pass_s: list[float] = []
         self._plan: Plan | None = None
-        self._run_id: int | None = None
         self._free: dict[str, int] = {n.name: n.device.memory_bytes for n in spec.nodes}
         self._failed: set[str] = set()
         self._last_adapt = -(10**9)
-        self._pending: list[_Pending] = []
         self._rel_changes: list[float] = []
         self._prev_rates: dict[str, float] = {}
-        self._useless = 0
         self._epoch_offset = clock.epoch() - clock.now()
         self.calibrations: dict[str, CrossbarCalibration] = {}
+        self._decision_log = DecisionLog(  # its run_id is set by start()
+            clock=clock, ltm=ltm, context_key=self.context_key,
+            outcome_intervals=self.settings.outcome_intervals,
+        )  # fmt: skip
 
     # ------------------------------------------------------------------ lifecycle
     @property
@@ -167,7 +128,7 @@ class ControlLoop:
                 for note in self.comm.start(self.ltm, self.context_key):
                     log.info("comm prior: %s", note)
         if self.ltm is not None:
-            self._run_id = self.ltm.start_run(
+            self._decision_log.run_id = self.ltm.start_run(
                 self.context_key,
                 self.spec.name,
                 self.workload.name,
@@ -189,11 +150,12 @@ class ControlLoop:
 
     def finish(self, summary: Mapping[str, Any] | None = None) -> list[str]:
         """Close the run in long-term memory and record what it taught; returns the lessons."""
-        self._flush_pending()
+        self._decision_log.flush()
         if self.comm is not None:
             self.comm.flush(self.ltm, self.clock.epoch())
         lessons: list[str] = []
-        if self.ltm is None or self._run_id is None:
+        run_id = self._decision_log.run_id
+        if self.ltm is None or run_id is None:
             return lessons
         efficiency = sum(self.bound_s) / sum(self.pass_s) if self.pass_s else 0.0
         if self.settings.learn:
@@ -203,14 +165,14 @@ class ControlLoop:
                 rel_changes=self._rel_changes,
                 efficiency=efficiency,
                 adaptations=self.adaptations,
-                useless_adaptations=self._useless,
+                useless_adaptations=self._decision_log.useless,
                 current={"drift_threshold": self.drift_threshold},
                 t_epoch=self.clock.epoch(),
             )
             if self.comm is not None:
                 lessons += self.comm.learn(self.ltm, self.context_key, self.clock.epoch())
         self.ltm.end_run(
-            self._run_id,
+            run_id,
             {
                 **(summary or {}),
                 "adaptations": self.adaptations,
@@ -229,19 +191,12 @@ class ControlLoop:
         self._collect_observations()
         rows = self.stm.drain_interval()
         self._persist(rows)
-        measured = _interval_rates(rows)
-        # Rates are kept in device terms: a corrected rram tile reads its arrays
-        # time_factor times, so its node's device rate is that much above what it showed.
-        for n in {t.node for t in plan.tiles if t.arrays} & measured.keys():
-            measured[n] *= plan.correction.time_factor
+        measured = device_rates(rows, plan)  # rates are kept in device terms
         self._recalibrate_drifted(rows)
-        pass_s = _interval_sum(rows, JOB, "pass_s")
+        pass_s = interval_sum(rows, JOB, "pass_s")
         self._track(measured, pass_s)
         # Analyze
-        believed = {
-            n: measured.get(n, plan.assumed_rates.get(n, self.priors.rate(self.spec, n)))
-            for n in self.spec.node_names
-        }
+        believed = believed_rates(self.spec, plan, self.priors, measured)
         ctx = ComputeContext(
             plan=plan,
             nodes=self._views(believed),
@@ -274,28 +229,13 @@ class ControlLoop:
 
     # ------------------------------------------------------------------ internals
     def _views(self, rates: Mapping[str, float]) -> tuple[NodeView, ...]:
-        live = {n: r for n, r in rates.items() if n not in self._failed}
-        cal = self.calibrations
-        arrays = {
-            n.name: n.device.crossbar.arrays
-            for n in self.spec.nodes
-            if n.device.crossbar is not None
-        }
-        views = views_from_spec(
+        return node_views(
             self.spec,
-            rates=live,
+            rates,
             free_bytes=self._free,
-            rel_errors={n: c.rel_error for n, c in cal.items()},
-            corrected_errors={
-                n: c.rel_error_corrected for n, c in cal.items()
-                if c.rel_error_corrected is not None
-            },
-            array_orders={
-                n: tuple(int(a) for a in np.argsort(c.error_per_array, kind="stable"))
-                for n, c in cal.items() if len(c.error_per_array) == arrays.get(n)
-            },
-        )  # fmt: skip
-        return tuple(v for v in views if v.name not in self._failed)
+            failed=self._failed,
+            calibrations=self.calibrations,
+        )
 
     # ------------------------------------------------------------------ calibration
     def _load_calibrations(self) -> None:
@@ -320,13 +260,7 @@ class ControlLoop:
         cal = calibrate_crossbar(device, node, correction=DEFAULT, arrays=arrays)
         old = self.calibrations.get(node)
         if arrays is not None and old is not None:
-            # A partial re-calibration (arrays in use stay untouched): keep the old per-array
-            # figures for the arrays it could not measure.
-            per = list(old.error_per_array)
-            stuck = list(old.stuck_per_array)
-            for a, e, s in zip(arrays, cal.error_per_array, cal.stuck_per_array, strict=True):
-                per[a], stuck[a] = e, s
-            cal = replace(cal, error_per_array=tuple(per), stuck_per_array=tuple(stuck))
+            cal = merge_calibration(old, cal, arrays)
         self.calibrations[node] = cal
         if self.ltm is not None:
             self.ltm.record_calibration(node, KIND_CROSSBAR, cal.to_json(), self.clock.epoch())
@@ -348,13 +282,8 @@ class ControlLoop:
         if device_of is None:
             return
         plan = self.plan
-        views = {v.name: v for v in self._views(plan.assumed_rates)}
-        observed = {
-            r.entity: r.last
-            for r in rows
-            if r.metric == "rel_error" and r.entity in self.calibrations and r.entity in views
-        }
-        expected = {n: effective_error(views[n], plan) for n in observed}
+        views = self._views(plan.assumed_rates)
+        observed, expected = rram_errors(rows, plan, views, self.calibrations)
         for node in suggest_recalibration(observed, expected, self.settings.recalibrate_tolerance):
             device = device_of(node)
             free = list(device.free_arrays()) if device is not None else []
@@ -390,23 +319,8 @@ class ControlLoop:
     def _persist(self, rows: list[IntervalAggregate]) -> None:
         if self.ltm is None or not rows:
             return
-        off = self._epoch_offset
         self.ltm.record_observations(
-            self._run_id,
-            [
-                IntervalAggregate(
-                    r.entity,
-                    r.metric,
-                    r.count,
-                    r.mean,
-                    r.min,
-                    r.max,
-                    r.last,
-                    r.t_first + off,
-                    r.t_last + off,
-                )
-                for r in rows
-            ],
+            self._decision_log.run_id, epoch_rows(rows, self._epoch_offset)
         )
 
     def _track(self, measured: Mapping[str, float], pass_s: float | None) -> None:
@@ -415,11 +329,7 @@ class ControlLoop:
         if pass_s is not None:
             # The bound at the rates just measured (spec or prior where a node had no
             # tile), honouring error budgets: makespan >= work / eligible rate.
-            rates = {
-                n: measured.get(n, plan.assumed_rates.get(n, self.priors.rate(self.spec, n)))
-                for n in self.spec.node_names
-                if n not in self._failed
-            }
+            rates = believed_rates(self.spec, plan, self.priors, measured, self._failed)
             self.bound_s.append(
                 bound(
                     PartitionContext(
@@ -428,31 +338,13 @@ class ControlLoop:
                 ).makespan_s
             )
             self.pass_s.append(pass_s)
-            for p in self._pending:
-                p.after.append(pass_s)
-            self._flush_pending(done_only=True)
+            self._decision_log.observe_pass(pass_s)
         adapted_last = self._last_adapt == self.interval - 1
         for n, r in measured.items():
             prev = self._prev_rates.get(n)
             if prev and not adapted_last:
                 self._rel_changes.append(r / prev - 1.0)
             self._prev_rates[n] = r
-
-    def _flush_pending(self, done_only: bool = False) -> None:
-        keep = []
-        for p in self._pending:
-            if done_only and len(p.after) < self.settings.outcome_intervals:
-                keep.append(p)
-                continue
-            if not p.after:
-                continue
-            gain = 1.0 - float(np.mean(p.after)) / p.before_s if p.before_s > 0 else 0.0
-            if gain < 0.01:
-                self._useless += 1
-            if self.ltm is not None and p.record_id is not None:
-                self.ltm.record_outcome(p.record_id, gain, self.clock.epoch())
-            log.info("adaptation %s: measured gain %.1f%%", p.record_id, 100 * gain)
-        self._pending = keep
 
     def _arbitrate(self, s: Replan, pass_s: float | None) -> Decision:
         detail = {
@@ -497,7 +389,7 @@ class ControlLoop:
         self._last_adapt = self.interval
         d = self._decide("replan", True, s.reason, s.predicted_gain, detail)
         if pass_s is not None:
-            self._pending.append(_Pending(d.record_id, pass_s))
+            self._decision_log.await_outcome(d.record_id, pass_s)
         return d
 
     def _decide(
@@ -509,57 +401,4 @@ class ControlLoop:
         detail: Mapping[str, Any],
         layer: Layer = "compute",
     ) -> Decision:
-        log.info(
-            "%s %s %s: %s (predicted gain %s)",
-            "accepted" if accepted else "rejected",
-            layer,
-            kind,
-            reason,
-            "n/a" if gain is None else f"{gain:.1%}",
-        )
-        record_id = None
-        if self.ltm is not None:
-            record_id = self.ltm.record_adaptation(
-                AdaptationRecord(
-                    id=None,
-                    run_id=self._run_id,
-                    t_epoch=self.clock.epoch(),
-                    context_key=self.context_key,
-                    layer=layer,
-                    kind=kind,
-                    decision=dict(detail),
-                    reason=reason,
-                    accepted=accepted,
-                    predicted_gain=gain,
-                )
-            )
-        return Decision(
-            self.clock.now(),
-            self.interval,
-            layer,
-            kind,
-            accepted,
-            reason,
-            gain,
-            detail,
-            record_id,
-        )
-
-
-def _interval_rates(rows: list[IntervalAggregate]) -> dict[str, float]:
-    """Per-node rate over the interval: total flops / total busy device seconds."""
-    flops: dict[str, float] = defaultdict(float)
-    busy: dict[str, float] = defaultdict(float)
-    for r in rows:
-        if r.metric == "flops":
-            flops[r.entity] += r.mean * r.count
-        elif r.metric == "busy_s":
-            busy[r.entity] += r.mean * r.count
-    return {n: flops[n] / busy[n] / 1e9 for n in flops if busy.get(n, 0) > 0}
-
-
-def _interval_sum(rows: list[IntervalAggregate], entity: str, metric: str) -> float | None:
-    for r in rows:
-        if r.entity == entity and r.metric == metric:
-            return r.mean * r.count
-    return None
+        return self._decision_log.decide(self.interval, kind, accepted, reason, gain, detail, layer)
