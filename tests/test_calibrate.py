@@ -8,18 +8,21 @@ import numpy as np
 import pytest
 
 from sedma.clock import ManualClock, WallClock
-from sedma.compute.calibrate import (
+from sedma.compute.crossbar.calibrate import (
     CrossbarCalibration,
     calibrate_crossbar,
     calibrate_digital,
     effective_bits,
 )
-from sedma.compute.correction import DEFAULT
-from sedma.compute.crossbar import CrossbarDevice
+from sedma.compute.crossbar.correction import DEFAULT
+from sedma.compute.crossbar.device import CrossbarDevice
 from sedma.compute.executor import Executor, make_operands
-from sedma.compute.partition import PartitionContext, plan_sedma, views_from_spec
+from sedma.compute.partition.context import PartitionContext
+from sedma.compute.partition.planner import plan_sedma
+from sedma.compute.partition.views import views_from_spec
 from sedma.compute.workload import MatmulOp, Workload
-from sedma.control.loop import ControlLoop, LoopSettings
+from sedma.control.loop import ControlLoop
+from sedma.control.loop_types import LoopSettings
 from sedma.errors import SedmaError
 from sedma.memory.long_term import LongTermMemory
 from sedma.memory.short_term import ShortTermMemory
@@ -129,8 +132,8 @@ def test_calibrated_array_order_puts_sensitive_products_on_the_best_arrays() -> 
 def test_loop_calibrates_stores_and_recalibrates_when_the_device_ages(tmp_path: Path) -> None:
     """Uncorrected arrays drift as the device ages: the loop sees the error leave its
     calibrated figure and measures the device again (on the arrays it has free)."""
-    from sedma.compute.correction import NONE
-    from sedma.compute.partition import PartitionSettings
+    from sedma.compute.crossbar.correction import NONE
+    from sedma.compute.partition.context import PartitionSettings
 
     spec = load_cluster("small")
     loose = Workload(

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from sedma.cli import app
+from sedma.cli.app import app
 
 runner = CliRunner()
 

@@ -14,9 +14,10 @@ import pytest
 from typer.testing import CliRunner
 
 from fakes import FakeBackend
-from sedma.cli import app
+from sedma.cli.app import app
 from sedma.clock import ManualClock
 from sedma.comm.graph import PeerGraph
+from sedma.comm.pathcost import cost_of
 from sedma.comm.policy import (
     CommContext,
     FlowStats,
@@ -25,13 +26,8 @@ from sedma.comm.policy import (
     fit_pressure_weight,
     suggest_comm,
 )
-from sedma.comm.selection import (
-    SelectionContext,
-    SelectionWeights,
-    cost_of,
-    route,
-    static_route,
-)
+from sedma.comm.selection import route, static_route
+from sedma.comm.selection_context import SelectionContext, SelectionWeights
 from sedma.compute.executor import Executor, make_operands
 from sedma.compute.workload import MatmulOp, Workload
 from sedma.control.comm_step import (
@@ -41,7 +37,8 @@ from sedma.control.comm_step import (
     CommStep,
     RouteTable,
 )
-from sedma.control.loop import ControlLoop, LoopSettings
+from sedma.control.loop import ControlLoop
+from sedma.control.loop_types import LoopSettings
 from sedma.errors import SedmaError
 from sedma.memory.long_term import LongTermMemory
 from sedma.memory.short_term import ShortTermMemory

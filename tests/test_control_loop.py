@@ -11,7 +11,8 @@ from sedma.clock import ManualClock
 from sedma.compute.executor import Executor, make_operands
 from sedma.compute.plan import predicted_makespan_s
 from sedma.compute.workload import MatmulOp, Workload
-from sedma.control.loop import ControlLoop, LoopSettings
+from sedma.control.loop import ControlLoop
+from sedma.control.loop_types import LoopSettings
 from sedma.memory.long_term import LongTermMemory
 from sedma.memory.short_term import ShortTermMemory
 from sedma.spec import load_cluster

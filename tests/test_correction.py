@@ -1,4 +1,5 @@
-"""Tests of sedma.compute.correction: the scheme's costs, its cell algorithms, its effect."""
+"""Tests of sedma.compute.crossbar.correction: the scheme's costs, its cell algorithms, its
+effect."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import numpy as np
 import pytest
 
 from sedma.clock import ManualClock
-from sedma.compute.correction import (
+from sedma.compute.crossbar.correction import (
     DEFAULT,
     NONE,
     STUCK_NONE,
@@ -20,7 +21,7 @@ from sedma.compute.correction import (
     program_cells,
     split_residual,
 )
-from sedma.compute.crossbar import CrossbarDevice
+from sedma.compute.crossbar.device import CrossbarDevice
 from sedma.errors import SpecError
 from sedma.metrics import rel_error
 from sedma.spec import CrossbarSpec

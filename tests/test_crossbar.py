@@ -1,4 +1,4 @@
-"""Tests of sedma.compute.crossbar: the simulator's physics, seeds, placement and errors."""
+"""Tests of sedma.compute.crossbar.device: the simulator's physics, seeds, placement and errors."""
 
 from __future__ import annotations
 
@@ -13,10 +13,11 @@ import pytest
 
 from sedma.bench.crossbar import bench_crossbar, representative_shapes, workload_shapes
 from sedma.clock import ManualClock
-from sedma.compute import xbar_layout
-from sedma.compute.correction import DEFAULT, NONE, Correction
-from sedma.compute.crossbar import (
-    CrossbarDevice,
+from sedma.compute.crossbar import layout as xbar_layout
+from sedma.compute.crossbar.correction import DEFAULT, NONE, Correction
+from sedma.compute.crossbar.device import CrossbarDevice
+from sedma.compute.crossbar.packing import arrays_needed
+from sedma.compute.crossbar.physics import (
     adc_bound,
     analytic_rel_error,
     drift_exponent,
@@ -26,7 +27,6 @@ from sedma.compute.crossbar import (
     quantise_conductance,
     signed_levels,
 )
-from sedma.compute.packing import arrays_needed
 from sedma.compute.plan import ArraySlot
 from sedma.errors import CapacityError, PlanError, SpecError
 from sedma.metrics import rel_error

@@ -1,4 +1,4 @@
-"""Tests of the compiled read path (sedma.compute.xbar_kernel) against the numpy path."""
+"""Tests of the compiled read path (sedma.compute.crossbar.kernel) against the numpy path."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 from sedma.clock import ManualClock
-from sedma.compute import xbar_kernel
-from sedma.compute.correction import DEFAULT, NONE, Correction
-from sedma.compute.crossbar import CrossbarDevice
+from sedma.compute.crossbar import kernel as xbar_kernel
+from sedma.compute.crossbar.correction import DEFAULT, NONE, Correction
+from sedma.compute.crossbar.device import CrossbarDevice
 from sedma.metrics import rel_error
 from sedma.spec import CrossbarSpec
 

@@ -15,21 +15,20 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from sedma.comm.framing import (
+from sedma.comm.net.framing import (
     ALIGN,
     EncodeError,
     FrameDecoder,
     FrameError,
     FrameType,
     ItemKind,
-    LinkProfile,
-    LinkShim,
     decode_message,
     encode_message,
     frame_header,
     item,
     parse_items,
 )
+from sedma.comm.net.pipe import LinkProfile, LinkShim
 from sedma.errors import SedmaError
 
 FUZZ = settings(

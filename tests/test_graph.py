@@ -8,15 +8,11 @@ from typing import Any
 import numpy as np
 import pytest
 
-from sedma.comm.graph import (
-    LinkWeights,
-    PeerGraph,
-    RouteError,
-    link_cost_ms,
-    nat_cost_ms,
-    site_paths,
-)
+from sedma.comm.graph import PeerGraph
+from sedma.comm.linkcost import LinkWeights, link_cost_ms, nat_cost_ms
 from sedma.comm.nat import path_type
+from sedma.comm.overlay import site_paths
+from sedma.comm.routing import RouteError
 from sedma.sim.cluster import random_cluster
 from sedma.spec import ClusterSpec, load_cluster, parse_cluster
 

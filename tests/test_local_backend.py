@@ -130,7 +130,8 @@ def test_unknown_node_and_bad_arguments_are_clear_errors(backend: LocalBackend) 
 
 def test_a_node_failing_mid_use_loses_no_pass(tmp_path: object) -> None:
     """The pass in flight raises NodeLostError; the loop re-plans; the re-run is exact."""
-    from sedma.control.loop import ControlLoop, LoopSettings
+    from sedma.control.loop import ControlLoop
+    from sedma.control.loop_types import LoopSettings
     from sedma.errors import NodeLostError
 
     spec = load_cluster("small")
@@ -210,7 +211,7 @@ def test_rram_tiles_run_through_the_crossbar_simulator() -> None:
 
 
 def test_time_scale_for_keeps_host_cost_within_headroom() -> None:
-    from sedma.runtime.local import time_scale_for
+    from sedma.runtime.local_time_scale import time_scale_for
 
     # Two nodes costing 10 and 30 host s per device s on 2 cores: the cluster needs
     # 40 / (0.2 * 2) = 100; the costlier worker alone needs 30 / 0.5 = 60.

@@ -17,13 +17,10 @@ from sqlalchemy import Connection, text
 
 from sedma.clock import ManualClock
 from sedma.errors import MemoryStoreError, SedmaError
-from sedma.memory import long_term
-from sedma.memory.long_term import (
-    SCHEMA_VERSION,
-    AdaptationRecord,
-    LongTermMemory,
-    default_path,
-)
+from sedma.memory import schema
+from sedma.memory.long_term import LongTermMemory, default_path
+from sedma.memory.records import AdaptationRecord
+from sedma.memory.schema import SCHEMA_VERSION
 from sedma.memory.short_term import IntervalAggregate
 
 
@@ -424,7 +421,7 @@ def test_failed_migration_rolls_back_every_step(
         conn.execute(text("ALTER TABLE adaptations ADD COLUMN measured_epoch FLOAT"))
         raise RuntimeError("step failed halfway")
 
-    monkeypatch.setitem(long_term.MIGRATIONS, 0, half_done)
+    monkeypatch.setitem(schema.MIGRATIONS, 0, half_done)
     with pytest.raises(RuntimeError, match="halfway"):
         LongTermMemory(path)
     with sqlite3.connect(path) as raw:

@@ -12,7 +12,6 @@ from sedma.comm.nat import (
     NAT_TYPES,
     RELAY_STRETCH,
     NatBehaviour,
-    NatType,
     PathType,
     behaviour,
     delivers,
@@ -21,6 +20,7 @@ from sedma.comm.nat import (
     path_type,
 )
 from sedma.errors import SedmaError
+from sedma.spec import NatType
 
 EIM, ADM, APDM = "endpoint-independent", "address-dependent", "address-and-port-dependent"
 EIF, ADF, APDF = EIM, ADM, APDM

@@ -3,7 +3,7 @@
 Covers issue 5 part 5. tests/netns/topology.py builds an internet namespace with coturn, one
 NAT router per NATed host (iptables rules for full-cone, restricted, port-restricted and
 symmetric NATs) and two hosts of every type. tests/netns/peer_agent.py probes the routers;
-tests/netns/sedma_agent.py runs sedma.comm.transport's Peer (ICE hole punching with STUN,
+tests/netns/sedma_agent.py runs sedma.comm.net.transport's Peer (ICE hole punching with STUN,
 TURN, authenticated encrypted channels) on the hosts and its Relay on the internet. The
 tests check (1) that each router really shows its RFC 4787 mapping and filtering behaviour,
 (2) for every unordered pair of NAT types, that pairs the NAT model calls directly
@@ -34,7 +34,8 @@ from typing import Any
 import pytest
 
 from netns import topology
-from sedma.comm.nat import NAT_TYPES, NatType, behaviour, path_type
+from sedma.comm.nat import NAT_TYPES, behaviour, path_type
+from sedma.spec import NatType
 
 pytestmark = pytest.mark.netns
 
@@ -174,7 +175,7 @@ def _name(host: topology.Host, k: int) -> str:
 async def _run_pair(
     topo: topology.Topology, a: topology.Host, b: topology.Host, k: int
 ) -> dict[str, Any]:
-    """Two sedma peers (sedma.comm.transport.Peer with ICE), driven step by step."""
+    """Two sedma peers (sedma.comm.net.transport.Peer with ICE), driven step by step."""
     agents: list[_Agent] = []
     port = PEER_PORT + k
     try:

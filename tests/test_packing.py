@@ -1,4 +1,4 @@
-"""Tests of sedma.compute.packing: exact coverage, no overlap, fill, determinism."""
+"""Tests of sedma.compute.crossbar.packing: exact coverage, no overlap, fill, determinism."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sedma.compute.packing import arrays_needed, pack_blocks
+from sedma.compute.crossbar.packing import arrays_needed, pack_blocks
 from sedma.compute.plan import ArraySlot
 from sedma.errors import PlanError
 

@@ -1,42 +1,45 @@
-"""Tests of sedma.compute.partition (and its LP helpers in sedma.compute.lp)."""
+"""Tests of sedma.compute.partition.planner (and its LP helpers in sedma.compute.partition.lp)."""
 
 from __future__ import annotations
 
 import dataclasses
 import math
 from collections import defaultdict
+from collections.abc import Sequence
 
 import numpy as np
 import pytest
 
 from sedma.bench.partition import bench_partition, synthetic_fleet
-from sedma.compute.crossbar import analytic_rel_error
-from sedma.compute.partition import (
-    PartitionContext,
-    PartitionSettings,
-    bound,
-    choose_axis,
-    group_nodes,
-    memory_efficiency,
-    plan_sedma,
-    plan_static,
-    views_from_spec,
-)
+from sedma.compute.crossbar.physics import analytic_rel_error
+from sedma.compute.partition.baseline import plan_static
+from sedma.compute.partition.bound import bound
+from sedma.compute.partition.context import PartitionContext, PartitionSettings
+from sedma.compute.partition.lp import choose_axis
+from sedma.compute.partition.planner import group_nodes, plan_sedma
+from sedma.compute.partition.rounding import OpCost, fill_nodes, wrap
+from sedma.compute.partition.views import views_from_spec
 from sedma.compute.plan import (
     NodeView,
     Plan,
     Tile,
     footprint,
+    held_bytes,
     node_loads_s,
     predicted_makespan_s,
     validate_plan,
 )
-from sedma.compute.rounding import OpCost, fill_nodes, wrap
 from sedma.compute.workload import MatmulOp, Workload
 from sedma.errors import PlanError, SpecError
+from sedma.metrics import memory_efficiency
 from sedma.spec import GIB, CrossbarSpec, load_cluster
 
 # ------------------------------------------------------------------ synthetic workloads
+
+
+def _efficiency(plan: Plan, nodes: Sequence[NodeView]) -> float:
+    held = held_bytes(plan, {v.name: v.crossbar for v in nodes})
+    return memory_efficiency(plan.workload.live_bytes, held)
 
 
 def resnet_like(batch: int = 8, budget: float = 0.12, sensitive: float = 0.05) -> Workload:
@@ -181,7 +184,7 @@ def test_paper_figures() -> None:
     sedma, static, b = plan_sedma(ctx), plan_static(ctx), bound(ctx)
     assert makespan(static) / makespan(sedma) >= 1.44
     assert makespan(sedma) <= 1.03 * b.makespan_s
-    eff_sedma, eff_static = memory_efficiency(sedma, views), memory_efficiency(static, views)
+    eff_sedma, eff_static = _efficiency(sedma, views), _efficiency(static, views)
     assert eff_sedma >= 0.95
     assert eff_sedma > eff_static
     assert b.memory_efficiency == 1.0
@@ -414,9 +417,9 @@ def test_memory_efficiency_counts_copies() -> None:
     nodes = (_node("a", 1), _node("b", 1))
     whole = Plan(wl, (Tile(0, "a", "m", 0, 4),), {"a": 1.0, "b": 1.0}, "t")
     split = Plan(wl, (Tile(0, "a", "m", 0, 2), Tile(0, "b", "m", 2, 4)), {"a": 1.0}, "t")
-    assert memory_efficiency(whole, nodes) == pytest.approx(1.0)
+    assert _efficiency(whole, nodes) == pytest.approx(1.0)
     expect = op.live_bytes / (op.live_bytes + op.weight_bytes)
-    assert memory_efficiency(split, nodes) == pytest.approx(expect)
+    assert _efficiency(split, nodes) == pytest.approx(expect)
 
 
 @pytest.mark.parametrize(
@@ -645,5 +648,5 @@ def test_real_workload_when_available() -> None:
     ctx = PartitionContext(views, wl)
     plan = plan_sedma(ctx)
     validate_plan(plan, {v.name: v for v in views})
-    assert memory_efficiency(plan, views) >= 0.95
+    assert _efficiency(plan, views) >= 0.95
     assert makespan(plan) <= 1.03 * bound(ctx).makespan_s

@@ -6,8 +6,8 @@ import msgpack
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from sedma.comm.framing import FrameDecoder, FrameError, FrameType
-from sedma.comm.secure import AuthError, Initiator, Responder, Session
+from sedma.comm.net.framing import FrameDecoder, FrameError, FrameType
+from sedma.comm.net.secure import AuthError, Initiator, Responder, Session
 
 KEYS = {n: Ed25519PrivateKey.generate() for n in ("alice", "bob", "mallory")}
 KNOWN = {n: KEYS[n].public_key() for n in ("alice", "bob")}  # mallory is not allowlisted

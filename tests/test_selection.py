@@ -11,22 +11,13 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from sedma.comm.graph import PeerGraph, RouteError
+from sedma.comm.graph import PeerGraph
 from sedma.comm.nat import path_type
-from sedma.comm.selection import (
-    P_CAP,
-    SelectionContext,
-    SelectionSettings,
-    SelectionWeights,
-    choose_peer,
-    choose_relay,
-    effective_pressure,
-    pressure_penalty,
-    route,
-    staleness_weight,
-    static_choose_peer,
-    static_route,
-)
+from sedma.comm.penalty import P_CAP, effective_pressure, pressure_penalty, staleness_weight
+from sedma.comm.relay_choice import choose_relay
+from sedma.comm.routing import RouteError
+from sedma.comm.selection import choose_peer, route, static_choose_peer, static_route
+from sedma.comm.selection_context import SelectionContext, SelectionSettings, SelectionWeights
 from sedma.errors import SedmaError
 from sedma.sim.cluster import random_cluster
 from sedma.spec import load_cluster
@@ -330,13 +321,13 @@ def _paper_graph(pressure: float = 0.4) -> PeerGraph:
 def test_first_message_setup_ms(
     setup_rtts: float, rtt: float, loss: float, hs: float, want: float
 ) -> None:
-    from sedma.comm.selection import first_message_setup_ms
+    from sedma.comm.penalty import first_message_setup_ms
 
     assert first_message_setup_ms(setup_rtts, rtt, loss, hs) == pytest.approx(want)
 
 
 def test_an_established_channel_beats_an_equally_close_unconnected_peer() -> None:
-    from sedma.comm.selection import Connections
+    from sedma.comm.selection_context import Connections
 
     g = _paper_graph()
     dc = ["gpu-a-0", "gpu-a-1", "gpu-b-0", "gpu-b-1", "cpu-dc-0", "cpu-dc-1"]
@@ -360,7 +351,7 @@ def test_an_established_channel_beats_an_equally_close_unconnected_peer() -> Non
 
 
 def test_an_opening_in_progress_is_charged_only_what_is_left() -> None:
-    from sedma.comm.selection import Connections
+    from sedma.comm.selection_context import Connections
 
     g = _paper_graph()
     full = route(
@@ -376,7 +367,7 @@ def test_an_opening_in_progress_is_charged_only_what_is_left() -> None:
 
 
 def test_a_relayed_pair_with_a_channel_keeps_its_relay() -> None:
-    from sedma.comm.selection import Connections
+    from sedma.comm.selection_context import Connections
 
     g = _paper_graph()
     conns = Connections.of([("edge-0", "edge-1", "cpu-dc-0")])
@@ -387,7 +378,8 @@ def test_a_relayed_pair_with_a_channel_keeps_its_relay() -> None:
 
 
 def test_warmups_fill_the_near_best_band_and_stop_when_it_is_up() -> None:
-    from sedma.comm.selection import Connections, SelectionSettings, suggest_warmups
+    from sedma.comm.selection_context import Connections, SelectionSettings
+    from sedma.comm.warmup import suggest_warmups
 
     g = _paper_graph()
     ctx = SelectionContext(g.snapshot(), now=0.0, salt=3, connections=Connections())
@@ -412,14 +404,14 @@ def test_warmups_fill_the_near_best_band_and_stop_when_it_is_up() -> None:
 
 
 def test_connections_validates_its_keys() -> None:
-    from sedma.comm.selection import Connections
+    from sedma.comm.selection_context import Connections
 
     with pytest.raises(SedmaError, match=r"Connections\.relays"):
         Connections({("a", "b"): None})  # type: ignore[dict-item]
 
 
 def test_cost_of_a_given_path_matches_route_and_rejects_missing_links() -> None:
-    from sedma.comm.selection import cost_of
+    from sedma.comm.pathcost import cost_of
 
     g = _paper_graph()
     ctx = SelectionContext(g.snapshot(), now=0.0)

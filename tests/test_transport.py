@@ -21,9 +21,13 @@ import numpy as np
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from sedma.comm.framing import Frame, FrameDecoder, FrameType, LinkProfile, frame_header
-from sedma.comm.ice import DatagramPipe, IceConfig
-from sedma.comm.transport import Channel, Peer, Relay, TransportError
+from sedma.comm.net.channel import Channel
+from sedma.comm.net.framing import Frame, FrameDecoder, FrameType, frame_header
+from sedma.comm.net.ice import DatagramPipe, IceConfig
+from sedma.comm.net.node import TransportError
+from sedma.comm.net.pipe import LinkProfile
+from sedma.comm.net.relay import Relay
+from sedma.comm.net.transport import Peer
 
 NAMES = ("a", "b", "r1", "r2")
 KEYS = {n: Ed25519PrivateKey.generate() for n in (*NAMES, "mallory")}

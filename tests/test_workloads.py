@@ -6,7 +6,7 @@ import pytest
 
 from sedma.compute.workload import MatmulOp, Workload
 from sedma.errors import SpecError
-from sedma.workloads import get_workload, summary, workload_names
+from sedma.workloads.registry import get_workload, summary, workload_names
 
 
 def _op(w: Workload, name: str) -> MatmulOp:

@@ -11,24 +11,22 @@ from __future__ import annotations
 from sedma.bench.compare import CompareConfig, run_comparison
 from sedma.clock import Clock, ManualClock, WallClock
 from sedma.compute.executor import Executor, make_operands
-from sedma.compute.partition import (
-    PartitionContext,
-    PartitionSettings,
-    bound,
-    plan_sedma,
-    plan_static,
-    views_from_spec,
-)
+from sedma.compute.partition.baseline import plan_static
+from sedma.compute.partition.bound import bound
+from sedma.compute.partition.context import PartitionContext, PartitionSettings
+from sedma.compute.partition.planner import plan_sedma
+from sedma.compute.partition.views import views_from_spec
 from sedma.compute.plan import NodeView, Plan, Tile
 from sedma.compute.workload import MatmulOp, Workload
-from sedma.control.loop import ControlLoop, LoopSettings
+from sedma.control.loop import ControlLoop
+from sedma.control.loop_types import LoopSettings
 from sedma.errors import CapacityError, MemoryStoreError, PlanError, SedmaError, SpecError
 from sedma.memory.long_term import LongTermMemory
 from sedma.memory.short_term import ShortTermMemory
 from sedma.runtime.base import Backend
 from sedma.runtime.local import LocalBackend
 from sedma.spec import ClusterSpec, load_cluster, parse_cluster
-from sedma.workloads import get_workload, workload_names
+from sedma.workloads.registry import get_workload, workload_names
 
 __version__ = "0.1.0"
 

@@ -2,7 +2,7 @@
 
 Covers: the one base class (:class:`SedmaError`) and the few subclasses a caller would handle
 differently. Does not cover: internal invariants (those are ``assert``), or the CLI's
-presentation of errors (see :mod:`sedma.cli`).
+presentation of errors (see :mod:`sedma.cli.app`).
 
 Every message names the parameter, the value received and what is allowed, so one line is
 enough for a user to fix their input.

@@ -3,7 +3,7 @@
 Covers: parsing and validating a cluster spec (sites, WAN links, nodes and their device
 profiles, RRAM crossbar geometry and non-idealities), expanding ``count = N`` into named
 nodes, and finding packaged presets. Does not cover: what the numbers mean for planning
-(see :mod:`sedma.compute.partition`) or for networking (see :mod:`sedma.comm`).
+(see :mod:`sedma.compute.partition.planner`) or for networking (see :mod:`sedma.comm`).
 
 Validation happens here, once, at the boundary: everything downstream may trust a
 :class:`ClusterSpec`. Each invalid spec raises one :class:`~sedma.errors.SpecError` naming

@@ -2,9 +2,9 @@
 
 Subcommands (JSON lines on stdin/stdout, so the test process drives every step):
 
-- ``relay``: a :class:`sedma.comm.transport.Relay` (a relay peer: it joins two peers'
+- ``relay``: a :class:`sedma.comm.net.relay.Relay` (a relay peer: it joins two peers'
   encrypted streams and reads neither) on the internet namespace's public address.
-- ``peer``: a :class:`sedma.comm.transport.Peer` with an :class:`~sedma.comm.ice.IceConfig`
+- ``peer``: a :class:`sedma.comm.net.transport.Peer` with an :class:`~sedma.comm.net.ice.IceConfig`
   (coturn as STUN and TURN server). It listens on its host address, attaches to the relay,
   and on ``go`` the controlling side calls ``Peer.connect`` with the other's address when it
   has no NAT and the relay: the transport races them, so the relay path is usable first,
@@ -33,8 +33,11 @@ import numpy as np
 from agent_io import emit, expect, stdin_reader  # sibling module: run as a script
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from sedma.comm.ice import IceConfig
-from sedma.comm.transport import Channel, Peer, Relay, RelayAddress, TransportError
+from sedma.comm.net.channel import Channel
+from sedma.comm.net.ice import IceConfig
+from sedma.comm.net.node import TransportError
+from sedma.comm.net.relay import Relay, RelayAddress
+from sedma.comm.net.transport import Peer
 
 log = logging.getLogger("sedma_agent")
 

@@ -24,7 +24,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sedma.comm.nat import NAT_TYPES, NatType
+from sedma.comm.nat import NAT_TYPES
+from sedma.spec import NatType
 
 _SHORT = {
     "none": "pub",

@@ -6,7 +6,7 @@ Covers: :func:`bench_accuracy`, which trains a small multilayer perceptron (scik
 weight layers through crossbar devices (the paper preset's ``rram-a`` arrays) without and
 with correction, biases and activations digital, and reports test accuracy for each. Also
 :func:`train_digits_mlp`. Does not cover: the simulator or the correction (see
-:mod:`sedma.compute.crossbar`, :mod:`sedma.compute.correction`) or speed (see
+:mod:`sedma.compute.crossbar.device`, :mod:`sedma.compute.crossbar.correction`) or speed (see
 :mod:`sedma.bench.crossbar`).
 
 Setup: pixels scaled to ``[0, 1]``, a stratified 75/25 train/test split, L-BFGS training
@@ -33,8 +33,8 @@ from threadpoolctl import threadpool_limits
 
 from sedma.bench.crossbar import paper_crossbar
 from sedma.clock import ManualClock
-from sedma.compute.correction import DEFAULT, NONE, Correction
-from sedma.compute.crossbar import CrossbarDevice
+from sedma.compute.crossbar.correction import DEFAULT, NONE, Correction
+from sedma.compute.crossbar.device import CrossbarDevice
 from sedma.errors import SpecError
 from sedma.metrics import rel_error
 from sedma.spec import CrossbarSpec

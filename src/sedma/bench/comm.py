@@ -5,7 +5,7 @@ transport twice, once placed by sedma's peer selection and once by the static ba
 reports end-to-end message latency (mean, p50, p99), the memory pressure the system pushed
 peers to, headroom violations and relay use side by side. Does not cover: the model's maths
 (see :mod:`sedma.comm.latency`), the policies (see :mod:`sedma.comm.selection`), the
-transport (see :mod:`sedma.comm.transport`) or a command line (see :mod:`sedma.cli`).
+transport (see :mod:`sedma.comm.net.transport`) or a command line (see :mod:`sedma.cli.app`).
 
 The scenario (every draw seeded by ``seed``; both systems get the same peers, clients,
 initial pressures and arrival schedule):
@@ -27,14 +27,14 @@ initial pressures and arrival schedule):
   each from a uniformly drawn client (every peer, or ``clients`` of them drawn at random).
   An item is a 32 KiB float32 tensor; its destination, among every other peer, comes from
   :func:`~sedma.comm.selection.choose_peer` (sedma: memory- and NAT-aware, headroom rule,
-  best of two among the near-best; relay by :func:`~sedma.comm.selection.choose_relay`) or
+  best of two among the near-best; relay by :func:`~sedma.comm.relay_choice.choose_relay`) or
   :func:`~sedma.comm.selection.static_choose_peer` (lowest RTT, one fixed relay). The
   destination processes it and replies with a tensor of the same size.
-- Transport: one :class:`~sedma.comm.transport.Peer` per node on 127.0.0.1 in one event
+- Transport: one :class:`~sedma.comm.net.transport.Peer` per node on 127.0.0.1 in one event
   loop, authenticated and encrypted; every hop's RTT and loss come from the spec (the site's
   LAN, or the chain of WAN links) through the transport's seeded link shim. Nodes without
   NAT (and the TURN node the peer graph adds when none exists) also run a
-  :class:`~sedma.comm.transport.Relay`; relay-only pairs connect through the relay the
+  :class:`~sedma.comm.net.relay.Relay`; relay-only pairs connect through the relay the
   system chose, other pairs directly (hole-punched pairs as direct TCP: hole punching itself
   is tested in network namespaces). Before the first message of a pair (either direction)
   the opener waits the path's NAT setup time, ``setup_rtts * rtt / (1 - loss)^2`` of
@@ -72,15 +72,13 @@ import numpy as np
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from sedma.bench.comm_report import (
-    TARGET_MEAN_REDUCTION,
-    TARGET_P99_RATIO,
     bound_latencies_ms,
     comm_result,
     excess_over_bound_ms,
     seed_rows,
 )
 from sedma.clock import Clock, WallClock
-from sedma.comm.graph import PeerGraph, RouteError
+from sedma.comm.graph import PeerGraph
 from sedma.comm.latency import (
     P_HIGH,
     LatencyModel,
@@ -91,30 +89,22 @@ from sedma.comm.latency import (
     service_time_ms,
     setup_delay_ms,
 )
-from sedma.comm.selection import (
-    Choice,
-    Connections,
-    SelectionContext,
-    choose_peer,
-    static_choose_peer,
-    suggest_warmups,
-)
-from sedma.comm.transport import (  # type: ignore[attr-defined]  # not in its __all__ yet
-    Channel,
-    LinkProfile,
-    Peer,
-    Relay,
-)
+from sedma.comm.net.channel import Channel
+from sedma.comm.net.pipe import LinkProfile
+from sedma.comm.net.relay import Relay
+from sedma.comm.net.transport import Peer
+from sedma.comm.pathcost import Choice
+from sedma.comm.routing import RouteError
+from sedma.comm.selection import choose_peer, static_choose_peer
+from sedma.comm.selection_context import Connections, SelectionContext
+from sedma.comm.warmup import suggest_warmups
 from sedma.errors import SedmaError
 from sedma.metrics import latency_summary
 from sedma.spec import ClusterSpec, load_cluster
 
 __all__ = [
-    "TARGET_MEAN_REDUCTION",
-    "TARGET_P99_RATIO",
     "bench_comm",
     "bench_comm_seeds",
-    "bound_latencies_ms",
 ]
 
 logger = logging.getLogger(__name__)

@@ -29,9 +29,9 @@ from typing import Any
 import numpy as np
 
 from sedma.comm.latency import P_HIGH, Scenario, relay_only_pair_fraction
-from sedma.comm.nat import NatType, path_type
+from sedma.comm.nat import path_type
 from sedma.metrics import latency_summary
-from sedma.spec import ClusterSpec
+from sedma.spec import ClusterSpec, NatType
 
 __all__ = [
     "TARGET_MEAN_REDUCTION",

@@ -4,7 +4,7 @@ Covers: :class:`CompareConfig` and :func:`run_comparison`, which runs one worklo
 cluster twice on the local backend in one process (first the static baseline, then sedma
 with its control loop and long-term memory), injects the same slowdown half-way through
 each, and returns the result JSON of ARCHITECTURE.md. Does not cover: presentation (see
-:mod:`sedma.cli`) or the metric definitions (see :mod:`sedma.metrics`).
+:mod:`sedma.cli.app`) or the metric definitions (see :mod:`sedma.metrics`).
 
 The bound is computed from what the sedma run measured: for every pass, the pass's work
 divided by the sum of the rates its nodes were measured at in that pass (makespan >= total
@@ -22,18 +22,16 @@ from typing import Any
 
 from sedma.bench.comm import bench_comm
 from sedma.clock import Clock, WallClock
-from sedma.compute.correction import DEFAULT
+from sedma.compute.crossbar.correction import DEFAULT
 from sedma.compute.executor import Executor, Operands, make_operands
-from sedma.compute.partition import (
-    PartitionContext,
-    PartitionSettings,
-    plan_sedma,
-    plan_static,
-    views_from_spec,
-)
+from sedma.compute.partition.baseline import plan_static
+from sedma.compute.partition.context import PartitionContext, PartitionSettings
+from sedma.compute.partition.planner import plan_sedma
+from sedma.compute.partition.views import views_from_spec
 from sedma.compute.plan import Plan
 from sedma.compute.workload import Workload
-from sedma.control.loop import ControlLoop, LoopSettings
+from sedma.control.loop import ControlLoop
+from sedma.control.loop_types import LoopSettings
 from sedma.errors import CapacityError, NodeLostError, PlanError, SedmaError
 from sedma.memory.long_term import LongTermMemory
 from sedma.memory.short_term import ShortTermMemory
@@ -44,9 +42,10 @@ from sedma.metrics import (
     resource_utilization,
     throughput_ops_s,
 )
-from sedma.runtime.local import LocalBackend, measure_time_scale
+from sedma.runtime.local import LocalBackend
+from sedma.runtime.local_probe import measure_time_scale
 from sedma.spec import ClusterSpec, load_cluster
-from sedma.workloads import get_workload
+from sedma.workloads.registry import get_workload
 
 __all__ = ["CompareConfig", "Progress", "run_comparison"]
 

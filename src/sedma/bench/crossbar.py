@@ -5,9 +5,9 @@ one simulated rram device (the paper preset's ``rram-a`` arrays unless told othe
 reports side by side, per shape and summarised: the simulator's time with every
 non-ideality on against ``x @ W`` in numpy, the relative error without and with correction,
 and the arrays used. Also :func:`workload_shapes` and :func:`representative_shapes`. Does
-not cover: the physics (see :mod:`sedma.compute.crossbar`), the correction scheme (see
-:mod:`sedma.compute.correction`), a model's accuracy (see :mod:`sedma.bench.accuracy`) or a
-command line (see :mod:`sedma.cli`).
+not cover: the physics (see :mod:`sedma.compute.crossbar.device`), the correction scheme (see
+:mod:`sedma.compute.crossbar.correction`), a model's accuracy (see :mod:`sedma.bench.accuracy`) or a
+command line (see :mod:`sedma.cli.app`).
 
 Which shapes: by default every distinct static weight product ``(m, k, n)`` of the
 workloads at ``scale`` (:func:`workload_shapes`; a shape two models share is counted once,
@@ -43,13 +43,14 @@ import numpy.typing as npt
 from threadpoolctl import threadpool_limits
 
 from sedma.clock import ManualClock
-from sedma.compute.correction import DEFAULT, NONE, Correction
-from sedma.compute.crossbar import CrossbarDevice, Programmed, analytic_rel_error
+from sedma.compute.crossbar.correction import DEFAULT, NONE, Correction
+from sedma.compute.crossbar.device import CrossbarDevice, Programmed
+from sedma.compute.crossbar.physics import analytic_rel_error
 from sedma.compute.workload import MatmulOp
 from sedma.errors import SpecError
 from sedma.metrics import rel_error
 from sedma.spec import CrossbarSpec, load_cluster
-from sedma.workloads import get_workload
+from sedma.workloads.registry import get_workload
 
 __all__ = [
     "NARROW_WIDTH",

@@ -4,7 +4,7 @@ Covers: :func:`bench_memory`, which times short-term updates (``observe``, ``inc
 ``set_gauge``) over many series with realistic keys, a short-term snapshot of 1,000 series,
 and long-term ``record_observations`` throughput into a temporary SQLite file. Does not
 cover: the paper comparison (see :mod:`sedma.bench.compare`), command-line entry points
-(see :mod:`sedma.cli`) or correctness (see ``tests/test_short_term.py`` and
+(see :mod:`sedma.cli.app`) or correctness (see ``tests/test_short_term.py`` and
 ``tests/test_long_term.py``).
 
 Benchmarks may read ``time.perf_counter`` directly: they measure this machine, not a policy.

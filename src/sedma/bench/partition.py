@@ -1,10 +1,10 @@
-"""How long :func:`~sedma.compute.partition.plan_sedma` takes on large synthetic fleets.
+"""How long :func:`~sedma.compute.partition.planner.plan_sedma` takes on large synthetic fleets.
 
 Covers: :func:`bench_partition`, which builds seeded fleets of 100 to 10,000 nodes (a mix of
 ten device types, each node with its own rate and free memory, as in a real fleet) and a
 ResNet-50-sized list of 54 products, and times the planner on them. Does not cover: plan
 quality against the static baseline on the presets (see :mod:`sedma.bench.compare`) or a
-command line (see :mod:`sedma.cli`).
+command line (see :mod:`sedma.cli.app`).
 
 Benchmarks may read the wall clock; the planner it times never does.
 """
@@ -20,17 +20,14 @@ from typing import Any
 
 import numpy as np
 
-from sedma.compute.partition import (
-    PartitionContext,
-    bound,
-    group_nodes,
-    plan_sedma,
-    views_from_spec,
-)
+from sedma.compute.partition.bound import bound
+from sedma.compute.partition.context import PartitionContext
+from sedma.compute.partition.planner import group_nodes, plan_sedma
+from sedma.compute.partition.views import views_from_spec
 from sedma.compute.plan import NodeView, predicted_makespan_s
 from sedma.compute.workload import Workload
 from sedma.sim.cluster import random_cluster
-from sedma.workloads import get_workload
+from sedma.workloads.registry import get_workload
 
 __all__ = ["bench_partition", "resnet50_ops", "synthetic_fleet"]
 

@@ -6,7 +6,7 @@ can reach without a relay), :func:`bench_routes` (times :meth:`PeerGraph.routes`
 sources, single-link updates and one :func:`~sedma.comm.selection.choose_peer`), and
 :func:`route_table` (every ordered pair of a cluster: NAT path type, sedma's route and the
 static baseline's, with cost breakdowns). Does not cover: a command line (see
-:mod:`sedma.cli`), the transport's speed (see :mod:`sedma.bench.transport`) or message
+:mod:`sedma.cli.app`), the transport's speed (see :mod:`sedma.bench.transport`) or message
 latencies under load (the comparison benchmark).
 
 Benchmarks may read the wall clock; the graph and the policy they time never do.
@@ -22,17 +22,14 @@ from typing import Any
 
 import numpy as np
 
-from sedma.comm.graph import PATH_CODE, PeerGraph, RouteError, site_paths
+from sedma.comm.graph import PeerGraph
+from sedma.comm.linkcost import PATH_CODE
 from sedma.comm.nat import NAT_TYPES, PATH_TYPES, path_cost
-from sedma.comm.selection import (
-    Choice,
-    SelectionContext,
-    SelectionSettings,
-    SelectionWeights,
-    choose_peer,
-    route,
-    static_route,
-)
+from sedma.comm.overlay import site_paths
+from sedma.comm.pathcost import Choice
+from sedma.comm.routing import RouteError
+from sedma.comm.selection import choose_peer, route, static_route
+from sedma.comm.selection_context import SelectionContext, SelectionSettings, SelectionWeights
 from sedma.errors import SedmaError
 from sedma.sim.cluster import random_cluster
 from sedma.spec import ClusterSpec

@@ -1,11 +1,11 @@
 """Micro-benchmark of sedma's transport: messages per second and tensor bandwidth on loopback.
 
 Covers: :func:`bench_transport`, which measures between two authenticated, encrypted peers
-(:class:`~sedma.comm.transport.Peer`, direct TCP path, AES-256-GCM records) the rate of small
+(:class:`~sedma.comm.net.transport.Peer`, direct TCP path, AES-256-GCM records) the rate of small
 pipelined messages, the round-trip time of one small request at a time, and the bandwidth of
 large float32 tensors; and, in the same run, a raw TCP copy of the same bytes over loopback
 as the ceiling. Does not cover: correctness (see ``tests/test_transport.py``), relayed or
-UDP paths, or command-line entry points (see :mod:`sedma.cli`).
+UDP paths, or command-line entry points (see :mod:`sedma.cli.app`).
 
 The receiving peer runs in a child process (``spawn``), as a remote node would, so the two
 ends do not share one interpreter lock; after the timed rounds the child hashes one more
@@ -40,7 +40,8 @@ import numpy as np
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from sedma.comm.transport import Peer, TransportError
+from sedma.comm.net.node import TransportError
+from sedma.comm.net.transport import Peer
 from sedma.errors import SedmaError
 
 __all__ = ["TARGET_LARGE_VS_RAW", "TARGET_SMALL_MSGS_PER_S", "bench_transport"]

@@ -3,7 +3,7 @@
 - :mod:`~sedma.comm.nat`: NAT behaviour (RFC 4787 mapping and filtering of the spec's NAT
   names), which pairs connect directly, by hole punching or only through a relay, and what
   setting up and using that path costs (pure).
-- The peer graph, bottom up (import its names from :mod:`~sedma.comm.graph`):
+- The peer graph, bottom up:
 
   - :mod:`~sedma.comm.routing`: the sparse routing core: Dijkstra over CSR arcs, routes from
     one source, paths from predecessors, ``RouteError``.
@@ -14,7 +14,7 @@
   - :mod:`~sedma.comm.overlay`: a cluster spec's full overlay (site paths, TURN node, links).
   - :mod:`~sedma.comm.graph`: ``PeerGraph``: links with RTT, bandwidth, loss and NAT path
     type, peers' memory pressure, cheap in-place updates, routes, snapshots.
-- Peer selection, bottom up (pure; import its names from :mod:`~sedma.comm.selection`):
+- Peer selection, bottom up (pure):
 
   - :mod:`~sedma.comm.penalty`: the cost terms beyond a link's: memory pressure's convex
     penalty, trust in stale readings, a first message's setup wait.
@@ -34,21 +34,10 @@
   pressure, from one frozen context (pure; the control loop enacts).
 - :mod:`~sedma.comm.latency`: the emulated workload of the communication-latency
   experiment (peers' memory and service time, arrivals, the violation rule).
-- The real transport, bottom up (each module's docstring says what it does and does not do):
+- :mod:`~sedma.comm.net`: the wire (framing, secure channel, TCP pipe, ICE/UDP path,
+  relay, transport), a package of its own: the policies above never do I/O.
 
-  - :mod:`~sedma.comm.framing`: wire frames, the message codec and the items of a record.
-  - :mod:`~sedma.comm.secure`: node identities, the handshake and authenticated records.
-  - :mod:`~sedma.comm.pipe`: the pipe base that carries frames, the per-link RTT and loss
-    shim, and the TCP pipe.
-  - :mod:`~sedma.comm.ice`: ICE/STUN/TURN connectivity and the reliable datagram pipe.
-  - :mod:`~sedma.comm.node`: what peers and relays share: allowlist, counters, listening,
-    dialling TCP, the handshake over a pipe, ``TransportError``.
-  - :mod:`~sedma.comm.path`: one authenticated path of a channel: records, keepalives.
-  - :mod:`~sedma.comm.relay`: the relay node that splices two peers' encrypted streams.
-  - :mod:`~sedma.comm.channel`: one remote peer: its paths, the one in use, rerouting,
-    in-order delivery with acknowledgements and re-sending.
-  - :mod:`~sedma.comm.transport`: ``Peer`` (asyncio messaging by peer name: dialling races,
-    relay attachments, ICE signalling, the inbox); import the transport's names from here.
+Import each name from the module that defines it.
 
 The model, the cost formulas and the measured figures are in docs/communication.md.
 """

@@ -19,8 +19,9 @@ import numpy as np
 import numpy.typing as npt
 
 from sedma.comm.linkcost import PATH_CODE
-from sedma.comm.nat import PATH_TYPES, NatType
+from sedma.comm.nat import PATH_TYPES
 from sedma.comm.routing import FloatArray, IntArray, RouteError
+from sedma.spec import NatType
 
 __all__ = ["CsrArcs", "check_link_values", "check_links", "csr_arcs"]
 

@@ -39,40 +39,26 @@ from scipy.sparse import csr_matrix
 from scipy.sparse.csgraph import dijkstra
 
 from sedma.comm.arcs import check_link_values, check_links, csr_arcs
-from sedma.comm.linkcost import MIN_WEIGHT_MS as MIN_WEIGHT_MS
 from sedma.comm.linkcost import (
     NAT_CODE,
+    PATH_CODE,
+    SETUP_RTTS,
     LinkWeights,
     link_cost_ms,
     link_costs_ms,
     nat_cost_ms,
     nat_costs_ms,
 )
-from sedma.comm.linkcost import PATH_CODE as PATH_CODE
-from sedma.comm.linkcost import SETUP_RTTS as SETUP_RTTS
-from sedma.comm.nat import NAT_TYPES, NatType
-from sedma.comm.overlay import site_paths, spec_overlay
-from sedma.comm.routing import BoolArray as BoolArray
-from sedma.comm.routing import FloatArray as FloatArray
-from sedma.comm.routing import IntArray as IntArray
-from sedma.comm.routing import RouteError, Routes, find_arc, lookup, shortest_paths
+from sedma.comm.nat import NAT_TYPES
+from sedma.comm.overlay import spec_overlay
+from sedma.comm.routing import FloatArray, RouteError, Routes, find_arc, lookup
 from sedma.comm.snapshot import GraphSnapshot
-from sedma.spec import ClusterSpec
+from sedma.spec import ClusterSpec, NatType
 
-# The ``name as name`` imports above keep importable from here (for mypy too) every name this
+# The ``name`` imports above keep importable from here (for mypy too) every name this
 # module defined before it was split into linkcost, routing, snapshot, overlay and arcs.
 __all__ = [
-    "GraphSnapshot",
-    "LinkWeights",
     "PeerGraph",
-    "RouteError",
-    "Routes",
-    "link_cost_ms",
-    "link_costs_ms",
-    "nat_cost_ms",
-    "nat_costs_ms",
-    "shortest_paths",
-    "site_paths",
 ]
 
 logger = logging.getLogger(__name__)

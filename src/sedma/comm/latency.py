@@ -46,10 +46,11 @@ from typing import Generic, TypeVar
 import numpy as np
 import numpy.typing as npt
 
-from sedma.comm.graph import PeerGraph, site_paths
-from sedma.comm.nat import NatType, path_cost, path_type
+from sedma.comm.graph import PeerGraph
+from sedma.comm.nat import path_cost, path_type
+from sedma.comm.overlay import site_paths
 from sedma.errors import SedmaError
-from sedma.spec import ClusterSpec
+from sedma.spec import ClusterSpec, NatType
 
 __all__ = [
     "P_FULL",
@@ -344,7 +345,7 @@ def build_scenario(
     Relay-only pairs topped up to ``relay_only_fraction`` (:func:`with_relay_only_pairs`);
     clients: every peer, or ``clients`` of them drawn at random; initial pressures from
     :func:`uneven_pressures`; arrivals from :func:`poisson_schedule`; each hop's RTT and
-    loss from the sites' LAN or WAN chain (:func:`~sedma.comm.graph.site_paths`).
+    loss from the sites' LAN or WAN chain (:func:`~sedma.comm.overlay.site_paths`).
     """
     spec = with_relay_only_pairs(spec, relay_only_fraction, seed)
     snap = PeerGraph.from_spec(spec).snapshot()

@@ -22,12 +22,12 @@ from sedma.comm.nat import (
     NAT_TYPES,
     PATH_TYPES,
     RELAY_STRETCH,
-    NatType,
     path_cost,
     path_type,
 )
 from sedma.comm.routing import FloatArray
 from sedma.errors import SedmaError
+from sedma.spec import NatType
 
 __all__ = [
     "MIN_WEIGHT_MS",
@@ -63,7 +63,7 @@ class LinkWeights:
     a direct link beats forwarding through an equally close peer; a path's setup cost is
     spread over ``setup_amortised_over`` messages (``math.inf``: left out of the steady
     cost, for callers that charge setup per pair themselves, see
-    :class:`sedma.comm.selection.Connections`).
+    :class:`sedma.comm.selection_context.Connections`).
     """
 
     rtt: float = 1.0

@@ -6,7 +6,7 @@ Covers: the spec's NAT names mapped onto RFC 4787's mapping and filtering behavi
 first (:func:`initiator`), and the expected setup and steady-state cost of that path
 (:func:`path_cost`). Does not cover: links, routes or memory pressure (see
 :mod:`sedma.comm.graph` and :mod:`sedma.comm.selection`), or actually punching holes and
-relaying bytes (see :mod:`sedma.comm.transport`).
+relaying bytes (see :mod:`sedma.comm.net.transport`).
 
 Pure: no clock, no I/O, no randomness. Everything here is small maths on five NAT types,
 each function citing the rule it follows.
@@ -48,7 +48,6 @@ __all__ = [
     "Initiator",
     "Mapping",
     "NatBehaviour",
-    "NatType",
     "PathCost",
     "PathType",
     "behaviour",

@@ -25,9 +25,9 @@ from scipy.sparse import csr_matrix
 from scipy.sparse.csgraph import dijkstra
 
 from sedma.comm.linkcost import MIN_WEIGHT_MS, NAT_CODE, PATH_CODE
-from sedma.comm.nat import PATH_TYPES, NatType, path_type
+from sedma.comm.nat import PATH_TYPES, path_type
 from sedma.comm.routing import FloatArray, RouteError
-from sedma.spec import ClusterSpec
+from sedma.spec import ClusterSpec, NatType
 
 __all__ = ["SpecOverlay", "site_paths", "spec_overlay"]
 

@@ -41,7 +41,7 @@ _RELAYED = PATH_TYPES.index("relayed")
 
 @dataclass(frozen=True)
 class CostBreakdown:
-    """A route's cost by term, in ms (see :func:`sedma.comm.graph.link_cost_ms`)."""
+    """A route's cost by term, in ms (see :func:`sedma.comm.linkcost.link_cost_ms`)."""
 
     rtt_ms: float
     nat_ms: float

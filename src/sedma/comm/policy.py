@@ -7,7 +7,7 @@ route each flow uses, their measured latencies, the weights in force), its two s
 :func:`path_cost`) and :func:`suggest_comm`. Does not cover: per-message peer choice
 (:func:`sedma.comm.selection.choose_peer`), enacting or recording anything (the control
 loop does, through :mod:`sedma.control.comm_step`), or moving bytes
-(:mod:`sedma.comm.transport`).
+(:mod:`sedma.comm.net.transport`).
 
 Pure: no clock (``now`` comes in the context), no I/O, no randomness beyond the selection
 policy's seeded tie-breaks. Same context, same suggestions.
@@ -41,16 +41,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from sedma.comm.graph import GraphSnapshot, RouteError
-from sedma.comm.selection import (
-    Choice,
-    CostBreakdown,
-    SelectionContext,
-    SelectionSettings,
-    SelectionWeights,
-    cost_of,
-    route,
-)
+from sedma.comm.pathcost import Choice, CostBreakdown, cost_of
+from sedma.comm.routing import RouteError
+from sedma.comm.selection import route
+from sedma.comm.selection_context import SelectionContext, SelectionSettings, SelectionWeights
+from sedma.comm.snapshot import GraphSnapshot
 from sedma.errors import SedmaError
 
 __all__ = [
@@ -170,7 +165,7 @@ def fit_pressure_weight(excess_ms: Sequence[float], penalty: Sequence[float]) ->
 
     (least squares through the origin, each flow's interval mean ``e_i`` counted once),
     clipped at 0. ``excess_ms[i]`` is a flow's measured mean minus its network cost,
-    ``penalty[i]`` its destination's :func:`~sedma.comm.selection.pressure_penalty`.
+    ``penalty[i]`` its destination's :func:`~sedma.comm.penalty.pressure_penalty`.
     """
     e = np.asarray(excess_ms, dtype=np.float64)
     p = np.asarray(penalty, dtype=np.float64)

@@ -5,7 +5,7 @@ both ends, each with its cost as the relay; a pair whose channel is up keeps its
 :func:`choose_relay` (the headroom rule, then the best of two among the near-best of those).
 Does not cover: whether a pair needs a relay (see :func:`sedma.comm.nat.path_type`), the
 rest of a route's cost (see :mod:`sedma.comm.pathcost`), the baseline's one fixed relay
-(see :mod:`sedma.comm.baseline`), or relaying bytes (see :mod:`sedma.comm.relay`).
+(see :mod:`sedma.comm.baseline`), or relaying bytes (see :mod:`sedma.comm.net.relay`).
 """
 
 from __future__ import annotations

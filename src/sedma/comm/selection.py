@@ -15,7 +15,7 @@ maths: :func:`pressure_penalty`, :func:`staleness_weight`, :func:`effective_pres
 :mod:`sedma.comm.baseline` (the baseline's path rules). Does not cover: keeping the graph
 current (see :mod:`sedma.comm.graph`), NAT rules (see :mod:`sedma.comm.nat`), tuning the
 weights from long-term memory or enacting a re-route (the control loop does both), or
-moving bytes (see :mod:`sedma.comm.transport`).
+moving bytes (see :mod:`sedma.comm.net.transport`).
 
 Pure: no clock (``now`` comes in the context), no I/O; randomness only from a generator
 seeded by the context's ``salt`` and the peers involved, so a choice is reproducible.
@@ -56,54 +56,26 @@ from sedma.comm.baseline import static_choice, static_paths
 from sedma.comm.herding import headroom, two_choices
 from sedma.comm.pathcost import (
     Choice,
-    CostBreakdown,
     candidate_nodes,
     choice_via,
-    cost_of,
     route_costs,
 )
 from sedma.comm.penalty import (
     P_CAP,
-    P_SOFT,
-    effective_pressure,
-    first_message_setup_ms,
-    pressure_penalty,
-    staleness_weight,
 )
-from sedma.comm.penalty import P_SLOPE as P_SLOPE
-from sedma.comm.relay_choice import choose_relay
 from sedma.comm.routing import RouteError
 from sedma.comm.selection_context import (
-    Connections,
     SelectionContext,
-    SelectionSettings,
-    SelectionWeights,
 )
-from sedma.comm.warmup import suggest_warmups
 
 # The names imported above keep importable from here (for mypy too, ``P_SLOPE`` through its
 # ``as``) every name this module defined before it was split into selection_context, penalty,
 # pathcost, relay_choice, herding, warmup and baseline.
 __all__ = [
-    "P_CAP",
-    "P_SOFT",
-    "Choice",
-    "Connections",
-    "CostBreakdown",
-    "SelectionContext",
-    "SelectionSettings",
-    "SelectionWeights",
     "choose_peer",
-    "choose_relay",
-    "cost_of",
-    "effective_pressure",
-    "first_message_setup_ms",
-    "pressure_penalty",
     "route",
-    "staleness_weight",
     "static_choose_peer",
     "static_route",
-    "suggest_warmups",
 ]
 
 logger = logging.getLogger(__name__)

@@ -18,8 +18,9 @@ import numpy as np
 import numpy.typing as npt
 
 from sedma.comm.linkcost import PATH_CODE, LinkWeights, link_costs_ms, nat_costs_ms
-from sedma.comm.nat import PATH_TYPES, NatType, PathType
+from sedma.comm.nat import PATH_TYPES, PathType
 from sedma.comm.routing import BoolArray, FloatArray, IntArray, find_arc, lookup
+from sedma.spec import NatType
 
 __all__ = ["GraphSnapshot"]
 

@@ -5,7 +5,7 @@ channel yet, up to ``settings.warm_peers`` channels into that band per source). 
 cover: the cost of a pair without a channel or why a message would wait for its setup
 (see "Setup cost" in :mod:`sedma.comm.selection`), choosing a destination (see
 :func:`sedma.comm.selection.choose_peer`), or opening channels (the caller does, through
-:mod:`sedma.comm.transport`).
+:mod:`sedma.comm.net.transport`).
 """
 
 from __future__ import annotations

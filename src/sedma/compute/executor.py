@@ -4,7 +4,7 @@ Covers: :class:`TileRunner` (the part of a backend the executor needs), :class:`
 :func:`make_operands` (seeded operand data for a workload), :class:`Executor` (one pass of a
 plan: run every tile, optionally assemble and check against the exact product, feed
 per-tile rates and memory use into :class:`~sedma.memory.short_term.ShortTermMemory`).
-Does not cover: deciding what to run (see :mod:`sedma.compute.partition` and
+Does not cover: deciding what to run (see :mod:`sedma.compute.partition.planner` and
 :mod:`sedma.control.loop`) or how a backend runs a tile (see :mod:`sedma.runtime`).
 """
 

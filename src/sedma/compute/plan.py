@@ -4,7 +4,7 @@ Covers: the plan data types (:class:`NodeView`, :class:`ArraySlot`, :class:`Tile
 :class:`Plan`), a plan's per-node memory footprint (:func:`footprint`), its predicted
 per-node busy time and makespan (:func:`node_loads_s`, :func:`predicted_makespan_s`) and
 structural validation (:func:`validate_plan`). Does not cover: how plans are made (see
-:mod:`sedma.compute.partition`) or run (see :mod:`sedma.compute.executor`).
+:mod:`sedma.compute.partition.planner`) or run (see :mod:`sedma.compute.executor`).
 
 A tile slices one product ``Y = X @ W`` along one axis:
 
@@ -26,7 +26,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
-from sedma.compute.correction import NONE, Correction
+from sedma.compute.crossbar.correction import NONE, Correction
 from sedma.compute.workload import MatmulOp, Workload
 from sedma.errors import PlanError
 from sedma.spec import CrossbarSpec, NodeKind
@@ -39,6 +39,7 @@ __all__ = [
     "Plan",
     "Tile",
     "footprint",
+    "held_bytes",
     "node_loads_s",
     "predicted_makespan_s",
     "validate_plan",
@@ -144,6 +145,12 @@ class NodeFootprint:
     def held_bytes(self) -> int:
         """Everything held for the job on this node, unusable array cells included."""
         return self.digital_bytes + self.array_bytes
+
+
+def held_bytes(plan: Plan, crossbars: Mapping[str, CrossbarSpec | None]) -> int:
+    """Bytes ``plan`` holds over all its nodes (copies, padding and allocated but unused
+    array cells included): the denominator of :func:`sedma.metrics.memory_efficiency`."""
+    return sum(f.held_bytes for f in footprint(plan, crossbars).values())
 
 
 def footprint(plan: Plan, crossbars: Mapping[str, CrossbarSpec | None]) -> dict[str, NodeFootprint]:

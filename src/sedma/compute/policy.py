@@ -3,7 +3,7 @@
 Covers: :class:`ComputeContext` (the frozen view the policy decides from),
 :class:`Replan` (its suggestion), :func:`rate_drift` and :func:`suggest_replan`. Does not
 cover: enacting the suggestion (only :mod:`sedma.control.loop` does that) or making plans
-(see :mod:`sedma.compute.partition`).
+(see :mod:`sedma.compute.partition.planner`).
 
 Pure: no clock, no I/O, no randomness. Same context, same suggestion.
 """
@@ -13,8 +13,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from sedma.compute.correction import NONE
-from sedma.compute.partition import PartitionContext, PartitionSettings, plan_sedma
+from sedma.compute.crossbar.correction import NONE
+from sedma.compute.partition.context import PartitionContext, PartitionSettings
+from sedma.compute.partition.planner import plan_sedma
 from sedma.compute.plan import NodeView, Plan, footprint, predicted_makespan_s
 
 __all__ = [
@@ -89,7 +90,7 @@ def suggest_replan(ctx: ComputeContext) -> Replan | None:
     Drift: ``|observed / assumed - 1| > drift_threshold`` for a node measured this interval.
     Memory: a node's free memory is below what the current plan makes it hold (forced).
     Failure: a node the plan uses is no longer among ``nodes`` (forced).
-    The new plan is :func:`~sedma.compute.partition.plan_sedma` at the believed rates, with
+    The new plan is :func:`~sedma.compute.partition.planner.plan_sedma` at the believed rates, with
     its predicted gain; whether the gain (``min_gain``) is worth it is the loop's call, so
     that rejected suggestions are logged too. Returns ``None`` when nothing drifted; raises
     :class:`~sedma.errors.PlanError` when no plan fits.

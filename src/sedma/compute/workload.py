@@ -3,7 +3,7 @@
 Covers: :class:`MatmulOp` (one product ``Y = X @ W`` with its shapes, error budget and
 whether ``W`` is a stationary weight) and :class:`Workload` (an ordered set of them).
 Does not cover: which models produce which shapes (see :mod:`sedma.workloads`), or where
-the products run (see :mod:`sedma.compute.partition`).
+the products run (see :mod:`sedma.compute.partition.planner`).
 
 A workload runs as a weight-stationary pipeline: every product's weight is placed once and
 every pass streams fresh activations through all of them, so in steady state all products

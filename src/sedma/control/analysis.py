@@ -10,7 +10,7 @@ views a :class:`~sedma.compute.policy.ComputeContext` or a bound is built on
 Nothing here reads a clock or does I/O.
 
 Does not cover: collecting the rows or enacting anything (see :mod:`sedma.control.loop`),
-node views of a spec in general (see :mod:`sedma.compute.views`) or the policy that reads
+node views of a spec in general (see :mod:`sedma.compute.partition.views`) or the policy that reads
 the context (see :mod:`sedma.compute.policy`).
 """
 
@@ -22,8 +22,8 @@ from dataclasses import replace
 
 import numpy as np
 
-from sedma.compute.calibrate import CrossbarCalibration
-from sedma.compute.partition import views_from_spec
+from sedma.compute.crossbar.calibrate import CrossbarCalibration
+from sedma.compute.partition.views import views_from_spec
 from sedma.compute.plan import NodeView, Plan
 from sedma.compute.policy import effective_error
 from sedma.control.learning import Priors

@@ -26,8 +26,9 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from sedma.comm.graph import PeerGraph
+from sedma.comm.pathcost import Choice
 from sedma.comm.policy import CommContext, CommSettings, FlowStats, Reroute, Reweigh, suggest_comm
-from sedma.comm.selection import Choice, SelectionSettings, SelectionWeights
+from sedma.comm.selection_context import SelectionSettings, SelectionWeights
 from sedma.errors import SedmaError
 from sedma.memory.long_term import LongTermMemory
 from sedma.memory.short_term import IntervalAggregate

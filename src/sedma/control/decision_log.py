@@ -23,7 +23,8 @@ import numpy as np
 
 from sedma.clock import Clock
 from sedma.control.loop_types import Decision
-from sedma.memory.long_term import AdaptationRecord, Layer, LongTermMemory
+from sedma.memory.long_term import LongTermMemory
+from sedma.memory.records import AdaptationRecord, Layer
 
 __all__ = ["DecisionLog", "Pending"]
 

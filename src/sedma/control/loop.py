@@ -25,11 +25,13 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from sedma.clock import Clock
-from sedma.compute.calibrate import KIND_CROSSBAR, CrossbarCalibration, calibrate_crossbar
-from sedma.compute.correction import DEFAULT
-from sedma.compute.crossbar import CrossbarDevice
+from sedma.compute.crossbar.calibrate import KIND_CROSSBAR, CrossbarCalibration, calibrate_crossbar
+from sedma.compute.crossbar.correction import DEFAULT
+from sedma.compute.crossbar.device import CrossbarDevice
 from sedma.compute.executor import JOB, Operands
-from sedma.compute.partition import PartitionContext, PartitionSettings, bound, plan_sedma
+from sedma.compute.partition.bound import bound
+from sedma.compute.partition.context import PartitionContext, PartitionSettings
+from sedma.compute.partition.planner import plan_sedma
 from sedma.compute.plan import NodeView, Plan
 from sedma.compute.policy import ComputeContext, Replan, suggest_recalibration, suggest_replan
 from sedma.compute.workload import Workload
@@ -47,7 +49,8 @@ from sedma.control.decision_log import DecisionLog
 from sedma.control.learning import Priors, learn_settings, load_priors
 from sedma.control.loop_types import Decision, LoopSettings, context_key
 from sedma.errors import CapacityError, PlanError, SedmaError
-from sedma.memory.long_term import Layer, LongTermMemory
+from sedma.memory.long_term import LongTermMemory
+from sedma.memory.records import Layer
 from sedma.memory.short_term import IntervalAggregate, ShortTermMemory
 from sedma.metrics import PeakHeld
 from sedma.observations import FreeMemory, MemoryHeld, NodeFailed
@@ -56,7 +59,9 @@ from sedma.spec import ClusterSpec
 
 # Every name below stays importable from here, as before the split into loop_types,
 # analysis and decision_log: callers import the loop's names from this module.
-__all__ = ["ControlLoop", "Decision", "LoopSettings", "context_key"]
+__all__ = [
+    "ControlLoop",
+]
 
 log = logging.getLogger(__name__)
 

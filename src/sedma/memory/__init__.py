@@ -8,8 +8,6 @@ Modules:
 - :mod:`sedma.memory.long_term`: the persistent store (SQLAlchemy; a SQLite file by default,
   any SQL URL otherwise) of runs, interval observations, adaptations with measured outcomes,
   device calibrations and best-known settings per workload context; trends and quantiles.
-  Re-exports ``SCHEMA_VERSION``, ``MIGRATIONS`` and the record types, so callers import
-  them from it as before.
 - :mod:`sedma.memory.schema`: the store's tables, ``SCHEMA_VERSION`` and ``MIGRATIONS``;
   recognising a SQLite file, a sedma store and its version before anything is written.
 - :mod:`sedma.memory.records`: the frozen record types the store takes and returns
@@ -23,16 +21,9 @@ between the two memories (:mod:`sedma.control.loop`).
 
 from __future__ import annotations
 
-from sedma.memory.long_term import (
-    SCHEMA_VERSION,
-    AdaptationRecord,
-    Calibration,
-    LongTermMemory,
-    RunRecord,
-    Setting,
-    Trend,
-    default_path,
-)
+from sedma.memory.long_term import LongTermMemory, default_path
+from sedma.memory.records import AdaptationRecord, Calibration, RunRecord, Setting, Trend
+from sedma.memory.schema import SCHEMA_VERSION
 from sedma.memory.short_term import (
     IntervalAggregate,
     SeriesSnapshot,

@@ -51,9 +51,7 @@ from sedma.memory.records import finite as _finite
 from sedma.memory.records import limit as _limit
 from sedma.memory.records import nonempty as _nonempty
 from sedma.memory.records import opt_id as _opt_id
-from sedma.memory.schema import APP as APP  # re-exported, as before the split
 from sedma.memory.schema import (
-    MIGRATIONS,
     SCHEMA_VERSION,
     check_sqlite_file,
     create_schema,
@@ -70,15 +68,7 @@ from sedma.memory.schema import setting_history as _hist
 from sedma.memory.short_term import IntervalAggregate, percentile_sorted
 
 __all__ = [
-    "MIGRATIONS",
-    "SCHEMA_VERSION",
-    "AdaptationRecord",
-    "Calibration",
-    "Layer",
     "LongTermMemory",
-    "RunRecord",
-    "Setting",
-    "Trend",
     "default_path",
 ]
 

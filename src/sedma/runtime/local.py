@@ -7,7 +7,8 @@ from; the rest live in :mod:`sedma.runtime.local_time_scale` (the time dilation 
 :func:`auto_time_scale`, :func:`measure_time_scale`, :func:`time_scale_for`,
 :data:`CROSSBAR_SIM_COST`), :mod:`sedma.runtime.local_worker` (the worker thread that computes
 and paces one node's tiles) and :mod:`sedma.runtime.local_node` (what one node holds and its
-crossbar programming). Does not cover: planning (see :mod:`sedma.compute.partition`), running
+crossbar programming). Does not cover: planning (see :mod:`sedma.compute.partition.planner`),
+running
 on a real cluster (the Ray backend) or at 10,000 nodes (the simulator).
 
 What is real and what is emulated, exactly:
@@ -37,7 +38,7 @@ What is real and what is emulated, exactly:
 - **Crossbar arrays**: an rram node has ``crossbar.arrays`` arrays; a plan's tiles name the
   arrays their weights occupy and a plan needing more than the node has raises
   ``CapacityError``. rram tiles are computed through the node's simulated arrays
-  (:class:`~sedma.compute.crossbar.CrossbarDevice`, programmed when the plan is loaded);
+  (:class:`~sedma.compute.crossbar.device.CrossbarDevice`, programmed when the plan is loaded);
   a used array, the correction's residual arrays included, counts as ``rows x cols/2``
   weights held, padding included.
 - **Time scale**: :func:`measure_time_scale` sets it from this host's measured CPU cost of
@@ -57,43 +58,32 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from sedma.clock import Clock, ScaledClock, WallClock
-from sedma.compute.crossbar import CrossbarDevice
-from sedma.compute.crossbar import Programmed as Programmed
-from sedma.compute.executor import Array as Array
+from sedma.compute.crossbar.device import CrossbarDevice
 from sedma.compute.executor import Operands, TileResult
-from sedma.compute.plan import ArraySlot as ArraySlot
 from sedma.compute.plan import Plan
-from sedma.compute.plan import Tile as Tile
 from sedma.errors import CapacityError, NodeLostError, SedmaError
 from sedma.observations import FreeMemory, MemoryHeld, NodeFailed, Observation
-from sedma.observations import TileDone as TileDone
-from sedma.runtime.local_node import BufKey as BufKey
-from sedma.runtime.local_node import _nbytes as _nbytes
-from sedma.runtime.local_node import _Node as _Node
-from sedma.runtime.local_node import _Results as _Results
-from sedma.runtime.local_node import _slice as _slice
-from sedma.runtime.local_node import _tile_keys as _tile_keys
-from sedma.runtime.local_node import _TileFailed as _TileFailed
-from sedma.runtime.local_node import program_weights
+from sedma.runtime.local_node import (
+    BufKey,
+    _nbytes,
+    _Node,
+    _Results,
+    _slice,
+    _tile_keys,
+    _TileFailed,
+    program_weights,
+)
 from sedma.runtime.local_time_scale import (
-    CROSSBAR_SIM_COST,
     auto_time_scale,
-    measure_time_scale,
-    time_scale_for,
 )
 from sedma.runtime.local_worker import Worker
 from sedma.spec import ClusterSpec
-from sedma.spec import NodeSpec as NodeSpec
 
-# The ``name as name`` imports above keep importable from here (for mypy too) every name this
+# The ``name`` imports above keep importable from here (for mypy too) every name this
 # module defined, or imported from sedma, before it was split into local_node, local_worker
 # and local_time_scale.
 __all__ = [
-    "CROSSBAR_SIM_COST",
     "LocalBackend",
-    "auto_time_scale",
-    "measure_time_scale",
-    "time_scale_for",
 ]
 
 log = logging.getLogger(__name__)

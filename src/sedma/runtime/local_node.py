@@ -10,7 +10,7 @@ plan's weight blocks onto an rram node's arrays. Does not cover, and where to lo
 checking that a plan fits and loading, running or releasing it (see
 :mod:`sedma.runtime.local`), the worker thread that computes tiles (see
 :mod:`sedma.runtime.local_worker`), the simulated arrays themselves (see
-:mod:`sedma.compute.crossbar`).
+:mod:`sedma.compute.crossbar.device`).
 
 Nothing here locks: the backend calls :func:`program_weights` from ``load`` with its lock held.
 """
@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from sedma.compute.crossbar import CrossbarDevice, Programmed
+from sedma.compute.crossbar.device import CrossbarDevice, Programmed
 from sedma.compute.executor import Array, Operands, TileResult
 from sedma.compute.plan import ArraySlot, Plan, Tile
 from sedma.spec import NodeSpec

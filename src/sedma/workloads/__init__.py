@@ -12,7 +12,7 @@ Covers, one module each:
   ``weight_static=False``.
 
 Does not cover: the product and workload types (see :mod:`sedma.compute.workload`), request
-arrival traces, or where products run (see :mod:`sedma.compute.partition`).
+arrival traces, or where products run (see :mod:`sedma.compute.partition.planner`).
 """
 
 from __future__ import annotations

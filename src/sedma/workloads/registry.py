@@ -3,7 +3,7 @@
 Covers: :func:`get_workload` (a model's products at a given batch and scale),
 :func:`workload_names` and :func:`summary`. Does not cover: the layer shapes themselves (see
 :mod:`sedma.workloads.resnet`, :mod:`sedma.workloads.detector`, :mod:`sedma.workloads.bert`)
-or how products are placed (see :mod:`sedma.compute.partition`).
+or how products are placed (see :mod:`sedma.compute.partition.planner`).
 
 Sizing a pass. Both knobs change only ``m``, the rows streamed through each weight (output
 positions of a convolution, tokens of a transformer, images at the classifier)::

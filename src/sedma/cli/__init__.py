@@ -1,0 +1,11 @@
+"""The command line (typer): argument parsing and printing only.
+
+- :mod:`~sedma.cli.app`: the ``sedma`` entry point (``main``) and its top-level commands
+  (``demo``, ``plan``, ``memory``, ``routes``, ``calibrate``).
+- :mod:`~sedma.cli.bench`: the ``sedma bench ...`` commands.
+- :mod:`~sedma.cli.common`: options and helpers the commands share (progress bars, JSON
+  output, one-line errors).
+- :mod:`~sedma.cli.render`: the tables and summaries the commands print.
+
+The work itself is in the library (:mod:`sedma.bench`, :mod:`sedma.compute`, ...).
+"""

@@ -1,0 +1,274 @@
+"""Command-line entry points (typer): parse the arguments, call the library, hand results on.
+
+Covers: :data:`app` and :func:`main` (the ``sedma`` console script), the logging set-up (the
+CLI is the only place that configures logging) and the top-level commands ``sedma demo``,
+``plan``, ``memory``, ``routes`` and ``calibrate``; mounts the ``sedma bench`` sub-app. Does
+not cover: any logic (see :mod:`sedma.bench.compare`, :mod:`sedma.compute.partition.planner`,
+:mod:`sedma.memory.long_term`), the ``sedma bench`` commands (see :mod:`sedma.cli.bench`),
+how results are printed (see :mod:`sedma.cli.render`) or what every command shares:
+consoles, options, the progress bar, JSON writing and the error guard (see
+:mod:`sedma.cli.common`). Every :class:`~sedma.errors.SedmaError` becomes one line on
+stderr and exit code 2, never a traceback.
+
+Commands import what they run inside their bodies: lazy imports keep ``sedma --help`` fast.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import Annotated, Any
+
+import typer
+from rich.logging import RichHandler
+
+from sedma.cli.bench import bench_app
+from sedma.cli.common import (
+    ClusterOpt,
+    JsonOpt,
+    MemoryOpt,
+    ScaleOpt,
+    WorkloadOpt,
+    err,
+    guard,
+    progress_bar,
+    write_json,
+)
+from sedma.cli.render import print_calibration, print_demo, print_memory, print_plan, print_routes
+
+__all__ = ["app", "main"]
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    help="sedma: a self-evolving, memory-aware layer for distributed AI workloads.",
+)
+app.add_typer(bench_app, name="bench")
+
+
+@app.callback()
+def _main(
+    verbose: Annotated[
+        int, typer.Option("--verbose", "-v", count=True, help="-v: decisions; -vv: debug.")
+    ] = 0,
+) -> None:
+    level = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
+    logging.basicConfig(
+        level=level,
+        format="%(message)s",
+        force=True,
+        handlers=[RichHandler(console=err, show_path=False)],
+    )
+
+
+@app.command()
+def demo(
+    cluster: ClusterOpt = "paper",
+    workload: WorkloadOpt = "resnet50",
+    scale: ScaleOpt = 1.0,
+    passes: Annotated[int, typer.Option(help="Passes of the workload for sedma.")] = 40,
+    static_passes: Annotated[int, typer.Option(help="Passes for the static baseline.")] = 8,
+    seed: Annotated[int, typer.Option(help="Seed for operands.")] = 0,
+    json_path: JsonOpt = None,
+    memory: MemoryOpt = None,
+    slow_node: Annotated[
+        str | None, typer.Option(help="Node slowed half-way (default: the fastest; '' for none).")
+    ] = None,
+    time_scale: Annotated[
+        float | None,
+        typer.Option(help="Wall seconds per emulated device second (default: measured)."),
+    ] = None,
+    no_learn: Annotated[
+        bool, typer.Option("--no-learn", help="Ignore and do not update long-term memory.")
+    ] = False,
+    comm_messages: Annotated[
+        int, typer.Option(help="Messages of the communication-latency run (0 skips it).")
+    ] = 2000,
+) -> None:
+    """Run a workload with sedma and with the static baseline, side by side, and compare."""
+    from sedma.bench.compare import CompareConfig, run_comparison
+
+    def go() -> dict[str, Any]:
+        cfg = CompareConfig(
+            cluster=cluster,
+            workload=workload,
+            scale=scale,
+            passes=passes,
+            static_passes=static_passes,
+            seed=seed,
+            slow_node=slow_node,
+            time_scale=time_scale,
+            memory=memory,
+            learn=not no_learn,
+            comm_messages=comm_messages,
+        )
+        with progress_bar() as progress:
+            return run_comparison(cfg, progress=progress)
+
+    result = guard(go)
+    print_demo(result)
+    write_json(json_path, result)
+
+
+@app.command()
+def plan(
+    cluster: ClusterOpt = "paper",
+    workload: WorkloadOpt = "resnet50",
+    scale: ScaleOpt = 1.0,
+    strategy: Annotated[str, typer.Option(help="sedma or static.")] = "sedma",
+    json_path: JsonOpt = None,
+) -> None:
+    """Print the plan for a cluster and a workload: per-node load, memory and arrays."""
+    from sedma.compute.partition.baseline import plan_static
+    from sedma.compute.partition.bound import bound
+    from sedma.compute.partition.context import PartitionContext
+    from sedma.compute.partition.planner import plan_sedma
+    from sedma.compute.partition.views import views_from_spec
+    from sedma.compute.plan import footprint, node_loads_s, predicted_makespan_s
+    from sedma.metrics import memory_efficiency
+    from sedma.spec import load_cluster
+    from sedma.workloads.registry import get_workload
+
+    if strategy not in ("sedma", "static"):
+        err.print(f"[bold red]error:[/] --strategy got {strategy!r}; allowed: sedma, static")
+        raise typer.Exit(2)
+
+    def go() -> dict[str, Any]:
+        spec = load_cluster(cluster)
+        wl = get_workload(workload, scale=scale)
+        views = views_from_spec(spec)
+        ctx = PartitionContext(nodes=views, workload=wl)
+        p = plan_sedma(ctx) if strategy == "sedma" else plan_static(ctx)
+        rates = {v.name: v.rate_gflops for v in views}
+        loads = node_loads_s(p, rates)
+        fp = footprint(p, {v.name: v.crossbar for v in views})
+        return {
+            "plan": p,
+            "views": views,
+            "loads": loads,
+            "fp": fp,
+            "makespan": predicted_makespan_s(p, rates),
+            "bound": bound(ctx).makespan_s,
+            "efficiency": memory_efficiency(wl.live_bytes, sum(f.held_bytes for f in fp.values())),
+            "spec": spec,
+        }
+
+    r = guard(go)
+    print_plan(r)
+    p = r["plan"]
+    write_json(
+        json_path,
+        {
+            "cluster": r["spec"].name,
+            "workload": p.workload.name,
+            "strategy": p.strategy,
+            "predicted_makespan_s": r["makespan"],
+            "bound_makespan_s": r["bound"],
+            "memory_efficiency": r["efficiency"],
+            "tiles": [
+                {
+                    "op": p.workload.ops[t.op].name,
+                    "node": t.node,
+                    "axis": t.axis,
+                    "start": t.start,
+                    "stop": t.stop,
+                    "arrays": len({s.array for s in t.arrays}),
+                }
+                for t in p.tiles
+            ],
+        },
+    )
+
+
+@app.command("memory")
+def memory_cmd(
+    memory: MemoryOpt = None,
+    limit: Annotated[int, typer.Option(help="How many adaptations and runs.")] = 10,
+) -> None:
+    """Show what long-term memory holds: runs, adaptations and their gains, trends, settings."""
+    from sedma.memory.long_term import LongTermMemory
+
+    def go() -> None:
+        with LongTermMemory(memory) as ltm:
+            print_memory(ltm, limit)
+
+    guard(go)
+
+
+@app.command()
+def routes(cluster: ClusterOpt = "paper", json_path: JsonOpt = None) -> None:
+    """Each pair's NAT path type and the chosen route with its cost breakdown."""
+    from sedma.bench.routes import route_table
+    from sedma.spec import load_cluster
+
+    rows = guard(lambda: route_table(load_cluster(cluster)))
+    print_routes(cluster, rows)
+    write_json(json_path, {"scenario": "routes", "cluster": cluster, "pairs": rows})
+
+
+@app.command()
+def calibrate(
+    cluster: ClusterOpt = "paper",
+    memory: MemoryOpt = None,
+    seed: Annotated[int, typer.Option(help="Device seed of the local backend.")] = 0,
+) -> None:
+    """Profile every node (rates and bandwidth; rram error statistics) and store the figures."""
+    from sedma.clock import WallClock
+    from sedma.compute.crossbar.calibrate import (
+        KIND_CROSSBAR,
+        KIND_DIGITAL,
+        calibrate_crossbar,
+        calibrate_digital,
+    )
+    from sedma.compute.crossbar.correction import DEFAULT
+    from sedma.memory.long_term import LongTermMemory
+    from sedma.runtime.local import LocalBackend
+    from sedma.spec import load_cluster
+
+    def go() -> list[dict[str, Any]]:
+        spec = load_cluster(cluster)
+        rows: list[dict[str, Any]] = []
+        clock = WallClock()
+        with LongTermMemory(memory) as ltm, LocalBackend(spec, seed=seed) as backend, \
+                progress_bar() as progress:  # fmt: skip
+            for i, node in enumerate(spec.nodes):
+                device = backend.crossbar_device(node.name)
+                if device is None:
+                    d = calibrate_digital(backend, node.name, clock, size=384, copy_bytes=16 << 20)
+                    ltm.record_calibration(node.name, KIND_DIGITAL, d.to_json(), d.t_epoch)
+                    rows.append(
+                        {
+                            "node": node.name,
+                            "kind": node.kind,
+                            "matmul_gflops": d.matmul_gflops,
+                            "mem_bandwidth_gbs": d.mem_bandwidth_gbs,
+                        }
+                    )
+                else:
+                    c = calibrate_crossbar(device, node.name, correction=DEFAULT, seed=seed)
+                    ltm.record_calibration(node.name, KIND_CROSSBAR, c.to_json(), c.t_epoch)
+                    rows.append(
+                        {
+                            "node": node.name,
+                            "kind": node.kind,
+                            "rel_error": c.rel_error,
+                            "rel_error_corrected": c.rel_error_corrected,
+                            "stuck_cells": sum(c.stuck_per_array),
+                            "drift_per_decade": c.drift_per_decade,
+                            "effective_bits": c.effective_bits,
+                        }
+                    )
+                progress("calibrate", i + 1, len(spec.nodes))
+        return rows
+
+    rows = guard(go)
+    print_calibration(cluster, rows)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    try:
+        app()
+    except KeyboardInterrupt:
+        err.print("interrupted")
+        sys.exit(130)

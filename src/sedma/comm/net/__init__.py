@@ -1,0 +1,21 @@
+"""The wire: sedma's real, authenticated transport, bottom up.
+
+Each module's docstring says what it does and does not do; import each name from the
+module that defines it.
+
+- :mod:`~sedma.comm.net.framing`: wire frames, the message codec and the items of a record.
+- :mod:`~sedma.comm.net.secure`: node identities, the handshake and authenticated records.
+- :mod:`~sedma.comm.net.pipe`: the pipe base that carries frames, the per-link RTT and loss
+  shim, and the TCP pipe.
+- :mod:`~sedma.comm.net.ice`: ICE/STUN/TURN connectivity and the reliable datagram pipe.
+- :mod:`~sedma.comm.net.node`: what peers and relays share: allowlist, counters, listening,
+  dialling TCP, the handshake over a pipe, ``TransportError``.
+- :mod:`~sedma.comm.net.path`: one authenticated path of a channel: records, keepalives.
+- :mod:`~sedma.comm.net.relay`: the relay node that splices two peers' encrypted streams.
+- :mod:`~sedma.comm.net.channel`: one remote peer: its paths, the one in use, rerouting,
+  in-order delivery with acknowledgements and re-sending.
+- :mod:`~sedma.comm.net.transport`: ``Peer`` (asyncio messaging by peer name: dialling
+  races, relay attachments, ICE signalling, the inbox).
+
+Not here: which peer or path to use (the pure policies in :mod:`sedma.comm`).
+"""

@@ -1,0 +1,387 @@
+"""One remote peer as this peer sees it: its paths, the one in use, and in-order delivery.
+
+Covers: :class:`Channel` (one remote peer: its live paths, which one carries traffic and why,
+per-message sequence numbers and acknowledgements, re-sending onto another path,
+backpressure), what it reports (:class:`PathInfo`, :class:`ChannelEvent`) and the dial plan
+it redials with. Does not cover: dialling and accepting paths, or sending and receiving by
+peer name (see :mod:`sedma.comm.net.transport`), what a path does with records (see
+:mod:`sedma.comm.net.path`), which peer, path or relay to choose (see :mod:`sedma.comm.selection`).
+
+Paths: the first path up carries traffic; a better kind (direct > hole-punched > relayed)
+takes over as soon as it is up. Paths that lose the race stay open as warm standbys, so when
+the path in use closes or misses its keepalives, traffic moves to a standby at once, and only
+when none is left does the channel redial.
+
+Delivery: each message gets a sequence number per channel; the receiver delivers in order,
+exactly once, and acknowledges what the application has taken with
+:meth:`~sedma.comm.net.transport.Peer.recv`. The sender keeps every message it accepted until
+acknowledged and re-sends the unacknowledged ones on the new path after a reroute, so nothing
+accepted is lost while any path (or a redial) works. ``queue_size`` unacknowledged messages
+per channel (and ``max_inflight_bytes``) bound what a sender holds, and therefore what a
+receiver buffers: ``send`` waits when full.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import msgpack
+
+from sedma.comm.net.framing import EncodedMessage, FrameError, ItemKind, decode_message, item
+from sedma.comm.net.node import TransportError
+from sedma.comm.net.path import _U64, PathKind, _Path
+from sedma.comm.net.relay import RelayAddress
+from sedma.comm.net.roles import ChannelHost
+
+__all__ = ["Channel", "ChannelEvent", "PathInfo"]
+
+# The transport's records keep the logger name they had before it was split into modules.
+logger = logging.getLogger("sedma.comm.net.transport")
+
+_RANK: dict[str, int] = {"direct": 0, "hole-punched": 1, "relayed": 2}
+_ACK_DELAY_S = 0.005
+_DROPPED = object()  # stands in the delivery order for a message rejected on arrival
+
+
+@dataclass(frozen=True)
+class PathInfo:
+    """One live path of a channel."""
+
+    kind: PathKind
+    via: str  # "host:port" (direct), the relay's name (relayed), the ICE pair (UDP)
+    rtt_ms: float | None
+    active: bool
+
+
+@dataclass(frozen=True)
+class ChannelEvent:
+    """Something a channel decided or noticed, with the reason (``detail``)."""
+
+    t_s: float
+    event: str  # path_up, standby, upgrade, path_down, reroute, redial, ice_failed, ...
+    detail: str
+
+
+@dataclass(frozen=True)
+class _DialPlan:
+    addresses: tuple[tuple[str, int], ...]
+    relays: tuple[RelayAddress, ...]
+    ice: bool
+
+
+class Channel:
+    """Everything this peer has with one remote peer; get it from :meth:`Peer.connect`."""
+
+    def __init__(self, peer: ChannelHost, remote: str) -> None:
+        self.remote = remote
+        self._peer = peer
+        self._loop = asyncio.get_running_loop()
+        self._paths: list[_Path] = []
+        self._active: _Path | None = None
+        self._events: deque[ChannelEvent] = deque(maxlen=512)
+        self._plan: _DialPlan | None = None
+        self._redial_task: asyncio.Task[None] | None = None
+        self._signals: dict[str, asyncio.Future[dict[str, Any]]] = {}
+        self._waiters: list[asyncio.Future[None]] = []  # woken on any change (acks, paths)
+        self._closed = False
+        self._remote_closed = False
+        # sending
+        self._next_seq = 0
+        self._acked = 0  # every seq below this is acknowledged
+        self._sent_upto = 0  # every seq below this has been given to some path
+        self._unacked: dict[int, EncodedMessage] = {}
+        self._unacked_bytes = 0
+        # receiving
+        self._remote_inc: bytes | None = None
+        self._remote_window = peer._queue_size
+        self._expected = 0  # next seq to hand to the inbox
+        self._consumed = 0  # next seq the application has not taken yet
+        self._ack_sent = 0
+        self._ack_timer: asyncio.TimerHandle | None = None
+        self._reorder: dict[int, tuple[Any, int]] = {}
+        self._epoch = 0  # bumped when the remote restarts; inbox entries carry it
+
+    # -- public
+    @property
+    def path_kind(self) -> PathKind | None:
+        """The kind of the path in use, or None while there is none."""
+        return None if self._active is None else self._active.kind
+
+    @property
+    def paths(self) -> tuple[PathInfo, ...]:
+        return tuple(
+            PathInfo(p.kind, p.via, None if p.rtt_s is None else p.rtt_s * 1e3, p is self._active)
+            for p in self._paths
+        )
+
+    @property
+    def events(self) -> tuple[ChannelEvent, ...]:
+        return tuple(self._events)
+
+    @property
+    def rtt_ms(self) -> float | None:
+        """Smoothed keepalive RTT of the path in use (None before the first pong)."""
+        p = self._active
+        return None if p is None or p.rtt_s is None else p.rtt_s * 1e3
+
+    @property
+    def unacked(self) -> int:
+        """Messages accepted by ``send`` that the remote has not acknowledged yet."""
+        return len(self._unacked)
+
+    async def send(self, msg: Any) -> None:
+        await self._peer.send(self.remote, msg)
+
+    async def flush(self, timeout_s: float | None = None) -> None:
+        """Wait until the remote has acknowledged every message accepted so far."""
+        await self._wait_until(lambda: not self._unacked, timeout_s, "flush")
+
+    async def wait_path(self, kind: PathKind | None = None, timeout_s: float = 5.0) -> PathInfo:
+        """Wait until a path (of ``kind``, if given) is in use; returns it."""
+
+        def ready() -> bool:
+            return self._active is not None and kind in (None, self._active.kind)
+
+        await self._wait_until(ready, timeout_s, f"wait_path({kind!r})")
+        return next(p for p in self.paths if p.active)
+
+    # -- waiting
+    async def _wait_until(self, cond: Any, timeout_s: float | None, what: str) -> None:
+        deadline = None if timeout_s is None else self._loop.time() + timeout_s
+        while not cond():
+            if self._closed or self._remote_closed:
+                raise TransportError(f"{self._peer.name}->{self.remote}: channel closed")
+            fut = self._loop.create_future()
+            self._waiters.append(fut)
+            left = None if deadline is None else deadline - self._loop.time()
+            if left is not None and left <= 0:
+                raise TransportError(f"{self.remote}: {what} timed out after {timeout_s} s")
+            try:
+                await asyncio.wait_for(fut, left)
+            except TimeoutError:
+                raise TransportError(
+                    f"{self.remote}: {what} timed out after {timeout_s} s"
+                ) from None
+
+    def _wake(self) -> None:
+        waiters, self._waiters = self._waiters, []
+        for fut in waiters:
+            if not fut.done():
+                fut.set_result(None)
+
+    def _event(self, event: str, detail: str) -> None:
+        self._events.append(ChannelEvent(self._peer.clock.now(), event, detail))
+        logger.info("%s->%s: %s: %s", self._peer.name, self.remote, event, detail)
+
+    # -- paths
+    def _add_path(self, path: _Path) -> None:
+        if self._closed:
+            path.close("channel closed")
+            return
+        self._remote_closed = False
+        self._paths.append(path)
+        self._peer._stats["paths_opened"] += 1
+        path.start()
+        path.push_ctrl(self._hello())
+        was = self._active
+        best = min(self._paths, key=lambda p: (_RANK[p.kind], p.opened_s))
+        if was is None:
+            self._active = path
+            self._event("path_up", f"{path}")
+            self._resend(path)
+        elif best is not was:
+            self._active = best
+            self._peer._stats["upgrades"] += 1
+            self._event("upgrade", f"{was} -> {best}")
+            best.push_data(was.take_unsent(), front=True)
+        else:
+            self._event("standby", f"{path} (keeping {was})")
+        self._wake()
+
+    def _path_down(self, path: _Path, reason: str) -> None:
+        if path not in self._paths:
+            return
+        self._paths.remove(path)
+        self._peer._stats["paths_closed"] += 1
+        self._event("path_down", f"{path}: {reason}")
+        if self._closed:  # we are closing every path on purpose: nothing to reroute
+            self._active = None
+            return
+        if path is self._active:
+            self._active = min(self._paths, key=lambda p: (_RANK[p.kind], p.opened_s), default=None)
+            if self._active is not None:
+                self._peer._stats["reroutes"] += 1
+                self._event("reroute", f"{path} -> {self._active}")
+        if self._active is not None and path.carried:
+            self._resend(self._active)
+        elif self._active is None and not (self._closed or self._remote_closed):
+            if self._plan is not None and self._redial_task is None:
+                self._redial_task = self._peer._spawn(self._redial())
+            elif self._plan is None:
+                self._event("waiting", "no path left; waiting for the remote to reconnect")
+        self._wake()
+
+    def _resend(self, path: _Path) -> None:
+        queued = path.queued_seqs()
+        entries = [(s, e) for s, e in self._unacked.items() if s not in queued]
+        self._peer._stats["retransmitted"] += sum(1 for s, _ in entries if s < self._sent_upto)
+        if entries:
+            path.push_data(entries, front=True)
+        self._sent_upto = self._next_seq
+
+    async def _redial(self) -> None:
+        delay_s = 0.05
+        try:
+            while not self._paths and not (self._closed or self._remote_closed):
+                assert self._plan is not None
+                self._event(
+                    "redial",
+                    f"{len(self._plan.addresses)} addresses, {len(self._plan.relays)} relays",
+                )
+                try:
+                    await self._peer._dial(self, self._plan, self._peer._connect_timeout_s)
+                except TransportError as exc:
+                    self._event("redial_failed", str(exc))
+                    await asyncio.sleep(delay_s)
+                    delay_s = min(2 * delay_s, 2.0)
+        finally:
+            self._redial_task = None
+
+    def _hello(self) -> list[bytes | memoryview]:
+        hello = {
+            "inc": self._peer._incarnation,
+            "you": self._remote_inc,
+            "consumed": self._consumed,
+            "window": self._peer._queue_size,
+        }
+        return item(ItemKind.HELLO, msgpack.packb(hello))
+
+    def _send_signal(self, obj: Mapping[str, Any]) -> None:
+        if self._active is not None:
+            self._active.push_ctrl(item(ItemKind.SIGNAL, msgpack.packb(obj)))
+
+    # -- sending
+    async def _submit(self, enc: EncodedMessage) -> None:
+        peer = self._peer
+
+        def room() -> bool:
+            if not self._unacked:
+                return True
+            return len(self._unacked) < peer._queue_size and (
+                self._unacked_bytes + enc.nbytes <= peer._max_inflight_bytes
+            )
+
+        if not room() or self._closed or self._remote_closed:
+            await self._wait_until(room, None, "send")
+        seq = self._next_seq
+        self._next_seq += 1
+        self._unacked[seq] = enc
+        self._unacked_bytes += enc.nbytes
+        if self._active is not None:
+            self._active.push_data([(seq, enc)])
+            self._sent_upto = self._next_seq
+
+    def _on_ack(self, upto: int) -> None:
+        if not isinstance(upto, int) or upto > self._next_seq:
+            self._peer._count(FrameError("malformed", f"ack {upto!r} beyond {self._next_seq}"))
+            return
+        while self._acked < upto:
+            enc = self._unacked.pop(self._acked, None)
+            if enc is not None:
+                self._unacked_bytes -= enc.nbytes
+            self._acked += 1
+        self._wake()
+
+    # -- receiving
+    def _wants(self, seq: int) -> bool:
+        return seq >= self._expected and seq not in self._reorder
+
+    def _on_msg(self, seq: int, body: bytes | bytearray | memoryview | None) -> None:
+        if not self._wants(seq):
+            self._peer._stats["duplicates"] += 1
+            self._send_ack()  # the sender re-sent it: tell it again what we have
+            return
+        if seq >= self._expected + self._remote_window:
+            self._peer._count(FrameError("malformed", f"seq {seq} beyond the window"))
+            return
+        msg: Any = _DROPPED
+        nbytes = 0
+        if body is not None:
+            try:
+                msg, nbytes = decode_message(body), len(body)
+            except FrameError as exc:
+                self._peer._count(exc)
+        self._reorder[seq] = (msg, nbytes)
+        while self._expected in self._reorder:
+            msg, nbytes = self._reorder.pop(self._expected)
+            self._expected += 1
+            self._peer._deliver(self, msg, nbytes)
+
+    def _on_consumed(self) -> None:
+        self._consumed += 1
+        if self._consumed - self._ack_sent >= max(1, min(self._remote_window // 4, 256)):
+            self._send_ack()
+        elif self._ack_timer is None:
+            self._ack_timer = self._loop.call_later(_ACK_DELAY_S, self._send_ack)
+
+    def _send_ack(self) -> None:
+        if self._ack_timer is not None:
+            self._ack_timer.cancel()
+            self._ack_timer = None
+        if self._active is not None:
+            self._active.push_ctrl(item(ItemKind.ACK, _U64.pack(self._consumed)))
+            self._ack_sent = self._consumed
+
+    def _on_hello(self, hello: dict[str, Any]) -> None:
+        inc, window, consumed = hello["inc"], hello["window"], hello["consumed"]
+        if not isinstance(inc, bytes) or type(window) is not int or type(consumed) is not int:
+            raise FrameError("malformed", "hello fields")
+        if self._remote_inc is not None and inc != self._remote_inc:
+            self._remote_restarted()
+        self._remote_inc = inc
+        self._remote_window = min(max(window, 1), 1 << 20)
+        # Its count of what it consumed refers to our numbering only if it knew this instance.
+        if hello["you"] == self._peer._incarnation:
+            self._on_ack(consumed)
+
+    def _remote_restarted(self) -> None:
+        self._event("remote_restarted", f"re-sending {len(self._unacked)} unacknowledged")
+        self._expected = self._consumed = self._ack_sent = 0
+        self._reorder.clear()
+        self._epoch += 1
+        pending = list(self._unacked.values())
+        self._unacked = dict(enumerate(pending))
+        self._acked, self._next_seq, self._sent_upto = 0, len(pending), 0
+        for p in self._paths:
+            p.take_unsent()
+        if self._active is not None:
+            self._resend(self._active)
+
+    def _on_signal(self, msg: dict[str, Any]) -> None:
+        if msg["op"] == "offer":
+            self._peer._spawn(self._peer._ice_answer(self, msg))
+            return
+        fut = self._signals.get(str(msg["id"]))
+        if fut is not None and not fut.done():
+            fut.set_result(msg)
+
+    def _on_remote_close(self) -> None:
+        self._event("remote_closed", f"dropping {len(self._unacked)} unacknowledged")
+        self._remote_closed = True
+        self._unacked.clear()
+        self._unacked_bytes = 0
+        self._wake()
+
+    def _close(self) -> None:
+        self._closed = True
+        for p in list(self._paths):
+            p.push_ctrl(item(ItemKind.CLOSE))
+            p.close("closing", graceful=True)
+        if self._ack_timer is not None:
+            self._ack_timer.cancel()
+        self._wake()

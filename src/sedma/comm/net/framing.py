@@ -1,0 +1,440 @@
+"""Frames on the wire: the frame codec, the message codec, and the items of a record.
+
+Covers: the length-prefixed wire frame and its incremental decoder (:class:`FrameDecoder`,
+which an asyncio ``BufferedProtocol`` fills in place, so large frames go from the kernel
+straight into their own buffer); the message codec (:func:`encode_message`,
+:func:`decode_message`: msgpack for structure, numpy arrays carried out of band as raw bytes
+and decoded as views into the received buffer); the items that share one encrypted record
+(:func:`item`, :func:`parse_items`). All of it is sans-IO. Does not cover: the pipe that
+carries frames and the link emulation shim (see :mod:`sedma.comm.net.pipe`; ``FramePipe``,
+``FrameHandler``, ``LinkProfile`` and ``LinkShim`` can still be imported from here),
+encryption and the handshake (see :mod:`sedma.comm.net.secure`), paths, relays and peers (see
+:mod:`sedma.comm.net.transport`), datagrams and ICE (see :mod:`sedma.comm.net.ice`).
+
+Every decoding failure raises :class:`FrameError` (``reason`` ``"malformed"`` or
+``"oversized"``) and nothing else; a frame longer than the configured maximum is refused from
+its 5-byte header, before anything is allocated, so bytes from anyone on the network can cost
+at most ``max_frame_bytes`` of memory. ``tests/test_framing.py`` fuzzes both decoders.
+
+Wire frame::
+
+    +------------------+---------+------------------------+
+    | length: u32 (BE) | type u8 | body: length - 1 bytes |
+    +------------------+---------+------------------------+
+
+Message body (the plaintext of one message)::
+
+    | header_len u32 | msgpack header | pad | array 0 bytes | pad | array 1 bytes | ...
+
+Each array appears in the header as an msgpack extension holding ``[dtype.str, shape]``;
+array bytes follow in the order the extensions appear, each starting at a multiple of
+:data:`ALIGN` bytes from the start of the body (empty arrays take no bytes).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import re
+import struct
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import IntEnum
+from typing import Any, Literal, NamedTuple
+
+import msgpack
+import numpy as np
+
+from sedma.errors import SedmaError
+
+__all__ = [
+    "ALIGN",
+    "FRAME_HEADER",
+    "EncodeError",
+    "EncodedMessage",
+    "Frame",
+    "FrameDecoder",
+    "FrameError",
+    "FrameType",
+    "ItemKind",
+    "decode_message",
+    "encode_message",
+    "frame_header",
+    "item",
+    "parse_items",
+    "unpack_control",
+]
+
+logger = logging.getLogger(__name__)
+
+FRAME_HEADER = struct.Struct("!IB")  # length (of type + body), type
+ALIGN = 64  # array bytes start on cache-line boundaries of the body
+_U32 = struct.Struct("!I")
+_ITEM = struct.Struct("!BI")  # kind, payload length
+_EXT_ARRAY = 1
+_EXT_SCALAR = 2
+_MAX_NDIM = 32
+_MAX_DIM = 1 << 48
+# Numeric and boolean dtypes only: object, string, void and datetime dtypes either cannot be
+# carried as raw bytes or would let a sender make the receiver build arbitrary objects.
+_DTYPE_RE = re.compile(r"[<>|=]?[biufc][0-9]{1,2}")
+_ZEROS = bytes(ALIGN)
+_SMALL_FRAME_BYTES = 64 * 1024  # frames at least this long get a buffer of their own
+
+
+class FrameError(SedmaError):
+    """Bytes that are not a valid frame, record item or message; ``reason`` says which."""
+
+    def __init__(self, reason: Literal["malformed", "oversized"], detail: str) -> None:
+        super().__init__(f"{reason} frame: {detail}")
+        self.reason: Literal["malformed", "oversized"] = reason
+
+
+class EncodeError(SedmaError, TypeError):
+    """A message holds something the codec does not carry (see :func:`encode_message`)."""
+
+
+class FrameType(IntEnum):
+    """The type byte of a wire frame."""
+
+    HS1 = 0x01  # handshake, initiator -> responder (cleartext msgpack)
+    HS2 = 0x02  # handshake, responder -> initiator
+    HS3 = 0x03  # handshake, initiator -> responder
+    ITEMS = 0x10  # encrypted record holding items (see ItemKind)
+    CONT = 0x11  # encrypted record holding the next slice of the current large message
+
+
+_FRAME_TYPES = frozenset(int(t) for t in FrameType)
+
+
+class ItemKind(IntEnum):
+    """What one item inside an ``ITEMS`` record carries."""
+
+    MSG = 1  # u64 seq + message body
+    BIG = 2  # u64 seq + u64 body length; the body follows in CONT records
+    ACK = 3  # u64: the sender of this item has consumed every message below this seq
+    PING = 4  # u64 token + f64 send time (echoed in PONG)
+    PONG = 5
+    HELLO = 6  # msgpack control map: incarnation, consumed, window
+    SIGNAL = 7  # msgpack control map: ICE offer / answer
+    CLOSE = 8  # the sender is closing the channel on purpose: do not redial
+    RELAY = 9  # msgpack control map between a peer and a relay
+
+
+_ITEM_KINDS = frozenset(int(k) for k in ItemKind)
+
+
+class Frame(NamedTuple):
+    """One wire frame: its type and body (a fresh buffer the receiver may keep)."""
+
+    type: int
+    body: bytes | memoryview
+
+
+def frame_header(frame_type: int, body_nbytes: int) -> bytes:
+    """The 5-byte header of a frame of ``frame_type`` with a body of ``body_nbytes``."""
+    return FRAME_HEADER.pack(body_nbytes + 1, frame_type)
+
+
+class FrameDecoder:
+    """Cuts a byte stream into frames; the caller fills :meth:`get_buffer` in place.
+
+    Small frames are parsed out of one reusable scratch buffer and copied out; a frame of at
+    least 64 KiB gets a buffer of exactly its size, which the socket then fills directly (one
+    kernel copy, none in Python). After such a frame the decoder asks for one header's worth
+    of bytes only, so that the next large body does not land in the scratch buffer and need
+    copying out. A frame whose header announces more than
+    ``max_frame_bytes`` of body raises ``FrameError("oversized")`` before any allocation; an
+    unknown type or a zero length raises ``FrameError("malformed")``. After an error the
+    decoder stays failed: a byte stream cannot be resynchronised, so its owner closes it.
+    """
+
+    def __init__(self, max_frame_bytes: int, *, scratch_bytes: int = 256 * 1024) -> None:
+        if max_frame_bytes < 1:
+            raise SedmaError(f"max_frame_bytes: got {max_frame_bytes!r}; must be >= 1")
+        self.max_frame_bytes = max_frame_bytes
+        self._scratch = bytearray(max(scratch_bytes, 2 * _SMALL_FRAME_BYTES))
+        self._view = memoryview(self._scratch)
+        self._start = 0  # first unparsed byte in the scratch buffer
+        self._end = 0  # one past the last byte received into it
+        self._big: memoryview | None = None  # the body being received into its own buffer
+        self._big_type = 0
+        self._big_got = 0
+        self._after_big = False
+        # Where a large frame's body is received; None allocates a fresh buffer per frame.
+        # A consumer that sets it must be done with each frame before the next read (the
+        # transport's paths decrypt at once), and gets no allocation or page fault per frame.
+        self.body_buffer: Callable[[int], memoryview] | None = None
+        self._failed: FrameError | None = None
+
+    def get_buffer(self) -> memoryview:
+        """Where the next received bytes go (never empty)."""
+        if self._failed is not None:
+            raise self._failed
+        if self._big is not None:
+            return self._big[self._big_got :]
+        if self._after_big and self._end - self._start < FRAME_HEADER.size:
+            if len(self._scratch) - self._start < FRAME_HEADER.size:
+                self._compact()
+            return self._view[self._end : self._start + FRAME_HEADER.size]
+        if len(self._scratch) - self._end < _SMALL_FRAME_BYTES and self._start > 0:
+            self._compact()
+        return self._view[self._end :]
+
+    def _compact(self) -> None:
+        pending = self._end - self._start
+        self._scratch[:pending] = self._view[self._start : self._end]
+        self._start, self._end = 0, pending
+
+    def buffer_updated(self, nbytes: int) -> list[Frame]:
+        """``nbytes`` were written at the start of the last :meth:`get_buffer`; parse them."""
+        if self._failed is not None:
+            raise self._failed
+        frames: list[Frame] = []
+        if self._big is not None:
+            self._big_got += nbytes
+            if self._big_got < len(self._big):
+                return frames
+            frames.append(Frame(self._big_type, self._big))
+            self._big = None
+            self._after_big = True
+            return frames
+        self._end += nbytes
+        try:
+            self._parse(frames)
+        except FrameError as exc:
+            self._failed = exc
+            raise
+        return frames
+
+    def feed(self, data: bytes | bytearray | memoryview) -> list[Frame]:
+        """Parse ``data`` (any length, any split); the non-zero-copy entry point."""
+        frames: list[Frame] = []
+        src = memoryview(data).cast("B")
+        # One call may complete several large frames, all returned at the end, so none of
+        # them may share a reused body buffer.
+        reuse, self.body_buffer = self.body_buffer, None
+        try:
+            self._feed(src, frames)
+        finally:
+            self.body_buffer = reuse
+        return frames
+
+    def _feed(self, src: memoryview, frames: list[Frame]) -> None:
+        while src:
+            dst = self.get_buffer()
+            n = min(len(dst), len(src))
+            dst[:n] = src[:n]
+            src = src[n:]
+            frames.extend(self.buffer_updated(n))
+
+    def _parse(self, frames: list[Frame]) -> None:
+        view, end = self._view, self._end
+        start = self._start
+        while end - start >= FRAME_HEADER.size:
+            length, ftype = FRAME_HEADER.unpack_from(view, start)
+            if length == 0 or ftype not in _FRAME_TYPES:
+                raise FrameError("malformed", f"length {length}, type {ftype:#x}")
+            body_len = length - 1
+            if body_len > self.max_frame_bytes:
+                raise FrameError(
+                    "oversized",
+                    f"body of {body_len} bytes > max_frame_bytes {self.max_frame_bytes}",
+                )
+            have = end - start - FRAME_HEADER.size
+            if body_len >= _SMALL_FRAME_BYTES:
+                got = min(have, body_len)
+                if got < body_len and self.body_buffer is not None:
+                    body = self.body_buffer(body_len)
+                else:  # numpy's allocator does not zero-fill (bytearray does)
+                    body = np.empty(body_len, np.uint8).data
+                body[:got] = view[start + FRAME_HEADER.size : start + FRAME_HEADER.size + got]
+                start += FRAME_HEADER.size + got
+                if got == body_len:
+                    frames.append(Frame(ftype, body))
+                    continue
+                self._big, self._big_type, self._big_got = body, ftype, got
+                break
+            if have < body_len:
+                self._after_big = False
+                break
+            self._after_big = False
+            body_start = start + FRAME_HEADER.size
+            frames.append(Frame(ftype, bytes(view[body_start : body_start + body_len])))
+            start = body_start + body_len
+        if start == end:
+            start = end = 0
+        self._start, self._end = start, end
+
+
+@dataclass(frozen=True)
+class EncodedMessage:
+    """A message ready to send: its body as buffers (arrays by reference) and total length."""
+
+    parts: tuple[bytes | memoryview, ...]
+    nbytes: int
+
+    def join(self) -> bytes:
+        """The body as one ``bytes`` (copies; for small messages and tests)."""
+        return b"".join(self.parts)
+
+
+def _array_bytes(arr: np.ndarray[Any, Any]) -> memoryview:
+    return arr.reshape(-1).view(np.uint8).data
+
+
+def encode_message(obj: Any) -> EncodedMessage:
+    """Encode ``obj`` (msgpack types, plus numpy arrays and scalars of bool/int/float/complex).
+
+    Arrays are referenced, not copied (a non-contiguous array is made contiguous first).
+    Tuples come back as lists and map keys may be any msgpack scalar. Raises
+    :class:`EncodeError` for anything else (objects, strings arrays, datetimes, ...).
+    """
+    arrays: list[np.ndarray[Any, Any]] = []
+
+    def default(o: Any) -> msgpack.ExtType:
+        if isinstance(o, np.ndarray | np.generic):
+            arr = np.asarray(o, order="C")  # keeps 0-d shape, copies only if not C-contiguous
+            if arr.dtype.kind not in "biufc" or arr.dtype.hasobject:
+                raise EncodeError(
+                    f"msg: arrays of dtype {arr.dtype} cannot be sent; allowed: "
+                    "bool, integer, float, complex"
+                )
+            arrays.append(arr)
+            code = _EXT_ARRAY if isinstance(o, np.ndarray) else _EXT_SCALAR
+            return msgpack.ExtType(code, msgpack.packb([arr.dtype.str, list(arr.shape)]))
+        raise EncodeError(
+            f"msg: cannot send an object of type {type(o).__name__}; allowed: "
+            "None, bool, int, float, str, bytes, list, tuple, dict, numpy arrays"
+        )
+
+    try:
+        header = msgpack.packb(obj, default=default, use_bin_type=True)
+    except EncodeError:
+        raise
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise EncodeError(f"msg: cannot encode: {exc}") from exc
+    parts: list[bytes | memoryview] = [_U32.pack(len(header)), header]
+    pos = _U32.size + len(header)
+    for arr in arrays:
+        if arr.nbytes == 0:
+            continue
+        pad = -pos % ALIGN
+        if pad:
+            parts.append(_ZEROS[:pad])
+            pos += pad
+        parts.append(_array_bytes(arr))
+        pos += arr.nbytes
+    return EncodedMessage(tuple(parts), pos)
+
+
+def _parse_dtype(spec: object) -> np.dtype[Any]:
+    if not isinstance(spec, str) or _DTYPE_RE.fullmatch(spec) is None:
+        raise FrameError("malformed", f"dtype {spec!r} not allowed")
+    try:
+        dtype = np.dtype(spec)
+    except TypeError as exc:
+        raise FrameError("malformed", f"dtype {spec!r}: {exc}") from None
+    if dtype.kind not in "biufc" or dtype.itemsize == 0:
+        raise FrameError("malformed", f"dtype {spec!r} not allowed")
+    return dtype
+
+
+def _parse_shape(spec: object) -> tuple[int, ...]:
+    if not isinstance(spec, list) or len(spec) > _MAX_NDIM:
+        raise FrameError("malformed", "shape must be a list of at most 32 sizes")
+    for d in spec:
+        if type(d) is not int or not 0 <= d <= _MAX_DIM:
+            raise FrameError("malformed", f"shape {spec!r}: sizes must be ints in [0, 2**48]")
+    return tuple(spec)
+
+
+def decode_message(body: bytes | bytearray | memoryview) -> Any:
+    """Decode a body made by :func:`encode_message`; arrays are views into ``body``.
+
+    Arrays are writable when ``body`` is (a ``bytearray``) and keep it alive. Raises
+    :class:`FrameError` for any input that is not such a body; never allocates more than a
+    small multiple of ``len(body)`` (msgpack's own limits default to the input length).
+    """
+    view = memoryview(body).cast("B")
+    if len(view) < _U32.size:
+        raise FrameError("malformed", "message shorter than its header length")
+    (header_len,) = _U32.unpack_from(view)
+    header_end = _U32.size + header_len
+    if header_end > len(view):
+        raise FrameError("malformed", f"header of {header_len} bytes past the end of the body")
+    cursor = header_end
+
+    def ext_hook(code: int, data: bytes) -> Any:
+        nonlocal cursor
+        if code not in (_EXT_ARRAY, _EXT_SCALAR):
+            raise FrameError("malformed", f"unknown extension type {code}")
+        spec = msgpack.unpackb(data, use_list=True, raw=False)
+        if not isinstance(spec, list) or len(spec) != 2:
+            raise FrameError("malformed", "array descriptor must be [dtype, shape]")
+        dtype, shape = _parse_dtype(spec[0]), _parse_shape(spec[1])
+        if code == _EXT_SCALAR and shape:
+            raise FrameError("malformed", "a scalar has shape []")
+        count = math.prod(shape)
+        nbytes = count * dtype.itemsize
+        if nbytes == 0:
+            try:
+                return np.empty(shape, dtype)
+            except ValueError as exc:  # e.g. (0, 2**48, 2**48): numpy refuses the shape
+                raise FrameError("malformed", f"shape {shape}: {exc}") from None
+        start = cursor + (-cursor % ALIGN)
+        if start + nbytes > len(view):
+            raise FrameError("malformed", f"array of {nbytes} bytes past the end of the body")
+        arr = np.frombuffer(view, dtype=dtype, count=count, offset=start).reshape(shape)
+        cursor = start + nbytes
+        return arr[()] if code == _EXT_SCALAR else arr
+
+    try:
+        obj = msgpack.unpackb(
+            view[_U32.size : header_end],
+            ext_hook=ext_hook,
+            raw=False,
+            strict_map_key=False,
+            use_list=True,
+        )
+    except FrameError:
+        raise
+    except (ValueError, TypeError, OverflowError, MemoryError) as exc:
+        raise FrameError("malformed", f"msgpack: {exc}") from None
+    if cursor != len(view):
+        raise FrameError("malformed", f"{len(view) - cursor} bytes after the last array")
+    return obj
+
+
+def item(kind: ItemKind, *payload: bytes | bytearray | memoryview) -> list[bytes | memoryview]:
+    """The parts of one record item: a 5-byte header then ``payload`` (by reference)."""
+    n = sum(len(p) for p in payload)
+    return [_ITEM.pack(kind, n), *(p if isinstance(p, bytes) else memoryview(p) for p in payload)]
+
+
+def parse_items(plain: bytes | bytearray | memoryview) -> list[tuple[int, memoryview]]:
+    """Split a record's plaintext into ``(kind, payload view)`` items; strict."""
+    view = memoryview(plain).cast("B")
+    out: list[tuple[int, memoryview]] = []
+    pos, end = 0, len(view)
+    while pos < end:
+        if end - pos < _ITEM.size:
+            raise FrameError("malformed", "truncated item header")
+        kind, n = _ITEM.unpack_from(view, pos)
+        pos += _ITEM.size
+        if kind not in _ITEM_KINDS or n > end - pos:
+            raise FrameError("malformed", f"item kind {kind}, length {n}")
+        out.append((kind, view[pos : pos + n]))
+        pos += n
+    return out
+
+
+def unpack_control(payload: bytes | bytearray | memoryview, *keys: str) -> dict[str, Any]:
+    """Decode a msgpack control map that must hold at least ``keys``; strict."""
+    try:
+        obj = msgpack.unpackb(payload, raw=False, use_list=True)
+    except (ValueError, TypeError, OverflowError) as exc:
+        raise FrameError("malformed", f"control map: {exc}") from None
+    if not isinstance(obj, dict) or any(k not in obj for k in keys):
+        raise FrameError("malformed", f"control map must hold {keys}")
+    return obj

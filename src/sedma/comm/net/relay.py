@@ -1,0 +1,209 @@
+"""Relays: a node that splices two peers' encrypted streams frame by frame and cannot read them.
+
+Covers: :class:`Relay` (attachments, circuits that one peer opens and the other joins, opaque
+frame forwarding with backpressure) and :class:`RelayAddress` (where a relay listens, and
+the name its key is listed under). Does not cover: a peer's side of relaying (attaching,
+dialling through a relay, joining circuits: see :mod:`sedma.comm.net.transport`), which relay to
+choose (see :mod:`sedma.comm.selection`), TURN relaying of UDP paths (see
+:mod:`sedma.comm.net.ice`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
+from sedma.clock import Clock
+from sedma.comm.net.framing import (
+    Frame,
+    FrameError,
+    FrameType,
+    ItemKind,
+    frame_header,
+    item,
+    parse_items,
+)
+from sedma.comm.net.node import (
+    _PING,
+    DEFAULT_MAX_FRAME_BYTES,
+    TransportError,
+    _Node,
+    _PipeErrors,
+    _read_control,
+    _write_control,
+)
+from sedma.comm.net.pipe import FramePipe, LinkProfile, _TcpPipe
+from sedma.comm.net.secure import AuthError, Session
+
+__all__ = ["Relay", "RelayAddress"]
+
+
+@dataclass(frozen=True)
+class RelayAddress:
+    """Where a relay listens and the name its key is listed under."""
+
+    name: str
+    host: str
+    port: int
+
+
+class Relay(_Node):
+    """A node that joins two peers' encrypted streams; it authenticates both, reads neither.
+
+    A peer that should be reachable through the relay attaches (:meth:`Peer.attach`); a peer
+    that wants it asks the relay to ``open`` a circuit, the relay tells the target over its
+    attachment, the target dials in to ``join``, and from then on the relay forwards whole
+    frames between the two connections without decrypting them: the two peers run their
+    own handshake through the circuit, so the relay never has their keys. A node can run a
+    relay next to its peer, with the same name and key on another port.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        identity: Ed25519PrivateKey,
+        known: Mapping[str, Ed25519PublicKey],
+        *,
+        max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES,
+        connect_timeout_s: float = 5.0,
+        links: Mapping[str, LinkProfile] | None = None,
+        seed: int = 0,
+        clock: Clock | None = None,
+    ) -> None:
+        super().__init__(
+            name, identity, known, max_frame_bytes=max_frame_bytes,
+            connect_timeout_s=connect_timeout_s, cipher="aes-256-gcm", links=links, seed=seed,
+            clock=clock,
+        )  # fmt: skip
+        for key in ("circuits_opened", "circuits_active", "frames_forwarded", "bytes_forwarded"):
+            self._stats[key] = 0
+        self._bound: tuple[str, int] | None = None
+        self._attached: dict[str, tuple[FramePipe, Session]] = {}
+        self._pending: dict[str, tuple[str, FramePipe, Session, asyncio.Future[None]]] = {}
+
+    async def start(self, host: str = "127.0.0.1", port: int = 0) -> tuple[str, int]:
+        """Listen on TCP; returns the bound ``(host, port)``."""
+        self._bound = await self._listen(host, port)
+        return self._bound
+
+    @property
+    def address(self) -> RelayAddress:
+        """Where peers reach this relay (after :meth:`start`)."""
+        if self._bound is None:
+            raise TransportError(f"relay {self.name!r}: not started")
+        return RelayAddress(self.name, *self._bound)
+
+    def stats(self) -> dict[str, int]:
+        out = super().stats()
+        out["attached"] = len(self._attached)
+        return out
+
+    async def close(self) -> None:
+        """Drop every attachment and circuit at once (peers see their paths close)."""
+        if not self._closed:
+            for pipe in list(self._pipes):
+                pipe.close("relay closing")
+            await self._close_node()
+
+    async def _accept(self, pipe: _TcpPipe) -> None:
+        try:
+            session, remote = await self._handshake_in(pipe, frozenset({"relay"}))
+            msg = await _read_control(pipe, session, self._connect_timeout_s)
+        except TransportError:
+            return
+        except _PipeErrors as exc:
+            self._fail(pipe, "relay request", exc)
+            return
+        op = msg["op"]
+        if op == "attach":
+            self._attach(remote, pipe, session)
+        elif op == "open" and isinstance(msg.get("to"), str):
+            await self._open(remote, msg["to"], pipe, session)
+        elif op == "join" and isinstance(msg.get("circuit"), str):
+            self._join(remote, msg["circuit"], pipe, session)
+        else:
+            self._fail(pipe, "relay request", FrameError("malformed", f"relay op {op!r}"))
+
+    def _attach(self, remote: str, pipe: FramePipe, session: Session) -> None:
+        old = self._attached.get(remote)
+        if old is not None:
+            old[0].close("replaced by a new attachment")
+        self._attached[remote] = (pipe, session)
+        _write_control(pipe, session, {"op": "ok"})
+
+        def on_frame(frame: Frame) -> None:
+            try:
+                if frame.type != FrameType.ITEMS:
+                    raise FrameError("malformed", f"frame {frame.type:#x} on a relay control")
+                for kind, _ in parse_items(session.open(frame.type, frame.body)):
+                    if kind == ItemKind.PING:
+                        pipe.write(session.seal(FrameType.ITEMS, b"".join(
+                            item(ItemKind.PONG, _PING.pack(0.0)))))  # fmt: skip
+            except (AuthError, FrameError) as exc:
+                self._count(exc)
+                pipe.close(str(exc))
+
+        def detach(_f: asyncio.Future[str]) -> None:
+            if self._attached.get(remote, (None,))[0] is pipe:
+                del self._attached[remote]
+
+        pipe.set_handler(on_frame)
+        pipe.closed.add_done_callback(detach)
+
+    async def _open(self, remote: str, target: str, pipe: FramePipe, session: Session) -> None:
+        attached = self._attached.get(target)
+        if attached is None:
+            _write_control(pipe, session, {"op": "error", "reason": f"{target!r} not attached"})
+            pipe.close("target not attached", graceful=True)
+            return
+        circuit = os.urandom(8).hex()
+        joined: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._pending[circuit] = (target, pipe, session, joined)
+        _write_control(*attached, {"op": "incoming", "circuit": circuit, "from": remote})
+        try:
+            await asyncio.wait_for(joined, self._connect_timeout_s)
+        except TimeoutError:
+            self._pending.pop(circuit, None)
+            _write_control(pipe, session, {"op": "error", "reason": f"{target!r} did not join"})
+            pipe.close("join timeout", graceful=True)
+
+    def _join(self, remote: str, circuit: str, pipe: FramePipe, session: Session) -> None:
+        pending = self._pending.pop(circuit, None)
+        if pending is None or pending[0] != remote:
+            _write_control(pipe, session, {"op": "error", "reason": "no such circuit"})
+            pipe.close("no such circuit", graceful=True)
+            return
+        _, opener, opener_session, joined = pending
+        _write_control(opener, opener_session, {"op": "ok"})
+        _write_control(pipe, session, {"op": "ok"})
+        self._splice(opener, pipe)
+        joined.set_result(None)
+
+    def _splice(self, a: FramePipe, b: FramePipe) -> None:
+        self._stats["circuits_opened"] += 1
+        self._stats["circuits_active"] += 1
+        a.set_handler(lambda f: self._forward(a, b, f))
+        b.set_handler(lambda f: self._forward(b, a, f))
+        a.on_writable, b.on_writable = b.resume_reading, a.resume_reading
+
+        def down(_f: asyncio.Future[str]) -> None:
+            if not (a.closed.done() and b.closed.done()):
+                self._stats["circuits_active"] -= 1
+            a.close("circuit closed", graceful=True)
+            b.close("circuit closed", graceful=True)
+
+        a.closed.add_done_callback(down)
+        b.closed.add_done_callback(down)
+
+    def _forward(self, src: FramePipe, dst: FramePipe, frame: Frame) -> None:
+        # Opaque: the frame's type and length are all the relay looks at.
+        dst.write(frame_header(frame.type, len(frame.body)))
+        dst.write(frame.body)
+        self._stats["frames_forwarded"] += 1
+        self._stats["bytes_forwarded"] += len(frame.body)
+        if not dst.writable():
+            src.pause_reading()

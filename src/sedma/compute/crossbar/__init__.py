@@ -1,0 +1,26 @@
+"""The RRAM crossbar simulator, its error correction and its calibration.
+
+Bottom up (import each name from the module that defines it):
+
+- :mod:`~sedma.compute.crossbar.physics`: the device model's pure formulas (quantised
+  conductances, drift, IR drop, converters) and ``analytic_rel_error``.
+- :mod:`~sedma.compute.crossbar.correction`: the correction scheme's settings, costs and
+  cell-level algorithms.
+- :mod:`~sedma.compute.crossbar.packing`: packing weight blocks into fixed-size arrays (the
+  device and the partitioner both count arrays with it).
+- :mod:`~sedma.compute.crossbar.layout`: bands, layouts and scratch buffers of a read.
+- :mod:`~sedma.compute.crossbar.cells`: defects, writing cells, drift.
+- :mod:`~sedma.compute.crossbar.occupancy`: which cells a programmed block holds.
+- :mod:`~sedma.compute.crossbar.noise`: the read-noise stream.
+- :mod:`~sedma.compute.crossbar.adc`: the ADC and bound management of the numpy read path.
+- :mod:`~sedma.compute.crossbar.kernel`: the compiled read path every product takes (the C
+  extension ``_xbar``; sources ``_xbar.c``, ``_xbar_sums.c``, ``_xbar_adc.c``, ``_xbar.h``).
+- :mod:`~sedma.compute.crossbar.read`: the numpy read path (the kernel's reference and
+  fallback).
+- :mod:`~sedma.compute.crossbar.device`: ``CrossbarDevice``, the simulated chip: programming
+  blocks, products through them.
+- :mod:`~sedma.compute.crossbar.calibrate`: measuring a device's arrays (error, stuck cells,
+  drift).
+
+The model with its sources and measured figures: ``docs/crossbar.md``.
+"""

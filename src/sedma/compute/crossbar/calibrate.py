@@ -1,0 +1,268 @@
+"""Automatic device profiling: measured figures instead of hand-entered ones.
+
+Covers: :func:`calibrate_digital` (a cpu or gpu node's matmul rate and memory bandwidth,
+measured through its backend), :func:`calibrate_crossbar` (an rram device's error statistics
+found by programming and reading test patterns: error per array, stuck-cell map, drift
+rate, effective bits), and the record types. Does not cover: the crossbar physics (see
+:mod:`sedma.compute.crossbar.device`), storing results (the caller writes them to
+:class:`~sedma.memory.long_term.LongTermMemory`), or deciding when to re-calibrate (the
+control loop does).
+
+Each measurement is described in its function's docstring with the formula it uses.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any, Protocol
+
+import numpy as np
+
+from sedma.clock import Clock
+from sedma.compute.crossbar.correction import Correction
+from sedma.compute.crossbar.device import CrossbarDevice
+from sedma.compute.plan import ArraySlot
+from sedma.errors import SedmaError
+
+__all__ = [
+    "CrossbarCalibration",
+    "DigitalCalibration",
+    "DigitalProbe",
+    "calibrate_crossbar",
+    "calibrate_digital",
+    "effective_bits",
+]
+
+log = logging.getLogger(__name__)
+
+KIND_DIGITAL = "digital"
+KIND_CROSSBAR = "crossbar"
+
+
+class DigitalProbe(Protocol):
+    """What a backend offers so a digital node can be measured (the local backend does)."""
+
+    def measure_matmul(self, node: str, m: int, k: int, n: int) -> float:
+        """Device seconds ``node`` takes for one ``(m, k) @ (k, n)`` float32 product."""
+        ...
+
+    def measure_copy(self, node: str, nbytes: int) -> float:
+        """Device seconds ``node`` takes to copy ``nbytes`` within its memory."""
+        ...
+
+
+@dataclass(frozen=True)
+class DigitalCalibration:
+    """A cpu or gpu node's measured sustained rates."""
+
+    node: str
+    matmul_gflops: float
+    mem_bandwidth_gbs: float
+    t_epoch: float
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class CrossbarCalibration:
+    """An rram device's measured error statistics.
+
+    ``rel_error`` is the median over arrays of the relative error of a random product
+    programmed on that array alone; ``error_per_array`` and ``stuck_per_array`` are per
+    array (index = array number); ``drift_per_decade`` is the measured relative loss of
+    output per decade of time since programming; ``effective_bits`` the ENOB of one read.
+    """
+
+    node: str
+    rel_error: float
+    rel_error_p90: float
+    error_per_array: tuple[float, ...]
+    stuck_per_array: tuple[int, ...]
+    drift_per_decade: float
+    effective_bits: float
+    t_epoch: float
+    rel_error_corrected: float | None = None  # the same probe with the correction applied
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> CrossbarCalibration:
+        return cls(
+            node=str(data["node"]),
+            rel_error=float(data["rel_error"]),
+            rel_error_p90=float(data["rel_error_p90"]),
+            error_per_array=tuple(float(v) for v in data["error_per_array"]),
+            stuck_per_array=tuple(int(v) for v in data["stuck_per_array"]),
+            drift_per_decade=float(data["drift_per_decade"]),
+            effective_bits=float(data["effective_bits"]),
+            t_epoch=float(data["t_epoch"]),
+            rel_error_corrected=None
+            if data.get("rel_error_corrected") is None
+            else float(data["rel_error_corrected"]),
+        )
+
+
+def effective_bits(rms_error_of_full_scale: float) -> float:
+    """ENOB from an RMS error expressed as a fraction of full scale.
+
+    An ideal ``b``-bit quantiser over the full range has RMS error ``2**-b / sqrt(12)``
+    (Widrow & Kollar 2008), so ``ENOB = -log2(sqrt(12) * e_rms)``.
+    """
+    if rms_error_of_full_scale <= 0:
+        return float("inf")
+    return -math.log2(math.sqrt(12.0) * rms_error_of_full_scale)
+
+
+def calibrate_digital(
+    probe: DigitalProbe, node: str, clock: Clock, *, size: int = 512, copy_bytes: int = 64 << 20
+) -> DigitalCalibration:
+    """Measure ``node``'s matmul rate and memory bandwidth through its backend.
+
+    Rate: ``2 * size**3 / t_matmul`` over the best of three runs (the best, because
+    interference only ever slows a run down). Bandwidth: ``2 * copy_bytes / t_copy`` (a copy
+    reads and writes every byte), best of three.
+    """
+    t_mm = min(probe.measure_matmul(node, size, size, size) for _ in range(3))
+    t_cp = min(probe.measure_copy(node, copy_bytes) for _ in range(3))
+    cal = DigitalCalibration(
+        node=node,
+        matmul_gflops=2 * size**3 / t_mm / 1e9,
+        mem_bandwidth_gbs=2 * copy_bytes / t_cp / 1e9,
+        t_epoch=clock.epoch(),
+    )
+    log.info(
+        "calibrated %s: %.1f GFLOP/s, %.1f GB/s", node, cal.matmul_gflops, cal.mem_bandwidth_gbs
+    )
+    return cal
+
+
+def _device_slots(rows: int, wcols: int, arrays: Sequence[int]) -> tuple[ArraySlot, ...]:
+    """One block spanning ``arrays``: array ``arrays[i]`` holds block columns ``i*wcols..``."""
+    return tuple(
+        ArraySlot(a, 0, 0, 0, rows, i * wcols, (i + 1) * wcols) for i, a in enumerate(arrays)
+    )
+
+
+def _per_array(v: np.ndarray, wcols: int) -> np.ndarray:
+    """Sum a ``(..., A * wcols)`` quantity per array: shape ``(A,)``."""
+    return v.reshape(-1, v.shape[-1] // wcols, wcols).sum(axis=(0, 2))  # type: ignore[no-any-return]
+
+
+def calibrate_crossbar(
+    device: CrossbarDevice,
+    node: str,
+    *,
+    seed: int = 0,
+    probe_rows: int = 32,
+    bake_s: float = 3600.0,
+    arrays: Sequence[int] | None = None,
+    correction: Correction | None = None,
+    sample_arrays: int = 8,
+) -> CrossbarCalibration:
+    """Profile an rram device by programming and reading test patterns on all its arrays.
+
+    One block spanning every array ``a`` (all of them unless ``arrays`` is given) is
+    programmed at a time, so a whole device is profiled in a few writes and reads:
+
+    - **Error per array**: a random block ``W ~ N(0, 1)`` read with ``probe_rows`` random
+      inputs ``X ~ U(-1, 1)``: ``e_a = ||(X W_read - X W)_a|| / ||(X W)_a||`` over array
+      ``a``'s columns.
+    - **Stuck cells**: the all-``+1`` and all-``-1`` patterns, each read with the identity
+      input (one row at a time, so every cell is read alone). ``+1`` puts ``G+`` at the top
+      and ``G-`` at the bottom, ``-1`` the reverse, so a cell stuck either way shows in one of
+      them as a read-back more than a quarter of the full range (``-1..+1``) off target.
+    - **Drift**: program a random block, read it one second after, age the device by
+      ``bake_s`` on its clock (an accelerated bake: the device clock is advanced, not waited
+      for), read again: the output's relative loss ``1 - ||y1|| / ||y0||`` over the decades
+      ``log10((1 + bake_s) / 1)`` is the loss per decade.
+    - **Effective bits**: :func:`effective_bits` of the RMS read-back error of the healthy
+      cells in the identity reads, as a fraction of the full range.
+    - **Corrected error** (with ``correction``): the error probe again on a block of
+      ``sample_arrays`` arrays, programmed with the correction (its residual takes spare
+      arrays), so the planner knows what a corrected product on this device achieves.
+
+    The device clock must be advanceable (a :class:`~sedma.clock.ManualClock` or
+    :class:`~sedma.clock.ScaledClock`), and the arrays must be free.
+    """
+    xb = device.spec
+    rows, wcols = xb.rows, xb.weight_cols
+    advance = getattr(device.clock, "advance", None)
+    if advance is None:
+        raise SedmaError(
+            f"device clock of {node!r} cannot be advanced; calibration ages the "
+            "device on purpose (give it a ManualClock or ScaledClock)"
+        )
+    which = list(range(xb.arrays)) if arrays is None else list(arrays)
+    busy = set(which) - set(device.free_arrays())
+    if busy:
+        raise SedmaError(
+            f"node {node!r}: arrays {sorted(busy)[:5]} hold live weights; "
+            "calibrate before loading a plan"
+        )
+    rng = np.random.default_rng(seed)
+    slots = _device_slots(rows, wcols, which)
+    width = wcols * len(which)
+
+    w = rng.standard_normal((rows, width)).astype(np.float32)
+    x = rng.uniform(-1.0, 1.0, (probe_rows, rows)).astype(np.float32)
+    prog = device.program(w, slots)
+    exact = x.astype(np.float64) @ w.astype(np.float64)
+    advance(1.0)  # drift is undefined at t = 0: read one second after programming
+    y0 = device.matmul(x, prog)
+    err_a = np.sqrt(_per_array((y0 - exact) ** 2, wcols) / _per_array(exact**2, wcols))
+    advance(bake_s)
+    y1 = device.matmul(x, prog)
+    device.release(prog)
+    loss = 1.0 - float(np.linalg.norm(y1) / np.linalg.norm(y0))
+    drift = max(0.0, loss) / math.log10(1.0 + bake_s)
+
+    eye = np.eye(rows, dtype=np.float32)
+    bad = np.zeros((rows, width), dtype=bool)
+    devs = []
+    for sign in (1.0, -1.0):
+        target = np.full((rows, width), sign, dtype=np.float32)
+        prog = device.program(target, slots)
+        read = device.matmul(eye, prog)
+        device.release(prog)
+        dev = np.abs(read - target)
+        bad |= dev > 0.5  # a quarter of the full range (-1..+1)
+        devs.append(dev)
+    healthy = np.concatenate([d[~bad] for d in devs])
+    stuck = _per_array(bad.astype(np.int64), wcols)
+    rms = float(np.sqrt(np.mean((healthy / 2.0) ** 2))) if healthy.size else 1.0
+    corrected = None
+    if correction is not None:
+        n_s = max(1, min(sample_arrays, len(which) // 2))
+        ws = rng.standard_normal((rows, wcols * n_s)).astype(np.float32)
+        prog = device.program(ws, _device_slots(rows, wcols, which[:n_s]), correction=correction)
+        ys = device.matmul(x, prog)
+        device.release(prog)
+        ex = x.astype(np.float64) @ ws.astype(np.float64)
+        corrected = float(np.linalg.norm(ys - ex) / np.linalg.norm(ex))
+    cal = CrossbarCalibration(
+        node=node,
+        rel_error=float(np.median(err_a)),
+        rel_error_p90=float(np.percentile(err_a, 90)),
+        error_per_array=tuple(float(e) for e in err_a),
+        stuck_per_array=tuple(int(v) for v in stuck),
+        drift_per_decade=drift,
+        effective_bits=effective_bits(rms),
+        t_epoch=device.clock.epoch(),
+        rel_error_corrected=corrected,
+    )
+    log.info(
+        "calibrated %s: rel error %.4f (p90 %.4f), %d stuck cells, drift %.4f/decade, "
+        "%.1f effective bits",
+        node,
+        cal.rel_error,
+        cal.rel_error_p90,
+        int(stuck.sum()),
+        cal.drift_per_decade,
+        cal.effective_bits,
+    )
+    return cal

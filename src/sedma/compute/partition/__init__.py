@@ -1,0 +1,19 @@
+"""Memory-guided partitioning: which node computes which tile of which product.
+
+Bottom up (pure; import each name from the module that defines it):
+
+- :mod:`~sedma.compute.partition.context`: ``PartitionContext``, the one frozen object the
+  planners read, and ``PartitionSettings``.
+- :mod:`~sedma.compute.partition.views`: node views of a cluster spec (``views_from_spec``),
+  and under an rram correction or capped arrays.
+- :mod:`~sedma.compute.partition.lp`: the linear programme (node groups, op classes, HiGHS).
+- :mod:`~sedma.compute.partition.rounding`: wrap-around rounding of the LP's shares to
+  integer tiles on nodes.
+- :mod:`~sedma.compute.partition.infeasible`: the errors that name why no plan fits.
+- :mod:`~sedma.compute.partition.choice`: choosing among candidate plans (pass time against
+  a memory-efficiency floor; rram array caps).
+- :mod:`~sedma.compute.partition.bound`: the lower bound (``bound``, ``Bound``).
+- :mod:`~sedma.compute.partition.baseline`: the static baseline, ``plan_static``.
+- :mod:`~sedma.compute.partition.planner`: the sedma planner, ``plan_sedma`` (corrections,
+  array caps, LP, rounding, re-solves).
+"""
