@@ -1,4 +1,9 @@
-"""Shared test helpers: a deterministic in-memory backend on a manual clock."""
+"""Shared test helpers: a deterministic, array-free backend on a manual clock, and a flow table.
+
+``FakeBackend`` implements :class:`sedma.runtime.base.Backend` and nothing more, computing no
+arrays at all (its tile results carry ``output=None``, as a simulator's do): tests that drive
+the real loop through it show that the loop needs nothing beyond the contract.
+"""
 
 from __future__ import annotations
 
@@ -8,10 +13,17 @@ from collections.abc import Iterator
 import numpy as np
 
 from sedma.clock import ManualClock
-from sedma.compute.executor import Operands, TileResult
 from sedma.compute.plan import Plan
 from sedma.errors import CapacityError, SedmaError
 from sedma.observations import FreeMemory, MemoryHeld, NodeFailed, Observation, TileDone
+from sedma.runtime.base import (
+    Action,
+    ApplyPlan,
+    MoveFlow,
+    Operands,
+    TileResult,
+    UnsupportedAction,
+)
 from sedma.spec import ClusterSpec
 
 
@@ -24,13 +36,19 @@ class FakeBackend:
     """
 
     name = "fake"
-    time_scale = 1.0
 
     def __init__(
-        self, spec: ClusterSpec, clock: ManualClock, noise: float = 0.0, seed: int = 0
+        self,
+        spec: ClusterSpec,
+        clock: ManualClock,
+        noise: float = 0.0,
+        seed: int = 0,
+        flows: FlowTable | None = None,
     ) -> None:
         self.spec = spec
         self.clock = clock
+        self.flows = flows
+        self.enacted: list[Action] = []
         self.slow: dict[str, float] = defaultdict(lambda: 1.0)
         self.tenant: dict[str, int] = defaultdict(int)
         self.loaded: dict[int, Plan] = {}
@@ -53,7 +71,21 @@ class FakeBackend:
         fp = footprint(plan, {n.name: n.device.crossbar for n in self.spec.nodes})
         return {n: f.digital_bytes for n, f in fp.items()}
 
-    def load(self, plan: Plan, operands: Operands, replace: Plan | None = None) -> None:
+    def enact(self, action: Action) -> None:
+        if isinstance(action, ApplyPlan):
+            if id(action.replace) not in self.loaded:
+                raise SedmaError("plan to replace is not loaded")
+            self._load(action.plan, action.replace)
+        elif isinstance(action, MoveFlow) and self.flows is not None:
+            self.flows.move(action)
+        else:
+            raise UnsupportedAction(f"the fake backend cannot enact {type(action).__name__}")
+        self.enacted.append(action)
+
+    def load(self, plan: Plan, operands: Operands | None) -> None:
+        self._load(plan, None)
+
+    def _load(self, plan: Plan, replace: Plan | None) -> None:
         need = self._digital(plan)
         for node, b in need.items():
             cap = self.spec.node(node).device.memory_bytes - self.tenant[node]
@@ -86,14 +118,7 @@ class FakeBackend:
             busy = flops / (self.rate(t.node) * jitter * 1e9)
             start = finish[t.node]
             finish[t.node] = start + busy
-            shape = (op.m, t.stop - t.start) if t.axis == "n" else (t.stop - t.start, op.n)
-            out.append(
-                TileResult(
-                    i,
-                    np.zeros(shape, np.float32),
-                    TileDone(t.node, t.op, flops, start, start + busy, busy),
-                )
-            )
+            out.append(TileResult(i, TileDone(t.node, t.op, flops, start, start + busy, busy)))
         self.clock.advance(max(finish.values()) - t0)
         yield from out
 
@@ -114,3 +139,15 @@ class FakeBackend:
         self.tenant[node] = nbytes
         cap = self.spec.node(node).device.memory_bytes - nbytes
         self.obs.append(FreeMemory(node, self.clock.now(), max(0, cap)))
+
+
+class FlowTable:
+    """An in-memory :class:`~sedma.runtime.base.FlowRouter`: each flow's path, and every move."""
+
+    def __init__(self) -> None:
+        self.paths: dict[tuple[str, str], tuple[str, ...]] = {}
+        self.moves: list[tuple[tuple[str, str], tuple[str, ...]]] = []
+
+    def move(self, action: MoveFlow) -> None:
+        self.paths[action.src, action.dest] = action.path
+        self.moves.append(((action.src, action.dest), action.path))

@@ -16,11 +16,12 @@ from sedma.compute.crossbar.calibrate import (
 )
 from sedma.compute.crossbar.correction import DEFAULT
 from sedma.compute.crossbar.device import CrossbarDevice
-from sedma.compute.executor import Executor, make_operands
 from sedma.compute.partition.context import PartitionContext
 from sedma.compute.partition.planner import plan_sedma
 from sedma.compute.partition.views import views_from_spec
+from sedma.compute.results import make_operands
 from sedma.compute.workload import MatmulOp, Workload
+from sedma.control.executor import Executor
 from sedma.control.loop import ControlLoop
 from sedma.control.loop_types import LoopSettings
 from sedma.errors import SedmaError
@@ -151,7 +152,6 @@ def test_loop_calibrates_stores_and_recalibrates_when_the_device_ages(tmp_path: 
             backend=b,
             operands=ops,
             stm=stm,
-            clock=clock,
             ltm=ltm,
             settings=LoopSettings(learn=False, recalibrate_tolerance=0.3),
             partition=PartitionSettings(correction=NONE),
@@ -161,7 +161,7 @@ def test_loop_calibrates_stores_and_recalibrates_when_the_device_ages(tmp_path: 
         assert ltm.latest_calibration("rram", "crossbar") is not None
         assert any(d.kind == "calibrate" and d.accepted for d in loop.decisions)
         assert any(t.node == "rram" for t in loop.plan.tiles)
-        ex = Executor(b, stm, clock)
+        ex = Executor(b, stm)
         ex.run_pass(loop.plan, check_against=ops)
         loop.run_once()
         assert not [d for d in loop.decisions if d.interval == 1 and d.kind == "calibrate"]

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from fakes import FakeBackend
+from fakes import FakeBackend, FlowTable
 from sedma.cli.app import app
 from sedma.clock import ManualClock
 from sedma.comm.graph import PeerGraph
@@ -28,15 +28,9 @@ from sedma.comm.policy import (
 )
 from sedma.comm.selection import route, static_route
 from sedma.comm.selection_context import SelectionContext, SelectionWeights
-from sedma.compute.executor import Executor, make_operands
 from sedma.compute.workload import MatmulOp, Workload
-from sedma.control.comm_step import (
-    FLOW_METRIC,
-    PRESSURE_METRIC,
-    WEIGHT_SETTINGS,
-    CommStep,
-    RouteTable,
-)
+from sedma.control.comm_state import FLOW_METRIC, PRESSURE_METRIC, WEIGHT_SETTINGS, CommState
+from sedma.control.driver import drive
 from sedma.control.loop import ControlLoop
 from sedma.control.loop_types import LoopSettings
 from sedma.errors import SedmaError
@@ -65,7 +59,7 @@ def _static_routes(g: PeerGraph) -> dict[tuple[str, str], tuple[str, ...]]:
     return {f: static_route(ctx, *f).path for f in RELAYED + DIRECT}
 
 
-def _feed(stm: ShortTermMemory, step: CommStep, clock: ManualClock, n: int = 10) -> None:
+def _feed(stm: ShortTermMemory, step: CommState, clock: ManualClock, n: int = 10) -> None:
     """One interval of traffic: every flow measures the true cost of the path it is on."""
     t = clock.now()
     for node, p in PRESSURE.items():
@@ -77,33 +71,33 @@ def _feed(stm: ShortTermMemory, step: CommStep, clock: ManualClock, n: int = 10)
             stm.observe(f"{src}->{dest}", FLOW_METRIC, ms, t)
 
 
-def _run(tmp_path: Path, intervals: int) -> tuple[ControlLoop, CommStep, RouteTable]:
+def _run(tmp_path: Path, intervals: int) -> tuple[ControlLoop, CommState, FlowTable]:
     spec = load_cluster("paper")
     clock = ManualClock()
-    backend = FakeBackend(spec, clock)
+    table = FlowTable()
+    backend = FakeBackend(spec, clock, flows=table)  # re-routes are enacted on the table
     stm = ShortTermMemory()
     graph = _graph(clock.now())
-    table = RouteTable()
-    step = CommStep(graph, _static_routes(graph), rerouter=table)
+    step = CommState(graph, _static_routes(graph))
     with LongTermMemory(tmp_path / "m.db", clock=clock) as ltm:
         loop = ControlLoop(
             spec=spec,
             workload=WL,
             backend=backend,
-            operands=make_operands(WL, 0),
+            operands=None,
             stm=stm,
-            clock=clock,
             ltm=ltm,
             settings=LoopSettings(calibrate=False),
             comm=step,
         )
         loop.start()
-        ex = Executor(backend, stm, clock)
-        for _ in range(intervals):
-            ex.run_pass(loop.plan)
+
+        def traffic(p: int) -> None:
+            if p:
+                clock.advance(1.0)
             _feed(stm, step, clock)
-            loop.run_once()
-            clock.advance(1.0)
+
+        drive(loop, intervals, before_pass=traffic)
         loop.finish()
     return loop, step, table
 
@@ -208,27 +202,32 @@ def test_second_run_starts_from_the_learned_weights(tmp_path: Path) -> None:
     assert step.notes and step.notes[0].startswith("comm.weight.pressure = 400")
 
 
-def test_a_flow_moved_is_not_moved_again_in_its_cooldown(tmp_path: Path) -> None:
+def test_a_flow_moved_is_not_moved_again_in_its_cooldown() -> None:
     spec = load_cluster("paper")
     clock = ManualClock()
     graph = _graph(0.0)
-    step = CommStep(graph, _static_routes(graph), weights=TRUE)
+    step = CommState(graph, _static_routes(graph), weights=TRUE)
     stm = ShortTermMemory()
-    made: list[tuple[str, bool, str]] = []
-
-    def decide(kind: str, ok: bool, why: str, gain: float | None, detail: object) -> None:
-        made.append((kind, ok, why))
-
+    loop = ControlLoop(
+        spec=spec,
+        workload=WL,
+        backend=FakeBackend(spec, clock, flows=FlowTable()),
+        operands=None,
+        stm=stm,
+        settings=LoopSettings(calibrate=False, learn=False),
+        comm=step,
+    )
+    loop.start()
     _feed(stm, step, clock)
-    step.step(1, 0.0, 0.0, stm.drain_interval(), decide, None)
+    first = [(d.kind, d.accepted) for d in loop.run_once() if d.layer == "comm"]
     # the graph changes again: the new relay fills up, so the move looks worth undoing
     for r in {p[1] for f, p in step.routes.items() if f in RELAYED}:
         graph.set_pressure(r, 0.94, 0.5)
+    clock.advance(0.5)
     _feed(stm, step, clock)
-    step.step(2, 0.5, 0.5, stm.drain_interval(), decide, None)
-    assert [m[:2] for m in made[:2]] == [("reroute", True), ("reroute", True)]
-    assert made[2:] and all(not ok and "in cooldown" in why for _, ok, why in made[2:])
-    del spec
+    second = [d for d in loop.run_once() if d.layer == "comm"]
+    assert first == [("reroute", True), ("reroute", True)]
+    assert second and all(not d.accepted and "in cooldown" in d.reason for d in second)
 
 
 def test_sedma_memory_shows_comm_adaptations(tmp_path: Path) -> None:

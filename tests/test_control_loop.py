@@ -1,4 +1,8 @@
-"""The control loop: drift -> re-plan, logged with reasons and outcomes; learning across runs."""
+"""The control loop: drift -> re-plan, logged with reasons and outcomes; learning across runs.
+
+Every job here runs on ``FakeBackend``, which computes no arrays at all: the loop and the job
+driver need nothing but the contract of ``sedma.runtime.base``.
+"""
 
 from __future__ import annotations
 
@@ -8,9 +12,10 @@ import pytest
 
 from fakes import FakeBackend
 from sedma.clock import ManualClock
-from sedma.compute.executor import Executor, make_operands
 from sedma.compute.plan import predicted_makespan_s
 from sedma.compute.workload import MatmulOp, Workload
+from sedma.control.driver import drive
+from sedma.control.executor import Executor
 from sedma.control.loop import ControlLoop
 from sedma.control.loop_types import LoopSettings
 from sedma.memory.long_term import LongTermMemory
@@ -45,22 +50,22 @@ def _run(
         spec=spec,
         workload=WL,
         backend=backend,
-        operands=make_operands(WL, 0),
+        operands=None,  # the fake backend computes no arrays
         stm=stm,
-        clock=clock,
         ltm=ltm,
         settings=settings or LoopSettings(learn=learn),
     )
     loop.start()
-    ex = Executor(backend, stm, clock)
-    for p in range(passes):
+
+    def faults(p: int) -> None:
         if p == slow_at:
             backend.slow_node("gpu", 0.5)
         if p == tenant_at:
             # leave the gpu almost no room: the current plan no longer fits there
             backend.set_tenant_bytes("gpu", spec.node("gpu").device.memory_bytes - 1024)
-        ex.run_pass(loop.plan)
-        loop.run_once()
+
+    totals = drive(loop, passes, before_pass=faults)
+    assert totals.passes == passes and totals.rel_error is None  # no arrays, no error check
     loop.finish()
     ltm.close()
     return loop, backend
@@ -142,17 +147,16 @@ def test_a_failed_node_forces_a_replan_onto_the_others(tmp_path: Path) -> None:
         spec=spec,
         workload=WL,
         backend=backend,
-        operands=make_operands(WL, 0),
+        operands=None,
         stm=stm,
-        clock=clock,
         settings=LoopSettings(learn=False),
     )
     loop.start()
     assert any(t.node == "gpu" for t in loop.plan.tiles)
-    Executor(backend, stm, clock).run_pass(loop.plan)
+    Executor(backend, stm).run_pass(loop.plan)
     backend.fail_node("gpu")
     decisions = loop.run_once()
     assert [d.accepted for d in decisions] == [True]
     assert "gpu failed" in decisions[0].reason and decisions[0].detail["forced"]
     assert all(t.node != "gpu" for t in loop.plan.tiles)
-    Executor(backend, stm, clock).run_pass(loop.plan)  # the new plan runs without it
+    Executor(backend, stm).run_pass(loop.plan)  # the new plan runs without it

@@ -8,13 +8,14 @@ import numpy as np
 import pytest
 
 from sedma.clock import WallClock
-from sedma.compute.executor import Executor, make_operands
 from sedma.compute.plan import ArraySlot, Plan, Tile
+from sedma.compute.results import make_operands
 from sedma.compute.workload import MatmulOp, Workload
+from sedma.control.executor import Executor
 from sedma.errors import CapacityError, SedmaError
 from sedma.memory.short_term import ShortTermMemory
 from sedma.observations import MemoryHeld
-from sedma.runtime.base import Backend, FaultInjector
+from sedma.runtime.base import ApplyPlan, Backend, FaultInjector
 from sedma.runtime.local import LocalBackend
 from sedma.spec import load_cluster
 
@@ -44,7 +45,7 @@ def test_tiles_compute_the_exact_product(backend: LocalBackend) -> None:
     ops = make_operands(WL, seed=1)
     plan = _plan()
     backend.load(plan, ops)
-    r = Executor(backend, ShortTermMemory(), WallClock()).run_pass(plan, check_against=ops)
+    r = Executor(backend, ShortTermMemory()).run_pass(plan, check_against=ops)
     assert r.rel_error is not None and r.rel_error < 1e-6
     assert r.flops == WL.flops
 
@@ -106,7 +107,7 @@ def test_swap_keeps_shared_buffers_and_reports_memory() -> None:
         held_old = {
             o.node: o.held_bytes for o in b.drain_observations() if isinstance(o, MemoryHeld)
         }
-        b.load(new, ops, replace=old)
+        b.enact(ApplyPlan(new, old))
         held_new = {
             o.node: o.held_bytes for o in b.drain_observations() if isinstance(o, MemoryHeld)
         }
@@ -114,7 +115,7 @@ def test_swap_keeps_shared_buffers_and_reports_memory() -> None:
         assert held_new["cpu-0"] == 0 and held_new["cpu-1"] == held_old["cpu-0"]
         with pytest.raises(SedmaError, match="not loaded"):
             list(b.run(old))
-        r = Executor(b, ShortTermMemory(), WallClock()).run_pass(new, check_against=ops)
+        r = Executor(b, ShortTermMemory()).run_pass(new, check_against=ops)
         assert r.rel_error is not None and r.rel_error < 1e-6
 
 
@@ -145,11 +146,10 @@ def test_a_node_failing_mid_use_loses_no_pass(tmp_path: object) -> None:
             backend=b,
             operands=ops,
             stm=stm,
-            clock=clock,
             settings=LoopSettings(learn=False),
         )
         loop.start()
-        ex = Executor(b, stm, clock)
+        ex = Executor(b, stm)
         ex.run_pass(loop.plan)
         victim = next(t.node for t in loop.plan.tiles)
         b.fail_node(victim)
@@ -181,7 +181,7 @@ def test_rram_tiles_run_through_the_crossbar_simulator() -> None:
     )
     with LocalBackend(spec, time_scale=1.0) as b:
         b.load(plan, ops)
-        r = Executor(b, ShortTermMemory(), WallClock()).run_pass(plan, check_against=ops)
+        r = Executor(b, ShortTermMemory()).run_pass(plan, check_against=ops)
         assert b.crossbar_device("rram") is not None and b.crossbar_device("gpu") is None
     assert r.rel_error is not None and 1e-4 < r.rel_error < 0.3
     xb = spec.node("rram").device.crossbar
@@ -206,7 +206,7 @@ def test_rram_tiles_run_through_the_crossbar_simulator() -> None:
     ideal_spec = ClusterSpec(spec.name, spec.sites, spec.links, nodes, {n.name: n for n in nodes})
     with LocalBackend(ideal_spec, time_scale=1.0) as b:
         b.load(plan, ops)
-        r2 = Executor(b, ShortTermMemory(), WallClock()).run_pass(plan, check_against=ops)
+        r2 = Executor(b, ShortTermMemory()).run_pass(plan, check_against=ops)
     assert r2.rel_error is not None and r2.rel_error < 0.02 * r.rel_error
 
 

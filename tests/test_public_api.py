@@ -31,6 +31,7 @@ EXPECTED = {
     "Workload",
     "__version__",
     "bound",
+    "drive",
     "get_workload",
     "load_cluster",
     "make_operands",

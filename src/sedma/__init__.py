@@ -10,14 +10,16 @@ from __future__ import annotations
 
 from sedma.bench.compare import CompareConfig, run_comparison
 from sedma.clock import Clock, ManualClock, WallClock
-from sedma.compute.executor import Executor, make_operands
 from sedma.compute.partition.baseline import plan_static
 from sedma.compute.partition.bound import bound
 from sedma.compute.partition.context import PartitionContext, PartitionSettings
 from sedma.compute.partition.planner import plan_sedma
 from sedma.compute.partition.views import views_from_spec
 from sedma.compute.plan import NodeView, Plan, Tile
+from sedma.compute.results import make_operands
 from sedma.compute.workload import MatmulOp, Workload
+from sedma.control.driver import drive
+from sedma.control.executor import Executor
 from sedma.control.loop import ControlLoop
 from sedma.control.loop_types import LoopSettings
 from sedma.errors import CapacityError, MemoryStoreError, PlanError, SedmaError, SpecError
@@ -57,6 +59,7 @@ __all__ = [
     "Workload",
     "__version__",
     "bound",
+    "drive",
     "get_workload",
     "load_cluster",
     "make_operands",

@@ -4,7 +4,7 @@ Covers: memory-utilisation efficiency, throughput, resource utilisation, numeric
 the per-system result record (:class:`SystemResult`) whose keys the result JSON fixes.
 Communication latency (:func:`latency_summary`): end-to-end message latency between peers,
 NAT traversal setup and relay hops included, summarised as mean, p50 and p99. Does not
-cover: collecting the inputs (see :mod:`sedma.compute.executor`, :mod:`sedma.observations`
+cover: collecting the inputs (see :mod:`sedma.control.executor`, :mod:`sedma.observations`
 and, for latencies, :mod:`sedma.bench.comm`).
 """
 

@@ -2,7 +2,8 @@
 
 Covers: the small frozen records a backend (local, ray, sim) emits as work runs: a tile
 finished (:class:`TileDone`), a node's memory held for the job (:class:`MemoryHeld`), a
-node's free memory changed under us (:class:`FreeMemory`), a node failed (:class:`NodeFailed`).
+node's free memory changed under us (:class:`FreeMemory`), a node failed (:class:`NodeFailed`),
+a device was measured (:class:`Calibrated`, the outcome of a calibrate action).
 Does not cover: how they are aggregated (see :mod:`sedma.memory.short_term`) or turned into
 metrics (see :mod:`sedma.metrics`).
 
@@ -15,9 +16,11 @@ that factor, so rates computed from it are in the spec's units.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
 
-__all__ = ["FreeMemory", "MemoryHeld", "NodeFailed", "Observation", "TileDone"]
+__all__ = ["Calibrated", "FreeMemory", "MemoryHeld", "NodeFailed", "Observation", "TileDone"]
 
 
 @dataclass(frozen=True)
@@ -70,4 +73,22 @@ class NodeFailed:
     reason: str
 
 
-Observation = TileDone | MemoryHeld | FreeMemory | NodeFailed
+@dataclass(frozen=True)
+class Calibrated:
+    """A node's device was measured: what the backend found, as a JSON-ready mapping.
+
+    ``kind`` names the measurement (``"crossbar"`` for an rram node's arrays: the mapping is
+    a :class:`~sedma.compute.crossbar.calibrate.CrossbarCalibration`'s JSON). ``arrays``
+    lists the arrays measured when only some were (the others keep their earlier figures);
+    empty when the whole device was. ``reason`` is why it was measured.
+    """
+
+    node: str
+    t: float
+    kind: str
+    data: Mapping[str, Any]
+    reason: str = ""
+    arrays: tuple[int, ...] = field(default=())
+
+
+Observation = TileDone | MemoryHeld | FreeMemory | NodeFailed | Calibrated

@@ -2,9 +2,11 @@
 
 Covers: :class:`CompareConfig` and :func:`run_comparison`, which runs one workload on one
 cluster twice on the local backend in one process (first the static baseline, then sedma
-with its control loop and long-term memory), injects the same slowdown half-way through
-each, and returns the result JSON of ARCHITECTURE.md. Does not cover: presentation (see
-:mod:`sedma.cli.app`) or the metric definitions (see :mod:`sedma.metrics`).
+with its policies and long-term memory), both through the same control loop and job driver
+(:func:`~sedma.control.driver.drive`; the baseline is a loop with no policies), injects the
+same slowdown half-way through each, and returns the result JSON of ARCHITECTURE.md.
+Does not cover: presentation (see :mod:`sedma.cli.app`) or the metric definitions (see
+:mod:`sedma.metrics`).
 
 The bound is computed from what the sedma run measured: for every pass, the pass's work
 divided by the sum of the rates its nodes were measured at in that pass (makespan >= total
@@ -14,34 +16,33 @@ work / total rate), so it moves with the injected slowdown.
 from __future__ import annotations
 
 import logging
-from collections import defaultdict
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from sedma.bench.comm import bench_comm
 from sedma.clock import Clock, WallClock
 from sedma.compute.crossbar.correction import DEFAULT
-from sedma.compute.executor import Executor, Operands, make_operands
 from sedma.compute.partition.baseline import plan_static
 from sedma.compute.partition.context import PartitionContext, PartitionSettings
 from sedma.compute.partition.planner import plan_sedma
 from sedma.compute.partition.views import views_from_spec
-from sedma.compute.plan import Plan
+from sedma.compute.results import make_operands
 from sedma.compute.workload import Workload
+from sedma.control.driver import JobTotals, drive
 from sedma.control.loop import ControlLoop
 from sedma.control.loop_types import LoopSettings
-from sedma.errors import CapacityError, NodeLostError, PlanError, SedmaError
+from sedma.errors import CapacityError, PlanError, SedmaError
 from sedma.memory.long_term import LongTermMemory
 from sedma.memory.short_term import ShortTermMemory
 from sedma.metrics import (
-    PeakHeld,
     SystemResult,
     memory_efficiency,
     resource_utilization,
     throughput_ops_s,
 )
+from sedma.runtime.base import Operands
 from sedma.runtime.local import LocalBackend
 from sedma.runtime.local_probe import measure_time_scale
 from sedma.spec import ClusterSpec, load_cluster
@@ -126,6 +127,16 @@ def _capacity(spec: ClusterSpec) -> dict[str, float]:
     return {n.name: n.device.matmul_gflops for n in spec.nodes}
 
 
+def _slowdown(backend: LocalBackend, slow: str | None, cfg: CompareConfig, passes: int) -> Any:
+    """The fault both systems meet: ``slow`` runs at ``slow_factor`` from half-way on."""
+
+    def before_pass(p: int) -> None:
+        if slow is not None and p == passes // 2:
+            backend.slow_node(slow, cfg.slow_factor)
+
+    return before_pass
+
+
 def _run_static(
     spec: ClusterSpec,
     workload: Workload,
@@ -135,98 +146,54 @@ def _run_static(
     slow: str | None,
     progress: Progress | None,
     clock: Clock,
-) -> dict[str, Any]:
-    stm = ShortTermMemory()
-    plan = plan_static(PartitionContext(nodes=views_from_spec(spec), workload=workload))
-    peak = PeakHeld()
+) -> SystemResult:
+    """The static baseline through the same loop and driver as sedma, with no policies."""
     with LocalBackend(spec, time_scale=time_scale, clock=clock) as backend:
+        loop = ControlLoop(
+            spec=spec,
+            workload=workload,
+            backend=backend,
+            operands=operands,
+            stm=ShortTermMemory(),
+            settings=LoopSettings(learn=False, calibrate=False),
+            policies=(),
+            planner=plan_static,
+        )
         try:
-            backend.load(plan, operands)
+            plan = loop.start()
         except CapacityError as e:
             # A plain program would crash here (out of memory or arrays): report that
             # rather than a number.
             log.warning("static baseline cannot run: %s", e)
-            return {"result": SystemResult(extra={"failed": str(e), "tiles": len(plan.tiles)})}
-        totals = _drive(
-            backend,
-            Executor(backend, stm, clock),
-            lambda: plan,
-            operands,
+            return SystemResult(extra={"failed": str(e)})
+        totals = drive(
+            loop,
             cfg.static_passes,
-            "static",
-            slow,
-            cfg,
-            progress,
+            check_error=cfg.check_error,
+            before_pass=_slowdown(backend, slow, cfg, cfg.static_passes),
+            progress=None if progress is None else lambda d, n: progress("static", d, n),
         )
-        peak.observe(backend.drain_observations())
         overruns = backend.overruns
-    return {
-        "result": _result(
-            spec,
-            workload,
-            totals,
-            peak.peak_bytes,
-            0,
-            {
-                "makespan_s": totals.device_s,
-                "passes": cfg.static_passes,
-                "peak_held_bytes": peak.peak_bytes,
-                "tiles": len(plan.tiles),
-                "emulation_overruns": overruns,
-            },
-        ),
-    }
-
-
-@dataclass
-class _Totals:
-    passes: int = 0
-    device_s: float = 0.0
-    rel_error: float | None = None
-    busy_s: dict[str, float] = field(default_factory=lambda: defaultdict(float))
-
-
-def _drive(
-    backend: LocalBackend,
-    ex: Executor,
-    plan: Callable[[], Plan],
-    operands: Operands,
-    passes: int,
-    phase: str,
-    slow: str | None,
-    cfg: CompareConfig,
-    progress: Progress | None,
-    after_pass: Callable[[], object] | None = None,
-) -> _Totals:
-    """Run ``passes`` passes of the current plan, slowing ``slow`` half-way; add them up."""
-    t = _Totals()
-    for p in range(passes):
-        if slow is not None and p == passes // 2:
-            backend.slow_node(slow, cfg.slow_factor)
-        check = operands if (p == 0 and cfg.check_error) else None
-        try:
-            r = ex.run_pass(plan(), check_against=check)
-        except NodeLostError:
-            if after_pass is None:  # the static baseline cannot re-plan: a plain program dies
-                raise
-            after_pass()  # the loop sees the failure and re-plans; the pass runs again
-            r = ex.run_pass(plan(), check_against=check)
-        t.passes += 1
-        t.rel_error = r.rel_error if r.rel_error is not None else t.rel_error
-        t.device_s += r.device_s
-        for n, b in r.busy_s.items():
-            t.busy_s[n] += b
-        if after_pass is not None:
-            after_pass()
-        if progress:
-            progress(phase, p + 1, passes)
-    return t
+    return _result(
+        spec,
+        workload,
+        totals,
+        loop.peak.peak_bytes,
+        0,
+        {
+            "makespan_s": totals.device_s,
+            "passes": cfg.static_passes,
+            "peak_held_bytes": loop.peak.peak_bytes,
+            "tiles": len(plan.tiles),
+            "emulation_overruns": overruns,
+        },
+    )
 
 
 def _result(
     spec: ClusterSpec,
     workload: Workload,
-    t: _Totals,
+    t: JobTotals,
     peak_bytes: int,
     adaptations: int,
     extra: dict[str, Any],
@@ -268,22 +235,16 @@ def run_comparison(
                 backend=backend,
                 operands=operands,
                 stm=stm,
-                clock=clock,
                 ltm=ltm,
                 settings=LoopSettings(learn=cfg.learn),
             )
             first = loop.start()
-            totals = _drive(
-                backend,
-                Executor(backend, stm, clock),
-                lambda: loop.plan,
-                operands,
+            totals = drive(
+                loop,
                 cfg.passes,
-                "sedma",
-                slow,
-                cfg,
-                progress,
-                after_pass=loop.run_once,
+                check_error=cfg.check_error,
+                before_pass=_slowdown(backend, slow, cfg, cfg.passes),
+                progress=None if progress is None else lambda d, n: progress("sedma", d, n),
             )
             overruns = backend.overruns
             bound_s = sum(loop.bound_s)
@@ -336,9 +297,7 @@ def run_comparison(
         # sedma's memory- and NAT-aware peer selection against static RTT-only routing.
         comm = bench_comm(spec, messages=cfg.comm_messages, seed=cfg.seed)
         sedma = replace(sedma, latency_ms=comm["systems"]["sedma"]["latency_ms"])
-        static["result"] = replace(
-            static["result"], latency_ms=comm["systems"]["static"]["latency_ms"]
-        )
+        static = replace(static, latency_ms=comm["systems"]["static"]["latency_ms"])
         if progress:
             progress("comm", 1, 1)
     bound = SystemResult(
@@ -365,7 +324,7 @@ def run_comparison(
         else None,
         "systems": {
             "sedma": sedma.to_json(),
-            "static": static["result"].to_json(),
+            "static": static.to_json(),
             "bound": bound.to_json(),
         },
         "decisions": decisions,

@@ -38,6 +38,7 @@ import logging
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -140,6 +141,27 @@ class Reroute:
     predicted_gain: float  # share of the flow's measured latency the move should save
     reason: str
 
+    layer: ClassVar[str] = "comm"
+    kind: ClassVar[str] = "reroute"
+    forced: ClassVar[bool] = False
+
+    @property
+    def target(self) -> str:
+        """What it changes: cooldowns and conflicts are per flow."""
+        return f"flow:{self.flow[0]}->{self.flow[1]}"
+
+    @property
+    def detail(self) -> dict[str, Any]:
+        return {
+            "flow": f"{self.flow[0]}->{self.flow[1]}",
+            "from": list(self.current),
+            "to": list(self.choice.path),
+            "relay": self.choice.relay,
+            "current_cost_ms": self.current_cost_ms,
+            "predicted_cost_ms": self.predicted_cost_ms,
+            "measured_ms": self.measured_ms,
+        }
+
 
 @dataclass(frozen=True)
 class Reweigh:
@@ -151,6 +173,20 @@ class Reweigh:
     predicted_gain: float  # share of the flows' latency that re-routes under it should save
     flows: int
     reason: str
+
+    layer: ClassVar[str] = "comm"
+    kind: ClassVar[str] = "reweigh"
+    forced: ClassVar[bool] = False
+    target: ClassVar[str] = "comm:weights"
+
+    @property
+    def detail(self) -> dict[str, Any]:
+        return {
+            "from": dataclasses.asdict(self.current),
+            "to": dataclasses.asdict(self.weights),
+            "error_reduction": self.error_reduction,
+            "flows": self.flows,
+        }
 
 
 def path_cost(ctx: SelectionContext, path: Sequence[str]) -> CostBreakdown:

@@ -8,8 +8,8 @@
 - :mod:`~sedma.compute.partition`: the memory-guided partitioner (LP, rounding, choice among
   candidates), the static baseline and the lower bound.
 - :mod:`~sedma.compute.policy`: the compute layer's policies (re-plan, recalibrate): pure.
-- :mod:`~sedma.compute.executor`: runs passes of a plan on a backend, assembles and checks
-  results, feeds timings into short-term memory.
+- :mod:`~sedma.compute.results`: seeded operands, tile outputs assembled back into
+  products, per-node errors (pure).
 
 Not here: enacting anything (see :mod:`sedma.control.loop`) or running tiles (see
 :mod:`sedma.runtime`).

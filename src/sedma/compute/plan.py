@@ -4,7 +4,7 @@ Covers: the plan data types (:class:`NodeView`, :class:`ArraySlot`, :class:`Tile
 :class:`Plan`), a plan's per-node memory footprint (:func:`footprint`), its predicted
 per-node busy time and makespan (:func:`node_loads_s`, :func:`predicted_makespan_s`) and
 structural validation (:func:`validate_plan`). Does not cover: how plans are made (see
-:mod:`sedma.compute.partition.planner`) or run (see :mod:`sedma.compute.executor`).
+:mod:`sedma.compute.partition.planner`) or run (see :mod:`sedma.control.executor`).
 
 A tile slices one product ``Y = X @ W`` along one axis:
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any, ClassVar
 
 from sedma.compute.crossbar.correction import NONE
 from sedma.compute.partition.context import PartitionContext, PartitionSettings
@@ -20,6 +21,7 @@ from sedma.compute.plan import NodeView, Plan, footprint, predicted_makespan_s
 
 __all__ = [
     "ComputeContext",
+    "Recalibrate",
     "Replan",
     "effective_error",
     "rate_drift",
@@ -57,6 +59,47 @@ class Replan:
     predicted_makespan_s: float
     forced: bool  # the current plan no longer fits: must re-plan whatever the gain
 
+    layer: ClassVar[str] = "compute"
+    kind: ClassVar[str] = "replan"
+    target: ClassVar[str] = "compute:plan"  # one plan at a time: cooldowns are per plan
+
+    @property
+    def detail(self) -> dict[str, Any]:
+        return {
+            "drift": dict(self.drift),
+            "current_makespan_s": self.current_makespan_s,
+            "predicted_makespan_s": self.predicted_makespan_s,
+            "forced": self.forced,
+            "tiles": len(self.plan.tiles),
+        }
+
+
+@dataclass(frozen=True)
+class Recalibrate:
+    """A suggestion to measure ``node``'s device again: its observed product error left the
+    calibrated figure (``observed`` against ``expected``)."""
+
+    node: str
+    observed: float
+    expected: float
+
+    layer: ClassVar[str] = "compute"
+    kind: ClassVar[str] = "calibrate"
+    forced: ClassVar[bool] = False
+    predicted_gain: ClassVar[float | None] = None
+
+    @property
+    def target(self) -> str:
+        return f"calibration:{self.node}"
+
+    @property
+    def reason(self) -> str:
+        return f"{self.node}: observed error {self.observed:.4f} vs calibrated {self.expected:.4f}"
+
+    @property
+    def detail(self) -> dict[str, Any]:
+        return {"node": self.node, "observed": self.observed, "expected": self.expected}
+
 
 def effective_error(view: NodeView, plan: Plan) -> float:
     """A node's relative error under ``plan``'s rram correction (measured where known)."""
@@ -67,16 +110,16 @@ def effective_error(view: NodeView, plan: Plan) -> float:
 
 def suggest_recalibration(
     observed: Mapping[str, float], expected: Mapping[str, float], tolerance: float
-) -> list[str]:
+) -> list[Recalibrate]:
     """Nodes whose observed product error exceeds the calibrated figure by ``tolerance``.
 
     ``observed / expected - 1 > tolerance``: the stored calibration no longer describes the
     device (it aged, or cells failed since), so it should be measured again.
     """
-    return sorted(
-        n for n, e in observed.items()
-        if n in expected and expected[n] > 0 and e / expected[n] - 1.0 > tolerance
-    )  # fmt: skip
+    return [
+        Recalibrate(n, observed[n], expected[n]) for n in sorted(observed)
+        if n in expected and expected[n] > 0 and observed[n] / expected[n] - 1.0 > tolerance
+    ]  # fmt: skip
 
 
 def rate_drift(assumed_gflops: float, observed_gflops: float) -> float:

@@ -1,39 +1,35 @@
 """The control loop: Collect -> Analyze -> Adapt, the only place that changes the world.
 
-Covers: :class:`ControlLoop` (start a job from long-term priors, then once per interval:
+Covers: :class:`ControlLoop` (start a job from long-term priors; then once per interval
 collect observations into short-term memory and aggregates into long-term memory, build the
-frozen policy context, ask the policies, arbitrate, enact through the backend, log every
-decision with its reason, and later its measured outcome). The comm layer's part of each
-interval (re-routes, selection weights) is a :class:`~sedma.control.comm_step.CommStep`
-this same loop runs and records. The loop's names are imported from here; its pure parts
-live in :mod:`sedma.control.loop_types` (:class:`LoopSettings`, :class:`Decision`,
-:func:`context_key`), :mod:`sedma.control.analysis` (rates and node views from an
-interval's rows) and :mod:`sedma.control.decision_log` (decisions and their outcomes).
+one frozen :class:`~sedma.control.policy.LoopContext`, ask every policy, arbitrate all their
+suggestions in one pass, enact the accepted ones as :mod:`~sedma.runtime.base` actions
+through the backend, log every decision with its reason and later its measured outcome).
+Its pure parts live in :mod:`sedma.control.loop_types` (settings, decisions),
+:mod:`sedma.control.analysis` (rates and node views from an interval's rows),
+:mod:`sedma.control.arbitrate` (the rules) and :mod:`sedma.control.decision_log`.
 
-Does not cover: what to suggest (pure policies in :mod:`sedma.compute.policy` and
-:mod:`sedma.comm.policy`), how backends run things (see :mod:`sedma.runtime`), or what
-is learned across runs (see :mod:`sedma.control.learning`).
+Does not cover: what to suggest (the policies, :mod:`sedma.control.policy`), running passes
+(see :mod:`sedma.control.driver`), how backends enact (see :mod:`sedma.runtime`), or what is
+learned across runs (see :mod:`sedma.control.learning`).
 
-The loop is driven: ``run_once()`` after each pass of the job (tests and the simulator call
-it directly). Time comes from the injected clock only.
+The loop is written against the contract only: it never asks a backend anything
+:class:`~sedma.runtime.base.Backend` does not name, and time comes from the backend's clock.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from sedma.clock import Clock
-from sedma.compute.crossbar.calibrate import KIND_CROSSBAR, CrossbarCalibration, calibrate_crossbar
-from sedma.compute.crossbar.correction import DEFAULT
-from sedma.compute.crossbar.device import CrossbarDevice
-from sedma.compute.executor import JOB, Operands
+from sedma.comm.policy import FlowStats, Reroute, Reweigh
+from sedma.compute.crossbar.calibrate import KIND_CROSSBAR, CrossbarCalibration
 from sedma.compute.partition.bound import bound
 from sedma.compute.partition.context import PartitionContext, PartitionSettings
 from sedma.compute.partition.planner import plan_sedma
 from sedma.compute.plan import NodeView, Plan
-from sedma.compute.policy import ComputeContext, Replan, suggest_recalibration, suggest_replan
+from sedma.compute.policy import ComputeContext, Recalibrate, Replan
 from sedma.compute.workload import Workload
 from sedma.control.analysis import (
     believed_rates,
@@ -44,30 +40,36 @@ from sedma.control.analysis import (
     node_views,
     rram_errors,
 )
-from sedma.control.comm_step import CommStep
+from sedma.control.arbitrate import MEASUREMENTS, ArbiterState, arbitrate
+from sedma.control.comm_state import CommState
 from sedma.control.decision_log import DecisionLog
+from sedma.control.executor import JOB
 from sedma.control.learning import Priors, learn_settings, load_priors
 from sedma.control.loop_types import Decision, LoopSettings, context_key
-from sedma.errors import CapacityError, PlanError, SedmaError
+from sedma.control.policy import LoopContext, Policy, Suggestion, default_policies
+from sedma.errors import SedmaError
 from sedma.memory.long_term import LongTermMemory
 from sedma.memory.records import Layer
 from sedma.memory.short_term import IntervalAggregate, ShortTermMemory
 from sedma.metrics import PeakHeld
-from sedma.observations import FreeMemory, MemoryHeld, NodeFailed
-from sedma.runtime.base import Backend
+from sedma.observations import Calibrated, FreeMemory, MemoryHeld, NodeFailed
+from sedma.runtime.base import ApplyPlan, Backend, Calibrate, MoveFlow, Operands, UnsupportedAction
 from sedma.spec import ClusterSpec
 
-# Every name below stays importable from here, as before the split into loop_types,
-# analysis and decision_log: callers import the loop's names from this module.
-__all__ = [
-    "ControlLoop",
-]
+__all__ = ["ControlLoop", "Planner"]
 
 log = logging.getLogger(__name__)
 
+Planner = Callable[[PartitionContext], Plan]  # the first plan of a run
+
 
 class ControlLoop:
-    """Collect -> Analyze -> Adapt over one job (a workload on a backend)."""
+    """Collect -> Analyze -> Adapt over one job (a workload on a backend).
+
+    ``policies`` default to :func:`~sedma.control.policy.default_policies`; a run with none
+    (and ``planner`` the static baseline's) is a plain program that never adapts, driven by
+    the same code. ``operands`` may be None on a backend that computes no arrays.
+    """
 
     def __init__(
         self,
@@ -75,24 +77,29 @@ class ControlLoop:
         spec: ClusterSpec,
         workload: Workload,
         backend: Backend,
-        operands: Operands,
+        operands: Operands | None,
         stm: ShortTermMemory,
-        clock: Clock,
         ltm: LongTermMemory | None = None,
         settings: LoopSettings | None = None,
         partition: PartitionSettings | None = None,
-        comm: CommStep | None = None,
+        comm: CommState | None = None,
+        policies: Sequence[Policy] | None = None,
+        planner: Planner = plan_sedma,
     ) -> None:
         self.spec = spec
         self.comm = comm
         self.workload = workload
         self.backend = backend
+        self.clock = backend.clock
         self.operands = operands
         self.stm = stm
-        self.clock = clock
         self.ltm = ltm
         self.settings = settings or LoopSettings()
         self.partition = partition or PartitionSettings()
+        self.policies: tuple[Policy, ...] = (
+            default_policies() if policies is None else tuple(policies)
+        )
+        self.planner = planner
         self.context_key = context_key(spec, workload)
         self.priors = Priors()
         self.drift_threshold = self.settings.drift_threshold
@@ -100,18 +107,19 @@ class ControlLoop:
         self.adaptations = 0
         self.interval = 0
         self.peak = PeakHeld()
-        self.bound_s: list[float] = []  # per interval: work / sum of measured rates
+        self.bound_s: list[float] = []  # per interval: the bound at the rates measured
         self.pass_s: list[float] = []
+        self.calibrations: dict[str, CrossbarCalibration] = {}
         self._plan: Plan | None = None
         self._free: dict[str, int] = {n.name: n.device.memory_bytes for n in spec.nodes}
         self._failed: set[str] = set()
-        self._last_adapt = -(10**9)
+        self._last_change: dict[str, int] = {}
+        self._made: dict[str, int] = {}
         self._rel_changes: list[float] = []
         self._prev_rates: dict[str, float] = {}
-        self._epoch_offset = clock.epoch() - clock.now()
-        self.calibrations: dict[str, CrossbarCalibration] = {}
+        self._epoch_offset = self.clock.epoch() - self.clock.now()
         self._decision_log = DecisionLog(  # its run_id is set by start()
-            clock=clock, ltm=ltm, context_key=self.context_key,
+            clock=self.clock, ltm=ltm, context_key=self.context_key,
             outcome_intervals=self.settings.outcome_intervals,
         )  # fmt: skip
 
@@ -145,7 +153,7 @@ class ControlLoop:
             )
         self._load_calibrations()
         views = self._views({n.name: self.priors.rate(self.spec, n.name) for n in self.spec.nodes})
-        plan = plan_sedma(
+        plan = self.planner(
             PartitionContext(nodes=views, workload=self.workload, settings=self.partition)
         )
         self.backend.load(plan, self.operands)
@@ -192,47 +200,104 @@ class ControlLoop:
         """One Collect -> Analyze -> Adapt step; returns the decisions it made."""
         plan = self.plan
         self.interval += 1
+        made: list[Decision] = []
         # Collect
-        self._collect_observations()
+        made += self._collect_observations()
         rows = self.stm.drain_interval()
         self._persist(rows)
         measured = device_rates(rows, plan)  # rates are kept in device terms
-        self._recalibrate_drifted(rows)
         pass_s = interval_sum(rows, JOB, "pass_s")
         self._track(measured, pass_s)
-        # Analyze
-        believed = believed_rates(self.spec, plan, self.priors, measured)
-        ctx = ComputeContext(
-            plan=plan,
-            nodes=self._views(believed),
-            measured=frozenset(measured),
-            drift_threshold=self.drift_threshold,
-            settings=self.partition,
-        )
-        made: list[Decision] = []
-        try:
-            suggestion = suggest_replan(ctx)
-        except PlanError as e:
-            made.append(self._decide("replan", False, f"no feasible plan: {e}", None, {}))
-            suggestion = None
-        # Adapt
-        if suggestion is not None:
-            made.append(self._arbitrate(suggestion, pass_s))
+        flows: dict[tuple[str, str], FlowStats] = {}
         if self.comm is not None:
-
-            def decide(
-                kind: str, ok: bool, why: str, gain: float | None, detail: Mapping[str, Any]
-            ) -> int | None:
-                made.append(self._decide(kind, ok, why, gain, detail, layer="comm"))
-                return made[-1].record_id
-
-            self.comm.step(
-                self.interval, self.clock.now(), self.clock.epoch(), rows, decide, self.ltm
-            )
+            flows = self.comm.collect(rows)
+            self.comm.measure(flows, self.ltm, self.clock.epoch())
+        # Analyze
+        ctx = self._context(rows, measured, flows)
+        suggestions: list[Suggestion] = []
+        for policy in self.policies:
+            try:
+                suggestions += policy.suggest(ctx)
+            except SedmaError as e:
+                kind = policy.name.rsplit(".", 1)[-1]
+                why = f"{policy.name} found no feasible suggestion: {e}"
+                made.append(self._decide(_layer(policy.name), kind, False, why, None, {}))
+        # Adapt
+        state = ArbiterState(self.interval, dict(self._last_change), dict(self._made))
+        for v in arbitrate(suggestions, state, self.settings):
+            if not v.accepted:
+                made.append(self._decide_on(v.suggestion, False, v.reason))
+                continue
+            made += self._enact(v.suggestion, pass_s, flows)
         self.decisions.extend(made)
         return made
 
     # ------------------------------------------------------------------ internals
+    def _context(
+        self,
+        rows: list[IntervalAggregate],
+        measured: Mapping[str, float],
+        flows: Mapping[tuple[str, str], FlowStats],
+    ) -> LoopContext:
+        plan = self.plan
+        believed = believed_rates(self.spec, plan, self.priors, measured)
+        observed, expected = rram_errors(
+            rows, plan, self._views(plan.assumed_rates), self.calibrations
+        )
+        now = self.clock.now()
+        return LoopContext(
+            interval=self.interval,
+            now=now,
+            compute=ComputeContext(
+                plan=plan,
+                nodes=self._views(believed),
+                measured=frozenset(measured),
+                drift_threshold=self.drift_threshold,
+                settings=self.partition,
+            ),
+            rram_observed=observed,
+            rram_expected=expected,
+            recalibrate_tolerance=self.settings.recalibrate_tolerance,
+            comm=None if self.comm is None else self.comm.context(self.interval, now, flows),
+        )
+
+    def _enact(
+        self,
+        s: Suggestion,
+        pass_s: float | None,
+        flows: Mapping[tuple[str, str], FlowStats],
+    ) -> list[Decision]:
+        """Turn an accepted suggestion into the backend's action; log what came of it."""
+        try:
+            if isinstance(s, Replan):
+                self.backend.enact(ApplyPlan(s.plan, self.plan))
+                self._plan = s.plan
+            elif isinstance(s, Reroute):
+                src, dest = s.flow
+                self.backend.enact(MoveFlow(src, dest, s.choice.path, s.choice.relay))
+            elif isinstance(s, Recalibrate):
+                self.backend.enact(Calibrate(s.node, s.reason))
+            elif not isinstance(s, Reweigh):  # a re-weigh changes only what the loop believes
+                raise UnsupportedAction(f"the loop cannot enact a {type(s).__name__}")
+        except SedmaError as e:
+            why = "backend cannot enact it" if isinstance(e, UnsupportedAction) else "refused"
+            return [self._decide_on(s, False, f"{s.reason}: {why}: {e}")]
+        self._last_change[s.target] = self.interval
+        if s.kind not in MEASUREMENTS:
+            self._made[s.layer] = self._made.get(s.layer, 0) + 1
+            self.adaptations += 1
+        if isinstance(s, Recalibrate):  # its decision carries what was measured
+            return self._collect_observations()
+        d = self._decide_on(s, True, s.reason)
+        made = [d, *self._collect_observations()]
+        if isinstance(s, Replan) and pass_s is not None:
+            self._decision_log.await_outcome(d.record_id, pass_s)
+        elif isinstance(s, Reroute) and self.comm is not None:
+            self.comm.moved(s.flow, s.choice.path, d.record_id, s.measured_ms)
+        elif isinstance(s, Reweigh) and self.comm is not None:
+            self.comm.reweighed(s.weights, d.record_id, flows)
+        return made
+
     def _views(self, rates: Mapping[str, float]) -> tuple[NodeView, ...]:
         return node_views(
             self.spec,
@@ -242,10 +307,8 @@ class ControlLoop:
             calibrations=self.calibrations,
         )
 
-    # ------------------------------------------------------------------ calibration
     def _load_calibrations(self) -> None:
-        """Stored figures for every rram node; where there are none, calibrate it now."""
-        device_of = getattr(self.backend, "crossbar_device", None)
+        """Stored figures for every rram node; where there are none, measure the device."""
         for node in self.spec.nodes:
             if node.device.crossbar is None:
                 continue
@@ -254,72 +317,56 @@ class ControlLoop:
                 if rec is not None:
                     self.calibrations[node.name] = CrossbarCalibration.from_json(rec.data)
                     continue
-            if self.settings.calibrate and device_of is not None:
-                device = device_of(node.name)
-                if device is not None:
-                    self._calibrate(node.name, device, "no stored calibration")
-
-    def _calibrate(
-        self, node: str, device: CrossbarDevice, why: str, arrays: Sequence[int] | None = None
-    ) -> CrossbarCalibration:
-        cal = calibrate_crossbar(device, node, correction=DEFAULT, arrays=arrays)
-        old = self.calibrations.get(node)
-        if arrays is not None and old is not None:
-            cal = merge_calibration(old, cal, arrays)
-        self.calibrations[node] = cal
-        if self.ltm is not None:
-            self.ltm.record_calibration(node, KIND_CROSSBAR, cal.to_json(), self.clock.epoch())
-        corrected = cal.rel_error_corrected if cal.rel_error_corrected is not None else float("nan")
-        self.decisions.append(
-            self._decide(
-                "calibrate", True,
-                f"{node}: {why}; measured rel error {cal.rel_error:.4f} "
-                f"(corrected {corrected:.4f})", None,
-                {"node": node, "rel_error": cal.rel_error,
-                 "rel_error_corrected": cal.rel_error_corrected},
-            )
-        )  # fmt: skip
-        return cal
-
-    def _recalibrate_drifted(self, rows: list[IntervalAggregate]) -> None:
-        """Re-measure rram nodes whose observed error left their calibrated figure."""
-        device_of = getattr(self.backend, "crossbar_device", None)
-        if device_of is None:
-            return
-        plan = self.plan
-        views = self._views(plan.assumed_rates)
-        observed, expected = rram_errors(rows, plan, views, self.calibrations)
-        for node in suggest_recalibration(observed, expected, self.settings.recalibrate_tolerance):
-            device = device_of(node)
-            free = list(device.free_arrays()) if device is not None else []
-            if device is None or len(free) < 2:
-                self.decisions.append(
-                    self._decide(
-                        "calibrate", False,
-                        f"{node}: error {observed[node]:.4f} vs calibrated "
-                        f"{expected[node]:.4f}, but no free arrays to measure on", None, {},
-                    )
-                )  # fmt: skip
+            if not self.settings.calibrate:
                 continue
-            self._calibrate(
-                node, device,
-                f"observed error {observed[node]:.4f} vs calibrated {expected[node]:.4f}",
-                arrays=free,
-            )  # fmt: skip
+            try:
+                self.backend.enact(Calibrate(node.name, "no stored calibration"))
+            except UnsupportedAction as e:
+                log.info("no calibration at start: %s", e)
+                return
+            except SedmaError as e:
+                self.decisions.append(self._decide("compute", "calibrate", False,
+                                                   f"{node.name}: {e}", None, {}))  # fmt: skip
+            self.decisions += self._collect_observations()
 
-    def _collect_observations(self) -> None:
+    def _calibrated(self, o: Calibrated) -> Decision | None:
+        if o.kind != KIND_CROSSBAR:
+            return None
+        cal = CrossbarCalibration.from_json(o.data)
+        old = self.calibrations.get(o.node)
+        if o.arrays and old is not None:
+            cal = merge_calibration(old, cal, o.arrays)
+        self.calibrations[o.node] = cal
+        if self.ltm is not None:
+            self.ltm.record_calibration(o.node, KIND_CROSSBAR, cal.to_json(), self.clock.epoch())
+        corrected = cal.rel_error_corrected if cal.rel_error_corrected is not None else float("nan")
+        return self._decide(
+            "compute", "calibrate", True,
+            f"{o.node}: {o.reason}; measured rel error {cal.rel_error:.4f} "
+            f"(corrected {corrected:.4f})", None,
+            {"node": o.node, "rel_error": cal.rel_error,
+             "rel_error_corrected": cal.rel_error_corrected},
+        )  # fmt: skip
+
+    def _collect_observations(self) -> list[Decision]:
+        """Drain the backend's observations into the loop's state; a calibration is logged."""
         batch = self.backend.drain_observations()
         self.peak.observe(batch)
+        made = []
         for o in batch:
             if isinstance(o, MemoryHeld):
                 self.stm.set_gauge(o.node, "held_bytes", float(o.held_bytes), o.t)
+                self.stm.set_gauge(o.node, "digital_bytes", float(o.digital_bytes), o.t)
             elif isinstance(o, FreeMemory):
                 self._free[o.node] = o.free_bytes
                 self.stm.set_gauge(o.node, "free_bytes", float(o.free_bytes), o.t)
             elif isinstance(o, NodeFailed):
                 self._failed.add(o.node)
-            if isinstance(o, MemoryHeld):
-                self.stm.set_gauge(o.node, "digital_bytes", float(o.digital_bytes), o.t)
+            elif isinstance(o, Calibrated):
+                d = self._calibrated(o)
+                if d is not None:
+                    made.append(d)
+        return made
 
     def _persist(self, rows: list[IntervalAggregate]) -> None:
         if self.ltm is None or not rows:
@@ -344,66 +391,33 @@ class ControlLoop:
             )
             self.pass_s.append(pass_s)
             self._decision_log.observe_pass(pass_s)
-        adapted_last = self._last_adapt == self.interval - 1
+        adapted_last = self._last_change.get("compute:plan") == self.interval - 1
         for n, r in measured.items():
             prev = self._prev_rates.get(n)
             if prev and not adapted_last:
                 self._rel_changes.append(r / prev - 1.0)
             self._prev_rates[n] = r
 
-    def _arbitrate(self, s: Replan, pass_s: float | None) -> Decision:
-        detail = {
-            "drift": dict(s.drift),
-            "current_makespan_s": s.current_makespan_s,
-            "predicted_makespan_s": s.predicted_makespan_s,
-            "forced": s.forced,
-            "tiles": len(s.plan.tiles),
-        }
-        if not s.forced:
-            if s.predicted_gain < self.settings.min_gain:
-                return self._decide(
-                    "replan",
-                    False,
-                    f"{s.reason}: predicted gain "
-                    f"{s.predicted_gain:.1%} < min_gain "
-                    f"{self.settings.min_gain:.1%}",
-                    s.predicted_gain,
-                    detail,
-                )
-            if self.interval - self._last_adapt <= self.settings.cooldown_intervals:
-                return self._decide(
-                    "replan", False, f"{s.reason}: in cooldown", s.predicted_gain, detail
-                )
-            if self.adaptations >= self.settings.max_adaptations:
-                return self._decide(
-                    "replan",
-                    False,
-                    f"{s.reason}: adaptation budget spent",
-                    s.predicted_gain,
-                    detail,
-                )
-        try:
-            self.backend.load(s.plan, self.operands, replace=self.plan)
-        except CapacityError as e:
-            return self._decide(
-                "replan", False, f"{s.reason}: backend refused: {e}", s.predicted_gain, detail
-            )
-        self._plan = s.plan
-        self._collect_observations()
-        self.adaptations += 1
-        self._last_adapt = self.interval
-        d = self._decide("replan", True, s.reason, s.predicted_gain, detail)
-        if pass_s is not None:
-            self._decision_log.await_outcome(d.record_id, pass_s)
-        return d
+    def _decide_on(self, s: Suggestion, accepted: bool, reason: str) -> Decision:
+        return self._decide(_layer(s.layer), s.kind, accepted, reason, s.predicted_gain, s.detail)
 
     def _decide(
         self,
+        layer: Layer,
         kind: str,
         accepted: bool,
         reason: str,
         gain: float | None,
         detail: Mapping[str, Any],
-        layer: Layer = "compute",
     ) -> Decision:
         return self._decision_log.decide(self.interval, kind, accepted, reason, gain, detail, layer)
+
+
+def _layer(name: str) -> Layer:
+    """The decision log's layer for a suggestion's layer or a policy's dotted name."""
+    head = name.split(".", 1)[0]
+    if head == "comm":
+        return "comm"
+    if head == "deploy":
+        return "deploy"
+    return "compute"

@@ -4,10 +4,9 @@ Covers: :class:`LoopSettings` (the arbitration knobs), :class:`Decision` (one ar
 suggestion, accepted or not, with its reason) and :func:`context_key` (the workload context
 that settings are learned for). Nothing here reads a clock or does I/O.
 
-Does not cover: the loop that uses them (see :mod:`sedma.control.loop`, where these names
-are imported from), recording decisions and their outcomes (see
-:mod:`sedma.control.decision_log`) or what is learned under a context key (see
-:mod:`sedma.control.learning`).
+Does not cover: the loop that uses them (see :mod:`sedma.control.loop`), recording
+decisions and their outcomes (see :mod:`sedma.control.decision_log`) or what is learned
+under a context key (see :mod:`sedma.control.learning`).
 """
 
 from __future__ import annotations
@@ -18,6 +17,7 @@ from typing import Any
 
 from sedma.compute.workload import Workload
 from sedma.control.learning import DEFAULT_DRIFT_THRESHOLD
+from sedma.errors import SedmaError
 from sedma.spec import ClusterSpec
 
 __all__ = ["Decision", "LoopSettings", "context_key"]
@@ -34,12 +34,27 @@ class LoopSettings:
 
     drift_threshold: float = DEFAULT_DRIFT_THRESHOLD
     min_gain: float = 0.03  # smallest predicted makespan gain worth moving data for
-    cooldown_intervals: int = 1  # intervals between two voluntary re-plans
-    max_adaptations: int = 50
-    outcome_intervals: int = 3  # intervals over which an adaptation's gain is measured
+    # the comm policy weighs a re-route's gain itself (CommSettings.min_gain): no second bar
+    comm_min_gain: float = 0.0
+    cooldown_intervals: int = 1  # intervals between two voluntary changes of one target
+    max_adaptations: int = 50  # per layer and run
+    outcome_intervals: int = 3  # intervals over which a re-plan's gain is measured
+    comm_outcome_intervals: int = 2  # ... a re-route's or re-weigh's (flow latencies)
     learn: bool = True  # read priors at start and write what was learned at finish
     calibrate: bool = True  # calibrate rram devices at start when memory has no figures
     recalibrate_tolerance: float = 0.5  # observed error this much above calibrated: redo
+
+    def __post_init__(self) -> None:
+        for name in ("cooldown_intervals", "max_adaptations", "outcome_intervals",
+                     "comm_outcome_intervals"):  # fmt: skip
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < (name != "cooldown_intervals"):
+                raise SedmaError(f"LoopSettings.{name}: got {v!r}; must be an int >= "
+                                 f"{int(name != 'cooldown_intervals')}")  # fmt: skip
+
+    def min_gain_for(self, layer: str) -> float:
+        """The smallest predicted gain worth an adaptation of ``layer``."""
+        return self.comm_min_gain if layer == "comm" else self.min_gain
 
 
 @dataclass(frozen=True)

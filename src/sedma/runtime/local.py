@@ -2,12 +2,14 @@
 
 Covers: :class:`LocalBackend` (the default backend; no server): loading plans within each
 node's capacity, dispatching passes to the nodes' workers, fault injection and the
-observations it reports. This module is also where the local backend's names are imported
-from; the rest live in :mod:`sedma.runtime.local_time_scale` (the time dilation it runs at:
-:func:`auto_time_scale`, :func:`measure_time_scale`, :func:`time_scale_for`,
-:data:`CROSSBAR_SIM_COST`), :mod:`sedma.runtime.local_worker` (the worker thread that computes
-and paces one node's tiles) and :mod:`sedma.runtime.local_node` (what one node holds and its
-crossbar programming). Does not cover: planning (see :mod:`sedma.compute.partition.planner`),
+observations it reports, and the actions of the contract it enacts (swapping plans,
+calibrating a node's crossbar arrays, and moving a flow through a
+:class:`~sedma.runtime.base.FlowRouter` when it was given one). Its parts live in
+:mod:`sedma.runtime.local_time_scale` (the time dilation it runs at),
+:mod:`sedma.runtime.local_probe` (measuring that dilation from real plans),
+:mod:`sedma.runtime.local_worker` (the worker thread that computes and paces one node's
+tiles) and :mod:`sedma.runtime.local_node` (what one node holds and its crossbar
+programming). Does not cover: planning (see :mod:`sedma.compute.partition.planner`),
 running
 on a real cluster (the Ray backend) or at 10,000 nodes (the simulator).
 
@@ -20,8 +22,10 @@ What is real and what is emulated, exactly:
 - **Rate**: a node rated ``R`` GFLOP/s (spec ``matmul_gflops`` x ``emulated_rate_factor``
   x any injected slowdown) takes ``d = flops / (R * 1e9) * time_scale`` wall seconds for a
   tile, so a node of half the rate takes twice as long for the same tile. ``time_scale``
-  dilates time so that 16 emulated devices fit on 2 real cores; reported busy times and
-  rates are divided by it, i.e. in device units.
+  dilates time so that 16 emulated devices fit on 2 real cores. :attr:`LocalBackend.clock`
+  reads device seconds (the wall divided by ``time_scale``) and stamps every observation,
+  so busy times, rates and pass times are in device units and nothing outside this
+  backend sees the dilation.
 - **Timeline**: each node keeps an emulated timeline. A tile starts when the node's
   previous tile ended, or when the pass was dispatched if the node was idle, and lasts
   ``max(d, real compute time)``: the worker computes the tile for real, then sleeps until
@@ -41,12 +45,14 @@ What is real and what is emulated, exactly:
   (:class:`~sedma.compute.crossbar.device.CrossbarDevice`, programmed when the plan is loaded);
   a used array, the correction's residual arrays included, counts as ``rows x cols/2``
   weights held, padding included.
-- **Time scale**: :func:`measure_time_scale` sets it from this host's measured CPU cost of
-  the plans, so that the real computation stays well inside each tile's emulated time.
+- **Time scale**: :func:`~sedma.runtime.local_probe.measure_time_scale` sets it from this
+  host's measured CPU cost of the plans, so that the real computation stays well inside
+  each tile's emulated time.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import queue
@@ -58,11 +64,22 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from sedma.clock import Clock, ScaledClock, WallClock
+from sedma.compute.crossbar.calibrate import KIND_CROSSBAR, calibrate_crossbar
+from sedma.compute.crossbar.correction import DEFAULT
 from sedma.compute.crossbar.device import CrossbarDevice
-from sedma.compute.executor import Operands, TileResult
 from sedma.compute.plan import Plan
 from sedma.errors import CapacityError, NodeLostError, SedmaError
-from sedma.observations import FreeMemory, MemoryHeld, NodeFailed, Observation
+from sedma.observations import Calibrated, FreeMemory, MemoryHeld, NodeFailed, Observation
+from sedma.runtime.base import (
+    Action,
+    ApplyPlan,
+    Calibrate,
+    FlowRouter,
+    MoveFlow,
+    Operands,
+    TileResult,
+    UnsupportedAction,
+)
 from sedma.runtime.local_node import (
     BufKey,
     _nbytes,
@@ -79,9 +96,6 @@ from sedma.runtime.local_time_scale import (
 from sedma.runtime.local_worker import Worker
 from sedma.spec import ClusterSpec
 
-# The ``name`` imports above keep importable from here (for mypy too) every name this
-# module defined, or imported from sedma, before it was split into local_node, local_worker
-# and local_time_scale.
 __all__ = [
     "LocalBackend",
 ]
@@ -103,6 +117,7 @@ class LocalBackend:
         time_scale: float | None = None,
         clock: Clock | None = None,
         seed: int = 0,
+        flows: FlowRouter | None = None,
     ) -> None:
         if len(spec.nodes) > MAX_LOCAL_NODES:
             raise SedmaError(
@@ -112,8 +127,11 @@ class LocalBackend:
         if time_scale is not None and not time_scale > 0:
             raise SedmaError(f"time_scale must be > 0, got {time_scale!r}")
         self.spec = spec
-        self.clock: Clock = clock or WallClock()
+        self._wall: Clock = clock or WallClock()  # paces the workers; never leaves here
         self._time_scale = time_scale if time_scale is not None else auto_time_scale(spec)
+        self._clock = ScaledClock(self._wall, self._time_scale)
+        self._flows = flows
+        self._operands: dict[int, Operands] = {}
         self._nodes = {n.name: _Node(n) for n in spec.nodes}
         for i, node in enumerate(self._nodes.values()):
             xb = node.spec.device.crossbar
@@ -121,7 +139,7 @@ class LocalBackend:
                 # Device time runs time_scale times slower than the wall (drift counts in it);
                 # each device's defects are fixed by (seed, node index), like a real chip's.
                 node.device = CrossbarDevice(
-                    xb, seed=seed * 100_003 + i, clock=ScaledClock(self.clock, self._time_scale)
+                    xb, seed=seed * 100_003 + i, clock=ScaledClock(self._wall, self._time_scale)
                 )
         self._plans: dict[int, Plan] = {}
         self._obs: list[Observation] = []
@@ -132,18 +150,45 @@ class LocalBackend:
         # cores and make emulated timings noisy: one BLAS thread per worker.
         self._blas_limit = threadpool_limits(limits=1, user_api="blas")
         for node in self._nodes.values():
-            Worker(node, self._plans, self.clock, self._time_scale, self._count_overrun).start()
+            Worker(node, self._plans, self._wall, self._time_scale, self._count_overrun).start()
 
     # ------------------------------------------------------------------ protocol
     @property
+    def clock(self) -> Clock:
+        """Device seconds: this host's wall clock divided by :attr:`time_scale`."""
+        return self._clock
+
+    @property
     def time_scale(self) -> float:
+        """Wall seconds per device second (this backend's own detail, not the contract's)."""
         return self._time_scale
 
     @property
     def nodes(self) -> tuple[str, ...]:
         return tuple(self._nodes)
 
-    def load(self, plan: Plan, operands: Operands, replace: Plan | None = None) -> None:
+    def load(self, plan: Plan, operands: Operands | None) -> None:
+        if operands is None:
+            raise SedmaError("the local backend computes real products: operands are required")
+        self._load(plan, operands, None)
+
+    def enact(self, action: Action) -> None:
+        if isinstance(action, ApplyPlan):
+            operands = self._operands.get(id(action.replace))
+            if operands is None:
+                raise SedmaError(f"plan {action.replace.strategy!r} to replace is not loaded")
+            self._load(action.plan, operands, action.replace)
+        elif isinstance(action, Calibrate):
+            self._calibrate(action)
+        elif isinstance(action, MoveFlow) and self._flows is not None:
+            self._flows.move(action)
+        else:
+            raise UnsupportedAction(
+                f"the local backend cannot enact {type(action).__name__}"
+                + (" (it was given no flow router)" if isinstance(action, MoveFlow) else "")
+            )
+
+    def _load(self, plan: Plan, operands: Operands, replace: Plan | None) -> None:
         self._check_open()
         if len(operands) != len(plan.workload.ops):
             raise SedmaError(
@@ -214,9 +259,10 @@ class LocalBackend:
                 self._plans[pkey] = plan
                 self._release_locked(plan)
                 if replace is not None:
-                    self.load(replace, operands)
+                    self._load(replace, operands, None)
                 raise
             self._plans[pkey] = plan
+            self._operands[pkey] = operands
             self._report_memory_locked()
 
     def release(self, plan: Plan) -> None:
@@ -231,7 +277,7 @@ class LocalBackend:
             raise SedmaError(f"plan {plan.strategy!r} is not loaded; call load() first")
         results: _Results = queue.SimpleQueue()
         order = sorted(range(len(plan.tiles)), key=lambda i: plan.tiles[i].op)
-        dispatched = self.clock.now()
+        dispatched = self._wall.now()
         for i in order:
             self._nodes[plan.tiles[i].node].jobs.put((pkey, i, dispatched, results))
         done = 0
@@ -247,7 +293,10 @@ class LocalBackend:
                     f"{plan.strategy!r}: {r.error!r}"
                 ) from r.error
             done += 1
-            yield r
+            # the worker's timeline is in wall seconds; the contract's stamps are device's
+            d, s = r.done, self._time_scale
+            stamps = dataclasses.replace(d, t_start=d.t_start / s, t_end=d.t_end / s)
+            yield TileResult(r.tile, stamps, r.output)
         if lost:
             failed = tuple(sorted(n for n, node in self._nodes.items() if node.failed))
             raise NodeLostError(failed or tuple(sorted(lost)), done)
@@ -308,8 +357,39 @@ class LocalBackend:
         return n.spec.device.matmul_gflops * n.spec.emulated_rate_factor * n.slowdown
 
     def crossbar_device(self, node: str) -> CrossbarDevice | None:
-        """The simulated arrays of an rram node (None for cpu and gpu nodes)."""
+        """The simulated arrays of an rram node (None for cpu and gpu nodes); for tests and
+        benchmarks that study the device itself, never for the loop."""
         return self._node(node).device
+
+    def _calibrate(self, action: Calibrate) -> None:
+        """Measure an rram node's arrays: all of them while no plan uses the device, else
+        the free ones (never arrays that hold live weights)."""
+        device = self._node(action.node).device
+        if device is None:
+            raise SedmaError(f"node {action.node!r} has no crossbar arrays to calibrate")
+        with self._lock:
+            free = device.free_arrays()
+            total = self._node(action.node).spec.device.crossbar
+            assert total is not None
+            arrays = action.arrays
+            if arrays is None and len(free) < total.arrays:
+                arrays = free
+            if arrays is not None and len(arrays) < 2:
+                raise SedmaError(
+                    f"node {action.node!r}: {len(arrays)} free crossbar arrays; calibration "
+                    "needs at least 2 that hold no live weights"
+                )
+            cal = calibrate_crossbar(device, action.node, correction=DEFAULT, arrays=arrays)
+            self._obs.append(
+                Calibrated(
+                    action.node,
+                    self._clock.now(),
+                    KIND_CROSSBAR,
+                    cal.to_json(),
+                    action.reason,
+                    tuple(arrays) if arrays is not None else (),
+                )
+            )
 
     def measure_matmul(self, node: str, m: int, k: int, n: int) -> float:
         """Device seconds ``node`` takes for one float32 ``(m, k) @ (k, n)``, run for real
@@ -330,10 +410,10 @@ class LocalBackend:
         return self._paced(lambda: src.copy(), 2 * nbytes / (bw * 1e9))
 
     def _paced(self, work: Callable[[], object], device_s: float) -> float:
-        t0 = self.clock.now()
+        t0 = self._wall.now()
         work()
-        real = self.clock.now() - t0
-        self.clock.sleep(device_s * self._time_scale - real)
+        real = self._wall.now() - t0
+        self._wall.sleep(device_s * self._time_scale - real)
         return max(device_s, real / self._time_scale)
 
     # ------------------------------------------------------------------ internals
@@ -355,6 +435,7 @@ class LocalBackend:
 
     def _release_locked(self, plan: Plan) -> None:
         pkey = id(plan)
+        self._operands.pop(pkey, None)
         if self._plans.pop(pkey, None) is None:
             return
         for node in self._nodes.values():

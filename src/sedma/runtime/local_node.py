@@ -25,8 +25,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from sedma.compute.crossbar.device import CrossbarDevice, Programmed
-from sedma.compute.executor import Array, Operands, TileResult
 from sedma.compute.plan import ArraySlot, Plan, Tile
+from sedma.runtime.base import Array, Operands, TileResult
 from sedma.spec import NodeSpec
 
 __all__ = ["BufKey", "program_weights"]

@@ -13,9 +13,9 @@ import os
 from collections import defaultdict
 from collections.abc import Sequence
 
-from sedma.compute.executor import Operands
 from sedma.compute.plan import Plan
 from sedma.errors import CapacityError
+from sedma.runtime.base import Operands
 from sedma.runtime.local import LocalBackend
 from sedma.runtime.local_time_scale import auto_time_scale, time_scale_for
 from sedma.spec import ClusterSpec

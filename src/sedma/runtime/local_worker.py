@@ -2,7 +2,7 @@
 
 Covers: :class:`Worker`, the thread that takes a node's jobs off its queue, computes each tile
 for real (numpy, or through the node's simulated crossbar arrays) and paces it to the node's
-emulated timeline, then answers on the pass's queue (a :class:`~sedma.compute.executor.TileResult`,
+emulated timeline, then answers on the pass's queue (a :class:`~sedma.runtime.base.TileResult`,
 a failure for run() to re-raise, or None from a failed node). The rate and timeline rules are
 in :mod:`sedma.runtime.local`'s docstring. Does not cover, and where to look instead:
 dispatching a pass and collecting its answers (see :mod:`sedma.runtime.local`), what a node
@@ -21,9 +21,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from sedma.clock import Clock
-from sedma.compute.executor import TileResult
 from sedma.compute.plan import Plan
 from sedma.observations import TileDone
+from sedma.runtime.base import TileResult
 from sedma.runtime.local_node import _Node, _tile_keys, _TileFailed
 
 __all__ = ["Worker"]
@@ -101,4 +101,4 @@ class Worker:
         done = TileDone(
             node.spec.name, t.op, flops, start, end, (end - start) / self.time_scale, host_s
         )
-        return TileResult(i, out, done)
+        return TileResult(i, done, out)

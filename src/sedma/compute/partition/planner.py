@@ -18,7 +18,7 @@ Does not cover: the LP itself (see :mod:`sedma.compute.partition.lp`), rounding 
 :mod:`sedma.compute.partition.choice`), plan types, footprints and validation (see
 :mod:`sedma.compute.plan`), packing blocks into arrays (see :mod:`sedma.compute.crossbar.packing`),
 device error models (see :mod:`sedma.compute.crossbar.device`) or running a plan (see
-:mod:`sedma.compute.executor`).
+:mod:`sedma.control.executor`).
 
 A workload is a weight-stationary pipeline: all products are in flight at once, so a pass
 costs its busiest node's load, ``makespan = max_i sum_{tiles on i} flops / (rate_i * 1e9)``.

@@ -1,0 +1,72 @@
+"""A plan's data: seeded operands going in, tile outputs coming back together, their errors.
+
+Covers: :func:`make_operands` (seeded operand data for a workload), :func:`assemble` (tile
+output blocks back into one ``Y`` per product) and :func:`node_errors` (each node's relative
+error over the blocks it computed). Pure functions of their arguments (the operands of a
+seed are always the same arrays). Does not cover: running tiles (see :mod:`sedma.runtime`)
+or running passes and recording them (see :mod:`sedma.control.executor`).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+
+import numpy as np
+import numpy.typing as npt
+
+from sedma.compute.plan import Plan
+from sedma.compute.workload import Workload
+
+__all__ = ["assemble", "make_operands", "node_errors"]
+
+Array = npt.NDArray[np.float32]
+Array64 = npt.NDArray[np.float64]
+
+
+def make_operands(workload: Workload, seed: int) -> list[tuple[Array, Array]]:
+    """Seeded random operands: X ~ U(-1, 1), W ~ N(0, 1/k) (a typical initialised layer)."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for op in workload.ops:
+        x = rng.uniform(-1.0, 1.0, size=(op.m, op.k)).astype(np.float32)
+        w = (rng.standard_normal(size=(op.k, op.n)) / np.sqrt(op.k)).astype(np.float32)
+        out.append((x, w))
+    return out
+
+
+def assemble(plan: Plan, blocks: Iterable[tuple[int, Array]]) -> list[Array]:
+    """Put ``(tile index, output block)`` pairs back together into one ``Y`` per product."""
+    ops = plan.workload.ops
+    ys = [np.empty((op.m, op.n), dtype=np.float32) for op in ops]
+    filled = [0] * len(ops)
+    for i, out in blocks:
+        t = plan.tiles[i]
+        if t.axis == "n":
+            ys[t.op][:, t.start : t.stop] = out
+        else:
+            ys[t.op][t.start : t.stop, :] = out
+        filled[t.op] += t.stop - t.start
+    for i, op in enumerate(ops):
+        want = op.n if plan.tiles and _axis_of(plan, i) == "n" else op.m
+        assert filled[i] == want, f"op {op.name}: {filled[i]} of {want} filled"
+    return ys
+
+
+def _axis_of(plan: Plan, op: int) -> str:
+    return next(t.axis for t in plan.tiles if t.op == op)
+
+
+def node_errors(
+    plan: Plan, blocks: Sequence[tuple[int, Array]], exact: Sequence[Array64]
+) -> dict[str, float]:
+    """Each node's relative error over the output blocks it computed."""
+    num: dict[str, float] = defaultdict(float)
+    den: dict[str, float] = defaultdict(float)
+    for i, out in blocks:
+        t = plan.tiles[i]
+        e = exact[t.op][:, t.start : t.stop] if t.axis == "n" else exact[t.op][t.start : t.stop]
+        d = out.astype(np.float64) - e
+        num[t.node] += float(np.vdot(d, d))
+        den[t.node] += float(np.vdot(e, e))
+    return {n: float(np.sqrt(num[n] / den[n])) for n in num if den[n] > 0}

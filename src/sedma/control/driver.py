@@ -1,0 +1,82 @@
+"""The job driver: run a job's passes through the control loop, whatever the backend.
+
+Covers: :func:`drive` (run ``passes`` passes of the loop's current plan on its backend,
+call the loop after each, re-run a pass that lost a node once the loop has re-planned, and
+add the passes up) and :class:`JobTotals`. The same code drives every backend and every
+system compared: a system that does not adapt is a loop with no policies, and a plain
+program that loses a node dies here as it would in production.
+
+Does not cover: what the loop decides (see :mod:`sedma.control.loop`), one pass's
+bookkeeping (see :mod:`sedma.control.executor`) or the result's metrics (see
+:mod:`sedma.metrics`).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from sedma.control.executor import Executor
+from sedma.control.loop import ControlLoop
+from sedma.errors import NodeLostError, SedmaError
+
+__all__ = ["JobTotals", "drive"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class JobTotals:
+    """A job's passes added up: device seconds, busy seconds per node, the checked error."""
+
+    passes: int = 0
+    device_s: float = 0.0
+    rel_error: float | None = None
+    busy_s: dict[str, float] = field(default_factory=lambda: defaultdict(float))
+
+
+def drive(
+    loop: ControlLoop,
+    passes: int,
+    *,
+    check_error: bool = True,
+    before_pass: Callable[[int], None] | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> JobTotals:
+    """Run ``passes`` passes of ``loop``'s plan on its backend, one loop step after each.
+
+    ``before_pass(p)`` runs before pass ``p`` (a benchmark injects its faults there). The
+    first pass's outputs are checked against the exact products when ``check_error`` and
+    the backend computes arrays. When a node dies mid-pass, the loop runs once (it sees the
+    failure and re-plans) and the pass runs again on the new plan; if the loop kept the old
+    plan (a system that does not adapt), the failure is raised, as a plain program would.
+    The loop must have been started.
+    """
+    if isinstance(passes, bool) or not isinstance(passes, int) or passes < 1:
+        raise SedmaError(f"passes: got {passes!r}; must be an int >= 1")
+    ex = Executor(loop.backend, loop.stm)
+    totals = JobTotals()
+    for p in range(passes):
+        if before_pass is not None:
+            before_pass(p)
+        check = loop.operands if (p == 0 and check_error) else None
+        try:
+            r = ex.run_pass(loop.plan, check_against=check)
+        except NodeLostError as e:
+            lost = loop.plan
+            loop.run_once()
+            if loop.plan is lost:
+                raise
+            log.info("pass %d lost %s; re-running it on the new plan", p, ", ".join(e.nodes))
+            r = ex.run_pass(loop.plan, check_against=check)
+        totals.passes += 1
+        totals.rel_error = r.rel_error if r.rel_error is not None else totals.rel_error
+        totals.device_s += r.device_s
+        for n, b in r.busy_s.items():
+            totals.busy_s[n] += b
+        loop.run_once()
+        if progress is not None:
+            progress(p + 1, passes)
+    return totals

@@ -1,0 +1,93 @@
+"""One pass of a plan on a backend, and what it taught short-term memory.
+
+Covers: :class:`Executor` (run every tile of a loaded plan once on a
+:class:`~sedma.runtime.base.Backend`, feed per-tile rates, busy time and work into
+:class:`~sedma.memory.short_term.ShortTermMemory`, optionally assemble the outputs and check
+them against the exact products) and :class:`PassResult`. Written against the contract only:
+a backend whose results carry no arrays (the simulator's) runs the same code, with no error
+check. Does not cover: how many passes, failures and the loop (see
+:mod:`sedma.control.driver`), or the pure maths of operands and outputs (see
+:mod:`sedma.compute.results`).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from dataclasses import dataclass
+
+import numpy as np
+
+from sedma.compute.plan import Plan
+from sedma.compute.results import assemble, node_errors
+from sedma.memory.short_term import ShortTermMemory
+from sedma.metrics import rel_error
+from sedma.runtime.base import Array, Backend, Operands
+
+__all__ = ["JOB", "Executor", "PassResult"]
+
+log = logging.getLogger(__name__)
+
+JOB = "job"  # the short-term-memory entity for whole-job figures
+
+
+@dataclass(frozen=True)
+class PassResult:
+    """What one pass of a plan took and produced (device seconds, on the backend's clock)."""
+
+    device_s: float
+    flops: int
+    busy_s: dict[str, float]  # device seconds per node
+    rel_error: float | None = None
+
+
+class Executor:
+    """Runs passes of a plan on a :class:`~sedma.runtime.base.Backend` and records them."""
+
+    def __init__(self, backend: Backend, stm: ShortTermMemory) -> None:
+        self.backend = backend
+        self.stm = stm
+
+    def run_pass(self, plan: Plan, *, check_against: Operands | None = None) -> PassResult:
+        """Run every tile of ``plan`` once.
+
+        Each finished tile's rate goes into short-term memory as ``(node, "rate_gflops")``,
+        its device time and work as the counters ``(node, "busy_s")`` and ``(node, "flops")``,
+        and the pass's device time as ``("job", "pass_s")``. With ``check_against`` (the
+        operands) and a backend that returns output blocks, the outputs are assembled and
+        compared with the exact products (``rel_error``).
+        """
+        clock = self.backend.clock
+        t0 = clock.now()
+        busy: dict[str, float] = defaultdict(float)
+        kept: list[tuple[int, Array]] = []
+        flops = 0
+        last_end = t0
+        for r in self.backend.run(plan):
+            d = r.done
+            last_end = max(last_end, d.t_end)
+            busy[d.node] += d.busy_s
+            flops += d.flops
+            # The device's own rate: a corrected rram tile reads its arrays time_factor
+            # times, which is the correction's cost, not the device slowing down.
+            slow = plan.correction.time_factor if plan.tiles[r.tile].arrays else 1.0
+            self.stm.observe(d.node, "rate_gflops", d.rate_gflops * slow, d.t_end)
+            self.stm.incr(d.node, "busy_s", d.busy_s, d.t_end)
+            self.stm.incr(d.node, "flops", float(d.flops), d.t_end)
+            if check_against is not None and r.output is not None:
+                kept.append((r.tile, r.output.copy()))
+        t1 = clock.now()
+        # A pass lasts until its last tile ends on the backend's timeline (for the local
+        # backend, that excludes this host's thread hand-off latency; see runtime.local).
+        device = last_end - t0
+        self.stm.observe(JOB, "pass_s", device, t1)
+        self.stm.incr(JOB, "passes", 1.0, t1)
+        err = None
+        if check_against is not None and kept and len(kept) == len(plan.tiles):
+            exact = [x.astype(np.float64) @ w.astype(np.float64) for x, w in check_against]
+            err = rel_error(assemble(plan, kept), exact)
+            self.stm.observe(JOB, "rel_error", err, t1)
+            for node, e in node_errors(plan, kept, exact).items():
+                self.stm.observe(node, "rel_error", e, t1)
+        log.debug("pass of %s plan: %.4f device s, %d flops", plan.strategy, device, flops)
+        return PassResult(device_s=device, flops=flops, busy_s=dict(busy), rel_error=err)
