@@ -14,7 +14,7 @@ import numpy as np
 
 from sedma.clock import ManualClock
 from sedma.compute.plan import Plan
-from sedma.errors import CapacityError, SedmaError
+from sedma.errors import CapacityError, NodeLostError, SedmaError
 from sedma.observations import FreeMemory, MemoryHeld, NodeFailed, Observation, TileDone
 from sedma.runtime.base import (
     Action,
@@ -49,6 +49,7 @@ class FakeBackend:
         self.clock = clock
         self.flows = flows
         self.enacted: list[Action] = []
+        self.failed: set[str] = set()
         self.slow: dict[str, float] = defaultdict(lambda: 1.0)
         self.tenant: dict[str, int] = defaultdict(int)
         self.loaded: dict[int, Plan] = {}
@@ -87,6 +88,8 @@ class FakeBackend:
 
     def _load(self, plan: Plan, replace: Plan | None) -> None:
         need = self._digital(plan)
+        if self.failed & need.keys():
+            raise CapacityError(f"plan uses failed node(s) {sorted(self.failed & need.keys())}")
         for node, b in need.items():
             cap = self.spec.node(node).device.memory_bytes - self.tenant[node]
             if b > cap:
@@ -112,6 +115,8 @@ class FakeBackend:
         finish: dict[str, float] = defaultdict(lambda: t0)
         out = []
         for i, t in enumerate(plan.tiles):
+            if t.node in self.failed:
+                continue
             op = plan.workload.ops[t.op]
             flops = t.flops(op)
             jitter = 1.0 + (self.rng.uniform(-self.noise, self.noise) if self.noise else 0.0)
@@ -119,8 +124,11 @@ class FakeBackend:
             start = finish[t.node]
             finish[t.node] = start + busy
             out.append(TileResult(i, TileDone(t.node, t.op, flops, start, start + busy, busy)))
-        self.clock.advance(max(finish.values()) - t0)
+        self.clock.advance(max(finish.values(), default=t0) - t0)
         yield from out
+        lost = sorted(self.failed & {t.node for t in plan.tiles})
+        if lost:
+            raise NodeLostError(tuple(lost), len(out))
 
     def drain_observations(self) -> list[Observation]:
         out, self.obs = self.obs, []
@@ -130,6 +138,7 @@ class FakeBackend:
         pass
 
     def fail_node(self, node: str) -> None:
+        self.failed.add(node)
         self.obs.append(NodeFailed(node, self.clock.now(), "killed by the test"))
 
     def slow_node(self, node: str, factor: float) -> None:
