@@ -83,7 +83,7 @@ def test_the_budget_counts_what_this_interval_accepted() -> None:
 
 
 def test_bad_settings_name_the_field() -> None:
-    with pytest.raises(SedmaError, match="LoopSettings.cooldown_intervals"):
+    with pytest.raises(SedmaError, match=r"LoopSettings\.cooldown_intervals"):
         LoopSettings(cooldown_intervals=-1)
-    with pytest.raises(SedmaError, match="LoopSettings.max_adaptations"):
+    with pytest.raises(SedmaError, match=r"LoopSettings\.max_adaptations"):
         LoopSettings(max_adaptations=True)
