@@ -176,7 +176,7 @@ class Backend(Protocol):
 @runtime_checkable
 class FlowRouter(Protocol):
     """What enacts :class:`MoveFlow` for a backend: the real transport where peers talk over
-    it (:mod:`sedma.comm.net.flows`), or an in-memory table in tests."""
+    it (:mod:`sedma.runtime.flows`), or an in-memory table in tests."""
 
     def move(self, action: MoveFlow) -> None: ...
 

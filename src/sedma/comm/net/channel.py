@@ -8,9 +8,11 @@ peer name (see :mod:`sedma.comm.net.transport`), what a path does with records (
 :mod:`sedma.comm.net.path`), which peer, path or relay to choose (see :mod:`sedma.comm.selection`).
 
 Paths: the first path up carries traffic; a better kind (direct > hole-punched > relayed)
-takes over as soon as it is up. Paths that lose the race stay open as warm standbys, so when
-the path in use closes or misses its keepalives, traffic moves to a standby at once, and only
-when none is left does the channel redial.
+takes over as soon as it is up, unless the control loop moved the channel onto a path of its
+choice (:meth:`Channel.switch_to`: that path keeps the traffic while it lives). Paths that
+lose the race stay open as warm standbys, so when the path in use closes or misses its
+keepalives, traffic moves to a standby at once, and only when none is left does the channel
+redial.
 
 Delivery: each message gets a sequence number per channel; the receiver delivers in order,
 exactly once, and acknowledges what the application has taken with
@@ -83,6 +85,7 @@ class Channel:
         self._loop = asyncio.get_running_loop()
         self._paths: list[_Path] = []
         self._active: _Path | None = None
+        self._pinned: str | None = None  # the ``via`` the control loop moved traffic to
         self._events: deque[ChannelEvent] = deque(maxlen=512)
         self._plan: _DialPlan | None = None
         self._redial_task: asyncio.Task[None] | None = None
@@ -178,7 +181,40 @@ class Channel:
         self._events.append(ChannelEvent(self._peer.clock.now(), event, detail))
         logger.info("%s->%s: %s: %s", self._peer.name, self.remote, event, detail)
 
+    def switch_to(self, via: str) -> PathInfo:
+        """Carry traffic on the live path through ``via`` from now on, and close the path in
+        use before: the second phase of a re-route whose first (opening the new path) is done.
+
+        Unacknowledged messages move to the new path, so nothing accepted is lost. Raises
+        :class:`TransportError` naming the live paths when none goes through ``via``.
+        """
+        new = next((p for p in self._paths if p.via == via), None)
+        if new is None:
+            raise TransportError(
+                f"{self._peer.name}->{self.remote}: no live path via {via!r}; "
+                f"live: {[p.via for p in self._paths]}"
+            )
+        self._pinned = via
+        old = self._active
+        if old is not new:
+            self._active = new
+            self._peer._stats["reroutes"] += 1
+            self._event("moved", f"{old} -> {new}")
+            if old is not None:
+                new.push_data(old.take_unsent(), front=True)
+                old.close("moved by the control loop")
+        self._wake()
+        return PathInfo(new.kind, new.via, None if new.rtt_s is None else new.rtt_s * 1e3, True)
+
     # -- paths
+    def _best(self) -> _Path | None:
+        """The path that should carry traffic: the pinned one, else the best kind, oldest."""
+        return min(
+            self._paths,
+            key=lambda p: (p.via != self._pinned, _RANK[p.kind], p.opened_s),
+            default=None,
+        )
+
     def _add_path(self, path: _Path) -> None:
         if self._closed:
             path.close("channel closed")
@@ -189,7 +225,8 @@ class Channel:
         path.start()
         path.push_ctrl(self._hello())
         was = self._active
-        best = min(self._paths, key=lambda p: (_RANK[p.kind], p.opened_s))
+        best = self._best()
+        assert best is not None
         if was is None:
             self._active = path
             self._event("path_up", f"{path}")
@@ -213,7 +250,7 @@ class Channel:
             self._active = None
             return
         if path is self._active:
-            self._active = min(self._paths, key=lambda p: (_RANK[p.kind], p.opened_s), default=None)
+            self._active = self._best()
             if self._active is not None:
                 self._peer._stats["reroutes"] += 1
                 self._event("reroute", f"{path} -> {self._active}")
