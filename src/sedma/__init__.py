@@ -2,8 +2,8 @@
 
 The public API is what ``__all__`` lists (guarded by ``tests/test_public_api.py``):
 cluster specs, workloads, the partitioners, the local backend, the executor, the dual
-memory, the control loop and the side-by-side comparison. Subpackages map their own modules
-in their docstrings.
+memory, the control loop and its job driver, and the side-by-side comparison. Subpackages
+map their own modules in their docstrings.
 """
 
 from __future__ import annotations

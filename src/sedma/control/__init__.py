@@ -1,20 +1,23 @@
-"""The control loop and what it learns.
+"""The control loop, its policies, its arbitration, the job driver and what it learns.
 
-- :mod:`~sedma.control.loop`: Collect -> Analyze -> Adapt; the only place that enacts.
-  Import the loop's names (``ControlLoop``, ``LoopSettings``, ``Decision``,
-  ``context_key``) from it. Its pure parts:
-
-  - :mod:`~sedma.control.loop_types`: the frozen types, ``LoopSettings`` and ``Decision``,
-    and ``context_key``, the workload context settings are learned for.
-  - :mod:`~sedma.control.analysis`: the Analyze step's pure part: rates, node views and
-    rram errors from an interval's rows.
-  - :mod:`~sedma.control.decision_log`: every decision logged and written to long-term
-    memory with its reason, later its measured outcome.
-- :mod:`~sedma.control.comm_step`: the comm layer's part of each interval (re-routes,
-  selection weights), run and recorded by the one loop.
+- :mod:`~sedma.control.loop`: ``ControlLoop``, Collect -> Analyze -> Adapt; the only place
+  that enacts (through the backend's ``enact``).
+- :mod:`~sedma.control.policy`: ``LoopContext`` (the one frozen context of an interval),
+  the ``Policy`` and ``Suggestion`` protocols, the standard policies (re-plan, recalibrate,
+  re-route) and ``default_policies``.
+- :mod:`~sedma.control.arbitrate`: the one arbitration pass over an interval's suggestions.
+- :mod:`~sedma.control.driver`: ``drive``, the job driver every backend and system shares.
+- :mod:`~sedma.control.executor`: one pass of a plan on a backend, into short-term memory.
+- :mod:`~sedma.control.comm_state`: the comm layer's state in the loop (graph, routes,
+  weights, outcomes, what is learned across runs).
+- :mod:`~sedma.control.loop_types`: ``LoopSettings``, ``Decision``, ``context_key``.
+- :mod:`~sedma.control.analysis`: the Analyze step's pure part (rates, node views, rram
+  errors from an interval's rows).
+- :mod:`~sedma.control.decision_log`: every decision logged and written to long-term memory
+  with its reason, later its measured outcome.
 - :mod:`~sedma.control.learning`: priors from long-term memory at start (rates, settings)
   and what a finished run teaches.
 
-Not here: the policies themselves (pure, in :mod:`sedma.compute.policy` and, later,
-``sedma.comm`` and ``sedma.deploy``).
+Not here: the layers' decision maths (pure, in :mod:`sedma.compute.policy`,
+:mod:`sedma.comm.policy` and, later, ``sedma.deploy``) or running tiles (:mod:`sedma.runtime`).
 """
