@@ -127,14 +127,29 @@ def _capacity(spec: ClusterSpec) -> dict[str, float]:
     return {n.name: n.device.matmul_gflops for n in spec.nodes}
 
 
-def _slowdown(backend: LocalBackend, slow: str | None, cfg: CompareConfig, passes: int) -> Any:
-    """The fault both systems meet: ``slow`` runs at ``slow_factor`` from half-way on."""
+def _drive(
+    loop: ControlLoop,
+    backend: LocalBackend,
+    cfg: CompareConfig,
+    passes: int,
+    phase: str,
+    slow: str | None,
+    progress: Progress | None,
+) -> JobTotals:
+    """Run one system's passes; the fault both systems meet: ``slow`` runs at
+    ``slow_factor`` from half-way on."""
 
     def before_pass(p: int) -> None:
         if slow is not None and p == passes // 2:
             backend.slow_node(slow, cfg.slow_factor)
 
-    return before_pass
+    return drive(
+        loop,
+        passes,
+        check_error=cfg.check_error,
+        before_pass=before_pass,
+        progress=None if progress is None else lambda d, n: progress(phase, d, n),
+    )
 
 
 def _run_static(
@@ -166,13 +181,7 @@ def _run_static(
             # rather than a number.
             log.warning("static baseline cannot run: %s", e)
             return SystemResult(extra={"failed": str(e)})
-        totals = drive(
-            loop,
-            cfg.static_passes,
-            check_error=cfg.check_error,
-            before_pass=_slowdown(backend, slow, cfg, cfg.static_passes),
-            progress=None if progress is None else lambda d, n: progress("static", d, n),
-        )
+        totals = _drive(loop, backend, cfg, cfg.static_passes, "static", slow, progress)
         overruns = backend.overruns
     return _result(
         spec,
@@ -239,13 +248,7 @@ def run_comparison(
                 settings=LoopSettings(learn=cfg.learn),
             )
             first = loop.start()
-            totals = drive(
-                loop,
-                cfg.passes,
-                check_error=cfg.check_error,
-                before_pass=_slowdown(backend, slow, cfg, cfg.passes),
-                progress=None if progress is None else lambda d, n: progress("sedma", d, n),
-            )
+            totals = _drive(loop, backend, cfg, cfg.passes, "sedma", slow, progress)
             overruns = backend.overruns
             bound_s = sum(loop.bound_s)
             device_s = totals.device_s

@@ -11,6 +11,8 @@
 - :mod:`~sedma.control.comm_state`: the comm layer's state in the loop (graph, routes,
   weights, outcomes, what is learned across runs).
 - :mod:`~sedma.control.loop_types`: ``LoopSettings``, ``Decision``, ``context_key``.
+- :mod:`~sedma.control.calibrations`: ``CalibrationBook``, the rram devices' calibrations as
+  stored and as measured.
 - :mod:`~sedma.control.analysis`: the Analyze step's pure part (rates, node views, rram
   errors from an interval's rows).
 - :mod:`~sedma.control.decision_log`: every decision logged and written to long-term memory

@@ -7,7 +7,8 @@ suggestions in one pass, enact the accepted ones as :mod:`~sedma.runtime.base` a
 through the backend, log every decision with its reason and later its measured outcome).
 Its pure parts live in :mod:`sedma.control.loop_types` (settings, decisions),
 :mod:`sedma.control.analysis` (rates and node views from an interval's rows),
-:mod:`sedma.control.arbitrate` (the rules) and :mod:`sedma.control.decision_log`.
+:mod:`sedma.control.arbitrate` (the rules), :mod:`sedma.control.calibrations` (devices'
+calibrations as measured) and :mod:`sedma.control.decision_log`.
 
 Does not cover: what to suggest (the policies, :mod:`sedma.control.policy`), running passes
 (see :mod:`sedma.control.driver`), how backends enact (see :mod:`sedma.runtime`), or what is
@@ -24,7 +25,6 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from sedma.comm.policy import FlowStats, Reroute, Reweigh
-from sedma.compute.crossbar.calibrate import KIND_CROSSBAR, CrossbarCalibration
 from sedma.compute.partition.bound import bound
 from sedma.compute.partition.context import PartitionContext, PartitionSettings
 from sedma.compute.partition.planner import plan_sedma
@@ -36,11 +36,11 @@ from sedma.control.analysis import (
     device_rates,
     epoch_rows,
     interval_sum,
-    merge_calibration,
     node_views,
     rram_errors,
 )
 from sedma.control.arbitrate import MEASUREMENTS, ArbiterState, arbitrate
+from sedma.control.calibrations import CalibrationBook
 from sedma.control.comm_state import CommState
 from sedma.control.decision_log import DecisionLog
 from sedma.control.executor import JOB
@@ -109,7 +109,8 @@ class ControlLoop:
         self.peak = PeakHeld()
         self.bound_s: list[float] = []  # per interval: the bound at the rates measured
         self.pass_s: list[float] = []
-        self.calibrations: dict[str, CrossbarCalibration] = {}
+        self._book = CalibrationBook(ltm)
+        self.calibrations = self._book.by_node  # each rram node's current figures
         self._plan: Plan | None = None
         self._free: dict[str, int] = {n.name: n.device.memory_bytes for n in spec.nodes}
         self._failed: set[str] = set()
@@ -309,44 +310,19 @@ class ControlLoop:
 
     def _load_calibrations(self) -> None:
         """Stored figures for every rram node; where there are none, measure the device."""
-        for node in self.spec.nodes:
-            if node.device.crossbar is None:
-                continue
-            if self.ltm is not None:
-                rec = self.ltm.latest_calibration(node.name, KIND_CROSSBAR)
-                if rec is not None:
-                    self.calibrations[node.name] = CrossbarCalibration.from_json(rec.data)
-                    continue
+        for node in self._book.load_stored(self.spec):
             if not self.settings.calibrate:
-                continue
+                return
             try:
-                self.backend.enact(Calibrate(node.name, "no stored calibration"))
+                self.backend.enact(Calibrate(node, "no stored calibration"))
             except UnsupportedAction as e:
                 log.info("no calibration at start: %s", e)
                 return
             except SedmaError as e:
-                self.decisions.append(self._decide("compute", "calibrate", False,
-                                                   f"{node.name}: {e}", None, {}))  # fmt: skip
+                self.decisions.append(
+                    self._decide("compute", "calibrate", False, f"{node}: {e}", None, {})
+                )
             self.decisions += self._collect_observations()
-
-    def _calibrated(self, o: Calibrated) -> Decision | None:
-        if o.kind != KIND_CROSSBAR:
-            return None
-        cal = CrossbarCalibration.from_json(o.data)
-        old = self.calibrations.get(o.node)
-        if o.arrays and old is not None:
-            cal = merge_calibration(old, cal, o.arrays)
-        self.calibrations[o.node] = cal
-        if self.ltm is not None:
-            self.ltm.record_calibration(o.node, KIND_CROSSBAR, cal.to_json(), self.clock.epoch())
-        corrected = cal.rel_error_corrected if cal.rel_error_corrected is not None else float("nan")
-        return self._decide(
-            "compute", "calibrate", True,
-            f"{o.node}: {o.reason}; measured rel error {cal.rel_error:.4f} "
-            f"(corrected {corrected:.4f})", None,
-            {"node": o.node, "rel_error": cal.rel_error,
-             "rel_error_corrected": cal.rel_error_corrected},
-        )  # fmt: skip
 
     def _collect_observations(self) -> list[Decision]:
         """Drain the backend's observations into the loop's state; a calibration is logged."""
@@ -363,9 +339,11 @@ class ControlLoop:
             elif isinstance(o, NodeFailed):
                 self._failed.add(o.node)
             elif isinstance(o, Calibrated):
-                d = self._calibrated(o)
-                if d is not None:
-                    made.append(d)
+                m = self._book.record(o, self.clock.epoch())
+                if m is not None:
+                    made.append(
+                        self._decide("compute", "calibrate", True, m.reason, None, m.detail)
+                    )
         return made
 
     def _persist(self, rows: list[IntervalAggregate]) -> None:
