@@ -64,12 +64,10 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from sedma.clock import Clock, ScaledClock, WallClock
-from sedma.compute.crossbar.calibrate import KIND_CROSSBAR, calibrate_crossbar
-from sedma.compute.crossbar.correction import DEFAULT
 from sedma.compute.crossbar.device import CrossbarDevice
 from sedma.compute.plan import Plan
 from sedma.errors import CapacityError, NodeLostError, SedmaError
-from sedma.observations import Calibrated, FreeMemory, MemoryHeld, NodeFailed, Observation
+from sedma.observations import FreeMemory, MemoryHeld, NodeFailed, Observation
 from sedma.runtime.base import (
     Action,
     ApplyPlan,
@@ -88,6 +86,7 @@ from sedma.runtime.local_node import (
     _slice,
     _tile_keys,
     _TileFailed,
+    calibrate_node,
     program_weights,
 )
 from sedma.runtime.local_time_scale import (
@@ -362,34 +361,8 @@ class LocalBackend:
         return self._node(node).device
 
     def _calibrate(self, action: Calibrate) -> None:
-        """Measure an rram node's arrays: all of them while no plan uses the device, else
-        the free ones (never arrays that hold live weights)."""
-        device = self._node(action.node).device
-        if device is None:
-            raise SedmaError(f"node {action.node!r} has no crossbar arrays to calibrate")
         with self._lock:
-            free = device.free_arrays()
-            total = self._node(action.node).spec.device.crossbar
-            assert total is not None
-            arrays = action.arrays
-            if arrays is None and len(free) < total.arrays:
-                arrays = free
-            if arrays is not None and len(arrays) < 2:
-                raise SedmaError(
-                    f"node {action.node!r}: {len(arrays)} free crossbar arrays; calibration "
-                    "needs at least 2 that hold no live weights"
-                )
-            cal = calibrate_crossbar(device, action.node, correction=DEFAULT, arrays=arrays)
-            self._obs.append(
-                Calibrated(
-                    action.node,
-                    self._clock.now(),
-                    KIND_CROSSBAR,
-                    cal.to_json(),
-                    action.reason,
-                    tuple(arrays) if arrays is not None else (),
-                )
-            )
+            self._obs.append(calibrate_node(self._node(action.node), action, self._clock.now()))
 
     def measure_matmul(self, node: str, m: int, k: int, n: int) -> float:
         """Device seconds ``node`` takes for one float32 ``(m, k) @ (k, n)``, run for real

@@ -5,14 +5,16 @@ loaded plans refer to each, its crossbar arrays and the weight blocks programmed
 its tenant bytes, slowdown, failure flag, job queue and emulated timeline), the keys those
 slices are filed under (:data:`BufKey`, ``_tile_keys``), cutting a slice from the operands
 (``_slice``) or sizing it without cutting (``_nbytes``), the answers a worker puts on a
-pass's queue (``_TileFailed``, ``_Results``), and :func:`program_weights`, which programs a
-plan's weight blocks onto an rram node's arrays. Does not cover, and where to look instead:
+pass's queue (``_TileFailed``, ``_Results``), :func:`program_weights`, which programs a
+plan's weight blocks onto an rram node's arrays, and :func:`calibrate_node`, which measures
+those arrays where they hold no live weights. Does not cover, and where to look instead:
 checking that a plan fits and loading, running or releasing it (see
 :mod:`sedma.runtime.local`), the worker thread that computes tiles (see
 :mod:`sedma.runtime.local_worker`), the simulated arrays themselves (see
 :mod:`sedma.compute.crossbar.device`).
 
-Nothing here locks: the backend calls :func:`program_weights` from ``load`` with its lock held.
+Nothing here locks: the backend calls :func:`program_weights` from ``load``, and
+:func:`calibrate_node` when it enacts a calibration, with its lock held.
 """
 
 from __future__ import annotations
@@ -24,12 +26,20 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from sedma.compute.crossbar.calibrate import KIND_CROSSBAR, calibrate_crossbar
+from sedma.compute.crossbar.correction import DEFAULT
 from sedma.compute.crossbar.device import CrossbarDevice, Programmed
 from sedma.compute.plan import ArraySlot, Plan, Tile
-from sedma.runtime.base import Array, Operands, TileResult
+from sedma.errors import SedmaError
+from sedma.observations import Calibrated
+from sedma.runtime.base import Array, Calibrate, Operands, TileResult
 from sedma.spec import NodeSpec
 
-__all__ = ["BufKey", "program_weights"]
+__all__ = [
+    "BufKey",
+    "calibrate_node",
+    "program_weights",
+]
 
 BufKey = tuple[int, str, str, int, int]  # (op, role, axis, start, stop)
 
@@ -146,3 +156,29 @@ def program_weights(node: _Node, plan: Plan, keys: set[BufKey]) -> None:
                 correction=plan.correction,
                 spare_arrays=pool if plan.correction.residual else None,
             )
+
+
+def calibrate_node(node: _Node, action: Calibrate, now: float) -> Calibrated:
+    """Measure an rram node's arrays (all of them while no plan uses the device, else the
+    free ones: never arrays that hold live weights); the figures as an observation."""
+    device, xb = node.device, node.spec.device.crossbar
+    if device is None or xb is None:
+        raise SedmaError(f"node {action.node!r} has no crossbar arrays to calibrate")
+    free = device.free_arrays()
+    arrays = action.arrays
+    if arrays is None and len(free) < xb.arrays:
+        arrays = free
+    if arrays is not None and len(arrays) < 2:
+        raise SedmaError(
+            f"node {action.node!r}: {len(arrays)} free crossbar arrays; calibration "
+            "needs at least 2 that hold no live weights"
+        )
+    cal = calibrate_crossbar(device, action.node, correction=DEFAULT, arrays=arrays)
+    return Calibrated(
+        action.node,
+        now,
+        KIND_CROSSBAR,
+        cal.to_json(),
+        action.reason,
+        tuple(arrays) if arrays is not None else (),
+    )
