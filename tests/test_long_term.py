@@ -21,7 +21,7 @@ from sedma.memory import schema
 from sedma.memory.long_term import LongTermMemory, default_path
 from sedma.memory.records import AdaptationRecord
 from sedma.memory.schema import SCHEMA_VERSION
-from sedma.memory.short_term import IntervalAggregate
+from sedma.memory.series import IntervalAggregate
 
 
 @pytest.fixture

@@ -21,7 +21,7 @@ DEADLINE_S = 20.0
 WRITER = f"""
 import sys
 from sedma.memory.long_term import LongTermMemory
-from sedma.memory.short_term import IntervalAggregate
+from sedma.memory.series import IntervalAggregate
 
 ltm = LongTermMemory(sys.argv[1])
 run_id = ltm.start_run("crash", "local", "writer", {{}})

@@ -12,13 +12,8 @@ import pytest
 
 from sedma.clock import ManualClock
 from sedma.errors import SedmaError
-from sedma.memory.short_term import (
-    IntervalAggregate,
-    SeriesSnapshot,
-    ShortTermMemory,
-    StmSnapshot,
-    percentile_sorted,
-)
+from sedma.memory.series import IntervalAggregate, SeriesSnapshot, percentile_sorted
+from sedma.memory.short_term import ShortTermMemory, StmSnapshot
 
 SEQUENCES = {
     "constant": [3.0] * 10,

@@ -22,7 +22,8 @@ from pathlib import Path
 
 from sedma.errors import SedmaError
 from sedma.memory.long_term import LongTermMemory
-from sedma.memory.short_term import IntervalAggregate, ShortTermMemory
+from sedma.memory.series import IntervalAggregate
+from sedma.memory.short_term import ShortTermMemory
 
 __all__ = ["TARGET_OBSERVE_NS", "bench_memory"]
 

@@ -27,7 +27,7 @@ from sedma.compute.partition.views import views_from_spec
 from sedma.compute.plan import NodeView, Plan
 from sedma.compute.policy import effective_error
 from sedma.control.learning import Priors
-from sedma.memory.short_term import IntervalAggregate
+from sedma.memory.series import IntervalAggregate
 from sedma.spec import ClusterSpec
 
 __all__ = [

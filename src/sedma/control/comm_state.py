@@ -29,7 +29,7 @@ from sedma.comm.policy import CommContext, CommSettings, FlowStats
 from sedma.comm.selection_context import SelectionSettings, SelectionWeights
 from sedma.errors import SedmaError
 from sedma.memory.long_term import LongTermMemory
-from sedma.memory.short_term import IntervalAggregate
+from sedma.memory.series import IntervalAggregate
 
 __all__ = ["FLOW_METRIC", "PRESSURE_METRIC", "WEIGHT_SETTINGS", "CommState"]
 

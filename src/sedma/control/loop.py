@@ -50,7 +50,8 @@ from sedma.control.policy import LoopContext, Policy, Suggestion, default_polici
 from sedma.errors import SedmaError
 from sedma.memory.long_term import LongTermMemory
 from sedma.memory.records import Layer
-from sedma.memory.short_term import IntervalAggregate, ShortTermMemory
+from sedma.memory.series import IntervalAggregate
+from sedma.memory.short_term import ShortTermMemory
 from sedma.metrics import PeakHeld
 from sedma.observations import Calibrated, FreeMemory, MemoryHeld, NodeFailed
 from sedma.runtime.base import ApplyPlan, Backend, Calibrate, MoveFlow, Operands, UnsupportedAction

@@ -2,9 +2,10 @@
 
 Modules:
 
-- :mod:`sedma.memory.short_term`: bounded rolling statistics of the current run per
-  (entity, metric): last value, EWMA, window mean and percentiles, counters and gauges,
-  interval aggregates for long-term memory. In process, O(1) per update, thread-safe.
+- :mod:`sedma.memory.series`: one series' rolling statistics: last value, EWMA, window
+  mean and percentiles, the interval aggregate for long-term memory. O(1) per update.
+- :mod:`sedma.memory.short_term`: the current run's series per (entity, metric), counters
+  and gauges, snapshots and interval drains. In process, thread-safe.
 - :mod:`sedma.memory.long_term`: the persistent store (SQLAlchemy; a SQLite file by default,
   any SQL URL otherwise) of runs, interval observations, adaptations with measured outcomes,
   device calibrations and best-known settings per workload context; trends and quantiles.
@@ -24,13 +25,8 @@ from __future__ import annotations
 from sedma.memory.long_term import LongTermMemory, default_path
 from sedma.memory.records import AdaptationRecord, Calibration, RunRecord, Setting, Trend
 from sedma.memory.schema import SCHEMA_VERSION
-from sedma.memory.short_term import (
-    IntervalAggregate,
-    SeriesSnapshot,
-    SeriesStats,
-    ShortTermMemory,
-    StmSnapshot,
-)
+from sedma.memory.series import IntervalAggregate, SeriesSnapshot, SeriesStats
+from sedma.memory.short_term import ShortTermMemory, StmSnapshot
 
 __all__ = [
     "SCHEMA_VERSION",

@@ -65,7 +65,7 @@ from sedma.memory.schema import metadata as _md
 from sedma.memory.schema import observations as _obs
 from sedma.memory.schema import runs as _runs
 from sedma.memory.schema import setting_history as _hist
-from sedma.memory.short_term import IntervalAggregate, percentile_sorted
+from sedma.memory.series import IntervalAggregate, percentile_sorted
 
 __all__ = [
     "LongTermMemory",
