@@ -6,6 +6,7 @@
 - :mod:`~sedma.bench.memory`: short-term update cost and long-term write rate.
 - :mod:`~sedma.bench.crossbar`, :mod:`~sedma.bench.accuracy`: the crossbar simulator; a real
   model on rram.
-- :mod:`~sedma.bench.routes`, :mod:`~sedma.bench.transport`, :mod:`~sedma.bench.comm`: routes,
+- :mod:`~sedma.bench.routes`, :mod:`~sedma.bench.transport`, :mod:`~sedma.bench.comm` (with
+  :mod:`~sedma.bench.comm_run`, one system's pass, and :mod:`~sedma.bench.comm_report`): routes,
   the transport, message latency under memory pressure.
 """
