@@ -27,6 +27,7 @@ from sedma.comm.net.framing import (
     item,
     parse_items,
 )
+from sedma.comm.net.limits import ResourceLimits
 from sedma.comm.net.node import (
     _PING,
     DEFAULT_MAX_FRAME_BYTES,
@@ -73,17 +74,19 @@ class Relay(_Node):
         links: Mapping[str, LinkProfile] | None = None,
         seed: int = 0,
         clock: Clock | None = None,
+        limits: ResourceLimits | None = None,
     ) -> None:
         super().__init__(
             name, identity, known, max_frame_bytes=max_frame_bytes,
             connect_timeout_s=connect_timeout_s, cipher="aes-256-gcm", links=links, seed=seed,
-            clock=clock,
+            clock=clock, limits=limits,
         )  # fmt: skip
         for key in ("circuits_opened", "circuits_active", "frames_forwarded", "bytes_forwarded"):
             self._stats[key] = 0
         self._bound: tuple[str, int] | None = None
         self._attached: dict[str, tuple[FramePipe, Session]] = {}
         self._pending: dict[str, tuple[str, FramePipe, Session, asyncio.Future[None]]] = {}
+        self._circuits: dict[str, int] = {}  # circuits open or opening, by the opener's name
 
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> tuple[str, int]:
         """Listen on TCP; returns the bound ``(host, port)``."""
@@ -160,6 +163,20 @@ class Relay(_Node):
             _write_control(pipe, session, {"op": "error", "reason": f"{target!r} not attached"})
             pipe.close("target not attached", graceful=True)
             return
+        if self._circuits.get(remote, 0) >= self.limits.max_circuits_per_peer:
+            self._stats["limit_circuits_per_peer"] += 1
+            reason = f"{remote!r} has {self.limits.max_circuits_per_peer} circuits (max)"
+            _write_control(pipe, session, {"op": "error", "reason": reason})
+            pipe.close("max_circuits_per_peer", graceful=True)
+            return
+        self._circuits[remote] = self._circuits.get(remote, 0) + 1
+
+        def release(_f: asyncio.Future[str]) -> None:
+            left = self._circuits.pop(remote) - 1
+            if left:
+                self._circuits[remote] = left
+
+        pipe.closed.add_done_callback(release)
         circuit = os.urandom(8).hex()
         joined: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._pending[circuit] = (target, pipe, session, joined)

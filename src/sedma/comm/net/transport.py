@@ -52,6 +52,7 @@ from sedma.comm.net.framing import (
     unpack_control,
 )
 from sedma.comm.net.ice import DatagramPipe, IceAgent, IceConfig, IceError
+from sedma.comm.net.limits import ResourceLimits
 from sedma.comm.net.node import (
     _PING,
     DEFAULT_MAX_FRAME_BYTES,
@@ -123,11 +124,12 @@ class Peer(_Node):
         seed: int = 0,
         ice: IceConfig | None = None,
         clock: Clock | None = None,
+        limits: ResourceLimits | None = None,
     ) -> None:
         super().__init__(
             name, identity, known, max_frame_bytes=max_frame_bytes,
             connect_timeout_s=connect_timeout_s, cipher=cipher, links=links, seed=seed,
-            clock=clock,
+            clock=clock, limits=limits,
         )  # fmt: skip
         for label, value in (("queue_size", queue_size), ("max_message_bytes", max_message_bytes),
                              ("max_inflight_bytes", max_inflight_bytes)):  # fmt: skip
@@ -250,9 +252,9 @@ class Peer(_Node):
                     elif self._inbox:  # we were woken for a message we will not take
                         self._wake_one()
                     raise
-            ch, epoch, msg, _ = self._inbox.popleft()
+            ch, epoch, msg, nbytes = self._inbox.popleft()
             if epoch == ch._epoch:
-                ch._on_consumed()
+                ch._on_consumed(nbytes)
             if msg is not _DROPPED:
                 return ch.remote, msg
 
