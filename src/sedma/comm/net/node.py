@@ -68,6 +68,8 @@ STAT_KEYS = (
     "paths_opened",
     "paths_closed",
     "handshakes_failed",
+    "reversals_requested",  # we asked a peer, through a relay, to dial us (RFC 5128 §3.2)
+    "reversals_dialled",  # a peer asked us to, and we dialled it
     # Each exceeded resource limit (see sedma.comm.net.limits.ResourceLimits):
     "limit_handshakes",  # the handshake table was full: the newcomer evicted an older one
     "limit_handshakes_per_address",  # refused: its address had too many handshakes going

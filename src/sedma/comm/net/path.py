@@ -108,6 +108,7 @@ class _Path:
         self.opened_s = peer.clock.now()
         self.rtt_s: float | None = None
         self.carried = False  # has it been given data (then its death means re-sending)
+        self.inbound = False  # the remote dialled it (we accepted), e.g. after a reversal
         self._loop = asyncio.get_running_loop()
         self._ctrl: deque[list[bytes | memoryview]] = deque()
         self._data: deque[tuple[int, EncodedMessage]] = deque()

@@ -81,7 +81,8 @@ class Relay(_Node):
             connect_timeout_s=connect_timeout_s, cipher="aes-256-gcm", links=links, seed=seed,
             clock=clock, limits=limits,
         )  # fmt: skip
-        for key in ("circuits_opened", "circuits_active", "frames_forwarded", "bytes_forwarded"):
+        for key in ("circuits_opened", "circuits_active", "frames_forwarded", "bytes_forwarded",
+                    "reversals_relayed"):  # fmt: skip
             self._stats[key] = 0
         self._bound: tuple[str, int] | None = None
         self._attached: dict[str, tuple[FramePipe, Session]] = {}
@@ -128,6 +129,8 @@ class Relay(_Node):
             await self._open(remote, msg["to"], pipe, session)
         elif op == "join" and isinstance(msg.get("circuit"), str):
             self._join(remote, msg["circuit"], pipe, session)
+        elif op == "reverse" and isinstance(msg.get("to"), str):
+            self._reverse(remote, msg["to"], msg.get("addresses"), pipe, session)
         else:
             self._fail(pipe, "relay request", FrameError("malformed", f"relay op {op!r}"))
 
@@ -187,6 +190,24 @@ class Relay(_Node):
             self._pending.pop(circuit, None)
             _write_control(pipe, session, {"op": "error", "reason": f"{target!r} did not join"})
             pipe.close("join timeout", graceful=True)
+
+    def _reverse(
+        self, remote: str, target: str, addresses: object, pipe: FramePipe, session: Session
+    ) -> None:
+        """Connection reversal (RFC 5128 §3.2): tell ``target`` to dial ``remote`` directly.
+
+        The relay only passes the request on (the addresses are checked by the target, which
+        dials them only if it lists ``remote``), so it costs the relay no circuit.
+        """
+        attached = self._attached.get(target)
+        if attached is None or not isinstance(addresses, list) or len(addresses) > 4:
+            reason = f"{target!r} not attached" if attached is None else "bad addresses"
+            _write_control(pipe, session, {"op": "error", "reason": reason})
+        else:
+            _write_control(*attached, {"op": "dial", "from": remote, "addresses": addresses})
+            _write_control(pipe, session, {"op": "ok"})
+            self._stats["reversals_relayed"] += 1
+        pipe.close("reversal passed on", graceful=True)
 
     def _join(self, remote: str, circuit: str, pipe: FramePipe, session: Session) -> None:
         pending = self._pending.pop(circuit, None)
