@@ -45,7 +45,7 @@ def test_spec_names_map_onto_rfc4787_behaviours(
 
 DIRECT_NO_NAT = "one side has no NAT: the NATed side's own packet opens it (RFC 4787 §4.1, §5)"
 REVERSAL = "no NAT on the caller: connection reversal via the rendezvous (RFC 5128 §3.2)"
-EIF_OPEN = "an EIF filter admits any sender on the mapping (RFC 4787 §5; RFC 5128 §3.3)"
+EIF_OPEN = "an EIF filter admits any sender on the mapping: one side opens it (RFC 4787 §5)"
 ADF_PUNCH = "ADF admits the peer's address once it sent there (RFC 4787 §5; RFC 5128 §3.3)"
 BOTH_EIM = "both EIM: each side's public endpoint is valid for the peer (RFC 4787 REQ-1)"
 SYM_PORT = "APDM changes port per peer, APDF needs the exact port (RFC 4787 §4.1/§5; 5128 §3.4)"
@@ -60,22 +60,22 @@ MATRIX: list[tuple[NatType, NatType, PathType, str]] = [
     ("none", "port-restricted", "direct", REVERSAL),
     ("none", "symmetric", "direct", REVERSAL + "; symmetric side initiates"),
     ("full-cone", "none", "direct", DIRECT_NO_NAT),
-    ("full-cone", "full-cone", "hole-punched", EIF_OPEN),
-    ("full-cone", "restricted", "hole-punched", EIF_OPEN),
-    ("full-cone", "port-restricted", "hole-punched", EIF_OPEN),
-    ("full-cone", "symmetric", "hole-punched", EIF_OPEN + "; symmetric side sends first"),
+    ("full-cone", "full-cone", "direct", EIF_OPEN),
+    ("full-cone", "restricted", "direct", EIF_OPEN),
+    ("full-cone", "port-restricted", "direct", EIF_OPEN),
+    ("full-cone", "symmetric", "direct", EIF_OPEN + "; symmetric side sends first"),
     ("restricted", "none", "direct", DIRECT_NO_NAT),
-    ("restricted", "full-cone", "hole-punched", EIF_OPEN),
+    ("restricted", "full-cone", "direct", EIF_OPEN),
     ("restricted", "restricted", "hole-punched", BOTH_EIM),
     ("restricted", "port-restricted", "hole-punched", BOTH_EIM),
     ("restricted", "symmetric", "hole-punched", ADF_PUNCH),
     ("port-restricted", "none", "direct", DIRECT_NO_NAT),
-    ("port-restricted", "full-cone", "hole-punched", EIF_OPEN),
+    ("port-restricted", "full-cone", "direct", EIF_OPEN),
     ("port-restricted", "restricted", "hole-punched", BOTH_EIM),
     ("port-restricted", "port-restricted", "hole-punched", BOTH_EIM),
     ("port-restricted", "symmetric", "relayed", SYM_PORT),
     ("symmetric", "none", "direct", DIRECT_NO_NAT),
-    ("symmetric", "full-cone", "hole-punched", EIF_OPEN),
+    ("symmetric", "full-cone", "direct", EIF_OPEN),
     ("symmetric", "restricted", "hole-punched", ADF_PUNCH),
     ("symmetric", "port-restricted", "relayed", SYM_PORT),
     ("symmetric", "symmetric", "relayed", SYM_SYM),
@@ -139,7 +139,8 @@ COSTS = [
     ("restricted", "none", 1.0, 1.0, 0),
     ("none", "restricted", 2.0, 1.0, 0),  # + connection reversal (RFC 5128 §3.2)
     ("none", "full-cone", 1.0, 1.0, 0),
-    ("symmetric", "full-cone", 3.0, DEFAULT_PUNCH_SUCCESS, 0),  # STUN + exchange + 1 check
+    ("symmetric", "full-cone", 1.0, 1.0, 0),  # EIF: one check, nothing punched
+    ("full-cone", "symmetric", 2.0, 1.0, 0),  # + connection reversal
     ("restricted", "restricted", 4.0, DEFAULT_PUNCH_SUCCESS, 0),  # first check dropped
     ("symmetric", "symmetric", 4.0, 1.0, 1),  # Allocate(2) + permission + exchange
 ]

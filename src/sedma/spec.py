@@ -7,7 +7,10 @@ nodes, and finding packaged presets. Does not cover: what the numbers mean for p
 
 Validation happens here, once, at the boundary: everything downstream may trust a
 :class:`ClusterSpec`. Each invalid spec raises one :class:`~sedma.errors.SpecError` naming
-the key, the value received and what is allowed.
+the key, the value received and what is allowed. Sizes are bounded too (:data:`MAX_NODES`,
+:data:`MAX_SITES`, :data:`MAX_LINKS`, :data:`MAX_NAME_CHARS`, :data:`MAX_SPEC_BYTES`, the
+crossbar's geometry), checked before anything of that size is built, so a typo such as
+``count = 100000000`` is an error at once, never a hang.
 """
 
 from __future__ import annotations
@@ -23,6 +26,11 @@ from typing import Any, Literal, cast, get_args
 from sedma.errors import SpecError
 
 __all__ = [
+    "MAX_LINKS",
+    "MAX_NAME_CHARS",
+    "MAX_NODES",
+    "MAX_SITES",
+    "MAX_SPEC_BYTES",
     "ClusterSpec",
     "CrossbarSpec",
     "DeviceProfile",
@@ -37,6 +45,21 @@ __all__ = [
 NodeKind = Literal["cpu", "gpu", "rram"]
 NatType = Literal["none", "full-cone", "restricted", "port-restricted", "symmetric"]
 GIB = 1024**3
+
+# Size limits. Nodes: the planner and the simulator are built and tested for 10 to 10,000
+# nodes, one entry per node (sedma plan takes ~10 s at 10,000; identical nodes are not
+# grouped), so a larger cluster is refused with that reason rather than left to run for hours.
+MAX_NODES = 10_000
+MAX_SITES = 1_000
+MAX_LINKS = 10_000
+MAX_NAME_CHARS = 128
+MAX_SPEC_BYTES = 16 << 20  # a 10,000-node spec written node by node is ~3 MB
+MAX_ARRAY_DIM = 8192  # rows or cols of one crossbar array (real ones: 64 to 1024)
+MAX_ARRAYS = 1 << 20  # arrays of one rram node
+# Ceilings far above any real machine or link, low enough that every figure derived from
+# them (bytes, seconds, products of rates) stays a finite float and a valid int.
+_MOST = {"rtt_ms": 1e6, "bandwidth_mbps": 1e9, "matmul_gflops": 1e9, "memory_gib": 1e7,
+         "mem_bandwidth_gbs": 1e7}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -240,15 +263,19 @@ def _string(
     full = f"{where}.{key}"
     if not isinstance(v, str) or not v.strip():
         raise _fail(full, v, "must be a non-empty string")
+    if len(v) > MAX_NAME_CHARS:
+        raise _fail(full, v[:40] + "...", f"must be at most {MAX_NAME_CHARS} characters")
     if choices and v not in choices:
         raise _fail(full, v, f"must be one of {', '.join(choices)}")
     return v
 
 
-def _tables(data: Mapping[str, Any], key: str) -> list[Mapping[str, Any]]:
+def _tables(data: Mapping[str, Any], key: str, most: int) -> list[Mapping[str, Any]]:
     v = data.get(key, [])
     if not isinstance(v, list) or not all(isinstance(t, dict) for t in v):
-        raise _fail(key, v, f"must be an array of tables ([[{key}]])")
+        raise _fail(key, f"<{type(v).__name__}>", f"must be an array of tables ([[{key}]])")
+    if len(v) > most:
+        raise _fail(key, f"<{len(v)} tables>", f"a cluster may have at most {most} [[{key}]]")
     return cast(list[Mapping[str, Any]], v)
 
 
@@ -276,10 +303,12 @@ def _crossbar(t: Any, where: str) -> CrossbarSpec:
     if cols % 2:
         raise _fail(f"{where}.cols", cols, "must be even (weights are differential pairs)")
     frac = {"lo": 0.0, "lo_open": False, "hi": 1.0}
+    if cols > MAX_ARRAY_DIM:
+        raise _fail(f"{where}.cols", cols, f"must be an integer between 2 and {MAX_ARRAY_DIM}")
     xb = CrossbarSpec(
-        rows=_integer(t, "rows", where),
+        rows=_integer(t, "rows", where, hi=MAX_ARRAY_DIM),
         cols=cols,
-        arrays=_integer(t, "arrays", where),
+        arrays=_integer(t, "arrays", where, hi=MAX_ARRAYS),
         bits_per_cell=_integer(t, "bits_per_cell", where, hi=16),
         program_noise=_number(t, "program_noise", where, **frac),  # type: ignore[arg-type]
         read_noise=_number(t, "read_noise", where, **frac),  # type: ignore[arg-type]
@@ -310,14 +339,31 @@ def parse_cluster(data: Mapping[str, Any], name: str = "custom") -> ClusterSpec:
         name = _string(data, "name", "<spec>")
 
     sites: list[SiteSpec] = []
-    for i, t in enumerate(_tables(data, "site")):
+    for i, t in enumerate(_tables(data, "site", MAX_SITES)):
         where = f"site[{i}]"
         _check_keys(t, where, {"name"}, {"lan_rtt_ms", "lan_bandwidth_mbps"})
         sites.append(
             SiteSpec(
                 name=_string(t, "name", where),
-                lan_rtt_ms=_number(t, "lan_rtt_ms", where, default=0.2, lo=0.0, lo_open=False),
-                lan_bandwidth_mbps=_number(t, "lan_bandwidth_mbps", where, default=10000.0, lo=0.0),
+                lan_rtt_ms=_number(
+                    t,
+                    "lan_rtt_ms",
+                    where,
+                    default=0.2,
+                    lo=0.0,
+                    lo_open=False,
+                    hi=_MOST["rtt_ms"],
+                    hi_open=False,
+                ),
+                lan_bandwidth_mbps=_number(
+                    t,
+                    "lan_bandwidth_mbps",
+                    where,
+                    default=10000.0,
+                    lo=0.0,
+                    hi=_MOST["bandwidth_mbps"],
+                    hi_open=False,
+                ),
             )
         )
     if not sites:
@@ -328,7 +374,7 @@ def parse_cluster(data: Mapping[str, Any], name: str = "custom") -> ClusterSpec:
             raise _fail("site.name", s, "must be unique; this site name appears twice")
 
     links: list[LinkSpec] = []
-    for i, t in enumerate(_tables(data, "link")):
+    for i, t in enumerate(_tables(data, "link", MAX_LINKS)):
         where = f"link[{i}]"
         _check_keys(t, where, {"a", "b", "rtt_ms", "bandwidth_mbps"}, {"loss"})
         a = _string(t, "a", where, tuple(site_names))
@@ -339,14 +385,18 @@ def parse_cluster(data: Mapping[str, Any], name: str = "custom") -> ClusterSpec:
             LinkSpec(
                 a=a,
                 b=b,
-                rtt_ms=_number(t, "rtt_ms", where, lo=0.0, lo_open=False),
-                bandwidth_mbps=_number(t, "bandwidth_mbps", where, lo=0.0),
+                rtt_ms=_number(
+                    t, "rtt_ms", where, lo=0.0, lo_open=False, hi=_MOST["rtt_ms"], hi_open=False
+                ),
+                bandwidth_mbps=_number(
+                    t, "bandwidth_mbps", where, lo=0.0, hi=_MOST["bandwidth_mbps"], hi_open=False
+                ),
                 loss=_number(t, "loss", where, default=0.0, lo=0.0, lo_open=False, hi=1.0),
             )
         )
 
     nodes: list[NodeSpec] = []
-    for i, t in enumerate(_tables(data, "node")):
+    for i, t in enumerate(_tables(data, "node", MAX_NODES)):
         where = f"node[{i}]"
         _check_keys(t, where, _NODE_REQUIRED, _NODE_OPTIONAL)
         base = _string(t, "name", where)
@@ -361,9 +411,15 @@ def parse_cluster(data: Mapping[str, Any], name: str = "custom") -> ClusterSpec:
             )
         profile = DeviceProfile(
             kind=kind,
-            matmul_gflops=_number(t, "matmul_gflops", where, lo=0.0),
-            memory_gib=_number(t, "memory_gib", where, lo=0.0),
-            mem_bandwidth_gbs=_number(t, "mem_bandwidth_gbs", where, lo=0.0),
+            matmul_gflops=_number(
+                t, "matmul_gflops", where, lo=0.0, hi=_MOST["matmul_gflops"], hi_open=False
+            ),
+            memory_gib=_number(
+                t, "memory_gib", where, lo=0.0, hi=_MOST["memory_gib"], hi_open=False
+            ),
+            mem_bandwidth_gbs=_number(
+                t, "mem_bandwidth_gbs", where, lo=0.0, hi=_MOST["mem_bandwidth_gbs"], hi_open=False
+            ),
             crossbar=_crossbar(t["crossbar"], f"{where}.crossbar") if "crossbar" in t else None,
         )
         site = _string(t, "site", where, tuple(site_names))
@@ -372,6 +428,15 @@ def parse_cluster(data: Mapping[str, Any], name: str = "custom") -> ClusterSpec:
             t, "emulated_rate_factor", where, default=1.0, lo=0.0, hi=1.0, hi_open=False
         )
         count = _integer(t, "count", where, default=0, lo=1) if "count" in t else None
+        if len(nodes) + (count or 1) > MAX_NODES:
+            raise _fail(
+                f"{where}.count" if count else where,
+                count or base,
+                f"a cluster may hold at most {MAX_NODES} nodes in all ({len(nodes)} before "
+                "this table); the planner and simulator handle each node one by one and are "
+                "built for 10 to 10,000 nodes: split the cluster, or describe each group of "
+                "identical machines as fewer, larger nodes",
+            )
         names = [base] if count is None else [f"{base}-{j}" for j in range(count)]
         for n in names:
             nodes.append(
@@ -416,6 +481,12 @@ def load_cluster(source: str | Path) -> ClusterSpec:
                 "nor a readable TOML file"
             )
         try:
+            nbytes = path.stat().st_size
+            if nbytes > MAX_SPEC_BYTES:
+                raise SpecError(
+                    f"cluster file {src!r}: got {nbytes} bytes; a cluster file may be at most "
+                    f"{MAX_SPEC_BYTES} bytes (use count = N for groups of identical nodes)"
+                )
             text = path.read_text("utf-8")
         except (OSError, UnicodeDecodeError) as e:
             raise SpecError(f"cluster file {src!r} cannot be read: {e}") from None

@@ -153,11 +153,15 @@ def delivers(sender: NatType, receiver: NatType) -> bool:
 def path_type(a: NatType, b: NatType) -> PathType:
     """Which path works between a peer behind ``a`` and one behind ``b`` (symmetric in a, b).
 
-    - ``direct``: at least one side has no NAT. The NATed side's own packet opens its
-      mapping and filter (RFC 4787 §4.1, §5); if the other side wants to start, it asks
-      through the rendezvous (connection reversal, RFC 5128 §3.2).
-    - ``hole-punched``: both behind NATs and the first packet of at least one side gets
-      through (:func:`delivers`); that side's packet reaches the other, which answers to
+    - ``direct``: at least one side admits unsolicited packets: it has no NAT, or its NAT
+      filters endpoint-independently (a full cone, RFC 4787 §5 EIF: once its mapping exists,
+      "regardless of the external IP address and port source" packets reach it; with EIM,
+      RFC 4787 §4.1, that mapping is the public endpoint its STUN binding reported). The
+      other side's own packet opens its own mapping and filter, so one side opens the path
+      alone, with no simultaneous open; if the open side wants to start, it asks through
+      the rendezvous (connection reversal, RFC 5128 §3.2).
+    - ``hole-punched``: both filter (ADF or APDF) and the first packet of at least one side
+      gets through (:func:`delivers`); that side's packet reaches the other, which answers to
       the source it saw (a peer-reflexive candidate, RFC 8445 §7.3.1.3), and the answer
       passes the first side's filter because it comes from where the first side sent
       (UDP hole punching, RFC 5128 §3.3).
@@ -168,7 +172,7 @@ def path_type(a: NatType, b: NatType) -> PathType:
     """
     _check_nat("a", a)
     _check_nat("b", b)
-    if not _BEHAVIOURS[a].behind_nat or not _BEHAVIOURS[b].behind_nat:
+    if _admits_unsolicited(a) or _admits_unsolicited(b):
         return "direct"
     if delivers(a, b) or delivers(b, a):
         return "hole-punched"
@@ -186,8 +190,9 @@ def initiator(a: NatType, b: NatType) -> Initiator:
 
     - ``either``: the other side's packets are admitted unsolicited (no NAT, or a full cone
       with a live mapping, RFC 4787 §5 EIF), in both directions.
-    - ``a`` / ``b``: only that side can open it (a direct path to a filtering NAT: the NATed
-      side sends first, RFC 5128 §3.2; or a punch where only one side's packets pass).
+    - ``a`` / ``b``: only that side can open it (a direct path to a filtering NAT: the
+      filtering side sends first, RFC 5128 §3.2; or a punch where only one side's packets
+      pass).
     - ``both``: a simultaneous open (RFC 5128 §3.3) for punches, or each side connecting out
       to the relay for relayed paths (RFC 8656 §7).
     """
@@ -258,12 +263,14 @@ def path_cost(
     taken as equal, lacking better knowledge):
 
     - direct: ``1`` (one connectivity check or handshake, RFC 8445 §7.2.5), plus ``1`` when
-      ``b`` must initiate (connection reversal through the rendezvous, RFC 5128 §3.2).
-    - hole-punched: ``1`` (server-reflexive candidate from a STUN Binding, RFC 8489 §6;
-      RFC 8445 §5.1.1) ``+ 1`` (candidate exchange through the rendezvous) ``+ c``, with
-      ``c = 1`` when ``b`` admits unsolicited packets (EIF) and ``c = 2`` otherwise: ``a``'s
-      first check is dropped by ``b``'s filter, and succeeds as a retransmission or
-      triggered check once ``b`` has sent (RFC 8445 §7.3.1.4; RFC 5128 §3.3).
+      ``b`` must initiate (connection reversal through the rendezvous, RFC 5128 §3.2). This
+      includes a full cone on either side: its public endpoint is known from the binding it
+      keeps, and its filter (EIF) admits the first packet, so nothing is punched.
+    - hole-punched (both sides filter, ADF or APDF): ``1`` (server-reflexive candidate from
+      a STUN Binding, RFC 8489 §6; RFC 8445 §5.1.1) ``+ 1`` (candidate exchange through the
+      rendezvous) ``+ 2``: ``a``'s first check is dropped by ``b``'s filter, and succeeds
+      as a retransmission or triggered check once ``b`` has sent (RFC 8445 §7.3.1.4; RFC
+      5128 §3.3); ``= 4``.
     - relayed: ``2`` (TURN Allocate and its 401 challenge, RFC 8656 §7, RFC 8489 §9.2)
       ``+ 1`` (CreatePermission, RFC 8656 §9) ``+ 1`` (candidate exchange) ``= 4``.
 
@@ -296,7 +303,7 @@ def path_cost(
         p, hops, steady, share = 1.0, 0, rtt_ms, 0.0
         expected = rtt_ms
     elif kind == "hole-punched":
-        setup = 2.0 + (1.0 if _admits_unsolicited(b) else 2.0)
+        setup = 4.0  # b filters (an EIF b would make the path direct): a's first check drops
         p, hops, steady, share = punch_success, 0, rtt_ms, 1.0 - punch_success
         expected = p * rtt_ms + (1.0 - p) * relay
     else:

@@ -10,7 +10,10 @@ Modules:
   any SQL URL otherwise) of runs, interval observations, adaptations with measured outcomes,
   device calibrations and best-known settings per workload context; trends and quantiles.
 - :mod:`sedma.memory.schema`: the store's tables, ``SCHEMA_VERSION`` and ``MIGRATIONS``;
-  recognising a SQLite file, a sedma store and its version before anything is written.
+  recognising a SQLite file, a sedma store and its version before anything is written;
+  telling a damaged store (SQLite's integrity check) from a foreign database.
+- :mod:`sedma.memory.recover`: salvaging the readable rows of a damaged store into a new one
+  (``python -m sedma.memory.recover DAMAGED``).
 - :mod:`sedma.memory.records`: the frozen record types the store takes and returns
   (``AdaptationRecord``, ``Calibration``, ``Setting``, ``Trend``, ``RunRecord``, ``Layer``)
   and the checks values pass before they are stored.

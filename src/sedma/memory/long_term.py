@@ -55,6 +55,9 @@ from sedma.memory.schema import (
     SCHEMA_VERSION,
     check_sqlite_file,
     create_schema,
+    damage_report,
+    damaged_error,
+    is_corruption,
     migrate,
     schema_state,
 )
@@ -207,9 +210,15 @@ class LongTermMemory:
                     return
                 version = migrate(conn, version, self.location)
                 logger.info("upgraded long-term memory schema to v%d", version)
-        except MemoryStoreError:
-            raise
-        except SQLAlchemyError as exc:
+        except (MemoryStoreError, SQLAlchemyError) as exc:
+            # A corrupt sedma store can look like a foreign database (its schema page gone)
+            # or fail any query: SQLite's integrity check tells damage apart from the rest.
+            report = None if self._path is None else damage_report(self._path)
+            if report is not None:
+                assert self._path is not None
+                raise damaged_error(self._path, report) from None
+            if isinstance(exc, MemoryStoreError):
+                raise
             detail = str(getattr(exc, "orig", exc)) or type(exc).__name__
             raise self._fail(f"cannot be opened as a sedma store ({detail})") from None
 
@@ -221,7 +230,7 @@ class LongTermMemory:
     def _write(self) -> Iterator[Connection]:
         """One write transaction (BEGIN IMMEDIATE on SQLite)."""
         self._check_open()
-        with self._engine.connect() as conn:
+        with self._damage_diagnosed(), self._engine.connect() as conn:
             conn.execution_options(sedma_write=True)
             with conn.begin():
                 yield conn
@@ -229,8 +238,19 @@ class LongTermMemory:
     @contextmanager
     def _read(self) -> Iterator[Connection]:
         self._check_open()
-        with self._engine.connect() as conn, conn.begin():
+        with self._damage_diagnosed(), self._engine.connect() as conn, conn.begin():
             yield conn
+
+    @contextmanager
+    def _damage_diagnosed(self) -> Iterator[None]:
+        """Turns SQLite's "malformed" errors into :func:`damaged_error` (with the recovery)."""
+        try:
+            yield
+        except SQLAlchemyError as exc:
+            if self._path is None or not is_corruption(exc):
+                raise
+            found = damage_report(self._path) or str(getattr(exc, "orig", exc))
+            raise damaged_error(self._path, found) from None
 
     def _check_open(self) -> None:
         if self._closed:

@@ -3,7 +3,9 @@
 Covers: the SQLAlchemy Core tables of the store (:data:`metadata`), :data:`SCHEMA_VERSION`
 and the :data:`MIGRATIONS` that upgrade older databases in place; sniffing a file before
 SQLite touches it (:func:`check_sqlite_file`); telling an empty database, a sedma store of
-some version and anything else apart (:func:`schema_state`); creating and upgrading the
+some version and anything else apart (:func:`schema_state`), and a damaged store from a
+foreign database by SQLite's own integrity check (:func:`damage_report`,
+:func:`damaged_error`, :func:`is_corruption`); creating and upgrading the
 schema inside a caller's transaction (:func:`create_schema`, :func:`migrate`). Does not
 cover: connecting, transactions and the public store (see :mod:`sedma.memory.long_term`),
 the record types read back from it (see :mod:`sedma.memory.records`).
@@ -14,6 +16,7 @@ nothing here writes to a database it has not recognised as empty or as a sedma s
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
@@ -47,6 +50,9 @@ __all__ = [
     "calibrations",
     "check_sqlite_file",
     "create_schema",
+    "damage_report",
+    "damaged_error",
+    "is_corruption",
     "meta",
     "metadata",
     "migrate",
@@ -188,6 +194,48 @@ def check_sqlite_file(path: Path) -> None:
             f"memory store {path}: is not a SQLite database (bad header); "
             "refusing to open it (move it away or pass another location)"
         )
+
+
+def damage_report(path: Path) -> str | None:
+    """What SQLite's ``PRAGMA integrity_check`` finds wrong with ``path``; None if it is sound.
+
+    Opens the file read-only (it is never changed) and keeps the first few problems. A file
+    so damaged that SQLite cannot even read its schema reports that error instead.
+    """
+    try:
+        conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+    except sqlite3.Error:
+        return None  # cannot be opened (permissions, locks): nothing to say about damage
+    try:
+        rows = [str(r[0]) for r in conn.execute("PRAGMA integrity_check(5)")]
+    except sqlite3.Error as exc:
+        # "malformed" and the like are damage; "locked", "busy", I/O errors are not ours to call.
+        return str(exc) if is_corruption(exc) else None
+    finally:
+        conn.close()
+    if rows == ["ok"]:
+        return None
+    lines = [ln for r in rows for ln in r.splitlines() if ln and not ln.startswith("***")]
+    return "; ".join(lines[:5])
+
+
+def damaged_error(path: Path, report: str) -> MemoryStoreError:
+    """The error for a damaged store: what the integrity check found and how to recover."""
+    return MemoryStoreError(
+        f"memory store {path}: is damaged: a SQLite database whose pages are corrupt "
+        f"(integrity check: {report}). It was not changed. To keep what is readable: "
+        f"python -m sedma.memory.recover {path} (writes {path}.recovered; use that as the "
+        f"store), or move {path} away and sedma starts a new, empty store there"
+    )
+
+
+def is_corruption(exc: BaseException) -> bool:
+    """Whether a (SQLAlchemy-wrapped) sqlite3 error says the file is corrupt."""
+    orig = getattr(exc, "orig", exc)
+    text_ = str(orig).lower()
+    return isinstance(orig, sqlite3.DatabaseError) and (
+        "malformed" in text_ or "not a database" in text_ or "corrupt" in text_
+    )
 
 
 def schema_state(conn: Connection, location: str) -> int | None:

@@ -35,6 +35,7 @@ from typing import Any
 import msgpack
 
 from sedma.comm.net.framing import EncodedMessage, FrameError, ItemKind, decode_message, item
+from sedma.comm.net.limits import MIN_BYTES_PER_PEER, MIN_STREAMS_PER_PEER
 from sedma.comm.net.node import TransportError
 from sedma.comm.net.path import _U64, PathKind, _Path
 from sedma.comm.net.relay import RelayAddress
@@ -101,7 +102,10 @@ class Channel:
         self._unacked_bytes = 0
         # receiving
         self._remote_inc: bytes | None = None
-        self._remote_window = peer._queue_size
+        self._remote_window = peer._queue_size  # how many the remote keeps in flight to us
+        self._remote_accept = MIN_STREAMS_PER_PEER  # how many it accepts from us (its window)
+        self._remote_accept_bytes = MIN_BYTES_PER_PEER
+        self._held_bytes = 0  # bytes of received messages the application has not taken
         self._expected = 0  # next seq to hand to the inbox
         self._consumed = 0  # next seq the application has not taken yet
         self._ack_sent = 0
@@ -219,6 +223,8 @@ class Channel:
         if self._closed:
             path.close("channel closed")
             return
+        if len(self._paths) >= self._peer.limits.max_paths_per_peer and not self._make_room(path):
+            return
         self._remote_closed = False
         self._paths.append(path)
         self._peer._stats["paths_opened"] += 1
@@ -239,6 +245,21 @@ class Channel:
         else:
             self._event("standby", f"{path} (keeping {was})")
         self._wake()
+
+    def _make_room(self, path: _Path) -> bool:
+        """At ``max_paths_per_peer``: close the worst standby if ``path`` ranks above it.
+
+        Returns whether ``path`` may join; if not, it is closed. Either way the limit counts.
+        """
+        self._peer._stats["limit_paths_per_peer"] += 1
+        standbys = [p for p in self._paths if p is not self._active]
+        worst = max(standbys, key=lambda p: (_RANK[p.kind], -p.opened_s), default=None)
+        if worst is None or _RANK[path.kind] >= _RANK[worst.kind]:
+            path.close(f"{self.remote} has {len(self._paths)} paths (max_paths_per_peer)")
+            return False
+        self._event("evict", f"{worst} for {path} (max_paths_per_peer)")
+        worst.close("replaced: max_paths_per_peer")
+        return True
 
     def _path_down(self, path: _Path, reason: str) -> None:
         if path not in self._paths:
@@ -295,6 +316,8 @@ class Channel:
             "you": self._remote_inc,
             "consumed": self._consumed,
             "window": self._peer._queue_size,
+            "accept": self._peer.limits.max_streams_per_peer,
+            "accept_bytes": self._peer.limits.max_bytes_per_peer,
         }
         return item(ItemKind.HELLO, msgpack.packb(hello))
 
@@ -309,8 +332,9 @@ class Channel:
         def room() -> bool:
             if not self._unacked:
                 return True
-            return len(self._unacked) < peer._queue_size and (
-                self._unacked_bytes + enc.nbytes <= peer._max_inflight_bytes
+            return len(self._unacked) < min(peer._queue_size, self._remote_accept) and (
+                self._unacked_bytes + enc.nbytes
+                <= min(peer._max_inflight_bytes, self._remote_accept_bytes)
             )
 
         if not room() or self._closed or self._remote_closed:
@@ -338,13 +362,25 @@ class Channel:
     def _wants(self, seq: int) -> bool:
         return seq >= self._expected and seq not in self._reorder
 
+    def _admits(self, seq: int, nbytes: int) -> bool:
+        """Whether a message of ``nbytes`` at ``seq`` lies within the window we advertise.
+
+        A sender that keeps to our hello never exceeds it; one that does not has the message
+        dropped (it leaves a gap, so its channel stalls, not ours) and the limit counted.
+        """
+        limits = self._peer.limits
+        if seq >= self._consumed + limits.max_streams_per_peer:
+            self._peer._stats["limit_streams_per_peer"] += 1
+            return False
+        if self._held_bytes and self._held_bytes + nbytes > limits.max_bytes_per_peer:
+            self._peer._stats["limit_bytes_per_peer"] += 1
+            return False
+        return True
+
     def _on_msg(self, seq: int, body: bytes | bytearray | memoryview | None) -> None:
         if not self._wants(seq):
             self._peer._stats["duplicates"] += 1
             self._send_ack()  # the sender re-sent it: tell it again what we have
-            return
-        if seq >= self._expected + self._remote_window:
-            self._peer._count(FrameError("malformed", f"seq {seq} beyond the window"))
             return
         msg: Any = _DROPPED
         nbytes = 0
@@ -354,14 +390,17 @@ class Channel:
             except FrameError as exc:
                 self._peer._count(exc)
         self._reorder[seq] = (msg, nbytes)
+        self._held_bytes += nbytes
         while self._expected in self._reorder:
             msg, nbytes = self._reorder.pop(self._expected)
             self._expected += 1
             self._peer._deliver(self, msg, nbytes)
 
-    def _on_consumed(self) -> None:
+    def _on_consumed(self, nbytes: int) -> None:
         self._consumed += 1
-        if self._consumed - self._ack_sent >= max(1, min(self._remote_window // 4, 256)):
+        self._held_bytes -= nbytes
+        window = min(self._remote_window, self._peer.limits.max_streams_per_peer)
+        if self._consumed - self._ack_sent >= max(1, min(window // 4, 256)):
             self._send_ack()
         elif self._ack_timer is None:
             self._ack_timer = self._loop.call_later(_ACK_DELAY_S, self._send_ack)
@@ -382,13 +421,18 @@ class Channel:
             self._remote_restarted()
         self._remote_inc = inc
         self._remote_window = min(max(window, 1), 1 << 20)
+        accept, accept_bytes = hello.get("accept"), hello.get("accept_bytes")
+        if type(accept) is int and type(accept_bytes) is int:
+            self._remote_accept = max(accept, 1)
+            self._remote_accept_bytes = max(accept_bytes, 1)
+            self._wake()
         # Its count of what it consumed refers to our numbering only if it knew this instance.
         if hello["you"] == self._peer._incarnation:
             self._on_ack(consumed)
 
     def _remote_restarted(self) -> None:
         self._event("remote_restarted", f"re-sending {len(self._unacked)} unacknowledged")
-        self._expected = self._consumed = self._ack_sent = 0
+        self._expected = self._consumed = self._ack_sent = self._held_bytes = 0
         self._reorder.clear()
         self._epoch += 1
         pending = list(self._unacked.values())

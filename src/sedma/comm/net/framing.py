@@ -152,8 +152,10 @@ class FrameDecoder:
     def __init__(self, max_frame_bytes: int, *, scratch_bytes: int = 256 * 1024) -> None:
         if max_frame_bytes < 1:
             raise SedmaError(f"max_frame_bytes: got {max_frame_bytes!r}; must be >= 1")
-        self.max_frame_bytes = max_frame_bytes
-        self._scratch = bytearray(max(scratch_bytes, 2 * _SMALL_FRAME_BYTES))
+        self._scratch_want = scratch_bytes
+        self._max_frame_bytes = max_frame_bytes
+        # Allocated at the first read, so a connection that never sends costs no buffer.
+        self._scratch = bytearray()
         self._view = memoryview(self._scratch)
         self._start = 0  # first unparsed byte in the scratch buffer
         self._end = 0  # one past the last byte received into it
@@ -167,17 +169,62 @@ class FrameDecoder:
         self.body_buffer: Callable[[int], memoryview] | None = None
         self._failed: FrameError | None = None
 
+    def _scratch_size(self, max_frame_bytes: int) -> int:
+        # Every frame below _SMALL_FRAME_BYTES is parsed whole out of the scratch buffer, so it
+        # must hold the largest such frame and some room to read into. A decoder capped at
+        # the handshake's 4 KiB (a connection nobody has authenticated yet) costs ~5 KiB; an
+        # authenticated one holds two 64 KiB frames, so reads stay large.
+        if max_frame_bytes < _SMALL_FRAME_BYTES:
+            return max_frame_bytes + FRAME_HEADER.size + 1024
+        return max(self._scratch_want, 2 * (_SMALL_FRAME_BYTES + FRAME_HEADER.size))
+
+    def _resize(self, size: int) -> None:
+        pending = self._end - self._start
+        grown = bytearray(size)
+        grown[:pending] = self._view[self._start : self._end]
+        self._scratch, self._view = grown, memoryview(grown)
+        self._start, self._end = 0, pending
+
+    @property
+    def max_frame_bytes(self) -> int:
+        """The largest frame body accepted; raising it grows the scratch buffer to match."""
+        return self._max_frame_bytes
+
+    @max_frame_bytes.setter
+    def max_frame_bytes(self, value: int) -> None:
+        if value < 1:
+            raise SedmaError(f"max_frame_bytes: got {value!r}; must be >= 1")
+        self._max_frame_bytes = value
+        if self._scratch and self._scratch_size(value) > len(self._scratch):
+            self._resize(self._scratch_size(value))
+
+    @property
+    def scratch_bytes(self) -> int:
+        """Bytes held by the scratch buffer (what an idle connection costs the decoder)."""
+        return len(self._scratch)
+
+    def release(self) -> None:
+        """Let go of the scratch buffer (the owner closed the stream; unparsed bytes go too)."""
+        self._scratch = bytearray()
+        self._view = memoryview(self._scratch)
+        self._start = self._end = 0
+        self._big = None
+
     def get_buffer(self) -> memoryview:
         """Where the next received bytes go (never empty)."""
         if self._failed is not None:
             raise self._failed
         if self._big is not None:
             return self._big[self._big_got :]
+        if not self._scratch:
+            self._resize(self._scratch_size(self._max_frame_bytes))
         if self._after_big and self._end - self._start < FRAME_HEADER.size:
             if len(self._scratch) - self._start < FRAME_HEADER.size:
                 self._compact()
             return self._view[self._end : self._start + FRAME_HEADER.size]
-        if len(self._scratch) - self._end < _SMALL_FRAME_BYTES and self._start > 0:
+        if len(self._scratch) - self._end < min(_SMALL_FRAME_BYTES, self._max_frame_bytes + 5) and (
+            self._start > 0
+        ):
             self._compact()
         return self._view[self._end :]
 

@@ -13,6 +13,7 @@ circuits (see :mod:`sedma.comm.net.relay`), the handshake's cryptography (see
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import socket
 import struct
@@ -33,6 +34,7 @@ from sedma.comm.net.framing import (
     unpack_control,
 )
 from sedma.comm.net.ice import IceError
+from sedma.comm.net.limits import HandshakeAdmission, ResourceLimits
 from sedma.comm.net.pipe import FramePipe, LinkProfile, LinkShim, _TcpPipe
 from sedma.comm.net.secure import AuthError, Cipher, Initiator, Purpose, Responder, Session
 from sedma.errors import SedmaError
@@ -66,6 +68,16 @@ STAT_KEYS = (
     "paths_opened",
     "paths_closed",
     "handshakes_failed",
+    "reversals_requested",  # we asked a peer, through a relay, to dial us (RFC 5128 §3.2)
+    "reversals_dialled",  # a peer asked us to, and we dialled it
+    # Each exceeded resource limit (see sedma.comm.net.limits.ResourceLimits):
+    "limit_handshakes",  # the handshake table was full: the newcomer evicted an older one
+    "limit_handshakes_per_address",  # refused: its address had too many handshakes going
+    "limit_handshake_timeout",  # an inbound handshake did not finish in handshake_timeout_s
+    "limit_paths_per_peer",  # a path was closed: its peer had max_paths_per_peer already
+    "limit_streams_per_peer",  # a message beyond the window we advertised was dropped
+    "limit_bytes_per_peer",  # a message beyond our byte window was dropped
+    "limit_circuits_per_peer",  # a relay refused a circuit: its opener had too many
 )
 _AUTH_STAT = {
     "unknown_peer": "dropped_unknown_peer",
@@ -118,6 +130,7 @@ class _Node:
         links: Mapping[str, LinkProfile] | None,
         seed: int,
         clock: Clock | None,
+        limits: ResourceLimits | None = None,
     ) -> None:
         if not isinstance(name, str) or not name:
             raise TransportError(f"name: got {name!r}; must be a non-empty string")
@@ -130,6 +143,8 @@ class _Node:
             raise TransportError(f"max_frame_bytes: got {max_frame_bytes!r}; in [4096, 2**31]")
         if not connect_timeout_s > 0:
             raise TransportError(f"connect_timeout_s: got {connect_timeout_s!r}; must be > 0")
+        if limits is not None and not isinstance(limits, ResourceLimits):
+            raise TransportError(f"limits: got {type(limits).__name__}; a ResourceLimits")
         self.name = name
         self._identity = identity
         self._known = dict(known)
@@ -140,6 +155,8 @@ class _Node:
         self._seed = seed
         self.clock: Clock = clock if clock is not None else WallClock()
         self._stats = dict.fromkeys(STAT_KEYS, 0)
+        self.limits = limits if limits is not None else ResourceLimits()
+        self._admission = HandshakeAdmission(self.limits)
         self._tasks: set[asyncio.Task[Any]] = set()
         self._pipes: set[FramePipe] = set()
         self._server: socket.socket | None = None
@@ -183,7 +200,7 @@ class _Node:
             raise TransportError(f"{self.name}: already listening")
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         try:
-            server = socket.create_server((host, port), family=family, backlog=128)
+            server = socket.create_server((host, port), family=family, backlog=1024)
         except OSError as exc:
             raise TransportError(f"host, port: cannot listen on {host}:{port}: {exc}") from None
         server.setblocking(False)
@@ -196,15 +213,30 @@ class _Node:
         assert self._server is not None
         while True:
             try:
-                sock, _ = self._server.accept()
+                sock, addr = self._server.accept()
             except (BlockingIOError, InterruptedError):
                 return
             except OSError as exc:  # e.g. out of file descriptors: keep listening
                 logger.warning("%s: accept failed: %s", self.name, exc)
                 return
-            pipe = _TcpPipe(sock, self._max_frame_bytes, f"{self.name}<-tcp")
+            # Until it authenticates, a connection gets a decoder capped at handshake frames
+            # (an ~8 KiB buffer) and one slot of the handshake table, or nothing at all.
+            pipe = _TcpPipe(sock, _HANDSHAKE_FRAME_BYTES, f"{self.name}<-tcp")
+            decision = self._admission.admit(pipe, str(addr[0]))
+            if not decision.admitted:
+                self._stats["limit_handshakes_per_address"] += 1
+                pipe.close("too many handshakes from this address")
+                continue
+            if decision.evict is not None:
+                self._stats["limit_handshakes"] += 1
+                assert isinstance(decision.evict, FramePipe)
+                decision.evict.close("evicted: too many handshakes in progress")
             self._track(pipe)
+            pipe.closed.add_done_callback(functools.partial(self._release_slot, pipe))
             self._spawn(self._accept(pipe))
+
+    def _release_slot(self, pipe: FramePipe, _closed: asyncio.Future[str]) -> None:
+        self._admission.release(pipe)
 
     async def _accept(self, pipe: _TcpPipe) -> None:
         raise NotImplementedError
@@ -262,16 +294,31 @@ class _Node:
     ) -> tuple[Session, str]:
         limit, pipe.decoder.max_frame_bytes = pipe.decoder.max_frame_bytes, _HANDSHAKE_FRAME_BYTES
         resp = Responder(self.name, self._identity, self._known, purposes=purposes)
+        loop = asyncio.get_running_loop()
+        # A connection we accepted holds a handshake slot: it has handshake_timeout_s in all,
+        # not connect_timeout_s per step, so an idle socket cannot hold its slot for long.
+        admitted = self._admission.holds(pipe)
+        deadline = loop.time() + (
+            self.limits.handshake_timeout_s if admitted else 2 * self._connect_timeout_s
+        )
+
+        def step_s() -> float:
+            return max(0.0, min(self._connect_timeout_s, deadline - loop.time()))
+
         try:
-            hs2 = resp.respond(await _expect(pipe, FrameType.HS1, self._connect_timeout_s))
+            hs2 = resp.respond(await _expect(pipe, FrameType.HS1, step_s()))
             pipe.set_link(self._shim(hop or resp.remote))
             _write_frame(pipe, FrameType.HS2, hs2)
-            session = resp.finish(await _expect(pipe, FrameType.HS3, self._connect_timeout_s))
+            session = resp.finish(await _expect(pipe, FrameType.HS3, step_s()))
             pipe.write(session.seal(FrameType.ITEMS, b""))
         except _PipeErrors as exc:
+            if admitted and isinstance(exc, TimeoutError):
+                self._stats["limit_handshake_timeout"] += 1
             raise self._fail(pipe, f"handshake from {resp.remote or '?'!r}", exc) from None
         finally:
-            pipe.decoder.max_frame_bytes = limit
+            self._admission.release(pipe)
+        # Authenticated: only now may the peer send full-size frames (a larger buffer).
+        pipe.decoder.max_frame_bytes = max(limit, self._max_frame_bytes)
         return session, resp.remote
 
     def stats(self) -> dict[str, int]:

@@ -108,6 +108,7 @@ class _Path:
         self.opened_s = peer.clock.now()
         self.rtt_s: float | None = None
         self.carried = False  # has it been given data (then its death means re-sending)
+        self.inbound = False  # the remote dialled it (we accepted), e.g. after a reversal
         self._loop = asyncio.get_running_loop()
         self._ctrl: deque[list[bytes | memoryview]] = deque()
         self._data: deque[tuple[int, EncodedMessage]] = deque()
@@ -259,16 +260,19 @@ class _Path:
     def _on_item(self, kind: int, payload: memoryview) -> None:
         ch = self.channel
         if kind == ItemKind.MSG and len(payload) >= 8:
-            ch._on_msg(_U64.unpack_from(payload)[0], payload[8:])
+            seq, body = _U64.unpack_from(payload)[0], payload[8:]
+            if not ch._wants(seq) or ch._admits(seq, len(body)):
+                ch._on_msg(seq, body)
         elif kind == ItemKind.BIG and len(payload) == _BIG.size and self._rx_big is None:
             seq, total = _BIG.unpack(payload)
             if total == 0:
                 raise FrameError("malformed", "empty large message")
-            keep = ch._wants(seq)
             if total > self.peer._max_message_bytes:
                 self.peer._count(FrameError("oversized", f"message of {total} bytes"))
                 ch._on_msg(seq, None)
                 keep = False
+            else:  # beyond the window we advertised: dropped (and counted), not buffered
+                keep = ch._wants(seq) and ch._admits(seq, total)
             # A message being skipped is still authenticated record by record, into scratch.
             # numpy's allocator skips the zero-fill and asks for huge pages (madvise), so a
             # 64 MiB buffer costs ~4 ms of page faults instead of ~26 ms for a bytearray.

@@ -162,6 +162,7 @@ class FramePipe:
     def _lost(self, reason: str) -> None:
         if not self.closed.done():
             self.closed.set_result(reason)
+        self.decoder.release()  # a closed pipe (still referenced for a while) holds no buffer
         if self._timer is not None:
             self._timer.cancel()
         self._held.clear()

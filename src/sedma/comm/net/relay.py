@@ -27,6 +27,7 @@ from sedma.comm.net.framing import (
     item,
     parse_items,
 )
+from sedma.comm.net.limits import ResourceLimits
 from sedma.comm.net.node import (
     _PING,
     DEFAULT_MAX_FRAME_BYTES,
@@ -73,17 +74,20 @@ class Relay(_Node):
         links: Mapping[str, LinkProfile] | None = None,
         seed: int = 0,
         clock: Clock | None = None,
+        limits: ResourceLimits | None = None,
     ) -> None:
         super().__init__(
             name, identity, known, max_frame_bytes=max_frame_bytes,
             connect_timeout_s=connect_timeout_s, cipher="aes-256-gcm", links=links, seed=seed,
-            clock=clock,
+            clock=clock, limits=limits,
         )  # fmt: skip
-        for key in ("circuits_opened", "circuits_active", "frames_forwarded", "bytes_forwarded"):
+        for key in ("circuits_opened", "circuits_active", "frames_forwarded", "bytes_forwarded",
+                    "reversals_relayed"):  # fmt: skip
             self._stats[key] = 0
         self._bound: tuple[str, int] | None = None
         self._attached: dict[str, tuple[FramePipe, Session]] = {}
         self._pending: dict[str, tuple[str, FramePipe, Session, asyncio.Future[None]]] = {}
+        self._circuits: dict[str, int] = {}  # circuits open or opening, by the opener's name
 
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> tuple[str, int]:
         """Listen on TCP; returns the bound ``(host, port)``."""
@@ -125,6 +129,8 @@ class Relay(_Node):
             await self._open(remote, msg["to"], pipe, session)
         elif op == "join" and isinstance(msg.get("circuit"), str):
             self._join(remote, msg["circuit"], pipe, session)
+        elif op == "reverse" and isinstance(msg.get("to"), str):
+            self._reverse(remote, msg["to"], msg.get("addresses"), pipe, session)
         else:
             self._fail(pipe, "relay request", FrameError("malformed", f"relay op {op!r}"))
 
@@ -160,6 +166,20 @@ class Relay(_Node):
             _write_control(pipe, session, {"op": "error", "reason": f"{target!r} not attached"})
             pipe.close("target not attached", graceful=True)
             return
+        if self._circuits.get(remote, 0) >= self.limits.max_circuits_per_peer:
+            self._stats["limit_circuits_per_peer"] += 1
+            reason = f"{remote!r} has {self.limits.max_circuits_per_peer} circuits (max)"
+            _write_control(pipe, session, {"op": "error", "reason": reason})
+            pipe.close("max_circuits_per_peer", graceful=True)
+            return
+        self._circuits[remote] = self._circuits.get(remote, 0) + 1
+
+        def release(_f: asyncio.Future[str]) -> None:
+            left = self._circuits.pop(remote) - 1
+            if left:
+                self._circuits[remote] = left
+
+        pipe.closed.add_done_callback(release)
         circuit = os.urandom(8).hex()
         joined: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._pending[circuit] = (target, pipe, session, joined)
@@ -170,6 +190,24 @@ class Relay(_Node):
             self._pending.pop(circuit, None)
             _write_control(pipe, session, {"op": "error", "reason": f"{target!r} did not join"})
             pipe.close("join timeout", graceful=True)
+
+    def _reverse(
+        self, remote: str, target: str, addresses: object, pipe: FramePipe, session: Session
+    ) -> None:
+        """Connection reversal (RFC 5128 §3.2): tell ``target`` to dial ``remote`` directly.
+
+        The relay only passes the request on (the addresses are checked by the target, which
+        dials them only if it lists ``remote``), so it costs the relay no circuit.
+        """
+        attached = self._attached.get(target)
+        if attached is None or not isinstance(addresses, list) or len(addresses) > 4:
+            reason = f"{target!r} not attached" if attached is None else "bad addresses"
+            _write_control(pipe, session, {"op": "error", "reason": reason})
+        else:
+            _write_control(*attached, {"op": "dial", "from": remote, "addresses": addresses})
+            _write_control(pipe, session, {"op": "ok"})
+            self._stats["reversals_relayed"] += 1
+        pipe.close("reversal passed on", graceful=True)
 
     def _join(self, remote: str, circuit: str, pipe: FramePipe, session: Session) -> None:
         pending = self._pending.pop(circuit, None)

@@ -29,6 +29,7 @@ timers. The per-link RTT and loss shim is :class:`~sedma.comm.net.pipe.LinkProfi
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import logging
 import os
@@ -52,6 +53,7 @@ from sedma.comm.net.framing import (
     unpack_control,
 )
 from sedma.comm.net.ice import DatagramPipe, IceAgent, IceConfig, IceError
+from sedma.comm.net.limits import ResourceLimits
 from sedma.comm.net.node import (
     _PING,
     DEFAULT_MAX_FRAME_BYTES,
@@ -80,6 +82,22 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 _RECORD_BYTES = 1 << 20  # plaintext per record: large enough to amortise, small enough for cache
+
+
+MAX_ADVERTISED = 4  # addresses a reversal request may carry: each costs the callee a dial
+
+
+def _addresses(param: str, addrs: Any) -> tuple[tuple[str, int], ...]:
+    """``addrs`` as ``((host, port), ...)``, or TransportError naming ``param``."""
+    try:
+        out = tuple((str(h), int(p)) for h, p in addrs)
+    except (TypeError, ValueError):
+        raise TransportError(f"{param}: got {addrs!r}; a sequence of (host, port)") from None
+    if len(out) > MAX_ADVERTISED or not all(0 < p < 65536 and h for h, p in out):
+        raise TransportError(
+            f"{param}: got {addrs!r}; at most {MAX_ADVERTISED} (host, port), 0 < port < 65536"
+        )
+    return out
 
 
 def _relay_list(
@@ -123,11 +141,12 @@ class Peer(_Node):
         seed: int = 0,
         ice: IceConfig | None = None,
         clock: Clock | None = None,
+        limits: ResourceLimits | None = None,
     ) -> None:
         super().__init__(
             name, identity, known, max_frame_bytes=max_frame_bytes,
             connect_timeout_s=connect_timeout_s, cipher=cipher, links=links, seed=seed,
-            clock=clock,
+            clock=clock, limits=limits,
         )  # fmt: skip
         for label, value in (("queue_size", queue_size), ("max_message_bytes", max_message_bytes),
                              ("max_inflight_bytes", max_inflight_bytes)):  # fmt: skip
@@ -152,11 +171,27 @@ class Peer(_Node):
         self._inbox: deque[tuple[Channel, int, Any, int]] = deque()
         self._recv_waiters: deque[asyncio.Future[None]] = deque()
         self._attachments: dict[str, asyncio.Task[None]] = {}
+        self._advertise: tuple[tuple[str, int], ...] = ()
+        self._dialling_back: set[str] = set()
 
     # -- public
-    async def start(self, host: str = "127.0.0.1", port: int = 0) -> tuple[str, int]:
-        """Listen on TCP for direct paths; returns the bound ``(host, port)``."""
+    async def start(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        advertise: Sequence[tuple[str, int]] = (),
+    ) -> tuple[str, int]:
+        """Listen on TCP for direct paths; returns the bound ``(host, port)``.
+
+        ``advertise``: addresses where others can reach this listener (a public address, or
+        a NAT's port mapping to it). With them, :meth:`connect` to a peer that has no
+        address of its own but is attached to a relay asks it, through the relay, to dial
+        one of them (connection reversal, RFC 5128 §3.2), so the path is direct rather than
+        relayed. At most :data:`MAX_ADVERTISED` addresses.
+        """
         self._check_open()
+        self._advertise = _addresses("advertise", advertise)
         return await self._listen(host, port)
 
     def channel(self, name: str) -> Channel | None:
@@ -250,9 +285,9 @@ class Peer(_Node):
                     elif self._inbox:  # we were woken for a message we will not take
                         self._wake_one()
                     raise
-            ch, epoch, msg, _ = self._inbox.popleft()
+            ch, epoch, msg, nbytes = self._inbox.popleft()
             if epoch == ch._epoch:
-                ch._on_consumed()
+                ch._on_consumed(nbytes)
             if msg is not _DROPPED:
                 return ch.remote, msg
 
@@ -298,7 +333,9 @@ class Peer(_Node):
         except TransportError:
             return
         ch = self._get_channel(remote)
-        ch._add_path(_Path(self, ch, pipe, session, "direct", pipe.peer_address()))
+        path = _Path(self, ch, pipe, session, "direct", pipe.peer_address())
+        path.inbound = True
+        ch._add_path(path)
 
     async def _dial(self, ch: Channel, plan: _DialPlan, timeout_s: float) -> None:
         loop = asyncio.get_running_loop()
@@ -307,6 +344,9 @@ class Peer(_Node):
         errors: list[str] = []
         attempts = [self._dial_direct(ch, a) for a in plan.addresses]
         attempts += [self._dial_relay(ch, r) for r in plan.relays]
+        if self._advertise and plan.relays and not plan.addresses:
+            # We are reachable and they may not be: ask them to dial us (RFC 5128 §3.2).
+            attempts += [self._dial_reversal(ch, r) for r in plan.relays]
         left = len(attempts)
 
         def settle(task: asyncio.Task[_Path]) -> None:
@@ -360,6 +400,50 @@ class Peer(_Node):
         ch._add_path(path)
         return path
 
+    async def _dial_reversal(self, ch: Channel, relay: RelayAddress) -> _Path:
+        """Connection reversal: through ``relay``, ask ``ch.remote`` to dial us directly."""
+        request = {
+            "op": "reverse",
+            "to": ch.remote,
+            "addresses": [list(a) for a in self._advertise],
+        }
+        pipe, _ = await self._relay_session(relay, request)
+        pipe.close("reversal requested", graceful=True)
+        self._stats["reversals_requested"] += 1
+
+        def direct() -> _Path | None:
+            return next((p for p in ch._paths if p.kind == "direct" and p.inbound), None)
+
+        await ch._wait_until(lambda: direct() is not None, self._connect_timeout_s, "reversal")
+        path = direct()
+        assert path is not None
+        return path
+
+    async def _dial_back(self, remote: str, addresses: Any) -> None:
+        """The other half of a reversal: ``remote`` asked, through a relay, to be dialled."""
+        try:
+            addrs = _addresses("addresses", addresses)
+        except TransportError as exc:
+            self._count(FrameError("malformed", str(exc)))
+            return
+        ch = self._channels.get(remote)
+        if (
+            remote not in self._known
+            or remote in self._dialling_back
+            or (ch is not None and any(p.kind == "direct" for p in ch._paths))
+        ):
+            return
+        self._dialling_back.add(remote)
+        self._stats["reversals_dialled"] += 1
+        ch = self._get_channel(remote)
+        try:
+            for done in asyncio.as_completed([self._dial_direct(ch, a) for a in addrs]):
+                with contextlib.suppress(TransportError):
+                    await done
+                    break
+        finally:
+            self._dialling_back.discard(remote)
+
     async def _join(self, relay: RelayAddress, circuit: str) -> None:
         try:
             pipe, _ = await self._relay_session(relay, {"op": "join", "circuit": circuit})
@@ -405,6 +489,8 @@ class Peer(_Node):
                         msg = unpack_control(payload, "op")
                         if msg["op"] == "incoming":
                             self._spawn(self._join(relay, str(msg["circuit"])))
+                        elif msg["op"] == "dial":
+                            self._spawn(self._dial_back(str(msg.get("from")), msg.get("addresses")))
             except (AuthError, FrameError) as exc:
                 self._count(exc)
                 pipe.close(str(exc))
