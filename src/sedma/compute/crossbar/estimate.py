@@ -71,6 +71,17 @@ def _sample(arrays: int, count: int) -> list[int]:
     return sorted({round(v) for v in np.linspace(0, arrays - 1, count)})
 
 
+def _sweep_grid(rows: int) -> F64:
+    """Weights of the sweep: 1 (the column scale) and ``rows - 1`` points of ``(0, 1)``.
+
+    The points are offset by the golden ratio's fraction from an even grid, so that no
+    level count puts them all on its levels (an even grid of 63 points would sit exactly
+    on the levels of a 6-bit cell and fit every finer staircase as well).
+    """
+    k = np.arange(rows - 1, dtype=np.float64)
+    return np.append((k + 0.6180339887) / (rows - 1), 1.0)
+
+
 def _rate(count: int, cells: int) -> Estimate:
     """A rate and its binomial standard error ``sqrt(p (1 - p) / cells)``."""
     p = count / cells
@@ -127,7 +138,7 @@ def estimate_profile(
     ir = est["ir_drop"].value
     gain_pos, gain_neg = 1.0 - ir * u_pos, 1.0 - ir * u_neg
 
-    grid = np.arange(rows, dtype=np.float64) / (rows - 1)  # includes 1: the column scale
+    grid = _sweep_grid(rows)
     levels = np.stack([rng.permutation(grid) for _ in sample])  # (S, R)
     m1, m2, s2, raw = [], [], [], []
     for i, a in enumerate(sample):

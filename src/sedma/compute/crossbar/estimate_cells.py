@@ -43,6 +43,7 @@ Bool = npt.NDArray[np.bool_]
 
 _SQRT_2PI = math.sqrt(2.0 * math.pi)
 MAX_CELL_BITS = 10
+PARSIMONY = 0.02  # fewer bits win when their squared error is within 2% of the least
 
 # (g+ state, g- state) -> expected one-row reads of the +1, -1 and 0 patterns (p, m, z)
 _PAIRS: tuple[tuple[int, int, float, float, float], ...] = (
@@ -238,7 +239,8 @@ def fit_cells(
     - the staircase fit: the per-row mean read against ``kappa (a+ M(q, sigma) - a-
       M(0, sigma))`` with ``kappa`` (a gain near 1) by least squares.
 
-    ``bits`` is the candidate with the least squared error; ``sigma`` its value, with the
+    ``bits`` is the fewest whose squared error is within ``PARSIMONY`` of the least (a
+    finer staircase fits a coarser one's reads as well, up to noise); ``sigma`` its value, with the
     spread of per-array solutions over ``sqrt(S)`` as standard error. Also returns the
     squared error of every candidate.
     """
@@ -266,7 +268,8 @@ def fit_cells(
         kappa = float(np.sum(cnt * obs * pred) / max(np.sum(cnt * pred * pred), 1e-30))
         sse[bits] = float(np.sum(cnt * (obs - kappa * pred) ** 2))
         sigmas[bits] = sigma
-    bits = min(sse, key=lambda b: sse[b])
+    best = min(sse.values())
+    bits = min(b for b in sse if sse[b] <= best * (1.0 + PARSIMONY))
     levels = (1 << bits) - 1
     q = np.rint(t * levels) / levels
     per = [

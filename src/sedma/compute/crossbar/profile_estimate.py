@@ -3,7 +3,8 @@
 Covers: :class:`Estimate` (a value and its standard error), :class:`ProfileEstimate` (one
 estimate per ``[node.crossbar]`` key, plus the extra keys calibration measures, and the
 detected stuck map of every array), turning it into a :class:`~sedma.spec.CrossbarSpec` a
-simulator or planner can use (:meth:`ProfileEstimate.to_spec`) and its JSON. Does not
+simulator or planner can use (:meth:`ProfileEstimate.to_spec`), a simulated twin of the
+chip (:meth:`ProfileEstimate.twin`) and its JSON. Does not
 cover: how the numbers are measured (see :mod:`sedma.compute.crossbar.estimate`).
 
 Keys: every key of ``[node.crossbar]`` (``rows``, ``cols`` and ``arrays`` are the chip's
@@ -21,6 +22,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from sedma.clock import Clock
+from sedma.compute.crossbar.device import CrossbarDevice
 from sedma.errors import SedmaError
 from sedma.spec import CrossbarSpec
 
@@ -88,6 +91,21 @@ class ProfileEstimate:
         kw["drift_per_decade"] = min(kw["drift_per_decade"], 0.99)
         return CrossbarSpec(**kw)
 
+    def twin(self, *, seed: int = 0, clock: Clock | None = None) -> CrossbarDevice:
+        """A simulated device with the estimated profile and the stuck cells found.
+
+        Its ADC range and drift spread are the estimated ones too; ``seed`` draws the
+        rest (programming and read noise, drift exponents) afresh.
+        """
+        return CrossbarDevice(
+            self.to_spec(),
+            seed=seed,
+            clock=clock,
+            adc_gamma=self.value("adc_gamma"),
+            drift_cv=max(0.0, self.value("drift_spread")),
+            stuck_maps=self.stuck_maps,
+        )
+
     def stuck_counts(self) -> npt.NDArray[np.int64]:
         """Detected stuck cells (on and off) per array."""
         return (self.stuck_maps != 0).sum(axis=(1, 2)).astype(np.int64)  # type: ignore[no-any-return]
@@ -95,7 +113,7 @@ class ProfileEstimate:
     def to_json(self) -> dict[str, Any]:
         """``{"estimates": {KEY: {"value", "stderr"}}, "stuck_per_array": [...], "notes"}``."""
         return {
-            "estimates": {k: e.to_json() for k, e in self.estimates.items()},
+            "estimates": {k: self.estimates[k].to_json() for k in (*PROFILE_KEYS, *EXTRA_KEYS)},
             "stuck_per_array": [int(v) for v in self.stuck_counts()],
             "notes": list(self.notes),
         }
