@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -31,6 +32,7 @@ from sedma.cli.common import (
     WorkloadOpt,
     err,
     guard,
+    out,
     progress_bar,
     write_json,
 )
@@ -211,8 +213,51 @@ def calibrate(
     cluster: ClusterOpt = "paper",
     memory: MemoryOpt = None,
     seed: Annotated[int, typer.Option(help="Device seed of the local backend.")] = 0,
+    device: Annotated[
+        Path | None,
+        typer.Option(
+            "--device",
+            help="A device file (one [crossbar] table): estimate its whole profile blind.",
+        ),
+    ] = None,
+    json_path: JsonOpt = None,
+    sample_arrays: Annotated[
+        int, typer.Option(help="--device: arrays carrying the statistical probes.")
+    ] = 8,
+    reads: Annotated[int, typer.Option(help="--device: reads averaged per probe.")] = 16,
+    bake_s: Annotated[
+        float, typer.Option(help="--device: seconds the drift probe waits (simulated clock).")
+    ] = 1e5,
 ) -> None:
-    """Profile every node (rates and bandwidth; rram error statistics) and store the figures."""
+    """Profile every node (rates and bandwidth; rram error statistics) and store the figures.
+
+    With --device FILE: build the chip the file describes, hide the file from the
+    estimator (it sees only the chip's program/read interface and its clock), estimate
+    every [crossbar] key with a standard error, print them and write them to --json.
+    """
+    if device is not None:
+        from rich.table import Table
+
+        from sedma.clock import ManualClock
+        from sedma.compute.crossbar.device_file import load_device_file
+        from sedma.compute.crossbar.estimate import calibrate_device
+
+        def blind() -> dict[str, Any]:
+            assert device is not None
+            chip = load_device_file(device).device(seed=seed, clock=ManualClock())
+            est = calibrate_device(chip, sample_arrays=sample_arrays, reads=reads, bake_s=bake_s)
+            return est.to_json()
+
+        r = guard(blind)
+        t = Table(title=f"estimated profile of {device} (device seed {seed})")
+        for col in ("key", "estimate", "stderr"):
+            t.add_column(col, justify="left" if col == "key" else "right")
+        for key, e in r["estimates"].items():
+            t.add_row(key, f"{e['value']:.5g}", f"{e['stderr']:.2g}")
+        out.print(t)
+        out.print(f"stuck cells found: {sum(r['stuck_per_array'])}")
+        write_json(json_path, {"scenario": "calibrate", "device": str(device), "seed": seed, **r})
+        return
     from sedma.clock import WallClock
     from sedma.compute.crossbar.calibrate import (
         KIND_CROSSBAR,

@@ -2,7 +2,8 @@
 
 Covers: :data:`bench_app`, the ``bench`` sub-app, and its commands in the order
 ``sedma bench --help`` lists them: ``partition``, ``memory``, ``clusters``, ``crossbar``,
-``accuracy``, ``routes``, ``transport`` and ``comm`` (with ``--seeds``, one row per seed).
+``calibrate``, ``accuracy``, ``routes``, ``transport`` and ``comm`` (with ``--seeds``, one
+row per seed).
 Each command's table is built next to it, since no other command prints it. Does not cover:
 the benchmarks themselves (see :mod:`sedma.bench`; each module is imported inside its
 command, so ``sedma --help`` stays fast), the top-level commands and where the sub-app is
@@ -34,6 +35,7 @@ from sedma.errors import SedmaError
 __all__ = [
     "bench_accuracy_cmd",
     "bench_app",
+    "bench_calibrate_cmd",
     "bench_clusters_cmd",
     "bench_comm_cmd",
     "bench_crossbar_cmd",
@@ -163,6 +165,78 @@ def bench_crossbar_cmd(json_path: JsonOpt = None, seed: Annotated[int, typer.Opt
         )
     out.print(t)
     write_json(json_path, {"scenario": "bench-crossbar", **r})
+
+
+@bench_app.command("calibrate")
+def bench_calibrate_cmd(
+    json_path: JsonOpt = None,
+    seed: Annotated[int, typer.Option()] = 0,
+    profiles: Annotated[int, typer.Option(help="Random chips to calibrate blind.")] = 20,
+) -> None:
+    """Blind calibration of random chips: every parameter's truth vs estimate, and the twin."""
+    from sedma.bench.calibrate import bench_calibrate
+
+    def go() -> dict[str, Any]:
+        with progress_bar() as progress:
+            return bench_calibrate(profiles=profiles, seed=seed, progress=progress)
+
+    r = guard(go)
+    t = Table(title=f"black-box calibration of {r['profiles']} random chips: truth vs estimate")
+    for col in ("chip", "key", "truth", "estimate", "stderr", "rel. error", "ok"):
+        t.add_column(col, justify="left" if col in ("key", "ok") else "right")
+    keys = [k for k in r["summary"] if k != "twin"]
+    by = {(row["profile"], row["key"]): row for row in r["rows"]}
+    for tw in r["twins"]:
+        i = tw["profile"]
+        for k in keys:
+            row = by[(i, k)]
+            ok = {True: "yes", False: "[bold red]NO[/]", None: "-"}[row["ok"]]
+            t.add_row(
+                str(i),
+                k,
+                f"{row['truth']:.5g}",
+                f"{row['value']:.5g}",
+                f"{row['stderr']:.2g}",
+                f"{row['rel_error']:.4f}",
+                ok,
+            )
+        ok = "yes" if tw["ok"] else "[bold red]NO[/]"
+        t.add_row(
+            str(i),
+            "product error (chip, twin)",
+            f"{tw['chip_error']:.5g}",
+            f"{tw['twin_error']:.5g}",
+            "",
+            f"{tw['rel_diff']:.4f}",
+            ok,
+            end_section=True,
+        )
+    out.print(t)
+    s = Table(title="summary (relative error |estimate / truth - 1|)")
+    for col in ("key", "worst", "median", "passes", "target"):
+        s.add_column(col, justify="left" if col == "key" else "right")
+    n = r["profiles"]
+    for k in keys:
+        v = r["summary"][k]
+        target = (
+            "exact"
+            if k in ("bits_per_cell", "dac_bits", "adc_bits")
+            else f"<= {r['rel_tolerance']:.0%}"
+            if v["checked"]
+            else "-"
+        )
+        passes = f"{v['passes']}/{n}" if v["checked"] else "-"
+        s.add_row(k, f"{v['worst_rel_error']:.4f}", f"{v['median_rel_error']:.4f}", passes, target)
+    tw = r["summary"]["twin"]
+    s.add_row(
+        "twin product error",
+        f"{tw['worst_rel_diff']:.4f}",
+        f"{tw['median_rel_diff']:.4f}",
+        f"{tw['passes']}/{n}",
+        f"<= {r['twin_tolerance']:.0%}",
+    )
+    out.print(s)
+    write_json(json_path, {"scenario": "bench-calibrate", **r})
 
 
 @bench_app.command("accuracy")

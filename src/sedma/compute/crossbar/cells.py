@@ -49,14 +49,33 @@ _STUCK_STREAM, _DRIFT_STREAM, _PROGRAM_STREAM = 1, 2, 3
 
 
 class Cells:
-    """The cells of a chip with spec ``xb`` and seed ``seed``; ADC range ``adc_gamma``."""
+    """The cells of a chip with spec ``xb`` and seed ``seed``; ADC range ``adc_gamma``.
 
-    def __init__(self, xb: CrossbarSpec, seed: int, adc_gamma: float) -> None:
+    ``drift_cv``: the cell-to-cell spread of the drift exponent. ``stuck_maps``
+    (``(arrays, rows, cols)``, 0 free / 1 on / 2 off) replaces the seeded stuck maps: a
+    chip's twin built from a calibration has the stuck cells calibration found.
+    """
+
+    def __init__(
+        self,
+        xb: CrossbarSpec,
+        seed: int,
+        adc_gamma: float,
+        drift_cv: float = DRIFT_CV,
+        stuck_maps: I8 | None = None,
+    ) -> None:
         self.spec = xb
         self.seed = seed
         self.adc_gamma = adc_gamma
+        self.drift_cv = drift_cv
         self.nu = drift_exponent(xb.drift_per_decade)
         self._stuck: dict[int, tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]] = {}
+        if stuck_maps is not None:
+            for a in range(xb.arrays):
+                flat = stuck_maps[a].ravel()
+                on = np.flatnonzero(flat == corr.STUCK_ON).astype(np.int64)
+                off = np.flatnonzero(flat == corr.STUCK_OFF).astype(np.int64)
+                self._stuck[a] = (on, off)
         self.program_rng = np.random.default_rng((seed, _PROGRAM_STREAM))
 
     def stuck_cells(self, array: int) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
@@ -94,7 +113,7 @@ class Cells:
         """Per-cell drift exponents of ``array`` (``rows x cols``), fixed by the seed."""
         rng = np.random.default_rng((self.seed, _DRIFT_STREAM, array))
         z = rng.standard_normal((self.spec.rows, self.spec.cols), dtype=np.float32)
-        nu: F32 = (self.nu * np.maximum(0.0, 1.0 + DRIFT_CV * z)).astype(np.float32)
+        nu: F32 = (self.nu * np.maximum(0.0, 1.0 + self.drift_cv * z)).astype(np.float32)
         return nu
 
     # -- occupancy -------------------------------------------------------------------

@@ -46,6 +46,7 @@ from sedma.compute.crossbar.layout import Layer, unprescale
 from sedma.compute.crossbar.occupancy import Occupancy
 from sedma.compute.crossbar.physics import (
     ADC_GAMMA,
+    DRIFT_CV,
     DRIFT_T0_S,
 )
 from sedma.compute.crossbar.read import Reader
@@ -126,7 +127,9 @@ class CrossbarDevice:
     array index alone (drawn lazily, array by array, from their own random streams); the
     programming and read noise come from two more seeded streams. ``input_bits`` is the
     input precision (default ``dac_bits``; more means bit-serial reads) and ``adc_gamma``
-    the ADC range (see :func:`adc_bound`).
+    the ADC range (see :func:`adc_bound`), ``drift_cv`` the cell-to-cell spread of the
+    drift exponent. ``stuck_maps`` (``(arrays, rows, cols)`` of 0 free, 1 on, 2 off)
+    replaces the seeded stuck maps (a twin of a calibrated chip has the cells it found).
 
     A programmed block keeps about five float32 copies of itself (conductances and drift
     exponents of both cells, the effective matrix), twice that with a residual. The device
@@ -142,6 +145,8 @@ class CrossbarDevice:
         clock: Clock | None = None,
         input_bits: int | None = None,
         adc_gamma: float = ADC_GAMMA,
+        drift_cv: float = DRIFT_CV,
+        stuck_maps: npt.ArrayLike | None = None,
     ) -> None:
         _check_spec(xb)
         if input_bits is not None and (
@@ -156,13 +161,27 @@ class CrossbarDevice:
             isinstance(adc_gamma, int | float) and math.isfinite(adc_gamma) and adc_gamma > 0
         ):
             raise SpecError(f"adc_gamma = {adc_gamma!r}; allowed: a finite number > 0")
+        if isinstance(drift_cv, bool) or not (
+            isinstance(drift_cv, int | float) and math.isfinite(drift_cv) and drift_cv >= 0
+        ):
+            raise SpecError(f"drift_cv = {drift_cv!r}; allowed: a finite number >= 0")
+        maps = None
+        if stuck_maps is not None:
+            maps = np.asarray(stuck_maps)
+            shape = (xb.arrays, xb.rows, xb.cols)
+            if maps.shape != shape or not np.isin(maps, (0, 1, 2)).all():
+                raise SpecError(
+                    f"stuck_maps has shape {maps.shape}; allowed: {shape} of 0, 1 and 2"
+                )
+            maps = maps.astype(np.int8)
         self.spec = xb
         self.seed = int(seed)
         self.clock: Clock = clock if clock is not None else WallClock()
         dac = min(xb.dac_bits, _MAX_INPUT_BITS)
         self.input_bits = input_bits if input_bits is not None else max(2, dac)
         self.adc_gamma = float(adc_gamma)
-        self._cells = Cells(xb, self.seed, self.adc_gamma)
+        self.drift_cv = float(drift_cv)
+        self._cells = Cells(xb, self.seed, self.adc_gamma, self.drift_cv, maps)
         self._arrays = Occupancy(xb)
         self._next_owner = 1
         seq = np.random.SeedSequence((self.seed, _READ_STREAM))
