@@ -21,7 +21,9 @@ from sedma.cli.common import (
     ClusterOpt,
     JsonOpt,
     ScaleOpt,
+    SeedOpt,
     WorkloadOpt,
+    fail,
     fmt,
     guard,
     kv_table,
@@ -50,7 +52,7 @@ bench_app = typer.Typer(no_args_is_help=True, help="Benchmarks (each writes the 
 def bench_partition_cmd(
     json_path: JsonOpt = None,
     sizes: Annotated[str, typer.Option(help="Comma-separated node counts.")] = "100,1000,10000",
-    seed: Annotated[int, typer.Option()] = 0,
+    seed: SeedOpt = 0,
 ) -> None:
     """Time the partitioner at 100, 1,000 and 10,000 nodes."""
     from sedma.bench.partition import bench_partition
@@ -80,7 +82,10 @@ def bench_partition_cmd(
 
 @bench_app.command("memory")
 def bench_memory_cmd(
-    json_path: JsonOpt = None, updates: Annotated[int, typer.Option()] = 200_000
+    json_path: JsonOpt = None,
+    updates: Annotated[
+        int, typer.Option(help="Short-term memory updates to time (more: a steadier figure).")
+    ] = 200_000,
 ) -> None:
     """Measure the short-term memory update cost and long-term write rate."""
     from sedma.bench.memory import bench_memory
@@ -139,7 +144,7 @@ def bench_clusters_cmd(
 
 
 @bench_app.command("crossbar")
-def bench_crossbar_cmd(json_path: JsonOpt = None, seed: Annotated[int, typer.Option()] = 0) -> None:
+def bench_crossbar_cmd(json_path: JsonOpt = None, seed: SeedOpt = 0) -> None:
     """Crossbar simulator vs numpy: time, error without and with correction, arrays used."""
     from sedma.bench.crossbar import bench_crossbar
 
@@ -166,9 +171,14 @@ def bench_crossbar_cmd(json_path: JsonOpt = None, seed: Annotated[int, typer.Opt
 
 
 @bench_app.command("accuracy")
-def bench_accuracy_cmd(json_path: JsonOpt = None, seed: Annotated[int, typer.Option()] = 0) -> None:
+def bench_accuracy_cmd(json_path: JsonOpt = None, seed: SeedOpt = 0) -> None:
     """A real model (an MLP on the digits set) in float, on rram uncorrected, and corrected."""
-    from sedma.bench.accuracy import bench_accuracy
+    try:
+        from sedma.bench.accuracy import bench_accuracy
+    except ImportError as e:  # scikit-learn is the `bench` extra, not a dependency
+        raise fail(
+            f"sedma bench accuracy needs {e.name or 'scikit-learn'}: pip install 'sedma[bench]'"
+        ) from None
 
     r = guard(lambda: bench_accuracy(seed=seed))
     out.print(kv_table("model accuracy on rram", r))
@@ -176,7 +186,7 @@ def bench_accuracy_cmd(json_path: JsonOpt = None, seed: Annotated[int, typer.Opt
 
 
 @bench_app.command("routes")
-def bench_routes_cmd(json_path: JsonOpt = None, seed: Annotated[int, typer.Option()] = 0) -> None:
+def bench_routes_cmd(json_path: JsonOpt = None, seed: SeedOpt = 0) -> None:
     """Route computation time at 1,000 and 10,000 peers (about 16 edges per peer)."""
     from sedma.bench.routes import bench_routes
 
@@ -186,9 +196,7 @@ def bench_routes_cmd(json_path: JsonOpt = None, seed: Annotated[int, typer.Optio
 
 
 @bench_app.command("transport")
-def bench_transport_cmd(
-    json_path: JsonOpt = None, seed: Annotated[int, typer.Option()] = 0
-) -> None:
+def bench_transport_cmd(json_path: JsonOpt = None, seed: SeedOpt = 0) -> None:
     """Authenticated, encrypted transport over loopback: small messages/s, large tensors."""
     from sedma.bench.transport import bench_transport
 
@@ -202,7 +210,7 @@ def bench_comm_cmd(
     json_path: JsonOpt = None,
     cluster: ClusterOpt = "paper",
     messages: Annotated[int, typer.Option(help="Work items per system.")] = 2000,
-    seed: Annotated[int, typer.Option()] = 0,
+    seed: SeedOpt = 0,
     seeds: Annotated[
         str | None,
         typer.Option(help="Run once per seed and print one row each: '0-9' or '0,3,7'."),
