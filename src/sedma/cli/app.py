@@ -26,6 +26,7 @@ from sedma.cli.common import (
     ClusterOpt,
     JsonOpt,
     MemoryOpt,
+    PlotOpt,
     ScaleOpt,
     SeedOpt,
     WorkloadOpt,
@@ -35,6 +36,7 @@ from sedma.cli.common import (
     out,
     progress_bar,
     write_json,
+    write_plot_files,
 )
 from sedma.cli.logs import LOG_FORMATS, configure_logging
 from sedma.cli.render import print_calibration, print_demo, print_memory, print_plan
@@ -97,6 +99,7 @@ def demo(
     static_passes: Annotated[int, typer.Option(help="Passes for the static baseline.")] = 8,
     seed: SeedOpt = 0,
     json_path: JsonOpt = None,
+    plot: PlotOpt = None,
     memory: MemoryOpt = None,
     slow_node: Annotated[
         str | None, typer.Option(help="Node slowed half-way (default: the fastest; '' for none).")
@@ -135,6 +138,7 @@ def demo(
     result = guard(go)
     print_demo(result)
     write_json(json_path, result)
+    write_plot_files(plot, result)
 
 
 @app.command()

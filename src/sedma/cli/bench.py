@@ -20,6 +20,7 @@ from rich.table import Table
 from sedma.cli.common import (
     ClusterOpt,
     JsonOpt,
+    PlotOpt,
     ScaleOpt,
     SeedOpt,
     WorkloadOpt,
@@ -30,6 +31,7 @@ from sedma.cli.common import (
     out,
     progress_bar,
     write_json,
+    write_plot_files,
 )
 from sedma.errors import SedmaError
 
@@ -106,6 +108,7 @@ def bench_clusters_cmd(
     workload: WorkloadOpt = "resnet50",
     scale: ScaleOpt = 0.25,
     passes: Annotated[int, typer.Option(help="Passes per sedma run.")] = 20,
+    plot: PlotOpt = None,
 ) -> None:
     """The demo's comparison on every preset and on seeded random heterogeneous clusters."""
     from sedma.bench.clusters import bench_clusters
@@ -141,6 +144,7 @@ def bench_clusters_cmd(
         )
     out.print(t)
     write_json(json_path, r)
+    write_plot_files(plot, r)
 
 
 @bench_app.command("crossbar")
@@ -215,6 +219,7 @@ def bench_comm_cmd(
         str | None,
         typer.Option(help="Run once per seed and print one row each: '0-9' or '0,3,7'."),
     ] = None,
+    plot: PlotOpt = None,
 ) -> None:
     """Message latency under uneven memory pressure: sedma's peer selection vs static routing."""
     from sedma.bench.comm import bench_comm, bench_comm_seeds
@@ -225,6 +230,7 @@ def bench_comm_cmd(
         r = guard(lambda: bench_comm_seeds(load_cluster(cluster), seeds=ss, messages=messages))
         _print_seed_table(r)
         write_json(json_path, r)
+        write_plot_files(plot, r)
         return
     r = guard(lambda: bench_comm(load_cluster(cluster), messages=messages, seed=seed))
     t = Table(title=f"message latency on {cluster} under uneven memory pressure")
@@ -252,6 +258,7 @@ def bench_comm_cmd(
             f"{r['floor_ms']:.1f} ms transport floor)"
         )
     write_json(json_path, {"scenario": "bench-comm", **r})
+    write_plot_files(plot, {"scenario": "bench-comm", **r})
 
 
 def _seed_list(text: str) -> list[int]:

@@ -8,7 +8,8 @@ notices and errors on stderr), the option types more than one command takes
 2, never a traceback; the message is printed as text, so brackets such as ``[[site]]``
 survive), the output checks that run while the arguments are parsed, before any work
 (:func:`check_output_file`, :func:`check_output_dir`), :func:`progress_bar`,
-:func:`write_json` and the cell formatting of result tables (:func:`fmt`, :func:`kv_table`).
+:func:`write_json`, :func:`write_plot_files` and the cell formatting of result tables
+(:func:`fmt`, :func:`kv_table`).
 Does not cover: the commands themselves or the logging set-up (see :mod:`sedma.cli.app` and, for
 ``sedma bench``, :mod:`sedma.cli.bench`), what the top-level commands print (see
 :mod:`sedma.cli.render`) or any logic (see :mod:`sedma.bench`).
@@ -52,6 +53,7 @@ __all__ = [
     "out",
     "progress_bar",
     "write_json",
+    "write_plot_files",
 ]
 
 out = Console()
@@ -212,6 +214,19 @@ def write_json(path: Path | None, data: dict[str, Any]) -> None:
         tmp.unlink(missing_ok=True)
         raise fail(f"--json: cannot write {path} ({e.strerror or e})") from None
     err.print(f"wrote {escape(str(path))}", highlight=False)
+
+
+def write_plot_files(directory: Path | None, result: dict[str, Any]) -> None:
+    """Draw ``result``'s plots into ``directory`` (nothing when ``None``), naming each file."""
+    if directory is None:
+        return
+    from sedma.bench.plots import write_plots  # matplotlib loads only for --plot
+
+    paths = guard(lambda: write_plots(result, directory))
+    for path in paths:
+        err.print(f"wrote {escape(str(path))}", highlight=False)
+    if not paths:
+        err.print("--plot: this result has nothing to plot", highlight=False)
 
 
 def fmt(v: Any, kind: str) -> str:
