@@ -77,7 +77,7 @@ def test_toml_workload_reads_every_key_and_orders_layers_by_dataflow(tmp_path: P
         ('name = "x"\nlayers = 3\n', "workload key 'layers': got 3; allowed: the keys"),
         (
             'name="x"\n[[layer]]\nname="a"\nm=0\nk=1\nn=1\ninputs=[]\n',
-            "workload key \"layer 'a'.m\": got 0; allowed: an integer >= 1",
+            "workload key 'layer.a.m': got 0; allowed: an integer >= 1",
         ),
         ('name="x"\n[[layer]]\nname="a"\nm=1\nk=1\nn=1\n', "'layer[0].inputs' is missing"),
         (
@@ -97,7 +97,7 @@ def test_toml_workload_reads_every_key_and_orders_layers_by_dataflow(tmp_path: P
         ),
         (
             'name="x"\n[[layer]]\nname="a"\nm=1\nk=1\nn=1\ninputs=[]\ndtype_bytes=3\n',
-            'dtype_bytes": got 3; allowed: 1, 2, 4, 8',
+            "'layer.a.dtype_bytes': got 3; allowed: 1, 2, 4, 8",
         ),
         (
             'name="x"\n[[layer]]\nname="a"\nm=1\nk=1\nn=1\ninputs=[]\nmax_rel_error=0\n',

@@ -66,7 +66,7 @@ def _layer(t: Any, i: int) -> Layer:
     where = f"layer[{i}]."
     _keys(t, where, _LAYER_REQUIRED, _LAYER_OPTIONAL)
     name = _str(t, "name", where)
-    where = f"layer {name!r}."
+    where = f"layer.{name}."
     inputs = t["inputs"]
     if not isinstance(inputs, list) or not all(isinstance(s, str) and s for s in inputs):
         raise _fail(where + "inputs", inputs, "a list of layer names ([] for the model's input)")
