@@ -318,6 +318,14 @@ def test_every_option_of_every_command_has_help() -> None:
             True,
             ["chosen: the fastest of 2 candidate plans (rram correction default (two-tier))"],
         ),
+        (
+            ("chosen: fastest of 1 (none); no candidate reaches memory efficiency 96%",),
+            False,
+            [
+                "no candidate plan reached the planner's 96% memory-efficiency floor, so the "
+                "fastest was kept"
+            ],
+        ),
         (("rounds: 1",), False, ["it fitted every node's memory at the first try"]),
         (("something new",), False, ["something new"]),
     ],

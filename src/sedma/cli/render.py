@@ -161,7 +161,7 @@ def plain_plan_notes(notes: Sequence[str], has_rram: bool) -> list[str]:
                 )
             continue
         if note.startswith("chosen: "):
-            why = note.removeprefix("chosen: ")
+            why, _, floor = note.removeprefix("chosen: ").partition("; ")
             single = re.fullmatch(r"fastest of 1 \((.*)\)", why)
             many = re.fullmatch(r"fastest of (\d+) \((.*)\)", why)
             if single:
@@ -174,6 +174,14 @@ def plain_plan_notes(notes: Sequence[str], has_rram: bool) -> list[str]:
                 )
             else:
                 lines.append(f"chosen: {why}")
+            short = re.fullmatch(r"no candidate reaches memory efficiency (.*)", floor)
+            if short:
+                lines.append(
+                    f"no candidate plan reached the planner's {short.group(1)} memory-efficiency "
+                    "floor, so the fastest was kept"
+                )
+            elif floor:
+                lines.append(floor)
             continue
         for pattern, repl in _NOTE_PATTERNS:
             if pattern.match(note):

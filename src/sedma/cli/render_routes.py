@@ -29,6 +29,10 @@ def _table(title: str, caption: str | None = None) -> Table:
     return Table(title=title, caption=caption, box=box.SIMPLE_HEAD, pad_edge=False)
 
 
+def _nat(nat: str) -> str:
+    return "no NAT" if nat == "none" else f"{nat} NAT"
+
+
 def _via(route: Sequence[str] | None) -> str:
     """The hops between the two ends: ``-`` for a direct one, ``?`` without a route."""
     if route is None:
@@ -79,7 +83,7 @@ def print_routes(cluster: str, rows: Sequence[Mapping[str, Any]]) -> None:
 def print_route_detail(row: Mapping[str, Any]) -> None:
     """One pair: its NATs, path type and set-up, then both routes with every cost term."""
     out.print(
-        f"{row['src']} ({row['src_nat']} NAT) > {row['dst']} ({row['dst_nat']} NAT): "
+        f"{row['src']} ({_nat(row['src_nat'])}) > {row['dst']} ({_nat(row['dst_nat'])}): "
         f"{row['path_type']} path, set up in {row['setup_rtts']:g} RTTs with probability "
         f"{row['success_probability']:.2f}",
         markup=False,
@@ -111,9 +115,9 @@ def print_route_summary(cluster: str, summary: Sequence[Mapping[str, Any]]) -> N
     """One line per ordered pair of sites: pairs by path type, route costs."""
     t = _table(
         f"routes on {cluster} by site: sedma vs static, mean ms of a 1 MiB message",
-        caption="punch: hole-punched; relay: relayed; max: sedma's slowest pair",
+        caption="punch: hole-punched; relay: relayed; --json has each pair",
     )
-    for col in ("from", "to", "pairs", "direct", "punch", "relay", "ms", "max", "static", "differ"):
+    for col in ("from", "to", "pairs", "direct", "punch", "relay", "ms", "static", "differ"):
         t.add_column(col, justify="left" if col in ("from", "to") else "right", no_wrap=True)
 
     def ms(v: float | None) -> str:
@@ -129,7 +133,6 @@ def print_route_summary(cluster: str, summary: Sequence[Mapping[str, Any]]) -> N
             str(by.get("hole-punched", 0)),
             str(by.get("relayed", 0)),
             ms(s["mean_ms"]),
-            ms(s["max_ms"]),
             ms(s["static_mean_ms"]),
             str(s["differs"]),
         )
