@@ -4,7 +4,8 @@
   (``demo``, ``plan``, ``memory``, ``routes``, ``calibrate``).
 - :mod:`~sedma.cli.bench`: the ``sedma bench ...`` commands.
 - :mod:`~sedma.cli.common`: options and helpers the commands share (progress bars, JSON
-  output, one-line errors).
+  output and its checks, one-line errors).
+- :mod:`~sedma.cli.logs`: the logging set-up (``-v``, ``--log-format rich|json``).
 - :mod:`~sedma.cli.render`: the tables and summaries the commands print.
 
 The work itself is in the library (:mod:`sedma.bench`, :mod:`sedma.compute`, ...).

@@ -1,7 +1,8 @@
 """Command-line entry points (typer): parse the arguments, call the library, hand results on.
 
-Covers: :data:`app` and :func:`main` (the ``sedma`` console script), the logging set-up (the
-CLI is the only place that configures logging) and the top-level commands ``sedma demo``,
+Covers: :data:`app` and :func:`main` (the ``sedma`` console script), the global options
+(``-v``, ``--log-format``, ``--version``; the logging set-up itself is :mod:`sedma.cli.logs`)
+and the top-level commands ``sedma demo``,
 ``plan``, ``memory``, ``routes`` and ``calibrate``; mounts the ``sedma bench`` sub-app. Does
 not cover: any logic (see :mod:`sedma.bench.compare`, :mod:`sedma.compute.partition.planner`,
 :mod:`sedma.memory.long_term`), the ``sedma bench`` commands (see :mod:`sedma.cli.bench`),
@@ -15,28 +16,32 @@ Commands import what they run inside their bodies: lazy imports keep ``sedma --h
 
 from __future__ import annotations
 
-import logging
 import sys
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.logging import RichHandler
 
 from sedma.cli.bench import bench_app
 from sedma.cli.common import (
     ClusterOpt,
     JsonOpt,
     MemoryOpt,
+    PlotOpt,
     ScaleOpt,
+    SeedOpt,
     WorkloadOpt,
     err,
+    fail,
     guard,
     out,
     progress_bar,
     write_json,
+    write_plot_files,
 )
-from sedma.cli.render import print_calibration, print_demo, print_memory, print_plan, print_routes
+from sedma.cli.logs import LOG_FORMATS, configure_logging
+from sedma.cli.render import print_calibration, print_demo, print_memory, print_plan
+from sedma.cli.render_routes import print_route_detail, print_route_summary, print_routes
 
 __all__ = ["app", "main"]
 
@@ -48,19 +53,42 @@ app = typer.Typer(
 app.add_typer(bench_app, name="bench")
 
 
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import version
+
+        out.print(f"sedma {version('sedma')}", highlight=False)
+        raise typer.Exit()
+
+
 @app.callback()
 def _main(
     verbose: Annotated[
         int, typer.Option("--verbose", "-v", count=True, help="-v: decisions; -vv: debug.")
     ] = 0,
+    log_format: Annotated[
+        str,
+        typer.Option(
+            "--log-format",
+            help="rich: aligned lines for people; json: one JSON object per line (stderr).",
+        ),
+    ] = "rich",
+    _show_version: Annotated[
+        bool,
+        typer.Option(
+            "--version",
+            help="Print sedma's version and exit.",
+            callback=_version,
+            is_eager=True,
+        ),
+    ] = False,
 ) -> None:
-    level = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
-    logging.basicConfig(
-        level=level,
-        format="%(message)s",
-        force=True,
-        handlers=[RichHandler(console=err, show_path=False)],
-    )
+    if log_format == "json":
+        configure_logging(verbose, "json", err)
+    elif log_format == "rich":
+        configure_logging(verbose, "rich", err)
+    else:
+        raise fail(f"--log-format got {log_format!r}; allowed: {', '.join(LOG_FORMATS)}")
 
 
 @app.command()
@@ -70,8 +98,9 @@ def demo(
     scale: ScaleOpt = 1.0,
     passes: Annotated[int, typer.Option(help="Passes of the workload for sedma.")] = 40,
     static_passes: Annotated[int, typer.Option(help="Passes for the static baseline.")] = 8,
-    seed: Annotated[int, typer.Option(help="Seed for operands.")] = 0,
+    seed: SeedOpt = 0,
     json_path: JsonOpt = None,
+    plot: PlotOpt = None,
     memory: MemoryOpt = None,
     slow_node: Annotated[
         str | None, typer.Option(help="Node slowed half-way (default: the fastest; '' for none).")
@@ -110,6 +139,7 @@ def demo(
     result = guard(go)
     print_demo(result)
     write_json(json_path, result)
+    write_plot_files(plot, result)
 
 
 @app.command()
@@ -185,27 +215,65 @@ def plan(
 @app.command("memory")
 def memory_cmd(
     memory: MemoryOpt = None,
-    limit: Annotated[int, typer.Option(help="How many adaptations and runs.")] = 10,
+    limit: Annotated[int, typer.Option(help="How many adaptations and runs to show.")] = 10,
 ) -> None:
-    """Show what long-term memory holds: runs, adaptations and their gains, trends, settings."""
-    from sedma.memory.long_term import LongTermMemory
+    """Show what long-term memory holds: runs, adaptations and their gains, trends, settings.
+
+    Reads only: a missing or empty file is reported, never created.
+    """
+    from sedma.memory.long_term import LongTermMemory, default_path
+
+    where = default_path() if memory is None else memory
+    if not where.exists():
+        raise fail(
+            f"no long-term memory at {where} yet; `sedma demo --memory {where}` (or "
+            "`sedma calibrate`) creates it"
+        )
 
     def go() -> None:
-        with LongTermMemory(memory) as ltm:
+        with LongTermMemory(where, read_only=True) as ltm:
             print_memory(ltm, limit)
 
     guard(go)
 
 
 @app.command()
-def routes(cluster: ClusterOpt = "paper", json_path: JsonOpt = None) -> None:
-    """Each pair's NAT path type and the chosen route with its cost breakdown."""
+def routes(
+    cluster: ClusterOpt = "paper",
+    src: Annotated[
+        str | None,
+        typer.Option("--from", help="Only pairs from this node, site or glob ('edge-*')."),
+    ] = None,
+    dst: Annotated[
+        str | None,
+        typer.Option("--to", help="Only pairs to this node, site or glob ('edge-*')."),
+    ] = None,
+    summary: Annotated[
+        bool, typer.Option("--summary", help="One line per pair of sites instead of per pair.")
+    ] = False,
+    json_path: JsonOpt = None,
+) -> None:
+    """Each pair's NAT path type and the chosen route with its cost (one pair: every term)."""
+    from sedma.bench.route_summary import match_nodes, select_pairs, summarize_routes
     from sedma.bench.routes import route_table
     from sedma.spec import load_cluster
 
-    rows = guard(lambda: route_table(load_cluster(cluster)))
-    print_routes(cluster, rows)
-    write_json(json_path, {"scenario": "routes", "cluster": cluster, "pairs": rows})
+    def go() -> tuple[Any, list[Any]]:
+        spec = load_cluster(cluster)
+        sources = None if src is None else match_nodes(spec, src, "--from")
+        destinations = None if dst is None else match_nodes(spec, dst, "--to")
+        return spec, select_pairs(route_table(spec), sources, destinations)
+
+    spec, rows = guard(go)
+    if not rows:
+        raise fail(f"no pairs from {src or 'any node'} to {dst or 'any node'} (a node to itself)")
+    if summary:
+        print_route_summary(spec.name, summarize_routes(spec, rows))
+    elif len(rows) == 1:
+        print_route_detail(rows[0])
+    else:
+        print_routes(spec.name, rows)
+    write_json(json_path, {"scenario": "routes", "cluster": spec.name, "pairs": rows})
 
 
 @app.command()

@@ -21,14 +21,18 @@ from rich.table import Table
 from sedma.cli.common import (
     ClusterOpt,
     JsonOpt,
+    PlotOpt,
     ScaleOpt,
+    SeedOpt,
     WorkloadOpt,
+    fail,
     fmt,
     guard,
     kv_table,
     out,
     progress_bar,
     write_json,
+    write_plot_files,
 )
 from sedma.errors import SedmaError
 
@@ -52,7 +56,7 @@ bench_app = typer.Typer(no_args_is_help=True, help="Benchmarks (each writes the 
 def bench_partition_cmd(
     json_path: JsonOpt = None,
     sizes: Annotated[str, typer.Option(help="Comma-separated node counts.")] = "100,1000,10000",
-    seed: Annotated[int, typer.Option()] = 0,
+    seed: SeedOpt = 0,
 ) -> None:
     """Time the partitioner at 100, 1,000 and 10,000 nodes."""
     from sedma.bench.partition import bench_partition
@@ -82,7 +86,10 @@ def bench_partition_cmd(
 
 @bench_app.command("memory")
 def bench_memory_cmd(
-    json_path: JsonOpt = None, updates: Annotated[int, typer.Option()] = 200_000
+    json_path: JsonOpt = None,
+    updates: Annotated[
+        int, typer.Option(help="Short-term memory updates to time (more: a steadier figure).")
+    ] = 200_000,
 ) -> None:
     """Measure the short-term memory update cost and long-term write rate."""
     from sedma.bench.memory import bench_memory
@@ -103,6 +110,7 @@ def bench_clusters_cmd(
     workload: WorkloadOpt = "resnet50",
     scale: ScaleOpt = 0.25,
     passes: Annotated[int, typer.Option(help="Passes per sedma run.")] = 20,
+    plot: PlotOpt = None,
 ) -> None:
     """The demo's comparison on every preset and on seeded random heterogeneous clusters."""
     from sedma.bench.clusters import bench_clusters
@@ -138,10 +146,11 @@ def bench_clusters_cmd(
         )
     out.print(t)
     write_json(json_path, r)
+    write_plot_files(plot, r)
 
 
 @bench_app.command("crossbar")
-def bench_crossbar_cmd(json_path: JsonOpt = None, seed: Annotated[int, typer.Option()] = 0) -> None:
+def bench_crossbar_cmd(json_path: JsonOpt = None, seed: SeedOpt = 0) -> None:
     """Crossbar simulator vs numpy: time, error without and with correction, arrays used."""
     from sedma.bench.crossbar import bench_crossbar
 
@@ -240,9 +249,14 @@ def bench_calibrate_cmd(
 
 
 @bench_app.command("accuracy")
-def bench_accuracy_cmd(json_path: JsonOpt = None, seed: Annotated[int, typer.Option()] = 0) -> None:
+def bench_accuracy_cmd(json_path: JsonOpt = None, seed: SeedOpt = 0) -> None:
     """A real model (an MLP on the digits set) in float, on rram uncorrected, and corrected."""
-    from sedma.bench.accuracy import bench_accuracy
+    try:
+        from sedma.bench.accuracy import bench_accuracy
+    except ImportError as e:  # scikit-learn is the `bench` extra, not a dependency
+        raise fail(
+            f"sedma bench accuracy needs {e.name or 'scikit-learn'}: pip install 'sedma[bench]'"
+        ) from None
 
     r = guard(lambda: bench_accuracy(seed=seed))
     out.print(kv_table("model accuracy on rram", r))
@@ -250,7 +264,7 @@ def bench_accuracy_cmd(json_path: JsonOpt = None, seed: Annotated[int, typer.Opt
 
 
 @bench_app.command("routes")
-def bench_routes_cmd(json_path: JsonOpt = None, seed: Annotated[int, typer.Option()] = 0) -> None:
+def bench_routes_cmd(json_path: JsonOpt = None, seed: SeedOpt = 0) -> None:
     """Route computation time at 1,000 and 10,000 peers (about 16 edges per peer)."""
     from sedma.bench.routes import bench_routes
 
@@ -260,9 +274,7 @@ def bench_routes_cmd(json_path: JsonOpt = None, seed: Annotated[int, typer.Optio
 
 
 @bench_app.command("transport")
-def bench_transport_cmd(
-    json_path: JsonOpt = None, seed: Annotated[int, typer.Option()] = 0
-) -> None:
+def bench_transport_cmd(json_path: JsonOpt = None, seed: SeedOpt = 0) -> None:
     """Authenticated, encrypted transport over loopback: small messages/s, large tensors."""
     from sedma.bench.transport import bench_transport
 
@@ -276,11 +288,12 @@ def bench_comm_cmd(
     json_path: JsonOpt = None,
     cluster: ClusterOpt = "paper",
     messages: Annotated[int, typer.Option(help="Work items per system.")] = 2000,
-    seed: Annotated[int, typer.Option()] = 0,
+    seed: SeedOpt = 0,
     seeds: Annotated[
         str | None,
         typer.Option(help="Run once per seed and print one row each: '0-9' or '0,3,7'."),
     ] = None,
+    plot: PlotOpt = None,
 ) -> None:
     """Message latency under uneven memory pressure: sedma's peer selection vs static routing."""
     from sedma.bench.comm import bench_comm, bench_comm_seeds
@@ -291,6 +304,7 @@ def bench_comm_cmd(
         r = guard(lambda: bench_comm_seeds(load_cluster(cluster), seeds=ss, messages=messages))
         _print_seed_table(r)
         write_json(json_path, r)
+        write_plot_files(plot, r)
         return
     r = guard(lambda: bench_comm(load_cluster(cluster), messages=messages, seed=seed))
     t = Table(title=f"message latency on {cluster} under uneven memory pressure")
@@ -318,6 +332,7 @@ def bench_comm_cmd(
             f"{r['floor_ms']:.1f} ms transport floor)"
         )
     write_json(json_path, {"scenario": "bench-comm", **r})
+    write_plot_files(plot, {"scenario": "bench-comm", **r})
 
 
 def _seed_list(text: str) -> list[int]:

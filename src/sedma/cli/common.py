@@ -3,9 +3,13 @@
 Covers: the two consoles (:data:`out` for results on stdout, :data:`err` for progress,
 notices and errors on stderr), the option types more than one command takes
 (:data:`ClusterOpt`, :data:`WorkloadOpt`, :data:`ScaleOpt`, :data:`JsonOpt`,
-:data:`MemoryOpt`), :func:`guard` (a :class:`~sedma.errors.SedmaError` or an ``OSError``
-becomes one line on stderr and exit code 2, never a traceback), :func:`progress_bar`,
-:func:`write_json` and the cell formatting of result tables (:func:`fmt`, :func:`kv_table`).
+:data:`PlotOpt`, :data:`MemoryOpt`, :data:`SeedOpt`), :func:`fail` and :func:`guard` (a
+:class:`~sedma.errors.SedmaError` or an ``OSError`` becomes one line on stderr and exit code
+2, never a traceback; the message is printed as text, so brackets such as ``[[site]]``
+survive), the output checks that run while the arguments are parsed, before any work
+(:func:`check_output_file`, :func:`check_output_dir`), :func:`progress_bar`,
+:func:`write_json`, :func:`write_plot_files` and the cell formatting of result tables
+(:func:`fmt`, :func:`kv_table`).
 Does not cover: the commands themselves or the logging set-up (see :mod:`sedma.cli.app` and, for
 ``sedma bench``, :mod:`sedma.cli.bench`), what the top-level commands print (see
 :mod:`sedma.cli.render`) or any logic (see :mod:`sedma.bench`).
@@ -16,6 +20,8 @@ Private to the command line: the library never imports this module.
 from __future__ import annotations
 
 import json
+import os
+import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -23,6 +29,7 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -32,36 +39,36 @@ __all__ = [
     "ClusterOpt",
     "JsonOpt",
     "MemoryOpt",
+    "PlotOpt",
     "ScaleOpt",
+    "SeedOpt",
     "WorkloadOpt",
+    "check_output_dir",
+    "check_output_file",
     "err",
+    "fail",
     "fmt",
     "guard",
     "kv_table",
     "out",
     "progress_bar",
     "write_json",
+    "write_plot_files",
 ]
 
 out = Console()
 err = Console(stderr=True)
 _T = TypeVar("_T")
 
-ClusterOpt = Annotated[
-    str,
-    typer.Option("--cluster", "-c", help="Preset name (paper, small, homogeneous) or TOML path."),
-]
-WorkloadOpt = Annotated[
-    str, typer.Option("--workload", "-w", help="resnet50, ssd300 or bert-base.")
-]
-ScaleOpt = Annotated[float, typer.Option(help="Multiplies every product's m (positions/tokens).")]
-JsonOpt = Annotated[Path | None, typer.Option("--json", help="Write the result JSON here.")]
-MemoryOpt = Annotated[
-    Path | None,
-    typer.Option(
-        "--memory", help="Long-term memory file (default: $SEDMA_MEMORY or ~/.local/share/sedma)."
-    ),
-]
+
+def fail(message: str) -> typer.Exit:
+    """Print ``error: message`` as one line on stderr; return the exit (code 2) to raise.
+
+    The message is escaped: rich would otherwise read ``[[site]]`` or ``[node.crossbar]``
+    in it as markup and print ``[]``.
+    """
+    err.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
+    return typer.Exit(2)
 
 
 def guard(fn: Callable[[], _T]) -> _T:
@@ -69,11 +76,108 @@ def guard(fn: Callable[[], _T]) -> _T:
     try:
         return fn()
     except SedmaError as e:
-        err.print(f"[bold red]error:[/] {e}", highlight=False)
-        raise typer.Exit(2) from None
+        raise fail(str(e)) from None
     except OSError as e:
-        err.print(f"[bold red]error:[/] {e.strerror or e}: {e.filename or ''}", highlight=False)
-        raise typer.Exit(2) from None
+        raise fail(f"{e.strerror or e}: {e.filename or ''}") from None
+
+
+def _probe_writable(directory: Path) -> str | None:
+    """Why no file can be created in ``directory`` (None if one can): tried, not guessed.
+
+    ``os.access`` says yes to root even on a read-only directory and knows nothing of
+    read-only mounts, so a real file is created and removed.
+    """
+    try:
+        fd, name = tempfile.mkstemp(dir=directory, prefix=".sedma-probe-")
+    except OSError as e:
+        return f"cannot create a file in {directory} ({e.strerror or e})"
+    os.close(fd)
+    os.unlink(name)
+    return None
+
+
+def _missing_dir(directory: Path) -> str | None:
+    """Why ``directory`` cannot hold files (None if it is an existing directory)."""
+    if directory.is_dir():
+        return None
+    for parent in (directory, *directory.parents):
+        if parent.exists() and not parent.is_dir():
+            return f"{parent} is a file, not a directory"
+    return f"directory {directory} does not exist (create it first)"
+
+
+def check_output_file(option: str, path: Path | None) -> Path | None:
+    """``path`` if a file can be written there; else one error line and exit code 2.
+
+    Allowed: a path whose parent is an existing, writable directory (the file itself may
+    exist, and is replaced). Refused: a directory, a path under a file, a missing parent
+    (never created silently) and a place where nothing can be written.
+    """
+    if path is None:
+        return None
+    allowed = "a file in an existing, writable directory"
+    if path.is_dir():
+        raise fail(f"{option} got {path}: is a directory; allowed: {allowed}")
+    why = _missing_dir(path.parent) or _probe_writable(path.parent)
+    if why is not None:
+        raise fail(f"{option} got {path}: {why}; allowed: {allowed}")
+    return path
+
+
+def check_output_dir(option: str, path: Path | None) -> Path | None:
+    """``path`` if files can be written in it (created if only it is missing); else exit 2."""
+    if path is None:
+        return None
+    allowed = "a writable directory, or a new one in an existing directory"
+    if path.exists() and not path.is_dir():
+        raise fail(f"{option} got {path}: is a file; allowed: {allowed}")
+    if not path.exists():
+        why = _missing_dir(path.parent) or _probe_writable(path.parent)
+        if why is not None:
+            raise fail(f"{option} got {path}: {why}; allowed: {allowed}")
+        return path
+    why = _probe_writable(path)
+    if why is not None:
+        raise fail(f"{option} got {path}: {why}; allowed: {allowed}")
+    return path
+
+
+ClusterOpt = Annotated[
+    str,
+    typer.Option("--cluster", "-c", help="Preset name (paper, small, homogeneous) or TOML path."),
+]
+WorkloadOpt = Annotated[
+    str,
+    typer.Option(
+        "--workload",
+        "-w",
+        help="resnet50, ssd300, bert-base, or a workload file: TOML (docs/spec.md) or .onnx.",
+    ),
+]
+ScaleOpt = Annotated[float, typer.Option(help="Multiplies every product's m (positions/tokens).")]
+JsonOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--json",
+        help="Write the result JSON to this file (its directory must exist).",
+        callback=lambda p: check_output_file("--json", p),
+    ),
+]
+PlotOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--plot",
+        help="Write PNG plots of the result into this directory.",
+        callback=lambda p: check_output_dir("--plot", p),
+    ),
+]
+SeedOpt = Annotated[int, typer.Option(help="Seed of every random choice: same seed, same run.")]
+MemoryOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--memory", help="Long-term memory file (default: $SEDMA_MEMORY or ~/.local/share/sedma)."
+    ),
+]
 
 
 @contextmanager
@@ -100,12 +204,29 @@ def write_json(path: Path | None, data: dict[str, Any]) -> None:
     """Write ``data`` to ``path`` (nothing when ``None``), then say so on stderr."""
     if path is None:
         return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # Write aside and rename, so a reader never sees half a file.
+    # Write aside and rename, so a reader never sees half a file. The path was checked
+    # before the work (check_output_file); a disk that filled up since is still one line.
     tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, default=str) + "\n", encoding="utf-8")
-    tmp.replace(path)
-    err.print(f"wrote {path}")
+    try:
+        tmp.write_text(json.dumps(data, indent=2, default=str) + "\n", encoding="utf-8")
+        tmp.replace(path)
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        raise fail(f"--json: cannot write {path} ({e.strerror or e})") from None
+    err.print(f"wrote {escape(str(path))}", highlight=False)
+
+
+def write_plot_files(directory: Path | None, result: dict[str, Any]) -> None:
+    """Draw ``result``'s plots into ``directory`` (nothing when ``None``), naming each file."""
+    if directory is None:
+        return
+    from sedma.bench.plots import write_plots  # matplotlib loads only for --plot
+
+    paths = guard(lambda: write_plots(result, directory))
+    for path in paths:
+        err.print(f"wrote {escape(str(path))}", highlight=False)
+    if not paths:
+        err.print("--plot: this result has nothing to plot", highlight=False)
 
 
 def fmt(v: Any, kind: str) -> str:

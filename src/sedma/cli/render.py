@@ -1,11 +1,12 @@
 """What the top-level commands print: their results as rich tables and summary lines.
 
 Covers: :func:`print_demo` (``sedma demo``'s comparison), :func:`print_plan` (``sedma
-plan``), :func:`print_memory` (``sedma memory``: what long-term memory holds),
-:func:`print_routes` (``sedma routes``) and :func:`print_calibration` (``sedma calibrate``),
-each on the results console. Does not cover: running anything, parsing arguments or writing
-the result JSON (see :mod:`sedma.cli.app`), the ``sedma bench`` commands' tables (see
-:mod:`sedma.cli.bench`) or cell formatting (see :mod:`sedma.cli.common`).
+plan``), :func:`print_memory` (``sedma memory``: what long-term memory holds) and
+:func:`print_calibration` (``sedma calibrate``), each on the results console. Does not
+cover: running anything, parsing arguments or writing the result JSON (see
+:mod:`sedma.cli.app`), ``sedma routes`` (see :mod:`sedma.cli.render_routes`), the ``sedma
+bench`` commands' tables (see :mod:`sedma.cli.bench`) or cell formatting (see
+:mod:`sedma.cli.common`).
 
 The functions take what the commands computed: result dicts, and for ``plan`` and
 ``memory`` the library's objects. The library's types are imported for the type checker
@@ -14,9 +15,12 @@ only, so importing this module (as ``sedma --help`` does) loads no more than ric
 
 from __future__ import annotations
 
+import re
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from rich import box
 from rich.table import Table
 
 from sedma.cli.common import fmt, out
@@ -24,7 +28,13 @@ from sedma.cli.common import fmt, out
 if TYPE_CHECKING:
     from sedma.memory.long_term import LongTermMemory
 
-__all__ = ["print_calibration", "print_demo", "print_memory", "print_plan", "print_routes"]
+__all__ = [
+    "plain_plan_notes",
+    "print_calibration",
+    "print_demo",
+    "print_memory",
+    "print_plan",
+]
 
 
 def print_demo(result: dict[str, Any]) -> None:
@@ -58,7 +68,9 @@ def print_demo(result: dict[str, Any]) -> None:
     out.print(table)
     s, b = systems["sedma"], systems["static"]
     if "failed" in b:
-        out.print(f"the static baseline could not run: {b['failed']}", highlight=False)
+        out.print(
+            f"the static baseline could not run: {b['failed']}", highlight=False, markup=False
+        )
         out.print(f"makespan {s['makespan_vs_bound']:.3f}x the bound")
     else:
         out.print(
@@ -71,11 +83,14 @@ def print_demo(result: dict[str, Any]) -> None:
                 f"  pass {d['interval']}: re-planned ({d['reason']}; predicted gain "
                 f"{d['predicted_gain']:.0%})",
                 highlight=False,
+                markup=False,
             )
         elif d["accepted"]:
-            out.print(f"  pass {d['interval']}: {d['kind']}: {d['reason']}", highlight=False)
+            out.print(
+                f"  pass {d['interval']}: {d['kind']}: {d['reason']}", highlight=False, markup=False
+            )
     for p in result["priors"]:
-        out.print(f"  learned before start: {p}", highlight=False)
+        out.print(f"  learned before start: {p}", highlight=False, markup=False)
 
 
 def print_plan(r: dict[str, Any]) -> None:
@@ -102,51 +117,127 @@ def print_plan(r: dict[str, Any]) -> None:
         )
     out.print(table)
     out.print(
-        f"predicted makespan {1e3 * r['makespan']:.3f} ms per pass; bound "
-        f"{1e3 * r['bound']:.3f} ms ({r['makespan'] / r['bound']:.3f}x); memory "
-        f"efficiency {100 * r['efficiency']:.1f}%"
+        f"predicted pass time {1e3 * r['makespan']:.3f} ms, {r['makespan'] / r['bound']:.3f}x "
+        f"the lower bound of {1e3 * r['bound']:.3f} ms; memory efficiency "
+        f"{100 * r['efficiency']:.1f}% (the job's tensors over the bytes held for it)",
+        highlight=False,
     )
-    for note in p.notes:
-        out.print(f"  {note}", highlight=False)
+    has_rram = any(v.crossbar is not None for v in r["views"])
+    lines = plain_plan_notes(p.notes, has_rram)
+    if lines:
+        out.print("how the plan was made:")
+    for line in lines:
+        out.print(f"  {line}", markup=False, highlight=False)
+
+
+_NOTE_PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
+    (re.compile(r"^LP: (.*), T = (.*)$"), r"linear programme: \1; its optimum: \2 per pass"),
+    (re.compile(r"^rounding: (.*)$"), r"rounded to whole tiles: \1"),
+    (re.compile(r"^rounds: 1$"), "it fitted every node's memory at the first try"),
+    (re.compile(r"^rounds: (\d+) ?(.*)$"), r"planned \1 times to fit every node's memory \2"),
+    (re.compile(r"^static: (.*)$"), r"static baseline: \1"),
+)
+
+
+def plain_plan_notes(notes: Sequence[str], has_rram: bool) -> list[str]:
+    """A plan's notes (the planner's terse log lines) as sentences a newcomer can read.
+
+    ``rram correction: none`` becomes whether rram error correction is on and why;
+    ``chosen: fastest of 1 (...)`` says that there was one candidate, so nothing to choose;
+    both are dropped on a cluster without rram nodes, where they say nothing. Notes of
+    unknown form are kept as they are.
+    """
+    lines: list[str] = []
+    for note in notes:
+        if note.startswith("rram correction: "):
+            if has_rram:
+                label = note.removeprefix("rram correction: ")
+                lines.append(
+                    "rram error correction: off (it is weighed only against a measured "
+                    "corrected error, from a device calibration; a run's control loop makes "
+                    "one, `sedma plan` plans from the spec alone)"
+                    if label == "none"
+                    else f"rram error correction: {label}"
+                )
+            continue
+        if note.startswith("chosen: "):
+            why, _, floor = note.removeprefix("chosen: ").partition("; ")
+            single = re.fullmatch(r"fastest of 1 \((.*)\)", why)
+            many = re.fullmatch(r"fastest of (\d+) \((.*)\)", why)
+            if single:
+                if has_rram:
+                    lines.append("one candidate plan was made, so there was nothing to choose")
+            elif many:
+                lines.append(
+                    f"chosen: the fastest of {many.group(1)} candidate plans "
+                    f"(rram correction {many.group(2)})"
+                )
+            else:
+                lines.append(f"chosen: {why}")
+            short = re.fullmatch(r"no candidate reaches memory efficiency (.*)", floor)
+            if short:
+                lines.append(
+                    f"no candidate plan reached the planner's {short.group(1)} memory-efficiency "
+                    "floor, so the fastest was kept"
+                )
+            elif floor:
+                lines.append(floor)
+            continue
+        for pattern, repl in _NOTE_PATTERNS:
+            if pattern.match(note):
+                note = pattern.sub(repl, note).rstrip()
+                break
+        lines.append(note)
+    return lines
+
+
+def _compact(title: str, caption: str | None = None) -> Table:
+    # Horizontal rules only: the memory tables then fit 80 columns without folding cells.
+    return Table(title=title, caption=caption, box=box.SIMPLE_HEAD, pad_edge=False)
 
 
 def print_memory(ltm: LongTermMemory, limit: int) -> None:
     """What ``ltm`` holds: recent runs and adaptations, calibrations, settings and rate trends.
 
     Reads the store as it prints (``limit`` runs and adaptations), so an error part-way
-    leaves the tables printed before it.
+    leaves the tables printed before it. Long texts (an adaptation's reason, why a setting
+    has its value) are printed under their table, one line each, not folded into a cell.
+    An empty store prints what to run to fill it.
     """
-    out.print(
-        f"long-term memory at {ltm.location}: "
-        + ", ".join(f"{k} {v}" for k, v in ltm.stats().items())
-    )
+    stats = ltm.stats()
+    counts = ", ".join(f"{k} {v}" for k, v in stats.items() if k != "meta")
+    out.print(f"long-term memory at {ltm.location}: {counts}", markup=False, highlight=False)
+    if not any(v for k, v in stats.items() if k != "meta"):
+        out.print(
+            "it is empty: `sedma demo` records runs, adaptations and learned rates in it, "
+            "`sedma calibrate` device calibrations (pass the same --memory)",
+            markup=False,
+            highlight=False,
+        )
+        return
     runs = ltm.runs(limit)
-    t = Table(title="recent runs")
-    for col in ("run", "context", "adaptations", "efficiency", "throughput ops/s"):
-        t.add_column(col)
+    t = _compact("recent runs")
+    for col in ("run", "cluster", "workload", "adaptations", "efficiency", "ops/s"):
+        t.add_column(col, justify="right" if col in ("efficiency", "ops/s") else "left")
     for run in runs:
         s = run.summary or {}
         t.add_row(
             str(run.id),
-            run.context_key,
+            run.cluster,
+            run.workload,
             str(s.get("adaptations", "-")),
             fmt(s.get("efficiency"), "pct"),
             fmt(s.get("throughput_ops_s"), "ops"),
         )
     out.print(t)
-    t = Table(title="recent adaptations (accepted and rejected)")
-    for col in (
-        "id",
-        "run",
-        "layer",
-        "kind",
-        "accepted",
-        "predicted gain",
-        "measured gain",
-        "reason",
-    ):
-        t.add_column(col)
-    for a in ltm.recent_adaptations(limit):
+    adaptations = ltm.recent_adaptations(limit)
+    t = _compact(
+        "recent adaptations (accepted and rejected)",
+        caption="gain: pass time saved, predicted, then measured",
+    )
+    for col in ("id", "run", "layer", "kind", "accepted", "predicted", "measured"):
+        t.add_column(col, justify="right" if col in ("predicted", "measured") else "left")
+    for a in adaptations:
         t.add_row(
             str(a.id),
             str(a.run_id),
@@ -155,12 +246,17 @@ def print_memory(ltm: LongTermMemory, limit: int) -> None:
             "yes" if a.accepted else "no",
             fmt(a.predicted_gain, "pct"),
             fmt(a.measured_gain, "pct"),
-            a.reason,
         )
-    out.print(t)
+    if adaptations:
+        out.print(t)
+        out.print("why, by id:")
+    else:
+        out.print("no adaptations recorded")
+    for a in adaptations:
+        out.print(f"  {a.id}: {a.reason}", markup=False, highlight=False)
     cals = ltm.calibrations()
     if cals:
-        t = Table(title="device calibrations (latest per node)")
+        t = _compact("device calibrations (latest per node)")
         for col in ("node", "kind", "measured", "figures"):
             t.add_column(col)
         for cal in cals:
@@ -181,24 +277,29 @@ def print_memory(ltm: LongTermMemory, limit: int) -> None:
             when = datetime.fromtimestamp(cal.t_epoch, tz=UTC).strftime("%Y-%m-%d %H:%M")
             t.add_row(cal.node, cal.kind, when, figs)
         out.print(t)
-    contexts = sorted({r.context_key for r in runs})
-    t = Table(title="best-known settings per workload context")
-    for col in ("context", "setting", "value", "score", "why"):
-        t.add_column(col)
-    for c in contexts:
-        for name, setting in ltm.best_settings(c).items():
-            t.add_row(c, name, f"{setting.value:.3f}", f"{setting.score:.3f}", setting.reason)
-    out.print(t)
-    t = Table(title="learned node rates (trend over recent intervals)")
-    for col in (
-        "node",
-        "mean GFLOP/s",
-        "p75 GFLOP/s (next run's prior)",
-        "slope /s",
-        "intervals",
-    ):
-        t.add_column(col)
-    for entity, _ in ltm.entities("rate_gflops"):
+    for c in sorted({r.context_key for r in runs}):
+        settings = ltm.best_settings(c)
+        if not settings:
+            continue
+        out.print(f"best-known settings for the context {c}:", markup=False, highlight=False)
+        t = _compact("")
+        for col in ("setting", "value", "score"):
+            t.add_column(col, justify="left" if col == "setting" else "right")
+        for name, setting in settings.items():
+            t.add_row(name, f"{setting.value:.3f}", f"{setting.score:.3f}")
+        out.print(t)
+        for name, setting in settings.items():
+            out.print(f"  {name}: {setting.reason}", markup=False, highlight=False)
+    rates = ltm.entities("rate_gflops")
+    if not rates:
+        return
+    t = _compact(
+        "learned node rates (trend over recent intervals)",
+        caption="prior: the 75th percentile, where the next run starts",
+    )
+    for col in ("node", "mean GFLOP/s", "prior GFLOP/s", "slope /s", "intervals"):
+        t.add_column(col, justify="left" if col == "node" else "right")
+    for entity, _ in rates:
         tr = ltm.trend(entity, "rate_gflops")
         q = ltm.quantile(entity, "rate_gflops", 0.75)
         if tr is not None:
@@ -210,40 +311,6 @@ def print_memory(ltm: LongTermMemory, limit: int) -> None:
                 str(tr.n),
             )
     out.print(t)
-
-
-def print_routes(cluster: str, rows: list[dict[str, Any]]) -> None:
-    """Each ordered pair's NATs, path type and route with its cost, then the path-type counts."""
-    t = Table(title=f"routes on {cluster}: sedma (memory- and NAT-aware) vs static (RTT only)")
-    for col in (
-        "from",
-        "to",
-        "NATs",
-        "path",
-        "route",
-        "cost ms (rtt+nat+bw+hop+pressure)",
-        "static route",
-        "static ms",
-    ):
-        t.add_column(col)
-    for r in rows:
-        c = r["cost_ms"]
-        t.add_row(
-            r["src"],
-            r["dst"],
-            f"{r['src_nat']}/{r['dst_nat']}",
-            r["path_type"],
-            " > ".join(r["route"]),
-            f"{c['total']:.2f} = {c['rtt']:.2f}+{c['nat']:.2f}+{c['bandwidth']:.2f}"
-            f"+{c['hop']:.2f}+{c['pressure'] + c['relay_pressure']:.2f}",
-            " > ".join(r["static_route"]),
-            f"{r['static_cost_ms']['total']:.2f}",
-        )
-    out.print(t)
-    counts: dict[str, int] = {}
-    for r in rows:
-        counts[r["path_type"]] = counts.get(r["path_type"], 0) + 1
-    out.print(", ".join(f"{v} {k}" for k, v in sorted(counts.items())) + " ordered pairs")
 
 
 def print_calibration(cluster: str, rows: list[dict[str, Any]]) -> None:

@@ -37,6 +37,7 @@ from numbers import Integral
 from pathlib import Path
 from types import TracebackType
 from typing import Any, get_args
+from urllib.parse import quote
 
 from sqlalchemy import Connection, Engine, and_, create_engine, event, func, or_, select, update
 from sqlalchemy.engine import URL, make_url
@@ -115,18 +116,51 @@ def _make_engine(url: str | URL) -> Engine:
     return engine
 
 
+def _check_existing_store(path: Path) -> None:
+    """Refuse, for a reader, a path with no store: missing, or an empty (0-byte) file."""
+    if not path.exists():
+        raise MemoryStoreError(f"memory store {path}: does not exist")
+    if path.stat().st_size == 0:
+        raise MemoryStoreError(f"memory store {path}: is an empty (0-byte) file, not a store")
+
+
+def _read_only_url(path: Path) -> URL:
+    """SQLite opens ``path`` read-only, and creates no file beside it when it can.
+
+    A reader of a WAL database normally creates ``-wal`` and ``-shm`` files and, being
+    read-only, cannot remove them on close. With no ``-wal`` file present no writer is
+    active and every committed page is in the main file, so it is opened ``immutable``:
+    no lock, no side file. Otherwise a writer is (or was) there: a plain read-only open
+    sees its committed transactions, in the side files it already made.
+    """
+    query = {"mode": "ro", "uri": "true"}
+    if not Path(f"{path}-wal").exists():
+        query["immutable"] = "1"
+    return URL.create("sqlite", database=f"file:{quote(str(path))}", query=query)
+
+
 # ---------------------------------------------------------------------------- the store
 class LongTermMemory:
     """Persistent history of runs, observations, adaptations, calibrations and settings.
 
     ``location``: None for :func:`default_path`; a path for a SQLite file (parent directories
     are created); a string containing ``://`` for any SQLAlchemy URL, used as-is.
+    ``read_only``: for readers (``sedma memory``): a SQLite file must already be a sedma store
+    of this schema version, and is opened by SQLite read-only, so nothing is created,
+    upgraded or written; every write raises :class:`~sedma.errors.MemoryStoreError`.
     Thread-safe: every call checks a connection out of SQLAlchemy's pool.
     """
 
-    def __init__(self, location: str | Path | None = None, *, clock: Clock | None = None) -> None:
+    def __init__(
+        self,
+        location: str | Path | None = None,
+        *,
+        clock: Clock | None = None,
+        read_only: bool = False,
+    ) -> None:
         self._clock: Clock = clock if clock is not None else WallClock()
         self._closed = False
+        self._read_only = read_only
         self._wal = False  # switched on once the database is known to be ours
         url: str | URL
         if isinstance(location, str) and "://" in location:
@@ -136,11 +170,14 @@ class LongTermMemory:
             path = default_path() if location is None else Path(location).expanduser()
             try:
                 check_sqlite_file(path)
-                path.parent.mkdir(parents=True, exist_ok=True)
+                if read_only:
+                    _check_existing_store(path)
+                else:
+                    path.parent.mkdir(parents=True, exist_ok=True)
             except OSError as exc:
                 raise MemoryStoreError(f"memory store {path}: cannot be used ({exc})") from None
             # URL.create, not an f-string: a path may hold '?' or '#', which a URL would parse.
-            url = URL.create("sqlite", database=str(path))
+            url = _read_only_url(path) if read_only else URL.create("sqlite", database=str(path))
             self._path = path
         self._url = str(url)
         try:
@@ -157,7 +194,7 @@ class LongTermMemory:
         except BaseException:
             self._engine.dispose()
             raise
-        if self._sqlite and not in_memory:
+        if self._sqlite and not in_memory and not read_only:
             # New pooled connections now switch to WAL; the probing connection was made
             # before we knew the file was ours, so drop it.
             self._wal = True
@@ -199,6 +236,13 @@ class LongTermMemory:
                 version = schema_state(conn, self.location)
             if version == SCHEMA_VERSION:
                 return
+            if self._read_only:
+                raise self._fail(
+                    "holds no sedma store yet"
+                    if version is None
+                    else f"has schema_version {version}, older than {SCHEMA_VERSION}; "
+                    "open it once for writing (any run) to upgrade it"
+                )
             with self._write() as conn:
                 # again: another process may have won the race
                 version = schema_state(conn, self.location)
@@ -230,6 +274,8 @@ class LongTermMemory:
     def _write(self) -> Iterator[Connection]:
         """One write transaction (BEGIN IMMEDIATE on SQLite)."""
         self._check_open()
+        if self._read_only:
+            raise self._fail("is open read-only")
         with self._damage_diagnosed(), self._engine.connect() as conn:
             conn.execution_options(sedma_write=True)
             with conn.begin():

@@ -2,8 +2,14 @@
 
 Covers, one module each:
 
-- :mod:`~sedma.workloads.registry`: :func:`get_workload` by name with ``batch`` and ``scale``
-  (both multiply ``m`` only), :func:`workload_names`, :func:`summary`.
+- :mod:`~sedma.workloads.registry`: :func:`get_workload` by name or workload file with
+  ``batch`` and ``scale`` (both multiply ``m`` only), :func:`load_workload_file`,
+  :func:`workload_names`, :func:`summary`.
+- :mod:`~sedma.workloads.graph`: :class:`Layer` and :class:`WorkloadGraph`, a model as a
+  dataflow graph of products (what workload files are read into).
+- :mod:`~sedma.workloads.toml_format`: the workload spec format (TOML; docs/spec.md).
+- :mod:`~sedma.workloads.onnx_format`: your own model from an ONNX file (MatMul, Gemm and
+  Conv as products, im2col shapes, the graph's edges as ``inputs``).
 - :mod:`~sedma.workloads.resnet`: ResNet-50 v1.5 on ImageNet (224x224x3), every conv as its
   im2col product; also the im2col helpers the detector reuses.
 - :mod:`~sedma.workloads.detector`: SSD300 with a VGG-16 backbone on COCO (300x300x3, 81
@@ -17,6 +23,14 @@ arrival traces, or where products run (see :mod:`sedma.compute.partition.planner
 
 from __future__ import annotations
 
-from sedma.workloads.registry import get_workload, summary, workload_names
+from sedma.workloads.graph import Layer, WorkloadGraph
+from sedma.workloads.registry import get_workload, load_workload_file, summary, workload_names
 
-__all__ = ["get_workload", "summary", "workload_names"]
+__all__ = [
+    "Layer",
+    "WorkloadGraph",
+    "get_workload",
+    "load_workload_file",
+    "summary",
+    "workload_names",
+]

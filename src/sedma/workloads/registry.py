@@ -1,9 +1,12 @@
-"""Workloads by name, sized for the machine at hand, and their one-line summaries.
+"""Workloads by name or file, sized for the machine at hand, and their one-line summaries.
 
-Covers: :func:`get_workload` (a model's products at a given batch and scale),
-:func:`workload_names` and :func:`summary`. Does not cover: the layer shapes themselves (see
-:mod:`sedma.workloads.resnet`, :mod:`sedma.workloads.detector`, :mod:`sedma.workloads.bert`)
-or how products are placed (see :mod:`sedma.compute.partition.planner`).
+Covers: :func:`get_workload` (a model's products at a given batch and scale: a packaged
+model by name, or your own from a workload file), :func:`load_workload_file` (a TOML or
+ONNX file, chosen by its suffix), :func:`workload_names` and :func:`summary`. Does not
+cover: the layer shapes themselves (see :mod:`sedma.workloads.resnet`,
+:mod:`sedma.workloads.detector`, :mod:`sedma.workloads.bert`), reading each file format (see
+:mod:`sedma.workloads.toml_format` and :mod:`sedma.workloads.onnx_format`) or how products
+are placed (see :mod:`sedma.compute.partition.planner`).
 
 Sizing a pass. Both knobs change only ``m``, the rows streamed through each weight (output
 positions of a convolution, tokens of a transformer, images at the classifier)::
@@ -26,14 +29,27 @@ import math
 from collections.abc import Callable
 from dataclasses import replace
 from functools import cache
+from pathlib import Path
 
 from sedma.compute.workload import MatmulOp, Workload
 from sedma.errors import SpecError
 from sedma.workloads.bert import bert_base
 from sedma.workloads.detector import ssd300
+from sedma.workloads.graph import WorkloadGraph
 from sedma.workloads.resnet import resnet50
+from sedma.workloads.toml_format import load_workload_toml
 
-__all__ = ["MAX_SCALE", "get_workload", "summary", "workload_names"]
+__all__ = [
+    "MAX_SCALE",
+    "WORKLOAD_SUFFIXES",
+    "get_workload",
+    "load_workload_file",
+    "summary",
+    "workload_names",
+]
+
+WORKLOAD_SUFFIXES = (".toml", ".onnx")
+"""File name endings :func:`get_workload` reads as a workload file rather than a name."""
 
 MAX_SCALE = 4.0
 """Largest ``scale``: beyond it a pass is just a bigger batch, so ask for that instead."""
@@ -63,14 +79,40 @@ def _scaled_m(m: int, scale: float, batch: int) -> int:
     return max(1, math.floor(m * scale + 0.5)) * batch
 
 
+def load_workload_file(path: str | Path) -> WorkloadGraph:
+    """The workload graph in the file at ``path``: TOML (``.toml``) or ONNX (``.onnx``)."""
+    p = Path(path)
+    if p.suffix.lower() == ".onnx":
+        # Imported here: onnx (and protobuf) load only for those who read an ONNX file.
+        from sedma.workloads.onnx_format import load_onnx
+
+        return load_onnx(p)
+    if p.suffix.lower() == ".toml":
+        if not p.is_file():
+            raise SpecError(f"workload file {str(p)!r}: does not exist")
+        return load_workload_toml(p)
+    raise SpecError(
+        f"workload file {str(p)!r}: suffix {p.suffix!r}; allowed: {', '.join(WORKLOAD_SUFFIXES)}"
+    )
+
+
+def _is_file_name(name: str) -> bool:
+    return name.lower().endswith(WORKLOAD_SUFFIXES) or "/" in name or Path(name).is_file()
+
+
 def get_workload(name: str, *, scale: float = 1.0, batch: int = 1) -> Workload:
     """The products of model ``name`` for ``batch`` inputs, with ``m`` scaled by ``scale``.
 
-    Raises :class:`~sedma.errors.SpecError` for an unknown name, a ``scale`` outside
-    ``(0, MAX_SCALE]`` or a ``batch`` that is not an integer >= 1.
+    ``name`` is a packaged model (:func:`workload_names`) or a workload file ending in
+    ``.toml`` or ``.onnx`` (:func:`load_workload_file`). Raises
+    :class:`~sedma.errors.SpecError` for an unknown name, an invalid file, a ``scale``
+    outside ``(0, MAX_SCALE]`` or a ``batch`` that is not an integer >= 1.
     """
-    if name not in _BUILDERS:
-        raise SpecError(f"workload = {name!r}; allowed: {', '.join(workload_names())}")
+    if name not in _BUILDERS and not _is_file_name(name):
+        raise SpecError(
+            f"workload = {name!r}; allowed: {', '.join(workload_names())}, or a workload "
+            f"file ({', '.join(WORKLOAD_SUFFIXES)})"
+        )
     if (
         isinstance(scale, bool)
         or not isinstance(scale, int | float)
@@ -80,7 +122,7 @@ def get_workload(name: str, *, scale: float = 1.0, batch: int = 1) -> Workload:
         raise SpecError(f"scale = {scale!r}; allowed: a number with 0 < scale <= {MAX_SCALE:g}")
     if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
         raise SpecError(f"batch = {batch!r}; allowed: an integer >= 1")
-    base = _base(name)
+    base = _base(name) if name in _BUILDERS else load_workload_file(name).to_workload()
     if scale == 1 and batch == 1:
         return base
     ops: tuple[MatmulOp, ...] = tuple(
