@@ -179,7 +179,9 @@ def bench_crossbar_cmd(json_path: JsonOpt = None, seed: SeedOpt = 0) -> None:
 @bench_app.command("calibrate")
 def bench_calibrate_cmd(
     json_path: JsonOpt = None,
-    seed: Annotated[int, typer.Option()] = 0,
+    seed: Annotated[
+        int, typer.Option(help="Seed of the random chips (each profile and its defects).")
+    ] = 0,
     profiles: Annotated[int, typer.Option(help="Random chips to calibrate blind.")] = 20,
 ) -> None:
     """Blind calibration of random chips: every parameter's truth vs estimate, and the twin."""
