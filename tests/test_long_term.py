@@ -18,10 +18,11 @@ from sqlalchemy import Connection, text
 from sedma.clock import ManualClock
 from sedma.errors import MemoryStoreError, SedmaError
 from sedma.memory import schema
-from sedma.memory.long_term import LongTermMemory, default_path
+from sedma.memory.long_term import LongTermMemory
 from sedma.memory.records import AdaptationRecord
 from sedma.memory.schema import SCHEMA_VERSION
 from sedma.memory.series import IntervalAggregate
+from sedma.memory.store import default_path
 
 
 @pytest.fixture

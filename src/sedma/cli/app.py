@@ -221,7 +221,8 @@ def memory_cmd(
 
     Reads only: a missing or empty file is reported, never created.
     """
-    from sedma.memory.long_term import LongTermMemory, default_path
+    from sedma.memory.long_term import LongTermMemory
+    from sedma.memory.store import default_path
 
     where = default_path() if memory is None else memory
     if not where.exists():

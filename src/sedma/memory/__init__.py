@@ -9,6 +9,8 @@ Modules:
 - :mod:`sedma.memory.long_term`: the persistent store (SQLAlchemy; a SQLite file by default,
   any SQL URL otherwise) of runs, interval observations, adaptations with measured outcomes,
   device calibrations and best-known settings per workload context; trends and quantiles.
+- :mod:`sedma.memory.store`: where the store lives (``default_path``), opening it without
+  ever resetting it, SQLite's safety settings, read-only opening, transactions.
 - :mod:`sedma.memory.schema`: the store's tables, ``SCHEMA_VERSION`` and ``MIGRATIONS``;
   recognising a SQLite file, a sedma store and its version before anything is written;
   telling a damaged store (SQLite's integrity check) from a foreign database.
@@ -25,11 +27,12 @@ between the two memories (:mod:`sedma.control.loop`).
 
 from __future__ import annotations
 
-from sedma.memory.long_term import LongTermMemory, default_path
+from sedma.memory.long_term import LongTermMemory
 from sedma.memory.records import AdaptationRecord, Calibration, RunRecord, Setting, Trend
 from sedma.memory.schema import SCHEMA_VERSION
 from sedma.memory.series import IntervalAggregate, SeriesSnapshot, SeriesStats
 from sedma.memory.short_term import ShortTermMemory, StmSnapshot
+from sedma.memory.store import default_path
 
 __all__ = [
     "SCHEMA_VERSION",

@@ -3,10 +3,10 @@
 Covers: :class:`LongTermMemory`, a store behind SQLAlchemy Core (a SQLite file by default,
 any SQLAlchemy URL otherwise) of runs, aggregated interval observations, adaptations with
 their measured outcomes, device calibrations and best-known settings per workload context;
-reading it back as trends and quantiles; where it lives (:func:`default_path`), connecting
-and transactions. Does not cover: the tables, schema versions, migrations and recognising a
-foreign or newer file (see :mod:`sedma.memory.schema`), the record types and value checks
-(see :mod:`sedma.memory.records`; both re-exported here), the rolling statistics of the
+reading it back as trends and quantiles. Does not cover: where it lives, opening it safely,
+connecting and transactions (see :mod:`sedma.memory.store`), the tables, schema versions,
+migrations and recognising a foreign, newer or damaged file (see :mod:`sedma.memory.schema`),
+the record types and value checks (see :mod:`sedma.memory.records`), the rolling statistics of the
 current run (see :mod:`sedma.memory.short_term`), deciding what a setting should be (see
 :mod:`sedma.control.learning`) or what to observe (see :mod:`sedma.control.loop`).
 
@@ -30,38 +30,23 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Mapping, Sequence
 from numbers import Integral
 from pathlib import Path
 from types import TracebackType
 from typing import Any, get_args
-from urllib.parse import quote
 
-from sqlalchemy import Connection, Engine, and_, create_engine, event, func, or_, select, update
-from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import IntegrityError, SQLAlchemyError
-from sqlalchemy.pool import StaticPool
+from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy.exc import IntegrityError
 
 from sedma.clock import Clock, WallClock
-from sedma.errors import MemoryStoreError, SedmaError
+from sedma.errors import SedmaError
 from sedma.memory.records import AdaptationRecord, Calibration, Layer, RunRecord, Setting, Trend
 from sedma.memory.records import dumps as _dumps
 from sedma.memory.records import finite as _finite
 from sedma.memory.records import limit as _limit
 from sedma.memory.records import nonempty as _nonempty
 from sedma.memory.records import opt_id as _opt_id
-from sedma.memory.schema import (
-    SCHEMA_VERSION,
-    check_sqlite_file,
-    create_schema,
-    damage_report,
-    damaged_error,
-    is_corruption,
-    migrate,
-    schema_state,
-)
 from sedma.memory.schema import adaptations as _adapt
 from sedma.memory.schema import best_settings as _best
 from sedma.memory.schema import calibrations as _calib
@@ -70,76 +55,13 @@ from sedma.memory.schema import observations as _obs
 from sedma.memory.schema import runs as _runs
 from sedma.memory.schema import setting_history as _hist
 from sedma.memory.series import IntervalAggregate, percentile_sorted
+from sedma.memory.store import Store
 
-__all__ = [
-    "LongTermMemory",
-    "default_path",
-]
+__all__ = ["LongTermMemory"]
 
 logger = logging.getLogger(__name__)
 
 
-def default_path() -> Path:
-    """``$SEDMA_MEMORY``, else ``$XDG_DATA_HOME/sedma/memory.db``, else
-    ``~/.local/share/sedma/memory.db``."""
-    env = os.environ.get("SEDMA_MEMORY")
-    if env:
-        return Path(env).expanduser()
-    xdg = os.environ.get("XDG_DATA_HOME")
-    # The XDG spec says relative values are invalid and must be ignored.
-    if xdg and os.path.isabs(xdg):
-        return Path(xdg) / "sedma" / "memory.db"
-    return Path.home() / ".local" / "share" / "sedma" / "memory.db"
-
-
-# ---------------------------------------------------------------------------- connecting
-def _hide_password(url: str) -> str:
-    try:
-        parsed = make_url(url)
-        return url if parsed.password is None else parsed.render_as_string(hide_password=True)
-    except (SQLAlchemyError, ValueError):
-        return "<unparsable URL>"  # may still hold a password: do not echo it
-
-
-def _is_sqlite_memory(engine: Engine) -> bool:
-    db = engine.url.database or ""
-    return db in ("", ":memory:") or "mode=memory" in str(engine.url)
-
-
-def _make_engine(url: str | URL) -> Engine:
-    engine = create_engine(url)
-    if engine.dialect.name == "sqlite" and _is_sqlite_memory(engine):
-        # An in-memory database lives in one connection: share that one connection (tests,
-        # throw-away runs) instead of SQLAlchemy's default of one private database per thread.
-        engine.dispose()
-        engine = create_engine(url, poolclass=StaticPool, connect_args={"check_same_thread": False})
-    return engine
-
-
-def _check_existing_store(path: Path) -> None:
-    """Refuse, for a reader, a path with no store: missing, or an empty (0-byte) file."""
-    if not path.exists():
-        raise MemoryStoreError(f"memory store {path}: does not exist")
-    if path.stat().st_size == 0:
-        raise MemoryStoreError(f"memory store {path}: is an empty (0-byte) file, not a store")
-
-
-def _read_only_url(path: Path) -> URL:
-    """SQLite opens ``path`` read-only, and creates no file beside it when it can.
-
-    A reader of a WAL database normally creates ``-wal`` and ``-shm`` files and, being
-    read-only, cannot remove them on close. With no ``-wal`` file present no writer is
-    active and every committed page is in the main file, so it is opened ``immutable``:
-    no lock, no side file. Otherwise a writer is (or was) there: a plain read-only open
-    sees its committed transactions, in the side files it already made.
-    """
-    query = {"mode": "ro", "uri": "true"}
-    if not Path(f"{path}-wal").exists():
-        query["immutable"] = "1"
-    return URL.create("sqlite", database=f"file:{quote(str(path))}", query=query)
-
-
-# ---------------------------------------------------------------------------- the store
 class LongTermMemory:
     """Persistent history of runs, observations, adaptations, calibrations and settings.
 
@@ -159,161 +81,19 @@ class LongTermMemory:
         read_only: bool = False,
     ) -> None:
         self._clock: Clock = clock if clock is not None else WallClock()
-        self._closed = False
-        self._read_only = read_only
-        self._wal = False  # switched on once the database is known to be ours
-        url: str | URL
-        if isinstance(location, str) and "://" in location:
-            url = location
-            self._path: Path | None = None
-        else:
-            path = default_path() if location is None else Path(location).expanduser()
-            try:
-                check_sqlite_file(path)
-                if read_only:
-                    _check_existing_store(path)
-                else:
-                    path.parent.mkdir(parents=True, exist_ok=True)
-            except OSError as exc:
-                raise MemoryStoreError(f"memory store {path}: cannot be used ({exc})") from None
-            # URL.create, not an f-string: a path may hold '?' or '#', which a URL would parse.
-            url = _read_only_url(path) if read_only else URL.create("sqlite", database=str(path))
-            self._path = path
-        self._url = str(url)
-        try:
-            self._engine: Engine = _make_engine(url)
-        except (SQLAlchemyError, ImportError, ValueError) as exc:
-            shown = _hide_password(str(url))
-            raise MemoryStoreError(f"memory store {shown}: bad location ({exc})") from None
-        self._sqlite = self._engine.dialect.name == "sqlite"
-        in_memory = self._sqlite and _is_sqlite_memory(self._engine)
-        if self._sqlite:
-            self._install_sqlite_hooks()
-        try:
-            self._open()
-        except BaseException:
-            self._engine.dispose()
-            raise
-        if self._sqlite and not in_memory and not read_only:
-            # New pooled connections now switch to WAL; the probing connection was made
-            # before we knew the file was ours, so drop it.
-            self._wal = True
-            self._engine.dispose()
-            with self._engine.connect() as conn:
-                conn.exec_driver_sql("SELECT 1")
-        logger.debug("opened long-term memory at %s", self.location)
+        self._store = Store(location, clock=self._clock, read_only=read_only)
 
-    # ------------------------------------------------------------------ opening
-    def _install_sqlite_hooks(self) -> None:
-        @event.listens_for(self._engine, "connect")
-        def _on_connect(dbapi_conn: Any, _record: Any) -> None:
-            # Let SQLAlchemy's "begin" event emit BEGIN itself: pysqlite's own implicit
-            # transactions skip DDL, which would break one-transaction migrations.
-            dbapi_conn.isolation_level = None
-            cur = dbapi_conn.cursor()
-            cur.execute("PRAGMA foreign_keys=ON")
-            cur.execute("PRAGMA synchronous=FULL")
-            cur.execute("PRAGMA busy_timeout=10000")
-            if self._wal:
-                # journal_mode is stored in the file, so it is set only once the file is
-                # known to be ours: never on a foreign database.
-                cur.execute("PRAGMA journal_mode=WAL")
-            cur.close()
-
-        @event.listens_for(self._engine, "begin")
-        def _on_begin(conn: Connection) -> None:
-            # Writers take the write lock up front, so two writers queue on busy_timeout
-            # instead of one failing when it upgrades a read lock.
-            immediate = conn.get_execution_options().get("sedma_write", False)
-            conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
-
-    def _fail(self, problem: str) -> MemoryStoreError:
-        return MemoryStoreError(f"memory store {self.location}: {problem}")
-
-    def _open(self) -> None:
-        try:
-            with self._engine.connect() as conn, conn.begin():
-                version = schema_state(conn, self.location)
-            if version == SCHEMA_VERSION:
-                return
-            if self._read_only:
-                raise self._fail(
-                    "holds no sedma store yet"
-                    if version is None
-                    else f"has schema_version {version}, older than {SCHEMA_VERSION}; "
-                    "open it once for writing (any run) to upgrade it"
-                )
-            with self._write() as conn:
-                # again: another process may have won the race
-                version = schema_state(conn, self.location)
-                if version == SCHEMA_VERSION:
-                    return
-                if version is None:
-                    create_schema(conn, created_epoch=self._now())
-                    logger.info("created long-term memory schema v%d", SCHEMA_VERSION)
-                    return
-                version = migrate(conn, version, self.location)
-                logger.info("upgraded long-term memory schema to v%d", version)
-        except (MemoryStoreError, SQLAlchemyError) as exc:
-            # A corrupt sedma store can look like a foreign database (its schema page gone)
-            # or fail any query: SQLite's integrity check tells damage apart from the rest.
-            report = None if self._path is None else damage_report(self._path)
-            if report is not None:
-                assert self._path is not None
-                raise damaged_error(self._path, report) from None
-            if isinstance(exc, MemoryStoreError):
-                raise
-            detail = str(getattr(exc, "orig", exc)) or type(exc).__name__
-            raise self._fail(f"cannot be opened as a sedma store ({detail})") from None
-
-    # ------------------------------------------------------------------ plumbing
     def _now(self) -> float:
         return self._clock.epoch()
-
-    @contextmanager
-    def _write(self) -> Iterator[Connection]:
-        """One write transaction (BEGIN IMMEDIATE on SQLite)."""
-        self._check_open()
-        if self._read_only:
-            raise self._fail("is open read-only")
-        with self._damage_diagnosed(), self._engine.connect() as conn:
-            conn.execution_options(sedma_write=True)
-            with conn.begin():
-                yield conn
-
-    @contextmanager
-    def _read(self) -> Iterator[Connection]:
-        self._check_open()
-        with self._damage_diagnosed(), self._engine.connect() as conn, conn.begin():
-            yield conn
-
-    @contextmanager
-    def _damage_diagnosed(self) -> Iterator[None]:
-        """Turns SQLite's "malformed" errors into :func:`damaged_error` (with the recovery)."""
-        try:
-            yield
-        except SQLAlchemyError as exc:
-            if self._path is None or not is_corruption(exc):
-                raise
-            found = damage_report(self._path) or str(getattr(exc, "orig", exc))
-            raise damaged_error(self._path, found) from None
-
-    def _check_open(self) -> None:
-        if self._closed:
-            raise self._fail("is closed")
 
     @property
     def location(self) -> str:
         """Where the store lives, for display (passwords hidden)."""
-        if self._path is not None:
-            return str(self._path)
-        return _hide_password(str(self._url))
+        return self._store.location
 
     def close(self) -> None:
         """Release every connection; the store cannot be used afterwards."""
-        if not self._closed:
-            self._closed = True
-            self._engine.dispose()
+        self._store.close()
 
     def __enter__(self) -> LongTermMemory:
         return self
@@ -341,7 +121,7 @@ class LongTermMemory:
             "meta": _dumps("meta", meta),
             "started_epoch": self._now(),
         }
-        with self._write() as conn:
+        with self._store.write() as conn:
             pk = conn.execute(_runs.insert().values(**row)).inserted_primary_key
         assert pk is not None
         return int(pk[0])
@@ -349,7 +129,7 @@ class LongTermMemory:
     def end_run(self, run_id: int, summary: Mapping[str, object]) -> None:
         """Close a run, stamped now, with its summary (stored as JSON)."""
         payload = _dumps("summary", summary)
-        with self._write() as conn:
+        with self._store.write() as conn:
             res = conn.execute(
                 update(_runs)
                 .where(_runs.c.id == run_id)
@@ -362,7 +142,7 @@ class LongTermMemory:
         """The most recent runs, newest first."""
         limit = _limit("limit", limit)
         q = select(_runs).order_by(_runs.c.started_epoch.desc(), _runs.c.id.desc()).limit(limit)
-        with self._read() as conn:
+        with self._store.read() as conn:
             rows = conn.execute(q).all()
         return [
             RunRecord(
@@ -399,7 +179,7 @@ class LongTermMemory:
         if not values:
             return 0
         try:
-            with self._write() as conn:
+            with self._store.write() as conn:
                 conn.execute(_obs.insert(), values)
         except IntegrityError:
             raise SedmaError(f"run_id: got {run_id!r}; no such run") from None
@@ -415,7 +195,7 @@ class LongTermMemory:
         if since_epoch is not None:
             q = q.where(_obs.c.t_last >= _finite("since_epoch", since_epoch))
         q = q.order_by(_obs.c.t_last.desc(), _obs.c.id.desc()).limit(last_n)
-        with self._read() as conn:
+        with self._store.read() as conn:
             return list(conn.execute(q).all())
 
     def trend(
@@ -468,7 +248,7 @@ class LongTermMemory:
         if metric is not None:
             q = q.where(_obs.c.metric == metric)
         q = q.order_by(_obs.c.entity, _obs.c.metric)
-        with self._read() as conn:
+        with self._store.read() as conn:
             return [(r.entity, r.metric) for r in conn.execute(q)]
 
     # ------------------------------------------------------------------ adaptations
@@ -500,7 +280,7 @@ class LongTermMemory:
             ),
         }
         try:
-            with self._write() as conn:
+            with self._store.write() as conn:
                 pk = conn.execute(_adapt.insert().values(**row)).inserted_primary_key
         except IntegrityError:
             raise SedmaError(f"run_id: got {rec.run_id!r}; no such run") from None
@@ -515,7 +295,7 @@ class LongTermMemory:
             "measured_gain": _finite("measured_gain", measured_gain),
             "measured_epoch": _finite("measured_epoch", measured_epoch),
         }
-        with self._write() as conn:
+        with self._store.write() as conn:
             res = conn.execute(update(_adapt).where(_adapt.c.id == adaptation_id).values(values))
             if res.rowcount != 1:
                 raise SedmaError(f"adaptation_id: got {adaptation_id!r}; no such adaptation")
@@ -529,7 +309,7 @@ class LongTermMemory:
         if context_key is not None:
             q = q.where(_adapt.c.context_key == _nonempty("context_key", context_key))
         q = q.order_by(_adapt.c.t_epoch.desc(), _adapt.c.id.desc()).limit(limit)
-        with self._read() as conn:
+        with self._store.read() as conn:
             rows = conn.execute(q).all()
         return [
             AdaptationRecord(
@@ -560,7 +340,7 @@ class LongTermMemory:
             "data": _dumps("data", data),
             "t_epoch": _finite("t_epoch", t_epoch),
         }
-        with self._write() as conn:
+        with self._store.write() as conn:
             pk = conn.execute(_calib.insert().values(**row)).inserted_primary_key
         assert pk is not None
         return int(pk[0])
@@ -572,7 +352,7 @@ class LongTermMemory:
             .order_by(_calib.c.t_epoch.desc(), _calib.c.id.desc())
             .limit(1)
         )
-        with self._read() as conn:
+        with self._store.read() as conn:
             r = conn.execute(q).first()
         if r is None:
             return None
@@ -595,7 +375,7 @@ class LongTermMemory:
             .exists()
         )
         q = select(_calib).where(~exists_newer).order_by(_calib.c.node, _calib.c.kind)
-        with self._read() as conn:
+        with self._store.read() as conn:
             rows = conn.execute(q).all()
         return [
             Calibration(node=r.node, kind=r.kind, t_epoch=r.t_epoch, data=json.loads(r.data))
@@ -621,7 +401,7 @@ class LongTermMemory:
             "t_epoch": _finite("t_epoch", t_epoch),
         }
         key = and_(_best.c.context_key == context_key, _best.c.name == name)
-        with self._write() as conn:
+        with self._store.write() as conn:
             conn.execute(_hist.insert().values(**row))
             best = conn.execute(select(_best.c.score, _best.c.t_epoch).where(key)).first()
             if best is None:
@@ -639,7 +419,7 @@ class LongTermMemory:
     def best_settings(self, context_key: str) -> dict[str, Setting]:
         """The best-known value of every setting recorded for ``context_key``, by name."""
         q = select(_best).where(_best.c.context_key == _nonempty("context_key", context_key))
-        with self._read() as conn:
+        with self._store.read() as conn:
             rows = conn.execute(q.order_by(_best.c.name)).all()
         return {
             r.name: Setting(
@@ -657,7 +437,7 @@ class LongTermMemory:
     # ------------------------------------------------------------------ housekeeping
     def stats(self) -> dict[str, int]:
         """Row count per table."""
-        with self._read() as conn:
+        with self._store.read() as conn:
             return {
                 name: int(conn.execute(select(func.count()).select_from(table)).scalar_one())
                 for name, table in sorted(_md.tables.items())
