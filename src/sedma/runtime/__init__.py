@@ -18,6 +18,8 @@
     this host's cost of real plans.
 - :mod:`~sedma.runtime.flows`: ``TransportFlows``, which enacts ``MoveFlow`` on sedma's real
   transport.
+- :mod:`~sedma.runtime.cost`: how emulated time is charged: the roofline of a tile, the
+  resources a transfer crosses (LAN ports, WAN links) and their max-min fair sharing.
 
 The Ray backend and the discrete-event simulator implement the same contract in their own
 issues.
