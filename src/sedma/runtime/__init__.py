@@ -20,6 +20,8 @@
   transport.
 - :mod:`~sedma.runtime.cost`: how emulated time is charged: the roofline of a tile, the
   resources a transfer crosses (LAN ports, WAN links) and their max-min fair sharing.
+- :mod:`~sedma.runtime.schedule`: one pass of a dataflow job on emulated nodes and links
+  (tasks wait for their inputs; bytes share the links), by those rules.
 
 The Ray backend and the discrete-event simulator implement the same contract in their own
 issues.

@@ -36,6 +36,7 @@ __all__ = [
     "Resource",
     "Route",
     "Transfer",
+    "fair_rates",
     "network_of",
     "share_links",
     "tile_time_s",
@@ -187,7 +188,7 @@ class Transfer:
     route: Route
 
 
-def _fair_rates(
+def fair_rates(
     active: Sequence[int], transfers: Sequence[Transfer], capacity: Mapping[Resource, float]
 ) -> dict[int, float]:
     """Max-min fair rates (bit/s) of the active transfers by progressive filling.
@@ -225,7 +226,7 @@ def share_links(transfers: Sequence[Transfer], capacity: Mapping[Resource, float
     """When each transfer ends: its last byte sent under max-min fair sharing, plus its RTT.
 
     A fluid model: between two events (a transfer released, or one finishing) every active
-    transfer moves at its max-min fair rate (:func:`_fair_rates`), recomputed at every
+    transfer moves at its max-min fair rate (:func:`fair_rates`), recomputed at every
     event. A transfer of ``b`` bytes alone on a path whose narrowest resource carries ``c``
     bit/s ends at ``start + 8 b / c + rtt``. A transfer crossing no resource ends at its
     start.
@@ -256,15 +257,16 @@ def share_links(transfers: Sequence[Transfer], capacity: Mapping[Resource, float
             if nxt < len(order):
                 now = transfers[order[nxt]].start_s
             continue
-        rates = _fair_rates(active, transfers, capacity)
-        until = min(left_bits[i] / rates[i] for i in active)
+        rates = fair_rates(active, transfers, capacity)
+        need = {i: left_bits[i] / rates[i] for i in active}  # seconds each still needs
+        until = min(need.values())
         if nxt < len(order):
             until = min(until, transfers[order[nxt]].start_s - now)
         now += until
         still = []
         for i in active:
             left_bits[i] -= rates[i] * until
-            if left_bits[i] <= 1e-9 * 8.0 * transfers[i].nbytes:
+            if need[i] <= until + 1e-12:  # done (float residue, or a tiny transfer)
                 done[i] = now + transfers[i].route.rtt_s
             else:
                 still.append(i)

@@ -1,0 +1,126 @@
+"""One pass of a dataflow job: tasks wait for their inputs, bytes queue on shared links."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from sedma.errors import SedmaError
+from sedma.runtime.cost import Resource, Route, network_of
+from sedma.runtime.schedule import Dep, NodeModel, Task, simulate_pass
+from sedma.spec import load_cluster
+
+GF = 1e9
+NODES = {
+    "a": NodeModel(rate_gflops=10.0, mem_bandwidth_gbs=100.0),
+    "b": NodeModel(rate_gflops=10.0, mem_bandwidth_gbs=100.0),
+}
+LINK: Resource = ("wan", "a", "b")
+CAP = {LINK: 80e6}  # 10 MB/s
+AB = Route((LINK,), 0.01)
+
+
+def test_tasks_on_one_node_run_one_at_a_time_in_priority_order() -> None:
+    tasks = [Task("a", 10 * GF, priority=2), Task("a", 10 * GF, priority=1)]
+    s = simulate_pass(tasks, NODES, CAP)
+    assert s.start_s == (1.0, 0.0) and s.end_s == (2.0, 1.0)
+    assert s.span_s == 2.0 and s.busy_s == {"a": 2.0}
+    assert s.node_utilization() == {"a": 1.0}
+
+
+def test_a_consumer_waits_for_its_input_to_cross_the_link() -> None:
+    tasks = [Task("a", 10 * GF), Task("b", 10 * GF, deps=(Dep(0, 5e6, AB),))]
+    s = simulate_pass(tasks, NODES, CAP)
+    # producer ends at 1 s; 5 MB at 10 MB/s take 0.5 s, then one RTT (10 ms)
+    assert s.start_s[1] == pytest.approx(1.51)
+    assert s.span_s == pytest.approx(2.51)
+    (p, c, _, arrival) = s.transfers[0]
+    assert (p, c) == (0, 1) and arrival == pytest.approx(1.51)
+    assert s.link_utilization(CAP)[LINK] == pytest.approx(0.5 / 2.51)
+
+
+def test_same_node_inputs_are_free() -> None:
+    tasks = [Task("a", 10 * GF), Task("a", 10 * GF, deps=(Dep(0, 5e9),))]
+    s = simulate_pass(tasks, NODES, CAP)
+    assert s.start_s[1] == 1.0 and s.transfers == ()
+
+
+def test_two_outputs_on_one_link_share_it() -> None:
+    tasks = [
+        Task("a", 10 * GF),
+        Task("b", 1 * GF, deps=(Dep(0, 5e6, AB),)),
+        Task("b", 1 * GF, deps=(Dep(0, 5e6, AB),)),
+    ]
+    s = simulate_pass(tasks, NODES, CAP)
+    # both 5 MB leave at 1 s and share 10 MB/s: both arrive at 2 s + RTT
+    assert sorted(s.start_s[1:]) == pytest.approx([2.01, 2.11])
+
+
+def test_memory_bound_tasks_take_their_bytes_over_the_bandwidth() -> None:
+    s = simulate_pass([Task("a", 1.0, streamed_bytes=50e9)], NODES, CAP)
+    assert s.span_s == pytest.approx(0.5)
+
+
+def test_dispatch_overhead_is_charged_per_task() -> None:
+    nodes = {"a": NodeModel(10.0, 100.0, dispatch_s=0.25)}
+    s = simulate_pass([Task("a", 10 * GF), Task("a", 10 * GF)], nodes, {})
+    assert s.span_s == pytest.approx(2.5)
+
+
+def test_a_cycle_is_an_error_naming_the_tasks() -> None:
+    tasks = [Task("a", 1.0, deps=(Dep(1, 0.0),)), Task("a", 1.0, deps=(Dep(0, 0.0),))]
+    with pytest.raises(SedmaError, match="cycle"):
+        simulate_pass(tasks, NODES, CAP)
+
+
+def test_unknown_nodes_and_links_are_errors() -> None:
+    with pytest.raises(SedmaError, match="no model"):
+        simulate_pass([Task("z", 1.0)], NODES, CAP)
+    bad = Route((("wan", "x", "y"),), 0.0)
+    with pytest.raises(SedmaError, match="no capacity"):
+        simulate_pass([Task("a", 1.0), Task("b", 1.0, deps=(Dep(0, 1.0, bad),))], NODES, CAP)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["gpu", "cpu-0", "cpu-1", "rram", "edge"]),
+            st.floats(1e6, 1e10),
+            st.floats(0.0, 1e8),
+        ),
+        min_size=1,
+        max_size=14,
+    ),
+    st.randoms(use_true_random=False),
+)
+def test_no_node_or_link_is_ever_over_full_and_inputs_come_first(
+    specs: list[tuple[str, float, float]], rnd: object
+) -> None:
+    spec = load_cluster("small")
+    net = network_of(spec)
+    nodes = {
+        n.name: NodeModel(n.device.matmul_gflops, n.device.mem_bandwidth_gbs, 1e-4)
+        for n in spec.nodes
+    }
+    tasks: list[Task] = []
+    for i, (node, flops, out_bytes) in enumerate(specs):
+        deps = []
+        for j in range(i):  # a DAG: each task may read any earlier one's output
+            if rnd.random() < 0.3:  # type: ignore[attr-defined]
+                producer = tasks[j].node
+                route = net.route((producer, node)) if producer != node else Route((), 0.0)
+                deps.append(Dep(j, out_bytes, route))
+        tasks.append(Task(node, flops, deps=tuple(deps), priority=i))
+    s = simulate_pass(tasks, nodes, net.capacity_bps)
+    assert all(u <= 1 + 1e-9 for u in s.node_utilization().values())
+    assert all(u <= 1 + 1e-6 for u in s.link_utilization(net.capacity_bps).values())
+    for i, t in enumerate(tasks):
+        for d in t.deps:
+            assert s.start_s[i] >= s.end_s[d.task] - 1e-12
+    for n in nodes:  # one task at a time per node
+        spans = sorted((s.start_s[i], s.end_s[i]) for i, t in enumerate(tasks) if t.node == n)
+        assert all(a[1] <= b[0] + 1e-12 for a, b in itertools.pairwise(spans))
