@@ -222,22 +222,34 @@ def plot_adaptations(result: Mapping[str, Any], path: Path) -> Path | None:
     kinds = sorted({str(d["kind"]) for d in decisions})
     for row, kind in enumerate(kinds):
         marker = _KIND_MARKERS[row % len(_KIND_MARKERS)]
-        for d in (d for d in decisions if d["kind"] == kind):
-            ok = bool(d.get("accepted"))
-            x = int(d["interval"])
+        # Decisions of one kind at one pass with one outcome share a marker, counted.
+        spots: dict[tuple[int, bool], list[Mapping[str, Any]]] = {}
+        for d in decisions:
+            if d["kind"] == kind:
+                spots.setdefault((int(d["interval"]), bool(d.get("accepted"))), []).append(d)
+        for (x, ok), same in sorted(spots.items()):
+            colour = _COLOURS["sedma"] if ok else "#b2182b"
             ax.plot(
                 [x],
                 [row],
                 marker=marker,
                 markersize=9,
                 linestyle="none",
-                color=_COLOURS["sedma"] if ok else "#b2182b",
-                markerfacecolor=_COLOURS["sedma"] if ok else "white",
+                color=colour,
+                markerfacecolor=colour if ok else "white",
             )
-            gain = d.get("predicted_gain")
-            if ok and isinstance(gain, int | float):
+            if len(same) > 1:
                 ax.annotate(
-                    f"+{100 * gain:.0f}%",
+                    f"x{len(same)}",
+                    (x, row),
+                    xytext=(7, -3),
+                    textcoords="offset points",
+                    fontsize=7,
+                )
+            gains = [v for v in (_value(d, "predicted_gain") for d in same) if v is not None]
+            if ok and gains:
+                ax.annotate(
+                    f"+{100 * max(gains):.0f}%",
                     (x, row),
                     xytext=(0, 8),
                     textcoords="offset points",
