@@ -376,3 +376,9 @@ def test_scikit_learn_is_only_a_bench_extra_and_only_benchmarks_import_it() -> N
             if any(n.split(".")[0] == "sklearn" for n in names):
                 importers.add(path.relative_to(ROOT / "src").as_posix())
     assert importers <= {"sedma/bench/accuracy.py"}
+
+
+def test_markup_in_an_option_value_is_echoed_as_typed() -> None:
+    r = runner.invoke(app, ["plan", "--strategy", "[bold]fast[/bold]"])
+    assert r.exit_code == 2
+    assert "'[bold]fast[/bold]'; allowed: sedma, static" in one_error_line(r.output)

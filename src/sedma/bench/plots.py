@@ -290,12 +290,24 @@ def plot_clusters(result: Mapping[str, Any], path: Path) -> Path | None:
     rows = [r for r in result.get("summary", []) if isinstance(r, Mapping) and "cluster" in r]
     if not rows:
         return None
-    names = [str(r["cluster"]) for r in rows]
+    names = [f"{r['cluster']}{', slowed' if r.get('slowdown') else ''}" for r in rows]
     fig = Figure(figsize=(max(6.0, 0.7 * len(names) + 2), 6), layout="constrained")
     top, bottom = fig.subplots(2, 1, sharex=True)
     ratio = [_value(r, "throughput_vs_static") for r in rows]
-    top.bar(range(len(names)), [0.0 if v is None else v for v in ratio], color=_COLOURS["sedma"])
+    bars = top.bar(
+        range(len(names)), [0.0 if v is None else v for v in ratio], color=_COLOURS["sedma"]
+    )
+    for bar, v in zip(bars, ratio, strict=True):
+        top.annotate(
+            "static failed" if v is None else f"{v:.2f}x",
+            (bar.get_x() + bar.get_width() / 2, bar.get_height()),
+            xytext=(0, 2),
+            textcoords="offset points",
+            ha="center",
+            fontsize=7,
+        )
     top.axhline(1.0, color="black", linewidth=0.8)
+    top.set_ylim(0, 1.12 * max([1.0] + [v for v in ratio if v is not None]))
     top.set_ylabel("throughput / static", fontsize=8)
     width = 0.4
     for off, key, name in ((-width / 2, "memory_efficiency", "sedma"),

@@ -161,8 +161,7 @@ def plan(
     from sedma.workloads.registry import get_workload
 
     if strategy not in ("sedma", "static"):
-        err.print(f"[bold red]error:[/] --strategy got {strategy!r}; allowed: sedma, static")
-        raise typer.Exit(2)
+        raise fail(f"--strategy got {strategy!r}; allowed: sedma, static")
 
     def go() -> dict[str, Any]:
         spec = load_cluster(cluster)
