@@ -223,9 +223,10 @@ def memory_cmd(
 
     where = default_path() if memory is None else memory
     if not where.exists():
+        opt = "" if memory is None else f" --memory {where}"
         raise fail(
-            f"no long-term memory at {where} yet; `sedma demo --memory {where}` (or "
-            "`sedma calibrate`) creates it"
+            f"no long-term memory at {where} yet; `sedma demo{opt}` (or `sedma "
+            f"calibrate{opt}`) creates it"
         )
 
     def go() -> None:
