@@ -382,3 +382,16 @@ def test_markup_in_an_option_value_is_echoed_as_typed() -> None:
     r = runner.invoke(app, ["plan", "--strategy", "[bold]fast[/bold]"])
     assert r.exit_code == 2
     assert "'[bold]fast[/bold]'; allowed: sedma, static" in one_error_line(r.output)
+
+
+def test_bench_accuracy_without_scikit_learn_says_which_extra(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import sys
+
+    monkeypatch.setitem(sys.modules, "sklearn", None)  # as if the extra were not installed
+    monkeypatch.delitem(sys.modules, "sedma.bench.accuracy", raising=False)
+    r = runner.invoke(app, ["bench", "accuracy"])
+    assert r.exit_code == 2
+    line = one_error_line(r.output)
+    assert "needs scikit-learn" in line and "pip install 'sedma[bench]'" in line
