@@ -395,3 +395,12 @@ def test_bench_accuracy_without_scikit_learn_says_which_extra(
     assert r.exit_code == 2
     line = one_error_line(r.output)
     assert "needs scikit-learn" in line and "pip install 'sedma[bench]'" in line
+
+
+def test_progress_bars_stay_out_of_redirected_stderr(capsys: pytest.CaptureFixture[str]) -> None:
+    from sedma.cli.common import progress_bar
+
+    with progress_bar() as progress:
+        progress("sedma", 1, 2)
+        progress("sedma", 2, 2)
+    assert capsys.readouterr().err == ""  # a JSON-lines log on stderr stays parseable
