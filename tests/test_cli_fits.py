@@ -389,7 +389,10 @@ def test_bench_accuracy_without_scikit_learn_says_which_extra(
 ) -> None:
     import sys
 
-    monkeypatch.setitem(sys.modules, "sklearn", None)  # as if the extra were not installed
+    # As if the extra were not installed: every sklearn module, also those already imported.
+    for name in [m for m in sys.modules if m == "sklearn" or m.startswith("sklearn.")]:
+        monkeypatch.setitem(sys.modules, name, None)
+    monkeypatch.setitem(sys.modules, "sklearn", None)
     monkeypatch.delitem(sys.modules, "sedma.bench.accuracy", raising=False)
     r = runner.invoke(app, ["bench", "accuracy"])
     assert r.exit_code == 2
