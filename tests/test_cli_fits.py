@@ -376,3 +376,34 @@ def test_scikit_learn_is_only_a_bench_extra_and_only_benchmarks_import_it() -> N
             if any(n.split(".")[0] == "sklearn" for n in names):
                 importers.add(path.relative_to(ROOT / "src").as_posix())
     assert importers <= {"sedma/bench/accuracy.py"}
+
+
+def test_markup_in_an_option_value_is_echoed_as_typed() -> None:
+    r = runner.invoke(app, ["plan", "--strategy", "[bold]fast[/bold]"])
+    assert r.exit_code == 2
+    assert "'[bold]fast[/bold]'; allowed: sedma, static" in one_error_line(r.output)
+
+
+def test_bench_accuracy_without_scikit_learn_says_which_extra(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import sys
+
+    # As if the extra were not installed: every sklearn module, also those already imported.
+    for name in [m for m in sys.modules if m == "sklearn" or m.startswith("sklearn.")]:
+        monkeypatch.setitem(sys.modules, name, None)
+    monkeypatch.setitem(sys.modules, "sklearn", None)
+    monkeypatch.delitem(sys.modules, "sedma.bench.accuracy", raising=False)
+    r = runner.invoke(app, ["bench", "accuracy"])
+    assert r.exit_code == 2
+    line = one_error_line(r.output)
+    assert "needs scikit-learn" in line and "pip install 'sedma[bench]'" in line
+
+
+def test_progress_bars_stay_out_of_redirected_stderr(capsys: pytest.CaptureFixture[str]) -> None:
+    from sedma.cli.common import progress_bar
+
+    with progress_bar() as progress:
+        progress("sedma", 1, 2)
+        progress("sedma", 2, 2)
+    assert capsys.readouterr().err == ""  # a JSON-lines log on stderr stays parseable

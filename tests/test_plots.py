@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from sedma.bench.plots import plot_adaptations, plot_comparison, write_plots
+from sedma.bench.plots import plot_adaptations, plot_clusters, plot_comparison, write_plots
 from sedma.cli.app import app
 
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -119,3 +119,14 @@ def test_plot_into_a_file_is_one_line_before_any_work(tmp_path: Path) -> None:
     assert r.exit_code == 2 and not mem.exists()
     lines = r.output.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: --plot got") and "is a file" in lines[0]
+
+
+def test_bench_clusters_summary_renders_one_bar_per_cluster(tmp_path: Path) -> None:
+    rows = [
+        {"cluster": c, "slowdown": slowed, "throughput_vs_static": ratio,
+         "memory_efficiency": 0.97, "static_memory_efficiency": 0.4}
+        for c, slowed, ratio in (("paper", True, 10.7), ("homogeneous", False, None))
+    ]  # fmt: skip
+    path = plot_clusters({"scenario": "bench-clusters", "summary": rows}, tmp_path / "c.png")
+    assert path is not None and png_size(path)[0] >= 600
+    assert plot_clusters({"scenario": "x"}, tmp_path / "none.png") is None

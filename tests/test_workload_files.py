@@ -335,3 +335,38 @@ def test_your_own_onnx_model_runs_end_to_end_with_plots(tmp_path: Path) -> None:
     assert sedma["rel_error"] < 0.05  # within the budgets the ONNX reader set
     assert (plots / "demo-comparison.png").stat().st_size > 0
     assert (plots / "demo-adaptations.png").stat().st_size > 0
+
+
+@pytest.mark.parametrize(
+    ("a_shape", "b_shape", "b_static", "attrs", "op", "mkn"),
+    [
+        ([5, 7], [7, 3], True, {}, "MatMul", (5, 7, 3)),
+        ([7], [7, 3], True, {}, "MatMul", (1, 7, 3)),  # 1-D A: one row
+        ([5, 7], [7], True, {}, "MatMul", (5, 7, 1)),  # 1-D B: one column
+        ([2, 6, 5, 7], [7, 3], True, {}, "MatMul", (60, 7, 3)),  # leading dims fold into rows
+        ([5, 7], [4, 7, 3], False, {}, "MatMul", (20, 7, 3)),  # A broadcast over B's batch
+        ([7, 5], [3, 7], True, {"transA": 1, "transB": 1}, "Gemm", (5, 7, 3)),
+    ],
+)
+def test_onnx_product_shapes(
+    a_shape: list[int],
+    b_shape: list[int],
+    b_static: bool,
+    attrs: dict[str, int],
+    op: str,
+    mkn: tuple[int, int, int],
+) -> None:
+    a = helper.make_tensor_value_info("a", TensorProto.FLOAT, a_shape)
+    inputs, inits = [a], []
+    if b_static:
+        inits.append(_weight("b", *b_shape))
+    else:
+        inputs.append(helper.make_tensor_value_info("b", TensorProto.FLOAT, b_shape))
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, None)
+    y.type.tensor_type.ClearField("shape")  # let inference say
+    node = helper.make_node(op, ["a", "b"], ["y"], name="p", **attrs)
+    graph = helper.make_graph([node], "g", inputs, [y], initializer=inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    (layer,) = graph_from_onnx(model).layers
+    assert (layer.m, layer.k, layer.n) == mkn
+    assert layer.weight_static is b_static

@@ -222,22 +222,34 @@ def plot_adaptations(result: Mapping[str, Any], path: Path) -> Path | None:
     kinds = sorted({str(d["kind"]) for d in decisions})
     for row, kind in enumerate(kinds):
         marker = _KIND_MARKERS[row % len(_KIND_MARKERS)]
-        for d in (d for d in decisions if d["kind"] == kind):
-            ok = bool(d.get("accepted"))
-            x = int(d["interval"])
+        # Decisions of one kind at one pass with one outcome share a marker, counted.
+        spots: dict[tuple[int, bool], list[Mapping[str, Any]]] = {}
+        for d in decisions:
+            if d["kind"] == kind:
+                spots.setdefault((int(d["interval"]), bool(d.get("accepted"))), []).append(d)
+        for (x, ok), same in sorted(spots.items()):
+            colour = _COLOURS["sedma"] if ok else "#b2182b"
             ax.plot(
                 [x],
                 [row],
                 marker=marker,
                 markersize=9,
                 linestyle="none",
-                color=_COLOURS["sedma"] if ok else "#b2182b",
-                markerfacecolor=_COLOURS["sedma"] if ok else "white",
+                color=colour,
+                markerfacecolor=colour if ok else "white",
             )
-            gain = d.get("predicted_gain")
-            if ok and isinstance(gain, int | float):
+            if len(same) > 1:
                 ax.annotate(
-                    f"+{100 * gain:.0f}%",
+                    f"x{len(same)}",
+                    (x, row),
+                    xytext=(7, -3),
+                    textcoords="offset points",
+                    fontsize=7,
+                )
+            gains = [v for v in (_value(d, "predicted_gain") for d in same) if v is not None]
+            if ok and gains:
+                ax.annotate(
+                    f"+{100 * max(gains):.0f}%",
                     (x, row),
                     xytext=(0, 8),
                     textcoords="offset points",
@@ -278,12 +290,24 @@ def plot_clusters(result: Mapping[str, Any], path: Path) -> Path | None:
     rows = [r for r in result.get("summary", []) if isinstance(r, Mapping) and "cluster" in r]
     if not rows:
         return None
-    names = [str(r["cluster"]) for r in rows]
+    names = [f"{r['cluster']}{', slowed' if r.get('slowdown') else ''}" for r in rows]
     fig = Figure(figsize=(max(6.0, 0.7 * len(names) + 2), 6), layout="constrained")
     top, bottom = fig.subplots(2, 1, sharex=True)
     ratio = [_value(r, "throughput_vs_static") for r in rows]
-    top.bar(range(len(names)), [0.0 if v is None else v for v in ratio], color=_COLOURS["sedma"])
+    bars = top.bar(
+        range(len(names)), [0.0 if v is None else v for v in ratio], color=_COLOURS["sedma"]
+    )
+    for bar, v in zip(bars, ratio, strict=True):
+        top.annotate(
+            "static failed" if v is None else f"{v:.2f}x",
+            (bar.get_x() + bar.get_width() / 2, bar.get_height()),
+            xytext=(0, 2),
+            textcoords="offset points",
+            ha="center",
+            fontsize=7,
+        )
     top.axhline(1.0, color="black", linewidth=0.8)
+    top.set_ylim(0, 1.12 * max([1.0] + [v for v in ratio if v is not None]))
     top.set_ylabel("throughput / static", fontsize=8)
     width = 0.4
     for off, key, name in ((-width / 2, "memory_efficiency", "sedma"),

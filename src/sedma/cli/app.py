@@ -162,8 +162,7 @@ def plan(
     from sedma.workloads.registry import get_workload
 
     if strategy not in ("sedma", "static"):
-        err.print(f"[bold red]error:[/] --strategy got {strategy!r}; allowed: sedma, static")
-        raise typer.Exit(2)
+        raise fail(f"--strategy got {strategy!r}; allowed: sedma, static")
 
     def go() -> dict[str, Any]:
         spec = load_cluster(cluster)
@@ -226,9 +225,10 @@ def memory_cmd(
 
     where = default_path() if memory is None else memory
     if not where.exists():
+        opt = "" if memory is None else f" --memory {where}"
         raise fail(
-            f"no long-term memory at {where} yet; `sedma demo --memory {where}` (or "
-            "`sedma calibrate`) creates it"
+            f"no long-term memory at {where} yet; `sedma demo{opt}` (or `sedma "
+            f"calibrate{opt}`) creates it"
         )
 
     def go() -> None:

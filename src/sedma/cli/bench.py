@@ -256,9 +256,8 @@ def bench_accuracy_cmd(json_path: JsonOpt = None, seed: SeedOpt = 0) -> None:
     try:
         from sedma.bench.accuracy import bench_accuracy
     except ImportError as e:  # scikit-learn is the `bench` extra, not a dependency
-        raise fail(
-            f"sedma bench accuracy needs {e.name or 'scikit-learn'}: pip install 'sedma[bench]'"
-        ) from None
+        missing = "scikit-learn" if (e.name or "sklearn").startswith("sklearn") else e.name
+        raise fail(f"sedma bench accuracy needs {missing}: pip install 'sedma[bench]'") from None
 
     r = guard(lambda: bench_accuracy(seed=seed))
     out.print(kv_table("model accuracy on rram", r))

@@ -182,13 +182,18 @@ MemoryOpt = Annotated[
 
 @contextmanager
 def progress_bar() -> Iterator[Callable[[str, int, int], None]]:
-    """A progress bar on stderr, one line per phase; yields the ``progress`` callback."""
+    """A progress bar on stderr, one line per phase; yields the ``progress`` callback.
+
+    Shown on a terminal only: piped or redirected stderr (a log file, ``--log-format json``
+    read by a machine) gets no bars drawn into it.
+    """
     with Progress(
         TextColumn("{task.description:>8}"),
         BarColumn(),
         MofNCompleteColumn(),
         TimeElapsedColumn(),
         console=err,
+        disable=not err.is_terminal,
     ) as bar:
         tasks: dict[str, Any] = {}
 

@@ -8,9 +8,10 @@ and times its products; the operands are its own), or control flow (``If``/``Loo
 subgraphs are not read).
 
 How a model becomes products. Shapes come from ONNX shape inference, after every symbolic
-or unknown dimension of the graph's inputs is set to 1 (one item per pass: ``--batch`` and
-``--scale`` multiply ``m`` afterwards, as for the packaged models); a product whose operand
-shape is still unknown is an error naming the node.
+or unknown dimension of the graph's inputs is set to 1 (one item per pass: ``batch`` and
+``scale`` of :func:`~sedma.workloads.registry.get_workload` multiply ``m`` afterwards, as for
+the packaged models); a product whose operand shape is still unknown is an error naming the
+node.
 
 - ``MatMul`` ``A[..., r, k] @ B[..., k, n]``: ``m`` = the broadcast batch dimensions times
   ``r`` (leading dimensions fold into rows, as BERT's heads do), ``k``, ``n``. A 1-D ``A``
