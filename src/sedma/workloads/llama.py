@@ -65,7 +65,7 @@ LLaMA-7B, 13.5 GB), 110 GFLOP per step; KV cache 4.3 GB (8.6 GB at 2,048 tokens)
 from __future__ import annotations
 
 from sedma.errors import SpecError
-from sedma.workloads.graph import Layer, WorkloadGraph, ordered
+from sedma.workloads.graph import DEFAULT_MAX_REL_ERROR, Layer, WorkloadGraph, ordered
 from sedma.workloads.resnet import SENSITIVE_REL_ERROR
 
 __all__ = [
@@ -88,7 +88,7 @@ LAYERS = 32
 HIDDEN = 4096
 HEADS = 32
 FFN = 11008
-"""SwiGLU's inner width: 2/3 of 4 x 4096, rounded up to a multiple of 256 (the paper's rule)."""
+"""SwiGLU's inner width: 2/3 of 4 x 4096 (the paper), rounded up to a multiple of 256."""
 VOCAB = 32000
 DTYPE_BYTES = 2
 """16-bit weights and cache (fp16 or bf16), as LLaMA-7B is released and served."""
@@ -108,6 +108,7 @@ PARAMETERS = (
 """LLaMA-7B's parameters, 6,738,415,616: products' weights, embedding table and norms."""
 
 _NAME = "llama-7b"
+_MAX_BATCH = 1 << 20  # far above any real batch; keeps every size a plain int
 
 
 def _check(name: str, value: object, most: int) -> int:
@@ -125,7 +126,7 @@ def kv_cache_bytes(context: int, batch: int = BATCH) -> int:
     ``1 .. MAX_CONTEXT`` or a ``batch`` below 1.
     """
     _check("context", context, MAX_CONTEXT)
-    _check("batch", batch, 1 << 20)
+    _check("batch", batch, _MAX_BATCH)
     return 2 * LAYERS * HIDDEN * context * batch * DTYPE_BYTES
 
 
@@ -138,6 +139,19 @@ def model_bytes(context: int = MAX_CONTEXT, batch: int = BATCH) -> int:
     return PARAMETERS * DTYPE_BYTES + kv_cache_bytes(context, batch)
 
 
+def _product(
+    name: str,
+    m: int,
+    k: int,
+    n: int,
+    inputs: tuple[str, ...],
+    *,
+    static: bool = True,
+    budget: float = DEFAULT_MAX_REL_ERROR,
+) -> Layer:
+    return Layer(name, m, k, n, inputs, static, budget, DTYPE_BYTES)
+
+
 def llama_7b(context: int = DEFAULT_CONTEXT, batch: int = BATCH) -> WorkloadGraph:
     """One decode step of LLaMA-7B for ``batch`` sequences at ``context`` tokens.
 
@@ -145,26 +159,24 @@ def llama_7b(context: int = DEFAULT_CONTEXT, batch: int = BATCH) -> WorkloadGrap
     or a ``batch`` below 1.
     """
     t = _check("context", context, MAX_CONTEXT)
-    b = _check("batch", batch, 1 << 20)
+    b = _check("batch", batch, _MAX_BATCH)
     bh = b * HIDDEN  # every head of every sequence, folded into one dimension
     layers: list[Layer] = []
     previous: tuple[str, ...] = ()  # L0 reads the model's input: the embedded tokens
     for i in range(LAYERS):
         p = f"L{i}"
-        first = SENSITIVE_REL_ERROR if i == 0 else 0.1
+        first = SENSITIVE_REL_ERROR if i == 0 else DEFAULT_MAX_REL_ERROR
         layers += [
-            Layer(f"{p}.qkv", b, HIDDEN, 3 * HIDDEN, previous, True, first, DTYPE_BYTES),
-            Layer(f"{p}.scores", 1, bh, t, (f"{p}.qkv",), False, 0.1, DTYPE_BYTES),
-            Layer(f"{p}.context", 1, t, bh, (f"{p}.scores", f"{p}.qkv"), False, 0.1, DTYPE_BYTES),
-            Layer(f"{p}.attn_out", b, HIDDEN, HIDDEN, (f"{p}.context",), True, 0.1, DTYPE_BYTES),
-            Layer(f"{p}.gate", b, HIDDEN, FFN, (f"{p}.attn_out",), True, 0.1, DTYPE_BYTES),
-            Layer(f"{p}.up", b, HIDDEN, FFN, (f"{p}.attn_out",), True, 0.1, DTYPE_BYTES),
-            Layer(f"{p}.down", b, FFN, HIDDEN, (f"{p}.gate", f"{p}.up"), True, 0.1, DTYPE_BYTES),
+            _product(f"{p}.qkv", b, HIDDEN, 3 * HIDDEN, previous, budget=first),
+            _product(f"{p}.scores", 1, bh, t, (f"{p}.qkv",), static=False),
+            _product(f"{p}.context", 1, t, bh, (f"{p}.scores", f"{p}.qkv"), static=False),
+            _product(f"{p}.attn_out", b, HIDDEN, HIDDEN, (f"{p}.context",)),
+            _product(f"{p}.gate", b, HIDDEN, FFN, (f"{p}.attn_out",)),
+            _product(f"{p}.up", b, HIDDEN, FFN, (f"{p}.attn_out",)),
+            _product(f"{p}.down", b, FFN, HIDDEN, (f"{p}.gate", f"{p}.up")),
         ]
         previous = (f"{p}.down",)
-    layers.append(
-        Layer("lm_head", b, HIDDEN, VOCAB, previous, True, SENSITIVE_REL_ERROR, DTYPE_BYTES)
-    )
+    layers.append(_product("lm_head", b, HIDDEN, VOCAB, previous, budget=SENSITIVE_REL_ERROR))
     return WorkloadGraph(
         name=_NAME,
         layers=ordered(layers),
