@@ -40,7 +40,9 @@ and heads into ``k`` (``scores``) or ``n`` (``context``) with one row keeps exac
 and ``context``'s exact output (the ``B x H`` attention outputs); what it cannot keep is the
 probabilities between the two, ``B x 32 x T`` values, shown as ``T`` (``scores``'s output and
 ``context``'s input). The two products of a layer belong together (a real runtime never
-splits them), so that edge only matters to a placement that parts them.
+splits them), so that edge only matters to a placement that parts them. A planner splits a
+one-row product by the columns of ``W``: here, by context positions (``scores``) and by
+sequences and heads (``context``), both exact splits of the real computation.
 
 Edges (``inputs``). ``L0.qkv`` reads the model's input (the embedded tokens). ``scores``
 reads ``qkv`` (the new Q and K); ``context`` reads ``scores`` and ``qkv`` (the new V);
