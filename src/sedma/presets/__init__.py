@@ -5,6 +5,9 @@
 - ``small.toml``: five nodes over two sites, for tests and quick tries.
 - ``homogeneous.toml``: eight identical CPU nodes on one LAN, the case where sedma must be
   no worse than the static baseline.
+- ``edge-swarm.toml``: eleven consumer devices (GPU desktops, laptops, single-board
+  computers, two NeuRRAM-class rram boards) at four NATed sites over 20-200 Mbit/s WAN
+  links, where no node holds ``llama-7b`` and memory and links bind; every figure cited.
 
 Load them with :func:`sedma.spec.load_cluster` by name.
 """

@@ -16,6 +16,10 @@ Covers, one module each:
   classes).
 - :mod:`~sedma.workloads.bert`: BERT-base on SQuAD (384 tokens), attention products marked
   ``weight_static=False``.
+- :mod:`~sedma.workloads.llama`: LLaMA-7B generating tokens (one decode step of 8
+  sequences, 16-bit) as a dataflow graph whose attention products hold the KV cache at a
+  given context; :func:`~sedma.workloads.llama.kv_cache_bytes` and
+  :func:`~sedma.workloads.llama.model_bytes` size what it needs held.
 
 Does not cover: the product and workload types (see :mod:`sedma.compute.workload`), request
 arrival traces, or where products run (see :mod:`sedma.compute.partition.planner`).

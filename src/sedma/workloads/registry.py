@@ -4,7 +4,8 @@ Covers: :func:`get_workload` (a model's products at a given batch and scale: a p
 model by name, or your own from a workload file), :func:`load_workload_file` (a TOML or
 ONNX file, chosen by its suffix), :func:`workload_names` and :func:`summary`. Does not
 cover: the layer shapes themselves (see :mod:`sedma.workloads.resnet`,
-:mod:`sedma.workloads.detector`, :mod:`sedma.workloads.bert`), reading each file format (see
+:mod:`sedma.workloads.detector`, :mod:`sedma.workloads.bert`, :mod:`sedma.workloads.llama`),
+reading each file format (see
 :mod:`sedma.workloads.toml_format` and :mod:`sedma.workloads.onnx_format`) or how products
 are placed (see :mod:`sedma.compute.partition.planner`).
 
@@ -21,6 +22,18 @@ slow devices and the crossbar simulation cost far more per flop, and ``scale = 0
 the work about tenfold with the same weights to place. In attention products ``n`` (the key
 length) also stays, so those rows are still full-length. The returned workload keeps the model's
 name; its description records batch and scale.
+
+``llama-7b`` (one decode step of 8 sequences) also takes ``context``, the tokens each sequence
+has so far (1 .. 2,048; default 1,024), which sets the KV cache held in its attention
+products (see :mod:`sedma.workloads.llama`). For it the knobs mean: ``scale`` multiplies the
+new tokens per sequence in a step (``scale = 2``: two tokens each, so every product, the
+attention included, has twice the rows; below 1 the projections keep ``round(8 x scale)``
+rows while the one-row attention products keep theirs); ``batch`` is groups of 8 sequences.
+A cache is per sequence, so ``batch`` builds the step for ``8 x batch`` sequences: the
+projections get ``8 x batch`` rows, exactly as the rule above says, and the attention
+products, which fold every sequence into ``k`` or ``n``, get ``batch`` times the cache
+(their FLOPs grow by ``batch`` as the rule's would). ``context`` is refused for the other
+models, which have no cache.
 """
 
 from __future__ import annotations
@@ -36,6 +49,8 @@ from sedma.errors import SpecError
 from sedma.workloads.bert import bert_base
 from sedma.workloads.detector import ssd300
 from sedma.workloads.graph import WorkloadGraph
+from sedma.workloads.llama import BATCH as LLAMA_BATCH
+from sedma.workloads.llama import DEFAULT_CONTEXT, MAX_CONTEXT, llama_7b
 from sedma.workloads.resnet import resnet50
 from sedma.workloads.toml_format import load_workload_toml
 
@@ -56,6 +71,8 @@ MAX_SCALE = 4.0
 
 _MIB = 1 << 20
 
+_LLAMA = "llama-7b"
+
 _BUILDERS: dict[str, Callable[[], Workload]] = {
     "resnet50": resnet50,
     "ssd300": ssd300,
@@ -65,13 +82,19 @@ _BUILDERS: dict[str, Callable[[], Workload]] = {
 
 def workload_names() -> tuple[str, ...]:
     """Names :func:`get_workload` accepts, in a stable order."""
-    return tuple(_BUILDERS)
+    return (*_BUILDERS, _LLAMA)
 
 
 @cache
 def _base(name: str) -> Workload:
     # Workloads are frozen, so one built copy per model serves every caller.
     return _BUILDERS[name]()
+
+
+@cache
+def _llama(context: int, groups: int) -> Workload:
+    # One built copy per (context, groups): a run that grows its context asks for each once.
+    return llama_7b(context=context, batch=LLAMA_BATCH * groups).to_workload()
 
 
 def _scaled_m(m: int, scale: float, batch: int) -> int:
@@ -100,15 +123,19 @@ def _is_file_name(name: str) -> bool:
     return name.lower().endswith(WORKLOAD_SUFFIXES) or "/" in name or Path(name).is_file()
 
 
-def get_workload(name: str, *, scale: float = 1.0, batch: int = 1) -> Workload:
+def get_workload(
+    name: str, *, scale: float = 1.0, batch: int = 1, context: int | None = None
+) -> Workload:
     """The products of model ``name`` for ``batch`` inputs, with ``m`` scaled by ``scale``.
 
     ``name`` is a packaged model (:func:`workload_names`) or a workload file ending in
-    ``.toml`` or ``.onnx`` (:func:`load_workload_file`). Raises
-    :class:`~sedma.errors.SpecError` for an unknown name, an invalid file, a ``scale``
-    outside ``(0, MAX_SCALE]`` or a ``batch`` that is not an integer >= 1.
+    ``.toml`` or ``.onnx`` (:func:`load_workload_file`). ``context`` (``llama-7b`` only) is
+    the tokens each sequence holds, default :data:`~sedma.workloads.llama.DEFAULT_CONTEXT`.
+    Raises :class:`~sedma.errors.SpecError` for an unknown name, an invalid file, a ``scale``
+    outside ``(0, MAX_SCALE]``, a ``batch`` that is not an integer >= 1, or a ``context``
+    outside ``1 .. 2048`` or given for another model.
     """
-    if name not in _BUILDERS and not _is_file_name(name):
+    if name not in workload_names() and not _is_file_name(name):
         raise SpecError(
             f"workload = {name!r}; allowed: {', '.join(workload_names())}, or a workload "
             f"file ({', '.join(WORKLOAD_SUFFIXES)})"
@@ -122,11 +149,29 @@ def get_workload(name: str, *, scale: float = 1.0, batch: int = 1) -> Workload:
         raise SpecError(f"scale = {scale!r}; allowed: a number with 0 < scale <= {MAX_SCALE:g}")
     if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
         raise SpecError(f"batch = {batch!r}; allowed: an integer >= 1")
-    base = _base(name) if name in _BUILDERS else load_workload_file(name).to_workload()
-    if scale == 1 and batch == 1:
+    if context is not None and name != _LLAMA:
+        raise SpecError(
+            f"context = {context!r} for workload {name!r}; allowed: only with {_LLAMA}, the "
+            "model with a KV cache (leave context out for the others)"
+        )
+    if context is not None and (
+        isinstance(context, bool) or not isinstance(context, int) or not 1 <= context <= MAX_CONTEXT
+    ):
+        # Checked here, not only by the builder: the cache below would take True for 1.
+        raise SpecError(
+            f"context = {context!r}; allowed: an integer with 1 <= context <= {MAX_CONTEXT}"
+        )
+    rows_batch = batch  # what multiplies m below
+    if name == _LLAMA:
+        # A cache is per sequence: batch builds 8 x batch sequences, then scale applies alone.
+        base = _llama(DEFAULT_CONTEXT if context is None else context, batch)
+        rows_batch = 1
+    else:
+        base = _base(name) if name in _BUILDERS else load_workload_file(name).to_workload()
+    if scale == 1 and rows_batch == 1:
         return base
     ops: tuple[MatmulOp, ...] = tuple(
-        replace(op, m=_scaled_m(op.m, scale, batch)) for op in base.ops
+        replace(op, m=_scaled_m(op.m, scale, rows_batch)) for op in base.ops
     )
     return replace(
         base,
