@@ -127,6 +127,26 @@ def _capacity(spec: ClusterSpec) -> dict[str, float]:
     return {n.name: n.device.matmul_gflops for n in spec.nodes}
 
 
+def _loop(
+    spec: ClusterSpec,
+    workload: Workload,
+    backend: LocalBackend,
+    operands: Operands,
+    settings: LoopSettings,
+    **kw: Any,
+) -> ControlLoop:
+    """A loop over ``backend`` with its own short-term memory; ``kw`` as for ControlLoop."""
+    return ControlLoop(
+        spec=spec,
+        workload=workload,
+        backend=backend,
+        operands=operands,
+        stm=ShortTermMemory(),
+        settings=settings,
+        **kw,
+    )
+
+
 def _drive(
     loop: ControlLoop,
     backend: LocalBackend,
@@ -164,16 +184,8 @@ def _run_static(
 ) -> SystemResult:
     """The static baseline through the same loop and driver as sedma, with no policies."""
     with LocalBackend(spec, time_scale=time_scale, clock=clock) as backend:
-        loop = ControlLoop(
-            spec=spec,
-            workload=workload,
-            backend=backend,
-            operands=operands,
-            stm=ShortTermMemory(),
-            settings=LoopSettings(learn=False, calibrate=False),
-            policies=(),
-            planner=plan_static,
-        )
+        settings = LoopSettings(learn=False, calibrate=False)
+        loop = _loop(spec, workload, backend, operands, settings, policies=(), planner=plan_static)
         try:
             plan = loop.start()
         except CapacityError as e:
@@ -234,19 +246,10 @@ def run_comparison(
 
     static = _run_static(spec, workload, operands, cfg, static_scale, slow, progress, clock)
 
-    stm = ShortTermMemory()
     ltm = LongTermMemory(cfg.memory) if cfg.memory is not None else LongTermMemory()
     try:
         with LocalBackend(spec, time_scale=time_scale, clock=clock) as backend:
-            loop = ControlLoop(
-                spec=spec,
-                workload=workload,
-                backend=backend,
-                operands=operands,
-                stm=stm,
-                ltm=ltm,
-                settings=LoopSettings(learn=cfg.learn),
-            )
+            loop = _loop(spec, workload, backend, operands, LoopSettings(learn=cfg.learn), ltm=ltm)
             first = loop.start()
             totals = _drive(loop, backend, cfg, cfg.passes, "sedma", slow, progress)
             overruns = backend.overruns

@@ -12,7 +12,6 @@ recalibration policy, :mod:`sedma.control.policy`).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,17 +21,7 @@ from sedma.memory.long_term import LongTermMemory
 from sedma.observations import Calibrated
 from sedma.spec import ClusterSpec
 
-__all__ = ["CalibrationBook", "Measured"]
-
-
-@dataclass(frozen=True)
-class Measured:
-    """One calibration taken into the book: its figures and how the decision log says it."""
-
-    node: str
-    calibration: CrossbarCalibration
-    reason: str
-    detail: Mapping[str, Any]
+__all__ = ["CalibrationBook"]
 
 
 @dataclass
@@ -57,8 +46,9 @@ class CalibrationBook:
                 self.by_node[node.name] = CrossbarCalibration.from_json(rec.data)
         return missing
 
-    def record(self, o: Calibrated, t_epoch: float) -> Measured | None:
-        """Take one reported calibration (None if it is not of a crossbar); persist it."""
+    def record(self, o: Calibrated, t_epoch: float) -> tuple[str, dict[str, Any]] | None:
+        """Take one reported calibration and persist it; return the decision log's reason and
+        detail for it (None if it is not of a crossbar)."""
         if o.kind != KIND_CROSSBAR:
             return None
         cal = CrossbarCalibration.from_json(o.data)
@@ -69,14 +59,12 @@ class CalibrationBook:
         if self.ltm is not None:
             self.ltm.record_calibration(o.node, KIND_CROSSBAR, cal.to_json(), t_epoch)
         corrected = cal.rel_error_corrected if cal.rel_error_corrected is not None else float("nan")
-        return Measured(
-            o.node,
-            cal,
+        reason = (
             f"{o.node}: {o.reason}; measured rel error {cal.rel_error:.4f} "
-            f"(corrected {corrected:.4f})",
-            {
-                "node": o.node,
-                "rel_error": cal.rel_error,
-                "rel_error_corrected": cal.rel_error_corrected,
-            },
+            f"(corrected {corrected:.4f})"
         )
+        return reason, {
+            "node": o.node,
+            "rel_error": cal.rel_error,
+            "rel_error_corrected": cal.rel_error_corrected,
+        }

@@ -340,11 +340,9 @@ class ControlLoop:
             elif isinstance(o, NodeFailed):
                 self._failed.add(o.node)
             elif isinstance(o, Calibrated):
-                m = self._book.record(o, self.clock.epoch())
-                if m is not None:
-                    made.append(
-                        self._decide("compute", "calibrate", True, m.reason, None, m.detail)
-                    )
+                said = self._book.record(o, self.clock.epoch())
+                if said is not None:
+                    made.append(self._decide("compute", "calibrate", True, said[0], None, said[1]))
         return made
 
     def _persist(self, rows: list[IntervalAggregate]) -> None:
