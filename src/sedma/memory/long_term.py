@@ -81,7 +81,7 @@ class LongTermMemory:
         read_only: bool = False,
     ) -> None:
         self._clock: Clock = clock if clock is not None else WallClock()
-        self._store = Store(location, clock=self._clock, read_only=read_only)
+        self._store = Store(location, self._clock, read_only)
 
     def _now(self) -> float:
         return self._clock.epoch()

@@ -25,7 +25,7 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.pool import StaticPool
 
-from sedma.clock import Clock, WallClock
+from sedma.clock import Clock
 from sedma.errors import MemoryStoreError
 from sedma.memory.schema import (
     SCHEMA_VERSION,
@@ -112,14 +112,8 @@ class Store:
     transaction checks a connection out of SQLAlchemy's pool.
     """
 
-    def __init__(
-        self,
-        location: str | Path | None = None,
-        *,
-        clock: Clock | None = None,
-        read_only: bool = False,
-    ) -> None:
-        self._clock: Clock = clock if clock is not None else WallClock()
+    def __init__(self, location: str | Path | None, clock: Clock, read_only: bool) -> None:
+        self._clock = clock
         self._closed = False
         self._read_only = read_only
         self._wal = False  # switched on once the database is known to be ours
