@@ -55,8 +55,6 @@ from sedma.comm.routing import FloatArray, RouteError, Routes, find_arc, lookup
 from sedma.comm.snapshot import GraphSnapshot
 from sedma.spec import ClusterSpec, NatType
 
-# The ``name`` imports above keep importable from here (for mypy too) every name this
-# module defined before it was split into linkcost, routing, snapshot, overlay and arcs.
 __all__ = [
     "PeerGraph",
 ]

@@ -68,9 +68,6 @@ from sedma.comm.selection_context import (
     SelectionContext,
 )
 
-# The names imported above keep importable from here (for mypy too, ``P_SLOPE`` through its
-# ``as``) every name this module defined before it was split into selection_context, penalty,
-# pathcost, relay_choice, herding, warmup and baseline.
 __all__ = [
     "choose_peer",
     "route",

@@ -73,8 +73,6 @@ from sedma.comm.net.secure import (
     Session,
 )
 
-# The ``name`` imports above keep importable from here (for mypy too) every name this
-# module defined or imported before it was split into pipe, node, path, channel and relay.
 __all__ = [
     "Peer",
 ]

@@ -4,10 +4,9 @@ Covers: :class:`CrossbarDevice` (one rram node's fixed arrays, with per-cell def
 its seed), programming a weight block onto them (:meth:`CrossbarDevice.program`, returning
 :class:`Programmed`; the correction's digital weights and residual included), which arrays
 are occupied, and computing ``X @ W`` through them with every non-ideality of the spec
-(:meth:`CrossbarDevice.matmul`). This is the public entry point: the model's pure functions
-and :func:`analytic_rel_error` are importable from here too. Does not cover, and where to look
-instead: the model and its formulas (:mod:`sedma.compute.crossbar.physics`), writing and drifting
-cells (:mod:`sedma.compute.crossbar.cells`), the read path (:mod:`sedma.compute.crossbar.read`, with
+(:meth:`CrossbarDevice.matmul`). Does not cover, and where to look instead: the model and
+its formulas (:mod:`sedma.compute.crossbar.physics`), writing and drifting cells (:mod:`sedma.compute.crossbar.cells`), the read path
+(:mod:`sedma.compute.crossbar.read`, with
 :mod:`sedma.compute.crossbar.adc` and :mod:`sedma.compute.crossbar.noise`), layouts
 (:mod:`sedma.compute.crossbar.layout`), the correction scheme's settings and cell-level algorithms
 (:mod:`sedma.compute.crossbar.correction`), packing blocks into arrays

@@ -7,8 +7,6 @@ whole arrays of its own). Does not cover: sedma's memory-guided planner (see
 :mod:`sedma.compute.partition.bound`), the split axis
 (:func:`~sedma.compute.partition.lp.choose_axis`, see
 :mod:`sedma.compute.partition.lp`) or running what it returns (see :mod:`sedma.control.executor`).
-
-Import :func:`plan_static` from :mod:`sedma.compute.partition.planner`.
 """
 
 from __future__ import annotations

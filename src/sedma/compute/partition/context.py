@@ -9,8 +9,8 @@ construction). Does not cover: the planners that read them (see
 :mod:`sedma.compute.partition.views`) or
 the view type itself (:class:`~sedma.compute.plan.NodeView`, see :mod:`sedma.compute.plan`).
 
-Import these names from :mod:`sedma.compute.partition.planner`; they live here so that the planner,
-the baseline and the bound can all read them without importing one another.
+They live in a module of their own so that the planner, the baseline and the bound can all
+read them without importing one another.
 """
 
 from __future__ import annotations

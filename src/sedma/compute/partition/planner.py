@@ -60,8 +60,6 @@ from sedma.compute.plan import (
 from sedma.errors import PlanError
 from sedma.metrics import memory_efficiency
 
-# Every name below stays importable from here, as before the split into partition_context,
-# views, bound, baseline and infeasible: callers import the partitioner from this module.
 __all__ = [
     "group_nodes",
     "plan_sedma",

@@ -8,8 +8,6 @@ Does not cover: the view type (:class:`~sedma.compute.plan.NodeView`, see
 :mod:`sedma.compute.crossbar.calibrate`), what a correction costs (see
 :mod:`sedma.compute.crossbar.correction`)
 or how many arrays to cap a node at (see :func:`sedma.compute.partition.choice.array_caps`).
-
-Import :func:`views_from_spec` from :mod:`sedma.compute.partition.planner`.
 """
 
 from __future__ import annotations
