@@ -2,18 +2,17 @@
 
 Covers: :class:`CrossbarDevice` (one rram node's fixed arrays, with per-cell defects fixed by
 its seed), programming a weight block onto them (:meth:`CrossbarDevice.program`, returning
-:class:`Programmed`; the correction's digital weights and residual included), which arrays
-are occupied, and computing ``X @ W`` through them with every non-ideality of the spec
-(:meth:`CrossbarDevice.matmul`). Does not cover, and where to look instead: the model and
-its formulas (:mod:`sedma.compute.crossbar.physics`), writing and drifting cells (:mod:`sedma.compute.crossbar.cells`), the read path
-(:mod:`sedma.compute.crossbar.read`, with
+:class:`Programmed`; the correction's digital weights and residual included), which arrays are
+occupied, and computing ``X @ W`` through them with every non-ideality of the spec
+(:meth:`CrossbarDevice.matmul`). Does not cover, and where to look instead: the model and its
+formulas (:mod:`sedma.compute.crossbar.physics`), writing and drifting cells
+(:mod:`sedma.compute.crossbar.cells`), the read path (:mod:`sedma.compute.crossbar.read`, with
 :mod:`sedma.compute.crossbar.adc` and :mod:`sedma.compute.crossbar.noise`), layouts
-(:mod:`sedma.compute.crossbar.layout`), the correction scheme's settings and cell-level algorithms
-(:mod:`sedma.compute.crossbar.correction`), packing blocks into arrays
-(:mod:`sedma.compute.crossbar.packing`),
-measuring a device (:mod:`sedma.compute.crossbar.calibrate`) and benchmarks
-(:mod:`sedma.bench.crossbar`, :mod:`sedma.bench.accuracy`). The model with measured figures:
-``docs/crossbar.md``.
+(:mod:`sedma.compute.crossbar.layout`), the correction scheme's settings and cell-level
+algorithms (:mod:`sedma.compute.crossbar.correction`), packing blocks into arrays
+(:mod:`sedma.compute.crossbar.packing`), measuring a device
+(:mod:`sedma.compute.crossbar.calibrate`) and benchmarks (:mod:`sedma.bench.crossbar`,
+:mod:`sedma.bench.accuracy`). The model with measured figures: ``docs/crossbar.md``.
 
 Corrections (:mod:`sedma.compute.crossbar.correction`) act at every stage: program-and-verify and
 stuck-cell routing when cells are written, digital weights and a residual on spare arrays when
