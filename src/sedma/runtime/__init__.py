@@ -22,6 +22,8 @@
   resources a transfer crosses (LAN ports, WAN links) and their max-min fair sharing.
 - :mod:`~sedma.runtime.schedule`: one pass of a dataflow job on emulated nodes and links
   (tasks wait for their inputs; bytes share the links), by those rules.
+- :mod:`~sedma.runtime.passes`: a plan's pass as those tasks: the bytes each tile streams
+  and reads from other tiles, over the routes the comm layer chose.
 
 The Ray backend and the discrete-event simulator implement the same contract in their own
 issues.
