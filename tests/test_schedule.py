@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from sedma.errors import SedmaError
 from sedma.runtime.cost import Resource, Route, network_of
-from sedma.runtime.schedule import Dep, NodeModel, Task, simulate_pass
+from sedma.runtime.schedule import Dep, Fetch, NodeModel, Task, simulate_pass
 from sedma.spec import load_cluster
 
 GF = 1e9
@@ -88,7 +88,7 @@ def test_unknown_nodes_and_links_are_errors() -> None:
 @given(
     st.lists(
         st.tuples(
-            st.sampled_from(["gpu", "cpu-0", "cpu-1", "rram", "edge"]),
+            st.sampled_from(["gpu", "cpu-0", "cpu-1", "rram", "edge", None]),
             st.floats(1e6, 1e10),
             st.floats(0.0, 1e8),
         ),
@@ -98,7 +98,7 @@ def test_unknown_nodes_and_links_are_errors() -> None:
     st.randoms(use_true_random=False),
 )
 def test_no_node_or_link_is_ever_over_full_and_inputs_come_first(
-    specs: list[tuple[str, float, float]], rnd: object
+    specs: list[tuple[str | None, float, float]], rnd: object
 ) -> None:
     spec = load_cluster("small")
     net = network_of(spec)
@@ -112,15 +112,80 @@ def test_no_node_or_link_is_ever_over_full_and_inputs_come_first(
         for j in range(i):  # a DAG: each task may read any earlier one's output
             if rnd.random() < 0.3:  # type: ignore[attr-defined]
                 producer = tasks[j].node
+                if producer is None or node is None:  # chosen when placed
+                    deps.append(Dep(j, out_bytes, None))
+                    continue
                 route = net.route((producer, node)) if producer != node else Route((), 0.0)
                 deps.append(Dep(j, out_bytes, route))
         tasks.append(Task(node, flops, deps=tuple(deps), priority=i))
-    s = simulate_pass(tasks, nodes, net.capacity_bps)
+    s = simulate_pass(tasks, nodes, net.capacity_bps, lambda a, b: net.route((a, b)))
     assert all(u <= 1 + 1e-9 for u in s.node_utilization().values())
+    assert all(t.node in (None, s.node[i]) for i, t in enumerate(tasks))
     assert all(u <= 1 + 1e-6 for u in s.link_utilization(net.capacity_bps).values())
     for i, t in enumerate(tasks):
         for d in t.deps:
             assert s.start_s[i] >= s.end_s[d.task] - 1e-12
     for n in nodes:  # one task at a time per node
-        spans = sorted((s.start_s[i], s.end_s[i]) for i, t in enumerate(tasks) if t.node == n)
+        spans = sorted((s.start_s[i], s.end_s[i]) for i in range(len(tasks)) if s.node[i] == n)
         assert all(a[1] <= b[0] + 1e-12 for a, b in itertools.pairwise(spans))
+
+
+# ------------------------------------------------------------------ dynamic placement
+
+
+def _route_ab(src: str, dest: str) -> Route:
+    return AB if (src, dest) in (("a", "b"), ("b", "a")) else Route((), 0.0)
+
+
+def test_free_workers_take_dynamic_tasks_greedily() -> None:
+    nodes = {"a": NodeModel(20.0, 100.0), "b": NodeModel(10.0, 100.0)}
+    tasks = [Task(None, 10 * GF, priority=i) for i in range(6)]
+    s = simulate_pass(tasks, nodes, CAP, _route_ab)
+    # a (twice as fast) finishes a task every 0.5 s, b every 1 s: a takes 4, b takes 2
+    ran_on_a = sum(1 for i in range(6) if s.end_s[i] - s.start_s[i] == pytest.approx(0.5))
+    assert ran_on_a == 4 and s.span_s == pytest.approx(2.0)
+
+
+def test_a_dynamic_task_pulls_its_input_where_it_runs() -> None:
+    nodes = {"a": NodeModel(10.0, 100.0), "b": NodeModel(10.0, 100.0)}
+    # b is busy until 3 s; a produces at 1 s, then a's next free slot takes the consumer:
+    # a runs it at once (its input is local) rather than b pulling it later
+    tasks = [
+        Task("a", 10 * GF),
+        Task("b", 30 * GF),
+        Task(None, 10 * GF, deps=(Dep(0, 5e6, None),)),
+    ]
+    s = simulate_pass(tasks, nodes, CAP, _route_ab)
+    assert s.start_s[2] == pytest.approx(1.0) and s.transfers == ()
+
+
+def test_a_dynamic_task_on_another_node_waits_for_its_pull() -> None:
+    nodes = {"a": NodeModel(10.0, 100.0), "b": NodeModel(10.0, 100.0)}
+    tasks = [
+        Task("a", 10 * GF),
+        Task("a", 30 * GF, priority=1),  # keeps a busy after the producer
+        Task(None, 10 * GF, deps=(Dep(0, 5e6, None),)),
+    ]
+    s = simulate_pass(tasks, nodes, CAP, _route_ab)
+    # b is idle and takes it at 1 s, pulls 5 MB (0.5 s) plus the RTT, then runs 1 s
+    assert s.start_s[2] == pytest.approx(1.51) and s.end_s[2] == pytest.approx(2.51)
+
+
+def test_an_object_is_fetched_once_per_node() -> None:
+    nodes = {"a": NodeModel(10.0, 100.0), "b": NodeModel(10.0, 100.0)}
+    w = Fetch("W0", 10e6, home="a")
+    tasks = [
+        Task("b", 1 * GF, fetch=(w,)),
+        Task("b", 1 * GF, fetch=(w,)),
+        Task("a", 1 * GF, fetch=(w,)),
+    ]
+    s = simulate_pass(tasks, nodes, CAP, _route_ab)
+    fetched = [t for t in s.transfers if t[0] == -1 and t[2].route.resources]
+    assert len(fetched) == 1 and s.bits[LINK] == pytest.approx(80e6)  # once, to b; a holds it
+    assert s.start_s[0] == pytest.approx(1.01)  # 10 MB at 10 MB/s, plus the RTT
+    assert s.start_s[2] == 0.0
+
+
+def test_routes_chosen_at_run_time_need_route_of() -> None:
+    with pytest.raises(SedmaError, match="give route_of"):
+        simulate_pass([Task(None, 1.0)], NODES, CAP)

@@ -9,12 +9,20 @@ each task's start and end, each transfer's, the pass's span, each node's busy ti
 resource's bits). Every emulating backend times a pass with it, so the same rules charge
 every system compared.
 
-Rules: a node runs one task at a time, without preemption, picking among its ready tasks
-the one with the lowest ``priority`` (the planner's order); a task is ready when every
-output it reads has arrived; its time is :func:`~sedma.runtime.cost.tile_time_s` at the
-node's true rate and memory bandwidth plus the node's dispatch overhead. A dependency on a
-task of the same node costs nothing; across nodes, the bytes are released when the producer
-ends and arrive one route RTT after their last bit was sent.
+Rules: a node runs one task at a time, without preemption; its time is
+:func:`~sedma.runtime.cost.tile_time_s` at the node's true rate and memory bandwidth plus
+the node's dispatch overhead. A dependency on a task of the same node costs nothing; across
+nodes, bytes arrive one route RTT after their last bit was sent.
+
+- A task placed by its plan (``node`` set) is *pushed* its inputs: each producer sends as
+  soon as it ends, and the task is ready once all have arrived; a node runs its ready task
+  with the lowest ``priority`` (the planner's order).
+- A task with ``node=None`` is placed when it runs, as a dynamic scheduler does (Ray's
+  default policy hands a task to whichever worker is free): once every task it reads has
+  ended, the first node to fall idle with no placed task ready takes the dynamic task with
+  the lowest ``priority``, then *pulls* its inputs from the producers' nodes and any
+  :class:`Fetch` object it does not hold yet (a node keeps what it fetched), and runs once
+  they have all arrived; the node waits for them, reserved.
 
 Does not cover: what the tasks are (the backends build them from a plan and its workload),
 choosing routes (:mod:`sedma.comm.selection`) or the cost formulas themselves
@@ -26,13 +34,13 @@ from __future__ import annotations
 import heapq
 import math
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from sedma.errors import SedmaError
 from sedma.runtime.cost import Resource, Route, Transfer, fair_rates, tile_time_s
 
-__all__ = ["Dep", "NodeModel", "PassSchedule", "Task", "simulate_pass"]
+__all__ = ["Dep", "Fetch", "NodeModel", "PassSchedule", "RouteOf", "Task", "simulate_pass"]
 
 _EPS_S = 1e-12  # a flow this close to its end is done (float residue, tiny transfers)
 
@@ -40,22 +48,36 @@ _EPS_S = 1e-12  # a flow this close to its end is done (float residue, tiny tran
 @dataclass(frozen=True)
 class Dep:
     """``nbytes`` of task ``task``'s output that the dependent task reads, over ``route``
-    (an empty route: the producer is on the same node, or the bytes are already there)."""
+    (an empty route: the producer is on the same node, or the bytes are already there;
+    None: the route from the producer's node to the consumer's, by ``route_of``, known only
+    once both are placed)."""
 
     task: int
     nbytes: float
-    route: Route = field(default_factory=lambda: Route((), 0.0))
+    route: Route | None = field(default_factory=lambda: Route((), 0.0))
+
+
+@dataclass(frozen=True)
+class Fetch:
+    """An object a task needs on its node (a weight block in an object store): ``nbytes``
+    from ``home`` the first time a node needs ``key``, then cached there."""
+
+    key: str
+    nbytes: float
+    home: str
 
 
 @dataclass(frozen=True)
 class Task:
-    """One tile: where it runs, its work, what it streams from memory, what it waits for."""
+    """One tile: where it runs (None: whichever node is free first), its work, what it
+    streams from memory, what it waits for."""
 
-    node: str
+    node: str | None
     flops: float
     streamed_bytes: float = 0.0
     deps: tuple[Dep, ...] = ()
     priority: float = 0.0
+    fetch: tuple[Fetch, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -71,9 +93,11 @@ class NodeModel:
 class PassSchedule:
     """When everything of one pass happened (seconds from its start)."""
 
+    node: tuple[str, ...]  # where each task ran (its own, or where it was placed)
     start_s: tuple[float, ...]
     end_s: tuple[float, ...]
-    transfers: tuple[tuple[int, int, Transfer, float], ...]  # (producer, consumer, ..., end)
+    # (producer, consumer, transfer, arrival); producer -1 for a fetch of an object
+    transfers: tuple[tuple[int, int, Transfer, float], ...]
     span_s: float
     busy_s: Mapping[str, float]
     bits: Mapping[Resource, float]
@@ -89,112 +113,232 @@ class PassSchedule:
         return {r: b / (capacity[r] * self.span_s) for r, b in self.bits.items()}
 
 
+RouteOf = Callable[[str, str], Route]
+
+
 def simulate_pass(
     tasks: Sequence[Task],
     nodes: Mapping[str, NodeModel],
     capacity: Mapping[Resource, float],
+    route_of: RouteOf | None = None,
 ) -> PassSchedule:
     """Run one pass of ``tasks`` by the module's rules; see :class:`PassSchedule`.
 
-    Raises :class:`~sedma.errors.SedmaError` for a task on an unknown node, a dependency on
-    an unknown or later-blocked task (a cycle), or a route over a resource with no capacity.
+    ``route_of(src, dest)`` gives routes the tasks do not carry (dynamic tasks, fetches and
+    dependencies with ``route=None``). Raises :class:`~sedma.errors.SedmaError` for a task
+    on an unknown node, a dependency on an unknown task, inputs that form a cycle, a route
+    over a resource with no capacity, or a route needed and no ``route_of``.
     """
-    n = len(tasks)
-    for i, t in enumerate(tasks):
-        if t.node not in nodes:
-            raise SedmaError(f"task {i}: node {t.node!r} has no model")
-        for d in t.deps:
-            if not 0 <= d.task < n or d.task == i:
-                raise SedmaError(f"task {i}: depends on task {d.task!r}, which is not another task")
-            for r in d.route.resources:
-                if not capacity.get(r, 0.0) > 0:
-                    raise SedmaError(f"task {i}: its input crosses {r!r}, with no capacity")
-    consumers: dict[int, list[tuple[int, Dep]]] = defaultdict(list)
-    waiting = [len(t.deps) for t in tasks]
-    for i, t in enumerate(tasks):
-        for d in t.deps:
-            consumers[d.task].append((i, d))
-    start = [math.nan] * n
-    end = [math.nan] * n
-    ready: dict[str, list[tuple[float, int]]] = defaultdict(list)
-    idle = dict.fromkeys(nodes, True)
-    busy: dict[str, float] = defaultdict(float)
-    bits: dict[Resource, float] = defaultdict(float)
-    running: list[tuple[float, int]] = []  # (end, task)
-    deliveries: list[tuple[float, int]] = []  # (arrival, consumer)
-    flows: list[Transfer] = []
-    flow_meta: list[tuple[int, int]] = []
-    left: list[float] = []
-    active: list[int] = []
-    done_flows: list[tuple[int, int, Transfer, float]] = []
-    now = 0.0
+    return _Sim(tasks, nodes, capacity, route_of).run()
 
-    def arrive(consumer: int) -> None:
-        waiting[consumer] -= 1
-        if waiting[consumer] == 0:
-            heapq.heappush(ready[tasks[consumer].node], (tasks[consumer].priority, consumer))
 
-    def finish(i: int) -> None:
-        idle[tasks[i].node] = True
-        for c, d in consumers[i]:
-            if not d.route.resources:
-                arrive(c)
-            elif d.nbytes <= 0:
-                heapq.heappush(deliveries, (now + d.route.rtt_s, c))
+class _Sim:
+    """The event loop of :func:`simulate_pass` (one instance per pass)."""
+
+    def __init__(
+        self,
+        tasks: Sequence[Task],
+        nodes: Mapping[str, NodeModel],
+        capacity: Mapping[Resource, float],
+        route_of: RouteOf | None,
+    ) -> None:
+        n = len(tasks)
+        for i, t in enumerate(tasks):
+            if t.node is not None and t.node not in nodes:
+                raise SedmaError(f"task {i}: node {t.node!r} has no model")
+            for d in t.deps:
+                if not 0 <= d.task < n or d.task == i:
+                    raise SedmaError(
+                        f"task {i}: depends on task {d.task!r}, which is not another task"
+                    )
+            needs_route = t.node is None or t.fetch or any(d.route is None for d in t.deps)
+            if needs_route and route_of is None:
+                raise SedmaError(f"task {i}: needs routes chosen when it runs: give route_of")
+        self.tasks, self.nodes, self.capacity, self.route_of = tasks, nodes, capacity, route_of
+        self.node_of: list[str | None] = [t.node for t in tasks]
+        self.consumers: dict[int, list[tuple[int, Dep]]] = defaultdict(list)
+        for i, t in enumerate(tasks):
+            for d in t.deps:
+                self.consumers[d.task].append((i, d))
+        self.unfinished_inputs = [len(t.deps) for t in tasks]  # producers not yet ended
+        self.waiting = [0] * n  # inputs (bytes or fetches) not yet arrived, once placed
+        self.start = [math.nan] * n
+        self.end = [math.nan] * n
+        self.ready: dict[str, list[tuple[float, int]]] = defaultdict(list)
+        self.dynamic: list[tuple[float, int]] = []  # ended inputs, waiting for a node
+        self.idle = dict.fromkeys(nodes, True)
+        self.busy: dict[str, float] = defaultdict(float)
+        self.bits: dict[Resource, float] = defaultdict(float)
+        self.running: list[tuple[float, int]] = []  # (end, task)
+        self.deliveries: list[tuple[float, int, int]] = []  # (arrival, seq, flow)
+        self.flows: list[Transfer] = []
+        self.flow_for: list[tuple[int, int, tuple[str, str] | None]] = []  # producer, task, fetch
+        self.left: list[float] = []
+        self.active: list[int] = []
+        self.done_flows: list[tuple[int, int, Transfer, float]] = []
+        self.cached: dict[str, set[str]] = defaultdict(set)  # node -> fetched keys
+        self.fetching: dict[tuple[str, str], list[int]] = {}  # (node, key) -> waiting tasks
+        self.now = 0.0
+
+    # ---------------------------------------------------------------- moving bytes
+    def _route(self, src: str, dest: str, given: Route | None) -> Route:
+        if given is not None:
+            route = given
+        else:
+            assert self.route_of is not None
+            route = Route((), 0.0) if src == dest else self.route_of(src, dest)
+        for r in route.resources:
+            if not self.capacity.get(r, 0.0) > 0:
+                raise SedmaError(f"a transfer {src}->{dest} crosses {r!r}, with no capacity")
+        return route
+
+    def _send(self, route: Route, nbytes: float, producer: int, task: int,
+              fetch: tuple[str, str] | None = None) -> None:  # fmt: skip
+        """Start a transfer for ``task`` (a consumer's input, or a fetch for its node)."""
+        self.flows.append(Transfer(self.now, nbytes, route))
+        self.flow_for.append((producer, task, fetch))
+        f = len(self.flows) - 1
+        self.left.append(8.0 * max(0.0, nbytes))
+        if not route.resources or nbytes <= 0:
+            heapq.heappush(self.deliveries, (self.now + route.rtt_s, f, f))
+            return
+        self.active.append(f)
+        for r in route.resources:
+            self.bits[r] += 8.0 * nbytes
+
+    def _delivered(self, f: int) -> None:
+        producer, task, fetch = self.flow_for[f]
+        self.done_flows.append((producer, task, self.flows[f], self.now))
+        if fetch is not None:
+            node, key = fetch
+            self.cached[node].add(key)
+            for t in self.fetching.pop(fetch, []):
+                self._arrived(t)
+        else:
+            self._arrived(task)
+
+    def _arrived(self, task: int) -> None:
+        self.waiting[task] -= 1
+        if self.waiting[task] == 0:
+            node = self.node_of[task]
+            assert node is not None
+            if self.tasks[task].node is None:  # a placed dynamic task: its node waits for it
+                self._run(task, node)
             else:
-                flows.append(Transfer(now, d.nbytes, d.route))
-                flow_meta.append((i, c))
-                left.append(8.0 * d.nbytes)
-                active.append(len(flows) - 1)
-                for r in d.route.resources:
-                    bits[r] += 8.0 * d.nbytes
+                heapq.heappush(self.ready[node], (self.tasks[task].priority, task))
 
-    for i, w in enumerate(waiting):
-        if w == 0:
-            heapq.heappush(ready[tasks[i].node], (tasks[i].priority, i))
-    finished = 0
-    while finished < n:
-        for node, q in ready.items():
-            if idle[node] and q:
+    # ---------------------------------------------------------------- tasks
+    def _fetches(self, task: int, node: str) -> None:
+        for fx in self.tasks[task].fetch:
+            if fx.key in self.cached[node]:
+                continue
+            self.waiting[task] += 1
+            key = (node, fx.key)
+            if key in self.fetching:
+                self.fetching[key].append(task)
+            else:
+                self.fetching[key] = [task]
+                self._send(self._route(fx.home, node, None), fx.nbytes, -1, task, key)
+
+    def _place(self, task: int, node: str) -> None:
+        """A dynamic task takes ``node``: pull its inputs and fetches; run when all arrive."""
+        self.node_of[task] = node
+        self.idle[node] = False
+        self.waiting[task] = 1  # held until every pull is issued
+        for d in self.tasks[task].deps:
+            src = self.node_of[d.task]
+            assert src is not None
+            if src != node and d.nbytes > 0:
+                self.waiting[task] += 1
+                self._send(self._route(src, node, d.route), d.nbytes, d.task, task)
+        self._fetches(task, node)
+        self._arrived(task)
+
+    def _run(self, task: int, node: str) -> None:
+        t, m = self.tasks[task], self.nodes[node]
+        took = tile_time_s(t.flops, t.streamed_bytes, m.rate_gflops, m.mem_bandwidth_gbs,
+                           m.dispatch_s)  # fmt: skip
+        self.start[task], self.end[task] = self.now, self.now + took
+        self.busy[node] += took
+        self.idle[node] = False
+        heapq.heappush(self.running, (self.end[task], task))
+
+    def _finish(self, i: int) -> None:
+        node = self.node_of[i]
+        assert node is not None
+        self.idle[node] = True
+        for c, d in self.consumers[i]:
+            self.unfinished_inputs[c] -= 1
+            dest = self.tasks[c].node
+            if dest is None:  # pulled once the consumer is placed
+                if self.unfinished_inputs[c] == 0:
+                    heapq.heappush(self.dynamic, (self.tasks[c].priority, c))
+            elif dest == node or (d.nbytes <= 0 and (d.route is None or not d.route.resources)):
+                self._arrived(c)
+            else:
+                self._send(self._route(node, dest, d.route), d.nbytes, i, c)
+
+    def _dispatch(self) -> None:
+        for node in self.nodes:
+            if not self.idle[node]:
+                continue
+            q = self.ready.get(node)
+            if q:
                 _, i = heapq.heappop(q)
-                t, m = tasks[i], nodes[node]
-                took = tile_time_s(
-                    t.flops, t.streamed_bytes, m.rate_gflops, m.mem_bandwidth_gbs, m.dispatch_s
-                )
-                start[i], end[i] = now, now + took
-                busy[node] += took
-                idle[node] = False
-                heapq.heappush(running, (end[i], i))
-        rates = fair_rates(active, flows, capacity) if active else {}
-        step = math.inf
-        if running:
-            step = running[0][0] - now
-        if deliveries:
-            step = min(step, deliveries[0][0] - now)
-        need = {f: left[f] / rates[f] for f in active}  # seconds each flow still needs
-        for f in active:
-            step = min(step, need[f])
-        if not math.isfinite(step):
-            blocked = sorted(i for i in range(n) if math.isnan(end[i]))
-            raise SedmaError(f"tasks {blocked[:8]} can never run: their inputs form a cycle")
-        now += max(0.0, step)
-        still = []
-        for f in active:
-            left[f] -= rates[f] * step
-            if need[f] <= step + _EPS_S:
-                p, c = flow_meta[f]
-                arrival = now + flows[f].route.rtt_s
-                heapq.heappush(deliveries, (arrival, c))
-                done_flows.append((p, c, flows[f], arrival))
-            else:
-                still.append(f)
-        active[:] = still
-        while running and running[0][0] <= now:
-            _, i = heapq.heappop(running)
-            finished += 1
-            finish(i)
-        while deliveries and deliveries[0][0] <= now:
-            _, c = heapq.heappop(deliveries)
-            arrive(c)
-    span = max(end, default=0.0)
-    return PassSchedule(tuple(start), tuple(end), tuple(done_flows), span, dict(busy), dict(bits))
+                self._run(i, node)
+            elif self.dynamic:
+                _, i = heapq.heappop(self.dynamic)
+                self._place(i, node)
+
+    # ---------------------------------------------------------------- the loop
+    def run(self) -> PassSchedule:
+        n = len(self.tasks)
+        for i, t in enumerate(self.tasks):
+            if t.node is None:
+                if not t.deps:
+                    heapq.heappush(self.dynamic, (t.priority, i))
+                continue
+            self.node_of[i] = t.node
+            self.waiting[i] = len(t.deps) + 1  # +1: held until its fetches are issued
+            self._fetches(i, t.node)
+        for i, t in enumerate(self.tasks):
+            if t.node is not None:
+                self._arrived(i)
+        finished = 0
+        while finished < n:
+            self._dispatch()
+            rates = fair_rates(self.active, self.flows, self.capacity) if self.active else {}
+            step = self.running[0][0] - self.now if self.running else math.inf
+            if self.deliveries:
+                step = min(step, self.deliveries[0][0] - self.now)
+            need = {f: self.left[f] / rates[f] for f in self.active}  # seconds still needed
+            step = min([step, *need.values()])
+            if not math.isfinite(step):
+                blocked = sorted(i for i in range(n) if math.isnan(self.end[i]))
+                raise SedmaError(f"tasks {blocked[:8]} can never run: their inputs form a cycle")
+            self.now += max(0.0, step)
+            still = []
+            for f in self.active:
+                self.left[f] -= rates[f] * step
+                if need[f] <= step + _EPS_S:
+                    arrival = self.now + self.flows[f].route.rtt_s
+                    heapq.heappush(self.deliveries, (arrival, f, f))
+                else:
+                    still.append(f)
+            self.active = still
+            while self.running and self.running[0][0] <= self.now:
+                _, i = heapq.heappop(self.running)
+                finished += 1
+                self._finish(i)
+            while self.deliveries and self.deliveries[0][0] <= self.now:
+                _, _, f = heapq.heappop(self.deliveries)
+                self._delivered(f)
+        return PassSchedule(
+            tuple(str(x) for x in self.node_of),
+            tuple(self.start),
+            tuple(self.end),
+            tuple(self.done_flows),
+            max(self.end, default=0.0),
+            dict(self.busy),
+            dict(self.bits),
+        )
