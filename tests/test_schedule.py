@@ -189,3 +189,14 @@ def test_an_object_is_fetched_once_per_node() -> None:
 def test_routes_chosen_at_run_time_need_route_of() -> None:
     with pytest.raises(SedmaError, match="give route_of"):
         simulate_pass([Task(None, 1.0)], NODES, CAP)
+
+
+def test_a_dynamic_task_runs_only_where_it_is_eligible() -> None:
+    nodes = {"a": NodeModel(20.0, 100.0), "b": NodeModel(10.0, 100.0)}
+    tasks = [Task(None, 10 * GF, priority=i, eligible=frozenset({"b"})) for i in range(2)]
+    tasks.append(Task(None, 10 * GF, priority=9))
+    s = simulate_pass(tasks, nodes, CAP, _route_ab)
+    assert s.node == ("b", "b", "a")
+    assert s.span_s == pytest.approx(2.0)  # b runs its two in turn; a takes the third
+    with pytest.raises(SedmaError, match="eligible"):
+        simulate_pass([Task(None, 1.0, eligible=frozenset({"z"}))], nodes, CAP, _route_ab)

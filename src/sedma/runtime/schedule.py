@@ -20,9 +20,10 @@ nodes, bytes arrive one route RTT after their last bit was sent.
 - A task with ``node=None`` is placed when it runs, as a dynamic scheduler does (Ray's
   default policy hands a task to whichever worker is free): once every task it reads has
   ended, the first node to fall idle with no placed task ready takes the dynamic task with
-  the lowest ``priority``, then *pulls* its inputs from the producers' nodes and any
-  :class:`Fetch` object it does not hold yet (a node keeps what it fetched), and runs once
-  they have all arrived; the node waits for them, reserved.
+  the lowest ``priority`` among those it is ``eligible`` for, then *pulls* its inputs
+  from the producers' nodes and any :class:`Fetch` object it does not hold yet (a node
+  keeps what it fetched), and runs once they have all arrived; the node waits for them,
+  reserved.
 
 Does not cover: what the tasks are (the backends build them from a plan and its workload),
 choosing routes (:mod:`sedma.comm.selection`) or the cost formulas themselves
@@ -78,6 +79,7 @@ class Task:
     deps: tuple[Dep, ...] = ()
     priority: float = 0.0
     fetch: tuple[Fetch, ...] = ()
+    eligible: frozenset[str] | None = None  # a dynamic task's allowed nodes (None: any)
 
 
 @dataclass(frozen=True)
@@ -146,6 +148,10 @@ class _Sim:
         for i, t in enumerate(tasks):
             if t.node is not None and t.node not in nodes:
                 raise SedmaError(f"task {i}: node {t.node!r} has no model")
+            if t.eligible is not None and not t.eligible & nodes.keys():
+                raise SedmaError(
+                    f"task {i}: none of its eligible nodes {sorted(t.eligible)} has a model"
+                )
             for d in t.deps:
                 if not 0 <= d.task < n or d.task == i:
                     raise SedmaError(
@@ -287,8 +293,24 @@ class _Sim:
                 _, i = heapq.heappop(q)
                 self._run(i, node)
             elif self.dynamic:
-                _, i = heapq.heappop(self.dynamic)
-                self._place(i, node)
+                taken = self._take_dynamic(node)
+                if taken is not None:
+                    self._place(taken, node)
+
+    def _take_dynamic(self, node: str) -> int | None:
+        """The lowest-priority dynamic task ``node`` may run (others keep their turn)."""
+        skipped = []
+        took = None
+        while self.dynamic:
+            entry = heapq.heappop(self.dynamic)
+            allowed = self.tasks[entry[1]].eligible
+            if allowed is None or node in allowed:
+                took = entry[1]
+                break
+            skipped.append(entry)
+        for entry in skipped:
+            heapq.heappush(self.dynamic, entry)
+        return took
 
     # ---------------------------------------------------------------- the loop
     def run(self) -> PassSchedule:
