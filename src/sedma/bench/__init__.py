@@ -9,4 +9,7 @@
 - :mod:`~sedma.bench.routes`, :mod:`~sedma.bench.transport`, :mod:`~sedma.bench.comm` (with
   :mod:`~sedma.bench.comm_run`, one system's pass, and :mod:`~sedma.bench.comm_report`): routes,
   the transport, message latency under memory pressure.
+- :mod:`~sedma.bench.ray_baseline`: the plain-Ray programs (chunked dynamic tasks,
+  data-parallel actors) as the cost model's tasks, for the ``ray`` baseline (issue 12; not yet
+  in ``sedma demo``).
 """

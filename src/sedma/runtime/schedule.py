@@ -22,8 +22,9 @@ nodes, bytes arrive one route RTT after their last bit was sent.
   ended, the first node to fall idle with no placed task ready takes the dynamic task with
   the lowest ``priority`` among those it is ``eligible`` for, then *pulls* its inputs
   from the producers' nodes and any :class:`Fetch` object it does not hold yet (a node
-  keeps what it fetched), and runs once they have all arrived; the node waits for them,
-  reserved.
+  keeps what it pulled, as Ray's object store does: a second task there reading the same
+  output or object waits for, or reuses, the first pull), and runs once they have all
+  arrived; the node waits for them, reserved.
 
 Does not cover: what the tasks are (the backends build them from a plan and its workload),
 choosing routes (:mod:`sedma.comm.selection`) or the cost formulas themselves
@@ -236,15 +237,20 @@ class _Sim:
     # ---------------------------------------------------------------- tasks
     def _fetches(self, task: int, node: str) -> None:
         for fx in self.tasks[task].fetch:
-            if fx.key in self.cached[node]:
-                continue
-            self.waiting[task] += 1
-            key = (node, fx.key)
-            if key in self.fetching:
-                self.fetching[key].append(task)
-            else:
-                self.fetching[key] = [task]
-                self._send(self._route(fx.home, node, None), fx.nbytes, -1, task, key)
+            self._get(task, node, fx.key, fx.nbytes, fx.home, None, -1)
+
+    def _get(self, task: int, node: str, key: str, nbytes: float, home: str,
+             route: Route | None, producer: int) -> None:  # fmt: skip
+        """``task`` needs object ``key`` on ``node``: there already, on its way, or sent now."""
+        if key in self.cached[node]:
+            return
+        self.waiting[task] += 1
+        want = (node, key)
+        if want in self.fetching:
+            self.fetching[want].append(task)
+        else:
+            self.fetching[want] = [task]
+            self._send(self._route(home, node, route), nbytes, producer, task, want)
 
     def _place(self, task: int, node: str) -> None:
         """A dynamic task takes ``node``: pull its inputs and fetches; run when all arrive."""
@@ -254,10 +260,13 @@ class _Sim:
         for d in self.tasks[task].deps:
             src = self.node_of[d.task]
             assert src is not None
-            if src != node and d.nbytes > 0:
-                self.waiting[task] += 1
-                self._send(self._route(src, node, d.route), d.nbytes, d.task, task)
-        self._fetches(task, node)
+            if src == node or d.nbytes <= 0:
+                continue
+            # a pulled output stays in the node's object store: one pull per node serves
+            # every task there that reads it
+            self._get(task, node, f"out:{d.task}", d.nbytes, src, d.route, d.task)
+        for fx in self.tasks[task].fetch:
+            self._get(task, node, fx.key, fx.nbytes, fx.home, None, -1)
         self._arrived(task)
 
     def _run(self, task: int, node: str) -> None:
