@@ -1,9 +1,19 @@
-"""What a job asks of the cluster: a list of matrix products.
+"""What a job asks of the cluster: matrix products in dataflow order, and their edges.
 
-Covers: :class:`MatmulOp` (one product ``Y = X @ W`` with its shapes, error budget and
-whether ``W`` is a stationary weight) and :class:`Workload` (an ordered set of them).
-Does not cover: which models produce which shapes (see :mod:`sedma.workloads`), or where
-the products run (see :mod:`sedma.compute.partition.planner`).
+Covers: :class:`MatmulOp` (one product ``Y = X @ W`` with its shapes, error budget, whether
+``W`` is a stationary weight, and the products whose outputs it reads) and :class:`Workload`
+(an ordered set of them, every product after the products it reads, checked; with the edges
+by index for schedulers). Does not cover: which models produce which shapes and edges (see
+:mod:`sedma.workloads`), a model as a graph of layers in any order (see
+:mod:`sedma.workloads.graph`), or where the products run (see
+:mod:`sedma.compute.partition.planner`).
+
+Edges. ``MatmulOp.inputs`` names the products whose outputs this product's ``X`` is made
+from (through any element-wise work between them: activations, normalisation, pooling,
+residual additions, an im2col expansion); empty when it reads only the model's input. An
+edge moves the producer's whole output, ``producer.output_bytes`` (an im2col expansion is
+built by the reader from those bytes, it does not travel). Where a product reads a sum (a
+residual addition), each term of the sum is an edge of its own.
 
 A workload runs as a weight-stationary pipeline: every product's weight is placed once and
 every pass streams fresh activations through all of them, so in steady state all products
@@ -13,6 +23,7 @@ are in flight at once and a pass costs as long as the most loaded node needs.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from functools import cached_property
 
 from sedma.errors import SpecError
 
@@ -26,7 +37,9 @@ class MatmulOp:
     ``W`` is the operand placed on devices (the layer's weight). ``weight_static`` is False
     when ``W`` changes with every input (attention's ``K^T`` and ``V``): such a product
     cannot be programmed into crossbar arrays. ``max_rel_error`` is the layer's error
-    budget: it may only run on devices whose relative error is at most this.
+    budget: it may only run on devices whose relative error is at most this. ``inputs``
+    names the products whose outputs ``X`` is made from (empty: the model's input); a
+    :class:`Workload` checks that each names an earlier product.
     """
 
     name: str
@@ -36,6 +49,7 @@ class MatmulOp:
     max_rel_error: float = 0.1
     weight_static: bool = True
     dtype_bytes: int = 4
+    inputs: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         for dim in ("m", "k", "n"):
@@ -45,6 +59,16 @@ class MatmulOp:
         if not self.max_rel_error > 0:
             raise SpecError(
                 f"op {self.name!r}: max_rel_error = {self.max_rel_error!r}; must be > 0"
+            )
+        if not isinstance(self.inputs, tuple) or not all(isinstance(s, str) for s in self.inputs):
+            raise SpecError(
+                f"op {self.name!r}: inputs = {self.inputs!r}; allowed: a tuple of product names "
+                "(() for the model's input)"
+            )
+        if len(set(self.inputs)) != len(self.inputs):
+            dup = next(s for s in self.inputs if self.inputs.count(s) > 1)
+            raise SpecError(
+                f"op {self.name!r}: inputs names {dup!r} twice; allowed: each product once"
             )
 
     @property
@@ -72,7 +96,12 @@ class MatmulOp:
 
 @dataclass(frozen=True)
 class Workload:
-    """An ordered set of matrix products that form one pass of a job."""
+    """An ordered set of matrix products that form one pass of a job.
+
+    The order is a dataflow order: every name in a product's ``inputs`` is a product earlier
+    in ``ops`` (checked; :class:`~sedma.errors.SpecError` otherwise), so running the products
+    in order never waits on a later one.
+    """
 
     name: str
     ops: tuple[MatmulOp, ...]
@@ -85,6 +114,22 @@ class Workload:
         if len(set(names)) != len(names):
             dup = next(n for n in names if names.count(n) > 1)
             raise SpecError(f"workload {self.name!r}: op name {dup!r} appears twice")
+        position = {name: i for i, name in enumerate(names)}
+        for i, op in enumerate(self.ops):
+            for src in op.inputs:
+                j = position.get(src)
+                if j is not None and j < i:
+                    continue
+                if j is None:
+                    why = "which is no product of this workload"
+                elif j == i:
+                    why = "itself"
+                else:
+                    why = f"a later product (position {j}, this one is {i})"
+                raise SpecError(
+                    f"workload {self.name!r}: op {op.name!r}: inputs names {src!r}, {why}; "
+                    "allowed: products earlier in ops (dataflow order)"
+                )
 
     @property
     def flops(self) -> int:
@@ -93,6 +138,34 @@ class Workload:
     @property
     def live_bytes(self) -> int:
         return sum(o.live_bytes for o in self.ops)
+
+    @property
+    def edges(self) -> tuple[tuple[str, str], ...]:
+        """``(producer, consumer)`` names for every input of every product, in ``ops`` order."""
+        return tuple((src, op.name) for op in self.ops for src in op.inputs)
+
+    def input_ops(self, i: int) -> tuple[int, ...]:
+        """Indices of the products whose outputs product ``i`` reads (each ``< i``), in the
+        order of its ``inputs``; ``()`` when it reads only the model's input."""
+        return self._inputs_by_index[i]
+
+    def reader_ops(self, i: int) -> tuple[int, ...]:
+        """Indices of the products that read product ``i``'s output (each ``> i``),
+        ascending; ``()`` for an output of the pass (read by no product)."""
+        return self._readers_by_index[i]
+
+    @cached_property
+    def _inputs_by_index(self) -> tuple[tuple[int, ...], ...]:
+        position = {op.name: i for i, op in enumerate(self.ops)}
+        return tuple(tuple(position[s] for s in op.inputs) for op in self.ops)
+
+    @cached_property
+    def _readers_by_index(self) -> tuple[tuple[int, ...], ...]:
+        readers: list[list[int]] = [[] for _ in self.ops]
+        for i, srcs in enumerate(self._inputs_by_index):
+            for j in srcs:
+                readers[j].append(i)
+        return tuple(tuple(r) for r in readers)
 
     def with_ops(self, ops: tuple[MatmulOp, ...]) -> Workload:
         return replace(self, ops=ops)

@@ -10,8 +10,8 @@ and :mod:`sedma.workloads.onnx_format`), the packaged models (see
 :mod:`sedma.compute.workload`).
 
 The planners and the backends take a :class:`~sedma.compute.workload.Workload`: products in
-this graph's order, each with its shapes, error budget and whether its weight is static.
-The edges (``inputs``) are checked here and kept on the graph, for what reads dataflow.
+this graph's order, each with its shapes, error budget, whether its weight is static and
+its edges (``inputs``, carried over unchanged), which the workload checks again.
 """
 
 from __future__ import annotations
@@ -57,6 +57,7 @@ class Layer:
             max_rel_error=self.max_rel_error,
             weight_static=self.weight_static,
             dtype_bytes=self.dtype_bytes,
+            inputs=self.inputs,
         )
 
 
@@ -137,7 +138,8 @@ class WorkloadGraph:
         return tuple((src, x.name) for x in self.layers for src in x.inputs)
 
     def to_workload(self) -> Workload:
-        """The products, in this graph's order, that the planners and backends take."""
+        """The products, in this graph's order and with its edges, that the planners and
+        backends take."""
         desc = self.description or f"{self.name}: {len(self.layers)} layers"
         return Workload(
             name=self.name,
