@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from sedma.errors import SedmaError
 from sedma.runtime.cost import Resource, Route, network_of
-from sedma.runtime.schedule import Dep, Fetch, NodeModel, Task, simulate_pass
+from sedma.runtime.schedule import Dep, Fetch, NodeModel, Task, repeat_passes, simulate_pass
 from sedma.spec import load_cluster
 
 GF = 1e9
@@ -200,3 +200,11 @@ def test_a_dynamic_task_runs_only_where_it_is_eligible() -> None:
     assert s.span_s == pytest.approx(2.0)  # b runs its two in turn; a takes the third
     with pytest.raises(SedmaError, match="eligible"):
         simulate_pass([Task(None, 1.0, eligible=frozenset({"z"}))], nodes, CAP, _route_ab)
+
+
+def test_passes_in_flight_fill_idle_time_like_a_pipeline() -> None:
+    # a on node a, then b on node b reading it: one pass takes 2 s; passes overlap
+    one = [Task("a", 10 * GF), Task("b", 10 * GF, deps=(Dep(0, 0.0),))]
+    s = simulate_pass(repeat_passes(one, 4), NODES, CAP)
+    assert s.span_s == pytest.approx(5.0)  # 4 passes in 5 s, not 8: b works while a works
+    assert s.start_s[2] == pytest.approx(1.0)  # pass 1's first task right after pass 0's

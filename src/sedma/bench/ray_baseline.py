@@ -37,7 +37,13 @@ from sedma.errors import SedmaError
 from sedma.runtime.cost import Resource
 from sedma.runtime.schedule import Dep, Fetch, NodeModel, RouteOf, Task, simulate_pass
 
-__all__ = ["data_parallel", "dynamic_tasks", "throughput"]
+__all__ = [
+    "data_parallel",
+    "dynamic_tasks",
+    "replica_bytes",
+    "replica_nodes",
+    "throughput",
+]
 
 Edge = tuple[int, int]
 
@@ -112,13 +118,16 @@ def dynamic_tasks(
     return tasks
 
 
-def data_parallel(
-    workload: Workload, nodes: Sequence[NodeView], driver: str, *, batches: int
-) -> list[Task]:
-    """Program (b): ``batches`` batches over one replica per node that holds the model.
+def replica_bytes(workload: Workload) -> int:
+    """What one replica holds: every weight, and each product's input and output."""
+    return sum(op.weight_bytes + op.input_bytes + op.output_bytes for op in workload.ops)
 
-    Raises :class:`~sedma.errors.SedmaError` when no node can hold a whole replica."""
-    need = sum(op.weight_bytes + op.input_bytes + op.output_bytes for op in workload.ops)
+
+def replica_nodes(workload: Workload, nodes: Sequence[NodeView]) -> frozenset[str]:
+    """Nodes that can hold a whole replica within every product's error budget.
+
+    Raises :class:`~sedma.errors.SedmaError` when there is none."""
+    need = replica_bytes(workload)
     budget = min(op.max_rel_error for op in workload.ops)
     replicas = frozenset(v.name for v in nodes if v.free_bytes >= need and v.rel_error <= budget)
     if not replicas:
@@ -126,9 +135,19 @@ def data_parallel(
             f"data-parallel replicas: no node holds the whole model ({need} bytes) within "
             "every product's error budget"
         )
+    return replicas
+
+
+def data_parallel(
+    workload: Workload, nodes: Sequence[NodeView], driver: str, *, batches: int
+) -> list[Task]:
+    """Program (b): ``batches`` batches over one replica per node that holds the model.
+
+    Raises :class:`~sedma.errors.SedmaError` when no node can hold a whole replica."""
+    replicas = replica_nodes(workload, nodes)
     first, last = workload.ops[0], workload.ops[-1]
     flops = float(sum(op.flops for op in workload.ops))
-    streamed = float(need)
+    streamed = float(replica_bytes(workload))
     tasks: list[Task] = []
     for b in range(batches):
         src = len(tasks)

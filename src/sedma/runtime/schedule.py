@@ -37,12 +37,21 @@ import heapq
 import math
 from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from sedma.errors import SedmaError
 from sedma.runtime.cost import Resource, Route, Transfer, fair_rates, tile_time_s
 
-__all__ = ["Dep", "Fetch", "NodeModel", "PassSchedule", "RouteOf", "Task", "simulate_pass"]
+__all__ = [
+    "Dep",
+    "Fetch",
+    "NodeModel",
+    "PassSchedule",
+    "RouteOf",
+    "Task",
+    "repeat_passes",
+    "simulate_pass",
+]
 
 _EPS_S = 1e-12  # a flow this close to its end is done (float residue, tiny transfers)
 
@@ -117,6 +126,23 @@ class PassSchedule:
 
 
 RouteOf = Callable[[str, str], Route]
+
+
+def repeat_passes(tasks: Sequence[Task], passes: int) -> list[Task]:
+    """``passes`` copies of one pass's tasks, all in flight at once: copy ``k`` depends only
+    on its own tasks, and ranks after copy ``k - 1`` at equal priority, so each node works
+    through the passes in order while later passes fill its idle time (a pipeline). Fetched
+    objects keep their keys: a node that fetched one for pass 0 holds it for the rest."""
+    if passes < 1:
+        raise SedmaError(f"passes must be >= 1, got {passes!r}")
+    n = len(tasks)
+    span = max((t.priority for t in tasks), default=0.0) + 1.0
+    out = []
+    for k in range(passes):
+        for t in tasks:
+            deps = tuple(Dep(d.task + k * n, d.nbytes, d.route) for d in t.deps)
+            out.append(replace(t, deps=deps, priority=t.priority + k * span))
+    return out
 
 
 def simulate_pass(

@@ -41,7 +41,7 @@ from sedma.runtime.passes import pass_tasks
 from sedma.runtime.schedule import NodeModel, PassSchedule, simulate_pass
 from sedma.spec import ClusterSpec
 
-__all__ = ["SimBackend", "workload_edges"]
+__all__ = ["SimBackend", "static_paths", "workload_edges"]
 
 PathOf = Callable[[str, str], Sequence[str]]
 
@@ -76,7 +76,7 @@ class SimBackend:
         self._jitter = jitter
         self._dispatch_s = dispatch_s
         self._net = network_of(spec)
-        self._path_of = path_of or _static_paths(spec)
+        self._path_of = path_of or static_paths(spec)
         self._moved: dict[tuple[str, str], tuple[str, ...]] = {}
         self._slow = dict.fromkeys(spec.node_names, 1.0)
         self._tenant = dict.fromkeys(spec.node_names, 0)
@@ -233,7 +233,7 @@ class SimBackend:
             self._obs.append(FreeMemory(n.name, now, free))
 
 
-def _static_paths(spec: ClusterSpec) -> PathOf:
+def static_paths(spec: ClusterSpec) -> PathOf:
     """The communication layer's static route between every two nodes, cached."""
     ctx = SelectionContext(PeerGraph.from_spec(spec).snapshot(), now=0.0)
     known = set(spec.node_names)
