@@ -7,6 +7,8 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from sedma.compute.partition.context import PartitionContext
 from sedma.compute.partition.planner import plan_sedma
@@ -67,6 +69,46 @@ def test_replacing_ops_rebuilds_the_index_views() -> None:
     assert w.reader_ops(0) == (1, 2)  # computed once for w ...
     flat = w.with_ops(tuple(replace(op, inputs=()) for op in w.ops))
     assert flat.reader_ops(0) == () and flat.input_ops(3) == ()  # ... not carried over
+
+
+@st.composite
+def _dags(draw: st.DrawFn) -> list[frozenset[int]]:
+    """Each product's inputs: a random subset of the products before it."""
+    count = draw(st.integers(1, 12))
+    return [
+        draw(st.frozensets(st.integers(0, i - 1), max_size=i)) if i else frozenset()
+        for i in range(count)
+    ]
+
+
+@settings(max_examples=60, deadline=None, derandomize=True)
+@given(_dags())
+def test_index_views_invert_each_other_on_any_ordered_graph(dag: list[frozenset[int]]) -> None:
+    w = Workload(
+        "random",
+        tuple(
+            MatmulOp(f"p{i}", 2, 2, 2, inputs=tuple(f"p{j}" for j in sorted(srcs)))
+            for i, srcs in enumerate(dag)
+        ),
+    )
+    assert len(w.edges) == sum(len(srcs) for srcs in dag)
+    assert [set(w.input_ops(i)) for i in range(len(dag))] == [set(srcs) for srcs in dag]
+    for i in range(len(dag)):
+        assert list(w.reader_ops(i)) == sorted(r for r, srcs in enumerate(dag) if i in srcs)
+
+
+@settings(max_examples=60, deadline=None, derandomize=True)
+@given(_dags())
+def test_reversing_any_graph_with_an_edge_is_refused(dag: list[frozenset[int]]) -> None:
+    ops = [
+        MatmulOp(f"p{i}", 2, 2, 2, inputs=tuple(f"p{j}" for j in sorted(srcs)))
+        for i, srcs in enumerate(dag)
+    ]
+    if not any(dag):
+        assert Workload("reversed", tuple(reversed(ops))).edges == ()
+        return
+    with pytest.raises(SpecError, match="a later product"):
+        Workload("reversed", tuple(reversed(ops)))
 
 
 # --- Workload: validation --------------------------------------------------------------------
