@@ -8,9 +8,10 @@ by index for schedulers). Does not cover: which models produce which shapes and 
 :mod:`sedma.workloads.graph`), or where the products run (see
 :mod:`sedma.compute.partition.planner`).
 
-Edges. ``MatmulOp.inputs`` names the products whose outputs this product's ``X`` is made
-from (through any element-wise work between them: activations, normalisation, pooling,
-residual additions, an im2col expansion); empty when it reads only the model's input. An
+Edges. ``MatmulOp.inputs`` names the products whose outputs this product's ``X`` (and, where
+``W`` changes with every input, its ``W``) is made from, through any work between them that
+is no product (activations, normalisation, pooling, softmax, residual additions, an im2col
+expansion); empty when it reads only the model's input. An
 edge moves the producer's whole output, ``producer.output_bytes`` (an im2col expansion is
 built by the reader from those bytes, it does not travel). Where a product reads a sum (a
 residual addition), each term of the sum is an edge of its own.

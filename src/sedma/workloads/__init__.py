@@ -1,4 +1,4 @@
-"""Real models as matrix products: the workloads sedma places and runs.
+"""Real models as matrix products joined by dataflow edges: the workloads sedma places and runs.
 
 Covers, one module each:
 
@@ -11,18 +11,20 @@ Covers, one module each:
 - :mod:`~sedma.workloads.onnx_format`: your own model from an ONNX file (MatMul, Gemm and
   Conv as products, im2col shapes, the graph's edges as ``inputs``).
 - :mod:`~sedma.workloads.resnet`: ResNet-50 v1.5 on ImageNet (224x224x3), every conv as its
-  im2col product; also the im2col helpers the detector reuses.
+  im2col product, edges through the bottlenecks and residual sums; also the im2col helpers
+  the detector reuses.
 - :mod:`~sedma.workloads.detector`: SSD300 with a VGG-16 backbone on COCO (300x300x3, 81
-  classes).
+  classes), a backbone chain and six pairs of heads on their source maps.
 - :mod:`~sedma.workloads.bert`: BERT-base on SQuAD (384 tokens), attention products marked
-  ``weight_static=False``.
+  ``weight_static=False``, edges through attention and the residual sums.
 - :mod:`~sedma.workloads.llama`: LLaMA-7B generating tokens (one decode step of 8
   sequences, 16-bit) as a dataflow graph whose attention products hold the KV cache at a
   given context; :func:`~sedma.workloads.llama.kv_cache_bytes` and
   :func:`~sedma.workloads.llama.model_bytes` size what it needs held.
 
-Does not cover: the product and workload types (see :mod:`sedma.compute.workload`), request
-arrival traces, or where products run (see :mod:`sedma.compute.partition.planner`).
+Does not cover: the product and workload types and the edge checks (see
+:mod:`sedma.compute.workload`), request arrival traces, or where products run (see
+:mod:`sedma.compute.partition.planner`).
 """
 
 from __future__ import annotations

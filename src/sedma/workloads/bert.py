@@ -4,7 +4,12 @@ Covers: :func:`bert_base`, the products of BERT-base's 12 encoder layers (hidden
 heads of 64, feed-forward 3072) and the SQuAD span head, at batch 1 on one 384-token
 sequence (the usual SQuAD v1.1 fine-tuning length). Does not cover: batch and scale (see
 :mod:`sedma.workloads.registry`), the embedding lookups and the pooler (a gather, and a
-layer SQuAD does not use), softmax, layer norm, GELU and residual additions (no products).
+layer SQuAD does not use), softmax, layer norm, GELU and residual additions (no products:
+edges pass through them).
+
+Sources: J. Devlin, M.-W. Chang, K. Lee, K. Toutanova, "BERT: Pre-training of Deep
+Bidirectional Transformers for Language Understanding", NAACL 2019; A. Vaswani et al.,
+"Attention Is All You Need", NeurIPS 2017 (the encoder layer BERT uses).
 
 Per layer ``L<i>`` (``i`` = 0 .. 11), with ``T = 384`` tokens:
 
@@ -39,8 +44,8 @@ layer norm: ``h = LN(x + attn_out(context(scores(qkv(x)))))``, then
   that carries ``x`` (the previous layer's ``ffn_out``; none for ``L0``). ``ffn_out`` reads
   ``ffn_in`` (through the GELU).
 - The next layer's ``qkv`` (and ``head.span`` after ``L11``) reads ``y``, the sum
-  ``h + ffn_out``: ``attn_out`` (carrying ``h``, into which it last added) and
-  ``ffn_out``.
+  ``h + ffn_out``: ``attn_out`` (the last product added into ``h``, so the one that
+  carries it) and ``ffn_out``.
 
 A sum is carried by the product that last added into it, as for the residual stream of
 :mod:`sedma.workloads.llama`, so each residual addition costs two edges of one ``T x 768``

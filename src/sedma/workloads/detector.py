@@ -5,9 +5,13 @@ Zisserman 2015), the extra feature layers and the localisation and confidence he
 six feature maps, for COCO's 80 classes plus background, at batch 1 on a 300x300x3 input
 (COCO images are resized to it). Does not cover: batch and scale (see
 :mod:`sedma.workloads.registry`), pooling and activations (no weights), L2 normalisation of
-conv4_3 (one scale per channel, not a product), default-box decoding and non-maximum
-suppression (no products), or the im2col arithmetic itself (see
+conv4_3 (one scale per channel, not a product: edges pass through it), default-box
+decoding and non-maximum suppression (no products), or the im2col arithmetic itself (see
 :func:`sedma.workloads.resnet.conv_op`).
+
+Sources: W. Liu, D. Anguelov, D. Erhan, C. Szegedy, S. Reed, C.-Y. Fu, A. C. Berg, "SSD:
+Single Shot MultiBox Detector", ECCV 2016; K. Simonyan, A. Zisserman, "Very Deep
+Convolutional Networks for Large-Scale Image Recognition", ICLR 2015.
 
 The network, as the paper and its reference implementation define it:
 

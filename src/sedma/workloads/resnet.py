@@ -2,11 +2,15 @@
 
 Covers: :func:`resnet50`, the 53 convolutions and the classifier of ResNet-50 v1.5 at batch 1
 on a 224x224x3 input, generated from the stage table of the paper's Table 1, with the edges
-of its residual dataflow; and the
-im2col helpers shared with the other convolutional models (:func:`conv_out_size`,
-:func:`conv_op`). Does not cover: batch and scale (see :mod:`sedma.workloads.registry`,
-which multiplies ``m``), pooling, batch norm, activations and residual additions (no
-weights, no products), or the training pass.
+of its residual dataflow; and the im2col helpers shared with the other convolutional models
+(:func:`conv_out_size`, :func:`conv_op`). Does not cover: batch and scale (see
+:mod:`sedma.workloads.registry`, which multiplies ``m``), pooling, batch norm, activations
+and residual additions (no weights, no products: edges pass through them), or the training
+pass.
+
+Sources: K. He, X. Zhang, S. Ren, J. Sun, "Deep Residual Learning for Image Recognition",
+CVPR 2016; the v1.5 variant as torchvision's ``resnet50`` defines it (its ``Bottleneck``
+puts the stride on the 3x3 conv), the one MLPerf inference uses.
 
 Each convolution is written as its im2col product (Chellapilla et al. 2006)::
 
