@@ -10,6 +10,7 @@
   :mod:`~sedma.bench.comm_run`, one system's pass, and :mod:`~sedma.bench.comm_report`): routes,
   the transport, message latency under memory pressure.
 - :mod:`~sedma.bench.ray_baseline`: the plain-Ray programs (chunked dynamic tasks,
-  data-parallel actors) as the cost model's tasks, for the ``ray`` baseline (issue 12; not yet
-  in ``sedma demo``).
+  data-parallel actors) as the cost model's tasks, for the ``ray`` baseline.
+- :mod:`~sedma.bench.costed`: every system side by side with every cost charged
+  (``sedma bench costed``; the sim backend's rules; not yet the ``sedma demo`` headline).
 """

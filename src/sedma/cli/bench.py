@@ -149,6 +149,43 @@ def bench_clusters_cmd(
     write_plot_files(plot, r)
 
 
+@bench_app.command("costed")
+def bench_costed_cmd(
+    json_path: JsonOpt = None,
+    cluster: ClusterOpt = "paper",
+    workload: WorkloadOpt = "resnet50",
+    scale: ScaleOpt = 1.0,
+    passes: Annotated[
+        int, typer.Option(help="Passes in flight per system (then twice as many).")
+    ] = 4,
+) -> None:
+    """Every system side by side with every cost charged (links, memory bandwidth, dispatch)."""
+    from sedma.bench.costed import bench_costed
+
+    r = guard(lambda: bench_costed(cluster, workload, scale=scale, passes=passes))
+    t = Table(title=f"{r['workload']} on {r['cluster']}, every cost charged (sim)")
+    for col in ("system", "passes/s", "mem eff", "util", "link max", "node max", "budget"):
+        t.add_column(col, justify="left" if col == "system" else "right", no_wrap=True)
+    for name, s in r["systems"].items():
+        if "failed" in s:
+            t.add_row(name, "failed", "", "", "", "", "")
+            continue
+        t.add_row(
+            name,
+            f"{s['throughput_ops_s']:.2f}",
+            fmt(s.get("memory_efficiency"), "pct"),
+            fmt(s.get("resource_utilization"), "pct"),
+            fmt(s.get("link_utilization_max"), "pct"),
+            fmt(s.get("node_utilization_max"), "pct"),
+            {True: "met", False: "missed"}.get(s.get("meets_error_budget"), ""),
+        )
+    out.print(t)
+    for name, s in r["systems"].items():
+        if "failed" in s:
+            out.print(f"{name} failed: {s['failed']}", highlight=False, markup=False)
+    write_json(json_path, r)
+
+
 @bench_app.command("crossbar")
 def bench_crossbar_cmd(json_path: JsonOpt = None, seed: SeedOpt = 0) -> None:
     """Crossbar simulator vs numpy: time, error without and with correction, arrays used."""

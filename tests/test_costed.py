@@ -1,0 +1,46 @@
+"""The cost model's comparison: every system charged by the same rules, side by side."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from sedma.bench.costed import bench_costed
+from sedma.cli.app import app
+
+
+def test_every_system_is_reported_with_the_result_keys_and_within_capacity() -> None:
+    r = bench_costed("small", "bert-base", scale=0.05, passes=2)
+    assert r["backend"] == "sim" and r["cluster"] == "small" and r["workload"] == "bert-base"
+    systems = r["systems"]
+    assert {"sedma", "static", "ray", "ray_tasks", "ray_actors", "bound"} <= systems.keys()
+    bound = systems["bound"]["throughput_ops_s"]
+    for name, s in systems.items():
+        if name == "bound" or "failed" in s:
+            continue
+        assert 0 < s["throughput_ops_s"] <= bound * (1 + 1e-9), name
+        assert 0 <= s["link_utilization_max"] <= 1 + 1e-9, name
+        assert 0 <= s["node_utilization_max"] <= 1 + 1e-9, name
+        assert 0 < s["memory_efficiency"] <= 1, name
+        assert isinstance(s["meets_error_budget"], bool), name
+    assert systems["ray"]["throughput_ops_s"] == max(
+        systems[k].get("throughput_ops_s", 0.0) for k in ("ray_tasks", "ray_actors")
+    )
+
+
+def test_a_system_that_cannot_hold_its_plan_is_reported_failed() -> None:
+    r = bench_costed("small", "bert-base", scale=0.05, passes=1)
+    static = r["systems"]["static"]
+    # the static split pads every rram tile to whole arrays: more than the rram node has
+    assert "crossbar arrays" in static["failed"] and static["meets_error_budget"] is False
+
+
+def test_the_command_prints_every_system_and_writes_the_json(tmp_path: Path) -> None:
+    out = tmp_path / "costed.json"
+    argv = ["bench", "costed", "--cluster", "small", "--workload", "bert-base"]
+    res = CliRunner().invoke(app, [*argv, "--scale", "0.05", "--passes", "1", "--json", str(out)])
+    assert res.exit_code == 0, res.output
+    assert "ray_actors" in res.output and "static failed" in res.output
+    assert json.loads(out.read_text())["systems"]["sedma"]["throughput_ops_s"] > 0
