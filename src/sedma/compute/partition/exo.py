@@ -1,0 +1,217 @@
+"""The exo baseline: contiguous layer ranges around a ring, by memory (or memory and FLOPs).
+
+Covers: exo's ring partitioning as its users run it (exo-explore/exo,
+``exo/topology/ring_memory_weighted_partitioning_strategy.py`` and
+``ring_memory_and_flops_weighted_partitioning_strategy.py``): the pure maths
+(:func:`ring_cuts`, :func:`memory_flops_scores`) and the planners :func:`plan_exo`
+(memory-weighted, exo's default), :func:`plan_exo_weighted` (memory-and-FLOPs weighted) and
+:func:`plan_exo_best` (the faster of the two that fits). Does not cover: what a layer is
+and which nodes exo can drive (see :mod:`sedma.compute.partition.layers`), the Petals
+baseline (see :mod:`sedma.compute.partition.petals`) or running a plan (see
+:mod:`sedma.control.executor`).
+
+What a competent exo user gets here, and where it differs from exo's code:
+
+- The ring holds the GPUs and CPUs (exo drives nothing else; see
+  :mod:`~sedma.compute.partition.layers`), less any node whose error exceeds a layer's
+  budget: exo hands any node any layer, so such a node cannot be in the ring at all.
+- A node's memory is its free memory for this job (``NodeView.free_bytes``), as exo reads
+  the device's memory.
+- exo rounds each cut point to five decimals and takes ``int(cut * L)``; with thirds that
+  gives ``int(0.33333 * 3) = 0`` and a node loses its layer to float error. Here cuts are
+  exact fractions of the integer weights, to exo's advantage.
+- exo does not check memory (it runs out of it). A plan here that overfills a node, after
+  the planners' common reserve, is refused with :class:`~sedma.errors.PlanError`, and
+  :func:`plan_exo_best` falls back to the other partitioning.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Sequence
+from fractions import Fraction
+
+from sedma.compute.partition.context import PartitionContext
+from sedma.compute.partition.layers import (
+    Layer,
+    layer_plan,
+    model_layers,
+    overfilled,
+    pipeline_nodes,
+    runs_layer,
+)
+from sedma.compute.plan import NodeView, Plan, predicted_makespan_s
+from sedma.errors import PlanError, SpecError
+
+__all__ = [
+    "EXO_MEMORY_WEIGHT",
+    "memory_flops_scores",
+    "plan_exo",
+    "plan_exo_best",
+    "plan_exo_weighted",
+    "ring_cuts",
+]
+
+_log = logging.getLogger(__name__)
+
+EXO_MEMORY_WEIGHT = 0.5
+"""Weight of memory in exo's memory-and-FLOPs score (FLOPs get ``1 -`` this): exo's own
+default (``memory_weight = flops_weight = 0.5``). A user who runs that strategy gets this;
+tuning it per cluster and workload would be a planner of its own, not exo. The pure
+memory ranking is the other candidate of :func:`plan_exo_best`."""
+
+
+def ring_cuts(weights: Sequence[float], n_layers: int) -> tuple[int, ...]:
+    """Layer boundaries that give ring member ``i`` a share ``w_i / W`` of ``L`` layers.
+
+    exo's rule: the members, in ring order, cut ``[0, 1)`` at their cumulative weight
+    fractions ``c_i = sum_{j <= i} w_j / W``; member ``i`` gets layers
+    ``floor(c_{i-1} L) .. floor(c_i L) - 1`` (``c_{-1} = 0``), the last member up to ``L``.
+    So layer ``j`` goes to the member whose ``(c_{i-1}, c_i]`` holds ``(j + 1) / L``.
+    Returns ``b_0 = 0 <= b_1 <= ... <= b_n = L`` (member ``i``: ``b_i:b_{i+1}``), computed
+    in exact fractions.
+    """
+    if n_layers < 1:
+        raise SpecError(f"ring_cuts: n_layers = {n_layers!r}; must be >= 1")
+    if not weights or any(not w >= 0 for w in weights) or not sum(weights) > 0:
+        raise SpecError(
+            f"ring_cuts: weights = {list(weights)!r}; must be non-empty, >= 0, with a positive sum"
+        )
+    exact = [Fraction(w) for w in weights]
+    total = sum(exact, Fraction(0))
+    cuts = [0]
+    cum = Fraction(0)
+    for w in exact[:-1]:
+        cum += w
+        cuts.append(math.floor(cum * n_layers / total))
+    cuts.append(n_layers)
+    return tuple(cuts)
+
+
+def memory_flops_scores(
+    memory_bytes: Sequence[float], rates_gflops: Sequence[float], memory_weight: float
+) -> tuple[float, ...]:
+    """exo's memory-and-FLOPs score of each node, each resource scaled by the cluster's max:
+
+    ``s_i = a * mem_i / max_j mem_j + (1 - a) * flops_i / max_j flops_j``, ``a`` =
+    ``memory_weight``. A node's share of the layers is ``s_i / sum_j s_j``.
+    """
+    if not 0.0 <= memory_weight <= 1.0:
+        raise SpecError(f"memory_weight = {memory_weight!r}; must be a fraction in [0, 1]")
+    max_mem = max(memory_bytes, default=0.0) or 1.0
+    max_rate = max(rates_gflops, default=0.0) or 1.0
+    return tuple(
+        memory_weight * m / max_mem + (1.0 - memory_weight) * r / max_rate
+        for m, r in zip(memory_bytes, rates_gflops, strict=True)
+    )
+
+
+def plan_exo(ctx: PartitionContext) -> Plan:
+    """exo's default: ring ordered by free memory, descending (ties by name, descending, as
+    exo sorts by ``(memory, node_id)`` reversed); contiguous layer ranges in proportion to
+    each member's free memory (:func:`ring_cuts`). Raises :class:`PlanError` when the ring
+    is empty or a member's range does not fit its memory."""
+    ring = sorted(_ring_members(ctx), key=lambda v: (v.free_bytes, v.name), reverse=True)
+    weights = [float(v.free_bytes) for v in ring]
+    return _ring_plan(ctx, ring, weights, "exo", "memory-weighted ring")
+
+
+def plan_exo_weighted(ctx: PartitionContext, memory_weight: float = EXO_MEMORY_WEIGHT) -> Plan:
+    """exo's memory-and-FLOPs weighted variant: ring ordered by :func:`memory_flops_scores`,
+    descending (ties by name), layer shares in proportion to the score. Raises
+    :class:`PlanError` as :func:`plan_exo` does."""
+    members = _ring_members(ctx)
+    scores = memory_flops_scores(
+        [float(v.free_bytes) for v in members], [v.rate_gflops for v in members], memory_weight
+    )
+    order = sorted(range(len(members)), key=lambda i: (-scores[i], members[i].name))
+    ring = [members[i] for i in order]
+    weights = [scores[i] for i in order]
+    label = f"memory-and-FLOPs weighted ring ({memory_weight:g} memory)"
+    return _ring_plan(ctx, ring, weights, "exo-flops", label)
+
+
+def plan_exo_best(ctx: PartitionContext) -> Plan:
+    """The better of :func:`plan_exo` and :func:`plan_exo_weighted`: the smaller
+    :func:`~sedma.compute.plan.predicted_makespan_s` at the views' rates among those that
+    fit (ties to exo's default). Raises :class:`PlanError` naming both reasons if neither
+    fits."""
+    rates = {v.name: v.rate_gflops for v in ctx.nodes}
+    fits: list[tuple[float, Plan]] = []
+    errors: list[str] = []
+    for make in (plan_exo, plan_exo_weighted):
+        try:
+            plan = make(ctx)
+        except PlanError as e:
+            errors.append(str(e))
+            continue
+        fits.append((predicted_makespan_s(plan, rates), plan))
+    if not fits:
+        raise PlanError("neither exo partitioning fits: " + "; ".join(errors))
+    pick = min(fits, key=lambda f: round(f[0], 12))[1]
+    why = ", ".join(f"{p.strategy} {s * 1e3:.4g} ms" for s, p in fits)
+    if errors:
+        why += "; " + "; ".join(errors)
+    _log.info("exo best: %s (%s)", pick.strategy, why)
+    return Plan(
+        pick.workload,
+        pick.tiles,
+        pick.assumed_rates,
+        pick.strategy,
+        (*pick.notes, f"chosen: {pick.strategy}, the faster that fits ({why})"),
+    )
+
+
+def _ring_members(ctx: PartitionContext) -> list[NodeView]:
+    """GPUs and CPUs with free memory that meet every layer's error budget."""
+    ops = ctx.workload.ops
+    layers = model_layers(ctx.workload)
+    members = [
+        v
+        for v in pipeline_nodes(ctx.nodes)
+        if v.free_bytes > 0 and all(runs_layer(v, ops, layer) for layer in layers)
+    ]
+    if not members:
+        raise PlanError(
+            f"exo: no node can be in the ring: of {len(ctx.nodes)} nodes none is a GPU or CPU "
+            "with free memory whose relative error meets every layer's max_rel_error"
+        )
+    return members
+
+
+def _ring_plan(
+    ctx: PartitionContext,
+    ring: Sequence[NodeView],
+    weights: Sequence[float],
+    strategy: str,
+    label: str,
+) -> Plan:
+    layers = model_layers(ctx.workload)
+    cuts = ring_cuts(weights, len(layers))
+    owners: list[str] = []
+    ranges: list[str] = []
+    for i, v in enumerate(ring):
+        a, b = cuts[i], cuts[i + 1]
+        owners.extend([v.name] * (b - a))
+        if b > a:
+            ranges.append(f"{v.name} {a}:{b}")
+    notes = (f"exo {label}: {len(layers)} layers over {len(ring)} nodes ({', '.join(ranges)})",)
+    plan = layer_plan(ctx.nodes, ctx.workload, layers, owners, strategy, notes)
+    reserve = ctx.settings.memory_reserve
+    over = overfilled(plan, {v.name: v for v in ctx.nodes}, reserve)
+    if over:
+        name, need, have = over[0]
+        span = _span_of(layers, owners, name)
+        raise PlanError(
+            f"exo {label} does not fit: node {name!r} would hold {need} bytes for layers "
+            f"{span}; it has {have} usable (free bytes less the {reserve:.0%} reserve)"
+            + (f"; {len(over) - 1} more nodes overfilled" if len(over) > 1 else "")
+        )
+    _log.info("%s", notes[0])
+    return plan
+
+
+def _span_of(layers: Sequence[Layer], owners: Sequence[str], name: str) -> str:
+    mine = [j for j, o in enumerate(owners) if o == name]
+    return f"{mine[0]}:{mine[-1] + 1}" if mine else "(none)"
