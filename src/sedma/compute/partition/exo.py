@@ -18,8 +18,8 @@ What a competent exo user gets here, and where it differs from exo's code:
 - A node's memory is its free memory for this job (``NodeView.free_bytes``), as exo reads
   the device's memory.
 - exo rounds each cut point to five decimals and takes ``int(cut * L)``; with thirds that
-  gives ``int(0.33333 * 3) = 0`` and a node loses its layer to float error. Here cuts are
-  exact fractions of the integer weights, to exo's advantage.
+  gives ``int(0.33333 * 3) = 0`` and a node loses its layer to rounding. Here a cut within
+  1e-9 of a layer boundary is on it (:func:`ring_cuts`), to exo's advantage.
 - exo does not check memory (it runs out of it). A plan here that overfills a node, after
   the planners' common reserve, is refused with :class:`~sedma.errors.PlanError`, and
   :func:`plan_exo_best` falls back to the other partitioning.
@@ -30,7 +30,6 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Sequence
-from fractions import Fraction
 
 from sedma.compute.partition.context import PartitionContext
 from sedma.compute.partition.layers import (
@@ -55,6 +54,8 @@ __all__ = [
 
 _log = logging.getLogger(__name__)
 
+_CUT_TOL = 1e-9  # layers: a cut this close below a layer boundary is on it
+
 EXO_MEMORY_WEIGHT = 0.5
 """Weight of memory in exo's memory-and-FLOPs score (FLOPs get ``1 -`` this): exo's own
 default (``memory_weight = flops_weight = 0.5``). A user who runs that strategy gets this;
@@ -69,8 +70,9 @@ def ring_cuts(weights: Sequence[float], n_layers: int) -> tuple[int, ...]:
     fractions ``c_i = sum_{j <= i} w_j / W``; member ``i`` gets layers
     ``floor(c_{i-1} L) .. floor(c_i L) - 1`` (``c_{-1} = 0``), the last member up to ``L``.
     So layer ``j`` goes to the member whose ``(c_{i-1}, c_i]`` holds ``(j + 1) / L``.
-    Returns ``b_0 = 0 <= b_1 <= ... <= b_n = L`` (member ``i``: ``b_i:b_{i+1}``), computed
-    in exact fractions.
+    Returns ``b_0 = 0 <= b_1 <= ... <= b_n = L`` (member ``i``: ``b_i:b_{i+1}``). A cut
+    within ``_CUT_TOL`` layers below a whole layer counts as on it, so float noise in the
+    weights (``0.6 / (0.6 + 0.4) * 10 = 5.999...``) never costs a member a layer.
     """
     if n_layers < 1:
         raise SpecError(f"ring_cuts: n_layers = {n_layers!r}; must be >= 1")
@@ -78,13 +80,11 @@ def ring_cuts(weights: Sequence[float], n_layers: int) -> tuple[int, ...]:
         raise SpecError(
             f"ring_cuts: weights = {list(weights)!r}; must be non-empty, >= 0, with a positive sum"
         )
-    exact = [Fraction(w) for w in weights]
-    total = sum(exact, Fraction(0))
+    total = math.fsum(weights)
     cuts = [0]
-    cum = Fraction(0)
-    for w in exact[:-1]:
-        cum += w
-        cuts.append(math.floor(cum * n_layers / total))
+    for i in range(1, len(weights)):
+        cut = math.fsum(weights[:i]) / total * n_layers
+        cuts.append(min(n_layers, math.floor(cut + _CUT_TOL)))
     cuts.append(n_layers)
     return tuple(cuts)
 
