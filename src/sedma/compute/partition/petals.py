@@ -130,8 +130,10 @@ def leximin_key(values: Sequence[float]) -> tuple[float, ...]:
 def span_options(
     view: NodeView, ops: Sequence[MatmulOp], layers: Sequence[Layer], reserve: float
 ) -> list[tuple[int, int]]:
-    """Every span the server can hold: from each block it may run, the longest run of
-    consecutive blocks it may run (error budgets) whose bytes fit its usable memory."""
+    """The spans a server may hold: from each block it may run, the longest run of
+    consecutive blocks it may run (error budgets) whose bytes fit its usable memory, less
+    those inside another such span. A Petals server holds as many blocks as fit, so with
+    equal blocks these are exactly Petals' windows of ``num_blocks``."""
     have = usable_bytes(view, reserve)
     options = []
     for start in range(len(layers)):
@@ -142,8 +144,8 @@ def span_options(
                 break
             used += need
             stop += 1
-        if stop > start:
-            options.append((start, stop))
+        if stop > start and not (options and options[-1][1] >= stop):
+            options.append((start, stop))  # else inside the previous one: hold that instead
     return options
 
 
@@ -187,13 +189,15 @@ def fastest_chain(
     :class:`PlanError` if some block is held by no span.
     """
     n = len(flops)
+    for b in range(n):
+        if not any(sp.start <= b < sp.stop for sp in spans):
+            raise PlanError(f"no server holds block {b}: the swarm does not cover the model")
     best: list[tuple[float, int] | None] = [None] * (n + 1)
     back: list[tuple[int, Span] | None] = [None] * (n + 1)
     best[0] = (0.0, 0)
     for i in range(n):
         here = best[i]
-        if here is None:
-            raise PlanError(f"no server holds block {i}: the swarm does not cover the model")
+        assert here is not None  # every block is held, so every boundary is reached
         for sp in spans:
             if not sp.start <= i < sp.stop:
                 continue
