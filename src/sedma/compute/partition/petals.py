@@ -135,7 +135,7 @@ def span_options(
     those inside another such span. A Petals server holds as many blocks as fit, so with
     equal blocks these are exactly Petals' windows of ``num_blocks``."""
     have = usable_bytes(view, reserve)
-    options = []
+    options: list[tuple[int, int]] = []
     for start in range(len(layers)):
         stop, used = start, 0
         while stop < len(layers) and runs_layer(view, ops, layers[stop]):
