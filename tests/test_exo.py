@@ -201,8 +201,8 @@ def test_exo_leaves_out_rram_and_nodes_that_miss_an_error_budget() -> None:
         check_whole_layers(plan, views)
 
 
-def test_exo_best_is_the_faster_of_the_two() -> None:
-    views = (node("cpu", 50, 64 * GIB), node("gpu", 1000, 16 * GIB))
+def test_exo_best_is_the_faster_of_the_two_on_the_full_ring() -> None:
+    views = (node("cpu", 500, 64 * GIB), node("gpu", 1000, 16 * GIB))
     ctx = PartitionContext(views, blocks(20))
     rates = {v.name: v.rate_gflops for v in views}
     spans = {
@@ -211,7 +211,24 @@ def test_exo_best_is_the_faster_of_the_two() -> None:
     best = plan_exo_best(ctx)
     assert predicted_makespan_s(best, rates) == min(spans.values())
     assert best.strategy == min(spans, key=spans.__getitem__) == "exo-flops"
-    assert any(n.startswith("chosen: exo-flops") for n in best.notes)
+    assert set(owners(best)) == {"cpu", "gpu"}
+    assert any(n.startswith("chosen: exo-flops over 2 of 2 nodes") for n in best.notes)
+    check_whole_layers(best, views)
+
+
+def test_exo_best_leaves_a_slow_device_class_out_when_that_helps() -> None:
+    views = (
+        node("cpu", 10, 64 * GIB),
+        node("gpu-0", 1000, 16 * GIB),
+        node("gpu-1", 1000, 16 * GIB),
+    )
+    ctx = PartitionContext(views, blocks(20))
+    rates = {v.name: v.rate_gflops for v in views}
+    best = plan_exo_best(ctx)
+    assert set(owners(best)) == {"gpu-0", "gpu-1"}
+    assert Counter(owners(best)) == {"gpu-0": 10, "gpu-1": 10}
+    full = min(predicted_makespan_s(p, rates) for p in (plan_exo(ctx), plan_exo_weighted(ctx)))
+    assert predicted_makespan_s(best, rates) < full
     check_whole_layers(best, views)
 
 
@@ -254,8 +271,13 @@ def test_exo_with_no_node_it_can_drive_is_a_clear_error() -> None:
 def test_exo_plans_presets_within_budgets_and_memory(preset: str, model: str) -> None:
     views = views_from_spec(load_cluster(preset))
     ctx = PartitionContext(views, get_workload(model))
-    for make in (plan_exo, plan_exo_weighted, plan_exo_best):
+    rates = {v.name: v.rate_gflops for v in views}
+    for make in (plan_exo, plan_exo_weighted):
         check_whole_layers(make(ctx), views)
+    best = plan_exo_best(ctx)
+    check_whole_layers(best, views)
+    full = min(predicted_makespan_s(make(ctx), rates) for make in (plan_exo, plan_exo_weighted))
+    assert predicted_makespan_s(best, rates) <= full
 
 
 @pytest.mark.skipif("edge-swarm" not in preset_names(), reason="no edge-swarm preset")

@@ -5,7 +5,8 @@ Covers: exo's ring partitioning as its users run it (exo-explore/exo,
 ``ring_memory_and_flops_weighted_partitioning_strategy.py``): the pure maths
 (:func:`ring_cuts`, :func:`memory_flops_scores`) and the planners :func:`plan_exo`
 (memory-weighted, exo's default), :func:`plan_exo_weighted` (memory-and-FLOPs weighted) and
-:func:`plan_exo_best` (the faster of the two that fits). Does not cover: what a layer is
+:func:`plan_exo_best` (the fastest that fits, of the two, over all nodes exo can drive or
+only its faster device classes). Does not cover: what a layer is
 and which nodes exo can drive (see :mod:`sedma.compute.partition.layers`), the Petals
 baseline (see :mod:`sedma.compute.partition.petals`) or running a plan (see
 :mod:`sedma.control.executor`).
@@ -22,7 +23,10 @@ What a competent exo user gets here, and where it differs from exo's code:
   1e-9 of a layer boundary is on it (:func:`ring_cuts`), to exo's advantage.
 - exo does not check memory (it runs out of it). A plan here that overfills a node, after
   the planners' common reserve, is refused with :class:`~sedma.errors.PlanError`, and
-  :func:`plan_exo_best` falls back to the other partitioning.
+  :func:`plan_exo_best` falls back to another ring.
+- exo puts every machine it runs on in the ring, so a slow machine gets layers and slows
+  the pipeline. A competent user starts exo only on the machines that help:
+  :func:`plan_exo_best` also tries rings of only the faster device classes.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Sequence
+from dataclasses import replace
 
 from sedma.compute.partition.context import PartitionContext
 from sedma.compute.partition.layers import (
@@ -112,16 +117,60 @@ def plan_exo(ctx: PartitionContext) -> Plan:
     exo sorts by ``(memory, node_id)`` reversed); contiguous layer ranges in proportion to
     each member's free memory (:func:`ring_cuts`). Raises :class:`PlanError` when the ring
     is empty or a member's range does not fit its memory."""
-    ring = sorted(_ring_members(ctx), key=lambda v: (v.free_bytes, v.name), reverse=True)
-    weights = [float(v.free_bytes) for v in ring]
-    return _ring_plan(ctx, ring, weights, "exo", "memory-weighted ring")
+    return _memory_ring(ctx, _ring_members(ctx))
 
 
 def plan_exo_weighted(ctx: PartitionContext, memory_weight: float = EXO_MEMORY_WEIGHT) -> Plan:
     """exo's memory-and-FLOPs weighted variant: ring ordered by :func:`memory_flops_scores`,
     descending (ties by name), layer shares in proportion to the score. Raises
     :class:`PlanError` as :func:`plan_exo` does."""
+    return _weighted_ring(ctx, _ring_members(ctx), memory_weight)
+
+
+def plan_exo_best(ctx: PartitionContext) -> Plan:
+    """The fastest exo ring a competent user sets up: :func:`plan_exo` or
+    :func:`plan_exo_weighted`, over all the nodes exo can drive or over only its faster
+    device classes (the nodes at least as fast as some member's rate: a user does not start
+    exo on machines that only slow the ring), whichever has the smallest
+    :func:`~sedma.compute.plan.predicted_makespan_s` at the views' rates among those that fit.
+    Ties go to the larger ring, then to exo's default. Raises :class:`PlanError` naming
+    why neither partitioning fits on the full ring if no ring fits (a smaller ring has less
+    memory)."""
     members = _ring_members(ctx)
+    rates = {v.name: v.rate_gflops for v in ctx.nodes}
+    fits: list[tuple[float, Plan, str]] = []
+    errors: list[str] = []
+    for floor in sorted({v.rate_gflops for v in members}):  # the full ring first
+        ring = [v for v in members if v.rate_gflops >= floor]
+        which = f"{len(ring)} of {len(members)} nodes (>= {floor:g} GFLOP/s)"
+        for make in (_memory_ring, _weighted_ring):
+            try:
+                plan = make(ctx, ring)
+            except PlanError as e:
+                if len(ring) == len(members):
+                    errors.append(str(e))
+                continue
+            fits.append((predicted_makespan_s(plan, rates), plan, which))
+    if not fits:
+        raise PlanError("neither exo partitioning fits: " + "; ".join(errors))
+    span, pick, which = min(fits, key=lambda f: round(f[0], 12))
+    why = (
+        f"{pick.strategy} over {which}, {span * 1e3:.4g} ms: the fastest of {len(fits)} rings "
+        "that fit"
+    )
+    _log.info("exo best: %s", why)
+    return replace(pick, notes=(*pick.notes, f"chosen: {why}"))
+
+
+def _memory_ring(ctx: PartitionContext, members: Sequence[NodeView]) -> Plan:
+    ring = sorted(members, key=lambda v: (v.free_bytes, v.name), reverse=True)
+    weights = [float(v.free_bytes) for v in ring]
+    return _ring_plan(ctx, ring, weights, "exo", "memory-weighted ring")
+
+
+def _weighted_ring(
+    ctx: PartitionContext, members: Sequence[NodeView], memory_weight: float = EXO_MEMORY_WEIGHT
+) -> Plan:
     scores = memory_flops_scores(
         [float(v.free_bytes) for v in members], [v.rate_gflops for v in members], memory_weight
     )
@@ -130,37 +179,6 @@ def plan_exo_weighted(ctx: PartitionContext, memory_weight: float = EXO_MEMORY_W
     weights = [scores[i] for i in order]
     label = f"memory-and-FLOPs weighted ring ({memory_weight:g} memory)"
     return _ring_plan(ctx, ring, weights, "exo-flops", label)
-
-
-def plan_exo_best(ctx: PartitionContext) -> Plan:
-    """The better of :func:`plan_exo` and :func:`plan_exo_weighted`: the smaller
-    :func:`~sedma.compute.plan.predicted_makespan_s` at the views' rates among those that
-    fit (ties to exo's default). Raises :class:`PlanError` naming both reasons if neither
-    fits."""
-    rates = {v.name: v.rate_gflops for v in ctx.nodes}
-    fits: list[tuple[float, Plan]] = []
-    errors: list[str] = []
-    for make in (plan_exo, plan_exo_weighted):
-        try:
-            plan = make(ctx)
-        except PlanError as e:
-            errors.append(str(e))
-            continue
-        fits.append((predicted_makespan_s(plan, rates), plan))
-    if not fits:
-        raise PlanError("neither exo partitioning fits: " + "; ".join(errors))
-    pick = min(fits, key=lambda f: round(f[0], 12))[1]
-    why = ", ".join(f"{p.strategy} {s * 1e3:.4g} ms" for s, p in fits)
-    if errors:
-        why += "; " + "; ".join(errors)
-    _log.info("exo best: %s (%s)", pick.strategy, why)
-    return Plan(
-        pick.workload,
-        pick.tiles,
-        pick.assumed_rates,
-        pick.strategy,
-        (*pick.notes, f"chosen: {pick.strategy}, the faster that fits ({why})"),
-    )
 
 
 def _ring_members(ctx: PartitionContext) -> list[NodeView]:
