@@ -96,7 +96,7 @@ def runs_layer(view: NodeView, ops: Sequence[MatmulOp], layer: Layer) -> bool:
 
 
 def layer_plan(
-    ctx_nodes: Sequence[NodeView],
+    nodes: Sequence[NodeView],
     workload: Workload,
     layers: Sequence[Layer],
     owners: Sequence[str],
@@ -113,7 +113,7 @@ def layer_plan(
             op = workload.ops[i]
             axis = choose_axis(op)
             tiles.append(Tile(i, node, axis, 0, op.m if axis == "m" else op.n))
-    rates = {v.name: v.rate_gflops for v in ctx_nodes}
+    rates = {v.name: v.rate_gflops for v in nodes}
     return Plan(workload, tuple(tiles), rates, strategy, notes)
 
 

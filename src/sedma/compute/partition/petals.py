@@ -28,7 +28,10 @@ The rules, in our words:
    has no reload cost, so a competent user lets it converge.)
 4. A client routes a pass along the chain of spans with the least total compute time,
    a shortest path over block boundaries where a server's edge costs its per-block time
-   (Petals' min-latency routing; with no link costs in the views, fewer hops break ties).
+   (Petals' min-latency routing, a Dijkstra search). Petals also charges each hop the
+   client's RTT to the server and a fixed serialisation delay; the views carry no links
+   and the backend charges every byte moved, so here a hop costs nothing and fewer hops
+   only break ties.
 
 Generalisations, to Petals' advantage: blocks of unequal size (ResNet's stages) have their
 own FLOPs, so a server's throughput at block ``b`` is ``rate / (F_b (n + 1) / 2)`` in passes
