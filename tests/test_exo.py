@@ -286,3 +286,14 @@ def test_exo_plans_llama_on_edge_swarm() -> None:
     plan = plan_exo_best(PartitionContext(views, get_workload("llama-7b")))
     check_whole_layers(plan, views)
     assert len(set(owners(plan))) > 1  # no node holds the model alone
+
+
+def test_exo_best_on_a_fleet_of_scattered_rates_is_no_slower_than_the_full_ring() -> None:
+    views = tuple(node(f"n{i:03d}", 10.0 + 7.0 * i, (1 + i % 5) * GIB) for i in range(100))
+    ctx = PartitionContext(views, blocks(30))
+    rates = {v.name: v.rate_gflops for v in views}
+    best = plan_exo_best(ctx)
+    check_whole_layers(best, views)
+    full = min(predicted_makespan_s(p, rates) for p in (plan_exo(ctx), plan_exo_weighted(ctx)))
+    assert predicted_makespan_s(best, rates) <= full
+    assert "the fastest of" in best.notes[-1]

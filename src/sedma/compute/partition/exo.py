@@ -60,6 +60,7 @@ __all__ = [
 _log = logging.getLogger(__name__)
 
 _CUT_TOL = 1e-9  # layers: a cut this close below a layer boundary is on it
+_MAX_RINGS = 64  # rate floors plan_exo_best tries at most (each a ring of the faster nodes)
 
 EXO_MEMORY_WEIGHT = 0.5
 """Weight of memory in exo's memory-and-FLOPs score (FLOPs get ``1 -`` this): exo's own
@@ -131,16 +132,16 @@ def plan_exo_best(ctx: PartitionContext) -> Plan:
     """The fastest exo ring a competent user sets up: :func:`plan_exo` or
     :func:`plan_exo_weighted`, over all the nodes exo can drive or over only its faster
     device classes (the nodes at least as fast as some member's rate: a user does not start
-    exo on machines that only slow the ring), whichever has the smallest
-    :func:`~sedma.compute.plan.predicted_makespan_s` at the views' rates among those that fit.
-    Ties go to the larger ring, then to exo's default. Raises :class:`PlanError` naming
-    why neither partitioning fits on the full ring if no ring fits (a smaller ring has less
-    memory)."""
+    exo on machines that only slow the ring; at most ``_MAX_RINGS`` such rings), whichever
+    has the smallest :func:`~sedma.compute.plan.predicted_makespan_s` at the views' rates
+    among those that fit. Ties go to the larger ring, then to exo's default. Raises
+    :class:`PlanError` naming why neither partitioning fits on the full ring if no ring
+    fits (a smaller ring has less memory)."""
     members = _ring_members(ctx)
     rates = {v.name: v.rate_gflops for v in ctx.nodes}
     fits: list[tuple[float, Plan, str]] = []
     errors: list[str] = []
-    for floor in sorted({v.rate_gflops for v in members}):  # the full ring first
+    for floor in _tiers(sorted({v.rate_gflops for v in members})):  # the full ring first
         ring = [v for v in members if v.rate_gflops >= floor]
         which = f"{len(ring)} of {len(members)} nodes (>= {floor:g} GFLOP/s)"
         for make in (_memory_ring, _weighted_ring):
@@ -160,6 +161,16 @@ def plan_exo_best(ctx: PartitionContext) -> Plan:
     )
     _log.info("exo best: %s", why)
     return replace(pick, notes=(*pick.notes, f"chosen: {why}"))
+
+
+def _tiers(rates: Sequence[float]) -> list[float]:
+    """The rate floors of the rings to try, slowest (the full ring) first: every distinct
+    rate, or ``_MAX_RINGS`` of them evenly spaced in rank when a fleet has more (each ring
+    costs a plan; 10,000 nodes of scattered rates would cost 10,000)."""
+    if len(rates) <= _MAX_RINGS:
+        return list(rates)
+    last = len(rates) - 1
+    return [rates[round(i * last / (_MAX_RINGS - 1))] for i in range(_MAX_RINGS)]
 
 
 def _memory_ring(ctx: PartitionContext, members: Sequence[NodeView]) -> Plan:

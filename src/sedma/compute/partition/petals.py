@@ -241,33 +241,9 @@ def petals_swarm(ctx: PartitionContext) -> Swarm:
     options = {v.name: span_options(v, ops, layers, reserve) for v in servers}
     servers = [v for v in servers if options[v.name]]
     _check_holdable(ctx, layers, options)
-    held: dict[str, tuple[int, int]] = {}
-
-    def totals(without: str | None) -> list[float]:
-        out = [0.0] * len(layers)
-        for v in servers:  # a fixed order: the same spans always sum to the same floats
-            if v.name in held and v.name != without:
-                a, b = held[v.name]
-                for k, t in zip(
-                    range(a, b), span_throughputs(v.rate_gflops, flops, a, b), strict=True
-                ):
-                    out[k] += t
-        return out
-
-    for v in servers:  # joins, fastest first
-        held[v.name] = choose_span(totals(None), options[v.name], v.rate_gflops, flops)
-    rounds, moves, moved = 0, 0, True
-    while moved and rounds < _MAX_ROUNDS:
-        rounds += 1
-        moved = False
-        for v in servers:
-            pick = choose_span(
-                totals(v.name), options[v.name], v.rate_gflops, flops, current=held[v.name]
-            )
-            if pick != held[v.name]:
-                held[v.name], moved, moves = pick, True, moves + 1
+    held, rounds, moves = _select_spans(servers, options, flops)
     spans = tuple(Span(v.name, *held[v.name]) for v in servers)
-    block_tp = totals(None)
+    block_tp = _block_throughputs(servers, held, flops)
     if min(block_tp) <= 0.0:
         gap = block_tp.index(min(block_tp))
         raise PlanError(
@@ -294,6 +270,52 @@ def petals_swarm(ctx: PartitionContext) -> Swarm:
 def plan_petals(ctx: PartitionContext) -> Plan:
     """The plan of one pass along Petals' fastest chain (:func:`petals_swarm`)."""
     return petals_swarm(ctx).plan
+
+
+def _block_throughputs(
+    servers: Sequence[NodeView], held: Mapping[str, tuple[int, int]], flops: Sequence[int]
+) -> list[float]:
+    """Each block's throughput: the sum over the servers holding it, in server order."""
+    out = [0.0] * len(flops)
+    for v in servers:
+        if v.name in held:
+            _add(out, v.rate_gflops, flops, held[v.name], 1.0)
+    return out
+
+
+def _add(
+    total: list[float], rate: float, flops: Sequence[int], span: tuple[int, int], sign: float
+) -> None:
+    for b, t in zip(range(*span), span_throughputs(rate, flops, *span), strict=True):
+        total[b] += sign * t
+
+
+def _select_spans(
+    servers: Sequence[NodeView],
+    options: Mapping[str, list[tuple[int, int]]],
+    flops: Sequence[int],
+) -> tuple[dict[str, tuple[int, int]], int, int]:
+    """Joins in the given order, then rebalancing rounds until no server moves (at most
+    ``_MAX_ROUNDS``). Returns each server's span, the rounds and the moves. The block totals
+    are kept up to date by subtracting and adding a server's share (O(blocks) per server,
+    not O(servers x blocks)); :func:`leximin_key` compares them to ``_DIGITS`` digits, so
+    the rounding this accumulates never looks like a gain."""
+    held: dict[str, tuple[int, int]] = {}
+    total = [0.0] * len(flops)
+    for v in servers:  # joins, fastest first
+        held[v.name] = choose_span(total, options[v.name], v.rate_gflops, flops)
+        _add(total, v.rate_gflops, flops, held[v.name], 1.0)
+    rounds, moves, moved = 0, 0, True
+    while moved and rounds < _MAX_ROUNDS:
+        rounds += 1
+        moved = False
+        for v in servers:
+            _add(total, v.rate_gflops, flops, held[v.name], -1.0)
+            pick = choose_span(total, options[v.name], v.rate_gflops, flops, held[v.name])
+            if pick != held[v.name]:
+                held[v.name], moved, moves = pick, True, moves + 1
+            _add(total, v.rate_gflops, flops, held[v.name], 1.0)
+    return held, rounds, moves
 
 
 def _standby_bytes(
