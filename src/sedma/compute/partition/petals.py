@@ -63,7 +63,7 @@ from sedma.compute.partition.layers import (
     runs_layer,
     usable_bytes,
 )
-from sedma.compute.plan import NodeView, Plan
+from sedma.compute.plan import NodeView, Plan, held_bytes
 from sedma.compute.workload import MatmulOp
 from sedma.errors import PlanError
 
@@ -108,6 +108,13 @@ class Swarm:
     def throughput(self) -> float:
         """The swarm's throughput: its weakest block's."""
         return min(self.block_throughput)
+
+    @property
+    def held_bytes(self) -> int:
+        """Everything the swarm holds for the job: the chain's footprint and the replicas
+        off it. The denominator of memory efficiency for Petals
+        (:func:`sedma.metrics.memory_efficiency`), not ``held_bytes(plan)`` alone."""
+        return held_bytes(self.plan, {}) + sum(self.standby_bytes.values())
 
 
 def span_throughputs(
