@@ -88,9 +88,10 @@ def ring_cuts(weights: Sequence[float], n_layers: int) -> tuple[int, ...]:
         )
     total = math.fsum(weights)
     cuts = [0]
-    for i in range(1, len(weights)):
-        cut = math.fsum(weights[:i]) / total * n_layers
-        cuts.append(min(n_layers, math.floor(cut + _CUT_TOL)))
+    cum = 0.0  # a running sum: its rounding (n eps relative) stays far below _CUT_TOL
+    for w in weights[:-1]:
+        cum += w
+        cuts.append(min(n_layers, math.floor(cum / total * n_layers + _CUT_TOL)))
     cuts.append(n_layers)
     return tuple(cuts)
 
