@@ -83,6 +83,7 @@ _log = logging.getLogger(__name__)
 
 _MAX_ROUNDS = 100  # rebalancing always ends (each move raises the leximin key); a backstop
 _DIGITS = 10  # significant digits compared: float noise must not look like a gain
+_NOTED = 12  # spans a plan's note lists (a fleet may have thousands)
 
 
 @dataclass(frozen=True)
@@ -263,7 +264,8 @@ def petals_swarm(ctx: PartitionContext) -> Swarm:
     standby = _standby_bytes(ops, layers, spans, chain)
     notes = (
         f"petals swarm: {len(servers)} servers, spans "
-        + ", ".join(f"{s.server} {s.start}:{s.stop}" for s in spans)
+        + ", ".join(f"{s.server} {s.start}:{s.stop}" for s in spans[:_NOTED])
+        + (f", {len(spans) - _NOTED} more" if len(spans) > _NOTED else "")
         + f"; {moves} rebalancing moves in {rounds} rounds",
         "petals chain: " + " -> ".join(f"{p.server} {p.start}:{p.stop}" for p in chain),
         f"petals replicas held off the chain: {sum(standby.values())} weight bytes",
