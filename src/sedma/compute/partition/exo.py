@@ -38,7 +38,6 @@ from dataclasses import replace
 
 from sedma.compute.partition.context import PartitionContext
 from sedma.compute.partition.layers import (
-    Layer,
     layer_plan,
     model_layers,
     overfilled,
@@ -232,7 +231,7 @@ def _ring_plan(
     over = overfilled(plan, {v.name: v for v in ctx.nodes}, reserve)
     if over:
         name, need, have = over[0]
-        span = _span_of(layers, owners, name)
+        span = _span_of(owners, name)
         raise PlanError(
             f"exo {label} does not fit: node {name!r} would hold {need} bytes for layers "
             f"{span}; it has {have} usable (free bytes less the {reserve:.0%} reserve)"
@@ -242,6 +241,7 @@ def _ring_plan(
     return plan
 
 
-def _span_of(layers: Sequence[Layer], owners: Sequence[str], name: str) -> str:
+def _span_of(owners: Sequence[str], name: str) -> str:
+    """The layer range ``name`` owns, as ``a:b``."""
     mine = [j for j, o in enumerate(owners) if o == name]
     return f"{mine[0]}:{mine[-1] + 1}" if mine else "(none)"
