@@ -4,6 +4,7 @@ shares with Petals (sedma.compute.partition.layers)."""
 from __future__ import annotations
 
 import itertools
+import logging
 from collections import Counter
 from collections.abc import Sequence
 
@@ -297,3 +298,10 @@ def test_exo_best_on_a_fleet_of_scattered_rates_is_no_slower_than_the_full_ring(
     full = min(predicted_makespan_s(p, rates) for p in (plan_exo(ctx), plan_exo_weighted(ctx)))
     assert predicted_makespan_s(best, rates) <= full
     assert "the fastest of" in best.notes[-1]
+
+
+def test_exo_best_logs_its_choice_and_why(caplog: pytest.LogCaptureFixture) -> None:
+    views = (node("cpu", 10, 64 * GIB), node("gpu", 1000, 16 * GIB))
+    with caplog.at_level(logging.INFO, logger="sedma.compute.partition.exo"):
+        plan_exo_best(PartitionContext(views, blocks(4)))
+    assert "exo best: exo" in caplog.text and "the fastest of" in caplog.text

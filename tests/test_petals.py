@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import logging
 from collections import Counter
 from collections.abc import Sequence
 
@@ -314,3 +315,11 @@ def test_petals_plans_llama_on_edge_swarm() -> None:
     swarm = petals_swarm(PartitionContext(views, get_workload("llama-7b")))
     check_swarm(swarm, views)
     assert len(swarm.chain) > 1  # no node holds the model alone
+
+
+def test_petals_logs_its_swarm_and_chain(caplog: pytest.LogCaptureFixture) -> None:
+    wl = blocks(4)
+    views = (node("a", 400, GIB), node("b", 100, GIB))
+    with caplog.at_level(logging.INFO, logger="sedma.compute.partition.petals"):
+        petals_swarm(PartitionContext(views, wl))
+    assert "petals swarm: 2 servers" in caplog.text and "petals chain: a 0:4" in caplog.text
