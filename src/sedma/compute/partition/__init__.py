@@ -14,6 +14,12 @@ Bottom up (pure; import each name from the module that defines it):
   a memory-efficiency floor; rram array caps).
 - :mod:`~sedma.compute.partition.bound`: the lower bound (``bound``, ``Bound``).
 - :mod:`~sedma.compute.partition.baseline`: the static baseline, ``plan_static``.
+- :mod:`~sedma.compute.partition.layers`: whole-layer placement shared by exo and Petals
+  (a model's layers from op names, the nodes those systems drive, layer plans).
+- :mod:`~sedma.compute.partition.exo`: the exo baseline (``plan_exo``,
+  ``plan_exo_weighted``, ``plan_exo_best``).
+- :mod:`~sedma.compute.partition.petals`: the Petals baseline (``petals_swarm``,
+  ``plan_petals``).
 - :mod:`~sedma.compute.partition.planner`: the sedma planner, ``plan_sedma`` (corrections,
   array caps, LP, rounding, re-solves).
 """
