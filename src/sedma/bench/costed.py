@@ -6,7 +6,10 @@ its node's true rate and memory bandwidth, every byte between tiles over the rou
 communication layer chose, links shared max-min fairly; and returns the result JSON of
 ARCHITECTURE.md (``"backend": "sim"``). Systems: ``sedma`` (its planner at the spec's
 figures), ``static``, ``ray`` (the better of ``ray_tasks`` and ``ray_actors``, each also
-under its own key; :mod:`sedma.bench.ray_baseline`) and ``bound``.
+under its own key; :mod:`sedma.bench.ray_baseline`), ``exo``
+(:func:`~sedma.compute.partition.exo.plan_exo_best`), ``petals``
+(:func:`~sedma.compute.partition.petals.petals_swarm`: one pass along its fastest chain, its
+replicas off the chain counted as held) and ``bound``.
 
 Throughput is the steady state of a pipeline: a plan gets ``passes`` passes in flight,
 then ``2 * passes``, and the throughput is the extra passes over the extra time
@@ -19,8 +22,9 @@ useful FLOPs, error budgets ignored): a valid upper bound on throughput that doe
 count memory bandwidth or links.
 
 Does not cover: real execution (``sedma demo`` runs the local backend; the control loop does
-not run here, so ``adaptations`` is 0), the exo and Petals baselines (their planners land
-separately) or presentation (:mod:`sedma.cli.bench`).
+not run here, so ``adaptations`` is 0), the baselines' algorithms
+(:mod:`sedma.compute.partition`, :mod:`sedma.bench.ray_baseline`) or presentation
+(:mod:`sedma.cli.bench`).
 """
 
 from __future__ import annotations
@@ -32,12 +36,14 @@ from typing import Any
 from sedma.bench.ray_baseline import data_parallel, dynamic_tasks, replica_bytes, replica_nodes
 from sedma.compute.partition.baseline import plan_static
 from sedma.compute.partition.context import PartitionContext
+from sedma.compute.partition.exo import plan_exo_best
+from sedma.compute.partition.petals import petals_swarm
 from sedma.compute.partition.planner import plan_sedma
 from sedma.compute.partition.views import views_from_spec
 from sedma.compute.plan import NodeView, Plan, held_bytes
 from sedma.compute.policy import effective_error
 from sedma.compute.workload import Workload
-from sedma.errors import SedmaError
+from sedma.errors import PlanError, SedmaError
 from sedma.metrics import SystemResult, memory_efficiency
 from sedma.runtime.cost import Network, network_of
 from sedma.runtime.passes import pass_tasks
@@ -103,6 +109,7 @@ def _plan_system(
     views: Sequence[NodeView],
     passes: int,
     truth: dict[str, NodeModel],
+    held: int | None = None,
 ) -> SystemResult:
     check = SimBackend(spec)
     try:
@@ -117,7 +124,7 @@ def _plan_system(
         lambda k: repeat_passes(one, k), passes, lambda t: simulate_pass(t, truth, net.capacity_bps)
     )
     crossbars = {n.name: n.device.crossbar for n in spec.nodes}
-    held = held_bytes(plan, crossbars)
+    held = held_bytes(plan, crossbars) if held is None else held
     return SystemResult(
         memory_efficiency=memory_efficiency(plan.workload.live_bytes, held),
         throughput_ops_s=thr,
@@ -217,6 +224,15 @@ def bench_costed(
         "static": _plan_system(plan_static(ctx), spec, views, passes, truth),
         **_ray_systems(spec, wl, views, passes, truth),
     }
+    try:
+        systems["exo"] = _plan_system(plan_exo_best(ctx), spec, views, passes, truth)
+    except PlanError as e:
+        systems["exo"] = SystemResult(extra={"failed": str(e), "meets_error_budget": False})
+    try:
+        swarm = petals_swarm(ctx)  # its replicas off the chain are held too
+        systems["petals"] = _plan_system(swarm.plan, spec, views, passes, truth, swarm.held_bytes)
+    except PlanError as e:
+        systems["petals"] = SystemResult(extra={"failed": str(e), "meets_error_budget": False})
     total = sum(m.rate_gflops for m in truth.values()) * 1e9
     systems["bound"] = SystemResult(
         memory_efficiency=1.0,
