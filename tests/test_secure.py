@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import msgpack
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from sedma.comm.net.framing import FrameDecoder, FrameError, FrameType
 from sedma.comm.net.secure import (
@@ -194,3 +198,50 @@ def test_short_or_garbage_record_is_malformed(body: bytes) -> None:
 def test_garbage_handshake_is_malformed(hs1: bytes) -> None:
     with pytest.raises(FrameError):
         Responder("bob", KEYS["bob"], KNOWN).respond(hs1)
+
+
+# -- fuzz: the v2 handshake's parsers take bytes from anyone (HS1) or from the network
+# before the peer is proven (HS2, HS3); they may only raise AuthError or FrameError.
+FUZZ = settings(
+    derandomize=True,
+    database=None,
+    max_examples=200,
+    deadline=500,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+
+
+def _mutate(valid: bytes, flips: list[tuple[int, int]], cut: int) -> bytes:
+    out = bytearray(valid[: max(0, len(valid) - cut)])
+    for pos, byte in flips:
+        if out:
+            out[pos % len(out)] = byte
+    return bytes(out)
+
+
+@FUZZ
+@given(
+    garbage=st.binary(max_size=300),
+    flips=st.lists(st.tuples(st.integers(0, 10_000), st.integers(0, 255)), max_size=4),
+    cut=st.integers(0, 40),
+    which=st.sampled_from(["hs1", "hs2", "hs3"]),
+    mutate=st.booleans(),
+)
+def test_fuzzed_handshake_messages_raise_only_auth_or_frame_errors(
+    garbage: bytes, flips: list[tuple[int, int]], cut: int, which: str, mutate: bool
+) -> None:
+    ini = Initiator("alice", KEYS["alice"], KNOWN, "bob")
+    resp = Responder("bob", KEYS["bob"], KNOWN)
+    hs1 = ini.hello()
+    if which == "hs1":
+        with contextlib.suppress(AuthError, FrameError):
+            resp.respond(_mutate(hs1, flips, cut) if mutate else garbage)
+        return
+    hs2 = resp.respond(hs1)
+    if which == "hs2":
+        with contextlib.suppress(AuthError, FrameError):
+            ini.finish(_mutate(hs2, flips, cut) if mutate else garbage)
+        return
+    hs3, _ = ini.finish(hs2)
+    with contextlib.suppress(AuthError, FrameError):
+        resp.finish(_mutate(hs3, flips, cut) if mutate else garbage)
