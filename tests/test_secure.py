@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 
 import msgpack
 import pytest
@@ -205,7 +206,8 @@ def test_garbage_handshake_is_malformed(hs1: bytes) -> None:
 FUZZ = settings(
     derandomize=True,
     database=None,
-    max_examples=200,
+    # SEDMA_FUZZ_EXAMPLES=1000000 turns these into the fuzz benchmark (docs/security.md).
+    max_examples=int(os.environ.get("SEDMA_FUZZ_EXAMPLES", "200")),
     deadline=500,
     suppress_health_check=[HealthCheck.too_slow],
 )

@@ -188,6 +188,8 @@ class _Node:
 
     def _spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
         task = asyncio.get_running_loop().create_task(coro)
+        if self._closed:  # a closed node starts no new work (a redial from a late timer)
+            task.cancel()
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return task
