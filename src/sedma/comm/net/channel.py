@@ -17,8 +17,16 @@ exactly once, and acknowledges what the application has taken with
 :meth:`~sedma.comm.net.transport.Peer.recv`. The sender keeps every message it accepted until
 acknowledged and re-sends the unacknowledged ones on the new path after a reroute, so nothing
 accepted is lost while any path (or a redial) works. ``queue_size`` unacknowledged messages
-per channel (and ``max_inflight_bytes``) bound what a sender holds, and therefore what a
-receiver buffers: ``send`` waits when full.
+per channel (and ``max_inflight_bytes``) bound what a sender holds; the receiver's window
+(``ResourceLimits.max_streams_per_peer`` and ``max_bytes_per_peer``, sent in its hello as
+``accept`` and ``accept_bytes``) bounds it too, and the receiver drops, and counts, what lies
+beyond it: ``send`` waits when either is full.
+
+Restarts: each side's hello carries its incarnation and the one it believes the other has.
+Sequence numbers are per pair of incarnations, so a path carries messages to the application
+only after a hello on it from the remote's current incarnation that names ours (or none);
+anything else on it was numbered for a predecessor and is dropped, and re-sent once the
+sender, learning of the restart from our hello, renumbers and announces itself again.
 """
 
 from __future__ import annotations
