@@ -8,4 +8,6 @@
   model on rram.
 - :mod:`~sedma.bench.routes`, :mod:`~sedma.bench.transport`, :mod:`~sedma.bench.comm`: routes,
   the transport, message latency under memory pressure.
+- :mod:`~sedma.bench.soak`: the wire under chaos (peers killed, links degraded, relays lost):
+  what was lost, duplicated or reordered, memory over time.
 """
