@@ -15,7 +15,16 @@ def test_every_system_is_reported_with_the_result_keys_and_within_capacity() -> 
     r = bench_costed("small", "bert-base", scale=0.05, passes=2)
     assert r["backend"] == "sim" and r["cluster"] == "small" and r["workload"] == "bert-base"
     systems = r["systems"]
-    assert {"sedma", "static", "ray", "ray_tasks", "ray_actors", "exo", "petals", "bound"} <= systems.keys()
+    assert {
+        "sedma",
+        "static",
+        "ray",
+        "ray_tasks",
+        "ray_actors",
+        "exo",
+        "petals",
+        "bound",
+    } <= systems.keys()
     bound = systems["bound"]["throughput_ops_s"]
     for name, s in systems.items():
         if name == "bound" or "failed" in s:

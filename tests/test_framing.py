@@ -6,6 +6,7 @@ inputs on every run, so a failure here is a real regression, not a lucky draw.
 
 from __future__ import annotations
 
+import os
 import struct
 import tracemalloc
 
@@ -34,7 +35,8 @@ from sedma.errors import SedmaError
 FUZZ = settings(
     derandomize=True,
     database=None,
-    max_examples=400,
+    # SEDMA_FUZZ_EXAMPLES=1000000 turns these into the fuzz benchmark (docs/security.md).
+    max_examples=int(os.environ.get("SEDMA_FUZZ_EXAMPLES", "400")),
     deadline=500,  # ms per example: a decoder that loops or balloons fails here
     suppress_health_check=[HealthCheck.too_slow],
 )

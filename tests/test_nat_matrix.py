@@ -6,9 +6,11 @@ symmetric NATs) and two hosts of every type. tests/netns/peer_agent.py probes th
 tests/netns/sedma_agent.py runs sedma.comm.net.transport's Peer (ICE hole punching with STUN,
 TURN, authenticated encrypted channels) on the hosts and its Relay on the internet. The
 tests check (1) that each router really shows its RFC 4787 mapping and filtering behaviour,
-(2) for every unordered pair of NAT types, that pairs the NAT model calls directly
-connectable end up on a direct or hole-punched path (no relay in use), that all others stay
-on a relay (and the transport's TURN path works), that messages and a ~100 KB tensor arrive
+(2) for every unordered pair of NAT types, that both ends carry traffic on exactly the path
+type :func:`sedma.comm.nat.path_type` names (direct: a TCP connection, dialled by the
+controlling side when the other is reachable, else dialled back by the other after a
+connection reversal through the relay; hole-punched: ICE over UDP; relayed: sedma's relay or
+TURN, and the transport's TURN path works), that messages and a ~100 KB tensor arrive
 intact, and that a relay path is usable within 1 s while the punch is still tried, and (3)
 that a peer dialling with a forged key is refused and counted.
 
@@ -168,6 +170,11 @@ async def _spawn(
     return _Agent(proc, label, log)
 
 
+def _reachable(host: topology.Host) -> bool:
+    """No NAT, or a full cone (its router forwards what arrives at the mapped port)."""
+    return host.nat in ("none", "full-cone")
+
+
 def _name(host: topology.Host, k: int) -> str:
     return f"{host.name}.{k}"  # one peer per pair: a host takes part in several at once
 
@@ -193,8 +200,10 @@ async def _run_pair(
                 "--messages", str(MESSAGES),
                 "--upgrade-timeout", str(DIRECT_TIMEOUT_S),
             ]  # fmt: skip
-            if other.nat == "none":  # a public peer: its address is worth dialling
+            if _reachable(other):  # its (router's) address is worth dialling
                 argv += ["--other-direct", f"{other.public_address}:{port}"]
+            if _reachable(host):  # so it asks a peer it cannot dial to dial it instead
+                argv += ["--advertise", f"{host.public_address}:{port}"]
             if role == "controlling" and k == INTRUDER_PAIR:
                 argv.append("--intruder")
             agents.append(
@@ -221,6 +230,11 @@ async def _run_pair(
             if agent.proc.returncode is None:
                 agent.proc.kill()
                 await agent.proc.wait()
+
+
+def _dialable(nat_a: NatType, nat_b: NatType) -> bool:
+    """Whether the controlling side (``a``) can dial ``b`` itself (else ``b`` dials back)."""
+    return nat_b in ("none", "full-cone")
 
 
 def _pairs(topo: topology.Topology) -> list[tuple[topology.Host, topology.Host]]:
@@ -341,18 +355,17 @@ def test_pair_connects_as_the_nat_model_says(
     conn_a = result["connected"][0]
     done_a, done_b = result["done"]
     kinds = {p["kind"] for d in (done_a, done_b) for p in d["paths"]}
-    if expected in ("direct", "hole-punched"):
-        # No relay in use when a direct path is possible: both ends carry traffic on a
-        # direct TCP or hole-punched ICE path.
-        assert done_a["kind"] in ("direct", "hole-punched"), done_a["paths"]
-        assert done_b["kind"] in ("direct", "hole-punched"), done_b["paths"]
-        if nat_a != "none" and nat_b != "none":
-            assert done_a["kind"] == done_b["kind"] == "hole-punched", (done_a, done_b)
-    else:
+    # Exactly the path the NAT model names, at both ends: direct (a TCP connection, dialled
+    # or reversed), hole-punched (an ICE UDP path through both NATs) or relayed.
+    assert done_a["kind"] == done_b["kind"] == expected, (done_a["paths"], done_b["paths"])
+    if expected == "direct":
+        # Dialled by whoever can: the reversal counters say which side did.
+        reversed_ = done_b["stats"]["reversals_dialled"] + done_a["stats"]["reversals_dialled"]
+        assert reversed_ == (0 if _dialable(nat_a, nat_b) else 1), (done_a["stats"], done_b)
+    elif expected == "relayed":
         # A punch that worked where the model says it cannot would mean a router more
         # permissive than its NAT type: no direct or hole-punched path may ever come up.
         assert kinds <= {"relayed"}, (done_a["paths"], done_b["paths"])
-        assert done_a["kind"] == done_b["kind"] == "relayed"
         # ... and the transport's own TURN session works through the NATs (coturn).
         assert any(p["via"].startswith("ice") for p in done_a["paths"]), done_a["paths"]
     # Messages and payload arrive intact, both ways.
@@ -364,7 +377,7 @@ def test_pair_connects_as_the_nat_model_says(
     # NATed peers the first path is sedma's relay, the first message went over it, and
     # any upgrade came after.
     assert conn_a["relay_usable_s"] < RELAY_USABLE_TARGET_S, conn_a
-    if nat_a != "none" and nat_b != "none":
+    if expected != "direct":
         assert conn_a["first_kind"] == conn_a["kind_at_first_message"] == "relayed", conn_a
         if conn_a["upgraded_s"] is not None:
             assert conn_a["upgraded_s"] >= conn_a["relay_usable_s"]

@@ -2,12 +2,24 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+
 import msgpack
 import pytest
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from sedma.comm.net.framing import FrameDecoder, FrameError, FrameType
-from sedma.comm.net.secure import AuthError, Initiator, Responder, Session
+from sedma.comm.net.secure import (
+    AuthError,
+    Initiator,
+    Responder,
+    Session,
+    peer_id,
+    public_bytes,
+)
 
 KEYS = {n: Ed25519PrivateKey.generate() for n in ("alice", "bob", "mallory")}
 KNOWN = {n: KEYS[n].public_key() for n in ("alice", "bob")}  # mallory is not allowlisted
@@ -40,17 +52,59 @@ def test_each_direction_has_its_own_key() -> None:
     assert err.value.reason == "bad_auth"
 
 
-def test_unknown_initiator_is_refused_before_any_key_work() -> None:
+def test_unknown_initiator_is_refused_once_its_encrypted_identity_arrives() -> None:
     known = {**KNOWN, "mallory": KEYS["mallory"].public_key()}  # mallory thinks she may talk
     ini = Initiator("mallory", KEYS["mallory"], known, "bob")
+    resp = Responder("bob", KEYS["bob"], KNOWN)
+    hs3, _ = ini.finish(resp.respond(ini.hello()))
     with pytest.raises(AuthError) as err:
-        Responder("bob", KEYS["bob"], KNOWN).respond(ini.hello())
+        resp.finish(hs3)
+    assert err.value.reason == "unknown_peer"
+    assert resp.remote == ""
+
+
+def test_no_name_or_public_key_travels_in_clear() -> None:
+    ini = Initiator("alice", KEYS["alice"], KNOWN, "bob")
+    resp = Responder("bob", KEYS["bob"], KNOWN)
+    hs1 = ini.hello()
+    hs2 = resp.respond(hs1)
+    hs3, _ = ini.finish(hs2)
+    resp.finish(hs3)
+    wire = hs1 + hs2 + hs3
+    for name in ("alice", "bob"):
+        assert name.encode() not in wire
+        assert public_bytes(KNOWN[name]) not in wire
+
+
+def test_peer_id_is_derived_from_the_key_alone() -> None:
+    ids = {n: peer_id(KEYS[n].public_key()) for n in KEYS}
+    assert len(set(ids.values())) == 3
+    assert peer_id(KEYS["alice"].public_key()) == ids["alice"]
+    assert ids["alice"].startswith("sd") and len(ids["alice"]) == 28
+
+
+def test_a_name_cannot_be_claimed_without_its_key() -> None:
+    # mallory calls herself alice, but she can only present (and sign with) her own key
+    ini = Initiator("alice", KEYS["mallory"], KNOWN, "bob")
+    resp = Responder("bob", KEYS["bob"], KNOWN)
+    hs3, _ = ini.finish(resp.respond(ini.hello()))
+    with pytest.raises(AuthError) as err:
+        resp.finish(hs3)
     assert err.value.reason == "unknown_peer"
 
 
+class _Forger:
+    """Presents alice's public key but can only sign with mallory's."""
+
+    def public_key(self) -> Ed25519PublicKey:
+        return KEYS["alice"].public_key()
+
+    def sign(self, data: bytes) -> bytes:
+        return KEYS["mallory"].sign(data)
+
+
 def test_forged_identity_fails_the_signature_check() -> None:
-    # mallory claims to be alice but can only sign with her own key
-    ini = Initiator("alice", KEYS["mallory"], KNOWN, "bob")
+    ini = Initiator("alice", _Forger(), KNOWN, "bob")  # type: ignore[arg-type]
     resp = Responder("bob", KEYS["bob"], KNOWN)
     hs3, _ = ini.finish(resp.respond(ini.hello()))
     with pytest.raises(AuthError) as err:
@@ -66,17 +120,17 @@ def test_impostor_responder_is_detected_by_the_initiator() -> None:
     assert err.value.reason == "bad_auth"
 
 
-def test_misdirected_handshake_is_refused() -> None:
+def test_misdirected_handshake_is_refused_by_the_initiator() -> None:
     ini = Initiator("alice", KEYS["alice"], KNOWN, "bob")
-    with pytest.raises(AuthError) as err:
-        Responder("alice", KEYS["alice"], KNOWN).respond(ini.hello())
+    with pytest.raises(AuthError) as err:  # alice answered on the address alice dialled
+        ini.finish(Responder("alice", KEYS["alice"], KNOWN).respond(ini.hello()))
     assert err.value.reason == "misdirected"
 
 
 def test_man_in_the_middle_swapping_ephemeral_keys_is_detected() -> None:
     ini = Initiator("alice", KEYS["alice"], KNOWN, "bob")
     hs1 = msgpack.unpackb(ini.hello())
-    hs1[5] = bytes(range(32))  # the relay replaces alice's ephemeral key with its own
+    hs1[3] = bytes(range(32))  # the relay replaces alice's ephemeral key with its own
     resp = Responder("bob", KEYS["bob"], KNOWN)
     hs2 = resp.respond(msgpack.packb(hs1))
     with pytest.raises(AuthError):  # alice's transcript differs, so bob's signature fails
@@ -145,3 +199,51 @@ def test_short_or_garbage_record_is_malformed(body: bytes) -> None:
 def test_garbage_handshake_is_malformed(hs1: bytes) -> None:
     with pytest.raises(FrameError):
         Responder("bob", KEYS["bob"], KNOWN).respond(hs1)
+
+
+# -- fuzz: the v2 handshake's parsers take bytes from anyone (HS1) or from the network
+# before the peer is proven (HS2, HS3); they may only raise AuthError or FrameError.
+FUZZ = settings(
+    derandomize=True,
+    database=None,
+    # SEDMA_FUZZ_EXAMPLES=1000000 turns these into the fuzz benchmark (docs/security.md).
+    max_examples=int(os.environ.get("SEDMA_FUZZ_EXAMPLES", "200")),
+    deadline=500,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+
+
+def _mutate(valid: bytes, flips: list[tuple[int, int]], cut: int) -> bytes:
+    out = bytearray(valid[: max(0, len(valid) - cut)])
+    for pos, byte in flips:
+        if out:
+            out[pos % len(out)] = byte
+    return bytes(out)
+
+
+@FUZZ
+@given(
+    garbage=st.binary(max_size=300),
+    flips=st.lists(st.tuples(st.integers(0, 10_000), st.integers(0, 255)), max_size=4),
+    cut=st.integers(0, 40),
+    which=st.sampled_from(["hs1", "hs2", "hs3"]),
+    mutate=st.booleans(),
+)
+def test_fuzzed_handshake_messages_raise_only_auth_or_frame_errors(
+    garbage: bytes, flips: list[tuple[int, int]], cut: int, which: str, mutate: bool
+) -> None:
+    ini = Initiator("alice", KEYS["alice"], KNOWN, "bob")
+    resp = Responder("bob", KEYS["bob"], KNOWN)
+    hs1 = ini.hello()
+    if which == "hs1":
+        with contextlib.suppress(AuthError, FrameError):
+            resp.respond(_mutate(hs1, flips, cut) if mutate else garbage)
+        return
+    hs2 = resp.respond(hs1)
+    if which == "hs2":
+        with contextlib.suppress(AuthError, FrameError):
+            ini.finish(_mutate(hs2, flips, cut) if mutate else garbage)
+        return
+    hs3, _ = ini.finish(hs2)
+    with contextlib.suppress(AuthError, FrameError):
+        resp.finish(_mutate(hs3, flips, cut) if mutate else garbage)

@@ -182,10 +182,11 @@ def test_forged_peer_using_a_known_name_is_refused_and_counted() -> None:
     async def main() -> None:
         b = peer("b")
         addr = await b.start()
-        forger = Peer("a", KEYS["mallory"], KNOWN)  # claims to be "a", cannot sign as "a"
+        forger = Peer("a", KEYS["mallory"], KNOWN)  # calls itself "a", has only its own key
         with pytest.raises(TransportError):
             await forger.connect("b", [addr], timeout_s=2.0)
-        await eventually(lambda: b.stats()["dropped_bad_auth"] == 1)
+        # Names are not sent: the forger presents its own key, which b does not list.
+        await eventually(lambda: b.stats()["dropped_unknown_peer"] == 1)
         assert b.channel("a") is None or b.channel("a").path_kind is None  # type: ignore[union-attr]
         await forger.close()
         await b.close()

@@ -7,8 +7,10 @@ Subcommands (JSON lines on stdin/stdout, so the test process drives every step):
 - ``peer``: a :class:`sedma.comm.net.transport.Peer` with an :class:`~sedma.comm.net.ice.IceConfig`
   (coturn as STUN and TURN server). It listens on its host address, attaches to the relay,
   and on ``go`` the controlling side calls ``Peer.connect`` with the other's address when it
-  has no NAT and the relay: the transport races them, so the relay path is usable first,
-  and over that first path it runs ICE itself, a hole-punch session (host and STUN
+  can be reached (no NAT, or a full cone: its router's address) and the relay: the
+  transport races them, and a reachable controlling side also asks the other, through the
+  relay, to dial it back (connection reversal). Whichever path is up first carries
+  traffic; if it is not direct, ICE runs over it, a hole-punch session (host and STUN
   candidates) and a TURN session, upgrading the channel when a better path comes up. Both
   sides then send a few small messages and a ~100 KB tensor and report what they received
   (SHA-256), every path and event of the channel, the timings and the transport's counters.
@@ -98,7 +100,10 @@ async def run_peer(args: argparse.Namespace) -> None:
         timeout_s=args.upgrade_timeout,
     )
     peer = Peer(args.name, key(args.name), known, ice=ice, seed=args.seed)
-    await peer.start("0.0.0.0", args.port)
+    # A reachable host (no NAT, or a full cone) advertises where it is reached, so a peer
+    # that cannot be dialled is asked, through the relay, to dial it (connection reversal).
+    advertise = [hostport(args.advertise)] if args.advertise else []
+    await peer.start("0.0.0.0", args.port, advertise=advertise)
     relay = RelayAddress(args.relay_name, *hostport(args.relay))
     await peer.attach(relay)
     reader = await stdin_reader()
@@ -189,6 +194,7 @@ def main() -> None:
     p.add_argument("--relay", required=True)
     p.add_argument("--relay-name", default="relay")
     p.add_argument("--other-direct", default="")
+    p.add_argument("--advertise", default="")
     p.add_argument("--port", type=int, required=True)
     p.add_argument("--stun", required=True)
     p.add_argument("--turn-user", required=True)

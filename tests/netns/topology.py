@@ -153,9 +153,12 @@ def nat_rules(nat: NatType, host_address: str) -> list[list[str]]:
       dependent filtering, section 5).
     - symmetric: MASQUERADE --random-fully, a fresh random port per conntrack entry, i.e. per
       destination address and port (address-and-port-dependent mapping), same filtering.
-    - full-cone: the port-restricted rules plus DNAT of every new inbound UDP packet to the
-      host with the port unchanged; as the mapping keeps the host's port, a packet from any
-      endpoint to the mapped port reaches the socket (endpoint-independent filtering).
+    - full-cone: the port-restricted rules plus DNAT of every new inbound UDP packet and TCP
+      connection to the host with the port unchanged; as the mapping keeps the host's port,
+      a packet from any endpoint to the mapped port reaches the socket (endpoint-independent
+      filtering, RFC 4787 §5; RFC 5382 §4.3 for TCP). The rule stands for a mapping that
+      already exists (the host's STUN binding, or its keepalives from that port), so the
+      host's TCP listener is reachable at the router's address, as a UDP socket is.
     - restricted: the full-cone rules, but the DNATed packets are only forwarded when their
       source address is in the ``recent`` list that every outbound packet adds its destination
       address to (address-dependent filtering).
@@ -172,10 +175,11 @@ def nat_rules(nat: NatType, host_address: str) -> list[list[str]]:
          "ESTABLISHED,RELATED", "-j", "ACCEPT"],
     ]  # fmt: skip
     if nat == "full-cone":
-        rules.append(
-            ["-A", "FORWARD", "-i", "wan", "-o", "lan", "-p", "udp", "-m", "conntrack",
-             "--ctstate", "DNAT", "-j", "ACCEPT"]
-        )  # fmt: skip
+        for proto in ("udp", "tcp"):
+            rules.append(
+                ["-A", "FORWARD", "-i", "wan", "-o", "lan", "-p", proto, "-m", "conntrack",
+                 "--ctstate", "DNAT", "-j", "ACCEPT"]
+            )  # fmt: skip
     elif nat == "restricted":
         rules.append(
             ["-A", "FORWARD", "-i", "wan", "-o", "lan", "-p", "udp", "-m", "conntrack",
@@ -194,9 +198,9 @@ def nat_rules(nat: NatType, host_address: str) -> list[list[str]]:
     if nat == "symmetric":
         masquerade.append("--random-fully")
     rules.append(masquerade)
-    if nat in ("full-cone", "restricted"):
+    for proto in {"full-cone": ("udp", "tcp"), "restricted": ("udp",)}.get(nat, ()):
         rules.append(
-            ["-t", "nat", "-A", "PREROUTING", "-i", "wan", "-p", "udp", "-j", "DNAT",
+            ["-t", "nat", "-A", "PREROUTING", "-i", "wan", "-p", proto, "-j", "DNAT",
              "--to-destination", host_address]
         )  # fmt: skip
     return rules

@@ -13,4 +13,6 @@
   data-parallel actors) as the cost model's tasks, for the ``ray`` baseline.
 - :mod:`~sedma.bench.costed`: every system side by side with every cost charged
   (``sedma bench costed``; the sim backend's rules; not yet the ``sedma demo`` headline).
+- :mod:`~sedma.bench.soak`: the wire under chaos (peers killed, links degraded, relays lost):
+  what was lost, duplicated or reordered, memory over time.
 """

@@ -2,8 +2,8 @@
 
 Covers: :data:`bench_app`, the ``bench`` sub-app, and its commands in the order
 ``sedma bench --help`` lists them: ``partition``, ``memory``, ``clusters``, ``crossbar``,
-``calibrate``, ``accuracy``, ``routes``, ``transport`` and ``comm`` (with ``--seeds``, one
-row per seed).
+``calibrate``, ``costed``, ``accuracy``, ``routes``, ``transport``, ``comm`` (with ``--seeds``,
+one row per seed) and ``soak``.
 Each command's table is built next to it, since no other command prints it. Does not cover:
 the benchmarks themselves (see :mod:`sedma.bench`; each module is imported inside its
 command, so ``sedma --help`` stays fast), the top-level commands and where the sub-app is
@@ -46,6 +46,7 @@ __all__ = [
     "bench_memory_cmd",
     "bench_partition_cmd",
     "bench_routes_cmd",
+    "bench_soak_cmd",
     "bench_transport_cmd",
 ]
 
@@ -422,3 +423,18 @@ def _print_seed_table(r: dict[str, Any]) -> None:
         f"bound, at {r['attainable_with_floor']} against the bound plus the measured floor",
         highlight=False,
     )
+
+
+@bench_app.command("soak")
+def bench_soak_cmd(
+    json_path: JsonOpt = None,
+    minutes: Annotated[float, typer.Option(help="How long messages flow under chaos.")] = 2.0,
+    peers: Annotated[int, typer.Option(help="Peers on loopback (plus one relay).")] = 6,
+    seed: Annotated[int, typer.Option()] = 0,
+) -> None:
+    """Soak and chaos: peers killed and restarted, links degraded, relays lost, messages flowing."""
+    from sedma.bench.soak import bench_soak
+
+    r = guard(lambda: bench_soak(minutes, seed=seed, peers=peers))
+    out.print(kv_table("soak (loopback)", {k: v for k, v in r.items() if k != "rss_mb"}))
+    write_json(json_path, {"scenario": "bench-soak", **r})

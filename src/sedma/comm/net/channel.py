@@ -19,8 +19,16 @@ exactly once, and acknowledges what the application has taken with
 :meth:`~sedma.comm.net.transport.Peer.recv`. The sender keeps every message it accepted until
 acknowledged and re-sends the unacknowledged ones on the new path after a reroute, so nothing
 accepted is lost while any path (or a redial) works. ``queue_size`` unacknowledged messages
-per channel (and ``max_inflight_bytes``) bound what a sender holds, and therefore what a
-receiver buffers: ``send`` waits when full.
+per channel (and ``max_inflight_bytes``) bound what a sender holds; the receiver's window
+(``ResourceLimits.max_streams_per_peer`` and ``max_bytes_per_peer``, sent in its hello as
+``accept`` and ``accept_bytes``) bounds it too, and the receiver drops, and counts, what lies
+beyond it: ``send`` waits when either is full.
+
+Restarts: each side's hello carries its incarnation and the one it believes the other has.
+Sequence numbers are per pair of incarnations, so a path carries messages to the application
+only after a hello on it from the remote's current incarnation that names ours (or none);
+anything else on it was numbered for a predecessor and is dropped, and re-sent once the
+sender, learning of the restart from our hello, renumbers and announces itself again.
 """
 
 from __future__ import annotations
@@ -413,13 +421,19 @@ class Channel:
             self._active.push_ctrl(item(ItemKind.ACK, _U64.pack(self._consumed)))
             self._ack_sent = self._consumed
 
-    def _on_hello(self, hello: dict[str, Any]) -> None:
+    def _on_hello(self, hello: dict[str, Any], path: _Path | None = None) -> None:
         inc, window, consumed = hello["inc"], hello["window"], hello["consumed"]
         if not isinstance(inc, bytes) or type(window) is not int or type(consumed) is not int:
             raise FrameError("malformed", "hello fields")
-        if self._remote_inc is not None and inc != self._remote_inc:
-            self._remote_restarted()
+        if path is not None:
+            # What follows on this path is numbered for us only if the sender knew this
+            # incarnation of us (or none at all: a fresh channel numbers from 0).
+            path.remote_inc = inc
+            path.numbered_for_us = hello["you"] in (None, self._peer._incarnation)
+        restarted = self._remote_inc is not None and inc != self._remote_inc
         self._remote_inc = inc
+        if restarted:
+            self._remote_restarted()
         self._remote_window = min(max(window, 1), 1 << 20)
         accept, accept_bytes = hello.get("accept"), hello.get("accept_bytes")
         if type(accept) is int and type(accept_bytes) is int:
@@ -429,6 +443,12 @@ class Channel:
         # Its count of what it consumed refers to our numbering only if it knew this instance.
         if hello["you"] == self._peer._incarnation:
             self._on_ack(consumed)
+
+    def _accepts_from(self, path: _Path) -> bool:
+        """Whether messages on ``path`` are numbered for this incarnation, from the current
+        incarnation of the remote: not those a restarted remote's predecessor sent, nor those
+        numbered for our own predecessor before the sender learnt that we restarted."""
+        return path.numbered_for_us and path.remote_inc == self._remote_inc
 
     def _remote_restarted(self) -> None:
         self._event("remote_restarted", f"re-sending {len(self._unacked)} unacknowledged")
@@ -440,6 +460,8 @@ class Channel:
         self._acked, self._next_seq, self._sent_upto = 0, len(pending), 0
         for p in self._paths:
             p.take_unsent()
+            # Tells the remote, ahead of the re-sent messages, that they are numbered for it.
+            p.push_ctrl(self._hello())
         if self._active is not None:
             self._resend(self._active)
 

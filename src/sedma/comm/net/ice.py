@@ -8,9 +8,11 @@ RFC 8445 and says whether the nominated pair goes through a TURN relay), and
 reliable and ordered with the least machinery that works: sequence numbers, cumulative acks,
 selective acks (a 64-bit map of what the receiver holds past the cumulative ack, so every
 hole is re-sent within one RTT, after RFC 2018), retransmission of the oldest segment after
-a timeout (RFC 6298 estimator, doubled on each expiry), a fixed window, segmentation of the
-frame stream into datagrams of at most ``mtu_bytes``. Does not cover: congestion control (the
-window is fixed), path MTU discovery, the handshake or records on top (see
+a timeout (RFC 6298 estimator, doubled on each expiry), a congestion window
+(:class:`~sedma.comm.net.congestion.NewReno`, RFC 5681/6582, capped by ``window``), and
+segmentation of the frame stream into datagrams of at most ``mtu_bytes``. Does not cover: the
+congestion rules themselves (see :mod:`sedma.comm.net.congestion`), pacing, path MTU
+discovery, the handshake or records on top (see
 :mod:`sedma.comm.net.secure`, :mod:`sedma.comm.net.transport`). The datagram header is not
 authenticated; an on-path attacker can stall such a path (the channel then reroutes) but not
 read, forge or reorder messages, which the records above protect.
@@ -34,6 +36,7 @@ from typing import Any, Literal
 
 import aioice
 
+from sedma.comm.net.congestion import NewReno
 from sedma.comm.net.pipe import FramePipe, LinkShim
 from sedma.errors import SedmaError
 
@@ -74,6 +77,7 @@ class IceConfig:
     timeout_s: float = 5.0
     mtu_bytes: int = 1200
     window: int = 128
+    congestion: Literal["newreno", "none"] = "newreno"
 
     def __post_init__(self) -> None:
         if self.relay_only and self.turn_server is None:
@@ -84,6 +88,8 @@ class IceConfig:
             raise SedmaError(f"window: got {self.window!r}; must be in [1, 4096]")
         if not self.timeout_s > 0:
             raise SedmaError(f"timeout_s: got {self.timeout_s!r}; must be > 0")
+        if self.congestion not in ("newreno", "none"):
+            raise SedmaError(f"congestion: got {self.congestion!r}; allowed: newreno, none")
 
 
 class IceAgent:
@@ -171,6 +177,8 @@ class DatagramPipe(FramePipe):
         self._agent = agent
         self._mss = agent.config.mtu_bytes - _HDR.size
         self._window = agent.config.window
+        # ``window`` caps what may be in flight; NewReno decides how much of it to use.
+        self.cc = NewReno(max_window=self._window) if agent.config.congestion == "newreno" else None
         self._dshim: LinkShim | None = None
         # send side
         self._out: deque[memoryview] = deque()
@@ -239,8 +247,18 @@ class DatagramPipe(FramePipe):
         self._stopper = loop.create_task(stop())
 
     # -- sending
+    def _flight(self) -> int:
+        """Segments the network holds: sent, not acknowledged, not selectively acknowledged."""
+        return max(0, len(self._inflight) - self._last_sack.bit_count())
+
+    def _room(self) -> bool:
+        if self.cc is None:  # the fixed window of before (congestion="none")
+            return len(self._inflight) < self._window
+        # The receiver keeps segments up to 4 windows past what it has delivered.
+        return self._flight() < self.cc.window and self._next_seq - self._una < 4 * self._window
+
     def _pump(self) -> None:
-        while self._out and len(self._inflight) < self._window:
+        while self._out and self._room():
             take, pieces = 0, []
             while self._out and take < self._mss:
                 head = self._out[0]
@@ -317,6 +335,8 @@ class DatagramPipe(FramePipe):
             self.close(f"no ack after {_MAX_TIMEOUTS} retransmissions")
             return
         self._rto_s = min(self._rto_s * 2, _MAX_RTO_S)
+        if self.cc is not None:
+            self.cc.on_timeout(self._next_seq - 1, self._flight())
         self._retransmit(self._una)
         if self._last_sack:  # the other known holes are overdue too
             self._repair(self._una, self._last_sack, now_s=float("inf"))
@@ -332,6 +352,8 @@ class DatagramPipe(FramePipe):
                 self._sample_rtt(time.monotonic() - sent_s)
             for seq in range(self._una, ack):
                 self._inflight_bytes -= len(self._inflight.pop(seq)[0])
+            if self.cc is not None:
+                self.cc.on_ack(ack - self._una, ack - 1)
             self._una, self._timeouts = ack, 0
             if self._inflight:
                 self._arm()
@@ -357,7 +379,14 @@ class DatagramPipe(FramePipe):
             held = seq > ack and (sack >> (seq - ack - 1)) & 1
             entry = self._inflight.get(seq)
             if not held and entry is not None and now - entry[1] > wait_s:
+                if self.cc is not None and not entry[2]:  # first time lost: a loss event
+                    self.cc.on_loss(seq, self._next_seq - 1, self._flight())
                 self._retransmit(seq)
+                if seq == ack and now_s is None:
+                    # The oldest segment went out again: give it a whole RTO before the
+                    # timer fires (RFC 6582 §3.2 step 5), or a repair that takes two RTTs
+                    # would end in a spurious timeout and a window of one segment.
+                    self._arm()
 
     def _sample_rtt(self, rtt_s: float) -> None:
         if self._srtt_s is None:

@@ -36,7 +36,15 @@ from sedma.comm.net.framing import (
 from sedma.comm.net.ice import IceError
 from sedma.comm.net.limits import HandshakeAdmission, ResourceLimits
 from sedma.comm.net.pipe import FramePipe, LinkProfile, LinkShim, _TcpPipe
-from sedma.comm.net.secure import AuthError, Cipher, Initiator, Purpose, Responder, Session
+from sedma.comm.net.secure import (
+    AuthError,
+    Cipher,
+    Initiator,
+    Purpose,
+    Responder,
+    Session,
+    peer_id,
+)
 from sedma.errors import SedmaError
 
 __all__ = ["DEFAULT_MAX_FRAME_BYTES", "STAT_KEYS", "TransportError"]
@@ -146,6 +154,7 @@ class _Node:
         if limits is not None and not isinstance(limits, ResourceLimits):
             raise TransportError(f"limits: got {type(limits).__name__}; a ResourceLimits")
         self.name = name
+        self.peer_id = peer_id(identity.public_key())  # who this node is, whatever its name
         self._identity = identity
         self._known = dict(known)
         self._max_frame_bytes = max_frame_bytes
@@ -179,6 +188,8 @@ class _Node:
 
     def _spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
         task = asyncio.get_running_loop().create_task(coro)
+        if self._closed:  # a closed node starts no new work (a redial from a late timer)
+            task.cancel()
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return task
@@ -307,9 +318,12 @@ class _Node:
 
         try:
             hs2 = resp.respond(await _expect(pipe, FrameType.HS1, step_s()))
-            pipe.set_link(self._shim(hop or resp.remote))
+            if hop is not None:
+                pipe.set_link(self._shim(hop))
             _write_frame(pipe, FrameType.HS2, hs2)
             session = resp.finish(await _expect(pipe, FrameType.HS3, step_s()))
+            if hop is None:  # who dialled is known only now (its identity came encrypted)
+                pipe.set_link(self._shim(resp.remote))
             pipe.write(session.seal(FrameType.ITEMS, b""))
         except _PipeErrors as exc:
             if admitted and isinstance(exc, TimeoutError):

@@ -109,6 +109,8 @@ class _Path:
         self.rtt_s: float | None = None
         self.carried = False  # has it been given data (then its death means re-sending)
         self.inbound = False  # the remote dialled it (we accepted), e.g. after a reversal
+        self.remote_inc: bytes | None = None  # the remote's incarnation, from its hello here
+        self.numbered_for_us = False  # its hello here named our incarnation (or none)
         self._loop = asyncio.get_running_loop()
         self._ctrl: deque[list[bytes | memoryview]] = deque()
         self._data: deque[tuple[int, EncodedMessage]] = deque()
@@ -261,13 +263,17 @@ class _Path:
         ch = self.channel
         if kind == ItemKind.MSG and len(payload) >= 8:
             seq, body = _U64.unpack_from(payload)[0], payload[8:]
+            if not ch._accepts_from(self):
+                return  # numbered for someone else: it is re-sent once the sender knows
             if not ch._wants(seq) or ch._admits(seq, len(body)):
                 ch._on_msg(seq, body)
         elif kind == ItemKind.BIG and len(payload) == _BIG.size and self._rx_big is None:
             seq, total = _BIG.unpack(payload)
             if total == 0:
                 raise FrameError("malformed", "empty large message")
-            if total > self.peer._max_message_bytes:
+            if not ch._accepts_from(self):
+                keep = False  # numbered for someone else: skipped, re-sent later
+            elif total > self.peer._max_message_bytes:
                 self.peer._count(FrameError("oversized", f"message of {total} bytes"))
                 ch._on_msg(seq, None)
                 keep = False
@@ -286,7 +292,7 @@ class _Path:
             rtt_s = max(0.0, self.peer.clock.now() - _PING.unpack(payload)[0])
             self.rtt_s = rtt_s if self.rtt_s is None else 0.75 * self.rtt_s + 0.25 * rtt_s
         elif kind == ItemKind.HELLO:
-            ch._on_hello(unpack_control(payload, "inc", "you", "consumed", "window"))
+            ch._on_hello(unpack_control(payload, "inc", "you", "consumed", "window"), self)
         elif kind == ItemKind.SIGNAL:
             ch._on_signal(unpack_control(payload, "op", "id"))
         elif kind == ItemKind.CLOSE:

@@ -1,0 +1,316 @@
+"""Soak and chaos for the wire: peers killed and restarted, links degraded, relays lost, while
+messages flow; what was lost, duplicated or refused, and the memory over time.
+
+Covers: :func:`bench_soak` (``sedma bench soak --minutes N``). On loopback, one process:
+a relay and ``peers`` :class:`~sedma.comm.net.transport.Peer` nodes, each listening and
+attached to the relay, every pair with an emulated RTT and loss. Every peer sends small
+sequenced messages to random others. A seeded schedule of chaos runs meanwhile: a peer killed
+as by ``kill -9`` (its sockets dropped without a goodbye, its state gone) and restarted
+under the same name a few seconds later; a peer's links degraded (more RTT, 5% loss) and its
+paths cut so that they redial over the worse link; the relay killed and restarted. At the
+end sending stops, the live senders drain, and every message is accounted for. Does not
+cover: jobs, tiles, nodes slowing or tenants taking memory (the control loop and the
+backends: see :mod:`sedma.control` and :mod:`sedma.runtime`), the transport's throughput
+(see :mod:`sedma.bench.transport`).
+
+Accounting. A message counts once ``Peer.send`` returned (the transport accepted it). It is
+**lost** if its sender lived to the end and no incarnation of its receiver ever got it; a
+message whose sender was killed before it was acknowledged is **gone with its sender**
+(counted apart: that state died with the process). **Duplicates** are messages one receiver
+incarnation got twice (must be 0); **redelivered after a restart** are those a killed
+receiver had taken but not yet acknowledged, re-sent to its successor (at-least-once across a
+crash, by design). **Out of order** counts, per receiver incarnation and sender incarnation,
+a sequence number lower than one already seen (must be 0).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import random
+import time
+from collections import Counter, defaultdict
+from collections.abc import Iterator
+from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from sedma.comm.net.node import TransportError
+from sedma.comm.net.pipe import LinkProfile
+from sedma.comm.net.relay import Relay
+from sedma.comm.net.transport import Peer
+from sedma.errors import SedmaError
+
+__all__ = ["bench_soak"]
+
+
+def _key(name: str) -> Ed25519PrivateKey:
+    return Ed25519PrivateKey.from_private_bytes(hashlib.sha256(f"soak|{name}".encode()).digest())
+
+
+def _rss_bytes() -> int:
+    try:
+        with open(f"/proc/{os.getpid()}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
+def _kill(node: Peer | Relay) -> None:
+    """As ``kill -9`` would: every socket dropped at once, no goodbye, every task stopped."""
+    node._closed = True
+    if node._server is not None:
+        asyncio.get_running_loop().remove_reader(node._server.fileno())
+        node._server.close()
+    for pipe in list(node._pipes):
+        pipe._abort()
+        pipe._lost("killed")
+    for task in list(node._tasks):
+        task.cancel()
+
+
+class _Soak:
+    def __init__(self, peers: int, seed: int, interval_s: float) -> None:
+        self.n, self.rng, self.interval_s = peers, random.Random(seed), interval_s
+        self.names = [f"p{i}" for i in range(peers)]
+        self.known = {n: _key(n).public_key() for n in [*self.names, "relay"]}
+        self.links = {
+            (a, b): LinkProfile(rtt_ms=self.rng.uniform(2.0, 20.0), loss=self.rng.uniform(0, 0.01))
+            for a in self.names
+            for b in [*self.names, "relay"]
+            if a != b
+        }
+        self.nodes: dict[str, Peer] = {}
+        self.ports: dict[str, int] = {}
+        self.incarnation: dict[str, int] = defaultdict(int)
+        self.relay: Relay | None = None
+        self.relay_port = 0
+        self.tasks: dict[str, list[asyncio.Task[None]]] = {}
+        self.errors: Counter[str] = Counter()
+        self.events: Counter[str] = Counter()
+        # The ledgers are runs of consecutive sequence numbers, so they stay a few KB however
+        # long the soak runs, and the memory measured is the transport's, not theirs.
+        # (src, src incarnation, dst) -> runs accepted; (dst, dst incarnation, src, src
+        # incarnation) -> runs received.
+        self.accepted: dict[tuple[str, int, str], _Runs] = defaultdict(_Runs)
+        self.received: dict[tuple[str, int, str, int], _Runs] = defaultdict(_Runs)
+        self.unfinished: set[tuple[str, int]] = set()  # sender incarnations that were killed
+        self.duplicates = 0
+        self.out_of_order = 0
+        self.sending = True
+
+    # -- nodes
+    async def start_relay(self) -> None:
+        self.relay = Relay("relay", _key("relay"), self.known)
+        _, self.relay_port = await self.relay.start("127.0.0.1", self.relay_port)
+
+    async def start_peer(self, name: str) -> None:
+        self.incarnation[name] += 1
+        links = {b: p for (a, b), p in self.links.items() if a == name}
+        peer = Peer(
+            name,
+            _key(name),
+            self.known,
+            links=links,
+            seed=self.rng.randrange(1 << 30),
+            keepalive_interval_s=0.25,
+            keepalive_timeout_s=1.5,
+            connect_timeout_s=2.0,
+        )
+        _, self.ports[name] = await peer.start("127.0.0.1", self.ports.get(name, 0))
+        assert self.relay is not None
+        await peer.attach(self.relay.address)
+        self.nodes[name] = peer
+        loop = asyncio.get_running_loop()
+        self.tasks[name] = [loop.create_task(self.sender(name)), loop.create_task(self.sink(name))]
+
+    async def kill_peer(self, name: str) -> None:
+        for task in self.tasks.pop(name, []):
+            task.cancel()
+        self.unfinished.add((name, self.incarnation[name]))
+        _kill(self.nodes.pop(name))
+
+    # -- traffic
+    async def sender(self, name: str) -> None:
+        inc = self.incarnation[name]
+        seqs: Counter[str] = Counter()
+        while self.sending:
+            await asyncio.sleep(self.rng.expovariate(1 / self.interval_s))
+            dst = self.rng.choice([n for n in self.names if n != name])
+            peer = self.nodes.get(name)
+            if peer is None:
+                return
+            try:
+                if peer.channel(dst) is None:
+                    assert self.relay is not None
+                    addresses = [("127.0.0.1", self.ports[dst])]
+                    await peer.connect(dst, addresses, relay=self.relay.address, timeout_s=2.0)
+                seq = seqs[dst]
+                seqs[dst] += 1  # a send that fails leaves a gap, never a reused number
+                msg = {"src": name, "inc": inc, "seq": seq, "pad": bytes(self.rng.randrange(2000))}
+                await asyncio.wait_for(peer.send(dst, msg), 2.0)
+                self.accepted[(name, inc, dst)].add(seq)
+            except (TransportError, TimeoutError) as exc:
+                reason = str(exc).split(":")[-1].strip()[:40]
+                self.errors[f"send: {type(exc).__name__}: {reason}"] += 1
+
+    async def sink(self, name: str) -> None:
+        inc = self.incarnation[name]
+        peer = self.nodes[name]
+        while True:
+            _, msg = await peer.recv()
+            runs = self.received[(name, inc, str(msg["src"]), int(msg["inc"]))]
+            seq = int(msg["seq"])
+            if runs.holds(seq):
+                self.duplicates += 1
+            elif not runs.add(seq):
+                self.out_of_order += 1
+
+    # -- chaos
+    async def chaos(self, until: float) -> None:
+        loop = asyncio.get_running_loop()
+        while loop.time() < until:
+            await asyncio.sleep(self.rng.uniform(3.0, 6.0))
+            if loop.time() >= until:
+                return
+            what = self.rng.choices(["kill", "degrade", "relay"], [5, 4, 1])[0]
+            live = sorted(self.nodes)
+            if what == "kill" and len(live) > 2:
+                victim = self.rng.choice(live)
+                await self.kill_peer(victim)
+                self.events["peer_killed"] += 1
+                await asyncio.sleep(self.rng.uniform(0.5, 3.0))
+                await self.start_peer(victim)
+                self.events["peer_restarted"] += 1
+            elif what == "degrade" and live:
+                slow = self.nodes[self.rng.choice(live)]
+                for other in self.names:
+                    if other != slow.name:
+                        old = self.links[(slow.name, other)]
+                        slow.set_link(other, LinkProfile(old.rtt_ms + 50.0, 0.05))
+                for ch in list(slow._channels.values()):
+                    for path in list(ch._paths)[:1]:
+                        path.close("soak: path cut")  # it redials over the degraded link
+                self.events["links_degraded"] += 1
+            elif what == "relay" and self.relay is not None:
+                _kill(self.relay)
+                self.events["relay_killed"] += 1
+                await asyncio.sleep(self.rng.uniform(0.5, 2.0))
+                await self.start_relay()
+                self.events["relay_restarted"] += 1
+
+    # -- the end
+    async def drain(self, timeout_s: float) -> bool:
+        self.sending = False
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        while loop.time() < deadline:
+            if all(ch.unacked == 0 for p in self.nodes.values() for ch in p._channels.values()):
+                return True
+            await asyncio.sleep(0.1)
+        return False
+
+    def account(self) -> dict[str, Any]:
+        accepted = lost = gone = delivered = redelivered = 0
+        for (src, sinc, dst), sent in self.accepted.items():
+            got = [
+                r for (d, _, s_, si), r in self.received.items() if (d, s_, si) == (dst, src, sinc)
+            ]
+            for seq in sent.numbers():
+                accepted += 1
+                times = sum(1 for r in got if r.holds(seq))
+                if times:
+                    delivered += 1
+                    redelivered += times - 1  # taken by a killed receiver, then its successor
+                elif (src, sinc) in self.unfinished:
+                    gone += 1
+                else:
+                    lost += 1
+        return {
+            "accepted": accepted,
+            "delivered": delivered,
+            "lost": lost,
+            "gone_with_killed_sender": gone,
+            "duplicates": self.duplicates,
+            "redelivered_after_restart": redelivered,
+            "out_of_order": self.out_of_order,
+        }
+
+
+class _Runs:
+    """A set of sequence numbers as sorted runs ``[first, last]``; grows at the end."""
+
+    def __init__(self) -> None:
+        self.runs: list[list[int]] = []
+
+    def holds(self, seq: int) -> bool:
+        return any(a <= seq <= b for a, b in self.runs)
+
+    def add(self, seq: int) -> bool:
+        """Add ``seq``; False if it is below the highest held (out of order, still added)."""
+        if self.runs and seq == self.runs[-1][1] + 1:
+            self.runs[-1][1] = seq
+            return True
+        in_order = not self.runs or seq > self.runs[-1][1]
+        self.runs.append([seq, seq])
+        self.runs.sort()
+        return in_order
+
+    def numbers(self) -> Iterator[int]:
+        for a, b in self.runs:
+            yield from range(a, b + 1)
+
+
+async def _run(minutes: float, seed: int, peers: int, interval_s: float) -> dict[str, Any]:
+    soak = _Soak(peers, seed, interval_s)
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    await soak.start_relay()
+    for name in soak.names:
+        await soak.start_peer(name)
+    until = start + minutes * 60.0
+    chaos = loop.create_task(soak.chaos(until))
+    samples: list[tuple[float, int]] = []
+    while loop.time() < until:
+        samples.append((round(loop.time() - start, 1), _rss_bytes()))
+        await asyncio.sleep(min(5.0, max(0.1, until - loop.time())))
+    await chaos
+    drained = await soak.drain(30.0)
+    result = soak.account()
+    for name in list(soak.tasks):
+        for task in soak.tasks.pop(name):
+            task.cancel()
+    for peer in list(soak.nodes.values()):
+        await peer.close()
+    if soak.relay is not None:
+        await soak.relay.close()
+    warm = [rss for t, rss in samples if t >= min(60.0, minutes * 60.0 / 3)]
+    result.update(
+        minutes=minutes,
+        seed=seed,
+        peers=peers,
+        drained=drained,
+        chaos=dict(soak.events),
+        errors_by_kind=dict(soak.errors.most_common()),
+        rss_mb=[(t, round(rss / 2**20, 1)) for t, rss in samples],
+        rss_growth_after_warmup_mb=round((max(warm) - min(warm)) / 2**20, 1) if warm else 0.0,
+    )
+    return result
+
+
+def bench_soak(
+    minutes: float = 2.0, *, seed: int = 0, peers: int = 6, interval_s: float = 0.02
+) -> dict[str, Any]:
+    """Run the soak for ``minutes``; returns the accounting (see the module docstring)."""
+    if not 0 < minutes <= 24 * 60:
+        raise SedmaError(f"minutes: got {minutes!r}; must be in (0, 1440]")
+    if not 3 <= peers <= 64:
+        raise SedmaError(f"peers: got {peers!r}; must be in [3, 64]")
+    t0 = time.monotonic()
+    result = asyncio.run(_run(minutes, seed, peers, interval_s))
+    result["elapsed_s"] = round(time.monotonic() - t0, 1)
+    return result
