@@ -70,6 +70,7 @@ class Cells:
         self.drift_cv = drift_cv
         self.nu = drift_exponent(xb.drift_per_decade)
         self._stuck: dict[int, tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]] = {}
+        self.known_maps: I8 | None = None  # what the controller knows (a calibration's map)
         if stuck_maps is not None:
             for a in range(xb.arrays):
                 flat = stuck_maps[a].ravel()
@@ -109,6 +110,19 @@ class Cells:
             grid[r[inside], c[inside]] = state
         return grid[:, 0::2], grid[:, 1::2]
 
+    def known_rect(self, slot: ArraySlot) -> tuple[I8, I8]:
+        """Stuck states of the slot's ``G+`` and ``G-`` cells as the controller knows them.
+
+        From :attr:`known_maps` (a calibration's detected map); all free if none is known.
+        """
+        h, w = slot.k1 - slot.k0, slot.c1 - slot.c0
+        if self.known_maps is None:
+            none = np.zeros((h, w), dtype=np.int8)
+            return none, none
+        grid = self.known_maps[slot.array, slot.row0 : slot.row0 + h]
+        grid = grid[:, 2 * slot.col0 : 2 * (slot.col0 + w)]
+        return grid[:, 0::2], grid[:, 1::2]
+
     def drift_field(self, array: int) -> F32:
         """Per-cell drift exponents of ``array`` (``rows x cols``), fixed by the seed."""
         rng = np.random.default_rng((self.seed, _DRIFT_STREAM, array))
@@ -137,8 +151,9 @@ class Cells:
         for s in slots:
             h, wd = s.k1 - s.k0, s.c1 - s.c0
             st_p, st_n = self.stuck_rect(s)
+            kn_p, kn_n = (st_p, st_n) if c.knowledge == "oracle" else self.known_rect(s)
             targets = corr.pair_targets(
-                wn[s.k0 : s.k1, s.c0 : s.c1], st_p, st_n, route_around=c.verify_iterations > 0
+                wn[s.k0 : s.k1, s.c0 : s.c1], kn_p, kn_n, route_around=c.verify_iterations > 0
             )
             rows = ((s.row0 + np.arange(h)) / span_r).astype(np.float32)[:, None]
             wcol = 2 * (s.col0 + np.arange(wd))
@@ -202,7 +217,8 @@ class Cells:
         return (1 << width) - 1
 
     def read_back(self, layer: Layer, c: Correction, now: float) -> F64:
-        """Effective weights now as the controller measures them: cell reads, averaged."""
+        """Effective weights now, read cell by cell with Gaussian noise, averaged (the oracle
+        read-back of ``knowledge="oracle"``; the measured one is the device's)."""
         self.refresh(layer, now, c.drift_compensation)
         raw = unprescale(layer.delta, layer.bands).astype(np.float64)
         sigma = self.spec.read_noise * math.sqrt(2.0 / c.readback_reads)
