@@ -20,7 +20,17 @@ Bottom up (import each name from the module that defines it):
 - :mod:`~sedma.compute.crossbar.device`: ``CrossbarDevice``, the simulated chip: programming
   blocks, products through them.
 - :mod:`~sedma.compute.crossbar.calibrate`: measuring a device's arrays (error, stuck cells,
-  drift).
+  drift) for the control loop.
+- :mod:`~sedma.compute.crossbar.chip`: the narrow program/read interface black-box
+  calibration may use, and its adaptor over a simulated device.
+- :mod:`~sedma.compute.crossbar.probe_reads`: test patterns written and read through it.
+- :mod:`~sedma.compute.crossbar.estimate_cells`, :mod:`~sedma.compute.crossbar.estimate_read`,
+  :mod:`~sedma.compute.crossbar.estimate_drift`: the estimators (stuck maps, IR drop, levels,
+  programming noise; ADC, read noise, DAC; drift law).
+- :mod:`~sedma.compute.crossbar.estimate`: the whole profile from the interface alone.
+- :mod:`~sedma.compute.crossbar.profile_estimate`: what it returns (estimates with standard
+  errors, stuck maps, the estimated spec and a simulated twin).
+- :mod:`~sedma.compute.crossbar.device_file`: a simulated chip from a ``[crossbar]`` file.
 
 The model with its sources and measured figures: ``docs/crossbar.md``.
 """

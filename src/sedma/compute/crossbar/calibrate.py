@@ -3,7 +3,9 @@
 Covers: :func:`calibrate_digital` (a cpu or gpu node's matmul rate and memory bandwidth,
 measured through its backend), :func:`calibrate_crossbar` (an rram device's error statistics
 found by programming and reading test patterns: error per array, stuck-cell map, drift
-rate, effective bits), and the record types. Does not cover: the crossbar physics (see
+rate, effective bits), and the record types. Does not cover: estimating a chip's whole
+profile from its program/read interface alone, with no profile given (see
+:mod:`sedma.compute.crossbar.estimate`), the crossbar physics (see
 :mod:`sedma.compute.crossbar.device`), storing results (the caller writes them to
 :class:`~sedma.memory.long_term.LongTermMemory`), or deciding when to re-calibrate (the
 control loop does).

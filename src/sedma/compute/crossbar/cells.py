@@ -34,6 +34,7 @@ from sedma.compute.crossbar.physics import (
     ir_attenuation,
     quantise_conductance,
     signed_levels,
+    weight_scales,
 )
 from sedma.compute.plan import ArraySlot
 from sedma.spec import CrossbarSpec
@@ -54,6 +55,8 @@ class Cells:
     ``drift_cv``: the cell-to-cell spread of the drift exponent. ``stuck_maps``
     (``(arrays, rows, cols)``, 0 free / 1 on / 2 off) replaces the seeded stuck maps: a
     chip's twin built from a calibration has the stuck cells calibration found.
+    ``weight_mapping``: ``"column"`` or ``"global"`` (see
+    :func:`~sedma.compute.crossbar.physics.weight_scales`).
     """
 
     def __init__(
@@ -63,8 +66,10 @@ class Cells:
         adc_gamma: float,
         drift_cv: float = DRIFT_CV,
         stuck_maps: I8 | None = None,
+        weight_mapping: str = "column",
     ) -> None:
         self.spec = xb
+        self.weight_mapping = weight_mapping
         self.seed = seed
         self.adc_gamma = adc_gamma
         self.drift_cv = drift_cv
@@ -138,8 +143,7 @@ class Cells:
         """Program ``wm`` cell by cell (vectorised per slot): targets, writes, IR, drift."""
         xb = self.spec
         k, n = wm.shape
-        col_scale = np.max(np.abs(wm), axis=0).astype(np.float64)
-        col_scale[col_scale == 0] = 1.0
+        col_scale = weight_scales(wm, self.weight_mapping)
         wn = (wm / col_scale[None, :]).astype(np.float32)
         drifts = xb.drift_per_decade > 0
         pos = np.zeros((k, n), dtype=np.float32)

@@ -48,6 +48,7 @@ from sedma.compute.crossbar.physics import (
     ADC_GAMMA,
     DRIFT_CV,
     DRIFT_T0_S,
+    WEIGHT_MAPPINGS,
 )
 from sedma.compute.crossbar.read import Reader
 from sedma.compute.plan import ArraySlot
@@ -134,6 +135,8 @@ class CrossbarDevice:
     the ADC range (see :func:`adc_bound`), ``drift_cv`` the cell-to-cell spread of the
     drift exponent. ``stuck_maps`` (``(arrays, rows, cols)`` of 0 free, 1 on, 2 off)
     replaces the seeded stuck maps (a twin of a calibrated chip has the cells it found).
+    ``weight_mapping``: a scale per block column (``"column"``) or one for the block
+    (``"global"``; :func:`~sedma.compute.crossbar.physics.weight_scales`).
 
     A programmed block keeps about five float32 copies of itself (conductances and drift
     exponents of both cells, the effective matrix), twice that with a residual. The device
@@ -151,6 +154,7 @@ class CrossbarDevice:
         adc_gamma: float = ADC_GAMMA,
         drift_cv: float = DRIFT_CV,
         stuck_maps: npt.ArrayLike | None = None,
+        weight_mapping: str = "column",
     ) -> None:
         _check_spec(xb)
         if input_bits is not None and (
@@ -170,6 +174,11 @@ class CrossbarDevice:
         ):
             raise SpecError(f"drift_cv = {drift_cv!r}; allowed: a finite number >= 0")
         maps = None if stuck_maps is None else _check_maps(stuck_maps, xb)
+        if weight_mapping not in WEIGHT_MAPPINGS:
+            raise SpecError(
+                f"weight_mapping = {weight_mapping!r}; allowed: {', '.join(WEIGHT_MAPPINGS)}"
+            )
+        self.weight_mapping = weight_mapping
         self.spec = xb
         self.seed = int(seed)
         self.clock: Clock = clock if clock is not None else WallClock()
@@ -177,7 +186,7 @@ class CrossbarDevice:
         self.input_bits = input_bits if input_bits is not None else max(2, dac)
         self.adc_gamma = float(adc_gamma)
         self.drift_cv = float(drift_cv)
-        self._cells = Cells(xb, self.seed, self.adc_gamma, self.drift_cv, maps)
+        self._cells = Cells(xb, self.seed, self.adc_gamma, self.drift_cv, maps, weight_mapping)
         self._arrays = Occupancy(xb)
         self._next_owner = 1
         seq = np.random.SeedSequence((self.seed, _READ_STREAM))
