@@ -5,8 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from sedma.clock import ManualClock
+from sedma.compute.crossbar.device import CrossbarDevice
 from sedma.compute.crossbar.ir_network import line_model, nodal_solve, output_loss
+from sedma.compute.plan import ArraySlot
 from sedma.errors import SpecError
+from sedma.spec import CrossbarSpec
 
 
 def _inputs(rows: int, drive: str, rng: np.random.Generator) -> np.ndarray:
@@ -70,3 +74,29 @@ def test_bad_shapes_are_refused() -> None:
         nodal_solve(np.ones((3, 3)), np.ones(2), 1e-3)
     with pytest.raises(SpecError, match="r_wire"):
         line_model(np.ones((3, 3)), np.ones(3), -1.0)
+
+
+IDEAL = CrossbarSpec(16, 16, 4, 16, 0.0, 0.0, 0.0, 0.0, 0.0, 16, 16, 0.0)
+
+
+@pytest.mark.parametrize("drive", ["all", "near", "far", "random"])
+def test_a_device_with_wire_resistance_reads_what_the_network_delivers(drive: str) -> None:
+    rng = np.random.default_rng(7)
+    w = rng.uniform(-1.0, 1.0, (16, 8)).astype(np.float32)
+    w[0] = 1.0  # every column's scale is 1: cells are the weights' magnitudes
+    dev = CrossbarDevice(IDEAL, clock=ManualClock(), wire_resistance=2e-3)
+    prog = dev.program(w, (ArraySlot(0, 0, 0, 0, 16, 0, 8),))
+    v = np.abs(_inputs(16, drive, rng))
+    got = np.asarray(dev.matmul(v.astype(np.float64), prog))
+    cells = np.empty((16, 16))
+    cells[:, 0::2], cells[:, 1::2] = np.maximum(w, 0), np.maximum(-w, 0)
+    current = nodal_solve(cells, v, 2e-3)
+    want = current[0::2] - current[1::2]
+    assert np.allclose(got, want, atol=2e-3 * np.abs(want).max())
+    ideal = v @ w
+    assert np.abs(ideal - want).max() > 0.01 * np.abs(ideal).max()  # the loss is there
+
+
+def test_a_device_refuses_a_negative_wire_resistance() -> None:
+    with pytest.raises(SpecError, match="wire_resistance"):
+        CrossbarDevice(IDEAL, wire_resistance=-1.0)

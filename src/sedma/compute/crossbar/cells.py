@@ -23,6 +23,7 @@ import numpy.typing as npt
 
 from sedma.compute.crossbar import correction as corr
 from sedma.compute.crossbar.correction import Correction
+from sedma.compute.crossbar.ir_network import network_attenuation
 from sedma.compute.crossbar.layout import Band, Layer, prescale, stacks, unprescale
 from sedma.compute.crossbar.physics import (
     DRIFT_CV,
@@ -56,7 +57,10 @@ class Cells:
     (``(arrays, rows, cols)``, 0 free / 1 on / 2 off) replaces the seeded stuck maps: a
     chip's twin built from a calibration has the stuck cells calibration found.
     ``weight_mapping``: ``"column"`` or ``"global"`` (see
-    :func:`~sedma.compute.crossbar.physics.weight_scales`).
+    :func:`~sedma.compute.crossbar.physics.weight_scales`). ``wire_resistance`` (per cell
+    pitch, in units of a fully-on cell's resistance): IR drop from the lines' network
+    (:func:`~sedma.compute.crossbar.ir_network.network_attenuation`) instead of the
+    spec's fixed ``ir_drop`` profile.
     """
 
     def __init__(
@@ -67,9 +71,11 @@ class Cells:
         drift_cv: float = DRIFT_CV,
         stuck_maps: I8 | None = None,
         weight_mapping: str = "column",
+        wire_resistance: float | None = None,
     ) -> None:
         self.spec = xb
         self.weight_mapping = weight_mapping
+        self.wire_resistance = wire_resistance
         self.seed = seed
         self.adc_gamma = adc_gamma
         self.drift_cv = drift_cv
@@ -161,9 +167,8 @@ class Cells:
             )
             rows = ((s.row0 + np.arange(h)) / span_r).astype(np.float32)[:, None]
             wcol = 2 * (s.col0 + np.arange(wd))
-            out = (pos, neg)
-            for i, (target, stuck) in enumerate(zip(targets, (st_p, st_n), strict=True)):
-                g = corr.program_cells(
+            written = [
+                corr.program_cells(
                     quantise_conductance(target, xb.bits_per_cell),
                     stuck,
                     program_noise=xb.program_noise,
@@ -172,8 +177,22 @@ class Cells:
                     verify_tolerance=c.verify_tolerance,
                     rng=self.program_rng,
                 )
-                cols = ((wcol + i) / span_c).astype(np.float32)[None, :]
-                out[i][s.k0 : s.k1, s.c0 : s.c1] = g * ir_attenuation(rows, cols, xb.ir_drop)
+                for target, stuck in zip(targets, (st_p, st_n), strict=True)
+            ]
+            if self.wire_resistance is None:
+                rel = [((wcol + i) / span_c).astype(np.float32)[None, :] for i in (0, 1)]
+                atts = [ir_attenuation(rows, col, xb.ir_drop) for col in rel]
+            else:
+                a_p, a_n = network_attenuation(
+                    written[0].astype(np.float64),
+                    written[1].astype(np.float64),
+                    self.wire_resistance,
+                    s.row0,
+                    s.col0,
+                )
+                atts = [a_p.astype(np.float32), a_n.astype(np.float32)]
+            pos[s.k0 : s.k1, s.c0 : s.c1] = written[0] * atts[0]
+            neg[s.k0 : s.k1, s.c0 : s.c1] = written[1] * atts[1]
             if nu_pos is not None and nu_neg is not None:
                 if s.array not in fields:
                     fields[s.array] = self.drift_field(s.array)

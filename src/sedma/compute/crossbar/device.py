@@ -137,6 +137,11 @@ class CrossbarDevice:
     replaces the seeded stuck maps (a twin of a calibrated chip has the cells it found).
     ``weight_mapping``: a scale per block column (``"column"``) or one for the block
     (``"global"``; :func:`~sedma.compute.crossbar.physics.weight_scales`).
+    ``wire_resistance`` (per cell pitch, in units of a fully-on cell's resistance; None:
+    the spec's fixed ``ir_drop`` profile): IR drop solved from the lines' network for the
+    conductances actually written, so it depends on the block's size, place and weights
+    and, through them, on which inputs are driven (slower to program: a network
+    relaxation per array).
 
     A programmed block keeps about five float32 copies of itself (conductances and drift
     exponents of both cells, the effective matrix), twice that with a residual. The device
@@ -155,6 +160,7 @@ class CrossbarDevice:
         drift_cv: float = DRIFT_CV,
         stuck_maps: npt.ArrayLike | None = None,
         weight_mapping: str = "column",
+        wire_resistance: float | None = None,
     ) -> None:
         _check_spec(xb)
         if input_bits is not None and (
@@ -179,6 +185,15 @@ class CrossbarDevice:
                 f"weight_mapping = {weight_mapping!r}; allowed: {', '.join(WEIGHT_MAPPINGS)}"
             )
         self.weight_mapping = weight_mapping
+        if wire_resistance is not None and (
+            isinstance(wire_resistance, bool)
+            or not isinstance(wire_resistance, int | float)
+            or not (math.isfinite(wire_resistance) and wire_resistance >= 0)
+        ):
+            raise SpecError(
+                f"wire_resistance = {wire_resistance!r}; allowed: None or a finite number >= 0"
+            )
+        self.wire_resistance = None if wire_resistance is None else float(wire_resistance)
         self.spec = xb
         self.seed = int(seed)
         self.clock: Clock = clock if clock is not None else WallClock()
@@ -186,7 +201,15 @@ class CrossbarDevice:
         self.input_bits = input_bits if input_bits is not None else max(2, dac)
         self.adc_gamma = float(adc_gamma)
         self.drift_cv = float(drift_cv)
-        self._cells = Cells(xb, self.seed, self.adc_gamma, self.drift_cv, maps, weight_mapping)
+        self._cells = Cells(
+            xb,
+            self.seed,
+            self.adc_gamma,
+            self.drift_cv,
+            maps,
+            weight_mapping,
+            self.wire_resistance,
+        )
         self._arrays = Occupancy(xb)
         self._next_owner = 1
         seq = np.random.SeedSequence((self.seed, _READ_STREAM))
