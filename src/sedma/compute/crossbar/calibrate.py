@@ -24,8 +24,10 @@ from typing import Any, Protocol
 import numpy as np
 
 from sedma.clock import Clock
+from sedma.compute.crossbar.chip import SimulatedChip
 from sedma.compute.crossbar.correction import Correction
 from sedma.compute.crossbar.device import CrossbarDevice
+from sedma.compute.crossbar.estimate_cells import detect_stuck
 from sedma.compute.plan import ArraySlot
 from sedma.errors import SedmaError
 
@@ -174,10 +176,13 @@ def calibrate_crossbar(
     - **Error per array**: a random block ``W ~ N(0, 1)`` read with ``probe_rows`` random
       inputs ``X ~ U(-1, 1)``: ``e_a = ||(X W_read - X W)_a|| / ||(X W)_a||`` over array
       ``a``'s columns.
-    - **Stuck cells**: the all-``+1`` and all-``-1`` patterns, each read with the identity
-      input (one row at a time, so every cell is read alone). ``+1`` puts ``G+`` at the top
-      and ``G-`` at the bottom, ``-1`` the reverse, so a cell stuck either way shows in one of
-      them as a read-back more than a quarter of the full range (``-1..+1``) off target.
+    - **Stuck cells**: the stuck map of every calibrated array, cell by cell
+      (:func:`~sedma.compute.crossbar.estimate_cells.detect_stuck`: four patterns read one
+      row at a time, through the chip's interface alone). The map is also handed to the
+      device as what its controller knows (:meth:`CrossbarDevice.set_known_stuck`, merged
+      with what it knew of other arrays), so a measured correction routes around the cells
+      found. The all-``+1`` and all-``-1`` patterns, read the same way, also give the
+      healthy cells' read-back error for the effective bits.
     - **Drift**: program a random block, read it one second after, age the device by
       ``bake_s`` on its clock (an accelerated bake: the device clock is advanced, not waited
       for), read again: the output's relative loss ``1 - ||y1|| / ||y0||`` over the decades
@@ -235,7 +240,15 @@ def calibrate_crossbar(
         bad |= dev > 0.5  # a quarter of the full range (-1..+1)
         devs.append(dev)
     healthy = np.concatenate([d[~bad] for d in devs])
-    stuck = _per_array(bad.astype(np.int64), wcols)
+    # the stuck map itself, cell by cell (four patterns), becomes what the device's
+    # controller knows: a measured correction routes around these cells, and only these
+    found = detect_stuck(SimulatedChip(device), which)
+    known = device.known_stuck()
+    if known is None:
+        known = np.zeros((xb.arrays, xb.rows, xb.cols), dtype=np.int8)
+    known[which] = found
+    device.set_known_stuck(known)
+    stuck = (found != 0).sum(axis=(1, 2)).astype(np.int64)
     rms = float(np.sqrt(np.mean((healthy / 2.0) ** 2))) if healthy.size else 1.0
     corrected = None
     if correction is not None:

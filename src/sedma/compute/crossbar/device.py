@@ -246,6 +246,11 @@ class CrossbarDevice:
             return
         self._cells.known_maps = _check_maps(maps, self.spec)
 
+    def known_stuck(self) -> I8 | None:
+        """A copy of what the controller knows of the stuck cells (see :meth:`set_known_stuck`)."""
+        maps = self._cells.known_maps
+        return None if maps is None else maps.copy()
+
     def stuck_map(self, array: int) -> I8:
         """``(rows, cols)`` cell states of ``array``: 0 free, 1 stuck on, 2 stuck off."""
         self._check_array(array)
