@@ -27,7 +27,7 @@ from sedma.clock import Clock
 from sedma.compute.crossbar.chip import SimulatedChip
 from sedma.compute.crossbar.correction import Correction
 from sedma.compute.crossbar.device import CrossbarDevice
-from sedma.compute.crossbar.estimate_cells import detect_stuck
+from sedma.compute.crossbar.estimate_cells import decode_stuck, stuck_reads
 from sedma.compute.plan import ArraySlot
 from sedma.errors import SedmaError
 
@@ -181,8 +181,8 @@ def calibrate_crossbar(
       row at a time, through the chip's interface alone). The map is also handed to the
       device as what its controller knows (:meth:`CrossbarDevice.set_known_stuck`, merged
       with what it knew of other arrays), so a measured correction routes around the cells
-      found. The all-``+1`` and all-``-1`` patterns, read the same way, also give the
-      healthy cells' read-back error for the effective bits.
+      found. Its all-``+1`` and all-``-1`` reads also give the healthy pairs' read-back
+      error for the effective bits.
     - **Drift**: program a random block, read it one second after, age the device by
       ``bake_s`` on its clock (an accelerated bake: the device clock is advanced, not waited
       for), read again: the output's relative loss ``1 - ||y1|| / ||y0||`` over the decades
@@ -228,26 +228,24 @@ def calibrate_crossbar(
     loss = 1.0 - float(np.linalg.norm(y1) / np.linalg.norm(y0))
     drift = max(0.0, loss) / math.log10(1.0 + bake_s)
 
-    eye = np.eye(rows, dtype=np.float32)
-    bad = np.zeros((rows, width), dtype=bool)
-    devs = []
-    for sign in (1.0, -1.0):
-        target = np.full((rows, width), sign, dtype=np.float32)
-        prog = device.program(target, slots)
-        read = device.matmul(eye, prog)
-        device.release(prog)
-        dev = np.abs(read - target)
-        bad |= dev > 0.5  # a quarter of the full range (-1..+1)
-        devs.append(dev)
-    healthy = np.concatenate([d[~bad] for d in devs])
-    # the stuck map itself, cell by cell (four patterns), becomes what the device's
-    # controller knows: a measured correction routes around these cells, and only these
-    found = detect_stuck(SimulatedChip(device), which)
+    # the stuck map, cell by cell (four patterns, every pair read alone), becomes what the
+    # device's controller knows: a measured correction routes around these cells only
+    chip = SimulatedChip(device)
+    reads = stuck_reads(chip, which)
+    found = decode_stuck(reads, rows, wcols)
     known = device.known_stuck()
     if known is None:
         known = np.zeros((xb.arrays, xb.rows, xb.cols), dtype=np.int8)
     known[which] = found
     device.set_known_stuck(known)
+    # healthy pairs' read-back error in the +1 and -1 patterns, for the effective bits
+    bad = np.concatenate(
+        [((found[i][:, 0::2] != 0) | (found[i][:, 1::2] != 0)) for i in range(len(which))],
+        axis=1,
+    )
+    p_all = np.concatenate([p for p, _, _ in reads], axis=1)
+    m_all = np.concatenate([m for _, m, _ in reads], axis=1)
+    healthy = np.concatenate([np.abs(p_all - 1.0)[~bad], np.abs(m_all + 1.0)[~bad]])
     stuck = (found != 0).sum(axis=(1, 2)).astype(np.int64)
     rms = float(np.sqrt(np.mean((healthy / 2.0) ** 2))) if healthy.size else 1.0
     corrected = None
