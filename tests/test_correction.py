@@ -23,8 +23,9 @@ from sedma.compute.crossbar.correction import (
     program_cells,
     split_residual,
 )
-from sedma.compute.crossbar.device import CrossbarDevice, hadamard_rows, walsh_hadamard
+from sedma.compute.crossbar.device import CrossbarDevice
 from sedma.compute.crossbar.estimate_cells import detect_stuck
+from sedma.compute.crossbar.readback import hadamard_rows, walsh_hadamard
 from sedma.errors import SpecError
 from sedma.metrics import rel_error
 from sedma.spec import CrossbarSpec

@@ -17,6 +17,10 @@ Bottom up (import each name from the module that defines it):
   extension ``_xbar``; sources ``_xbar.c``, ``_xbar_sums.c``, ``_xbar_adc.c``, ``_xbar.h``).
 - :mod:`~sedma.compute.crossbar.read`: the numpy read path (the kernel's reference and
   fallback).
+- :mod:`~sedma.compute.crossbar.readback`: measuring a programmed matrix through the read
+  path (Hadamard read-back, reference products for drift compensation).
+- :mod:`~sedma.compute.crossbar.ir_network`: IR drop of the resistive lines (nodal solve,
+  line relaxation, per-cell shares for a device with a ``wire_resistance``).
 - :mod:`~sedma.compute.crossbar.device`: ``CrossbarDevice``, the simulated chip: programming
   blocks, products through them.
 - :mod:`~sedma.compute.crossbar.calibrate`: measuring a device's arrays (error, stuck cells,

@@ -42,7 +42,7 @@ from sedma.clock import Clock, WallClock
 from sedma.compute.crossbar import correction as corr
 from sedma.compute.crossbar.cells import Cells
 from sedma.compute.crossbar.correction import NONE, Correction
-from sedma.compute.crossbar.layout import Band, Layer, unprescale
+from sedma.compute.crossbar.layout import Layer, unprescale
 from sedma.compute.crossbar.occupancy import Occupancy
 from sedma.compute.crossbar.physics import (
     ADC_GAMMA,
@@ -51,6 +51,7 @@ from sedma.compute.crossbar.physics import (
     WEIGHT_MAPPINGS,
 )
 from sedma.compute.crossbar.read import Reader
+from sedma.compute.crossbar.readback import compensate, read_back, take_reference
 from sedma.compute.plan import ArraySlot
 from sedma.errors import SpecError
 from sedma.spec import CrossbarSpec
@@ -58,8 +59,6 @@ from sedma.spec import CrossbarSpec
 __all__ = [
     "CrossbarDevice",
     "Programmed",
-    "hadamard_rows",
-    "walsh_hadamard",
 ]
 
 _log = logging.getLogger(__name__)
@@ -70,8 +69,6 @@ I8 = npt.NDArray[np.int8]
 
 _MAX_INPUT_BITS = 24
 _READ_STREAM = 4
-_REFERENCE_STREAM = 5
-_REFERENCE_ROWS = 16
 
 
 # ------------------------------------------------------------------------ programmed state
@@ -384,72 +381,21 @@ class CrossbarDevice:
         if c.drift_compensation and c.knowledge == "measured":
             self._reference(state.residual)
 
-    def _read(self, x: F32, layer: Layer) -> F64:
-        """``x @ layer`` through the read path (DAC, ADC, noise), ``(m, n)`` float64."""
-        out, cols_first = self._reader.product(
-            x, [layer], [(self.input_bits, 1, False)], self.input_bits
-        )
-        return np.asarray(out.T if cols_first else out, dtype=np.float64)
-
     def _measured_read_back(self, layer: Layer, c: Correction, now: float) -> F64:
-        """The layer's weights as a controller measures them: products, not cells.
-
-        Band by band (a band's reads are its own: its ADC, its read noise; only its rows
-        driven), ``readback_reads`` passes of the ``N = 2**ceil(log2 h)`` Hadamard inputs
-        of its ``h`` rows (:func:`hadamard_rows`, +-1: exact through the DAC) through the
-        real read path, so the reads meet the ADC, IR drop and read noise of every product;
-        ``W_read = H^T Y / (N passes)`` since ``H^T H = N I`` (:func:`walsh_hadamard`). A
-        pass reads each band ``N`` times: about one read of every cell (program time, not
-        product time).
-        """
+        """The layer's weights as the controller measures them (:func:`read_back`)."""
         self._update_layer(layer, c, now)
-        out = np.empty(layer.delta.shape, dtype=np.float64)
-        for band in layer.bands:
-            h = band.k1 - band.k0
-            big = 1 << max(0, (h - 1).bit_length())
-            sub = _band_layer(layer, band)
-            x = hadamard_rows(0, big, h)
-            y = np.zeros((big, layer.delta.shape[1]), dtype=np.float64)
-            for _ in range(c.readback_reads):
-                y += self._read(x, sub)
-            out[band.k0 : band.k1] = walsh_hadamard(y)[:h] / (big * c.readback_reads)
-        return out
+        return read_back(self._reader, layer, c.readback_reads, self.input_bits)
 
     def _reference(self, layer: Layer) -> None:
-        """Measured drift compensation: the reference products at programming (comp off)."""
-        k = layer.delta.shape[0]
-        rng = np.random.default_rng((self.seed, _REFERENCE_STREAM, k))
-        x = rng.choice(np.array([-1.0, 1.0], dtype=np.float32), size=(_REFERENCE_ROWS, k))
-        layer.ref_x = x
-        layer.ref_y = self._read(x, layer)
-        layer.comp_decades = layer.decades
-
-    def _compensate(self, layer: Layer) -> None:
-        """Rescale ``layer`` by its reference products now against at programming.
-
-        ``comp = sum(y0 * y0) / sum(y0 * y)`` over the ``_REFERENCE_ROWS`` reference
-        inputs and every column (Joshi et al. 2020's global drift compensation, from
-        products the chip can make: one factor per layer, because per column the read noise
-        of a few reference reads would cost more than the drift spread it could remove).
-        """
-        if layer.ref_x is None or layer.ref_y is None or layer.comp_decades == layer.decades:
-            return
-        layer.comp = np.ones_like(layer.comp)
-        layer.out_scale = layer.kernel_args = None
-        y = self._read(layer.ref_x, layer)
-        y0 = layer.ref_y
-        den = float(np.sum(y0 * y))
-        factor = float(np.sum(y0 * y0)) / den if den > 0 else 1.0
-        layer.comp = np.full_like(layer.comp, factor)
-        layer.out_scale = layer.kernel_args = None
-        layer.comp_decades = layer.decades
+        """Measured drift compensation: the reference products at programming."""
+        take_reference(self._reader, layer, self.input_bits, self.seed)
 
     def _update_layer(self, layer: Layer, c: Correction, now: float) -> None:
         """Drift ``layer`` to ``now``, then compensate as ``c`` says (truth or products)."""
         oracle = c.knowledge == "oracle"
         self._cells.refresh(layer, now, c.drift_compensation and oracle)
         if c.drift_compensation and not oracle:
-            self._compensate(layer)
+            compensate(self._reader, layer, self.input_bits)
 
     def _block_input_bits(self, c: Correction) -> int:
         """Input precision of a block: the device's, or ``input_slices`` full DAC slices.
@@ -546,62 +492,12 @@ class CrossbarDevice:
 # ------------------------------------------------------------------------------ helpers
 
 
-def _band_layer(layer: Layer, band: Band) -> Layer:
-    """``layer``'s rows of ``band`` alone, as a layer of one band (for band-wise reads)."""
-    b = Band(0, band.k1 - band.k0, band.cols, band.lam, band.step)
-    return Layer(
-        slots=(),
-        bands=(b,),
-        stacks=((b,),),
-        col_scale=layer.col_scale,
-        pos=None,
-        neg=None,
-        nu_pos=None,
-        nu_neg=None,
-        ref_sum=layer.ref_sum,
-        delta=np.ascontiguousarray(layer.delta[band.k0 : band.k1]),
-        comp=layer.comp,
-        t0=layer.t0,
-    )
-
-
 def _check_maps(maps: npt.ArrayLike, xb: CrossbarSpec) -> I8:
     a = np.asarray(maps)
     shape = (xb.arrays, xb.rows, xb.cols)
     if a.shape != shape or not np.isin(a, (0, 1, 2)).all():
         raise SpecError(f"stuck_maps has shape {a.shape}; allowed: {shape} of 0, 1 and 2")
     return a.astype(np.int8)
-
-
-def hadamard_rows(start: int, stop: int, k: int) -> F32:
-    """Rows ``start:stop`` of the Sylvester Hadamard matrix, first ``k`` columns, as +-1.
-
-    ``H[i, j] = (-1) ** popcount(i & j)`` (Sylvester 1867); for ``N = 2**p >= k`` the first
-    ``k`` columns of ``H_N`` are orthogonal, ``H^T H = N I``.
-    """
-    i = np.arange(start, stop, dtype=np.uint32)[:, None]
-    j = np.arange(k, dtype=np.uint32)[None, :]
-    parity = np.bitwise_count(i & j) & 1
-    return (1.0 - 2.0 * parity).astype(np.float32)  # type: ignore[no-any-return]
-
-
-def walsh_hadamard(y: F64) -> F64:
-    """``H_N^T y`` for ``y`` of ``N = 2**p`` rows, by the fast Walsh-Hadamard transform.
-
-    ``p`` butterfly passes ``(a, b) -> (a + b, a - b)`` over blocks of doubling size, in
-    ``O(N log N)`` per column instead of ``O(N**2)`` (Fino & Algazi, IEEE Trans. Comput.
-    C-25(11), 1976); ``H`` is symmetric, so this is ``H_N y`` too.
-    """
-    a = np.array(y, dtype=np.float64)
-    big = a.shape[0]
-    h = 1
-    while h < big:
-        v = a.reshape(big // (2 * h), 2, h, -1)
-        top = v[:, 0] + v[:, 1]
-        v[:, 1] = v[:, 0] - v[:, 1]
-        v[:, 0] = top
-        h *= 2
-    return a
 
 
 def _largest_per_column(w: F32, fraction: float) -> npt.NDArray[np.bool_]:
