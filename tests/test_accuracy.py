@@ -30,6 +30,13 @@ def test_correction_recovers_what_the_crossbar_loses(result: dict[str, object]) 
         assert d["rel_error_layer1_corrected"] < 0.1 * d["rel_error_layer1_uncorrected"]
 
 
+def test_the_correction_knows_only_what_calibration_found(result: dict[str, object]) -> None:
+    assert result["knowledge"] == "measured"
+    assert isinstance(result["accuracy_oracle"], float)
+    for d in result["devices"]:  # type: ignore[attr-defined]
+        assert d["estimated_profile"]["bits_per_cell"] == 4  # rram-a, found blind
+
+
 def test_training_is_seeded() -> None:
     a, b = train_digits_mlp(1), train_digits_mlp(1)
     assert a.accuracy == b.accuracy

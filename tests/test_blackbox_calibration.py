@@ -21,7 +21,13 @@ from sedma.compute.crossbar.device import CrossbarDevice
 from sedma.compute.crossbar.device_file import load_device_file
 from sedma.compute.crossbar.estimate import calibrate_device, estimate_profile
 from sedma.compute.crossbar.estimate_cells import censored_moments, decode_pairs
-from sedma.compute.crossbar.estimate_read import fit_adc, fit_dac, fit_read_noise
+from sedma.compute.crossbar.estimate_read import (
+    fit_adc,
+    fit_dac,
+    fit_mapping,
+    fit_read_noise,
+    mapping_reads,
+)
 from sedma.compute.crossbar.profile_estimate import EXTRA_KEYS, PROFILE_KEYS, ProfileEstimate
 from sedma.errors import SpecError
 from sedma.spec import CrossbarSpec
@@ -79,12 +85,14 @@ def test_the_simulated_chip_hides_the_profile() -> None:
     assert public == INTERFACE
 
 
-@pytest.mark.parametrize("key", ["bits_per_cell", "dac_bits", "adc_bits", "rows", "cols", "arrays"])
+@pytest.mark.parametrize(
+    "key", ["bits_per_cell", "dac_bits", "adc_bits", "rows", "cols", "arrays", "weight_mapping"]
+)
 def test_integer_parameters_are_recovered_exactly(
     chip_and_estimate: tuple[CrossbarDevice, ProfileEstimate, Recorder], key: str
 ) -> None:
     _, est, _ = chip_and_estimate
-    assert est.value(key) == getattr(XB, key)
+    assert est.value(key) == (0.0 if key == "weight_mapping" else getattr(XB, key))
 
 
 @pytest.mark.parametrize(
@@ -246,6 +254,14 @@ def test_calibrate_device_is_the_interface_estimate() -> None:
     device = CrossbarDevice(dataclasses.replace(XB, arrays=8), seed=2, clock=ManualClock())
     est = calibrate_device(device, sample_arrays=4, reads=8)
     assert est.value("adc_bits") == XB.adc_bits
+
+
+@pytest.mark.parametrize(("mapping", "value"), [("column", 0.0), ("global", 1.0)])
+def test_weight_mapping_is_told_by_the_small_columns_noise(mapping: str, value: float) -> None:
+    small = dataclasses.replace(XB, arrays=8)
+    device = CrossbarDevice(small, seed=1, clock=ManualClock(), weight_mapping=mapping)
+    large, tiny = mapping_reads(SimulatedChip(device), 0, 12)
+    assert fit_mapping(large, tiny).value == value
 
 
 def test_random_profiles_are_seeded() -> None:

@@ -186,3 +186,15 @@ def test_a_calibrated_rate_is_the_prior_until_the_node_is_observed(tmp_path: Pat
         priors = load_priors(ltm, spec, "ctx")
     assert priors.rates == {"edge": 21.5}
     assert any("edge: measured 22 GFLOP/s vs spec 25" in n for n in priors.notes)
+
+
+def test_calibration_teaches_the_device_the_stuck_cells_it_found(
+    calibration: tuple[CrossbarDevice, CrossbarCalibration],
+) -> None:
+    device, cal = calibration
+    known = device.known_stuck()
+    assert known is not None
+    truth = np.stack([device.stuck_map(a) for a in range(64)])
+    assert np.sum(known[:64] != truth) <= 0.01 * np.sum(truth != 0)
+    assert not known[64:].any()  # arrays it did not calibrate: nothing known
+    assert list(cal.stuck_per_array) == [int(v) for v in (known[:64] != 0).sum(axis=(1, 2))]

@@ -10,9 +10,11 @@ import numpy as np
 import pytest
 
 from sedma.clock import ManualClock
+from sedma.compute.crossbar.chip import SimulatedChip
 from sedma.compute.crossbar.correction import (
     DEFAULT,
     NONE,
+    ORACLE,
     STUCK_NONE,
     STUCK_OFF,
     STUCK_ON,
@@ -22,6 +24,8 @@ from sedma.compute.crossbar.correction import (
     split_residual,
 )
 from sedma.compute.crossbar.device import CrossbarDevice
+from sedma.compute.crossbar.estimate_cells import detect_stuck
+from sedma.compute.crossbar.readback import hadamard_rows, walsh_hadamard
 from sedma.errors import SpecError
 from sedma.metrics import rel_error
 from sedma.spec import CrossbarSpec
@@ -40,6 +44,7 @@ def error(correction: Correction, *, age_s: float = 3600.0, seed: int = 0) -> fl
     x, w = operands()
     clock = ManualClock()
     dev = CrossbarDevice(RRAM_A, seed=seed, clock=clock)
+    dev.set_known_stuck(detect_stuck(SimulatedChip(dev), range(RRAM_A.arrays)))
     prog = dev.program(w, correction=correction)
     clock.advance(age_s)
     return rel_error([dev.matmul(x, prog)], [x @ w])
@@ -191,10 +196,51 @@ def test_each_tier_cuts_the_error_it_targets(
     for c in (NONE, tier):
         clock = ManualClock()
         dev = CrossbarDevice(xb, seed=0, clock=clock)
+        dev.set_known_stuck(detect_stuck(SimulatedChip(dev), range(xb.arrays)))  # calibration's
         prog = dev.program(w, correction=c)
         clock.advance(3600.0)
         errors.append(rel_error([dev.matmul(x, prog)], [x @ w]))
     assert errors[1] < most * errors[0], errors
+
+
+@pytest.mark.parametrize(
+    ("knowledge", "known", "helps"),
+    [("measured", False, False), ("measured", True, True), ("oracle", False, True)],
+)
+def test_stuck_cells_are_routed_around_only_when_known(
+    knowledge: str, known: bool, helps: bool
+) -> None:
+    x, w = operands()
+    xb = dataclasses.replace(IDEAL, stuck_on_rate=0.01, stuck_off_rate=0.01)
+    errors = []
+    for c in (NONE, Correction(verify_iterations=1, knowledge=knowledge)):  # type: ignore[arg-type]
+        dev = CrossbarDevice(xb, seed=0, clock=ManualClock())
+        if known:
+            dev.set_known_stuck(np.stack([dev.stuck_map(a) for a in range(xb.arrays)]))
+        errors.append(rel_error([dev.matmul(x, dev.program(w, correction=c))], [x @ w]))
+    assert (errors[1] < 0.6 * errors[0]) is helps, errors
+
+
+def test_measured_correction_matches_the_oracle_within_a_tenth() -> None:
+    x, w = operands()
+    got = []
+    for c in (DEFAULT, ORACLE):
+        clock = ManualClock()
+        dev = CrossbarDevice(RRAM_A, seed=0, clock=clock)
+        dev.set_known_stuck(detect_stuck(SimulatedChip(dev), range(RRAM_A.arrays)))
+        prog = dev.program(w, correction=c)
+        clock.advance(3600.0)
+        got.append(rel_error([dev.matmul(x, prog)], [x @ w]))
+    assert got[0] == pytest.approx(got[1], rel=0.1), got
+
+
+@pytest.mark.parametrize("k", [1, 3, 64, 100, 256])
+def test_hadamard_inputs_are_orthogonal_and_fast_transformed(k: int) -> None:
+    big = 1 << max(0, (k - 1).bit_length())
+    h = hadamard_rows(0, big, k).astype(np.float64)
+    assert np.array_equal(h.T @ h, big * np.eye(k))
+    y = np.random.default_rng(k).standard_normal((big, 3))
+    assert np.allclose(walsh_hadamard(y)[:k], h.T @ y)
 
 
 def test_the_residual_doubles_the_arrays_on_the_cleanest_spares() -> None:

@@ -501,11 +501,15 @@ def test_bench_crossbar_reports_the_required_keys() -> None:
         "rel_error_uncorrected",
         "rel_error_corrected",
         "error_reduction",
+        "rel_error_corrected_oracle",
+        "error_reduction_oracle",
         "meets_time_target",
         "meets_error_target",
         "shapes",
     ):
         assert key in got
+    assert got["knowledge"] == "measured"
+    assert got["stuck_cells"]["found"] == got["stuck_cells"]["true"] > 0
     (row,) = got["shapes"]
     assert row["arrays_corrected"] == 2 * row["arrays_uncorrected"] == 2 * 72
     assert got["rel_error_corrected"] < 0.1 * got["rel_error_uncorrected"]

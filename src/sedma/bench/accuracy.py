@@ -33,8 +33,9 @@ from threadpoolctl import threadpool_limits
 
 from sedma.bench.crossbar import paper_crossbar
 from sedma.clock import ManualClock
-from sedma.compute.crossbar.correction import DEFAULT, NONE, Correction
+from sedma.compute.crossbar.correction import DEFAULT, NONE, ORACLE, Correction
 from sedma.compute.crossbar.device import CrossbarDevice
+from sedma.compute.crossbar.estimate import calibrate_device
 from sedma.errors import SpecError
 from sedma.metrics import rel_error
 from sedma.spec import CrossbarSpec
@@ -111,6 +112,7 @@ def bench_accuracy(
     xb: CrossbarSpec | None = None,
     *,
     correction: Correction = DEFAULT,
+    oracle: Correction | None = ORACLE,
     devices: int = 5,
     age_s: float = 3600.0,
 ) -> dict[str, Any]:
@@ -119,8 +121,12 @@ def bench_accuracy(
     Returns the result JSON. Top level: ``accuracy_float``, ``accuracy_uncorrected``,
     ``accuracy_corrected`` (fractions; the crossbar ones are means over ``devices`` chips),
     ``corrected_within_target`` (the worst chip's corrected accuracy is within
-    ``TARGET_POINTS`` of float), and ``devices`` detail (per chip: accuracies, the two layers'
-    relative errors, ADC re-read fraction) with the model and device used.
+    ``TARGET_POINTS`` of float), ``accuracy_oracle`` (the same scheme told the truth), and
+    ``devices`` detail (per chip: accuracies, the two layers' relative errors, ADC re-read
+    fraction, the blindly estimated profile) with the model and device used. Each chip is
+    first calibrated through its interface alone
+    (:func:`~sedma.compute.crossbar.estimate.calibrate_device`); ``correction``
+    (``knowledge="measured"``) knows only the stuck cells that found.
     """
     if isinstance(devices, bool) or not isinstance(devices, int) or devices < 1:
         raise SpecError(f"devices = {devices!r}; allowed: an integer >= 1")
@@ -130,9 +136,17 @@ def bench_accuracy(
     with threadpool_limits(1):
         for d in range(devices):
             row: dict[str, Any] = {"seed": seed + d}
-            for label, corr in (("uncorrected", NONE), ("corrected", correction)):
+            # the chip calibrated blind first: the correction knows only what that found
+            chip = CrossbarDevice(spec, seed=seed + d, clock=ManualClock())
+            est = calibrate_device(chip, sample_arrays=4, reads=8, seed=seed + d)
+            row["estimated_profile"] = {k: e.value for k, e in est.estimates.items()}
+            variants = [("uncorrected", NONE), ("corrected", correction)]
+            if oracle is not None:
+                variants.append(("oracle", oracle))
+            for label, corr in variants:
                 clock = ManualClock()
                 device = CrossbarDevice(spec, seed=seed + d, clock=clock)
+                device.set_known_stuck(est.stuck_maps)
                 acc, e1, e2 = _forward(model, device, corr, age_s, clock)
                 row[f"accuracy_{label}"] = acc
                 row[f"rel_error_layer1_{label}"] = e1
@@ -142,6 +156,12 @@ def bench_accuracy(
     acc_unc = float(np.mean([r["accuracy_uncorrected"] for r in per_device]))
     acc_cor = float(np.mean([r["accuracy_corrected"] for r in per_device]))
     worst = min(r["accuracy_corrected"] for r in per_device)
+    oracle_summary: dict[str, Any] = {}
+    if oracle is not None:
+        oracle_summary = {
+            "accuracy_oracle": float(np.mean([r["accuracy_oracle"] for r in per_device])),
+            "accuracy_oracle_worst": min(r["accuracy_oracle"] for r in per_device),
+        }
     _log.info(
         "digits MLP: float %.4f, uncorrected %.4f, corrected %.4f (worst chip %.4f)",
         model.accuracy,
@@ -170,6 +190,8 @@ def bench_accuracy(
         "accuracy_corrected": acc_cor,
         "accuracy_uncorrected_worst": min(r["accuracy_uncorrected"] for r in per_device),
         "accuracy_corrected_worst": worst,
+        **oracle_summary,
+        "knowledge": correction.knowledge,
         "target_points": TARGET_POINTS,
         "corrected_within_target": model.accuracy - worst <= TARGET_POINTS,
         "devices": per_device,

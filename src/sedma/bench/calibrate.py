@@ -49,18 +49,18 @@ _CHECKED = (
     "drift_per_decade",
     "ir_drop",
 )
-_EXACT = ("bits_per_cell", "dac_bits", "adc_bits")
+_EXACT = ("bits_per_cell", "dac_bits", "adc_bits", "weight_mapping")
 _CELLS = 1 << 21
 
 
-def random_profile(rng: np.random.Generator) -> tuple[CrossbarSpec, float, float]:
-    """A random chip: ``(spec, adc_gamma, drift_cv)``.
+def random_profile(rng: np.random.Generator) -> tuple[CrossbarSpec, float, float, str]:
+    """A random chip: ``(spec, adc_gamma, drift_cv, weight_mapping)``.
 
     Rows and cell columns from {64, 128, 256}, arrays for about ``2**21`` cells; bits per
     cell 1..6, DAC 4..10 bits, ADC 7..10 bits; programming noise U(0.005, 0.05), read noise
     U(0.005, 0.03), stuck rates log-uniform (on 0.0005..0.005, off 0.0005..0.01), drift
     U(0.002, 0.05) per decade, IR drop U(0.01, 0.15), ADC range U(0.35, 0.7), drift spread
-    U(0.1, 0.5).
+    U(0.1, 0.5), weight mapping per column or global with even odds.
     """
     rows = int(rng.choice([64, 128, 256]))
     cols = int(rng.choice([64, 128, 256]))
@@ -82,7 +82,8 @@ def random_profile(rng: np.random.Generator) -> tuple[CrossbarSpec, float, float
         adc_bits=int(rng.integers(7, 11)),
         ir_drop=float(rng.uniform(0.01, 0.15)),
     )
-    return spec, float(rng.uniform(0.35, 0.7)), float(rng.uniform(0.1, 0.5))
+    mapping = str(rng.choice(["column", "global"]))
+    return spec, float(rng.uniform(0.35, 0.7)), float(rng.uniform(0.1, 0.5)), mapping
 
 
 def _product_error(
@@ -144,17 +145,25 @@ def bench_calibrate(
     with threadpool_limits(1):
         for i in range(profiles):
             rng = np.random.default_rng((seed, i))
-            spec, gamma, cv = random_profile(rng)
-            chip = CrossbarDevice(spec, seed=i, clock=ManualClock(), adc_gamma=gamma, drift_cv=cv)
+            spec, gamma, cv, mapping = random_profile(rng)
+            chip = CrossbarDevice(
+                spec,
+                seed=i,
+                clock=ManualClock(),
+                adc_gamma=gamma,
+                drift_cv=cv,
+                weight_mapping=mapping,
+            )
             est = calibrate_device(chip, sample_arrays=sample_arrays, reads=reads, seed=i)
             truth: dict[str, float] = {k: float(getattr(spec, k)) for k in PROFILE_KEYS}
             truth["adc_gamma"], truth["drift_spread"] = gamma, cv
+            truth["weight_mapping"] = 1.0 if mapping == "global" else 0.0
             for key, t in truth.items():
                 e = est.estimates[key]
                 rel = abs(e.value / t - 1.0) if t else abs(e.value)
                 ok = (
                     e.value == t
-                    if key in INTEGER_KEYS
+                    if key in INTEGER_KEYS or key == "weight_mapping"
                     else rel <= REL_TOLERANCE
                     if key in _CHECKED
                     else None

@@ -24,6 +24,13 @@ for the convolutional models (post-ReLU feature maps) and ``N(0, 1)`` for BERT
 (layer-normed). The device clock is advanced by ``age_s`` between programming and reading,
 so drift is on.
 
+What the correction knows: ``correction`` (:data:`~sedma.compute.crossbar.correction.DEFAULT`,
+``knowledge="measured"``) knows the stuck cells calibration found on the chip
+(:func:`~sedma.compute.crossbar.estimate_cells.detect_stuck`, through the chip's interface
+alone), reads the primary back through the chip's read path and compensates drift from
+reference products; ``oracle`` (:data:`~sedma.compute.crossbar.correction.ORACLE`), reported
+beside it, is the same scheme told the simulator's truth.
+
 Timing: numpy and the simulator each use one BLAS thread (``threadpool_limits(1)``, as the
 local backend runs them), their calls are interleaved, and each side reports its median.
 Benchmarks may read the wall clock (``time.perf_counter``); the simulator never does.
@@ -43,8 +50,10 @@ import numpy.typing as npt
 from threadpoolctl import threadpool_limits
 
 from sedma.clock import ManualClock
-from sedma.compute.crossbar.correction import DEFAULT, NONE, Correction
+from sedma.compute.crossbar.chip import SimulatedChip
+from sedma.compute.crossbar.correction import DEFAULT, NONE, ORACLE, Correction
 from sedma.compute.crossbar.device import CrossbarDevice, Programmed
+from sedma.compute.crossbar.estimate_cells import detect_stuck
 from sedma.compute.crossbar.physics import analytic_rel_error
 from sedma.compute.workload import MatmulOp
 from sedma.errors import SpecError
@@ -139,6 +148,7 @@ def bench_crossbar(
     xb: CrossbarSpec | None = None,
     *,
     correction: Correction = DEFAULT,
+    oracle: Correction | None = ORACLE,
     shapes_per_model: int | None = None,
     corrected_per_model: int = 4,
     age_s: float = 3600.0,
@@ -151,7 +161,10 @@ def bench_crossbar(
     Returns the result JSON (see the module docstring for the shapes and operands). Top
     level: ``time_ratio_vs_numpy`` (the worst shape's, uncorrected) and ``worst_shape``,
     ``rel_error_uncorrected`` and ``rel_error_corrected`` (means over the shapes),
-    ``error_reduction`` (``1 - corrected / uncorrected``), ``meets_time_target``,
+    ``error_reduction`` (``1 - corrected / uncorrected``), the same with the ``oracle``
+    correction (``rel_error_corrected_oracle``, ``error_reduction_oracle``; the oracle's
+    products are not timed), ``stuck_cells`` (true, found by calibration, misread),
+    ``meets_time_target``,
     ``meets_error_target``, ``shapes_total``, ``shapes_timed`` and
     ``corrected_shapes_timed``, ``classes`` (worst and median ratio of the ``narrow``,
     ``n < NARROW_WIDTH``, and ``wide`` shapes), ``shapes`` (per shape: model, op, m, k, n,
@@ -186,6 +199,11 @@ def bench_crossbar(
     clock = ManualClock()
     device = CrossbarDevice(spec, seed=seed, clock=clock)
     timer = CrossbarDevice(spec, seed=seed, clock=clock)  # the same chip, for the timings
+    # what the correction may know of the stuck cells: calibration's detected map
+    found = detect_stuck(SimulatedChip(device), range(spec.arrays))
+    true_maps = np.stack([device.stuck_map(a) for a in range(spec.arrays)])
+    for d in (device, timer):
+        d.set_known_stuck(found)
     rng = np.random.default_rng(seed)
     rows: list[dict[str, Any]] = []
     with threadpool_limits(limits=1, user_api="blas"):
@@ -200,6 +218,7 @@ def bench_crossbar(
                     op,
                     rng,
                     correction,
+                    oracle,
                     time_corrected=(op.m, op.k, op.n) in heavy,
                     age_s=age_s,
                     min_repeats=min_repeats,
@@ -213,6 +232,13 @@ def bench_crossbar(
     e_unc = float(np.mean([r["rel_error_uncorrected"] for r in rows]))
     e_cor = float(np.mean([r["rel_error_corrected"] for r in rows]))
     reduction = 1.0 - e_cor / e_unc if e_unc > 0 else 0.0
+    oracle_summary: dict[str, Any] = {}
+    if oracle is not None:
+        e_orc = float(np.mean([r["rel_error_oracle"] for r in rows]))
+        oracle_summary = {
+            "rel_error_corrected_oracle": e_orc,
+            "error_reduction_oracle": 1.0 - e_orc / e_unc if e_unc > 0 else 0.0,
+        }
     classes = {}
     for label, members in (
         ("narrow", [r for r in rows if r["n"] < NARROW_WIDTH]),
@@ -249,6 +275,13 @@ def bench_crossbar(
         "rel_error_uncorrected": e_unc,
         "rel_error_corrected": e_cor,
         "error_reduction": reduction,
+        **oracle_summary,
+        "knowledge": correction.knowledge,
+        "stuck_cells": {
+            "true": int(np.sum(true_maps != 0)),
+            "found": int(np.sum(found != 0)),
+            "misread": int(np.sum(true_maps != found)),
+        },
         "arrays_uncorrected": sum(r["arrays_uncorrected"] for r in rows),
         "arrays_corrected": sum(r["arrays_corrected"] for r in rows),
         "shapes_total": len(rows),
@@ -272,6 +305,11 @@ def bench_crossbar(
             "numpy": {"rel_error": 0.0},
             "uncorrected": {"rel_error": e_unc},
             "corrected": {"rel_error": e_cor},
+            **(
+                {"oracle": {"rel_error": oracle_summary["rel_error_corrected_oracle"]}}
+                if oracle is not None
+                else {}
+            ),
         },
         "shapes": rows,
     }
@@ -284,6 +322,7 @@ def _bench_shape(
     op: MatmulOp,
     rng: np.random.Generator,
     correction: Correction,
+    oracle: Correction | None,
     *,
     time_corrected: bool,
     age_s: float,
@@ -299,7 +338,10 @@ def _bench_shape(
     x, w = _operands(name, op, rng)
     exact = x.astype(np.float64) @ w.astype(np.float64)
     row: dict[str, Any] = {"model": name, "op": op.name, "m": op.m, "k": op.k, "n": op.n}
-    for label, corr in (("uncorrected", NONE), ("corrected", correction)):
+    variants = [("uncorrected", NONE), ("corrected", correction)]
+    if oracle is not None:
+        variants.append(("oracle", oracle))
+    for label, corr in variants:
         prog = device.program(w, correction=corr)
         clock.advance(age_s)
         reads, rereads = device.read_count, device.reread_count
@@ -311,7 +353,7 @@ def _bench_shape(
         device.release(prog)
         if label == "corrected":
             row["digital_entries"] = prog.digital_entries
-        if label == "uncorrected" or time_corrected:
+        if label == "uncorrected" or (time_corrected and label == "corrected"):
             timed = timer.program(w, correction=corr)
             clock.advance(age_s)
             timer.matmul(x, timed)  # settles drift first, as the error's product did

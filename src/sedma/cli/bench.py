@@ -269,7 +269,7 @@ def bench_calibrate_cmd(
         v = r["summary"][k]
         target = (
             "exact"
-            if k in ("bits_per_cell", "dac_bits", "adc_bits")
+            if k in ("bits_per_cell", "dac_bits", "adc_bits", "weight_mapping")
             else f"<= {r['rel_tolerance']:.0%}"
             if v["checked"]
             else "-"

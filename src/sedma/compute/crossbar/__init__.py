@@ -17,10 +17,24 @@ Bottom up (import each name from the module that defines it):
   extension ``_xbar``; sources ``_xbar.c``, ``_xbar_sums.c``, ``_xbar_adc.c``, ``_xbar.h``).
 - :mod:`~sedma.compute.crossbar.read`: the numpy read path (the kernel's reference and
   fallback).
+- :mod:`~sedma.compute.crossbar.readback`: measuring a programmed matrix through the read
+  path (Hadamard read-back, reference products for drift compensation).
+- :mod:`~sedma.compute.crossbar.ir_network`: IR drop of the resistive lines (nodal solve,
+  line relaxation, per-cell shares for a device with a ``wire_resistance``).
 - :mod:`~sedma.compute.crossbar.device`: ``CrossbarDevice``, the simulated chip: programming
   blocks, products through them.
 - :mod:`~sedma.compute.crossbar.calibrate`: measuring a device's arrays (error, stuck cells,
-  drift).
+  drift) for the control loop.
+- :mod:`~sedma.compute.crossbar.chip`: the narrow program/read interface black-box
+  calibration may use, and its adaptor over a simulated device.
+- :mod:`~sedma.compute.crossbar.probe_reads`: test patterns written and read through it.
+- :mod:`~sedma.compute.crossbar.estimate_cells`, :mod:`~sedma.compute.crossbar.estimate_read`,
+  :mod:`~sedma.compute.crossbar.estimate_drift`: the estimators (stuck maps, IR drop, levels,
+  programming noise; ADC, read noise, DAC; drift law).
+- :mod:`~sedma.compute.crossbar.estimate`: the whole profile from the interface alone.
+- :mod:`~sedma.compute.crossbar.profile_estimate`: what it returns (estimates with standard
+  errors, stuck maps, the estimated spec and a simulated twin).
+- :mod:`~sedma.compute.crossbar.device_file`: a simulated chip from a ``[crossbar]`` file.
 
 The model with its sources and measured figures: ``docs/crossbar.md``.
 """

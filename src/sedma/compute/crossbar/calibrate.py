@@ -3,7 +3,9 @@
 Covers: :func:`calibrate_digital` (a cpu or gpu node's matmul rate and memory bandwidth,
 measured through its backend), :func:`calibrate_crossbar` (an rram device's error statistics
 found by programming and reading test patterns: error per array, stuck-cell map, drift
-rate, effective bits), and the record types. Does not cover: the crossbar physics (see
+rate, effective bits), and the record types. Does not cover: estimating a chip's whole
+profile from its program/read interface alone, with no profile given (see
+:mod:`sedma.compute.crossbar.estimate`), the crossbar physics (see
 :mod:`sedma.compute.crossbar.device`), storing results (the caller writes them to
 :class:`~sedma.memory.long_term.LongTermMemory`), or deciding when to re-calibrate (the
 control loop does).
@@ -22,8 +24,10 @@ from typing import Any, Protocol
 import numpy as np
 
 from sedma.clock import Clock
+from sedma.compute.crossbar.chip import SimulatedChip
 from sedma.compute.crossbar.correction import Correction
 from sedma.compute.crossbar.device import CrossbarDevice
+from sedma.compute.crossbar.estimate_cells import decode_stuck, stuck_reads
 from sedma.compute.plan import ArraySlot
 from sedma.errors import SedmaError
 
@@ -172,10 +176,13 @@ def calibrate_crossbar(
     - **Error per array**: a random block ``W ~ N(0, 1)`` read with ``probe_rows`` random
       inputs ``X ~ U(-1, 1)``: ``e_a = ||(X W_read - X W)_a|| / ||(X W)_a||`` over array
       ``a``'s columns.
-    - **Stuck cells**: the all-``+1`` and all-``-1`` patterns, each read with the identity
-      input (one row at a time, so every cell is read alone). ``+1`` puts ``G+`` at the top
-      and ``G-`` at the bottom, ``-1`` the reverse, so a cell stuck either way shows in one of
-      them as a read-back more than a quarter of the full range (``-1..+1``) off target.
+    - **Stuck cells**: the stuck map of every calibrated array, cell by cell
+      (:func:`~sedma.compute.crossbar.estimate_cells.detect_stuck`: four patterns read one
+      row at a time, through the chip's interface alone). The map is also handed to the
+      device as what its controller knows (:meth:`CrossbarDevice.set_known_stuck`, merged
+      with what it knew of other arrays), so a measured correction routes around the cells
+      found. Its all-``+1`` and all-``-1`` reads also give the healthy pairs' read-back
+      error for the effective bits.
     - **Drift**: program a random block, read it one second after, age the device by
       ``bake_s`` on its clock (an accelerated bake: the device clock is advanced, not waited
       for), read again: the output's relative loss ``1 - ||y1|| / ||y0||`` over the decades
@@ -221,19 +228,25 @@ def calibrate_crossbar(
     loss = 1.0 - float(np.linalg.norm(y1) / np.linalg.norm(y0))
     drift = max(0.0, loss) / math.log10(1.0 + bake_s)
 
-    eye = np.eye(rows, dtype=np.float32)
-    bad = np.zeros((rows, width), dtype=bool)
-    devs = []
-    for sign in (1.0, -1.0):
-        target = np.full((rows, width), sign, dtype=np.float32)
-        prog = device.program(target, slots)
-        read = device.matmul(eye, prog)
-        device.release(prog)
-        dev = np.abs(read - target)
-        bad |= dev > 0.5  # a quarter of the full range (-1..+1)
-        devs.append(dev)
-    healthy = np.concatenate([d[~bad] for d in devs])
-    stuck = _per_array(bad.astype(np.int64), wcols)
+    # the stuck map, cell by cell (four patterns, every pair read alone), becomes what the
+    # device's controller knows: a measured correction routes around these cells only
+    chip = SimulatedChip(device)
+    reads = stuck_reads(chip, which)
+    found = decode_stuck(reads, rows, wcols)
+    known = device.known_stuck()
+    if known is None:
+        known = np.zeros((xb.arrays, xb.rows, xb.cols), dtype=np.int8)
+    known[which] = found
+    device.set_known_stuck(known)
+    # healthy pairs' read-back error in the +1 and -1 patterns, for the effective bits
+    bad = np.concatenate(
+        [((found[i][:, 0::2] != 0) | (found[i][:, 1::2] != 0)) for i in range(len(which))],
+        axis=1,
+    )
+    p_all = np.concatenate([p for p, _, _ in reads], axis=1)
+    m_all = np.concatenate([m for _, m, _ in reads], axis=1)
+    healthy = np.concatenate([np.abs(p_all - 1.0)[~bad], np.abs(m_all + 1.0)[~bad]])
+    stuck = (found != 0).sum(axis=(1, 2)).astype(np.int64)
     rms = float(np.sqrt(np.mean((healthy / 2.0) ** 2))) if healthy.size else 1.0
     corrected = None
     if correction is not None:

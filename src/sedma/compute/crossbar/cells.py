@@ -23,6 +23,7 @@ import numpy.typing as npt
 
 from sedma.compute.crossbar import correction as corr
 from sedma.compute.crossbar.correction import Correction
+from sedma.compute.crossbar.ir_network import network_attenuation
 from sedma.compute.crossbar.layout import Band, Layer, prescale, stacks, unprescale
 from sedma.compute.crossbar.physics import (
     DRIFT_CV,
@@ -34,6 +35,7 @@ from sedma.compute.crossbar.physics import (
     ir_attenuation,
     quantise_conductance,
     signed_levels,
+    weight_scales,
 )
 from sedma.compute.plan import ArraySlot
 from sedma.spec import CrossbarSpec
@@ -54,6 +56,11 @@ class Cells:
     ``drift_cv``: the cell-to-cell spread of the drift exponent. ``stuck_maps``
     (``(arrays, rows, cols)``, 0 free / 1 on / 2 off) replaces the seeded stuck maps: a
     chip's twin built from a calibration has the stuck cells calibration found.
+    ``weight_mapping``: ``"column"`` or ``"global"`` (see
+    :func:`~sedma.compute.crossbar.physics.weight_scales`). ``wire_resistance`` (per cell
+    pitch, in units of a fully-on cell's resistance): IR drop from the lines' network
+    (:func:`~sedma.compute.crossbar.ir_network.network_attenuation`) instead of the
+    spec's fixed ``ir_drop`` profile.
     """
 
     def __init__(
@@ -63,13 +70,18 @@ class Cells:
         adc_gamma: float,
         drift_cv: float = DRIFT_CV,
         stuck_maps: I8 | None = None,
+        weight_mapping: str = "column",
+        wire_resistance: float | None = None,
     ) -> None:
         self.spec = xb
+        self.weight_mapping = weight_mapping
+        self.wire_resistance = wire_resistance
         self.seed = seed
         self.adc_gamma = adc_gamma
         self.drift_cv = drift_cv
         self.nu = drift_exponent(xb.drift_per_decade)
         self._stuck: dict[int, tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]] = {}
+        self.known_maps: I8 | None = None  # what the controller knows (a calibration's map)
         if stuck_maps is not None:
             for a in range(xb.arrays):
                 flat = stuck_maps[a].ravel()
@@ -109,6 +121,19 @@ class Cells:
             grid[r[inside], c[inside]] = state
         return grid[:, 0::2], grid[:, 1::2]
 
+    def known_rect(self, slot: ArraySlot) -> tuple[I8, I8]:
+        """Stuck states of the slot's ``G+`` and ``G-`` cells as the controller knows them.
+
+        From :attr:`known_maps` (a calibration's detected map); all free if none is known.
+        """
+        h, w = slot.k1 - slot.k0, slot.c1 - slot.c0
+        if self.known_maps is None:
+            none = np.zeros((h, w), dtype=np.int8)
+            return none, none
+        grid = self.known_maps[slot.array, slot.row0 : slot.row0 + h]
+        grid = grid[:, 2 * slot.col0 : 2 * (slot.col0 + w)]
+        return grid[:, 0::2], grid[:, 1::2]
+
     def drift_field(self, array: int) -> F32:
         """Per-cell drift exponents of ``array`` (``rows x cols``), fixed by the seed."""
         rng = np.random.default_rng((self.seed, _DRIFT_STREAM, array))
@@ -124,8 +149,7 @@ class Cells:
         """Program ``wm`` cell by cell (vectorised per slot): targets, writes, IR, drift."""
         xb = self.spec
         k, n = wm.shape
-        col_scale = np.max(np.abs(wm), axis=0).astype(np.float64)
-        col_scale[col_scale == 0] = 1.0
+        col_scale = weight_scales(wm, self.weight_mapping)
         wn = (wm / col_scale[None, :]).astype(np.float32)
         drifts = xb.drift_per_decade > 0
         pos = np.zeros((k, n), dtype=np.float32)
@@ -137,14 +161,14 @@ class Cells:
         for s in slots:
             h, wd = s.k1 - s.k0, s.c1 - s.c0
             st_p, st_n = self.stuck_rect(s)
+            kn_p, kn_n = (st_p, st_n) if c.knowledge == "oracle" else self.known_rect(s)
             targets = corr.pair_targets(
-                wn[s.k0 : s.k1, s.c0 : s.c1], st_p, st_n, route_around=c.verify_iterations > 0
+                wn[s.k0 : s.k1, s.c0 : s.c1], kn_p, kn_n, route_around=c.verify_iterations > 0
             )
             rows = ((s.row0 + np.arange(h)) / span_r).astype(np.float32)[:, None]
             wcol = 2 * (s.col0 + np.arange(wd))
-            out = (pos, neg)
-            for i, (target, stuck) in enumerate(zip(targets, (st_p, st_n), strict=True)):
-                g = corr.program_cells(
+            written = [
+                corr.program_cells(
                     quantise_conductance(target, xb.bits_per_cell),
                     stuck,
                     program_noise=xb.program_noise,
@@ -153,8 +177,22 @@ class Cells:
                     verify_tolerance=c.verify_tolerance,
                     rng=self.program_rng,
                 )
-                cols = ((wcol + i) / span_c).astype(np.float32)[None, :]
-                out[i][s.k0 : s.k1, s.c0 : s.c1] = g * ir_attenuation(rows, cols, xb.ir_drop)
+                for target, stuck in zip(targets, (st_p, st_n), strict=True)
+            ]
+            if self.wire_resistance is None:
+                rel = [((wcol + i) / span_c).astype(np.float32)[None, :] for i in (0, 1)]
+                atts = [ir_attenuation(rows, col, xb.ir_drop) for col in rel]
+            else:
+                a_p, a_n = network_attenuation(
+                    written[0].astype(np.float64),
+                    written[1].astype(np.float64),
+                    self.wire_resistance,
+                    s.row0,
+                    s.col0,
+                )
+                atts = [a_p.astype(np.float32), a_n.astype(np.float32)]
+            pos[s.k0 : s.k1, s.c0 : s.c1] = written[0] * atts[0]
+            neg[s.k0 : s.k1, s.c0 : s.c1] = written[1] * atts[1]
             if nu_pos is not None and nu_neg is not None:
                 if s.array not in fields:
                     fields[s.array] = self.drift_field(s.array)
@@ -202,7 +240,8 @@ class Cells:
         return (1 << width) - 1
 
     def read_back(self, layer: Layer, c: Correction, now: float) -> F64:
-        """Effective weights now as the controller measures them: cell reads, averaged."""
+        """Effective weights now, read cell by cell with Gaussian noise, averaged (the oracle
+        read-back of ``knowledge="oracle"``; the measured one is the device's)."""
         self.refresh(layer, now, c.drift_compensation)
         raw = unprescale(layer.delta, layer.bands).astype(np.float64)
         sigma = self.spec.read_noise * math.sqrt(2.0 / c.readback_reads)

@@ -58,7 +58,8 @@ product (a node's analog throughput is shared, so its effective rate divides by 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -68,6 +69,7 @@ from sedma.errors import SpecError
 __all__ = [
     "DEFAULT",
     "NONE",
+    "ORACLE",
     "STUCK_NONE",
     "STUCK_OFF",
     "STUCK_ON",
@@ -79,6 +81,7 @@ __all__ = [
 
 F32 = npt.NDArray[np.float32]
 I8 = npt.NDArray[np.int8]
+Knowledge = Literal["measured", "oracle"]
 Bool = npt.NDArray[np.bool_]
 
 STUCK_NONE, STUCK_ON, STUCK_OFF = 0, 1, 2
@@ -99,6 +102,13 @@ class Correction:
     a reference read. ``input_slices``: bit-serial DAC slices of the input.
     ``digital_fraction``: share of each column's largest weights computed digitally.
     ``refresh_decades``: re-derive the residual after this much drift (needs ``residual``).
+    ``knowledge``: what the correction may know about the chip. ``"measured"`` (the
+    default): stuck cells from the device's known map (a calibration's,
+    :meth:`~sedma.compute.crossbar.device.CrossbarDevice.set_known_stuck`; none known, none
+    routed around), the primary read back through the device's own read path (DAC, ADC,
+    IR drop, read noise) with Hadamard inputs, drift compensation from reference products.
+    ``"oracle"``: the simulator's truth (the true stuck map, the cells' effective values
+    plus Gaussian read noise, exact conductance sums): the bound measurement can approach.
     """
 
     verify_iterations: int = 0
@@ -112,8 +122,13 @@ class Correction:
     input_slices: int = 1
     digital_fraction: float = 0.0
     refresh_decades: float | None = None
+    knowledge: Knowledge = "measured"
 
     def __post_init__(self) -> None:
+        if self.knowledge not in ("measured", "oracle"):
+            raise SpecError(
+                f"Correction.knowledge = {self.knowledge!r}; allowed: 'measured' or 'oracle'"
+            )
         for name in ("verify_iterations",):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 0:
@@ -208,7 +223,12 @@ DEFAULT = Correction(
 """The recommended two-tier scheme: program-and-verify, the largest 2% of each column's
 weights digital, a residual on spare arrays (refreshed every half decade of drift), the
 primary read 8 times with one extra input bit-slice, drift compensation. Costs 2x arrays
-and 10x array reads per product; see ``docs/crossbar.md`` for the error it buys."""
+and 10x array reads per product; see ``docs/crossbar.md`` for the error it buys. It knows
+only what the chip can measure (``knowledge="measured"``)."""
+
+ORACLE = replace(DEFAULT, knowledge="oracle")
+""":data:`DEFAULT` told the simulator's truth (stuck map, cell values, conductance sums):
+what the scheme would reach with perfect knowledge, reported beside the measured one."""
 
 
 def pair_targets(w: F32, stuck_pos: I8, stuck_neg: I8, *, route_around: bool) -> tuple[F32, F32]:

@@ -46,8 +46,10 @@ from sedma.compute.crossbar.physics import (
     ADC_GAMMA,
     DRIFT_CV,
     DRIFT_T0_S,
+    WEIGHT_MAPPINGS,
 )
 from sedma.compute.crossbar.read import Reader
+from sedma.compute.crossbar.readback import compensate, read_back, take_reference
 from sedma.compute.plan import ArraySlot
 from sedma.errors import SpecError
 from sedma.spec import CrossbarSpec
@@ -128,6 +130,13 @@ class CrossbarDevice:
     the ADC range (see :func:`adc_bound`), ``drift_cv`` the cell-to-cell spread of the
     drift exponent. ``stuck_maps`` (``(arrays, rows, cols)`` of 0 free, 1 on, 2 off)
     replaces the seeded stuck maps (a twin of a calibrated chip has the cells it found).
+    ``weight_mapping``: a scale per block column (``"column"``) or one for the block
+    (``"global"``; :func:`~sedma.compute.crossbar.physics.weight_scales`).
+    ``wire_resistance`` (per cell pitch, in units of a fully-on cell's resistance; None:
+    the spec's fixed ``ir_drop`` profile): IR drop solved from the lines' network for the
+    conductances actually written, so it depends on the block's size, place and weights
+    and, through them, on which inputs are driven (slower to program: a network
+    relaxation per array).
 
     A programmed block keeps about five float32 copies of itself (conductances and drift
     exponents of both cells, the effective matrix), twice that with a residual. The device
@@ -145,6 +154,8 @@ class CrossbarDevice:
         adc_gamma: float = ADC_GAMMA,
         drift_cv: float = DRIFT_CV,
         stuck_maps: npt.ArrayLike | None = None,
+        weight_mapping: str = "column",
+        wire_resistance: float | None = None,
     ) -> None:
         _check_spec(xb)
         if input_bits is not None and (
@@ -163,15 +174,21 @@ class CrossbarDevice:
             isinstance(drift_cv, int | float) and math.isfinite(drift_cv) and drift_cv >= 0
         ):
             raise SpecError(f"drift_cv = {drift_cv!r}; allowed: a finite number >= 0")
-        maps = None
-        if stuck_maps is not None:
-            maps = np.asarray(stuck_maps)
-            shape = (xb.arrays, xb.rows, xb.cols)
-            if maps.shape != shape or not np.isin(maps, (0, 1, 2)).all():
-                raise SpecError(
-                    f"stuck_maps has shape {maps.shape}; allowed: {shape} of 0, 1 and 2"
-                )
-            maps = maps.astype(np.int8)
+        maps = None if stuck_maps is None else _check_maps(stuck_maps, xb)
+        if weight_mapping not in WEIGHT_MAPPINGS:
+            raise SpecError(
+                f"weight_mapping = {weight_mapping!r}; allowed: {', '.join(WEIGHT_MAPPINGS)}"
+            )
+        self.weight_mapping = weight_mapping
+        if wire_resistance is not None and (
+            isinstance(wire_resistance, bool)
+            or not isinstance(wire_resistance, int | float)
+            or not (math.isfinite(wire_resistance) and wire_resistance >= 0)
+        ):
+            raise SpecError(
+                f"wire_resistance = {wire_resistance!r}; allowed: None or a finite number >= 0"
+            )
+        self.wire_resistance = None if wire_resistance is None else float(wire_resistance)
         self.spec = xb
         self.seed = int(seed)
         self.clock: Clock = clock if clock is not None else WallClock()
@@ -179,7 +196,15 @@ class CrossbarDevice:
         self.input_bits = input_bits if input_bits is not None else max(2, dac)
         self.adc_gamma = float(adc_gamma)
         self.drift_cv = float(drift_cv)
-        self._cells = Cells(xb, self.seed, self.adc_gamma, self.drift_cv, maps)
+        self._cells = Cells(
+            xb,
+            self.seed,
+            self.adc_gamma,
+            self.drift_cv,
+            maps,
+            weight_mapping,
+            self.wire_resistance,
+        )
         self._arrays = Occupancy(xb)
         self._next_owner = 1
         seq = np.random.SeedSequence((self.seed, _READ_STREAM))
@@ -203,6 +228,23 @@ class CrossbarDevice:
             [self._cells.stuck_count(a) for a in range(self.spec.arrays)],
             dtype=np.int64,
         )
+
+    def set_known_stuck(self, maps: npt.ArrayLike | None) -> None:
+        """What the controller knows of the stuck cells: ``(arrays, rows, cols)`` of 0 free,
+        1 on, 2 off (a calibration's detected map), or None (nothing known).
+
+        A correction with ``knowledge="measured"`` routes around these cells, and only
+        these; the cells themselves stay as the chip made them.
+        """
+        if maps is None:
+            self._cells.known_maps = None
+            return
+        self._cells.known_maps = _check_maps(maps, self.spec)
+
+    def known_stuck(self) -> I8 | None:
+        """A copy of what the controller knows of the stuck cells (see :meth:`set_known_stuck`)."""
+        maps = self._cells.known_maps
+        return None if maps is None else maps.copy()
 
     def stuck_map(self, array: int) -> I8:
         """``(rows, cols)`` cell states of ``array``: 0 free, 1 stuck on, 2 stuck off."""
@@ -290,6 +332,8 @@ class CrossbarDevice:
             digital_weights = sparse.csr_array(np.where(mask, wm, 0.0).astype(np.float64))
             target = np.where(mask, 0.0, wm).astype(np.float32)
         primary = self._cells.program_layer(target, slots_t, c, bits, t0)
+        if c.drift_compensation and c.knowledge == "measured":
+            self._reference(primary)
         state = _State(primary, None, target if c.refresh_decades else None, digital_weights, None)
         if c.residual:
             self._program_residual(state, target, res_slots, c, t0)
@@ -320,7 +364,11 @@ class CrossbarDevice:
         self, state: _State, target: F32, slots: tuple[ArraySlot, ...], c: Correction, now: float
     ) -> None:
         """Tier 2: read the primary back, program ``target - read`` on ``slots``."""
-        read = self._cells.read_back(state.primary, c, now)
+        read = (
+            self._cells.read_back(state.primary, c, now)
+            if c.knowledge == "oracle"
+            else self._measured_read_back(state.primary, c, now)
+        )
         r = (target.astype(np.float64) - read).astype(np.float32)
         analog, mask = corr.split_residual(r, c.outlier_sigma)
         digital = sparse.csr_array(np.where(mask, r, 0.0).astype(np.float64))
@@ -328,6 +376,24 @@ class CrossbarDevice:
             digital = digital + state.digital_weights
         state.digital = digital if digital.nnz else None
         state.residual = self._cells.program_layer(analog, slots, c, self.input_bits, now)
+        if c.drift_compensation and c.knowledge == "measured":
+            self._reference(state.residual)
+
+    def _measured_read_back(self, layer: Layer, c: Correction, now: float) -> F64:
+        """The layer's weights as the controller measures them (:func:`read_back`)."""
+        self._update_layer(layer, c, now)
+        return read_back(self._reader, layer, c.readback_reads, self.input_bits)
+
+    def _reference(self, layer: Layer) -> None:
+        """Measured drift compensation: the reference products at programming."""
+        take_reference(self._reader, layer, self.input_bits, self.seed)
+
+    def _update_layer(self, layer: Layer, c: Correction, now: float) -> None:
+        """Drift ``layer`` to ``now``, then compensate as ``c`` says (truth or products)."""
+        oracle = c.knowledge == "oracle"
+        self._cells.refresh(layer, now, c.drift_compensation and oracle)
+        if c.drift_compensation and not oracle:
+            compensate(self._reader, layer, self.input_bits)
 
     def _block_input_bits(self, c: Correction) -> int:
         """Input precision of a block: the device's, or ``input_slices`` full DAC slices.
@@ -359,7 +425,7 @@ class CrossbarDevice:
                 _log.debug("residual of a %dx%d block refreshed at t=%.3g s", *prog.shape, now)
         for layer in (st.primary, st.residual):
             if layer is not None:
-                self._cells.refresh(layer, now, c.drift_compensation)
+                self._update_layer(layer, c, now)
         st.updated_at = now
 
     def effective_weights(self, prog: Programmed) -> F64:
@@ -422,6 +488,14 @@ class CrossbarDevice:
 
 
 # ------------------------------------------------------------------------------ helpers
+
+
+def _check_maps(maps: npt.ArrayLike, xb: CrossbarSpec) -> I8:
+    a = np.asarray(maps)
+    shape = (xb.arrays, xb.rows, xb.cols)
+    if a.shape != shape or not np.isin(a, (0, 1, 2)).all():
+        raise SpecError(f"stuck_maps has shape {a.shape}; allowed: {shape} of 0, 1 and 2")
+    return a.astype(np.int8)
 
 
 def _largest_per_column(w: F32, fraction: float) -> npt.NDArray[np.bool_]:

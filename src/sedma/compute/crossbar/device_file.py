@@ -1,12 +1,13 @@
 """A simulated chip from a device file: one ``[crossbar]`` table, as in a cluster spec.
 
 Covers: :class:`DeviceFile` (what the file describes: the ``[node.crossbar]`` keys, and the
-optional ``adc_gamma`` and ``drift_spread``) and :func:`load_device_file`, which reads and
-validates it (through the cluster spec's own validation, so the keys and their limits are
-the same) and builds the :class:`~sedma.compute.crossbar.device.CrossbarDevice` it
-describes. Does not cover: calibrating it (see :mod:`sedma.compute.crossbar.estimate`, which
-sees the device only through :class:`~sedma.compute.crossbar.chip.SimulatedChip`), or
-cluster files (see :mod:`sedma.spec`).
+optional ``adc_gamma``, ``drift_spread``, ``weight_mapping`` and ``wire_resistance``) and
+:func:`load_device_file`, which reads and validates it (through the cluster spec's own
+validation, so the keys and their limits are the same) and builds the
+:class:`~sedma.compute.crossbar.device.CrossbarDevice` it describes. Does not cover:
+calibrating it (see :mod:`sedma.compute.crossbar.estimate`, which sees the device only
+through :class:`~sedma.compute.crossbar.chip.SimulatedChip`), or cluster files (see
+:mod:`sedma.spec`).
 
 ```toml
 [crossbar]
@@ -24,6 +25,8 @@ adc_bits = 8
 ir_drop = 0.05
 adc_gamma = 0.5      # optional: ADC range of a one-row read, in full-scale rows
 drift_spread = 0.3   # optional: cell-to-cell CV of the drift exponent
+weight_mapping = "column"  # optional: "column" (a scale per column) or "global"
+wire_resistance = 1e-4     # optional: IR drop from the lines' network instead of ir_drop
 ```
 """
 
@@ -37,13 +40,13 @@ from typing import Any
 
 from sedma.clock import Clock
 from sedma.compute.crossbar.device import CrossbarDevice
-from sedma.compute.crossbar.physics import ADC_GAMMA, DRIFT_CV
+from sedma.compute.crossbar.physics import ADC_GAMMA, DRIFT_CV, WEIGHT_MAPPINGS
 from sedma.errors import SpecError
 from sedma.spec import CrossbarSpec, parse_cluster
 
 __all__ = ["DeviceFile", "load_device_file"]
 
-_EXTRA = {"adc_gamma": ADC_GAMMA, "drift_spread": DRIFT_CV}
+_EXTRA = {"adc_gamma": ADC_GAMMA, "drift_spread": DRIFT_CV, "wire_resistance": 0.0}
 
 
 @dataclass(frozen=True)
@@ -53,11 +56,19 @@ class DeviceFile:
     spec: CrossbarSpec
     adc_gamma: float = ADC_GAMMA
     drift_spread: float = DRIFT_CV
+    weight_mapping: str = "column"
+    wire_resistance: float | None = None
 
     def device(self, *, seed: int = 0, clock: Clock | None = None) -> CrossbarDevice:
         """The simulated chip the file describes (its stuck map fixed by ``seed``)."""
         return CrossbarDevice(
-            self.spec, seed=seed, clock=clock, adc_gamma=self.adc_gamma, drift_cv=self.drift_spread
+            self.spec,
+            seed=seed,
+            clock=clock,
+            adc_gamma=self.adc_gamma,
+            drift_cv=self.drift_spread,
+            weight_mapping=self.weight_mapping,
+            wire_resistance=self.wire_resistance,
         )
 
 
@@ -85,6 +96,11 @@ def load_device_file(path: str | Path) -> DeviceFile:
         )
     table = dict(data["crossbar"])
     gamma, spread = _extra(table, "adc_gamma"), _extra(table, "drift_spread")
+    wire = _extra(table, "wire_resistance") if "wire_resistance" in table else None
+    mapping = table.pop("weight_mapping", "column")
+    if mapping not in WEIGHT_MAPPINGS:
+        allowed = ", ".join(repr(m) for m in WEIGHT_MAPPINGS)
+        raise SpecError(f"spec key 'crossbar.weight_mapping': got {mapping!r}; allowed: {allowed}")
     cluster = {
         "site": [{"name": "lab"}],
         "node": [
@@ -104,4 +120,4 @@ def load_device_file(path: str | Path) -> DeviceFile:
     except SpecError as e:
         raise SpecError(str(e).replace("node[0].crossbar", "crossbar")) from None
     assert spec is not None
-    return DeviceFile(spec, gamma, spread)
+    return DeviceFile(spec, gamma, spread, mapping, wire)

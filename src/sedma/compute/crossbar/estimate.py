@@ -27,7 +27,9 @@ said otherwise):
    factors the levels per cell and the programming noise
    (:func:`~sedma.compute.crossbar.estimate_cells.fit_cells`).
 4. **DAC**: an input sweep (:func:`~sedma.compute.crossbar.estimate_read.dac_sweep`).
-5. **Drift**: a block read at log-spaced times up to ``bake_s`` after writing, waiting on
+5. **Weight mapping**: columns of two scales, their read noise compared
+   (:func:`~sedma.compute.crossbar.estimate_read.fit_mapping`).
+6. **Drift**: a block read at log-spaced times up to ``bake_s`` after writing, waiting on
    the chip's clock (:func:`~sedma.compute.crossbar.estimate_drift.fit_drift`). A wall clock
    waits for real: give ``bake_s`` accordingly.
 """
@@ -50,7 +52,14 @@ from sedma.compute.crossbar.estimate_cells import (
     ir_positions,
 )
 from sedma.compute.crossbar.estimate_drift import drift_reads, fit_drift
-from sedma.compute.crossbar.estimate_read import dac_sweep, fit_adc, fit_dac, fit_read_noise
+from sedma.compute.crossbar.estimate_read import (
+    dac_sweep,
+    fit_adc,
+    fit_dac,
+    fit_mapping,
+    fit_read_noise,
+    mapping_reads,
+)
 from sedma.compute.crossbar.probe_reads import read_rows
 from sedma.compute.crossbar.profile_estimate import Estimate, ProfileEstimate
 from sedma.errors import SedmaError
@@ -173,6 +182,9 @@ def estimate_profile(
         f"dac_bits: best fit {int(dac.value)}, squared error {ranked[0]:.3g} "
         f"(next best {ranked[1]:.3g})"
     )
+
+    large, small = mapping_reads(chip, sample[0], reads)
+    est["weight_mapping"] = fit_mapping(large, small)
 
     means, variances, frees = [], [], []
     for i, a in enumerate(sample[: max(1, min(4, len(sample)))]):

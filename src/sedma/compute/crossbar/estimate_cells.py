@@ -31,10 +31,12 @@ from sedma.compute.crossbar.profile_estimate import Estimate
 __all__ = [
     "censored_moments",
     "decode_pairs",
+    "decode_stuck",
     "detect_stuck",
     "fit_cells",
     "fit_ir_drop",
     "ir_positions",
+    "stuck_reads",
 ]
 
 F64 = npt.NDArray[np.float64]
@@ -57,6 +59,18 @@ _PAIRS: tuple[tuple[int, int, float, float, float], ...] = (
     (STUCK_ON, STUCK_ON, 0, 0, 0),
     (STUCK_OFF, STUCK_OFF, 0, 0, 0),
 )
+
+
+def _nearest_table() -> npt.NDArray[np.intp]:
+    """For each of the 27 triples of reads rounded to -1, 0, 1: the nearest ``_PAIRS`` row."""
+    grid = np.array(
+        [(a, b, c) for a in (-1, 0, 1) for b in (-1, 0, 1) for c in (-1, 0, 1)], dtype=float
+    )
+    want = np.asarray([row[2:] for row in _PAIRS], dtype=np.float64)
+    return np.asarray(np.argmin(((grid[:, None, :] - want[None]) ** 2).sum(axis=2), axis=1))
+
+
+_NEAREST = _nearest_table()
 
 
 def _pdf(u: F64) -> F64:
@@ -95,35 +109,40 @@ def decode_pairs(p: F64, m: F64, z: F64, on_share: float) -> tuple[I8, I8]:
     ``p``, ``m``, ``z``: one read of each pair (in units of the full range) with every
     weight at ``+1``, ``-1`` and ``0``. A free cell follows its target, a stuck-on one reads
     1 and a stuck-off one 0, so the nine combinations expect the reads in ``_PAIRS``; each
-    pair takes the nearest (squared distance). Both cells stuck the same way read 0 in
-    every pattern, on or off alike: they are called on when ``on_share`` (the share of
-    stuck-on among single stuck cells) is above one half.
+    pair takes the nearest (squared distance, ties to the first listed). Both cells stuck
+    the same way read 0 in every pattern, on or off alike: they are called on when
+    ``on_share`` (the share of stuck-on among single stuck cells) is above one half. Each
+    read is rounded to -1, 0 or 1 first (a cell is at one end of its range or the other,
+    or its pair cancels), so the nearest combination is a lookup in a table of the 27
+    rounded triples.
     """
-    obs = np.stack([p, m, z], axis=-1)[..., None, :]
-    want = np.asarray([row[2:] for row in _PAIRS], dtype=np.float64)
-    d = np.sum((obs - want) ** 2, axis=-1)
-    best = np.argmin(d, axis=-1)
     both = len(_PAIRS) - 2  # (on, on), then (off, off): the tie
-    best = np.where(best == both + 1, both, best)
+    nearest = _NEAREST.copy()
+    nearest[nearest == both + 1] = both
     if on_share <= 0.5:
-        best = np.where(best == both, both + 1, best)
+        nearest[nearest == both] = both + 1
+    code = np.zeros(np.shape(p), dtype=np.int8)
+    for v, weight in ((p, 9), (m, 3), (z, 1)):  # each read rounded to -1, 0 or 1
+        code += (np.clip(np.rint(v), -1, 1).astype(np.int8) + 1) * np.int8(weight)
+    best = nearest[code]
     pos = np.asarray([row[0] for row in _PAIRS], dtype=np.int8)[best]
     neg = np.asarray([row[1] for row in _PAIRS], dtype=np.int8)[best]
     return pos, neg
 
 
-def detect_stuck(chip: ChipInterface, arrays: Sequence[int], chunk: int = 32) -> I8:
-    """Stuck map of each of ``arrays``: ``(len(arrays), rows, cols)``, 0 / 1 on / 2 off.
+def stuck_reads(
+    chip: ChipInterface, arrays: Sequence[int], chunk: int = 32
+) -> list[tuple[F64, F64, F64]]:
+    """The reads :func:`detect_stuck` decodes: ``(p, m, z)`` per chunk of ``chunk`` arrays.
 
-    Four patterns over whole arrays, every pair read alone (:func:`read_arrays`): all
-    ``+1``, all ``-1``, and twice all ``0`` with one ``+1`` per column (a zero column has no
-    scale) on a diagonal, the second diagonal half the rows away, so every pair is read at
-    ``0`` once. Decoded by :func:`decode_pairs`, in two passes (the tie-break uses the
-    share of stuck-on cells the first pass found).
+    Each is ``(rows, wcols * arrays in the chunk)``, array ``i`` of the chunk in block
+    columns ``i * wcols..``: every pair read alone (:func:`read_arrays`) with all weights
+    ``+1`` (``p``), all ``-1`` (``m``), and ``0`` (``z``: from two patterns of zeros with one
+    ``+1`` per column on a diagonal, the second half the rows away, since a zero column has
+    no scale; each pair is taken from the pattern that has it at ``0``).
     """
     rows, wcols = chip.rows, chip.cols // 2
-    out = np.zeros((len(arrays), rows, 2 * wcols), dtype=np.int8)
-    reads: list[tuple[int, F64, F64, F64]] = []
+    out = []
     for start in range(0, len(arrays), chunk):
         part = list(arrays[start : start + chunk])
         width = wcols * len(part)
@@ -134,20 +153,29 @@ def detect_stuck(chip: ChipInterface, arrays: Sequence[int], chunk: int = 32) ->
         z = np.empty((rows, width))
         for shift in (0, rows // 2):
             diag = np.zeros((rows, width), dtype=np.float32)
-            on_diag = (col + shift) % rows
-            diag[on_diag, np.arange(width)] = 1.0
+            diag[(col + shift) % rows, np.arange(width)] = 1.0
             got = read_arrays(chip, diag, part)
-            off_diag = diag == 0
             if shift == 0:
-                z[:] = got
-                z[~off_diag] = np.nan
+                z[:] = np.where(diag == 0, got, np.nan)
             else:
                 z = np.where(np.isnan(z), got, z)
-        reads.append((start, p, m, z))
+        out.append((p, m, z))
+    return out
+
+
+def decode_stuck(reads: list[tuple[F64, F64, F64]], rows: int, wcols: int) -> I8:
+    """Stuck maps ``(arrays, rows, 2 wcols)`` from :func:`stuck_reads`' reads.
+
+    :func:`decode_pairs` in two passes: the tie-break of pairs with both cells stuck alike
+    uses the share of stuck-on cells the first pass found among single stuck cells.
+    """
+    total = sum(p.shape[1] // wcols for p, _, _ in reads)
+    out = np.zeros((total, rows, 2 * wcols), dtype=np.int8)
     on_share = 0.5
     for _ in range(2):
         n_on = n_off = 0
-        for start, p, m, z in reads:
+        start = 0
+        for p, m, z in reads:
             pos, neg = decode_pairs(p, m, z, on_share)
             k = pos.shape[1] // wcols
             grid = out[start : start + k]
@@ -156,8 +184,19 @@ def detect_stuck(chip: ChipInterface, arrays: Sequence[int], chunk: int = 32) ->
             single = (pos == STUCK_NONE) != (neg == STUCK_NONE)
             n_on += int(np.sum(single & ((pos == STUCK_ON) | (neg == STUCK_ON))))
             n_off += int(np.sum(single & ((pos == STUCK_OFF) | (neg == STUCK_OFF))))
+            start += k
         on_share = n_on / max(1, n_on + n_off)
     return out
+
+
+def detect_stuck(chip: ChipInterface, arrays: Sequence[int], chunk: int = 32) -> I8:
+    """Stuck map of each of ``arrays``: ``(len(arrays), rows, cols)``, 0 / 1 on / 2 off.
+
+    :func:`decode_stuck` of :func:`stuck_reads`: four patterns over whole arrays, every
+    pair read alone, each pair's reads matched to the nearest of the nine stuck-state
+    combinations.
+    """
+    return decode_stuck(stuck_reads(chip, arrays, chunk), chip.rows, chip.cols // 2)
 
 
 def ir_positions(rows: int, cols: int) -> tuple[F64, F64]:

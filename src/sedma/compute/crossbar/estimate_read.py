@@ -26,7 +26,16 @@ from sedma.compute.crossbar.probe_reads import read_rows
 from sedma.compute.crossbar.profile_estimate import Estimate
 from sedma.errors import SedmaError
 
-__all__ = ["MAX_DAC_BITS", "dac_sweep", "fit_adc", "fit_dac", "fit_read_noise", "odd_rows"]
+__all__ = [
+    "MAX_DAC_BITS",
+    "dac_sweep",
+    "fit_adc",
+    "fit_dac",
+    "fit_mapping",
+    "fit_read_noise",
+    "mapping_reads",
+    "odd_rows",
+]
 
 F32 = npt.NDArray[np.float32]
 F64 = npt.NDArray[np.float64]
@@ -34,6 +43,7 @@ Bool = npt.NDArray[np.bool_]
 
 MAX_DAC_BITS = 12
 DAC_PROBE_LEVEL = 0.35  # the probe row's weight: t * 0.35 never saturates a one-row read
+MAPPING_SMALL = 0.25  # the small columns' largest weight in the mapping probe
 _DAC_POINTS = 2048
 
 
@@ -133,3 +143,32 @@ def fit_dac(y: F64) -> tuple[Estimate, dict[int, float]]:
         sse[bits] = total - float(np.sum(slope * slope)) * den
     bits = min(sse, key=lambda b: sse[b])
     return Estimate(float(bits), 0.0), sse
+
+
+def mapping_reads(chip: ChipInterface, array: int, reads: int) -> tuple[F64, F64]:
+    """Per-read spread of the outputs of large and small columns: ``(std_large, std_small)``.
+
+    Even columns hold weights up to 1, odd ones up to ``MAPPING_SMALL``; every row below
+    the first holds ``0.3`` of its column's largest weight. Each row is read alone
+    ``reads`` times; the spreads are over reads, in weight units, per column.
+    """
+    rows, wcols = chip.rows, chip.cols // 2
+    top = np.where(np.arange(wcols) % 2 == 0, 1.0, MAPPING_SMALL)
+    w = np.repeat((0.3 * top)[None, :], rows, axis=0).astype(np.float32)
+    w[0] = top
+    got = read_rows(chip, w, array, range(rows), np.eye(rows, dtype=np.float32), reads)
+    spread = got[:, 1:, :].std(axis=0, ddof=1).mean(axis=0) * top  # back to weight units
+    return spread[0::2], spread[1::2]
+
+
+def fit_mapping(std_large: F64, std_small: F64) -> Estimate:
+    """``weight_mapping``: 0 for a scale per column, 1 for one scale for the block.
+
+    Read noise is a fraction of the conductance range, and a column's range is worth its
+    scale in weights. With a scale per column the small columns' outputs are noisier by
+    less, ``std_small / std_large = MAPPING_SMALL``; with one global scale both columns
+    share the range and the ratio is 1. The ratio is compared with the geometric middle.
+    """
+    ratio = float(np.mean(std_small) / max(float(np.mean(std_large)), 1e-30))
+    middle = math.sqrt(MAPPING_SMALL)
+    return Estimate(1.0 if ratio > middle else 0.0, 0.0)

@@ -96,6 +96,9 @@ class Layer:
     units: object | None = None  # the compiled read path's unit tables (from bands only)
     delta_t: F32 | None = None  # delta transposed, for narrow reads (None: to derive)
     kernel_args: tuple[Any, ...] | None = None  # the compiled path's checked layer arguments
+    ref_x: F32 | None = None  # measured drift compensation: reference inputs (K, k)
+    ref_y: F64 | None = None  # ... and what they read at programming, compensation off
+    comp_decades: float = 0.0  # drift state the measured compensation was taken at
 
 
 class Scratch:

@@ -15,8 +15,9 @@ al., IEEE Circuits Syst. Mag. 22(4), 2022 (CrossSim); Lammie et al., Neurocomput
 2022 (MemTorch); Shafiee et al., ISCA 2016 (ISAAC); An Chen, IEEE TED 60(4), 2013; the
 formulas are ours, written for this simulator):
 
-1. **Differential pairs, per-column scale.** Column ``j`` of the block is scaled by
-   ``s_j = max_i |W_ij|``; ``w = W / s`` lies in ``[-1, 1]`` and is held by two cells,
+1. **Differential pairs, per-column scale** (or one global scale: :func:`weight_scales`).
+   Column ``j`` of the block is scaled by ``s_j = max_i |W_ij|``; ``w = W / s`` lies in
+   ``[-1, 1]`` and is held by two cells,
    ``g+ = max(w, 0)`` and ``g- = max(-w, 0)``, conductances normalised to ``[0, 1]``. A
    weight column is the current difference of two bit lines; ``s_j`` is applied digitally.
 2. **Cell levels.** ``g_q = round(g * L) / L`` with ``L = 2**bits_per_cell - 1``.
@@ -82,6 +83,7 @@ __all__ = [
     "ADC_GAMMA",
     "DRIFT_CV",
     "DRIFT_T0_S",
+    "WEIGHT_MAPPINGS",
     "adc_bound",
     "analytic_rel_error",
     "drift_exponent",
@@ -90,6 +92,7 @@ __all__ = [
     "ir_attenuation",
     "quantise_conductance",
     "signed_levels",
+    "weight_scales",
 ]
 
 _log = logging.getLogger(__name__)
@@ -121,6 +124,30 @@ def signed_levels(bits: int) -> int:
 
     8 bits give -127..127; one bit still gives -1, 0, 1 (a ternary driver)."""
     return max(1, (1 << (bits - 1)) - 1)
+
+
+WEIGHT_MAPPINGS = ("column", "global")
+"""How weights map to conductances: a scale per block column, or one for the block."""
+
+
+def weight_scales(w: F32, mapping: str) -> npt.NDArray[np.float64]:
+    """The scale ``s_j`` each block column is divided by before it is written (``w / s``).
+
+    ``"column"``: ``s_j = max_i |W_ij|`` (per-column scaling, applied digitally after the
+    read; Joshi et al., Nat. Commun. 11, 2473, 2020). ``"global"``: ``s_j = max_ij |W|`` for
+    every column, one scale for the whole block, as aihwkit maps a tile by default
+    (``weight_scaling_columnwise = False``; Rasch et al., AICAS 2021). A zero scale is 1.
+    Per-column scaling uses each column's whole range; a global scale leaves columns with
+    small weights low in the range, where every range-referred error is larger relative to
+    them.
+    """
+    a = np.abs(w)
+    if mapping == "column":
+        s = np.max(a, axis=0).astype(np.float64)
+    else:
+        s = np.full(w.shape[1], float(np.max(a)) if a.size else 0.0)
+    s[s == 0] = 1.0
+    return s  # type: ignore[no-any-return]
 
 
 def quantise_conductance(g: F32, bits: int) -> F32:

@@ -9,8 +9,9 @@ cover: how the numbers are measured (see :mod:`sedma.compute.crossbar.estimate`)
 
 Keys: every key of ``[node.crossbar]`` (``rows``, ``cols`` and ``arrays`` are the chip's
 geometry, read from its interface, with standard error 0), and ``adc_gamma`` (the ADC
-range of a one-row read, in full-scale rows; the device's ``adc_gamma``) and
-``drift_spread`` (the cell-to-cell coefficient of variation of the drift exponent).
+range of a one-row read, in full-scale rows; the device's ``adc_gamma``),
+``drift_spread`` (the cell-to-cell coefficient of variation of the drift exponent) and
+``weight_mapping`` (0: a scale per block column; 1: one scale for the block).
 """
 
 from __future__ import annotations
@@ -47,7 +48,7 @@ PROFILE_KEYS = (
 )
 """The keys of ``[node.crossbar]``, in the cluster spec's order."""
 INTEGER_KEYS = frozenset({"rows", "cols", "arrays", "bits_per_cell", "dac_bits", "adc_bits"})
-EXTRA_KEYS = ("adc_gamma", "drift_spread")
+EXTRA_KEYS = ("adc_gamma", "drift_spread", "weight_mapping")
 
 
 @dataclass(frozen=True)
@@ -104,7 +105,13 @@ class ProfileEstimate:
             adc_gamma=self.value("adc_gamma"),
             drift_cv=max(0.0, self.value("drift_spread")),
             stuck_maps=self.stuck_maps,
+            weight_mapping=self.weight_mapping,
         )
+
+    @property
+    def weight_mapping(self) -> str:
+        """``"column"`` or ``"global"``, as estimated."""
+        return "global" if self.value("weight_mapping") >= 0.5 else "column"
 
     def stuck_counts(self) -> npt.NDArray[np.int64]:
         """Detected stuck cells (on and off) per array."""
