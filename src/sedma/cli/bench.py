@@ -430,7 +430,9 @@ def bench_soak_cmd(
     json_path: JsonOpt = None,
     minutes: Annotated[float, typer.Option(help="How long messages flow under chaos.")] = 2.0,
     peers: Annotated[int, typer.Option(help="Peers on loopback (plus one relay).")] = 6,
-    seed: Annotated[int, typer.Option()] = 0,
+    seed: Annotated[
+        int, typer.Option(help="Seed of the chaos schedule (which peer, link, when).")
+    ] = 0,
 ) -> None:
     """Soak and chaos: peers killed and restarted, links degraded, relays lost, messages flowing."""
     from sedma.bench.soak import bench_soak
