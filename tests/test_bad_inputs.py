@@ -34,7 +34,7 @@ from sedma.comm.net.secure import Responder
 from sedma.errors import MemoryStoreError, SedmaError, SpecError
 from sedma.memory.long_term import LongTermMemory
 from sedma.memory.schema import SCHEMA_VERSION
-from sedma.spec import MAX_SPEC_BYTES, load_cluster
+from sedma.spec_load import MAX_SPEC_BYTES, load_cluster
 
 SMALL = resources.files("sedma.presets").joinpath("small.toml").read_text("utf-8")
 NODE = """

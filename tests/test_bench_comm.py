@@ -26,7 +26,7 @@ from sedma.comm.latency import (
 from sedma.comm.nat import path_cost
 from sedma.errors import SedmaError
 from sedma.metrics import latency_summary
-from sedma.spec import load_cluster, parse_cluster
+from sedma.spec_load import load_cluster, parse_cluster
 
 # ------------------------------------------------------------------ latency_summary
 

@@ -28,7 +28,7 @@ from sedma.errors import SedmaError
 from sedma.memory.long_term import LongTermMemory
 from sedma.memory.short_term import ShortTermMemory
 from sedma.runtime.local import LocalBackend
-from sedma.spec import load_cluster
+from sedma.spec_load import load_cluster
 
 XB = load_cluster("small").node("rram").device.crossbar
 WL = Workload(

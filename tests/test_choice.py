@@ -14,7 +14,7 @@ from sedma.compute.partition.views import views_from_spec
 from sedma.compute.plan import NodeFootprint, footprint, held_bytes
 from sedma.errors import SpecError
 from sedma.metrics import memory_efficiency
-from sedma.spec import load_cluster
+from sedma.spec_load import load_cluster
 from sedma.workloads.registry import get_workload
 
 

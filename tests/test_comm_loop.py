@@ -36,7 +36,7 @@ from sedma.control.loop_types import LoopSettings
 from sedma.errors import SedmaError
 from sedma.memory.long_term import LongTermMemory
 from sedma.memory.short_term import ShortTermMemory
-from sedma.spec import load_cluster
+from sedma.spec_load import load_cluster
 
 TRUE = SelectionWeights(pressure=400.0, relay_pressure=200.0)
 PRESSURE = {"gpu-a-0": 0.93, "cpu-dc-0": 0.88, "rram-a-1": 0.90, "gpu-b-1": 0.80}

@@ -20,7 +20,7 @@ from sedma.control.loop import ControlLoop
 from sedma.control.loop_types import LoopSettings
 from sedma.memory.long_term import LongTermMemory
 from sedma.memory.short_term import ShortTermMemory
-from sedma.spec import load_cluster
+from sedma.spec_load import load_cluster
 
 WL = Workload(
     "mini",

@@ -18,7 +18,7 @@ from sedma.runtime.cost import (
     tile_time_s,
     utilization,
 )
-from sedma.spec import load_cluster
+from sedma.spec_load import load_cluster
 
 MB = 1e6
 

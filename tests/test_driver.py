@@ -25,7 +25,7 @@ from sedma.errors import NodeLostError, SedmaError
 from sedma.memory.short_term import ShortTermMemory
 from sedma.runtime.base import ApplyPlan, Backend
 from sedma.runtime.local import LocalBackend
-from sedma.spec import load_cluster
+from sedma.spec_load import load_cluster
 
 WL = Workload("mini", tuple(MatmulOp(f"op{i}", 64 + 16 * i, 96, 80) for i in range(8)))
 CONTRACT = frozenset(

@@ -12,7 +12,8 @@ from pathlib import Path
 from typer.testing import CliRunner
 
 from sedma.cli.app import app
-from sedma.spec import NodeSpec, load_cluster, preset_names
+from sedma.spec import NodeSpec
+from sedma.spec_load import load_cluster, preset_names
 from sedma.workloads.llama import DTYPE_BYTES, MAX_CONTEXT, kv_cache_bytes, model_bytes
 
 runner = CliRunner()

@@ -24,7 +24,8 @@ from sedma.compute.partition.views import views_from_spec
 from sedma.compute.plan import NodeView, Plan, footprint, predicted_makespan_s, validate_plan
 from sedma.compute.workload import MatmulOp, Workload
 from sedma.errors import PlanError, SpecError
-from sedma.spec import GIB, CrossbarSpec, load_cluster, preset_names
+from sedma.spec import GIB, CrossbarSpec
+from sedma.spec_load import load_cluster, preset_names
 from sedma.workloads.registry import get_workload
 
 NO_RESERVE = PartitionSettings(memory_reserve=0.0)

@@ -14,7 +14,8 @@ from sedma.comm.nat import path_type
 from sedma.comm.overlay import site_paths
 from sedma.comm.routing import RouteError
 from sedma.sim.cluster import random_cluster
-from sedma.spec import ClusterSpec, load_cluster, parse_cluster
+from sedma.spec import ClusterSpec
+from sedma.spec_load import load_cluster, parse_cluster
 
 
 def _spec(nodes: list[tuple[str, str, str]], sites: Any = None, links: Any = None) -> ClusterSpec:

@@ -17,7 +17,7 @@ from sedma.memory.short_term import ShortTermMemory
 from sedma.observations import MemoryHeld
 from sedma.runtime.base import ApplyPlan, Backend, FaultInjector
 from sedma.runtime.local import LocalBackend
-from sedma.spec import load_cluster
+from sedma.spec_load import load_cluster
 
 WL = Workload("t", (MatmulOp("a", 64, 32, 48), MatmulOp("b", 40, 16, 24)))
 

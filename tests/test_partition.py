@@ -32,7 +32,8 @@ from sedma.compute.plan import (
 from sedma.compute.workload import MatmulOp, Workload
 from sedma.errors import PlanError, SpecError
 from sedma.metrics import memory_efficiency
-from sedma.spec import GIB, CrossbarSpec, load_cluster
+from sedma.spec import GIB, CrossbarSpec
+from sedma.spec_load import load_cluster
 
 # ------------------------------------------------------------------ synthetic workloads
 

@@ -13,7 +13,7 @@ from sedma.errors import SedmaError
 from sedma.runtime.cost import network_of
 from sedma.runtime.passes import needed_bytes, pass_tasks, tile_streamed_bytes
 from sedma.runtime.schedule import NodeModel, simulate_pass
-from sedma.spec import load_cluster
+from sedma.spec_load import load_cluster
 
 A = MatmulOp("a", m=8, k=16, n=32, dtype_bytes=2)
 B = MatmulOp("b", m=8, k=32, n=4, dtype_bytes=2)

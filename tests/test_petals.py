@@ -27,7 +27,8 @@ from sedma.compute.plan import NodeView, Plan, footprint, held_bytes, validate_p
 from sedma.compute.workload import MatmulOp, Workload
 from sedma.errors import PlanError
 from sedma.metrics import memory_efficiency
-from sedma.spec import GIB, CrossbarSpec, load_cluster, preset_names
+from sedma.spec import GIB, CrossbarSpec
+from sedma.spec_load import load_cluster, preset_names
 from sedma.workloads.registry import get_workload
 
 NO_RESERVE = PartitionSettings(memory_reserve=0.0)

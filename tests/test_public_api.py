@@ -64,6 +64,7 @@ def test_public_names_do_not_leak_modules() -> None:
         "memory",
         "runtime",
         "spec",
+        "spec_load",
         "workloads",
         "metrics",
         "observations",

@@ -13,7 +13,8 @@ from sedma.compute.workload import MatmulOp, Workload
 from sedma.errors import SedmaError
 from sedma.runtime.cost import network_of
 from sedma.runtime.schedule import NodeModel, simulate_pass
-from sedma.spec import ClusterSpec, load_cluster
+from sedma.spec import ClusterSpec
+from sedma.spec_load import load_cluster
 
 WL = Workload(
     "mlp",

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from sedma.errors import SedmaError
 from sedma.runtime.cost import Resource, Route, network_of
 from sedma.runtime.schedule import Dep, Fetch, NodeModel, Task, repeat_passes, simulate_pass
-from sedma.spec import load_cluster
+from sedma.spec_load import load_cluster
 
 GF = 1e9
 NODES = {

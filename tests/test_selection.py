@@ -20,7 +20,7 @@ from sedma.comm.selection import choose_peer, route, static_choose_peer, static_
 from sedma.comm.selection_context import SelectionContext, SelectionSettings, SelectionWeights
 from sedma.errors import SedmaError
 from sedma.sim.cluster import random_cluster
-from sedma.spec import load_cluster
+from sedma.spec_load import load_cluster
 
 # ------------------------------------------------------------------------ the penalty
 

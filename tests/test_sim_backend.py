@@ -19,7 +19,7 @@ from sedma.errors import CapacityError, SedmaError
 from sedma.memory.short_term import ShortTermMemory
 from sedma.runtime.base import Backend, MoveFlow
 from sedma.sim.backend import SimBackend, workload_edges
-from sedma.spec import load_cluster
+from sedma.spec_load import load_cluster
 from sedma.workloads.registry import get_workload
 
 WL = Workload(

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from sedma.errors import SpecError
-from sedma.spec import load_cluster, parse_cluster, preset_names
+from sedma.spec_load import load_cluster, parse_cluster, preset_names
 
 
 def _paper() -> dict[str, Any]:

@@ -34,7 +34,7 @@ from sedma.control.loop_types import LoopSettings
 from sedma.memory.short_term import ShortTermMemory
 from sedma.runtime.base import MoveFlow
 from sedma.runtime.flows import TransportFlows
-from sedma.spec import load_cluster
+from sedma.spec_load import load_cluster
 
 SPEC = load_cluster("paper")
 SRC, DEST = "edge-0", "edge-1"  # a relay-only pair (both behind symmetric NATs)

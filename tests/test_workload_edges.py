@@ -15,7 +15,7 @@ from sedma.compute.partition.planner import plan_sedma
 from sedma.compute.partition.views import views_from_spec
 from sedma.compute.workload import MatmulOp, Workload
 from sedma.errors import SpecError
-from sedma.spec import load_cluster
+from sedma.spec_load import load_cluster
 from sedma.workloads.graph import Layer, WorkloadGraph, ordered
 from sedma.workloads.llama import llama_7b
 from sedma.workloads.registry import get_workload

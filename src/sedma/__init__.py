@@ -27,7 +27,8 @@ from sedma.memory.long_term import LongTermMemory
 from sedma.memory.short_term import ShortTermMemory
 from sedma.runtime.base import Backend
 from sedma.runtime.local import LocalBackend
-from sedma.spec import ClusterSpec, load_cluster, parse_cluster
+from sedma.spec import ClusterSpec
+from sedma.spec_load import load_cluster, parse_cluster
 from sedma.workloads.registry import get_workload, workload_names
 
 __version__ = "0.1.0"

@@ -19,7 +19,8 @@ from typing import Any
 
 from sedma.bench.compare import CompareConfig, run_comparison
 from sedma.sim.cluster import random_cluster
-from sedma.spec import ClusterSpec, load_cluster
+from sedma.spec import ClusterSpec
+from sedma.spec_load import load_cluster
 
 __all__ = ["bench_clusters", "summarise"]
 

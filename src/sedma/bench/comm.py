@@ -76,7 +76,8 @@ from sedma.comm.latency import (
     build_scenario,
 )
 from sedma.errors import SedmaError
-from sedma.spec import ClusterSpec, load_cluster
+from sedma.spec import ClusterSpec
+from sedma.spec_load import load_cluster
 
 __all__ = [
     "bench_comm",

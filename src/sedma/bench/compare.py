@@ -45,7 +45,8 @@ from sedma.metrics import (
 from sedma.runtime.base import Operands
 from sedma.runtime.local import LocalBackend
 from sedma.runtime.local_probe import measure_time_scale
-from sedma.spec import ClusterSpec, load_cluster
+from sedma.spec import ClusterSpec
+from sedma.spec_load import load_cluster
 from sedma.workloads.registry import get_workload
 
 __all__ = ["CompareConfig", "Progress", "run_comparison"]

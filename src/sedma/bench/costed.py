@@ -49,7 +49,8 @@ from sedma.runtime.cost import Network, network_of
 from sedma.runtime.passes import pass_tasks
 from sedma.runtime.schedule import NodeModel, PassSchedule, Task, repeat_passes, simulate_pass
 from sedma.sim.backend import SimBackend, static_paths, workload_edges
-from sedma.spec import ClusterSpec, load_cluster
+from sedma.spec import ClusterSpec
+from sedma.spec_load import load_cluster
 from sedma.workloads.registry import get_workload
 
 __all__ = ["bench_costed"]

@@ -58,7 +58,8 @@ from sedma.compute.crossbar.physics import analytic_rel_error
 from sedma.compute.workload import MatmulOp
 from sedma.errors import SpecError
 from sedma.metrics import rel_error
-from sedma.spec import CrossbarSpec, load_cluster
+from sedma.spec import CrossbarSpec
+from sedma.spec_load import load_cluster
 from sedma.workloads.registry import get_workload
 
 __all__ = [

@@ -158,7 +158,7 @@ def plan(
     from sedma.compute.partition.views import views_from_spec
     from sedma.compute.plan import footprint, node_loads_s, predicted_makespan_s
     from sedma.metrics import memory_efficiency
-    from sedma.spec import load_cluster
+    from sedma.spec_load import load_cluster
     from sedma.workloads.registry import get_workload
 
     if strategy not in ("sedma", "static"):
@@ -257,7 +257,7 @@ def routes(
     """Each pair's NAT path type and the chosen route with its cost (one pair: every term)."""
     from sedma.bench.route_summary import match_nodes, select_pairs, summarize_routes
     from sedma.bench.routes import route_table
-    from sedma.spec import load_cluster
+    from sedma.spec_load import load_cluster
 
     def go() -> tuple[Any, list[Any]]:
         spec = load_cluster(cluster)
@@ -337,7 +337,7 @@ def calibrate(
     from sedma.compute.crossbar.correction import DEFAULT
     from sedma.memory.long_term import LongTermMemory
     from sedma.runtime.local import LocalBackend
-    from sedma.spec import load_cluster
+    from sedma.spec_load import load_cluster
 
     def go() -> list[dict[str, Any]]:
         spec = load_cluster(cluster)

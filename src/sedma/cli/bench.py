@@ -336,7 +336,7 @@ def bench_comm_cmd(
 ) -> None:
     """Message latency under uneven memory pressure: sedma's peer selection vs static routing."""
     from sedma.bench.comm import bench_comm, bench_comm_seeds
-    from sedma.spec import load_cluster
+    from sedma.spec_load import load_cluster
 
     if seeds is not None:
         ss = guard(lambda: _seed_list(seeds))

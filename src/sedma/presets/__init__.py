@@ -9,5 +9,5 @@
   computers, two NeuRRAM-class rram boards) at four NATed sites over 20-200 Mbit/s WAN
   links, where no node holds ``llama-7b`` and memory and links bind; every figure cited.
 
-Load them with :func:`sedma.spec.load_cluster` by name.
+Load them with :func:`sedma.spec_load.load_cluster` by name.
 """

@@ -6,7 +6,7 @@ which draws a validated :class:`~sedma.spec.ClusterSpec` of ``n_nodes`` nodes ov
 sites with NATs and WAN links. Does not cover: the event loop that simulates such a
 cluster (the simulator's own issue) or running one for real (see :mod:`sedma.runtime`).
 
-Clusters go through :func:`~sedma.spec.parse_cluster`, so they are exactly what a user's
+Clusters go through :func:`~sedma.spec_load.parse_cluster`, so they are exactly what a user's
 TOML file of the same content would give.
 """
 
@@ -18,7 +18,8 @@ from typing import Any
 import numpy as np
 
 from sedma.errors import SedmaError
-from sedma.spec import ClusterSpec, CrossbarSpec, NodeKind, parse_cluster
+from sedma.spec import ClusterSpec, CrossbarSpec, NodeKind
+from sedma.spec_load import parse_cluster
 
 __all__ = ["DEVICE_TYPES", "DeviceType", "random_cluster"]
 

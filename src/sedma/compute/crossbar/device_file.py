@@ -42,7 +42,8 @@ from sedma.clock import Clock
 from sedma.compute.crossbar.device import CrossbarDevice
 from sedma.compute.crossbar.physics import ADC_GAMMA, DRIFT_CV, WEIGHT_MAPPINGS
 from sedma.errors import SpecError
-from sedma.spec import CrossbarSpec, parse_cluster
+from sedma.spec import CrossbarSpec
+from sedma.spec_load import parse_cluster
 
 __all__ = ["DeviceFile", "load_device_file"]
 

@@ -26,26 +26,13 @@ import numpy.typing as npt
 from sedma.clock import Clock
 from sedma.compute.crossbar.device import CrossbarDevice
 from sedma.errors import SedmaError
-from sedma.spec import CrossbarSpec
+from sedma.spec import CROSSBAR_KEYS, CrossbarSpec
 
 __all__ = ["EXTRA_KEYS", "INTEGER_KEYS", "PROFILE_KEYS", "Estimate", "ProfileEstimate"]
 
 I8 = npt.NDArray[np.int8]
 
-PROFILE_KEYS = (
-    "rows",
-    "cols",
-    "arrays",
-    "bits_per_cell",
-    "program_noise",
-    "read_noise",
-    "stuck_on_rate",
-    "stuck_off_rate",
-    "drift_per_decade",
-    "dac_bits",
-    "adc_bits",
-    "ir_drop",
-)
+PROFILE_KEYS = CROSSBAR_KEYS
 """The keys of ``[node.crossbar]``, in the cluster spec's order."""
 INTEGER_KEYS = frozenset({"rows", "cols", "arrays", "bits_per_cell", "dac_bits", "adc_bits"})
 EXTRA_KEYS = ("adc_gamma", "drift_spread", "weight_mapping")
