@@ -14,6 +14,8 @@ module that defines it.
 - :mod:`~sedma.comm.net.relay`: the relay node that splices two peers' encrypted streams.
 - :mod:`~sedma.comm.net.channel`: one remote peer: its paths, the one in use, rerouting,
   in-order delivery with acknowledgements and re-sending.
+- :mod:`~sedma.comm.net.ice_signal`: ``IceSignalling``: ICE over a channel's signalling
+  (sessions, offer and answer, the path a nominated pair becomes).
 - :mod:`~sedma.comm.net.transport`: ``Peer`` (asyncio messaging by peer name: dialling
   races, relay attachments, ICE signalling, the inbox).
 

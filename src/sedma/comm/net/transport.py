@@ -1,13 +1,13 @@
 """Real messaging between sedma nodes: authenticated, encrypted channels over the best path.
 
 Covers: :class:`Peer` (one node's endpoint: listen, connect, send, recv, stats): it races a
-channel's candidate paths, stays reachable through relays, runs ICE over a channel's
-signalling and queues what arrives for :meth:`Peer.recv`. This module is also where the
-transport's names are imported from; the rest live in :mod:`sedma.comm.net.channel`
-(:class:`Channel`, :class:`PathInfo`, :class:`ChannelEvent`), :mod:`sedma.comm.net.path` (one
-path's records, :data:`PathKind`), :mod:`sedma.comm.net.relay` (:class:`Relay`,
-:class:`RelayAddress`), :mod:`sedma.comm.net.node` (:class:`TransportError`, :data:`STAT_KEYS`,
-what peers and relays share) and :mod:`sedma.comm.net.pipe` (the TCP pipe). Does not cover:
+channel's candidate paths, stays reachable through relays and queues what arrives for
+:meth:`Peer.recv`; ICE over a channel's signalling is its
+:class:`~sedma.comm.net.ice_signal.IceSignalling`. The rest of the transport lives in
+:mod:`sedma.comm.net.channel` (:class:`~sedma.comm.net.channel.Channel`),
+:mod:`sedma.comm.net.path` (one path's records), :mod:`sedma.comm.net.relay` (the relay),
+:mod:`sedma.comm.net.node` (what peers and relays share) and :mod:`sedma.comm.net.pipe` (the
+TCP pipe). Does not cover:
 which peer, path or relay to choose (see :mod:`sedma.comm.selection`), which NAT pairs can
 connect how (see :mod:`sedma.comm.nat`), frame and message codecs (see
 :mod:`sedma.comm.net.framing`), the handshake and records (see :mod:`sedma.comm.net.secure`), ICE
@@ -30,12 +30,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import logging
 import os
 from collections import deque
-from collections.abc import Coroutine, Mapping, Sequence
-from typing import Any, Literal
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
@@ -52,7 +51,8 @@ from sedma.comm.net.framing import (
     parse_items,
     unpack_control,
 )
-from sedma.comm.net.ice import DatagramPipe, IceAgent, IceConfig, IceError
+from sedma.comm.net.ice import IceConfig
+from sedma.comm.net.ice_signal import IceSignalling
 from sedma.comm.net.limits import ResourceLimits
 from sedma.comm.net.node import (
     _PING,
@@ -164,6 +164,7 @@ class Peer(_Node):
             _RECORD_BYTES, max_frame_bytes - RECORD_OVERHEAD + FRAME_HEADER.size
         )
         self._ice = ice
+        self._ice_signalling = IceSignalling(self, self, ice)
         self._incarnation = os.urandom(8)
         self._channels: dict[str, Channel] = {}
         self._inbox: deque[tuple[Channel, int, Any, int]] = deque()
@@ -366,7 +367,7 @@ class Peer(_Node):
         except TimeoutError:
             raise TransportError(f"{ch.remote}: no path within {timeout_s} s") from None
         if plan.ice and path.kind != "direct":
-            self._spawn(self._ice_offer(ch))
+            self._spawn(self._ice_signalling.offer(ch))
 
     async def _dial_direct(self, ch: Channel, addr: tuple[str, int]) -> _Path:
         pipe = await self._open_tcp(addr[0], addr[1], f"{self.name}->{ch.remote}")
@@ -504,96 +505,6 @@ class Peer(_Node):
                     session.seal(FrameType.ITEMS, b"".join(item(ItemKind.PING, _PING.pack(0.0))))
                 )
 
-    def _ice_sessions(self, ch: Channel) -> list[Literal["direct", "turn"]]:
-        """Which ICE sessions to start: a punch (host and STUN candidates) and/or TURN.
-
-        Two separate sessions rather than one with every candidate: a single aioice session
-        shows no path until it nominates a pair, and which pair its aggressive nomination
-        picks depends on check timing, so a TURN relay could win over a punch that works.
-        Apart, the TURN path joins the channel as soon as it works, and the punched one
-        outranks it when (if) the punch succeeds.
-        """
-        cfg = self._ice
-        assert cfg is not None
-        out: list[Literal["direct", "turn"]] = []
-        if not cfg.relay_only and not any(p.kind == "hole-punched" for p in ch._paths):
-            out.append("direct")
-        if cfg.turn_server is not None and not any(
-            p.kind == "relayed" and p.via.startswith("ice") for p in ch._paths
-        ):
-            out.append("turn")
-        return out
-
-    def _ice_config(self, session: str) -> IceConfig | None:
-        cfg = self._ice
-        if cfg is None or (session == "direct" and cfg.relay_only):
-            return None
-        if session == "turn" and cfg.turn_server is not None:
-            return dataclasses.replace(cfg, relay_only=True)
-        # The other end of a TURN session may answer with its own host candidates.
-        return dataclasses.replace(cfg, turn_server=None, relay_only=False)
-
-    async def _ice_offer(self, ch: Channel) -> None:
-        await asyncio.gather(*(self._ice_offer_one(ch, s) for s in self._ice_sessions(ch)))
-
-    async def _ice_offer_one(self, ch: Channel, session: Literal["direct", "turn"]) -> None:
-        cfg = self._ice_config(session)
-        assert cfg is not None
-        agent = IceAgent(cfg, controlling=True)
-        token = os.urandom(8).hex()
-        ch._signals[token] = asyncio.get_running_loop().create_future()
-
-        async def run() -> None:
-            await agent.gather()
-            offer = {"op": "offer", "id": token, "session": session, "desc": agent.description()}
-            ch._send_signal(offer)
-            answer = await asyncio.wait_for(ch._signals[token], cfg.timeout_s)
-            if answer["op"] != "answer":
-                raise IceError(f"{ch.remote} does not do ICE ({answer['op']})")
-            await self._ice_path(ch, agent, answer["desc"], initiator=True)
-
-        try:
-            await self._ice_run(ch, agent, run())
-        finally:
-            ch._signals.pop(token, None)
-
     async def _ice_answer(self, ch: Channel, offer: dict[str, Any]) -> None:
-        cfg = self._ice_config(str(offer.get("session", "direct")))
-        if cfg is None:
-            ch._send_signal({"op": "none", "id": offer["id"]})
-            return
-        agent = IceAgent(cfg, controlling=False)
-
-        async def run() -> None:
-            await agent.gather()
-            ch._send_signal({"op": "answer", "id": offer["id"], "desc": agent.description()})
-            await self._ice_path(ch, agent, offer["desc"], initiator=False)
-
-        await self._ice_run(ch, agent, run())
-
-    async def _ice_run(self, ch: Channel, agent: IceAgent, work: Coroutine[Any, Any, None]) -> None:
-        done = False
-        try:
-            await work
-            done = True
-        except (*_PipeErrors, TransportError, KeyError) as exc:
-            ch._event("ice_failed", repr(exc))
-        finally:
-            if not done:  # once a pipe owns the agent, closing the pipe closes it
-                await agent.close()
-
-    async def _ice_path(
-        self, ch: Channel, agent: IceAgent, remote: Any, *, initiator: bool
-    ) -> None:
-        """Connectivity checks, then the handshake over the nominated pair, then the path."""
-        await agent.connect(remote)
-        label = f"{self.name}{'->' if initiator else '<-'}ice"
-        pipe = self._track(DatagramPipe(agent, self._max_frame_bytes, label))
-        if initiator:
-            session = await self._handshake_out(pipe, ch.remote, "path", hop=ch.remote)
-        else:
-            session, remote_name = await self._handshake_in(pipe, frozenset({"path"}), ch.remote)
-            if remote_name != ch.remote:
-                pipe.close(f"ICE peer is {remote_name!r}, signalled by {ch.remote!r}")
-                return
-        ch._add_path(_Path(self, ch, pipe, session, agent.path_kind, agent.describe_pair()))
+        """An ICE offer arrived over ``ch``'s signalling (the channel calls this)."""
+        await self._ice_signalling.answer(ch, offer)
