@@ -130,6 +130,9 @@ def test_demo_twice_learns_and_memory_shows_why(tmp_path: Path) -> None:
     first, second = outs
     for result in outs:  # the result JSON keys of ARCHITECTURE.md
         assert {"scenario", "backend", "seed", "cluster", "systems"} <= set(result)
+        # sedma's run pass by pass, for the plots over time
+        assert [p["pass"] for p in result["timeline"]] == list(range(1, 9))
+        assert all(p["throughput_ops_s"] > 0 and p["held_bytes"] > 0 for p in result["timeline"])
         for name in ("sedma", "static", "bound"):
             assert {
                 "memory_efficiency",

@@ -163,3 +163,12 @@ def test_the_local_backend_runs_the_same_driver_and_checks_real_outputs() -> Non
         totals = drive(loop, 4)
     assert totals.passes == 4 and totals.device_s > 0
     assert totals.rel_error is not None and totals.rel_error < 0.1
+
+
+def test_the_driver_keeps_a_timeline_of_every_pass() -> None:
+    loop = _loop(FakeBackend(load_cluster("small"), ManualClock()))
+    loop.start()
+    totals = drive(loop, 4)
+    assert [p["pass"] for p in totals.timeline] == [1, 2, 3, 4]
+    assert all(p["device_s"] > 0 and p["held_bytes"] > 0 for p in totals.timeline)
+    assert sum(p["device_s"] for p in totals.timeline) == pytest.approx(totals.device_s)

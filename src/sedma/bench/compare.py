@@ -335,6 +335,15 @@ def run_comparison(
             "bound": bound.to_json(),
         },
         "decisions": decisions,
+        # sedma's run pass by pass (what --plot draws over time)
+        "timeline": [
+            {
+                "pass": int(p["pass"]),
+                "throughput_ops_s": 1.0 / p["device_s"] if p["device_s"] > 0 else None,
+                "held_bytes": int(p["held_bytes"]),
+            }
+            for p in totals.timeline
+        ],
         "priors": priors,
         "lessons": lessons,
         "memory": memory_location,

@@ -29,12 +29,15 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class JobTotals:
-    """A job's passes added up: device seconds, busy seconds per node, the checked error."""
+    """A job's passes added up: device seconds, busy seconds per node, the checked error,
+    and a timeline of every pass (its device seconds, the bytes held after it)."""
 
     passes: int = 0
     device_s: float = 0.0
     rel_error: float | None = None
     busy_s: dict[str, float] = field(default_factory=lambda: defaultdict(float))
+    # per pass, in order: its device seconds and the bytes held for the job after it
+    timeline: list[dict[str, float]] = field(default_factory=list)
 
 
 def drive(
@@ -77,6 +80,9 @@ def drive(
         for n, b in r.busy_s.items():
             totals.busy_s[n] += b
         loop.run_once()
+        totals.timeline.append(
+            {"pass": p + 1, "device_s": r.device_s, "held_bytes": loop.peak.current_bytes}
+        )
         if progress is not None:
             progress(p + 1, passes)
     return totals
