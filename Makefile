@@ -10,7 +10,7 @@ $(BIN)/python:
 	$(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
-$(STAMP): pyproject.toml setup.py $(wildcard src/sedma/compute/_xbar*.[ch]) | $(BIN)/python
+$(STAMP): pyproject.toml setup.py $(wildcard src/sedma/compute/crossbar/_xbar*.[ch]) | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
 	touch $(STAMP)
 

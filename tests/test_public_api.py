@@ -74,5 +74,6 @@ def test_public_names_do_not_leak_modules() -> None:
         "presets",
         "cli",
         "annotations",
+        "arrays",
     }
     assert public - set(sedma.__all__) <= subpackages

@@ -31,6 +31,7 @@ from sklearn.model_selection import train_test_split
 from sklearn.neural_network import MLPClassifier
 from threadpoolctl import threadpool_limits
 
+from sedma.arrays import F64
 from sedma.bench.crossbar import paper_crossbar
 from sedma.clock import ManualClock
 from sedma.compute.crossbar.correction import DEFAULT, NONE, ORACLE, Correction
@@ -46,8 +47,6 @@ _log = logging.getLogger(__name__)
 
 TARGET_POINTS = 0.01
 """The corrected model's accuracy may be at most this far below floating point."""
-
-F64 = npt.NDArray[np.float64]
 
 
 @dataclasses.dataclass(frozen=True)

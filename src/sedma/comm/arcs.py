@@ -18,9 +18,10 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
+from sedma.arrays import F64, I32
 from sedma.comm.linkcost import PATH_CODE
 from sedma.comm.nat import PATH_TYPES
-from sedma.comm.routing import FloatArray, IntArray, RouteError
+from sedma.comm.routing import RouteError
 from sedma.spec import NatType
 
 __all__ = ["CsrArcs", "check_link_values", "check_links", "csr_arcs"]
@@ -32,9 +33,9 @@ class CsrArcs:
     ``indices`` sorted ascending; ``tail[k]`` is arc ``k``'s tail, ``rev[k]`` the arc in the
     other direction and ``link[k]`` the position of its link in the input."""
 
-    indptr: IntArray
-    indices: IntArray
-    tail: IntArray
+    indptr: I32
+    indices: I32
+    tail: I32
     rev: npt.NDArray[np.int64]
     link: npt.NDArray[np.int64]
 
@@ -59,7 +60,7 @@ def check_links(
     nat_code: npt.NDArray[np.int8],
     a: npt.NDArray[np.int64],
     b: npt.NDArray[np.int64],
-    *values: FloatArray,
+    *values: F64,
 ) -> None:
     """Raise :class:`RouteError` unless ``(a, b)`` with ``values = (rtt_ms, bandwidth_mbps,
     loss)`` are valid links between the peers ``names`` (NAT types ``nats``, codes

@@ -16,9 +16,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from sedma.arrays import F64, I32
 from sedma.comm.linkcost import MIN_WEIGHT_MS
 from sedma.comm.pathcost import Choice, choice_of
-from sedma.comm.routing import FloatArray, IntArray, shortest_paths, walk_back
+from sedma.comm.routing import shortest_paths, walk_back
 from sedma.comm.selection_context import SelectionContext
 from sedma.comm.snapshot import GraphSnapshot
 
@@ -35,9 +36,7 @@ def fixed_relay(g: GraphSnapshot) -> int:
     return -1
 
 
-def static_paths(
-    ctx: SelectionContext, s: int, cand: IntArray
-) -> tuple[FloatArray, list[list[int]]]:
+def static_paths(ctx: SelectionContext, s: int, cand: I32) -> tuple[F64, list[list[int]]]:
     """RTT and path of the baseline from ``s`` to each candidate: the link if any, else the
     fixed relay if it links both, else the RTT-only shortest path."""
     g = ctx.graph
@@ -47,8 +46,8 @@ def static_paths(
     linked, arcs = g.links_to(s, cand)
     linked &= g.up[cand]
     rtt[linked] = g.rtt_ms[arcs[linked]]
-    dist: FloatArray | None = None
-    pred: IntArray | None = None
+    dist: F64 | None = None
+    pred: I32 | None = None
     for k in np.flatnonzero(linked):
         paths[k] = [s, int(cand[k])]
     for k in np.flatnonzero(~linked & g.up[cand]):

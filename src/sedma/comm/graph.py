@@ -38,6 +38,7 @@ import numpy.typing as npt
 from scipy.sparse import csr_matrix
 from scipy.sparse.csgraph import dijkstra
 
+from sedma.arrays import F64
 from sedma.comm.arcs import check_link_values, check_links, csr_arcs
 from sedma.comm.linkcost import (
     NAT_CODE,
@@ -51,7 +52,7 @@ from sedma.comm.linkcost import (
 )
 from sedma.comm.nat import NAT_TYPES
 from sedma.comm.overlay import spec_overlay
-from sedma.comm.routing import FloatArray, RouteError, Routes, find_arc, lookup
+from sedma.comm.routing import RouteError, Routes, find_arc, lookup
 from sedma.comm.snapshot import GraphSnapshot
 from sedma.spec import ClusterSpec, NatType
 
@@ -192,7 +193,7 @@ class PeerGraph:
         i = lookup(self._index, node, "node")
         return float(self._pressure[i]), float(self._pressure_t[i])
 
-    def routes(self, src: str, node_cost_ms: FloatArray | None = None) -> Routes:
+    def routes(self, src: str, node_cost_ms: F64 | None = None) -> Routes:
         """Cheapest routes from ``src`` to every node under the graph's link costs.
 
         ``node_cost_ms[v]``, when given, is added to every arc into ``v`` (a forwarding or

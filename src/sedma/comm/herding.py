@@ -17,7 +17,7 @@ from collections.abc import Sequence
 import numpy as np
 import numpy.typing as npt
 
-from sedma.comm.routing import BoolArray, FloatArray, IntArray
+from sedma.arrays import F64, I32, Bool
 from sedma.comm.selection_context import SelectionContext
 
 __all__ = ["headroom", "near_best", "rng", "two_choices"]
@@ -28,7 +28,7 @@ def rng(ctx: SelectionContext, *parts: int) -> np.random.Generator:
     return np.random.default_rng([ctx.salt, *parts])
 
 
-def near_best(ctx: SelectionContext, cost: FloatArray) -> BoolArray:
+def near_best(ctx: SelectionContext, cost: F64) -> Bool:
     """Which of ``cost`` are near the best: within ``(1 + near_best_ratio) * best +
     near_best_ms`` of the cheapest (``settings``'s ratio and ms)."""
     s = ctx.settings
@@ -37,8 +37,8 @@ def near_best(ctx: SelectionContext, cost: FloatArray) -> BoolArray:
 
 
 def two_choices(
-    ctx: SelectionContext, idx: IntArray, cost: FloatArray, parts: Sequence[int]
-) -> tuple[int, IntArray]:
+    ctx: SelectionContext, idx: I32, cost: F64, parts: Sequence[int]
+) -> tuple[int, I32]:
     """Best of two random picks among the near-best of ``idx`` (by ``cost``).
 
     Returns the position of the pick in ``idx`` and the near-best nodes (cheapest first).
@@ -52,7 +52,7 @@ def two_choices(
     return (i if cost[i] <= cost[j] else j), idx[near]
 
 
-def headroom(ctx: SelectionContext, idx: IntArray, feasible: npt.NDArray[np.bool_]) -> str:
+def headroom(ctx: SelectionContext, idx: I32, feasible: npt.NDArray[np.bool_]) -> str:
     """Apply the headroom rule in place; return what it did, for the reason."""
     p = ctx.pressure[idx]
     if np.any(feasible & (p < ctx.settings.prefer_below)):

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
+from sedma.arrays import F64
 from sedma.comm.nat import (
     DEFAULT_PUNCH_SUCCESS,
     NAT_TYPES,
@@ -25,7 +26,6 @@ from sedma.comm.nat import (
     path_cost,
     path_type,
 )
-from sedma.comm.routing import FloatArray
 from sedma.errors import SedmaError
 from sedma.spec import NatType
 
@@ -127,12 +127,12 @@ def link_cost_ms(
 
 
 def nat_costs_ms(
-    rtt_ms: FloatArray,
-    loss: FloatArray,
-    setup_rtts: FloatArray,
+    rtt_ms: F64,
+    loss: F64,
+    setup_rtts: F64,
     path_code: npt.NDArray[np.int8],
     w: LinkWeights,
-) -> FloatArray:
+) -> F64:
     """:func:`nat_cost_ms` over arrays of arcs (same formula, vectorised)."""
     setup = setup_rtts * rtt_ms / (1.0 - loss) ** 2 / w.setup_amortised_over
     detour = np.where(
@@ -142,12 +142,12 @@ def nat_costs_ms(
 
 
 def link_costs_ms(
-    rtt_ms: FloatArray,
-    bandwidth_mbps: FloatArray,
-    loss: FloatArray,
-    nat_ms: FloatArray,
+    rtt_ms: F64,
+    bandwidth_mbps: F64,
+    loss: F64,
+    nat_ms: F64,
     w: LinkWeights,
-) -> FloatArray:
+) -> F64:
     """:func:`link_cost_ms` over arrays of arcs (same formula, vectorised)."""
     c = (
         w.rtt * rtt_ms / (1.0 - loss)

@@ -24,9 +24,10 @@ import numpy.typing as npt
 from scipy.sparse import csr_matrix
 from scipy.sparse.csgraph import dijkstra
 
+from sedma.arrays import F64
 from sedma.comm.linkcost import MIN_WEIGHT_MS, NAT_CODE, PATH_CODE
 from sedma.comm.nat import PATH_TYPES, path_type
-from sedma.comm.routing import FloatArray, RouteError
+from sedma.comm.routing import RouteError
 from sedma.spec import ClusterSpec, NatType
 
 __all__ = ["SpecOverlay", "site_paths", "spec_overlay"]
@@ -46,9 +47,9 @@ class SpecOverlay:
     relay_only: list[bool]
     a: npt.NDArray[np.int64]
     b: npt.NDArray[np.int64]
-    rtt_ms: FloatArray
-    bandwidth_mbps: FloatArray
-    loss: FloatArray
+    rtt_ms: F64
+    bandwidth_mbps: F64
+    loss: F64
 
 
 def spec_overlay(
@@ -105,7 +106,7 @@ def spec_overlay(
     )
 
 
-def site_paths(spec: ClusterSpec) -> tuple[FloatArray, FloatArray, FloatArray]:
+def site_paths(spec: ClusterSpec) -> tuple[F64, F64, F64]:
     """RTT, bandwidth and loss between every two sites (LAN values on the diagonal).
 
     Across sites: the chain of WAN links with the least total RTT; its bandwidth is the

@@ -19,11 +19,12 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
+from sedma.arrays import F64, I32
 from sedma.comm.linkcost import PATH_CODE, SETUP_RTTS, nat_costs_ms
 from sedma.comm.nat import PATH_TYPES, PathType
 from sedma.comm.penalty import first_message_setup_ms
 from sedma.comm.relay_choice import choose_relay, relay_candidates
-from sedma.comm.routing import FloatArray, IntArray, RouteError, shortest_paths, walk_back
+from sedma.comm.routing import RouteError, shortest_paths, walk_back
 from sedma.comm.selection_context import SelectionContext, charges_setup, setup_spent_ms
 
 __all__ = [
@@ -128,8 +129,8 @@ def cost_of(ctx: SelectionContext, path: Sequence[str]) -> CostBreakdown:
 
 
 def route_costs(
-    ctx: SelectionContext, s: int, cand: IntArray, *, setup: bool = True
-) -> tuple[FloatArray, npt.NDArray[np.int8], IntArray | None]:
+    ctx: SelectionContext, s: int, cand: I32, *, setup: bool = True
+) -> tuple[F64, npt.NDArray[np.int8], I32 | None]:
     """Network cost from ``s`` to each candidate (relay pressure included, destination
     pressure not), how (0 link, 1 relay, 2 multi-hop), and Dijkstra predecessors if used.
     With ``setup`` and a view of connections, pairs without a channel carry their
@@ -162,7 +163,7 @@ def route_costs(
     return cost, how, pred
 
 
-def candidate_nodes(ctx: SelectionContext, s: int, candidates: Sequence[str] | None) -> IntArray:
+def candidate_nodes(ctx: SelectionContext, s: int, candidates: Sequence[str] | None) -> I32:
     """The positions of ``candidates`` other than ``s``; by default every live peer but
     relay-only nodes. Raises :class:`RouteError` when none is left."""
     g = ctx.graph
@@ -170,7 +171,7 @@ def candidate_nodes(ctx: SelectionContext, s: int, candidates: Sequence[str] | N
         idx = np.flatnonzero(~g.relay_only & g.up).astype(np.int32)
     else:
         idx = np.array([g.node(x, "candidates") for x in candidates], dtype=np.int32)
-    out: IntArray = idx[idx != s]
+    out: I32 = idx[idx != s]
     if len(out) == 0:
         raise RouteError(f"candidates: no peer to choose from other than {g.names[s]!r}")
     return out
@@ -180,7 +181,7 @@ def choice_of(
     ctx: SelectionContext,
     hops: Sequence[int],
     relay: str | None,
-    near: Sequence[int] | IntArray,
+    near: Sequence[int] | I32,
     reason: str,
 ) -> Choice:
     """The :class:`Choice` of the path ``hops`` (source first), priced under ``ctx``."""
@@ -204,8 +205,8 @@ def choice_via(
     s: int,
     d: int,
     how: int,
-    pred: IntArray | None,
-    near: IntArray,
+    pred: I32 | None,
+    near: I32,
     reason: str,
 ) -> Choice:
     """The :class:`Choice` of ``s -> d`` reached ``how`` :func:`route_costs` says: over the

@@ -17,7 +17,7 @@ import math
 
 import numpy as np
 
-from sedma.comm.routing import FloatArray
+from sedma.arrays import F64
 from sedma.errors import SedmaError
 
 __all__ = [
@@ -57,7 +57,7 @@ def pressure_penalty(p: float) -> float:
     return P_SLOPE * p + x * x / (P_CAP - p)
 
 
-def penalties(p: FloatArray) -> FloatArray:
+def penalties(p: F64) -> F64:
     """:func:`pressure_penalty` over an array (same formula)."""
     x = np.maximum(0.0, p - P_SOFT)
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -91,9 +91,7 @@ def effective_pressure(
     return w * p + (1.0 - w) * max(p, prior)
 
 
-def effective_pressures(
-    p: FloatArray, age_s: FloatArray, *, prior: float, fresh_s: float, decay_s: float
-) -> FloatArray:
+def effective_pressures(p: F64, age_s: F64, *, prior: float, fresh_s: float, decay_s: float) -> F64:
     """:func:`effective_pressure` over arrays (same formula; ``age_s`` may hold inf)."""
     trust = np.exp(-np.maximum(0.0, age_s - fresh_s) / decay_s)
     return np.asarray(trust * p + (1.0 - trust) * np.maximum(p, prior), dtype=np.float64)

@@ -14,9 +14,10 @@ import logging
 
 import numpy as np
 
+from sedma.arrays import F64, I32
 from sedma.comm.herding import headroom, two_choices
 from sedma.comm.linkcost import SETUP_RTTS
-from sedma.comm.routing import FloatArray, IntArray, RouteError
+from sedma.comm.routing import RouteError
 from sedma.comm.selection_context import SelectionContext, charges_setup, setup_spent_ms
 
 __all__ = ["choose_relay", "relay_candidates"]
@@ -27,7 +28,7 @@ logger = logging.getLogger("sedma.comm.selection")
 
 def relay_candidates(
     ctx: SelectionContext, a: int, b: int, *, setup: bool = True
-) -> tuple[IntArray, FloatArray]:
+) -> tuple[I32, F64]:
     """Peers without NAT linked to both ``a`` and ``b``, and their cost as the relay::
 
     cost(r) = c(a -> r) + c(r -> b) + weights.relay_pressure * pen(p_eff(r))

@@ -20,16 +20,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
-import numpy.typing as npt
 from scipy.sparse import csr_matrix
 from scipy.sparse.csgraph import dijkstra
 
+from sedma.arrays import F64, I32
 from sedma.errors import SedmaError
 
 __all__ = [
-    "BoolArray",
-    "FloatArray",
-    "IntArray",
     "RouteError",
     "Routes",
     "find_arc",
@@ -37,10 +34,6 @@ __all__ = [
     "shortest_paths",
     "walk_back",
 ]
-
-FloatArray = npt.NDArray[np.float64]
-IntArray = npt.NDArray[np.int32]
-BoolArray = npt.NDArray[np.bool_]
 
 
 class RouteError(SedmaError):
@@ -55,14 +48,14 @@ def lookup(index: Mapping[str, int], name: str, param: str) -> int:
         raise RouteError(f"{param}: {name!r} is not a peer of this graph") from None
 
 
-def find_arc(indptr: IntArray, indices: IntArray, i: int, j: int) -> int:
+def find_arc(indptr: I32, indices: I32, i: int, j: int) -> int:
     """Position of the CSR arc ``i -> j`` (heads sorted within a row), or -1 when none."""
     lo, hi = int(indptr[i]), int(indptr[i + 1])
     k = lo + int(np.searchsorted(indices[lo:hi], j))
     return k if k < hi and int(indices[k]) == j else -1
 
 
-def walk_back(predecessors: IntArray, src: int, dest: int) -> list[int]:
+def walk_back(predecessors: I32, src: int, dest: int) -> list[int]:
     """The nodes from ``src`` to ``dest``, both included, following Dijkstra's
     ``predecessors`` back from ``dest`` (which must be reachable from ``src``)."""
     hops = [dest]
@@ -72,9 +65,7 @@ def walk_back(predecessors: IntArray, src: int, dest: int) -> list[int]:
     return hops
 
 
-def shortest_paths(
-    indptr: IntArray, indices: IntArray, weight: FloatArray, src: int
-) -> tuple[FloatArray, IntArray]:
+def shortest_paths(indptr: I32, indices: I32, weight: F64, src: int) -> tuple[F64, I32]:
     """Dijkstra from ``src`` over the CSR arcs ``(indptr, indices, weight)``."""
     n = len(indptr) - 1
     m = csr_matrix((weight, indices, indptr), shape=(n, n))
@@ -89,8 +80,8 @@ class Routes:
     src: str
     names: tuple[str, ...]
     index: Mapping[str, int]
-    cost_ms: FloatArray
-    predecessors: IntArray
+    cost_ms: F64
+    predecessors: I32
 
     def cost(self, dest: str) -> float:
         return float(self.cost_ms[lookup(self.index, dest, "dest")])

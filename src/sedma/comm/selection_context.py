@@ -21,10 +21,10 @@ from types import MappingProxyType
 
 import numpy as np
 
+from sedma.arrays import F64
 from sedma.comm.linkcost import LinkWeights
 from sedma.comm.nat import DEFAULT_PUNCH_SUCCESS
 from sedma.comm.penalty import effective_pressures, penalties
-from sedma.comm.routing import FloatArray
 from sedma.comm.snapshot import GraphSnapshot
 from sedma.errors import SedmaError
 
@@ -179,14 +179,14 @@ class SelectionContext:
         )
 
     @cached_property
-    def arc_cost_ms(self) -> FloatArray:
+    def arc_cost_ms(self) -> F64:
         """Cost of every arc under these weights; inf where either end is down."""
         g = self.graph
         alive = g.up[g.arc_tail] & g.up[g.indices]
         return np.where(alive, g.link_costs(self.link_weights), np.inf)
 
     @cached_property
-    def pressure(self) -> FloatArray:
+    def pressure(self) -> F64:
         """Effective pressure of every node (:func:`~sedma.comm.penalty.effective_pressure`,
         vectorised)."""
         g, s = self.graph, self.settings
@@ -199,7 +199,7 @@ class SelectionContext:
         )
 
     @cached_property
-    def penalty(self) -> FloatArray:
+    def penalty(self) -> F64:
         return penalties(self.pressure)
 
 

@@ -17,9 +17,10 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
+from sedma.arrays import F64, I32, Bool
 from sedma.comm.linkcost import PATH_CODE, LinkWeights, link_costs_ms, nat_costs_ms
 from sedma.comm.nat import PATH_TYPES, PathType
-from sedma.comm.routing import BoolArray, FloatArray, IntArray, find_arc, lookup
+from sedma.comm.routing import find_arc, lookup
 from sedma.spec import NatType
 
 __all__ = ["GraphSnapshot"]
@@ -41,19 +42,19 @@ class GraphSnapshot:
     nats: tuple[NatType, ...]
     nat_code: npt.NDArray[np.int8]
     sites: tuple[str, ...]
-    relay_only: BoolArray
-    up: BoolArray
-    indptr: IntArray
-    indices: IntArray
-    arc_tail: IntArray
+    relay_only: Bool
+    up: Bool
+    indptr: I32
+    indices: I32
+    arc_tail: I32
     arc_rev: npt.NDArray[np.int64]
-    rtt_ms: FloatArray
-    bandwidth_mbps: FloatArray
-    loss: FloatArray
+    rtt_ms: F64
+    bandwidth_mbps: F64
+    loss: F64
     path_code: npt.NDArray[np.int8]
-    setup_rtts: FloatArray
-    pressure: FloatArray
-    pressure_t: FloatArray
+    setup_rtts: F64
+    pressure: F64
+    pressure_t: F64
 
     def node(self, name: str, param: str = "node") -> int:
         return lookup(self.index, name, param)
@@ -62,16 +63,16 @@ class GraphSnapshot:
         """Position of arc ``i -> j``, or -1 when the two have no link."""
         return find_arc(self.indptr, self.indices, i, j)
 
-    def neighbours(self, i: int) -> IntArray:
+    def neighbours(self, i: int) -> I32:
         return self.indices[self.indptr[i] : self.indptr[i + 1]]
 
-    def arcs_to(self, i: int, js: IntArray) -> npt.NDArray[np.int64]:
+    def arcs_to(self, i: int, js: I32) -> npt.NDArray[np.int64]:
         """Positions of the arcs ``i -> j`` for each ``j`` in ``js`` (all must exist)."""
         lo = int(self.indptr[i])
         pos = lo + np.searchsorted(self.indices[lo : self.indptr[i + 1]], js)
         return np.asarray(pos, dtype=np.int64)
 
-    def links_to(self, i: int, js: IntArray) -> tuple[BoolArray, npt.NDArray[np.int64]]:
+    def links_to(self, i: int, js: I32) -> tuple[Bool, npt.NDArray[np.int64]]:
         """Which of ``js`` have a link from ``i``, and for each ``j`` the position its arc
         ``i -> j`` has where it is linked (elsewhere a position in ``i``'s row, meaningless)."""
         row, lo = self.neighbours(i), int(self.indptr[i])
@@ -82,7 +83,7 @@ class GraphSnapshot:
     def pair_path(self, i: int, j: int) -> PathType:
         return PATH_TYPES[int(PATH_CODE[self.nat_code[i], self.nat_code[j]])]
 
-    def link_costs(self, w: LinkWeights) -> FloatArray:
+    def link_costs(self, w: LinkWeights) -> F64:
         """:func:`~sedma.comm.linkcost.link_costs_ms` of every arc under ``w`` (NAT terms
         recomputed too)."""
         nat = nat_costs_ms(self.rtt_ms, self.loss, self.setup_rtts, self.path_code, w)

@@ -13,18 +13,15 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 
 import numpy as np
-import numpy.typing as npt
 
+from sedma.arrays import F32, F64
 from sedma.compute.plan import Plan
 from sedma.compute.workload import Workload
 
 __all__ = ["assemble", "make_operands", "node_errors"]
 
-Array = npt.NDArray[np.float32]
-Array64 = npt.NDArray[np.float64]
 
-
-def make_operands(workload: Workload, seed: int) -> list[tuple[Array, Array]]:
+def make_operands(workload: Workload, seed: int) -> list[tuple[F32, F32]]:
     """Seeded random operands: X ~ U(-1, 1), W ~ N(0, 1/k) (a typical initialised layer)."""
     rng = np.random.default_rng(seed)
     out = []
@@ -35,7 +32,7 @@ def make_operands(workload: Workload, seed: int) -> list[tuple[Array, Array]]:
     return out
 
 
-def assemble(plan: Plan, blocks: Iterable[tuple[int, Array]]) -> list[Array]:
+def assemble(plan: Plan, blocks: Iterable[tuple[int, F32]]) -> list[F32]:
     """Put ``(tile index, output block)`` pairs back together into one ``Y`` per product."""
     ops = plan.workload.ops
     ys = [np.empty((op.m, op.n), dtype=np.float32) for op in ops]
@@ -58,7 +55,7 @@ def _axis_of(plan: Plan, op: int) -> str:
 
 
 def node_errors(
-    plan: Plan, blocks: Sequence[tuple[int, Array]], exact: Sequence[Array64]
+    plan: Plan, blocks: Sequence[tuple[int, F32]], exact: Sequence[F64]
 ) -> dict[str, float]:
     """Each node's relative error over the output blocks it computed."""
     num: dict[str, float] = defaultdict(float)

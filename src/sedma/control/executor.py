@@ -18,11 +18,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from sedma.arrays import F32
 from sedma.compute.plan import Plan
 from sedma.compute.results import assemble, node_errors
 from sedma.memory.short_term import ShortTermMemory
 from sedma.metrics import rel_error
-from sedma.runtime.base import Array, Backend, Operands
+from sedma.runtime.base import Backend, Operands
 
 __all__ = ["JOB", "Executor", "PassResult"]
 
@@ -60,7 +61,7 @@ class Executor:
         clock = self.backend.clock
         t0 = clock.now()
         busy: dict[str, float] = defaultdict(float)
-        kept: list[tuple[int, Array]] = []
+        kept: list[tuple[int, F32]] = []
         flops = 0
         last_end = t0
         for r in self.backend.run(plan):

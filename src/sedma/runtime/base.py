@@ -26,9 +26,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
-import numpy as np
-import numpy.typing as npt
-
+from sedma.arrays import F32
 from sedma.clock import Clock
 from sedma.compute.plan import Plan
 from sedma.errors import SedmaError
@@ -37,7 +35,6 @@ from sedma.observations import Observation, TileDone
 __all__ = [
     "Action",
     "ApplyPlan",
-    "Array",
     "Backend",
     "Calibrate",
     "FaultInjector",
@@ -50,8 +47,7 @@ __all__ = [
     "UnsupportedAction",
 ]
 
-Array = npt.NDArray[np.float32]
-Operands = Sequence[tuple[Array, Array]]  # per product: (X [m, k], W [k, n])
+Operands = Sequence[tuple[F32, F32]]  # per product: (X [m, k], W [k, n])
 
 
 @dataclass(frozen=True)
@@ -60,7 +56,7 @@ class TileResult:
 
     tile: int
     done: TileDone
-    output: Array | None = None  # None where nothing is computed (the simulator)
+    output: F32 | None = None  # None where nothing is computed (the simulator)
 
 
 # ---------------------------------------------------------------------------- actions

@@ -26,13 +26,14 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from sedma.arrays import F32
 from sedma.compute.crossbar.calibrate import KIND_CROSSBAR, calibrate_crossbar
 from sedma.compute.crossbar.correction import DEFAULT
 from sedma.compute.crossbar.device import CrossbarDevice, Programmed
 from sedma.compute.plan import ArraySlot, Plan, Tile
 from sedma.errors import SedmaError
 from sedma.observations import Calibrated
-from sedma.runtime.base import Array, Calibrate, Operands, TileResult
+from sedma.runtime.base import Calibrate, Operands, TileResult
 from sedma.spec import NodeSpec
 
 __all__ = [
@@ -59,7 +60,7 @@ def _tile_keys(t: Tile, m: int, n: int) -> tuple[BufKey, BufKey, BufKey]:
     )
 
 
-def _slice(key: BufKey, operands: Operands) -> Array:
+def _slice(key: BufKey, operands: Operands) -> F32:
     op, role, axis, s, e = key
     x, w = operands[op]
     if role == "x":
@@ -101,7 +102,7 @@ class _Node:
     spec: NodeSpec
     slowdown: float = 1.0
     tenant_bytes: int = 0
-    buffers: dict[BufKey, Array] = field(default_factory=dict)
+    buffers: dict[BufKey, F32] = field(default_factory=dict)
     refs: dict[BufKey, set[int]] = field(default_factory=lambda: defaultdict(set))
     arrays: dict[int, int] = field(default_factory=dict)  # plan key -> arrays used
     jobs: queue.SimpleQueue[tuple[int, int, float, _Results] | None] = field(

@@ -19,12 +19,12 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from sedma.arrays import F32
 from sedma.compute.crossbar.layout import Layer, out_scale
 from sedma.compute.crossbar.noise import ReadStream
 
 __all__ = ["BOUND_LEVELS", "Adc", "Fixes", "Saturated"]
 
-F32 = npt.NDArray[np.float32]
 
 BOUND_LEVELS = 6  # bound management halves the input at most this often (64x range)
 _MAX, _MIN = np.maximum.reduce, np.minimum.reduce  # without ndarray.max's Python wrapper

@@ -21,6 +21,7 @@ import math
 import numpy as np
 import numpy.typing as npt
 
+from sedma.arrays import F32, F64, I8
 from sedma.compute.crossbar import correction as corr
 from sedma.compute.crossbar.correction import Correction
 from sedma.compute.crossbar.ir_network import network_attenuation
@@ -42,9 +43,6 @@ from sedma.spec import CrossbarSpec
 
 __all__ = ["Cells"]
 
-F32 = npt.NDArray[np.float32]
-F64 = npt.NDArray[np.float64]
-I8 = npt.NDArray[np.int8]
 
 _DRIFT_REFRESH = 1e-4
 _STUCK_STREAM, _DRIFT_STREAM, _PROGRAM_STREAM = 1, 2, 3

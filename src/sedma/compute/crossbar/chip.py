@@ -22,12 +22,11 @@ from typing import Any, Protocol
 import numpy as np
 import numpy.typing as npt
 
+from sedma.arrays import F32
 from sedma.compute.crossbar.device import CrossbarDevice
 from sedma.compute.plan import ArraySlot
 
 __all__ = ["ChipInterface", "SimulatedChip"]
-
-F32 = npt.NDArray[np.float32]
 
 
 class ChipInterface(Protocol):

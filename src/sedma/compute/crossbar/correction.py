@@ -62,8 +62,8 @@ from dataclasses import dataclass, replace
 from typing import Literal
 
 import numpy as np
-import numpy.typing as npt
 
+from sedma.arrays import F32, I8, Bool
 from sedma.errors import SpecError
 
 __all__ = [
@@ -79,10 +79,7 @@ __all__ = [
     "split_residual",
 ]
 
-F32 = npt.NDArray[np.float32]
-I8 = npt.NDArray[np.int8]
 Knowledge = Literal["measured", "oracle"]
-Bool = npt.NDArray[np.bool_]
 
 STUCK_NONE, STUCK_ON, STUCK_OFF = 0, 1, 2
 """Cell states in a stuck map: free, stuck at the highest conductance, at the lowest."""

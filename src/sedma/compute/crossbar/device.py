@@ -36,6 +36,7 @@ import numpy as np
 import numpy.typing as npt
 from scipy import sparse
 
+from sedma.arrays import F32, F64, I8
 from sedma.clock import Clock, WallClock
 from sedma.compute.crossbar import correction as corr
 from sedma.compute.crossbar.cells import Cells
@@ -61,9 +62,6 @@ __all__ = [
 
 _log = logging.getLogger(__name__)
 
-F32 = npt.NDArray[np.float32]
-F64 = npt.NDArray[np.float64]
-I8 = npt.NDArray[np.int8]
 
 _MAX_INPUT_BITS = 24
 _READ_STREAM = 4

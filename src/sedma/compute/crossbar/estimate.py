@@ -40,8 +40,8 @@ import logging
 import math
 
 import numpy as np
-import numpy.typing as npt
 
+from sedma.arrays import F64
 from sedma.compute.crossbar.chip import ChipInterface, SimulatedChip
 from sedma.compute.crossbar.correction import STUCK_OFF, STUCK_ON
 from sedma.compute.crossbar.device import CrossbarDevice
@@ -67,10 +67,6 @@ from sedma.errors import SedmaError
 __all__ = ["calibrate_device", "estimate_profile"]
 
 log = logging.getLogger(__name__)
-
-F32 = npt.NDArray[np.float32]
-F64 = npt.NDArray[np.float64]
-Bool = npt.NDArray[np.bool_]
 
 
 def _sample(arrays: int, count: int) -> list[int]:

@@ -23,6 +23,7 @@ import numpy as np
 import numpy.typing as npt
 from scipy.special import ndtr
 
+from sedma.arrays import F64, I8, Bool
 from sedma.compute.crossbar.chip import ChipInterface
 from sedma.compute.crossbar.correction import STUCK_NONE, STUCK_OFF, STUCK_ON
 from sedma.compute.crossbar.probe_reads import read_arrays
@@ -39,9 +40,6 @@ __all__ = [
     "stuck_reads",
 ]
 
-F64 = npt.NDArray[np.float64]
-I8 = npt.NDArray[np.int8]
-Bool = npt.NDArray[np.bool_]
 
 _SQRT_2PI = math.sqrt(2.0 * math.pi)
 MAX_CELL_BITS = 10

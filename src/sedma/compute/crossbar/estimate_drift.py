@@ -16,17 +16,14 @@ from __future__ import annotations
 import math
 
 import numpy as np
-import numpy.typing as npt
 
+from sedma.arrays import F32, F64, Bool
 from sedma.compute.crossbar.chip import ChipInterface
 from sedma.compute.crossbar.probe_reads import row_slots
 from sedma.compute.crossbar.profile_estimate import Estimate
 
 __all__ = ["DRIFT_PROBE_LEVEL", "drift_reads", "drift_times", "fit_drift"]
 
-F32 = npt.NDArray[np.float32]
-F64 = npt.NDArray[np.float64]
-Bool = npt.NDArray[np.bool_]
 
 DRIFT_PROBE_LEVEL = 0.4  # below a one-row read's ADC range: no bound management
 _T0_S = 1.0

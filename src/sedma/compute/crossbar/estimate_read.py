@@ -19,8 +19,8 @@ from __future__ import annotations
 import math
 
 import numpy as np
-import numpy.typing as npt
 
+from sedma.arrays import F64, Bool
 from sedma.compute.crossbar.chip import ChipInterface
 from sedma.compute.crossbar.probe_reads import read_rows
 from sedma.compute.crossbar.profile_estimate import Estimate
@@ -37,9 +37,6 @@ __all__ = [
     "odd_rows",
 ]
 
-F32 = npt.NDArray[np.float32]
-F64 = npt.NDArray[np.float64]
-Bool = npt.NDArray[np.bool_]
 
 MAX_DAC_BITS = 12
 DAC_PROBE_LEVEL = 0.35  # the probe row's weight: t * 0.35 never saturates a one-row read

@@ -29,11 +29,10 @@ import numpy.typing as npt
 from scipy import sparse
 from scipy.sparse.linalg import spsolve
 
+from sedma.arrays import F64
 from sedma.errors import SpecError
 
 __all__ = ["line_model", "network_attenuation", "nodal_solve", "output_loss"]
-
-F64 = npt.NDArray[np.float64]
 
 
 def _check(g: F64, v: F64, r_wire: float) -> None:

@@ -36,9 +36,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import numpy.typing as npt
 from scipy.linalg import cython_blas
 
+from sedma.arrays import F32, F64, I64
 from sedma.compute.crossbar.adc import BOUND_LEVELS
 from sedma.compute.crossbar.layout import CHUNK_OUT, Layer, out_scale
 from sedma.compute.crossbar.noise import NORMAL_TABLE
@@ -55,9 +55,6 @@ __all__ = [
 
 _log = logging.getLogger(__name__)
 
-F32 = npt.NDArray[np.float32]
-F64 = npt.NDArray[np.float64]
-I64 = npt.NDArray[np.int64]
 
 # Every product takes the kernel: with BLAS for the sums of wide bands over many rows it
 # is faster than the numpy path on every weight shape of the workloads (measured with

@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from sedma.arrays import F32, F64
 from sedma.compute.plan import ArraySlot
 
 __all__ = [
@@ -39,8 +40,6 @@ __all__ = [
     "unprescale",
 ]
 
-F32 = npt.NDArray[np.float32]
-F64 = npt.NDArray[np.float64]
 
 # Row chunks: a batched read covers at most CHUNK_OUT outputs (bands x columns x rows) and a
 # chunk's inputs about _CHUNK_IN values, so its intermediates stay in cache; never fewer

@@ -22,11 +22,11 @@ import numpy as np
 import numpy.typing as npt
 from scipy.special import ndtri
 
+from sedma.arrays import F32
 from sedma.compute.crossbar.layout import Scratch
 
 __all__ = ["NORMAL_TABLE", "ReadStream"]
 
-F32 = npt.NDArray[np.float32]
 
 _POOL_WORDS = 1 << 12  # random 64-bit words generated at a time
 # Normal quantiles at the midpoints of 2**16 equal-probability bins; a uint16 indexes it.

@@ -77,6 +77,7 @@ import math
 import numpy as np
 import numpy.typing as npt
 
+from sedma.arrays import F32
 from sedma.spec import CrossbarSpec
 
 __all__ = [
@@ -97,7 +98,6 @@ __all__ = [
 
 _log = logging.getLogger(__name__)
 
-F32 = npt.NDArray[np.float32]
 
 _SQRT12 = math.sqrt(12.0)
 LN10 = math.log(10.0)

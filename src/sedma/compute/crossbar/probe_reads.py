@@ -19,14 +19,12 @@ from collections.abc import Sequence
 import numpy as np
 import numpy.typing as npt
 
+from sedma.arrays import F32, F64
 from sedma.compute.crossbar.chip import ChipInterface
 from sedma.compute.plan import ArraySlot
 from sedma.errors import SedmaError
 
 __all__ = ["array_slots", "column_scale", "read_arrays", "read_rows", "row_slots"]
-
-F32 = npt.NDArray[np.float32]
-F64 = npt.NDArray[np.float64]
 
 
 def row_slots(array: int, rows: Sequence[int], n: int) -> tuple[ArraySlot, ...]:

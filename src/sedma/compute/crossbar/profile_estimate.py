@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from sedma.arrays import I8
 from sedma.clock import Clock
 from sedma.compute.crossbar.device import CrossbarDevice
 from sedma.errors import SedmaError
@@ -30,7 +31,6 @@ from sedma.spec import CROSSBAR_KEYS, CrossbarSpec
 
 __all__ = ["EXTRA_KEYS", "INTEGER_KEYS", "PROFILE_KEYS", "Estimate", "ProfileEstimate"]
 
-I8 = npt.NDArray[np.int8]
 
 PROFILE_KEYS = CROSSBAR_KEYS
 """The keys of ``[node.crossbar]``, in the cluster spec's order."""

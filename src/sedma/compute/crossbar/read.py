@@ -26,8 +26,8 @@ from __future__ import annotations
 import math
 
 import numpy as np
-import numpy.typing as npt
 
+from sedma.arrays import F32
 from sedma.compute.crossbar import kernel as xbar_kernel
 from sedma.compute.crossbar import layout as xbar_layout
 from sedma.compute.crossbar.adc import Adc, Fixes
@@ -47,7 +47,6 @@ from sedma.spec import CrossbarSpec
 
 __all__ = ["Reader"]
 
-F32 = npt.NDArray[np.float32]
 
 _NARROW_MATMUL = 32  # columns first but at most this narrow: matmul rows first, then transpose
 _MAX, _MIN = np.maximum.reduce, np.minimum.reduce  # without ndarray.max's Python wrapper

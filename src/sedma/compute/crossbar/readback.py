@@ -13,8 +13,8 @@ path itself (see :mod:`sedma.compute.crossbar.read`) or when the device measures
 from __future__ import annotations
 
 import numpy as np
-import numpy.typing as npt
 
+from sedma.arrays import F32, F64
 from sedma.compute.crossbar.layout import Band, Layer
 from sedma.compute.crossbar.read import Reader
 
@@ -27,8 +27,6 @@ __all__ = [
     "walsh_hadamard",
 ]
 
-F32 = npt.NDArray[np.float32]
-F64 = npt.NDArray[np.float64]
 
 REFERENCE_ROWS = 16
 """Random +-1 inputs read at programming and again after drift (measured compensation)."""
