@@ -10,8 +10,9 @@ from sedma.compute.partition.views import views_from_spec
 from sedma.compute.plan import ArraySlot, Plan, Tile
 from sedma.compute.workload import MatmulOp, Workload
 from sedma.errors import SedmaError
+from sedma.compute.plan import needed_bytes, tile_streamed_bytes
 from sedma.runtime.cost import network_of
-from sedma.runtime.passes import needed_bytes, pass_tasks, tile_streamed_bytes
+from sedma.runtime.passes import pass_tasks
 from sedma.runtime.schedule import NodeModel, simulate_pass
 from sedma.spec_load import load_cluster
 
@@ -101,3 +102,19 @@ def test_a_static_plan_of_a_real_model_simulates_within_capacity() -> None:
         for o in range(6)
     ]
     assert s.span_s >= sum(slowest) * (1 - 1e-9)
+
+
+def test_a_driver_sends_the_models_input_and_receives_its_output() -> None:
+    spec = load_cluster("small")
+    net = network_of(spec)
+    wl = Workload("chain", (A, B))
+    plan = Plan(wl, (Tile(0, "edge", "n", 0, 32), Tile(1, "edge", "m", 0, 8)), {}, "test")
+    tasks = pass_tasks(plan, [(0, 1)], net, lambda s, d: (s, d), driver="gpu")
+    assert len(tasks) == 4  # two tiles, the driver's source and sink
+    source, sink = tasks[2], tasks[3]
+    assert source.node == sink.node == "gpu" and source.flops == sink.flops == 0.0
+    x = [d for d in tasks[0].deps if d.task == 2]
+    assert x and x[0].nbytes == 8 * 16 * 2  # A's input, from the driver over the link
+    assert x[0].route.resources == net.route(("gpu", "edge")).resources
+    assert [(d.task, d.nbytes) for d in sink.deps] == [(1, 8 * 4 * 2)]  # B's output returns
+    assert not pass_tasks(plan, [(0, 1)], net, lambda s, d: (s, d))[0].deps  # no driver: free

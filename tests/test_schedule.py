@@ -208,3 +208,18 @@ def test_passes_in_flight_fill_idle_time_like_a_pipeline() -> None:
     s = simulate_pass(repeat_passes(one, 4), NODES, CAP)
     assert s.span_s == pytest.approx(5.0)  # 4 passes in 5 s, not 8: b works while a works
     assert s.start_s[2] == pytest.approx(1.0)  # pass 1's first task right after pass 0's
+
+
+def test_a_closed_loop_starts_each_slots_next_pass_when_its_last_ends() -> None:
+    # one pass takes 2 s over two stages; with one pass in flight they cannot overlap
+    one = [Task("a", 10 * GF), Task("b", 10 * GF, deps=(Dep(0, 0.0),))]
+    alone = simulate_pass(repeat_passes(one, 4, in_flight=1), NODES, CAP)
+    assert alone.span_s == pytest.approx(8.0)
+    two = simulate_pass(repeat_passes(one, 4, in_flight=2), NODES, CAP)
+    assert two.span_s == pytest.approx(5.0)  # two in flight fill the pipeline again
+    assert two.start_s[4] == pytest.approx(2.0)  # pass 2 waits for pass 0's end
+
+
+def test_passes_in_flight_must_be_at_least_one() -> None:
+    with pytest.raises(SedmaError, match="in_flight must be >= 1"):
+        repeat_passes([Task("a", 1.0)], 2, in_flight=0)

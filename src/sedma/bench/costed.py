@@ -17,9 +17,9 @@ then ``2 * passes``, and the throughput is the extra passes over the extra time
 (where the extra passes hide in a tail, ``2p / span(2p)``). A pool of data-parallel
 replicas gets eight batches per replica at once, and its throughput is batches over span.
 
-The bound is compute-only for now (the sum of the nodes' true rates over the workload's
-useful FLOPs, error budgets ignored): a valid upper bound on throughput that does not yet
-count memory bandwidth or links.
+The bound is :func:`~sedma.compute.partition.roofline_bound.roofline_bound` at the nodes'
+true rates: compute, memory bandwidth, memory, dispatch and the model's input and output
+over the links (its proof in that module).
 
 Does not cover: real execution (``sedma demo`` runs the local backend; the control loop does
 not run here, so ``adaptations`` is 0), the baselines' algorithms
@@ -30,20 +30,25 @@ not run here, so ``adaptations`` is 0), the baselines' algorithms
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from sedma.bench.ray_baseline import data_parallel, dynamic_tasks, replica_bytes, replica_nodes
 from sedma.compute.partition.baseline import plan_static
-from sedma.compute.partition.context import PartitionContext
+from sedma.compute.partition.context import PartitionContext, PartitionSettings
 from sedma.compute.partition.exo import plan_exo_best
 from sedma.compute.partition.petals import petals_swarm
-from sedma.compute.partition.planner import plan_sedma
+from sedma.compute.partition.roofline_bound import roofline_bound
 from sedma.compute.partition.views import views_from_spec
-from sedma.compute.plan import NodeView, Plan, held_bytes
+from sedma.compute.plan import NodeView, Plan, footprint, held_bytes, per_pass_bytes
 from sedma.compute.policy import effective_error
 from sedma.compute.workload import Workload
+from sedma.control.driver import drive
+from sedma.control.loop import ControlLoop
+from sedma.control.loop_types import LoopSettings
 from sedma.errors import PlanError, SedmaError
+from sedma.memory.short_term import ShortTermMemory
 from sedma.metrics import SystemResult, memory_efficiency
 from sedma.runtime.cost import Network, network_of
 from sedma.runtime.passes import pass_tasks
@@ -78,10 +83,40 @@ def _steady(
     return passes / extra, long_
 
 
+def _closed_loop(
+    one: Sequence[Task],
+    in_flight: int,
+    passes: int,
+    run: Callable[[Sequence[Task]], PassSchedule],
+) -> tuple[float, PassSchedule]:
+    """Steady-state passes per second with ``in_flight`` passes in flight, each next pass
+    of a slot starting when its previous one ends: the extra passes over the extra time from
+    ``K`` to ``2K`` passes, ``K = max(passes, in_flight)`` (the first ``in_flight`` fill
+    the pipeline; the next ``K`` run in steady state)."""
+    k = max(passes, in_flight)
+    short = run(repeat_passes(one, k, in_flight))
+    long_ = run(repeat_passes(one, 2 * k, in_flight))
+    return k / (long_.span_s - short.span_s), long_
+
+
+def _in_flight(plan: Plan, spec: ClusterSpec, crossbars: dict[str, Any], most: int) -> int:
+    """Passes in flight the plan's nodes have memory for (at most ``most``): each holds its
+    footprint once and its per-pass bytes once more per extra pass."""
+    fp = footprint(plan, crossbars)
+    per = per_pass_bytes(plan)
+    cap = {n.name: n.device.memory_bytes for n in spec.nodes}
+    fits = most
+    for name, f in fp.items():
+        extra = per.get(name, 0)
+        if extra > 0:
+            fits = min(fits, 1 + (cap[name] - f.digital_bytes) // extra)
+    return max(1, fits)
+
+
 def _figures(
     s: PassSchedule,
     thr: float,
-    passes: int,
+    in_flight: int,
     wl: Workload,
     truth: dict[str, NodeModel],
     net: Network,
@@ -93,7 +128,7 @@ def _figures(
         "resource_utilization": min(1.0, thr * wl.flops / total),
         "link_utilization_max": max(s.link_utilization(net.capacity_bps).values(), default=0.0),
         "node_utilization_max": max(s.node_utilization().values(), default=0.0),
-        "passes_in_flight": 2 * passes,
+        "passes_in_flight": in_flight,
     }
 
 
@@ -110,6 +145,8 @@ def _plan_system(
     views: Sequence[NodeView],
     passes: int,
     truth: dict[str, NodeModel],
+    driver: str,
+    max_in_flight: int,
     held: int | None = None,
 ) -> SystemResult:
     check = SimBackend(spec)
@@ -120,22 +157,60 @@ def _plan_system(
     net = network_of(spec)
     path_of = static_paths(spec)
     edges = workload_edges(plan.workload)
-    one = pass_tasks(plan, edges, net, path_of)
-    thr, s = _steady(
-        lambda k: repeat_passes(one, k), passes, lambda t: simulate_pass(t, truth, net.capacity_bps)
-    )
+    one = pass_tasks(plan, edges, net, path_of, driver=driver)
     crossbars = {n.name: n.device.crossbar for n in spec.nodes}
+    in_flight = _in_flight(plan, spec, crossbars, max_in_flight)
+    thr, s = _closed_loop(
+        one, in_flight, passes, lambda t: simulate_pass(t, truth, net.capacity_bps)
+    )
     held = held_bytes(plan, crossbars) if held is None else held
     return SystemResult(
         memory_efficiency=memory_efficiency(plan.workload.live_bytes, held),
         throughput_ops_s=thr,
         adaptations=0,
         extra={
-            **_figures(s, thr, passes, plan.workload, truth, net),
+            **_figures(s, thr, in_flight, plan.workload, truth, net),
             "tiles": len(plan.tiles),
             "meets_error_budget": _budget_met(plan, views),
         },
     )
+
+
+def _sedma_system(
+    spec: ClusterSpec,
+    ctx: PartitionContext,
+    passes: int,
+    truth: dict[str, NodeModel],
+    driver: str,
+    most: int,
+    dispatch_s: float,
+    learn_passes: int,
+) -> SystemResult:
+    """sedma as it runs: its control loop drives the job on the simulation backend (true
+    rates, links, dispatch) for ``learn_passes`` passes, measuring and re-planning, and its
+    plan then is timed like every other system's."""
+    backend = SimBackend(spec, dispatch_s=dispatch_s)
+    loop = ControlLoop(
+        spec=spec,
+        workload=ctx.workload,
+        backend=backend,
+        operands=None,
+        stm=ShortTermMemory(),
+        settings=LoopSettings(learn=False),
+        partition=ctx.settings,
+        links=ctx.links,
+    )
+    try:
+        loop.start()
+    except SedmaError as e:
+        return SystemResult(extra={"failed": str(e), "meets_error_budget": False})
+    try:
+        drive(loop, learn_passes)
+    finally:
+        loop.finish()
+    out = _plan_system(loop.plan, spec, ctx.nodes, passes, truth, driver, most)
+    notes = loop.plan.notes[0] if loop.plan.notes else ""
+    return replace(out, adaptations=loop.adaptations, extra={**out.extra, "plan": notes})
 
 
 def _ray_systems(
@@ -144,6 +219,7 @@ def _ray_systems(
     views: Sequence[NodeView],
     passes: int,
     truth: dict[str, NodeModel],
+    driver: str,
 ) -> dict[str, SystemResult]:
     net = network_of(spec)
     path_of = static_paths(spec)
@@ -154,7 +230,6 @@ def _ray_systems(
     def run(tasks: Sequence[Task]) -> PassSchedule:
         return simulate_pass(tasks, truth, net.capacity_bps, route_of)
 
-    driver = max(views, key=lambda v: v.free_bytes).name  # the head node: the most memory
     out: dict[str, SystemResult] = {}
     edges = workload_edges(wl)
     thr, s = _steady(lambda k: dynamic_tasks(wl, edges, views, driver, passes=k), passes, run)
@@ -167,7 +242,7 @@ def _ray_systems(
         throughput_ops_s=thr,
         adaptations=0,
         extra={
-            **_figures(s, thr, passes, wl, truth, net),
+            **_figures(s, thr, 2 * passes, wl, truth, net),
             "driver": driver,
             "meets_error_budget": True,
         },
@@ -204,6 +279,29 @@ def _ray_systems(
     return out
 
 
+def _bound_system(ctx: PartitionContext, truth: dict[str, NodeModel], wl: Workload) -> SystemResult:
+    """The roofline bound at the nodes' true rates (what the emulation charges)."""
+    true_views = tuple(replace(v, rate_gflops=truth[v.name].rate_gflops) for v in ctx.nodes)
+    b = roofline_bound(replace(ctx, nodes=true_views))
+    total = sum(m.rate_gflops for m in truth.values()) * 1e9
+    return SystemResult(
+        memory_efficiency=1.0,
+        throughput_ops_s=b.throughput_ops_s,
+        resource_utilization=min(1.0, b.throughput_ops_s * wl.flops / total),
+        adaptations=0,
+        extra={
+            "kind": "LP over compute, memory bandwidth, memory, dispatch and the model's "
+            "input and output links (sedma.compute.partition.roofline_bound)"
+        },
+    )
+
+
+def head_node(views: Sequence[NodeView]) -> str:
+    """The node a job is submitted from (Ray's head): the one with the most memory. Every
+    system's input leaves it and every output returns to it."""
+    return max(views, key=lambda v: v.free_bytes).name
+
+
 def bench_costed(
     cluster: str | Path | ClusterSpec = "paper",
     workload: str = "resnet50",
@@ -211,37 +309,41 @@ def bench_costed(
     scale: float = 1.0,
     passes: int = 4,
     dispatch_s: float = 1e-4,
+    max_in_flight: int = 8,
+    learn_passes: int = 12,
 ) -> dict[str, Any]:
     """The comparison of the module docstring; returns the result JSON as a dict."""
     if passes < 1:
         raise SedmaError(f"passes must be >= 1, got {passes!r}")
+    if max_in_flight < 1:
+        raise SedmaError(f"max_in_flight must be >= 1, got {max_in_flight!r}")
+    most = max_in_flight
     spec = cluster if isinstance(cluster, ClusterSpec) else load_cluster(cluster)
     wl = get_workload(workload, scale=scale)
     views = views_from_spec(spec)
     truth = _truth(spec, dispatch_s)
-    ctx = PartitionContext(nodes=views, workload=wl)
+    driver = head_node(views)
+    # every planner reads the same context; only sedma's looks at its links
+    links = network_of(spec).link_view(static_paths(spec), driver)
+    settings = PartitionSettings(dispatch_s=dispatch_s, max_in_flight=max_in_flight)
+    ctx = PartitionContext(nodes=views, workload=wl, settings=settings, links=links)
     systems = {
-        "sedma": _plan_system(plan_sedma(ctx), spec, views, passes, truth),
-        "static": _plan_system(plan_static(ctx), spec, views, passes, truth),
-        **_ray_systems(spec, wl, views, passes, truth),
+        "sedma": _sedma_system(spec, ctx, passes, truth, driver, most, dispatch_s, learn_passes),
+        "static": _plan_system(plan_static(ctx), spec, views, passes, truth, driver, most),
+        **_ray_systems(spec, wl, views, passes, truth, driver),
     }
     try:
-        systems["exo"] = _plan_system(plan_exo_best(ctx), spec, views, passes, truth)
+        systems["exo"] = _plan_system(plan_exo_best(ctx), spec, views, passes, truth, driver, most)
     except PlanError as e:
         systems["exo"] = SystemResult(extra={"failed": str(e), "meets_error_budget": False})
     try:
         swarm = petals_swarm(ctx)  # its replicas off the chain are held too
-        systems["petals"] = _plan_system(swarm.plan, spec, views, passes, truth, swarm.held_bytes)
+        systems["petals"] = _plan_system(
+            swarm.plan, spec, views, passes, truth, driver, most, swarm.held_bytes
+        )
     except PlanError as e:
         systems["petals"] = SystemResult(extra={"failed": str(e), "meets_error_budget": False})
-    total = sum(m.rate_gflops for m in truth.values()) * 1e9
-    systems["bound"] = SystemResult(
-        memory_efficiency=1.0,
-        throughput_ops_s=total / wl.flops,
-        resource_utilization=1.0,
-        adaptations=0,
-        extra={"kind": "compute only: memory bandwidth and links not yet counted"},
-    )
+    systems["bound"] = _bound_system(ctx, truth, wl)
     return {
         "scenario": "costed",
         "backend": "sim",
@@ -251,5 +353,7 @@ def bench_costed(
         "scale": scale,
         "passes": passes,
         "dispatch_s": dispatch_s,
+        "max_in_flight": max_in_flight,
+        "learn_passes": learn_passes,
         "systems": {k: v.to_json() for k, v in systems.items()},
     }

@@ -40,8 +40,11 @@ __all__ = [
     "Tile",
     "footprint",
     "held_bytes",
+    "needed_bytes",
     "node_loads_s",
+    "per_pass_bytes",
     "predicted_makespan_s",
+    "tile_streamed_bytes",
     "validate_plan",
 ]
 
@@ -70,6 +73,9 @@ class NodeView:
     array_order: tuple[int, ...] = ()
     # rram: the relative error with the default correction, where it was measured
     rel_error_corrected: float | None = None
+    # bytes per second through the node's memory, in GB/s (inf: unknown, rate alone binds)
+    mem_bandwidth_gbs: float = math.inf
+    site: str = ""  # the LAN the node sits on ("" where unknown)
 
 
 @dataclass(frozen=True)
@@ -109,6 +115,40 @@ class Tile:
         return (op.k, op.n) if self.axis == "m" else (op.k, self.stop - self.start)
 
 
+def tile_streamed_bytes(tile: Tile, op: MatmulOp) -> int:
+    """Bytes ``tile`` moves through its node's memory in one pass: its ``X`` and ``Y``
+    slices, and ``W``'s block unless crossbar arrays hold it (they compute in place)."""
+    span = tile.stop - tile.start
+    if tile.axis == "m":
+        x, y, w = span * op.k, span * op.n, op.k * op.n
+    else:
+        x, y, w = op.m * op.k, op.m * span, op.k * span
+    return (x + y + (0 if tile.arrays else w)) * op.dtype_bytes
+
+
+def needed_bytes(producer: Tile, p_op: MatmulOp, consumer: Tile, c_op: MatmulOp) -> float:
+    """Bytes of ``producer``'s output block that ``consumer`` reads, for an edge
+    ``p -> o`` (``o`` reads ``p``'s output ``Y_p``, ``m_p x n_p``).
+
+    A consumer tile split along ``n`` (columns of ``W``) needs all of ``X_o``, so all of the
+    producer's block; one split along ``m`` needs its rows' share of ``Y_p``: rows
+    ``[s, e)`` of ``m_o`` map to the fraction ``[s/m_o, e/m_o)`` of ``p``'s rows (exact where
+    ``m_o == m_p``; the proportional share where a convolution's stride changes the
+    positions), intersected with what the producer tile holds.
+    """
+    span = producer.stop - producer.start
+    block_rows, block_cols = (span, p_op.n) if producer.axis == "m" else (p_op.m, span)
+    block = block_rows * block_cols * p_op.dtype_bytes
+    if consumer.axis == "n":
+        return float(block)
+    lo, hi = consumer.start / c_op.m, consumer.stop / c_op.m  # the rows it computes, as shares
+    if producer.axis == "n":
+        return block * (hi - lo)
+    p_lo, p_hi = producer.start / p_op.m, producer.stop / p_op.m
+    overlap = max(0.0, min(hi, p_hi) - max(lo, p_lo))
+    return p_op.m * overlap * p_op.n * p_op.dtype_bytes
+
+
 @dataclass(frozen=True)
 class Plan:
     """A complete assignment of every product of a workload to tiles on nodes."""
@@ -145,6 +185,23 @@ class NodeFootprint:
     def held_bytes(self) -> int:
         """Everything held for the job on this node, unusable array cells included."""
         return self.digital_bytes + self.array_bytes
+
+
+def per_pass_bytes(plan: Plan) -> dict[str, int]:
+    """Bytes each node needs again for every pass in flight: its tiles' inputs, outputs and
+    per-input weights (a decoder's KV cache: each batch of sequences has its own), as
+    opposed to static weights, held once whatever the passes in flight."""
+    ops = plan.workload.ops
+    out: dict[str, int] = defaultdict(int)
+    for t in plan.tiles:
+        op = ops[t.op]
+        span = t.stop - t.start
+        rows = span if t.axis == "m" else op.m
+        cols = op.n if t.axis == "m" else span
+        k, n = t.weight_shape(op)
+        w = 0 if op.weight_static else k * n
+        out[t.node] += (rows * op.k + rows * cols + w) * op.dtype_bytes
+    return dict(out)
 
 
 def held_bytes(plan: Plan, crossbars: Mapping[str, CrossbarSpec | None]) -> int:

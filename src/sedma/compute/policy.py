@@ -15,7 +15,8 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from sedma.compute.crossbar.correction import NONE
-from sedma.compute.partition.context import PartitionContext, PartitionSettings
+from sedma.compute.partition.context import LinkView, PartitionContext, PartitionSettings
+from sedma.compute.partition.estimate import estimated_rate
 from sedma.compute.partition.planner import plan_sedma
 from sedma.compute.plan import NodeView, Plan, footprint, predicted_makespan_s
 
@@ -45,6 +46,7 @@ class ComputeContext:
     measured: frozenset[str]  # nodes whose rate in ``nodes`` was measured this interval
     drift_threshold: float
     settings: PartitionSettings = field(default_factory=PartitionSettings)
+    links: LinkView | None = None  # what the planner knows of the network (None: ignored)
 
 
 @dataclass(frozen=True)
@@ -127,6 +129,15 @@ def rate_drift(assumed_gflops: float, observed_gflops: float) -> float:
     return observed_gflops / assumed_gflops - 1.0
 
 
+def _pass_s(plan: Plan, ctx: PartitionContext) -> float:
+    """Seconds per pass at the believed rates: the busiest resource's load where links are
+    known (:func:`~sedma.compute.partition.estimate.estimated_rate`), else the busiest
+    node's FLOPs (:func:`~sedma.compute.plan.predicted_makespan_s`)."""
+    if ctx.links is not None:
+        return 1.0 / estimated_rate(plan, ctx)
+    return predicted_makespan_s(plan, {v.name: v.rate_gflops for v in ctx.nodes})
+
+
 def suggest_replan(ctx: ComputeContext) -> Replan | None:
     """Suggest a new plan if a node's rate or free memory drifted from the plan's assumptions.
 
@@ -157,13 +168,13 @@ def suggest_replan(ctx: ComputeContext) -> Replan | None:
     short = sorted(n for n, f in fp.items() if n in views and f.digital_bytes > views[n].free_bytes)
     if not drift and not short and not gone and not over:
         return None
-    rates = {v.name: v.rate_gflops for v in ctx.nodes}
-    new = plan_sedma(
-        PartitionContext(nodes=ctx.nodes, workload=plan.workload, settings=ctx.settings)
+    pctx = PartitionContext(
+        nodes=ctx.nodes, workload=plan.workload, settings=ctx.settings, links=ctx.links
     )
+    new = plan_sedma(pctx)
     # A node that is gone cannot finish its tiles: the current plan never completes.
-    current = float("inf") if gone else predicted_makespan_s(plan, rates)
-    predicted = predicted_makespan_s(new, rates)
+    current = float("inf") if gone else _pass_s(plan, pctx)
+    predicted = _pass_s(new, pctx)
     gain = 1.0 - predicted / current if current > 0 else 0.0
     forced = bool(short or gone or over)
     worst = sorted(drift.items(), key=lambda kv: -abs(kv[1]))

@@ -26,7 +26,7 @@ from typing import Any
 
 from sedma.comm.policy import FlowStats, Reroute, Reweigh
 from sedma.compute.partition.bound import bound
-from sedma.compute.partition.context import PartitionContext, PartitionSettings
+from sedma.compute.partition.context import LinkView, PartitionContext, PartitionSettings
 from sedma.compute.partition.planner import plan_sedma
 from sedma.compute.plan import NodeView, Plan
 from sedma.compute.policy import ComputeContext, Recalibrate, Replan
@@ -86,8 +86,12 @@ class ControlLoop:
         comm: CommState | None = None,
         policies: Sequence[Policy] | None = None,
         planner: Planner = plan_sedma,
+        links: LinkView | None = None,
     ) -> None:
         self.spec = spec
+        # what the planners may know of the network (None: they ignore links); built by the
+        # caller from the cost model, so the loop asks the backend nothing about it
+        self.links = links
         self.comm = comm
         self.workload = workload
         self.backend = backend
@@ -156,7 +160,9 @@ class ControlLoop:
         self._load_calibrations()
         views = self._views({n.name: self.priors.rate(self.spec, n.name) for n in self.spec.nodes})
         plan = self.planner(
-            PartitionContext(nodes=views, workload=self.workload, settings=self.partition)
+            PartitionContext(
+                nodes=views, workload=self.workload, settings=self.partition, links=self.links
+            )
         )
         self.backend.load(plan, self.operands)
         self._plan = plan
@@ -256,6 +262,7 @@ class ControlLoop:
                 measured=frozenset(measured),
                 drift_threshold=self.drift_threshold,
                 settings=self.partition,
+                links=self.links,
             ),
             rram_observed=observed,
             rram_expected=expected,

@@ -25,9 +25,10 @@ import heapq
 import itertools
 import math
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
+from sedma.compute.partition.context import LinkView
 from sedma.errors import SedmaError
 from sedma.spec import ClusterSpec
 
@@ -122,6 +123,26 @@ class Network:
                 rtt += chain[1]
             out.append(("down", b, ""))
         return Route(tuple(out), rtt)
+
+    def link_view(
+        self, path_of: Callable[[str, str], Sequence[str]], driver: str | None = None
+    ) -> LinkView:
+        """What a planner may know of this network: each resource's capacity, and the
+        resources and round trip between two nodes on the path ``path_of`` gives (cached
+        per pair)."""
+        cache: dict[tuple[str, str], Route] = {}
+
+        def at(a: str, b: str) -> Route:
+            if (a, b) not in cache:
+                cache[a, b] = self.route(tuple(path_of(a, b)))
+            return cache[a, b]
+
+        return LinkView(
+            capacity_bps={r: c for r, c in self.capacity_bps.items()},
+            route=lambda a, b: at(a, b).resources,
+            driver=driver,
+            rtt_s=lambda a, b: at(a, b).rtt_s,
+        )
 
 
 def network_of(spec: ClusterSpec) -> Network:

@@ -3,8 +3,9 @@
 Covers: :func:`pass_tasks`, which turns a :class:`~sedma.compute.plan.Plan` and its
 workload's dataflow edges into :class:`~sedma.runtime.schedule.Task`\\ s (one per tile: its
 FLOPs, the bytes it streams from memory, the output bytes it reads from other tiles and the
-route they take), and :func:`tile_streamed_bytes` and :func:`needed_bytes`, the two byte
-counts it rests on. With :func:`~sedma.runtime.schedule.simulate_pass` this is what one pass
+route they take), from the two byte counts of :mod:`sedma.compute.plan`
+(:func:`~sedma.compute.plan.tile_streamed_bytes`, :func:`~sedma.compute.plan.needed_bytes`).
+With :func:`~sedma.runtime.schedule.simulate_pass` this is what one pass
 costs on emulated nodes and links, for every system compared.
 
 Bytes, per the rules of ARCHITECTURE.md ("How time is charged"):
@@ -31,50 +32,79 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 
-from sedma.compute.plan import Plan, Tile
+from sedma.compute.plan import Plan, Tile, needed_bytes, tile_streamed_bytes
 from sedma.compute.workload import MatmulOp
 from sedma.errors import SedmaError
 from sedma.runtime.cost import Network, Route
 from sedma.runtime.schedule import Dep, Task
 
-__all__ = ["needed_bytes", "pass_tasks", "tile_streamed_bytes"]
+__all__ = ["pass_tasks"]
 
 Edge = tuple[int, int]  # (producer op, consumer op), indices into the workload's ops
 PathOf = Callable[[str, str], Sequence[str]]
 
 
-def tile_streamed_bytes(tile: Tile, op: MatmulOp) -> int:
-    """Bytes ``tile`` moves through its node's memory: ``X`` and ``Y`` slices, and ``W``'s
-    block unless crossbar arrays hold it."""
-    span = tile.stop - tile.start
-    if tile.axis == "m":
-        x, y, w = span * op.k, span * op.n, op.k * op.n
-    else:
-        x, y, w = op.m * op.k, op.m * span, op.k * span
-    return (x + y + (0 if tile.arrays else w)) * op.dtype_bytes
-
-
-def needed_bytes(producer: Tile, p_op: MatmulOp, consumer: Tile, c_op: MatmulOp) -> float:
-    """Bytes of ``producer``'s output block that ``consumer`` reads (module rules)."""
-    span = producer.stop - producer.start
-    block_rows, block_cols = (span, p_op.n) if producer.axis == "m" else (p_op.m, span)
-    block = block_rows * block_cols * p_op.dtype_bytes
-    if consumer.axis == "n":
-        return float(block)
-    lo, hi = consumer.start / c_op.m, consumer.stop / c_op.m  # the rows it computes, as shares
-    if producer.axis == "n":
-        return block * (hi - lo)
-    p_lo, p_hi = producer.start / p_op.m, producer.stop / p_op.m
-    overlap = max(0.0, min(hi, p_hi) - max(lo, p_lo))
-    return p_op.m * overlap * p_op.n * p_op.dtype_bytes
-
-
-def pass_tasks(plan: Plan, edges: Sequence[Edge], network: Network, path_of: PathOf) -> list[Task]:
+def pass_tasks(
+    plan: Plan,
+    edges: Sequence[Edge],
+    network: Network,
+    path_of: PathOf,
+    *,
+    driver: str | None = None,
+) -> list[Task]:
     """One task per tile of ``plan`` (same order), with its inputs from the tiles of the
     products it reads. Priority is dataflow order: the product's index, then the tile's. A
     corrected rram tile's FLOPs are counted ``plan.correction.time_factor`` times (its re-reads
-    take time; they are not useful work)."""
+    take time; they are not useful work). A tile that reads another tile of its own node is
+    not dispatched on its own: it runs in that tile's call (a node runs a stage of the pass
+    as one call, as exo and Petals run a shard and a Ray actor a model).
+
+    With a ``driver`` (the node the job is submitted from), two more tasks follow the tiles:
+    a source on the driver whose output is the model's input, read by every tile of a product
+    that reads no other product (its slice of ``X``), and a sink on the driver that reads
+    every tile of a product no other product reads (the model's outputs). So the bytes in
+    and out of the job are charged like any other, as the plain-Ray programs' are."""
+    tasks = _tile_tasks(plan, edges, network, path_of)
+    if driver is None:
+        return tasks
+    ops = plan.workload.ops
+    src_i, n_tiles = len(tasks), len(tasks)
+    has_input = {o for _, o in edges}
+    has_consumer = {p for p, _ in edges}
+    routes: dict[tuple[str, str], Route] = {}
+
+    def dep(task: int, nbytes: float, a: str, b: str) -> Dep:
+        if a == b:
+            return Dep(task, nbytes)
+        if (a, b) not in routes:
+            routes[a, b] = network.route(tuple(path_of(a, b)))
+        return Dep(task, nbytes, routes[a, b])
+
+    for i, t in enumerate(plan.tiles[:n_tiles]):
+        if t.op in has_input:
+            continue
+        op = ops[t.op]
+        rows = (t.stop - t.start) if t.axis == "m" else op.m
+        x = dep(src_i, float(rows * op.k * op.dtype_bytes), driver, t.node)
+        tasks[i] = replace(tasks[i], deps=(*tasks[i].deps, x))
+    sink_deps = tuple(
+        dep(i, float(_block_bytes(t, ops[t.op])), t.node, driver)
+        for i, t in enumerate(plan.tiles)
+        if t.op not in has_consumer
+    )
+    tasks.append(Task(node=driver, flops=0.0, priority=-1.0))
+    tasks.append(Task(node=driver, flops=0.0, deps=sink_deps, priority=float(len(ops))))
+    return tasks
+
+
+def _block_bytes(tile: Tile, op: MatmulOp) -> int:
+    span = tile.stop - tile.start
+    return span * (op.n if tile.axis == "m" else op.m) * op.dtype_bytes
+
+
+def _tile_tasks(plan: Plan, edges: Sequence[Edge], network: Network, path_of: PathOf) -> list[Task]:
     ops = plan.workload.ops
     by_op: dict[int, list[int]] = defaultdict(list)
     for i, t in enumerate(plan.tiles):
@@ -107,6 +137,10 @@ def pass_tasks(plan: Plan, edges: Sequence[Edge], network: Network, path_of: Pat
                 deps.append(Dep(j, nbytes, routes[key]))
         tasks.append(
             Task(
+                # a tile that reads a tile of its own node runs in that tile's call (a node
+                # runs its stage of the pass as one call, as exo and Petals run a shard):
+                # one dispatch per run of local work
+                dispatched=not any(d.route is not None and not d.route.resources for d in deps),
                 node=t.node,
                 # a corrected rram tile reads its arrays time_factor times: charged, though
                 # only its own FLOPs are useful work

@@ -11,7 +11,8 @@ every system compared.
 
 Rules: a node runs one task at a time, without preemption; its time is
 :func:`~sedma.runtime.cost.tile_time_s` at the node's true rate and memory bandwidth plus
-the node's dispatch overhead. A dependency on a task of the same node costs nothing; across
+the node's dispatch overhead (unless the task is ``dispatched=False``: part of a call the
+node already made). A dependency on a task of the same node costs nothing; across
 nodes, bytes arrive one route RTT after their last bit was sent.
 
 - A task placed by its plan (``node`` set) is *pushed* its inputs: each producer sends as
@@ -90,6 +91,9 @@ class Task:
     priority: float = 0.0
     fetch: tuple[Fetch, ...] = ()
     eligible: frozenset[str] | None = None  # a dynamic task's allowed nodes (None: any)
+    # False: it runs inside the call of a task before it on its node (a fused stage), so it
+    # pays no dispatch of its own
+    dispatched: bool = True
 
 
 @dataclass(frozen=True)
@@ -128,19 +132,30 @@ class PassSchedule:
 RouteOf = Callable[[str, str], Route]
 
 
-def repeat_passes(tasks: Sequence[Task], passes: int) -> list[Task]:
-    """``passes`` copies of one pass's tasks, all in flight at once: copy ``k`` depends only
-    on its own tasks, and ranks after copy ``k - 1`` at equal priority, so each node works
-    through the passes in order while later passes fill its idle time (a pipeline). Fetched
-    objects keep their keys: a node that fetched one for pass 0 holds it for the rest."""
+def repeat_passes(tasks: Sequence[Task], passes: int, in_flight: int | None = None) -> list[Task]:
+    """``passes`` copies of one pass's tasks: copy ``k`` depends on its own tasks, and ranks
+    after copy ``k - 1`` at equal priority, so each node works through the passes in order
+    while later passes fill its idle time (a pipeline). Fetched objects keep their keys: a
+    node that fetched one for pass 0 holds it for the rest.
+
+    ``in_flight = P`` closes the loop: copy ``k`` starts (its tasks that read nothing wait)
+    only once copy ``k - P`` has ended (its tasks that nothing reads), as ``P`` sequences of
+    a decoder each wait for their previous token; None: all copies in flight at once."""
     if passes < 1:
         raise SedmaError(f"passes must be >= 1, got {passes!r}")
+    if in_flight is not None and in_flight < 1:
+        raise SedmaError(f"in_flight must be >= 1 or None, got {in_flight!r}")
     n = len(tasks)
     span = max((t.priority for t in tasks), default=0.0) + 1.0
+    read = {d.task for t in tasks for d in t.deps}
+    sinks = [i for i in range(n) if i not in read]
     out = []
     for k in range(passes):
         for t in tasks:
             deps = tuple(Dep(d.task + k * n, d.nbytes, d.route) for d in t.deps)
+            if not t.deps and in_flight is not None and k >= in_flight:
+                # a signal, not data: the token ids are a few bytes
+                deps = tuple(Dep(j + (k - in_flight) * n, 0.0) for j in sinks)
             out.append(replace(t, deps=deps, priority=t.priority + k * span))
     return out
 
@@ -298,7 +313,7 @@ class _Sim:
     def _run(self, task: int, node: str) -> None:
         t, m = self.tasks[task], self.nodes[node]
         took = tile_time_s(t.flops, t.streamed_bytes, m.rate_gflops, m.mem_bandwidth_gbs,
-                           m.dispatch_s)  # fmt: skip
+                           m.dispatch_s if t.dispatched else 0.0)  # fmt: skip
         self.start[task], self.end[task] = self.now, self.now + took
         self.busy[node] += took
         self.idle[node] = False

@@ -35,12 +35,17 @@ class Candidate:
     label: str
 
 
-def choose(candidates: Sequence[Candidate], floor: float) -> tuple[Candidate, str]:
+def choose(
+    candidates: Sequence[Candidate], floor: float, max_slowdown: float = math.inf
+) -> tuple[Candidate, str]:
     """The fastest candidate whose memory efficiency is at least ``floor``, and why.
 
-    If none reaches the floor, the fastest of all (memory efficiency is a goal, the pass
-    time the job itself). Ties in pass time (within one part in 10^9) go to the more
-    memory-efficient candidate. Returns the choice and a one-line reason for the notes.
+    Only candidates within ``max_slowdown`` of the fastest (pass time at most
+    ``(1 + max_slowdown)`` times its) may be picked for their memory efficiency: memory
+    is bought with at most that much throughput (``inf``: any). If none of those reaches the
+    floor, the fastest of all (memory efficiency is a goal, the pass time the job itself).
+    Ties in pass time (within one part in 10^9) go to the more memory-efficient candidate.
+    Returns the choice and a one-line reason for the notes.
     """
     if not candidates:
         raise ValueError("choose() needs at least one candidate")
@@ -48,9 +53,10 @@ def choose(candidates: Sequence[Candidate], floor: float) -> tuple[Candidate, st
     def key(c: Candidate) -> tuple[float, float]:
         return (round(c.makespan_s, 12), -c.memory_efficiency)
 
-    ok = [c for c in candidates if c.memory_efficiency >= floor]
-    pick = min(ok or candidates, key=key)
     fastest = min(candidates, key=key)
+    limit = fastest.makespan_s * (1.0 + max_slowdown)
+    ok = [c for c in candidates if c.memory_efficiency >= floor and c.makespan_s <= limit]
+    pick = min(ok or candidates, key=key)
     if pick is fastest:
         why = f"fastest of {len(candidates)} ({pick.label})"
     else:
@@ -62,6 +68,8 @@ def choose(candidates: Sequence[Candidate], floor: float) -> tuple[Candidate, st
         )
     if not ok:
         why += f"; no candidate reaches memory efficiency {floor:.0%}"
+        if max_slowdown < math.inf:
+            why += f" within {max_slowdown:.0%} of the fastest"
     return pick, why
 
 

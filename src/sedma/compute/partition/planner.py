@@ -27,6 +27,7 @@ costs its busiest node's load, ``makespan = max_i sum_{tiles on i} flops / (rate
 from __future__ import annotations
 
 import logging
+import math
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
@@ -37,6 +38,7 @@ from sedma.compute.crossbar.correction import DEFAULT, NONE, Correction
 from sedma.compute.partition.bound import bound_for
 from sedma.compute.partition.choice import Candidate, array_caps, choose
 from sedma.compute.partition.context import PartitionContext
+from sedma.compute.partition.estimate import estimated_rate
 from sedma.compute.partition.infeasible import check_placeable, infeasible
 from sedma.compute.partition.lp import (
     LpCell,
@@ -46,7 +48,9 @@ from sedma.compute.partition.lp import (
     solve_lp,
 )
 from sedma.compute.partition.lp import group_nodes as _group_nodes
+from sedma.compute.partition.replicas import plan_replicas
 from sedma.compute.partition.rounding import round_shares
+from sedma.compute.partition.stages import plan_pipeline
 from sedma.compute.partition.views import capped_views, corrected_views
 from sedma.compute.plan import (
     NodeFootprint,
@@ -59,6 +63,7 @@ from sedma.compute.plan import (
 )
 from sedma.errors import PlanError
 from sedma.metrics import memory_efficiency
+from sedma.spec import CrossbarSpec
 
 __all__ = [
     "group_nodes",
@@ -129,13 +134,41 @@ def plan_sedma(ctx: PartitionContext) -> Plan:
                 break
             views = capped_views(views, caps)
             label = f"{_correction_name(c)}, rram arrays capped ({_caps_note(caps)})"
+    slowdown = math.inf
+    if ctx.links is not None:
+        candidates = _with_links(ctx, candidates, crossbars)
+        slowdown = st.max_slowdown_for_memory
     if not candidates:
         raise errors[0]
-    pick, why = choose(candidates, st.min_memory_efficiency)
+    pick, why = choose(candidates, st.min_memory_efficiency, slowdown)
     return replace(
         pick.plan,
         notes=(*pick.plan.notes, f"rram correction: {pick.label}", f"chosen: {why}"),
     )
+
+
+def _with_links(
+    ctx: PartitionContext,
+    candidates: Sequence[Candidate],
+    crossbars: Mapping[str, CrossbarSpec | None],
+) -> list[Candidate]:
+    """Where links are known: the LP's candidates and the layer pipeline and replicas, each
+    timed by its busiest resource (:func:`~sedma.compute.partition.estimate.pass_loads`:
+    memory bandwidth and links as well as FLOPs)."""
+    out = [
+        replace(c, makespan_s=1.0 / estimated_rate(c.plan, ctx), label=f"LP, {c.label}")
+        for c in candidates
+    ]
+    live = ctx.workload.live_bytes
+    for label, make in (("layer pipeline", plan_pipeline), ("replicas", plan_replicas)):
+        plan = make(ctx)
+        if plan is None:
+            continue
+        validate_plan(plan, {v.name: v for v in ctx.nodes})
+        held = sum(f.held_bytes for f in footprint(plan, crossbars).values())
+        eff = memory_efficiency(live, held)
+        out.append(Candidate(plan, 1.0 / estimated_rate(plan, ctx), eff, label))
+    return out
 
 
 def _caps_note(caps: Mapping[str, int]) -> str:

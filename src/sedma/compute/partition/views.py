@@ -58,6 +58,8 @@ def views_from_spec(
                 rel_error=(rel_errors or {}).get(node.name, err),
                 array_order=order,
                 rel_error_corrected=(corrected_errors or {}).get(node.name),
+                mem_bandwidth_gbs=node.device.mem_bandwidth_gbs,
+                site=node.site,
             )
         )
     return tuple(views)

@@ -1,0 +1,291 @@
+"""A layer pipeline over the nodes that sees memory bandwidth, memory and links (pure).
+
+Covers: :func:`plan_pipeline`, sedma's pipeline candidate: the model's layers
+(:func:`~sedma.compute.partition.layers.model_layers`) cut into contiguous stages, one per
+node, along a chain of sites, so that the busiest resource per pass (a node's roofline time,
+or a link carrying the activations between stages) is as small as it can be. Does not
+cover: splitting single products over nodes (the LP planner,
+:mod:`sedma.compute.partition.planner`, which keeps this as one candidate among its own),
+data-parallel replicas (:mod:`sedma.compute.partition.replicas`), or the baselines that
+also place whole layers (exo and Petals, :mod:`sedma.compute.partition.exo` and
+:mod:`sedma.compute.partition.petals`, which weigh memory and FLOPs but neither memory
+bandwidth nor links).
+
+The method. For a target time ``tau`` per pass and an order of nodes, a greedy pass gives
+each node in turn as many of the next layers as it can run within ``tau`` (its roofline:
+``d + sum over its layers' products of max(2mkn / R, (mk + mn + kn) b / B)``, at the
+believed rate ``R`` and memory bandwidth ``B``, ``b`` bytes per element, and one dispatch
+``d``: a stage runs as one call),
+holding them in its memory (less the planners' reserve) and under their error budgets; the
+activations that cross each cut are charged ``8 x bytes / capacity`` on every link resource
+of the route between the two nodes, which must also stay within ``tau``. For a fixed order
+this greedy fill is exact for the node constraints (an exchange argument: giving a node
+fewer layers never lets a later node finish more), so a bisection on ``tau`` finds the
+order's best. Orders are chains of sites (every ordered subset of sites up to six, so a
+site behind thin links can be left out), with each site's nodes fastest first; the order
+with the smallest ``tau`` wins. ``1 / tau`` is the pipeline's rate with passes in flight.
+
+rram nodes are left out: a layer pipeline puts whole products on a node, which a crossbar's
+fixed arrays rarely hold, and decode's attention reads a cache no array can store.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from sedma.compute.partition.context import PartitionContext
+from sedma.compute.partition.layers import (
+    Layer,
+    layer_bytes,
+    layer_plan,
+    model_layers,
+    overfilled,
+    pipeline_nodes,
+    runs_layer,
+    usable_bytes,
+)
+from sedma.compute.plan import NodeView, Plan
+
+__all__ = ["plan_pipeline"]
+
+_MAX_SITES_ENUMERATED = 6  # up to this many sites, every ordered subset is tried
+_BISECTIONS = 40
+_GRID = 8  # fills tried between the smallest feasible tau and none
+
+
+@dataclass(frozen=True)
+class _Node:
+    view: NodeView
+    cost_s: tuple[float, ...]  # per layer, at the node's believed roofline
+    static: tuple[int, ...]  # per layer, bytes held once (static weights)
+    state: tuple[int, ...]  # per layer, bytes held per pass in flight (inputs, outputs, cache)
+    runs: tuple[bool, ...]  # per layer, within every error budget
+
+
+def _in_flight_choices(most: int) -> list[int]:
+    return [p for p in (1, 2, 3, 4, 6, 8, 12, 16, 24, 32) if p <= most] or [1]
+
+
+def plan_pipeline(ctx: PartitionContext) -> Plan | None:
+    """The layer pipeline of the module docstring, or None when no chain holds the model."""
+    wl = ctx.workload
+    ops = wl.ops
+    layers = model_layers(wl)
+    nodes = []
+    for v in pipeline_nodes(ctx.nodes):
+        runs = tuple(runs_layer(v, ops, layer) for layer in layers)
+        if not any(runs) or v.free_bytes <= 0:
+            continue
+        cost = tuple(_layer_cost(v, ctx, layer) for layer in layers)
+        static = tuple(
+            sum(ops[i].weight_bytes for i in range(*lay) if ops[i].weight_static) for lay in layers
+        )
+        state = tuple(
+            b - s for b, s in zip((layer_bytes(ops, lay) for lay in layers), static, strict=True)
+        )
+        nodes.append(_Node(v, cost, static, state, runs))
+    if not nodes:
+        return None
+    cut = _cut_bytes(ctx, layers)
+    best: tuple[float, float, int, list[str]] | None = None  # (rate, tau, in flight, owners)
+    for order in _orders(nodes):
+        for in_flight in _in_flight_choices(ctx.settings.max_in_flight):
+            options = _options(ctx, order, layers, cut, in_flight)
+            if not options:
+                break  # more passes in flight hold more: they will not fit either
+            for tau, owners in options:
+                rate = min(1.0 / tau, in_flight / _latency_s(ctx, order, layers, cut, owners))
+                if best is None or rate > best[0] * (1 + 1e-9):
+                    best = (rate, tau, in_flight, owners)
+    if best is None:
+        return None
+    rate, tau, in_flight, owners = best
+    used = list(dict.fromkeys(owners))
+    plan = layer_plan(
+        ctx.nodes,
+        wl,
+        layers,
+        owners,
+        "sedma",
+        (f"pipeline: {len(layers)} layers in {len(used)} stages ({' > '.join(used)}), "
+         f"busiest {tau * 1e3:.4g} ms per pass, {in_flight} passes in flight, "
+         f"{rate:.4g} passes/s predicted",),
+    )  # fmt: skip
+    views = {v.name: v for v in ctx.nodes}
+    if overfilled(plan, views, ctx.settings.memory_reserve):
+        return None
+    return plan
+
+
+def _latency_s(
+    ctx: PartitionContext,
+    order: Sequence[_Node],
+    layers: Sequence[Layer],
+    cut: Sequence[float],
+    owners: Sequence[str],
+) -> float:
+    """One pass alone through the pipeline: every stage's roofline, every cut's message,
+    and the model's input from and output to the driver."""
+    cost = {n.view.name: n.cost_s for n in order}
+    total = sum(cost[o][j] for j, o in enumerate(owners))
+    total += ctx.settings.dispatch_s * len(set(owners))  # one call per stage
+    links = ctx.links
+    if links is None:
+        return total
+    for j in range(1, len(owners)):
+        total += links.transfer_s(owners[j - 1], owners[j], cut[j])
+    if links.driver is not None:
+        wl = ctx.workload
+        first = sum(op.input_bytes for i, op in enumerate(wl.ops) if not wl.input_ops(i))
+        last = sum(op.output_bytes for i, op in enumerate(wl.ops) if not wl.reader_ops(i))
+        total += links.transfer_s(links.driver, owners[0], first)
+        total += links.transfer_s(owners[-1], links.driver, last)
+    return total
+
+
+def _layer_cost(v: NodeView, ctx: PartitionContext, layer: Layer) -> float:
+    """The layer's roofline on ``v``; its products run in the stage's one call (the stage
+    pays one dispatch, in :func:`_fill`)."""
+    total = 0.0
+    for i in range(*layer):
+        op = ctx.workload.ops[i]
+        streamed = (op.m * op.k + op.m * op.n + op.k * op.n) * op.dtype_bytes
+        total += max(op.flops / (v.rate_gflops * 1e9), streamed / (v.mem_bandwidth_gbs * 1e9))
+    return total
+
+
+def _cut_bytes(ctx: PartitionContext, layers: Sequence[Layer]) -> list[float]:
+    """Bytes that cross a cut before layer ``c``: every edge from a product before it to one
+    at or after it (each edge once, as each reading tile reads its input)."""
+    wl = ctx.workload
+    out = [0.0] * (len(layers) + 1)
+    starts = [a for a, _ in layers]
+    for c in range(1, len(layers)):
+        s = starts[c]
+        out[c] = float(
+            sum(
+                wl.ops[p].output_bytes
+                for o in range(s, len(wl.ops))
+                for p in wl.input_ops(o)
+                if p < s
+            )
+        )
+    return out
+
+
+def _orders(nodes: Sequence[_Node]) -> list[list[_Node]]:
+    """Chains of sites (module docstring), each site's nodes fastest first."""
+    by_site: dict[str, list[_Node]] = {}
+    for n in sorted(nodes, key=lambda n: sum(n.cost_s)):
+        by_site.setdefault(n.view.site, []).append(n)
+    sites = list(by_site)
+    if len(sites) > _MAX_SITES_ENUMERATED:
+        return [[n for s in sites for n in by_site[s]]]
+    orders = []
+    for k in range(1, len(sites) + 1):
+        for chain in itertools.permutations(sites, k):
+            orders.append([n for s in chain for n in by_site[s]])
+    return orders
+
+
+def _options(
+    ctx: PartitionContext,
+    order: Sequence[_Node],
+    layers: Sequence[Layer],
+    cut: Sequence[float],
+    in_flight: int,
+) -> list[tuple[float, list[str]]]:
+    """Fills of ``order`` from the smallest feasible ``tau`` up to none at all (each node
+    filled to its memory), on a geometric grid: a larger ``tau`` gives the first, fastest
+    nodes more layers, which shortens a pass alone (what few passes in flight wait for)."""
+    loose = _fill(ctx, order, layers, cut, math.inf, in_flight)
+    if loose is None:
+        return []
+    cost = {n.view.name: n.cost_s for n in order}
+    stage: dict[str, float] = dict.fromkeys(loose, ctx.settings.dispatch_s)
+    for j, o in enumerate(loose):
+        stage[o] = stage.get(o, 0.0) + cost[o][j]
+    hi = max(stage.values())
+    while _fill(ctx, order, layers, cut, hi, in_flight) is None:  # a link binds, not a node
+        hi *= 2.0
+    lo_tau, top = 0.0, hi
+    for _ in range(_BISECTIONS):
+        mid = 0.5 * (lo_tau + hi)
+        if _fill(ctx, order, layers, cut, mid, in_flight) is None:
+            lo_tau = mid
+        else:
+            hi = mid
+        if hi - lo_tau <= 1e-4 * hi:
+            break
+    out: list[tuple[float, list[str]]] = []
+    for k in range(_GRID + 1):
+        tau = hi * (top / hi) ** (k / _GRID)
+        owners = _fill(ctx, order, layers, cut, tau * (1 + 1e-9), in_flight)
+        if owners is not None and (not out or owners != out[-1][1]):
+            out.append((tau, owners))
+    return out
+
+
+def _fill(
+    ctx: PartitionContext,
+    order: Sequence[_Node],
+    layers: Sequence[Layer],
+    cut: Sequence[float],
+    tau: float,
+    in_flight: int,
+) -> list[str] | None:
+    """Each layer's node under the greedy fill at ``tau``, or None if it does not fit."""
+    links = ctx.links
+    reserve = ctx.settings.memory_reserve
+    link_s: dict[object, float] = {}
+
+    def carry(a: str, b: str, nbytes: float) -> bool:
+        if links is None or a == b or nbytes <= 0:
+            return True
+        for r in links.route(a, b):
+            link_s[r] = link_s.get(r, 0.0) + 8.0 * nbytes / links.capacity_bps[r]
+            if link_s[r] > tau:
+                return False
+        return True
+
+    ops = ctx.workload.ops
+    owners: list[str] = []
+    j = 0
+    prev: str | None = None
+    for n in order:
+        if j == len(layers):
+            break
+        room, time_s, start = usable_bytes(n.view, reserve), ctx.settings.dispatch_s, j
+        while (
+            j < len(layers)
+            and n.runs[j]
+            and time_s + n.cost_s[j] <= tau
+            and n.static[j] + in_flight * n.state[j] <= room
+        ):
+            time_s += n.cost_s[j]
+            room -= n.static[j] + in_flight * n.state[j]
+            j += 1
+        if j == start:
+            continue
+        name = n.view.name
+        if prev is None:
+            first = sum(
+                ops[i].input_bytes for i in range(*layers[0]) if not ctx.workload.input_ops(i)
+            )
+            ok = links is None or links.driver is None or carry(links.driver, name, first)
+        else:
+            ok = carry(prev, name, cut[start])
+        if not ok:
+            return None
+        owners.extend([name] * (j - start))
+        prev = name
+    if j < len(layers):
+        return None
+    if links is not None and links.driver is not None and prev is not None:
+        last = sum(ops[i].output_bytes for i in range(len(ops)) if not ctx.workload.reader_ops(i))
+        if not carry(prev, links.driver, last):
+            return None
+    return owners
