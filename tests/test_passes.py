@@ -7,10 +7,9 @@ import pytest
 from sedma.compute.partition.baseline import plan_static
 from sedma.compute.partition.context import PartitionContext
 from sedma.compute.partition.views import views_from_spec
-from sedma.compute.plan import ArraySlot, Plan, Tile
+from sedma.compute.plan import ArraySlot, Plan, Tile, needed_bytes, tile_streamed_bytes
 from sedma.compute.workload import MatmulOp, Workload
 from sedma.errors import SedmaError
-from sedma.compute.plan import needed_bytes, tile_streamed_bytes
 from sedma.runtime.cost import network_of
 from sedma.runtime.passes import pass_tasks
 from sedma.runtime.schedule import NodeModel, simulate_pass

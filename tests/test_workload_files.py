@@ -330,7 +330,8 @@ def test_your_own_onnx_model_runs_end_to_end_with_plots(tmp_path: Path) -> None:
     assert r.exit_code == 0, r.output
     data = json.loads(out.read_text())
     assert data["workload"] == "convnet"
-    sedma = data["systems"]["sedma"]
+    assert data["systems"]["sedma"]["throughput_ops_s"] > 0  # the costed headline
+    sedma = data["local"]["systems"]["sedma"]  # computed for real on this machine
     assert sedma["passes"] == 4 and sedma["throughput_ops_s"] > 0
     assert sedma["rel_error"] < 0.05  # within the budgets the ONNX reader set
     assert (plots / "demo-comparison.png").stat().st_size > 0

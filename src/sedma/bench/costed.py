@@ -164,12 +164,16 @@ def _plan_system(
         one, in_flight, passes, lambda t: simulate_pass(t, truth, net.capacity_bps)
     )
     held = held_bytes(plan, crossbars) if held is None else held
+    by = {v.name: v for v in views}
     return SystemResult(
         memory_efficiency=memory_efficiency(plan.workload.live_bytes, held),
         throughput_ops_s=thr,
+        # the nodes' error model (the sim computes no arrays): the worst tile's node
+        rel_error=max(effective_error(by[t.node], plan) for t in plan.tiles),
         adaptations=0,
         extra={
             **_figures(s, thr, in_flight, plan.workload, truth, net),
+            "rel_error_source": "model",
             "tiles": len(plan.tiles),
             "meets_error_budget": _budget_met(plan, views),
         },
@@ -287,6 +291,7 @@ def _bound_system(ctx: PartitionContext, truth: dict[str, NodeModel], wl: Worklo
     return SystemResult(
         memory_efficiency=1.0,
         throughput_ops_s=b.throughput_ops_s,
+        rel_error=0.0,
         resource_utilization=min(1.0, b.throughput_ops_s * wl.flops / total),
         adaptations=0,
         extra={

@@ -116,8 +116,10 @@ def demo(
         int, typer.Option(help="Messages of the communication-latency run (0 skips it).")
     ] = 2000,
 ) -> None:
-    """Run a workload with sedma and with the static baseline, side by side, and compare."""
-    from sedma.bench.compare import CompareConfig, run_comparison
+    """Run a workload with sedma and with Ray, exo, Petals and the static baseline, side by
+    side with every cost charged, and for real on this machine."""
+    from sedma.bench.compare import CompareConfig
+    from sedma.bench.demo import run_demo
 
     def go() -> dict[str, Any]:
         cfg = CompareConfig(
@@ -134,7 +136,7 @@ def demo(
             comm_messages=comm_messages,
         )
         with progress_bar() as progress:
-            return run_comparison(cfg, progress=progress)
+            return run_demo(cfg, progress=progress)
 
     result = guard(go)
     print_demo(result)

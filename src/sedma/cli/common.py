@@ -238,6 +238,8 @@ def fmt(v: Any, kind: str) -> str:
     """One table cell: ``kind`` is pct, ops, err, ms or anything else (``str``); ``-`` for None."""
     if v is None:
         return "-"
+    if isinstance(v, str):  # a word in place of a figure ("failed")
+        return v
     if kind == "pct":
         return f"{100 * float(v):.1f}%"
     if kind == "ops":

@@ -97,7 +97,7 @@ def plan_pipeline(ctx: PartitionContext) -> Plan | None:
             if not options:
                 break  # more passes in flight hold more: they will not fit either
             for tau, owners in options:
-                rate = min(1.0 / tau, in_flight / _latency_s(ctx, order, layers, cut, owners))
+                rate = _pipeline_rate(tau, in_flight, _latency_s(ctx, order, layers, cut, owners))
                 if best is None or rate > best[0] * (1 + 1e-9):
                     best = (rate, tau, in_flight, owners)
     if best is None:
@@ -289,3 +289,14 @@ def _fill(
         if not carry(prev, links.driver, last):
             return None
     return owners
+
+
+def _pipeline_rate(tau: float, in_flight: int, latency_s: float) -> float:
+    """Passes per second of a closed loop of ``in_flight`` passes through a pipeline whose
+    busiest stage takes ``tau`` and one pass alone ``latency_s``: ``P / (L + (P - 1) tau)``,
+    each pass waiting behind the others at the busiest stage once (the mean-value bound of a
+    closed queueing network, Lazowska et al. 1984, 5.3; between ``1 / L`` for one pass and
+    ``1 / tau`` for many). Conservative where stages are balanced, as it must be: a pipeline
+    that shares its links and its driver with the passes behind it does not reach
+    ``min(1 / tau, P / L)``."""
+    return in_flight / (latency_s + (in_flight - 1) * tau)

@@ -1,0 +1,81 @@
+"""``sedma demo``: sedma against the best of Ray, exo and Petals, with every cost charged,
+and the same job run for real on this machine.
+
+Covers: :func:`run_demo`, which composes two runs of one workload on one cluster in one
+invocation and returns the result JSON of ARCHITECTURE.md:
+
+1. The headline (``systems``, ``"backend": "sim"``): :func:`~sedma.bench.costed.bench_costed`,
+   every system (sedma with its control loop, ``ray`` and its two programs, ``exo``,
+   ``petals``, ``static``, ``bound``) timed by the cost model's rules: rooflines at the true
+   rates, every byte over the links, dispatch, the passes in flight that memory allows.
+2. The real run (``local``): :func:`~sedma.bench.compare.run_comparison` on the local
+   backend, where worker threads really compute every tile (crossbar simulation included),
+   so the relative error is measured and the loop adapts live (a node slowed half-way). It
+   charges FLOPs only (no links), so its throughputs are not the headline's. It is skipped,
+   with the reason in ``local``, where the operands would not fit this host
+   (:data:`LOCAL_MAX_BYTES`; pass ``--scale`` to shrink the model).
+
+The message latencies of the communication run (over the real transport) are attached to
+the headline's ``sedma`` and ``static``, as before. Does not cover: presentation
+(:mod:`sedma.cli.render`) or either run's rules (the modules above).
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+from sedma.bench.compare import CompareConfig, Progress, run_comparison
+from sedma.bench.costed import bench_costed
+from sedma.clock import Clock
+from sedma.spec import ClusterSpec
+from sedma.spec_load import load_cluster
+from sedma.workloads.registry import get_workload
+
+__all__ = ["LOCAL_MAX_BYTES", "run_demo"]
+
+LOCAL_MAX_BYTES = 2 * 2**30  # operands the real run may allocate on this host
+
+
+def run_demo(
+    cfg: CompareConfig, progress: Progress | None = None, clock: Clock | None = None
+) -> dict[str, Any]:
+    """The two runs of the module docstring, as one result."""
+    spec = cfg.cluster if isinstance(cfg.cluster, ClusterSpec) else load_cluster(cfg.cluster)
+    cfg = replace(cfg, cluster=spec)
+    workload = get_workload(cfg.workload, scale=cfg.scale)
+    costed = bench_costed(spec, cfg.workload, scale=cfg.scale)
+    if progress:
+        progress("costed", 1, 1)
+    local: dict[str, Any]
+    if workload.live_bytes > LOCAL_MAX_BYTES:
+        local = {
+            "skipped": f"{workload.name}'s operands ({workload.live_bytes / 2**30:.1f} GiB) "
+            f"exceed what the real run allocates on this host ({LOCAL_MAX_BYTES / 2**30:.0f} "
+            "GiB); run with --scale to shrink the model"
+        }
+    else:
+        local = run_comparison(cfg, progress=progress, clock=clock)
+    systems = dict(costed["systems"])
+    comm = local.get("communication")
+    if "systems" in local:
+        for name in ("sedma", "static"):
+            lat = local["systems"][name].get("latency_ms")
+            if lat is not None:
+                systems[name] = {**systems[name], "latency_ms": lat}
+    keep = {"time_scale": None, "static_time_scale": None, "slowdown": None, "decisions": [],
+            "timeline": [], "priors": [], "lessons": [], "memory": None}  # fmt: skip
+    return {
+        "scenario": "demo",
+        "backend": "sim",
+        "seed": cfg.seed,
+        "cluster": spec.name,
+        "workload": workload.name,
+        "scale": cfg.scale,
+        "systems": systems,
+        "costed": {k: v for k, v in costed.items() if k != "systems"},
+        "local": local,
+        # the real run's loop, at the top level where plots and scripts read them
+        **{k: local.get(k, default) for k, default in keep.items()},
+        "communication": comm,
+    }
