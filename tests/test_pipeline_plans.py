@@ -3,6 +3,7 @@ that chooses among plans, and the roofline bound no schedule beats."""
 
 from __future__ import annotations
 
+import contextlib
 import math
 import random
 from dataclasses import replace
@@ -20,6 +21,7 @@ from sedma.compute.partition.stages import plan_pipeline
 from sedma.compute.partition.views import views_from_spec
 from sedma.compute.plan import Plan, Tile
 from sedma.compute.workload import MatmulOp, Workload
+from sedma.errors import PlanError
 from sedma.runtime.cost import network_of
 from sedma.runtime.passes import pass_tasks
 from sedma.runtime.schedule import NodeModel, repeat_passes, simulate_pass
@@ -234,10 +236,8 @@ def test_no_plan_beats_the_roofline_bound_on_random_cases(seed: int) -> None:
         for n in spec.nodes
     }
     plans = [plan_sedma(ctx)]
-    try:
+    with contextlib.suppress(PlanError):  # exo may not fit a case; the rest still count
         plans.append(plan_exo_best(ctx))
-    except Exception:  # exo may not fit a case; the bound still holds for the rest
-        pass
     for plan in plans:
         one = pass_tasks(plan, workload_edges(wl), net, static_paths(spec), driver=ctx.links.driver)  # type: ignore[union-attr]
         k = 24
