@@ -220,26 +220,40 @@ def fair_rates(
     rate, and repeat. Every resource then carries at most its capacity, and no transfer can
     go faster without slowing one that is not faster than it.
     """
-    left = dict(capacity)
-    users: dict[Resource, set[int]] = defaultdict(set)
+    # Transfers on one route get one rate (max-min fairness treats them alike): fill over
+    # routes, each counted as many times as it has transfers.
+    groups: dict[int, list[int]] = defaultdict(list)
+    route_of: dict[int, tuple[Resource, ...]] = {}
     for i in active:
-        for r in transfers[i].route.resources:
-            users[r].add(i)
+        route = transfers[i].route
+        key = id(route)
+        if key not in route_of:
+            route_of[key] = tuple(dict.fromkeys(route.resources))  # each resource once
+        groups[key].append(i)
+    users: dict[Resource, list[int]] = defaultdict(list)
+    count: dict[Resource, int] = defaultdict(int)  # unfrozen transfers crossing r
+    for key, members in groups.items():
+        for r in route_of[key]:
+            users[r].append(key)
+            count[r] += len(members)
+    left = {r: capacity[r] for r in users}
     rates: dict[int, float] = {}
-    unfrozen = set(active)
+    unfrozen = set(groups)
     while unfrozen:
         level, bottleneck = min(
-            ((left[r] / len(u & unfrozen), r) for r, u in users.items() if u & unfrozen),
-            default=(math.inf, None),
+            ((left[r] / n, r) for r, n in count.items() if n > 0), default=(math.inf, None)
         )
         if bottleneck is None:  # transfers that cross nothing are not rate-limited here
-            rates.update(dict.fromkeys(unfrozen, math.inf))
+            for key in unfrozen:
+                rates.update(dict.fromkeys(groups[key], math.inf))
             break
-        for i in sorted(users[bottleneck] & unfrozen):
-            rates[i] = level
-            unfrozen.discard(i)
-            for r in transfers[i].route.resources:
-                left[r] -= level
+        for key in [k for k in users[bottleneck] if k in unfrozen]:
+            members = groups[key]
+            rates.update(dict.fromkeys(members, level))
+            unfrozen.discard(key)
+            for r in route_of[key]:
+                left[r] -= level * len(members)
+                count[r] -= len(members)
     return rates
 
 

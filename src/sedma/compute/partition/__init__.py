@@ -3,7 +3,7 @@
 Bottom up (pure; import each name from the module that defines it):
 
 - :mod:`~sedma.compute.partition.context`: ``PartitionContext``, the one frozen object the
-  planners read, and ``PartitionSettings``.
+  planners read, ``PartitionSettings`` and ``LinkView`` (what a planner knows of links).
 - :mod:`~sedma.compute.partition.views`: node views of a cluster spec (``views_from_spec``),
   and under an rram correction or capped arrays.
 - :mod:`~sedma.compute.partition.lp`: the linear programme (node groups, op classes, HiGHS).
@@ -20,6 +20,12 @@ Bottom up (pure; import each name from the module that defines it):
   ``plan_exo_weighted``, ``plan_exo_best``).
 - :mod:`~sedma.compute.partition.petals`: the Petals baseline (``petals_swarm``,
   ``plan_petals``).
+- :mod:`~sedma.compute.partition.estimate`: a plan's busiest resource per pass (nodes'
+  rooflines, links), ``estimated_rate``.
+- :mod:`~sedma.compute.partition.stages`: the layer pipeline candidate, ``plan_pipeline``.
+- :mod:`~sedma.compute.partition.replicas`: the data-parallel candidate, ``plan_replicas``.
+- :mod:`~sedma.compute.partition.roofline_bound`: the bound with compute, memory bandwidth,
+  memory and links, ``roofline_bound``.
 - :mod:`~sedma.compute.partition.planner`: the sedma planner, ``plan_sedma`` (corrections,
-  array caps, LP, rounding, re-solves).
+  array caps, LP, rounding, re-solves; where links are known, the pipeline and replicas).
 """
