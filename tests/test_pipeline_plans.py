@@ -180,7 +180,10 @@ def test_replicas_cut_every_product_by_rows_over_nodes_that_hold_the_model() -> 
     for i in range(len(wl.ops)):
         rows = sorted((t.start, t.stop) for t in plan.tiles if t.op == i)
         assert rows[0][0] == 0 and rows[-1][1] == wl.ops[i].m  # every row, once
-    assert plan_replicas(ctx_of(spec, chain(4, m=1))) is None  # one row cannot be cut
+    one_row = plan_replicas(ctx_of(spec, chain(4, m=1)))  # one row: each product on one node
+    assert one_row is not None and all(t.stop - t.start == 1 for t in one_row.tiles)
+    tiny = cluster([{"name": "t", "site": "a", "memory_gib": 0.001, "mem_bandwidth_gbs": 1.0}])
+    assert plan_replicas(ctx_of(tiny, wl)) is None  # nobody holds the model
 
 
 def test_with_links_sedma_keeps_the_fastest_candidate_by_its_estimate() -> None:

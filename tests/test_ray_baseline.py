@@ -68,8 +68,9 @@ def test_data_parallel_replicas_go_where_the_model_fits() -> None:
     spec = load_cluster("homogeneous")
     views = views_from_spec(spec)
     tasks = data_parallel(WL, views, views[0].name, batches=16)
-    replicas = {t.eligible for t in tasks if t.node is None}
-    assert replicas == {frozenset(v.name for v in views)}
+    work = [t.node for t in tasks if t.flops > 0]
+    # equal replicas take turns: every node holds one, two batches each
+    assert sorted(work) == sorted(v.name for v in views for _ in range(2))
     tiny = [replace(v, free_bytes=1024) for v in views]
     with pytest.raises(SedmaError, match="no node holds the whole model"):
         data_parallel(WL, tiny, views[0].name, batches=1)
@@ -94,3 +95,13 @@ def test_no_program_beats_the_compute_bound() -> None:
         data_parallel(WL, views, views[0].name, batches=32), 32, truth, net.capacity_bps, route_of
     )
     assert 0 < dyn <= bound and 0 < dp <= bound
+
+
+def test_a_pool_kept_p_deep_submits_a_batch_when_one_returns() -> None:
+    spec = load_cluster("homogeneous")
+    views = views_from_spec(spec)
+    tasks = data_parallel(WL, views, views[0].name, batches=6, in_flight=2)
+    sources = tasks[0::3]
+    assert not sources[0].deps and not sources[1].deps
+    for b in range(2, 6):  # batch b waits for batch b - 2's return (its sink, task 3b - 4)
+        assert [d.task for d in sources[b].deps] == [3 * (b - 2) + 2]

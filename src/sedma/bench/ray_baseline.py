@@ -14,8 +14,10 @@ other system:
   products feeding it from wherever they ran; the driver sends the model input and collects
   the outputs. Several passes are submitted at once, as an asynchronous driver does.
 - :func:`data_parallel` (b): one model replica (an actor holding all the weights) on every
-  node where the whole model fits and every product's error budget is met; each batch goes
-  to whichever replica is free, its input from the driver and its output back.
+  node where the whole model fits and every product's error budget is met; an
+  ``ActorPool`` keeps each replica busy, its next batch's input already on the way (a
+  weighted round robin by speed in steady state), its input from the driver and its
+  output back.
 
 :func:`throughput` times a program and gives passes per second. The Ray scheduler's
 documented behaviour these follow: tasks are leased to any node with free resources
@@ -139,26 +141,52 @@ def replica_nodes(workload: Workload, nodes: Sequence[NodeView]) -> frozenset[st
 
 
 def data_parallel(
-    workload: Workload, nodes: Sequence[NodeView], driver: str, *, batches: int
+    workload: Workload,
+    nodes: Sequence[NodeView],
+    driver: str,
+    *,
+    batches: int,
+    in_flight: int | None = None,
 ) -> list[Task]:
     """Program (b): ``batches`` batches over one replica per node that holds the model.
 
+    An ``ActorPool`` hands each batch to a free replica and queues one more per actor, so
+    Ray moves a batch's input while the actor still runs the one before (actor tasks'
+    arguments are fetched ahead of execution). In steady state that is a smooth weighted
+    round robin over the replicas by their speed (each replica's whole-model roofline at its
+    believed rate and bandwidth), with each batch's input pushed from the driver as soon as
+    it is submitted, and its output back. ``in_flight = P``: batch ``b`` is submitted when
+    batch ``b - P`` has returned (a pool kept ``P`` deep); None: all at once.
+
     Raises :class:`~sedma.errors.SedmaError` when no node can hold a whole replica."""
-    replicas = replica_nodes(workload, nodes)
+    replicas = sorted(replica_nodes(workload, nodes))
     first, last = workload.ops[0], workload.ops[-1]
     flops = float(sum(op.flops for op in workload.ops))
     streamed = float(replica_bytes(workload))
+    by = {v.name: v for v in nodes}
+    speed = {
+        n: 1.0 / max(flops / (by[n].rate_gflops * 1e9), streamed / (by[n].mem_bandwidth_gbs * 1e9))
+        for n in replicas
+    }
+    total = sum(speed.values())
+    credit = dict.fromkeys(replicas, 0.0)
     tasks: list[Task] = []
     for b in range(batches):
+        for n in replicas:  # smooth weighted round robin (each pick costs the total)
+            credit[n] += speed[n]
+        node = max(replicas, key=lambda n: credit[n])
+        credit[node] -= total
         src = len(tasks)
-        tasks.append(Task(driver, 0.0, priority=b))
+        wait: tuple[Dep, ...] = ()
+        if in_flight is not None and b >= in_flight:
+            wait = (Dep(src - 3 * in_flight + 2, 0.0),)  # batch b - P's return
+        tasks.append(Task(driver, 0.0, priority=b, deps=wait))
         tasks.append(
             Task(
-                None,
+                node,
                 flops,
                 streamed_bytes=streamed,
                 priority=b,
-                eligible=replicas,
                 deps=(Dep(src, first.input_bytes, None),),
             )
         )

@@ -28,12 +28,11 @@ __all__ = ["plan_replicas"]
 
 
 def plan_replicas(ctx: PartitionContext) -> Plan | None:
-    """The best replica set of the module docstring, or None where no node holds the model
-    (or some product has a single row and cannot be cut by rows)."""
+    """The best replica set of the module docstring, or None where no node holds the model.
+    A product with fewer rows than nodes gives its rows to the nodes whose shares cover them
+    (a single-row product runs whole on one node, its inputs gathered there)."""
     wl = ctx.workload
     ops = wl.ops
-    if min(op.m for op in ops) < 2:
-        return None
     layers = model_layers(wl)
     reserve = ctx.settings.memory_reserve
     able = [
