@@ -143,7 +143,11 @@ def plan_sedma(ctx: PartitionContext) -> Plan:
     pick, why = choose(candidates, st.min_memory_efficiency, slowdown)
     return replace(
         pick.plan,
-        notes=(*pick.plan.notes, f"rram correction: {pick.label}", f"chosen: {why}"),
+        notes=(
+            *pick.plan.notes,
+            f"rram correction: {_correction_name(pick.plan.correction)}",
+            f"chosen: {why}",
+        ),
     )
 
 
