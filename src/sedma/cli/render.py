@@ -53,19 +53,22 @@ def print_demo(result: dict[str, Any]) -> None:
     for name in names:
         table.add_column(name, justify="right")
     rows = [
-        ("throughput (passes/s)", "throughput_ops_s", "ops"),
-        ("memory utilisation efficiency", "memory_efficiency", "pct"),
-        ("resource utilisation", "resource_utilization", "pct"),
+        ("passes/s", "throughput_ops_s", "ops"),
+        ("memory efficiency", "memory_efficiency", "pct"),
+        ("useful FLOPs / capacity", "resource_utilization", "pct"),
         ("busiest link", "link_utilization_max", "pct"),
         ("busiest node", "node_utilization_max", "pct"),
         ("passes in flight", "passes_in_flight", "int"),
+        ("error budgets met", "meets_error_budget", "yes"),
         ("adaptations", "adaptations", "int"),
-        ("message latency mean (ms)", "latency_mean", "ms"),
-        ("message latency p99 (ms)", "latency_p99", "ms"),
+        ("latency mean (ms)", "latency_mean", "ms"),
+        ("latency p99 (ms)", "latency_p99", "ms"),
     ]
 
     def cell(system: str, key: str) -> Any:
         d = systems[system]
+        if key == "meets_error_budget" and key in d:
+            return "yes" if d[key] else "no"
         if key.startswith("latency_"):
             return (d.get("latency_ms") or {}).get(key.split("_", 1)[1])
         if "failed" in d and key == "throughput_ops_s":
