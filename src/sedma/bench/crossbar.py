@@ -52,9 +52,10 @@ from threadpoolctl import threadpool_limits
 from sedma.clock import ManualClock
 from sedma.compute.crossbar.chip import SimulatedChip
 from sedma.compute.crossbar.correction import DEFAULT, NONE, ORACLE, Correction
-from sedma.compute.crossbar.device import CrossbarDevice, Programmed
+from sedma.compute.crossbar.device import CrossbarDevice
 from sedma.compute.crossbar.estimate_cells import detect_stuck
 from sedma.compute.crossbar.physics import analytic_rel_error
+from sedma.compute.crossbar.programmed import Programmed
 from sedma.compute.workload import MatmulOp
 from sedma.errors import SpecError
 from sedma.metrics import rel_error
