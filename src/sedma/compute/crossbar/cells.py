@@ -59,6 +59,12 @@ class Cells:
     pitch, in units of a fully-on cell's resistance): IR drop from the lines' network
     (:func:`~sedma.compute.crossbar.ir_network.network_attenuation`) instead of the
     spec's fixed ``ir_drop`` profile.
+
+    What the chip's controller knows, beside the truth: ``known_maps`` (the stuck cells a
+    calibration found; None: none known) and ``believed`` (the profile it believes: the
+    nameplate ``xb`` until a calibration's estimate replaces it). A correction with
+    ``knowledge="measured"`` routes around the known cells and verifies writes against the
+    believed programming noise; the physics always uses the truth.
     """
 
     def __init__(
