@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 
+import numpy as np
 import pytest
 
 from sedma.clock import ManualClock
@@ -135,3 +136,34 @@ def test_the_estimated_profile_survives_storage_and_partial_merges(
     book = CalibrationBook()
     book.record(Calibrated("rram", 0.0, "crossbar", cal.to_json(), "test", ()), 0.0)
     assert rram_view(book.by_node).crossbar == cal.estimated_spec()
+
+
+def test_a_baking_chip_ages_its_device_without_waiting() -> None:
+    from sedma.clock import ManualClock as Base
+    from sedma.clock import ScaledClock
+    from sedma.compute.crossbar.chip import SimulatedChip
+
+    base = Base()
+    device = CrossbarDevice(NAMEPLATE, seed=0, clock=ScaledClock(base, 10.0))
+    before_base, before = base.now(), device.clock.now()
+    SimulatedChip(device, bake=True).wait(3600.0)
+    assert device.clock.now() - before == pytest.approx(3600.0)
+    assert base.now() == before_base  # no time passed on the clock it runs on
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"arrays": [0, 0]}, r"arrays = \[0, 0\]; allowed: None or distinct indices"),
+        ({"arrays": [1024]}, r"arrays = \[1024\]; allowed"),
+        ({"arrays": [0, 1], "stuck_maps": np.zeros((1, 128, 128), np.int8)}, r"stuck_maps has"),
+    ],
+)
+def test_bad_probe_arrays_are_one_clear_error(kwargs: dict[str, object], match: str) -> None:
+    from sedma.compute.crossbar.chip import SimulatedChip
+    from sedma.compute.crossbar.estimate import estimate_profile
+    from sedma.errors import SedmaError
+
+    chip = SimulatedChip(CrossbarDevice(NAMEPLATE, seed=0, clock=ManualClock()))
+    with pytest.raises(SedmaError, match=match):
+        estimate_profile(chip, **kwargs)  # type: ignore[arg-type]
