@@ -159,6 +159,11 @@ def test_loop_calibrates_stores_and_recalibrates_when_the_device_ages(tmp_path: 
         loop.start()
         assert "rram" in loop.calibrations
         assert ltm.latest_calibration("rram", "crossbar") is not None
+        # the loop's calibration estimated the profile blind; the device believes it
+        est = loop.calibrations["rram"].estimated_spec()
+        chip = b.crossbar_device("rram")
+        assert est is not None and chip is not None and chip.known_profile() == est
+        assert est.program_noise == pytest.approx(XB.program_noise, rel=0.15)
         assert any(d.kind == "calibrate" and d.accepted for d in loop.decisions)
         assert any(t.node == "rram" for t in loop.plan.tiles)
         ex = Executor(b, stm)

@@ -243,9 +243,11 @@ def test_hadamard_inputs_are_orthogonal_and_fast_transformed(k: int) -> None:
     assert np.allclose(walsh_hadamard(y)[:k], h.T @ y)
 
 
-def test_the_residual_doubles_the_arrays_on_the_cleanest_spares() -> None:
+def test_the_residual_doubles_the_arrays_on_the_cleanest_spares_it_knows() -> None:
     _, w = operands()
     dev = CrossbarDevice(RRAM_A, seed=0, clock=ManualClock())
+    found = detect_stuck(SimulatedChip(dev), range(RRAM_A.arrays))
+    dev.set_known_stuck(found)
     plain = dev.program(w)
     dev.release(plain)
     prog = dev.program(w, correction=DEFAULT)
@@ -253,12 +255,35 @@ def test_the_residual_doubles_the_arrays_on_the_cleanest_spares() -> None:
     residual = {s.array for s in prog.residual_slots}
     assert len(prog.arrays) == DEFAULT.arrays_factor * len(plain.arrays)
     assert primary == set(plain.arrays) and not primary & residual
-    counts = dev.stuck_counts()
+    counts = (found != 0).sum(axis=(1, 2))
     spare = [a for a in range(RRAM_A.arrays) if a not in primary]
     assert sorted(counts[list(residual)]) == sorted(counts[spare])[: len(residual)]
     assert 0 < prog.digital_entries < 0.05 * w.size
     dev.release(prog)
     assert len(dev.free_arrays()) == RRAM_A.arrays
+
+
+def test_the_measured_residual_picks_spares_by_the_known_map_not_the_true_one() -> None:
+    # The controller is told the truly cleanest spares are the dirtiest: a measured
+    # correction must avoid them (it acts on what it knows); the oracle picks them.
+    _, w = operands()
+    dev = CrossbarDevice(RRAM_A, seed=0, clock=ManualClock())
+    true_counts = dev.stuck_counts()
+    plain = dev.program(w)
+    primary = set(plain.arrays)
+    dev.release(plain)
+    spare = sorted(
+        (a for a in range(RRAM_A.arrays) if a not in primary), key=lambda a: (true_counts[a], a)
+    )
+    cleanest = spare[: len(primary)]
+    known = np.zeros((RRAM_A.arrays, RRAM_A.rows, RRAM_A.cols), dtype=np.int8)
+    known[cleanest, :8, :] = 1  # far more than any array truly has
+    dev.set_known_stuck(known)
+    measured = dev.program(w, correction=DEFAULT)
+    assert not {s.array for s in measured.residual_slots} & set(cleanest)
+    dev.release(measured)
+    oracle = dev.program(w, correction=ORACLE)
+    assert {s.array for s in oracle.residual_slots} == set(cleanest)
 
 
 def test_the_residual_is_refreshed_as_the_primary_drifts() -> None:
@@ -284,3 +309,54 @@ def test_effective_weights_include_every_tier() -> None:
     assert rel_error([dev.effective_weights(fixed)], [w]) < 0.1 * rel_error(
         [dev.effective_weights(plain)], [w]
     )
+
+
+def test_verify_tolerance_follows_the_believed_programming_noise() -> None:
+    target = np.full((200, 200), 0.5, dtype=np.float32)
+    free = np.zeros(target.shape, dtype=np.int8)
+
+    def written(believed: float | None) -> np.ndarray:
+        return program_cells(
+            target,
+            free,
+            program_noise=0.05,
+            read_noise=0.0,
+            verify_iterations=3,
+            verify_tolerance=1.0,
+            rng=np.random.default_rng(0),
+            believed_noise=believed,
+        )
+
+    spread_true = float(np.std(written(None) - target))
+    # believed 10x too noisy: the tolerance never rejects a write (one write's spread)
+    assert float(np.std(written(0.5) - target)) > 1.5 * spread_true
+    # believing the true figure is the same as being told it
+    assert np.array_equal(written(0.05), written(None))
+
+
+def test_the_measured_correction_verifies_against_the_profile_the_controller_believes() -> None:
+    def corrected_error(believed: CrossbarSpec | None, c: Correction) -> float:
+        x, w = operands()
+        clock = ManualClock()
+        dev = CrossbarDevice(RRAM_A, seed=0, clock=clock)
+        dev.set_known_stuck(detect_stuck(SimulatedChip(dev), range(RRAM_A.arrays)))
+        dev.set_known_profile(believed)
+        prog = dev.program(w, correction=c)
+        return rel_error([dev.matmul(x, prog)], [x @ w])
+
+    c = Correction(verify_iterations=3)
+    right = corrected_error(None, c)
+    wrong = dataclasses.replace(RRAM_A, program_noise=0.2)  # 10x the chip's
+    assert corrected_error(wrong, c) > 1.1 * right  # 0.139 vs 0.120 measured
+    oc = dataclasses.replace(c, knowledge="oracle")  # the oracle knows the truth anyway
+    assert corrected_error(wrong, oc) == pytest.approx(corrected_error(None, oc), rel=1e-6)
+
+
+def test_a_known_profile_of_another_geometry_is_refused() -> None:
+    dev = CrossbarDevice(RRAM_A, seed=0, clock=ManualClock())
+    with pytest.raises(SpecError, match=r"known profile \(rows, cols, arrays\)"):
+        dev.set_known_profile(dataclasses.replace(RRAM_A, arrays=8))
+    dev.set_known_profile(dataclasses.replace(RRAM_A, program_noise=0.03))
+    assert dev.known_profile().program_noise == 0.03
+    dev.set_known_profile(None)
+    assert dev.known_profile() == RRAM_A

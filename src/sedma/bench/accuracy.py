@@ -125,7 +125,8 @@ def bench_accuracy(
     fraction, the blindly estimated profile) with the model and device used. Each chip is
     first calibrated through its interface alone
     (:func:`~sedma.compute.crossbar.estimate.calibrate_device`); ``correction``
-    (``knowledge="measured"``) knows only the stuck cells that found.
+    (``knowledge="measured"``) knows only what that found: the stuck cells and the
+    estimated profile (its verify tolerance's programming noise).
     """
     if isinstance(devices, bool) or not isinstance(devices, int) or devices < 1:
         raise SpecError(f"devices = {devices!r}; allowed: an integer >= 1")
@@ -146,6 +147,7 @@ def bench_accuracy(
                 clock = ManualClock()
                 device = CrossbarDevice(spec, seed=seed + d, clock=clock)
                 device.set_known_stuck(est.stuck_maps)
+                device.set_known_profile(est.to_spec())
                 acc, e1, e2 = _forward(model, device, corr, age_s, clock)
                 row[f"accuracy_{label}"] = acc
                 row[f"rel_error_layer1_{label}"] = e1

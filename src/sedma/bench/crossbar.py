@@ -25,10 +25,11 @@ for the convolutional models (post-ReLU feature maps) and ``N(0, 1)`` for BERT
 so drift is on.
 
 What the correction knows: ``correction`` (:data:`~sedma.compute.crossbar.correction.DEFAULT`,
-``knowledge="measured"``) knows the stuck cells calibration found on the chip
-(:func:`~sedma.compute.crossbar.estimate_cells.detect_stuck`, through the chip's interface
-alone), reads the primary back through the chip's read path and compensates drift from
-reference products; ``oracle`` (:data:`~sedma.compute.crossbar.correction.ORACLE`), reported
+``knowledge="measured"``) knows what black-box calibration found on the chip
+(:func:`~sedma.compute.crossbar.estimate.calibrate_device`, through the chip's interface
+alone: the stuck cells, and the estimated profile its verify tolerance uses), reads the
+primary back through the chip's read path and compensates drift from reference products;
+``oracle`` (:data:`~sedma.compute.crossbar.correction.ORACLE`), reported
 beside it, is the same scheme told the simulator's truth.
 
 Timing: numpy and the simulator each use one BLAS thread (``threadpool_limits(1)``, as the
@@ -50,11 +51,11 @@ import numpy.typing as npt
 from threadpoolctl import threadpool_limits
 
 from sedma.clock import ManualClock
-from sedma.compute.crossbar.chip import SimulatedChip
 from sedma.compute.crossbar.correction import DEFAULT, NONE, ORACLE, Correction
-from sedma.compute.crossbar.device import CrossbarDevice, Programmed
-from sedma.compute.crossbar.estimate_cells import detect_stuck
+from sedma.compute.crossbar.device import CrossbarDevice
+from sedma.compute.crossbar.estimate import calibrate_device
 from sedma.compute.crossbar.physics import analytic_rel_error
+from sedma.compute.crossbar.programmed import Programmed
 from sedma.compute.workload import MatmulOp
 from sedma.errors import SpecError
 from sedma.metrics import rel_error
@@ -200,11 +201,14 @@ def bench_crossbar(
     clock = ManualClock()
     device = CrossbarDevice(spec, seed=seed, clock=clock)
     timer = CrossbarDevice(spec, seed=seed, clock=clock)  # the same chip, for the timings
-    # what the correction may know of the stuck cells: calibration's detected map
-    found = detect_stuck(SimulatedChip(device), range(spec.arrays))
+    # what the correction may know: what black-box calibration found (the stuck map, the
+    # profile); the calibration ages its own probes only (drift counts from programming)
+    est = calibrate_device(device, sample_arrays=4, reads=8, seed=seed)
+    found = est.stuck_maps
     true_maps = np.stack([device.stuck_map(a) for a in range(spec.arrays)])
     for d in (device, timer):
         d.set_known_stuck(found)
+        d.set_known_profile(est.to_spec())
     rng = np.random.default_rng(seed)
     rows: list[dict[str, Any]] = []
     with threadpool_limits(limits=1, user_api="blas"):
@@ -263,6 +267,7 @@ def bench_crossbar(
         "blas_threads": 1,
         "crossbar": dataclasses.asdict(spec),
         "analytic_rel_error": analytic_rel_error(spec),
+        "estimated_profile": {k: e.value for k, e in est.estimates.items()},
         "correction": {
             **dataclasses.asdict(correction),
             "arrays_factor": correction.arrays_factor,

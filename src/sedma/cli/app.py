@@ -372,6 +372,7 @@ def calibrate(
                             "stuck_cells": sum(c.stuck_per_array),
                             "drift_per_decade": c.drift_per_decade,
                             "effective_bits": c.effective_bits,
+                            "profile": c.profile,
                         }
                     )
                 progress("calibrate", i + 1, len(spec.nodes))

@@ -361,7 +361,8 @@ def print_memory(ltm: LongTermMemory, limit: int) -> None:
 
 
 def print_calibration(cluster: str, rows: list[dict[str, Any]]) -> None:
-    """One row per node: a digital node's rates or an rram node's error statistics."""
+    """One row per node: a digital node's rates or an rram node's error statistics and
+    the noise its blind profile estimate found."""
     t = Table(title=f"calibration of {cluster} (stored in long-term memory)")
     for col in (
         "node",
@@ -373,9 +374,12 @@ def print_calibration(cluster: str, rows: list[dict[str, Any]]) -> None:
         "stuck cells",
         "drift /decade",
         "eff. bits",
+        "program noise (est.)",
+        "read noise (est.)",
     ):
         t.add_column(col, justify="left" if col in ("node", "kind") else "right")
     for r in rows:
+        est = r.get("profile") or {}
         t.add_row(
             r["node"],
             r["kind"],
@@ -386,5 +390,7 @@ def print_calibration(cluster: str, rows: list[dict[str, Any]]) -> None:
             str(r.get("stuck_cells", "-")),
             fmt(r.get("drift_per_decade"), "err"),
             f"{r['effective_bits']:.1f}" if "effective_bits" in r else "-",
+            fmt(est.get("program_noise"), "err"),
+            fmt(est.get("read_noise"), "err"),
         )
     out.print(t)

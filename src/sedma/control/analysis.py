@@ -97,7 +97,8 @@ def node_views(
     calibrations: Mapping[str, CrossbarCalibration],
 ) -> tuple[NodeView, ...]:
     """Views of the live nodes at ``rates``, with their free memory and calibrated errors;
-    an rram node's arrays are ordered best first when its calibration covers them all."""
+    an rram node's arrays are ordered best first when its calibration covers them all, and
+    its profile is the one calibration estimated (the spec's only until it is calibrated)."""
     live = {n: r for n, r in rates.items() if n not in failed}
     cal = calibrations
     arrays = {n.name: n.device.crossbar.arrays for n in spec.nodes if n.device.crossbar is not None}
@@ -113,6 +114,10 @@ def node_views(
         array_orders={
             n: tuple(int(a) for a in np.argsort(c.error_per_array, kind="stable"))
             for n, c in cal.items() if len(c.error_per_array) == arrays.get(n)
+        },
+        crossbars={
+            n: xb for n, c in cal.items()
+            if n in arrays and (xb := c.estimated_spec()) is not None
         },
     )  # fmt: skip
     return tuple(v for v in views if v.name not in failed)

@@ -29,7 +29,8 @@ import numpy as np
 from sedma.arrays import F32
 from sedma.compute.crossbar.calibrate import KIND_CROSSBAR, calibrate_crossbar
 from sedma.compute.crossbar.correction import DEFAULT
-from sedma.compute.crossbar.device import CrossbarDevice, Programmed
+from sedma.compute.crossbar.device import CrossbarDevice
+from sedma.compute.crossbar.programmed import Programmed
 from sedma.compute.plan import ArraySlot, Plan, Tile
 from sedma.errors import SedmaError
 from sedma.observations import Calibrated

@@ -21,8 +21,13 @@ Bottom up (import each name from the module that defines it):
   path (Hadamard read-back, reference products for drift compensation).
 - :mod:`~sedma.compute.crossbar.ir_network`: IR drop of the resistive lines (nodal solve,
   line relaxation, per-cell shares for a device with a ``wire_resistance``).
-- :mod:`~sedma.compute.crossbar.device`: ``CrossbarDevice``, the simulated chip: programming
-  blocks, products through them.
+- :mod:`~sedma.compute.crossbar.programmed`: ``Programmed``, a block as written (and the
+  simulator's state of it).
+- :mod:`~sedma.compute.crossbar.writer`: the controller's side of programming (the
+  correction's tiers written, blocks kept current as they drift).
+- :mod:`~sedma.compute.crossbar.device_args`: validating a device's arguments.
+- :mod:`~sedma.compute.crossbar.device`: ``CrossbarDevice``, the simulated chip: what its
+  controller knows, programming blocks, products through them.
 - :mod:`~sedma.compute.crossbar.calibrate`: measuring a device's arrays (error, stuck cells,
   drift) for the control loop.
 - :mod:`~sedma.compute.crossbar.chip`: the narrow program/read interface black-box

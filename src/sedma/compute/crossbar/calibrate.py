@@ -3,9 +3,9 @@
 Covers: :func:`calibrate_digital` (a cpu or gpu node's matmul rate and memory bandwidth,
 measured through its backend), :func:`calibrate_crossbar` (an rram device's error statistics
 found by programming and reading test patterns: error per array, stuck-cell map, drift
-rate, effective bits), and the record types. Does not cover: estimating a chip's whole
-profile from its program/read interface alone, with no profile given (see
-:mod:`sedma.compute.crossbar.estimate`), the crossbar physics (see
+rate, effective bits, and the chip's whole profile estimated blind, which the device's
+controller then believes), and the record types. Does not cover: the blind estimators
+themselves (see :mod:`sedma.compute.crossbar.estimate`), the crossbar physics (see
 :mod:`sedma.compute.crossbar.device`), storing results (the caller writes them to
 :class:`~sedma.memory.long_term.LongTermMemory`), or deciding when to re-calibrate (the
 control loop does).
@@ -27,9 +27,12 @@ from sedma.clock import Clock
 from sedma.compute.crossbar.chip import SimulatedChip
 from sedma.compute.crossbar.correction import Correction
 from sedma.compute.crossbar.device import CrossbarDevice
+from sedma.compute.crossbar.estimate import estimate_profile
 from sedma.compute.crossbar.estimate_cells import decode_stuck, stuck_reads
+from sedma.compute.crossbar.profile_estimate import spec_from_values
 from sedma.compute.plan import ArraySlot
 from sedma.errors import SedmaError
+from sedma.spec import CrossbarSpec
 
 __all__ = [
     "CrossbarCalibration",
@@ -79,6 +82,9 @@ class CrossbarCalibration:
     programmed on that array alone; ``error_per_array`` and ``stuck_per_array`` are per
     array (index = array number); ``drift_per_decade`` is the measured relative loss of
     output per decade of time since programming; ``effective_bits`` the ENOB of one read.
+    ``profile``: the chip's profile estimated blind through its interface (every
+    ``[node.crossbar]`` key and the extra keys of
+    :mod:`~sedma.compute.crossbar.profile_estimate`), None where it was not estimated.
     """
 
     node: str
@@ -90,9 +96,16 @@ class CrossbarCalibration:
     effective_bits: float
     t_epoch: float
     rel_error_corrected: float | None = None  # the same probe with the correction applied
+    profile: Mapping[str, float] | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        out = asdict(self)
+        out["profile"] = None if self.profile is None else dict(self.profile)
+        return out
+
+    def estimated_spec(self) -> CrossbarSpec | None:
+        """The estimated profile as a spec (what planners take for this node), or None."""
+        return None if self.profile is None else spec_from_values(self.profile)
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> CrossbarCalibration:
@@ -108,6 +121,9 @@ class CrossbarCalibration:
             rel_error_corrected=None
             if data.get("rel_error_corrected") is None
             else float(data["rel_error_corrected"]),
+            profile=None
+            if data.get("profile") is None
+            else {str(k): float(v) for k, v in data["profile"].items()},
         )
 
 
@@ -167,6 +183,7 @@ def calibrate_crossbar(
     arrays: Sequence[int] | None = None,
     correction: Correction | None = None,
     sample_arrays: int = 8,
+    estimate: bool = True,
 ) -> CrossbarCalibration:
     """Profile an rram device by programming and reading test patterns on all its arrays.
 
@@ -183,10 +200,19 @@ def calibrate_crossbar(
       with what it knew of other arrays), so a measured correction routes around the cells
       found. Its all-``+1`` and all-``-1`` reads also give the healthy pairs' read-back
       error for the effective bits.
+    - **Profile** (with ``estimate``, on chips of at least 2 rows and 4 cell columns): the
+      whole profile estimated blind on the calibrated arrays
+      (:func:`~sedma.compute.crossbar.estimate.estimate_profile` through
+      :class:`~sedma.compute.crossbar.chip.SimulatedChip`, reusing the stuck map; 4 sample
+      arrays, 8 reads, a drift probe of ``bake_s``), handed to the device as the profile its
+      controller believes (:meth:`CrossbarDevice.set_known_profile`) and kept in
+      ``profile`` for the planners.
     - **Drift**: program a random block, read it one second after, age the device by
       ``bake_s`` on its clock (an accelerated bake: the device clock is advanced, not waited
       for), read again: the output's relative loss ``1 - ||y1|| / ||y0||`` over the decades
-      ``log10((1 + bake_s) / 1)`` is the loss per decade.
+      ``log10((1 + bake_s) / 1)`` is the loss per decade. Where the profile is estimated
+      (below), its drift fit replaces this figure (the two-read loss reads low: 0.0089
+      for a true 0.01).
     - **Effective bits**: :func:`effective_bits` of the RMS read-back error of the healthy
       cells in the identity reads, as a fraction of the full range.
     - **Corrected error** (with ``correction``): the error probe again on a block of
@@ -230,7 +256,7 @@ def calibrate_crossbar(
 
     # the stuck map, cell by cell (four patterns, every pair read alone), becomes what the
     # device's controller knows: a measured correction routes around these cells only
-    chip = SimulatedChip(device)
+    chip = SimulatedChip(device, bake=True)  # its drift probe ages the chip on purpose
     reads = stuck_reads(chip, which)
     found = decode_stuck(reads, rows, wcols)
     known = device.known_stuck()
@@ -248,6 +274,21 @@ def calibrate_crossbar(
     healthy = np.concatenate([np.abs(p_all - 1.0)[~bad], np.abs(m_all + 1.0)[~bad]])
     stuck = (found != 0).sum(axis=(1, 2)).astype(np.int64)
     rms = float(np.sqrt(np.mean((healthy / 2.0) ** 2))) if healthy.size else 1.0
+    profile = None
+    if estimate and rows >= 2 and xb.cols >= 4:
+        est = estimate_profile(
+            chip,
+            sample_arrays=min(4, len(which)),
+            reads=8,
+            bake_s=max(10.0, bake_s),
+            seed=seed,
+            arrays=which,
+            stuck_maps=found,
+        )
+        profile = {k: e.value for k, e in est.estimates.items()}
+        device.set_known_profile(est.to_spec())
+        # the per-pair fit over log-spaced reads beats the two-read loss (biased low)
+        drift = profile["drift_per_decade"]
     corrected = None
     if correction is not None:
         n_s = max(1, min(sample_arrays, len(which) // 2))
@@ -267,6 +308,7 @@ def calibrate_crossbar(
         effective_bits=effective_bits(rms),
         t_epoch=device.clock.epoch(),
         rel_error_corrected=corrected,
+        profile=profile,
     )
     log.info(
         "calibrated %s: rel error %.4f (p90 %.4f), %d stuck cells, drift %.4f/decade, "

@@ -59,6 +59,12 @@ class Cells:
     pitch, in units of a fully-on cell's resistance): IR drop from the lines' network
     (:func:`~sedma.compute.crossbar.ir_network.network_attenuation`) instead of the
     spec's fixed ``ir_drop`` profile.
+
+    What the chip's controller knows, beside the truth: ``known_maps`` (the stuck cells a
+    calibration found; None: none known) and ``believed`` (the profile it believes: the
+    nameplate ``xb`` until a calibration's estimate replaces it). A correction with
+    ``knowledge="measured"`` routes around the known cells and verifies writes against the
+    believed programming noise; the physics always uses the truth.
     """
 
     def __init__(
@@ -80,6 +86,8 @@ class Cells:
         self.nu = drift_exponent(xb.drift_per_decade)
         self._stuck: dict[int, tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]] = {}
         self.known_maps: I8 | None = None  # what the controller knows (a calibration's map)
+        # the profile the controller believes: the nameplate until a calibration's estimate
+        self.believed: CrossbarSpec = xb
         if stuck_maps is not None:
             for a in range(xb.arrays):
                 flat = stuck_maps[a].ravel()
@@ -118,6 +126,12 @@ class Cells:
             inside = (r >= 0) & (r < h) & (c >= 0) & (c < 2 * w)
             grid[r[inside], c[inside]] = state
         return grid[:, 0::2], grid[:, 1::2]
+
+    def known_count(self, array: int) -> int:
+        """Stuck cells of ``array`` as the controller knows them (0 if nothing is known)."""
+        if self.known_maps is None:
+            return 0
+        return int(np.count_nonzero(self.known_maps[array]))
 
     def known_rect(self, slot: ArraySlot) -> tuple[I8, I8]:
         """Stuck states of the slot's ``G+`` and ``G-`` cells as the controller knows them.
@@ -159,7 +173,8 @@ class Cells:
         for s in slots:
             h, wd = s.k1 - s.k0, s.c1 - s.c0
             st_p, st_n = self.stuck_rect(s)
-            kn_p, kn_n = (st_p, st_n) if c.knowledge == "oracle" else self.known_rect(s)
+            oracle = c.knowledge == "oracle"
+            kn_p, kn_n = (st_p, st_n) if oracle else self.known_rect(s)
             targets = corr.pair_targets(
                 wn[s.k0 : s.k1, s.c0 : s.c1], kn_p, kn_n, route_around=c.verify_iterations > 0
             )
@@ -174,6 +189,7 @@ class Cells:
                     verify_iterations=c.verify_iterations,
                     verify_tolerance=c.verify_tolerance,
                     rng=self.program_rng,
+                    believed_noise=None if oracle else self.believed.program_noise,
                 )
                 for target, stuck in zip(targets, (st_p, st_n), strict=True)
             ]

@@ -65,12 +65,17 @@ class ChipInterface(Protocol):
 
 
 class SimulatedChip:
-    """:class:`ChipInterface` over a simulated device, hiding everything else it knows."""
+    """:class:`ChipInterface` over a simulated device, hiding everything else it knows.
 
-    __slots__ = ("_device",)
+    ``bake``: waiting advances the device's clock (an accelerated bake, as a controller
+    heats a chip to age it; the clock must have ``advance``) instead of sleeping on it.
+    """
 
-    def __init__(self, device: CrossbarDevice) -> None:
+    __slots__ = ("_bake", "_device")
+
+    def __init__(self, device: CrossbarDevice, *, bake: bool = False) -> None:
         self._device = device
+        self._bake = bake
 
     @property
     def rows(self) -> int:
@@ -94,4 +99,8 @@ class SimulatedChip:
         self._device.release(handle)
 
     def wait(self, seconds: float) -> None:
-        self._device.clock.sleep(seconds)
+        advance = getattr(self._device.clock, "advance", None) if self._bake else None
+        if advance is not None:
+            advance(seconds)
+        else:
+            self._device.clock.sleep(seconds)

@@ -193,7 +193,7 @@ class Correction:
         """Fraction of the weights (and of the multiply-adds) computed digitally, at least.
 
         ``digital_fraction``; a residual adds its outliers (measured per block, see
-        :attr:`~sedma.compute.crossbar.device.Programmed.digital_entries`).
+        :attr:`~sedma.compute.crossbar.programmed.Programmed.digital_entries`).
         """
         return self.digital_fraction
 
@@ -265,21 +265,24 @@ def program_cells(
     verify_iterations: int,
     verify_tolerance: float,
     rng: np.random.Generator,
+    believed_noise: float | None = None,
 ) -> F32:
     """Conductances in ``[0, 1]`` that cells reach when programmed towards ``target``.
 
     One write lands at ``clip(target + program_noise * z, 0, 1)``, ``z ~ N(0, 1)`` per cell
     (Gaussian programming error as a fraction of the range; Joshi et al. 2020). Each verify
     pass reads every cell with read noise, ``r = g + read_noise * z'``, and rewrites (a fresh
-    draw) the free cells with ``|r - target| > verify_tolerance * program_noise``
-    (write-verify; Alibart et al. 2012). Stuck cells end at 1 (on) or 0 (off) whatever was
-    written. Vectorised over cells; one loop iteration per verify pass.
+    draw) the free cells with ``|r - target| > verify_tolerance * sigma``
+    (write-verify; Alibart et al. 2012), where ``sigma`` is the programming noise the
+    controller believes (``believed_noise``, a calibration's estimate; None: the true
+    ``program_noise``). Stuck cells end at 1 (on) or 0 (off) whatever was written.
+    Vectorised over cells; one loop iteration per verify pass.
     """
     shape = target.shape
     g = np.clip(target + program_noise * rng.standard_normal(shape, dtype=np.float32), 0.0, 1.0)
     free = stuck == STUCK_NONE
     if program_noise > 0:
-        tol = verify_tolerance * program_noise
+        tol = verify_tolerance * (program_noise if believed_noise is None else believed_noise)
         for _ in range(verify_iterations):
             seen = g + read_noise * rng.standard_normal(shape, dtype=np.float32)
             bad = free & (np.abs(seen - target) > tol)

@@ -38,10 +38,11 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Sequence
 
 import numpy as np
 
-from sedma.arrays import F64
+from sedma.arrays import F64, I8
 from sedma.compute.crossbar.chip import ChipInterface, SimulatedChip
 from sedma.compute.crossbar.correction import STUCK_OFF, STUCK_ON
 from sedma.compute.crossbar.device import CrossbarDevice
@@ -100,18 +101,34 @@ def estimate_profile(
     reads: int = 16,
     bake_s: float = 1e5,
     seed: int = 0,
+    arrays: Sequence[int] | None = None,
+    stuck_maps: I8 | None = None,
 ) -> ProfileEstimate:
     """Estimate every profile parameter of ``chip`` through its interface (module doc).
 
     ``sample_arrays`` arrays carry the statistical probes, each pair read ``reads`` times;
     every array is mapped for stuck cells. ``bake_s``: how long the drift probe waits on
     the chip's clock. ``seed`` only shuffles the probe patterns. The arrays must be free.
+    ``arrays``: probe only these (the others may hold live weights; default every array):
+    the stuck rates are over their cells, the other arrays' maps are left all free.
+    ``stuck_maps``: their stuck maps, ``(len(arrays), rows, cols)``, if already detected
+    (:func:`~sedma.compute.crossbar.estimate_cells.detect_stuck`; not probed again).
     """
-    rows, cols, arrays = chip.rows, chip.cols, chip.arrays
-    if rows < 2 or cols < 4 or arrays < 1:
+    rows, cols, n_arrays = chip.rows, chip.cols, chip.arrays
+    if rows < 2 or cols < 4 or n_arrays < 1:
         raise SedmaError(
-            f"chip geometry rows={rows}, cols={cols}, arrays={arrays}; "
+            f"chip geometry rows={rows}, cols={cols}, arrays={n_arrays}; "
             "allowed: rows >= 2, cols >= 4, arrays >= 1"
+        )
+    which = list(range(n_arrays)) if arrays is None else [int(a) for a in arrays]
+    if not which or len(set(which)) < len(which) or not all(0 <= a < n_arrays for a in which):
+        raise SedmaError(
+            f"arrays = {arrays!r}; allowed: None or distinct indices in 0..{n_arrays - 1}"
+        )
+    if stuck_maps is not None and np.shape(stuck_maps) != (len(which), rows, cols):
+        raise SedmaError(
+            f"stuck_maps has shape {np.shape(stuck_maps)}; "
+            f"allowed: {(len(which), rows, cols)} (one map per probed array)"
         )
     if reads < 2:
         raise SedmaError(f"reads = {reads!r}; allowed: an integer >= 2")
@@ -122,16 +139,18 @@ def estimate_profile(
     est: dict[str, Estimate] = {
         "rows": Estimate(float(rows), 0.0),
         "cols": Estimate(float(cols), 0.0),
-        "arrays": Estimate(float(arrays), 0.0),
+        "arrays": Estimate(float(n_arrays), 0.0),
     }
     notes: list[str] = []
 
-    maps = detect_stuck(chip, range(arrays))
-    cells = arrays * rows * cols
-    est["stuck_on_rate"] = _rate(int(np.sum(maps == STUCK_ON)), cells)
-    est["stuck_off_rate"] = _rate(int(np.sum(maps == STUCK_OFF)), cells)
+    found = detect_stuck(chip, which) if stuck_maps is None else np.asarray(stuck_maps, np.int8)
+    maps = np.zeros((n_arrays, rows, cols), dtype=np.int8)
+    maps[which] = found
+    cells = found.size
+    est["stuck_on_rate"] = _rate(int(np.sum(found == STUCK_ON)), cells)
+    est["stuck_off_rate"] = _rate(int(np.sum(found == STUCK_OFF)), cells)
 
-    sample = _sample(arrays, sample_arrays)
+    sample = [which[i] for i in _sample(len(which), sample_arrays)]
     free = np.stack([(maps[a][:, 0::2] == 0) & (maps[a][:, 1::2] == 0) for a in sample])
     all_rows = list(range(rows))
     eye = np.eye(rows, dtype=np.float32)

@@ -29,13 +29,34 @@ from sedma.compute.crossbar.device import CrossbarDevice
 from sedma.errors import SedmaError
 from sedma.spec import CROSSBAR_KEYS, CrossbarSpec
 
-__all__ = ["EXTRA_KEYS", "INTEGER_KEYS", "PROFILE_KEYS", "Estimate", "ProfileEstimate"]
+__all__ = [
+    "EXTRA_KEYS",
+    "INTEGER_KEYS",
+    "PROFILE_KEYS",
+    "Estimate",
+    "ProfileEstimate",
+    "spec_from_values",
+]
 
 
 PROFILE_KEYS = CROSSBAR_KEYS
 """The keys of ``[node.crossbar]``, in the cluster spec's order."""
 INTEGER_KEYS = frozenset({"rows", "cols", "arrays", "bits_per_cell", "dac_bits", "adc_bits"})
 EXTRA_KEYS = ("adc_gamma", "drift_spread", "weight_mapping")
+
+
+def spec_from_values(values: Mapping[str, float]) -> CrossbarSpec:
+    """A profile's values (every ``[node.crossbar]`` key) as a spec a simulator or planner
+    can use: integers rounded, fractions clipped to ``[0, 1]``, drift below 1."""
+    missing = [k for k in PROFILE_KEYS if k not in values]
+    if missing:
+        raise SedmaError(f"profile lacks {missing}; allowed: every [node.crossbar] key")
+    kw: dict[str, Any] = {}
+    for k in PROFILE_KEYS:
+        v = float(values[k])
+        kw[k] = round(v) if k in INTEGER_KEYS else min(max(v, 0.0), 1.0)
+    kw["drift_per_decade"] = min(kw["drift_per_decade"], 0.99)
+    return CrossbarSpec(**kw)
 
 
 @dataclass(frozen=True)
@@ -71,13 +92,8 @@ class ProfileEstimate:
         return self.estimates[key].value
 
     def to_spec(self) -> CrossbarSpec:
-        """The estimated profile as a spec (integers rounded, fractions clipped to [0, 1])."""
-        kw: dict[str, Any] = {}
-        for k in PROFILE_KEYS:
-            v = self.value(k)
-            kw[k] = round(v) if k in INTEGER_KEYS else float(min(max(v, 0.0), 1.0))
-        kw["drift_per_decade"] = min(kw["drift_per_decade"], 0.99)
-        return CrossbarSpec(**kw)
+        """The estimated profile as a spec (:func:`spec_from_values`)."""
+        return spec_from_values({k: e.value for k, e in self.estimates.items()})
 
     def twin(self, *, seed: int = 0, clock: Clock | None = None) -> CrossbarDevice:
         """A simulated device with the estimated profile and the stuck cells found.

@@ -18,7 +18,7 @@ from dataclasses import replace
 from sedma.compute.crossbar.correction import NONE, Correction
 from sedma.compute.crossbar.physics import analytic_rel_error
 from sedma.compute.plan import NodeView
-from sedma.spec import ClusterSpec
+from sedma.spec import ClusterSpec, CrossbarSpec
 
 __all__ = ["capped_views", "corrected_views", "views_from_spec"]
 
@@ -31,6 +31,7 @@ def views_from_spec(
     rel_errors: Mapping[str, float] | None = None,
     array_orders: Mapping[str, tuple[int, ...]] | None = None,
     corrected_errors: Mapping[str, float] | None = None,
+    crossbars: Mapping[str, CrossbarSpec] | None = None,
 ) -> tuple[NodeView, ...]:
     """Node views of ``spec``; each mapping overrides the spec's value for the nodes it names.
 
@@ -39,11 +40,15 @@ def views_from_spec(
     ``array_orders`` gives a node's usable arrays best first (from calibration): only those
     are free, and the most error-sensitive products are packed on the first of them.
     ``corrected_errors``: a node's measured error with correction (lets the planner weigh
-    correcting it).
+    correcting it). ``crossbars``: an rram node's profile as calibration estimated it, in
+    place of the spec's hand-entered ``[node.crossbar]`` (its error model, where no measured
+    error is given, follows the estimate).
     """
     views = []
     for node in spec.nodes:
         xb = node.device.crossbar
+        if xb is not None:
+            xb = (crossbars or {}).get(node.name, xb)
         err = analytic_rel_error(xb) if xb is not None else 0.0
         order = tuple((array_orders or {}).get(node.name, ()))
         free_arrays = (len(order) if order else xb.arrays) if xb is not None else 0
