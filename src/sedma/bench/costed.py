@@ -254,12 +254,12 @@ def _ray_systems(
     try:
         replicas = len(replica_nodes(wl, views))
         # an ActorPool keeps each replica busy: two batches per replica in flight (one
-        # running, one on its way), the next submitted as one returns; the steady state
+        # running, one on its way), its next submitted as one returns; the steady state
         # over eight batches per replica (the first fill the pool)
         k = 2 * replicas
         n = 8 * replicas
-        short = run(data_parallel(wl, views, driver, batches=n, in_flight=k))
-        s = run(data_parallel(wl, views, driver, batches=2 * n, in_flight=k))
+        short = run(data_parallel(wl, views, driver, batches=n, in_flight=2))
+        s = run(data_parallel(wl, views, driver, batches=2 * n, in_flight=2))
         thr = n / (s.span_s - short.span_s)
         out["ray_actors"] = SystemResult(
             memory_efficiency=memory_efficiency(wl.live_bytes, replica_bytes(wl) * replicas),

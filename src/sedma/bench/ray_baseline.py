@@ -155,8 +155,9 @@ def data_parallel(
     arguments are fetched ahead of execution). In steady state that is a smooth weighted
     round robin over the replicas by their speed (each replica's whole-model roofline at its
     believed rate and bandwidth), with each batch's input pushed from the driver as soon as
-    it is submitted, and its output back. ``in_flight = P``: batch ``b`` is submitted when
-    batch ``b - P`` has returned (a pool kept ``P`` deep); None: all at once.
+    it is submitted, and its output back. ``in_flight = P``: a replica's next batch is
+    submitted when its batch ``P`` before has returned (each actor kept ``P`` deep, so a slow
+    replica never holds back a fast one); None: all at once.
 
     Raises :class:`~sedma.errors.SedmaError` when no node can hold a whole replica."""
     replicas = sorted(replica_nodes(workload, nodes))
@@ -170,6 +171,7 @@ def data_parallel(
     }
     total = sum(speed.values())
     credit = dict.fromkeys(replicas, 0.0)
+    returns: dict[str, list[int]] = {n: [] for n in replicas}  # each replica's sinks
     tasks: list[Task] = []
     for b in range(batches):
         for n in replicas:  # smooth weighted round robin (each pick costs the total)
@@ -178,8 +180,10 @@ def data_parallel(
         credit[node] -= total
         src = len(tasks)
         wait: tuple[Dep, ...] = ()
-        if in_flight is not None and b >= in_flight:
-            wait = (Dep(src - 3 * in_flight + 2, 0.0),)  # batch b - P's return
+        mine = returns[node]
+        if in_flight is not None and len(mine) >= in_flight:
+            wait = (Dep(mine[-in_flight], 0.0),)  # this replica's batch P before returned
+        mine.append(src + 2)
         tasks.append(Task(driver, 0.0, priority=b, deps=wait))
         tasks.append(
             Task(
