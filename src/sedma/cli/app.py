@@ -40,6 +40,7 @@ from sedma.cli.common import (
     write_plot_files,
 )
 from sedma.cli.logs import LOG_FORMATS, configure_logging
+from sedma.cli.observe import why
 from sedma.cli.render import print_calibration, print_demo, print_memory, print_plan
 from sedma.cli.render_routes import print_route_detail, print_route_summary, print_routes
 
@@ -51,6 +52,7 @@ app = typer.Typer(
     help="sedma: a self-evolving, memory-aware layer for distributed AI workloads.",
 )
 app.add_typer(bench_app, name="bench")
+app.command()(why)
 
 
 def _version(value: bool) -> None:
@@ -386,3 +388,7 @@ def main() -> None:
     except KeyboardInterrupt:
         err.print("interrupted")
         sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

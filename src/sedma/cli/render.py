@@ -78,17 +78,18 @@ def print_demo(result: dict[str, Any]) -> None:
             f"baseline; makespan {s['makespan_vs_bound']:.3f}x the bound"
         )
     for d in result["decisions"]:
+        # the ID is what `sedma why ID` explains
+        at = f"  pass {d['interval']}" + ("" if d.get("id") is None else f" #{d['id']}")
         if d["accepted"] and d["kind"] == "replan":
             out.print(
-                f"  pass {d['interval']}: re-planned ({d['reason']}; predicted gain "
-                f"{d['predicted_gain']:.0%})",
+                f"{at}: re-planned ({d['reason']}; predicted gain {d['predicted_gain']:.0%})",
                 highlight=False,
                 markup=False,
             )
         elif d["accepted"]:
-            out.print(
-                f"  pass {d['interval']}: {d['kind']}: {d['reason']}", highlight=False, markup=False
-            )
+            out.print(f"{at}: {d['kind']}: {d['reason']}", highlight=False, markup=False)
+    if any(d.get("id") is not None and d["accepted"] for d in result["decisions"]):
+        out.print("  (sedma why ID explains one: what was seen, predicted and measured)")
     for p in result["priors"]:
         out.print(f"  learned before start: {p}", highlight=False, markup=False)
 
