@@ -34,6 +34,7 @@ from sedma.cli.common import (
     write_json,
     write_plot_files,
 )
+from sedma.cli.observe import MetricsPortOpt, watching
 from sedma.errors import SedmaError
 
 __all__ = [
@@ -433,10 +434,12 @@ def bench_soak_cmd(
     seed: Annotated[
         int, typer.Option(help="Seed of the chaos schedule (which peer, link, when).")
     ] = 0,
+    metrics_port: MetricsPortOpt = None,
 ) -> None:
     """Soak and chaos: peers killed and restarted, links degraded, relays lost, messages flowing."""
     from sedma.bench.soak import bench_soak
 
-    r = guard(lambda: bench_soak(minutes, seed=seed, peers=peers))
+    with watching(metrics_port) as w:
+        r = guard(lambda: bench_soak(minutes, seed=seed, peers=peers, watch=w.transport))
     out.print(kv_table("soak (loopback)", {k: v for k, v in r.items() if k != "rss_mb"}))
     write_json(json_path, {"scenario": "bench-soak", **r})

@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from sedma.compute.plan import Plan
 from sedma.control.learning import Priors
 from sedma.control.loop_types import LoopSettings
 from sedma.control.policy import LoopContext, Suggestion
@@ -95,6 +96,12 @@ def evidence(s: Suggestion, seen: Seen, settings: LoopSettings, priors: Priors) 
         }
         predicted["current_makespan_s"] = detail.get("current_makespan_s")
         predicted["predicted_makespan_s"] = detail.get("predicted_makespan_s")
+        new_plan = getattr(s, "plan", None)
+        if isinstance(new_plan, Plan):  # what would run where: tiles per node
+            tiles: dict[str, int] = {}
+            for t in new_plan.tiles:
+                tiles[t.node] = tiles.get(t.node, 0) + 1
+            predicted["plan_tiles"] = dict(sorted(tiles.items()))
     elif s.kind == "calibrate":
         saw["observed_error"] = detail.get("observed")
         saw["calibrated_error"] = detail.get("expected")

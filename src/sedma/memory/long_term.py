@@ -180,6 +180,15 @@ class LongTermMemory:
             raise SedmaError(f"run_id: got {run_id!r}; no such run") from None
         return len(values)
 
+    def run_observations(self, run_id: int, metrics: Sequence[str] = ()) -> list[Any]:
+        """One run's interval rows, oldest first (only ``metrics`` if given); each row has
+        ``entity``, ``metric``, ``count``, ``mean``, ``last``, ``t_first``, ``t_last``."""
+        q = select(_obs).where(_obs.c.run_id == _opt_id("run_id", run_id))
+        if metrics:
+            q = q.where(_obs.c.metric.in_(list(metrics)))
+        with self._store.read() as conn:
+            return list(conn.execute(q.order_by(_obs.c.t_last, _obs.c.id)).all())
+
     def _recent_rows(
         self, entity: str, metric: str, last_n: int, since_epoch: float | None
     ) -> list[Any]:
