@@ -334,6 +334,7 @@ def bench_comm_cmd(
         typer.Option(help="Run once per seed and print one row each: '0-9' or '0,3,7'."),
     ] = None,
     plot: PlotOpt = None,
+    metrics_port: MetricsPortOpt = None,
 ) -> None:
     """Message latency under uneven memory pressure: sedma's peer selection vs static routing."""
     from sedma.bench.comm import bench_comm, bench_comm_seeds
@@ -346,7 +347,12 @@ def bench_comm_cmd(
         write_json(json_path, r)
         write_plot_files(plot, r)
         return
-    r = guard(lambda: bench_comm(load_cluster(cluster), messages=messages, seed=seed))
+    with watching(metrics_port) as w:
+        r = guard(
+            lambda: bench_comm(
+                load_cluster(cluster), messages=messages, seed=seed, watch=w.transport
+            )
+        )
     t = Table(title=f"message latency on {cluster} under uneven memory pressure")
     for col in ("system", "mean ms", "p50 ms", "p99 ms", "violations", "max pressure"):
         t.add_column(col, justify="left" if col == "system" else "right")
