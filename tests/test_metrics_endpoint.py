@@ -190,3 +190,30 @@ def test_bench_soak_serves_the_transport_counters_while_it_runs() -> None:
     assert during is not None
     assert value(during, "sedma_transport_received_bytes") > 0
     assert seen["accepted"] > 0  # the soak's own accounting is tested in test_soak
+
+
+def test_a_failing_listener_is_logged_and_dropped_and_the_others_still_hear(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from sedma.control.listen import Listeners, LoopListener
+    from sedma.control.loop_types import Decision
+
+    class Broken(LoopListener):
+        def decided(self, decision: Decision) -> None:
+            raise RuntimeError("observer bug")
+
+    class Counting(LoopListener):
+        def __init__(self) -> None:
+            self.n = 0
+
+        def decided(self, decision: Decision) -> None:
+            self.n += 1
+
+    good = Counting()
+    fan = Listeners([Broken(), good])
+    d = Decision(0.0, 1, "compute", "replan", True, "r", 0.1)
+    fan.decided(d)
+    fan.decided(d)
+    assert good.n == 2
+    dropped = [r for r in caplog.records if "failed in decided; dropped" in r.getMessage()]
+    assert len(dropped) == 1 and dropped[0].levelname == "WARNING"  # once, then gone
