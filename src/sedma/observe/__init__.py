@@ -8,6 +8,7 @@
 - :mod:`~sedma.observe.dashboard`: the dashboard's HTTP server (``--dashboard PORT``,
   ``sedma dashboard``): the static page and its JSON endpoints; the page itself is
   ``observe/static/dashboard.html``.
+- :mod:`~sedma.observe.serve`: an HTTP server on a daemon thread, closed by ``with``.
 - :mod:`~sedma.observe.why`: ``sedma why ID``: one stored decision explained from long-term
   memory (what the loop saw, the rule, predicted against measured, what was learned).
 

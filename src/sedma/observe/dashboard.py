@@ -20,10 +20,10 @@ import math
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib.resources import files
-from types import TracebackType
 from typing import Any, Protocol
 
 from sedma.errors import SedmaError
+from sedma.observe.serve import ServerThread
 
 __all__ = ["DashboardServer", "Source", "json_safe"]
 
@@ -91,39 +91,16 @@ class _Server(ThreadingHTTPServer):
     page: bytes
 
 
-class DashboardServer:
+class DashboardServer(ServerThread):
     """Serve ``source`` at ``http://host:port/`` until closed (port 0: a free one)."""
 
     def __init__(self, source: Source, host: str = "127.0.0.1", port: int = 0) -> None:
         try:
-            self._httpd = _Server((host, port), _Handler)
+            httpd = _Server((host, port), _Handler)
         except OSError as e:
             raise SedmaError(f"--dashboard: cannot listen on {host}:{port} ({e})") from None
-        self._httpd.source = source
-        self._httpd.page = _page()
-        self.host = host
-        self.port: int = self._httpd.server_address[1]
-        self._thread = threading.Thread(
-            target=self._httpd.serve_forever, name="sedma-dashboard", daemon=True
-        )
-        self._thread.start()
-
-    @property
-    def url(self) -> str:
-        return f"http://{self.host}:{self.port}/"
-
-    def close(self) -> None:
-        self._httpd.shutdown()
-        self._httpd.server_close()
-        self._thread.join(timeout=5)
-
-    def __enter__(self) -> DashboardServer:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
+        httpd.source = source
+        httpd.page = _page()
+        thread = threading.Thread(target=httpd.serve_forever, name="sedma-dashboard", daemon=True)
+        thread.start()
+        super().__init__(httpd, thread, host, httpd.server_address[1], "/")

@@ -19,7 +19,6 @@ this process (the injected ``clock``). Does not cover: the dashboard (see
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
-from types import TracebackType
 from typing import Any, ClassVar
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
@@ -32,6 +31,7 @@ from sedma.control.executor import JOB
 from sedma.control.listen import IntervalReport, LoopListener, LoopStart, Outcome
 from sedma.control.loop_types import Decision
 from sedma.errors import SedmaError
+from sedma.observe.serve import ServerThread
 from sedma.observe.traffic import node_traffic, site_traffic
 from sedma.spec import ClusterSpec
 
@@ -277,7 +277,7 @@ def parse_listen(option: str, value: str) -> tuple[str, int]:
     return host or "127.0.0.1", port
 
 
-class MetricsServer:
+class MetricsServer(ServerThread):
     """``registry`` served at ``http://host:port/metrics`` by a daemon thread until closed.
 
     Binding happens in the constructor: a port in use raises :class:`~sedma.errors.SedmaError`
@@ -286,28 +286,7 @@ class MetricsServer:
 
     def __init__(self, registry: CollectorRegistry, host: str = "127.0.0.1", port: int = 0):
         try:
-            self._server, self._thread = start_http_server(port, addr=host, registry=registry)
+            server, thread = start_http_server(port, addr=host, registry=registry)
         except OSError as e:
             raise SedmaError(f"--metrics-port: cannot listen on {host}:{port} ({e})") from None
-        self.host = host
-        self.port: int = self._server.server_port
-
-    @property
-    def url(self) -> str:
-        return f"http://{self.host}:{self.port}/metrics"
-
-    def close(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(timeout=5)
-
-    def __enter__(self) -> MetricsServer:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
+        super().__init__(server, thread, host, server.server_port, "/metrics")
