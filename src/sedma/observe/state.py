@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import threading
 from collections import deque
-from collections.abc import Mapping
 from typing import Any
 
 from sedma.compute.plan import Plan
@@ -189,10 +188,6 @@ class LiveState(LoopListener):
             self._traffic = {f"{a}->{b}": v for (a, b), v in sorted(per_site.items())}
 
     # ------------------------------------------------------------------ for the server
-    def cluster(self) -> Mapping[str, Any] | None:
-        with self._lock:
-            return self._cluster
-
     def snapshot(self) -> dict[str, Any]:
         with self._lock:
             return {

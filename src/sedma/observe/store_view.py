@@ -90,9 +90,6 @@ class StoreView:
             )
         return runs[0]
 
-    def cluster(self) -> dict[str, Any] | None:
-        return self.snapshot()["cluster"]  # type: ignore[no-any-return]
-
     def snapshot(self) -> dict[str, Any]:
         with LongTermMemory(self.location, read_only=True) as ltm:
             run = self._pick(ltm)
