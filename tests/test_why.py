@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sqlite3
 from pathlib import Path
+from typing import Any
 
 import pytest
 from typer.testing import CliRunner
@@ -28,7 +29,9 @@ def demo_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, 
     mem, out = d / "m.db", d / "demo.json"
     r = runner.invoke(app, [*DEMO, "--memory", str(mem), "--json", str(out)])
     assert r.exit_code == 0, r.output
-    return mem, json.loads(out.read_text())
+    result = json.loads(out.read_text())
+    result["printed"] = r.output
+    return mem, result
 
 
 def test_why_explains_every_adaptation_of_a_demo_run_predicted_against_measured(
@@ -80,13 +83,15 @@ def test_why_explains_every_adaptation_of_a_demo_run_predicted_against_measured(
 
 
 def test_why_ids_are_printed_beside_each_adaptation_of_the_demo(
-    demo_run: tuple[Path, dict[str, object]],
+    demo_run: tuple[Path, dict[str, Any]],
 ) -> None:
     mem, result = demo_run
     with LongTermMemory(mem, read_only=True) as ltm:
-        for d in result["decisions"]:  # type: ignore[attr-defined]
+        for d in result["decisions"]:
             rec = ltm.adaptation(d["id"])
             assert rec is not None and rec.kind == d["kind"] and rec.reason == d["reason"]
+            if d["accepted"]:  # the demo's list of adaptations names each by its ID
+                assert f"pass {d['interval']} #{d['id']}: " in result["printed"]
 
 
 def test_why_of_an_unknown_id_is_one_clear_error(demo_run: tuple[Path, object]) -> None:
