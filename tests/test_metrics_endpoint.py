@@ -108,7 +108,13 @@ def test_metrics_are_scraped_during_a_demo_run_and_follow_prometheus_naming(tmp_
     assert (
         value(after, "sedma_adaptations", layer="compute", kind="replan", outcome="accepted") >= 1
     )
-    assert value(after, "sedma_adaptation_outcomes_pending") == 0  # all measured by the end
+    # every re-plan is measured by the end, but one decided after the last pass has no pass
+    # after it to be measured by
+    unmeasured = sum(
+        1 for d in result["decisions"]
+        if d["accepted"] and d["kind"] == "replan" and d["interval"] == passes
+    )  # fmt: skip
+    assert value(after, "sedma_adaptation_outcomes_pending") == unmeasured
     lat = after["sedma_decision_latency_seconds"]
     assert next(s.value for s in lat.samples if s.name.endswith("_count")) >= passes
 

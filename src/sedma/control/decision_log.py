@@ -131,6 +131,11 @@ class DecisionLog:
         self.listeners.decided(d)
         return d
 
+    @property
+    def pending(self) -> int:
+        """Accepted adaptations whose outcome is still being measured."""
+        return len(self._pending)
+
     def await_outcome(self, decision: Decision, before_s: float) -> None:
         """Measure an accepted adaptation against ``before_s``, the pass that prompted it."""
         self._pending.append(Pending(decision, before_s))

@@ -58,6 +58,7 @@ class IntervalReport:
     failed: frozenset[str]
     decisions: tuple[Decision, ...]
     adaptations: int  # accepted adaptations so far in the run
+    outcomes_pending: int = 0  # accepted re-plans whose outcome is still being measured
 
 
 @dataclass(frozen=True)

@@ -256,6 +256,7 @@ class ControlLoop:
                     self.interval, self.clock.now(), pass_s, tuple(rows), self.plan,
                     dict(measured), dict(self._free), self.peak.current_bytes,
                     frozenset(self._failed), tuple(made), self.adaptations,
+                    self._decision_log.pending,
                 )
             )  # fmt: skip
         return made

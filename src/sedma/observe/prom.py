@@ -52,7 +52,7 @@ class LoopMetrics(LoopListener):
         self._traffic: dict[tuple[str, str], float] = {}
         self._sent: dict[str, float] = {}
         self._plan: Plan | None = None
-        self._pending = 0
+        self._pending = 0  # as of the last interval, less the outcomes measured since
         r = self.registry
         self.passes = Counter("sedma_passes", "Passes of the workload completed.", registry=r)
         self.pass_s = Histogram(
@@ -186,6 +186,8 @@ class LoopMetrics(LoopListener):
         for n in report.failed:
             self.failed.labels(n).set(1)
         self.held.set(report.held_bytes)
+        self._pending = report.outcomes_pending
+        self.pending.set(self._pending)
         if report.plan is not self._plan:
             self._set_plan(report.plan)
 
@@ -194,14 +196,11 @@ class LoopMetrics(LoopListener):
         self.decisions.labels(decision.layer, decision.kind, verdict).inc()
         if decision.accepted and decision.predicted_gain is not None:
             self.predicted.labels(decision.layer, decision.kind).set(decision.predicted_gain)
-        if decision.accepted and decision.kind == "replan":
-            self._pending += 1
-            self.pending.set(self._pending)
 
     def measured(self, outcome: Outcome) -> None:
         d = outcome.decision
         self.measured_gain.labels(d.layer, d.kind).set(outcome.gain)
-        if d.kind == "replan":
+        if d.kind == "replan":  # measured at the run's end, after its last interval
             self._pending = max(0, self._pending - 1)
             self.pending.set(self._pending)
 
