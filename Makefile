@@ -17,14 +17,17 @@ $(STAMP): pyproject.toml setup.py $(wildcard src/sedma/compute/crossbar/_xbar*.[
 demo: $(STAMP)
 	$(BIN)/sedma demo
 
-# The NAT tests need iptables, iproute2 and coturn; as root we install them (Debian), as
-# anyone else those tests skip with one line saying why.
+# The NAT tests need iptables, iproute2 and coturn, the dashboard's browser test chromium and
+# chromium-driver; as root we install them (Debian), as anyone else those tests skip with one
+# line saying why.
 sysdeps:
 	@if [ "$$(id -u)" = "0" ] && command -v apt-get >/dev/null; then \
 	  missing=""; \
 	  command -v iptables >/dev/null || missing="$$missing iptables"; \
 	  command -v turnserver >/dev/null || missing="$$missing coturn"; \
 	  command -v ip >/dev/null || missing="$$missing iproute2"; \
+	  command -v chromium >/dev/null || missing="$$missing chromium"; \
+	  command -v chromedriver >/dev/null || missing="$$missing chromium-driver"; \
 	  if [ -n "$$missing" ]; then \
 	    echo "installing$$missing"; \
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \

@@ -73,6 +73,7 @@ def test_public_names_do_not_leak_modules() -> None:
         "sim",
         "presets",
         "cli",
+        "observe",
         "annotations",
         "arrays",
     }

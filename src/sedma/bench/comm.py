@@ -70,6 +70,7 @@ from sedma.bench.comm_report import (
     seed_rows,
 )
 from sedma.bench.comm_run import LatencyRun
+from sedma.bench.soak import TransportWatch
 from sedma.clock import Clock, WallClock
 from sedma.comm.latency import (
     LatencyModel,
@@ -100,8 +101,12 @@ def bench_comm(
     time_budget_s: float | None = None,
     model: LatencyModel | None = None,
     clock: Clock | None = None,
+    watch: TransportWatch | None = None,
 ) -> dict[str, Any]:
     """Run the scenario of the module docstring for sedma, then for the static baseline.
+
+    ``watch`` (the metrics endpoint) is handed a function returning the transport counters
+    of the running system's peers and relays, named ``system/node``.
 
     Returns the result JSON: ``systems`` (per system ``latency_ms`` ``{mean, p50, p99}``,
     ``max_pressure`` (the highest use an admitted item of the system left a peer at),
@@ -147,8 +152,17 @@ def bench_comm(
         else time_budget_s
     )
 
+    current: list[LatencyRun] = []
+    if watch is not None:
+        watch(lambda: {f"{r.system}/{n}": node.stats() for r in current[-1:]
+                       for n, node in (*r.peers.items(), *r.relays.items())})  # fmt: skip
+
     async def main() -> dict[str, dict[str, Any]]:
-        return {s: await LatencyRun(s, sc, clk).run(budget_s / 2) for s in ("sedma", "static")}
+        out = {}
+        for system in ("sedma", "static"):
+            current.append(LatencyRun(system, sc, clk))
+            out[system] = await current[-1].run(budget_s / 2)
+        return out
 
     systems = asyncio.run(main())
     return comm_result(sc, spec, systems, high_pressure_fraction, relay_only_fraction, budget_s)

@@ -16,7 +16,7 @@ work / total rate), so it moves with the injected slowdown.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -31,6 +31,7 @@ from sedma.compute.partition.views import views_from_spec
 from sedma.compute.results import make_operands
 from sedma.compute.workload import Workload
 from sedma.control.driver import JobTotals, drive
+from sedma.control.listen import LoopListener
 from sedma.control.loop import ControlLoop
 from sedma.control.loop_types import LoopSettings
 from sedma.errors import CapacityError, PlanError, SedmaError
@@ -231,9 +232,15 @@ def _result(
 
 
 def run_comparison(
-    cfg: CompareConfig, *, progress: Progress | None = None, clock: Clock | None = None
+    cfg: CompareConfig,
+    *,
+    progress: Progress | None = None,
+    clock: Clock | None = None,
+    listeners: Sequence[LoopListener] = (),
 ) -> dict[str, Any]:
-    """Run the static baseline and sedma side by side; return the result JSON (a dict)."""
+    """Run the static baseline and sedma side by side; return the result JSON (a dict).
+
+    ``listeners`` watch sedma's loop (the metrics endpoint, the dashboard)."""
     clock = clock or WallClock()
     spec = cfg.cluster if isinstance(cfg.cluster, ClusterSpec) else load_cluster(cfg.cluster)
     workload = get_workload(cfg.workload, scale=cfg.scale)
@@ -250,7 +257,10 @@ def run_comparison(
     ltm = LongTermMemory(cfg.memory) if cfg.memory is not None else LongTermMemory()
     try:
         with LocalBackend(spec, time_scale=time_scale, clock=clock) as backend:
-            loop = _loop(spec, workload, backend, operands, LoopSettings(learn=cfg.learn), ltm=ltm)
+            loop = _loop(
+                spec, workload, backend, operands, LoopSettings(learn=cfg.learn), ltm=ltm,
+                listeners=listeners,
+            )  # fmt: skip
             first = loop.start()
             totals = _drive(loop, backend, cfg, cfg.passes, "sedma", slow, progress)
             overruns = backend.overruns
@@ -286,6 +296,7 @@ def run_comparison(
             )
             decisions = [
                 {
+                    "id": d.record_id,  # `sedma why ID`
                     "interval": d.interval,
                     "kind": d.kind,
                     "accepted": d.accepted,

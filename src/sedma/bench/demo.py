@@ -22,12 +22,14 @@ the headline's ``sedma`` and ``static``, as before. Does not cover: presentation
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
 
 from sedma.bench.compare import CompareConfig, Progress, run_comparison
 from sedma.bench.costed import bench_costed
 from sedma.clock import Clock
+from sedma.control.listen import LoopListener
 from sedma.spec import ClusterSpec
 from sedma.spec_load import load_cluster
 from sedma.workloads.registry import get_workload
@@ -38,9 +40,13 @@ LOCAL_MAX_BYTES = 2 * 2**30  # operands the real run may allocate on this host
 
 
 def run_demo(
-    cfg: CompareConfig, progress: Progress | None = None, clock: Clock | None = None
+    cfg: CompareConfig,
+    progress: Progress | None = None,
+    clock: Clock | None = None,
+    listeners: Sequence[LoopListener] = (),
 ) -> dict[str, Any]:
-    """The two runs of the module docstring, as one result."""
+    """The two runs of the module docstring, as one result; ``listeners`` hear the real
+    run's loop (the metrics endpoint and the dashboard)."""
     spec = cfg.cluster if isinstance(cfg.cluster, ClusterSpec) else load_cluster(cfg.cluster)
     cfg = replace(cfg, cluster=spec)
     workload = get_workload(cfg.workload, scale=cfg.scale)
@@ -55,7 +61,7 @@ def run_demo(
             "GiB); run with --scale to shrink the model"
         }
     else:
-        local = run_comparison(cfg, progress=progress, clock=clock)
+        local = run_comparison(cfg, progress=progress, clock=clock, listeners=listeners)
     systems = dict(costed["systems"])
     comm = local.get("communication")
     if "systems" in local:
@@ -63,8 +69,10 @@ def run_demo(
             lat = local["systems"][name].get("latency_ms")
             if lat is not None:
                 systems[name] = {**systems[name], "latency_ms": lat}
-    keep = {"time_scale": None, "static_time_scale": None, "slowdown": None, "decisions": [],
-            "timeline": [], "priors": [], "lessons": [], "memory": None}  # fmt: skip
+    keep: dict[str, Any] = {
+        "time_scale": None, "static_time_scale": None, "slowdown": None, "decisions": [],
+        "timeline": [], "priors": [], "lessons": [], "memory": None,
+    }  # fmt: skip
     return {
         "scenario": "demo",
         "backend": "sim",

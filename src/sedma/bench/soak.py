@@ -31,7 +31,7 @@ import os
 import random
 import time
 from collections import Counter, defaultdict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -42,7 +42,9 @@ from sedma.comm.net.relay import Relay
 from sedma.comm.net.transport import Peer
 from sedma.errors import SedmaError
 
-__all__ = ["bench_soak"]
+TransportWatch = Callable[[Callable[[], Mapping[str, Mapping[str, int]]]], None]
+
+__all__ = ["TransportWatch", "bench_soak"]
 
 
 def _key(name: str) -> Ed25519PrivateKey:
@@ -102,6 +104,12 @@ class _Soak:
         self.duplicates = 0
         self.out_of_order = 0
         self.sending = True
+
+    def stats(self) -> dict[str, dict[str, int]]:
+        """Each live node's transport counters (safe to call from another thread)."""
+        nodes: list[tuple[str, Peer | Relay | None]] = [*list(self.nodes.items())]
+        nodes.append(("relay", self.relay))
+        return {name: node.stats() for name, node in nodes if node is not None}
 
     # -- nodes
     async def start_relay(self) -> None:
@@ -265,8 +273,12 @@ class _Runs:
             yield from range(a, b + 1)
 
 
-async def _run(minutes: float, seed: int, peers: int, interval_s: float) -> dict[str, Any]:
+async def _run(
+    minutes: float, seed: int, peers: int, interval_s: float, watch: TransportWatch | None
+) -> dict[str, Any]:
     soak = _Soak(peers, seed, interval_s)
+    if watch is not None:  # e.g. the metrics endpoint: it reads the live nodes' counters
+        watch(soak.stats)
     loop = asyncio.get_running_loop()
     start = loop.time()
     await soak.start_relay()
@@ -303,14 +315,20 @@ async def _run(minutes: float, seed: int, peers: int, interval_s: float) -> dict
 
 
 def bench_soak(
-    minutes: float = 2.0, *, seed: int = 0, peers: int = 6, interval_s: float = 0.02
+    minutes: float = 2.0,
+    *,
+    seed: int = 0,
+    peers: int = 6,
+    interval_s: float = 0.02,
+    watch: TransportWatch | None = None,
 ) -> dict[str, Any]:
-    """Run the soak for ``minutes``; returns the accounting (see the module docstring)."""
+    """Run the soak for ``minutes``; returns the accounting (see the module docstring).
+    ``watch`` is handed a function returning every live node's transport counters."""
     if not 0 < minutes <= 24 * 60:
         raise SedmaError(f"minutes: got {minutes!r}; must be in (0, 1440]")
     if not 3 <= peers <= 64:
         raise SedmaError(f"peers: got {peers!r}; must be in [3, 64]")
     t0 = time.monotonic()
-    result = asyncio.run(_run(minutes, seed, peers, interval_s))
+    result = asyncio.run(_run(minutes, seed, peers, interval_s, watch))
     result["elapsed_s"] = round(time.monotonic() - t0, 1)
     return result

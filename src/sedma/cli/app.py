@@ -40,6 +40,7 @@ from sedma.cli.common import (
     write_plot_files,
 )
 from sedma.cli.logs import LOG_FORMATS, configure_logging
+from sedma.cli.observe import DashboardOpt, MetricsPortOpt, dashboard, watching, why
 from sedma.cli.render import print_calibration, print_demo, print_memory, print_plan
 from sedma.cli.render_routes import print_route_detail, print_route_summary, print_routes
 
@@ -51,6 +52,8 @@ app = typer.Typer(
     help="sedma: a self-evolving, memory-aware layer for distributed AI workloads.",
 )
 app.add_typer(bench_app, name="bench")
+app.command()(why)
+app.command()(dashboard)
 
 
 def _version(value: bool) -> None:
@@ -115,13 +118,15 @@ def demo(
     comm_messages: Annotated[
         int, typer.Option(help="Messages of the communication-latency run (0 skips it).")
     ] = 2000,
+    metrics_port: MetricsPortOpt = None,
+    dashboard_port: DashboardOpt = None,
 ) -> None:
     """Run a workload with sedma and with Ray, exo, Petals and the static baseline, side by
     side with every cost charged, and for real on this machine."""
     from sedma.bench.compare import CompareConfig
     from sedma.bench.demo import run_demo
 
-    def go() -> dict[str, Any]:
+    def go(listeners: list[Any]) -> dict[str, Any]:
         cfg = CompareConfig(
             cluster=cluster,
             workload=workload,
@@ -136,9 +141,10 @@ def demo(
             comm_messages=comm_messages,
         )
         with progress_bar() as progress:
-            return run_demo(cfg, progress=progress)
+            return run_demo(cfg, progress=progress, listeners=listeners)
 
-    result = guard(go)
+    with watching(metrics_port, dashboard_port) as watch:
+        result = guard(lambda: go(watch.listeners))
     print_demo(result)
     write_json(json_path, result)
     write_plot_files(plot, result)
@@ -389,3 +395,7 @@ def main() -> None:
     except KeyboardInterrupt:
         err.print("interrupted")
         sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

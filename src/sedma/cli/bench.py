@@ -34,6 +34,7 @@ from sedma.cli.common import (
     write_json,
     write_plot_files,
 )
+from sedma.cli.observe import MetricsPortOpt, watching
 from sedma.errors import SedmaError
 
 __all__ = [
@@ -333,6 +334,7 @@ def bench_comm_cmd(
         typer.Option(help="Run once per seed and print one row each: '0-9' or '0,3,7'."),
     ] = None,
     plot: PlotOpt = None,
+    metrics_port: MetricsPortOpt = None,
 ) -> None:
     """Message latency under uneven memory pressure: sedma's peer selection vs static routing."""
     from sedma.bench.comm import bench_comm, bench_comm_seeds
@@ -345,7 +347,12 @@ def bench_comm_cmd(
         write_json(json_path, r)
         write_plot_files(plot, r)
         return
-    r = guard(lambda: bench_comm(load_cluster(cluster), messages=messages, seed=seed))
+    with watching(metrics_port) as w:
+        r = guard(
+            lambda: bench_comm(
+                load_cluster(cluster), messages=messages, seed=seed, watch=w.transport
+            )
+        )
     t = Table(title=f"message latency on {cluster} under uneven memory pressure")
     for col in ("system", "mean ms", "p50 ms", "p99 ms", "violations", "max pressure"):
         t.add_column(col, justify="left" if col == "system" else "right")
@@ -433,10 +440,12 @@ def bench_soak_cmd(
     seed: Annotated[
         int, typer.Option(help="Seed of the chaos schedule (which peer, link, when).")
     ] = 0,
+    metrics_port: MetricsPortOpt = None,
 ) -> None:
     """Soak and chaos: peers killed and restarted, links degraded, relays lost, messages flowing."""
     from sedma.bench.soak import bench_soak
 
-    r = guard(lambda: bench_soak(minutes, seed=seed, peers=peers))
+    with watching(metrics_port) as w:
+        r = guard(lambda: bench_soak(minutes, seed=seed, peers=peers, watch=w.transport))
     out.print(kv_table("soak (loopback)", {k: v for k, v in r.items() if k != "rss_mb"}))
     write_json(json_path, {"scenario": "bench-soak", **r})

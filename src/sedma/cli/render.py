@@ -125,17 +125,18 @@ def _print_local(local: dict[str, Any]) -> None:
         )
     out.print(table)
     for d in local.get("decisions", []):
+        # the ID is what `sedma why ID` explains
+        at = f"  pass {d['interval']}" + ("" if d.get("id") is None else f" #{d['id']}")
         if d["accepted"] and d["kind"] == "replan":
             out.print(
-                f"  pass {d['interval']}: re-planned ({d['reason']}; predicted gain "
-                f"{d['predicted_gain']:.0%})",
+                f"{at}: re-planned ({d['reason']}; predicted gain {d['predicted_gain']:.0%})",
                 highlight=False,
                 markup=False,
             )
         elif d["accepted"]:
-            out.print(
-                f"  pass {d['interval']}: {d['kind']}: {d['reason']}", highlight=False, markup=False
-            )
+            out.print(f"{at}: {d['kind']}: {d['reason']}", highlight=False, markup=False)
+    if any(d.get("id") is not None and d["accepted"] for d in local.get("decisions", [])):
+        out.print("  (sedma why ID explains one: what was seen, predicted and measured)")
     for p in local.get("priors", []):
         out.print(f"  learned before start: {p}", highlight=False, markup=False)
 

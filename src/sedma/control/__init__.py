@@ -16,7 +16,11 @@
 - :mod:`~sedma.control.analysis`: the Analyze step's pure part (rates, node views, rram
   errors from an interval's rows).
 - :mod:`~sedma.control.decision_log`: every decision logged and written to long-term memory
-  with its reason, later its measured outcome.
+  with its reason and evidence, later its measured outcome.
+- :mod:`~sedma.control.evidence`: a decision's evidence (policy, rule, what the loop saw,
+  what it predicted), the input of ``sedma why``.
+- :mod:`~sedma.control.listen`: ``LoopListener``, the hook observers (metrics, dashboard)
+  watch the loop through, and the reports it hands them.
 - :mod:`~sedma.control.learning`: priors from long-term memory at start (rates, settings)
   and what a finished run teaches.
 

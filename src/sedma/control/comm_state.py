@@ -198,9 +198,11 @@ class CommState:
             after_ms = sum(n * m for n, m in p.after) / n_all
             gain = 1.0 - after_ms / p.before_ms
             if ltm is not None and p.record_id is not None:
-                ltm.record_outcome(p.record_id, gain, t_epoch)
+                how = {"metric": "latency_ms", "before_ms": p.before_ms, "after_ms": after_ms,
+                       "messages": n_all, "flows": [f"{a}->{b}" for a, b in p.flows]}  # fmt: skip
+                ltm.record_outcome(p.record_id, gain, t_epoch, how)
             log.info(
-                "comm adaptation %s: latency %.1f -> %.1f ms, measured gain %.1f%%",
+                "comm adaptation #%s: latency %.1f -> %.1f ms, measured gain %.1f%%",
                 p.record_id, p.before_ms, after_ms, 100 * gain,
             )  # fmt: skip
         self._pending = keep

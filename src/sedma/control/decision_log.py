@@ -5,7 +5,10 @@ about its decisions. Each decision, accepted or rejected, is logged with its rea
 predicted gain and, with long-term memory, written there as an adaptation row; each accepted
 adaptation waits as a :class:`Pending` until ``outcome_intervals`` passes after it, when its
 measured gain (mean pass time after vs the pass that revealed the drift) is logged and
-written back to its row.
+written back to its row with how it was measured. Each decision is stored with its evidence
+(what the loop saw, the rule, the prediction: :mod:`sedma.control.evidence`) and handed to
+the loop's listeners (:mod:`sedma.control.listen`), as is each measured outcome. The log
+line of a stored decision carries its ID (``#12``), the argument of ``sedma why``.
 
 Does not cover: making or enacting decisions (only :mod:`sedma.control.loop` does that),
 the decision type itself (see :mod:`sedma.control.loop_types`) or the store's tables (see
@@ -22,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from sedma.clock import Clock
+from sedma.control.listen import Listeners, Outcome
 from sedma.control.loop_types import Decision
 from sedma.memory.long_term import LongTermMemory
 from sedma.memory.records import AdaptationRecord, Layer
@@ -37,16 +41,26 @@ log = logging.getLogger("sedma.control.loop")
 class Pending:
     """An accepted adaptation waiting for its outcome: the pass times measured since."""
 
-    record_id: int | None
+    decision: Decision
     before_s: float
     after: list[float] = field(default_factory=list)
+
+    @property
+    def record_id(self) -> int | None:
+        return self.decision.record_id
 
 
 class DecisionLog:
     """Records decisions and the measured outcomes of adaptations, for one run of the loop."""
 
     def __init__(
-        self, *, clock: Clock, ltm: LongTermMemory | None, context_key: str, outcome_intervals: int
+        self,
+        *,
+        clock: Clock,
+        ltm: LongTermMemory | None,
+        context_key: str,
+        outcome_intervals: int,
+        listeners: Listeners | None = None,
     ) -> None:
         self.clock = clock
         self.ltm = ltm
@@ -55,6 +69,7 @@ class DecisionLog:
         self.run_id: int | None = None  # the loop's run in long-term memory, once started
         self.useless = 0  # adaptations whose measured gain came out under 1%
         self._pending: list[Pending] = []
+        self.listeners = listeners if listeners is not None else Listeners()
 
     def decide(
         self,
@@ -65,16 +80,15 @@ class DecisionLog:
         gain: float | None,
         detail: Mapping[str, Any],
         layer: Layer = "compute",
+        *,
+        evidence: Mapping[str, Any] | None = None,
     ) -> Decision:
-        """Log one decision, write it to long-term memory if there is one; return it."""
-        log.info(
-            "%s %s %s: %s (predicted gain %s)",
-            "accepted" if accepted else "rejected",
-            layer,
-            kind,
-            reason,
-            "n/a" if gain is None else f"{gain:.1%}",
-        )
+        """Log one decision, write it to long-term memory if there is one; return it.
+
+        ``evidence`` is what the loop saw and predicted, and which policy suggested it
+        (:func:`~sedma.control.evidence.evidence`); it is stored for `sedma why`.
+        """
+        policy = None if evidence is None else evidence.get("policy")
         record_id = None
         if self.ltm is not None:
             record_id = self.ltm.record_adaptation(
@@ -89,9 +103,20 @@ class DecisionLog:
                     reason=reason,
                     accepted=accepted,
                     predicted_gain=gain,
+                    policy=policy,
+                    evidence=evidence,
                 )
             )
-        return Decision(
+        log.info(
+            "%s%s %s %s: %s (predicted gain %s)",
+            "" if record_id is None else f"#{record_id} ",
+            "accepted" if accepted else "rejected",
+            layer,
+            kind,
+            reason,
+            "n/a" if gain is None else f"{gain:.1%}",
+        )
+        d = Decision(
             self.clock.now(),
             interval,
             layer,
@@ -101,11 +126,19 @@ class DecisionLog:
             gain,
             detail,
             record_id,
+            policy,
         )
+        self.listeners.decided(d)
+        return d
 
-    def await_outcome(self, record_id: int | None, before_s: float) -> None:
+    @property
+    def pending(self) -> int:
+        """Accepted adaptations whose outcome is still being measured."""
+        return len(self._pending)
+
+    def await_outcome(self, decision: Decision, before_s: float) -> None:
         """Measure an accepted adaptation against ``before_s``, the pass that prompted it."""
-        self._pending.append(Pending(record_id, before_s))
+        self._pending.append(Pending(decision, before_s))
 
     def observe_pass(self, pass_s: float) -> None:
         """One more pass time for every waiting adaptation; record those now measured."""
@@ -123,10 +156,21 @@ class DecisionLog:
                 continue
             if not p.after:
                 continue
-            gain = 1.0 - float(np.mean(p.after)) / p.before_s if p.before_s > 0 else 0.0
+            after_s = float(np.mean(p.after))
+            gain = 1.0 - after_s / p.before_s if p.before_s > 0 else 0.0
             if gain < 0.01:
                 self.useless += 1
+            how = {
+                "metric": "pass_s",
+                "before_s": p.before_s,
+                "after_s": list(p.after),
+                "after_mean_s": after_s,
+                "passes": len(p.after),
+                "gain": gain,
+                "counted_useless": gain < 0.01,  # learning raises the drift threshold for these
+            }
             if self.ltm is not None and p.record_id is not None:
-                self.ltm.record_outcome(p.record_id, gain, self.clock.epoch())
-            log.info("adaptation %s: measured gain %.1f%%", p.record_id, 100 * gain)
+                self.ltm.record_outcome(p.record_id, gain, self.clock.epoch(), how)
+            log.info("adaptation #%s: measured gain %.1f%%", p.record_id, 100 * gain)
+            self.listeners.measured(Outcome(p.decision, gain, how))
         self._pending = keep

@@ -4,7 +4,8 @@ Covers: :class:`ControlLoop` (start a job from long-term priors; then once per i
 collect observations into short-term memory and aggregates into long-term memory, build the
 one frozen :class:`~sedma.control.policy.LoopContext`, ask every policy, arbitrate all their
 suggestions in one pass, enact the accepted ones as :mod:`~sedma.runtime.base` actions
-through the backend, log every decision with its reason and later its measured outcome).
+through the backend, log every decision with its reason, evidence and later its measured
+outcome, and tell its listeners (:mod:`sedma.control.listen`) what happened).
 Its pure parts live in :mod:`sedma.control.loop_types` (settings, decisions),
 :mod:`sedma.control.analysis` (rates and node views from an interval's rows),
 :mod:`sedma.control.arbitrate` (the rules), :mod:`sedma.control.calibrations` (devices'
@@ -43,8 +44,10 @@ from sedma.control.arbitrate import MEASUREMENTS, ArbiterState, arbitrate
 from sedma.control.calibrations import CalibrationBook
 from sedma.control.comm_state import CommState
 from sedma.control.decision_log import DecisionLog
+from sedma.control.evidence import Seen, calibration_evidence, evidence
 from sedma.control.executor import JOB
 from sedma.control.learning import Priors, learn_settings, load_priors
+from sedma.control.listen import IntervalReport, Listeners, LoopListener, LoopStart
 from sedma.control.loop_types import Decision, LoopSettings, context_key
 from sedma.control.policy import LoopContext, Policy, Suggestion, default_policies
 from sedma.errors import SedmaError
@@ -70,6 +73,7 @@ class ControlLoop:
     ``policies`` default to :func:`~sedma.control.policy.default_policies`; a run with none
     (and ``planner`` the static baseline's) is a plain program that never adapts, driven by
     the same code. ``operands`` may be None on a backend that computes no arrays.
+    ``listeners`` observe the run (metrics endpoint, dashboard); they never change it.
     """
 
     def __init__(
@@ -87,6 +91,7 @@ class ControlLoop:
         policies: Sequence[Policy] | None = None,
         planner: Planner = plan_sedma,
         links: LinkView | None = None,
+        listeners: Sequence[LoopListener] = (),
     ) -> None:
         self.spec = spec
         # what the planners may know of the network (None: they ignore links); built by the
@@ -124,10 +129,12 @@ class ControlLoop:
         self._rel_changes: list[float] = []
         self._prev_rates: dict[str, float] = {}
         self._epoch_offset = self.clock.epoch() - self.clock.now()
+        self.listeners = Listeners(listeners)
         self._decision_log = DecisionLog(  # its run_id is set by start()
             clock=self.clock, ltm=ltm, context_key=self.context_key,
-            outcome_intervals=self.settings.outcome_intervals,
+            outcome_intervals=self.settings.outcome_intervals, listeners=self.listeners,
         )  # fmt: skip
+        self._seen: Seen | None = None  # this step's context, while its decisions are made
 
     # ------------------------------------------------------------------ lifecycle
     @property
@@ -167,6 +174,9 @@ class ControlLoop:
         self.backend.load(plan, self.operands)
         self._plan = plan
         self._collect_observations()
+        self.listeners.loop_started(
+            LoopStart(self.spec, self.workload, plan, self.clock.now(), self._decision_log.run_id)
+        )
         return plan
 
     def finish(self, summary: Mapping[str, Any] | None = None) -> list[str]:
@@ -208,6 +218,7 @@ class ControlLoop:
         """One Collect -> Analyze -> Adapt step; returns the decisions it made."""
         plan = self.plan
         self.interval += 1
+        self.listeners.interval_started(self.interval)
         made: list[Decision] = []
         # Collect
         made += self._collect_observations()
@@ -223,14 +234,20 @@ class ControlLoop:
         # Analyze
         ctx = self._context(rows, measured, flows)
         suggestions: list[Suggestion] = []
+        origin: dict[int, str] = {}  # which policy made each suggestion (for the evidence)
         for policy in self.policies:
             try:
-                suggestions += policy.suggest(ctx)
+                for s in policy.suggest(ctx):
+                    suggestions.append(s)
+                    origin[id(s)] = policy.name
             except SedmaError as e:
                 kind = policy.name.rsplit(".", 1)[-1]
                 why = f"{policy.name} found no feasible suggestion: {e}"
                 made.append(self._decide(_layer(policy.name), kind, False, why, None, {}))
         # Adapt
+        self._seen = Seen(
+            ctx, pass_s, origin, {n.name: n.device.matmul_gflops for n in self.spec.nodes}
+        )
         state = ArbiterState(self.interval, dict(self._last_change), dict(self._made))
         for v in arbitrate(suggestions, state, self.settings):
             if not v.accepted:
@@ -238,6 +255,16 @@ class ControlLoop:
                 continue
             made += self._enact(v.suggestion, pass_s, flows)
         self.decisions.extend(made)
+        self._seen = None
+        if self.listeners:
+            self.listeners.interval_done(
+                IntervalReport(
+                    self.interval, self.clock.now(), pass_s, tuple(rows), self.plan,
+                    dict(measured), dict(self._free), self.peak.current_bytes,
+                    frozenset(self._failed), tuple(made), self.adaptations,
+                    self._decision_log.pending,
+                )
+            )  # fmt: skip
         return made
 
     # ------------------------------------------------------------------ internals
@@ -300,7 +327,7 @@ class ControlLoop:
         d = self._decide_on(s, True, s.reason)
         made = [d, *self._collect_observations()]
         if isinstance(s, Replan) and pass_s is not None:
-            self._decision_log.await_outcome(d.record_id, pass_s)
+            self._decision_log.await_outcome(d, pass_s)
         elif isinstance(s, Reroute) and self.comm is not None:
             self.comm.moved(s.flow, s.choice.path, d.record_id, s.measured_ms)
         elif isinstance(s, Reweigh) and self.comm is not None:
@@ -349,7 +376,9 @@ class ControlLoop:
             elif isinstance(o, Calibrated):
                 said = self._book.record(o, self.clock.epoch())
                 if said is not None:
-                    made.append(self._decide("compute", "calibrate", True, said[0], None, said[1]))
+                    why = calibration_evidence(o, self.interval, self._seen is not None)
+                    d = self._decide("compute", "calibrate", True, said[0], None, said[1], why)
+                    made.append(d)
         return made
 
     def _persist(self, rows: list[IntervalAggregate]) -> None:
@@ -383,7 +412,9 @@ class ControlLoop:
             self._prev_rates[n] = r
 
     def _decide_on(self, s: Suggestion, accepted: bool, reason: str) -> Decision:
-        return self._decide(_layer(s.layer), s.kind, accepted, reason, s.predicted_gain, s.detail)
+        why = None if self._seen is None else evidence(s, self._seen, self.settings, self.priors)
+        layer = _layer(s.layer)
+        return self._decide(layer, s.kind, accepted, reason, s.predicted_gain, s.detail, why)
 
     def _decide(
         self,
@@ -393,8 +424,11 @@ class ControlLoop:
         reason: str,
         gain: float | None,
         detail: Mapping[str, Any],
+        why: Mapping[str, Any] | None = None,
     ) -> Decision:
-        return self._decision_log.decide(self.interval, kind, accepted, reason, gain, detail, layer)
+        return self._decision_log.decide(
+            self.interval, kind, accepted, reason, gain, detail, layer, evidence=why
+        )
 
 
 def _layer(name: str) -> Layer:

@@ -69,4 +69,5 @@ class Decision:
     reason: str
     predicted_gain: float | None
     detail: Mapping[str, Any] = field(default_factory=dict)
-    record_id: int | None = None  # its row in long-term memory, if there is one
+    record_id: int | None = None  # its row in long-term memory, if there is one: `sedma why ID`
+    policy: str | None = None  # the policy that suggested it (None: the loop's own)

@@ -144,19 +144,14 @@ class LongTermMemory:
         q = select(_runs).order_by(_runs.c.started_epoch.desc(), _runs.c.id.desc()).limit(limit)
         with self._store.read() as conn:
             rows = conn.execute(q).all()
-        return [
-            RunRecord(
-                id=r.id,
-                context_key=r.context_key,
-                cluster=r.cluster,
-                workload=r.workload,
-                started_epoch=r.started_epoch,
-                ended_epoch=r.ended_epoch,
-                meta=json.loads(r.meta),
-                summary=None if r.summary is None else json.loads(r.summary),
-            )
-            for r in rows
-        ]
+        return [_run_of(r) for r in rows]
+
+    def run(self, run_id: int) -> RunRecord | None:
+        """One run by its id; None if absent."""
+        q = select(_runs).where(_runs.c.id == _opt_id("run_id", run_id))
+        with self._store.read() as conn:
+            r = conn.execute(q).first()
+        return None if r is None else _run_of(r)
 
     # ------------------------------------------------------------------ observations
     def record_observations(self, run_id: int | None, rows: Sequence[IntervalAggregate]) -> int:
@@ -184,6 +179,15 @@ class LongTermMemory:
         except IntegrityError:
             raise SedmaError(f"run_id: got {run_id!r}; no such run") from None
         return len(values)
+
+    def run_observations(self, run_id: int, metrics: Sequence[str] = ()) -> list[Any]:
+        """One run's interval rows, oldest first (only ``metrics`` if given); each row has
+        ``entity``, ``metric``, ``count``, ``mean``, ``last``, ``t_first``, ``t_last``."""
+        q = select(_obs).where(_obs.c.run_id == _opt_id("run_id", run_id))
+        if metrics:
+            q = q.where(_obs.c.metric.in_(list(metrics)))
+        with self._store.read() as conn:
+            return list(conn.execute(q.order_by(_obs.c.t_last, _obs.c.id)).all())
 
     def _recent_rows(
         self, entity: str, metric: str, last_n: int, since_epoch: float | None
@@ -278,6 +282,9 @@ class LongTermMemory:
                 if rec.measured_epoch is None
                 else _finite("measured_epoch", rec.measured_epoch)
             ),
+            "policy": rec.policy,
+            "evidence": None if rec.evidence is None else _dumps("evidence", rec.evidence),
+            "outcome": None if rec.outcome is None else _dumps("outcome", rec.outcome),
         }
         try:
             with self._store.write() as conn:
@@ -288,13 +295,20 @@ class LongTermMemory:
         return int(pk[0])
 
     def record_outcome(
-        self, adaptation_id: int, measured_gain: float, measured_epoch: float
+        self,
+        adaptation_id: int,
+        measured_gain: float,
+        measured_epoch: float,
+        outcome: Mapping[str, object] | None = None,
     ) -> None:
-        """Attach the measured outcome to a stored adaptation."""
-        values = {
+        """Attach the measured outcome to a stored adaptation; ``outcome`` says how it was
+        measured (the figures before and after), for ``sedma why``."""
+        values: dict[str, object] = {
             "measured_gain": _finite("measured_gain", measured_gain),
             "measured_epoch": _finite("measured_epoch", measured_epoch),
         }
+        if outcome is not None:
+            values["outcome"] = _dumps("outcome", outcome)
         with self._store.write() as conn:
             res = conn.execute(update(_adapt).where(_adapt.c.id == adaptation_id).values(values))
             if res.rowcount != 1:
@@ -311,23 +325,21 @@ class LongTermMemory:
         q = q.order_by(_adapt.c.t_epoch.desc(), _adapt.c.id.desc()).limit(limit)
         with self._store.read() as conn:
             rows = conn.execute(q).all()
-        return [
-            AdaptationRecord(
-                id=r.id,
-                run_id=r.run_id,
-                t_epoch=r.t_epoch,
-                context_key=r.context_key,
-                layer=r.layer,
-                kind=r.kind,
-                decision=json.loads(r.decision),
-                reason=r.reason,
-                accepted=bool(r.accepted),
-                predicted_gain=r.predicted_gain,
-                measured_gain=r.measured_gain,
-                measured_epoch=r.measured_epoch,
-            )
-            for r in rows
-        ]
+        return [_adaptation_of(r) for r in rows]
+
+    def adaptation(self, adaptation_id: int) -> AdaptationRecord | None:
+        """One stored decision by its id (the ID the decision log prints); None if absent."""
+        q = select(_adapt).where(_adapt.c.id == _opt_id("adaptation_id", adaptation_id))
+        with self._store.read() as conn:
+            r = conn.execute(q).first()
+        return None if r is None else _adaptation_of(r)
+
+    def run_adaptations(self, run_id: int) -> list[AdaptationRecord]:
+        """Every decision of one run, oldest first."""
+        q = select(_adapt).where(_adapt.c.run_id == _opt_id("run_id", run_id))
+        with self._store.read() as conn:
+            rows = conn.execute(q.order_by(_adapt.c.id)).all()
+        return [_adaptation_of(r) for r in rows]
 
     # ------------------------------------------------------------------ calibrations
     def record_calibration(
@@ -442,3 +454,36 @@ class LongTermMemory:
                 name: int(conn.execute(select(func.count()).select_from(table)).scalar_one())
                 for name, table in sorted(_md.tables.items())
             }
+
+
+def _run_of(r: Any) -> RunRecord:
+    return RunRecord(
+        id=r.id,
+        context_key=r.context_key,
+        cluster=r.cluster,
+        workload=r.workload,
+        started_epoch=r.started_epoch,
+        ended_epoch=r.ended_epoch,
+        meta=json.loads(r.meta),
+        summary=None if r.summary is None else json.loads(r.summary),
+    )
+
+
+def _adaptation_of(r: Any) -> AdaptationRecord:
+    return AdaptationRecord(
+        id=r.id,
+        run_id=r.run_id,
+        t_epoch=r.t_epoch,
+        context_key=r.context_key,
+        layer=r.layer,
+        kind=r.kind,
+        decision=json.loads(r.decision),
+        reason=r.reason,
+        accepted=bool(r.accepted),
+        predicted_gain=r.predicted_gain,
+        measured_gain=r.measured_gain,
+        measured_epoch=r.measured_epoch,
+        policy=r.policy,
+        evidence=None if r.evidence is None else json.loads(r.evidence),
+        outcome=None if r.outcome is None else json.loads(r.outcome),
+    )

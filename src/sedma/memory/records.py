@@ -43,6 +43,9 @@ class AdaptationRecord:
 
     ``decision`` is stored as JSON; ``predicted_gain`` and ``measured_gain`` are relative
     improvements of the layer's objective (0.1 = 10 % better), or None when unknown.
+    ``policy`` names the policy that suggested it; ``evidence`` is what the loop saw and
+    predicted when it decided, ``outcome`` what was measured afterwards (both JSON; None
+    on decisions stored before schema v2, or not measured yet).
     """
 
     id: int | None
@@ -57,6 +60,9 @@ class AdaptationRecord:
     predicted_gain: float | None
     measured_gain: float | None = None
     measured_epoch: float | None = None
+    policy: str | None = None
+    evidence: Mapping[str, Any] | None = None
+    outcome: Mapping[str, Any] | None = None
 
 
 @dataclass(frozen=True)

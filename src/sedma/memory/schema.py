@@ -62,12 +62,12 @@ __all__ = [
     "setting_history",
 ]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 APP = "sedma"
 _SQLITE_HEADER = b"SQLite format 3\x00"
 _KEY = 255  # length of name columns; some databases need one to index a string
 
-# ---------------------------------------------------------------------------- schema (v1)
+# ---------------------------------------------------------------------------- schema (v2)
 metadata = MetaData()
 meta = Table(
     "meta",
@@ -120,6 +120,11 @@ adaptations = Table(
     Column("predicted_gain", Double),
     Column("measured_gain", Double),
     Column("measured_epoch", Double),
+    # v2, for `sedma why`: the policy that suggested it, what the loop saw and predicted
+    # (JSON), and what was measured afterwards (JSON). NULL on rows written before v2.
+    Column("policy", String(_KEY)),
+    Column("evidence", Text),
+    Column("outcome", Text),
     Index("ix_adaptations_context", "context_key", "t_epoch"),
 )
 calibrations = Table(
@@ -169,7 +174,18 @@ def _migrate_0_to_1(conn: Connection) -> None:
             index.create(conn, checkfirst=True)
 
 
-MIGRATIONS: Mapping[int, Callable[[Connection], None]] = {0: _migrate_0_to_1}
+def _migrate_1_to_2(conn: Connection) -> None:
+    """v1 (0.1.0): adaptations kept no evidence. Add ``policy``, ``evidence`` and ``outcome``
+    (NULL on old rows: ``sedma why`` says those decisions predate the evidence)."""
+    cols = {c["name"] for c in inspect(conn).get_columns("adaptations")}
+    ddl = {"policy": String(_KEY), "evidence": Text(), "outcome": Text()}
+    for name, type_ in ddl.items():
+        if name not in cols:  # a v0 store gained them already through create_all: skip
+            ddl_type = type_.compile(dialect=conn.dialect)
+            conn.execute(text(f"ALTER TABLE adaptations ADD COLUMN {name} {ddl_type}"))
+
+
+MIGRATIONS: Mapping[int, Callable[[Connection], None]] = {0: _migrate_0_to_1, 1: _migrate_1_to_2}
 """Schema upgrades: ``MIGRATIONS[v]`` turns a version-``v`` database into version ``v + 1``."""
 
 
