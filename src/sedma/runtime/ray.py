@@ -1,0 +1,479 @@
+"""The Ray backend: each spec node is a Ray node, each plan's tiles run in its node's actor.
+
+Covers: :class:`RayCluster` (the Ray cluster the backend runs on: a local
+``ray.cluster_utils.Cluster`` of one Ray node per spec node, for tests and demos on one
+machine, or an existing cluster joined by address; killing a node of a local one) and
+:class:`RayBackend`, the contract of :mod:`sedma.runtime.base` on that cluster.
+
+- **Placement**: every Ray node carries the custom resource ``sedma_node:<name>`` of the
+  spec node it stands for (``RESOURCE_UNITS`` units; digital nodes also carry
+  ``sedma_exact``). One :class:`~sedma.runtime.ray_actor.NodeActor` per spec node is
+  pinned there by that resource. A plan's operand slices go to the actors that need them at
+  load, once (a slice an actor already holds for another plan is not sent again), and stay
+  there: a weight block is never re-sent with a task.
+- **A pass**: every tile is one actor call, submitted in dataflow order; a tile's call
+  carries the object references of the producer tiles it reads, so Ray moves those output
+  blocks from the producer's node to the consumer's (actor to actor, never through the
+  driver), and the consumer waits for them. Every output block also comes back to the
+  driver, which the contract's :class:`~sedma.runtime.base.TileResult` needs.
+- **Time**: on one machine the devices, links and NATs are emulated exactly as the
+  simulator does: the backend keeps a :class:`~sedma.sim.backend.SimBackend` of the same
+  spec, whose capacity checks every load passes and whose
+  :func:`~sedma.runtime.schedule.simulate_pass` of the plan stamps every tile
+  (:attr:`clock` reads device seconds). Every tile pays ``dispatch_s``, by default this
+  cluster's measured actor-call round trip (:func:`measure_dispatch_s`). The real wall time
+  of each pass is kept too (:attr:`RayBackend.last_wall_s`).
+- **Facts**: memory held is what the actors report holding (real arrays' bytes, plus what
+  used crossbar arrays stand for); bytes placed at load and bytes moved between nodes are
+  counted as they are sent (:attr:`RayBackend.bytes_placed`, :attr:`RayBackend.bytes_moved`).
+- **Failures**: an actor that dies (its Ray node removed, its process killed) fails its
+  calls; the backend pings every actor, reports each dead one as a
+  :class:`~sedma.observations.NodeFailed`, yields the tiles that finished and raises
+  :class:`~sedma.errors.NodeLostError`, as the contract says.
+
+This is one of the two modules that import ``ray`` (the other runs the plain-Ray programs:
+:mod:`sedma.runtime.ray_plain`). Does not cover: what an actor holds and computes
+(:mod:`sedma.runtime.ray_actor`), the cost formulas (:mod:`sedma.runtime.cost`,
+:mod:`sedma.runtime.schedule`), or the comparison (:mod:`sedma.bench.ray_run`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import statistics
+import time
+from collections import defaultdict
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import ray
+import ray.exceptions
+from ray.cluster_utils import Cluster
+
+from sedma.arrays import F32
+from sedma.clock import Clock, ManualClock
+from sedma.compute.plan import Plan
+from sedma.errors import CapacityError, NodeLostError, SedmaError
+from sedma.observations import FreeMemory, MemoryHeld, NodeFailed, Observation
+from sedma.runtime.base import (
+    Action,
+    ApplyPlan,
+    Calibrate,
+    FlowRouter,
+    MoveFlow,
+    Operands,
+    TileResult,
+    UnsupportedAction,
+)
+from sedma.runtime.local_node import BufKey, _slice, _tile_keys
+from sedma.runtime.passes import needed_bytes
+from sedma.runtime.ray_actor import Held, NodeActor
+from sedma.sim.backend import PathOf, SimBackend, workload_edges
+from sedma.spec import ClusterSpec
+
+__all__ = ["RESOURCE_UNITS", "RayBackend", "RayCluster", "measure_dispatch_s", "node_resource"]
+
+log = logging.getLogger(__name__)
+
+RESOURCE_UNITS = 1000  # of sedma_node:<name> per Ray node: one for the actor, the rest spare
+EXACT = "sedma_exact"  # carried by digital (cpu, gpu) nodes: exact products, any budget
+_ACTOR: Any = ray.remote(NodeActor)
+_TIMEOUT_S = 120.0
+
+
+def node_resource(node: str) -> str:
+    """The custom resource naming spec node ``node`` on its Ray node."""
+    return f"sedma_node:{node}"
+
+
+class RayCluster:
+    """The Ray cluster a backend runs on (see the module docstring).
+
+    ``address=None`` starts a local cluster: one Ray node per spec node, each with
+    ``cpus_per_node`` CPUs and ``object_store_mb`` of object store (the head, which hosts the
+    node with the most memory and the driver's objects, gets ``head_object_store_mb``).
+    With an address, the cluster must already offer every spec node's resource.
+    """
+
+    def __init__(
+        self,
+        spec: ClusterSpec,
+        *,
+        address: str | None = None,
+        cpus_per_node: int = 1,
+        object_store_mb: int = 96,
+        head_object_store_mb: int = 400,
+    ) -> None:
+        if cpus_per_node < 1:
+            raise SedmaError(f"cpus_per_node: got {cpus_per_node!r}; must be >= 1")
+        if object_store_mb < 80 or head_object_store_mb < 80:
+            raise SedmaError(
+                f"object_store_mb: got {object_store_mb!r}, {head_object_store_mb!r}; Ray "
+                "needs at least 80 MB per node"
+            )
+        self.spec = spec
+        self._local: Cluster | None = None
+        self._ray_node: dict[str, Any] = {}
+        src = str(Path(__file__).resolve().parents[2])  # so workers import this sedma
+        env = {"PYTHONPATH": os.pathsep.join(p for p in (src, os.environ.get("PYTHONPATH")) if p)}
+        if ray.is_initialized():
+            raise SedmaError("ray is already initialised in this process; close it first")
+        if address is None:
+            self.head = max(spec.nodes, key=lambda n: n.device.memory_bytes).name
+            order = [self.head, *(n for n in spec.node_names if n != self.head)]
+            os.environ["PYTHONPATH"] = env["PYTHONPATH"]  # raylets inherit it for workers
+            self._local = Cluster(
+                initialize_head=True,
+                head_node_args=self._node_args(self.head, cpus_per_node, head_object_store_mb),
+            )
+            self._ray_node[self.head] = self._local.head_node
+            for name in order[1:]:
+                self._ray_node[name] = self._local.add_node(
+                    **self._node_args(name, cpus_per_node, object_store_mb)
+                )
+            address = self._local.address
+        else:
+            self.head = ""
+        ray.init(address=address, log_to_driver=False, runtime_env={"env_vars": env})
+        if self._local is not None:
+            self._local.wait_for_nodes()
+        have = ray.cluster_resources()
+        missing = [n for n in spec.node_names if have.get(node_resource(n), 0) < 1]
+        if missing:
+            self.shutdown()
+            raise SedmaError(
+                f"address={address!r}: the Ray cluster offers no resource for spec node(s) "
+                f"{', '.join(missing)}; start each Ray node with "
+                f"--resources='{{\"{node_resource(missing[0])}\": {RESOURCE_UNITS}}}' "
+                "(docs/ray.md)"
+            )
+
+    def _node_args(self, name: str, cpus: int, store_mb: int) -> dict[str, Any]:
+        res = {node_resource(name): float(RESOURCE_UNITS)}
+        if self.spec.node(name).device.crossbar is None:
+            res[EXACT] = float(RESOURCE_UNITS)
+        return {"num_cpus": cpus, "resources": res, "object_store_memory": store_mb * 2**20}
+
+    @property
+    def version(self) -> str:
+        return str(ray.__version__)
+
+    def ray_nodes(self) -> int:
+        """Alive Ray nodes, as ``ray.nodes()`` reports them."""
+        return sum(1 for n in ray.nodes() if bool(n.get("Alive")))
+
+    def kill(self, node: str) -> None:
+        """Remove the Ray node that hosts spec node ``node`` (a local cluster's only; not the
+        head, which holds the cluster's control store and the driver)."""
+        if self._local is None:
+            raise SedmaError(f"kill {node!r}: only a local cluster's nodes can be removed")
+        if node not in self._ray_node:
+            raise SedmaError(f"kill: node {node!r} is not in cluster {self.spec.name!r}")
+        if node == self.head:
+            raise SedmaError(f"kill: {node!r} is the head node; pick another")
+        self._local.remove_node(self._ray_node.pop(node), allow_graceful=False)
+        log.info("ray: removed the Ray node of %s", node)
+
+    def shutdown(self) -> None:
+        """Disconnect, and stop a local cluster; idempotent."""
+        if ray.is_initialized():
+            ray.shutdown()
+        if self._local is not None:
+            self._local.shutdown()
+            self._local = None
+
+
+def measure_dispatch_s(actor: Any, samples: int = 30) -> float:
+    """Median round trip of an empty call to ``actor`` (seconds), after a warm-up."""
+    ray.get(actor.ping.remote(), timeout=_TIMEOUT_S)
+    out = []
+    for _ in range(samples):
+        t0 = time.perf_counter()
+        ray.get(actor.ping.remote(), timeout=_TIMEOUT_S)
+        out.append(time.perf_counter() - t0)
+    return statistics.median(out)
+
+
+class RayBackend:
+    """The contract on a Ray cluster (see the module docstring)."""
+
+    name = "ray"
+
+    def __init__(
+        self,
+        spec: ClusterSpec,
+        *,
+        cluster: RayCluster | None = None,
+        address: str | None = None,
+        seed: int = 0,
+        dispatch_s: float | None = None,
+        jitter: float = 0.0,
+        clock: ManualClock | None = None,
+        path_of: PathOf | None = None,
+        flows: FlowRouter | None = None,
+    ) -> None:
+        if dispatch_s is not None and dispatch_s < 0:
+            raise SedmaError(f"dispatch_s: got {dispatch_s!r}; must be >= 0 (None: measure)")
+        self.spec = spec
+        self._owns = cluster is None
+        self.cluster = cluster or RayCluster(spec, address=address)
+        self._flows = flows
+        self._actors: dict[str, Any] = {}
+        for i, n in enumerate(spec.nodes):
+            self._actors[n.name] = _ACTOR.options(
+                num_cpus=0, resources={node_resource(n.name): 1}, max_restarts=0
+            ).remote(n, seed * 100_003 + i)
+        try:
+            ray.get([a.ping.remote() for a in self._actors.values()], timeout=_TIMEOUT_S)
+        except ray.exceptions.GetTimeoutError:
+            self.close()
+            raise SedmaError(f"ray: the node actors did not start in {_TIMEOUT_S} s") from None
+        if dispatch_s is None:
+            dispatch_s = measure_dispatch_s(next(iter(self._actors.values())))
+        self.dispatch_s = dispatch_s
+        self._timing = SimBackend(
+            spec, clock=clock, seed=seed, jitter=jitter, dispatch_s=dispatch_s, path_of=path_of
+        )
+        self._plans: dict[int, Plan] = {}
+        self._operands: dict[int, Operands] = {}
+        self._failed: set[str] = set()
+        self._tenant = dict.fromkeys(spec.node_names, 0)
+        self._obs: list[Observation] = []
+        self.bytes_placed: dict[str, int] = defaultdict(int)
+        self.bytes_moved: dict[tuple[str, str], int] = defaultdict(int)
+        self.last_wall_s = 0.0
+        self._closed = False
+
+    # ------------------------------------------------------------------ contract
+    @property
+    def clock(self) -> Clock:
+        return self._timing.clock
+
+    @property
+    def nodes(self) -> tuple[str, ...]:
+        return self.spec.node_names
+
+    @property
+    def timing(self) -> SimBackend:
+        """The emulation that times passes (its last schedule: link and node utilisation)."""
+        return self._timing
+
+    def load(self, plan: Plan, operands: Operands | None) -> None:
+        self._check_open()
+        if operands is None:
+            raise SedmaError("the ray backend computes real products: operands are required")
+        if len(operands) != len(plan.workload.ops):
+            raise SedmaError(
+                f"operands has {len(operands)} entries; the plan's workload has "
+                f"{len(plan.workload.ops)} products"
+            )
+        self._timing.load(plan, None)  # the same memory and array checks as the simulator's
+        try:
+            self._place(plan, operands, None)
+        except BaseException:
+            self._timing.release(plan)
+            raise
+
+    def release(self, plan: Plan) -> None:
+        pkey = id(plan)
+        if self._plans.pop(pkey, None) is None:
+            return
+        self._operands.pop(pkey, None)
+        self._timing.release(plan)
+        live = {n: a for n, a in self._actors.items() if n not in self._failed}
+        held = self._get([a.release.remote(pkey) for a in live.values()])
+        self._report(dict(zip(live, held, strict=True)))
+
+    def run(self, plan: Plan) -> Iterator[TileResult]:
+        self._check_open()
+        pkey = id(plan)
+        if pkey not in self._plans:
+            raise SedmaError(f"plan {plan.strategy!r} is not loaded; call load() first")
+        timed = {r.tile: r.done for r in self._timing.run(plan)}  # emulated stamps
+        t0 = time.perf_counter()
+        outs, stats = self._submit(plan)
+        results: dict[int, tuple[F32, tuple[float, int]]] = {}
+        error: BaseException | None = None
+        for i in sorted(range(len(outs)), key=lambda i: plan.tiles[i].op):
+            try:
+                results[i] = (ray.get(outs[i], timeout=_TIMEOUT_S), ray.get(stats[i]))
+            except (ray.exceptions.RayError, ray.exceptions.GetTimeoutError) as e:
+                error = error or e
+        self.last_wall_s = time.perf_counter() - t0
+        lost = self._find_dead() if error is not None else []
+        if error is not None and not lost:
+            raise SedmaError(f"ray: a tile of plan {plan.strategy!r} failed: {error}") from error
+        for i in sorted(results, key=lambda i: (timed[i].t_end, i)):
+            out, (host_s, _) = results[i]
+            yield TileResult(i, dataclasses.replace(timed[i], host_s=host_s), out)
+        if lost:
+            raise NodeLostError(tuple(lost), len(results))
+
+    def enact(self, action: Action) -> None:
+        self._check_open()
+        if isinstance(action, ApplyPlan):
+            operands = self._operands.get(id(action.replace))
+            if operands is None:
+                raise SedmaError(f"plan {action.replace.strategy!r} to replace is not loaded")
+            self._timing.enact(action)
+            self._place(action.plan, operands, action.replace)
+        elif isinstance(action, Calibrate):
+            actor = self._actor(action.node)
+            try:
+                self._obs.append(
+                    ray.get(actor.calibrate.remote(action, self.clock.now()), timeout=_TIMEOUT_S)
+                )
+            except ray.exceptions.RayTaskError as e:
+                if isinstance(e.cause, SedmaError):
+                    raise e.cause from None
+                raise
+        elif isinstance(action, MoveFlow):
+            self._timing.enact(action)  # the emulated bytes take the new path
+            if self._flows is not None:
+                self._flows.move(action)
+        else:
+            raise UnsupportedAction(f"the ray backend cannot enact {type(action).__name__}")
+
+    def drain_observations(self) -> list[Observation]:
+        self._timing.drain_observations()  # the model's figures; the actors' are reported
+        out, self._obs = self._obs, []
+        return out
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        for a in self._actors.values():
+            try:
+                ray.kill(a)
+            except Exception:  # already gone with its node
+                log.debug("ray: actor already gone", exc_info=True)
+        if self._owns:
+            self.cluster.shutdown()
+
+    def __enter__(self) -> RayBackend:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ------------------------------------------------------------------ fault injection
+    def slow_node(self, node: str, factor: float) -> None:
+        self._timing.slow_node(node, factor)
+
+    def fail_node(self, node: str) -> None:
+        """Kill ``node`` for real: remove its Ray node (a local cluster), else its actor. The
+        failure is found, and reported, when the next call to it fails."""
+        self._actor(node)
+        if self.cluster.head == "" or node == self.cluster.head:
+            ray.kill(self._actors[node])
+        else:
+            self.cluster.kill(node)
+
+    def set_tenant_bytes(self, node: str, nbytes: int) -> None:
+        self._timing.set_tenant_bytes(node, nbytes)
+        self._tenant[node] = nbytes
+        cap = self.spec.node(node).device.memory_bytes - nbytes
+        self._obs.append(FreeMemory(node, self.clock.now(), max(0, cap)))
+
+    # ------------------------------------------------------------------ internals
+    def _check_open(self) -> None:
+        if self._closed:
+            raise SedmaError("this RayBackend is closed")
+
+    def _actor(self, node: str) -> Any:
+        if node not in self._actors:
+            raise SedmaError(f"node {node!r} is not in cluster {self.spec.name!r}")
+        if node in self._failed:
+            raise SedmaError(f"node {node!r} has failed")
+        return self._actors[node]
+
+    def _get(self, refs: Sequence[Any]) -> list[Any]:
+        try:
+            return list(ray.get(list(refs), timeout=_TIMEOUT_S))
+        except ray.exceptions.RayError as e:
+            lost = self._find_dead()
+            if lost:
+                raise CapacityError(f"node(s) {', '.join(lost)} failed: {e}") from e
+            raise SedmaError(f"ray: {e}") from e
+
+    def _place(self, plan: Plan, operands: Operands, replace: Plan | None) -> None:
+        ops = plan.workload.ops
+        need: dict[str, set[BufKey]] = defaultdict(set)
+        for t in plan.tiles:
+            need[t.node].update(_tile_keys(t, ops[t.op].m, ops[t.op].n))
+        old = {t.node for t in replace.tiles} if replace is not None else set()
+        names = [n for n in self.spec.node_names if (n in need or n in old)]
+        names = [n for n in names if n not in self._failed]
+        has = dict(
+            zip(names, self._get([self._actors[n].has.remote() for n in names]), strict=True)
+        )
+        calls = []
+        for n in names:
+            held_keys = {tuple(k) for k in has[n]}
+            sent = {k: _slice(k, operands) for k in need.get(n, set()) if k not in held_keys}
+            self.bytes_placed[n] += sum(int(a.nbytes) for a in sent.values())
+            rkey = id(replace) if replace is not None else None
+            calls.append(self._actors[n].load.remote(id(plan), plan, sent, rkey))
+        held = dict(zip(names, self._get(calls), strict=True))
+        if replace is not None:
+            self._plans.pop(id(replace), None)
+            self._operands.pop(id(replace), None)
+        self._plans[id(plan)] = plan
+        self._operands[id(plan)] = operands
+        self._report(held)
+
+    def _submit(self, plan: Plan) -> tuple[list[Any], list[Any]]:
+        ops = plan.workload.ops
+        reads: dict[int, list[int]] = defaultdict(list)
+        for p, o in workload_edges(plan.workload):
+            reads[o].append(p)
+        by_op: dict[int, list[int]] = defaultdict(list)
+        for i, t in enumerate(plan.tiles):
+            by_op[t.op].append(i)
+        outs: list[Any] = [None] * len(plan.tiles)
+        stats: list[Any] = [None] * len(plan.tiles)
+        for i in sorted(range(len(plan.tiles)), key=lambda i: (plan.tiles[i].op, i)):
+            t = plan.tiles[i]
+            deps = []
+            for p in reads[t.op]:
+                for j in by_op[p]:
+                    src = plan.tiles[j]
+                    if needed_bytes(src, ops[p], t, ops[t.op]) <= 0:
+                        continue
+                    deps.append(outs[j])
+                    if src.node != t.node:
+                        span = src.stop - src.start
+                        rows, cols = (span, ops[p].n) if src.axis == "m" else (ops[p].m, span)
+                        self.bytes_moved[src.node, t.node] += rows * cols * 4
+            actor = self._actors[t.node]
+            outs[i], stats[i] = actor.tile.options(num_returns=2).remote(id(plan), i, *deps)
+        return outs, stats
+
+    def _find_dead(self) -> list[str]:
+        """Ping every actor; the ones that do not answer died: report them, newly dead first."""
+        new = []
+        for n, a in self._actors.items():
+            if n in self._failed:
+                continue
+            try:
+                ray.get(a.ping.remote(), timeout=30.0)
+            except (ray.exceptions.RayError, ray.exceptions.GetTimeoutError) as e:
+                self._failed.add(n)
+                self._timing.fail_node(n)
+                now = self.clock.now()
+                self._obs += [NodeFailed(n, now, f"ray actor died: {type(e).__name__}")]
+                self._obs.append(MemoryHeld(n, now, 0, 0, 0))
+                log.warning("ray: node %s is gone (%s)", n, type(e).__name__)
+                new.append(n)
+        return new
+
+    def _report(self, held: dict[str, Held]) -> None:
+        now = self.clock.now()
+        for n, (total, digital, arrays) in held.items():
+            self._obs.append(MemoryHeld(n, now, total, digital, arrays))
+            cap = self.spec.node(n).device.memory_bytes - self._tenant[n]
+            self._obs.append(FreeMemory(n, now, max(0, cap)))
