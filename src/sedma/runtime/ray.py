@@ -74,7 +74,14 @@ from sedma.runtime.ray_actor import Held, NodeActor
 from sedma.sim.backend import PathOf, SimBackend, workload_edges
 from sedma.spec import ClusterSpec
 
-__all__ = ["RESOURCE_UNITS", "RayBackend", "RayCluster", "measure_dispatch_s", "node_resource"]
+__all__ = [
+    "EXACT",
+    "RESOURCE_UNITS",
+    "RayBackend",
+    "RayCluster",
+    "measure_dispatch_s",
+    "node_resource",
+]
 
 log = logging.getLogger(__name__)
 
@@ -130,10 +137,9 @@ class RayCluster:
                 head_node_args=self._node_args(self.head, cpus_per_node, head_object_store_mb),
             )
             self._ray_node[self.head] = self._local.head_node
+            self._args = {n: self._node_args(n, cpus_per_node, object_store_mb) for n in order}
             for name in order[1:]:
-                self._ray_node[name] = self._local.add_node(
-                    **self._node_args(name, cpus_per_node, object_store_mb)
-                )
+                self._ray_node[name] = self._local.add_node(**self._args[name])
             address = self._local.address
         else:
             self.head = ""
@@ -176,6 +182,24 @@ class RayCluster:
             raise SedmaError(f"kill: {node!r} is the head node; pick another")
         self._local.remove_node(self._ray_node.pop(node), allow_graceful=False)
         log.info("ray: removed the Ray node of %s", node)
+
+    @property
+    def alive(self) -> frozenset[str]:
+        """Spec nodes whose Ray node this object started and has not removed (a local
+        cluster; every spec node of a joined one)."""
+        return (
+            frozenset(self._ray_node)
+            if self._local is not None
+            else frozenset(self.spec.node_names)
+        )
+
+    def revive(self, node: str) -> None:
+        """Start a fresh Ray node for spec node ``node`` after :meth:`kill` (a local cluster)."""
+        if self._local is None or node in self._ray_node:
+            raise SedmaError(f"revive: {node!r} is not a removed node of a local cluster")
+        self._ray_node[node] = self._local.add_node(**self._args[node])
+        self._local.wait_for_nodes()
+        log.info("ray: started a new Ray node for %s", node)
 
     def shutdown(self) -> None:
         """Disconnect, and stop a local cluster; idempotent."""
