@@ -89,6 +89,7 @@ RESOURCE_UNITS = 1000  # of sedma_node:<name> per Ray node: one for the actor, t
 EXACT = "sedma_exact"  # carried by digital (cpu, gpu) nodes: exact products, any budget
 _ACTOR: Any = ray.remote(NodeActor)
 _TIMEOUT_S = 120.0
+_PING_S = 30.0  # an actor that does not answer a ping this long is taken for dead
 
 
 def node_resource(node: str) -> str:
@@ -245,11 +246,14 @@ class RayBackend:
         self._owns = cluster is None
         self.cluster = cluster or RayCluster(spec, address=address)
         self._flows = flows
+        have = ray.cluster_resources()
+        gone = [n for n in spec.node_names if have.get(node_resource(n), 0) < 1]
         self._actors: dict[str, Any] = {}
         for i, n in enumerate(spec.nodes):
-            self._actors[n.name] = _ACTOR.options(
-                num_cpus=0, resources={node_resource(n.name): 1}, max_restarts=0
-            ).remote(n, seed * 100_003 + i)
+            if n.name not in gone:
+                self._actors[n.name] = _ACTOR.options(
+                    num_cpus=0, resources={node_resource(n.name): 1}, max_restarts=0
+                ).remote(n, seed * 100_003 + i)
         try:
             ray.get([a.ping.remote() for a in self._actors.values()], timeout=_TIMEOUT_S)
         except ray.exceptions.GetTimeoutError:
@@ -261,11 +265,13 @@ class RayBackend:
         self._timing = SimBackend(
             spec, clock=clock, seed=seed, jitter=jitter, dispatch_s=dispatch_s, path_of=path_of
         )
+        self._failed: set[str] = set()
+        self._obs: list[Observation] = []
+        for name in gone:  # its Ray node is gone already: the loop must plan without it
+            self._lost(name, f"no alive Ray node offers {node_resource(name)}")
         self._plans: dict[int, Plan] = {}
         self._operands: dict[int, Operands] = {}
-        self._failed: set[str] = set()
         self._tenant = dict.fromkeys(spec.node_names, 0)
-        self._obs: list[Observation] = []
         self.bytes_placed: dict[str, int] = defaultdict(int)
         self.bytes_moved: dict[tuple[str, str], int] = defaultdict(int)
         self.last_wall_s = 0.0
@@ -391,11 +397,21 @@ class RayBackend:
     def fail_node(self, node: str) -> None:
         """Kill ``node`` for real: remove its Ray node (a local cluster), else its actor. The
         failure is found, and reported, when the next call to it fails."""
-        self._actor(node)
+        actor = self._actor(node)
         if self.cluster.head == "" or node == self.cluster.head:
-            ray.kill(self._actors[node])
+            ray.kill(actor)
         else:
             self.cluster.kill(node)
+        # the actor's process outlives its raylet for a moment: the node is dead "now" only
+        # once its actor stops answering
+        deadline = time.monotonic() + _TIMEOUT_S
+        while time.monotonic() < deadline:
+            try:
+                ray.get(actor.ping.remote(), timeout=2.0)
+            except (ray.exceptions.RayError, ray.exceptions.GetTimeoutError):
+                return
+            time.sleep(0.1)
+        raise SedmaError(f"fail_node: {node!r} still answers {_TIMEOUT_S} s after its removal")
 
     def set_tenant_bytes(self, node: str, nbytes: int) -> None:
         self._timing.set_tenant_bytes(node, nbytes)
@@ -484,16 +500,18 @@ class RayBackend:
             if n in self._failed:
                 continue
             try:
-                ray.get(a.ping.remote(), timeout=30.0)
+                ray.get(a.ping.remote(), timeout=_PING_S)
             except (ray.exceptions.RayError, ray.exceptions.GetTimeoutError) as e:
-                self._failed.add(n)
-                self._timing.fail_node(n)
-                now = self.clock.now()
-                self._obs += [NodeFailed(n, now, f"ray actor died: {type(e).__name__}")]
-                self._obs.append(MemoryHeld(n, now, 0, 0, 0))
-                log.warning("ray: node %s is gone (%s)", n, type(e).__name__)
+                self._lost(n, f"ray actor died: {type(e).__name__}")
                 new.append(n)
         return new
+
+    def _lost(self, node: str, reason: str) -> None:
+        self._failed.add(node)
+        self._timing.fail_node(node)
+        now = self.clock.now()
+        self._obs += [NodeFailed(node, now, reason), MemoryHeld(node, now, 0, 0, 0)]
+        log.warning("ray: node %s is gone (%s)", node, reason)
 
     def _report(self, held: dict[str, Held]) -> None:
         now = self.clock.now()
