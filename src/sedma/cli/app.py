@@ -40,6 +40,7 @@ from sedma.cli.common import (
     write_plot_files,
 )
 from sedma.cli.logs import LOG_FORMATS, configure_logging
+from sedma.cli.ray_cmd import demo_ray
 from sedma.cli.render import print_calibration, print_demo, print_memory, print_plan
 from sedma.cli.render_routes import print_route_detail, print_route_summary, print_routes
 
@@ -115,8 +116,24 @@ def demo(
     comm_messages: Annotated[
         int, typer.Option(help="Messages of the communication-latency run (0 skips it).")
     ] = 2000,
+    backend: Annotated[
+        str, typer.Option(help="local (embedded), or ray: sedma vs plain Ray on a Ray cluster.")
+    ] = "local",
+    address: Annotated[
+        str | None, typer.Option(help="--backend ray: join this Ray cluster (default: local).")
+    ] = None,
+    kill_node_at: Annotated[
+        float | None, typer.Option(help="--backend ray: remove a Ray node this many s in.")
+    ] = None,
 ) -> None:
     """Run a workload with sedma and with the static baseline, side by side, and compare."""
+    if backend not in ("local", "ray"):
+        raise fail(f"--backend: got {backend!r}; allowed: local, ray")
+    if backend == "ray":
+        demo_ray(cluster, workload, scale, passes, seed, address, kill_node_at, json_path)
+        return
+    if address is not None or kill_node_at is not None:
+        raise fail("--address and --kill-node-at: allowed only with --backend ray")
     from sedma.bench.compare import CompareConfig, run_comparison
 
     def go() -> dict[str, Any]:
