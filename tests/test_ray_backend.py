@@ -28,7 +28,8 @@ from sedma.memory.short_term import ShortTermMemory  # noqa: E402
 from sedma.observations import MemoryHeld  # noqa: E402
 from sedma.runtime.base import Backend, FaultInjector  # noqa: E402
 from sedma.runtime.local import LocalBackend  # noqa: E402
-from sedma.runtime.ray import RayBackend, RayCluster  # noqa: E402
+from sedma.runtime.ray import RayBackend  # noqa: E402
+from sedma.runtime.ray_cluster import RayCluster  # noqa: E402
 from sedma.runtime.ray_plain import run_actors, run_tasks  # noqa: E402
 from sedma.spec import ClusterSpec  # noqa: E402
 from sedma.spec_load import load_cluster  # noqa: E402
@@ -97,6 +98,15 @@ def test_a_job_runs_on_ray_through_the_loop_and_driver(cluster: RayCluster) -> N
         # weights and inputs were placed once, at load: the passes sent none again
         assert dict(b.bytes_placed) == placed and sum(placed.values()) > 0
         assert sum(b.bytes_moved.values()) > 0  # activations crossed nodes, actor to actor
+        # blocks between the home and the lab went over sedma's transport, encrypted
+        site = {n.name: n.site for n in SPEC.nodes}
+        cross = sum(v for (s, d), v in b.bytes_moved.items() if site[s] != site[d])
+        stats = b.transport_stats()
+        assert cross > 0 and set(stats) == set(SPEC.node_names)
+        sent = sum(s["bytes_sent"] for s in stats.values())
+        received = sum(s["bytes_received"] for s in stats.values())
+        assert sent >= cross and received >= cross  # the payload, plus the codec's headers
+        assert sum(s["dropped_bad_auth"] for s in stats.values()) == 0
         assert b.last_wall_s > 0
         held = [o for o in b.drain_observations() if isinstance(o, MemoryHeld)]
         assert all(o.t <= b.clock.now() for o in held)

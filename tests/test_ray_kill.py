@@ -24,7 +24,8 @@ from sedma.control.loop_types import LoopSettings
 from sedma.errors import CapacityError
 from sedma.memory.short_term import ShortTermMemory
 from sedma.observations import NodeFailed
-from sedma.runtime.ray import RayBackend, RayCluster
+from sedma.runtime.ray import RayBackend
+from sedma.runtime.ray_cluster import RayCluster
 from sedma.runtime.ray_plain import run_tasks
 from sedma.spec import ClusterSpec
 from sedma.spec_load import load_cluster

@@ -47,7 +47,8 @@ from sedma.memory.short_term import ShortTermMemory
 from sedma.metrics import SystemResult, memory_efficiency
 from sedma.runtime.cost import network_of
 from sedma.runtime.passes import pass_tasks
-from sedma.runtime.ray import RayBackend, RayCluster
+from sedma.runtime.ray import RayBackend
+from sedma.runtime.ray_cluster import RayCluster
 from sedma.runtime.ray_plain import run_actors, run_tasks
 from sedma.runtime.schedule import NodeModel, repeat_passes, simulate_pass
 from sedma.sim.backend import static_paths, workload_edges
@@ -198,6 +199,7 @@ def _run_sedma(
         pass_ms = [p["device_s"] * 1e3 for p in totals.timeline]
         site = {n.name: n.site for n in spec.nodes}
         moved = dict(backend.bytes_moved)
+        transport = backend.transport_stats()
         result = SystemResult(
             memory_efficiency=memory_efficiency(wl.live_bytes, loop.peak.peak_bytes),
             throughput_ops_s=fig["throughput_ops_s"],
@@ -228,6 +230,11 @@ def _run_sedma(
                 "real_bytes_moved_between_sites": sum(
                     b for (a, c), b in moved.items() if site[a] != site[c]
                 ),
+                # the bytes between sites went over sedma's transport: its own counters
+                "transport_bytes_sent": sum(t["bytes_sent"] for t in transport.values()),
+                "transport_bytes_received": sum(t["bytes_received"] for t in transport.values()),
+                "transport_messages": sum(t["sent"] for t in transport.values()),
+                "transport": transport,
             },
         )
         decisions = [

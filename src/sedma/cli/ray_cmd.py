@@ -86,8 +86,10 @@ def bench_ray_cmd(
     """sedma and the plain-Ray programs on one real Ray cluster, in one run."""
     try:
         from sedma.bench.ray_run import RayBenchConfig, bench_ray
-    except ImportError as e:
-        raise fail(f"bench ray needs Ray ({e}); install it with: pip install 'sedma[ray]'") from e
+    except ModuleNotFoundError as e:
+        if e.name != "ray":
+            raise
+        raise fail("bench ray needs Ray; install it with: pip install 'sedma[ray]'") from e
 
     def go() -> dict[str, Any]:
         cfg = RayBenchConfig(
@@ -121,8 +123,10 @@ def demo_ray(
     """``sedma demo --backend ray``: ``sedma bench ray`` with the demo's options."""
     try:
         from sedma.bench.ray_run import RayBenchConfig, bench_ray
-    except ImportError as e:
-        raise fail(f"--backend ray needs Ray ({e}); install: pip install 'sedma[ray]'") from e
+    except ModuleNotFoundError as e:
+        if e.name != "ray":
+            raise
+        raise fail("--backend ray needs Ray; install it with: pip install 'sedma[ray]'") from e
 
     def go() -> dict[str, Any]:
         cfg = RayBenchConfig(

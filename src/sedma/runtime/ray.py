@@ -1,21 +1,21 @@
 """The Ray backend: each spec node is a Ray node, each plan's tiles run in its node's actor.
 
-Covers: :class:`RayCluster` (the Ray cluster the backend runs on: a local
-``ray.cluster_utils.Cluster`` of one Ray node per spec node, for tests and demos on one
-machine, or an existing cluster joined by address; killing a node of a local one) and
-:class:`RayBackend`, the contract of :mod:`sedma.runtime.base` on that cluster.
+Covers: :class:`RayBackend`, the contract of :mod:`sedma.runtime.base` on a Ray cluster
+(:class:`~sedma.runtime.ray_cluster.RayCluster`).
 
 - **Placement**: every Ray node carries the custom resource ``sedma_node:<name>`` of the
-  spec node it stands for (``RESOURCE_UNITS`` units; digital nodes also carry
-  ``sedma_exact``). One :class:`~sedma.runtime.ray_actor.NodeActor` per spec node is
+  spec node it stands for. One :class:`~sedma.runtime.ray_actor.NodeActor` per spec node is
   pinned there by that resource. A plan's operand slices go to the actors that need them at
   load, once (a slice an actor already holds for another plan is not sent again), and stay
   there: a weight block is never re-sent with a task.
-- **A pass**: every tile is one actor call, submitted in dataflow order; a tile's call
-  carries the object references of the producer tiles it reads, so Ray moves those output
-  blocks from the producer's node to the consumer's (actor to actor, never through the
-  driver), and the consumer waits for them. Every output block also comes back to the
-  driver, which the contract's :class:`~sedma.runtime.base.TileResult` needs.
+- **A pass**: every tile is one actor call, submitted in dataflow order. A block a tile reads
+  from a producer at its own site goes as the producer call's object reference, so Ray moves
+  it from node to node (actor to actor, never through the driver); a block from another
+  site goes over sedma's authenticated transport, from the producer's actor to the
+  consumer's (:mod:`sedma.runtime.ray_transport`; its counters are
+  :meth:`RayBackend.transport_stats`). The consumer waits for them all. Every output
+  block also comes back to the driver, which the contract's
+  :class:`~sedma.runtime.base.TileResult` needs.
 - **Time**: on one machine the devices, links and NATs are emulated exactly as the
   simulator does: the backend keeps a :class:`~sedma.sim.backend.SimBackend` of the same
   spec, whose capacity checks every load passes and whose
@@ -31,8 +31,8 @@ machine, or an existing cluster joined by address; killing a node of a local one
   :class:`~sedma.observations.NodeFailed`, yields the tiles that finished and raises
   :class:`~sedma.errors.NodeLostError`, as the contract says.
 
-This is one of the two modules that import ``ray`` (the other runs the plain-Ray programs:
-:mod:`sedma.runtime.ray_plain`). Does not cover: what an actor holds and computes
+Imports ``ray``, as :mod:`sedma.runtime.ray_cluster` and :mod:`sedma.runtime.ray_plain`
+do (the only three that do). Does not cover: what an actor holds and computes
 (:mod:`sedma.runtime.ray_actor`), the cost formulas (:mod:`sedma.runtime.cost`,
 :mod:`sedma.runtime.schedule`), or the comparison (:mod:`sedma.bench.ray_run`).
 """
@@ -41,17 +41,13 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import os
-import statistics
 import time
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
-from pathlib import Path
 from typing import Any
 
 import ray
 import ray.exceptions
-from ray.cluster_utils import Cluster
 
 from sedma.arrays import F32
 from sedma.clock import Clock, ManualClock
@@ -70,156 +66,19 @@ from sedma.runtime.base import (
 )
 from sedma.runtime.local_node import BufKey, _slice, _tile_keys
 from sedma.runtime.passes import needed_bytes
-from sedma.runtime.ray_actor import Held, NodeActor
+from sedma.runtime.ray_actor import Held, NodeActor, Xfer
+from sedma.runtime.ray_cluster import RayCluster, measure_dispatch_s, node_resource
+from sedma.runtime.ray_transport import BlockKey, new_identities
 from sedma.sim.backend import PathOf, SimBackend, workload_edges
 from sedma.spec import ClusterSpec
 
-__all__ = [
-    "EXACT",
-    "RESOURCE_UNITS",
-    "RayBackend",
-    "RayCluster",
-    "measure_dispatch_s",
-    "node_resource",
-]
+__all__ = ["RayBackend"]
 
 log = logging.getLogger(__name__)
 
-RESOURCE_UNITS = 1000  # of sedma_node:<name> per Ray node: one for the actor, the rest spare
-EXACT = "sedma_exact"  # carried by digital (cpu, gpu) nodes: exact products, any budget
 _ACTOR: Any = ray.remote(NodeActor)
 _TIMEOUT_S = 120.0
 _PING_S = 30.0  # an actor that does not answer a ping this long is taken for dead
-
-
-def node_resource(node: str) -> str:
-    """The custom resource naming spec node ``node`` on its Ray node."""
-    return f"sedma_node:{node}"
-
-
-class RayCluster:
-    """The Ray cluster a backend runs on (see the module docstring).
-
-    ``address=None`` starts a local cluster: one Ray node per spec node, each with
-    ``cpus_per_node`` CPUs and ``object_store_mb`` of object store (the head, which hosts the
-    node with the most memory and the driver's objects, gets ``head_object_store_mb``).
-    With an address, the cluster must already offer every spec node's resource.
-    """
-
-    def __init__(
-        self,
-        spec: ClusterSpec,
-        *,
-        address: str | None = None,
-        cpus_per_node: int = 1,
-        object_store_mb: int = 96,
-        head_object_store_mb: int = 400,
-    ) -> None:
-        if cpus_per_node < 1:
-            raise SedmaError(f"cpus_per_node: got {cpus_per_node!r}; must be >= 1")
-        if object_store_mb < 80 or head_object_store_mb < 80:
-            raise SedmaError(
-                f"object_store_mb: got {object_store_mb!r}, {head_object_store_mb!r}; Ray "
-                "needs at least 80 MB per node"
-            )
-        self.spec = spec
-        self._local: Cluster | None = None
-        self._ray_node: dict[str, Any] = {}
-        src = str(Path(__file__).resolve().parents[2])  # so workers import this sedma
-        env = {"PYTHONPATH": os.pathsep.join(p for p in (src, os.environ.get("PYTHONPATH")) if p)}
-        if ray.is_initialized():
-            raise SedmaError("ray is already initialised in this process; close it first")
-        if address is None:
-            self.head = max(spec.nodes, key=lambda n: n.device.memory_bytes).name
-            order = [self.head, *(n for n in spec.node_names if n != self.head)]
-            os.environ["PYTHONPATH"] = env["PYTHONPATH"]  # raylets inherit it for workers
-            self._local = Cluster(
-                initialize_head=True,
-                head_node_args=self._node_args(self.head, cpus_per_node, head_object_store_mb),
-            )
-            self._ray_node[self.head] = self._local.head_node
-            self._args = {n: self._node_args(n, cpus_per_node, object_store_mb) for n in order}
-            for name in order[1:]:
-                self._ray_node[name] = self._local.add_node(**self._args[name])
-            address = self._local.address
-        else:
-            self.head = ""
-        ray.init(address=address, log_to_driver=False, runtime_env={"env_vars": env})
-        if self._local is not None:
-            self._local.wait_for_nodes()
-        have = ray.cluster_resources()
-        missing = [n for n in spec.node_names if have.get(node_resource(n), 0) < 1]
-        if missing:
-            self.shutdown()
-            raise SedmaError(
-                f"address={address!r}: the Ray cluster offers no resource for spec node(s) "
-                f"{', '.join(missing)}; start each Ray node with "
-                f"--resources='{{\"{node_resource(missing[0])}\": {RESOURCE_UNITS}}}' "
-                "(docs/ray.md)"
-            )
-
-    def _node_args(self, name: str, cpus: int, store_mb: int) -> dict[str, Any]:
-        res = {node_resource(name): float(RESOURCE_UNITS)}
-        if self.spec.node(name).device.crossbar is None:
-            res[EXACT] = float(RESOURCE_UNITS)
-        return {"num_cpus": cpus, "resources": res, "object_store_memory": store_mb * 2**20}
-
-    @property
-    def version(self) -> str:
-        return str(ray.__version__)
-
-    def ray_nodes(self) -> int:
-        """Alive Ray nodes, as ``ray.nodes()`` reports them."""
-        return sum(1 for n in ray.nodes() if bool(n.get("Alive")))
-
-    def kill(self, node: str) -> None:
-        """Remove the Ray node that hosts spec node ``node`` (a local cluster's only; not the
-        head, which holds the cluster's control store and the driver)."""
-        if self._local is None:
-            raise SedmaError(f"kill {node!r}: only a local cluster's nodes can be removed")
-        if node not in self._ray_node:
-            raise SedmaError(f"kill: node {node!r} is not in cluster {self.spec.name!r}")
-        if node == self.head:
-            raise SedmaError(f"kill: {node!r} is the head node; pick another")
-        self._local.remove_node(self._ray_node.pop(node), allow_graceful=False)
-        log.info("ray: removed the Ray node of %s", node)
-
-    @property
-    def alive(self) -> frozenset[str]:
-        """Spec nodes whose Ray node this object started and has not removed (a local
-        cluster; every spec node of a joined one)."""
-        return (
-            frozenset(self._ray_node)
-            if self._local is not None
-            else frozenset(self.spec.node_names)
-        )
-
-    def revive(self, node: str) -> None:
-        """Start a fresh Ray node for spec node ``node`` after :meth:`kill` (a local cluster)."""
-        if self._local is None or node in self._ray_node:
-            raise SedmaError(f"revive: {node!r} is not a removed node of a local cluster")
-        self._ray_node[node] = self._local.add_node(**self._args[node])
-        self._local.wait_for_nodes()
-        log.info("ray: started a new Ray node for %s", node)
-
-    def shutdown(self) -> None:
-        """Disconnect, and stop a local cluster; idempotent."""
-        if ray.is_initialized():
-            ray.shutdown()
-        if self._local is not None:
-            self._local.shutdown()
-            self._local = None
-
-
-def measure_dispatch_s(actor: Any, samples: int = 30) -> float:
-    """Median round trip of an empty call to ``actor`` (seconds), after a warm-up."""
-    ray.get(actor.ping.remote(), timeout=_TIMEOUT_S)
-    out = []
-    for _ in range(samples):
-        t0 = time.perf_counter()
-        ray.get(actor.ping.remote(), timeout=_TIMEOUT_S)
-        out.append(time.perf_counter() - t0)
-    return statistics.median(out)
 
 
 class RayBackend:
@@ -239,6 +98,7 @@ class RayBackend:
         clock: ManualClock | None = None,
         path_of: PathOf | None = None,
         flows: FlowRouter | None = None,
+        transport: bool = True,
     ) -> None:
         if dispatch_s is not None and dispatch_s < 0:
             raise SedmaError(f"dispatch_s: got {dispatch_s!r}; must be >= 0 (None: measure)")
@@ -269,6 +129,11 @@ class RayBackend:
         self._obs: list[Observation] = []
         for name in gone:  # its Ray node is gone already: the loop must plan without it
             self._lost(name, f"no alive Ray node offers {node_resource(name)}")
+        self._site = {n.name: n.site for n in spec.nodes}
+        self._transport = transport and len({self._site[n] for n in self._actors}) > 1
+        if self._transport:
+            self._start_transport()
+        self._pass_no = 0
         self._plans: dict[int, Plan] = {}
         self._operands: dict[int, Operands] = {}
         self._tenant = dict.fromkeys(spec.node_names, 0)
@@ -285,6 +150,14 @@ class RayBackend:
     @property
     def nodes(self) -> tuple[str, ...]:
         return self.spec.node_names
+
+    def transport_stats(self) -> dict[str, dict[str, int]]:
+        """Each live node's counters of sedma's transport (empty without cross-site paths)."""
+        if not self._transport:
+            return {}
+        live = [n for n in self._actors if n not in self._failed]
+        stats = self._get([self._actors[n].transport_stats.remote() for n in live])
+        return dict(zip(live, stats, strict=True))
 
     @property
     def timing(self) -> SimBackend:
@@ -376,8 +249,10 @@ class RayBackend:
         if self._closed:
             return
         self._closed = True
-        for a in self._actors.values():
+        for n, a in self._actors.items():
             try:
+                if self._transport and n not in self._failed:
+                    ray.get(a.close.remote(), timeout=10.0)
                 ray.kill(a)
             except Exception:  # already gone with its node
                 log.debug("ray: actor already gone", exc_info=True)
@@ -467,31 +342,49 @@ class RayBackend:
         self._report(held)
 
     def _submit(self, plan: Plan) -> tuple[list[Any], list[Any]]:
-        ops = plan.workload.ops
+        ops, pkey = plan.workload.ops, id(plan)
+        self._pass_no += 1
         reads: dict[int, list[int]] = defaultdict(list)
         for p, o in workload_edges(plan.workload):
             reads[o].append(p)
         by_op: dict[int, list[int]] = defaultdict(list)
         for i, t in enumerate(plan.tiles):
             by_op[t.op].append(i)
-        outs: list[Any] = [None] * len(plan.tiles)
-        stats: list[Any] = [None] * len(plan.tiles)
-        for i in sorted(range(len(plan.tiles)), key=lambda i: (plan.tiles[i].op, i)):
-            t = plan.tiles[i]
-            deps = []
+        # what each tile reads: same site through the object store, else over the transport
+        local: dict[int, list[int]] = defaultdict(list)
+        remote: dict[int, list[BlockKey]] = defaultdict(list)
+        sends: dict[int, set[str]] = defaultdict(set)
+        for i, t in enumerate(plan.tiles):
             for p in reads[t.op]:
                 for j in by_op[p]:
                     src = plan.tiles[j]
                     if needed_bytes(src, ops[p], t, ops[t.op]) <= 0:
                         continue
-                    deps.append(outs[j])
                     if src.node != t.node:
                         span = src.stop - src.start
                         rows, cols = (span, ops[p].n) if src.axis == "m" else (ops[p].m, span)
                         self.bytes_moved[src.node, t.node] += rows * cols * 4
-            actor = self._actors[t.node]
-            outs[i], stats[i] = actor.tile.options(num_returns=2).remote(id(plan), i, *deps)
+                    if self._transport and self._site[src.node] != self._site[t.node]:
+                        remote[i].append((pkey, self._pass_no, j))
+                        sends[j].add(t.node)
+                    else:
+                        local[i].append(j)
+        outs: list[Any] = [None] * len(plan.tiles)
+        stats: list[Any] = [None] * len(plan.tiles)
+        for i in sorted(range(len(plan.tiles)), key=lambda i: (plan.tiles[i].op, i)):
+            xfer: Xfer | None = None
+            if self._transport:
+                xfer = (self._pass_no, sorted(sends[i]), remote[i])
+            call = self._actors[plan.tiles[i].node].tile.options(num_returns=2)
+            outs[i], stats[i] = call.remote(pkey, i, xfer, *(outs[j] for j in local[i]))
         return outs, stats
+
+    def _start_transport(self) -> None:
+        names = list(self._actors)
+        private, public = new_identities(names)
+        calls = [self._actors[n].start_transport.remote(private[n], public) for n in names]
+        addresses = dict(zip(names, self._get(calls), strict=True))
+        self._get([self._actors[n].set_addresses.remote(addresses) for n in names])
 
     def _find_dead(self) -> list[str]:
         """Ping every actor; the ones that do not answer died: report them, newly dead first."""

@@ -10,12 +10,14 @@ with numpy or through those arrays, and says what it holds. It reuses the local 
 node state (:class:`~sedma.runtime.local_node._Node`) so both backends hold and compute a
 tile the same way.
 
-A tile's call carries the output blocks of the tiles it reads (the Ray backend passes their
-object references, so Ray moves them actor to actor, or over sedma's transport between
-sites): the tile waits for them, counts their bytes, and computes its own product ``X @ W``
-on the operands it holds. The operands are the workload's seeded ones
-(:func:`~sedma.compute.results.make_operands`), so the result is checked against the exact
-products; the dataflow (who waits for whom, and what bytes move) is the workload's.
+A tile's call carries the output blocks of the tiles it reads: at the same site, their
+object references (Ray moves them actor to actor); from another site, their keys, and the
+blocks come over sedma's transport (:mod:`sedma.runtime.ray_transport`), which the
+producer's actor sends them on once computed. The tile waits for them all, counts their
+bytes, and computes its own product ``X @ W`` on the operands it holds. The operands are the
+workload's seeded ones (:func:`~sedma.compute.results.make_operands`), so the result is
+checked against the exact products; the dataflow (who waits for whom, and what bytes move)
+is the workload's.
 
 Does not cover: Ray itself (the backend wraps this class with ``ray.remote``), timing (the
 cost model charges emulated time on the driver: :mod:`sedma.runtime.ray`) or checking that
@@ -35,11 +37,14 @@ from sedma.compute.plan import Plan
 from sedma.observations import Calibrated
 from sedma.runtime.base import Calibrate
 from sedma.runtime.local_node import BufKey, _Node, _tile_keys, calibrate_node, program_weights
+from sedma.runtime.ray_transport import ActorTransport, BlockKey
 from sedma.spec import NodeSpec
 
-__all__ = ["Held", "NodeActor", "TileOut"]
+__all__ = ["WAIT_S", "Held", "NodeActor", "TileOut", "Xfer"]
 
 Held = tuple[int, int, int]  # (held bytes, digital bytes, crossbar arrays used)
+WAIT_S = 30.0  # a block that has not come over the transport by then: its sender died
+Xfer = tuple[int, list[str], list[BlockKey]]  # (pass number, send to nodes, wait for blocks)
 TileOut = tuple[F32, tuple[float, int]]  # (output block, (CPU seconds, bytes of inputs received))
 
 
@@ -53,6 +58,7 @@ class NodeActor:
             # each device's defects are fixed by (seed, node), like a real chip's
             self._node.device = CrossbarDevice(xb, seed=seed, clock=WallClock())
         self._plans: dict[int, Plan] = {}
+        self._transport: ActorTransport | None = None
 
     def ping(self) -> str:
         return self._node.spec.name
@@ -92,9 +98,34 @@ class NodeActor:
         self._drop(pkey)
         return self.held()
 
-    def tile(self, pkey: int, i: int, *inputs: F32) -> TileOut:
-        """Compute tile ``i`` of plan ``pkey`` once ``inputs`` (its producers' blocks) came."""
+    def start_transport(self, identity: bytes, known: dict[str, bytes]) -> tuple[str, int]:
+        """Start this node's peer of sedma's transport; returns the address it listens on."""
+        self._transport = ActorTransport(self._node.spec.name, identity, known)
+        return self._transport.start()
+
+    def set_addresses(self, addresses: dict[str, tuple[str, int]]) -> None:
+        assert self._transport is not None
+        self._transport.set_addresses(addresses)
+
+    def transport_stats(self) -> dict[str, int]:
+        return self._transport.stats() if self._transport is not None else {}
+
+    def close(self) -> None:
+        if self._transport is not None:
+            self._transport.close()
+            self._transport = None
+
+    def tile(self, pkey: int, i: int, xfer: Xfer | None, *inputs: F32) -> TileOut:
+        """Compute tile ``i`` of plan ``pkey`` once its producers' blocks came: ``inputs``
+        through Ray's object store, and, with ``xfer = (pass, sends, waits)``, the blocks
+        filed under ``waits`` over sedma's transport; then send the output to every node
+        named in ``sends`` over the transport."""
         node = self._node
+        if xfer is not None:
+            assert self._transport is not None
+            pass_no, _, waits = xfer
+            self._transport.forget_before(pkey, pass_no)
+            inputs = (*inputs, *self._transport.wait(waits, WAIT_S))
         plan = self._plans[pkey]
         t = plan.tiles[i]
         op = plan.workload.ops[t.op]
@@ -107,7 +138,12 @@ class NodeActor:
         else:
             np.matmul(node.buffers[kx], node.buffers[kw], out=out)
         received = sum(int(x.nbytes) for x in inputs)
-        return out.copy(), (time.thread_time() - cpu0, received)
+        block = out.copy()
+        cpu = time.thread_time() - cpu0
+        if xfer is not None and self._transport is not None:
+            for dest in xfer[1]:
+                self._transport.send(dest, (pkey, xfer[0], i), block)
+        return block, (cpu, received)
 
     def calibrate(self, action: Calibrate, now: float) -> Calibrated:
         return calibrate_node(self._node, action, now)

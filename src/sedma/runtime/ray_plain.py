@@ -45,7 +45,7 @@ from sedma.compute.workload import Workload
 from sedma.errors import SedmaError
 from sedma.metrics import rel_error
 from sedma.runtime.base import Operands
-from sedma.runtime.ray import EXACT, node_resource
+from sedma.runtime.ray_cluster import EXACT, node_resource
 
 __all__ = ["PlainRun", "run_actors", "run_tasks"]
 
