@@ -354,13 +354,15 @@ class RayBackend:
         local: dict[int, list[int]] = defaultdict(list)
         remote: dict[int, list[BlockKey]] = defaultdict(list)
         sends: dict[int, set[str]] = defaultdict(set)
+        pulled: set[tuple[int, str]] = set()
         for i, t in enumerate(plan.tiles):
             for p in reads[t.op]:
                 for j in by_op[p]:
                     src = plan.tiles[j]
                     if needed_bytes(src, ops[p], t, ops[t.op]) <= 0:
                         continue
-                    if src.node != t.node:
+                    if src.node != t.node and (j, t.node) not in pulled:
+                        pulled.add((j, t.node))  # a node gets a block once, whoever reads it
                         span = src.stop - src.start
                         rows, cols = (span, ops[p].n) if src.axis == "m" else (ops[p].m, span)
                         self.bytes_moved[src.node, t.node] += rows * cols * 4
