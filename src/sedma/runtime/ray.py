@@ -114,11 +114,24 @@ class RayBackend:
                 self._actors[n.name] = _ACTOR.options(
                     num_cpus=0, resources={node_resource(n.name): 1}, max_restarts=0
                 ).remote(n, seed * 100_003 + i)
-        try:
-            ray.get([a.ping.remote() for a in self._actors.values()], timeout=_TIMEOUT_S)
-        except ray.exceptions.GetTimeoutError:
+        # an actor whose Ray node is being removed dies before it answers: that node is lost
+        dead: dict[str, str] = {}
+        for name, ref in [(n, a.ping.remote()) for n, a in self._actors.items()]:
+            try:
+                ray.get(ref, timeout=_TIMEOUT_S)
+            except ray.exceptions.GetTimeoutError:
+                self.close()
+                raise SedmaError(
+                    f"ray: the actor of {name!r} did not start in {_TIMEOUT_S} s"
+                ) from None
+            except ray.exceptions.RayError as e:
+                dead[name] = f"its actor died at start: {type(e).__name__}"
+        if len(dead) == len(self._actors):
             self.close()
-            raise SedmaError(f"ray: the node actors did not start in {_TIMEOUT_S} s") from None
+            raise SedmaError(f"ray: no node actor started ({', '.join(sorted(dead))})")
+        for name in dead:
+            gone.append(name)
+            del self._actors[name]
         if dispatch_s is None:
             dispatch_s = measure_dispatch_s(next(iter(self._actors.values())))
         self.dispatch_s = dispatch_s
@@ -128,13 +141,14 @@ class RayBackend:
         self._failed: set[str] = set()
         self._obs: list[Observation] = []
         for name in gone:  # its Ray node is gone already: the loop must plan without it
-            self._lost(name, f"no alive Ray node offers {node_resource(name)}")
+            self._lost(name, dead.get(name, f"no alive Ray node offers {node_resource(name)}"))
         self._site = {n.name: n.site for n in spec.nodes}
         self._transport = transport and len({self._site[n] for n in self._actors}) > 1
         if self._transport:
             self._start_transport()
         self._pass_no = 0
         self._plans: dict[int, Plan] = {}
+        self._timed: set[int] = set()  # plans loaded in the timing emulation
         self._operands: dict[int, Operands] = {}
         self._tenant = dict.fromkeys(spec.node_names, 0)
         self.bytes_placed: dict[str, int] = defaultdict(int)
@@ -174,10 +188,11 @@ class RayBackend:
                 f"{len(plan.workload.ops)} products"
             )
         self._timing.load(plan, None)  # the same memory and array checks as the simulator's
+        self._timed.add(id(plan))
         try:
             self._place(plan, operands, None)
         except BaseException:
-            self._timing.release(plan)
+            self._untime(plan)
             raise
 
     def release(self, plan: Plan) -> None:
@@ -185,9 +200,27 @@ class RayBackend:
         if self._plans.pop(pkey, None) is None:
             return
         self._operands.pop(pkey, None)
-        self._timing.release(plan)
+        self._untime(plan)
+        self._drop(plan)
+
+    def _time_swap(self, new: Plan, old: Plan) -> None:
+        """Swap the plans in the timing emulation (its capacity checks refuse ``new``)."""
+        if id(old) in self._timed:
+            self._timing.enact(ApplyPlan(new, old))
+            self._timed.discard(id(old))
+        else:
+            self._timing.load(new, None)
+        self._timed.add(id(new))
+
+    def _untime(self, plan: Plan) -> None:
+        if id(plan) in self._timed:
+            self._timing.release(plan)
+            self._timed.discard(id(plan))
+
+    def _drop(self, plan: Plan) -> None:
+        """Every live actor lets go of what only ``plan`` held."""
         live = {n: a for n, a in self._actors.items() if n not in self._failed}
-        held = self._get([a.release.remote(pkey) for a in live.values()])
+        held = self._get([a.release.remote(id(plan)) for a in live.values()])
         self._report(dict(zip(live, held, strict=True)))
 
     def run(self, plan: Plan) -> Iterator[TileResult]:
@@ -195,6 +228,9 @@ class RayBackend:
         pkey = id(plan)
         if pkey not in self._plans:
             raise SedmaError(f"plan {plan.strategy!r} is not loaded; call load() first")
+        lost = sorted({t.node for t in plan.tiles} & self._failed)
+        if lost:  # found dead since the plan was loaded: nothing of it can run
+            raise NodeLostError(tuple(lost), 0)
         timed = {r.tile: r.done for r in self._timing.run(plan)}  # emulated stamps
         t0 = time.perf_counter()
         outs, stats = self._submit(plan)
@@ -221,8 +257,22 @@ class RayBackend:
             operands = self._operands.get(id(action.replace))
             if operands is None:
                 raise SedmaError(f"plan {action.replace.strategy!r} to replace is not loaded")
-            self._timing.enact(action)
-            self._place(action.plan, operands, action.replace)
+            self._time_swap(action.plan, action.replace)  # refuses what does not fit
+            try:
+                self._place(action.plan, operands, action.replace)
+            except SedmaError:
+                # as the local backend does: a refused swap leaves the old plan loaded (if a
+                # node of it died meanwhile, its next run raises NodeLostError)
+                log.warning(
+                    "ray: swap to plan %r failed; keeping the old one", action.plan.strategy
+                )
+                try:
+                    self._time_swap(action.replace, action.plan)
+                except CapacityError:
+                    self._untime(action.plan)
+                self._drop(action.plan)
+                self._place(action.replace, operands, None)
+                raise
         elif isinstance(action, Calibrate):
             actor = self._actor(action.node)
             try:
@@ -300,10 +350,10 @@ class RayBackend:
             raise SedmaError("this RayBackend is closed")
 
     def _actor(self, node: str) -> Any:
-        if node not in self._actors:
-            raise SedmaError(f"node {node!r} is not in cluster {self.spec.name!r}")
         if node in self._failed:
             raise SedmaError(f"node {node!r} has failed")
+        if node not in self._actors:
+            raise SedmaError(f"node {node!r} is not in cluster {self.spec.name!r}")
         return self._actors[node]
 
     def _get(self, refs: Sequence[Any]) -> list[Any]:
@@ -313,6 +363,8 @@ class RayBackend:
             lost = self._find_dead()
             if lost:
                 raise CapacityError(f"node(s) {', '.join(lost)} failed: {e}") from e
+            if isinstance(e, ray.exceptions.RayTaskError) and isinstance(e.cause, SedmaError):
+                raise e.cause from None  # what the actor refused, as the local backend says it
             raise SedmaError(f"ray: {e}") from e
 
     def _place(self, plan: Plan, operands: Operands, replace: Plan | None) -> None:
@@ -323,15 +375,14 @@ class RayBackend:
         old = {t.node for t in replace.tiles} if replace is not None else set()
         names = [n for n in self.spec.node_names if (n in need or n in old)]
         names = [n for n in names if n not in self._failed]
-        has = dict(
-            zip(names, self._get([self._actors[n].has.remote() for n in names]), strict=True)
-        )
+        rkey = id(replace) if replace is not None else None
+        kept = self._get([self._actors[n].has.remote() for n in names])
+        has = dict(zip(names, kept, strict=True))
         calls = []
         for n in names:
             held_keys = {tuple(k) for k in has[n]}
             sent = {k: _slice(k, operands) for k in need.get(n, set()) if k not in held_keys}
             self.bytes_placed[n] += sum(int(a.nbytes) for a in sent.values())
-            rkey = id(replace) if replace is not None else None
             calls.append(self._actors[n].load.remote(id(plan), plan, sent, rkey))
         held = dict(zip(names, self._get(calls), strict=True))
         if replace is not None:

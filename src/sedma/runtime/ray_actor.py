@@ -31,7 +31,7 @@ import time
 import numpy as np
 
 from sedma.arrays import F32
-from sedma.clock import WallClock
+from sedma.clock import ScaledClock, WallClock
 from sedma.compute.crossbar.device import CrossbarDevice
 from sedma.compute.plan import Plan
 from sedma.observations import Calibrated
@@ -56,7 +56,9 @@ class NodeActor:
         xb = spec.device.crossbar
         if xb is not None:
             # each device's defects are fixed by (seed, node), like a real chip's
-            self._node.device = CrossbarDevice(xb, seed=seed, clock=WallClock())
+            # a ScaledClock (at 1:1) so that calibration can age the device on purpose
+            clock = ScaledClock(WallClock(), 1.0)
+            self._node.device = CrossbarDevice(xb, seed=seed, clock=clock)
         self._plans: dict[int, Plan] = {}
         self._transport: ActorTransport | None = None
 
@@ -70,8 +72,11 @@ class NodeActor:
     def load(
         self, pkey: int, plan: Plan, slices: dict[BufKey, F32], replace: int | None = None
     ) -> Held:
-        """Hold ``plan`` as ``pkey``: store the new slices, drop what only ``replace`` held,
-        then program the weight blocks (so a swap may reuse the old plan's arrays)."""
+        """Hold ``plan`` as ``pkey``, in place of ``replace``: store the new slices (a slice
+        already held is kept, not sent again), let go of what only ``replace`` held, then
+        program the weights. As the local backend does on a swap, every block of the old
+        plan leaves the arrays first (a kept block's residual may sit on arrays the new
+        layout gives another block)."""
         node = self._node
         ops = plan.workload.ops
         keys: set[BufKey] = set()
@@ -85,6 +90,10 @@ class NodeActor:
                 node.buffers[k] = np.array(slices[k], dtype=np.float32, copy=True)
             node.refs[k].add(pkey)
         if replace is not None:
+            for k in [k for k, r in node.refs.items() if replace in r]:
+                prog = node.programs.pop(k, None)
+                if prog is not None and node.device is not None:
+                    node.device.release(prog)
             self._drop(replace)
         self._plans[pkey] = plan
         if node.device is not None:

@@ -38,6 +38,7 @@ log = logging.getLogger(__name__)
 RESOURCE_UNITS = 1000  # of sedma_node:<name> per Ray node: one for the actor, the rest spare
 EXACT = "sedma_exact"  # carried by digital (cpu, gpu) nodes: exact products, any budget
 _TIMEOUT_S = 120.0
+_JOIN_S = 300.0  # for new Ray nodes to join (a loaded host starts them slowly)
 
 
 def node_resource(node: str) -> str:
@@ -81,10 +82,11 @@ class RayCluster:
             self.head = max(spec.nodes, key=lambda n: n.device.memory_bytes).name
             order = [self.head, *(n for n in spec.node_names if n != self.head)]
             os.environ["PYTHONPATH"] = env["PYTHONPATH"]  # raylets inherit it for workers
-            self._local = Cluster(
-                initialize_head=True,
-                head_node_args=self._node_args(self.head, cpus_per_node, head_object_store_mb),
-            )
+            head = self._node_args(self.head, cpus_per_node, head_object_store_mb)
+            # a loaded 2-core host can miss Ray's default 5 heartbeats (15 s) and lose a
+            # healthy node; removals are seen at once anyway (their actors' calls fail)
+            head["_system_config"] = {"health_check_failure_threshold": 40}
+            self._local = Cluster(initialize_head=True, head_node_args=head)
             self._ray_node[self.head] = self._local.head_node
             self._args = {n: self._node_args(n, cpus_per_node, object_store_mb) for n in order}
             for name in order[1:]:
@@ -94,7 +96,7 @@ class RayCluster:
             self.head = ""
         ray.init(address=address, log_to_driver=False, runtime_env={"env_vars": env})
         if self._local is not None:
-            self._local.wait_for_nodes()
+            self._local.wait_for_nodes(timeout=_JOIN_S)
         have = ray.cluster_resources()
         missing = [n for n in spec.node_names if have.get(node_resource(n), 0) < 1]
         if missing:
@@ -147,7 +149,7 @@ class RayCluster:
         if self._local is None or node in self._ray_node:
             raise SedmaError(f"revive: {node!r} is not a removed node of a local cluster")
         self._ray_node[node] = self._local.add_node(**self._args[node])
-        self._local.wait_for_nodes()
+        self._local.wait_for_nodes(timeout=_JOIN_S)
         log.info("ray: started a new Ray node for %s", node)
 
     def shutdown(self) -> None:
