@@ -14,6 +14,7 @@ import pytest
 
 ray = pytest.importorskip("ray")
 
+from sedma.clock import ManualClock  # noqa: E402
 from sedma.compute.partition.baseline import plan_static  # noqa: E402
 from sedma.compute.partition.context import PartitionContext  # noqa: E402
 from sedma.compute.partition.views import views_from_spec  # noqa: E402
@@ -159,7 +160,8 @@ def test_local_and_ray_backends_run_one_job_through_the_same_driver(cluster: Ray
     for name in ("local", "ray"):
         backend: Backend = (
             # no dispatch charge on either, so both emulate the same device rates
-            LocalBackend(spec)
+            # a manual clock: the local timeline is the emulated one, host noise left out
+            LocalBackend(spec, clock=ManualClock(), time_scale=1.0)
             if name == "local"
             else RayBackend(spec, cluster=cluster, dispatch_s=0.0)
         )
