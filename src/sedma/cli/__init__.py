@@ -6,6 +6,7 @@
 - :mod:`~sedma.cli.bench`: the ``sedma bench ...`` commands.
 - :mod:`~sedma.cli.common`: options and helpers the commands share (progress bars, JSON
   output and its checks, one-line errors).
+- :mod:`~sedma.cli.ray_cmd`: ``sedma bench ray`` and ``sedma demo --backend ray``.
 - :mod:`~sedma.cli.logs`: the logging set-up (``-v``, ``--log-format rich|json``).
 - :mod:`~sedma.cli.render`: the tables and summaries the commands print.
 - :mod:`~sedma.cli.observe`: ``sedma why``, ``sedma dashboard``, and the ``--metrics-port``

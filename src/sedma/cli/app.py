@@ -41,6 +41,7 @@ from sedma.cli.common import (
 )
 from sedma.cli.logs import LOG_FORMATS, configure_logging
 from sedma.cli.observe import DashboardOpt, MetricsPortOpt, dashboard, watching, why
+from sedma.cli.ray_cmd import demo_ray
 from sedma.cli.render import print_calibration, print_demo, print_memory, print_plan
 from sedma.cli.render_routes import print_route_detail, print_route_summary, print_routes
 
@@ -120,9 +121,25 @@ def demo(
     ] = 2000,
     metrics_port: MetricsPortOpt = None,
     dashboard_port: DashboardOpt = None,
+    backend: Annotated[
+        str, typer.Option(help="local (embedded), or ray: sedma vs plain Ray on a Ray cluster.")
+    ] = "local",
+    address: Annotated[
+        str | None, typer.Option(help="--backend ray: join this Ray cluster (default: local).")
+    ] = None,
+    kill_node_at: Annotated[
+        float | None, typer.Option(help="--backend ray: remove a Ray node this many s in.")
+    ] = None,
 ) -> None:
     """Run a workload with sedma and with Ray, exo, Petals and the static baseline, side by
     side with every cost charged, and for real on this machine."""
+    if backend not in ("local", "ray"):
+        raise fail(f"--backend: got {backend!r}; allowed: local, ray")
+    if backend == "ray":
+        demo_ray(cluster, workload, scale, passes, seed, address, kill_node_at, json_path)
+        return
+    if address is not None or kill_node_at is not None:
+        raise fail("--address and --kill-node-at: allowed only with --backend ray")
     from sedma.bench.compare import CompareConfig
     from sedma.bench.demo import run_demo
 

@@ -3,7 +3,7 @@
 Covers: :data:`bench_app`, the ``bench`` sub-app, and its commands in the order
 ``sedma bench --help`` lists them: ``partition``, ``memory``, ``clusters``, ``crossbar``,
 ``calibrate``, ``costed``, ``accuracy``, ``routes``, ``transport``, ``comm`` (with ``--seeds``,
-one row per seed) and ``soak``.
+one row per seed) and ``soak``; ``ray`` is mounted here from :mod:`sedma.cli.ray_cmd`.
 Each command's table is built next to it, since no other command prints it. Does not cover:
 the benchmarks themselves (see :mod:`sedma.bench`; each module is imported inside its
 command, so ``sedma --help`` stays fast), the top-level commands and where the sub-app is
@@ -35,6 +35,7 @@ from sedma.cli.common import (
     write_plot_files,
 )
 from sedma.cli.observe import MetricsPortOpt, watching
+from sedma.cli.ray_cmd import bench_ray_cmd
 from sedma.errors import SedmaError
 
 __all__ = [
@@ -186,6 +187,9 @@ def bench_costed_cmd(
         if "failed" in s:
             out.print(f"{name} failed: {s['failed']}", highlight=False, markup=False)
     write_json(json_path, r)
+
+
+bench_app.command("ray")(bench_ray_cmd)
 
 
 @bench_app.command("crossbar")

@@ -8,6 +8,8 @@
 - ``edge-swarm.toml``: eleven consumer devices (GPU desktops, laptops, single-board
   computers, two NeuRRAM-class rram boards) at four NATed sites over 20-200 Mbit/s WAN
   links, where no node holds ``llama-7b`` and memory and links bind; every figure cited.
+- ``ray-edge.toml``: five of edge-swarm's devices at a NATed home and a lab (a GPU desktop, a
+  laptop, two boards, an rram chip): ``sedma bench ray``'s default cluster.
 
 Load them with :func:`sedma.spec_load.load_cluster` by name.
 """
