@@ -58,7 +58,7 @@ from sedma.spec import ClusterSpec
 from sedma.spec_load import load_cluster
 from sedma.workloads.registry import get_workload
 
-__all__ = ["bench_costed"]
+__all__ = ["bench_costed", "closed_loop_rate", "head_node", "passes_in_flight"]
 
 
 def _truth(spec: ClusterSpec, dispatch_s: float) -> dict[str, NodeModel]:
@@ -83,7 +83,7 @@ def _steady(
     return passes / extra, long_
 
 
-def _closed_loop(
+def closed_loop_rate(
     one: Sequence[Task],
     in_flight: int,
     passes: int,
@@ -99,7 +99,7 @@ def _closed_loop(
     return k / (long_.span_s - short.span_s), long_
 
 
-def _in_flight(plan: Plan, spec: ClusterSpec, crossbars: dict[str, Any], most: int) -> int:
+def passes_in_flight(plan: Plan, spec: ClusterSpec, crossbars: dict[str, Any], most: int) -> int:
     """Passes in flight the plan's nodes have memory for (at most ``most``): each holds its
     footprint once and its per-pass bytes once more per extra pass."""
     fp = footprint(plan, crossbars)
@@ -159,8 +159,8 @@ def _plan_system(
     edges = workload_edges(plan.workload)
     one = pass_tasks(plan, edges, net, path_of, driver=driver)
     crossbars = {n.name: n.device.crossbar for n in spec.nodes}
-    in_flight = _in_flight(plan, spec, crossbars, max_in_flight)
-    thr, s = _closed_loop(
+    in_flight = passes_in_flight(plan, spec, crossbars, max_in_flight)
+    thr, s = closed_loop_rate(
         one, in_flight, passes, lambda t: simulate_pass(t, truth, net.capacity_bps)
     )
     held = held_bytes(plan, crossbars) if held is None else held

@@ -33,8 +33,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sedma.bench.costed import bench_costed
+from sedma.bench.costed import bench_costed, closed_loop_rate, head_node, passes_in_flight
 from sedma.bench.ray_baseline import replica_nodes
+from sedma.compute.partition.context import PartitionSettings
 from sedma.compute.partition.views import views_from_spec
 from sedma.compute.plan import Plan
 from sedma.compute.policy import effective_error
@@ -50,7 +51,7 @@ from sedma.runtime.passes import pass_tasks
 from sedma.runtime.ray import RayBackend
 from sedma.runtime.ray_cluster import RayCluster
 from sedma.runtime.ray_plain import run_actors, run_tasks
-from sedma.runtime.schedule import NodeModel, repeat_passes, simulate_pass
+from sedma.runtime.schedule import NodeModel, simulate_pass
 from sedma.sim.backend import static_paths, workload_edges
 from sedma.spec import ClusterSpec
 from sedma.spec_load import load_cluster
@@ -114,15 +115,18 @@ def _truth(spec: ClusterSpec, dispatch_s: float) -> dict[str, NodeModel]:
 
 
 def _steady(plan: Plan, spec: ClusterSpec, dispatch_s: float, passes: int = 4) -> dict[str, float]:
-    """The plan's steady-state throughput with passes in flight, by bench_costed's rule
-    (extra passes over extra time), and the longer run's peak link and node utilisation."""
+    """The plan's steady-state throughput by bench_costed's rules (the driver's input and
+    output charged, the passes in flight its nodes' memory allows, a closed loop), and the
+    longer run's peak link and node utilisation."""
     net = network_of(spec)
     truth = _truth(spec, dispatch_s)
-    one = pass_tasks(plan, workload_edges(plan.workload), net, static_paths(spec))
-    short = simulate_pass(repeat_passes(one, passes), truth, net.capacity_bps)
-    long_ = simulate_pass(repeat_passes(one, 2 * passes), truth, net.capacity_bps)
-    extra = long_.span_s - short.span_s
-    thr = 2 * passes / long_.span_s if extra <= 0.25 * long_.span_s else passes / extra
+    driver = head_node(views_from_spec(spec))
+    one = pass_tasks(plan, workload_edges(plan.workload), net, static_paths(spec), driver=driver)
+    crossbars = {n.name: n.device.crossbar for n in spec.nodes}
+    in_flight = passes_in_flight(plan, spec, crossbars, 8)
+    thr, long_ = closed_loop_rate(
+        one, in_flight, passes, lambda t: simulate_pass(t, truth, net.capacity_bps)
+    )
     return {
         "throughput_ops_s": thr,
         "link_utilization_max": max(long_.link_utilization(net.capacity_bps).values(), default=0.0),
@@ -130,6 +134,7 @@ def _steady(plan: Plan, spec: ClusterSpec, dispatch_s: float, passes: int = 4) -
         "resource_utilization": min(
             1.0, thr * plan.workload.flops / (sum(m.rate_gflops for m in truth.values()) * 1e9)
         ),
+        "passes_in_flight": float(in_flight),
     }
 
 
@@ -162,6 +167,9 @@ def _run_sedma(
     wl = get_workload(cfg.workload, scale=cfg.scale)
     operands = make_operands(wl, cfg.seed)
     with RayBackend(spec, cluster=cluster, seed=cfg.seed) as backend:
+        # the planner sees the links and the dispatch the backend measured, as in the
+        # costed comparison (sedma.bench.costed)
+        driver = head_node(views_from_spec(spec))
         loop = ControlLoop(
             spec=spec,
             workload=wl,
@@ -169,6 +177,8 @@ def _run_sedma(
             operands=operands,
             stm=ShortTermMemory(),
             settings=LoopSettings(learn=False),
+            partition=PartitionSettings(dispatch_s=backend.dispatch_s),
+            links=network_of(spec).link_view(static_paths(spec), driver),
         )
         loop.start()
         victim = _victim(cfg, loop.plan, cluster) if cfg.kill_node_at is not None else None

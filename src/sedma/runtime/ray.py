@@ -51,7 +51,7 @@ import ray.exceptions
 
 from sedma.arrays import F32
 from sedma.clock import Clock, ManualClock
-from sedma.compute.plan import Plan
+from sedma.compute.plan import Plan, needed_bytes
 from sedma.errors import CapacityError, NodeLostError, SedmaError
 from sedma.observations import FreeMemory, MemoryHeld, NodeFailed, Observation
 from sedma.runtime.base import (
@@ -65,7 +65,6 @@ from sedma.runtime.base import (
     UnsupportedAction,
 )
 from sedma.runtime.local_node import BufKey, _slice, _tile_keys
-from sedma.runtime.passes import needed_bytes
 from sedma.runtime.ray_actor import Held, NodeActor, Xfer
 from sedma.runtime.ray_cluster import RayCluster, measure_dispatch_s, node_resource
 from sedma.runtime.ray_transport import BlockKey, new_identities
