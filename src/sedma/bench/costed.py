@@ -241,9 +241,12 @@ def _ray_systems(
     # output in its producer's object store, and every copy a node pulled
     pulled = sum(t[2].nbytes for t in run(dynamic_tasks(wl, edges, views, driver)).transfers)
     held = sum(op.weight_bytes + op.output_bytes for op in wl.ops) + pulled
+    by = {v.name: v for v in views}
     out["ray_tasks"] = SystemResult(
         memory_efficiency=memory_efficiency(wl.live_bytes, held),
         throughput_ops_s=thr,
+        # the nodes' error model: the worst node a chunk ran on (each within its budget)
+        rel_error=max(by[n].rel_error for n in s.node if n in by),
         adaptations=0,
         extra={
             **_figures(s, thr, 2 * passes, wl, truth, net),
@@ -264,6 +267,7 @@ def _ray_systems(
         out["ray_actors"] = SystemResult(
             memory_efficiency=memory_efficiency(wl.live_bytes, replica_bytes(wl) * replicas),
             throughput_ops_s=thr,
+            rel_error=max(by[n].rel_error for n in replica_nodes(wl, views)),
             adaptations=0,
             extra={
                 **_figures(s, thr, k, wl, truth, net),
@@ -280,6 +284,8 @@ def _ray_systems(
     out["ray"] = SystemResult(
         memory_efficiency=out[best].memory_efficiency,
         throughput_ops_s=out[best].throughput_ops_s,
+        resource_utilization=out[best].resource_utilization,
+        rel_error=out[best].rel_error,
         adaptations=0,
         extra={**out[best].extra, "variant": best},
     )
