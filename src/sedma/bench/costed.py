@@ -29,6 +29,7 @@ not run here, so ``adaptations`` is 0), the baselines' algorithms
 
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -97,6 +98,24 @@ def closed_loop_rate(
     short = run(repeat_passes(one, k, in_flight))
     long_ = run(repeat_passes(one, 2 * k, in_flight))
     return k / (long_.span_s - short.span_s), long_
+
+
+def _pool_rate(s: PassSchedule) -> float:
+    """A replica pool's steady throughput: each replica's own rate between its first and
+    last returned batch (batches after the first over that time), summed; a replica that
+    returned one batch counts one over its end. Each replica's own window, because a slow
+    replica's few batches would otherwise stretch (or hide in) the pool's tail."""
+    ends: dict[str, list[float]] = defaultdict(list)
+    for b in range(len(s.node) // 3):  # (source, batch, return) per batch
+        ends[s.node[3 * b + 1]].append(s.end_s[3 * b + 2])
+    rate = 0.0
+    for times in ends.values():
+        times.sort()
+        if len(times) >= 2 and times[-1] > times[0]:
+            rate += (len(times) - 1) / (times[-1] - times[0])
+        else:
+            rate += len(times) / times[-1]
+    return rate
 
 
 def passes_in_flight(plan: Plan, spec: ClusterSpec, crossbars: dict[str, Any], most: int) -> int:
@@ -257,13 +276,10 @@ def _ray_systems(
     try:
         replicas = len(replica_nodes(wl, views))
         # an ActorPool keeps each replica busy: two batches per replica in flight (one
-        # running, one on its way), its next submitted as one returns; the steady state
-        # over eight batches per replica (the first fill the pool)
+        # running, one on its way), its next submitted as one returns
         k = 2 * replicas
-        n = 8 * replicas
-        short = run(data_parallel(wl, views, driver, batches=n, in_flight=2))
-        s = run(data_parallel(wl, views, driver, batches=2 * n, in_flight=2))
-        thr = n / (s.span_s - short.span_s)
+        s = run(data_parallel(wl, views, driver, batches=16 * replicas, in_flight=2))
+        thr = _pool_rate(s)
         out["ray_actors"] = SystemResult(
             memory_efficiency=memory_efficiency(wl.live_bytes, replica_bytes(wl) * replicas),
             throughput_ops_s=thr,
