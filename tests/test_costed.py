@@ -5,10 +5,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from sedma.bench.costed import bench_costed
 from sedma.cli.app import app
+from sedma.sim.cluster import random_cluster
 
 
 def test_every_system_is_reported_with_the_result_keys_and_within_capacity() -> None:
@@ -53,3 +55,13 @@ def test_the_command_prints_every_system_and_writes_the_json(tmp_path: Path) -> 
     assert res.exit_code == 0, res.output
     assert "ray_actors" in res.output and "static failed" in res.output
     assert json.loads(out.read_text())["systems"]["sedma"]["throughput_ops_s"] > 0
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_no_system_beats_the_bound_on_random_clusters(seed: int) -> None:
+    spec = random_cluster(6, seed=seed)
+    r = bench_costed(spec, "resnet50", scale=0.05, passes=2, learn_passes=2)
+    bound = r["systems"]["bound"]["throughput_ops_s"]
+    for name, s in r["systems"].items():
+        if name != "bound" and "failed" not in s:
+            assert s["throughput_ops_s"] <= bound * (1 + 1e-6), (seed, name)
