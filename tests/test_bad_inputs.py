@@ -28,8 +28,9 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from typer.testing import CliRunner
 
 from sedma.cli.app import app
-from sedma.comm.net.framing import FrameDecoder, FrameError, decode_message
+from sedma.comm.net.framing import FrameDecoder, FrameError
 from sedma.comm.net.limits import LimitError, ResourceLimits
+from sedma.comm.net.message import decode_message
 from sedma.comm.net.secure import Responder
 from sedma.errors import MemoryStoreError, SedmaError, SpecError
 from sedma.memory.long_term import LongTermMemory

@@ -3,7 +3,8 @@
 Each module's docstring says what it does and does not do; import each name from the
 module that defines it.
 
-- :mod:`~sedma.comm.net.framing`: wire frames, the message codec and the items of a record.
+- :mod:`~sedma.comm.net.framing`: wire frames, their decoder and the items of a record.
+- :mod:`~sedma.comm.net.message`: the message codec (msgpack, numpy arrays out of band).
 - :mod:`~sedma.comm.net.secure`: node identities, the handshake and authenticated records.
 - :mod:`~sedma.comm.net.pipe`: the pipe base that carries frames, the per-link RTT and loss
   shim, and the TCP pipe.

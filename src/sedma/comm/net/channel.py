@@ -42,8 +42,9 @@ from typing import Any
 
 import msgpack
 
-from sedma.comm.net.framing import EncodedMessage, FrameError, ItemKind, decode_message, item
+from sedma.comm.net.framing import FrameError, ItemKind, item
 from sedma.comm.net.limits import MIN_BYTES_PER_PEER, MIN_STREAMS_PER_PEER
+from sedma.comm.net.message import EncodedMessage, decode_message
 from sedma.comm.net.node import TransportError
 from sedma.comm.net.path import _U64, PathKind, _Path
 from sedma.comm.net.relay import RelayAddress

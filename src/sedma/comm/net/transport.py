@@ -46,7 +46,6 @@ from sedma.comm.net.framing import (
     FrameError,
     FrameType,
     ItemKind,
-    encode_message,
     item,
     parse_items,
     unpack_control,
@@ -54,6 +53,7 @@ from sedma.comm.net.framing import (
 from sedma.comm.net.ice import IceConfig
 from sedma.comm.net.ice_signal import IceSignalling
 from sedma.comm.net.limits import ResourceLimits
+from sedma.comm.net.message import encode_message
 from sedma.comm.net.node import (
     _PING,
     DEFAULT_MAX_FRAME_BYTES,
@@ -252,7 +252,7 @@ class Peer(_Node):
 
         Arrays inside ``msg`` are sent without copying, so they must not be changed until
         :meth:`Channel.flush` (or pass copies). Raises :class:`TransportError` if there is no
-        channel to ``to`` or it is closed, :class:`~sedma.comm.net.framing.EncodeError` for
+        channel to ``to`` or it is closed, :class:`~sedma.comm.net.message.EncodeError` for
         objects the codec does not carry.
         """
         self._check_open()
