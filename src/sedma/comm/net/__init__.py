@@ -13,8 +13,10 @@ module that defines it.
   dialling TCP, the handshake over a pipe, ``TransportError``.
 - :mod:`~sedma.comm.net.path`: one authenticated path of a channel: records, keepalives.
 - :mod:`~sedma.comm.net.relay`: the relay node that splices two peers' encrypted streams.
+- :mod:`~sedma.comm.net.delivery`: a channel's sequence numbers, windows and
+  acknowledgements (sans-IO): in-order, exactly-once delivery.
 - :mod:`~sedma.comm.net.channel`: one remote peer: its paths, the one in use, rerouting,
-  in-order delivery with acknowledgements and re-sending.
+  re-sending onto another path, restarts.
 - :mod:`~sedma.comm.net.ice_signal`: ``IceSignalling``: ICE over a channel's signalling
   (sessions, offer and answer, the path a nominated pair becomes).
 - :mod:`~sedma.comm.net.transport`: ``Peer`` (asyncio messaging by peer name: dialling
