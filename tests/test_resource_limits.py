@@ -244,7 +244,7 @@ def test_relay_refuses_circuits_beyond_max_circuits_per_peer_and_counts() -> Non
         ch = await a.connect("b", relay=r)
         assert ch.path_kind == "relayed"
         with pytest.raises(Exception, match="circuits"):
-            await a._dial_relay(ch, r.address)
+            await a._relays.dial_relay(ch, r.address)
         assert r.stats()["limit_circuits_per_peer"] == 1
         await a.send("b", "through the first circuit")
         assert await b.recv() == ("a", "through the first circuit")

@@ -19,8 +19,10 @@ module that defines it.
   re-sending onto another path, restarts.
 - :mod:`~sedma.comm.net.ice_signal`: ``IceSignalling``: ICE over a channel's signalling
   (sessions, offer and answer, the path a nominated pair becomes).
+- :mod:`~sedma.comm.net.relay_client`: ``RelayClient``: a peer's relays (attachments,
+  circuits, dialling through a relay, connection reversal both ways).
 - :mod:`~sedma.comm.net.transport`: ``Peer`` (asyncio messaging by peer name: dialling
-  races, relay attachments, ICE signalling, the inbox).
+  races, the inbox).
 
 Not here: which peer or path to use (the pure policies in :mod:`sedma.comm`).
 """
