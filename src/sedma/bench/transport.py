@@ -34,7 +34,7 @@ import struct
 import threading
 import time
 from multiprocessing.connection import Connection
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 from cryptography.hazmat.primitives import serialization
@@ -44,7 +44,15 @@ from sedma.comm.net.node import TransportError
 from sedma.comm.net.transport import Peer
 from sedma.errors import SedmaError
 
-__all__ = ["TARGET_LARGE_VS_RAW", "TARGET_SMALL_MSGS_PER_S", "bench_transport"]
+__all__ = [
+    "TARGET_LARGE_VS_RAW",
+    "TARGET_SMALL_MSGS_PER_S",
+    "Endpoint",
+    "bench_transport",
+    "measure_endpoint",
+    "raw_sink",
+    "serve_endpoint",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -55,11 +63,19 @@ _TIMEOUT_S = 120.0
 _RAW_CHUNK = 1 << 20
 
 
+class Endpoint(Protocol):
+    """What the benchmark drives: one end of a message transport between ``bench-tx`` and
+    ``bench-rx`` (a :class:`~sedma.comm.net.transport.Peer`, or an adapter of another stack)."""
+
+    async def send(self, to: str, msg: Any) -> None: ...
+    async def recv(self) -> tuple[str, Any]: ...
+
+
 def _digest(arr: np.ndarray[Any, Any]) -> str:
     return hashlib.blake2b(arr.data, digest_size=16).hexdigest()
 
 
-def _raw_sink(server: socket.socket) -> None:
+def raw_sink(server: socket.socket) -> None:
     """Child thread: for each connection, read a u64 length, then that many bytes, ack."""
     sink = memoryview(bytearray(1 << 20))  # reused and cache-sized, as a tuned receiver would
     while True:
@@ -86,17 +102,17 @@ def _receiver(tx_public: bytes, rx_private: bytes, conn: Connection) -> None:
         known = {_TX: Ed25519PublicKey.from_public_bytes(tx_public), _RX: key.public_key()}
         rx = Peer(_RX, key, known, queue_size=4096)
         with socket.create_server(("127.0.0.1", 0)) as raw_server:
-            threading.Thread(target=_raw_sink, args=(raw_server,), daemon=True).start()
+            threading.Thread(target=raw_sink, args=(raw_server,), daemon=True).start()
             conn.send((await rx.start(), raw_server.getsockname()[:2]))
             try:
-                await _serve(rx)
+                await serve_endpoint(rx)
             finally:
                 await rx.close()
 
     asyncio.run(main())
 
 
-async def _serve(rx: Peer) -> None:
+async def serve_endpoint(rx: Endpoint) -> None:
     while True:
         _, cmd = await rx.recv()
         if cmd["op"] == "stop":
@@ -127,8 +143,8 @@ def _raw_copy_s(address: tuple[str, int], payload: memoryview, reps: int) -> flo
         return time.perf_counter() - t0
 
 
-async def _measure(
-    tx: Peer,
+async def measure_endpoint(
+    tx: Endpoint,
     raw_address: tuple[str, int],
     tensor: np.ndarray[Any, Any],
     large_reps: int,
@@ -234,7 +250,7 @@ def bench_transport(
             tx = Peer(_TX, tx_key, known, queue_size=4096)
             try:
                 await tx.connect(_RX, [address])
-                return await _measure(
+                return await measure_endpoint(
                     tx, raw_address, tensor, large_reps, rounds, small_msgs, round_trips
                 )
             finally:

@@ -1,0 +1,471 @@
+"""The standard protocols measured like sedma's transport: TLS 1.3 on TCP, QUIC over ICE.
+
+Covers: :func:`bench_transport_std`, which runs the benchmark of :mod:`sedma.bench.transport`
+(the same pipelined small messages, echo round trips and 64 MiB float32 tensors, the same
+message codec, the same raw-socket copy in alternate rounds, the same digest check) over
+
+- ``tls``: TLS 1.3 with mutual authentication from the standard library's :mod:`ssl`
+  (OpenSSL) over loopback TCP; each side presents a self-signed Ed25519 certificate and
+  trusts exactly the other's (the peer id is the key, as in sedma's handshake), messages are
+  length-prefixed on an :mod:`asyncio` stream;
+- ``quic``: QUIC (aioquic: TLS 1.3 inside, its own loss recovery and congestion control, RFC
+  9000/9001/9002) driven sans-IO over the UDP pair that ICE (aioice, host candidates on
+  loopback) nominated, the path sedma's own datagram layer would carry; one bidirectional
+  stream, messages length-prefixed on it.
+
+Does not cover: sedma's own stack (see :mod:`sedma.bench.transport`) or the choice between them
+(docs/communication.md, "Standard protocols"). The receiving end runs in a child process
+(``spawn``), as in the sedma benchmark, so both ends have an interpreter of their own.
+
+aioquic 1.7 has no supported way for a server to ask for the client's certificate (its TLS
+code marks the request "for test purposes only"), so the QUIC run authenticates the server
+only; after the handshake that makes no difference to the figures measured here.
+
+Benchmarks may read ``time.perf_counter`` directly: they measure this machine, not a policy.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime
+import logging
+import multiprocessing
+import random
+import socket
+import ssl
+import statistics
+import struct
+import tempfile
+import threading
+from collections import deque
+from collections.abc import Callable
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any, Literal
+
+import aioice
+import numpy as np
+from aioquic._buffer import Buffer
+from aioquic.quic.configuration import QuicConfiguration
+from aioquic.quic.connection import QuicConnection
+from aioquic.quic.events import HandshakeCompleted, StreamDataReceived
+from aioquic.quic.packet import pull_quic_header
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.x509.oid import NameOID
+
+from sedma.bench.transport import (
+    TARGET_LARGE_VS_RAW,
+    measure_endpoint,
+    raw_sink,
+    serve_endpoint,
+)
+from sedma.comm.net.ice import IceAgent, IceConfig
+from sedma.comm.net.message import decode_message, encode_message
+from sedma.errors import SedmaError
+
+__all__ = ["ADOPT_SMALL_MSGS_PER_S", "STD_PROTOCOLS", "StdProtocol", "bench_transport_std"]
+
+logger = logging.getLogger(__name__)
+
+StdProtocol = Literal["tls", "quic"]
+STD_PROTOCOLS: tuple[StdProtocol, ...] = ("tls", "quic")
+ADOPT_SMALL_MSGS_PER_S = 20_000  # issue 15's bar for adopting a standard protocol
+_TX, _RX = "bench-tx", "bench-rx"
+_TIMEOUT_S = 600.0
+_LEN = struct.Struct("!Q")
+_STREAM_LIMIT = 16 << 20  # asyncio StreamReader buffer: above one record burst
+_QUIC_WINDOW = 16 << 20  # QUIC flow-control credit (aioquic's default, 1 MiB, caps a stream)
+_QUIC_SEND_BUFFER = 4 << 20  # unacknowledged stream bytes a sender keeps before waiting
+_QUIC_ADDR = ("127.0.0.1", 1)  # aioquic's path key; the datagrams go over the ICE pair
+
+
+def _identity(name: str, key: Ed25519PrivateKey, folder: Path) -> tuple[str, str, bytes]:
+    """A self-signed Ed25519 certificate for ``name``: (cert file, key file, cert PEM)."""
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(days=1))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, None)
+    )
+    pem = cert.public_bytes(serialization.Encoding.PEM)
+    cert_file, key_file = folder / f"{name}.crt", folder / f"{name}.key"
+    cert_file.write_bytes(pem)
+    key_file.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return str(cert_file), str(key_file), pem
+
+
+def _tls_context(server: bool, own: tuple[str, str, bytes], other_pem: bytes) -> ssl.SSLContext:
+    """TLS 1.3 only, our certificate presented, exactly the other's trusted (both ways)."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER if server else ssl.PROTOCOL_TLS_CLIENT)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_3
+    ctx.load_cert_chain(own[0], own[1])
+    ctx.load_verify_locations(cadata=other_pem.decode())
+    ctx.verify_mode = ssl.CERT_REQUIRED
+    return ctx
+
+
+class _Reassembler:
+    """Cuts a byte stream of ``u64 length + message body`` into bodies."""
+
+    def __init__(self) -> None:
+        self._buf = bytearray()
+
+    def feed(self, data: bytes) -> list[bytes]:
+        self._buf += data
+        out = []
+        while len(self._buf) >= _LEN.size:
+            (n,) = _LEN.unpack_from(self._buf)
+            end = _LEN.size + n
+            if len(self._buf) < end:
+                break
+            out.append(bytes(self._buf[_LEN.size : end]))
+            del self._buf[:end]
+        return out
+
+
+class _StreamEndpoint:
+    """An :class:`~sedma.bench.transport.Endpoint` over an asyncio stream (TLS here)."""
+
+    def __init__(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, remote: str
+    ) -> None:
+        self._reader, self._writer, self._remote = reader, writer, remote
+
+    async def send(self, to: str, msg: Any) -> None:
+        enc = encode_message(msg)
+        self._writer.write(_LEN.pack(enc.nbytes))
+        self._writer.writelines(enc.parts)
+        await self._writer.drain()
+
+    async def recv(self) -> tuple[str, Any]:
+        (n,) = _LEN.unpack(await self._reader.readexactly(_LEN.size))
+        return self._remote, decode_message(await self._reader.readexactly(n))
+
+
+class _QuicEndpoint:
+    """An :class:`~sedma.bench.transport.Endpoint` over one QUIC stream, pumped over ICE.
+
+    ``quic`` None (the server) makes the connection from the first datagram's header, as
+    aioquic's own asyncio server does.
+    """
+
+    def __init__(
+        self,
+        ice: aioice.Connection,
+        quic: QuicConnection | None,
+        make_server: Callable[[bytes], QuicConnection],
+    ) -> None:
+        self._ice, self._quic, self._make_server = ice, quic, make_server
+        self._loop = asyncio.get_running_loop()
+        self._remote = _RX if quic is not None else _TX
+        self._rx = _Reassembler()
+        self._inbox: deque[Any] = deque()
+        self._tx: deque[bytes] = deque()
+        self._tx_ready = asyncio.Event()
+        self._changed = asyncio.Event()
+        self._timer: asyncio.TimerHandle | None = None
+        self.handshake: asyncio.Future[None] = self._loop.create_future()
+        self._tasks = [
+            self._loop.create_task(self._recv_loop()),
+            self._loop.create_task(self._send_loop()),
+        ]
+        if quic is not None:
+            quic.connect(_QUIC_ADDR, now=self._loop.time())
+            self._transmit()
+
+    def _process(self) -> None:
+        assert self._quic is not None
+        while (event := self._quic.next_event()) is not None:
+            if isinstance(event, StreamDataReceived):
+                for body in self._rx.feed(event.data):
+                    self._inbox.append(decode_message(body))
+            elif isinstance(event, HandshakeCompleted) and not self.handshake.done():
+                self.handshake.set_result(None)
+        self._transmit()
+        self._changed.set()
+
+    def _transmit(self) -> None:
+        assert self._quic is not None
+        now = self._loop.time()
+        self._tx.extend(data for data, _ in self._quic.datagrams_to_send(now=now))
+        if self._tx:
+            self._tx_ready.set()
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        at = self._quic.get_timer()
+        if at is not None:
+            self._timer = self._loop.call_at(at, self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        assert self._quic is not None
+        self._quic.handle_timer(now=self._loop.time())
+        self._process()
+
+    async def _recv_loop(self) -> None:
+        while True:
+            data = await self._ice.recv()
+            if self._quic is None:
+                self._quic = self._make_server(data)
+            self._quic.receive_datagram(data, _QUIC_ADDR, now=self._loop.time())
+            self._process()
+
+    async def _send_loop(self) -> None:
+        while True:
+            await self._tx_ready.wait()
+            self._tx_ready.clear()
+            while self._tx:
+                await self._ice.send(self._tx.popleft())
+
+    def _unsent_bytes(self) -> int:
+        assert self._quic is not None
+        stream = self._quic._streams.get(0)
+        if stream is None:
+            return 0
+        sender = stream.sender
+        return int(sender._buffer_stop - sender._buffer_start)
+
+    async def _wait(self, cond: Callable[[], bool]) -> None:
+        while not cond():
+            self._changed.clear()
+            await asyncio.wait_for(self._changed.wait(), _TIMEOUT_S)
+
+    async def send(self, to: str, msg: Any) -> None:
+        await self._wait(lambda: self._quic is not None)
+        assert self._quic is not None
+        enc = encode_message(msg)
+        self._quic.send_stream_data(0, _LEN.pack(enc.nbytes) + b"".join(enc.parts))
+        self._transmit()
+        await self._wait(lambda: self._unsent_bytes() < _QUIC_SEND_BUFFER)
+
+    async def recv(self) -> tuple[str, Any]:
+        await self._wait(lambda: bool(self._inbox))
+        return self._remote, self._inbox.popleft()
+
+    async def close(self) -> None:
+        if self._quic is not None:
+            self._quic.close()
+            self._transmit()
+            await asyncio.sleep(0.05)  # let the CONNECTION_CLOSE go out
+        if self._timer is not None:
+            self._timer.cancel()
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+
+def _quic_config(client: bool, own: tuple[str, str, bytes], other_pem: bytes) -> QuicConfiguration:
+    cfg = QuicConfiguration(
+        is_client=client,
+        alpn_protocols=["sedma-bench"],
+        max_data=_QUIC_WINDOW,
+        max_stream_data=_QUIC_WINDOW,
+        idle_timeout=_TIMEOUT_S,
+        server_name=_RX if client else None,
+    )
+    cfg.load_cert_chain(own[0], own[1])
+    if client:
+        cfg.load_verify_locations(cadata=other_pem)
+    return cfg
+
+
+def _server_factory(cfg: QuicConfiguration) -> Callable[[bytes], QuicConnection]:
+    def make(first: bytes) -> QuicConnection:
+        header = pull_quic_header(Buffer(data=first), host_cid_length=cfg.connection_id_length)
+        return QuicConnection(
+            configuration=cfg, original_destination_connection_id=header.destination_cid
+        )
+
+    return make
+
+
+def _ice_agent(controlling: bool) -> IceAgent:
+    config = IceConfig(host_addresses=("127.0.0.1",), timeout_s=30.0)
+    return IceAgent(config, controlling=controlling)
+
+
+def _receiver(protocol: StdProtocol, seed: int, folder: str, conn: Connection) -> None:
+    """The child process: the receiving end of ``protocol`` and a raw socket sink. It makes
+    both identities (in ``folder``) before it says it is ready; the sender reads its own."""
+
+    async def main() -> None:
+        keys = random.Random(seed)
+        path = Path(folder)
+        rx_id = _identity(_RX, Ed25519PrivateKey.from_private_bytes(keys.randbytes(32)), path)
+        tx_id = _identity(_TX, Ed25519PrivateKey.from_private_bytes(keys.randbytes(32)), path)
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        with socket.create_server(("127.0.0.1", 0)) as raw_server:
+            threading.Thread(target=raw_sink, args=(raw_server,), daemon=True).start()
+            raw_address = raw_server.getsockname()[:2]
+            if protocol == "tls":
+
+                async def serve(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+                    try:
+                        await serve_endpoint(_StreamEndpoint(r, w, _TX))
+                    finally:
+                        w.close()
+                        if not done.done():
+                            done.set_result(None)
+
+                server = await asyncio.start_server(
+                    serve, "127.0.0.1", 0, ssl=_tls_context(True, rx_id, tx_id[2]),
+                    limit=_STREAM_LIMIT,
+                )  # fmt: skip
+                conn.send((server.sockets[0].getsockname()[:2], raw_address))
+                async with server:
+                    await done
+                return
+            agent = _ice_agent(False)
+            await agent.gather()
+            conn.send((agent.description(), raw_address))
+            remote = await asyncio.to_thread(conn.recv)
+            await agent.connect(remote)
+            cfg = _quic_config(False, rx_id, tx_id[2])
+            end = _QuicEndpoint(agent.conn, None, _server_factory(cfg))
+            try:
+                await serve_endpoint(end)
+                await asyncio.sleep(0.2)  # the last reply's acknowledgement
+            finally:
+                await end.close()
+                await agent.close()
+
+    asyncio.run(main())
+
+
+async def _run_sender(
+    protocol: StdProtocol,
+    folder: str,
+    conn: Connection,
+    tensor: np.ndarray[Any, Any],
+    sizes: dict[str, int],
+) -> dict[str, Any]:
+    path = Path(folder)
+    tx_id = (str(path / f"{_TX}.crt"), str(path / f"{_TX}.key"), (path / f"{_TX}.crt").read_bytes())
+    rx_pem = (path / f"{_RX}.crt").read_bytes()
+    if protocol == "tls":
+        address, raw_address = await asyncio.to_thread(conn.recv)
+        ctx = _tls_context(False, tx_id, rx_pem)
+        reader, writer = await asyncio.open_connection(
+            *address, ssl=ctx, server_hostname=_RX, limit=_STREAM_LIMIT
+        )
+        ssl_object = writer.get_extra_info("ssl_object")
+        detail = {"tls_version": ssl_object.version(), "cipher": ssl_object.cipher()[0]}
+        end = _StreamEndpoint(reader, writer, _RX)
+        try:
+            got = await measure_endpoint(end, raw_address, tensor, **sizes)
+            await end.send(_RX, {"op": "stop"})
+        finally:
+            writer.close()
+            with contextlib.suppress(OSError, ssl.SSLError):
+                await writer.wait_closed()
+        return {**got, **detail}
+    remote, raw_address = await asyncio.to_thread(conn.recv)
+    agent = _ice_agent(True)
+    await agent.gather()
+    conn.send(agent.description())
+    await agent.connect(remote)
+    cfg = _quic_config(True, tx_id, rx_pem)
+    quic = QuicConnection(configuration=cfg)
+    qend = _QuicEndpoint(agent.conn, quic, _server_factory(cfg))
+    try:
+        await asyncio.wait_for(qend.handshake, 30.0)
+        detail = {
+            "ice_pair": agent.describe_pair(),
+            "congestion_control": cfg.congestion_control_algorithm,
+            "max_datagram_bytes": cfg.max_datagram_size,
+        }
+        got = await measure_endpoint(qend, raw_address, tensor, **sizes)
+        await qend.send(_RX, {"op": "stop"})
+        await asyncio.sleep(0.2)
+    finally:
+        await qend.close()
+        await agent.close()
+    return {**got, **detail}
+
+
+def bench_transport_std(
+    protocol: StdProtocol,
+    seed: int = 0,
+    *,
+    large_bytes: int = 64 << 20,
+    large_reps: int = 4,
+    rounds: int = 5,
+    small_msgs: int = 50_000,
+    round_trips: int = 2_000,
+) -> dict[str, object]:
+    """Measure ``protocol`` (``"tls"`` or ``"quic"``) as :func:`~sedma.bench.transport.
+    bench_transport` measures sedma's transport; returns the same keys, plus ``protocol``,
+    what was negotiated, and ``meets_adoption_bar`` (at least
+    :data:`ADOPT_SMALL_MSGS_PER_S` small messages/s and large tensors at
+    :data:`~sedma.bench.transport.TARGET_LARGE_VS_RAW` of the raw socket, intact)."""
+    if protocol not in STD_PROTOCOLS:
+        raise SedmaError(f"protocol: got {protocol!r}; allowed: {', '.join(STD_PROTOCOLS)}")
+    sizes = {"large_reps": large_reps, "rounds": rounds, "small_msgs": small_msgs,
+             "round_trips": round_trips}  # fmt: skip
+    for label, value in (("large_bytes", large_bytes), *sizes.items()):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise SedmaError(f"{label}: got {value!r}; must be an int >= 1")
+    tensor = np.random.default_rng(seed).standard_normal(max(1, large_bytes // 4), np.float32)
+    ctx = multiprocessing.get_context("spawn")
+    parent_end, child_end = ctx.Pipe()
+    with tempfile.TemporaryDirectory(prefix="sedma-bench-") as folder:
+        child = ctx.Process(target=_receiver, args=(protocol, seed, folder, child_end), daemon=True)
+        child.start()
+        try:
+            if not parent_end.poll(60.0):
+                raise SedmaError(f"transport benchmark ({protocol}): the receiver did not start")
+            got = asyncio.run(
+                asyncio.wait_for(
+                    _run_sender(protocol, folder, parent_end, tensor, sizes), _TIMEOUT_S
+                )
+            )
+        finally:
+            child.join(10.0)
+            if child.is_alive():
+                child.kill()
+    small = statistics.median(got["small"])
+    ratio = statistics.median(x / y for x, y in zip(got["large"], got["raw"], strict=True))
+    rtt_us = sorted(t * 1e6 for t in got["rtt_s"])
+    intact = bool(got["intact"])
+    result: dict[str, object] = {
+        "protocol": protocol,
+        "seed": seed,
+        **{k: v for k, v in got.items() if k not in ("small", "rtt_s", "large", "raw", "intact")},
+        "small_msgs": small_msgs,
+        "small_msgs_per_s": round(small, 1),
+        "rtt_p50_us": round(rtt_us[len(rtt_us) // 2], 1),
+        "rtt_p99_us": round(rtt_us[min(len(rtt_us) - 1, int(0.99 * len(rtt_us)))], 1),
+        "large_tensor_bytes": int(tensor.nbytes),
+        "large_reps": large_reps,
+        "large_mb_s": round(statistics.median(got["large"]), 1),
+        "large_mb_s_rounds": [round(x, 1) for x in got["large"]],
+        "raw_socket_mb_s": round(statistics.median(got["raw"]), 1),
+        "raw_socket_mb_s_rounds": [round(x, 1) for x in got["raw"]],
+        "large_vs_raw": round(ratio, 3),
+        "large_intact": intact,
+        "adopt_small_msgs_per_s": ADOPT_SMALL_MSGS_PER_S,
+        "adopt_large_vs_raw": TARGET_LARGE_VS_RAW,
+        "meets_adoption_bar": intact
+        and small >= ADOPT_SMALL_MSGS_PER_S
+        and ratio >= TARGET_LARGE_VS_RAW,
+    }
+    logger.debug("transport benchmark (%s): %s", protocol, result)
+    return result
