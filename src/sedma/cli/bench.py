@@ -13,7 +13,7 @@ shares (see :mod:`sedma.cli.common`).
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.table import Table
@@ -35,6 +35,9 @@ from sedma.cli.common import (
     write_plot_files,
 )
 from sedma.errors import SedmaError
+
+if TYPE_CHECKING:
+    from sedma.bench.transport_std import StdProtocol
 
 __all__ = [
     "bench_accuracy_cmd",
@@ -332,12 +335,10 @@ def bench_transport_cmd(
     """Transports over loopback, side by side: small messages/s, round trips, large tensors
     against a raw socket copy."""
     from sedma.bench.transport import bench_transport
-    from sedma.bench.transport_std import STD_PROTOCOLS, bench_transport_std
 
     names = [n.strip() for n in protocols.split(",") if n.strip()]
-    allowed = ("sedma", *STD_PROTOCOLS)
-    bad = [n for n in names if n not in allowed]
-    if bad or not names or len(set(names)) != len(names):
+    allowed = ("sedma", "tls", "quic")
+    if not names or len(set(names)) != len(names) or any(n not in allowed for n in names):
         raise fail(
             f"--protocols: got {protocols!r}; a comma-separated subset of {', '.join(allowed)}"
         )
@@ -345,11 +346,19 @@ def bench_transport_cmd(
     for name in names:
         if name == "sedma":
             results[name] = guard(lambda: bench_transport(seed=seed, rounds=rounds))
-        else:
-            proto = next(p for p in STD_PROTOCOLS if p == name)
-            results[name] = guard(
-                lambda proto=proto: bench_transport_std(proto, seed=seed, rounds=rounds)  # type: ignore[misc]
-            )
+            continue
+        try:
+            from sedma.bench.transport_std import STD_PROTOCOLS, bench_transport_std
+        except ImportError as exc:
+            raise fail(
+                f"--protocols {name}: needs the 'quic' extra (pip install 'sedma[quic]'): {exc}"
+            ) from None
+        proto = next(p for p in STD_PROTOCOLS if p == name)
+
+        def run_std(proto: StdProtocol = proto) -> dict[str, object]:
+            return bench_transport_std(proto, seed=seed, rounds=rounds)
+
+        results[name] = guard(run_std)
     table = Table(title="transports over loopback (64 MiB tensors; raw = same run's TCP copy)")
     table.add_column("figure")
     for name in names:
