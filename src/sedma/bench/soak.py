@@ -8,10 +8,11 @@ sequenced messages to random others. A seeded schedule of chaos runs meanwhile: 
 as by ``kill -9`` (its sockets dropped without a goodbye, its state gone) and restarted
 under the same name a few seconds later; a peer's links degraded (more RTT, 5% loss) and its
 paths cut so that they redial over the worse link; the relay killed and restarted. At the
-end sending stops, the live senders drain, and every message is accounted for. Does not
-cover: jobs, tiles, nodes slowing or tenants taking memory (the control loop and the
-backends: see :mod:`sedma.control` and :mod:`sedma.runtime`), the transport's throughput
-(see :mod:`sedma.bench.transport`).
+end sending stops, the live senders drain, and every message is accounted for. Meanwhile jobs
+flow through the control loop under nodes slowing and failing and tenants taking memory
+(:class:`~sedma.bench.soak_jobs.JobChaos`, in a thread of this process; its accounting is the
+result's ``jobs``). Does not cover: the transport's throughput (see
+:mod:`sedma.bench.transport`).
 
 Accounting. A message counts once ``Peer.send`` returned (the transport accepted it). It is
 **lost** if its sender lived to the end and no incarnation of its receiver ever got it; a
@@ -36,6 +37,7 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from sedma.bench.soak_jobs import JobChaos
 from sedma.comm.net.node import TransportError
 from sedma.comm.net.pipe import LinkProfile
 from sedma.comm.net.relay import Relay
@@ -269,6 +271,8 @@ async def _run(minutes: float, seed: int, peers: int, interval_s: float) -> dict
     soak = _Soak(peers, seed, interval_s)
     loop = asyncio.get_running_loop()
     start = loop.time()
+    jobs = JobChaos(seed)
+    jobs.start()
     await soak.start_relay()
     for name in soak.names:
         await soak.start_peer(name)
@@ -279,6 +283,7 @@ async def _run(minutes: float, seed: int, peers: int, interval_s: float) -> dict
         samples.append((round(loop.time() - start, 1), _rss_bytes()))
         await asyncio.sleep(min(5.0, max(0.1, until - loop.time())))
     await chaos
+    jobs_stopped = await asyncio.to_thread(jobs.stop)
     drained = await soak.drain(30.0)
     result = soak.account()
     for name in list(soak.tasks):
@@ -295,6 +300,7 @@ async def _run(minutes: float, seed: int, peers: int, interval_s: float) -> dict
         peers=peers,
         drained=drained,
         chaos=dict(soak.events),
+        jobs={**jobs.report(), "stopped": jobs_stopped},
         errors_by_kind=dict(soak.errors.most_common()),
         rss_mb=[(t, round(rss / 2**20, 1)) for t, rss in samples],
         rss_growth_after_warmup_mb=round((max(warm) - min(warm)) / 2**20, 1) if warm else 0.0,

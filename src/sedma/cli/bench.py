@@ -490,9 +490,13 @@ def bench_soak_cmd(
         int, typer.Option(help="Seed of the chaos schedule (which peer, link, when).")
     ] = 0,
 ) -> None:
-    """Soak and chaos: peers killed and restarted, links degraded, relays lost, messages flowing."""
+    """Soak and chaos: peers killed and restarted, links degraded, relays lost, while messages
+    flow; nodes slowing and failing and tenants taking memory, while jobs flow."""
     from sedma.bench.soak import bench_soak
 
     r = guard(lambda: bench_soak(minutes, seed=seed, peers=peers))
     out.print(kv_table("soak (loopback)", {k: v for k, v in r.items() if k != "rss_mb"}))
+    jobs = r["jobs"]
+    out.print(kv_table("jobs under node and tenant chaos (sim backend)", jobs))
+    out.print(kv_table("job chaos injected", jobs["chaos"]))
     write_json(json_path, {"scenario": "bench-soak", **r})
