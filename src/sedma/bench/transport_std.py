@@ -27,7 +27,6 @@ Benchmarks may read ``time.perf_counter`` directly: they measure this machine, n
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import datetime
 import logging
 import multiprocessing
@@ -35,27 +34,24 @@ import random
 import socket
 import ssl
 import statistics
-import struct
 import tempfile
 import threading
-from collections import deque
 from collections.abc import Callable
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any, Literal
 
-import aioice
 import numpy as np
 from aioquic._buffer import Buffer
 from aioquic.quic.configuration import QuicConfiguration
 from aioquic.quic.connection import QuicConnection
-from aioquic.quic.events import HandshakeCompleted, StreamDataReceived
 from aioquic.quic.packet import pull_quic_header
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.x509.oid import NameOID
 
+from sedma.bench.std_endpoints import TIMEOUT_S, QuicEndpoint, TlsEndpoint
 from sedma.bench.transport import (
     TARGET_LARGE_VS_RAW,
     measure_endpoint,
@@ -63,7 +59,6 @@ from sedma.bench.transport import (
     serve_endpoint,
 )
 from sedma.comm.net.ice import IceAgent, IceConfig
-from sedma.comm.net.message import decode_message, encode_message
 from sedma.errors import SedmaError
 
 __all__ = ["ADOPT_SMALL_MSGS_PER_S", "STD_PROTOCOLS", "StdProtocol", "bench_transport_std"]
@@ -74,12 +69,7 @@ StdProtocol = Literal["tls", "quic"]
 STD_PROTOCOLS: tuple[StdProtocol, ...] = ("tls", "quic")
 ADOPT_SMALL_MSGS_PER_S = 20_000  # issue 15's bar for adopting a standard protocol
 _TX, _RX = "bench-tx", "bench-rx"
-_TIMEOUT_S = 600.0
-_LEN = struct.Struct("!Q")
-_STREAM_LIMIT = 16 << 20  # asyncio StreamReader buffer: above one record burst
 _QUIC_WINDOW = 16 << 20  # QUIC flow-control credit (aioquic's default, 1 MiB, caps a stream)
-_QUIC_SEND_BUFFER = 4 << 20  # unacknowledged stream bytes a sender keeps before waiting
-_QUIC_ADDR = ("127.0.0.1", 1)  # aioquic's path key; the datagrams go over the ICE pair
 
 
 def _identity(name: str, key: Ed25519PrivateKey, folder: Path) -> tuple[str, str, bytes]:
@@ -121,164 +111,13 @@ def _tls_context(server: bool, own: tuple[str, str, bytes], other_pem: bytes) ->
     return ctx
 
 
-class _Reassembler:
-    """Cuts a byte stream of ``u64 length + message body`` into bodies."""
-
-    def __init__(self) -> None:
-        self._buf = bytearray()
-
-    def feed(self, data: bytes) -> list[bytes]:
-        self._buf += data
-        out = []
-        while len(self._buf) >= _LEN.size:
-            (n,) = _LEN.unpack_from(self._buf)
-            end = _LEN.size + n
-            if len(self._buf) < end:
-                break
-            out.append(bytes(self._buf[_LEN.size : end]))
-            del self._buf[:end]
-        return out
-
-
-class _StreamEndpoint:
-    """An :class:`~sedma.bench.transport.Endpoint` over an asyncio stream (TLS here)."""
-
-    def __init__(
-        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, remote: str
-    ) -> None:
-        self._reader, self._writer, self._remote = reader, writer, remote
-
-    async def send(self, to: str, msg: Any) -> None:
-        enc = encode_message(msg)
-        self._writer.write(_LEN.pack(enc.nbytes))
-        self._writer.writelines(enc.parts)
-        await self._writer.drain()
-
-    async def recv(self) -> tuple[str, Any]:
-        (n,) = _LEN.unpack(await self._reader.readexactly(_LEN.size))
-        return self._remote, decode_message(await self._reader.readexactly(n))
-
-
-class _QuicEndpoint:
-    """An :class:`~sedma.bench.transport.Endpoint` over one QUIC stream, pumped over ICE.
-
-    ``quic`` None (the server) makes the connection from the first datagram's header, as
-    aioquic's own asyncio server does.
-    """
-
-    def __init__(
-        self,
-        ice: aioice.Connection,
-        quic: QuicConnection | None,
-        make_server: Callable[[bytes], QuicConnection],
-    ) -> None:
-        self._ice, self._quic, self._make_server = ice, quic, make_server
-        self._loop = asyncio.get_running_loop()
-        self._remote = _RX if quic is not None else _TX
-        self._rx = _Reassembler()
-        self._inbox: deque[Any] = deque()
-        self._tx: deque[bytes] = deque()
-        self._tx_ready = asyncio.Event()
-        self._changed = asyncio.Event()
-        self._timer: asyncio.TimerHandle | None = None
-        self.handshake: asyncio.Future[None] = self._loop.create_future()
-        self._tasks = [
-            self._loop.create_task(self._recv_loop()),
-            self._loop.create_task(self._send_loop()),
-        ]
-        if quic is not None:
-            quic.connect(_QUIC_ADDR, now=self._loop.time())
-            self._transmit()
-
-    def _process(self) -> None:
-        assert self._quic is not None
-        while (event := self._quic.next_event()) is not None:
-            if isinstance(event, StreamDataReceived):
-                for body in self._rx.feed(event.data):
-                    self._inbox.append(decode_message(body))
-            elif isinstance(event, HandshakeCompleted) and not self.handshake.done():
-                self.handshake.set_result(None)
-        self._transmit()
-        self._changed.set()
-
-    def _transmit(self) -> None:
-        assert self._quic is not None
-        now = self._loop.time()
-        self._tx.extend(data for data, _ in self._quic.datagrams_to_send(now=now))
-        if self._tx:
-            self._tx_ready.set()
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-        at = self._quic.get_timer()
-        if at is not None:
-            self._timer = self._loop.call_at(at, self._on_timer)
-
-    def _on_timer(self) -> None:
-        self._timer = None
-        assert self._quic is not None
-        self._quic.handle_timer(now=self._loop.time())
-        self._process()
-
-    async def _recv_loop(self) -> None:
-        while True:
-            data = await self._ice.recv()
-            if self._quic is None:
-                self._quic = self._make_server(data)
-            self._quic.receive_datagram(data, _QUIC_ADDR, now=self._loop.time())
-            self._process()
-
-    async def _send_loop(self) -> None:
-        while True:
-            await self._tx_ready.wait()
-            self._tx_ready.clear()
-            while self._tx:
-                await self._ice.send(self._tx.popleft())
-
-    def _unsent_bytes(self) -> int:
-        assert self._quic is not None
-        stream = self._quic._streams.get(0)
-        if stream is None:
-            return 0
-        sender = stream.sender
-        return int(sender._buffer_stop - sender._buffer_start)
-
-    async def _wait(self, cond: Callable[[], bool]) -> None:
-        while not cond():
-            self._changed.clear()
-            await asyncio.wait_for(self._changed.wait(), _TIMEOUT_S)
-
-    async def send(self, to: str, msg: Any) -> None:
-        await self._wait(lambda: self._quic is not None)
-        assert self._quic is not None
-        enc = encode_message(msg)
-        self._quic.send_stream_data(0, _LEN.pack(enc.nbytes) + b"".join(enc.parts))
-        self._transmit()
-        await self._wait(lambda: self._unsent_bytes() < _QUIC_SEND_BUFFER)
-
-    async def recv(self) -> tuple[str, Any]:
-        await self._wait(lambda: bool(self._inbox))
-        return self._remote, self._inbox.popleft()
-
-    async def close(self) -> None:
-        if self._quic is not None:
-            self._quic.close()
-            self._transmit()
-            await asyncio.sleep(0.05)  # let the CONNECTION_CLOSE go out
-        if self._timer is not None:
-            self._timer.cancel()
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-
-
 def _quic_config(client: bool, own: tuple[str, str, bytes], other_pem: bytes) -> QuicConfiguration:
     cfg = QuicConfiguration(
         is_client=client,
         alpn_protocols=["sedma-bench"],
         max_data=_QUIC_WINDOW,
         max_stream_data=_QUIC_WINDOW,
-        idle_timeout=_TIMEOUT_S,
+        idle_timeout=TIMEOUT_S,
         server_name=_RX if client else None,
     )
     cfg.load_cert_chain(own[0], own[1])
@@ -297,6 +136,21 @@ def _server_factory(cfg: QuicConfiguration) -> Callable[[bytes], QuicConnection]
     return make
 
 
+def _tls_accept(server: socket.socket, ctx: ssl.SSLContext) -> ssl.SSLSocket:
+    """Accept one connection and run the server side of the TLS handshake (blocking)."""
+    server.settimeout(60.0)
+    raw, _ = server.accept()
+    raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    return ctx.wrap_socket(raw, server_side=True)
+
+
+def _tls_connect(address: tuple[str, int], ctx: ssl.SSLContext) -> ssl.SSLSocket:
+    """Connect and run the client side of the TLS handshake (blocking)."""
+    raw = socket.create_connection(address, timeout=60.0)
+    raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    return ctx.wrap_socket(raw, server_hostname=_RX)
+
+
 def _ice_agent(controlling: bool) -> IceAgent:
     config = IceConfig(host_addresses=("127.0.0.1",), timeout_s=30.0)
     return IceAgent(config, controlling=controlling)
@@ -311,27 +165,20 @@ def _receiver(protocol: StdProtocol, seed: int, folder: str, conn: Connection) -
         path = Path(folder)
         rx_id = _identity(_RX, Ed25519PrivateKey.from_private_bytes(keys.randbytes(32)), path)
         tx_id = _identity(_TX, Ed25519PrivateKey.from_private_bytes(keys.randbytes(32)), path)
-        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         with socket.create_server(("127.0.0.1", 0)) as raw_server:
             threading.Thread(target=raw_sink, args=(raw_server,), daemon=True).start()
             raw_address = raw_server.getsockname()[:2]
             if protocol == "tls":
-
-                async def serve(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
-                    try:
-                        await serve_endpoint(_StreamEndpoint(r, w, _TX))
-                    finally:
-                        w.close()
-                        if not done.done():
-                            done.set_result(None)
-
-                server = await asyncio.start_server(
-                    serve, "127.0.0.1", 0, ssl=_tls_context(True, rx_id, tx_id[2]),
-                    limit=_STREAM_LIMIT,
-                )  # fmt: skip
-                conn.send((server.sockets[0].getsockname()[:2], raw_address))
-                async with server:
-                    await done
+                ctx = _tls_context(True, rx_id, tx_id[2])
+                with socket.create_server(("127.0.0.1", 0)) as server:
+                    conn.send((server.getsockname()[:2], raw_address))
+                    sock = await asyncio.to_thread(_tls_accept, server, ctx)
+                end = TlsEndpoint(sock, _TX)
+                try:
+                    await serve_endpoint(end)
+                    await asyncio.sleep(0.2)  # the last reply on its way
+                finally:
+                    end.close()
                 return
             agent = _ice_agent(False)
             await agent.gather()
@@ -339,12 +186,12 @@ def _receiver(protocol: StdProtocol, seed: int, folder: str, conn: Connection) -
             remote = await asyncio.to_thread(conn.recv)
             await agent.connect(remote)
             cfg = _quic_config(False, rx_id, tx_id[2])
-            end = _QuicEndpoint(agent.conn, None, _server_factory(cfg))
+            qend = QuicEndpoint(agent.conn, None, _server_factory(cfg), _TX)
             try:
-                await serve_endpoint(end)
+                await serve_endpoint(qend)
                 await asyncio.sleep(0.2)  # the last reply's acknowledgement
             finally:
-                await end.close()
+                await qend.close()
                 await agent.close()
 
     asyncio.run(main())
@@ -362,20 +209,16 @@ async def _run_sender(
     rx_pem = (path / f"{_RX}.crt").read_bytes()
     if protocol == "tls":
         address, raw_address = await asyncio.to_thread(conn.recv)
-        ctx = _tls_context(False, tx_id, rx_pem)
-        reader, writer = await asyncio.open_connection(
-            *address, ssl=ctx, server_hostname=_RX, limit=_STREAM_LIMIT
-        )
-        ssl_object = writer.get_extra_info("ssl_object")
-        detail = {"tls_version": ssl_object.version(), "cipher": ssl_object.cipher()[0]}
-        end = _StreamEndpoint(reader, writer, _RX)
+        sock = await asyncio.to_thread(_tls_connect, address, _tls_context(False, tx_id, rx_pem))
+        cipher = sock.cipher()
+        detail: dict[str, object] = {"tls_version": sock.version(), "cipher": cipher and cipher[0]}
+        end = TlsEndpoint(sock, _RX)
         try:
             got = await measure_endpoint(end, raw_address, tensor, **sizes)
             await end.send(_RX, {"op": "stop"})
+            await asyncio.sleep(0.2)
         finally:
-            writer.close()
-            with contextlib.suppress(OSError, ssl.SSLError):
-                await writer.wait_closed()
+            end.close()
         return {**got, **detail}
     remote, raw_address = await asyncio.to_thread(conn.recv)
     agent = _ice_agent(True)
@@ -384,7 +227,7 @@ async def _run_sender(
     await agent.connect(remote)
     cfg = _quic_config(True, tx_id, rx_pem)
     quic = QuicConnection(configuration=cfg)
-    qend = _QuicEndpoint(agent.conn, quic, _server_factory(cfg))
+    qend = QuicEndpoint(agent.conn, quic, _server_factory(cfg), _RX)
     try:
         await asyncio.wait_for(qend.handshake, 30.0)
         detail = {
@@ -434,7 +277,7 @@ def bench_transport_std(
                 raise SedmaError(f"transport benchmark ({protocol}): the receiver did not start")
             got = asyncio.run(
                 asyncio.wait_for(
-                    _run_sender(protocol, folder, parent_end, tensor, sizes), _TIMEOUT_S
+                    _run_sender(protocol, folder, parent_end, tensor, sizes), TIMEOUT_S
                 )
             )
         finally:
