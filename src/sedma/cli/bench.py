@@ -319,6 +319,12 @@ _TRANSPORT_ROWS = ("small_msgs_per_s", "rtt_p50_us", "rtt_p99_us", "large_mb_s",
                    "raw_socket_mb_s", "large_vs_raw", "large_intact")  # fmt: skip
 
 
+def _transport_cell(value: object) -> str:
+    if isinstance(value, float):
+        return f"{value:,.3f}" if abs(value) < 10 else f"{value:,.1f}"
+    return fmt(value, "")
+
+
 @bench_app.command("transport")
 def bench_transport_cmd(
     json_path: JsonOpt = None,
@@ -364,15 +370,7 @@ def bench_transport_cmd(
     for name in names:
         table.add_column(name, justify="right")
     for row in _TRANSPORT_ROWS:
-        table.add_row(
-            row,
-            *(
-                fmt(results[n].get(row), "ops")
-                if isinstance(results[n].get(row), float)
-                else fmt(results[n].get(row), "")
-                for n in names
-            ),
-        )
+        table.add_row(row, *(_transport_cell(results[n].get(row)) for n in names))
     out.print(table)
     doc: dict[str, object] = {"scenario": "bench-transport", "protocols": results}
     write_json(json_path, {**doc, **results.get("sedma", {})})
