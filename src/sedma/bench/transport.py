@@ -49,8 +49,10 @@ __all__ = [
     "TARGET_SMALL_MSGS_PER_S",
     "Endpoint",
     "bench_transport",
+    "check_sizes",
     "measure_endpoint",
     "raw_sink",
+    "round_figures",
     "serve_endpoint",
 ]
 
@@ -195,6 +197,36 @@ async def measure_endpoint(
     }
 
 
+def check_sizes(**sizes: int) -> None:
+    """Each benchmark size must be an int >= 1; SedmaError naming the first that is not."""
+    for label, value in sizes.items():
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise SedmaError(f"{label}: got {value!r}; must be an int >= 1")
+
+
+def round_figures(
+    got: dict[str, Any], small_msgs: int, tensor_nbytes: int, large_reps: int
+) -> dict[str, Any]:
+    """The reported figures of :func:`measure_endpoint`'s rounds: medians, the echo
+    percentiles, per-round bandwidths, the per-round ratio to the raw socket, the digest."""
+    ratio = statistics.median(x / y for x, y in zip(got["large"], got["raw"], strict=True))
+    rtt_us = sorted(t * 1e6 for t in got["rtt_s"])
+    return {
+        "small_msgs": small_msgs,
+        "small_msgs_per_s": round(statistics.median(got["small"]), 1),
+        "rtt_p50_us": round(rtt_us[len(rtt_us) // 2], 1),
+        "rtt_p99_us": round(rtt_us[min(len(rtt_us) - 1, int(0.99 * len(rtt_us)))], 1),
+        "large_tensor_bytes": tensor_nbytes,
+        "large_reps": large_reps,
+        "large_mb_s": round(statistics.median(got["large"]), 1),
+        "large_mb_s_rounds": [round(x, 1) for x in got["large"]],
+        "raw_socket_mb_s": round(statistics.median(got["raw"]), 1),
+        "raw_socket_mb_s_rounds": [round(x, 1) for x in got["raw"]],
+        "large_vs_raw": round(ratio, 3),
+        "large_intact": bool(got["intact"]),
+    }
+
+
 def bench_transport(
     seed: int = 0,
     *,
@@ -215,11 +247,8 @@ def bench_transport(
     check by the receiver), the targets and ``meets_small_target`` /
     ``meets_large_target`` (``large_vs_raw >= 0.5``: within 2x of raw).
     """
-    for label, value in (("large_bytes", large_bytes), ("large_reps", large_reps),
-                         ("rounds", rounds), ("small_msgs", small_msgs),
-                         ("round_trips", round_trips)):  # fmt: skip
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise SedmaError(f"{label}: got {value!r}; must be an int >= 1")
+    check_sizes(large_bytes=large_bytes, large_reps=large_reps, rounds=rounds,
+                small_msgs=small_msgs, round_trips=round_trips)  # fmt: skip
     rng = np.random.default_rng(seed)
     tensor = rng.standard_normal(max(1, large_bytes // 4), dtype=np.float32)
     seeded = random.Random(seed)
@@ -264,26 +293,12 @@ def bench_transport(
         child.join(10.0)
         if child.is_alive():
             child.kill()
-    small = statistics.median(got["small"])
-    large = statistics.median(got["large"])
-    raw_socket = statistics.median(got["raw"])
-    ratio = statistics.median(x / y for x, y in zip(got["large"], got["raw"], strict=True))
-    rtt_us = sorted(t * 1e6 for t in got["rtt_s"])
+    figures = round_figures(got, small_msgs, int(tensor.nbytes), large_reps)
+    small, ratio = float(figures["small_msgs_per_s"]), float(figures["large_vs_raw"])
     result: dict[str, object] = {
         "seed": seed,
         "cipher": "aes-256-gcm",
-        "small_msgs": small_msgs,
-        "small_msgs_per_s": round(small, 1),
-        "rtt_p50_us": round(rtt_us[len(rtt_us) // 2], 1),
-        "rtt_p99_us": round(rtt_us[min(len(rtt_us) - 1, int(0.99 * len(rtt_us)))], 1),
-        "large_tensor_bytes": int(tensor.nbytes),
-        "large_reps": large_reps,
-        "large_mb_s": round(large, 1),
-        "large_mb_s_rounds": [round(x, 1) for x in got["large"]],
-        "raw_socket_mb_s": round(raw_socket, 1),
-        "raw_socket_mb_s_rounds": [round(x, 1) for x in got["raw"]],
-        "large_vs_raw": round(ratio, 3),
-        "large_intact": bool(got["intact"]),
+        **figures,
         "target_small_msgs_per_s": TARGET_SMALL_MSGS_PER_S,
         "target_large_vs_raw": TARGET_LARGE_VS_RAW,
         "meets_small_target": small >= TARGET_SMALL_MSGS_PER_S,

@@ -33,7 +33,6 @@ import multiprocessing
 import random
 import socket
 import ssl
-import statistics
 import tempfile
 import threading
 from collections.abc import Callable
@@ -54,8 +53,10 @@ from cryptography.x509.oid import NameOID
 from sedma.bench.std_endpoints import TIMEOUT_S, QuicEndpoint, TlsEndpoint
 from sedma.bench.transport import (
     TARGET_LARGE_VS_RAW,
+    check_sizes,
     measure_endpoint,
     raw_sink,
+    round_figures,
     serve_endpoint,
 )
 from sedma.comm.net.ice import IceAgent, IceConfig
@@ -263,9 +264,7 @@ def bench_transport_std(
         raise SedmaError(f"protocol: got {protocol!r}; allowed: {', '.join(STD_PROTOCOLS)}")
     sizes = {"large_reps": large_reps, "rounds": rounds, "small_msgs": small_msgs,
              "round_trips": round_trips}  # fmt: skip
-    for label, value in (("large_bytes", large_bytes), *sizes.items()):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise SedmaError(f"{label}: got {value!r}; must be an int >= 1")
+    check_sizes(large_bytes=large_bytes, **sizes)
     tensor = np.random.default_rng(seed).standard_normal(max(1, large_bytes // 4), np.float32)
     ctx = multiprocessing.get_context("spawn")
     parent_end, child_end = ctx.Pipe()
@@ -284,29 +283,17 @@ def bench_transport_std(
             child.join(10.0)
             if child.is_alive():
                 child.kill()
-    small = statistics.median(got["small"])
-    ratio = statistics.median(x / y for x, y in zip(got["large"], got["raw"], strict=True))
-    rtt_us = sorted(t * 1e6 for t in got["rtt_s"])
-    intact = bool(got["intact"])
+    figures = round_figures(got, small_msgs, int(tensor.nbytes), large_reps)
+    small, ratio = float(figures["small_msgs_per_s"]), float(figures["large_vs_raw"])
+    extra = {k: v for k, v in got.items() if k not in ("small", "rtt_s", "large", "raw", "intact")}
     result: dict[str, object] = {
         "protocol": protocol,
         "seed": seed,
-        **{k: v for k, v in got.items() if k not in ("small", "rtt_s", "large", "raw", "intact")},
-        "small_msgs": small_msgs,
-        "small_msgs_per_s": round(small, 1),
-        "rtt_p50_us": round(rtt_us[len(rtt_us) // 2], 1),
-        "rtt_p99_us": round(rtt_us[min(len(rtt_us) - 1, int(0.99 * len(rtt_us)))], 1),
-        "large_tensor_bytes": int(tensor.nbytes),
-        "large_reps": large_reps,
-        "large_mb_s": round(statistics.median(got["large"]), 1),
-        "large_mb_s_rounds": [round(x, 1) for x in got["large"]],
-        "raw_socket_mb_s": round(statistics.median(got["raw"]), 1),
-        "raw_socket_mb_s_rounds": [round(x, 1) for x in got["raw"]],
-        "large_vs_raw": round(ratio, 3),
-        "large_intact": intact,
+        **extra,
+        **figures,
         "adopt_small_msgs_per_s": ADOPT_SMALL_MSGS_PER_S,
         "adopt_large_vs_raw": TARGET_LARGE_VS_RAW,
-        "meets_adoption_bar": intact
+        "meets_adoption_bar": bool(figures["large_intact"])
         and small >= ADOPT_SMALL_MSGS_PER_S
         and ratio >= TARGET_LARGE_VS_RAW,
     }
