@@ -124,11 +124,26 @@ class _Soak:
             connect_timeout_s=2.0,
         )
         _, self.ports[name] = await peer.start("127.0.0.1", self.ports.get(name, 0))
-        assert self.relay is not None
-        await peer.attach(self.relay.address)
+        await self.attach(peer)
         self.nodes[name] = peer
         loop = asyncio.get_running_loop()
         self.tasks[name] = [loop.create_task(self.sender(name)), loop.create_task(self.sink(name))]
+
+    async def attach(self, peer: Peer) -> None:
+        """Attach ``peer`` to the relay, as a node would: a refused or lost first attempt (a
+        relay just restarted, or at its handshake limit for one address, which every peer here
+        shares) is counted and retried with backoff; after five, the peer goes on without the
+        relay (its direct address still works) and that is counted too."""
+        for attempt in range(5):
+            assert self.relay is not None
+            try:
+                await peer.attach(self.relay.address)
+                return
+            except TransportError as exc:
+                reason = str(exc).split(":")[-1].strip()[:40]
+                self.errors[f"attach: {type(exc).__name__}: {reason}"] += 1
+                await asyncio.sleep(0.2 * 2**attempt)
+        self.events["attach_gave_up"] += 1
 
     async def kill_peer(self, name: str) -> None:
         for task in self.tasks.pop(name, []):
