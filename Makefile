@@ -11,7 +11,7 @@ $(BIN)/python:
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
 $(STAMP): pyproject.toml setup.py $(wildcard src/sedma/compute/crossbar/_xbar*.[ch]) | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e '.[dev,bench,ray]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,bench,ray,quic]'
 	touch $(STAMP)
 
 demo: $(STAMP)

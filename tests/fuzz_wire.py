@@ -4,7 +4,7 @@ Run ``python tests/fuzz_wire.py --inputs 1000000 [--seed 0]`` for the benchmark 
 inputs per target, inputs per second, failures); ``tests/test_fuzz_wire.py`` runs a short
 one in CI. The targets: :class:`~sedma.comm.net.framing.FrameDecoder` (fed in random splits,
 three frame limits), :func:`~sedma.comm.net.framing.parse_items`,
-:func:`~sedma.comm.net.framing.decode_message`,
+:func:`~sedma.comm.net.message.decode_message`,
 :func:`~sedma.comm.net.framing.unpack_control`, and the three handshake parsers
 (:meth:`Responder.respond`, :meth:`Initiator.finish`, :meth:`Responder.finish`). Each input
 is a valid one (a real frame stream, record, message or handshake message) mutated one to
@@ -41,13 +41,12 @@ from sedma.comm.net.framing import (
     FrameError,
     FrameType,
     ItemKind,
-    decode_message,
-    encode_message,
     frame_header,
     item,
     parse_items,
     unpack_control,
 )
+from sedma.comm.net.message import decode_message, encode_message
 from sedma.comm.net.secure import AuthError, Initiator, Responder
 
 KEYS = {

@@ -27,9 +27,12 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from typer.testing import CliRunner
 
+from sedma.bench.soak import bench_soak
+from sedma.bench.transport_std import bench_transport_std
 from sedma.cli.app import app
-from sedma.comm.net.framing import FrameDecoder, FrameError, decode_message
+from sedma.comm.net.framing import FrameDecoder, FrameError
 from sedma.comm.net.limits import LimitError, ResourceLimits
+from sedma.comm.net.message import decode_message
 from sedma.comm.net.secure import Responder
 from sedma.errors import MemoryStoreError, SedmaError, SpecError
 from sedma.memory.long_term import LongTermMemory
@@ -237,6 +240,14 @@ BAD_INPUTS: dict[str, Bad] = {
     "limits below the protocol's minimum window": Bad(
         lambda _tmp: lambda: ResourceLimits(max_streams_per_peer=4), LimitError,
         r"max_streams_per_peer.*4.*>= 16"),
+    "transport benchmark of an unknown protocol": Bad(
+        lambda _tmp: lambda: bench_transport_std("sctp"), SedmaError,  # type: ignore[arg-type]
+        r"protocol.*sctp.*tls, quic"),
+    "transport benchmark with no rounds": Bad(
+        lambda _tmp: lambda: bench_transport_std("tls", rounds=0), SedmaError,
+        r"rounds.*0.*>= 1"),
+    "soak of no time": Bad(lambda _tmp: lambda: bench_soak(0), SedmaError,
+                           r"minutes.*0.*\(0, 1440\]"),
 }  # fmt: skip
 
 
@@ -291,3 +302,13 @@ def test_bad_input_on_the_command_line_is_one_line_and_exit_2(
     assert result.exit_code == 2, result.output
     assert "Traceback" not in result.output
     assert "error" in result.output
+
+
+@pytest.mark.parametrize(
+    "protocols", ["sctp", "sedma,sedma", "", "tls,quic,http"]
+)  # fmt: skip
+def test_a_bad_transport_protocol_list_is_one_line_and_exit_2(protocols: str) -> None:
+    result = runner.invoke(app, ["bench", "transport", "--protocols", protocols])
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output
+    assert "--protocols" in result.output and "sedma, tls, quic" in result.output

@@ -17,18 +17,15 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from sedma.comm.net.framing import (
-    ALIGN,
-    EncodeError,
     FrameDecoder,
     FrameError,
     FrameType,
     ItemKind,
-    decode_message,
-    encode_message,
     frame_header,
     item,
     parse_items,
 )
+from sedma.comm.net.message import ALIGN, EncodeError, decode_message, encode_message
 from sedma.comm.net.pipe import LinkProfile, LinkShim
 from sedma.errors import SedmaError
 

@@ -225,7 +225,7 @@ def test_sender_keeps_to_the_receivers_stream_window_and_a_violation_is_dropped(
         assert got == list(range(100))
         assert b.stats()["limit_streams_per_peer"] == 0
         # A sender that ignores the window: what lies beyond it is dropped and counted.
-        ch._remote_accept = 1 << 20
+        ch._out.remote_accept = 1 << 20
         for i in range(40):
             await a.send("b", i)
         await eventually(lambda: b.stats()["limit_streams_per_peer"] >= 24)
@@ -244,7 +244,7 @@ def test_relay_refuses_circuits_beyond_max_circuits_per_peer_and_counts() -> Non
         ch = await a.connect("b", relay=r)
         assert ch.path_kind == "relayed"
         with pytest.raises(Exception, match="circuits"):
-            await a._dial_relay(ch, r.address)
+            await a._relays.dial_relay(ch, r.address)
         assert r.stats()["limit_circuits_per_peer"] == 1
         await a.send("b", "through the first circuit")
         assert await b.recv() == ("a", "through the first circuit")

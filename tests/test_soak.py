@@ -1,9 +1,11 @@
 """Soak and chaos on the wire (sedma.bench.soak): two minutes, as CI runs it.
 
 Peers are killed and restarted, links degraded and paths cut, the relay killed, while small
-messages flow between six peers on loopback. Nothing accepted by a sender that lived may be
-lost, no receiver may see a message twice or out of order, the senders must drain, and the
-process's memory must stay flat after the warm-up.
+messages flow between six peers on loopback; and nodes slow down and fail and tenants take
+memory while jobs flow through the control loop (simulation backend). Nothing accepted by a
+sender that lived may be lost, no receiver may see a message twice or out of order, the
+senders must drain, and the process's memory must stay flat after the warm-up; no job may
+lose a pass's results.
 """
 
 from __future__ import annotations
@@ -24,6 +26,12 @@ def test_two_minutes_of_chaos_lose_duplicate_and_reorder_nothing() -> None:
     assert r["drained"], summary
     assert r["chaos"].get("peer_killed", 0) >= 3, summary  # the chaos really happened
     assert r["rss_growth_after_warmup_mb"] < 20.0, summary
+    jobs = r["jobs"]  # jobs flowed meanwhile, under node and tenant chaos
+    assert jobs["stopped"] and jobs["jobs"] >= 10, jobs
+    assert jobs["results_lost"] == 0 and jobs["duplicate_results"] == 0, jobs
+    assert jobs["passes_delivered"] == jobs["passes_asked"] > 0, jobs
+    for kind in ("node_slowed", "node_failed", "tenant_took_memory"):
+        assert jobs["chaos"].get(kind, 0) >= 3, jobs
 
 
 @pytest.mark.parametrize(

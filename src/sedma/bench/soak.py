@@ -8,10 +8,11 @@ sequenced messages to random others. A seeded schedule of chaos runs meanwhile: 
 as by ``kill -9`` (its sockets dropped without a goodbye, its state gone) and restarted
 under the same name a few seconds later; a peer's links degraded (more RTT, 5% loss) and its
 paths cut so that they redial over the worse link; the relay killed and restarted. At the
-end sending stops, the live senders drain, and every message is accounted for. Does not
-cover: jobs, tiles, nodes slowing or tenants taking memory (the control loop and the
-backends: see :mod:`sedma.control` and :mod:`sedma.runtime`), the transport's throughput
-(see :mod:`sedma.bench.transport`).
+end sending stops, the live senders drain, and every message is accounted for. Meanwhile jobs
+flow through the control loop under nodes slowing and failing and tenants taking memory
+(:class:`~sedma.bench.soak_jobs.JobChaos`, in a thread of this process; its accounting is the
+result's ``jobs``). Does not cover: the transport's throughput (see
+:mod:`sedma.bench.transport`).
 
 Accounting. A message counts once ``Peer.send`` returned (the transport accepted it). It is
 **lost** if its sender lived to the end and no incarnation of its receiver ever got it; a
@@ -36,6 +37,7 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from sedma.bench.soak_jobs import JobChaos
 from sedma.comm.net.node import TransportError
 from sedma.comm.net.pipe import LinkProfile
 from sedma.comm.net.relay import Relay
@@ -130,11 +132,26 @@ class _Soak:
             connect_timeout_s=2.0,
         )
         _, self.ports[name] = await peer.start("127.0.0.1", self.ports.get(name, 0))
-        assert self.relay is not None
-        await peer.attach(self.relay.address)
+        await self.attach(peer)
         self.nodes[name] = peer
         loop = asyncio.get_running_loop()
         self.tasks[name] = [loop.create_task(self.sender(name)), loop.create_task(self.sink(name))]
+
+    async def attach(self, peer: Peer) -> None:
+        """Attach ``peer`` to the relay, as a node would: a refused or lost first attempt (a
+        relay just restarted, or at its handshake limit for one address, which every peer here
+        shares) is counted and retried with backoff; after five, the peer goes on without the
+        relay (its direct address still works) and that is counted too."""
+        for attempt in range(5):
+            assert self.relay is not None
+            try:
+                await peer.attach(self.relay.address)
+                return
+            except TransportError as exc:
+                reason = str(exc).split(":")[-1].strip()[:40]
+                self.errors[f"attach: {type(exc).__name__}: {reason}"] += 1
+                await asyncio.sleep(0.2 * 2**attempt)
+        self.events["attach_gave_up"] += 1
 
     async def kill_peer(self, name: str) -> None:
         for task in self.tasks.pop(name, []):
@@ -281,6 +298,8 @@ async def _run(
         watch(soak.stats)
     loop = asyncio.get_running_loop()
     start = loop.time()
+    jobs = JobChaos(seed)
+    jobs.start()
     await soak.start_relay()
     for name in soak.names:
         await soak.start_peer(name)
@@ -291,6 +310,7 @@ async def _run(
         samples.append((round(loop.time() - start, 1), _rss_bytes()))
         await asyncio.sleep(min(5.0, max(0.1, until - loop.time())))
     await chaos
+    jobs_stopped = await asyncio.to_thread(jobs.stop)
     drained = await soak.drain(30.0)
     result = soak.account()
     for name in list(soak.tasks):
@@ -307,6 +327,7 @@ async def _run(
         peers=peers,
         drained=drained,
         chaos=dict(soak.events),
+        jobs={**jobs.report(), "stopped": jobs_stopped},
         errors_by_kind=dict(soak.errors.most_common()),
         rss_mb=[(t, round(rss / 2**20, 1)) for t, rss in samples],
         rss_growth_after_warmup_mb=round((max(warm) - min(warm)) / 2**20, 1) if warm else 0.0,

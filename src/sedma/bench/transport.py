@@ -34,7 +34,7 @@ import struct
 import threading
 import time
 from multiprocessing.connection import Connection
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 from cryptography.hazmat.primitives import serialization
@@ -44,7 +44,17 @@ from sedma.comm.net.node import TransportError
 from sedma.comm.net.transport import Peer
 from sedma.errors import SedmaError
 
-__all__ = ["TARGET_LARGE_VS_RAW", "TARGET_SMALL_MSGS_PER_S", "bench_transport"]
+__all__ = [
+    "TARGET_LARGE_VS_RAW",
+    "TARGET_SMALL_MSGS_PER_S",
+    "Endpoint",
+    "bench_transport",
+    "check_sizes",
+    "measure_endpoint",
+    "raw_sink",
+    "round_figures",
+    "serve_endpoint",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -55,11 +65,19 @@ _TIMEOUT_S = 120.0
 _RAW_CHUNK = 1 << 20
 
 
+class Endpoint(Protocol):
+    """What the benchmark drives: one end of a message transport between ``bench-tx`` and
+    ``bench-rx`` (a :class:`~sedma.comm.net.transport.Peer`, or an adapter of another stack)."""
+
+    async def send(self, to: str, msg: Any) -> None: ...
+    async def recv(self) -> tuple[str, Any]: ...
+
+
 def _digest(arr: np.ndarray[Any, Any]) -> str:
     return hashlib.blake2b(arr.data, digest_size=16).hexdigest()
 
 
-def _raw_sink(server: socket.socket) -> None:
+def raw_sink(server: socket.socket) -> None:
     """Child thread: for each connection, read a u64 length, then that many bytes, ack."""
     sink = memoryview(bytearray(1 << 20))  # reused and cache-sized, as a tuned receiver would
     while True:
@@ -86,17 +104,17 @@ def _receiver(tx_public: bytes, rx_private: bytes, conn: Connection) -> None:
         known = {_TX: Ed25519PublicKey.from_public_bytes(tx_public), _RX: key.public_key()}
         rx = Peer(_RX, key, known, queue_size=4096)
         with socket.create_server(("127.0.0.1", 0)) as raw_server:
-            threading.Thread(target=_raw_sink, args=(raw_server,), daemon=True).start()
+            threading.Thread(target=raw_sink, args=(raw_server,), daemon=True).start()
             conn.send((await rx.start(), raw_server.getsockname()[:2]))
             try:
-                await _serve(rx)
+                await serve_endpoint(rx)
             finally:
                 await rx.close()
 
     asyncio.run(main())
 
 
-async def _serve(rx: Peer) -> None:
+async def serve_endpoint(rx: Endpoint) -> None:
     while True:
         _, cmd = await rx.recv()
         if cmd["op"] == "stop":
@@ -127,8 +145,8 @@ def _raw_copy_s(address: tuple[str, int], payload: memoryview, reps: int) -> flo
         return time.perf_counter() - t0
 
 
-async def _measure(
-    tx: Peer,
+async def measure_endpoint(
+    tx: Endpoint,
     raw_address: tuple[str, int],
     tensor: np.ndarray[Any, Any],
     large_reps: int,
@@ -179,6 +197,36 @@ async def _measure(
     }
 
 
+def check_sizes(**sizes: int) -> None:
+    """Each benchmark size must be an int >= 1; SedmaError naming the first that is not."""
+    for label, value in sizes.items():
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise SedmaError(f"{label}: got {value!r}; must be an int >= 1")
+
+
+def round_figures(
+    got: dict[str, Any], small_msgs: int, tensor_nbytes: int, large_reps: int
+) -> dict[str, Any]:
+    """The reported figures of :func:`measure_endpoint`'s rounds: medians, the echo
+    percentiles, per-round bandwidths, the per-round ratio to the raw socket, the digest."""
+    ratio = statistics.median(x / y for x, y in zip(got["large"], got["raw"], strict=True))
+    rtt_us = sorted(t * 1e6 for t in got["rtt_s"])
+    return {
+        "small_msgs": small_msgs,
+        "small_msgs_per_s": round(statistics.median(got["small"]), 1),
+        "rtt_p50_us": round(rtt_us[len(rtt_us) // 2], 1),
+        "rtt_p99_us": round(rtt_us[min(len(rtt_us) - 1, int(0.99 * len(rtt_us)))], 1),
+        "large_tensor_bytes": tensor_nbytes,
+        "large_reps": large_reps,
+        "large_mb_s": round(statistics.median(got["large"]), 1),
+        "large_mb_s_rounds": [round(x, 1) for x in got["large"]],
+        "raw_socket_mb_s": round(statistics.median(got["raw"]), 1),
+        "raw_socket_mb_s_rounds": [round(x, 1) for x in got["raw"]],
+        "large_vs_raw": round(ratio, 3),
+        "large_intact": bool(got["intact"]),
+    }
+
+
 def bench_transport(
     seed: int = 0,
     *,
@@ -199,11 +247,8 @@ def bench_transport(
     check by the receiver), the targets and ``meets_small_target`` /
     ``meets_large_target`` (``large_vs_raw >= 0.5``: within 2x of raw).
     """
-    for label, value in (("large_bytes", large_bytes), ("large_reps", large_reps),
-                         ("rounds", rounds), ("small_msgs", small_msgs),
-                         ("round_trips", round_trips)):  # fmt: skip
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise SedmaError(f"{label}: got {value!r}; must be an int >= 1")
+    check_sizes(large_bytes=large_bytes, large_reps=large_reps, rounds=rounds,
+                small_msgs=small_msgs, round_trips=round_trips)  # fmt: skip
     rng = np.random.default_rng(seed)
     tensor = rng.standard_normal(max(1, large_bytes // 4), dtype=np.float32)
     seeded = random.Random(seed)
@@ -234,7 +279,7 @@ def bench_transport(
             tx = Peer(_TX, tx_key, known, queue_size=4096)
             try:
                 await tx.connect(_RX, [address])
-                return await _measure(
+                return await measure_endpoint(
                     tx, raw_address, tensor, large_reps, rounds, small_msgs, round_trips
                 )
             finally:
@@ -248,26 +293,12 @@ def bench_transport(
         child.join(10.0)
         if child.is_alive():
             child.kill()
-    small = statistics.median(got["small"])
-    large = statistics.median(got["large"])
-    raw_socket = statistics.median(got["raw"])
-    ratio = statistics.median(x / y for x, y in zip(got["large"], got["raw"], strict=True))
-    rtt_us = sorted(t * 1e6 for t in got["rtt_s"])
+    figures = round_figures(got, small_msgs, int(tensor.nbytes), large_reps)
+    small, ratio = float(figures["small_msgs_per_s"]), float(figures["large_vs_raw"])
     result: dict[str, object] = {
         "seed": seed,
         "cipher": "aes-256-gcm",
-        "small_msgs": small_msgs,
-        "small_msgs_per_s": round(small, 1),
-        "rtt_p50_us": round(rtt_us[len(rtt_us) // 2], 1),
-        "rtt_p99_us": round(rtt_us[min(len(rtt_us) - 1, int(0.99 * len(rtt_us)))], 1),
-        "large_tensor_bytes": int(tensor.nbytes),
-        "large_reps": large_reps,
-        "large_mb_s": round(large, 1),
-        "large_mb_s_rounds": [round(x, 1) for x in got["large"]],
-        "raw_socket_mb_s": round(raw_socket, 1),
-        "raw_socket_mb_s_rounds": [round(x, 1) for x in got["raw"]],
-        "large_vs_raw": round(ratio, 3),
-        "large_intact": bool(got["intact"]),
+        **figures,
         "target_small_msgs_per_s": TARGET_SMALL_MSGS_PER_S,
         "target_large_vs_raw": TARGET_LARGE_VS_RAW,
         "meets_small_target": small >= TARGET_SMALL_MSGS_PER_S,

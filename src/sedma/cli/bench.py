@@ -13,7 +13,7 @@ shares (see :mod:`sedma.cli.common`).
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.table import Table
@@ -37,6 +37,9 @@ from sedma.cli.common import (
 from sedma.cli.observe import MetricsPortOpt, watching
 from sedma.cli.ray_cmd import bench_ray_cmd
 from sedma.errors import SedmaError
+
+if TYPE_CHECKING:
+    from sedma.bench.transport_std import StdProtocol
 
 __all__ = [
     "bench_accuracy_cmd",
@@ -317,14 +320,65 @@ def bench_routes_cmd(json_path: JsonOpt = None, seed: SeedOpt = 0) -> None:
     write_json(json_path, {"scenario": "bench-routes", **r})
 
 
+_TRANSPORT_ROWS = ("small_msgs_per_s", "rtt_p50_us", "rtt_p99_us", "large_mb_s",
+                   "raw_socket_mb_s", "large_vs_raw", "large_intact")  # fmt: skip
+
+
+def _transport_cell(value: object) -> str:
+    if isinstance(value, float):
+        return f"{value:,.3f}" if abs(value) < 10 else f"{value:,.1f}"
+    return fmt(value, "")
+
+
 @bench_app.command("transport")
-def bench_transport_cmd(json_path: JsonOpt = None, seed: SeedOpt = 0) -> None:
-    """Authenticated, encrypted transport over loopback: small messages/s, large tensors."""
+def bench_transport_cmd(
+    json_path: JsonOpt = None,
+    seed: SeedOpt = 0,
+    protocols: Annotated[
+        str,
+        typer.Option(
+            help="Comma-separated stacks to measure, side by side: sedma (its own handshake "
+            "and records on TCP), tls (TLS 1.3, mutual, stdlib ssl), quic (aioquic over ICE)."
+        ),
+    ] = "sedma,tls,quic",
+    rounds: Annotated[int, typer.Option(help="Timed rounds per figure (median taken).")] = 5,
+) -> None:
+    """Transports over loopback, side by side: small messages/s, round trips, large tensors
+    against a raw socket copy."""
     from sedma.bench.transport import bench_transport
 
-    r = guard(lambda: bench_transport(seed=seed))
-    out.print(kv_table("transport (loopback)", r))
-    write_json(json_path, {"scenario": "bench-transport", **r})
+    names = [n.strip() for n in protocols.split(",") if n.strip()]
+    allowed = ("sedma", "tls", "quic")
+    if not names or len(set(names)) != len(names) or any(n not in allowed for n in names):
+        raise fail(
+            f"--protocols: got {protocols!r}; a comma-separated subset of {', '.join(allowed)}"
+        )
+    results: dict[str, dict[str, object]] = {}
+    for name in names:
+        if name == "sedma":
+            results[name] = guard(lambda: bench_transport(seed=seed, rounds=rounds))
+            continue
+        try:
+            from sedma.bench.transport_std import STD_PROTOCOLS, bench_transport_std
+        except ImportError as exc:
+            raise fail(
+                f"--protocols {name}: needs the 'quic' extra (pip install 'sedma[quic]'): {exc}"
+            ) from None
+        proto = next(p for p in STD_PROTOCOLS if p == name)
+
+        def run_std(proto: StdProtocol = proto) -> dict[str, object]:
+            return bench_transport_std(proto, seed=seed, rounds=rounds)
+
+        results[name] = guard(run_std)
+    table = Table(title="transports over loopback (64 MiB tensors; raw = same run's TCP copy)")
+    table.add_column("figure")
+    for name in names:
+        table.add_column(name, justify="right")
+    for row in _TRANSPORT_ROWS:
+        table.add_row(row, *(_transport_cell(results[n].get(row)) for n in names))
+    out.print(table)
+    doc: dict[str, object] = {"scenario": "bench-transport", "protocols": results}
+    write_json(json_path, {**doc, **results.get("sedma", {})})
 
 
 @bench_app.command("comm")
@@ -446,10 +500,14 @@ def bench_soak_cmd(
     ] = 0,
     metrics_port: MetricsPortOpt = None,
 ) -> None:
-    """Soak and chaos: peers killed and restarted, links degraded, relays lost, messages flowing."""
+    """Soak and chaos: peers killed and restarted, links degraded, relays lost, while messages
+    flow; nodes slowing and failing and tenants taking memory, while jobs flow."""
     from sedma.bench.soak import bench_soak
 
     with watching(metrics_port) as w:
         r = guard(lambda: bench_soak(minutes, seed=seed, peers=peers, watch=w.transport))
     out.print(kv_table("soak (loopback)", {k: v for k, v in r.items() if k != "rss_mb"}))
+    jobs = r["jobs"]
+    out.print(kv_table("jobs under node and tenant chaos (sim backend)", jobs))
+    out.print(kv_table("job chaos injected", jobs["chaos"]))
     write_json(json_path, {"scenario": "bench-soak", **r})

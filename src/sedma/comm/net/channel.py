@@ -1,9 +1,10 @@
 """One remote peer as this peer sees it: its paths, the one in use, and in-order delivery.
 
 Covers: :class:`Channel` (one remote peer: its live paths, which one carries traffic and why,
-per-message sequence numbers and acknowledgements, re-sending onto another path,
-backpressure), what it reports (:class:`PathInfo`, :class:`ChannelEvent`) and the dial plan
-it redials with. Does not cover: dialling and accepting paths, or sending and receiving by
+re-sending onto another path, backpressure, hellos and restarts), what it reports
+(:class:`PathInfo`, :class:`ChannelEvent`) and the dial plan it redials with. Does not cover:
+the bookkeeping of sequence numbers, windows and acknowledgements (see
+:mod:`sedma.comm.net.delivery`), dialling and accepting paths, or sending and receiving by
 peer name (see :mod:`sedma.comm.net.transport`), what a path does with records (see
 :mod:`sedma.comm.net.path`), which peer, path or relay to choose (see :mod:`sedma.comm.selection`).
 
@@ -42,8 +43,9 @@ from typing import Any
 
 import msgpack
 
-from sedma.comm.net.framing import EncodedMessage, FrameError, ItemKind, decode_message, item
-from sedma.comm.net.limits import MIN_BYTES_PER_PEER, MIN_STREAMS_PER_PEER
+from sedma.comm.net.delivery import Inbound, Outbound
+from sedma.comm.net.framing import FrameError, ItemKind, item
+from sedma.comm.net.message import EncodedMessage, decode_message
 from sedma.comm.net.node import TransportError
 from sedma.comm.net.path import _U64, PathKind, _Path
 from sedma.comm.net.relay import RelayAddress
@@ -102,24 +104,11 @@ class Channel:
         self._waiters: list[asyncio.Future[None]] = []  # woken on any change (acks, paths)
         self._closed = False
         self._remote_closed = False
-        # sending
-        self._next_seq = 0
-        self._acked = 0  # every seq below this is acknowledged
-        self._sent_upto = 0  # every seq below this has been given to some path
-        self._unacked: dict[int, EncodedMessage] = {}
-        self._unacked_bytes = 0
-        # receiving
+        self._out = Outbound()
+        self._in = Inbound(peer.limits, peer._stats)
         self._remote_inc: bytes | None = None
         self._remote_window = peer._queue_size  # how many the remote keeps in flight to us
-        self._remote_accept = MIN_STREAMS_PER_PEER  # how many it accepts from us (its window)
-        self._remote_accept_bytes = MIN_BYTES_PER_PEER
-        self._held_bytes = 0  # bytes of received messages the application has not taken
-        self._expected = 0  # next seq to hand to the inbox
-        self._consumed = 0  # next seq the application has not taken yet
-        self._ack_sent = 0
         self._ack_timer: asyncio.TimerHandle | None = None
-        self._reorder: dict[int, tuple[Any, int]] = {}
-        self._epoch = 0  # bumped when the remote restarts; inbox entries carry it
 
     # -- public
     @property
@@ -147,14 +136,18 @@ class Channel:
     @property
     def unacked(self) -> int:
         """Messages accepted by ``send`` that the remote has not acknowledged yet."""
-        return len(self._unacked)
+        return len(self._out.unacked)
+
+    @property
+    def _epoch(self) -> int:
+        return self._in.epoch
 
     async def send(self, msg: Any) -> None:
         await self._peer.send(self.remote, msg)
 
     async def flush(self, timeout_s: float | None = None) -> None:
         """Wait until the remote has acknowledged every message accepted so far."""
-        await self._wait_until(lambda: not self._unacked, timeout_s, "flush")
+        await self._wait_until(lambda: not self._out.unacked, timeout_s, "flush")
 
     async def wait_path(self, kind: PathKind | None = None, timeout_s: float = 5.0) -> PathInfo:
         """Wait until a path (of ``kind``, if given) is in use; returns it."""
@@ -293,12 +286,9 @@ class Channel:
         self._wake()
 
     def _resend(self, path: _Path) -> None:
-        queued = path.queued_seqs()
-        entries = [(s, e) for s, e in self._unacked.items() if s not in queued]
-        self._peer._stats["retransmitted"] += sum(1 for s, _ in entries if s < self._sent_upto)
+        entries = self._out.to_resend(path.queued_seqs(), self._peer._stats)
         if entries:
             path.push_data(entries, front=True)
-        self._sent_upto = self._next_seq
 
     async def _redial(self) -> None:
         delay_s = 0.05
@@ -322,7 +312,7 @@ class Channel:
         hello = {
             "inc": self._peer._incarnation,
             "you": self._remote_inc,
-            "consumed": self._consumed,
+            "consumed": self._in.consumed,
             "window": self._peer._queue_size,
             "accept": self._peer.limits.max_streams_per_peer,
             "accept_bytes": self._peer.limits.max_bytes_per_peer,
@@ -335,55 +325,30 @@ class Channel:
 
     # -- sending
     async def _submit(self, enc: EncodedMessage) -> None:
-        peer = self._peer
+        peer, out = self._peer, self._out
 
         def room() -> bool:
-            if not self._unacked:
-                return True
-            return len(self._unacked) < min(peer._queue_size, self._remote_accept) and (
-                self._unacked_bytes + enc.nbytes
-                <= min(peer._max_inflight_bytes, self._remote_accept_bytes)
-            )
+            return out.has_room(enc.nbytes, peer._queue_size, peer._max_inflight_bytes)
 
         if not room() or self._closed or self._remote_closed:
             await self._wait_until(room, None, "send")
-        seq = self._next_seq
-        self._next_seq += 1
-        self._unacked[seq] = enc
-        self._unacked_bytes += enc.nbytes
+        seq = out.add(enc)
         if self._active is not None:
             self._active.push_data([(seq, enc)])
-            self._sent_upto = self._next_seq
+            out.sent_upto = out.next_seq
 
     def _on_ack(self, upto: int) -> None:
-        if not isinstance(upto, int) or upto > self._next_seq:
-            self._peer._count(FrameError("malformed", f"ack {upto!r} beyond {self._next_seq}"))
+        if not self._out.ack(upto):
+            self._peer._count(FrameError("malformed", f"ack {upto!r} beyond {self._out.next_seq}"))
             return
-        while self._acked < upto:
-            enc = self._unacked.pop(self._acked, None)
-            if enc is not None:
-                self._unacked_bytes -= enc.nbytes
-            self._acked += 1
         self._wake()
 
     # -- receiving
     def _wants(self, seq: int) -> bool:
-        return seq >= self._expected and seq not in self._reorder
+        return self._in.wants(seq)
 
     def _admits(self, seq: int, nbytes: int) -> bool:
-        """Whether a message of ``nbytes`` at ``seq`` lies within the window we advertise.
-
-        A sender that keeps to our hello never exceeds it; one that does not has the message
-        dropped (it leaves a gap, so its channel stalls, not ours) and the limit counted.
-        """
-        limits = self._peer.limits
-        if seq >= self._consumed + limits.max_streams_per_peer:
-            self._peer._stats["limit_streams_per_peer"] += 1
-            return False
-        if self._held_bytes and self._held_bytes + nbytes > limits.max_bytes_per_peer:
-            self._peer._stats["limit_bytes_per_peer"] += 1
-            return False
-        return True
+        return self._in.admits(seq, nbytes)
 
     def _on_msg(self, seq: int, body: bytes | bytearray | memoryview | None) -> None:
         if not self._wants(seq):
@@ -397,18 +362,11 @@ class Channel:
                 msg, nbytes = decode_message(body), len(body)
             except FrameError as exc:
                 self._peer._count(exc)
-        self._reorder[seq] = (msg, nbytes)
-        self._held_bytes += nbytes
-        while self._expected in self._reorder:
-            msg, nbytes = self._reorder.pop(self._expected)
-            self._expected += 1
-            self._peer._deliver(self, msg, nbytes)
+        for ready, ready_nbytes in self._in.accept(seq, msg, nbytes):
+            self._peer._deliver(self, ready, ready_nbytes)
 
     def _on_consumed(self, nbytes: int) -> None:
-        self._consumed += 1
-        self._held_bytes -= nbytes
-        window = min(self._remote_window, self._peer.limits.max_streams_per_peer)
-        if self._consumed - self._ack_sent >= max(1, min(window // 4, 256)):
+        if self._in.take(nbytes, self._remote_window):
             self._send_ack()
         elif self._ack_timer is None:
             self._ack_timer = self._loop.call_later(_ACK_DELAY_S, self._send_ack)
@@ -418,8 +376,8 @@ class Channel:
             self._ack_timer.cancel()
             self._ack_timer = None
         if self._active is not None:
-            self._active.push_ctrl(item(ItemKind.ACK, _U64.pack(self._consumed)))
-            self._ack_sent = self._consumed
+            self._active.push_ctrl(item(ItemKind.ACK, _U64.pack(self._in.consumed)))
+            self._in.ack_sent = self._in.consumed
 
     def _on_hello(self, hello: dict[str, Any], path: _Path | None = None) -> None:
         inc, window, consumed = hello["inc"], hello["window"], hello["consumed"]
@@ -437,8 +395,8 @@ class Channel:
         self._remote_window = min(max(window, 1), 1 << 20)
         accept, accept_bytes = hello.get("accept"), hello.get("accept_bytes")
         if type(accept) is int and type(accept_bytes) is int:
-            self._remote_accept = max(accept, 1)
-            self._remote_accept_bytes = max(accept_bytes, 1)
+            self._out.remote_accept = max(accept, 1)
+            self._out.remote_accept_bytes = max(accept_bytes, 1)
             self._wake()
         # Its count of what it consumed refers to our numbering only if it knew this instance.
         if hello["you"] == self._peer._incarnation:
@@ -451,13 +409,9 @@ class Channel:
         return path.numbered_for_us and path.remote_inc == self._remote_inc
 
     def _remote_restarted(self) -> None:
-        self._event("remote_restarted", f"re-sending {len(self._unacked)} unacknowledged")
-        self._expected = self._consumed = self._ack_sent = self._held_bytes = 0
-        self._reorder.clear()
-        self._epoch += 1
-        pending = list(self._unacked.values())
-        self._unacked = dict(enumerate(pending))
-        self._acked, self._next_seq, self._sent_upto = 0, len(pending), 0
+        self._event("remote_restarted", f"re-sending {len(self._out.unacked)} unacknowledged")
+        self._in.reset()
+        self._out.renumber()
         for p in self._paths:
             p.take_unsent()
             # Tells the remote, ahead of the re-sent messages, that they are numbered for it.
@@ -474,10 +428,9 @@ class Channel:
             fut.set_result(msg)
 
     def _on_remote_close(self) -> None:
-        self._event("remote_closed", f"dropping {len(self._unacked)} unacknowledged")
+        self._event("remote_closed", f"dropping {len(self._out.unacked)} unacknowledged")
         self._remote_closed = True
-        self._unacked.clear()
-        self._unacked_bytes = 0
+        self._out.drop_all()
         self._wake()
 
     def _close(self) -> None:

@@ -28,7 +28,6 @@ from typing import Literal
 import numpy as np
 
 from sedma.comm.net.framing import (
-    EncodedMessage,
     Frame,
     FrameError,
     FrameType,
@@ -37,6 +36,7 @@ from sedma.comm.net.framing import (
     parse_items,
     unpack_control,
 )
+from sedma.comm.net.message import EncodedMessage
 from sedma.comm.net.node import _PING
 from sedma.comm.net.pipe import FramePipe
 from sedma.comm.net.roles import PathChannel, PathHost

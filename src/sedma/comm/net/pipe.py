@@ -5,10 +5,11 @@ wiring, write backpressure, the handshake's frame queue); the link emulation shi
 (:class:`LinkProfile`, :class:`LinkShim`) that adds a hop's RTT and loss, since the kernel
 here has no netem; and the TCP pipe (a non-blocking socket on the event loop's reader and
 writer hooks: ``recv_into`` the decoder's buffers, ``sendmsg`` from reused frame buffers).
-Does not cover: the frame and message codecs (see :mod:`sedma.comm.net.framing`), encryption and
-the handshake (see :mod:`sedma.comm.net.secure`), the datagram pipe over ICE (see
-:mod:`sedma.comm.net.ice`), what runs over a pipe (see :mod:`sedma.comm.net.path`,
-:mod:`sedma.comm.net.relay` and :mod:`sedma.comm.net.transport`).
+Does not cover: the frame and message codecs (see :mod:`sedma.comm.net.framing` and
+:mod:`sedma.comm.net.message`), encryption and the handshake (see
+:mod:`sedma.comm.net.secure`), the datagram pipe over ICE (see :mod:`sedma.comm.net.ice`), what
+runs over a pipe (see :mod:`sedma.comm.net.path`, :mod:`sedma.comm.net.relay` and
+:mod:`sedma.comm.net.transport`).
 """
 
 from __future__ import annotations

@@ -2,7 +2,8 @@
 
 Covers: :class:`PathHost` (the peer as one of its paths sees it: its name, clock, limits
 and error counter), :class:`ChannelHost` (the peer as one of its channels sees it: that,
-plus sending, dialling, delivering and its counters) and :class:`PathChannel` (the channel
+plus sending, dialling, delivering and its counters), :class:`RelayHost` (the peer as its
+relay client sees it: its channels and direct dialling) and :class:`PathChannel` (the channel
 as one of its paths sees it: the callbacks a path makes as records arrive). Does not cover
 the objects themselves (:class:`~sedma.comm.net.transport.Peer`,
 :class:`~sedma.comm.net.channel.Channel`, :class:`~sedma.comm.net.path._Path`).
@@ -15,13 +16,13 @@ owner by these protocols, not by its class, keeps the modules in one direction
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Mapping
 from typing import Any, Protocol
 
 from sedma.clock import Clock
 from sedma.comm.net.limits import ResourceLimits
 
-__all__ = ["ChannelHost", "PathChannel", "PathHost"]
+__all__ = ["ChannelHost", "PathChannel", "PathHost", "RelayHost"]
 
 
 class PathHost(Protocol):
@@ -62,6 +63,15 @@ class ChannelHost(PathHost, Protocol):
     def _deliver(self, ch: Any, msg: Any, nbytes: int) -> None: ...
     async def _dial(self, ch: Any, plan: Any, timeout_s: float) -> None: ...
     async def _ice_answer(self, ch: Any, offer: dict[str, Any]) -> None: ...
+
+
+class RelayHost(PathHost, Protocol):
+    """The peer, as its relay client sees it: the owner of channels and their paths."""
+
+    @property
+    def _channels(self) -> Mapping[str, Any]: ...
+    def _get_channel(self, name: str) -> Any: ...
+    async def _dial_direct(self, ch: Any, addr: tuple[str, int]) -> Any: ...
 
 
 class PathChannel(Protocol):

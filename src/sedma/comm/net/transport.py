@@ -1,18 +1,18 @@
 """Real messaging between sedma nodes: authenticated, encrypted channels over the best path.
 
 Covers: :class:`Peer` (one node's endpoint: listen, connect, send, recv, stats): it races a
-channel's candidate paths, stays reachable through relays and queues what arrives for
-:meth:`Peer.recv`; ICE over a channel's signalling is its
+channel's candidate paths and queues what arrives for :meth:`Peer.recv`; its relays
+(attachments, circuits, connection reversal) are its
+:class:`~sedma.comm.net.relay_client.RelayClient`, ICE over a channel's signalling its
 :class:`~sedma.comm.net.ice_signal.IceSignalling`. The rest of the transport lives in
 :mod:`sedma.comm.net.channel` (:class:`~sedma.comm.net.channel.Channel`),
 :mod:`sedma.comm.net.path` (one path's records), :mod:`sedma.comm.net.relay` (the relay),
 :mod:`sedma.comm.net.node` (what peers and relays share) and :mod:`sedma.comm.net.pipe` (the
-TCP pipe). Does not cover:
-which peer, path or relay to choose (see :mod:`sedma.comm.selection`), which NAT pairs can
-connect how (see :mod:`sedma.comm.nat`), frame and message codecs (see
-:mod:`sedma.comm.net.framing`), the handshake and records (see :mod:`sedma.comm.net.secure`), ICE
-and
-the reliable datagram layer (see :mod:`sedma.comm.net.ice`).
+TCP pipe). Does not cover: which peer, path or relay to choose (see
+:mod:`sedma.comm.selection`), which NAT pairs can connect how (see :mod:`sedma.comm.nat`),
+frame and message codecs (see :mod:`sedma.comm.net.framing`, :mod:`sedma.comm.net.message`),
+the handshake and records (see :mod:`sedma.comm.net.secure`), ICE and the reliable datagram
+layer (see :mod:`sedma.comm.net.ice`).
 
 Paths are raced happy-eyeballs style (RFC 8305): every candidate (each direct address, each
 relay) is dialled at once; the first to finish its handshake carries traffic, so a relay is
@@ -29,7 +29,6 @@ timers. The per-link RTT and loss shim is :class:`~sedma.comm.net.pipe.LinkProfi
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 from collections import deque
@@ -42,35 +41,23 @@ from sedma.clock import Clock
 from sedma.comm.net.channel import _DROPPED, Channel, _DialPlan
 from sedma.comm.net.framing import (
     FRAME_HEADER,
-    Frame,
-    FrameError,
-    FrameType,
-    ItemKind,
-    encode_message,
-    item,
-    parse_items,
-    unpack_control,
 )
 from sedma.comm.net.ice import IceConfig
 from sedma.comm.net.ice_signal import IceSignalling
 from sedma.comm.net.limits import ResourceLimits
+from sedma.comm.net.message import encode_message
 from sedma.comm.net.node import (
-    _PING,
     DEFAULT_MAX_FRAME_BYTES,
     TransportError,
     _Node,
-    _PipeErrors,
-    _read_control,
-    _write_control,
 )
 from sedma.comm.net.path import _Path
-from sedma.comm.net.pipe import FramePipe, LinkProfile, _TcpPipe
+from sedma.comm.net.pipe import LinkProfile, _TcpPipe
 from sedma.comm.net.relay import Relay, RelayAddress
+from sedma.comm.net.relay_client import RelayClient, advertised_addresses, relay_list
 from sedma.comm.net.secure import (
     RECORD_OVERHEAD,
-    AuthError,
     Cipher,
-    Session,
 )
 
 __all__ = [
@@ -80,31 +67,6 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 _RECORD_BYTES = 1 << 20  # plaintext per record: large enough to amortise, small enough for cache
-
-
-MAX_ADVERTISED = 4  # addresses a reversal request may carry: each costs the callee a dial
-
-
-def _addresses(param: str, addrs: Any) -> tuple[tuple[str, int], ...]:
-    """``addrs`` as ``((host, port), ...)``, or TransportError naming ``param``."""
-    try:
-        out = tuple((str(h), int(p)) for h, p in addrs)
-    except (TypeError, ValueError):
-        raise TransportError(f"{param}: got {addrs!r}; a sequence of (host, port)") from None
-    if len(out) > MAX_ADVERTISED or not all(0 < p < 65536 and h for h, p in out):
-        raise TransportError(
-            f"{param}: got {addrs!r}; at most {MAX_ADVERTISED} (host, port), 0 < port < 65536"
-        )
-    return out
-
-
-def _relay_list(
-    relay: Relay | RelayAddress | Sequence[Relay | RelayAddress] | None,
-) -> tuple[RelayAddress, ...]:
-    if relay is None:
-        return ()
-    items = [relay] if isinstance(relay, Relay | RelayAddress) else list(relay)
-    return tuple(r.address if isinstance(r, Relay) else r for r in items)
 
 
 class Peer(_Node):
@@ -169,9 +131,7 @@ class Peer(_Node):
         self._channels: dict[str, Channel] = {}
         self._inbox: deque[tuple[Channel, int, Any, int]] = deque()
         self._recv_waiters: deque[asyncio.Future[None]] = deque()
-        self._attachments: dict[str, asyncio.Task[None]] = {}
-        self._advertise: tuple[tuple[str, int], ...] = ()
-        self._dialling_back: set[str] = set()
+        self._relays = RelayClient(self, self)
 
     # -- public
     async def start(
@@ -190,7 +150,7 @@ class Peer(_Node):
         relayed. At most :data:`MAX_ADVERTISED` addresses.
         """
         self._check_open()
-        self._advertise = _addresses("advertise", advertise)
+        self._relays.advertise = advertised_addresses("advertise", advertise)
         return await self._listen(host, port)
 
     def channel(self, name: str) -> Channel | None:
@@ -218,7 +178,7 @@ class Peer(_Node):
         self._check_open()
         if name not in self._known:
             raise TransportError(f"name: {name!r} is not in known; allowed: {sorted(self._known)}")
-        relays = _relay_list(relay)
+        relays = relay_list(relay)
         use_ice = self._ice is not None if ice is None else ice
         if use_ice and self._ice is None:
             raise TransportError("ice: True needs an IceConfig on this peer; got ice=None")
@@ -232,27 +192,19 @@ class Peer(_Node):
     async def attach(self, relay: Relay | RelayAddress) -> None:
         """Stay reachable through ``relay``: keep a control connection, re-attach if it drops."""
         self._check_open()
-        (addr,) = _relay_list(relay)
-        if addr.name in self._attachments:
-            return
-        ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._attachments[addr.name] = self._spawn(self._attachment(addr, ready))
-        await ready
+        (addr,) = relay_list(relay)
+        await self._relays.attach(addr)
 
     async def detach(self, relay: Relay | RelayAddress | str) -> None:
         """Stop being reachable through ``relay`` (its name or address)."""
-        name = relay if isinstance(relay, str) else _relay_list(relay)[0].name
-        task = self._attachments.pop(name, None)
-        if task is not None:
-            task.cancel()
-            await asyncio.wait([task])
+        await self._relays.detach(relay if isinstance(relay, str) else relay_list(relay)[0].name)
 
     async def send(self, to: str, msg: Any) -> None:
         """Accept ``msg`` for ``to``; waits while ``queue_size`` messages are unacknowledged.
 
         Arrays inside ``msg`` are sent without copying, so they must not be changed until
         :meth:`Channel.flush` (or pass copies). Raises :class:`TransportError` if there is no
-        channel to ``to`` or it is closed, :class:`~sedma.comm.net.framing.EncodeError` for
+        channel to ``to`` or it is closed, :class:`~sedma.comm.net.message.EncodeError` for
         objects the codec does not carry.
         """
         self._check_open()
@@ -342,10 +294,10 @@ class Peer(_Node):
         first.add_done_callback(lambda f: f.cancelled() or f.exception())  # mark retrieved
         errors: list[str] = []
         attempts = [self._dial_direct(ch, a) for a in plan.addresses]
-        attempts += [self._dial_relay(ch, r) for r in plan.relays]
-        if self._advertise and plan.relays and not plan.addresses:
+        attempts += [self._relays.dial_relay(ch, r) for r in plan.relays]
+        if self._relays.advertise and plan.relays and not plan.addresses:
             # We are reachable and they may not be: ask them to dial us (RFC 5128 §3.2).
-            attempts += [self._dial_reversal(ch, r) for r in plan.relays]
+            attempts += [self._relays.dial_reversal(ch, r) for r in plan.relays]
         left = len(attempts)
 
         def settle(task: asyncio.Task[_Path]) -> None:
@@ -375,135 +327,6 @@ class Peer(_Node):
         path = _Path(self, ch, pipe, session, "direct", f"{addr[0]}:{addr[1]}")
         ch._add_path(path)
         return path
-
-    async def _relay_session(
-        self, relay: RelayAddress, request: dict[str, Any]
-    ) -> tuple[FramePipe, Session]:
-        """A pipe through which the relay has agreed to ``request`` (open or join a circuit)."""
-        pipe = await self._open_tcp(relay.host, relay.port, f"{self.name}->relay {relay.name}")
-        session = await self._handshake_out(pipe, relay.name, "relay", hop=relay.name)
-        try:
-            _write_control(pipe, session, request)
-            reply = await _read_control(pipe, session, self._connect_timeout_s)
-        except _PipeErrors as exc:
-            raise self._fail(pipe, f"relay {relay.name!r} {request['op']}", exc) from None
-        if reply["op"] != "ok":
-            pipe.close("refused")
-            raise TransportError(f"relay {relay.name!r} refused {request}: {reply.get('reason')}")
-        return pipe, session
-
-    async def _dial_relay(self, ch: Channel, relay: RelayAddress) -> _Path:
-        pipe, _ = await self._relay_session(relay, {"op": "open", "to": ch.remote})
-        session = await self._handshake_out(pipe, ch.remote, "path", hop=relay.name)
-        path = _Path(self, ch, pipe, session, "relayed", relay.name)
-        ch._add_path(path)
-        return path
-
-    async def _dial_reversal(self, ch: Channel, relay: RelayAddress) -> _Path:
-        """Connection reversal: through ``relay``, ask ``ch.remote`` to dial us directly."""
-        request = {
-            "op": "reverse",
-            "to": ch.remote,
-            "addresses": [list(a) for a in self._advertise],
-        }
-        pipe, _ = await self._relay_session(relay, request)
-        pipe.close("reversal requested", graceful=True)
-        self._stats["reversals_requested"] += 1
-
-        def direct() -> _Path | None:
-            return next((p for p in ch._paths if p.kind == "direct" and p.inbound), None)
-
-        await ch._wait_until(lambda: direct() is not None, self._connect_timeout_s, "reversal")
-        path = direct()
-        assert path is not None
-        return path
-
-    async def _dial_back(self, remote: str, addresses: Any) -> None:
-        """The other half of a reversal: ``remote`` asked, through a relay, to be dialled."""
-        try:
-            addrs = _addresses("addresses", addresses)
-        except TransportError as exc:
-            self._count(FrameError("malformed", str(exc)))
-            return
-        ch = self._channels.get(remote)
-        if (
-            remote not in self._known
-            or remote in self._dialling_back
-            or (ch is not None and any(p.kind == "direct" for p in ch._paths))
-        ):
-            return
-        self._dialling_back.add(remote)
-        self._stats["reversals_dialled"] += 1
-        ch = self._get_channel(remote)
-        try:
-            for done in asyncio.as_completed([self._dial_direct(ch, a) for a in addrs]):
-                with contextlib.suppress(TransportError):
-                    await done
-                    break
-        finally:
-            self._dialling_back.discard(remote)
-
-    async def _join(self, relay: RelayAddress, circuit: str) -> None:
-        try:
-            pipe, _ = await self._relay_session(relay, {"op": "join", "circuit": circuit})
-            session, remote = await self._handshake_in(pipe, frozenset({"path"}), hop=relay.name)
-        except TransportError as exc:
-            logger.info(
-                "%s: joining circuit %s at %s failed: %s", self.name, circuit, relay.name, exc
-            )
-            return
-        ch = self._get_channel(remote)
-        ch._add_path(_Path(self, ch, pipe, session, "relayed", relay.name))
-
-    async def _attachment(self, relay: RelayAddress, ready: asyncio.Future[None]) -> None:
-        delay_s = 0.05
-        while not self._closed:
-            try:
-                pipe, session = await self._relay_session(relay, {"op": "attach"})
-            except TransportError as exc:
-                if not ready.done():
-                    self._attachments.pop(relay.name, None)
-                    ready.set_exception(exc)
-                    return
-                await asyncio.sleep(delay_s)
-                delay_s = min(2 * delay_s, 2.0)
-                continue
-            if not ready.done():
-                ready.set_result(None)
-            delay_s = 0.05
-            try:
-                await self._attached(relay, pipe, session)
-            finally:  # detach() cancels us: leave the relay too
-                pipe.close("detached")
-            logger.info("%s: attachment to relay %s lost: %s", self.name, relay.name,
-                        pipe.closed.result())  # fmt: skip
-
-    async def _attached(self, relay: RelayAddress, pipe: FramePipe, session: Session) -> None:
-        def on_frame(frame: Frame) -> None:
-            try:
-                if frame.type != FrameType.ITEMS:
-                    raise FrameError("malformed", f"frame {frame.type:#x} on a relay control")
-                for kind, payload in parse_items(session.open(frame.type, frame.body)):
-                    if kind == ItemKind.RELAY:
-                        msg = unpack_control(payload, "op")
-                        if msg["op"] == "incoming":
-                            self._spawn(self._join(relay, str(msg["circuit"])))
-                        elif msg["op"] == "dial":
-                            self._spawn(self._dial_back(str(msg.get("from")), msg.get("addresses")))
-            except (AuthError, FrameError) as exc:
-                self._count(exc)
-                pipe.close(str(exc))
-
-        pipe.set_handler(on_frame)
-        loop = asyncio.get_running_loop()
-        while not pipe.closed.done():
-            await asyncio.wait([pipe.closed], timeout=self._keepalive_interval_s)
-            if loop.time() - pipe.last_rx_s > self._keepalive_timeout_s:
-                pipe.close("keepalive timeout")
-            elif not pipe.closed.done():
-                pipe.write(
-                    session.seal(FrameType.ITEMS, b"".join(item(ItemKind.PING, _PING.pack(0.0))))
-                )
 
     async def _ice_answer(self, ch: Channel, offer: dict[str, Any]) -> None:
         """An ICE offer arrived over ``ch``'s signalling (the channel calls this)."""
