@@ -101,19 +101,28 @@ def closed_loop_rate(
 
 
 def _pool_rate(s: PassSchedule) -> float:
-    """A replica pool's steady throughput: each replica's own rate between its first and
-    last returned batch (batches after the first over that time), summed; a replica that
-    returned one batch counts one over its end. Each replica's own window, because a slow
-    replica's few batches would otherwise stretch (or hide in) the pool's tail."""
+    """A replica pool's steady throughput: each replica's own rate between its returns
+    inside the window where every replica that returned three or more is past its first
+    return and not yet at its last (returns after the first over the time between), summed;
+    a replica with fewer returns counts them over its last. A common window, because a slow
+    replica's few batches would stretch (or hide in) the pool's tail, and returns wait on
+    the driver's own work; returns between returns, because a window's edges would count a
+    batch more or less per replica."""
     ends: dict[str, list[float]] = defaultdict(list)
     for b in range(len(s.node) // 3):  # (source, batch, return) per batch
         ends[s.node[3 * b + 1]].append(s.end_s[3 * b + 2])
+    steady = [sorted(t) for t in ends.values() if len(t) >= 3]
+    if not steady:
+        return len(s.node) // 3 / s.span_s
+    lo = max(t[0] for t in steady)
+    hi = min(t[-1] for t in steady)
     rate = 0.0
     for times in ends.values():
         times.sort()
-        if len(times) >= 2 and times[-1] > times[0]:
-            rate += (len(times) - 1) / (times[-1] - times[0])
-        else:
+        inside = [e for e in times if lo <= e <= hi]
+        if len(times) >= 3 and len(inside) >= 2 and inside[-1] > inside[0]:
+            rate += (len(inside) - 1) / (inside[-1] - inside[0])
+        elif len(times) < 3:
             rate += len(times) / times[-1]
     return rate
 
