@@ -137,3 +137,30 @@ def test_invalid_input_names_parameter(
 def test_property_exact_cover(blocks: list[tuple[int, int]], rows: int, cols: int) -> None:
     slots = pack_blocks(blocks, rows, cols)
     assert check_packing(blocks, rows, cols, slots) == arrays_needed(blocks, rows, cols)
+
+
+def test_a_capped_array_order_never_maps_two_blocks_onto_one_array() -> None:
+    """A view keeps a prefix of the calibrated order; blocks packed past it must land on
+    arrays outside the prefix, not on the logical index (which the prefix may hold)."""
+    from dataclasses import replace as _replace
+
+    from sedma.compute.partition.rounding import _node_tiles
+    from sedma.compute.plan import NodeView
+    from sedma.compute.workload import MatmulOp
+    from sedma.spec import CrossbarSpec
+
+    xb = CrossbarSpec(
+        rows=64, cols=64, arrays=8, bits_per_cell=4, program_noise=0.0, read_noise=0.0,
+        stuck_on_rate=0.0, stuck_off_rate=0.0, drift_per_decade=0.0, dac_bits=8, adc_bits=8,
+        ir_drop=0.0,
+    )  # fmt: skip
+    order = (5, 4, 3)  # calibrated best first, capped to three
+    v = NodeView("r", "rram", 100.0, 10**9, crossbar=xb, free_arrays=3, array_order=order)
+    ops = [MatmulOp(f"o{i}", m=4, k=64, n=32, max_rel_error=0.1) for i in range(6)]
+    pieces = [(i, 0, 32) for i in range(6)]
+    tiles = _node_tiles(v, pieces, ops, ["n"] * 6)
+    cells = [(s.array, s.row0, s.col0) for t in tiles for s in t.arrays]
+    assert len(cells) == len(set(cells))  # no two blocks on the same cells
+    used = {s.array for t in tiles for s in t.arrays}
+    assert set(order) <= used and all(0 <= a < xb.arrays for a in used)
+    assert _replace(v, array_order=()).array_order == ()

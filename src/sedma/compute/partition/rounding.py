@@ -292,7 +292,11 @@ def _node_tiles(
             packed[i] = sl
         first = 1 + max((s.array for sl in slots for s in sl), default=first - 1)
     if v.array_order:
-        phys = v.array_order
+        # logical array j -> the j-th best physical array; past the calibrated order (a
+        # capped or corrected view keeps a prefix of it), the arrays outside it, in index
+        # order, so that two logical arrays never land on one physical array
+        listed = set(v.array_order)
+        phys = [*v.array_order, *(a for a in range(v.crossbar.arrays) if a not in listed)]
         packed = {
             i: [replace(s, array=phys[s.array]) if s.array < len(phys) else s for s in sl]
             for i, sl in packed.items()
