@@ -84,30 +84,18 @@ def bench_ray_cmd(
     ] = None,
 ) -> None:
     """sedma and the plain-Ray programs on one real Ray cluster, in one run."""
-    try:
-        from sedma.bench.ray_run import RayBenchConfig, bench_ray
-    except ModuleNotFoundError as e:
-        if e.name != "ray":
-            raise
-        raise fail("bench ray needs Ray; install it with: pip install 'sedma[ray]'") from e
-
-    def go() -> dict[str, Any]:
-        cfg = RayBenchConfig(
-            cluster=cluster,
-            workload=workload,
-            scale=scale,
-            nodes=nodes,
-            passes=passes,
-            seed=seed,
-            address=address,
-            kill_node_at=kill_node_at,
-        )
-        with progress_bar() as progress:
-            return bench_ray(cfg, progress=progress)
-
-    r = guard(go)
-    print_ray_result(r)
-    write_json(json_path, r)
+    _run_ray(
+        "bench ray",
+        json_path,
+        cluster=cluster,
+        workload=workload,
+        scale=scale,
+        nodes=nodes,
+        passes=passes,
+        seed=seed,
+        address=address,
+        kill_node_at=kill_node_at,
+    )
 
 
 def demo_ray(
@@ -121,25 +109,32 @@ def demo_ray(
     json_path: Path | None,
 ) -> None:
     """``sedma demo --backend ray``: ``sedma bench ray`` with the demo's options."""
+    _run_ray(
+        "--backend ray",
+        json_path,
+        cluster=cluster,
+        workload=workload,
+        scale=scale,
+        passes=passes,
+        seed=seed,
+        address=address,
+        kill_node_at=kill_node_at,
+    )
+
+
+def _run_ray(what: str, json_path: Path | None, **config: Any) -> None:
+    """Run ``sedma bench ray`` with ``config`` (RayBenchConfig's fields), print and write it;
+    ``what`` names the option in the error when Ray is not installed."""
     try:
         from sedma.bench.ray_run import RayBenchConfig, bench_ray
     except ModuleNotFoundError as e:
         if e.name != "ray":
             raise
-        raise fail("--backend ray needs Ray; install it with: pip install 'sedma[ray]'") from e
+        raise fail(f"{what} needs Ray; install it with: pip install 'sedma[ray]'") from e
 
     def go() -> dict[str, Any]:
-        cfg = RayBenchConfig(
-            cluster=cluster,
-            workload=workload,
-            scale=scale,
-            passes=passes,
-            seed=seed,
-            address=address,
-            kill_node_at=kill_node_at,
-        )
         with progress_bar() as progress:
-            return bench_ray(cfg, progress=progress)
+            return bench_ray(RayBenchConfig(**config), progress=progress)
 
     result = guard(go)
     print_ray_result(result)
