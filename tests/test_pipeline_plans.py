@@ -248,3 +248,28 @@ def test_no_plan_beats_the_roofline_bound_on_random_cases(seed: int) -> None:
         assert k / s.span_s <= bound * (1 + 1e-6), (seed, plan.strategy)
         assert math.isfinite(bound) and bound > 0
     assert model_layers(wl)  # the chain is whole layers
+
+
+def test_the_roofline_bound_charges_activations_that_cross_a_thin_link() -> None:
+    """A slow driver node and a node a thousand times faster behind a thin link: whatever
+    share ``x`` of the layers the fast node takes, at least ``x`` of an activation crosses
+    the link each pass, so the best is ``x = A / (A + B)`` with ``A`` the driver's time for
+    every layer and ``B`` the link's for one activation: ``tau = A B / (A + B)``. Without
+    charging the activations between layers, the fast node would take every middle layer."""
+    layers, k, m = 6, 1024, 64
+    spec = cluster(
+        [
+            {"name": "slow", "site": "a", "memory_gib": 8.0, "mem_bandwidth_gbs": 1e5,
+             "matmul_gflops": 100.0},
+            {"name": "fast", "site": "b", "memory_gib": 4.0, "mem_bandwidth_gbs": 1e5,
+             "matmul_gflops": 1e5},
+        ],
+        [{"a": "a", "b": "b", "rtt_ms": 1.0, "bandwidth_mbps": 100.0}],
+    )  # fmt: skip
+    wl = chain(layers, k=k, m=m, dtype=2)
+    ctx = ctx_of(spec, wl)
+    assert ctx.links is not None and ctx.links.driver == "slow"
+    a = layers * 2 * m * k * k / 100e9
+    b = 8 * m * k * 2 / 100e6
+    want = (a + b) / (a * b)
+    assert roofline_bound(ctx).throughput_ops_s == pytest.approx(want, rel=1e-3)

@@ -18,8 +18,9 @@ then ``2 * passes``, and the throughput is the extra passes over the extra time
 replicas gets eight batches per replica at once, and its throughput is batches over span.
 
 The bound is :func:`~sedma.compute.partition.roofline_bound.roofline_bound` at the nodes'
-true rates: compute, memory bandwidth, memory, dispatch and the model's input and output
-over the links (its proof in that module).
+true rates: compute, memory bandwidth, memory, and the bytes that must cross each node's
+port and each site's WAN links, the model's input and output and the activations between
+products computed in different places (its proof in that module).
 
 Does not cover: real execution (``sedma demo`` runs the local backend; the control loop does
 not run here, so ``adaptations`` is 0), the baselines' algorithms
@@ -329,8 +330,8 @@ def _bound_system(ctx: PartitionContext, truth: dict[str, NodeModel], wl: Worklo
         resource_utilization=min(1.0, b.throughput_ops_s * wl.flops / total),
         adaptations=0,
         extra={
-            "kind": "LP over compute, memory bandwidth, memory, dispatch and the model's "
-            "input and output links (sedma.compute.partition.roofline_bound)"
+            "kind": "LP over compute, memory bandwidth, memory and every byte that must cross "
+            "a node's port or a site's WAN links (sedma.compute.partition.roofline_bound)"
         },
     )
 
