@@ -10,6 +10,7 @@ from dataclasses import replace
 
 import pytest
 
+from sedma.bench.ray_baseline import data_parallel, dynamic_tasks
 from sedma.compute.partition.context import PartitionContext, PartitionSettings
 from sedma.compute.partition.estimate import estimated_rate, pass_loads
 from sedma.compute.partition.exo import plan_exo_best
@@ -21,7 +22,7 @@ from sedma.compute.partition.stages import plan_pipeline
 from sedma.compute.partition.views import views_from_spec
 from sedma.compute.plan import Plan, Tile
 from sedma.compute.workload import MatmulOp, Workload
-from sedma.errors import PlanError
+from sedma.errors import PlanError, SedmaError
 from sedma.runtime.cost import network_of
 from sedma.runtime.passes import pass_tasks
 from sedma.runtime.schedule import NodeModel, repeat_passes, simulate_pass
@@ -247,6 +248,15 @@ def test_no_plan_beats_the_roofline_bound_on_random_cases(seed: int) -> None:
         s = simulate_pass(repeat_passes(one, k), truth, net.capacity_bps)
         assert k / s.span_s <= bound * (1 + 1e-6), (seed, plan.strategy)
         assert math.isfinite(bound) and bound > 0
+    # the plain-Ray programs too: a pool of replicas and chunked dynamic tasks
+    driver = ctx.links.driver  # type: ignore[union-attr]
+    route_of = lambda a, b: net.route(tuple(static_paths(spec)(a, b)))  # noqa: E731
+    programs = [(dynamic_tasks(wl, workload_edges(wl), ctx.nodes, driver, passes=6), 6)]
+    with contextlib.suppress(SedmaError):  # no node may hold a replica
+        programs.append((data_parallel(wl, ctx.nodes, driver, batches=24, in_flight=2), 24))
+    for tasks, passes in programs:
+        s = simulate_pass(tasks, truth, net.capacity_bps, route_of)
+        assert passes / s.span_s <= bound * (1 + 1e-6), seed
     assert model_layers(wl)  # the chain is whole layers
 
 

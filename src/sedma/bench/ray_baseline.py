@@ -153,22 +153,28 @@ def data_parallel(
     An ``ActorPool`` hands each batch to a free replica and queues one more per actor, so
     Ray moves a batch's input while the actor still runs the one before (actor tasks'
     arguments are fetched ahead of execution). In steady state that is a smooth weighted
-    round robin over the replicas by their speed (each replica's whole-model roofline at its
-    believed rate and bandwidth), with each batch's input pushed from the driver as soon as
-    it is submitted, and its output back. ``in_flight = P``: a replica's next batch is
+    round robin over the replicas by their speed (at its believed rate and bandwidth), with
+    each batch's input pushed from the driver as soon as it is submitted, and its output
+    back. A batch runs the whole model in one call (one dispatch), each product charged its
+    own roofline, as every plan's tiles are. ``in_flight = P``: a replica's next batch is
     submitted when its batch ``P`` before has returned (each actor kept ``P`` deep, so a slow
     replica never holds back a fast one); None: all at once.
 
     Raises :class:`~sedma.errors.SedmaError` when no node can hold a whole replica."""
     replicas = sorted(replica_nodes(workload, nodes))
     first, last = workload.ops[0], workload.ops[-1]
-    flops = float(sum(op.flops for op in workload.ops))
+    parts = tuple(
+        (float(op.flops), float((op.m * op.k + op.m * op.n + op.k * op.n) * op.dtype_bytes))
+        for op in workload.ops
+    )
+    flops = sum(f for f, _ in parts)
     streamed = float(replica_bytes(workload))
     by = {v.name: v for v in nodes}
     speed = {
-        n: 1.0 / max(flops / (by[n].rate_gflops * 1e9), streamed / (by[n].mem_bandwidth_gbs * 1e9))
+        n: 1.0 / sum(max(f / (by[n].rate_gflops * 1e9), b / (by[n].mem_bandwidth_gbs * 1e9))
+                     for f, b in parts)
         for n in replicas
-    }
+    }  # fmt: skip
     total = sum(speed.values())
     credit = dict.fromkeys(replicas, 0.0)
     returns: dict[str, list[int]] = {n: [] for n in replicas}  # each replica's sinks
@@ -191,6 +197,7 @@ def data_parallel(
                 flops,
                 streamed_bytes=streamed,
                 priority=b,
+                parts=parts,
                 deps=(Dep(src, first.input_bytes, None),),
             )
         )

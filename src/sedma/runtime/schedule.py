@@ -10,10 +10,12 @@ resource's bits). Every emulating backend times a pass with it, so the same rule
 every system compared.
 
 Rules: a node runs one task at a time, without preemption; its time is
-:func:`~sedma.runtime.cost.tile_time_s` at the node's true rate and memory bandwidth plus
-the node's dispatch overhead (unless the task is ``dispatched=False``: part of a call the
-node already made). A dependency on a task of the same node costs nothing; across
-nodes, bytes arrive one route RTT after their last bit was sent.
+:func:`~sedma.runtime.cost.tile_time_s` at the node's true rate and memory bandwidth (the
+sum of one per part for a task of several ``parts``: a whole model run in one call, each
+product its own roofline) plus the node's dispatch overhead (unless the task is
+``dispatched=False``: part of a call the node already made). A dependency on a task of the
+same node costs nothing; across nodes, bytes arrive one route RTT after their last bit was
+sent.
 
 - A task placed by its plan (``node`` set) is *pushed* its inputs: each producer sends as
   soon as it ends, and the task is ready once all have arrived; a node runs its ready task
@@ -94,6 +96,9 @@ class Task:
     # False: it runs inside the call of a task before it on its node (a fused stage), so it
     # pays no dispatch of its own
     dispatched: bool = True
+    # a whole model in one call: each part (flops, streamed bytes) its own roofline, summed
+    # (``flops`` and ``streamed_bytes`` then only count the work); empty: one roofline
+    parts: tuple[tuple[float, float], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -313,7 +318,10 @@ class _Sim:
     def _run(self, task: int, node: str) -> None:
         t, m = self.tasks[task], self.nodes[node]
         took = tile_time_s(t.flops, t.streamed_bytes, m.rate_gflops, m.mem_bandwidth_gbs,
-                           m.dispatch_s if t.dispatched else 0.0)  # fmt: skip
+                           m.dispatch_s if t.dispatched else 0.0) if not t.parts else (
+            (m.dispatch_s if t.dispatched else 0.0)
+            + sum(tile_time_s(f, b, m.rate_gflops, m.mem_bandwidth_gbs) for f, b in t.parts)
+        )  # fmt: skip
         self.start[task], self.end[task] = self.now, self.now + took
         self.busy[node] += took
         self.idle[node] = False
