@@ -16,6 +16,7 @@ the context (see :mod:`sedma.compute.policy`).
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import replace
@@ -23,6 +24,7 @@ from dataclasses import replace
 import numpy as np
 
 from sedma.compute.crossbar.calibrate import CrossbarCalibration
+from sedma.compute.partition.estimate import tile_work
 from sedma.compute.partition.views import views_from_spec
 from sedma.compute.plan import NodeView, Plan
 from sedma.compute.policy import effective_error
@@ -54,13 +56,51 @@ def interval_rates(rows: list[IntervalAggregate]) -> dict[str, float]:
     return {n: flops[n] / busy[n] / 1e9 for n in flops if busy.get(n, 0) > 0}
 
 
-def device_rates(rows: list[IntervalAggregate], plan: Plan) -> dict[str, float]:
-    """:func:`interval_rates` in device terms, the terms plans and priors use."""
+def device_rates(
+    rows: list[IntervalAggregate],
+    plan: Plan,
+    bandwidth: Mapping[str, float] | None = None,
+    dispatch_s: float = 0.0,
+) -> dict[str, float]:
+    """:func:`interval_rates` in device terms, the terms plans and priors use.
+
+    With each node's memory ``bandwidth`` (GB/s) and the backend's ``dispatch_s``, a node's
+    rate is the one at which the plan's roofline takes the busy time it showed per pass
+    (:func:`~sedma.compute.partition.estimate.tile_work`): time spent streaming memory or
+    dispatching is not slow arithmetic. Where no rate would take that long (every tile bound
+    by its memory or its dispatch, or a backend that charges arithmetic only), the plain
+    figure stands."""
     measured = interval_rates(rows)
     # A corrected rram tile reads its arrays time_factor times, so its node's device rate
     # is that much above what it showed.
     for n in {t.node for t in plan.tiles if t.arrays} & measured.keys():
         measured[n] *= plan.correction.time_factor
+    if bandwidth is None:
+        return measured
+    work = tile_work(plan)
+    useful: dict[str, float] = defaultdict(float)  # FLOPs per pass, as the backend counts them
+    for t in plan.tiles:
+        useful[t.node] += t.flops(plan.workload.ops[t.op])
+    for n, shown in interval_rates(rows).items():
+        if n not in bandwidth or n not in work or shown <= 0:
+            continue
+        f, b, disp = (np.array(c, dtype=float) for c in zip(*work[n], strict=True))
+        per_pass_s = useful[n] / (shown * 1e9)  # the busy seconds of one pass
+        fixed = dispatch_s * float(disp.sum())
+        mem_s = b / (bandwidth[n] * 1e9)
+
+        def at(
+            rate: float, f: np.ndarray = f, mem_s: np.ndarray = mem_s, fixed: float = fixed
+        ) -> float:
+            return fixed + float(np.maximum(f / (rate * 1e9), mem_s).sum())
+
+        if at(1e12) >= per_pass_s * (1.0 - 1e-6):
+            continue  # bound by memory or dispatch at any rate: the plain figure stands
+        lo, hi = 1e-6, 1e12  # GFLOP/s, at(lo) > per_pass_s > at(hi): bisect in log
+        while hi / lo > 1.0 + 1e-9:
+            mid = math.sqrt(lo * hi)
+            lo, hi = (mid, hi) if at(mid) > per_pass_s else (lo, mid)
+        measured[n] = math.sqrt(lo * hi)
     return measured
 
 

@@ -106,6 +106,7 @@ class ControlLoop:
         self.ltm = ltm
         self.settings = settings or LoopSettings()
         self.partition = partition or PartitionSettings()
+        self._bandwidth = {n.name: n.device.mem_bandwidth_gbs for n in spec.nodes}
         self.policies: tuple[Policy, ...] = (
             default_policies() if policies is None else tuple(policies)
         )
@@ -224,7 +225,8 @@ class ControlLoop:
         made += self._collect_observations()
         rows = self.stm.drain_interval()
         self._persist(rows)
-        measured = device_rates(rows, plan)  # rates are kept in device terms
+        # rates are kept in device terms, and read through each node's roofline
+        measured = device_rates(rows, plan, self._bandwidth, self.partition.dispatch_s)
         pass_s = interval_sum(rows, JOB, "pass_s")
         self._track(measured, pass_s)
         flows: dict[tuple[str, str], FlowStats] = {}

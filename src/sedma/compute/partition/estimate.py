@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from sedma.compute.partition.context import PartitionContext
 from sedma.compute.plan import Plan, Tile, needed_bytes, tile_streamed_bytes
 
-__all__ = ["PassLoads", "estimated_rate", "pass_loads"]
+__all__ = ["PassLoads", "estimated_rate", "pass_loads", "tile_work"]
 
 
 @dataclass(frozen=True)
@@ -53,21 +53,13 @@ def pass_loads(plan: Plan, ctx: PartitionContext) -> PassLoads:
     views = {v.name: v for v in ctx.nodes}
     ops = plan.workload.ops
     d = ctx.settings.dispatch_s
-    by_op: dict[int, list[Tile]] = defaultdict(list)
-    for t in plan.tiles:
-        by_op[t.op].append(t)
-    node_s: dict[str, float] = defaultdict(float)
-    for t in plan.tiles:
-        v, op = views[t.node], ops[t.op]
-        flops = t.flops(op) * (plan.correction.time_factor if t.arrays else 1.0)
-        local = any(
-            pt.node == t.node and needed_bytes(pt, ops[p], t, op) > 0
-            for p in plan.workload.input_ops(t.op)
-            for pt in by_op[p]
-        )
-        node_s[t.node] += (0.0 if local else d) + max(
-            flops / (v.rate_gflops * 1e9),
-            tile_streamed_bytes(t, op) / (v.mem_bandwidth_gbs * 1e9),
+    by_op = _by_op(plan)
+    node_s: dict[str, float] = {}
+    for name, work in tile_work(plan).items():
+        v = views[name]
+        node_s[name] = sum(
+            (d if disp else 0.0) + max(f / (v.rate_gflops * 1e9), b / (v.mem_bandwidth_gbs * 1e9))
+            for f, b, disp in work
         )
     link_s: dict[Hashable, float] = defaultdict(float)
     links = ctx.links
@@ -97,6 +89,32 @@ def pass_loads(plan: Plan, ctx: PartitionContext) -> PassLoads:
                 cols, rows = (ops[o].n, span) if t.axis == "m" else (span, ops[o].m)
                 carry(t.node, links.driver, rows * cols * ops[o].dtype_bytes)
     return PassLoads(dict(node_s), dict(link_s))
+
+
+def tile_work(plan: Plan) -> dict[str, list[tuple[float, float, bool]]]:
+    """Per node, each tile's ``(flops, bytes streamed, dispatched)``: the FLOPs a corrected
+    rram tile spends (``time_factor`` times its own), the bytes it moves through memory,
+    and whether it pays a dispatch (not when it reads a tile of its own node)."""
+    ops = plan.workload.ops
+    by_op = _by_op(plan)
+    out: dict[str, list[tuple[float, float, bool]]] = defaultdict(list)
+    for t in plan.tiles:
+        op = ops[t.op]
+        local = any(
+            pt.node == t.node and needed_bytes(pt, ops[p], t, op) > 0
+            for p in plan.workload.input_ops(t.op)
+            for pt in by_op[p]
+        )
+        flops = t.flops(op) * (plan.correction.time_factor if t.arrays else 1.0)
+        out[t.node].append((float(flops), float(tile_streamed_bytes(t, op)), not local))
+    return dict(out)
+
+
+def _by_op(plan: Plan) -> dict[int, list[Tile]]:
+    by_op: dict[int, list[Tile]] = defaultdict(list)
+    for t in plan.tiles:
+        by_op[t.op].append(t)
+    return by_op
 
 
 def estimated_rate(plan: Plan, ctx: PartitionContext) -> float:
