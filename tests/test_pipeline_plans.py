@@ -12,7 +12,7 @@ import pytest
 
 from sedma.bench.ray_baseline import data_parallel, dynamic_tasks
 from sedma.compute.partition.context import PartitionContext, PartitionSettings
-from sedma.compute.partition.estimate import estimated_rate, pass_loads
+from sedma.compute.partition.estimate import estimated_rate, in_flight, latency_s, pass_loads
 from sedma.compute.partition.exo import plan_exo_best
 from sedma.compute.partition.layers import model_layers
 from sedma.compute.partition.planner import plan_sedma
@@ -113,13 +113,13 @@ def test_a_pipeline_holds_a_state_per_pass_in_flight_within_memory() -> None:
             for j in range(4)
         ]
     )
-    for in_flight in (1, 4):
-        plan = plan_pipeline(ctx_of(spec, wl, max_in_flight=in_flight))
+    for most in (1, 4):
+        plan = plan_pipeline(ctx_of(spec, wl, max_in_flight=most))
         assert plan is not None
         per_layer = {n: owners(plan).count(n) // 2 for n in set(owners(plan))}
         # each node holds static + in_flight x state for its layers within 24 MiB
         for n, layers in per_layer.items():
-            assert layers * (2 + in_flight) * 2**20 <= 24 * 2**20, (in_flight, n, layers)
+            assert layers * (2 + most) * 2**20 <= 24 * 2**20, (most, n, layers)
 
 
 def test_a_pipeline_leaves_out_a_site_behind_a_thin_link() -> None:
@@ -162,7 +162,11 @@ def test_the_estimate_charges_the_busiest_node_and_link() -> None:
     loads = pass_loads(plan, ctx)
     assert loads.node_s["x"] == pytest.approx(2 * MB / 10e9, rel=1e-9)  # bytes-bound
     assert loads.link_s["wan", "a", "b"] == pytest.approx(0.5)  # 0.5 MB at 1 MB/s
-    assert estimated_rate(plan, ctx) == pytest.approx(2.0)
+    # one pass alone: x's tile, 0.5 MB and a round trip to y, y's tile, and back to x
+    assert latency_s(plan, ctx) == pytest.approx(2 * (2 * MB / 10e9) + 2 * (0.5 + 1e-3))
+    # eight passes in flight (memory holds them): each waits behind the others at the link
+    assert in_flight(plan, ctx) == 8
+    assert estimated_rate(plan, ctx) == pytest.approx(8 / (latency_s(plan, ctx) + 7 * 0.5))
 
 
 def test_replicas_cut_every_product_by_rows_over_nodes_that_hold_the_model() -> None:

@@ -54,8 +54,12 @@ def test_the_rate_is_read_through_the_roofline_not_as_flops_over_busy_time() -> 
     assert plain < 0.9 * 300.0  # the memory-bound product's time read as slow arithmetic
 
 
-def test_a_node_bound_by_memory_at_any_rate_keeps_the_plain_figure() -> None:
-    # busier than the roofline allows at any rate? no: the memory time alone covers it
-    only_memory = _busy_s(1e12)
-    rows = _rows(3, only_memory * 0.5)  # a backend that charges arithmetic only
+def test_a_node_bound_by_its_memory_says_nothing_of_its_rate() -> None:
+    rows = _rows(3, _busy_s(1e12))  # every tile waits on memory and dispatch only
+    assert "gpu" in device_rates(rows, PLAN)
+    assert "gpu" not in device_rates(rows, PLAN, {"gpu": BW_GBS}, DISPATCH_S)
+
+
+def test_a_backend_charging_arithmetic_only_keeps_the_plain_figure() -> None:
+    rows = _rows(3, _busy_s(1e12) * 0.5)  # faster than its memory allows
     assert device_rates(rows, PLAN, {"gpu": BW_GBS}, DISPATCH_S) == device_rates(rows, PLAN)

@@ -43,7 +43,7 @@ from sedma.compute.partition.exo import plan_exo_best
 from sedma.compute.partition.petals import petals_swarm
 from sedma.compute.partition.roofline_bound import roofline_bound
 from sedma.compute.partition.views import views_from_spec
-from sedma.compute.plan import NodeView, Plan, footprint, held_bytes, per_pass_bytes
+from sedma.compute.plan import NodeView, Plan, held_bytes, memory_in_flight
 from sedma.compute.policy import effective_error
 from sedma.compute.workload import Workload
 from sedma.control.driver import drive
@@ -129,17 +129,10 @@ def _pool_rate(s: PassSchedule) -> float:
 
 
 def passes_in_flight(plan: Plan, spec: ClusterSpec, crossbars: dict[str, Any], most: int) -> int:
-    """Passes in flight the plan's nodes have memory for (at most ``most``): each holds its
-    footprint once and its per-pass bytes once more per extra pass."""
-    fp = footprint(plan, crossbars)
-    per = per_pass_bytes(plan)
+    """Passes in flight the plan's nodes have memory for (at most ``most``), with each
+    node's whole memory as the spec gives it (:func:`~sedma.compute.plan.memory_in_flight`)."""
     cap = {n.name: n.device.memory_bytes for n in spec.nodes}
-    fits = most
-    for name, f in fp.items():
-        extra = per.get(name, 0)
-        if extra > 0:
-            fits = min(fits, 1 + (cap[name] - f.digital_bytes) // extra)
-    return max(1, fits)
+    return memory_in_flight(plan, cap, crossbars, most)
 
 
 def _figures(

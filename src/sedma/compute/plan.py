@@ -40,6 +40,7 @@ __all__ = [
     "Tile",
     "footprint",
     "held_bytes",
+    "memory_in_flight",
     "needed_bytes",
     "node_loads_s",
     "per_pass_bytes",
@@ -202,6 +203,25 @@ def per_pass_bytes(plan: Plan) -> dict[str, int]:
         w = 0 if op.weight_static else k * n
         out[t.node] += (rows * op.k + rows * cols + w) * op.dtype_bytes
     return dict(out)
+
+
+def memory_in_flight(
+    plan: Plan,
+    capacity: Mapping[str, int],
+    crossbars: Mapping[str, CrossbarSpec | None],
+    most: int,
+) -> int:
+    """Passes in flight the plan's nodes have memory for (at least 1, at most ``most``):
+    each node holds its footprint once and its per-pass bytes once more per extra pass,
+    within ``capacity[node]`` bytes."""
+    fp = footprint(plan, crossbars)
+    per = per_pass_bytes(plan)
+    fits = most
+    for name, f in fp.items():
+        extra = per.get(name, 0)
+        if extra > 0:
+            fits = min(fits, 1 + (capacity[name] - f.digital_bytes) // extra)
+    return max(1, fits)
 
 
 def held_bytes(plan: Plan, crossbars: Mapping[str, CrossbarSpec | None]) -> int:

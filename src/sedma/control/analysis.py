@@ -56,6 +56,9 @@ def interval_rates(rows: list[IntervalAggregate]) -> dict[str, float]:
     return {n: flops[n] / busy[n] / 1e9 for n in flops if busy.get(n, 0) > 0}
 
 
+_SLACK = 0.02  # relative tolerance of 'what its memory and dispatch alone take'
+
+
 def device_rates(
     rows: list[IntervalAggregate],
     plan: Plan,
@@ -67,9 +70,10 @@ def device_rates(
     With each node's memory ``bandwidth`` (GB/s) and the backend's ``dispatch_s``, a node's
     rate is the one at which the plan's roofline takes the busy time it showed per pass
     (:func:`~sedma.compute.partition.estimate.tile_work`): time spent streaming memory or
-    dispatching is not slow arithmetic. Where no rate would take that long (every tile bound
-    by its memory or its dispatch, or a backend that charges arithmetic only), the plain
-    figure stands."""
+    dispatching is not slow arithmetic. A node whose memory and dispatch alone take what it
+    showed (within :data:`_SLACK`) says nothing of its arithmetic: it is left out, and the
+    plan's belief stands. One that showed less than they would take runs on a backend that
+    charges arithmetic only (the local one): its plain figure stands."""
     measured = interval_rates(rows)
     # A corrected rram tile reads its arrays time_factor times, so its node's device rate
     # is that much above what it showed.
@@ -94,8 +98,12 @@ def device_rates(
         ) -> float:
             return fixed + float(np.maximum(f / (rate * 1e9), mem_s).sum())
 
-        if at(1e12) >= per_pass_s * (1.0 - 1e-6):
-            continue  # bound by memory or dispatch at any rate: the plain figure stands
+        floor = at(1e12)  # its memory and dispatch alone
+        if floor > per_pass_s * (1.0 + _SLACK):
+            continue  # faster than its memory allows: a backend charging arithmetic only
+        if floor >= per_pass_s * (1.0 - _SLACK):
+            measured.pop(n)  # bound by memory and dispatch: no news of its arithmetic
+            continue
         lo, hi = 1e-6, 1e12  # GFLOP/s, at(lo) > per_pass_s > at(hi): bisect in log
         while hi / lo > 1.0 + 1e-9:
             mid = math.sqrt(lo * hi)

@@ -1,8 +1,10 @@
-"""A plan's steady-state rate as the planner predicts it: its busiest resource (pure).
+"""A plan's steady-state rate as the planner predicts it: busiest resource and latency (pure).
 
 Covers: :func:`pass_loads`, the seconds of one pass each node computes and each link
-resource carries under a plan, as the planner believes the nodes and links to be; and
-:func:`estimated_rate`, the passes per second that the busiest of them allows. Does not
+resource carries under a plan, as the planner believes the nodes and links to be;
+:func:`tile_work`, each tile's part of a node's load; :func:`latency_s`, one pass alone;
+:func:`in_flight`, the passes memory lets the plan keep in flight; and
+:func:`estimated_rate`, the passes per second those allow together. Does not
 cover: the exact timing of a pass with its waits and shared links (the cost model's
 discrete-event simulation, :func:`sedma.runtime.schedule.simulate_pass`, which needs the
 true rates a planner does not see), the lower bound over all plans (see
@@ -16,7 +18,10 @@ runs in that tile's call), and each byte a tile reads from a tile on another nod
 ``8 / c`` seconds on every resource of capacity ``c`` bits/s that its route crosses. With
 passes in flight every pass needs each resource for its load ``L_r``, so no schedule runs
 more than ``1 / max_r L_r`` passes per second (a pipeline's rate is its slowest stage's);
-a pipelined schedule comes close when enough passes are in flight to hide the latency.
+it comes close only when enough passes are in flight to hide one pass's latency, and
+memory bounds how many are (each holds its own inputs, outputs and KV cache). A plan that
+sends each pass back and forth between nodes, product by product, has a long latency that
+its busiest resource alone does not show.
 """
 
 from __future__ import annotations
@@ -26,9 +31,9 @@ from collections.abc import Hashable
 from dataclasses import dataclass
 
 from sedma.compute.partition.context import PartitionContext
-from sedma.compute.plan import Plan, Tile, needed_bytes, tile_streamed_bytes
+from sedma.compute.plan import Plan, Tile, memory_in_flight, needed_bytes, tile_streamed_bytes
 
-__all__ = ["PassLoads", "estimated_rate", "pass_loads", "tile_work"]
+__all__ = ["PassLoads", "estimated_rate", "in_flight", "latency_s", "pass_loads", "tile_work"]
 
 
 @dataclass(frozen=True)
@@ -117,7 +122,71 @@ def _by_op(plan: Plan) -> dict[int, list[Tile]]:
     return by_op
 
 
+def latency_s(plan: Plan, ctx: PartitionContext) -> float:
+    """One pass alone: the longest chain of tiles and the messages between them, from the
+    model's input leaving the driver to the last output reaching it (each tile its roofline
+    and dispatch; each message between two nodes :meth:`LinkView.transfer_s`, its route's
+    narrowest capacity and round trip). Nodes are taken as free: what passes in flight add
+    is the estimate's other term."""
+    views = {v.name: v for v in ctx.nodes}
+    ops = plan.workload.ops
+    links = ctx.links
+    d = ctx.settings.dispatch_s
+    by_op = _by_op(plan)
+    idx = {id(t): i for i, t in enumerate(plan.tiles)}
+    end = [0.0] * len(plan.tiles)
+
+    def move(a: str, b: str, nbytes: float) -> float:
+        return 0.0 if links is None or a == b or nbytes <= 0 else links.transfer_s(a, b, nbytes)
+
+    driver = links.driver if links is not None else None
+    last = 0.0
+    for o in range(len(ops)):  # products are in dataflow order
+        inputs = plan.workload.input_ops(o)
+        for t in by_op[o]:
+            op = ops[t.op]
+            ready, local = 0.0, False
+            for p in inputs:
+                for pt in by_op[p]:
+                    need = needed_bytes(pt, ops[p], t, op)
+                    if need > 0:
+                        local = local or pt.node == t.node
+                        ready = max(ready, end[idx[id(pt)]] + move(pt.node, t.node, need))
+            if not inputs and driver is not None:
+                rows = (t.stop - t.start) if t.axis == "m" else op.m
+                ready = move(driver, t.node, rows * op.k * op.dtype_bytes)
+            v = views[t.node]
+            flops = t.flops(op) * (plan.correction.time_factor if t.arrays else 1.0)
+            took = (0.0 if local else d) + max(
+                flops / (v.rate_gflops * 1e9),
+                tile_streamed_bytes(t, op) / (v.mem_bandwidth_gbs * 1e9),
+            )
+            end[idx[id(t)]] = ready + took
+            if not plan.workload.reader_ops(o):
+                span = t.stop - t.start
+                cols, rows = (op.n, span) if t.axis == "m" else (span, op.m)
+                back = move(t.node, driver, rows * cols * op.dtype_bytes) if driver else 0.0
+                last = max(last, end[idx[id(t)]] + back)
+    return last
+
+
+def in_flight(plan: Plan, ctx: PartitionContext) -> int:
+    """Passes in flight the plan's nodes have memory for, as the planners see the nodes (their
+    free memory less the reserve), at most ``max_in_flight``."""
+    reserve = ctx.settings.memory_reserve
+    cap = {v.name: int(v.free_bytes * (1.0 - reserve)) for v in ctx.nodes}
+    crossbars = {v.name: v.crossbar for v in ctx.nodes}
+    return memory_in_flight(plan, cap, crossbars, ctx.settings.max_in_flight)
+
+
 def estimated_rate(plan: Plan, ctx: PartitionContext) -> float:
-    """Passes per second that ``plan``'s busiest resource allows: ``1 / max_r L_r``."""
-    _, load = pass_loads(plan, ctx).busiest
-    return 1.0 / load if load > 0 else float("inf")
+    """Passes per second of ``plan`` with the passes in flight its memory allows, ``P``:
+    ``P / (L + (P - 1) tau)``, with ``tau`` the busiest resource's load per pass and ``L``
+    one pass alone (:func:`latency_s`): each pass waits behind the others at the busiest
+    resource once (the mean-value bound of a closed queueing network, Lazowska et al. 1984,
+    5.3; ``1 / tau`` when many passes hide the latency, ``1 / L`` for one pass)."""
+    _, tau = pass_loads(plan, ctx).busiest
+    p = in_flight(plan, ctx)
+    lat = max(latency_s(plan, ctx), tau)
+    denom = lat + (p - 1) * tau
+    return p / denom if denom > 0 else float("inf")
