@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.table import Table
 
 from sedma.cli.common import (
     ClusterOpt,
@@ -27,6 +26,7 @@ from sedma.cli.common import (
     guard,
     out,
     progress_bar,
+    table,
     write_json,
 )
 
@@ -35,12 +35,13 @@ __all__ = ["bench_ray_cmd", "demo_ray", "print_ray_result"]
 
 def print_ray_result(r: dict[str, Any]) -> None:
     """The table of ``sedma bench ray`` (and ``sedma demo --backend ray``)."""
-    t = Table(
-        title=f"{r['workload']} on {r['cluster']}: Ray {r['ray_version']}, "
-        f"{r['ray_nodes']} Ray nodes (passes/s emulated; wall s real)"
+    t = table(
+        f"{r['workload']} on {r['cluster']}: Ray {r['ray_version']}, "
+        f"{r['ray_nodes']} Ray nodes (passes/s emulated; wall s real)",
+        ("system", "passes/s", "mem eff", "rel err", "link max", "node max", "wall s"),
+        left=("system",),
+        no_wrap=True,
     )
-    for col in ("system", "passes/s", "mem eff", "rel err", "link max", "node max", "wall s"):
-        t.add_column(col, justify="left" if col == "system" else "right", no_wrap=True)
     for name, s in r["systems"].items():
         if "failed" in s:
             t.add_row(name, "failed", "", "", "", "", "")
