@@ -14,6 +14,7 @@ inside its command, so ``sedma --help`` stays fast), where the sub-app is mounte
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Annotated, Any
 
 import typer
@@ -37,6 +38,7 @@ from sedma.cli.common import (
     kv_table,
     out,
     progress_bar,
+    systems_table,
     table,
     write_json,
     write_plot_files,
@@ -159,26 +161,21 @@ def bench_costed_cmd(
     from sedma.bench.costed import bench_costed
 
     r = guard(lambda: bench_costed(cluster, workload, scale=scale, passes=passes))
-    t = table(
-        f"{r['workload']} on {r['cluster']}, every cost charged (sim)",
-        ("system", "passes/s", "mem eff", "util", "link max", "node max", "budget"),
-        left=("system",),
-        no_wrap=True,
-    )
-    for name, s in r["systems"].items():
-        if "failed" in s:
-            t.add_row(name, "failed", "", "", "", "", "")
-            continue
-        t.add_row(
-            name,
+
+    def cells(s: Mapping[str, Any]) -> tuple[str, ...]:
+        budget: dict[Any, str] = {True: "met", False: "missed"}
+        return (
             f"{s['throughput_ops_s']:.2f}",
             fmt(s.get("memory_efficiency"), "pct"),
             fmt(s.get("resource_utilization"), "pct"),
             fmt(s.get("link_utilization_max"), "pct"),
             fmt(s.get("node_utilization_max"), "pct"),
-            {True: "met", False: "missed"}.get(s.get("meets_error_budget"), ""),
+            budget.get(s.get("meets_error_budget"), ""),
         )
-    out.print(t)
+
+    cols = ("passes/s", "mem eff", "util", "link max", "node max", "budget")
+    title = f"{r['workload']} on {r['cluster']}, every cost charged (sim)"
+    out.print(systems_table(title, cols, r["systems"], cells))
     for name, s in r["systems"].items():
         if "failed" in s:
             out.print(f"{name} failed: {s['failed']}", highlight=False, markup=False)

@@ -9,7 +9,7 @@ notices and errors on stderr), the option types more than one command takes
 survive), the output checks that run while the arguments are parsed, before any work
 (:func:`check_output_file`, :func:`check_output_dir`), :func:`progress_bar`,
 :func:`write_json`, :func:`write_plot_files` and the layout of result tables
-(:func:`table`, :func:`fmt`, :func:`kv_table`).
+(:func:`table`, :func:`systems_table`, :func:`fmt`, :func:`kv_table`).
 Does not cover: the commands themselves or the logging set-up (see :mod:`sedma.cli.app` and, for
 ``sedma bench``, :mod:`sedma.cli.bench` and :mod:`sedma.cli.bench_comm`), what the top-level
 commands print (see :mod:`sedma.cli.render`) or any logic (see :mod:`sedma.bench`).
@@ -22,7 +22,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from collections.abc import Callable, Collection, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
@@ -53,6 +53,7 @@ __all__ = [
     "kv_table",
     "out",
     "progress_bar",
+    "systems_table",
     "table",
     "write_json",
     "write_plot_files",
@@ -268,6 +269,21 @@ def table(
     t = Table(title=title, caption=caption, **frame)
     for col in columns:
         t.add_column(col, justify="left" if col in left else "right", no_wrap=no_wrap)
+    return t
+
+
+def systems_table(
+    title: str,
+    columns: Sequence[str],
+    systems: Mapping[str, Mapping[str, Any]],
+    cells: Callable[[Mapping[str, Any]], Sequence[str]],
+) -> Table:
+    """One row per system of a comparison: its name, then ``cells`` of its figures under
+    ``columns``; a system that failed (a ``failed`` key) has a row that says so."""
+    t = table(title, ("system", *columns), left=("system",), no_wrap=True)
+    failed = ("failed", *("" for _ in columns[1:]))
+    for name, figures in systems.items():
+        t.add_row(name, *(failed if "failed" in figures else cells(figures)))
     return t
 
 

@@ -10,6 +10,7 @@ itself (:mod:`sedma.bench.ray_run`) or the options every command shares
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -26,7 +27,7 @@ from sedma.cli.common import (
     guard,
     out,
     progress_bar,
-    table,
+    systems_table,
     write_json,
 )
 
@@ -35,22 +36,12 @@ __all__ = ["bench_ray_cmd", "demo_ray", "print_ray_result"]
 
 def print_ray_result(r: dict[str, Any]) -> None:
     """The table of ``sedma bench ray`` (and ``sedma demo --backend ray``)."""
-    t = table(
-        f"{r['workload']} on {r['cluster']}: Ray {r['ray_version']}, "
-        f"{r['ray_nodes']} Ray nodes (passes/s emulated; wall s real)",
-        ("system", "passes/s", "mem eff", "rel err", "link max", "node max", "wall s"),
-        left=("system",),
-        no_wrap=True,
-    )
-    for name, s in r["systems"].items():
-        if "failed" in s:
-            t.add_row(name, "failed", "", "", "", "", "")
-            continue
+
+    def cells(s: Mapping[str, Any]) -> tuple[str, ...]:
         wall = s.get("real_wall_s")
         if wall is None and s.get("real_wall_s_per_pass"):
             wall = sum(s["real_wall_s_per_pass"])
-        t.add_row(
-            name,
+        return (
             fmt(s.get("throughput_ops_s"), "ops"),
             fmt(s.get("memory_efficiency"), "pct"),
             fmt(s.get("rel_error"), "err"),
@@ -58,7 +49,13 @@ def print_ray_result(r: dict[str, Any]) -> None:
             fmt(s.get("node_utilization_max"), "pct"),
             fmt(wall, "ms"),
         )
-    out.print(t)
+
+    cols = ("passes/s", "mem eff", "rel err", "link max", "node max", "wall s")
+    title = (
+        f"{r['workload']} on {r['cluster']}: Ray {r['ray_version']}, "
+        f"{r['ray_nodes']} Ray nodes (passes/s emulated; wall s real)"
+    )
+    out.print(systems_table(title, cols, r["systems"], cells))
     ratio = r.get("sedma_vs_ray")
     if ratio is not None:
         out.print(f"sedma / best plain Ray: {ratio:.3f}x", highlight=False)
