@@ -31,8 +31,8 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Mapping, Sequence
+from contextlib import AbstractContextManager
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 from sqlalchemy import and_, func, or_, select, update
@@ -62,7 +62,7 @@ __all__ = ["LongTermMemory"]
 logger = logging.getLogger(__name__)
 
 
-class LongTermMemory:
+class LongTermMemory(AbstractContextManager["LongTermMemory"]):
     """Persistent history of runs, observations, adaptations, calibrations and settings.
 
     ``location``: None for :func:`default_path`; a path for a SQLite file (parent directories
@@ -95,15 +95,7 @@ class LongTermMemory:
         """Release every connection; the store cannot be used afterwards."""
         self._store.close()
 
-    def __enter__(self) -> LongTermMemory:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
     def __repr__(self) -> str:
