@@ -35,9 +35,9 @@ from sedma.cli.common import (
     fail,
     fmt,
     guard,
+    guard_with_progress,
     kv_table,
     out,
-    progress_bar,
     systems_table,
     table,
     write_json,
@@ -119,11 +119,11 @@ def bench_clusters_cmd(
     """The demo's comparison on every preset and on seeded random heterogeneous clusters."""
     from sedma.bench.clusters import bench_clusters
 
-    def go() -> dict[str, Any]:
-        with progress_bar() as progress:
-            return bench_clusters(workload=workload, scale=scale, passes=passes, progress=progress)
-
-    r = guard(go)
+    r = guard_with_progress(
+        lambda progress: bench_clusters(
+            workload=workload, scale=scale, passes=passes, progress=progress
+        )
+    )
     t = table(
         f"sedma vs static vs bound: {workload}, {passes} passes each",
         ("cluster", "slowed", "mem eff", "static", "ops/s vs static", "util", "/bound", "adapt"),
@@ -190,11 +190,7 @@ def bench_crossbar_cmd(json_path: JsonOpt = None, seed: SeedOpt = 0) -> None:
     """Crossbar simulator vs numpy: time, error without and with correction, arrays used."""
     from sedma.bench.crossbar import bench_crossbar
 
-    def go() -> dict[str, Any]:
-        with progress_bar() as progress:
-            return bench_crossbar(seed=seed, progress=progress)
-
-    r = guard(go)
+    r = guard_with_progress(lambda progress: bench_crossbar(seed=seed, progress=progress))
     out.print(kv_table("crossbar simulator (worst-shape time ratio, mean errors)", r))
     t = table(
         "the slowest shapes against numpy (the JSON has every shape and error)",
@@ -225,11 +221,9 @@ def bench_calibrate_cmd(
     """Blind calibration of random chips: every parameter's truth vs estimate, and the twin."""
     from sedma.bench.calibrate import bench_calibrate
 
-    def go() -> dict[str, Any]:
-        with progress_bar() as progress:
-            return bench_calibrate(profiles=profiles, seed=seed, progress=progress)
-
-    r = guard(go)
+    r = guard_with_progress(
+        lambda progress: bench_calibrate(profiles=profiles, seed=seed, progress=progress)
+    )
     t = table(
         f"black-box calibration of {r['profiles']} random chips: truth vs estimate",
         ("chip", "key", "truth", "estimate", "stderr", "rel. error", "ok"),

@@ -50,6 +50,7 @@ __all__ = [
     "fail",
     "fmt",
     "guard",
+    "guard_with_progress",
     "kv_table",
     "out",
     "progress_bar",
@@ -62,6 +63,7 @@ __all__ = [
 out = Console()
 err = Console(stderr=True)
 _T = TypeVar("_T")
+_ProgressFn = Callable[[str, int, int], None]  # progress(phase, done, total)
 
 
 def fail(message: str) -> typer.Exit:
@@ -82,6 +84,16 @@ def guard(fn: Callable[[], _T]) -> _T:
         raise fail(str(e)) from None
     except OSError as e:
         raise fail(f"{e.strerror or e}: {e.filename or ''}") from None
+
+
+def guard_with_progress(fn: Callable[[_ProgressFn], _T]) -> _T:
+    """:func:`guard` of ``fn(progress)``, run while :func:`progress_bar` shows its phases."""
+
+    def go() -> _T:
+        with progress_bar() as progress:
+            return fn(progress)
+
+    return guard(go)
 
 
 def _probe_writable(directory: Path) -> str | None:
@@ -184,7 +196,7 @@ MemoryOpt = Annotated[
 
 
 @contextmanager
-def progress_bar() -> Iterator[Callable[[str, int, int], None]]:
+def progress_bar() -> Iterator[_ProgressFn]:
     """A progress bar on stderr, one line per phase; yields the ``progress`` callback.
 
     Shown on a terminal only: piped or redirected stderr (a log file, ``--log-format json``

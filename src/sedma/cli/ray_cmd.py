@@ -24,9 +24,8 @@ from sedma.cli.common import (
     WorkloadOpt,
     fail,
     fmt,
-    guard,
+    guard_with_progress,
     out,
-    progress_bar,
     systems_table,
     write_json,
 )
@@ -130,10 +129,8 @@ def _run_ray(what: str, json_path: Path | None, **config: Any) -> None:
             raise
         raise fail(f"{what} needs Ray; install it with: pip install 'sedma[ray]'") from e
 
-    def go() -> dict[str, Any]:
-        with progress_bar() as progress:
-            return bench_ray(RayBenchConfig(**config), progress=progress)
-
-    result = guard(go)
+    result = guard_with_progress(
+        lambda progress: bench_ray(RayBenchConfig(**config), progress=progress)
+    )
     print_ray_result(result)
     write_json(json_path, result)
