@@ -6,9 +6,9 @@ their measured outcomes, device calibrations and best-known settings per workloa
 reading it back as trends and quantiles. Does not cover: where it lives, opening it safely,
 connecting and transactions (see :mod:`sedma.memory.store`), the tables, schema versions,
 migrations and recognising a foreign, newer or damaged file (see :mod:`sedma.memory.schema`),
-the record types and value checks (see :mod:`sedma.memory.records`), the rolling statistics of the
-current run (see :mod:`sedma.memory.short_term`), how records become rows and back (see
-:mod:`sedma.memory.rows`), deciding what a setting should be (see
+the record types (see :mod:`sedma.memory.records`), the value checks and how records become
+rows and back (see :mod:`sedma.memory.rows`), the rolling statistics of the current run (see
+:mod:`sedma.memory.short_term`), deciding what a setting should be (see
 :mod:`sedma.control.learning`) or what to observe (see :mod:`sedma.control.loop`).
 
 Safety rules, because the file holds history that cannot be regenerated:
