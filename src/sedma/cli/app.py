@@ -3,9 +3,10 @@
 Covers: :data:`app` and :func:`main` (the ``sedma`` console script), the global options
 (``-v``, ``--log-format``, ``--version``; the logging set-up itself is :mod:`sedma.cli.logs`)
 and the top-level commands ``sedma demo``,
-``plan``, ``memory``, ``routes`` and ``calibrate``; mounts the ``sedma bench`` sub-app. Does
-not cover: any logic (see :mod:`sedma.bench.compare`, :mod:`sedma.compute.partition.planner`,
-:mod:`sedma.memory.long_term`), the ``sedma bench`` commands (see :mod:`sedma.cli.bench`),
+``plan``, ``memory`` and ``routes``; mounts ``calibrate``, ``why``, ``dashboard`` and the
+``sedma bench`` sub-app. Does not cover: any logic (see :mod:`sedma.bench.compare`,
+:mod:`sedma.compute.partition.planner`, :mod:`sedma.memory.long_term`), ``sedma calibrate``
+(see :mod:`sedma.cli.calibrate_cmd`), the ``sedma bench`` commands (see :mod:`sedma.cli.bench`),
 how results are printed (see :mod:`sedma.cli.render`) or what every command shares:
 consoles, options, the progress bar, JSON writing and the error guard (see
 :mod:`sedma.cli.common`). Every :class:`~sedma.errors.SedmaError` becomes one line on
@@ -17,12 +18,12 @@ Commands import what they run inside their bodies: lazy imports keep ``sedma --h
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
 from sedma.cli.bench import bench_app
+from sedma.cli.calibrate_cmd import calibrate
 from sedma.cli.common import (
     ClusterOpt,
     JsonOpt,
@@ -42,7 +43,7 @@ from sedma.cli.common import (
 from sedma.cli.logs import LOG_FORMATS, configure_logging
 from sedma.cli.observe import DashboardOpt, MetricsPortOpt, dashboard, watching, why
 from sedma.cli.ray_cmd import demo_ray
-from sedma.cli.render import print_calibration, print_demo, print_memory, print_plan
+from sedma.cli.render import print_demo, print_memory, print_plan
 from sedma.cli.render_routes import print_route_detail, print_route_summary, print_routes
 
 __all__ = ["app", "main"]
@@ -302,107 +303,7 @@ def routes(
     write_json(json_path, {"scenario": "routes", "cluster": spec.name, "pairs": rows})
 
 
-@app.command()
-def calibrate(
-    cluster: ClusterOpt = "paper",
-    memory: MemoryOpt = None,
-    seed: Annotated[int, typer.Option(help="Device seed of the local backend.")] = 0,
-    device: Annotated[
-        Path | None,
-        typer.Option(
-            "--device",
-            help="A device file (one [crossbar] table): estimate its whole profile blind.",
-        ),
-    ] = None,
-    json_path: JsonOpt = None,
-    sample_arrays: Annotated[
-        int, typer.Option(help="--device: arrays carrying the statistical probes.")
-    ] = 8,
-    reads: Annotated[int, typer.Option(help="--device: reads averaged per probe.")] = 16,
-    bake_s: Annotated[
-        float, typer.Option(help="--device: seconds the drift probe waits (simulated clock).")
-    ] = 1e5,
-) -> None:
-    """Profile every node (rates and bandwidth; rram error statistics) and store the figures.
-
-    With --device FILE: build the chip the file describes, hide the file from the
-    estimator (it sees only the chip's program/read interface and its clock), estimate
-    every [crossbar] key with a standard error, print them and write them to --json.
-    """
-    if device is not None:
-        from rich.table import Table
-
-        from sedma.clock import ManualClock
-        from sedma.compute.crossbar.device_file import load_device_file
-        from sedma.compute.crossbar.estimate import calibrate_device
-
-        def blind() -> dict[str, Any]:
-            assert device is not None
-            chip = load_device_file(device).device(seed=seed, clock=ManualClock())
-            est = calibrate_device(chip, sample_arrays=sample_arrays, reads=reads, bake_s=bake_s)
-            return est.to_json()
-
-        r = guard(blind)
-        t = Table(title=f"estimated profile of {device} (device seed {seed})")
-        for col in ("key", "estimate", "stderr"):
-            t.add_column(col, justify="left" if col == "key" else "right")
-        for key, e in r["estimates"].items():
-            t.add_row(key, f"{e['value']:.5g}", f"{e['stderr']:.2g}")
-        out.print(t)
-        out.print(f"stuck cells found: {sum(r['stuck_per_array'])}")
-        write_json(json_path, {"scenario": "calibrate", "device": str(device), "seed": seed, **r})
-        return
-    from sedma.clock import WallClock
-    from sedma.compute.crossbar.calibrate import (
-        KIND_CROSSBAR,
-        KIND_DIGITAL,
-        calibrate_crossbar,
-        calibrate_digital,
-    )
-    from sedma.compute.crossbar.correction import DEFAULT
-    from sedma.memory.long_term import LongTermMemory
-    from sedma.runtime.local import LocalBackend
-    from sedma.spec_load import load_cluster
-
-    def go() -> list[dict[str, Any]]:
-        spec = load_cluster(cluster)
-        rows: list[dict[str, Any]] = []
-        clock = WallClock()
-        with LongTermMemory(memory) as ltm, LocalBackend(spec, seed=seed) as backend, \
-                progress_bar() as progress:  # fmt: skip
-            for i, node in enumerate(spec.nodes):
-                device = backend.crossbar_device(node.name)
-                if device is None:
-                    d = calibrate_digital(backend, node.name, clock, size=384, copy_bytes=16 << 20)
-                    ltm.record_calibration(node.name, KIND_DIGITAL, d.to_json(), d.t_epoch)
-                    rows.append(
-                        {
-                            "node": node.name,
-                            "kind": node.kind,
-                            "matmul_gflops": d.matmul_gflops,
-                            "mem_bandwidth_gbs": d.mem_bandwidth_gbs,
-                        }
-                    )
-                else:
-                    c = calibrate_crossbar(device, node.name, correction=DEFAULT, seed=seed)
-                    ltm.record_calibration(node.name, KIND_CROSSBAR, c.to_json(), c.t_epoch)
-                    rows.append(
-                        {
-                            "node": node.name,
-                            "kind": node.kind,
-                            "rel_error": c.rel_error,
-                            "rel_error_corrected": c.rel_error_corrected,
-                            "stuck_cells": sum(c.stuck_per_array),
-                            "drift_per_decade": c.drift_per_decade,
-                            "effective_bits": c.effective_bits,
-                            "profile": c.profile,
-                        }
-                    )
-                progress("calibrate", i + 1, len(spec.nodes))
-        return rows
-
-    rows = guard(go)
-    print_calibration(cluster, rows)
+app.command()(calibrate)
 
 
 def main() -> None:

@@ -8,11 +8,11 @@ notices and errors on stderr), the option types more than one command takes
 2, never a traceback; the message is printed as text, so brackets such as ``[[site]]``
 survive), the output checks that run while the arguments are parsed, before any work
 (:func:`check_output_file`, :func:`check_output_dir`), :func:`progress_bar`,
-:func:`write_json`, :func:`write_plot_files` and the cell formatting of result tables
-(:func:`fmt`, :func:`kv_table`).
+:func:`write_json`, :func:`write_plot_files` and the layout of result tables
+(:func:`table`, :func:`systems_table`, :func:`fmt`, :func:`kv_table`).
 Does not cover: the commands themselves or the logging set-up (see :mod:`sedma.cli.app` and, for
-``sedma bench``, :mod:`sedma.cli.bench`), what the top-level commands print (see
-:mod:`sedma.cli.render`) or any logic (see :mod:`sedma.bench`).
+``sedma bench``, :mod:`sedma.cli.bench` and :mod:`sedma.cli.bench_comm`), what the top-level
+commands print (see :mod:`sedma.cli.render`) or any logic (see :mod:`sedma.bench`).
 
 Private to the command line: the library never imports this module.
 """
@@ -22,12 +22,13 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
+from rich import box
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -49,9 +50,12 @@ __all__ = [
     "fail",
     "fmt",
     "guard",
+    "guard_with_progress",
     "kv_table",
     "out",
     "progress_bar",
+    "systems_table",
+    "table",
     "write_json",
     "write_plot_files",
 ]
@@ -59,6 +63,7 @@ __all__ = [
 out = Console()
 err = Console(stderr=True)
 _T = TypeVar("_T")
+_ProgressFn = Callable[[str, int, int], None]  # progress(phase, done, total)
 
 
 def fail(message: str) -> typer.Exit:
@@ -79,6 +84,16 @@ def guard(fn: Callable[[], _T]) -> _T:
         raise fail(str(e)) from None
     except OSError as e:
         raise fail(f"{e.strerror or e}: {e.filename or ''}") from None
+
+
+def guard_with_progress(fn: Callable[[_ProgressFn], _T]) -> _T:
+    """:func:`guard` of ``fn(progress)``, run while :func:`progress_bar` shows its phases."""
+
+    def go() -> _T:
+        with progress_bar() as progress:
+            return fn(progress)
+
+    return guard(go)
 
 
 def _probe_writable(directory: Path) -> str | None:
@@ -181,7 +196,7 @@ MemoryOpt = Annotated[
 
 
 @contextmanager
-def progress_bar() -> Iterator[Callable[[str, int, int], None]]:
+def progress_bar() -> Iterator[_ProgressFn]:
     """A progress bar on stderr, one line per phase; yields the ``progress`` callback.
 
     Shown on a terminal only: piped or redirected stderr (a log file, ``--log-format json``
@@ -251,11 +266,42 @@ def fmt(v: Any, kind: str) -> str:
     return str(v)
 
 
+def table(
+    title: str | None,
+    columns: Sequence[str],
+    *,
+    left: Collection[str] = (),
+    no_wrap: bool = False,
+    caption: str | None = None,
+    compact: bool = False,
+) -> Table:
+    """A result table of ``columns``: figures right-aligned, the ``left`` ones (names, labels)
+    left-aligned; ``compact`` draws horizontal rules only, so wide tables fit 80 columns."""
+    frame: dict[str, Any] = {"box": box.SIMPLE_HEAD, "pad_edge": False} if compact else {}
+    t = Table(title=title, caption=caption, **frame)
+    for col in columns:
+        t.add_column(col, justify="left" if col in left else "right", no_wrap=no_wrap)
+    return t
+
+
+def systems_table(
+    title: str,
+    columns: Sequence[str],
+    systems: Mapping[str, Mapping[str, Any]],
+    cells: Callable[[Mapping[str, Any]], Sequence[str]],
+) -> Table:
+    """One row per system of a comparison: its name, then ``cells`` of its figures under
+    ``columns``; a system that failed (a ``failed`` key) has a row that says so."""
+    t = table(title, ("system", *columns), left=("system",), no_wrap=True)
+    failed = ("failed", *("" for _ in columns[1:]))
+    for name, figures in systems.items():
+        t.add_row(name, *(failed if "failed" in figures else cells(figures)))
+    return t
+
+
 def kv_table(title: str, data: dict[str, Any]) -> Table:
     """A figure/value table of ``data``'s scalars (lists and dicts are left to the JSON)."""
-    t = Table(title=title)
-    t.add_column("figure")
-    t.add_column("value", justify="right")
+    t = table(title, ("figure", "value"), left=("figure",))
     for k, v in data.items():
         if isinstance(v, list | dict):
             continue

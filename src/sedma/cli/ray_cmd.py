@@ -10,11 +10,11 @@ itself (:mod:`sedma.bench.ray_run`) or the options every command shares
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.table import Table
 
 from sedma.cli.common import (
     ClusterOpt,
@@ -24,9 +24,9 @@ from sedma.cli.common import (
     WorkloadOpt,
     fail,
     fmt,
-    guard,
+    guard_with_progress,
     out,
-    progress_bar,
+    systems_table,
     write_json,
 )
 
@@ -35,21 +35,12 @@ __all__ = ["bench_ray_cmd", "demo_ray", "print_ray_result"]
 
 def print_ray_result(r: dict[str, Any]) -> None:
     """The table of ``sedma bench ray`` (and ``sedma demo --backend ray``)."""
-    t = Table(
-        title=f"{r['workload']} on {r['cluster']}: Ray {r['ray_version']}, "
-        f"{r['ray_nodes']} Ray nodes (passes/s emulated; wall s real)"
-    )
-    for col in ("system", "passes/s", "mem eff", "rel err", "link max", "node max", "wall s"):
-        t.add_column(col, justify="left" if col == "system" else "right", no_wrap=True)
-    for name, s in r["systems"].items():
-        if "failed" in s:
-            t.add_row(name, "failed", "", "", "", "", "")
-            continue
+
+    def cells(s: Mapping[str, Any]) -> tuple[str, ...]:
         wall = s.get("real_wall_s")
         if wall is None and s.get("real_wall_s_per_pass"):
             wall = sum(s["real_wall_s_per_pass"])
-        t.add_row(
-            name,
+        return (
             fmt(s.get("throughput_ops_s"), "ops"),
             fmt(s.get("memory_efficiency"), "pct"),
             fmt(s.get("rel_error"), "err"),
@@ -57,7 +48,13 @@ def print_ray_result(r: dict[str, Any]) -> None:
             fmt(s.get("node_utilization_max"), "pct"),
             fmt(wall, "ms"),
         )
-    out.print(t)
+
+    cols = ("passes/s", "mem eff", "rel err", "link max", "node max", "wall s")
+    title = (
+        f"{r['workload']} on {r['cluster']}: Ray {r['ray_version']}, "
+        f"{r['ray_nodes']} Ray nodes (passes/s emulated; wall s real)"
+    )
+    out.print(systems_table(title, cols, r["systems"], cells))
     ratio = r.get("sedma_vs_ray")
     if ratio is not None:
         out.print(f"sedma / best plain Ray: {ratio:.3f}x", highlight=False)
@@ -132,10 +129,8 @@ def _run_ray(what: str, json_path: Path | None, **config: Any) -> None:
             raise
         raise fail(f"{what} needs Ray; install it with: pip install 'sedma[ray]'") from e
 
-    def go() -> dict[str, Any]:
-        with progress_bar() as progress:
-            return bench_ray(RayBenchConfig(**config), progress=progress)
-
-    result = guard(go)
+    result = guard_with_progress(
+        lambda progress: bench_ray(RayBenchConfig(**config), progress=progress)
+    )
     print_ray_result(result)
     write_json(json_path, result)

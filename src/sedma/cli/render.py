@@ -4,9 +4,10 @@ Covers: :func:`print_demo` (``sedma demo``'s comparison), :func:`print_plan` (``
 plan``), :func:`print_memory` (``sedma memory``: what long-term memory holds) and
 :func:`print_calibration` (``sedma calibrate``), each on the results console. Does not
 cover: running anything, parsing arguments or writing the result JSON (see
-:mod:`sedma.cli.app`), ``sedma routes`` (see :mod:`sedma.cli.render_routes`), the ``sedma
-bench`` commands' tables (see :mod:`sedma.cli.bench`) or cell formatting (see
-:mod:`sedma.cli.common`).
+:mod:`sedma.cli.app` and :mod:`sedma.cli.calibrate_cmd`), ``sedma routes`` (see
+:mod:`sedma.cli.render_routes`), the ``sedma bench`` commands' tables (see
+:mod:`sedma.cli.bench` and :mod:`sedma.cli.bench_comm`) or table layout and cell formatting
+(see :mod:`sedma.cli.common`).
 
 The functions take what the commands computed: result dicts, and for ``plan`` and
 ``memory`` the library's objects. The library's types are imported for the type checker
@@ -20,10 +21,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from rich import box
-from rich.table import Table
-
-from sedma.cli.common import fmt, out
+from sedma.cli.common import fmt, out, table
 
 if TYPE_CHECKING:
     from sedma.memory.long_term import LongTermMemory
@@ -45,13 +43,12 @@ def print_demo(result: dict[str, Any]) -> None:
     charged), the ratio to the best baseline, then the real run on this machine."""
     systems = result["systems"]
     names = [n for n in HEADLINE if n in systems]
-    table = Table(
-        title=f"{result['workload']} on {result['cluster']}: every cost charged "
-        f"({result['backend']} backend)"
+    t = table(
+        f"{result['workload']} on {result['cluster']}: every cost charged "
+        f"({result['backend']} backend)",
+        ("metric", *names),
+        left=("metric",),
     )
-    table.add_column("metric")
-    for name in names:
-        table.add_column(name, justify="right")
     rows = [
         ("passes/s", "throughput_ops_s", "ops"),
         ("memory efficiency", "memory_efficiency", "pct"),
@@ -76,8 +73,8 @@ def print_demo(result: dict[str, Any]) -> None:
         return d.get(key)
 
     for label, key, kind in rows:
-        table.add_row(label, *(fmt(cell(s, key), kind) for s in names))
-    out.print(table)
+        t.add_row(label, *(fmt(cell(s, key), kind) for s in names))
+    out.print(t)
     for name in names:
         if "failed" in systems[name]:
             out.print(f"{name} failed: {systems[name]['failed']}", highlight=False, markup=False)
@@ -107,23 +104,20 @@ def _print_local(local: dict[str, Any]) -> None:
     if "systems" not in local:
         return
     systems = local["systems"]
-    table = Table(
-        title=f"the same job computed for real here (local backend, FLOPs charged, time scale "
-        f"{local['time_scale']:.0f}x)"
+    t = table(
+        f"the same job computed for real here (local backend, FLOPs charged, time scale "
+        f"{local['time_scale']:.0f}x)",
+        ("metric", "sedma", "static", "bound"),
+        left=("metric",),
     )
-    table.add_column("metric")
-    for name in ("sedma", "static", "bound"):
-        table.add_column(name, justify="right")
     for label, key, kind in (
         ("throughput (passes/s)", "throughput_ops_s", "ops"),
         ("memory utilisation efficiency", "memory_efficiency", "pct"),
         ("relative error", "rel_error", "err"),
         ("adaptations", "adaptations", "int"),
     ):
-        table.add_row(
-            label, *(fmt(systems[n].get(key), kind) for n in ("sedma", "static", "bound"))
-        )
-    out.print(table)
+        t.add_row(label, *(fmt(systems[n].get(key), kind) for n in ("sedma", "static", "bound")))
+    out.print(t)
     for d in local.get("decisions", []):
         # the ID is what `sedma why ID` explains
         at = f"  pass {d['interval']}" + ("" if d.get("id") is None else f" #{d['id']}")
@@ -148,13 +142,15 @@ def print_plan(r: dict[str, Any]) -> None:
     ``fp`` (footprint per node), ``makespan``, ``bound``, ``efficiency`` and ``spec``.
     """
     p = r["plan"]
-    table = Table(title=f"{p.strategy} plan: {p.workload.name} on {r['spec'].name}")
-    for col in ("node", "kind", "GFLOP/s", "tiles", "load (ms)", "memory (MiB)", "arrays"):
-        table.add_column(col, justify="left" if col in ("node", "kind") else "right")
+    tab = table(
+        f"{p.strategy} plan: {p.workload.name} on {r['spec'].name}",
+        ("node", "kind", "GFLOP/s", "tiles", "load (ms)", "memory (MiB)", "arrays"),
+        left=("node", "kind"),
+    )
     for v in r["views"]:
         f = r["fp"].get(v.name)
         ntiles = sum(1 for t in p.tiles if t.node == v.name)
-        table.add_row(
+        tab.add_row(
             v.name,
             v.kind,
             f"{v.rate_gflops:.0f}",
@@ -163,7 +159,7 @@ def print_plan(r: dict[str, Any]) -> None:
             f"{(f.digital_bytes if f else 0) / 2**20:.1f}",
             f"{f.arrays if f else 0}/{v.free_arrays}" if v.crossbar else "-",
         )
-    out.print(table)
+    out.print(tab)
     out.print(
         f"predicted pass time {1e3 * r['makespan']:.3f} ms, {r['makespan'] / r['bound']:.3f}x "
         f"the lower bound of {1e3 * r['bound']:.3f} ms; memory efficiency "
@@ -239,11 +235,6 @@ def plain_plan_notes(notes: Sequence[str], has_rram: bool) -> list[str]:
     return lines
 
 
-def _compact(title: str, caption: str | None = None) -> Table:
-    # Horizontal rules only: the memory tables then fit 80 columns without folding cells.
-    return Table(title=title, caption=caption, box=box.SIMPLE_HEAD, pad_edge=False)
-
-
 def print_memory(ltm: LongTermMemory, limit: int) -> None:
     """What ``ltm`` holds: recent runs and adaptations, calibrations, settings and rate trends.
 
@@ -264,9 +255,13 @@ def print_memory(ltm: LongTermMemory, limit: int) -> None:
         )
         return
     runs = ltm.runs(limit)
-    t = _compact("recent runs")
-    for col in ("run", "cluster", "workload", "adaptations", "efficiency", "ops/s"):
-        t.add_column(col, justify="right" if col in ("efficiency", "ops/s") else "left")
+    # compact tables: the memory tables then fit 80 columns without folding cells
+    t = table(
+        "recent runs",
+        ("run", "cluster", "workload", "adaptations", "efficiency", "ops/s"),
+        left=("run", "cluster", "workload", "adaptations"),
+        compact=True,
+    )
     for run in runs:
         s = run.summary or {}
         t.add_row(
@@ -279,12 +274,13 @@ def print_memory(ltm: LongTermMemory, limit: int) -> None:
         )
     out.print(t)
     adaptations = ltm.recent_adaptations(limit)
-    t = _compact(
+    t = table(
         "recent adaptations (accepted and rejected)",
+        ("id", "run", "layer", "kind", "accepted", "predicted", "measured"),
+        left=("id", "run", "layer", "kind", "accepted"),
         caption="gain: pass time saved, predicted, then measured",
+        compact=True,
     )
-    for col in ("id", "run", "layer", "kind", "accepted", "predicted", "measured"):
-        t.add_column(col, justify="right" if col in ("predicted", "measured") else "left")
     for a in adaptations:
         t.add_row(
             str(a.id),
@@ -304,9 +300,8 @@ def print_memory(ltm: LongTermMemory, limit: int) -> None:
         out.print(f"  {a.id}: {a.reason}", markup=False, highlight=False)
     cals = ltm.calibrations()
     if cals:
-        t = _compact("device calibrations (latest per node)")
-        for col in ("node", "kind", "measured", "figures"):
-            t.add_column(col)
+        cols = ("node", "kind", "measured", "figures")
+        t = table("device calibrations (latest per node)", cols, left=cols, compact=True)
         for cal in cals:
             d = cal.data
             if cal.kind == "crossbar":
@@ -330,9 +325,7 @@ def print_memory(ltm: LongTermMemory, limit: int) -> None:
         if not settings:
             continue
         out.print(f"best-known settings for the context {c}:", markup=False, highlight=False)
-        t = _compact("")
-        for col in ("setting", "value", "score"):
-            t.add_column(col, justify="left" if col == "setting" else "right")
+        t = table("", ("setting", "value", "score"), left=("setting",), compact=True)
         for name, setting in settings.items():
             t.add_row(name, f"{setting.value:.3f}", f"{setting.score:.3f}")
         out.print(t)
@@ -341,12 +334,13 @@ def print_memory(ltm: LongTermMemory, limit: int) -> None:
     rates = ltm.entities("rate_gflops")
     if not rates:
         return
-    t = _compact(
+    t = table(
         "learned node rates (trend over recent intervals)",
+        ("node", "mean GFLOP/s", "prior GFLOP/s", "slope /s", "intervals"),
+        left=("node",),
         caption="prior: the 75th percentile, where the next run starts",
+        compact=True,
     )
-    for col in ("node", "mean GFLOP/s", "prior GFLOP/s", "slope /s", "intervals"):
-        t.add_column(col, justify="left" if col == "node" else "right")
     for entity, _ in rates:
         tr = ltm.trend(entity, "rate_gflops")
         q = ltm.quantile(entity, "rate_gflops", 0.75)
@@ -364,21 +358,12 @@ def print_memory(ltm: LongTermMemory, limit: int) -> None:
 def print_calibration(cluster: str, rows: list[dict[str, Any]]) -> None:
     """One row per node: a digital node's rates or an rram node's error statistics and
     the noise its blind profile estimate found."""
-    t = Table(title=f"calibration of {cluster} (stored in long-term memory)")
-    for col in (
-        "node",
-        "kind",
-        "GFLOP/s",
-        "GB/s",
-        "rel error",
-        "corrected",
-        "stuck cells",
-        "drift /decade",
-        "eff. bits",
-        "program noise (est.)",
-        "read noise (est.)",
-    ):
-        t.add_column(col, justify="left" if col in ("node", "kind") else "right")
+    t = table(
+        f"calibration of {cluster} (stored in long-term memory)",
+        ("node", "kind", "GFLOP/s", "GB/s", "rel error", "corrected", "stuck cells",
+         "drift /decade", "eff. bits", "program noise (est.)", "read noise (est.)"),
+        left=("node", "kind"),
+    )  # fmt: skip
     for r in rows:
         est = r.get("profile") or {}
         t.add_row(

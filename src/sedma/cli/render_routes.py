@@ -14,19 +14,11 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from rich import box
-from rich.table import Table
-
-from sedma.cli.common import out
+from sedma.cli.common import out, table
 
 __all__ = ["print_route_detail", "print_route_summary", "print_routes"]
 
 _PATH_SHORT = {"direct": "direct", "hole-punched": "punched", "relayed": "relayed"}
-
-
-def _table(title: str, caption: str | None = None) -> Table:
-    # No vertical rules: eight columns of node names then fit 80 characters.
-    return Table(title=title, caption=caption, box=box.SIMPLE_HEAD, pad_edge=False)
 
 
 def _nat(nat: str) -> str:
@@ -42,20 +34,15 @@ def _via(route: Sequence[str] | None) -> str:
 
 def print_routes(cluster: str, rows: Sequence[Mapping[str, Any]]) -> None:
     """One line per ordered pair, then the count of pairs by path type."""
-    t = _table(
+    # compact (no vertical rules): eight columns of node names then fit 80 characters
+    t = table(
         f"routes on {cluster}: sedma (memory- and NAT-aware) vs static (RTT only)",
+        ("from", "to", "path", "via", "ms", "static via", "static ms"),
+        left=("from", "to", "path", "via", "static via"),
+        no_wrap=True,
         caption="ms: a 1 MiB message's route cost; --from A --to B shows its terms",
+        compact=True,
     )
-    for col, right in (
-        ("from", False),
-        ("to", False),
-        ("path", False),
-        ("via", False),
-        ("ms", True),
-        ("static via", False),
-        ("static ms", True),
-    ):
-        t.add_column(col, justify="right" if right else "left", no_wrap=True)
     for r in rows:
         routed = r.get("route") is not None
         t.add_row(
@@ -92,10 +79,12 @@ def print_route_detail(row: Mapping[str, Any]) -> None:
     if row.get("route") is None:
         out.print(f"no route: {row.get('error', '')}", markup=False)
         return
-    t = _table("route cost of a 1 MiB message (ms)")
-    t.add_column("term")
-    t.add_column("sedma", justify="right")
-    t.add_column("static", justify="right")
+    t = table(
+        "route cost of a 1 MiB message (ms)",
+        ("term", "sedma", "static"),
+        left=("term",),
+        compact=True,
+    )
     t.add_row("route", " > ".join(row["route"]), " > ".join(row["static_route"]))
     c, s = row["cost_ms"], row["static_cost_ms"]
     for label, key in (
@@ -113,12 +102,14 @@ def print_route_detail(row: Mapping[str, Any]) -> None:
 
 def print_route_summary(cluster: str, summary: Sequence[Mapping[str, Any]]) -> None:
     """One line per ordered pair of sites: pairs by path type, route costs."""
-    t = _table(
+    t = table(
         f"routes on {cluster} by site: sedma vs static, mean ms of a 1 MiB message",
+        ("from", "to", "pairs", "direct", "punch", "relay", "ms", "static", "differ"),
+        left=("from", "to"),
+        no_wrap=True,
         caption="punch: hole-punched; relay: relayed; --json has each pair",
+        compact=True,
     )
-    for col in ("from", "to", "pairs", "direct", "punch", "relay", "ms", "static", "differ"):
-        t.add_column(col, justify="left" if col in ("from", "to") else "right", no_wrap=True)
 
     def ms(v: float | None) -> str:
         return "-" if v is None else f"{v:.2f}"

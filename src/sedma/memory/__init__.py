@@ -17,8 +17,9 @@ Modules:
 - :mod:`sedma.memory.recover`: salvaging the readable rows of a damaged store into a new one
   (``python -m sedma.memory.recover DAMAGED``).
 - :mod:`sedma.memory.records`: the frozen record types the store takes and returns
-  (``AdaptationRecord``, ``Calibration``, ``Setting``, ``Trend``, ``RunRecord``, ``Layer``)
-  and the checks values pass before they are stored.
+  (``AdaptationRecord``, ``Calibration``, ``Setting``, ``Trend``, ``RunRecord``, ``Layer``).
+- :mod:`sedma.memory.rows`: the checks values pass before they are stored, the rows a record
+  is stored as, and the record a stored row is read back as.
 
 Not here: what to do with the numbers (policies in :mod:`sedma.compute`, :mod:`sedma.comm`,
 :mod:`sedma.deploy`; warm starts in :mod:`sedma.control.learning`) and when to move data

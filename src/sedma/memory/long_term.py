@@ -6,8 +6,9 @@ their measured outcomes, device calibrations and best-known settings per workloa
 reading it back as trends and quantiles. Does not cover: where it lives, opening it safely,
 connecting and transactions (see :mod:`sedma.memory.store`), the tables, schema versions,
 migrations and recognising a foreign, newer or damaged file (see :mod:`sedma.memory.schema`),
-the record types and value checks (see :mod:`sedma.memory.records`), the rolling statistics of the
-current run (see :mod:`sedma.memory.short_term`), deciding what a setting should be (see
+the record types (see :mod:`sedma.memory.records`), the value checks and how records become
+rows and back (see :mod:`sedma.memory.rows`), the rolling statistics of the current run (see
+:mod:`sedma.memory.short_term`), deciding what a setting should be (see
 :mod:`sedma.control.learning`) or what to observe (see :mod:`sedma.control.loop`).
 
 Safety rules, because the file holds history that cannot be regenerated:
@@ -27,26 +28,25 @@ stamps only bookkeeping (run start and end).
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 from collections.abc import Mapping, Sequence
-from numbers import Integral
+from contextlib import AbstractContextManager
 from pathlib import Path
-from types import TracebackType
-from typing import Any, get_args
+from typing import Any
 
 from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from sedma.clock import Clock, WallClock
 from sedma.errors import SedmaError
-from sedma.memory.records import AdaptationRecord, Calibration, Layer, RunRecord, Setting, Trend
-from sedma.memory.records import dumps as _dumps
-from sedma.memory.records import finite as _finite
-from sedma.memory.records import limit as _limit
-from sedma.memory.records import nonempty as _nonempty
-from sedma.memory.records import opt_id as _opt_id
+from sedma.memory.records import AdaptationRecord, Calibration, RunRecord, Setting, Trend
+from sedma.memory.rows import adaptation_row, observation_rows, record_of
+from sedma.memory.rows import dumps as _dumps
+from sedma.memory.rows import finite as _finite
+from sedma.memory.rows import limit as _limit
+from sedma.memory.rows import nonempty as _nonempty
+from sedma.memory.rows import opt_id as _opt_id
 from sedma.memory.schema import adaptations as _adapt
 from sedma.memory.schema import best_settings as _best
 from sedma.memory.schema import calibrations as _calib
@@ -62,7 +62,7 @@ __all__ = ["LongTermMemory"]
 logger = logging.getLogger(__name__)
 
 
-class LongTermMemory:
+class LongTermMemory(AbstractContextManager["LongTermMemory"]):
     """Persistent history of runs, observations, adaptations, calibrations and settings.
 
     ``location``: None for :func:`default_path`; a path for a SQLite file (parent directories
@@ -95,15 +95,7 @@ class LongTermMemory:
         """Release every connection; the store cannot be used afterwards."""
         self._store.close()
 
-    def __enter__(self) -> LongTermMemory:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
     def __repr__(self) -> str:
@@ -121,10 +113,7 @@ class LongTermMemory:
             "meta": _dumps("meta", meta),
             "started_epoch": self._now(),
         }
-        with self._store.write() as conn:
-            pk = conn.execute(_runs.insert().values(**row)).inserted_primary_key
-        assert pk is not None
-        return int(pk[0])
+        return self._store.insert(_runs, row)
 
     def end_run(self, run_id: int, summary: Mapping[str, object]) -> None:
         """Close a run, stamped now, with its summary (stored as JSON)."""
@@ -142,15 +131,11 @@ class LongTermMemory:
         """The most recent runs, newest first."""
         limit = _limit("limit", limit)
         q = select(_runs).order_by(_runs.c.started_epoch.desc(), _runs.c.id.desc()).limit(limit)
-        with self._store.read() as conn:
-            rows = conn.execute(q).all()
-        return [_run_of(r) for r in rows]
+        return [_run_of(r) for r in self._store.rows(q)]
 
     def run(self, run_id: int) -> RunRecord | None:
         """One run by its id; None if absent."""
-        q = select(_runs).where(_runs.c.id == _opt_id("run_id", run_id))
-        with self._store.read() as conn:
-            r = conn.execute(q).first()
+        r = self._store.first(select(_runs).where(_runs.c.id == _opt_id("run_id", run_id)))
         return None if r is None else _run_of(r)
 
     # ------------------------------------------------------------------ observations
@@ -160,17 +145,7 @@ class LongTermMemory:
         Times are stored as given: convert them to epoch seconds before calling.
         """
         run_id = _opt_id("run_id", run_id)
-        values: list[dict[str, object]] = []
-        for a in rows:
-            where = f"observation {a.entity!r}/{a.metric!r}"
-            if isinstance(a.count, bool) or not isinstance(a.count, Integral) or a.count < 1:
-                raise SedmaError(f"{where}: count got {a.count!r}; must be an integer >= 1")
-            row: dict[str, object] = {
-                name: _finite(f"{where}: {name}", getattr(a, name))
-                for name in ("mean", "min", "max", "last", "t_first", "t_last")
-            }
-            row.update(run_id=run_id, entity=a.entity, metric=a.metric, count=int(a.count))
-            values.append(row)
+        values = observation_rows(run_id, rows)
         if not values:
             return 0
         try:
@@ -186,8 +161,7 @@ class LongTermMemory:
         q = select(_obs).where(_obs.c.run_id == _opt_id("run_id", run_id))
         if metrics:
             q = q.where(_obs.c.metric.in_(list(metrics)))
-        with self._store.read() as conn:
-            return list(conn.execute(q.order_by(_obs.c.t_last, _obs.c.id)).all())
+        return self._store.rows(q.order_by(_obs.c.t_last, _obs.c.id))
 
     def _recent_rows(
         self, entity: str, metric: str, last_n: int, since_epoch: float | None
@@ -198,9 +172,7 @@ class LongTermMemory:
         )
         if since_epoch is not None:
             q = q.where(_obs.c.t_last >= _finite("since_epoch", since_epoch))
-        q = q.order_by(_obs.c.t_last.desc(), _obs.c.id.desc()).limit(last_n)
-        with self._store.read() as conn:
-            return list(conn.execute(q).all())
+        return self._store.rows(q.order_by(_obs.c.t_last.desc(), _obs.c.id.desc()).limit(last_n))
 
     def trend(
         self, entity: str, metric: str, *, last_n: int = 50, since_epoch: float | None = None
@@ -251,48 +223,18 @@ class LongTermMemory:
         q = select(_obs.c.entity, _obs.c.metric).distinct()
         if metric is not None:
             q = q.where(_obs.c.metric == metric)
-        q = q.order_by(_obs.c.entity, _obs.c.metric)
-        with self._store.read() as conn:
-            return [(r.entity, r.metric) for r in conn.execute(q)]
+        return [
+            (r.entity, r.metric) for r in self._store.rows(q.order_by(_obs.c.entity, _obs.c.metric))
+        ]
 
     # ------------------------------------------------------------------ adaptations
     def record_adaptation(self, rec: AdaptationRecord) -> int:
         """Store a decision (its ``id`` is ignored); returns the new id."""
-        if rec.layer not in get_args(Layer):
-            raise SedmaError(f"layer: got {rec.layer!r}; must be one of {get_args(Layer)}")
-        row = {
-            "run_id": _opt_id("run_id", rec.run_id),
-            "t_epoch": _finite("t_epoch", rec.t_epoch),
-            "context_key": _nonempty("context_key", rec.context_key),
-            "layer": rec.layer,
-            "kind": _nonempty("kind", rec.kind),
-            "decision": _dumps("decision", rec.decision),
-            "reason": str(rec.reason),
-            "accepted": bool(rec.accepted),
-            "predicted_gain": (
-                None
-                if rec.predicted_gain is None
-                else _finite("predicted_gain", rec.predicted_gain)
-            ),
-            "measured_gain": (
-                None if rec.measured_gain is None else _finite("measured_gain", rec.measured_gain)
-            ),
-            "measured_epoch": (
-                None
-                if rec.measured_epoch is None
-                else _finite("measured_epoch", rec.measured_epoch)
-            ),
-            "policy": rec.policy,
-            "evidence": None if rec.evidence is None else _dumps("evidence", rec.evidence),
-            "outcome": None if rec.outcome is None else _dumps("outcome", rec.outcome),
-        }
+        row = adaptation_row(rec)
         try:
-            with self._store.write() as conn:
-                pk = conn.execute(_adapt.insert().values(**row)).inserted_primary_key
+            return self._store.insert(_adapt, row)
         except IntegrityError:
             raise SedmaError(f"run_id: got {rec.run_id!r}; no such run") from None
-        assert pk is not None
-        return int(pk[0])
 
     def record_outcome(
         self,
@@ -323,23 +265,18 @@ class LongTermMemory:
         if context_key is not None:
             q = q.where(_adapt.c.context_key == _nonempty("context_key", context_key))
         q = q.order_by(_adapt.c.t_epoch.desc(), _adapt.c.id.desc()).limit(limit)
-        with self._store.read() as conn:
-            rows = conn.execute(q).all()
-        return [_adaptation_of(r) for r in rows]
+        return [_adaptation_of(r) for r in self._store.rows(q)]
 
     def adaptation(self, adaptation_id: int) -> AdaptationRecord | None:
         """One stored decision by its id (the ID the decision log prints); None if absent."""
         q = select(_adapt).where(_adapt.c.id == _opt_id("adaptation_id", adaptation_id))
-        with self._store.read() as conn:
-            r = conn.execute(q).first()
+        r = self._store.first(q)
         return None if r is None else _adaptation_of(r)
 
     def run_adaptations(self, run_id: int) -> list[AdaptationRecord]:
         """Every decision of one run, oldest first."""
         q = select(_adapt).where(_adapt.c.run_id == _opt_id("run_id", run_id))
-        with self._store.read() as conn:
-            rows = conn.execute(q.order_by(_adapt.c.id)).all()
-        return [_adaptation_of(r) for r in rows]
+        return [_adaptation_of(r) for r in self._store.rows(q.order_by(_adapt.c.id))]
 
     # ------------------------------------------------------------------ calibrations
     def record_calibration(
@@ -352,10 +289,7 @@ class LongTermMemory:
             "data": _dumps("data", data),
             "t_epoch": _finite("t_epoch", t_epoch),
         }
-        with self._store.write() as conn:
-            pk = conn.execute(_calib.insert().values(**row)).inserted_primary_key
-        assert pk is not None
-        return int(pk[0])
+        return self._store.insert(_calib, row)
 
     def latest_calibration(self, node: str, kind: str) -> Calibration | None:
         q = (
@@ -364,11 +298,8 @@ class LongTermMemory:
             .order_by(_calib.c.t_epoch.desc(), _calib.c.id.desc())
             .limit(1)
         )
-        with self._store.read() as conn:
-            r = conn.execute(q).first()
-        if r is None:
-            return None
-        return Calibration(node=r.node, kind=r.kind, t_epoch=r.t_epoch, data=json.loads(r.data))
+        r = self._store.first(q)
+        return None if r is None else record_of(Calibration, r, ("data",))
 
     def calibrations(self) -> list[Calibration]:
         """The latest calibration per (node, kind), sorted by node then kind."""
@@ -387,12 +318,7 @@ class LongTermMemory:
             .exists()
         )
         q = select(_calib).where(~exists_newer).order_by(_calib.c.node, _calib.c.kind)
-        with self._store.read() as conn:
-            rows = conn.execute(q).all()
-        return [
-            Calibration(node=r.node, kind=r.kind, t_epoch=r.t_epoch, data=json.loads(r.data))
-            for r in rows
-        ]
+        return [record_of(Calibration, r, ("data",)) for r in self._store.rows(q)]
 
     # ------------------------------------------------------------------ settings
     def record_setting(
@@ -431,20 +357,7 @@ class LongTermMemory:
     def best_settings(self, context_key: str) -> dict[str, Setting]:
         """The best-known value of every setting recorded for ``context_key``, by name."""
         q = select(_best).where(_best.c.context_key == _nonempty("context_key", context_key))
-        with self._store.read() as conn:
-            rows = conn.execute(q.order_by(_best.c.name)).all()
-        return {
-            r.name: Setting(
-                context_key=r.context_key,
-                name=r.name,
-                value=r.value,
-                score=r.score,
-                reason=r.reason,
-                t_epoch=r.t_epoch,
-                runs=r.runs,
-            )
-            for r in rows
-        }
+        return {r.name: record_of(Setting, r) for r in self._store.rows(q.order_by(_best.c.name))}
 
     # ------------------------------------------------------------------ housekeeping
     def stats(self) -> dict[str, int]:
@@ -457,33 +370,8 @@ class LongTermMemory:
 
 
 def _run_of(r: Any) -> RunRecord:
-    return RunRecord(
-        id=r.id,
-        context_key=r.context_key,
-        cluster=r.cluster,
-        workload=r.workload,
-        started_epoch=r.started_epoch,
-        ended_epoch=r.ended_epoch,
-        meta=json.loads(r.meta),
-        summary=None if r.summary is None else json.loads(r.summary),
-    )
+    return record_of(RunRecord, r, ("meta", "summary"))
 
 
 def _adaptation_of(r: Any) -> AdaptationRecord:
-    return AdaptationRecord(
-        id=r.id,
-        run_id=r.run_id,
-        t_epoch=r.t_epoch,
-        context_key=r.context_key,
-        layer=r.layer,
-        kind=r.kind,
-        decision=json.loads(r.decision),
-        reason=r.reason,
-        accepted=bool(r.accepted),
-        predicted_gain=r.predicted_gain,
-        measured_gain=r.measured_gain,
-        measured_epoch=r.measured_epoch,
-        policy=r.policy,
-        evidence=None if r.evidence is None else json.loads(r.evidence),
-        outcome=None if r.outcome is None else json.loads(r.outcome),
-    )
+    return record_of(AdaptationRecord, r, ("decision", "evidence", "outcome"))

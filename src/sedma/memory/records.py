@@ -1,23 +1,18 @@
-"""Long-term memory's records: the values the store takes and gives back, and their checks.
+"""Long-term memory's records: the frozen values the store takes and gives back.
 
 Covers: the frozen dataclasses of :class:`~sedma.memory.long_term.LongTermMemory`'s API
 (:class:`AdaptationRecord`, :class:`Calibration`, :class:`Setting`, :class:`Trend`,
-:class:`RunRecord`), the :data:`Layer` names, and the checks and JSON encoding a value
-passes before it is stored (each raising :class:`~sedma.errors.SedmaError` naming the
-parameter). Does not cover: storing or querying them (see :mod:`sedma.memory.long_term`),
+:class:`RunRecord`) and the :data:`Layer` names. Does not cover: the checks a value passes
+before it is stored and how records become table rows and back (see
+:mod:`sedma.memory.rows`), storing or querying them (see :mod:`sedma.memory.long_term`),
 the tables they are stored in (see :mod:`sedma.memory.schema`).
 """
 
 from __future__ import annotations
 
-import json
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass
-from numbers import Integral, Real
 from typing import Any, Literal
-
-from sedma.errors import SedmaError
 
 __all__ = [
     "AdaptationRecord",
@@ -26,17 +21,11 @@ __all__ = [
     "RunRecord",
     "Setting",
     "Trend",
-    "dumps",
-    "finite",
-    "limit",
-    "nonempty",
-    "opt_id",
 ]
 
 Layer = Literal["compute", "comm", "deploy"]
 
 
-# ---------------------------------------------------------------------------- records
 @dataclass(frozen=True)
 class AdaptationRecord:
     """One decision of the control loop, accepted or not, and later its measured outcome.
@@ -114,51 +103,3 @@ class RunRecord:
     ended_epoch: float | None
     meta: dict[str, Any]
     summary: dict[str, Any] | None
-
-
-# ---------------------------------------------------------------------------- checks
-def _json_default(o: object) -> object:
-    # numpy scalars and arrays turn up in decisions and calibrations: store them as numbers.
-    for attr in ("tolist", "item"):
-        fn = getattr(o, attr, None)
-        if callable(fn):
-            return fn()
-    raise TypeError(f"{type(o).__name__} is not JSON-serialisable")
-
-
-def dumps(param: str, value: Mapping[str, object]) -> str:
-    """JSON text of a mapping; NaN and infinity use Python's JSON extensions (they round-trip
-    through :func:`json.loads`), because a decision log should not lose a non-finite gain."""
-    if not isinstance(value, Mapping):
-        raise SedmaError(f"{param}: got {type(value).__name__}; must be a mapping")
-    try:
-        return json.dumps(dict(value), sort_keys=True, default=_json_default)
-    except (TypeError, ValueError) as exc:
-        raise SedmaError(f"{param}: got {value!r}; must be JSON-serialisable ({exc})") from None
-
-
-def nonempty(param: str, value: str) -> str:
-    if not isinstance(value, str) or not value:
-        raise SedmaError(f"{param}: got {value!r}; must be a non-empty string")
-    return value
-
-
-def finite(param: str, value: float) -> float:
-    # numbers.Real admits numpy scalars, which the database drivers do not: return a float.
-    if isinstance(value, bool) or not isinstance(value, Real) or not math.isfinite(value):
-        raise SedmaError(f"{param}: got {value!r}; must be a finite number")
-    return float(value)
-
-
-def opt_id(param: str, value: int | None) -> int | None:
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, Integral):
-        raise SedmaError(f"{param}: got {value!r}; must be an integer id or None")
-    return int(value)
-
-
-def limit(param: str, value: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise SedmaError(f"{param}: got {value!r}; must be an integer >= 1")
-    return value

@@ -143,26 +143,24 @@ class ShortTermMemory:
             )
         return s
 
-    def observe(self, entity: str, metric: str, value: float, t: float) -> None:
-        """Record one measurement ``value`` taken at time ``t`` (seconds, injected clock)."""
+    def _update(self, kind: SeriesKind, entity: str, metric: str, value: float, t: float) -> None:
+        """Add ``value`` at ``t`` to the series of ``kind`` (a sample's or a gauge's update)."""
         # x - x is 0.0 for every finite float and NaN for NaN and +-inf: one cheap test.
         if value - value != 0.0 or t - t != 0.0:
             raise _not_finite(entity, metric, value, t)
         with self._lock:
             s = self._series.get((entity, metric))
-            if s is None or s._kind != SAMPLE:
-                s = self._get(entity, metric, SAMPLE)
+            if s is None or s._kind != kind:
+                s = self._get(entity, metric, kind)
             s._add(value, t, self._alpha)
+
+    def observe(self, entity: str, metric: str, value: float, t: float) -> None:
+        """Record one measurement ``value`` taken at time ``t`` (seconds, injected clock)."""
+        self._update(SAMPLE, entity, metric, value, t)
 
     def set_gauge(self, entity: str, metric: str, value: float, t: float) -> None:
         """Set the current level of a gauge (the last value wins; EWMA and window kept)."""
-        if value - value != 0.0 or t - t != 0.0:
-            raise _not_finite(entity, metric, value, t)
-        with self._lock:
-            s = self._series.get((entity, metric))
-            if s is None or s._kind != GAUGE:
-                s = self._get(entity, metric, GAUGE)
-            s._add(value, t, self._alpha)
+        self._update(GAUGE, entity, metric, value, t)
 
     def incr(self, entity: str, metric: str, amount: float = 1.0, t: float | None = None) -> None:
         """Add ``amount`` to a counter; its value is the series' ``total``."""

@@ -14,13 +14,13 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy import Connection, Engine, Executable, Table, create_engine, event
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.pool import StaticPool
@@ -240,6 +240,23 @@ class Store:
         self.check_open()
         with self._damage_diagnosed(), self._engine.connect() as conn, conn.begin():
             yield conn
+
+    def insert(self, table: Table, row: Mapping[str, object]) -> int:
+        """Insert ``row`` into ``table`` in one write transaction; returns its new id."""
+        with self.write() as conn:
+            pk = conn.execute(table.insert().values(**row)).inserted_primary_key
+        assert pk is not None
+        return int(pk[0])
+
+    def rows(self, query: Executable) -> list[Any]:
+        """Every row ``query`` selects, in one read transaction."""
+        with self.read() as conn:
+            return list(conn.execute(query).all())
+
+    def first(self, query: Executable) -> Any:
+        """The first row ``query`` selects, or None, in one read transaction."""
+        with self.read() as conn:
+            return conn.execute(query).first()
 
     @contextmanager
     def _damage_diagnosed(self) -> Iterator[None]:

@@ -9,7 +9,7 @@ the thread). Does not cover: what they serve (see :mod:`sedma.observe.prom` and
 from __future__ import annotations
 
 import threading
-from types import TracebackType
+from contextlib import AbstractContextManager
 from typing import Protocol
 
 __all__ = ["ServerThread"]
@@ -21,7 +21,7 @@ class _Server(Protocol):
     def server_close(self) -> None: ...
 
 
-class ServerThread:
+class ServerThread(AbstractContextManager["ServerThread"]):
     """``server`` serving on ``thread`` at ``http://host:port{path}`` until :meth:`close`."""
 
     def __init__(
@@ -39,13 +39,5 @@ class ServerThread:
         self._server.server_close()
         self._thread.join(timeout=5)
 
-    def __enter__(self) -> ServerThread:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()

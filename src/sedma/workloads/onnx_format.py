@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -246,17 +247,11 @@ def graph_from_onnx(model: ModelProto, name: str | None = None) -> WorkloadGraph
         )
     read = {s for x in layers for s in x.inputs}
     layers = [
-        Layer(
-            name=x.name,
-            m=x.m,
-            k=x.k,
-            n=x.n,
-            inputs=x.inputs,
-            weight_static=x.weight_static,
+        replace(
+            x,
             max_rel_error=(
                 SENSITIVE_REL_ERROR if not x.inputs or x.name not in read else DEFAULT_MAX_REL_ERROR
             ),
-            dtype_bytes=x.dtype_bytes,
         )
         for x in layers
     ]
