@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from sedma.bench.compare import Progress
 from sedma.bench.costed import bench_costed, closed_loop_rate, head_node, passes_in_flight
 from sedma.bench.ray_baseline import replica_nodes
 from sedma.compute.partition.context import PartitionSettings
@@ -60,9 +61,6 @@ from sedma.workloads.registry import get_workload
 __all__ = ["RayBenchConfig", "bench_ray", "first_nodes"]
 
 log = logging.getLogger(__name__)
-
-Progress = Callable[[str, int, int], None]  # (phase, done, total)
-
 
 @dataclass(frozen=True)
 class RayBenchConfig:

@@ -64,8 +64,8 @@ from sedma.runtime.base import (
     TileResult,
     UnsupportedAction,
 )
-from sedma.runtime.local_node import BufKey, _slice, _tile_keys
-from sedma.runtime.ray_actor import Held, NodeActor, Xfer
+from sedma.runtime.local_node import Held, _slice, check_operands, plan_keys
+from sedma.runtime.ray_actor import NodeActor, Xfer
 from sedma.runtime.ray_cluster import RayCluster, measure_dispatch_s, node_resource
 from sedma.runtime.ray_transport import BlockKey, new_identities
 from sedma.sim.backend import PathOf, SimBackend, workload_edges
@@ -179,13 +179,7 @@ class RayBackend:
 
     def load(self, plan: Plan, operands: Operands | None) -> None:
         self._check_open()
-        if operands is None:
-            raise SedmaError("the ray backend computes real products: operands are required")
-        if len(operands) != len(plan.workload.ops):
-            raise SedmaError(
-                f"operands has {len(operands)} entries; the plan's workload has "
-                f"{len(plan.workload.ops)} products"
-            )
+        operands = check_operands(plan, operands, self.name)
         self._timing.load(plan, None)  # the same memory and array checks as the simulator's
         self._timed.add(id(plan))
         try:
@@ -367,10 +361,7 @@ class RayBackend:
             raise SedmaError(f"ray: {e}") from e
 
     def _place(self, plan: Plan, operands: Operands, replace: Plan | None) -> None:
-        ops = plan.workload.ops
-        need: dict[str, set[BufKey]] = defaultdict(set)
-        for t in plan.tiles:
-            need[t.node].update(_tile_keys(t, ops[t.op].m, ops[t.op].n))
+        need = plan_keys(plan)
         old = {t.node for t in replace.tiles} if replace is not None else set()
         names = [n for n in self.spec.node_names if (n in need or n in old)]
         names = [n for n in names if n not in self._failed]
