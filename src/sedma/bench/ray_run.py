@@ -52,7 +52,8 @@ from sedma.runtime.passes import pass_tasks
 from sedma.runtime.ray import RayBackend
 from sedma.runtime.ray_cluster import RayCluster
 from sedma.runtime.ray_plain import run_actors, run_tasks
-from sedma.runtime.schedule import NodeModel, simulate_pass
+from sedma.runtime.schedule import simulate_pass
+from sedma.runtime.tasks import NodeModel
 from sedma.sim.backend import static_paths, workload_edges
 from sedma.spec import ClusterSpec
 from sedma.spec_load import load_cluster
@@ -61,6 +62,7 @@ from sedma.workloads.registry import get_workload
 __all__ = ["RayBenchConfig", "bench_ray", "first_nodes"]
 
 log = logging.getLogger(__name__)
+
 
 @dataclass(frozen=True)
 class RayBenchConfig:
