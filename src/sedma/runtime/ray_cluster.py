@@ -11,9 +11,10 @@ stands for; digital (cpu, gpu) nodes also carry ``sedma_exact``, which the plain
 products whose error budget an analog node cannot meet ask for. On a cluster of many
 machines each node is started with those resources (docs/ray.md).
 
-Imports ``ray``, as the backend (:mod:`sedma.runtime.ray`) and the plain-Ray programs
-(:mod:`sedma.runtime.ray_plain`) do: the three are the only modules that do. Does not cover:
-running anything on the cluster (those two modules).
+Imports ``ray``, as the backend (:mod:`sedma.runtime.ray`), its node actors' fleet
+(:mod:`sedma.runtime.ray_fleet`) and the plain-Ray programs (:mod:`sedma.runtime.ray_plain`)
+do: the four are the only modules that do. Does not cover: running anything on the cluster
+(those three modules).
 """
 
 from __future__ import annotations
