@@ -12,7 +12,8 @@ from sedma.compute.workload import MatmulOp, Workload
 from sedma.errors import SedmaError
 from sedma.runtime.cost import network_of
 from sedma.runtime.passes import pass_tasks
-from sedma.runtime.schedule import NodeModel, simulate_pass
+from sedma.runtime.schedule import simulate_pass
+from sedma.runtime.tasks import NodeModel
 from sedma.spec_load import load_cluster
 
 A = MatmulOp("a", m=8, k=16, n=32, dtype_bytes=2)

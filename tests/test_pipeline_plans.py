@@ -25,7 +25,8 @@ from sedma.compute.workload import MatmulOp, Workload
 from sedma.errors import PlanError, SedmaError
 from sedma.runtime.cost import network_of
 from sedma.runtime.passes import pass_tasks
-from sedma.runtime.schedule import NodeModel, repeat_passes, simulate_pass
+from sedma.runtime.schedule import simulate_pass
+from sedma.runtime.tasks import NodeModel, repeat_passes
 from sedma.sim.backend import static_paths, workload_edges
 from sedma.spec import ClusterSpec
 from sedma.spec_load import parse_cluster

@@ -2,7 +2,9 @@
 
 One local ``ray.cluster_utils.Cluster`` of four Ray nodes (one per spec node: a GPU desktop
 and a board behind a home NAT, a board and an RRAM chip at a lab) serves every test here;
-the node-kill test has its own cluster (tests/test_ray_kill.py).
+the node-kill test has its own cluster (tests/test_ray_kill.py). Starting a backend starts
+one actor process per node, so tests that only read a backend, or load and release their
+own plans on it, share one per spec (module fixtures).
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ import numpy as np
 import pytest
 
 ray = pytest.importorskip("ray")
+
+pytestmark = pytest.mark.ray
 
 from sedma.clock import ManualClock  # noqa: E402
 from sedma.compute.partition.baseline import plan_static  # noqa: E402
@@ -59,11 +63,28 @@ SPEC = four_nodes("desk-3060", "pi5-a", "pi5-lab", "rram")
 DIGITAL = four_nodes("desk-3060", "mba-m2", "pi5-a", "pi5-lab")
 
 
+THREE = four_nodes("desk-3060", "pi5-a", "pi5-lab")  # digital: exact products
+
+
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[RayCluster]:
     c = RayCluster(SPEC)
     yield c
     c.shutdown()
+
+
+@pytest.fixture(scope="module")
+def backend(cluster: RayCluster) -> Iterator[RayBackend]:
+    """SPEC's backend, its dispatch overhead measured."""
+    with RayBackend(SPEC, cluster=cluster) as b:
+        yield b
+
+
+@pytest.fixture(scope="module")
+def digital(cluster: RayCluster) -> Iterator[RayBackend]:
+    """THREE's backend, charging no dispatch (so it emulates what the local backend does)."""
+    with RayBackend(THREE, cluster=cluster, dispatch_s=0.0) as b:
+        yield b
 
 
 def _loop(spec: ClusterSpec, backend: Backend, **kw: object) -> ControlLoop:
@@ -85,46 +106,49 @@ def test_the_cluster_has_one_ray_node_per_spec_node(cluster: RayCluster) -> None
     assert "sedma_exact" in res and res["sedma_exact"] == 3 * 1000  # rram is not exact
 
 
-def test_a_job_runs_on_ray_through_the_loop_and_driver(cluster: RayCluster) -> None:
-    with RayBackend(SPEC, cluster=cluster) as b:
-        assert isinstance(b, Backend) and isinstance(b, FaultInjector)
-        loop = _loop(SPEC, b, policies=())  # no re-plan: a re-plan places slices anew
-        loop.start()
-        placed = dict(b.bytes_placed)
-        t0 = b.clock.now()
-        totals = drive(loop, 4)
-        assert totals.passes == 4
-        assert totals.rel_error is not None and totals.rel_error < 0.2
-        assert b.clock.now() > t0  # device seconds, from the cost model
-        # weights and inputs were placed once, at load: the passes sent none again
-        assert dict(b.bytes_placed) == placed and sum(placed.values()) > 0
-        assert sum(b.bytes_moved.values()) > 0  # activations crossed nodes, actor to actor
-        # blocks between the home and the lab went over sedma's transport, encrypted
-        site = {n.name: n.site for n in SPEC.nodes}
-        cross = sum(v for (s, d), v in b.bytes_moved.items() if site[s] != site[d])
-        stats = b.transport_stats()
-        assert cross > 0 and set(stats) == set(SPEC.node_names)
-        sent = sum(s["bytes_sent"] for s in stats.values())
-        received = sum(s["bytes_received"] for s in stats.values())
-        assert sent >= cross and received >= cross  # the payload, plus the codec's headers
-        assert sum(s["dropped_bad_auth"] for s in stats.values()) == 0
-        assert b.last_wall_s > 0
-        held = [o for o in b.drain_observations() if isinstance(o, MemoryHeld)]
-        assert all(o.t <= b.clock.now() for o in held)
+def test_a_job_runs_on_ray_through_the_loop_and_driver(backend: RayBackend) -> None:
+    b = backend
+    assert isinstance(b, Backend) and isinstance(b, FaultInjector)
+    b.drain_observations()
+    loop = _loop(SPEC, b, policies=())  # no re-plan: a re-plan places slices anew
+    loop.start()
+    placed = dict(b.bytes_placed)
+    moved = sum(b.bytes_moved.values())
+    t0 = b.clock.now()
+    totals = drive(loop, 4)
+    assert totals.passes == 4
+    assert totals.rel_error is not None and totals.rel_error < 0.2
+    assert b.clock.now() > t0  # device seconds, from the cost model
+    # weights and inputs were placed once, at load: the passes sent none again
+    assert dict(b.bytes_placed) == placed and sum(placed.values()) > 0
+    assert sum(b.bytes_moved.values()) > moved  # activations crossed nodes, actor to actor
+    # blocks between the home and the lab went over sedma's transport, encrypted (this
+    # backend moves bytes in this test only: its counters are this job's)
+    site = {n.name: n.site for n in SPEC.nodes}
+    cross = sum(v for (s, d), v in b.bytes_moved.items() if site[s] != site[d])
+    stats = b.transport_stats()
+    assert cross > 0 and set(stats) == set(SPEC.node_names)
+    sent = sum(s["bytes_sent"] for s in stats.values())
+    received = sum(s["bytes_received"] for s in stats.values())
+    assert sent >= cross and received >= cross  # the payload, plus the codec's headers
+    assert sum(s["dropped_bad_auth"] for s in stats.values()) == 0
+    assert b.last_wall_s > 0
+    held = [o for o in b.drain_observations() if isinstance(o, MemoryHeld)]
+    assert all(o.t <= b.clock.now() for o in held)
+    b.release(loop.plan)
 
 
-def test_tiles_compute_exact_products_on_digital_nodes(cluster: RayCluster) -> None:
-    spec = four_nodes("desk-3060", "pi5-a", "pi5-lab")
+def test_tiles_compute_exact_products_on_digital_nodes(digital: RayBackend) -> None:
+    b = digital
     ops = make_operands(WL, 3)
-    plan = plan_static(PartitionContext(nodes=views_from_spec(spec), workload=WL))
-    with RayBackend(spec, cluster=cluster, dispatch_s=0.0) as b:
-        b.load(plan, ops)
-        r = Executor(b, ShortTermMemory()).run_pass(plan, check_against=ops)
-        assert r.rel_error is not None and r.rel_error < 1e-6
-        b.release(plan)
-        assert b.run is not None
-        with pytest.raises(SedmaError, match="not loaded"):
-            list(b.run(plan))
+    plan = plan_static(PartitionContext(nodes=views_from_spec(THREE), workload=WL))
+    b.load(plan, ops)
+    r = Executor(b, ShortTermMemory()).run_pass(plan, check_against=ops)
+    assert r.rel_error is not None and r.rel_error < 1e-6
+    b.release(plan)
+    assert b.run is not None
+    with pytest.raises(SedmaError, match="not loaded"):
+        list(b.run(plan))
 
 
 def test_a_plan_that_does_not_fit_changes_nothing(cluster: RayCluster) -> None:
@@ -138,44 +162,40 @@ def test_a_plan_that_does_not_fit_changes_nothing(cluster: RayCluster) -> None:
         assert sum(b.bytes_placed.values()) == 0
 
 
-def test_bad_inputs_get_one_clear_error(cluster: RayCluster) -> None:
+def test_bad_inputs_get_one_clear_error(cluster: RayCluster, backend: RayBackend) -> None:
     with pytest.raises(SedmaError, match="dispatch_s"):
         RayBackend(SPEC, cluster=cluster, dispatch_s=-1.0)
     with pytest.raises(SedmaError, match="already initialised"):
         RayCluster(SPEC)
-    with RayBackend(SPEC, cluster=cluster, dispatch_s=0.0) as b:
-        with pytest.raises(SedmaError, match="operands are required"):
-            b.load(plan_static(PartitionContext(nodes=views_from_spec(SPEC), workload=WL)), None)
-        with pytest.raises(SedmaError, match="not in cluster"):
-            b.fail_node("nope")
-        with pytest.raises(SedmaError, match="head node"):
-            cluster.kill(cluster.head)
+    with pytest.raises(SedmaError, match="operands are required"):
+        backend.load(plan_static(PartitionContext(nodes=views_from_spec(SPEC), workload=WL)), None)
+    with pytest.raises(SedmaError, match="not in cluster"):
+        backend.fail_node("nope")
+    with pytest.raises(SedmaError, match="head node"):
+        cluster.kill(cluster.head)
 
 
-def test_local_and_ray_backends_run_one_job_through_the_same_driver(cluster: RayCluster) -> None:
+def test_local_and_ray_backends_run_one_job_through_the_same_driver(digital: RayBackend) -> None:
     """The same ``drive`` on both backends: the same first plan, the same products, the same
     decisions (a digital cluster, where both compute exactly)."""
-    spec = four_nodes("desk-3060", "pi5-a", "pi5-lab")
+    # no dispatch charge on either, so both emulate the same device rates; a manual clock:
+    # the local timeline is the emulated one, host noise left out
+    local = LocalBackend(THREE, clock=ManualClock(), time_scale=1.0)
+    digital.drain_observations()
     out = {}
-    for name in ("local", "ray"):
-        backend: Backend = (
-            # no dispatch charge on either, so both emulate the same device rates
-            # a manual clock: the local timeline is the emulated one, host noise left out
-            LocalBackend(spec, clock=ManualClock(), time_scale=1.0)
-            if name == "local"
-            else RayBackend(spec, cluster=cluster, dispatch_s=0.0)
-        )
-        try:
-            loop = _loop(spec, backend)
+    with local:
+        for name, backend in (("local", local), ("ray", digital)):
+            loop = _loop(THREE, backend)
             first = loop.start()
-            totals = drive(loop, 3)
+            try:
+                totals = drive(loop, 3)
+            finally:
+                backend.release(loop.plan)  # the shared backend holds nothing after
             out[name] = (
                 [(t.op, t.node, t.axis, t.start, t.stop) for t in first.tiles],
                 totals,
                 [(d.kind, d.accepted) for d in loop.decisions],
             )
-        finally:
-            backend.close()
     (tiles_l, tot_l, dec_l), (tiles_r, tot_r, dec_r) = out["local"], out["ray"]
     assert tiles_l == tiles_r
     assert tot_l.passes == tot_r.passes == 3

@@ -12,7 +12,8 @@ from sedma.compute.partition.views import views_from_spec
 from sedma.compute.workload import MatmulOp, Workload
 from sedma.errors import SedmaError
 from sedma.runtime.cost import network_of
-from sedma.runtime.schedule import NodeModel, simulate_pass
+from sedma.runtime.schedule import simulate_pass
+from sedma.runtime.tasks import NodeModel
 from sedma.spec import ClusterSpec
 from sedma.spec_load import load_cluster
 

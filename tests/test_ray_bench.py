@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 from sedma.cli.app import app
 
-pytestmark = pytest.mark.heavy
+pytestmark = [pytest.mark.heavy, pytest.mark.ray]
 
 KEYS = (
     "memory_efficiency",

@@ -1,7 +1,8 @@
 """A Ray node removed in the middle of a job: sedma re-plans, plain Ray retries.
 
 Its own 4-node ``ray.cluster_utils.Cluster`` (a removed node does not come back for other
-tests' sake). Heavy: about a minute on 2 cores.
+tests' sake), which declares a removed node dead after 20 s. Heavy: about a minute on 2
+cores.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from sedma.runtime.ray_plain import run_tasks
 from sedma.spec import ClusterSpec
 from sedma.spec_load import load_cluster
 
-pytestmark = pytest.mark.heavy
+pytestmark = [pytest.mark.heavy, pytest.mark.ray]
 
 WL = Workload(
     "chain",
@@ -53,7 +54,9 @@ SPEC = _spec()
 
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[RayCluster]:
-    c = RayCluster(SPEC)
+    # a removed node is declared dead after 20 s rather than 120: the plain-Ray retries and
+    # the revive wait for that, and so does a backend started after the removal
+    c = RayCluster(SPEC, node_timeout_s=20.0)
     yield c
     c.shutdown()
 

@@ -10,7 +10,8 @@ from hypothesis import strategies as st
 
 from sedma.errors import SedmaError
 from sedma.runtime.cost import Resource, Route, network_of
-from sedma.runtime.schedule import Dep, Fetch, NodeModel, Task, repeat_passes, simulate_pass
+from sedma.runtime.schedule import simulate_pass
+from sedma.runtime.tasks import Dep, Fetch, NodeModel, Task, repeat_passes
 from sedma.spec_load import load_cluster
 
 GF = 1e9

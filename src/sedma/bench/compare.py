@@ -264,7 +264,7 @@ def run_comparison(
             first = loop.start()
             totals = _drive(loop, backend, cfg, cfg.passes, "sedma", slow, progress)
             overruns = backend.overruns
-            bound_s = sum(loop.bound_s)
+            bound_s = sum(loop.record.bound_s)
             device_s = totals.device_s
             sedma = _result(
                 spec,

@@ -54,7 +54,8 @@ from sedma.memory.short_term import ShortTermMemory
 from sedma.metrics import SystemResult, memory_efficiency
 from sedma.runtime.cost import Network, network_of
 from sedma.runtime.passes import pass_tasks
-from sedma.runtime.schedule import NodeModel, PassSchedule, Task, repeat_passes, simulate_pass
+from sedma.runtime.schedule import PassSchedule, simulate_pass
+from sedma.runtime.tasks import NodeModel, Task, repeat_passes
 from sedma.sim.backend import SimBackend, static_paths, workload_edges
 from sedma.spec import ClusterSpec
 from sedma.spec_load import load_cluster

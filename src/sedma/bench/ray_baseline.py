@@ -1,7 +1,7 @@
 """The plain-Ray programs sedma is compared with, as the cost model's tasks.
 
 Covers the two programs ARCHITECTURE.md ("Baselines") names for the ``ray`` baseline, the
-best a competent Ray user writes without sedma, built as :class:`~sedma.runtime.schedule.Task`
+best a competent Ray user writes without sedma, built as :class:`~sedma.runtime.tasks.Task`
 lists that :func:`~sedma.runtime.schedule.simulate_pass` times by the same rules as every
 other system:
 
@@ -37,7 +37,8 @@ from sedma.compute.plan import NodeView
 from sedma.compute.workload import Workload
 from sedma.errors import SedmaError
 from sedma.runtime.cost import Resource
-from sedma.runtime.schedule import Dep, Fetch, NodeModel, RouteOf, Task, simulate_pass
+from sedma.runtime.schedule import simulate_pass
+from sedma.runtime.tasks import Dep, Fetch, NodeModel, RouteOf, Task
 
 __all__ = [
     "data_parallel",

@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from sedma.bench.compare import Progress
 from sedma.bench.costed import bench_costed, closed_loop_rate, head_node, passes_in_flight
 from sedma.bench.ray_baseline import replica_nodes
 from sedma.compute.partition.context import PartitionSettings
@@ -51,7 +52,8 @@ from sedma.runtime.passes import pass_tasks
 from sedma.runtime.ray import RayBackend
 from sedma.runtime.ray_cluster import RayCluster
 from sedma.runtime.ray_plain import run_actors, run_tasks
-from sedma.runtime.schedule import NodeModel, simulate_pass
+from sedma.runtime.schedule import simulate_pass
+from sedma.runtime.tasks import NodeModel
 from sedma.sim.backend import static_paths, workload_edges
 from sedma.spec import ClusterSpec
 from sedma.spec_load import load_cluster
@@ -60,8 +62,6 @@ from sedma.workloads.registry import get_workload
 __all__ = ["RayBenchConfig", "bench_ray", "first_nodes"]
 
 log = logging.getLogger(__name__)
-
-Progress = Callable[[str, int, int], None]  # (phase, done, total)
 
 
 @dataclass(frozen=True)

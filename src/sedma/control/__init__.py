@@ -10,6 +10,10 @@
 - :mod:`~sedma.control.executor`: one pass of a plan on a backend, into short-term memory.
 - :mod:`~sedma.control.comm_state`: the comm layer's state in the loop (graph, routes,
   weights, outcomes, what is learned across runs).
+- :mod:`~sedma.control.collect`: ``Collected``, the Collect step: a backend's observations
+  into what the loop knows of the cluster, and each interval's rows into long-term memory.
+- :mod:`~sedma.control.run_record`: ``RunRecord``, what a run measures for learning (bound
+  and pass times, rate noise).
 - :mod:`~sedma.control.loop_types`: ``LoopSettings``, ``Decision``, ``context_key``.
 - :mod:`~sedma.control.calibrations`: ``CalibrationBook``, the rram devices' calibrations as
   stored and as measured.

@@ -1,14 +1,15 @@
 """The control loop's decision log: every decision with its reason, later its measured outcome.
 
 Covers: :class:`DecisionLog`, what the one :class:`~sedma.control.loop.ControlLoop` records
-about its decisions. Each decision, accepted or rejected, is logged with its reason and
-predicted gain and, with long-term memory, written there as an adaptation row; each accepted
-adaptation waits as a :class:`Pending` until ``outcome_intervals`` passes after it, when its
-measured gain (mean pass time after vs the pass that revealed the drift) is logged and
-written back to its row with how it was measured. Each decision is stored with its evidence
-(what the loop saw, the rule, the prediction: :mod:`sedma.control.evidence`) and handed to
-the loop's listeners (:mod:`sedma.control.listen`), as is each measured outcome. The log
-line of a stored decision carries its ID (``#12``), the argument of ``sedma why``.
+about its decisions (and :func:`layer_of`, the layer a decision is filed under). Each
+decision, accepted or rejected, is logged with its reason and predicted gain and, with
+long-term memory, written there as an adaptation row; each accepted adaptation waits as a
+:class:`Pending` until ``outcome_intervals`` passes after it, when its measured gain (mean
+pass time after vs the pass that revealed the drift) is logged and written back to its row
+with how it was measured. Each decision is stored with its evidence (what the loop saw, the
+rule, the prediction: :mod:`sedma.control.evidence`) and handed to the loop's listeners
+(:mod:`sedma.control.listen`), as is each measured outcome. The log line of a stored
+decision carries its ID (``#12``), the argument of ``sedma why``.
 
 Does not cover: making or enacting decisions (only :mod:`sedma.control.loop` does that),
 the decision type itself (see :mod:`sedma.control.loop_types`) or the store's tables (see
@@ -27,10 +28,11 @@ import numpy as np
 from sedma.clock import Clock
 from sedma.control.listen import Listeners, Outcome
 from sedma.control.loop_types import Decision
+from sedma.control.policy import Suggestion
 from sedma.memory.long_term import LongTermMemory
 from sedma.memory.records import AdaptationRecord, Layer
 
-__all__ = ["DecisionLog", "Pending"]
+__all__ = ["DecisionLog", "Pending", "layer_of"]
 
 # Decisions are logged under the loop's logger, as they were before the decision log had a
 # module of its own: users filter on "sedma.control.loop" to follow what the loop decided.
@@ -48,6 +50,16 @@ class Pending:
     @property
     def record_id(self) -> int | None:
         return self.decision.record_id
+
+
+def layer_of(name: str) -> Layer:
+    """The decision log's layer for a suggestion's layer or a policy's dotted name."""
+    head = name.split(".", 1)[0]
+    if head == "comm":
+        return "comm"
+    if head == "deploy":
+        return "deploy"
+    return "compute"
 
 
 class DecisionLog:
@@ -130,6 +142,20 @@ class DecisionLog:
         )
         self.listeners.decided(d)
         return d
+
+    def decide_on(
+        self,
+        interval: int,
+        s: Suggestion,
+        accepted: bool,
+        reason: str,
+        evidence: Mapping[str, Any] | None = None,
+    ) -> Decision:
+        """:meth:`decide` on a policy's suggestion (its kind, gain, detail and layer)."""
+        return self.decide(
+            interval, s.kind, accepted, reason, s.predicted_gain, s.detail,
+            layer_of(s.layer), evidence=evidence,
+        )  # fmt: skip
 
     @property
     def pending(self) -> int:

@@ -6,10 +6,12 @@ one frozen :class:`~sedma.control.policy.LoopContext`, ask every policy, arbitra
 suggestions in one pass, enact the accepted ones as :mod:`~sedma.runtime.base` actions
 through the backend, log every decision with its reason, evidence and later its measured
 outcome, and tell its listeners (:mod:`sedma.control.listen`) what happened).
-Its pure parts live in :mod:`sedma.control.loop_types` (settings, decisions),
+Its parts live in :mod:`sedma.control.loop_types` (settings, decisions),
 :mod:`sedma.control.analysis` (rates and node views from an interval's rows),
+:mod:`sedma.control.collect` (observations into what the loop knows),
 :mod:`sedma.control.arbitrate` (the rules), :mod:`sedma.control.calibrations` (devices'
-calibrations as measured) and :mod:`sedma.control.decision_log`.
+calibrations as measured), :mod:`sedma.control.run_record` (what the run measures for
+learning) and :mod:`sedma.control.decision_log`.
 
 Does not cover: what to suggest (the policies, :mod:`sedma.control.policy`), running passes
 (see :mod:`sedma.control.driver`), how backends enact (see :mod:`sedma.runtime`), or what is
@@ -35,28 +37,27 @@ from sedma.compute.workload import Workload
 from sedma.control.analysis import (
     believed_rates,
     device_rates,
-    epoch_rows,
     interval_sum,
     node_views,
     rram_errors,
 )
 from sedma.control.arbitrate import MEASUREMENTS, ArbiterState, arbitrate
 from sedma.control.calibrations import CalibrationBook
+from sedma.control.collect import Collected
 from sedma.control.comm_state import CommState
-from sedma.control.decision_log import DecisionLog
+from sedma.control.decision_log import DecisionLog, layer_of
 from sedma.control.evidence import Seen, calibration_evidence, evidence
 from sedma.control.executor import JOB
-from sedma.control.learning import Priors, learn_settings, load_priors
+from sedma.control.learning import Priors, load_priors
 from sedma.control.listen import IntervalReport, Listeners, LoopListener, LoopStart
 from sedma.control.loop_types import Decision, LoopSettings, context_key
 from sedma.control.policy import LoopContext, Policy, Suggestion, default_policies
+from sedma.control.run_record import RunRecord
 from sedma.errors import SedmaError
 from sedma.memory.long_term import LongTermMemory
 from sedma.memory.records import Layer
 from sedma.memory.series import IntervalAggregate
 from sedma.memory.short_term import ShortTermMemory
-from sedma.metrics import PeakHeld
-from sedma.observations import Calibrated, FreeMemory, MemoryHeld, NodeFailed
 from sedma.runtime.base import ApplyPlan, Backend, Calibrate, MoveFlow, Operands, UnsupportedAction
 from sedma.spec import ClusterSpec
 
@@ -117,19 +118,16 @@ class ControlLoop:
         self.decisions: list[Decision] = []
         self.adaptations = 0
         self.interval = 0
-        self.peak = PeakHeld()
-        self.bound_s: list[float] = []  # per interval: the bound at the rates measured
-        self.pass_s: list[float] = []
+        self._collected = Collected(spec, stm, ltm, self.clock)
+        self.peak = self._collected.peak  # bytes held across the nodes, at most and now
+        self.record = RunRecord()
         self._book = CalibrationBook(ltm)
         self.calibrations = self._book.by_node  # each rram node's current figures
         self._plan: Plan | None = None
-        self._free: dict[str, int] = {n.name: n.device.memory_bytes for n in spec.nodes}
-        self._failed: set[str] = set()
+        self._free = self._collected.free  # what the loop plans from: the nodes' free bytes
+        self._failed = self._collected.failed  # and the nodes that failed
         self._last_change: dict[str, int] = {}
         self._made: dict[str, int] = {}
-        self._rel_changes: list[float] = []
-        self._prev_rates: dict[str, float] = {}
-        self._epoch_offset = self.clock.epoch() - self.clock.now()
         self.listeners = Listeners(listeners)
         self._decision_log = DecisionLog(  # its run_id is set by start()
             clock=self.clock, ltm=ltm, context_key=self.context_key,
@@ -189,16 +187,14 @@ class ControlLoop:
         run_id = self._decision_log.run_id
         if self.ltm is None or run_id is None:
             return lessons
-        efficiency = sum(self.bound_s) / sum(self.pass_s) if self.pass_s else 0.0
+        efficiency = self.record.efficiency
         if self.settings.learn:
-            lessons = learn_settings(
+            lessons = self.record.lessons(
                 self.ltm,
                 self.context_key,
-                rel_changes=self._rel_changes,
-                efficiency=efficiency,
                 adaptations=self.adaptations,
                 useless_adaptations=self._decision_log.useless,
-                current={"drift_threshold": self.drift_threshold},
+                drift_threshold=self.drift_threshold,
                 t_epoch=self.clock.epoch(),
             )
             if self.comm is not None:
@@ -223,8 +219,7 @@ class ControlLoop:
         made: list[Decision] = []
         # Collect
         made += self._collect_observations()
-        rows = self.stm.drain_interval()
-        self._persist(rows)
+        rows = self._collected.interval(self._decision_log.run_id)
         # rates are kept in device terms, and read through each node's roofline
         measured = device_rates(rows, plan, self._bandwidth, self.partition.dispatch_s)
         pass_s = interval_sum(rows, JOB, "pass_s")
@@ -245,7 +240,7 @@ class ControlLoop:
             except SedmaError as e:
                 kind = policy.name.rsplit(".", 1)[-1]
                 why = f"{policy.name} found no feasible suggestion: {e}"
-                made.append(self._decide(_layer(policy.name), kind, False, why, None, {}))
+                made.append(self._decide(layer_of(policy.name), kind, False, why, None, {}))
         # Adapt
         self._seen = Seen(
             ctx, pass_s, origin, {n.name: n.device.matmul_gflops for n in self.spec.nodes}
@@ -363,60 +358,31 @@ class ControlLoop:
 
     def _collect_observations(self) -> list[Decision]:
         """Drain the backend's observations into the loop's state; a calibration is logged."""
-        batch = self.backend.drain_observations()
-        self.peak.observe(batch)
         made = []
-        for o in batch:
-            if isinstance(o, MemoryHeld):
-                self.stm.set_gauge(o.node, "held_bytes", float(o.held_bytes), o.t)
-                self.stm.set_gauge(o.node, "digital_bytes", float(o.digital_bytes), o.t)
-            elif isinstance(o, FreeMemory):
-                self._free[o.node] = o.free_bytes
-                self.stm.set_gauge(o.node, "free_bytes", float(o.free_bytes), o.t)
-            elif isinstance(o, NodeFailed):
-                self._failed.add(o.node)
-            elif isinstance(o, Calibrated):
-                said = self._book.record(o, self.clock.epoch())
-                if said is not None:
-                    why = calibration_evidence(o, self.interval, self._seen is not None)
-                    d = self._decide("compute", "calibrate", True, said[0], None, said[1], why)
-                    made.append(d)
+        for o in self._collected.take(self.backend.drain_observations()):
+            said = self._book.record(o, self.clock.epoch())
+            if said is not None:
+                why = calibration_evidence(o, self.interval, self._seen is not None)
+                made.append(self._decide("compute", "calibrate", True, said[0], None, said[1], why))
         return made
-
-    def _persist(self, rows: list[IntervalAggregate]) -> None:
-        if self.ltm is None or not rows:
-            return
-        self.ltm.record_observations(
-            self._decision_log.run_id, epoch_rows(rows, self._epoch_offset)
-        )
 
     def _track(self, measured: Mapping[str, float], pass_s: float | None) -> None:
         """Per-interval bookkeeping: bound, rate noise, and outcomes of past adaptations."""
-        plan = self.plan
+        bound_s = None
         if pass_s is not None:
             # The bound at the rates just measured (spec or prior where a node had no
             # tile), honouring error budgets: makespan >= work / eligible rate.
-            rates = believed_rates(self.spec, plan, self.priors, measured, self._failed)
-            self.bound_s.append(
-                bound(
-                    PartitionContext(
-                        nodes=self._views(rates), workload=self.workload, settings=self.partition
-                    )
-                ).makespan_s
-            )
-            self.pass_s.append(pass_s)
+            rates = believed_rates(self.spec, self.plan, self.priors, measured, self._failed)
+            views = self._views(rates)
+            ctx = PartitionContext(nodes=views, workload=self.workload, settings=self.partition)
+            bound_s = bound(ctx).makespan_s
             self._decision_log.observe_pass(pass_s)
-        adapted_last = self._last_change.get("compute:plan") == self.interval - 1
-        for n, r in measured.items():
-            prev = self._prev_rates.get(n)
-            if prev and not adapted_last:
-                self._rel_changes.append(r / prev - 1.0)
-            self._prev_rates[n] = r
+        replanned_last = self._last_change.get("compute:plan") == self.interval - 1
+        self.record.track(measured, pass_s, bound_s, replanned_last)
 
     def _decide_on(self, s: Suggestion, accepted: bool, reason: str) -> Decision:
         why = None if self._seen is None else evidence(s, self._seen, self.settings, self.priors)
-        layer = _layer(s.layer)
-        return self._decide(layer, s.kind, accepted, reason, s.predicted_gain, s.detail, why)
+        return self._decision_log.decide_on(self.interval, s, accepted, reason, why)
 
     def _decide(
         self,
@@ -431,13 +397,3 @@ class ControlLoop:
         return self._decision_log.decide(
             self.interval, kind, accepted, reason, gain, detail, layer, evidence=why
         )
-
-
-def _layer(name: str) -> Layer:
-    """The decision log's layer for a suggestion's layer or a policy's dotted name."""
-    head = name.split(".", 1)[0]
-    if head == "comm":
-        return "comm"
-    if head == "deploy":
-        return "deploy"
-    return "compute"

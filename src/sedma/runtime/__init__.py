@@ -6,8 +6,11 @@
   ``FaultInjector`` hooks.
 - The embedded default backend, bottom up:
 
-  - :mod:`~sedma.runtime.local_node`: one emulated node's state: the operand slices it
-    holds, their keys and bytes, its crossbar arrays and the weight blocks programmed there.
+  - :mod:`~sedma.runtime.local_node`: one node's state, as the local backend's workers and
+    the Ray backend's actors both hold it: the operand slices it holds, their keys and
+    bytes, its crossbar arrays and the weight blocks programmed there.
+  - :mod:`~sedma.runtime.local_fit`: ``check_fits``, whether a plan fits the nodes' bytes
+    and arrays, checked before anything changes.
   - :mod:`~sedma.runtime.local_time_scale`: the time dilation the backend runs at
     (``auto_time_scale``, ``time_scale_for``).
   - :mod:`~sedma.runtime.local_worker`: the worker thread that stands in for a node's
@@ -16,15 +19,32 @@
     emulated device rates and capacities): loading, running, enacting, fault injection.
   - :mod:`~sedma.runtime.local_probe`: ``measure_time_scale``, the dilation measured from
     this host's cost of real plans.
+- The Ray backend (the ``ray_*`` modules that import ``ray``: cluster, fleet, plain, and
+  the backend itself):
+
+  - :mod:`~sedma.runtime.ray_cluster`: ``RayCluster``, a local multi-node Ray cluster
+    started here or one joined by address; the custom resources naming spec nodes.
+  - :mod:`~sedma.runtime.ray_actor`: ``NodeActor``, what one spec node's actor holds and
+    computes (plain Python).
+  - :mod:`~sedma.runtime.ray_transport`: cross-site blocks between actors over sedma's
+    authenticated transport.
+  - :mod:`~sedma.runtime.ray_fleet`: the node actors started on their Ray nodes, pinged,
+    stopped.
+  - :mod:`~sedma.runtime.ray_wiring`: ``wire_pass``, which blocks of a pass go through the
+    object store and which over the transport (pure).
+  - :mod:`~sedma.runtime.ray`: ``RayBackend``, the contract on that cluster.
+  - :mod:`~sedma.runtime.ray_plain`: the plain-Ray programs sedma is compared with, really
+    executed (dynamic tasks; an ``ActorPool`` of replicas).
 - :mod:`~sedma.runtime.flows`: ``TransportFlows``, which enacts ``MoveFlow`` on sedma's real
   transport.
 - :mod:`~sedma.runtime.cost`: how emulated time is charged: the roofline of a tile, the
   resources a transfer crosses (LAN ports, WAN links) and their max-min fair sharing.
-- :mod:`~sedma.runtime.schedule`: one pass of a dataflow job on emulated nodes and links
-  (tasks wait for their inputs; bytes share the links), by those rules.
+- :mod:`~sedma.runtime.tasks`: what one pass is made of (``Task``, ``Dep``, ``Fetch``,
+  ``NodeModel``) and ``repeat_passes``, a pipeline of passes.
+- :mod:`~sedma.runtime.schedule`: ``simulate_pass``, one pass of those tasks on emulated
+  nodes and links (tasks wait for their inputs; bytes share the links), by those rules.
 - :mod:`~sedma.runtime.passes`: a plan's pass as those tasks: the bytes each tile streams
   and reads from other tiles, over the routes the comm layer chose.
 
-The Ray backend and the discrete-event simulator implement the same contract in their own
-issues.
+The discrete-event simulator implements the same contract in :mod:`sedma.sim`.
 """

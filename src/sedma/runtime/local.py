@@ -54,10 +54,8 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import math
 import queue
 import threading
-from collections import defaultdict
 from collections.abc import Callable, Iterator
 
 import numpy as np
@@ -78,20 +76,18 @@ from sedma.runtime.base import (
     TileResult,
     UnsupportedAction,
 )
+from sedma.runtime.local_fit import check_fits
 from sedma.runtime.local_node import (
-    BufKey,
-    _nbytes,
     _Node,
     _Results,
     _slice,
-    _tile_keys,
     _TileFailed,
     calibrate_node,
+    check_operands,
+    plan_keys,
     program_weights,
 )
-from sedma.runtime.local_time_scale import (
-    auto_time_scale,
-)
+from sedma.runtime.local_time_scale import auto_time_scale
 from sedma.runtime.local_worker import Worker
 from sedma.spec import ClusterSpec
 
@@ -167,9 +163,7 @@ class LocalBackend:
         return tuple(self._nodes)
 
     def load(self, plan: Plan, operands: Operands | None) -> None:
-        if operands is None:
-            raise SedmaError("the local backend computes real products: operands are required")
-        self._load(plan, operands, None)
+        self._load(plan, check_operands(plan, operands, self.name), None)
 
     def enact(self, action: Action) -> None:
         if isinstance(action, ApplyPlan):
@@ -189,54 +183,12 @@ class LocalBackend:
 
     def _load(self, plan: Plan, operands: Operands, replace: Plan | None) -> None:
         self._check_open()
-        if len(operands) != len(plan.workload.ops):
-            raise SedmaError(
-                f"operands has {len(operands)} entries; the plan's workload has "
-                f"{len(plan.workload.ops)} products"
-            )
+        check_operands(plan, operands, self.name)
         pkey, old_key = id(plan), id(replace) if replace is not None else None
-        ops = plan.workload.ops
-        need: dict[str, set[BufKey]] = defaultdict(set)
-        arrays: dict[str, set[int]] = defaultdict(set)
-        for t in plan.tiles:
-            if t.node in self._nodes and self._nodes[t.node].failed:
-                raise CapacityError(
-                    f"node {t.node!r} has failed; it cannot hold plan {plan.strategy!r}"
-                )
-            if t.node not in self._nodes:
-                raise SedmaError(
-                    f"plan names node {t.node!r}, which is not in cluster {self.spec.name!r}"
-                )
-            need[t.node].update(_tile_keys(t, ops[t.op].m, ops[t.op].n))
-            arrays[t.node].update(s.array for s in t.arrays)
+        need = plan_keys(plan)
         with self._lock:
             # Check every node before changing any, so a failed load changes nothing.
-            for name, node in self._nodes.items():
-                freed = self._freed_by(node, old_key) if old_key is not None else set()
-                xb = node.spec.device.crossbar
-                add_digital = sum(
-                    _nbytes(k, operands)
-                    for k in need[name]
-                    if (k not in node.buffers or k in freed) and not (xb and k[1] == "w")
-                )
-                keep = node.digital_bytes() - sum(
-                    node.buffers[k].nbytes for k in freed if not (xb and k[1] == "w")
-                )
-                if keep + add_digital > node.capacity_bytes:
-                    raise CapacityError(
-                        f"node {name!r} cannot hold plan {plan.strategy!r}: needs "
-                        f"{keep + add_digital} bytes, has {node.capacity_bytes} "
-                        f"(capacity {node.spec.device.memory_bytes}, other tenants "
-                        f"{node.tenant_bytes})"
-                    )
-                if xb is not None:
-                    other = sum(v for k, v in node.arrays.items() if k != old_key)
-                    want = math.ceil(len(arrays[name]) * plan.correction.arrays_factor)
-                    if other + want > xb.arrays:
-                        raise CapacityError(
-                            f"node {name!r} cannot hold plan {plan.strategy!r}: needs "
-                            f"{want} crossbar arrays, has {xb.arrays - other} free"
-                        )
+            check_fits(self._nodes, plan, operands, need, old_key, self.spec.name)
             if replace is not None:
                 self._release_locked(replace)
             try:
@@ -247,10 +199,7 @@ class LocalBackend:
                             node.buffers[k] = _slice(k, operands)
                         node.refs[k].add(pkey)
                     if node.device is not None:
-                        program_weights(node, plan, keys)
-                        node.arrays[pkey] = len(
-                            {a for k in keys if k in node.programs for a in node.programs[k].arrays}
-                        )
+                        program_weights(node, pkey, plan, keys)
             except CapacityError:
                 # Programming can still run out of arrays (a residual's spares): undo what
                 # the new plan took and put the old one back, so that a refused swap leaves
@@ -403,29 +352,16 @@ class LocalBackend:
         if self._closed:
             raise SedmaError("this LocalBackend is closed")
 
-    def _freed_by(self, node: _Node, pkey: int) -> set[BufKey]:
-        return {k for k, r in node.refs.items() if r == {pkey}}
-
     def _release_locked(self, plan: Plan) -> None:
         pkey = id(plan)
         self._operands.pop(pkey, None)
         if self._plans.pop(pkey, None) is None:
             return
         for node in self._nodes.values():
-            for k in [k for k, r in node.refs.items() if pkey in r]:
-                node.refs[k].discard(pkey)
-                if not node.refs[k]:
-                    del node.refs[k]
-                    del node.buffers[k]
-                    prog = node.programs.pop(k, None)
-                    if prog is not None and node.device is not None:
-                        node.device.release(prog)
-            node.arrays.pop(pkey, None)
+            node.drop(pkey)
 
     def _report_memory_locked(self) -> None:
         now = self.clock.now()
         for name, node in self._nodes.items():
-            digital = node.digital_bytes()
-            held = digital + node.array_bytes()
-            self._obs.append(MemoryHeld(name, now, held, digital, sum(node.arrays.values())))
+            self._obs.append(MemoryHeld(name, now, *node.held()))
             self._obs.append(FreeMemory(name, now, max(0, node.capacity_bytes)))

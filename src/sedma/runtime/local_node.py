@@ -2,13 +2,18 @@
 
 Covers: ``_Node`` (what a node holds: the operand slices it keeps as real arrays, which
 loaded plans refer to each, its crossbar arrays and the weight blocks programmed onto them,
-its tenant bytes, slowdown, failure flag, job queue and emulated timeline), the keys those
-slices are filed under (:data:`BufKey`, ``_tile_keys``), cutting a slice from the operands
-(``_slice``) or sizing it without cutting (``_nbytes``), the answers a worker puts on a
-pass's queue (``_TileFailed``, ``_Results``), :func:`program_weights`, which programs a
-plan's weight blocks onto an rram node's arrays, and :func:`calibrate_node`, which measures
-those arrays where they hold no live weights. Does not cover, and where to look instead:
-checking that a plan fits and loading, running or releasing it (see
+its tenant bytes, slowdown, failure flag, job queue and emulated timeline; letting go of
+what only one plan held, and the bytes it holds as :data:`Held`), the keys those slices are
+filed under (:data:`BufKey`, ``_tile_keys``, :func:`plan_keys`), checking a plan's operands
+(:func:`check_operands`), cutting a slice from them (``_slice``) or sizing it without
+cutting (``_nbytes``), the answers a worker puts on a pass's queue (``_TileFailed``,
+``_Results``), :func:`program_weights`, which programs a plan's weight blocks onto an rram
+node's arrays, and :func:`calibrate_node`, which measures those arrays where they hold no
+live weights. The Ray backend's actors (:mod:`sedma.runtime.ray_actor`) hold and compute
+with this same state, so both backends hold a plan the same way.
+
+Does not cover, and where to look instead: checking that a plan fits (see
+:mod:`sedma.runtime.local_fit`), loading, running or releasing it (see
 :mod:`sedma.runtime.local`), the worker thread that computes tiles (see
 :mod:`sedma.runtime.local_worker`), the simulated arrays themselves (see
 :mod:`sedma.compute.crossbar.device`).
@@ -39,11 +44,15 @@ from sedma.spec import NodeSpec
 
 __all__ = [
     "BufKey",
+    "Held",
     "calibrate_node",
+    "check_operands",
+    "plan_keys",
     "program_weights",
 ]
 
 BufKey = tuple[int, str, str, int, int]  # (op, role, axis, start, stop)
+Held = tuple[int, int, int]  # (held bytes, digital bytes, crossbar arrays used)
 
 
 def _tile_keys(t: Tile, m: int, n: int) -> tuple[BufKey, BufKey, BufKey]:
@@ -59,6 +68,28 @@ def _tile_keys(t: Tile, m: int, n: int) -> tuple[BufKey, BufKey, BufKey]:
         (t.op, "w", "m", 0, n),
         (t.op, "y", "m", t.start, t.stop),
     )
+
+
+def plan_keys(plan: Plan) -> dict[str, set[BufKey]]:
+    """The buffers each node needs to run its tiles of ``plan``."""
+    ops = plan.workload.ops
+    need: dict[str, set[BufKey]] = defaultdict(set)
+    for t in plan.tiles:
+        need[t.node].update(_tile_keys(t, ops[t.op].m, ops[t.op].n))
+    return need
+
+
+def check_operands(plan: Plan, operands: Operands | None, backend: str) -> Operands:
+    """``operands`` as a backend that computes real products needs them for ``plan``: one
+    ``(X, W)`` pair per product of its workload."""
+    if operands is None:
+        raise SedmaError(f"the {backend} backend computes real products: operands are required")
+    if len(operands) != len(plan.workload.ops):
+        raise SedmaError(
+            f"operands has {len(operands)} entries; the plan's workload has "
+            f"{len(plan.workload.ops)} products"
+        )
+    return operands
 
 
 def _slice(key: BufKey, operands: Operands) -> F32:
@@ -130,9 +161,26 @@ class _Node:
     def arrays_used(self) -> int:
         return len({a for p in self.programs.values() for a in p.arrays})
 
+    def held(self) -> Held:
+        digital = self.digital_bytes()
+        return digital + self.array_bytes(), digital, sum(self.arrays.values())
 
-def program_weights(node: _Node, plan: Plan, keys: set[BufKey]) -> None:
-    """Program every weight block of ``plan`` on ``node`` that is not programmed yet."""
+    def drop(self, pkey: int) -> None:
+        """Let go of plan ``pkey``: every slice only it held, and the arrays of those."""
+        for k in [k for k, r in self.refs.items() if pkey in r]:
+            self.refs[k].discard(pkey)
+            if not self.refs[k]:
+                del self.refs[k]
+                del self.buffers[k]
+                prog = self.programs.pop(k, None)
+                if prog is not None and self.device is not None:
+                    self.device.release(prog)
+        self.arrays.pop(pkey, None)
+
+
+def program_weights(node: _Node, pkey: int, plan: Plan, keys: set[BufKey]) -> None:
+    """Program every weight block of ``plan`` (held as ``pkey``) on ``node`` that is not
+    programmed yet; record the arrays its ``keys`` use."""
     assert node.device is not None
     slots: dict[BufKey, tuple[ArraySlot, ...]] = {}
     ops = plan.workload.ops
@@ -158,6 +206,8 @@ def program_weights(node: _Node, plan: Plan, keys: set[BufKey]) -> None:
                 correction=plan.correction,
                 spare_arrays=pool if plan.correction.residual else None,
             )
+    used = {a for k in keys if k in node.programs for a in node.programs[k].arrays}
+    node.arrays[pkey] = len(used)
 
 
 def calibrate_node(node: _Node, action: Calibrate, now: float) -> Calibrated:

@@ -1,7 +1,7 @@
 """A plan's pass as the tasks and transfers the cost model charges.
 
 Covers: :func:`pass_tasks`, which turns a :class:`~sedma.compute.plan.Plan` and its
-workload's dataflow edges into :class:`~sedma.runtime.schedule.Task`\\ s (one per tile: its
+workload's dataflow edges into :class:`~sedma.runtime.tasks.Task`\\ s (one per tile: its
 FLOPs, the bytes it streams from memory, the output bytes it reads from other tiles and the
 route they take), from the two byte counts of :mod:`sedma.compute.plan`
 (:func:`~sedma.compute.plan.tile_streamed_bytes`, :func:`~sedma.compute.plan.needed_bytes`).
@@ -38,7 +38,7 @@ from sedma.compute.plan import Plan, Tile, needed_bytes, tile_streamed_bytes
 from sedma.compute.workload import MatmulOp
 from sedma.errors import SedmaError
 from sedma.runtime.cost import Network, Route
-from sedma.runtime.schedule import Dep, Task
+from sedma.runtime.tasks import Dep, Task
 
 __all__ = ["pass_tasks"]
 

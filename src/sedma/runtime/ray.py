@@ -5,7 +5,8 @@ Covers: :class:`RayBackend`, the contract of :mod:`sedma.runtime.base` on a Ray 
 
 - **Placement**: every Ray node carries the custom resource ``sedma_node:<name>`` of the
   spec node it stands for. One :class:`~sedma.runtime.ray_actor.NodeActor` per spec node is
-  pinned there by that resource. A plan's operand slices go to the actors that need them at
+  pinned there by that resource (:mod:`sedma.runtime.ray_fleet` starts, pings and stops
+  them). A plan's operand slices go to the actors that need them at
   load, once (a slice an actor already holds for another plan is not sent again), and stay
   there: a weight block is never re-sent with a task.
 - **A pass**: every tile is one actor call, submitted in dataflow order. A block a tile reads
@@ -13,7 +14,8 @@ Covers: :class:`RayBackend`, the contract of :mod:`sedma.runtime.base` on a Ray 
   it from node to node (actor to actor, never through the driver); a block from another
   site goes over sedma's authenticated transport, from the producer's actor to the
   consumer's (:mod:`sedma.runtime.ray_transport`; its counters are
-  :meth:`RayBackend.transport_stats`). The consumer waits for them all. Every output
+  :meth:`RayBackend.transport_stats`); :mod:`sedma.runtime.ray_wiring` says which goes how.
+  The consumer waits for them all. Every output
   block also comes back to the driver, which the contract's
   :class:`~sedma.runtime.base.TileResult` needs.
 - **Time**: on one machine the devices, links and NATs are emulated exactly as the
@@ -31,10 +33,11 @@ Covers: :class:`RayBackend`, the contract of :mod:`sedma.runtime.base` on a Ray 
   :class:`~sedma.observations.NodeFailed`, yields the tiles that finished and raises
   :class:`~sedma.errors.NodeLostError`, as the contract says.
 
-Imports ``ray``, as :mod:`sedma.runtime.ray_cluster` and :mod:`sedma.runtime.ray_plain`
-do (the only three that do). Does not cover: what an actor holds and computes
-(:mod:`sedma.runtime.ray_actor`), the cost formulas (:mod:`sedma.runtime.cost`,
-:mod:`sedma.runtime.schedule`), or the comparison (:mod:`sedma.bench.ray_run`).
+Imports ``ray``, as :mod:`sedma.runtime.ray_cluster`, :mod:`sedma.runtime.ray_fleet` and
+:mod:`sedma.runtime.ray_plain` do (the only four that do). Does not cover: what an actor
+holds and computes (:mod:`sedma.runtime.ray_actor`), the cost formulas
+(:mod:`sedma.runtime.cost`, :mod:`sedma.runtime.schedule`), or the comparison
+(:mod:`sedma.bench.ray_run`).
 """
 
 from __future__ import annotations
@@ -51,7 +54,7 @@ import ray.exceptions
 
 from sedma.arrays import F32
 from sedma.clock import Clock, ManualClock
-from sedma.compute.plan import Plan, needed_bytes
+from sedma.compute.plan import Plan
 from sedma.errors import CapacityError, NodeLostError, SedmaError
 from sedma.observations import FreeMemory, MemoryHeld, NodeFailed, Observation
 from sedma.runtime.base import (
@@ -64,20 +67,25 @@ from sedma.runtime.base import (
     TileResult,
     UnsupportedAction,
 )
-from sedma.runtime.local_node import BufKey, _slice, _tile_keys
-from sedma.runtime.ray_actor import Held, NodeActor, Xfer
-from sedma.runtime.ray_cluster import RayCluster, measure_dispatch_s, node_resource
-from sedma.runtime.ray_transport import BlockKey, new_identities
-from sedma.sim.backend import PathOf, SimBackend, workload_edges
+from sedma.runtime.local_node import Held, _slice, check_operands, plan_keys
+from sedma.runtime.ray_actor import Xfer
+from sedma.runtime.ray_cluster import RayCluster, measure_dispatch_s
+from sedma.runtime.ray_fleet import (
+    TIMEOUT_S,
+    find_dead,
+    start_actors,
+    start_transport,
+    stop_actors,
+    wait_dead,
+)
+from sedma.runtime.ray_transport import BlockKey
+from sedma.runtime.ray_wiring import wire_pass
+from sedma.sim.backend import PathOf, SimBackend
 from sedma.spec import ClusterSpec
 
 __all__ = ["RayBackend"]
 
 log = logging.getLogger(__name__)
-
-_ACTOR: Any = ray.remote(NodeActor)
-_TIMEOUT_S = 120.0
-_PING_S = 30.0  # an actor that does not answer a ping this long is taken for dead
 
 
 class RayBackend:
@@ -105,32 +113,7 @@ class RayBackend:
         self._owns = cluster is None
         self.cluster = cluster or RayCluster(spec, address=address)
         self._flows = flows
-        have = ray.cluster_resources()
-        gone = [n for n in spec.node_names if have.get(node_resource(n), 0) < 1]
-        self._actors: dict[str, Any] = {}
-        for i, n in enumerate(spec.nodes):
-            if n.name not in gone:
-                self._actors[n.name] = _ACTOR.options(
-                    num_cpus=0, resources={node_resource(n.name): 1}, max_restarts=0
-                ).remote(n, seed * 100_003 + i)
-        # an actor whose Ray node is being removed dies before it answers: that node is lost
-        dead: dict[str, str] = {}
-        for name, ref in [(n, a.ping.remote()) for n, a in self._actors.items()]:
-            try:
-                ray.get(ref, timeout=_TIMEOUT_S)
-            except ray.exceptions.GetTimeoutError:
-                self.close()
-                raise SedmaError(
-                    f"ray: the actor of {name!r} did not start in {_TIMEOUT_S} s"
-                ) from None
-            except ray.exceptions.RayError as e:
-                dead[name] = f"its actor died at start: {type(e).__name__}"
-        if len(dead) == len(self._actors):
-            self.close()
-            raise SedmaError(f"ray: no node actor started ({', '.join(sorted(dead))})")
-        for name in dead:
-            gone.append(name)
-            del self._actors[name]
+        self._actors, gone = start_actors(spec, seed)
         if dispatch_s is None:
             dispatch_s = measure_dispatch_s(next(iter(self._actors.values())))
         self.dispatch_s = dispatch_s
@@ -139,12 +122,12 @@ class RayBackend:
         )
         self._failed: set[str] = set()
         self._obs: list[Observation] = []
-        for name in gone:  # its Ray node is gone already: the loop must plan without it
-            self._lost(name, dead.get(name, f"no alive Ray node offers {node_resource(name)}"))
+        for name, why in gone.items():  # its Ray node is gone already: plan without it
+            self._lost(name, why)
         self._site = {n.name: n.site for n in spec.nodes}
         self._transport = transport and len({self._site[n] for n in self._actors}) > 1
         if self._transport:
-            self._start_transport()
+            start_transport(self._actors)
         self._pass_no = 0
         self._plans: dict[int, Plan] = {}
         self._timed: set[int] = set()  # plans loaded in the timing emulation
@@ -179,13 +162,7 @@ class RayBackend:
 
     def load(self, plan: Plan, operands: Operands | None) -> None:
         self._check_open()
-        if operands is None:
-            raise SedmaError("the ray backend computes real products: operands are required")
-        if len(operands) != len(plan.workload.ops):
-            raise SedmaError(
-                f"operands has {len(operands)} entries; the plan's workload has "
-                f"{len(plan.workload.ops)} products"
-            )
+        operands = check_operands(plan, operands, self.name)
         self._timing.load(plan, None)  # the same memory and array checks as the simulator's
         self._timed.add(id(plan))
         try:
@@ -237,7 +214,7 @@ class RayBackend:
         error: BaseException | None = None
         for i in sorted(range(len(outs)), key=lambda i: plan.tiles[i].op):
             try:
-                results[i] = (ray.get(outs[i], timeout=_TIMEOUT_S), ray.get(stats[i]))
+                results[i] = (ray.get(outs[i], timeout=TIMEOUT_S), ray.get(stats[i]))
             except (ray.exceptions.RayError, ray.exceptions.GetTimeoutError) as e:
                 error = error or e
         self.last_wall_s = time.perf_counter() - t0
@@ -276,7 +253,7 @@ class RayBackend:
             actor = self._actor(action.node)
             try:
                 self._obs.append(
-                    ray.get(actor.calibrate.remote(action, self.clock.now()), timeout=_TIMEOUT_S)
+                    ray.get(actor.calibrate.remote(action, self.clock.now()), timeout=TIMEOUT_S)
                 )
             except ray.exceptions.RayTaskError as e:
                 if isinstance(e.cause, SedmaError):
@@ -298,13 +275,8 @@ class RayBackend:
         if self._closed:
             return
         self._closed = True
-        for n, a in self._actors.items():
-            try:
-                if self._transport and n not in self._failed:
-                    ray.get(a.close.remote(), timeout=10.0)
-                ray.kill(a)
-            except Exception:  # already gone with its node
-                log.debug("ray: actor already gone", exc_info=True)
+        live = set(self._actors) - self._failed if self._transport else set()
+        stop_actors(self._actors, live)
         if self._owns:
             self.cluster.shutdown()
 
@@ -326,16 +298,7 @@ class RayBackend:
             ray.kill(actor)
         else:
             self.cluster.kill(node)
-        # the actor's process outlives its raylet for a moment: the node is dead "now" only
-        # once its actor stops answering
-        deadline = time.monotonic() + _TIMEOUT_S
-        while time.monotonic() < deadline:
-            try:
-                ray.get(actor.ping.remote(), timeout=2.0)
-            except (ray.exceptions.RayError, ray.exceptions.GetTimeoutError):
-                return
-            time.sleep(0.1)
-        raise SedmaError(f"fail_node: {node!r} still answers {_TIMEOUT_S} s after its removal")
+        wait_dead(node, actor)  # the node is dead "now" only once its actor stops answering
 
     def set_tenant_bytes(self, node: str, nbytes: int) -> None:
         self._timing.set_tenant_bytes(node, nbytes)
@@ -357,7 +320,7 @@ class RayBackend:
 
     def _get(self, refs: Sequence[Any]) -> list[Any]:
         try:
-            return list(ray.get(list(refs), timeout=_TIMEOUT_S))
+            return list(ray.get(list(refs), timeout=TIMEOUT_S))
         except ray.exceptions.RayError as e:
             lost = self._find_dead()
             if lost:
@@ -367,10 +330,7 @@ class RayBackend:
             raise SedmaError(f"ray: {e}") from e
 
     def _place(self, plan: Plan, operands: Operands, replace: Plan | None) -> None:
-        ops = plan.workload.ops
-        need: dict[str, set[BufKey]] = defaultdict(set)
-        for t in plan.tiles:
-            need[t.node].update(_tile_keys(t, ops[t.op].m, ops[t.op].n))
+        need = plan_keys(plan)
         old = {t.node for t in replace.tiles} if replace is not None else set()
         names = [n for n in self.spec.node_names if (n in need or n in old)]
         names = [n for n in names if n not in self._failed]
@@ -392,64 +352,31 @@ class RayBackend:
         self._report(held)
 
     def _submit(self, plan: Plan) -> tuple[list[Any], list[Any]]:
-        ops, pkey = plan.workload.ops, id(plan)
-        self._pass_no += 1
-        reads: dict[int, list[int]] = defaultdict(list)
-        for p, o in workload_edges(plan.workload):
-            reads[o].append(p)
-        by_op: dict[int, list[int]] = defaultdict(list)
-        for i, t in enumerate(plan.tiles):
-            by_op[t.op].append(i)
+        pkey, n = id(plan), self._pass_no + 1
+        self._pass_no = n
         # what each tile reads: same site through the object store, else over the transport
-        local: dict[int, list[int]] = defaultdict(list)
-        remote: dict[int, list[BlockKey]] = defaultdict(list)
-        sends: dict[int, set[str]] = defaultdict(set)
-        pulled: set[tuple[int, str]] = set()
-        for i, t in enumerate(plan.tiles):
-            for p in reads[t.op]:
-                for j in by_op[p]:
-                    src = plan.tiles[j]
-                    if needed_bytes(src, ops[p], t, ops[t.op]) <= 0:
-                        continue
-                    if src.node != t.node and (j, t.node) not in pulled:
-                        pulled.add((j, t.node))  # a node gets a block once, whoever reads it
-                        span = src.stop - src.start
-                        rows, cols = (span, ops[p].n) if src.axis == "m" else (ops[p].m, span)
-                        self.bytes_moved[src.node, t.node] += rows * cols * 4
-                    if self._transport and self._site[src.node] != self._site[t.node]:
-                        remote[i].append((pkey, self._pass_no, j))
-                        sends[j].add(t.node)
-                    else:
-                        local[i].append(j)
+        w = wire_pass(plan, self._site if self._transport else None)
+        for pair, nbytes in w.moved.items():
+            self.bytes_moved[pair] += nbytes
         outs: list[Any] = [None] * len(plan.tiles)
         stats: list[Any] = [None] * len(plan.tiles)
         for i in sorted(range(len(plan.tiles)), key=lambda i: (plan.tiles[i].op, i)):
             xfer: Xfer | None = None
             if self._transport:
-                xfer = (self._pass_no, sorted(sends[i]), remote[i])
+                waits: list[BlockKey] = [(pkey, n, j) for j in w.by_transport.get(i, [])]
+                xfer = (n, sorted(w.sends.get(i, set())), waits)
             call = self._actors[plan.tiles[i].node].tile.options(num_returns=2)
-            outs[i], stats[i] = call.remote(pkey, i, xfer, *(outs[j] for j in local[i]))
+            outs[i], stats[i] = call.remote(
+                pkey, i, xfer, *(outs[j] for j in w.by_store.get(i, []))
+            )
         return outs, stats
 
-    def _start_transport(self) -> None:
-        names = list(self._actors)
-        private, public = new_identities(names)
-        calls = [self._actors[n].start_transport.remote(private[n], public) for n in names]
-        addresses = dict(zip(names, self._get(calls), strict=True))
-        self._get([self._actors[n].set_addresses.remote(addresses) for n in names])
-
     def _find_dead(self) -> list[str]:
-        """Ping every actor; the ones that do not answer died: report them, newly dead first."""
-        new = []
-        for n, a in self._actors.items():
-            if n in self._failed:
-                continue
-            try:
-                ray.get(a.ping.remote(), timeout=_PING_S)
-            except (ray.exceptions.RayError, ray.exceptions.GetTimeoutError) as e:
-                self._lost(n, f"ray actor died: {type(e).__name__}")
-                new.append(n)
-        return new
+        """Ping every live actor; report the ones that died, newly dead first."""
+        dead = find_dead({n: a for n, a in self._actors.items() if n not in self._failed})
+        for n, why in dead.items():
+            self._lost(n, why)
+        return list(dead)
 
     def _lost(self, node: str, reason: str) -> None:
         self._failed.add(node)

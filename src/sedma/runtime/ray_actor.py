@@ -36,13 +36,20 @@ from sedma.compute.crossbar.device import CrossbarDevice
 from sedma.compute.plan import Plan
 from sedma.observations import Calibrated
 from sedma.runtime.base import Calibrate
-from sedma.runtime.local_node import BufKey, _Node, _tile_keys, calibrate_node, program_weights
+from sedma.runtime.local_node import (
+    BufKey,
+    Held,
+    _Node,
+    _tile_keys,
+    calibrate_node,
+    plan_keys,
+    program_weights,
+)
 from sedma.runtime.ray_transport import ActorTransport, BlockKey
 from sedma.spec import NodeSpec
 
-__all__ = ["WAIT_S", "Held", "NodeActor", "TileOut", "Xfer"]
+__all__ = ["WAIT_S", "NodeActor", "TileOut", "Xfer"]
 
-Held = tuple[int, int, int]  # (held bytes, digital bytes, crossbar arrays used)
 WAIT_S = 30.0  # a block that has not come over the transport by then: its sender died
 Xfer = tuple[int, list[str], list[BlockKey]]  # (pass number, send to nodes, wait for blocks)
 TileOut = tuple[F32, tuple[float, int]]  # (output block, (CPU seconds, bytes of inputs received))
@@ -78,11 +85,7 @@ class NodeActor:
         plan leaves the arrays first (a kept block's residual may sit on arrays the new
         layout gives another block)."""
         node = self._node
-        ops = plan.workload.ops
-        keys: set[BufKey] = set()
-        for t in plan.tiles:
-            if t.node == node.spec.name:
-                keys.update(_tile_keys(t, ops[t.op].m, ops[t.op].n))
+        keys = plan_keys(plan).get(node.spec.name, set())
         for k in keys:
             if k not in node.buffers:
                 if k not in slices:
@@ -94,18 +97,17 @@ class NodeActor:
                 prog = node.programs.pop(k, None)
                 if prog is not None and node.device is not None:
                     node.device.release(prog)
-            self._drop(replace)
+            self._plans.pop(replace, None)
+            node.drop(replace)
         self._plans[pkey] = plan
         if node.device is not None:
-            program_weights(node, plan, keys)
-            node.arrays[pkey] = len(
-                {a for k in keys if k in node.programs for a in node.programs[k].arrays}
-            )
-        return self.held()
+            program_weights(node, pkey, plan, keys)
+        return node.held()
 
     def release(self, pkey: int) -> Held:
-        self._drop(pkey)
-        return self.held()
+        self._plans.pop(pkey, None)
+        self._node.drop(pkey)
+        return self._node.held()
 
     def start_transport(self, identity: bytes, known: dict[str, bytes]) -> tuple[str, int]:
         """Start this node's peer of sedma's transport; returns the address it listens on."""
@@ -156,21 +158,3 @@ class NodeActor:
 
     def calibrate(self, action: Calibrate, now: float) -> Calibrated:
         return calibrate_node(self._node, action, now)
-
-    def held(self) -> Held:
-        node = self._node
-        digital = node.digital_bytes()
-        return digital + node.array_bytes(), digital, sum(node.arrays.values())
-
-    def _drop(self, pkey: int) -> None:
-        node = self._node
-        self._plans.pop(pkey, None)
-        for k in [k for k, r in node.refs.items() if pkey in r]:
-            node.refs[k].discard(pkey)
-            if not node.refs[k]:
-                del node.refs[k]
-                del node.buffers[k]
-                prog = node.programs.pop(k, None)
-                if prog is not None and node.device is not None:
-                    node.device.release(prog)
-        node.arrays.pop(pkey, None)

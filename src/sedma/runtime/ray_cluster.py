@@ -11,14 +11,16 @@ stands for; digital (cpu, gpu) nodes also carry ``sedma_exact``, which the plain
 products whose error budget an analog node cannot meet ask for. On a cluster of many
 machines each node is started with those resources (docs/ray.md).
 
-Imports ``ray``, as the backend (:mod:`sedma.runtime.ray`) and the plain-Ray programs
-(:mod:`sedma.runtime.ray_plain`) do: the three are the only modules that do. Does not cover:
-running anything on the cluster (those two modules).
+Imports ``ray``, as the backend (:mod:`sedma.runtime.ray`), its node actors' fleet
+(:mod:`sedma.runtime.ray_fleet`) and the plain-Ray programs (:mod:`sedma.runtime.ray_plain`)
+do: the four are the only modules that do. Does not cover: running anything on the cluster
+(those three modules).
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import os
 import statistics
 import time
@@ -52,7 +54,10 @@ class RayCluster:
     ``address=None`` starts a local cluster: one Ray node per spec node, each with
     ``cpus_per_node`` CPUs and ``object_store_mb`` of object store (the head, which hosts the
     node with the most memory and the driver's objects, gets ``head_object_store_mb``).
-    With an address, the cluster must already offer every spec node's resource.
+    A Ray node that misses its health checks for ``node_timeout_s`` is declared dead; till
+    then Ray still schedules onto a node that was killed (a plain-Ray task waits for it,
+    :meth:`revive` too). With an address, the cluster must already offer every spec node's
+    resource (and has its own timeout).
     """
 
     def __init__(
@@ -63,7 +68,10 @@ class RayCluster:
         cpus_per_node: int = 1,
         object_store_mb: int = 96,
         head_object_store_mb: int = 400,
+        node_timeout_s: float = 120.0,
     ) -> None:
+        if not 1 <= node_timeout_s <= 3600:
+            raise SedmaError(f"node_timeout_s: got {node_timeout_s!r}; must be in [1, 3600]")
         if cpus_per_node < 1:
             raise SedmaError(f"cpus_per_node: got {cpus_per_node!r}; must be >= 1")
         if object_store_mb < 80 or head_object_store_mb < 80:
@@ -84,8 +92,12 @@ class RayCluster:
             os.environ["PYTHONPATH"] = env["PYTHONPATH"]  # raylets inherit it for workers
             head = self._node_args(self.head, cpus_per_node, head_object_store_mb)
             # a loaded 2-core host can miss Ray's default 5 heartbeats (15 s) and lose a
-            # healthy node; removals are seen at once anyway (their actors' calls fail)
-            head["_system_config"] = {"health_check_failure_threshold": 40}
+            # healthy node, hence 120 s by default; sedma sees a removal at once anyway
+            # (its actors' calls fail), plain Ray only once the node is declared dead
+            head["_system_config"] = {
+                "health_check_period_ms": 1000,
+                "health_check_failure_threshold": math.ceil(node_timeout_s),
+            }
             self._local = Cluster(initialize_head=True, head_node_args=head)
             self._ray_node[self.head] = self._local.head_node
             self._args = {n: self._node_args(n, cpus_per_node, object_store_mb) for n in order}

@@ -22,7 +22,7 @@ emulated throughput these programs get is not measured here: it is charged by th
 model, from the same programs as task lists (:mod:`sedma.bench.ray_baseline`).
 
 This module imports ``ray`` (as :mod:`sedma.runtime.ray` does): the programs are plain Ray,
-by definition. Does not cover: the cluster (:class:`sedma.runtime.ray.RayCluster`), their
+by definition. Does not cover: the cluster (:class:`sedma.runtime.ray_cluster.RayCluster`), their
 cost-model twins (:mod:`sedma.bench.ray_baseline`) or the comparison
 (:mod:`sedma.bench.ray_run`).
 """

@@ -3,11 +3,10 @@
 Covers: :func:`simulate_pass`, a discrete-event simulation of tasks on nodes that depend on
 other tasks' outputs, where each output byte a task needs from another node travels over
 the route the communication layer chose, sharing every resource max-min fairly with the
-transfers that cross it at the same time (:mod:`sedma.runtime.cost`); its input types
-(:class:`Task`, :class:`Dep`, :class:`NodeModel`) and its result (:class:`PassSchedule`:
-each task's start and end, each transfer's, the pass's span, each node's busy time and each
-resource's bits). Every emulating backend times a pass with it, so the same rules charge
-every system compared.
+transfers that cross it at the same time (:mod:`sedma.runtime.cost`), and its result
+(:class:`PassSchedule`: each task's start and end, each transfer's, the pass's span, each
+node's busy time and each resource's bits). Every emulating backend times a pass with it,
+so the same rules charge every system compared.
 
 Rules: a node runs one task at a time, without preemption; its time is
 :func:`~sedma.runtime.cost.tile_time_s` at the node's true rate and memory bandwidth (the
@@ -24,12 +23,13 @@ sent.
   default policy hands a task to whichever worker is free): once every task it reads has
   ended, the first node to fall idle with no placed task ready takes the dynamic task with
   the lowest ``priority`` among those it is ``eligible`` for, then *pulls* its inputs
-  from the producers' nodes and any :class:`Fetch` object it does not hold yet (a node
-  keeps what it pulled, as Ray's object store does: a second task there reading the same
-  output or object waits for, or reuses, the first pull), and runs once they have all
-  arrived; the node waits for them, reserved.
+  from the producers' nodes and any :class:`~sedma.runtime.tasks.Fetch` object it does not
+  hold yet (a node keeps what it pulled, as Ray's object store does: a second task there
+  reading the same output or object waits for, or reuses, the first pull), and runs once
+  they have all arrived; the node waits for them, reserved.
 
-Does not cover: what the tasks are (the backends build them from a plan and its workload),
+Does not cover: what the tasks are (their types and :func:`~sedma.runtime.tasks.repeat_passes`
+are in :mod:`sedma.runtime.tasks`; the backends build them from a plan and its workload),
 choosing routes (:mod:`sedma.comm.selection`) or the cost formulas themselves
 (:mod:`sedma.runtime.cost`). Pure: no clock; times are seconds from the pass's start.
 """
@@ -39,75 +39,16 @@ from __future__ import annotations
 import heapq
 import math
 from collections import defaultdict
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 from sedma.errors import SedmaError
 from sedma.runtime.cost import Resource, Route, Transfer, fair_rates, tile_time_s
+from sedma.runtime.tasks import Dep, NodeModel, RouteOf, Task
 
-__all__ = [
-    "Dep",
-    "Fetch",
-    "NodeModel",
-    "PassSchedule",
-    "RouteOf",
-    "Task",
-    "repeat_passes",
-    "simulate_pass",
-]
+__all__ = ["PassSchedule", "simulate_pass"]
 
 _EPS_S = 1e-12  # a flow this close to its end is done (float residue, tiny transfers)
-
-
-@dataclass(frozen=True)
-class Dep:
-    """``nbytes`` of task ``task``'s output that the dependent task reads, over ``route``
-    (an empty route: the producer is on the same node, or the bytes are already there;
-    None: the route from the producer's node to the consumer's, by ``route_of``, known only
-    once both are placed)."""
-
-    task: int
-    nbytes: float
-    route: Route | None = field(default_factory=lambda: Route((), 0.0))
-
-
-@dataclass(frozen=True)
-class Fetch:
-    """An object a task needs on its node (a weight block in an object store): ``nbytes``
-    from ``home`` the first time a node needs ``key``, then cached there."""
-
-    key: str
-    nbytes: float
-    home: str
-
-
-@dataclass(frozen=True)
-class Task:
-    """One tile: where it runs (None: whichever node is free first), its work, what it
-    streams from memory, what it waits for."""
-
-    node: str | None
-    flops: float
-    streamed_bytes: float = 0.0
-    deps: tuple[Dep, ...] = ()
-    priority: float = 0.0
-    fetch: tuple[Fetch, ...] = ()
-    eligible: frozenset[str] | None = None  # a dynamic task's allowed nodes (None: any)
-    # False: it runs inside the call of a task before it on its node (a fused stage), so it
-    # pays no dispatch of its own
-    dispatched: bool = True
-    # a whole model in one call: each part (flops, streamed bytes) its own roofline, summed
-    # (``flops`` and ``streamed_bytes`` then only count the work); empty: one roofline
-    parts: tuple[tuple[float, float], ...] = ()
-
-
-@dataclass(frozen=True)
-class NodeModel:
-    """What a node really does (the emulation's truth, not the planner's belief)."""
-
-    rate_gflops: float
-    mem_bandwidth_gbs: float
-    dispatch_s: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -132,37 +73,6 @@ class PassSchedule:
         if self.span_s <= 0:
             return {}
         return {r: b / (capacity[r] * self.span_s) for r, b in self.bits.items()}
-
-
-RouteOf = Callable[[str, str], Route]
-
-
-def repeat_passes(tasks: Sequence[Task], passes: int, in_flight: int | None = None) -> list[Task]:
-    """``passes`` copies of one pass's tasks: copy ``k`` depends on its own tasks, and ranks
-    after copy ``k - 1`` at equal priority, so each node works through the passes in order
-    while later passes fill its idle time (a pipeline). Fetched objects keep their keys: a
-    node that fetched one for pass 0 holds it for the rest.
-
-    ``in_flight = P`` closes the loop: copy ``k`` starts (its tasks that read nothing wait)
-    only once copy ``k - P`` has ended (its tasks that nothing reads), as ``P`` sequences of
-    a decoder each wait for their previous token; None: all copies in flight at once."""
-    if passes < 1:
-        raise SedmaError(f"passes must be >= 1, got {passes!r}")
-    if in_flight is not None and in_flight < 1:
-        raise SedmaError(f"in_flight must be >= 1 or None, got {in_flight!r}")
-    n = len(tasks)
-    span = max((t.priority for t in tasks), default=0.0) + 1.0
-    read = {d.task for t in tasks for d in t.deps}
-    sinks = [i for i in range(n) if i not in read]
-    out = []
-    for k in range(passes):
-        for t in tasks:
-            deps = tuple(Dep(d.task + k * n, d.nbytes, d.route) for d in t.deps)
-            if not t.deps and in_flight is not None and k >= in_flight:
-                # a signal, not data: the token ids are a few bytes
-                deps = tuple(Dep(j + (k - in_flight) * n, 0.0) for j in sinks)
-            out.append(replace(t, deps=deps, priority=t.priority + k * span))
-    return out
 
 
 def simulate_pass(

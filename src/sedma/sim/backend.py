@@ -38,7 +38,8 @@ from sedma.observations import FreeMemory, MemoryHeld, NodeFailed, Observation, 
 from sedma.runtime.base import Action, ApplyPlan, MoveFlow, Operands, TileResult, UnsupportedAction
 from sedma.runtime.cost import network_of
 from sedma.runtime.passes import pass_tasks
-from sedma.runtime.schedule import NodeModel, PassSchedule, simulate_pass
+from sedma.runtime.schedule import PassSchedule, simulate_pass
+from sedma.runtime.tasks import NodeModel
 from sedma.spec import ClusterSpec
 
 __all__ = ["SimBackend", "static_paths", "workload_edges"]
