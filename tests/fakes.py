@@ -36,6 +36,7 @@ class FakeBackend:
     """
 
     name = "fake"
+    charges_memory = False
 
     def __init__(
         self,

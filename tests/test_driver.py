@@ -29,7 +29,18 @@ from sedma.spec_load import load_cluster
 
 WL = Workload("mini", tuple(MatmulOp(f"op{i}", 64 + 16 * i, 96, 80) for i in range(8)))
 CONTRACT = frozenset(
-    {"name", "clock", "nodes", "load", "release", "run", "enact", "drain_observations", "close"}
+    {
+        "name",
+        "clock",
+        "charges_memory",
+        "nodes",
+        "load",
+        "release",
+        "run",
+        "enact",
+        "drain_observations",
+        "close",
+    }
 )
 
 

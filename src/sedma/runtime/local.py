@@ -104,6 +104,7 @@ class LocalBackend:
     """Embedded backend: one worker thread per node, real numpy compute, emulated rates."""
 
     name = "local"
+    charges_memory = False  # paced by FLOPs at the node's rate (design.md, "Not yet")
 
     def __init__(
         self,
