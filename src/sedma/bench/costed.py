@@ -317,16 +317,27 @@ def _bound_system(ctx: PartitionContext, truth: dict[str, NodeModel], wl: Worklo
     true_views = tuple(replace(v, rate_gflops=truth[v.name].rate_gflops) for v in ctx.nodes)
     b = roofline_bound(replace(ctx, nodes=true_views))
     total = sum(m.rate_gflops for m in truth.values()) * 1e9
+    extra: dict[str, Any] = {
+        "kind": "LP over compute, memory bandwidth, memory and every byte that must cross "
+        "a node's port or a site's WAN links (sedma.compute.partition.roofline_bound)"
+    }
+    digital = tuple(v for v in true_views if v.kind != "rram")
+    if len(digital) < len(true_views):
+        # what no plan that leaves the crossbars out can beat: the LP gives an rram node a
+        # fluid share of a product's rows with that share of its weights, where a crossbar
+        # cut by rows holds every weight (docs/results.md says what that gap is)
+        try:
+            without = roofline_bound(replace(ctx, nodes=digital)).throughput_ops_s
+        except PlanError:  # a product no digital node may run, or too little memory left
+            without = None
+        extra["throughput_without_rram_ops_s"] = without
     return SystemResult(
         memory_efficiency=1.0,
         throughput_ops_s=b.throughput_ops_s,
         rel_error=0.0,
         resource_utilization=min(1.0, b.throughput_ops_s * wl.flops / total),
         adaptations=0,
-        extra={
-            "kind": "LP over compute, memory bandwidth, memory and every byte that must cross "
-            "a node's port or a site's WAN links (sedma.compute.partition.roofline_bound)"
-        },
+        extra=extra,
     )
 
 
