@@ -37,7 +37,7 @@ from sedma.comm.latency import (
     setup_delay_ms,
 )
 from sedma.comm.net.channel import Channel
-from sedma.comm.net.pipe import LinkProfile
+from sedma.comm.net.link import LinkProfile
 from sedma.comm.net.relay import Relay
 from sedma.comm.net.transport import Peer
 from sedma.comm.pathcost import Choice

@@ -38,8 +38,8 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from sedma.bench.soak_jobs import JobChaos
+from sedma.comm.net.link import LinkProfile
 from sedma.comm.net.node import TransportError
-from sedma.comm.net.pipe import LinkProfile
 from sedma.comm.net.relay import Relay
 from sedma.comm.net.transport import Peer
 from sedma.errors import SedmaError

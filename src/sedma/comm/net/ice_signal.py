@@ -4,9 +4,9 @@ Covers: :class:`IceSignalling`, one peer's ICE side: which sessions a channel st
 hole punch with host and STUN candidates, and/or a TURN relay), the offer/answer exchange
 over the channel's first path, the connectivity checks, and the handshake over the
 nominated pair that turns it into a path of the channel. Does not cover: the ICE agent and
-the reliable datagram pipe themselves (see :mod:`sedma.comm.net.ice`), dialling the first
-path (see :mod:`sedma.comm.net.transport`) or what a channel does with its paths (see
-:mod:`sedma.comm.net.channel`).
+the reliable datagram pipe themselves (see :mod:`sedma.comm.net.ice` and
+:mod:`sedma.comm.net.datagram`), dialling the first path (see :mod:`sedma.comm.net.transport`)
+or what a channel does with its paths (see :mod:`sedma.comm.net.channel`).
 """
 
 from __future__ import annotations
@@ -18,7 +18,8 @@ from collections.abc import Coroutine
 from typing import Any, Literal
 
 from sedma.comm.net.channel import Channel
-from sedma.comm.net.ice import DatagramPipe, IceAgent, IceConfig, IceError
+from sedma.comm.net.datagram import DatagramPipe
+from sedma.comm.net.ice import IceAgent, IceConfig, IceError
 from sedma.comm.net.node import TransportError, _Node, _PipeErrors
 from sedma.comm.net.path import _Path
 from sedma.comm.net.roles import PathHost

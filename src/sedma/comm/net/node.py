@@ -35,7 +35,8 @@ from sedma.comm.net.framing import (
 )
 from sedma.comm.net.ice import IceError
 from sedma.comm.net.limits import HandshakeAdmission, ResourceLimits
-from sedma.comm.net.pipe import FramePipe, LinkProfile, LinkShim, _TcpPipe
+from sedma.comm.net.link import LinkProfile, LinkShim
+from sedma.comm.net.pipe import FramePipe
 from sedma.comm.net.secure import (
     AuthError,
     Cipher,
@@ -45,6 +46,7 @@ from sedma.comm.net.secure import (
     Session,
     peer_id,
 )
+from sedma.comm.net.tcp_pipe import TcpPipe
 from sedma.errors import SedmaError
 
 __all__ = ["DEFAULT_MAX_FRAME_BYTES", "STAT_KEYS", "TransportError"]
@@ -232,7 +234,7 @@ class _Node:
                 return
             # Until it authenticates, a connection gets a decoder capped at handshake frames
             # (an ~8 KiB buffer) and one slot of the handshake table, or nothing at all.
-            pipe = _TcpPipe(sock, _HANDSHAKE_FRAME_BYTES, f"{self.name}<-tcp")
+            pipe = TcpPipe(sock, _HANDSHAKE_FRAME_BYTES, f"{self.name}<-tcp")
             decision = self._admission.admit(pipe, str(addr[0]))
             if not decision.admitted:
                 self._stats["limit_handshakes_per_address"] += 1
@@ -249,10 +251,10 @@ class _Node:
     def _release_slot(self, pipe: FramePipe, _closed: asyncio.Future[str]) -> None:
         self._admission.release(pipe)
 
-    async def _accept(self, pipe: _TcpPipe) -> None:
+    async def _accept(self, pipe: TcpPipe) -> None:
         raise NotImplementedError
 
-    async def _open_tcp(self, host: str, port: int, label: str) -> _TcpPipe:
+    async def _open_tcp(self, host: str, port: int, label: str) -> TcpPipe:
         loop = asyncio.get_running_loop()
         sock: socket.socket | None = None
         try:
@@ -265,7 +267,7 @@ class _Node:
             if sock is not None:
                 sock.close()
             raise TransportError(f"{label}: cannot connect to {host}:{port}: {exc!r}") from None
-        pipe = _TcpPipe(sock, self._max_frame_bytes, label)
+        pipe = TcpPipe(sock, self._max_frame_bytes, label)
         self._track(pipe)
         return pipe
 
@@ -349,7 +351,7 @@ class _Node:
             pipe.close("closing", graceful=True)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + 1.0
-        draining = [p for p in pipes if isinstance(p, _TcpPipe)]
+        draining = [p for p in pipes if isinstance(p, TcpPipe)]
         while any(not p.shut for p in draining) and loop.time() < deadline:
             await asyncio.sleep(0.01)  # let queued goodbyes reach the kernel
         for p in draining:

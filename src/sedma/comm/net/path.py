@@ -12,8 +12,8 @@ Path kinds: ``direct`` (TCP to one of the peer's addresses); ``relayed`` (TCP th
 :class:`~sedma.comm.net.relay.Relay` peer, or UDP through a TURN server when the peer's
 :class:`~sedma.comm.net.ice.IceConfig` names one: an ICE session with relay candidates only);
 ``hole-punched`` (UDP through ICE with host and STUN candidates). UDP paths carry the same
-frames as TCP over the reliable datagram layer of :mod:`sedma.comm.net.ice`; every path runs the
-same end-to-end handshake.
+frames as TCP over the reliable datagram layer of :mod:`sedma.comm.net.datagram`; every path
+runs the same end-to-end handshake.
 """
 
 from __future__ import annotations

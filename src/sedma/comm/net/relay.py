@@ -28,6 +28,7 @@ from sedma.comm.net.framing import (
     parse_items,
 )
 from sedma.comm.net.limits import ResourceLimits
+from sedma.comm.net.link import LinkProfile
 from sedma.comm.net.node import (
     _PING,
     DEFAULT_MAX_FRAME_BYTES,
@@ -37,8 +38,9 @@ from sedma.comm.net.node import (
     _read_control,
     _write_control,
 )
-from sedma.comm.net.pipe import FramePipe, LinkProfile, _TcpPipe
+from sedma.comm.net.pipe import FramePipe
 from sedma.comm.net.secure import AuthError, Session
+from sedma.comm.net.tcp_pipe import TcpPipe
 
 __all__ = ["Relay", "RelayAddress"]
 
@@ -113,7 +115,7 @@ class Relay(_Node):
                 pipe.close("relay closing")
             await self._close_node()
 
-    async def _accept(self, pipe: _TcpPipe) -> None:
+    async def _accept(self, pipe: TcpPipe) -> None:
         try:
             session, remote = await self._handshake_in(pipe, frozenset({"relay"}))
             msg = await _read_control(pipe, session, self._connect_timeout_s)
