@@ -329,6 +329,6 @@ class Peer(_Node):
         ch._add_path(path)
         return path
 
-    async def _ice_answer(self, ch: Channel, offer: dict[str, Any]) -> None:
-        """An ICE offer arrived over ``ch``'s signalling (the channel calls this)."""
-        await self._ice_signalling.answer(ch, offer)
+    def _on_signal(self, ch: Channel, msg: dict[str, Any]) -> None:
+        """A signalling message arrived over ``ch`` (the channel calls this)."""
+        self._ice_signalling.on_signal(ch, msg)
