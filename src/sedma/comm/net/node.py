@@ -17,7 +17,7 @@ import functools
 import logging
 import socket
 import struct
-from collections.abc import Coroutine, Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from typing import Any
 
 import msgpack
@@ -25,6 +25,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 
 from sedma.clock import Clock, WallClock
 from sedma.comm.net.framing import (
+    Frame,
     FrameError,
     FrameType,
     ItemKind,
@@ -106,8 +107,13 @@ def _write_frame(pipe: FramePipe, frame_type: FrameType, body: bytes) -> None:
     pipe.write(frame_header(frame_type, len(body)) + body)
 
 
+def _write_item(pipe: FramePipe, session: Session, kind: ItemKind, payload: bytes) -> None:
+    """Send one item in a record of its own (the relay control connections' traffic)."""
+    pipe.write(session.seal(FrameType.ITEMS, b"".join(item(kind, payload))))
+
+
 def _write_control(pipe: FramePipe, session: Session, obj: Mapping[str, Any]) -> None:
-    pipe.write(session.seal(FrameType.ITEMS, b"".join(item(ItemKind.RELAY, msgpack.packb(obj)))))
+    _write_item(pipe, session, ItemKind.RELAY, msgpack.packb(obj))
 
 
 async def _expect(pipe: FramePipe, frame_type: FrameType, timeout_s: float) -> bytes | memoryview:
@@ -207,6 +213,25 @@ class _Node:
             self._stats[_AUTH_STAT[exc.reason]] += 1
         elif isinstance(exc, FrameError):
             self._stats[f"rejected_{exc.reason}"] += 1
+
+    def _serve_control(
+        self, pipe: FramePipe, session: Session, on_item: Callable[[int, memoryview], None]
+    ) -> None:
+        """Hand every item arriving on a relay control connection to ``on_item``; anything
+        that is not a record of ours (or an item ``on_item`` refuses with :class:`FrameError`)
+        is counted and closes the connection."""
+
+        def on_frame(frame: Frame) -> None:
+            try:
+                if frame.type != FrameType.ITEMS:
+                    raise FrameError("malformed", f"frame {frame.type:#x} on a relay control")
+                for kind, payload in parse_items(session.open(frame.type, frame.body)):
+                    on_item(kind, payload)
+            except (AuthError, FrameError) as exc:
+                self._count(exc)
+                pipe.close(str(exc))
+
+        pipe.set_handler(on_frame)
 
     async def _listen(self, host: str, port: int) -> tuple[str, int]:
         if self._server is not None:
