@@ -4,10 +4,12 @@ Covers: :class:`TransportError`, the counters (:data:`STAT_KEYS`), the helpers t
 read handshake frames and relay requests, and ``_Node``, the base of
 :class:`~sedma.comm.net.transport.Peer` and :class:`~sedma.comm.net.relay.Relay`: its name and key,
 the allowlist, per-hop link emulation, the listening socket, outgoing TCP, both halves of the
-authenticated handshake, the pipes and tasks it tracks, and closing them. Does not cover:
+authenticated handshake, reading a relay control connection's records, the pipes and tasks it
+tracks, and closing them. Does not cover:
 channels and messages (see :mod:`sedma.comm.net.channel` and :mod:`sedma.comm.net.transport`),
 circuits (see :mod:`sedma.comm.net.relay`), the handshake's cryptography (see
-:mod:`sedma.comm.net.secure`), the pipes themselves (see :mod:`sedma.comm.net.pipe`).
+:mod:`sedma.comm.net.secure`), the pipes themselves (see :mod:`sedma.comm.net.pipe` and
+:mod:`sedma.comm.net.tcp_pipe`).
 """
 
 from __future__ import annotations
