@@ -294,8 +294,6 @@ async def _run(
     minutes: float, seed: int, peers: int, interval_s: float, watch: TransportWatch | None
 ) -> dict[str, Any]:
     soak = _Soak(peers, seed, interval_s)
-    if watch is not None:  # e.g. the metrics endpoint: it reads the live nodes' counters
-        watch(soak.stats)
     loop = asyncio.get_running_loop()
     start = loop.time()
     jobs = JobChaos(seed)
@@ -303,6 +301,9 @@ async def _run(
     await soak.start_relay()
     for name in soak.names:
         await soak.start_peer(name)
+    if watch is not None:  # e.g. the metrics endpoint: it reads the live nodes' counters
+        # Only now: a scrape before the nodes start would find every counter family empty.
+        watch(soak.stats)
     until = start + minutes * 60.0
     chaos = loop.create_task(soak.chaos(until))
     samples: list[tuple[float, int]] = []
