@@ -11,19 +11,15 @@ import pytest
 from sedma.bench.comm import bench_comm
 from sedma.bench.comm_report import seed_rows
 from sedma.comm.latency import (
-    P_FULL,
     LatencyModel,
-    PeerMemory,
-    is_violation,
     poisson_schedule,
     relay_only_pair_fraction,
-    service_time_ms,
     setup_delay_ms,
-    slowdown,
     uneven_pressures,
     with_relay_only_pairs,
 )
 from sedma.comm.nat import path_cost
+from sedma.comm.peer_memory import P_FULL, PeerMemory, is_violation, service_time_ms, slowdown
 from sedma.errors import SedmaError
 from sedma.metrics import latency_summary
 from sedma.spec_load import load_cluster, parse_cluster

@@ -1,7 +1,7 @@
 """Congestion control on the UDP path: NewReno's rules, then four flows on one shared link.
 
 The rules of :class:`sedma.comm.net.congestion.NewReno` are checked table by table. The
-fairness test runs four real :class:`~sedma.comm.net.ice.DatagramPipe` senders and receivers
+fairness test runs four real :class:`~sedma.comm.net.datagram.DatagramPipe` senders and receivers
 on the event loop, their datagrams crossing one emulated 20 Mbit/s link (a drop-tail queue of
 one bandwidth-delay product, 0.5% random loss, 20 ms round trip; seeded), in place of the ICE
 connection: the link must be used (>= 80% goodput in total) and no flow may starve (each
@@ -19,8 +19,9 @@ from typing import Any
 import pytest
 
 from sedma.comm.net.congestion import INITIAL_WINDOW, NewReno
+from sedma.comm.net.datagram import DatagramPipe
 from sedma.comm.net.framing import Frame, FrameType, frame_header
-from sedma.comm.net.ice import DatagramPipe, IceConfig
+from sedma.comm.net.ice import IceConfig
 from sedma.errors import SedmaError
 
 

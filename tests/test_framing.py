@@ -25,8 +25,8 @@ from sedma.comm.net.framing import (
     item,
     parse_items,
 )
+from sedma.comm.net.link import LinkProfile, LinkShim
 from sedma.comm.net.message import ALIGN, EncodeError, decode_message, encode_message
-from sedma.comm.net.pipe import LinkProfile, LinkShim
 from sedma.errors import SedmaError
 
 FUZZ = settings(

@@ -22,10 +22,11 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from sedma.comm.net.channel import Channel
+from sedma.comm.net.datagram import DatagramPipe
 from sedma.comm.net.framing import Frame, FrameDecoder, FrameType, frame_header
-from sedma.comm.net.ice import DatagramPipe, IceConfig
+from sedma.comm.net.ice import IceConfig
+from sedma.comm.net.link import LinkProfile
 from sedma.comm.net.node import TransportError
-from sedma.comm.net.pipe import LinkProfile
 from sedma.comm.net.relay import Relay
 from sedma.comm.net.transport import Peer
 

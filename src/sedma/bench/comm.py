@@ -4,8 +4,9 @@ Covers: :func:`bench_comm`, which offloads one seeded stream of work items over 
 transport twice, once placed by sedma's peer selection and once by the static baseline, and
 reports end-to-end message latency (mean, p50, p99), the memory pressure the system pushed
 peers to, headroom violations and relay use side by side. Does not cover: the model's maths
-(see :mod:`sedma.comm.latency`), the policies (see :mod:`sedma.comm.selection`), the
-transport (see :mod:`sedma.comm.net.transport`) or a command line (see :mod:`sedma.cli.app`).
+(see :mod:`sedma.comm.latency` and :mod:`sedma.comm.peer_memory`), the policies (see
+:mod:`sedma.comm.selection`), the transport (see :mod:`sedma.comm.net.transport`) or a command
+line (see :mod:`sedma.cli.app`).
 
 The scenario (every draw seeded by ``seed``; both systems get the same peers, clients,
 initial pressures and arrival schedule):
@@ -19,7 +20,7 @@ initial pressures and arrival schedule):
   ``U(0.86, 0.92)`` of their memory in use (other tenants' work), the rest with
   ``U(0.20, 0.70)`` (:func:`~sedma.comm.latency.uneven_pressures`). Each work item a peer
   holds adds ``item_fraction`` (2%) while it is queued or processed; processing takes
-  ``20 ms * slowdown(p)``, with 2 items at a time per peer (:mod:`sedma.comm.latency`
+  ``20 ms * slowdown(p)``, with 2 items at a time per peer (:mod:`sedma.comm.peer_memory`
   writes the formula). Every change is reported to the selection layer's
   :class:`~sedma.comm.graph.PeerGraph` (``set_pressure`` stamped with the time of the
   reading) ``report_delay_s`` (50 ms) later, so decisions work on slightly stale readings.
@@ -46,7 +47,8 @@ initial pressures and arrival schedule):
   half of ``time_budget_s`` runs out) count with their age at that moment, a lower bound,
   and are reported as ``censored``.
 - Violations: items whose admission pushed their destination above 90% of its memory
-  while another candidate of the client was below 70% (:func:`~sedma.comm.latency.is_violation`).
+  while another candidate of the client was below 70%
+  (:func:`~sedma.comm.peer_memory.is_violation`).
 
 A default run (2000 items) takes about 40 s on a 2-core machine (20 s of arrivals per
 system, set-up and teardown); ``messages=300`` about 7 s. sedma opens its near-best channels

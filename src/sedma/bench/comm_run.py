@@ -5,7 +5,7 @@ relays on 127.0.0.1, its own peer graph fed with memory pressure, its chooser, t
 items it sends and serves, and its books: latencies, censored and unsent items,
 violations, relay use, warm-ups), whose :meth:`LatencyRun.run` returns that system's part of
 the result. Does not cover: the scenario and why it is built so (see :mod:`sedma.bench.comm`,
-whose docstring describes it), the model's maths (:mod:`sedma.comm.latency`) or the
+whose docstring describes it), the model's maths (:mod:`sedma.comm.peer_memory`) or the
 result's figures beyond one system's (:mod:`sedma.bench.comm_report`).
 """
 
@@ -28,19 +28,13 @@ from sedma.bench.comm_report import (
 )
 from sedma.clock import Clock
 from sedma.comm.graph import PeerGraph
-from sedma.comm.latency import (
-    P_HIGH,
-    PeerMemory,
-    Scenario,
-    is_violation,
-    service_time_ms,
-    setup_delay_ms,
-)
+from sedma.comm.latency import P_HIGH, Scenario, setup_delay_ms
 from sedma.comm.net.channel import Channel
-from sedma.comm.net.pipe import LinkProfile
+from sedma.comm.net.link import LinkProfile
 from sedma.comm.net.relay import Relay
 from sedma.comm.net.transport import Peer
 from sedma.comm.pathcost import Choice
+from sedma.comm.peer_memory import PeerMemory, is_violation, service_time_ms
 from sedma.comm.routing import RouteError
 from sedma.comm.selection import choose_peer, static_choose_peer
 from sedma.comm.selection_context import Connections, SelectionContext

@@ -38,8 +38,8 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from sedma.bench.soak_jobs import JobChaos
+from sedma.comm.net.link import LinkProfile
 from sedma.comm.net.node import TransportError
-from sedma.comm.net.pipe import LinkProfile
 from sedma.comm.net.relay import Relay
 from sedma.comm.net.transport import Peer
 from sedma.errors import SedmaError
@@ -294,8 +294,6 @@ async def _run(
     minutes: float, seed: int, peers: int, interval_s: float, watch: TransportWatch | None
 ) -> dict[str, Any]:
     soak = _Soak(peers, seed, interval_s)
-    if watch is not None:  # e.g. the metrics endpoint: it reads the live nodes' counters
-        watch(soak.stats)
     loop = asyncio.get_running_loop()
     start = loop.time()
     jobs = JobChaos(seed)
@@ -303,6 +301,9 @@ async def _run(
     await soak.start_relay()
     for name in soak.names:
         await soak.start_peer(name)
+    if watch is not None:  # e.g. the metrics endpoint: it reads the live nodes' counters
+        # Only now: a scrape before the nodes start would find every counter family empty.
+        watch(soak.stats)
     until = start + minutes * 60.0
     chaos = loop.create_task(soak.chaos(until))
     samples: list[tuple[float, int]] = []

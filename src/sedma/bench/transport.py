@@ -33,6 +33,7 @@ import statistics
 import struct
 import threading
 import time
+from collections.abc import Callable, Coroutine
 from multiprocessing.connection import Connection
 from typing import Any, Protocol
 
@@ -53,6 +54,7 @@ __all__ = [
     "measure_endpoint",
     "raw_sink",
     "round_figures",
+    "run_against_receiver",
     "serve_endpoint",
 ]
 
@@ -62,6 +64,7 @@ TARGET_SMALL_MSGS_PER_S = 10_000
 TARGET_LARGE_VS_RAW = 0.5  # large-tensor bandwidth at least half of the raw socket copy
 _TX, _RX = "bench-tx", "bench-rx"
 _TIMEOUT_S = 120.0
+_START_TIMEOUT_S = 120.0  # a spawned interpreter importing numpy and sedma on a loaded host
 _RAW_CHUNK = 1 << 20
 
 
@@ -197,6 +200,31 @@ async def measure_endpoint(
     }
 
 
+def run_against_receiver(
+    what: str,
+    receiver: Callable[..., None],
+    args: tuple[Any, ...],
+    sender: Callable[[Connection], Coroutine[Any, Any, dict[str, Any]]],
+    timeout_s: float,
+) -> dict[str, Any]:
+    """Run ``receiver(*args, conn)`` in a spawned child process (an interpreter of its own,
+    as a remote node has) and ``sender(conn)`` here, within ``timeout_s``, the two ``conn``
+    being the ends of one pipe; returns what the sender returns. The receiver sends on its
+    end once it is ready; SedmaError naming ``what`` if it never does."""
+    ctx = multiprocessing.get_context("spawn")
+    parent_end, child_end = ctx.Pipe()
+    child = ctx.Process(target=receiver, args=(*args, child_end), daemon=True)
+    child.start()
+    try:
+        if not parent_end.poll(_START_TIMEOUT_S):
+            raise SedmaError(f"{what}: the receiving process did not start")
+        return asyncio.run(asyncio.wait_for(sender(parent_end), timeout_s))
+    finally:
+        child.join(10.0)
+        if child.is_alive():
+            child.kill()
+
+
 def check_sizes(**sizes: int) -> None:
     """Each benchmark size must be an int >= 1; SedmaError naming the first that is not."""
     for label, value in sizes.items():
@@ -255,44 +283,27 @@ def bench_transport(
     tx_key = Ed25519PrivateKey.from_private_bytes(seeded.randbytes(32))
     rx_key = Ed25519PrivateKey.from_private_bytes(seeded.randbytes(32))
     raw = serialization.Encoding.Raw
-    ctx = multiprocessing.get_context("spawn")
-    parent_end, child_end = ctx.Pipe()
-    child = ctx.Process(
-        target=_receiver,
-        args=(
-            tx_key.public_key().public_bytes(raw, serialization.PublicFormat.Raw),
-            rx_key.private_bytes(
-                raw, serialization.PrivateFormat.Raw, serialization.NoEncryption()
-            ),
-            child_end,
-        ),
-        daemon=True,
+
+    async def send(conn: Connection) -> dict[str, Any]:
+        address, raw_address = conn.recv()  # ready: run_against_receiver polled for it
+        known = {_TX: tx_key.public_key(), _RX: rx_key.public_key()}
+        tx = Peer(_TX, tx_key, known, queue_size=4096)
+        try:
+            await tx.connect(_RX, [address])
+            return await measure_endpoint(
+                tx, raw_address, tensor, large_reps, rounds, small_msgs, round_trips
+            )
+        finally:
+            with contextlib.suppress(TransportError):
+                await tx.send(_RX, {"op": "stop"})
+                await tx.channel(_RX).flush(timeout_s=5.0)  # type: ignore[union-attr]
+            await tx.close()
+
+    keys = (
+        tx_key.public_key().public_bytes(raw, serialization.PublicFormat.Raw),
+        rx_key.private_bytes(raw, serialization.PrivateFormat.Raw, serialization.NoEncryption()),
     )
-    child.start()
-    try:
-        if not parent_end.poll(_TIMEOUT_S):
-            raise SedmaError("transport benchmark: the receiving process did not start")
-        address, raw_address = parent_end.recv()
-
-        async def main() -> dict[str, Any]:
-            known = {_TX: tx_key.public_key(), _RX: rx_key.public_key()}
-            tx = Peer(_TX, tx_key, known, queue_size=4096)
-            try:
-                await tx.connect(_RX, [address])
-                return await measure_endpoint(
-                    tx, raw_address, tensor, large_reps, rounds, small_msgs, round_trips
-                )
-            finally:
-                with contextlib.suppress(TransportError):
-                    await tx.send(_RX, {"op": "stop"})
-                    await tx.channel(_RX).flush(timeout_s=5.0)  # type: ignore[union-attr]
-                await tx.close()
-
-        got = asyncio.run(asyncio.wait_for(main(), _TIMEOUT_S))
-    finally:
-        child.join(10.0)
-        if child.is_alive():
-            child.kill()
+    got = run_against_receiver("transport benchmark", _receiver, keys, send, _TIMEOUT_S)
     figures = round_figures(got, small_msgs, int(tensor.nbytes), large_reps)
     small, ratio = float(figures["small_msgs_per_s"]), float(figures["large_vs_raw"])
     result: dict[str, object] = {

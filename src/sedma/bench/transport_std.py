@@ -29,7 +29,6 @@ from __future__ import annotations
 import asyncio
 import datetime
 import logging
-import multiprocessing
 import random
 import socket
 import ssl
@@ -57,6 +56,7 @@ from sedma.bench.transport import (
     measure_endpoint,
     raw_sink,
     round_figures,
+    run_against_receiver,
     serve_endpoint,
 )
 from sedma.comm.net.ice import IceAgent, IceConfig
@@ -266,23 +266,14 @@ def bench_transport_std(
              "round_trips": round_trips}  # fmt: skip
     check_sizes(large_bytes=large_bytes, **sizes)
     tensor = np.random.default_rng(seed).standard_normal(max(1, large_bytes // 4), np.float32)
-    ctx = multiprocessing.get_context("spawn")
-    parent_end, child_end = ctx.Pipe()
     with tempfile.TemporaryDirectory(prefix="sedma-bench-") as folder:
-        child = ctx.Process(target=_receiver, args=(protocol, seed, folder, child_end), daemon=True)
-        child.start()
-        try:
-            if not parent_end.poll(60.0):
-                raise SedmaError(f"transport benchmark ({protocol}): the receiver did not start")
-            got = asyncio.run(
-                asyncio.wait_for(
-                    _run_sender(protocol, folder, parent_end, tensor, sizes), TIMEOUT_S
-                )
-            )
-        finally:
-            child.join(10.0)
-            if child.is_alive():
-                child.kill()
+        got = run_against_receiver(
+            f"transport benchmark ({protocol})",
+            _receiver,
+            (protocol, seed, folder),
+            lambda conn: _run_sender(protocol, folder, conn, tensor, sizes),
+            TIMEOUT_S,
+        )
     figures = round_figures(got, small_msgs, int(tensor.nbytes), large_reps)
     small, ratio = float(figures["small_msgs_per_s"]), float(figures["large_vs_raw"])
     extra = {k: v for k, v in got.items() if k not in ("small", "rtt_s", "large", "raw", "intact")}

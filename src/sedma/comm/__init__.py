@@ -32,8 +32,12 @@
     ``static_route``).
 - :mod:`~sedma.comm.policy`: the adaptation policy: re-route a flow, or re-weigh memory
   pressure, from one frozen context (pure; the control loop enacts).
-- :mod:`~sedma.comm.latency`: the emulated workload of the communication-latency
-  experiment (peers' memory and service time, arrivals, the violation rule).
+- The emulated workload of the communication-latency experiment:
+
+  - :mod:`~sedma.comm.peer_memory`: a peer's memory under the load (admission, service
+    slots), how pressure slows its service, the violation rule (pure).
+  - :mod:`~sedma.comm.latency`: the experiment's knobs and its seeded scenario (initial
+    pressures, relay-only pairs, NAT setup delays, arrivals; pure).
 - :mod:`~sedma.comm.net`: the wire (framing, secure channel, TCP pipe, ICE/UDP path,
   relay, transport), a package of its own: the policies above never do I/O.
 

@@ -1,47 +1,26 @@
-"""The emulated workload of the communication-latency experiment: memory, service, arrivals.
+"""The communication-latency experiment's knobs and its seeded scenario.
 
 Covers: :class:`LatencyModel` (the experiment's knobs, frozen), :class:`Scenario` and
-:func:`build_scenario` (what both systems of one run share), :class:`PeerMemory` (one
-peer's memory accounting: admission, queue, service slots), the convex swap/GC model of a
-peer's service time under memory pressure (:func:`slowdown`, :func:`service_time_ms`),
-seeded uneven initial memory pressures (:func:`uneven_pressures`), the NAT setup delay a
-pair pays before its first message (:func:`setup_delay_ms`, from
+:func:`build_scenario` (what both systems of one run share), and the seeded inputs it is
+built from: uneven initial memory pressures (:func:`uneven_pressures`), the NAT setup delay
+a pair pays before its first message (:func:`setup_delay_ms`, from
 :func:`sedma.comm.nat.path_cost`), the share of pairs that only a relay connects
-(:func:`relay_only_pair_fraction`, :func:`with_relay_only_pairs`), the seeded open-loop
-message schedule (:func:`poisson_schedule`) and the experiment's violation rule
-(:func:`is_violation`).
-Does not cover: running the experiment over the real transport (see
-:mod:`sedma.bench.comm`), choosing peers (see :mod:`sedma.comm.selection`), or the latency
-statistics themselves (see :func:`sedma.metrics.latency_summary`).
+(:func:`relay_only_pair_fraction`, :func:`with_relay_only_pairs`) and the open-loop message
+schedule (:func:`poisson_schedule`). Does not cover: what a peer does with its memory under
+the load (admission, service time, the violation rule: see :mod:`sedma.comm.peer_memory`),
+running the experiment over the real transport (see :mod:`sedma.bench.comm`), choosing peers
+(see :mod:`sedma.comm.selection`), or the latency statistics themselves (see
+:func:`sedma.metrics.latency_summary`).
 
 Pure: no clock, no I/O; randomness only from generators seeded by the caller.
-
-The model, in one place (the benchmark's docstring refers here):
-
-- A peer's memory use is the fraction ``p`` of its capacity in use: a seeded initial value
-  (other tenants' work) plus ``item_fraction`` for every work item it holds. An item is held
-  from its arrival until its reply is sent, while queued and while processed; an item that
-  would push ``p`` above :data:`P_FULL` waits outside memory (in the sender's flow-control
-  window) until enough memory frees.
-- Processing one item takes ``base_ms * slowdown(p)``, with ``p`` the pressure when its
-  processing starts::
-
-      slowdown(p) = 1 + k * max(0, min(p, 0.95) - 0.70) / max(floor, 0.95 - p)
-
-  1 below 70% use (``k = 1``: 1.33 at 80%, 2.5 at 85%, 5 at 90%, 12.5 at 93%, 25 at 94%,
-  capped at ``1 + k * 0.25 / floor`` = 26 from the 95% limit on, ``floor = 0.01``): paging
-  and garbage collection that grow without bound as free memory runs out, like the
-  ``1 / (1 - rho)`` of a queue; the floor keeps a thrashing peer making (slow) progress.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
-from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Generic, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -49,37 +28,30 @@ import numpy.typing as npt
 from sedma.comm.graph import PeerGraph
 from sedma.comm.nat import path_cost, path_type
 from sedma.comm.overlay import site_paths
+from sedma.comm.peer_memory import P_FULL, P_SOFT, check_fraction, slowdown
 from sedma.errors import SedmaError
 from sedma.spec import ClusterSpec, NatType
 
 __all__ = [
-    "P_FULL",
     "P_HIGH",
-    "P_LOW",
-    "P_SOFT",
-    "P_VIOLATION",
     "LatencyModel",
-    "PeerMemory",
     "Scenario",
     "build_scenario",
-    "is_violation",
     "poisson_schedule",
     "relay_only_pair_fraction",
-    "service_time_ms",
     "setup_delay_ms",
-    "slowdown",
     "uneven_pressures",
     "with_relay_only_pairs",
 ]
 
-P_SOFT = 0.70  # below: no slowdown
-P_FULL = 0.95  # no item is admitted beyond this use
 P_HIGH = 0.85  # "high pressure" in the scenario: initial use above this
-P_VIOLATION = 0.90  # pushing a peer above this ...
-P_LOW = 0.70  # ... while another feasible peer is below this is a violation
 
 
-T = TypeVar("T")
+def _check_range(name: str, lo: float, hi: float) -> None:
+    """A range of initial memory use: SedmaError naming ``name`` unless
+    ``0 <= lo <= hi < P_FULL``."""
+    if not 0.0 <= lo <= hi < P_FULL:
+        raise SedmaError(f"{name}: got ({lo!r}, {hi!r}); need 0 <= lo <= hi < {P_FULL}")
 
 
 @dataclass(frozen=True)
@@ -124,92 +96,7 @@ class LatencyModel:
             raise SedmaError(f"rate_hz: got {self.rate_hz!r}; must be a finite number > 0")
         slowdown(P_SOFT, k=self.k, floor=self.floor)  # validates k and floor
         for name in ("high", "rest"):
-            lo, hi = getattr(self, name)
-            if not 0.0 <= lo <= hi < P_FULL:
-                raise SedmaError(f"{name}: got ({lo!r}, {hi!r}); need 0 <= lo <= hi < {P_FULL}")
-
-
-class PeerMemory(Generic[T]):
-    """One peer's memory in the experiment: initial use plus the items it holds.
-
-    An arriving item waits outside memory (:meth:`arrive`) until :meth:`admit` finds room:
-    admitted while ``pressure + item_fraction <= P_FULL``, first come first served. Admitted
-    items queue for one of ``slots`` service slots (:meth:`start`); :meth:`finish` frees
-    the slot and the item's memory. No clock: the caller times the service.
-    """
-
-    def __init__(self, base: float, item_fraction: float, slots: int) -> None:
-        _check_fraction("base", base)
-        self.base = base
-        self.item_fraction = item_fraction
-        self.slots = slots
-        self.held = 0
-        self.busy = 0
-        self._waiting: deque[T] = deque()
-        self._ready: deque[T] = deque()
-
-    @property
-    def pressure(self) -> float:
-        """Memory use now: ``base + held * item_fraction``."""
-        return self.base + self.held * self.item_fraction
-
-    @property
-    def waiting(self) -> int:
-        return len(self._waiting)
-
-    def arrive(self, item: T) -> None:
-        self._waiting.append(item)
-
-    def admit(self) -> list[T]:
-        """Admit waiting items, oldest first, while they fit below :data:`P_FULL`."""
-        out: list[T] = []
-        while self._waiting and self.pressure + self.item_fraction <= P_FULL + 1e-9:
-            self.held += 1
-            out.append(self._waiting.popleft())
-            self._ready.append(out[-1])
-        return out
-
-    def start(self) -> list[T]:
-        """Admitted items that take a free slot now, oldest first."""
-        out: list[T] = []
-        while self._ready and self.busy < self.slots:
-            self.busy += 1
-            out.append(self._ready.popleft())
-        return out
-
-    def finish(self) -> None:
-        """An item's reply left: free its slot and its memory."""
-        assert self.busy > 0 and self.held > 0, "finish without a started item"
-        self.busy -= 1
-        self.held -= 1
-
-
-def _check_fraction(param: str, value: float) -> None:
-    if not (isinstance(value, int | float) and 0.0 <= value <= 1.0):
-        raise SedmaError(f"{param}: got {value!r}; must be a number in [0, 1]")
-
-
-def slowdown(p: float, *, k: float = 1.0, floor: float = 0.01) -> float:
-    """How much slower a peer processes at memory use ``p`` (swap and GC), >= 1::
-
-        slowdown(p) = 1 + k * max(0, min(p, 0.95) - 0.70) / max(floor, 0.95 - p)
-
-    1 below 0.70; convex and increasing on ``[0.70, 0.95 - floor]``, then linear up to its
-    cap ``1 + k * 0.25 / floor`` at 0.95 (a thrashing peer still progresses), flat beyond.
-    """
-    _check_fraction("p", p)
-    if not (math.isfinite(k) and k >= 0):
-        raise SedmaError(f"k: got {k!r}; must be a finite number >= 0")
-    if not (math.isfinite(floor) and 0 < floor <= P_FULL - P_SOFT):
-        raise SedmaError(f"floor: got {floor!r}; must be in (0, {P_FULL - P_SOFT:g}]")
-    return 1.0 + k * max(0.0, min(p, P_FULL) - P_SOFT) / max(floor, P_FULL - p)
-
-
-def service_time_ms(base_ms: float, p: float, *, k: float = 1.0, floor: float = 0.01) -> float:
-    """Time to process one work item at memory use ``p``: ``base_ms * slowdown(p)``."""
-    if not (math.isfinite(base_ms) and base_ms >= 0):
-        raise SedmaError(f"base_ms: got {base_ms!r}; must be a finite number >= 0")
-    return base_ms * slowdown(p, k=k, floor=floor)
+            _check_range(name, *getattr(self, name))
 
 
 def uneven_pressures(
@@ -224,10 +111,9 @@ def uneven_pressures(
     uniformly without replacement, at ``U(*high)``; the others at ``U(*rest)``."""
     if not (isinstance(n, int) and n >= 1):
         raise SedmaError(f"n: got {n!r}; must be an int >= 1")
-    _check_fraction("high_fraction", high_fraction)
-    for name, (lo, hi) in (("high", high), ("rest", rest)):
-        if not 0.0 <= lo <= hi < P_FULL:
-            raise SedmaError(f"{name}: got ({lo!r}, {hi!r}); need 0 <= lo <= hi < {P_FULL}")
+    check_fraction("high_fraction", high_fraction)
+    _check_range("high", *high)
+    _check_range("rest", *rest)
     rng = np.random.default_rng([seed, 0x9E55])
     n_high = min(n, math.ceil(high_fraction * n - 1e-9))
     hot = rng.choice(n, size=n_high, replace=False)
@@ -266,7 +152,7 @@ def with_relay_only_pairs(spec: ClusterSpec, fraction: float, seed: int) -> Clus
     Peers are taken in a seeded random order, those already behind a NAT first (a symmetric
     NAT pairs with port-restricted and symmetric ones only through a relay, RFC 4787 §4.1).
     """
-    _check_fraction("relay_only_fraction", fraction)
+    check_fraction("relay_only_fraction", fraction)
     nats: list[NatType] = [nd.nat for nd in spec.nodes]
     if relay_only_pair_fraction(nats) >= fraction:
         return spec
@@ -301,14 +187,6 @@ def poisson_schedule(
     t = np.cumsum(rng.exponential(1.0 / rate_hz, size=messages))
     who = rng.integers(0, clients, size=messages)
     return [(float(x), int(c)) for x, c in zip(t, who, strict=True)]
-
-
-def is_violation(dest_p_after: float, others_p: Sequence[float]) -> bool:
-    """The headroom rule of issue 5 broken: an item pushed its destination above
-    :data:`P_VIOLATION` (90%) while another feasible candidate was below :data:`P_LOW`
-    (70%). ``dest_p_after`` is the destination's use with the item admitted; ``others_p``
-    the other candidates' use at that moment (feasible: reachable, below :data:`P_FULL`)."""
-    return dest_p_after > P_VIOLATION + 1e-9 and any(p < P_LOW for p in others_p)
 
 
 @dataclass(frozen=True)

@@ -1,12 +1,13 @@
 """One remote peer as this peer sees it: its paths, the one in use, and in-order delivery.
 
-Covers: :class:`Channel` (one remote peer: its live paths, which one carries traffic and why,
-re-sending onto another path, backpressure, hellos and restarts), what it reports
-(:class:`PathInfo`, :class:`ChannelEvent`) and the dial plan it redials with. Does not cover:
-the bookkeeping of sequence numbers, windows and acknowledgements (see
-:mod:`sedma.comm.net.delivery`), dialling and accepting paths, or sending and receiving by
-peer name (see :mod:`sedma.comm.net.transport`), what a path does with records (see
-:mod:`sedma.comm.net.path`), which peer, path or relay to choose (see :mod:`sedma.comm.selection`).
+Covers: :class:`Channel` (one remote peer: acting on its paths coming and going, re-sending
+onto another path, backpressure, hellos and restarts), what it reports
+(:class:`ChannelEvent`) and the dial plan it redials with. Does not cover: which of the live
+paths should carry traffic (see :mod:`sedma.comm.net.path_set`), the bookkeeping of sequence
+numbers, windows and acknowledgements (see :mod:`sedma.comm.net.delivery`), dialling and
+accepting paths, or sending and receiving by peer name (see :mod:`sedma.comm.net.transport`),
+what a path does with records (see :mod:`sedma.comm.net.path`), which peer, path or relay to
+choose (see :mod:`sedma.comm.selection`).
 
 Paths: the first path up carries traffic; a better kind (direct > hole-punched > relayed)
 takes over as soon as it is up, unless the control loop moved the channel onto a path of its
@@ -43,32 +44,22 @@ from typing import Any
 
 import msgpack
 
-from sedma.comm.net.delivery import Inbound, Outbound
+from sedma.comm.net.delivery import Hello, Inbound, Outbound
 from sedma.comm.net.framing import FrameError, ItemKind, item
 from sedma.comm.net.message import EncodedMessage, decode_message
 from sedma.comm.net.node import TransportError
 from sedma.comm.net.path import _U64, PathKind, _Path
+from sedma.comm.net.path_set import PathInfo, PathSet
 from sedma.comm.net.relay import RelayAddress
 from sedma.comm.net.roles import ChannelHost
 
-__all__ = ["Channel", "ChannelEvent", "PathInfo"]
+__all__ = ["Channel", "ChannelEvent"]
 
 # The transport's records keep the logger name they had before it was split into modules.
 logger = logging.getLogger("sedma.comm.net.transport")
 
-_RANK: dict[str, int] = {"direct": 0, "hole-punched": 1, "relayed": 2}
 _ACK_DELAY_S = 0.005
 _DROPPED = object()  # stands in the delivery order for a message rejected on arrival
-
-
-@dataclass(frozen=True)
-class PathInfo:
-    """One live path of a channel."""
-
-    kind: PathKind
-    via: str  # "host:port" (direct), the relay's name (relayed), the ICE pair (UDP)
-    rtt_ms: float | None
-    active: bool
 
 
 @dataclass(frozen=True)
@@ -94,13 +85,10 @@ class Channel:
         self.remote = remote
         self._peer = peer
         self._loop = asyncio.get_running_loop()
-        self._paths: list[_Path] = []
-        self._active: _Path | None = None
-        self._pinned: str | None = None  # the ``via`` the control loop moved traffic to
+        self._paths = PathSet()
         self._events: deque[ChannelEvent] = deque(maxlen=512)
         self._plan: _DialPlan | None = None
         self._redial_task: asyncio.Task[None] | None = None
-        self._signals: dict[str, asyncio.Future[dict[str, Any]]] = {}
         self._waiters: list[asyncio.Future[None]] = []  # woken on any change (acks, paths)
         self._closed = False
         self._remote_closed = False
@@ -114,14 +102,11 @@ class Channel:
     @property
     def path_kind(self) -> PathKind | None:
         """The kind of the path in use, or None while there is none."""
-        return None if self._active is None else self._active.kind
+        return None if self._paths.active is None else self._paths.active.kind
 
     @property
     def paths(self) -> tuple[PathInfo, ...]:
-        return tuple(
-            PathInfo(p.kind, p.via, None if p.rtt_s is None else p.rtt_s * 1e3, p is self._active)
-            for p in self._paths
-        )
+        return tuple(self._paths.info(p) for p in self._paths)
 
     @property
     def events(self) -> tuple[ChannelEvent, ...]:
@@ -130,7 +115,7 @@ class Channel:
     @property
     def rtt_ms(self) -> float | None:
         """Smoothed keepalive RTT of the path in use (None before the first pong)."""
-        p = self._active
+        p = self._paths.active
         return None if p is None or p.rtt_s is None else p.rtt_s * 1e3
 
     @property
@@ -153,7 +138,8 @@ class Channel:
         """Wait until a path (of ``kind``, if given) is in use; returns it."""
 
         def ready() -> bool:
-            return self._active is not None and kind in (None, self._active.kind)
+            active = self._paths.active
+            return active is not None and kind in (None, active.kind)
 
         await self._wait_until(ready, timeout_s, f"wait_path({kind!r})")
         return next(p for p in self.paths if p.active)
@@ -193,32 +179,23 @@ class Channel:
         Unacknowledged messages move to the new path, so nothing accepted is lost. Raises
         :class:`TransportError` naming the live paths when none goes through ``via``.
         """
-        new = next((p for p in self._paths if p.via == via), None)
+        old = self._paths.active
+        new = self._paths.pin(via)
         if new is None:
             raise TransportError(
                 f"{self._peer.name}->{self.remote}: no live path via {via!r}; "
                 f"live: {[p.via for p in self._paths]}"
             )
-        self._pinned = via
-        old = self._active
         if old is not new:
-            self._active = new
             self._peer._stats["reroutes"] += 1
             self._event("moved", f"{old} -> {new}")
             if old is not None:
                 new.push_data(old.take_unsent(), front=True)
                 old.close("moved by the control loop")
         self._wake()
-        return PathInfo(new.kind, new.via, None if new.rtt_s is None else new.rtt_s * 1e3, True)
+        return self._paths.info(new)
 
     # -- paths
-    def _best(self) -> _Path | None:
-        """The path that should carry traffic: the pinned one, else the best kind, oldest."""
-        return min(
-            self._paths,
-            key=lambda p: (p.via != self._pinned, _RANK[p.kind], p.opened_s),
-            default=None,
-        )
 
     def _add_path(self, path: _Path) -> None:
         if self._closed:
@@ -227,19 +204,16 @@ class Channel:
         if len(self._paths) >= self._peer.limits.max_paths_per_peer and not self._make_room(path):
             return
         self._remote_closed = False
-        self._paths.append(path)
+        change, was = self._paths.add(path)
         self._peer._stats["paths_opened"] += 1
         path.start()
         path.push_ctrl(self._hello())
-        was = self._active
-        best = self._best()
-        assert best is not None
-        if was is None:
-            self._active = path
+        if change == "path_up":
             self._event("path_up", f"{path}")
             self._resend(path)
-        elif best is not was:
-            self._active = best
+        elif change == "upgrade":
+            best = self._paths.active
+            assert was is not None and best is not None
             self._peer._stats["upgrades"] += 1
             self._event("upgrade", f"{was} -> {best}")
             best.push_data(was.take_unsent(), front=True)
@@ -253,9 +227,8 @@ class Channel:
         Returns whether ``path`` may join; if not, it is closed. Either way the limit counts.
         """
         self._peer._stats["limit_paths_per_peer"] += 1
-        standbys = [p for p in self._paths if p is not self._active]
-        worst = max(standbys, key=lambda p: (_RANK[p.kind], -p.opened_s), default=None)
-        if worst is None or _RANK[path.kind] >= _RANK[worst.kind]:
+        worst = self._paths.to_evict(path)
+        if worst is None:
             path.close(f"{self.remote} has {len(self._paths)} paths (max_paths_per_peer)")
             return False
         self._event("evict", f"{worst} for {path} (max_paths_per_peer)")
@@ -265,20 +238,19 @@ class Channel:
     def _path_down(self, path: _Path, reason: str) -> None:
         if path not in self._paths:
             return
-        self._paths.remove(path)
+        was_active = self._paths.remove(path)
         self._peer._stats["paths_closed"] += 1
         self._event("path_down", f"{path}: {reason}")
         if self._closed:  # we are closing every path on purpose: nothing to reroute
-            self._active = None
+            self._paths.clear_active()
             return
-        if path is self._active:
-            self._active = self._best()
-            if self._active is not None:
-                self._peer._stats["reroutes"] += 1
-                self._event("reroute", f"{path} -> {self._active}")
-        if self._active is not None and path.carried:
-            self._resend(self._active)
-        elif self._active is None and not (self._closed or self._remote_closed):
+        active = self._paths.active
+        if was_active and active is not None:
+            self._peer._stats["reroutes"] += 1
+            self._event("reroute", f"{path} -> {active}")
+        if active is not None and path.carried:
+            self._resend(active)
+        elif active is None and not (self._closed or self._remote_closed):
             if self._plan is not None and self._redial_task is None:
                 self._redial_task = self._peer._spawn(self._redial())
             elif self._plan is None:
@@ -309,19 +281,15 @@ class Channel:
             self._redial_task = None
 
     def _hello(self) -> list[bytes | memoryview]:
-        hello = {
-            "inc": self._peer._incarnation,
-            "you": self._remote_inc,
-            "consumed": self._in.consumed,
-            "window": self._peer._queue_size,
-            "accept": self._peer.limits.max_streams_per_peer,
-            "accept_bytes": self._peer.limits.max_bytes_per_peer,
-        }
-        return item(ItemKind.HELLO, msgpack.packb(hello))
+        limits = self._peer.limits
+        hello = Hello(self._peer._incarnation, self._remote_inc, self._in.consumed,
+                      self._peer._queue_size, limits.max_streams_per_peer,
+                      limits.max_bytes_per_peer)  # fmt: skip
+        return item(ItemKind.HELLO, hello.pack())
 
     def _send_signal(self, obj: Mapping[str, Any]) -> None:
-        if self._active is not None:
-            self._active.push_ctrl(item(ItemKind.SIGNAL, msgpack.packb(obj)))
+        if self._paths.active is not None:
+            self._paths.active.push_ctrl(item(ItemKind.SIGNAL, msgpack.packb(obj)))
 
     # -- sending
     async def _submit(self, enc: EncodedMessage) -> None:
@@ -333,8 +301,8 @@ class Channel:
         if not room() or self._closed or self._remote_closed:
             await self._wait_until(room, None, "send")
         seq = out.add(enc)
-        if self._active is not None:
-            self._active.push_data([(seq, enc)])
+        if self._paths.active is not None:
+            self._paths.active.push_data([(seq, enc)])
             out.sent_upto = out.next_seq
 
     def _on_ack(self, upto: int) -> None:
@@ -375,32 +343,29 @@ class Channel:
         if self._ack_timer is not None:
             self._ack_timer.cancel()
             self._ack_timer = None
-        if self._active is not None:
-            self._active.push_ctrl(item(ItemKind.ACK, _U64.pack(self._in.consumed)))
+        if self._paths.active is not None:
+            self._paths.active.push_ctrl(item(ItemKind.ACK, _U64.pack(self._in.consumed)))
             self._in.ack_sent = self._in.consumed
 
-    def _on_hello(self, hello: dict[str, Any], path: _Path | None = None) -> None:
-        inc, window, consumed = hello["inc"], hello["window"], hello["consumed"]
-        if not isinstance(inc, bytes) or type(window) is not int or type(consumed) is not int:
-            raise FrameError("malformed", "hello fields")
+    def _on_hello(self, hello: Hello, path: _Path | None = None) -> None:
+        inc = hello.inc
         if path is not None:
             # What follows on this path is numbered for us only if the sender knew this
             # incarnation of us (or none at all: a fresh channel numbers from 0).
             path.remote_inc = inc
-            path.numbered_for_us = hello["you"] in (None, self._peer._incarnation)
+            path.numbered_for_us = hello.you in (None, self._peer._incarnation)
         restarted = self._remote_inc is not None and inc != self._remote_inc
         self._remote_inc = inc
         if restarted:
             self._remote_restarted()
-        self._remote_window = min(max(window, 1), 1 << 20)
-        accept, accept_bytes = hello.get("accept"), hello.get("accept_bytes")
-        if type(accept) is int and type(accept_bytes) is int:
-            self._out.remote_accept = max(accept, 1)
-            self._out.remote_accept_bytes = max(accept_bytes, 1)
+        self._remote_window = min(max(hello.window, 1), 1 << 20)
+        if hello.accept is not None and hello.accept_bytes is not None:
+            self._out.remote_accept = max(hello.accept, 1)
+            self._out.remote_accept_bytes = max(hello.accept_bytes, 1)
             self._wake()
         # Its count of what it consumed refers to our numbering only if it knew this instance.
-        if hello["you"] == self._peer._incarnation:
-            self._on_ack(consumed)
+        if hello.you == self._peer._incarnation:
+            self._on_ack(hello.consumed)
 
     def _accepts_from(self, path: _Path) -> bool:
         """Whether messages on ``path`` are numbered for this incarnation, from the current
@@ -416,16 +381,11 @@ class Channel:
             p.take_unsent()
             # Tells the remote, ahead of the re-sent messages, that they are numbered for it.
             p.push_ctrl(self._hello())
-        if self._active is not None:
-            self._resend(self._active)
+        if self._paths.active is not None:
+            self._resend(self._paths.active)
 
     def _on_signal(self, msg: dict[str, Any]) -> None:
-        if msg["op"] == "offer":
-            self._peer._spawn(self._peer._ice_answer(self, msg))
-            return
-        fut = self._signals.get(str(msg["id"]))
-        if fut is not None and not fut.done():
-            fut.set_result(msg)
+        self._peer._on_signal(self, msg)
 
     def _on_remote_close(self) -> None:
         self._event("remote_closed", f"dropping {len(self._out.unacked)} unacknowledged")

@@ -5,7 +5,7 @@ and congestion avoidance), RFC 6582 (NewReno's recovery point: one reduction per
 data, however many of its segments were lost), RFC 6675's rule that SACK-detected loss starts
 recovery, RFC 6298 §5 (a retransmission timeout collapses the window to one segment), and
 RFC 6928 (an initial window of 10 segments). Does not cover: when a segment is lost, RTT
-estimation or retransmission (see :class:`~sedma.comm.net.ice.DatagramPipe`, which calls this
+estimation or retransmission (see :class:`~sedma.comm.net.datagram.DatagramPipe`, which calls this
 with what it observed), pacing, or ECN.
 
 Pure: no clock, no I/O; the pipe tells it what happened and asks for the window. Sequence

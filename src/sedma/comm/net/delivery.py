@@ -1,12 +1,14 @@
 """A channel's delivery bookkeeping: sequence numbers, windows and acknowledgements, sans-IO.
 
 Covers: :class:`Outbound` (what this side has accepted for one remote and not yet seen
-acknowledged: numbering, the send window, re-numbering after a remote restart) and
+acknowledged: numbering, the send window, re-numbering after a remote restart),
 :class:`Inbound` (what arrived from one remote: in-order, exactly-once delivery through a
-reorder buffer, the window this side advertises, when an acknowledgement is due). Neither
-touches a path, a socket or a clock. Does not cover: which path carries the records, rerouting,
-hellos on the wire (see :mod:`sedma.comm.net.channel`), the records themselves (see
-:mod:`sedma.comm.net.path`), the inbox the application reads (see
+reorder buffer, the window this side advertises, when an acknowledgement is due) and
+:class:`Hello` (what each side tells the other about both at the start of every path: its
+incarnation, what it consumed, its windows; encoded and checked). None of it touches a path, a
+socket or a clock. Does not cover: which path carries the records, rerouting, when hellos are
+sent and what a restart changes (see :mod:`sedma.comm.net.channel`), the records themselves
+(see :mod:`sedma.comm.net.path`), the inbox the application reads (see
 :mod:`sedma.comm.net.transport`).
 
 Counters (``limit_streams_per_peer``, ``limit_bytes_per_peer``, ``retransmitted``) go into the
@@ -15,12 +17,48 @@ node's ``stats`` dict passed in, so exceeded limits stay visible in ``Peer.stats
 
 from __future__ import annotations
 
+import dataclasses
+from dataclasses import dataclass
 from typing import Any
 
+import msgpack
+
+from sedma.comm.net.framing import FrameError, unpack_control
 from sedma.comm.net.limits import MIN_BYTES_PER_PEER, MIN_STREAMS_PER_PEER, ResourceLimits
 from sedma.comm.net.message import EncodedMessage
 
-__all__ = ["Inbound", "Outbound"]
+__all__ = ["Hello", "Inbound", "Outbound"]
+
+
+@dataclass(frozen=True)
+class Hello:
+    """A HELLO item: the sender's incarnation (``inc``) and the one it believes the receiver
+    has (``you``, None before it knows), how many of the receiver's messages it has consumed,
+    how many it keeps in flight (``window``), and how many messages and bytes it accepts in
+    flight (``accept``, ``accept_bytes``; None from a sender that does not say)."""
+
+    inc: bytes
+    you: Any  # what the sender believes; compared with our incarnation, never trusted
+    consumed: int
+    window: int
+    accept: int | None = None
+    accept_bytes: int | None = None
+
+    def pack(self) -> bytes:
+        packed: bytes = msgpack.packb(dataclasses.asdict(self))
+        return packed
+
+    @classmethod
+    def unpack(cls, payload: bytes | bytearray | memoryview) -> Hello:
+        """Decode and check a HELLO item's payload; raises :class:`FrameError`."""
+        obj = unpack_control(payload, "inc", "you", "consumed", "window")
+        inc, window, consumed = obj["inc"], obj["window"], obj["consumed"]
+        if not isinstance(inc, bytes) or type(window) is not int or type(consumed) is not int:
+            raise FrameError("malformed", "hello fields")
+        accept, accept_bytes = obj.get("accept"), obj.get("accept_bytes")
+        if not (type(accept) is int and type(accept_bytes) is int):
+            accept = accept_bytes = None
+        return cls(inc, obj["you"], consumed, window, accept, accept_bytes)
 
 
 class Outbound:

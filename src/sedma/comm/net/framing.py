@@ -4,10 +4,11 @@ Covers: the length-prefixed wire frame and its incremental decoder (:class:`Fram
 which an asyncio ``BufferedProtocol`` fills in place, so large frames go from the kernel
 straight into their own buffer); the items that share one encrypted record (:func:`item`,
 :func:`parse_items`) and the control maps some items hold (:func:`unpack_control`). All of it
-is sans-IO. Does not cover: the message codec (see :mod:`sedma.comm.net.message`), the pipe
-that carries frames and the link emulation shim (see :mod:`sedma.comm.net.pipe`), encryption
-and the handshake (see :mod:`sedma.comm.net.secure`), paths, relays and peers (see
-:mod:`sedma.comm.net.transport`), datagrams and ICE (see :mod:`sedma.comm.net.ice`).
+is sans-IO. Does not cover: the message codec (see :mod:`sedma.comm.net.message`), the pipes
+that carry frames (see :mod:`sedma.comm.net.pipe`) and the emulated link (see
+:mod:`sedma.comm.net.link`), encryption and the handshake (see :mod:`sedma.comm.net.secure`),
+paths, relays and peers (see :mod:`sedma.comm.net.transport`), ICE and datagrams (see
+:mod:`sedma.comm.net.ice` and :mod:`sedma.comm.net.datagram`).
 
 Every decoding failure raises :class:`FrameError` (``reason`` ``"malformed"`` or
 ``"oversized"``) and nothing else; a frame longer than the configured maximum is refused from

@@ -4,9 +4,9 @@ Covers: :class:`IceSignalling`, one peer's ICE side: which sessions a channel st
 hole punch with host and STUN candidates, and/or a TURN relay), the offer/answer exchange
 over the channel's first path, the connectivity checks, and the handshake over the
 nominated pair that turns it into a path of the channel. Does not cover: the ICE agent and
-the reliable datagram pipe themselves (see :mod:`sedma.comm.net.ice`), dialling the first
-path (see :mod:`sedma.comm.net.transport`) or what a channel does with its paths (see
-:mod:`sedma.comm.net.channel`).
+the reliable datagram pipe themselves (see :mod:`sedma.comm.net.ice` and
+:mod:`sedma.comm.net.datagram`), dialling the first path (see :mod:`sedma.comm.net.transport`)
+or what a channel does with its paths (see :mod:`sedma.comm.net.channel`).
 """
 
 from __future__ import annotations
@@ -18,7 +18,8 @@ from collections.abc import Coroutine
 from typing import Any, Literal
 
 from sedma.comm.net.channel import Channel
-from sedma.comm.net.ice import DatagramPipe, IceAgent, IceConfig, IceError
+from sedma.comm.net.datagram import DatagramPipe
+from sedma.comm.net.ice import IceAgent, IceConfig, IceError
 from sedma.comm.net.node import TransportError, _Node, _PipeErrors
 from sedma.comm.net.path import _Path
 from sedma.comm.net.roles import PathHost
@@ -33,6 +34,8 @@ class IceSignalling:
         self._node = node
         self._host = host
         self._config = config
+        # Answers awaited, by channel and offer id (a remote resolves only its own offers).
+        self._answers: dict[tuple[str, str], asyncio.Future[dict[str, Any]]] = {}
 
     def sessions(self, ch: Channel) -> list[Literal["direct", "turn"]]:
         """Which ICE sessions to start: a punch (host and STUN candidates) and/or TURN.
@@ -72,13 +75,14 @@ class IceSignalling:
         assert cfg is not None
         agent = IceAgent(cfg, controlling=True)
         token = os.urandom(8).hex()
-        ch._signals[token] = asyncio.get_running_loop().create_future()
+        key = (ch.remote, token)
+        self._answers[key] = asyncio.get_running_loop().create_future()
 
         async def run() -> None:
             await agent.gather()
             offer = {"op": "offer", "id": token, "session": session, "desc": agent.description()}
             ch._send_signal(offer)
-            answer = await asyncio.wait_for(ch._signals[token], cfg.timeout_s)
+            answer = await asyncio.wait_for(self._answers[key], cfg.timeout_s)
             if answer["op"] != "answer":
                 raise IceError(f"{ch.remote} does not do ICE ({answer['op']})")
             await self._path(ch, agent, answer["desc"], initiator=True)
@@ -86,7 +90,16 @@ class IceSignalling:
         try:
             await self._run(ch, agent, run())
         finally:
-            ch._signals.pop(token, None)
+            self._answers.pop(key, None)
+
+    def on_signal(self, ch: Channel, msg: dict[str, Any]) -> None:
+        """A signalling message arrived over ``ch``: an offer to answer, or an awaited answer."""
+        if msg["op"] == "offer":
+            self._node._spawn(self.answer(ch, msg))
+            return
+        fut = self._answers.get((ch.remote, str(msg["id"])))
+        if fut is not None and not fut.done():
+            fut.set_result(msg)
 
     async def answer(self, ch: Channel, offer: dict[str, Any]) -> None:
         """Answer an offer that arrived over ``ch``'s signalling."""

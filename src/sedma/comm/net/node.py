@@ -4,10 +4,12 @@ Covers: :class:`TransportError`, the counters (:data:`STAT_KEYS`), the helpers t
 read handshake frames and relay requests, and ``_Node``, the base of
 :class:`~sedma.comm.net.transport.Peer` and :class:`~sedma.comm.net.relay.Relay`: its name and key,
 the allowlist, per-hop link emulation, the listening socket, outgoing TCP, both halves of the
-authenticated handshake, the pipes and tasks it tracks, and closing them. Does not cover:
+authenticated handshake, reading a relay control connection's records, the pipes and tasks it
+tracks, and closing them. Does not cover:
 channels and messages (see :mod:`sedma.comm.net.channel` and :mod:`sedma.comm.net.transport`),
 circuits (see :mod:`sedma.comm.net.relay`), the handshake's cryptography (see
-:mod:`sedma.comm.net.secure`), the pipes themselves (see :mod:`sedma.comm.net.pipe`).
+:mod:`sedma.comm.net.secure`), the pipes themselves (see :mod:`sedma.comm.net.pipe` and
+:mod:`sedma.comm.net.tcp_pipe`).
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import functools
 import logging
 import socket
 import struct
-from collections.abc import Coroutine, Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from typing import Any
 
 import msgpack
@@ -25,6 +27,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 
 from sedma.clock import Clock, WallClock
 from sedma.comm.net.framing import (
+    Frame,
     FrameError,
     FrameType,
     ItemKind,
@@ -35,7 +38,8 @@ from sedma.comm.net.framing import (
 )
 from sedma.comm.net.ice import IceError
 from sedma.comm.net.limits import HandshakeAdmission, ResourceLimits
-from sedma.comm.net.pipe import FramePipe, LinkProfile, LinkShim, _TcpPipe
+from sedma.comm.net.link import LinkProfile, LinkShim
+from sedma.comm.net.pipe import FramePipe
 from sedma.comm.net.secure import (
     AuthError,
     Cipher,
@@ -45,6 +49,7 @@ from sedma.comm.net.secure import (
     Session,
     peer_id,
 )
+from sedma.comm.net.tcp_pipe import TcpPipe
 from sedma.errors import SedmaError
 
 __all__ = ["DEFAULT_MAX_FRAME_BYTES", "STAT_KEYS", "TransportError"]
@@ -104,8 +109,13 @@ def _write_frame(pipe: FramePipe, frame_type: FrameType, body: bytes) -> None:
     pipe.write(frame_header(frame_type, len(body)) + body)
 
 
+def _write_item(pipe: FramePipe, session: Session, kind: ItemKind, payload: bytes) -> None:
+    """Send one item in a record of its own (the relay control connections' traffic)."""
+    pipe.write(session.seal(FrameType.ITEMS, b"".join(item(kind, payload))))
+
+
 def _write_control(pipe: FramePipe, session: Session, obj: Mapping[str, Any]) -> None:
-    pipe.write(session.seal(FrameType.ITEMS, b"".join(item(ItemKind.RELAY, msgpack.packb(obj)))))
+    _write_item(pipe, session, ItemKind.RELAY, msgpack.packb(obj))
 
 
 async def _expect(pipe: FramePipe, frame_type: FrameType, timeout_s: float) -> bytes | memoryview:
@@ -206,6 +216,25 @@ class _Node:
         elif isinstance(exc, FrameError):
             self._stats[f"rejected_{exc.reason}"] += 1
 
+    def _serve_control(
+        self, pipe: FramePipe, session: Session, on_item: Callable[[int, memoryview], None]
+    ) -> None:
+        """Hand every item arriving on a relay control connection to ``on_item``; anything
+        that is not a record of ours (or an item ``on_item`` refuses with :class:`FrameError`)
+        is counted and closes the connection."""
+
+        def on_frame(frame: Frame) -> None:
+            try:
+                if frame.type != FrameType.ITEMS:
+                    raise FrameError("malformed", f"frame {frame.type:#x} on a relay control")
+                for kind, payload in parse_items(session.open(frame.type, frame.body)):
+                    on_item(kind, payload)
+            except (AuthError, FrameError) as exc:
+                self._count(exc)
+                pipe.close(str(exc))
+
+        pipe.set_handler(on_frame)
+
     async def _listen(self, host: str, port: int) -> tuple[str, int]:
         if self._server is not None:
             raise TransportError(f"{self.name}: already listening")
@@ -232,7 +261,7 @@ class _Node:
                 return
             # Until it authenticates, a connection gets a decoder capped at handshake frames
             # (an ~8 KiB buffer) and one slot of the handshake table, or nothing at all.
-            pipe = _TcpPipe(sock, _HANDSHAKE_FRAME_BYTES, f"{self.name}<-tcp")
+            pipe = TcpPipe(sock, _HANDSHAKE_FRAME_BYTES, f"{self.name}<-tcp")
             decision = self._admission.admit(pipe, str(addr[0]))
             if not decision.admitted:
                 self._stats["limit_handshakes_per_address"] += 1
@@ -249,10 +278,10 @@ class _Node:
     def _release_slot(self, pipe: FramePipe, _closed: asyncio.Future[str]) -> None:
         self._admission.release(pipe)
 
-    async def _accept(self, pipe: _TcpPipe) -> None:
+    async def _accept(self, pipe: TcpPipe) -> None:
         raise NotImplementedError
 
-    async def _open_tcp(self, host: str, port: int, label: str) -> _TcpPipe:
+    async def _open_tcp(self, host: str, port: int, label: str) -> TcpPipe:
         loop = asyncio.get_running_loop()
         sock: socket.socket | None = None
         try:
@@ -265,7 +294,7 @@ class _Node:
             if sock is not None:
                 sock.close()
             raise TransportError(f"{label}: cannot connect to {host}:{port}: {exc!r}") from None
-        pipe = _TcpPipe(sock, self._max_frame_bytes, label)
+        pipe = TcpPipe(sock, self._max_frame_bytes, label)
         self._track(pipe)
         return pipe
 
@@ -349,7 +378,7 @@ class _Node:
             pipe.close("closing", graceful=True)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + 1.0
-        draining = [p for p in pipes if isinstance(p, _TcpPipe)]
+        draining = [p for p in pipes if isinstance(p, TcpPipe)]
         while any(not p.shut for p in draining) and loop.time() < deadline:
             await asyncio.sleep(0.01)  # let queued goodbyes reach the kernel
         for p in draining:

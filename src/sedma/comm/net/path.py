@@ -12,8 +12,8 @@ Path kinds: ``direct`` (TCP to one of the peer's addresses); ``relayed`` (TCP th
 :class:`~sedma.comm.net.relay.Relay` peer, or UDP through a TURN server when the peer's
 :class:`~sedma.comm.net.ice.IceConfig` names one: an ICE session with relay candidates only);
 ``hole-punched`` (UDP through ICE with host and STUN candidates). UDP paths carry the same
-frames as TCP over the reliable datagram layer of :mod:`sedma.comm.net.ice`; every path runs the
-same end-to-end handshake.
+frames as TCP over the reliable datagram layer of :mod:`sedma.comm.net.datagram`; every path
+runs the same end-to-end handshake.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from typing import Literal
 
 import numpy as np
 
+from sedma.comm.net.delivery import Hello
 from sedma.comm.net.framing import (
     Frame,
     FrameError,
@@ -292,7 +293,7 @@ class _Path:
             rtt_s = max(0.0, self.peer.clock.now() - _PING.unpack(payload)[0])
             self.rtt_s = rtt_s if self.rtt_s is None else 0.75 * self.rtt_s + 0.25 * rtt_s
         elif kind == ItemKind.HELLO:
-            ch._on_hello(unpack_control(payload, "inc", "you", "consumed", "window"), self)
+            ch._on_hello(Hello.unpack(payload), self)
         elif kind == ItemKind.SIGNAL:
             ch._on_signal(unpack_control(payload, "op", "id"))
         elif kind == ItemKind.CLOSE:

@@ -21,13 +21,11 @@ from sedma.clock import Clock
 from sedma.comm.net.framing import (
     Frame,
     FrameError,
-    FrameType,
     ItemKind,
     frame_header,
-    item,
-    parse_items,
 )
 from sedma.comm.net.limits import ResourceLimits
+from sedma.comm.net.link import LinkProfile
 from sedma.comm.net.node import (
     _PING,
     DEFAULT_MAX_FRAME_BYTES,
@@ -36,9 +34,11 @@ from sedma.comm.net.node import (
     _PipeErrors,
     _read_control,
     _write_control,
+    _write_item,
 )
-from sedma.comm.net.pipe import FramePipe, LinkProfile, _TcpPipe
-from sedma.comm.net.secure import AuthError, Session
+from sedma.comm.net.pipe import FramePipe
+from sedma.comm.net.secure import Session
+from sedma.comm.net.tcp_pipe import TcpPipe
 
 __all__ = ["Relay", "RelayAddress"]
 
@@ -113,7 +113,7 @@ class Relay(_Node):
                 pipe.close("relay closing")
             await self._close_node()
 
-    async def _accept(self, pipe: _TcpPipe) -> None:
+    async def _accept(self, pipe: TcpPipe) -> None:
         try:
             session, remote = await self._handshake_in(pipe, frozenset({"relay"}))
             msg = await _read_control(pipe, session, self._connect_timeout_s)
@@ -141,23 +141,15 @@ class Relay(_Node):
         self._attached[remote] = (pipe, session)
         _write_control(pipe, session, {"op": "ok"})
 
-        def on_frame(frame: Frame) -> None:
-            try:
-                if frame.type != FrameType.ITEMS:
-                    raise FrameError("malformed", f"frame {frame.type:#x} on a relay control")
-                for kind, _ in parse_items(session.open(frame.type, frame.body)):
-                    if kind == ItemKind.PING:
-                        pipe.write(session.seal(FrameType.ITEMS, b"".join(
-                            item(ItemKind.PONG, _PING.pack(0.0)))))  # fmt: skip
-            except (AuthError, FrameError) as exc:
-                self._count(exc)
-                pipe.close(str(exc))
+        def on_item(kind: int, _payload: memoryview) -> None:
+            if kind == ItemKind.PING:
+                _write_item(pipe, session, ItemKind.PONG, _PING.pack(0.0))
 
         def detach(_f: asyncio.Future[str]) -> None:
             if self._attached.get(remote, (None,))[0] is pipe:
                 del self._attached[remote]
 
-        pipe.set_handler(on_frame)
+        self._serve_control(pipe, session, on_item)
         pipe.closed.add_done_callback(detach)
 
     async def _open(self, remote: str, target: str, pipe: FramePipe, session: Session) -> None:

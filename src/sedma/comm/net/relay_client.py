@@ -20,12 +20,8 @@ from typing import Any
 
 from sedma.comm.net.channel import Channel
 from sedma.comm.net.framing import (
-    Frame,
     FrameError,
-    FrameType,
     ItemKind,
-    item,
-    parse_items,
     unpack_control,
 )
 from sedma.comm.net.node import (
@@ -35,12 +31,13 @@ from sedma.comm.net.node import (
     _PipeErrors,
     _read_control,
     _write_control,
+    _write_item,
 )
 from sedma.comm.net.path import _Path
 from sedma.comm.net.pipe import FramePipe
 from sedma.comm.net.relay import Relay, RelayAddress
 from sedma.comm.net.roles import RelayHost
-from sedma.comm.net.secure import AuthError, Session
+from sedma.comm.net.secure import Session
 
 __all__ = ["MAX_ADVERTISED", "RelayClient", "advertised_addresses", "relay_list"]
 
@@ -208,30 +205,19 @@ class RelayClient:
                         pipe.closed.result())  # fmt: skip
 
     async def _attached(self, relay: RelayAddress, pipe: FramePipe, session: Session) -> None:
-        def on_frame(frame: Frame) -> None:
-            try:
-                if frame.type != FrameType.ITEMS:
-                    raise FrameError("malformed", f"frame {frame.type:#x} on a relay control")
-                for kind, payload in parse_items(session.open(frame.type, frame.body)):
-                    if kind == ItemKind.RELAY:
-                        msg = unpack_control(payload, "op")
-                        if msg["op"] == "incoming":
-                            self._node._spawn(self._join(relay, str(msg["circuit"])))
-                        elif msg["op"] == "dial":
-                            self._node._spawn(
-                                self.dial_back(str(msg.get("from")), msg.get("addresses"))
-                            )
-            except (AuthError, FrameError) as exc:
-                self._node._count(exc)
-                pipe.close(str(exc))
+        def on_item(kind: int, payload: memoryview) -> None:
+            if kind == ItemKind.RELAY:
+                msg = unpack_control(payload, "op")
+                if msg["op"] == "incoming":
+                    self._node._spawn(self._join(relay, str(msg["circuit"])))
+                elif msg["op"] == "dial":
+                    self._node._spawn(self.dial_back(str(msg.get("from")), msg.get("addresses")))
 
-        pipe.set_handler(on_frame)
+        self._node._serve_control(pipe, session, on_item)
         loop = asyncio.get_running_loop()
         while not pipe.closed.done():
             await asyncio.wait([pipe.closed], timeout=self._host._keepalive_interval_s)
             if loop.time() - pipe.last_rx_s > self._host._keepalive_timeout_s:
                 pipe.close("keepalive timeout")
             elif not pipe.closed.done():
-                pipe.write(
-                    session.seal(FrameType.ITEMS, b"".join(item(ItemKind.PING, _PING.pack(0.0))))
-                )
+                _write_item(pipe, session, ItemKind.PING, _PING.pack(0.0))

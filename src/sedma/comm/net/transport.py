@@ -7,12 +7,12 @@ channel's candidate paths and queues what arrives for :meth:`Peer.recv`; its rel
 :class:`~sedma.comm.net.ice_signal.IceSignalling`. The rest of the transport lives in
 :mod:`sedma.comm.net.channel` (:class:`~sedma.comm.net.channel.Channel`),
 :mod:`sedma.comm.net.path` (one path's records), :mod:`sedma.comm.net.relay` (the relay),
-:mod:`sedma.comm.net.node` (what peers and relays share) and :mod:`sedma.comm.net.pipe` (the
-TCP pipe). Does not cover: which peer, path or relay to choose (see
+:mod:`sedma.comm.net.node` (what peers and relays share) and :mod:`sedma.comm.net.tcp_pipe`
+(the TCP pipe). Does not cover: which peer, path or relay to choose (see
 :mod:`sedma.comm.selection`), which NAT pairs can connect how (see :mod:`sedma.comm.nat`),
 frame and message codecs (see :mod:`sedma.comm.net.framing`, :mod:`sedma.comm.net.message`),
 the handshake and records (see :mod:`sedma.comm.net.secure`), ICE and the reliable datagram
-layer (see :mod:`sedma.comm.net.ice`).
+layer (see :mod:`sedma.comm.net.ice` and :mod:`sedma.comm.net.datagram`).
 
 Paths are raced happy-eyeballs style (RFC 8305): every candidate (each direct address, each
 relay) is dialled at once; the first to finish its handshake carries traffic, so a relay is
@@ -23,7 +23,7 @@ the path in use closes or misses its keepalives, traffic moves to a standby at o
 when none is left does the channel redial.
 
 Time: the injected clock stamps events and measures RTT; waiting uses the event loop's
-timers. The per-link RTT and loss shim is :class:`~sedma.comm.net.pipe.LinkProfile`.
+timers. The per-link RTT and loss shim is :class:`~sedma.comm.net.link.LinkProfile`.
 """
 
 from __future__ import annotations
@@ -45,6 +45,7 @@ from sedma.comm.net.framing import (
 from sedma.comm.net.ice import IceConfig
 from sedma.comm.net.ice_signal import IceSignalling
 from sedma.comm.net.limits import ResourceLimits
+from sedma.comm.net.link import LinkProfile
 from sedma.comm.net.message import encode_message
 from sedma.comm.net.node import (
     DEFAULT_MAX_FRAME_BYTES,
@@ -52,13 +53,13 @@ from sedma.comm.net.node import (
     _Node,
 )
 from sedma.comm.net.path import _Path
-from sedma.comm.net.pipe import LinkProfile, _TcpPipe
 from sedma.comm.net.relay import Relay, RelayAddress
 from sedma.comm.net.relay_client import RelayClient, advertised_addresses, relay_list
 from sedma.comm.net.secure import (
     RECORD_OVERHEAD,
     Cipher,
 )
+from sedma.comm.net.tcp_pipe import TcpPipe
 
 __all__ = [
     "Peer",
@@ -278,7 +279,7 @@ class Peer(_Node):
                 fut.set_result(None)
                 return
 
-    async def _accept(self, pipe: _TcpPipe) -> None:
+    async def _accept(self, pipe: TcpPipe) -> None:
         try:
             session, remote = await self._handshake_in(pipe, frozenset({"path"}))
         except TransportError:
@@ -328,6 +329,6 @@ class Peer(_Node):
         ch._add_path(path)
         return path
 
-    async def _ice_answer(self, ch: Channel, offer: dict[str, Any]) -> None:
-        """An ICE offer arrived over ``ch``'s signalling (the channel calls this)."""
-        await self._ice_signalling.answer(ch, offer)
+    def _on_signal(self, ch: Channel, msg: dict[str, Any]) -> None:
+        """A signalling message arrived over ``ch`` (the channel calls this)."""
+        self._ice_signalling.on_signal(ch, msg)
