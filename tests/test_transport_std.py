@@ -18,7 +18,8 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from sedma.bench.std_endpoints import LENGTH, MessageCutter
-from sedma.bench.transport_std import _identity, _tls_context, bench_transport_std
+from sedma.bench.transport_std import bench_transport_std, identity, tls_context
+from sedma.errors import SedmaError
 
 
 @pytest.mark.parametrize("protocol", ["tls", "quic"])
@@ -39,14 +40,14 @@ def test_standard_stack_carries_the_benchmark_intact(protocol: str) -> None:
 
 def test_tls_refuses_a_client_certificate_it_does_not_trust(tmp_path: Path) -> None:
     keys = random.Random(3)
-    rx = _identity("bench-rx", Ed25519PrivateKey.from_private_bytes(keys.randbytes(32)), tmp_path)
-    tx = _identity("bench-tx", Ed25519PrivateKey.from_private_bytes(keys.randbytes(32)), tmp_path)
+    rx = identity("bench-rx", Ed25519PrivateKey.from_private_bytes(keys.randbytes(32)), tmp_path)
+    tx = identity("bench-tx", Ed25519PrivateKey.from_private_bytes(keys.randbytes(32)), tmp_path)
     stranger_dir = tmp_path / "stranger"
     stranger_dir.mkdir()
-    stranger = _identity(
+    stranger = identity(
         "bench-tx", Ed25519PrivateKey.from_private_bytes(keys.randbytes(32)), stranger_dir
     )
-    server_ctx = _tls_context(True, rx, tx[2])  # trusts tx's key only
+    server_ctx = tls_context(True, rx, tx[2])  # trusts tx's key only
     outcome: list[BaseException | None] = []
     with socket.create_server(("127.0.0.1", 0)) as server:
 
@@ -61,7 +62,7 @@ def test_tls_refuses_a_client_certificate_it_does_not_trust(tmp_path: Path) -> N
 
         worker = threading.Thread(target=accept, daemon=True)
         worker.start()
-        client_ctx = _tls_context(False, stranger, rx[2])  # same name, another key
+        client_ctx = tls_context(False, stranger, rx[2])  # same name, another key
         with (
             socket.create_connection(server.getsockname()[:2]) as raw,
             pytest.raises((ssl.SSLError, OSError)),
@@ -91,3 +92,19 @@ def test_the_cutter_rebuilds_messages_from_any_split() -> None:
                 got += [bytes(b) for b in cutter.feed(stream[pos : pos + n])]
             pos += n
         assert got == bodies
+
+
+def test_the_tls_ceiling_carries_the_bytes_both_ways_and_says_how_fast() -> None:
+    from sedma.bench.tls_ceiling import tls_ceiling
+
+    r = tls_ceiling(size_bytes=1 << 20, rounds=2)
+    assert r["tls_mb_s"] > 0 and r["raw_socket_mb_s"] > 0
+    assert r["tls_vs_raw"] == pytest.approx(r["tls_mb_s"] / r["raw_socket_mb_s"])
+    assert str(r["cipher"]).startswith("TLS_")  # TLS 1.3 suites are named TLS_*
+
+
+def test_the_tls_ceiling_refuses_a_size_of_zero() -> None:
+    from sedma.bench.tls_ceiling import tls_ceiling
+
+    with pytest.raises(SedmaError, match="size_bytes"):
+        tls_ceiling(size_bytes=0)

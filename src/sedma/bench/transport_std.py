@@ -62,7 +62,16 @@ from sedma.bench.transport import (
 from sedma.comm.net.ice import IceAgent, IceConfig
 from sedma.errors import SedmaError
 
-__all__ = ["ADOPT_SMALL_MSGS_PER_S", "STD_PROTOCOLS", "StdProtocol", "bench_transport_std"]
+__all__ = [
+    "ADOPT_SMALL_MSGS_PER_S",
+    "STD_PROTOCOLS",
+    "StdProtocol",
+    "bench_transport_std",
+    "identity",
+    "tls_accept",
+    "tls_connect",
+    "tls_context",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -73,7 +82,7 @@ _TX, _RX = "bench-tx", "bench-rx"
 _QUIC_WINDOW = 16 << 20  # QUIC flow-control credit (aioquic's default, 1 MiB, caps a stream)
 
 
-def _identity(name: str, key: Ed25519PrivateKey, folder: Path) -> tuple[str, str, bytes]:
+def identity(name: str, key: Ed25519PrivateKey, folder: Path) -> tuple[str, str, bytes]:
     """A self-signed Ed25519 certificate for ``name``: (cert file, key file, cert PEM)."""
     subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
     now = datetime.datetime.now(datetime.UTC)
@@ -102,7 +111,7 @@ def _identity(name: str, key: Ed25519PrivateKey, folder: Path) -> tuple[str, str
     return str(cert_file), str(key_file), pem
 
 
-def _tls_context(server: bool, own: tuple[str, str, bytes], other_pem: bytes) -> ssl.SSLContext:
+def tls_context(server: bool, own: tuple[str, str, bytes], other_pem: bytes) -> ssl.SSLContext:
     """TLS 1.3 only, our certificate presented, exactly the other's trusted (both ways)."""
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER if server else ssl.PROTOCOL_TLS_CLIENT)
     ctx.minimum_version = ssl.TLSVersion.TLSv1_3
@@ -137,7 +146,7 @@ def _server_factory(cfg: QuicConfiguration) -> Callable[[bytes], QuicConnection]
     return make
 
 
-def _tls_accept(server: socket.socket, ctx: ssl.SSLContext) -> ssl.SSLSocket:
+def tls_accept(server: socket.socket, ctx: ssl.SSLContext) -> ssl.SSLSocket:
     """Accept one connection and run the server side of the TLS handshake (blocking)."""
     server.settimeout(60.0)
     raw, _ = server.accept()
@@ -145,7 +154,7 @@ def _tls_accept(server: socket.socket, ctx: ssl.SSLContext) -> ssl.SSLSocket:
     return ctx.wrap_socket(raw, server_side=True)
 
 
-def _tls_connect(address: tuple[str, int], ctx: ssl.SSLContext) -> ssl.SSLSocket:
+def tls_connect(address: tuple[str, int], ctx: ssl.SSLContext) -> ssl.SSLSocket:
     """Connect and run the client side of the TLS handshake (blocking)."""
     raw = socket.create_connection(address, timeout=60.0)
     raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -164,16 +173,16 @@ def _receiver(protocol: StdProtocol, seed: int, folder: str, conn: Connection) -
     async def main() -> None:
         keys = random.Random(seed)
         path = Path(folder)
-        rx_id = _identity(_RX, Ed25519PrivateKey.from_private_bytes(keys.randbytes(32)), path)
-        tx_id = _identity(_TX, Ed25519PrivateKey.from_private_bytes(keys.randbytes(32)), path)
+        rx_id = identity(_RX, Ed25519PrivateKey.from_private_bytes(keys.randbytes(32)), path)
+        tx_id = identity(_TX, Ed25519PrivateKey.from_private_bytes(keys.randbytes(32)), path)
         with socket.create_server(("127.0.0.1", 0)) as raw_server:
             threading.Thread(target=raw_sink, args=(raw_server,), daemon=True).start()
             raw_address = raw_server.getsockname()[:2]
             if protocol == "tls":
-                ctx = _tls_context(True, rx_id, tx_id[2])
+                ctx = tls_context(True, rx_id, tx_id[2])
                 with socket.create_server(("127.0.0.1", 0)) as server:
                     conn.send((server.getsockname()[:2], raw_address))
-                    sock = await asyncio.to_thread(_tls_accept, server, ctx)
+                    sock = await asyncio.to_thread(tls_accept, server, ctx)
                 end = TlsEndpoint(sock, _TX)
                 try:
                     await serve_endpoint(end)
@@ -210,7 +219,7 @@ async def _run_sender(
     rx_pem = (path / f"{_RX}.crt").read_bytes()
     if protocol == "tls":
         address, raw_address = await asyncio.to_thread(conn.recv)
-        sock = await asyncio.to_thread(_tls_connect, address, _tls_context(False, tx_id, rx_pem))
+        sock = await asyncio.to_thread(tls_connect, address, tls_context(False, tx_id, rx_pem))
         cipher = sock.cipher()
         detail: dict[str, object] = {"tls_version": sock.version(), "cipher": cipher and cipher[0]}
         end = TlsEndpoint(sock, _RX)

@@ -6,7 +6,8 @@
 - :mod:`~sedma.cli.calibrate_cmd`: ``sedma calibrate`` (a cluster's nodes into long-term
   memory, or a device file's chip blind).
 - :mod:`~sedma.cli.bench`: the ``sedma bench`` sub-app and its compute and memory benchmarks.
-- :mod:`~sedma.cli.bench_comm`: ``sedma bench routes``, ``transport``, ``comm`` and ``soak``.
+- :mod:`~sedma.cli.bench_comm`: ``sedma bench routes``, ``transport``, ``tls-ceiling``, ``comm``
+  and ``soak``.
 - :mod:`~sedma.cli.common`: options and helpers the commands share (progress bars, JSON
   output and its checks, one-line errors, result tables).
 - :mod:`~sedma.cli.ray_cmd`: ``sedma bench ray`` and ``sedma demo --backend ray``.

@@ -23,6 +23,7 @@ from sedma.cli.bench_comm import (
     bench_comm_cmd,
     bench_routes_cmd,
     bench_soak_cmd,
+    bench_tls_ceiling_cmd,
     bench_transport_cmd,
 )
 from sedma.cli.common import (
@@ -302,5 +303,6 @@ def bench_accuracy_cmd(json_path: JsonOpt = None, seed: SeedOpt = 0) -> None:
 
 bench_app.command("routes")(bench_routes_cmd)
 bench_app.command("transport")(bench_transport_cmd)
+bench_app.command("tls-ceiling")(bench_tls_ceiling_cmd)
 bench_app.command("comm")(bench_comm_cmd)
 bench_app.command("soak")(bench_soak_cmd)

@@ -35,7 +35,13 @@ from sedma.errors import SedmaError
 if TYPE_CHECKING:
     from sedma.bench.transport_std import StdProtocol
 
-__all__ = ["bench_comm_cmd", "bench_routes_cmd", "bench_soak_cmd", "bench_transport_cmd"]
+__all__ = [
+    "bench_comm_cmd",
+    "bench_routes_cmd",
+    "bench_soak_cmd",
+    "bench_tls_ceiling_cmd",
+    "bench_transport_cmd",
+]
 
 
 def bench_routes_cmd(json_path: JsonOpt = None, seed: SeedOpt = 0) -> None:
@@ -106,6 +112,23 @@ def bench_transport_cmd(
     out.print(t)
     doc: dict[str, object] = {"scenario": "bench-transport", "protocols": results}
     write_json(json_path, {**doc, **results.get("sedma", {})})
+
+
+def bench_tls_ceiling_cmd(
+    json_path: JsonOpt = None,
+    seed: SeedOpt = 0,
+    size_mib: Annotated[int, typer.Option(help="MiB per message.")] = 64,
+    rounds: Annotated[int, typer.Option(help="Rounds per stack (the best one counts).")] = 8,
+) -> None:
+    """The most TLS 1.3 carries here (blocking sockets, reused buffers) against a raw socket:
+    the ceiling of any TLS endpoint in Python, for issue 15's bar of 0.5x."""
+    from sedma.bench.tls_ceiling import tls_ceiling
+
+    if size_mib < 1 or rounds < 1:
+        raise fail(f"--size-mib and --rounds must be >= 1; got {size_mib} and {rounds}")
+    r = guard(lambda: tls_ceiling(size_bytes=size_mib << 20, rounds=rounds, seed=seed))
+    out.print(kv_table("TLS 1.3 ceiling over loopback (best round of each)", r))
+    write_json(json_path, r)
 
 
 def bench_comm_cmd(
