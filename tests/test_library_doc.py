@@ -23,6 +23,6 @@ def test_the_library_page_runs_end_to_end(tmp_path: Path, monkeypatch: pytest.Mo
     monkeypatch.setenv("MPLBACKEND", "Agg")
     for i, code in enumerate(_blocks("python")):
         scope: dict[str, object] = {"__name__": f"library_md_block_{i}"}
-        exec(compile(code, f"{DOC.name}[python block {i}]", "exec"), scope)  # noqa: S102
+        exec(compile(code, f"{DOC.name}[python block {i}]", "exec"), scope)
     assert (tmp_path / "memory.db").exists()
     assert os.listdir(tmp_path / "plots")
