@@ -130,9 +130,10 @@ def rate_drift(assumed_gflops: float, observed_gflops: float) -> float:
 
 
 def _pass_s(plan: Plan, ctx: PartitionContext) -> float:
-    """Seconds per pass at the believed rates: the busiest resource's load where links are
-    known (:func:`~sedma.compute.partition.estimate.estimated_rate`), else the busiest
-    node's FLOPs (:func:`~sedma.compute.plan.predicted_makespan_s`)."""
+    """Seconds per pass at the believed rates: where links are known, the busiest resource's
+    load with one pass's latency and the passes memory keeps in flight
+    (:func:`~sedma.compute.partition.estimate.estimated_rate`), else the busiest node's
+    FLOPs (:func:`~sedma.compute.plan.predicted_makespan_s`)."""
     if ctx.links is not None:
         return 1.0 / estimated_rate(plan, ctx)
     return predicted_makespan_s(plan, {v.name: v.rate_gflops for v in ctx.nodes})
