@@ -1,4 +1,4 @@
-"""llama-7b: published sizes, the KV cache as attention operands, edges, sizing and validation."""
+"""llama-7b and tinyllama-1.1b: published sizes, the KV cache as attention operands, edges, sizing and validation."""
 
 from __future__ import annotations
 
@@ -9,14 +9,18 @@ from sedma.errors import SpecError
 from sedma.workloads.graph import WorkloadGraph
 from sedma.workloads.llama import (
     BATCH,
+    DECODERS,
     DEFAULT_CONTEXT,
     FFN,
     HEADS,
     HIDDEN,
     LAYERS,
+    LLAMA_7B,
     MAX_CONTEXT,
     PARAMETERS,
+    TINYLLAMA_1_1B,
     VOCAB,
+    decode_step,
     kv_cache_bytes,
     llama_7b,
     model_bytes,
@@ -205,3 +209,47 @@ def test_context_for_a_model_without_a_cache_is_refused() -> None:
 def test_bad_batch_of_the_builder_is_a_spec_error() -> None:
     with pytest.raises(SpecError, match=r"batch = 0"):
         llama_7b(batch=0)
+
+
+# --- TinyLlama-1.1B: the same architecture with grouped-query attention ---------------------
+
+
+def test_tinyllama_has_its_published_1_1_billion_parameters() -> None:
+    # The released checkpoint (TinyLlama-1.1B) holds exactly 1,100,048,384 parameters.
+    t = TINYLLAMA_1_1B
+    assert t.parameters == 1_100_048_384
+    assert (t.layers, t.hidden, t.heads, t.kv_heads, t.ffn, t.vocab) == (
+        22, 2048, 32, 4, 5632, 32000
+    )
+    assert (t.kv_dim, t.group) == (256, 8)
+    assert "tinyllama-1.1b" in DECODERS and "llama-7b" in DECODERS
+
+
+def test_tinyllama_attention_holds_its_grouped_cache_with_per_head_flops() -> None:
+    t = TINYLLAMA_1_1B
+    w = get_workload("tinyllama-1.1b", context=300)
+    assert _dynamic_bytes(w) == kv_cache_bytes(300, decoder=t) == 2 * 22 * 256 * 300 * 8 * 2
+    per_head = 2 * (t.hidden // t.heads) * 300  # one query head against its 300 keys
+    for p in ("scores", "context"):
+        assert _op(w, f"L4.{p}").flops == BATCH * t.heads * per_head
+        assert _op(w, f"L4.{p}").m == t.group
+    hidden_state = BATCH * t.hidden * 2
+    assert _op(w, "L4.scores").input_bytes == hidden_state
+    assert _op(w, "L4.context").output_bytes == hidden_state
+    assert (_op(w, "L4.qkv").k, _op(w, "L4.qkv").n) == (2048, 2048 + 2 * 256)
+
+
+def test_tinyllama_static_weights_and_flops_follow_its_parameters() -> None:
+    t = TINYLLAMA_1_1B
+    w = get_workload("tinyllama-1.1b")
+    static = t.parameters - t.vocab * t.hidden - (2 * t.layers + 1) * t.hidden
+    assert summary(w)["weights"] == static
+    attention = t.layers * 2 * (2 * BATCH * t.hidden * DEFAULT_CONTEXT)
+    assert w.flops == 2 * BATCH * static + attention
+    assert len(w.ops) == t.layers * 7 + 1
+    assert model_bytes(decoder=t) == t.parameters * 2 + kv_cache_bytes(MAX_CONTEXT, decoder=t)
+
+
+def test_llama_7b_is_the_decode_step_of_its_decoder() -> None:
+    assert llama_7b() == decode_step(LLAMA_7B)
+    assert LLAMA_7B.parameters == PARAMETERS and LLAMA_7B.group == 1

@@ -35,6 +35,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from sedma.errors import SedmaError
+from sedma.spec_load import preset_names
+from sedma.workloads.registry import workload_names
 
 __all__ = [
     "ClusterOpt",
@@ -159,14 +161,16 @@ def check_output_dir(option: str, path: Path | None) -> Path | None:
 
 ClusterOpt = Annotated[
     str,
-    typer.Option("--cluster", "-c", help="Preset name (paper, small, homogeneous) or TOML path."),
+    typer.Option(
+        "--cluster", "-c", help=f"Preset name ({', '.join(preset_names())}) or TOML path."
+    ),
 ]
 WorkloadOpt = Annotated[
     str,
     typer.Option(
         "--workload",
         "-w",
-        help="resnet50, ssd300, bert-base, or a workload file: TOML (docs/spec.md) or .onnx.",
+        help=f"{', '.join(workload_names())}, or a workload file: TOML (docs/spec.md) or .onnx.",
     ),
 ]
 ScaleOpt = Annotated[float, typer.Option(help="Multiplies every product's m (positions/tokens).")]

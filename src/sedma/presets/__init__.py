@@ -9,7 +9,9 @@
   computers, two NeuRRAM-class rram boards) at four NATed sites over 20-200 Mbit/s WAN
   links, where no node holds ``llama-7b`` and memory and links bind; every figure cited.
 - ``ray-edge.toml``: five of edge-swarm's devices at a NATed home and a lab (a GPU desktop, a
-  laptop, two boards, an rram chip): ``sedma bench ray``'s default cluster.
+  laptop, two boards, an rram chip).
+- ``nano-lab.toml``: a laptop and four Jetson Nano 2GB boards at a NATed home and a lab, where
+  only the laptop holds ``tinyllama-1.1b``: ``sedma bench ray``'s default cluster.
 
 Load them with :func:`sedma.spec_load.load_cluster` by name.
 """

@@ -23,12 +23,13 @@ the work about tenfold with the same weights to place. In attention products ``n
 length) also stays, so those rows are still full-length. The returned workload keeps the model's
 name; its description records batch and scale.
 
-``llama-7b`` (one decode step of 8 sequences) also takes ``context``, the tokens each sequence
-has so far (1 .. 2,048; default 1,024), which sets the KV cache held in its attention
-products (see :mod:`sedma.workloads.llama`). For it the knobs mean: ``scale`` multiplies the
+The decoders ``llama-7b`` and ``tinyllama-1.1b`` (one decode step of 8 sequences) also take
+``context``, the tokens each sequence has so far (1 .. 2,048; default 1,024), which sets the KV cache held in its attention
+products (see :mod:`sedma.workloads.llama`). For them the knobs mean: ``scale`` multiplies the
 new tokens per sequence in a step (``scale = 2``: two tokens each, so every product, the
 attention included, has twice the rows; below 1 the projections keep ``round(8 x scale)``
-rows while the one-row attention products keep theirs); ``batch`` is groups of 8 sequences.
+rows while the attention products, one row per query head of a group, keep
+``max(1, round(rows x scale))``: LLaMA-7B's one row, TinyLlama's 8 below 1/16); ``batch`` is groups of 8 sequences.
 A cache is per sequence, so ``batch`` builds the step for ``8 x batch`` sequences: the
 projections get ``8 x batch`` rows, exactly as the rule above says, and the attention
 products, which fold every sequence into ``k`` or ``n``, get ``batch`` times the cache
@@ -50,7 +51,7 @@ from sedma.workloads.bert import bert_base
 from sedma.workloads.detector import ssd300
 from sedma.workloads.graph import WorkloadGraph
 from sedma.workloads.llama import BATCH as LLAMA_BATCH
-from sedma.workloads.llama import DEFAULT_CONTEXT, MAX_CONTEXT, llama_7b
+from sedma.workloads.llama import DECODERS, DEFAULT_CONTEXT, MAX_CONTEXT, decode_step
 from sedma.workloads.resnet import resnet50
 from sedma.workloads.toml_format import load_workload_toml
 
@@ -71,7 +72,6 @@ MAX_SCALE = 4.0
 
 _MIB = 1 << 20
 
-_LLAMA = "llama-7b"
 
 _BUILDERS: dict[str, Callable[[], Workload]] = {
     "resnet50": resnet50,
@@ -82,7 +82,7 @@ _BUILDERS: dict[str, Callable[[], Workload]] = {
 
 def workload_names() -> tuple[str, ...]:
     """Names :func:`get_workload` accepts, in a stable order."""
-    return (*_BUILDERS, _LLAMA)
+    return (*_BUILDERS, *DECODERS)
 
 
 @cache
@@ -92,9 +92,9 @@ def _base(name: str) -> Workload:
 
 
 @cache
-def _llama(context: int, groups: int) -> Workload:
+def _decoder(name: str, context: int, groups: int) -> Workload:
     # One built copy per (context, groups): a run that grows its context asks for each once.
-    return llama_7b(context=context, batch=LLAMA_BATCH * groups).to_workload()
+    return decode_step(DECODERS[name], context, LLAMA_BATCH * groups).to_workload()
 
 
 def _scaled_m(m: int, scale: float, batch: int) -> int:
@@ -129,7 +129,7 @@ def get_workload(
     """The products of model ``name`` for ``batch`` inputs, with ``m`` scaled by ``scale``.
 
     ``name`` is a packaged model (:func:`workload_names`) or a workload file ending in
-    ``.toml`` or ``.onnx`` (:func:`load_workload_file`). ``context`` (``llama-7b`` only) is
+    ``.toml`` or ``.onnx`` (:func:`load_workload_file`). ``context`` (the decoders only) is
     the tokens each sequence holds, default :data:`~sedma.workloads.llama.DEFAULT_CONTEXT`.
     Raises :class:`~sedma.errors.SpecError` for an unknown name, an invalid file, a ``scale``
     outside ``(0, MAX_SCALE]``, a ``batch`` that is not an integer >= 1, or a ``context``
@@ -149,10 +149,10 @@ def get_workload(
         raise SpecError(f"scale = {scale!r}; allowed: a number with 0 < scale <= {MAX_SCALE:g}")
     if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
         raise SpecError(f"batch = {batch!r}; allowed: an integer >= 1")
-    if context is not None and name != _LLAMA:
+    if context is not None and name not in DECODERS:
         raise SpecError(
-            f"context = {context!r} for workload {name!r}; allowed: only with {_LLAMA}, the "
-            "model with a KV cache (leave context out for the others)"
+            f"context = {context!r} for workload {name!r}; allowed: only with "
+            f"{', '.join(DECODERS)}, the models with a KV cache (leave context out for the others)"
         )
     if context is not None and (
         isinstance(context, bool) or not isinstance(context, int) or not 1 <= context <= MAX_CONTEXT
@@ -162,9 +162,9 @@ def get_workload(
             f"context = {context!r}; allowed: an integer with 1 <= context <= {MAX_CONTEXT}"
         )
     rows_batch = batch  # what multiplies m below
-    if name == _LLAMA:
+    if name in DECODERS:
         # A cache is per sequence: batch builds 8 x batch sequences, then scale applies alone.
-        base = _llama(DEFAULT_CONTEXT if context is None else context, batch)
+        base = _decoder(name, DEFAULT_CONTEXT if context is None else context, batch)
         rows_batch = 1
     else:
         base = _base(name) if name in _BUILDERS else load_workload_file(name).to_workload()

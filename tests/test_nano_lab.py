@@ -1,0 +1,35 @@
+"""The nano-lab preset (``sedma bench ray``'s default): 4-6 nodes, one NATed site, and a
+1.1B LLM that only one node can hold."""
+
+from __future__ import annotations
+
+from sedma.spec_load import load_cluster, preset_names
+from sedma.workloads.llama import DEFAULT_CONTEXT, TINYLLAMA_1_1B, model_bytes
+
+
+def _need() -> int:
+    return model_bytes(DEFAULT_CONTEXT, decoder=TINYLLAMA_1_1B)
+
+
+def test_nano_lab_is_a_preset_of_four_to_six_nodes_with_one_nated_site() -> None:
+    assert "nano-lab" in preset_names()
+    spec = load_cluster("nano-lab")
+    assert 4 <= len(spec.nodes) <= 6
+    nated = {n.site for n in spec.nodes if n.nat != "none"}
+    assert len(nated) == 1 and len(spec.sites) == 2
+
+
+def test_only_the_laptop_holds_tinyllama_and_all_together_hold_it_three_times() -> None:
+    spec = load_cluster("nano-lab")
+    holders = [n.name for n in spec.nodes if n.device.memory_bytes >= _need()]
+    assert holders == ["laptop-x86"]
+    total = sum(n.device.memory_bytes for n in spec.nodes)
+    assert 3.0 <= total / _need() <= 3.5
+
+
+def test_the_boards_bandwidth_together_exceeds_the_laptop_s() -> None:
+    # Why pooling pays: decoding streams every weight once per step, so memory bandwidth sets
+    # the pace, and the four boards together have 1.5x the laptop's.
+    spec = load_cluster("nano-lab")
+    boards = sum(n.device.mem_bandwidth_gbs for n in spec.nodes if n.name != "laptop-x86")
+    assert boards / spec.node("laptop-x86").device.mem_bandwidth_gbs > 1.4
