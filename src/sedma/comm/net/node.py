@@ -1,7 +1,6 @@
 """What peers and relays share: identity, allowlist, counters, listening and the handshake.
 
-Covers: :class:`TransportError`, :class:`NodeOptions` (what a peer and a relay are both
-tuned with), the counters (:data:`STAT_KEYS`), the helpers that write and
+Covers: :class:`TransportError`, the counters (:data:`STAT_KEYS`), the helpers that write and
 read handshake frames and relay requests, and ``_Node``, the base of
 :class:`~sedma.comm.net.transport.Peer` and :class:`~sedma.comm.net.relay.Relay`: its name and key,
 the allowlist, per-hop link emulation, the listening socket, outgoing TCP, both halves of the
@@ -53,7 +52,7 @@ from sedma.comm.net.secure import (
 from sedma.comm.net.tcp_pipe import TcpPipe
 from sedma.errors import SedmaError
 
-__all__ = ["DEFAULT_MAX_FRAME_BYTES", "STAT_KEYS", "NodeOptions", "TransportError"]
+__all__ = ["DEFAULT_MAX_FRAME_BYTES", "STAT_KEYS", "TransportError"]
 
 # The transport's records keep the logger name they had before it was split into modules.
 logger = logging.getLogger("sedma.comm.net.transport")
@@ -134,12 +133,12 @@ async def _read_control(pipe: FramePipe, session: Session, timeout_s: float) -> 
     return unpack_control(items[0][1], "op")
 
 
-class NodeOptions(TypedDict, total=False):
+class _NodeOptions(TypedDict, total=False):
     """The keyword options a :class:`~sedma.comm.net.transport.Peer` and a
-    :class:`~sedma.comm.net.relay.Relay` both take, each optional (defaults in brackets):
-    ``max_frame_bytes`` (:data:`DEFAULT_MAX_FRAME_BYTES`), ``connect_timeout_s`` (5.0),
-    ``links`` (RTT and loss emulated per hop, by peer or relay name; none), ``seed`` (0: of
-    the emulated links' losses), ``clock`` (the wall clock) and ``limits`` (the defaults of
+    :class:`~sedma.comm.net.relay.Relay` both take and pass on to ``_Node``, whose defaults
+    they get: ``max_frame_bytes`` (:data:`DEFAULT_MAX_FRAME_BYTES`), ``connect_timeout_s``
+    (5.0), ``links`` (RTT and loss emulated per hop, by peer or relay name; none), ``seed``
+    (0: of the emulated losses), ``clock`` (the wall clock) and ``limits`` (the defaults of
     :class:`~sedma.comm.net.limits.ResourceLimits`)."""
 
     max_frame_bytes: int

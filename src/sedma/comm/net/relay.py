@@ -26,9 +26,9 @@ from sedma.comm.net.framing import (
 )
 from sedma.comm.net.node import (
     _PING,
-    NodeOptions,
     TransportError,
     _Node,
+    _NodeOptions,
     _PipeErrors,
     _read_control,
     _write_control,
@@ -59,7 +59,7 @@ class Relay(_Node):
     frames between the two connections without decrypting them: the two peers run their
     own handshake through the circuit, so the relay never has their keys. A node can run a
     relay next to its peer, with the same name and key on another port. ``options``: those
-    of every node (:class:`~sedma.comm.net.node.NodeOptions`).
+    every node takes, as a :class:`~sedma.comm.net.transport.Peer` does.
     """
 
     def __init__(
@@ -67,7 +67,7 @@ class Relay(_Node):
         name: str,
         identity: Ed25519PrivateKey,
         known: Mapping[str, Ed25519PublicKey],
-        **options: Unpack[NodeOptions],
+        **options: Unpack[_NodeOptions],
     ) -> None:
         super().__init__(name, identity, known, cipher="aes-256-gcm", **options)
         for key in ("circuits_opened", "circuits_active", "frames_forwarded", "bytes_forwarded",

@@ -44,7 +44,7 @@ from sedma.comm.net.framing import (
 from sedma.comm.net.ice import IceConfig
 from sedma.comm.net.ice_signal import IceSignalling
 from sedma.comm.net.message import encode_message
-from sedma.comm.net.node import NodeOptions, TransportError, _Node
+from sedma.comm.net.node import TransportError, _Node, _NodeOptions
 from sedma.comm.net.path import _Path
 from sedma.comm.net.relay import Relay, RelayAddress
 from sedma.comm.net.relay_client import RelayClient, advertised_addresses, relay_list
@@ -68,8 +68,9 @@ class Peer(_Node):
 
     ``known`` maps every peer and relay name this node may talk to onto its Ed25519 public
     key (the allowlist); anything else is refused during the handshake and counted.
-    The options every node takes (``links`` to emulate RTT and loss per hop, seeded by
-    ``seed``, ``limits``...) are :class:`~sedma.comm.net.node.NodeOptions`.
+    ``options`` are those every node takes: ``max_frame_bytes``, ``connect_timeout_s``,
+    ``links`` (RTT and loss emulated per hop, by peer or relay name, seeded by ``seed``),
+    ``clock`` and ``limits`` (see ``_NodeOptions`` in :mod:`sedma.comm.net.node`).
     ``ice`` enables UDP paths through ICE (hole punching with STUN, or TURN relaying).
 
     A peer belongs to the event loop that runs :meth:`start` or :meth:`connect` and is not
@@ -91,7 +92,7 @@ class Peer(_Node):
         keepalive_timeout_s: float = 5.0,
         cipher: Cipher = "aes-256-gcm",
         ice: IceConfig | None = None,
-        **options: Unpack[NodeOptions],
+        **options: Unpack[_NodeOptions],
     ) -> None:
         super().__init__(name, identity, known, cipher=cipher, **options)
         for label, value in (("queue_size", queue_size), ("max_message_bytes", max_message_bytes),
