@@ -28,6 +28,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from typer.testing import CliRunner
 
 from sedma.bench.soak import bench_soak
+from sedma.bench.transport import Sizes
 from sedma.bench.transport_std import bench_transport_std
 from sedma.cli.app import app
 from sedma.comm.net.framing import FrameDecoder, FrameError
@@ -244,7 +245,7 @@ BAD_INPUTS: dict[str, Bad] = {
         lambda _tmp: lambda: bench_transport_std("sctp"), SedmaError,  # type: ignore[arg-type]
         r"protocol.*sctp.*tls, quic"),
     "transport benchmark with no rounds": Bad(
-        lambda _tmp: lambda: bench_transport_std("tls", rounds=0), SedmaError,
+        lambda _tmp: lambda: bench_transport_std("tls", sizes=Sizes(rounds=0)), SedmaError,
         r"rounds.*0.*>= 1"),
     "soak of no time": Bad(lambda _tmp: lambda: bench_soak(0), SedmaError,
                            r"minutes.*0.*\(0, 1440\]"),

@@ -691,9 +691,10 @@ def test_ice_with_stun_and_turn_keeps_turn_as_standby_behind_the_punch(
 
 
 def test_transport_benchmark_reports_the_required_keys_on_a_tiny_run() -> None:
-    from sedma.bench.transport import bench_transport
+    from sedma.bench.transport import Sizes, bench_transport
 
-    r = bench_transport(large_bytes=1 << 20, large_reps=1, rounds=1, small_msgs=200, round_trips=5)
+    r = bench_transport(sizes=Sizes(large_bytes=1 << 20, large_reps=1, rounds=1, small_msgs=200,
+                                    round_trips=5))  # fmt: skip
     for key in ("small_msgs_per_s", "large_mb_s", "raw_socket_mb_s", "large_vs_raw"):
         assert isinstance(r[key], float) and r[key] > 0
     assert r["large_intact"] is True

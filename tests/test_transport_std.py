@@ -18,6 +18,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from sedma.bench.std_endpoints import LENGTH, MessageCutter
+from sedma.bench.transport import Sizes
 from sedma.bench.transport_std import bench_transport_std, identity, tls_context
 from sedma.errors import SedmaError
 
@@ -26,8 +27,8 @@ from sedma.errors import SedmaError
 def test_standard_stack_carries_the_benchmark_intact(protocol: str) -> None:
     r = bench_transport_std(
         protocol,  # type: ignore[arg-type]
-        large_bytes=1 << 20, large_reps=1, rounds=1, small_msgs=200, round_trips=5,
-    )  # fmt: skip
+        sizes=Sizes(large_bytes=1 << 20, large_reps=1, rounds=1, small_msgs=200, round_trips=5),
+    )
     assert r["protocol"] == protocol and r["large_intact"] is True
     for key in ("small_msgs_per_s", "large_mb_s", "raw_socket_mb_s", "large_vs_raw"):
         assert isinstance(r[key], float) and r[key] > 0

@@ -49,26 +49,34 @@ class WallClock:
         return time.time()
 
 
-class ManualClock:
+class _Advanced:
+    """Seconds that :meth:`advance` adds by hand, thread-safe: all of a
+    :class:`ManualClock`'s time, and what a :class:`ScaledClock` has jumped past its base."""
+
+    def __init__(self, start_s: float = 0.0) -> None:
+        self._offset = float(start_s)
+        self._lock = threading.Lock()
+
+    def advance(self, duration_s: float) -> None:
+        if duration_s < 0:
+            raise ValueError(f"duration_s must be >= 0, got {duration_s}")
+        with self._lock:
+            self._offset += duration_s
+
+
+class ManualClock(_Advanced):
     """A clock that only moves when told to; ``sleep`` advances it instantly.
 
     Thread-safe, so worker threads of the local backend can share it in tests.
     """
 
     def __init__(self, start_s: float = 0.0, epoch_origin_s: float = 1.7e9) -> None:
-        self._now = float(start_s)
+        super().__init__(start_s)
         self._epoch_origin = float(epoch_origin_s)
-        self._lock = threading.Lock()
 
     def now(self) -> float:
         with self._lock:
-            return self._now
-
-    def advance(self, duration_s: float) -> None:
-        if duration_s < 0:
-            raise ValueError(f"duration_s must be >= 0, got {duration_s}")
-        with self._lock:
-            self._now += duration_s
+            return self._offset
 
     def sleep(self, duration_s: float) -> None:
         if duration_s > 0:
@@ -78,7 +86,7 @@ class ManualClock:
         return self._epoch_origin + self.now()
 
 
-class ScaledClock:
+class ScaledClock(_Advanced):
     """Another clock's time divided by ``scale``, plus an offset that :meth:`advance` moves.
 
     The local backend gives each emulated device one: the device's time runs ``time_scale``
@@ -89,20 +97,13 @@ class ScaledClock:
     def __init__(self, base: Clock, scale: float = 1.0) -> None:
         if not scale > 0:
             raise ValueError(f"scale must be > 0, got {scale}")
+        super().__init__()
         self._base = base
         self._scale = float(scale)
-        self._offset = 0.0
-        self._lock = threading.Lock()
 
     def now(self) -> float:
         with self._lock:
             return self._base.now() / self._scale + self._offset
-
-    def advance(self, duration_s: float) -> None:
-        if duration_s < 0:
-            raise ValueError(f"duration_s must be >= 0, got {duration_s}")
-        with self._lock:
-            self._offset += duration_s
 
     def sleep(self, duration_s: float) -> None:
         self._base.sleep(duration_s * self._scale)

@@ -18,10 +18,10 @@ from __future__ import annotations
 
 import math
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from importlib import resources
 from pathlib import Path
-from typing import Any, cast, get_args
+from typing import Any, TypeVar, cast, get_args
 
 from sedma.errors import SpecError
 from sedma.spec import (
@@ -57,6 +57,7 @@ MAX_NAME_CHARS = 128
 MAX_SPEC_BYTES = 16 << 20  # a 10,000-node spec written node by node is ~3 MB
 MAX_ARRAY_DIM = 8192  # rows or cols of one crossbar array (real ones: 64 to 1024)
 MAX_ARRAYS = 1 << 20  # arrays of one rram node
+_T = TypeVar("_T")
 # Ceilings far above any real machine or link, low enough that every figure derived from
 # them (bytes, seconds, products of rates) stays a finite float and a valid int.
 _MOST = {"rtt_ms": 1e6, "bandwidth_mbps": 1e9, "matmul_gflops": 1e9, "memory_gib": 1e7,
@@ -82,6 +83,21 @@ def _check_keys(
             raise SpecError(f"spec key {where + '.' + k!r} is missing; it is required")
 
 
+def _read(
+    table: Mapping[str, Any],
+    key: str,
+    where: str,
+    default: _T | None,
+    check: Callable[[Any, str], _T],
+) -> _T:
+    """``table[key]`` passed through ``check`` (with the key's full name, for its error), or
+    ``default`` when the table omits the key (only optional keys are read with one)."""
+    if key not in table:
+        assert default is not None, key
+        return default
+    return check(table[key], f"{where}.{key}")
+
+
 def _number(
     table: Mapping[str, Any],
     key: str,
@@ -93,23 +109,21 @@ def _number(
     hi: float | None = None,
     hi_open: bool = True,
 ) -> float:
-    if key not in table:
-        assert default is not None, key
-        return default
-    v = table[key]
-    full = f"{where}.{key}"
-    if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v):
-        raise _fail(full, v, "must be a finite number")
-    rng = []
-    if lo is not None:
-        rng.append(f"{'>' if lo_open else '>='} {lo:g}")
-        if v < lo or (lo_open and v == lo):
-            raise _fail(full, v, "must be " + " and ".join(rng))
-    if hi is not None:
-        rng.append(f"{'<' if hi_open else '<='} {hi:g}")
-        if v > hi or (hi_open and v == hi):
-            raise _fail(full, v, "must be " + " and ".join(rng))
-    return float(v)
+    def check(v: Any, full: str) -> float:
+        if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v):
+            raise _fail(full, v, "must be a finite number")
+        rng = []
+        if lo is not None:
+            rng.append(f"{'>' if lo_open else '>='} {lo:g}")
+            if v < lo or (lo_open and v == lo):
+                raise _fail(full, v, "must be " + " and ".join(rng))
+        if hi is not None:
+            rng.append(f"{'<' if hi_open else '<='} {hi:g}")
+            if v > hi or (hi_open and v == hi):
+                raise _fail(full, v, "must be " + " and ".join(rng))
+        return float(v)
+
+    return _read(table, key, where, default, check)
 
 
 def _integer(
@@ -121,17 +135,15 @@ def _integer(
     lo: int = 1,
     hi: int | None = None,
 ) -> int:
-    if key not in table:
-        assert default is not None, key
-        return default
-    v = table[key]
-    full = f"{where}.{key}"
-    if isinstance(v, bool) or not isinstance(v, int):
-        raise _fail(full, v, "must be an integer")
-    if v < lo or (hi is not None and v > hi):
-        bound = f"between {lo} and {hi}" if hi is not None else f">= {lo}"
-        raise _fail(full, v, f"must be an integer {bound}")
-    return v
+    def check(v: Any, full: str) -> int:
+        if isinstance(v, bool) or not isinstance(v, int):
+            raise _fail(full, v, "must be an integer")
+        if v < lo or (hi is not None and v > hi):
+            bound = f"between {lo} and {hi}" if hi is not None else f">= {lo}"
+            raise _fail(full, v, f"must be an integer {bound}")
+        return v
+
+    return _read(table, key, where, default, check)
 
 
 def _string(
@@ -141,18 +153,16 @@ def _string(
     choices: tuple[str, ...] = (),
     default: str | None = None,
 ) -> str:
-    if key not in table:
-        assert default is not None, key
-        return default
-    v = table[key]
-    full = f"{where}.{key}"
-    if not isinstance(v, str) or not v.strip():
-        raise _fail(full, v, "must be a non-empty string")
-    if len(v) > MAX_NAME_CHARS:
-        raise _fail(full, v[:40] + "...", f"must be at most {MAX_NAME_CHARS} characters")
-    if choices and v not in choices:
-        raise _fail(full, v, f"must be one of {', '.join(choices)}")
-    return v
+    def check(v: Any, full: str) -> str:
+        if not isinstance(v, str) or not v.strip():
+            raise _fail(full, v, "must be a non-empty string")
+        if len(v) > MAX_NAME_CHARS:
+            raise _fail(full, v[:40] + "...", f"must be at most {MAX_NAME_CHARS} characters")
+        if choices and v not in choices:
+            raise _fail(full, v, f"must be one of {', '.join(choices)}")
+        return v
+
+    return _read(table, key, where, default, check)
 
 
 def _tables(data: Mapping[str, Any], key: str, most: int) -> list[Mapping[str, Any]]:

@@ -4,8 +4,9 @@ Covers: :func:`bench_transport`, which measures between two authenticated, encry
 (:class:`~sedma.comm.net.transport.Peer`, direct TCP path, AES-256-GCM records) the rate of small
 pipelined messages, the round-trip time of one small request at a time, and the bandwidth of
 large float32 tensors; and, in the same run, a raw TCP copy of the same bytes over loopback
-as the ceiling. Does not cover: correctness (see ``tests/test_transport.py``), relayed or
-UDP paths, or command-line entry points (see :mod:`sedma.cli.app`).
+as the ceiling; how much a run sends (:class:`Sizes`). Does not cover: correctness (see
+``tests/test_transport.py``), relayed or UDP paths, or command-line entry points (see
+:mod:`sedma.cli.app`).
 
 The receiving peer runs in a child process (``spawn``), as a remote node would, so the two
 ends do not share one interpreter lock; after the timed rounds the child hashes one more
@@ -34,6 +35,7 @@ import struct
 import threading
 import time
 from collections.abc import Callable, Coroutine
+from dataclasses import asdict, dataclass
 from multiprocessing.connection import Connection
 from typing import Any, Protocol
 
@@ -49,6 +51,7 @@ __all__ = [
     "TARGET_LARGE_VS_RAW",
     "TARGET_SMALL_MSGS_PER_S",
     "Endpoint",
+    "Sizes",
     "bench_transport",
     "check_sizes",
     "measure_endpoint",
@@ -74,6 +77,28 @@ class Endpoint(Protocol):
 
     async def send(self, to: str, msg: Any) -> None: ...
     async def recv(self) -> tuple[str, Any]: ...
+
+
+@dataclass(frozen=True)
+class Sizes:
+    """What one run sends (defaults: those of the reported runs): ``rounds`` timed rounds
+    (after one untimed warm-up), each of ``small_msgs`` pipelined small messages and of
+    ``large_reps`` float32 tensors of ``large_bytes``; then ``round_trips`` echoed requests.
+    Each must be an int >= 1 (SedmaError naming the first that is not)."""
+
+    large_bytes: int = 64 << 20
+    large_reps: int = 4
+    rounds: int = 5
+    small_msgs: int = 50_000
+    round_trips: int = 2_000
+
+    def __post_init__(self) -> None:
+        check_sizes(**asdict(self))
+
+    def tensor(self, seed: int) -> np.ndarray[Any, Any]:
+        """The seeded float32 tensor of ``large_bytes`` (one element at least) a run sends."""
+        rng = np.random.default_rng(seed)
+        return rng.standard_normal(max(1, self.large_bytes // 4), dtype=np.float32)
 
 
 def _digest(arr: np.ndarray[Any, Any]) -> str:
@@ -152,10 +177,7 @@ async def measure_endpoint(
     tx: Endpoint,
     raw_address: tuple[str, int],
     tensor: np.ndarray[Any, Any],
-    large_reps: int,
-    rounds: int,
-    small_msgs: int,
-    round_trips: int,
+    sizes: Sizes,
 ) -> dict[str, Any]:
     async def batch(msgs: int, make: Any, check: bool = False) -> tuple[float, dict[str, Any]]:
         t0 = time.perf_counter()
@@ -166,14 +188,14 @@ async def measure_endpoint(
         return time.perf_counter() - t0, reply
 
     small = []
-    for r in range(rounds + 1):  # round 0 warms up
-        elapsed, _ = await batch(small_msgs, lambda i: {"i": i, "x": 1.5})
+    for r in range(sizes.rounds + 1):  # round 0 warms up
+        elapsed, _ = await batch(sizes.small_msgs, lambda i: {"i": i, "x": 1.5})
         if r:
-            small.append(small_msgs / elapsed)
+            small.append(sizes.small_msgs / elapsed)
 
-    await tx.send(_RX, {"op": "echo", "n": round_trips})
+    await tx.send(_RX, {"op": "echo", "n": sizes.round_trips})
     rtts = []
-    for i in range(round_trips):
+    for i in range(sizes.round_trips):
         t0 = time.perf_counter()
         await tx.send(_RX, {"i": i})
         await tx.recv()
@@ -182,11 +204,11 @@ async def measure_endpoint(
     large: list[float] = []
     raw: list[float] = []
     payload = tensor.data.cast("B")
-    nbytes = tensor.nbytes * large_reps
-    for r in range(rounds + 1):  # round 0 warms up
+    nbytes = tensor.nbytes * sizes.large_reps
+    for r in range(sizes.rounds + 1):  # round 0 warms up
         # Alternate transport and raw rounds so both see the same background load.
-        elapsed, _ = await batch(large_reps, lambda i: tensor)
-        raw_s = await asyncio.to_thread(_raw_copy_s, raw_address, payload, large_reps)
+        elapsed, _ = await batch(sizes.large_reps, lambda i: tensor)
+        raw_s = await asyncio.to_thread(_raw_copy_s, raw_address, payload, sizes.large_reps)
         if r:
             large.append(nbytes / elapsed / 1e6)
             raw.append(nbytes / raw_s / 1e6)
@@ -232,20 +254,18 @@ def check_sizes(**sizes: int) -> None:
             raise SedmaError(f"{label}: got {value!r}; must be an int >= 1")
 
 
-def round_figures(
-    got: dict[str, Any], small_msgs: int, tensor_nbytes: int, large_reps: int
-) -> dict[str, Any]:
+def round_figures(got: dict[str, Any], sizes: Sizes, tensor_nbytes: int) -> dict[str, Any]:
     """The reported figures of :func:`measure_endpoint`'s rounds: medians, the echo
     percentiles, per-round bandwidths, the per-round ratio to the raw socket, the digest."""
     ratio = statistics.median(x / y for x, y in zip(got["large"], got["raw"], strict=True))
     rtt_us = sorted(t * 1e6 for t in got["rtt_s"])
     return {
-        "small_msgs": small_msgs,
+        "small_msgs": sizes.small_msgs,
         "small_msgs_per_s": round(statistics.median(got["small"]), 1),
         "rtt_p50_us": round(rtt_us[len(rtt_us) // 2], 1),
         "rtt_p99_us": round(rtt_us[min(len(rtt_us) - 1, int(0.99 * len(rtt_us)))], 1),
         "large_tensor_bytes": tensor_nbytes,
-        "large_reps": large_reps,
+        "large_reps": sizes.large_reps,
         "large_mb_s": round(statistics.median(got["large"]), 1),
         "large_mb_s_rounds": [round(x, 1) for x in got["large"]],
         "raw_socket_mb_s": round(statistics.median(got["raw"]), 1),
@@ -255,30 +275,21 @@ def round_figures(
     }
 
 
-def bench_transport(
-    seed: int = 0,
-    *,
-    large_bytes: int = 64 << 20,
-    large_reps: int = 4,
-    rounds: int = 5,
-    small_msgs: int = 50_000,
-    round_trips: int = 2_000,
-) -> dict[str, object]:
+def bench_transport(seed: int = 0, sizes: Sizes | None = None) -> dict[str, object]:
     """Measure the transport against a raw socket copy; returns a flat result dict.
 
-    Keys: ``small_msgs_per_s`` (pipelined ``{"i", "x"}`` messages, one way, median of
-    ``rounds`` batches of ``small_msgs``), ``rtt_p50_us`` / ``rtt_p99_us`` (one small
-    request and its echo at a time), ``large_mb_s`` (``large_reps`` float32 tensors of
-    ``large_bytes`` each per round, MB = 10**6 bytes), ``raw_socket_mb_s`` (the same bytes,
-    raw TCP, in a round right after each transport round), ``large_vs_raw`` (median over
-    rounds of transport / raw bandwidth), the per-round figures, ``large_intact`` (digest
-    check by the receiver), the targets and ``meets_small_target`` /
-    ``meets_large_target`` (``large_vs_raw >= 0.5``: within 2x of raw).
+    Keys (the counts are those of ``sizes``, default :class:`Sizes`): ``small_msgs_per_s``
+    (pipelined ``{"i", "x"}`` messages, one way, median of ``rounds`` batches of
+    ``small_msgs``), ``rtt_p50_us`` / ``rtt_p99_us`` (one small request and its echo at a
+    time), ``large_mb_s`` (``large_reps`` float32 tensors of ``large_bytes`` each per round,
+    MB = 10**6 bytes), ``raw_socket_mb_s`` (the same bytes, raw TCP, in a round right after
+    each transport round), ``large_vs_raw`` (median over rounds of transport / raw
+    bandwidth), the per-round figures, ``large_intact`` (digest check by the receiver), the
+    targets and ``meets_small_target`` / ``meets_large_target`` (``large_vs_raw >= 0.5``:
+    within 2x of raw).
     """
-    check_sizes(large_bytes=large_bytes, large_reps=large_reps, rounds=rounds,
-                small_msgs=small_msgs, round_trips=round_trips)  # fmt: skip
-    rng = np.random.default_rng(seed)
-    tensor = rng.standard_normal(max(1, large_bytes // 4), dtype=np.float32)
+    sizes = Sizes() if sizes is None else sizes
+    tensor = sizes.tensor(seed)
     seeded = random.Random(seed)
     tx_key = Ed25519PrivateKey.from_private_bytes(seeded.randbytes(32))
     rx_key = Ed25519PrivateKey.from_private_bytes(seeded.randbytes(32))
@@ -290,9 +301,7 @@ def bench_transport(
         tx = Peer(_TX, tx_key, known, queue_size=4096)
         try:
             await tx.connect(_RX, [address])
-            return await measure_endpoint(
-                tx, raw_address, tensor, large_reps, rounds, small_msgs, round_trips
-            )
+            return await measure_endpoint(tx, raw_address, tensor, sizes)
         finally:
             with contextlib.suppress(TransportError):
                 await tx.send(_RX, {"op": "stop"})
@@ -304,7 +313,7 @@ def bench_transport(
         rx_key.private_bytes(raw, serialization.PrivateFormat.Raw, serialization.NoEncryption()),
     )
     got = run_against_receiver("transport benchmark", _receiver, keys, send, _TIMEOUT_S)
-    figures = round_figures(got, small_msgs, int(tensor.nbytes), large_reps)
+    figures = round_figures(got, sizes, int(tensor.nbytes))
     small, ratio = float(figures["small_msgs_per_s"]), float(figures["large_vs_raw"])
     result: dict[str, object] = {
         "seed": seed,

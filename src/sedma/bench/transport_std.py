@@ -52,7 +52,7 @@ from cryptography.x509.oid import NameOID
 from sedma.bench.std_endpoints import TIMEOUT_S, QuicEndpoint, TlsEndpoint
 from sedma.bench.transport import (
     TARGET_LARGE_VS_RAW,
-    check_sizes,
+    Sizes,
     measure_endpoint,
     raw_sink,
     round_figures,
@@ -212,7 +212,7 @@ async def _run_sender(
     folder: str,
     conn: Connection,
     tensor: np.ndarray[Any, Any],
-    sizes: dict[str, int],
+    sizes: Sizes,
 ) -> dict[str, Any]:
     path = Path(folder)
     tx_id = (str(path / f"{_TX}.crt"), str(path / f"{_TX}.key"), (path / f"{_TX}.crt").read_bytes())
@@ -224,7 +224,7 @@ async def _run_sender(
         detail: dict[str, object] = {"tls_version": sock.version(), "cipher": cipher and cipher[0]}
         end = TlsEndpoint(sock, _RX)
         try:
-            got = await measure_endpoint(end, raw_address, tensor, **sizes)
+            got = await measure_endpoint(end, raw_address, tensor, sizes)
             await end.send(_RX, {"op": "stop"})
             await asyncio.sleep(0.2)
         finally:
@@ -245,7 +245,7 @@ async def _run_sender(
             "congestion_control": cfg.congestion_control_algorithm,
             "max_datagram_bytes": cfg.max_datagram_size,
         }
-        got = await measure_endpoint(qend, raw_address, tensor, **sizes)
+        got = await measure_endpoint(qend, raw_address, tensor, sizes)
         await qend.send(_RX, {"op": "stop"})
         await asyncio.sleep(0.2)
     finally:
@@ -255,26 +255,17 @@ async def _run_sender(
 
 
 def bench_transport_std(
-    protocol: StdProtocol,
-    seed: int = 0,
-    *,
-    large_bytes: int = 64 << 20,
-    large_reps: int = 4,
-    rounds: int = 5,
-    small_msgs: int = 50_000,
-    round_trips: int = 2_000,
+    protocol: StdProtocol, seed: int = 0, sizes: Sizes | None = None
 ) -> dict[str, object]:
     """Measure ``protocol`` (``"tls"`` or ``"quic"``) as :func:`~sedma.bench.transport.
-    bench_transport` measures sedma's transport; returns the same keys, plus ``protocol``,
-    what was negotiated, and ``meets_adoption_bar`` (at least
+    bench_transport` measures sedma's transport, with the same ``sizes``; returns the same
+    keys, plus ``protocol``, what was negotiated, and ``meets_adoption_bar`` (at least
     :data:`ADOPT_SMALL_MSGS_PER_S` small messages/s and large tensors at
     :data:`~sedma.bench.transport.TARGET_LARGE_VS_RAW` of the raw socket, intact)."""
     if protocol not in STD_PROTOCOLS:
         raise SedmaError(f"protocol: got {protocol!r}; allowed: {', '.join(STD_PROTOCOLS)}")
-    sizes = {"large_reps": large_reps, "rounds": rounds, "small_msgs": small_msgs,
-             "round_trips": round_trips}  # fmt: skip
-    check_sizes(large_bytes=large_bytes, **sizes)
-    tensor = np.random.default_rng(seed).standard_normal(max(1, large_bytes // 4), np.float32)
+    sizes = Sizes() if sizes is None else sizes
+    tensor = sizes.tensor(seed)
     with tempfile.TemporaryDirectory(prefix="sedma-bench-") as folder:
         got = run_against_receiver(
             f"transport benchmark ({protocol})",
@@ -283,7 +274,7 @@ def bench_transport_std(
             lambda conn: _run_sender(protocol, folder, conn, tensor, sizes),
             TIMEOUT_S,
         )
-    figures = round_figures(got, small_msgs, int(tensor.nbytes), large_reps)
+    figures = round_figures(got, sizes, int(tensor.nbytes))
     small, ratio = float(figures["small_msgs_per_s"]), float(figures["large_vs_raw"])
     extra = {k: v for k, v in got.items() if k not in ("small", "rtt_s", "large", "raw", "intact")}
     result: dict[str, object] = {

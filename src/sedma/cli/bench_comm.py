@@ -77,7 +77,7 @@ def bench_transport_cmd(
 ) -> None:
     """Transports over loopback, side by side: small messages/s, round trips, large tensors
     against a raw socket copy."""
-    from sedma.bench.transport import bench_transport
+    from sedma.bench.transport import Sizes, bench_transport
 
     names = [n.strip() for n in protocols.split(",") if n.strip()]
     allowed = ("sedma", "tls", "quic")
@@ -88,7 +88,7 @@ def bench_transport_cmd(
     results: dict[str, dict[str, object]] = {}
     for name in names:
         if name == "sedma":
-            results[name] = guard(lambda: bench_transport(seed=seed, rounds=rounds))
+            results[name] = guard(lambda: bench_transport(seed, Sizes(rounds=rounds)))
             continue
         try:
             from sedma.bench.transport_std import STD_PROTOCOLS, bench_transport_std
@@ -99,7 +99,7 @@ def bench_transport_cmd(
         proto = next(p for p in STD_PROTOCOLS if p == name)
 
         def run_std(proto: StdProtocol = proto) -> dict[str, object]:
-            return bench_transport_std(proto, seed=seed, rounds=rounds)
+            return bench_transport_std(proto, seed, Sizes(rounds=rounds))
 
         results[name] = guard(run_std)
     t = table(

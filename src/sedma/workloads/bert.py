@@ -61,6 +61,8 @@ literature on first and last layers).
 
 from __future__ import annotations
 
+from functools import partial
+
 from sedma.compute.workload import MatmulOp, Workload
 from sedma.workloads.resnet import SENSITIVE_REL_ERROR
 
@@ -77,6 +79,11 @@ SEQ_LEN = 384
 def bert_base() -> Workload:
     """BERT-base on one 384-token SQuAD sequence: 73 products, 107 edges, ~70.7 GFLOP."""
     head_dim = HIDDEN // HEADS
+    # scores and context alike: batched over the heads, a W that changes with every input
+    # (K, V), errors the softmax amplifies (the module docstring)
+    attention = partial(
+        MatmulOp, m=HEADS * SEQ_LEN, max_rel_error=SENSITIVE_REL_ERROR, weight_static=False
+    )
     ops: list[MatmulOp] = []
     layer_input: tuple[str, ...] = ()  # the products whose outputs sum to the layer's input
     x_carrier: tuple[str, ...] = ()  # the product carrying the layer's input (the last ffn_out)
@@ -84,24 +91,8 @@ def bert_base() -> Workload:
         p = f"L{i}"
         ops += [
             MatmulOp(f"{p}.qkv", m=SEQ_LEN, k=HIDDEN, n=3 * HIDDEN, inputs=layer_input),
-            MatmulOp(
-                f"{p}.scores",
-                m=HEADS * SEQ_LEN,
-                k=head_dim,
-                n=SEQ_LEN,
-                max_rel_error=SENSITIVE_REL_ERROR,
-                weight_static=False,
-                inputs=(f"{p}.qkv",),
-            ),
-            MatmulOp(
-                f"{p}.context",
-                m=HEADS * SEQ_LEN,
-                k=SEQ_LEN,
-                n=head_dim,
-                max_rel_error=SENSITIVE_REL_ERROR,
-                weight_static=False,
-                inputs=(f"{p}.scores", f"{p}.qkv"),
-            ),
+            attention(f"{p}.scores", k=head_dim, n=SEQ_LEN, inputs=(f"{p}.qkv",)),
+            attention(f"{p}.context", k=SEQ_LEN, n=head_dim, inputs=(f"{p}.scores", f"{p}.qkv")),
             MatmulOp(f"{p}.attn_out", m=SEQ_LEN, k=HIDDEN, n=HIDDEN, inputs=(f"{p}.context",)),
             # h = LN(x + attn_out): x is carried by the previous layer's ffn_out.
             MatmulOp(

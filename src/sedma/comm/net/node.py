@@ -20,7 +20,7 @@ import logging
 import socket
 import struct
 from collections.abc import Callable, Coroutine, Mapping
-from typing import Any
+from typing import Any, TypedDict
 
 import msgpack
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
@@ -133,6 +133,22 @@ async def _read_control(pipe: FramePipe, session: Session, timeout_s: float) -> 
     return unpack_control(items[0][1], "op")
 
 
+class _NodeOptions(TypedDict, total=False):
+    """The keyword options a :class:`~sedma.comm.net.transport.Peer` and a
+    :class:`~sedma.comm.net.relay.Relay` both take and pass on to ``_Node``, whose defaults
+    they get: ``max_frame_bytes`` (:data:`DEFAULT_MAX_FRAME_BYTES`), ``connect_timeout_s``
+    (5.0), ``links`` (RTT and loss emulated per hop, by peer or relay name; none), ``seed``
+    (0: of the emulated losses), ``clock`` (the wall clock) and ``limits`` (the defaults of
+    :class:`~sedma.comm.net.limits.ResourceLimits`)."""
+
+    max_frame_bytes: int
+    connect_timeout_s: float
+    links: Mapping[str, LinkProfile] | None
+    seed: int
+    clock: Clock | None
+    limits: ResourceLimits | None
+
+
 class _Node:
     """What peers and relays share: identity, allowlist, counters, TCP, handshakes, tasks."""
 
@@ -142,12 +158,12 @@ class _Node:
         identity: Ed25519PrivateKey,
         known: Mapping[str, Ed25519PublicKey],
         *,
-        max_frame_bytes: int,
-        connect_timeout_s: float,
+        max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES,
+        connect_timeout_s: float = 5.0,
         cipher: Cipher,
-        links: Mapping[str, LinkProfile] | None,
-        seed: int,
-        clock: Clock | None,
+        links: Mapping[str, LinkProfile] | None = None,
+        seed: int = 0,
+        clock: Clock | None = None,
         limits: ResourceLimits | None = None,
     ) -> None:
         if not isinstance(name, str) or not name:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 from collections.abc import Callable
+from typing import TypeVar
 
 import numpy as np
 
@@ -25,13 +26,14 @@ __all__ = ["FrameHandler", "FramePipe"]
 
 
 FrameHandler = Callable[[Frame], None]
+_In = TypeVar("_In")
 
 
 class FramePipe:
     """A bidirectional pipe of frames over some byte carrier (TCP, or datagrams made reliable).
 
     Subclasses move bytes (:meth:`_write_now`, :meth:`_buffered_bytes`, :meth:`_abort`) and
-    call :meth:`_bytes_in` / :meth:`_frames_in`, :meth:`_writable_again` and :meth:`_lost`.
+    call :meth:`_bytes_in` / :meth:`_decoded`, :meth:`_writable_again` and :meth:`_lost`.
     This base holds the decoder, the handler (or a queue that :meth:`read_frame` serves
     during the handshake), the optional :class:`LinkShim` (a FIFO of frames held until their
     release time, so delays never reorder) and write-side backpressure: :meth:`writable` is
@@ -77,8 +79,13 @@ class FramePipe:
         """Take bytes in again."""
 
     def _bytes_in(self, data: bytes | bytearray | memoryview) -> None:
+        self._decoded(self.decoder.feed, data)
+
+    def _decoded(self, decode: Callable[[_In], list[Frame]], arg: _In) -> None:
+        """Take in the frames ``decode(arg)`` completes (the decoder's ``feed`` of bytes, or
+        its ``buffer_updated`` after a read into its buffer); a malformed stream closes."""
         try:
-            frames = self.decoder.feed(data)
+            frames = decode(arg)
         except FrameError as exc:
             self._bad_frame(exc)
             return

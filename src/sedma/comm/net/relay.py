@@ -14,23 +14,21 @@ import asyncio
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Unpack
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from sedma.clock import Clock
 from sedma.comm.net.framing import (
     Frame,
     FrameError,
     ItemKind,
     frame_header,
 )
-from sedma.comm.net.limits import ResourceLimits
-from sedma.comm.net.link import LinkProfile
 from sedma.comm.net.node import (
     _PING,
-    DEFAULT_MAX_FRAME_BYTES,
     TransportError,
     _Node,
+    _NodeOptions,
     _PipeErrors,
     _read_control,
     _write_control,
@@ -60,7 +58,8 @@ class Relay(_Node):
     attachment, the target dials in to ``join``, and from then on the relay forwards whole
     frames between the two connections without decrypting them: the two peers run their
     own handshake through the circuit, so the relay never has their keys. A node can run a
-    relay next to its peer, with the same name and key on another port.
+    relay next to its peer, with the same name and key on another port. ``options``: those
+    every node takes, as a :class:`~sedma.comm.net.transport.Peer` does.
     """
 
     def __init__(
@@ -68,19 +67,9 @@ class Relay(_Node):
         name: str,
         identity: Ed25519PrivateKey,
         known: Mapping[str, Ed25519PublicKey],
-        *,
-        max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES,
-        connect_timeout_s: float = 5.0,
-        links: Mapping[str, LinkProfile] | None = None,
-        seed: int = 0,
-        clock: Clock | None = None,
-        limits: ResourceLimits | None = None,
+        **options: Unpack[_NodeOptions],
     ) -> None:
-        super().__init__(
-            name, identity, known, max_frame_bytes=max_frame_bytes,
-            connect_timeout_s=connect_timeout_s, cipher="aes-256-gcm", links=links, seed=seed,
-            clock=clock, limits=limits,
-        )  # fmt: skip
+        super().__init__(name, identity, known, cipher="aes-256-gcm", **options)
         for key in ("circuits_opened", "circuits_active", "frames_forwarded", "bytes_forwarded",
                     "reversals_relayed"):  # fmt: skip
             self._stats[key] = 0

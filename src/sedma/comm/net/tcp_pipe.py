@@ -13,7 +13,6 @@ import itertools
 import socket
 from collections import deque
 
-from sedma.comm.net.framing import FrameError
 from sedma.comm.net.pipe import FramePipe
 
 __all__ = ["TcpPipe"]
@@ -68,12 +67,7 @@ class TcpPipe(FramePipe):
             if n == 0:
                 self._fail_io("connection lost (eof)")
                 return
-            try:
-                frames = self.decoder.buffer_updated(n)
-            except FrameError as exc:
-                self._bad_frame(exc)
-                return
-            self._frames_in(frames)
+            self._decoded(self.decoder.buffer_updated, n)
             if self.closed.done() or not self._reading:
                 return
 

@@ -33,25 +33,18 @@ import logging
 import os
 from collections import deque
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, Unpack
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from sedma.clock import Clock
 from sedma.comm.net.channel import _DROPPED, Channel, _DialPlan
 from sedma.comm.net.framing import (
     FRAME_HEADER,
 )
 from sedma.comm.net.ice import IceConfig
 from sedma.comm.net.ice_signal import IceSignalling
-from sedma.comm.net.limits import ResourceLimits
-from sedma.comm.net.link import LinkProfile
 from sedma.comm.net.message import encode_message
-from sedma.comm.net.node import (
-    DEFAULT_MAX_FRAME_BYTES,
-    TransportError,
-    _Node,
-)
+from sedma.comm.net.node import TransportError, _Node, _NodeOptions
 from sedma.comm.net.path import _Path
 from sedma.comm.net.relay import Relay, RelayAddress
 from sedma.comm.net.relay_client import RelayClient, advertised_addresses, relay_list
@@ -75,7 +68,9 @@ class Peer(_Node):
 
     ``known`` maps every peer and relay name this node may talk to onto its Ed25519 public
     key (the allowlist); anything else is refused during the handshake and counted.
-    ``links`` emulates RTT and loss per hop (peer or relay name), seeded by ``seed``.
+    ``options`` are those every node takes: ``max_frame_bytes``, ``connect_timeout_s``,
+    ``links`` (RTT and loss emulated per hop, by peer or relay name, seeded by ``seed``),
+    ``clock`` and ``limits`` (see ``_NodeOptions`` in :mod:`sedma.comm.net.node`).
     ``ice`` enables UDP paths through ICE (hole punching with STUN, or TURN relaying).
 
     A peer belongs to the event loop that runs :meth:`start` or :meth:`connect` and is not
@@ -90,25 +85,16 @@ class Peer(_Node):
         identity: Ed25519PrivateKey,
         known: Mapping[str, Ed25519PublicKey],
         *,
-        max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES,
         max_message_bytes: int = 256 << 20,
         queue_size: int = 1024,
         max_inflight_bytes: int = 256 << 20,
         keepalive_interval_s: float = 1.0,
         keepalive_timeout_s: float = 5.0,
-        connect_timeout_s: float = 5.0,
         cipher: Cipher = "aes-256-gcm",
-        links: Mapping[str, LinkProfile] | None = None,
-        seed: int = 0,
         ice: IceConfig | None = None,
-        clock: Clock | None = None,
-        limits: ResourceLimits | None = None,
+        **options: Unpack[_NodeOptions],
     ) -> None:
-        super().__init__(
-            name, identity, known, max_frame_bytes=max_frame_bytes,
-            connect_timeout_s=connect_timeout_s, cipher=cipher, links=links, seed=seed,
-            clock=clock, limits=limits,
-        )  # fmt: skip
+        super().__init__(name, identity, known, cipher=cipher, **options)
         for label, value in (("queue_size", queue_size), ("max_message_bytes", max_message_bytes),
                              ("max_inflight_bytes", max_inflight_bytes)):  # fmt: skip
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -124,7 +110,7 @@ class Peer(_Node):
         self._keepalive_interval_s = keepalive_interval_s
         self._keepalive_timeout_s = keepalive_timeout_s
         self._record_bytes = min(
-            _RECORD_BYTES, max_frame_bytes - RECORD_OVERHEAD + FRAME_HEADER.size
+            _RECORD_BYTES, self._max_frame_bytes - RECORD_OVERHEAD + FRAME_HEADER.size
         )
         self._ice = ice
         self._ice_signalling = IceSignalling(self, self, ice)

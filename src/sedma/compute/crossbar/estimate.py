@@ -3,9 +3,9 @@
 Covers: :func:`estimate_profile`, which writes test patterns through a
 :class:`~sedma.compute.crossbar.chip.ChipInterface`, reads them, waits on the chip's clock,
 and estimates every ``[node.crossbar]`` parameter (with a standard error) and the stuck map
-of every array; and :func:`calibrate_device`, the same over a simulated device seen only
-through :class:`~sedma.compute.crossbar.chip.SimulatedChip`. Does not cover: the fits
-themselves (see :mod:`sedma.compute.crossbar.estimate_cells`,
+of every array; and :func:`calibrate_device`, the same (and with the same options) over a
+simulated device seen only through :class:`~sedma.compute.crossbar.chip.SimulatedChip`.
+Does not cover: the fits themselves (see :mod:`sedma.compute.crossbar.estimate_cells`,
 :mod:`sedma.compute.crossbar.estimate_read`, :mod:`sedma.compute.crossbar.estimate_drift`),
 the result type (see :mod:`sedma.compute.crossbar.profile_estimate`), or the older error
 statistics a control loop stores (see :mod:`sedma.compute.crossbar.calibrate`).
@@ -39,6 +39,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Sequence
+from typing import TypedDict, Unpack
 
 import numpy as np
 
@@ -68,6 +69,16 @@ from sedma.errors import SedmaError
 __all__ = ["calibrate_device", "estimate_profile"]
 
 log = logging.getLogger(__name__)
+
+
+class _Probes(TypedDict, total=False):
+    """The probing options :func:`calibrate_device` passes on: :func:`estimate_profile`'s
+    keyword arguments of the same names, where their defaults and meaning are given."""
+
+    sample_arrays: int
+    reads: int
+    bake_s: float
+    seed: int
 
 
 def _sample(arrays: int, count: int) -> list[int]:
@@ -217,19 +228,11 @@ def estimate_profile(
     return result
 
 
-def calibrate_device(
-    device: CrossbarDevice,
-    *,
-    sample_arrays: int = 8,
-    reads: int = 16,
-    bake_s: float = 1e5,
-    seed: int = 0,
-) -> ProfileEstimate:
-    """:func:`estimate_profile` of a simulated ``device`` through :class:`SimulatedChip`.
+def calibrate_device(device: CrossbarDevice, **probes: Unpack[_Probes]) -> ProfileEstimate:
+    """:func:`estimate_profile` of a simulated ``device`` through :class:`SimulatedChip`,
+    with the same ``probes`` (and defaults).
 
     The estimator sees only the interface; the device's spec, seed and stuck map stay
     hidden.
     """
-    return estimate_profile(
-        SimulatedChip(device), sample_arrays=sample_arrays, reads=reads, bake_s=bake_s, seed=seed
-    )
+    return estimate_profile(SimulatedChip(device), **probes)
