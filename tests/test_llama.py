@@ -1,4 +1,5 @@
-"""llama-7b and tinyllama-1.1b: published sizes, the KV cache as attention operands, edges, sizing and validation."""
+"""llama-7b and tinyllama-1.1b: published sizes, the KV cache as attention operands, edges,
+sizing and validation."""
 
 from __future__ import annotations
 
@@ -219,7 +220,12 @@ def test_tinyllama_has_its_published_1_1_billion_parameters() -> None:
     t = TINYLLAMA_1_1B
     assert t.parameters == 1_100_048_384
     assert (t.layers, t.hidden, t.heads, t.kv_heads, t.ffn, t.vocab) == (
-        22, 2048, 32, 4, 5632, 32000
+        22,
+        2048,
+        32,
+        4,
+        5632,
+        32000,
     )
     assert (t.kv_dim, t.group) == (256, 8)
     assert "tinyllama-1.1b" in DECODERS and "llama-7b" in DECODERS

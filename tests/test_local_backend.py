@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 
 import numpy as np
 import pytest
 
 from sedma.clock import WallClock
-from sedma.compute.plan import ArraySlot, Plan, Tile
+from sedma.compute.plan import ArraySlot, Plan, Tile, held_bytes
 from sedma.compute.results import make_operands
 from sedma.compute.workload import MatmulOp, Workload
 from sedma.control.executor import Executor
@@ -117,6 +118,22 @@ def test_swap_keeps_shared_buffers_and_reports_memory() -> None:
             list(b.run(old))
         r = Executor(b, ShortTermMemory()).run_pass(new, check_against=ops)
         assert r.rel_error is not None and r.rel_error < 1e-6
+
+
+def test_a_16_bit_model_is_held_at_16_bit_as_its_plan_counts_it() -> None:
+    # The host computes in float32; the emulated node holds the model's dtype, so memory
+    # efficiency compares like with like (the plan's footprint counts 2 bytes per element).
+    half = Workload("h", tuple(replace(op, dtype_bytes=2) for op in WL.ops))
+    plan = replace(_plan(), workload=half)
+    with LocalBackend(load_cluster("small"), time_scale=1.0) as b:
+        b.load(plan, make_operands(half, 0))
+        held = sum(o.held_bytes for o in b.drain_observations() if isinstance(o, MemoryHeld))
+    full = _plan()
+    with LocalBackend(load_cluster("small"), time_scale=1.0) as b:
+        b.load(full, make_operands(WL, 0))
+        held32 = sum(o.held_bytes for o in b.drain_observations() if isinstance(o, MemoryHeld))
+    assert held == held_bytes(plan, {})
+    assert held32 == held_bytes(full, {}) == 2 * held
 
 
 def test_unknown_node_and_bad_arguments_are_clear_errors(backend: LocalBackend) -> None:

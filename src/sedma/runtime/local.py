@@ -186,7 +186,7 @@ class LocalBackend:
         self._check_open()
         check_operands(plan, operands, self.name)
         pkey, old_key = id(plan), id(replace) if replace is not None else None
-        need = plan_keys(plan)
+        need, ops = plan_keys(plan), plan.workload.ops
         with self._lock:
             # Check every node before changing any, so a failed load changes nothing.
             check_fits(self._nodes, plan, operands, need, old_key, self.spec.name)
@@ -197,7 +197,7 @@ class LocalBackend:
                     node = self._nodes[name]
                     for k in keys:
                         if k not in node.buffers:
-                            node.buffers[k] = _slice(k, operands)
+                            node.hold(k, _slice(k, operands), ops[k[0]].dtype_bytes)
                         node.refs[k].add(pkey)
                     if node.device is not None:
                         program_weights(node, pkey, plan, keys)

@@ -47,12 +47,12 @@ def check_fits(
         freed = _freed_by(node, replace) if replace is not None else set()
         xb = node.spec.device.crossbar
         add_digital = sum(
-            _nbytes(k, operands)
+            _nbytes(k, operands, plan.workload.ops[k[0]].dtype_bytes)
             for k in need.get(name, set())
             if (k not in node.buffers or k in freed) and not (xb and k[1] == "w")
         )
         keep = node.digital_bytes() - sum(
-            node.buffers[k].nbytes for k in freed if not (xb and k[1] == "w")
+            node.buffer_bytes(k) for k in freed if not (xb and k[1] == "w")
         )
         if keep + add_digital > node.capacity_bytes:
             raise CapacityError(

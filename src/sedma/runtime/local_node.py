@@ -104,17 +104,19 @@ def _slice(key: BufKey, operands: Operands) -> F32:
     return np.zeros((rows, cols), dtype=np.float32)
 
 
-def _nbytes(key: BufKey, operands: Operands) -> int:
+def _nbytes(key: BufKey, operands: Operands, dtype_bytes: int) -> int:
+    """Bytes the slice ``key`` takes on its node at ``dtype_bytes`` per element (the
+    product's: the host computes in float32, the emulated node holds the model's dtype)."""
     op, role, axis, s, e = key
     x, w = operands[op]
     m, k = x.shape
     n = w.shape[1]
     m, k, n = int(m), int(k), int(n)
     if role == "x":
-        return (m if axis == "n" else e - s) * k * 4
+        return (m if axis == "n" else e - s) * k * dtype_bytes
     if role == "w":
-        return k * (e - s if axis == "n" else n) * 4
-    return (m if axis == "n" else e - s) * (e - s if axis == "n" else n) * 4
+        return k * (e - s if axis == "n" else n) * dtype_bytes
+    return (m if axis == "n" else e - s) * (e - s if axis == "n" else n) * dtype_bytes
 
 
 @dataclass(frozen=True)
@@ -145,18 +147,34 @@ class _Node:
     device: CrossbarDevice | None = None  # rram: the arrays the weight blocks live in
     programs: dict[BufKey, Programmed] = field(default_factory=dict)
     thread: threading.Thread | None = None
+    # bytes per element of each product's slices, as the emulated node holds them (a 16-bit
+    # model's slices are float32 on the host; memory is counted at 16 bit, as plans count it)
+    dtype_bytes: dict[int, int] = field(default_factory=dict)
 
     @property
     def capacity_bytes(self) -> int:
         return self.spec.device.memory_bytes - self.tenant_bytes
 
+    def hold(self, key: BufKey, block: F32, dtype_bytes: int) -> None:
+        """Keep ``block`` as slice ``key`` of a product of ``dtype_bytes`` per element."""
+        self.buffers[key] = block
+        self.dtype_bytes[key[0]] = dtype_bytes
+
+    def buffer_bytes(self, key: BufKey) -> int:
+        """Bytes slice ``key`` takes on the emulated node (see :attr:`dtype_bytes`)."""
+        b = self.buffers[key]
+        return int(b.size) * self.dtype_bytes.get(key[0], b.itemsize)
+
     def digital_bytes(self) -> int:
         xb = self.spec.device.crossbar
-        return sum(b.nbytes for k, b in self.buffers.items() if not (xb and k[1] == "w"))
+        return sum(self.buffer_bytes(k) for k in self.buffers if not (xb and k[1] == "w"))
 
     def array_bytes(self) -> int:
         xb = self.spec.device.crossbar
-        return self.arrays_used() * xb.weights_per_array * 4 if xb else 0
+        if xb is None:
+            return 0
+        widest = max((self.dtype_bytes.get(k[0], 4) for k in self.programs), default=4)
+        return self.arrays_used() * xb.weights_per_array * widest
 
     def arrays_used(self) -> int:
         return len({a for p in self.programs.values() for a in p.arrays})

@@ -90,7 +90,8 @@ class NodeActor:
             if k not in node.buffers:
                 if k not in slices:
                     raise KeyError(f"node {node.spec.name}: slice {k} was not sent")
-                node.buffers[k] = np.array(slices[k], dtype=np.float32, copy=True)
+                block = np.array(slices[k], dtype=np.float32, copy=True)
+                node.hold(k, block, plan.workload.ops[k[0]].dtype_bytes)
             node.refs[k].add(pkey)
         if replace is not None:
             for k in [k for k, r in node.refs.items() if replace in r]:

@@ -5,15 +5,15 @@ batch of sequences at a given context length, as a
 :class:`~sedma.workloads.graph.WorkloadGraph` with its dataflow edges, for the two packaged
 decoders: :data:`LLAMA_7B` (Touvron et al. 2023: 32 layers, hidden 4096, 32 heads of 128,
 SwiGLU feed-forward 11008, vocabulary 32000; :func:`llama_7b`) and :data:`TINYLLAMA_1_1B`
-(Zhang et al. 2024, "TinyLlama: an open-source small language model", arXiv:2401.02385, and
-its released config: 22 layers, hidden 2048, 32 query heads of 64 sharing 4 key/value heads,
-feed-forward 5632, vocabulary 32000); both with 16-bit weights. Also the memory a decoder
-needs held (:func:`kv_cache_bytes`, :func:`model_bytes`, :attr:`Decoder.parameters`;
-LLaMA-7B's as module constants such as :data:`PARAMETERS`). Does not cover: the prompt (prefill) pass, the
+(Zhang et al. 2024, "TinyLlama: an open-source small language model", arXiv:2401.02385, and its
+released config: 22 layers, hidden 2048, 32 query heads of 64 sharing 4 key/value heads,
+feed-forward 5632, vocabulary 32000); both with 16-bit weights. Also the memory a decoder needs
+held (:func:`kv_cache_bytes`, :func:`model_bytes`, :attr:`Decoder.parameters`; LLaMA-7B's as
+module constants such as :data:`PARAMETERS`). Does not cover: the prompt (prefill) pass, the
 registry's ``scale`` and ``batch`` (see :mod:`sedma.workloads.registry`, whose
 ``get_workload("llama-7b", context=...)`` builds this), sampling, RMSNorm, rotary embeddings,
-softmax and the SwiGLU gating itself (element-wise work, no products), or where the cache
-lives between steps (a planner's or backend's job).
+softmax and the SwiGLU gating itself (element-wise work, no products), or where the cache lives
+between steps (a planner's or backend's job).
 
 One pass is one decode step: each of the ``B`` sequences (default :data:`BATCH` = 8) adds one
 token, attending to the ``T`` tokens of its context (``context``, default
@@ -36,9 +36,10 @@ for TinyLlama). ``qkv`` is ``H -> H + 2 kv_dim``; the ``g`` query heads of a gro
 ``scores``'s and ``context``'s rows: ``scores`` is ``g x B kv_dim @ B kv_dim x T`` and
 ``context`` ``g x T @ T x B kv_dim``. That keeps the FLOPs (``2 x B x H x T`` each), the
 cache bytes (``B x kv_dim x T`` each) and the ``B x H`` queries and attention outputs
-exact; for LLaMA-7B (``g = 1``) it is the one-row fold described below. The embedding lookup is a gather, not a
-product: its table (32000 x 4096) is counted in :data:`PARAMETERS` and :func:`model_bytes`
-but is no product of the graph.
+exact; for LLaMA-7B (``g = 1``) it is the one-row fold described below.
+
+The embedding lookup is a gather, not a product: its table (32000 x 4096) is counted in
+:data:`PARAMETERS` and :func:`model_bytes` but is no product of the graph.
 
 How the KV cache is represented. The cache is what a decode step reads besides the weights,
 and it grows by one token per step. Here it is the non-static "weight" of the two attention
@@ -250,9 +251,7 @@ def decode_step(
             _product(f"{p}.down", b, decoder.ffn, h, (f"{p}.gate", f"{p}.up")),
         ]
         previous = (f"{p}.down",)
-    layers.append(
-        _product("lm_head", b, h, decoder.vocab, previous, budget=SENSITIVE_REL_ERROR)
-    )
+    layers.append(_product("lm_head", b, h, decoder.vocab, previous, budget=SENSITIVE_REL_ERROR))
     return WorkloadGraph(
         name=decoder.name,
         layers=ordered(layers),

@@ -24,17 +24,17 @@ length) also stays, so those rows are still full-length. The returned workload k
 name; its description records batch and scale.
 
 The decoders ``llama-7b`` and ``tinyllama-1.1b`` (one decode step of 8 sequences) also take
-``context``, the tokens each sequence has so far (1 .. 2,048; default 1,024), which sets the KV cache held in its attention
-products (see :mod:`sedma.workloads.llama`). For them the knobs mean: ``scale`` multiplies the
-new tokens per sequence in a step (``scale = 2``: two tokens each, so every product, the
-attention included, has twice the rows; below 1 the projections keep ``round(8 x scale)``
-rows while the attention products, one row per query head of a group, keep
-``max(1, round(rows x scale))``: LLaMA-7B's one row, TinyLlama's 8 below 1/16); ``batch`` is groups of 8 sequences.
-A cache is per sequence, so ``batch`` builds the step for ``8 x batch`` sequences: the
-projections get ``8 x batch`` rows, exactly as the rule above says, and the attention
-products, which fold every sequence into ``k`` or ``n``, get ``batch`` times the cache
-(their FLOPs grow by ``batch`` as the rule's would). ``context`` is refused for the other
-models, which have no cache.
+``context``, the tokens each sequence has so far (1 .. 2,048; default 1,024), which sets the KV
+cache held in its attention products (see :mod:`sedma.workloads.llama`). For them the knobs
+mean: ``scale`` multiplies the new tokens per sequence in a step (``scale = 2``: two tokens
+each, so every product, the attention included, has twice the rows; below 1 the projections
+keep ``round(8 x scale)`` rows while the attention products, one row per query head of a group,
+keep ``max(1, round(rows x scale))``: LLaMA-7B's one row stays one, TinyLlama's 8 become
+``round(8 x scale)``); ``batch`` is groups of 8 sequences. A cache is per sequence, so
+``batch`` builds the step for ``8 x batch`` sequences: the projections get ``8 x batch`` rows,
+exactly as the rule above says, and the attention products, which fold every sequence into
+``k`` or ``n``, get ``batch`` times the cache (their FLOPs grow by ``batch`` as the rule's
+would). ``context`` is refused for the other models, which have no cache.
 """
 
 from __future__ import annotations
