@@ -3,6 +3,10 @@
 
 from __future__ import annotations
 
+import pytest
+
+from sedma.bench.ray_run import RayBenchConfig, check_host_memory
+from sedma.errors import SedmaError
 from sedma.spec_load import load_cluster, preset_names
 from sedma.workloads.llama import DEFAULT_CONTEXT, TINYLLAMA_1_1B, model_bytes
 
@@ -33,3 +37,18 @@ def test_the_boards_bandwidth_together_exceeds_the_laptop_s() -> None:
     spec = load_cluster("nano-lab")
     boards = sum(n.device.mem_bandwidth_gbs for n in spec.nodes if n.name != "laptop-x86")
     assert boards / spec.node("laptop-x86").device.mem_bandwidth_gbs > 1.4
+
+
+def test_bench_ray_defaults_to_nano_lab_and_tinyllama() -> None:
+    cfg = RayBenchConfig()
+    assert (cfg.cluster, cfg.workload, cfg.scale) == ("nano-lab", "tinyllama-1.1b", 1.0)
+
+
+def test_a_run_this_host_cannot_hold_is_refused_before_ray_starts() -> None:
+    gib = 2**30
+    check_host_memory(load_cluster("nano-lab"), "tinyllama-1.1b", 1.0, 22 * gib)  # fits
+    # eight replicas of 4.4 GB of float32 arrays: one clear error naming both figures
+    with pytest.raises(
+        SedmaError, match=r"about 42\.2 GiB .*\(8 data-parallel replicas\).* 22\.0 GiB"
+    ):
+        check_host_memory(load_cluster("homogeneous"), "tinyllama-1.1b", 1.0, 22 * gib)

@@ -26,6 +26,7 @@ or printing (:mod:`sedma.cli.bench`).
 from __future__ import annotations
 
 import logging
+import os
 import statistics
 import threading
 from collections.abc import Callable
@@ -59,7 +60,13 @@ from sedma.spec import ClusterSpec
 from sedma.spec_load import load_cluster
 from sedma.workloads.registry import get_workload
 
-__all__ = ["RayBenchConfig", "bench_ray", "first_nodes"]
+__all__ = [
+    "RayBenchConfig",
+    "bench_ray",
+    "check_host_memory",
+    "first_nodes",
+    "host_available_bytes",
+]
 
 log = logging.getLogger(__name__)
 
@@ -68,9 +75,9 @@ log = logging.getLogger(__name__)
 class RayBenchConfig:
     """What to run (see the module docstring). ``nodes`` keeps the spec's first N nodes."""
 
-    cluster: str | Path | ClusterSpec = "ray-edge"
-    workload: str = "resnet50"
-    scale: float = 0.05
+    cluster: str | Path | ClusterSpec = "nano-lab"
+    workload: str = "tinyllama-1.1b"
+    scale: float = 1.0
     nodes: int | None = None
     passes: int = 6
     plain_passes: int = 2
@@ -103,6 +110,42 @@ def first_nodes(spec: ClusterSpec, n: int) -> ClusterSpec:
     return ClusterSpec(
         spec.name, spec.sites, spec.links, nodes, _by_name={x.name: x for x in nodes}
     )
+
+
+def host_available_bytes() -> int:
+    """Memory this host can still give (``MemAvailable`` of /proc/meminfo, else free pages)."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+
+
+def check_host_memory(spec: ClusterSpec, workload: str, scale: float, available: int) -> None:
+    """Refuse, before Ray starts, a run on this host whose real arrays it cannot hold.
+
+    Every Ray node of a local cluster lives on this host, and the products run for real in
+    float32 whatever the model's dtype: the driver's operands, one placed copy of the weights
+    (sedma's, or the tasks program's object store) and one copy per data-parallel replica
+    (each Ray node's object store holds its own). Raises :class:`~sedma.errors.SedmaError`
+    naming both figures when they exceed ``available`` bytes."""
+    wl = get_workload(workload, scale=scale)
+    weights = sum(4 * (op.m * op.k + op.k * op.n + op.m * op.n) for op in wl.ops)
+    try:
+        replicas = len(replica_nodes(wl, views_from_spec(spec)))
+    except SedmaError:
+        replicas = 0
+    need = (2 + max(replicas, 1)) * weights
+    if need > available:
+        raise SedmaError(
+            f"{workload} on {spec.name}: the run would hold about {need / 2**30:.1f} GiB of "
+            f"float32 arrays on this host ({replicas} data-parallel replicas), which has "
+            f"{available / 2**30:.1f} GiB available; choose a smaller workload, fewer nodes "
+            "(--nodes), or join a multi-machine cluster (--address)"
+        )
 
 
 def _truth(spec: ClusterSpec, dispatch_s: float) -> dict[str, NodeModel]:
@@ -312,6 +355,8 @@ def bench_ray(cfg: RayBenchConfig, *, progress: Progress | None = None) -> dict[
     if cfg.nodes is not None:
         spec = first_nodes(spec, cfg.nodes)
     get_workload(cfg.workload, scale=cfg.scale)  # a bad name fails before Ray starts
+    if cfg.address is None:  # every Ray node on this host
+        check_host_memory(spec, cfg.workload, cfg.scale, host_available_bytes())
     cluster = RayCluster(spec, address=cfg.address)
     try:
         ray_nodes = cluster.ray_nodes()

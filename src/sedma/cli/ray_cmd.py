@@ -64,9 +64,9 @@ def print_ray_result(r: dict[str, Any]) -> None:
 
 def bench_ray_cmd(
     json_path: JsonOpt = None,
-    cluster: ClusterOpt = "ray-edge",
-    workload: WorkloadOpt = "resnet50",
-    scale: ScaleOpt = 0.05,
+    cluster: ClusterOpt = "nano-lab",
+    workload: WorkloadOpt = "tinyllama-1.1b",
+    scale: ScaleOpt = 1.0,
     nodes: Annotated[
         int | None, typer.Option(help="Use the cluster's first N nodes (default: all).")
     ] = None,
