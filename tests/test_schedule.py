@@ -71,6 +71,24 @@ def test_dispatch_overhead_is_charged_per_task() -> None:
     assert s.span_s == pytest.approx(2.5)
 
 
+def test_the_driver_s_own_work_runs_beside_a_busy_node_s_worker() -> None:
+    # The driver hands pass 2 its input the moment it may, though the node's worker is busy
+    # with earlier work of lower priority; and it keeps the node no busier.
+    nodes = {"a": NodeModel(10.0, 100.0, dispatch_s=0.25)}
+    tasks = [
+        Task("a", 10 * GF, priority=1),
+        Task("a", 10 * GF, priority=2),
+        Task("a", 0.0, priority=9, on_driver=True),  # the next pass's input
+        Task("a", 10 * GF, priority=9, deps=(Dep(2, 0.0),)),
+    ]
+    s = simulate_pass(tasks, nodes, {})
+    assert (s.start_s[2], s.end_s[2]) == (0.0, 0.25)
+    assert s.busy_s == {"a": pytest.approx(3 * 1.25)}
+    # as a task of the worker's it would have waited for both others to end
+    s = simulate_pass([*tasks[:2], Task("a", 0.0, priority=9), tasks[3]], nodes, {})
+    assert s.start_s[2] == pytest.approx(2.5)
+
+
 def test_a_cycle_is_an_error_naming_the_tasks() -> None:
     tasks = [Task("a", 1.0, deps=(Dep(1, 0.0),)), Task("a", 1.0, deps=(Dep(0, 0.0),))]
     with pytest.raises(SedmaError, match="cycle"):

@@ -84,7 +84,8 @@ def dynamic_tasks(
     for k in range(passes):
         chunks: dict[int, list[tuple[int, int]]] = {}  # op -> [(task index, width)]
         first = len(tasks)
-        tasks.append(Task(driver, 0.0, priority=k * len(workload.ops)))  # the input is ready
+        # the input is ready (the driver's own work, beside the node's worker)
+        tasks.append(Task(driver, 0.0, priority=k * len(workload.ops), on_driver=True))
         for o, op in enumerate(workload.ops):
             count = min(op.n, chunks_per_node * len(eligible[o]))
             widths = [op.n // count + (1 if c < op.n % count else 0) for c in range(count)]
@@ -117,7 +118,15 @@ def dynamic_tasks(
             for o in sinks
             for j, w in chunks[o]
         ]
-        tasks.append(Task(driver, 0.0, deps=tuple(back), priority=(k + 1) * len(workload.ops)))
+        tasks.append(
+            Task(
+                driver,
+                0.0,
+                deps=tuple(back),
+                priority=(k + 1) * len(workload.ops),
+                on_driver=True,
+            )
+        )
     return tasks
 
 
@@ -191,7 +200,7 @@ def data_parallel(
         if in_flight is not None and len(mine) >= in_flight:
             wait = (Dep(mine[-in_flight], 0.0),)  # this replica's batch P before returned
         mine.append(src + 2)
-        tasks.append(Task(driver, 0.0, priority=b, deps=wait))
+        tasks.append(Task(driver, 0.0, priority=b, deps=wait, on_driver=True))
         tasks.append(
             Task(
                 node,
@@ -202,7 +211,8 @@ def data_parallel(
                 deps=(Dep(src, first.input_bytes, None),),
             )
         )
-        tasks.append(Task(driver, 0.0, priority=b, deps=(Dep(src + 1, last.output_bytes, None),)))
+        back = (Dep(src + 1, last.output_bytes, None),)
+        tasks.append(Task(driver, 0.0, priority=b, deps=back, on_driver=True))
     return tasks
 
 

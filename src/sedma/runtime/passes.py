@@ -94,8 +94,10 @@ def pass_tasks(
         for i, t in enumerate(plan.tiles)
         if t.op not in has_consumer
     )
-    tasks.append(Task(node=driver, flops=0.0, priority=-1.0))
-    tasks.append(Task(node=driver, flops=0.0, deps=sink_deps, priority=float(len(ops))))
+    tasks.append(Task(node=driver, flops=0.0, priority=-1.0, on_driver=True))
+    tasks.append(
+        Task(node=driver, flops=0.0, deps=sink_deps, priority=float(len(ops)), on_driver=True)
+    )
     return tasks
 
 

@@ -12,7 +12,10 @@ Rules: a node runs one task at a time, without preemption; its time is
 :func:`~sedma.runtime.cost.tile_time_s` at the node's true rate and memory bandwidth (the
 sum of one per part for a task of several ``parts``: a whole model run in one call, each
 product its own roofline) plus the node's dispatch overhead (unless the task is
-``dispatched=False``: part of a call the node already made). A dependency on a task of the
+``dispatched=False``: part of a call the node already made). A task ``on_driver`` (the
+driver process handing a pass its input or collecting its outputs) runs as soon as its
+inputs are there, beside the node's worker: it takes no turn on the node and keeps it no
+busier. A dependency on a task of the
 same node costs nothing; across nodes, bytes arrive one route RTT after their last bit was
 sent.
 
@@ -185,7 +188,9 @@ class _Sim:
         if self.waiting[task] == 0:
             node = self.node_of[task]
             assert node is not None
-            if self.tasks[task].node is None:  # a placed dynamic task: its node waits for it
+            if self.tasks[task].node is None or self.tasks[task].on_driver:
+                # a placed dynamic task: its node waits for it; the driver's own work runs
+                # beside the node's worker, at once
                 self._run(task, node)
             else:
                 heapq.heappush(self.ready[node], (self.tasks[task].priority, task))
@@ -233,14 +238,16 @@ class _Sim:
             + sum(tile_time_s(f, b, m.rate_gflops, m.mem_bandwidth_gbs) for f, b in t.parts)
         )  # fmt: skip
         self.start[task], self.end[task] = self.now, self.now + took
-        self.busy[node] += took
-        self.idle[node] = False
+        if not t.on_driver:
+            self.busy[node] += took
+            self.idle[node] = False
         heapq.heappush(self.running, (self.end[task], task))
 
     def _finish(self, i: int) -> None:
         node = self.node_of[i]
         assert node is not None
-        self.idle[node] = True
+        if not self.tasks[i].on_driver:
+            self.idle[node] = True
         for c, d in self.consumers[i]:
             self.unfinished_inputs[c] -= 1
             dest = self.tasks[c].node

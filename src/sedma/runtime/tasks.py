@@ -61,6 +61,10 @@ class Task:
     # a whole model in one call: each part (flops, streamed bytes) its own roofline, summed
     # (``flops`` and ``streamed_bytes`` then only count the work); empty: one roofline
     parts: tuple[tuple[float, float], ...] = ()
+    # True: the driver process's own work on its node (handing a pass its input, collecting
+    # its outputs): it runs beside the node's worker, as a driver process does beside an
+    # actor, so it neither waits for the node nor keeps it busy; charged its dispatch
+    on_driver: bool = False
 
 
 @dataclass(frozen=True)
