@@ -446,6 +446,27 @@ def test_direct_path_killed_redials_and_resends_what_was_not_acknowledged() -> N
     run(main())
 
 
+def test_send_after_a_failed_connect_redials_instead_of_holding_the_message_forever() -> None:
+    # Found by the soak under load: a connect that timed out left its channel (with its dial
+    # plan) and no path; later sends were accepted into it and nothing ever dialled again.
+    async def main() -> None:
+        with socket.socket() as s:  # a port nobody listens on yet
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        a, b = peer("a"), peer("b")
+        with pytest.raises(TransportError):
+            await a.connect("b", [("127.0.0.1", port)], timeout_s=1.0)
+        await b.start("127.0.0.1", port)
+        await a.send("b", "accepted while there is no path")
+        assert await asyncio.wait_for(b.recv(), 5.0) == ("a", "accepted while there is no path")
+        ch = a.channel("b")
+        assert ch is not None and any(e.event == "redial" for e in ch.events)
+        await a.close()
+        await b.close()
+
+    run(main())
+
+
 # -- emulated links
 
 

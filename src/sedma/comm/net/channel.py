@@ -14,7 +14,9 @@ takes over as soon as it is up, unless the control loop moved the channel onto a
 choice (:meth:`Channel.switch_to`: that path keeps the traffic while it lives). Paths that
 lose the race stay open as warm standbys, so when the path in use closes or misses its
 keepalives, traffic moves to a standby at once, and only when none is left does the channel
-redial.
+redial (with the plan of its last :meth:`~sedma.comm.net.transport.Peer.connect`; so does a
+message accepted while the channel has no path, after a connect that failed). A channel the
+remote dialled has no plan: with no path left it waits for the remote to reconnect.
 
 Delivery: each message gets a sequence number per channel; the receiver delivers in order,
 exactly once, and acknowledges what the application has taken with
@@ -251,11 +253,16 @@ class Channel:
         if active is not None and path.carried:
             self._resend(active)
         elif active is None and not (self._closed or self._remote_closed):
-            if self._plan is not None and self._redial_task is None:
-                self._redial_task = self._peer._spawn(self._redial())
-            elif self._plan is None:
+            if self._plan is not None:
+                self._ensure_redial()
+            else:
                 self._event("waiting", "no path left; waiting for the remote to reconnect")
         self._wake()
+
+    def _ensure_redial(self) -> None:
+        """Redial with the plan unless a redial is already running (or there is no plan)."""
+        if self._plan is not None and self._redial_task is None:
+            self._redial_task = self._peer._spawn(self._redial())
 
     def _resend(self, path: _Path) -> None:
         entries = self._out.to_resend(path.queued_seqs(), self._peer._stats)
@@ -304,6 +311,10 @@ class Channel:
         if self._paths.active is not None:
             self._paths.active.push_data([(seq, enc)])
             out.sent_upto = out.next_seq
+        elif not self._paths:
+            # Accepted with no path: someone must be getting one. A path that died started a
+            # redial already; a connect that failed (its channel stays, with its plan) did not.
+            self._ensure_redial()
 
     def _on_ack(self, upto: int) -> None:
         if not self._out.ack(upto):
