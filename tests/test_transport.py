@@ -25,6 +25,7 @@ from sedma.comm.net.channel import Channel
 from sedma.comm.net.datagram import DatagramPipe
 from sedma.comm.net.framing import Frame, FrameDecoder, FrameType, frame_header
 from sedma.comm.net.ice import IceConfig
+from sedma.comm.net.limits import ResourceLimits
 from sedma.comm.net.link import LinkProfile
 from sedma.comm.net.node import TransportError
 from sedma.comm.net.relay import Relay
@@ -657,6 +658,41 @@ def test_restarted_peer_gets_what_its_predecessor_never_acknowledged() -> None:
         await b2.close()
 
     run(main())
+
+
+def test_an_ack_meant_for_a_predecessor_acknowledges_nothing_of_its_successor() -> None:
+    # b takes what a1 sent only after a2 (a1 restarted) has a path to b and has sent, but
+    # before a2's hello reaches b (a2's link to b is slow): b's ack then counts a1's messages,
+    # and must not acknowledge a2's, which b never got and which a2 must still re-send (it
+    # did: b then got none of them, two dropped as acknowledged and the third stuck behind).
+    async def main() -> None:
+        b = peer("b", limits=ResourceLimits(handshake_timeout_s=10.0))  # a2's are slow
+        addr = await b.start()
+        a1 = peer("a")
+        await a1.connect("b", [addr])
+        for i in range(2):
+            await a1.send("b", f"a1:{i}")
+        await eventually(lambda: len(b._inbox) == 2)  # delivered, not yet taken: not acked
+        for pipe in list(a1._pipes):  # a1 crashes: no goodbye
+            pipe.close("crash")
+        await a1.close()
+        await eventually(lambda: (c := b.channel("a")) is not None and c.path_kind is None)
+        a2 = peer("a", links={"b": LinkProfile(rtt_ms=3000.0)})  # 1.5 s each way to b
+        ch = await a2.connect("b", [addr], timeout_s=10.0)
+        for i in range(3):
+            await a2.send("b", f"a2:{i}")
+        assert [(await b.recv())[1] for _ in range(2)] == ["a1:0", "a1:1"]
+        await asyncio.sleep(0.3)  # b's ack for a1's two has reached a2; a2's hello not yet b
+        assert ch.unacked == 3
+        assert any(e.event == "stale_ack" for e in ch.events)
+        # The path dies before a2's records leave its (emulated) link: all three are re-sent.
+        next(iter(ch._paths)).pipe.close("test kills the path")
+        got = [(await asyncio.wait_for(b.recv(), 10.0))[1] for _ in range(3)]
+        assert got == ["a2:0", "a2:1", "a2:2"]
+        await a2.close()
+        await b.close()
+
+    run(main(), timeout_s=30.0)
 
 
 @pytest.mark.parametrize(

@@ -32,7 +32,9 @@ Restarts: each side's hello carries its incarnation and the one it believes the 
 Sequence numbers are per pair of incarnations, so a path carries messages to the application
 only after a hello on it from the remote's current incarnation that names ours (or none);
 anything else on it was numbered for a predecessor and is dropped, and re-sent once the
-sender, learning of the restart from our hello, renumbers and announces itself again.
+sender, learning of the restart from our hello, renumbers and announces itself again. The same
+goes for acknowledgements: an ACK on a path counts only under that condition, since one the
+remote sent before it learnt of our restart counts our predecessor's messages.
 """
 
 from __future__ import annotations
@@ -316,7 +318,14 @@ class Channel:
             # redial already; a connect that failed (its channel stays, with its plan) did not.
             self._ensure_redial()
 
-    def _on_ack(self, upto: int) -> None:
+    def _on_ack(self, upto: int, path: _Path | None = None) -> None:
+        """The remote took every message below ``upto``; ``path``: the path the ACK came on."""
+        if path is not None and not self._accepts_from(path):
+            # It counts messages numbered for our predecessor, or by the remote's predecessor
+            # for us before we renumbered: applied to our numbering, it would drop messages
+            # the remote never got (a restart racing the ack of the predecessor's backlog).
+            self._event("stale_ack", f"ignored ack {upto} on {path}: numbered for another pair")
+            return
         if not self._out.ack(upto):
             self._peer._count(FrameError("malformed", f"ack {upto!r} beyond {self._out.next_seq}"))
             return
