@@ -468,6 +468,33 @@ def test_send_after_a_failed_connect_redials_instead_of_holding_the_message_fore
     run(main())
 
 
+def test_a_failed_connect_keeps_dialling_for_messages_already_accepted() -> None:
+    # a's channel to b was made by b dialling in, so it has no plan; b crashes with a's
+    # message untaken. a connects while b is still down: it fails, but the channel holds
+    # that message, so it keeps dialling, and b's successor gets it with no further send.
+    async def main() -> None:
+        a, b1 = peer("a"), peer("b")
+        await b1.connect("a", [await a.start()])
+        await a.send("b", "accepted before the crash")
+        await eventually(lambda: len(b1._inbox) == 1)  # delivered, never taken: not acked
+        port = (await b1.start())[1]
+        for pipe in list(b1._pipes):  # b1 crashes: no goodbye
+            pipe.close("crash")
+        await b1.close()
+        ch = a.channel("b")
+        assert ch is not None
+        await eventually(lambda: ch.path_kind is None)  # a has seen it: no plan, so waiting
+        with pytest.raises(TransportError):
+            await a.connect("b", [("127.0.0.1", port)], timeout_s=1.0)
+        b2 = peer("b")
+        await b2.start("127.0.0.1", port)
+        assert await asyncio.wait_for(b2.recv(), 5.0) == ("a", "accepted before the crash")
+        await a.close()
+        await b2.close()
+
+    run(main())
+
+
 # -- emulated links
 
 
