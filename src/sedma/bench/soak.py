@@ -9,11 +9,12 @@ as by ``kill -9`` (its sockets dropped without a goodbye, its state gone) and re
 under the same name a few seconds later; a peer's links degraded (more RTT, 5% loss) and its
 paths cut so that they redial over the worse link; the relay killed and restarted. At the
 end sending stops, the live senders drain (for as long as the unacknowledged messages keep
-getting fewer, up to a cap), and every message is accounted for. Meanwhile jobs
-flow through the control loop under nodes slowing and failing and tenants taking memory
-(:class:`~sedma.bench.soak_jobs.JobChaos`, in a thread of this process; its accounting is the
-result's ``jobs``). Does not cover: the transport's throughput (see
-:mod:`sedma.bench.transport`).
+getting fewer, up to a cap; a sender connects again a channel that has no path and no dial
+plan, left waiting for a restarted remote that has nothing to send back and so never dials
+it), and every message is accounted for. Meanwhile jobs flow through the control loop under
+nodes slowing and failing and tenants taking memory (:class:`~sedma.bench.soak_jobs.JobChaos`,
+in a thread of this process; its accounting is the result's ``jobs``). Does not cover: the
+transport's throughput (see :mod:`sedma.bench.transport`).
 
 Accounting. A message counts once ``Peer.send`` returned: the transport **accepted** it, which
 means its channel holds it (re-sending it on every new path) until the receiver acknowledges
@@ -121,6 +122,8 @@ class _Soak:
         self.duplicates = 0
         self.out_of_order = 0
         self.sending = True
+        self.reconnecting: set[tuple[str, str]] = set()  # (sender, receiver) at the drain
+        self.drain_reconnects = 0
 
     def stats(self) -> dict[str, dict[str, int]]:
         """Each live node's transport counters (safe to call from another thread)."""
@@ -184,19 +187,25 @@ class _Soak:
             peer = self.nodes.get(name)
             if peer is None:
                 return
-            try:
-                if peer.channel(dst) is None:
-                    assert self.relay is not None
-                    addresses = [("127.0.0.1", self.ports[dst])]
-                    await peer.connect(dst, addresses, relay=self.relay.address, timeout_s=2.0)
-                seq = seqs[dst]
-                seqs[dst] += 1  # a send that fails leaves a gap, never a reused number
-                msg = {"src": name, "inc": inc, "seq": seq, "pad": bytes(self.rng.randrange(2000))}
-                await asyncio.wait_for(peer.send(dst, msg), 2.0)
-                self.accepted[(name, inc, dst)].add(seq)
-            except (TransportError, TimeoutError) as exc:
-                reason = str(exc).split(":")[-1].strip()[:40]
-                self.errors[f"send: {type(exc).__name__}: {reason}"] += 1
+            await self.send_one(peer, inc, dst, seqs)
+
+    async def send_one(self, peer: Peer, inc: int, dst: str, seqs: Counter[str]) -> None:
+        """Send ``peer``'s next message to ``dst``, connecting first if it has no channel;
+        it counts as accepted once ``send`` returned, else its error is counted."""
+        name = peer.name
+        try:
+            if peer.channel(dst) is None:
+                assert self.relay is not None
+                addresses = [("127.0.0.1", self.ports[dst])]
+                await peer.connect(dst, addresses, relay=self.relay.address, timeout_s=2.0)
+            seq = seqs[dst]
+            seqs[dst] += 1  # a send that fails leaves a gap, never a reused number
+            msg = {"src": name, "inc": inc, "seq": seq, "pad": bytes(self.rng.randrange(2000))}
+            await asyncio.wait_for(peer.send(dst, msg), 2.0)
+            self.accepted[(name, inc, dst)].add(seq)
+        except (TransportError, TimeoutError) as exc:
+            reason = str(exc).split(":")[-1].strip()[:40]
+            self.errors[f"send: {type(exc).__name__}: {reason}"] += 1
 
     async def sink(self, name: str) -> None:
         inc = self.incarnation[name]
@@ -260,6 +269,7 @@ class _Soak:
             now = loop.time()
             if held == 0:
                 return True, "drained"
+            self.reconnect_stranded()
             if fewest is None or held < fewest:
                 fewest, last_progress = held, now
             if now - last_progress >= stall_s:
@@ -267,6 +277,33 @@ class _Soak:
             if now - start >= cap_s:
                 return False, f"cap of {cap_s:g} s reached ({held} unacknowledged)"
             await asyncio.sleep(0.1)
+
+    def reconnect_stranded(self) -> None:
+        """As a sender flushing before it stops would: connect again each channel that holds
+        messages and has neither a path nor a dial plan of its own. Such a channel was made by
+        the remote dialling in; the remote was killed since, and its successor dials back only
+        when it has something to send, which after the end of sending it never has (the
+        transport's channel waits for the remote to reconnect: it has no address to dial)."""
+        loop = asyncio.get_running_loop()
+        for name, peer in self.nodes.items():
+            for dst, ch in peer._channels.items():
+                stranded = ch.unacked and ch.path_kind is None and ch._plan is None
+                if stranded and (name, dst) not in self.reconnecting:
+                    self.reconnecting.add((name, dst))
+                    task = loop.create_task(self.reconnect(name, peer, dst))
+                    self.tasks.setdefault(name, []).append(task)
+
+    async def reconnect(self, name: str, peer: Peer, dst: str) -> None:
+        assert self.relay is not None
+        try:
+            address = ("127.0.0.1", self.ports[dst])
+            await peer.connect(dst, [address], relay=self.relay.address, timeout_s=2.0)
+            self.drain_reconnects += 1
+        except TransportError as exc:
+            reason = str(exc).split(":")[-1].strip()[:40]
+            self.errors[f"drain reconnect: {type(exc).__name__}: {reason}"] += 1
+        finally:
+            self.reconnecting.discard((name, dst))
 
     def held(self) -> dict[tuple[str, int, str], set[int]]:
         """What each live sender still holds unacknowledged: (src, src incarnation, dst) ->
@@ -398,6 +435,7 @@ async def _run(
         drain_s=round(drain_s, 1),
         drain_outcome=drain_outcome,
         undrained_channels=undrained,
+        drain_reconnects=soak.drain_reconnects,
         chaos=dict(soak.events),
         jobs={**jobs.report(), "stopped": jobs_stopped},
         errors_by_kind=dict(soak.errors.most_common()),
