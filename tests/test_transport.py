@@ -25,6 +25,7 @@ from sedma.comm.net.channel import Channel
 from sedma.comm.net.datagram import DatagramPipe
 from sedma.comm.net.framing import Frame, FrameDecoder, FrameType, frame_header
 from sedma.comm.net.ice import IceConfig
+from sedma.comm.net.limits import ResourceLimits
 from sedma.comm.net.link import LinkProfile
 from sedma.comm.net.node import TransportError
 from sedma.comm.net.relay import Relay
@@ -446,6 +447,54 @@ def test_direct_path_killed_redials_and_resends_what_was_not_acknowledged() -> N
     run(main())
 
 
+def test_send_after_a_failed_connect_redials_instead_of_holding_the_message_forever() -> None:
+    # Found by the soak under load: a connect that timed out left its channel (with its dial
+    # plan) and no path; later sends were accepted into it and nothing ever dialled again.
+    async def main() -> None:
+        with socket.socket() as s:  # a port nobody listens on yet
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        a, b = peer("a"), peer("b")
+        with pytest.raises(TransportError):
+            await a.connect("b", [("127.0.0.1", port)], timeout_s=1.0)
+        await b.start("127.0.0.1", port)
+        await a.send("b", "accepted while there is no path")
+        assert await asyncio.wait_for(b.recv(), 5.0) == ("a", "accepted while there is no path")
+        ch = a.channel("b")
+        assert ch is not None and any(e.event == "redial" for e in ch.events)
+        await a.close()
+        await b.close()
+
+    run(main())
+
+
+def test_a_failed_connect_keeps_dialling_for_messages_already_accepted() -> None:
+    # a's channel to b was made by b dialling in, so it has no plan; b crashes with a's
+    # message untaken. a connects while b is still down: it fails, but the channel holds
+    # that message, so it keeps dialling, and b's successor gets it with no further send.
+    async def main() -> None:
+        a, b1 = peer("a"), peer("b")
+        await b1.connect("a", [await a.start()])
+        await a.send("b", "accepted before the crash")
+        await eventually(lambda: len(b1._inbox) == 1)  # delivered, never taken: not acked
+        port = (await b1.start())[1]
+        for pipe in list(b1._pipes):  # b1 crashes: no goodbye
+            pipe.close("crash")
+        await b1.close()
+        ch = a.channel("b")
+        assert ch is not None
+        await eventually(lambda: ch.path_kind is None)  # a has seen it: no plan, so waiting
+        with pytest.raises(TransportError):
+            await a.connect("b", [("127.0.0.1", port)], timeout_s=1.0)
+        b2 = peer("b")
+        await b2.start("127.0.0.1", port)
+        assert await asyncio.wait_for(b2.recv(), 5.0) == ("a", "accepted before the crash")
+        await a.close()
+        await b2.close()
+
+    run(main())
+
+
 # -- emulated links
 
 
@@ -636,6 +685,41 @@ def test_restarted_peer_gets_what_its_predecessor_never_acknowledged() -> None:
         await b2.close()
 
     run(main())
+
+
+def test_an_ack_meant_for_a_predecessor_acknowledges_nothing_of_its_successor() -> None:
+    # b takes what a1 sent only after a2 (a1 restarted) has a path to b and has sent, but
+    # before a2's hello reaches b (a2's link to b is slow): b's ack then counts a1's messages,
+    # and must not acknowledge a2's, which b never got and which a2 must still re-send (it
+    # did: b then got none of them, two dropped as acknowledged and the third stuck behind).
+    async def main() -> None:
+        b = peer("b", limits=ResourceLimits(handshake_timeout_s=10.0))  # a2's are slow
+        addr = await b.start()
+        a1 = peer("a")
+        await a1.connect("b", [addr])
+        for i in range(2):
+            await a1.send("b", f"a1:{i}")
+        await eventually(lambda: len(b._inbox) == 2)  # delivered, not yet taken: not acked
+        for pipe in list(a1._pipes):  # a1 crashes: no goodbye
+            pipe.close("crash")
+        await a1.close()
+        await eventually(lambda: (c := b.channel("a")) is not None and c.path_kind is None)
+        a2 = peer("a", links={"b": LinkProfile(rtt_ms=3000.0)})  # 1.5 s each way to b
+        ch = await a2.connect("b", [addr], timeout_s=10.0)
+        for i in range(3):
+            await a2.send("b", f"a2:{i}")
+        assert [(await b.recv())[1] for _ in range(2)] == ["a1:0", "a1:1"]
+        await asyncio.sleep(0.3)  # b's ack for a1's two has reached a2; a2's hello not yet b
+        assert ch.unacked == 3
+        assert any(e.event == "stale_ack" for e in ch.events)
+        # The path dies before a2's records leave its (emulated) link: all three are re-sent.
+        next(iter(ch._paths)).pipe.close("test kills the path")
+        got = [(await asyncio.wait_for(b.recv(), 10.0))[1] for _ in range(3)]
+        assert got == ["a2:0", "a2:1", "a2:2"]
+        await a2.close()
+        await b.close()
+
+    run(main(), timeout_s=30.0)
 
 
 @pytest.mark.parametrize(

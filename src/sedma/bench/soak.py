@@ -8,20 +8,29 @@ sequenced messages to random others. A seeded schedule of chaos runs meanwhile: 
 as by ``kill -9`` (its sockets dropped without a goodbye, its state gone) and restarted
 under the same name a few seconds later; a peer's links degraded (more RTT, 5% loss) and its
 paths cut so that they redial over the worse link; the relay killed and restarted. At the
-end sending stops, the live senders drain, and every message is accounted for. Meanwhile jobs
-flow through the control loop under nodes slowing and failing and tenants taking memory
-(:class:`~sedma.bench.soak_jobs.JobChaos`, in a thread of this process; its accounting is the
-result's ``jobs``). Does not cover: the transport's throughput (see
-:mod:`sedma.bench.transport`).
+end sending stops, the live senders drain (for as long as the unacknowledged messages keep
+getting fewer, up to a cap; a sender connects again a channel that has no path and no dial
+plan, left waiting for a restarted remote that has nothing to send back and so never dials
+it), and every message is accounted for. Meanwhile jobs flow through the control loop under
+nodes slowing and failing and tenants taking memory (:class:`~sedma.bench.soak_jobs.JobChaos`,
+in a thread of this process; its accounting is the result's ``jobs``). Does not cover: the
+transport's throughput (see :mod:`sedma.bench.transport`).
 
-Accounting. A message counts once ``Peer.send`` returned (the transport accepted it). It is
-**lost** if its sender lived to the end and no incarnation of its receiver ever got it; a
-message whose sender was killed before it was acknowledged is **gone with its sender**
-(counted apart: that state died with the process). **Duplicates** are messages one receiver
-incarnation got twice (must be 0); **redelivered after a restart** are those a killed
-receiver had taken but not yet acknowledged, re-sent to its successor (at-least-once across a
-crash, by design). **Out of order** counts, per receiver incarnation and sender incarnation,
-a sequence number lower than one already seen (must be 0).
+Accounting. A message counts once ``Peer.send`` returned: the transport **accepted** it, which
+means its channel holds it (re-sending it on every new path) until the receiver acknowledges
+it, and the receiver acknowledges only what its application took with ``Peer.recv``. Every
+accepted message ends in exactly one of: **delivered** (some incarnation of its receiver got
+it); **gone with its killed sender** (the sender was killed before it was acknowledged: that
+state died with the process); **unacked at drain timeout** (the sender lives and still holds
+it, unacknowledged, when the drain gave up: in flight or stuck, not lost, and the result says
+why in ``undrained_channels``); **lost** (the sender lives, no longer holds it, and no receiver
+got it: the transport dropped something it had accepted; must be 0). The drain waits while
+the unacknowledged messages keep getting fewer, up to a cap; ``drained``, ``drain_s`` and
+``drain_outcome`` say how it ended. **Duplicates** are messages one receiver incarnation got
+twice (must be 0); **redelivered after a restart** are those a killed receiver had taken but
+not yet acknowledged, re-sent to its successor (at-least-once across a crash, by design).
+**Out of order** counts, per receiver incarnation and sender incarnation, a sequence number
+lower than one already seen (must be 0).
 """
 
 from __future__ import annotations
@@ -39,10 +48,17 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from sedma.bench.soak_jobs import JobChaos
 from sedma.comm.net.link import LinkProfile
+from sedma.comm.net.message import decode_message
 from sedma.comm.net.node import TransportError
 from sedma.comm.net.relay import Relay
 from sedma.comm.net.transport import Peer
 from sedma.errors import SedmaError
+
+# The drain gives up after this long without progress (no fewer unacknowledged messages than
+# the fewest seen): a healthy channel recovers within a redial's backoff (at most 2 s) plus a
+# connect (2 s) and a keepalive timeout (1.5 s), several times over on a loaded machine.
+_DRAIN_STALL_S = 15.0
+_DRAIN_CAP_S = 60.0  # and after this long in all, progress or not
 
 TransportWatch = Callable[[Callable[[], Mapping[str, Mapping[str, int]]]], None]
 
@@ -106,6 +122,8 @@ class _Soak:
         self.duplicates = 0
         self.out_of_order = 0
         self.sending = True
+        self.reconnecting: set[tuple[str, str]] = set()  # (sender, receiver) at the drain
+        self.drain_reconnects = 0
 
     def stats(self) -> dict[str, dict[str, int]]:
         """Each live node's transport counters (safe to call from another thread)."""
@@ -169,19 +187,25 @@ class _Soak:
             peer = self.nodes.get(name)
             if peer is None:
                 return
-            try:
-                if peer.channel(dst) is None:
-                    assert self.relay is not None
-                    addresses = [("127.0.0.1", self.ports[dst])]
-                    await peer.connect(dst, addresses, relay=self.relay.address, timeout_s=2.0)
-                seq = seqs[dst]
-                seqs[dst] += 1  # a send that fails leaves a gap, never a reused number
-                msg = {"src": name, "inc": inc, "seq": seq, "pad": bytes(self.rng.randrange(2000))}
-                await asyncio.wait_for(peer.send(dst, msg), 2.0)
-                self.accepted[(name, inc, dst)].add(seq)
-            except (TransportError, TimeoutError) as exc:
-                reason = str(exc).split(":")[-1].strip()[:40]
-                self.errors[f"send: {type(exc).__name__}: {reason}"] += 1
+            await self.send_one(peer, inc, dst, seqs)
+
+    async def send_one(self, peer: Peer, inc: int, dst: str, seqs: Counter[str]) -> None:
+        """Send ``peer``'s next message to ``dst``, connecting first if it has no channel;
+        it counts as accepted once ``send`` returned, else its error is counted."""
+        name = peer.name
+        try:
+            if peer.channel(dst) is None:
+                assert self.relay is not None
+                addresses = [("127.0.0.1", self.ports[dst])]
+                await peer.connect(dst, addresses, relay=self.relay.address, timeout_s=2.0)
+            seq = seqs[dst]
+            seqs[dst] += 1  # a send that fails leaves a gap, never a reused number
+            msg = {"src": name, "inc": inc, "seq": seq, "pad": bytes(self.rng.randrange(2000))}
+            await asyncio.wait_for(peer.send(dst, msg), 2.0)
+            self.accepted[(name, inc, dst)].add(seq)
+        except (TransportError, TimeoutError) as exc:
+            reason = str(exc).split(":")[-1].strip()[:40]
+            self.errors[f"send: {type(exc).__name__}: {reason}"] += 1
 
     async def sink(self, name: str) -> None:
         inc = self.incarnation[name]
@@ -229,22 +253,97 @@ class _Soak:
                 self.events["relay_restarted"] += 1
 
     # -- the end
-    async def drain(self, timeout_s: float) -> bool:
+    async def drain(self, stall_s: float, cap_s: float) -> tuple[bool, str]:
+        """Stop sending and wait until no live sender holds an unacknowledged message.
+
+        Waits while there is progress: gives up after ``stall_s`` without a new low in the
+        number of unacknowledged messages, or after ``cap_s`` in all. Returns whether it
+        drained and how it ended (``"drained"`` or why it gave up).
+        """
         self.sending = False
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout_s
-        while loop.time() < deadline:
-            if all(ch.unacked == 0 for p in self.nodes.values() for ch in p._channels.values()):
-                return True
+        start = last_progress = loop.time()
+        fewest: int | None = None
+        while True:
+            held = sum(ch.unacked for p in self.nodes.values() for ch in p._channels.values())
+            now = loop.time()
+            if held == 0:
+                return True, "drained"
+            self.reconnect_stranded()
+            if fewest is None or held < fewest:
+                fewest, last_progress = held, now
+            if now - last_progress >= stall_s:
+                return False, f"no progress for {stall_s:g} s ({held} unacknowledged)"
+            if now - start >= cap_s:
+                return False, f"cap of {cap_s:g} s reached ({held} unacknowledged)"
             await asyncio.sleep(0.1)
-        return False
+
+    def reconnect_stranded(self) -> None:
+        """As a sender flushing before it stops would: connect again each channel that holds
+        messages and has neither a path nor a dial plan of its own. Such a channel was made by
+        the remote dialling in; the remote was killed since, and its successor dials back only
+        when it has something to send, which after the end of sending it never has (the
+        transport's channel waits for the remote to reconnect: it has no address to dial)."""
+        loop = asyncio.get_running_loop()
+        for name, peer in self.nodes.items():
+            for dst, ch in peer._channels.items():
+                stranded = ch.unacked and ch.path_kind is None and ch._plan is None
+                if stranded and (name, dst) not in self.reconnecting:
+                    self.reconnecting.add((name, dst))
+                    task = loop.create_task(self.reconnect(name, peer, dst))
+                    self.tasks.setdefault(name, []).append(task)
+
+    async def reconnect(self, name: str, peer: Peer, dst: str) -> None:
+        assert self.relay is not None
+        try:
+            address = ("127.0.0.1", self.ports[dst])
+            await peer.connect(dst, [address], relay=self.relay.address, timeout_s=2.0)
+            self.drain_reconnects += 1
+        except TransportError as exc:
+            reason = str(exc).split(":")[-1].strip()[:40]
+            self.errors[f"drain reconnect: {type(exc).__name__}: {reason}"] += 1
+        finally:
+            self.reconnecting.discard((name, dst))
+
+    def held(self) -> dict[tuple[str, int, str], set[int]]:
+        """What each live sender still holds unacknowledged: (src, src incarnation, dst) ->
+        sequence numbers (the soak's, read back from the messages the channel keeps)."""
+        out: dict[tuple[str, int, str], set[int]] = defaultdict(set)
+        for name, peer in self.nodes.items():
+            for dst, ch in peer._channels.items():
+                for enc in ch._out.unacked.values():
+                    msg = decode_message(enc.join())
+                    out[(name, int(msg["inc"]), dst)].add(int(msg["seq"]))
+        return out
+
+    def undrained(self) -> dict[str, dict[str, Any]]:
+        """Each live channel still holding unacknowledged messages, and its state: why a
+        drain that timed out did not finish."""
+        out: dict[str, dict[str, Any]] = {}
+        for name, peer in sorted(self.nodes.items()):
+            for dst, ch in sorted(peer._channels.items()):
+                if ch.unacked:
+                    last = ch.events[-1] if ch.events else None
+                    out[f"{name}->{dst}"] = {
+                        "unacked": ch.unacked,
+                        "paths": len(ch.paths),
+                        "dial_plan": ch._plan is not None,
+                        "redialling": ch._redial_task is not None,
+                        "receiver_alive": dst in self.nodes,
+                        "last_event": None if last is None else f"{last.event}: {last.detail}",
+                    }
+        return out
 
     def account(self) -> dict[str, Any]:
-        accepted = lost = gone = delivered = redelivered = 0
+        """Every accepted message in one of delivered, gone with its killed sender, unacked at
+        the drain's timeout, or lost (see the module docstring); plus the receivers' counts."""
+        held = self.held()
+        accepted = lost = gone = unacked = delivered = redelivered = 0
         for (src, sinc, dst), sent in self.accepted.items():
             got = [
                 r for (d, _, s_, si), r in self.received.items() if (d, s_, si) == (dst, src, sinc)
             ]
+            still_held = held.get((src, sinc, dst), set())
             for seq in sent.numbers():
                 accepted += 1
                 times = sum(1 for r in got if r.holds(seq))
@@ -253,6 +352,8 @@ class _Soak:
                     redelivered += times - 1  # taken by a killed receiver, then its successor
                 elif (src, sinc) in self.unfinished:
                     gone += 1
+                elif seq in still_held:
+                    unacked += 1  # the sender still has it: in flight when the drain gave up
                 else:
                     lost += 1
         return {
@@ -260,6 +361,7 @@ class _Soak:
             "delivered": delivered,
             "lost": lost,
             "gone_with_killed_sender": gone,
+            "unacked_at_drain_timeout": unacked,
             "duplicates": self.duplicates,
             "redelivered_after_restart": redelivered,
             "out_of_order": self.out_of_order,
@@ -312,8 +414,11 @@ async def _run(
         await asyncio.sleep(min(5.0, max(0.1, until - loop.time())))
     await chaos
     jobs_stopped = await asyncio.to_thread(jobs.stop)
-    drained = await soak.drain(30.0)
+    drain_start = loop.time()
+    drained, drain_outcome = await soak.drain(_DRAIN_STALL_S, _DRAIN_CAP_S)
+    drain_s = loop.time() - drain_start
     result = soak.account()
+    undrained = soak.undrained()
     for name in list(soak.tasks):
         for task in soak.tasks.pop(name):
             task.cancel()
@@ -327,6 +432,10 @@ async def _run(
         seed=seed,
         peers=peers,
         drained=drained,
+        drain_s=round(drain_s, 1),
+        drain_outcome=drain_outcome,
+        undrained_channels=undrained,
+        drain_reconnects=soak.drain_reconnects,
         chaos=dict(soak.events),
         jobs={**jobs.report(), "stopped": jobs_stopped},
         errors_by_kind=dict(soak.errors.most_common()),

@@ -14,7 +14,9 @@ takes over as soon as it is up, unless the control loop moved the channel onto a
 choice (:meth:`Channel.switch_to`: that path keeps the traffic while it lives). Paths that
 lose the race stay open as warm standbys, so when the path in use closes or misses its
 keepalives, traffic moves to a standby at once, and only when none is left does the channel
-redial.
+redial (with the plan of its last :meth:`~sedma.comm.net.transport.Peer.connect`; so does a
+message accepted while the channel has no path, after a connect that failed). A channel the
+remote dialled has no plan: with no path left it waits for the remote to reconnect.
 
 Delivery: each message gets a sequence number per channel; the receiver delivers in order,
 exactly once, and acknowledges what the application has taken with
@@ -30,7 +32,9 @@ Restarts: each side's hello carries its incarnation and the one it believes the 
 Sequence numbers are per pair of incarnations, so a path carries messages to the application
 only after a hello on it from the remote's current incarnation that names ours (or none);
 anything else on it was numbered for a predecessor and is dropped, and re-sent once the
-sender, learning of the restart from our hello, renumbers and announces itself again.
+sender, learning of the restart from our hello, renumbers and announces itself again. The same
+goes for acknowledgements: an ACK on a path counts only under that condition, since one the
+remote sent before it learnt of our restart counts our predecessor's messages.
 """
 
 from __future__ import annotations
@@ -251,11 +255,16 @@ class Channel:
         if active is not None and path.carried:
             self._resend(active)
         elif active is None and not (self._closed or self._remote_closed):
-            if self._plan is not None and self._redial_task is None:
-                self._redial_task = self._peer._spawn(self._redial())
-            elif self._plan is None:
+            if self._plan is not None:
+                self._ensure_redial()
+            else:
                 self._event("waiting", "no path left; waiting for the remote to reconnect")
         self._wake()
+
+    def _ensure_redial(self) -> None:
+        """Redial with the plan unless a redial is already running (or there is no plan)."""
+        if self._plan is not None and self._redial_task is None:
+            self._redial_task = self._peer._spawn(self._redial())
 
     def _resend(self, path: _Path) -> None:
         entries = self._out.to_resend(path.queued_seqs(), self._peer._stats)
@@ -304,8 +313,19 @@ class Channel:
         if self._paths.active is not None:
             self._paths.active.push_data([(seq, enc)])
             out.sent_upto = out.next_seq
+        elif not self._paths:
+            # Accepted with no path: someone must be getting one. A path that died started a
+            # redial already; a connect that failed (its channel stays, with its plan) did not.
+            self._ensure_redial()
 
-    def _on_ack(self, upto: int) -> None:
+    def _on_ack(self, upto: int, path: _Path | None = None) -> None:
+        """The remote took every message below ``upto``; ``path``: the path the ACK came on."""
+        if path is not None and not self._accepts_from(path):
+            # It counts messages numbered for our predecessor, or by the remote's predecessor
+            # for us before we renumbered: applied to our numbering, it would drop messages
+            # the remote never got (a restart racing the ack of the predecessor's backlog).
+            self._event("stale_ack", f"ignored ack {upto} on {path}: numbered for another pair")
+            return
         if not self._out.ack(upto):
             self._peer._count(FrameError("malformed", f"ack {upto!r} beyond {self._out.next_seq}"))
             return

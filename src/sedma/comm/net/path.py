@@ -286,7 +286,7 @@ class _Path:
             buf = np.empty(total, np.uint8).data if keep else None
             self._rx_big = _BigIn(seq, total, buf)
         elif kind == ItemKind.ACK and len(payload) == 8:
-            ch._on_ack(_U64.unpack(payload)[0])
+            ch._on_ack(_U64.unpack(payload)[0], self)
         elif kind == ItemKind.PING and len(payload) == _PING.size:
             self.push_ctrl(item(ItemKind.PONG, bytes(payload)))
         elif kind == ItemKind.PONG and len(payload) == _PING.size:

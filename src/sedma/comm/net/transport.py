@@ -160,7 +160,9 @@ class Peer(_Node):
         :class:`IceConfig`) and a first path that is not direct, ICE runs over that path's
         signalling and a UDP path joins when the checks succeed. A relay must have the
         target attached (:meth:`attach`). Raises :class:`TransportError` if nothing
-        connects within ``timeout_s`` (default ``connect_timeout_s``).
+        connects within ``timeout_s`` (default ``connect_timeout_s``); the channel keeps the
+        plan, and redials with it (with backoff) while it holds messages accepted for
+        ``name``, and as soon as :meth:`send` accepts one.
         """
         self._check_open()
         if name not in self._known:
@@ -173,7 +175,12 @@ class Peer(_Node):
             raise TransportError(f"{name}: give addresses or a relay; got neither")
         ch = self._get_channel(name)
         ch._plan = _DialPlan(tuple((str(h), int(p)) for h, p in addresses), relays, use_ice)
-        await self._dial(ch, ch._plan, timeout_s or self._connect_timeout_s)
+        try:
+            await self._dial(ch, ch._plan, timeout_s or self._connect_timeout_s)
+        except TransportError:
+            if ch.unacked and not ch.paths:  # accepted messages wait: keep dialling for them
+                ch._ensure_redial()
+            raise
         return ch
 
     async def attach(self, relay: Relay | RelayAddress) -> None:
