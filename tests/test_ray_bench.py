@@ -95,6 +95,7 @@ def test_bench_ray_writes_every_system_side_by_side(tmp_path: Path) -> None:
     assert res["backend"] == "ray" and res["ray_nodes"] == 4 and res["ray_version"]
     systems = res["systems"]
     assert {"sedma", "ray", "ray_tasks", "ray_actors", "static", "bound"} <= set(systems)
+    assert {"exo", "petals"} <= set(systems)  # the headline's other baselines, cost model
     for name in ("sedma", "ray", "ray_tasks", "ray_actors", "bound"):
         assert all(k in systems[name] for k in KEYS), (name, sorted(systems[name]))
     sedma = systems["sedma"]

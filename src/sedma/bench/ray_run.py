@@ -13,9 +13,10 @@ cluster with one Ray node per spec node and runs on it, one after the other:
 Throughput is emulated, by the same rules for every system (ARCHITECTURE.md, "How time is
 charged"): sedma's is the steady state of the plan the loop ran last, several passes in
 flight (as :func:`~sedma.bench.costed.bench_costed` charges every plan); ``ray_tasks``,
-``ray_actors``, ``ray`` (the better), ``static`` and ``bound`` are
+``ray_actors``, ``ray`` (the better), ``exo``, ``petals``, ``static`` and ``bound`` are
 :func:`~sedma.bench.costed.bench_costed`'s, at the dispatch overhead measured on this
-cluster. Every system also reports what really happened on this host, labelled ``real_``:
+cluster (``exo`` and ``petals`` are not executed on Ray: they are other systems' programs).
+The plain-Ray programs also report what really happened on this host, labelled ``real_``:
 wall seconds, tasks, the relative error of the real products.
 
 Does not cover: the backend and the programs (:mod:`sedma.runtime.ray`,
@@ -369,8 +370,11 @@ def bench_ray(cfg: RayBenchConfig, *, progress: Progress | None = None) -> dict[
         cluster.shutdown()
     costed = bench_costed(spec, cfg.workload, scale=cfg.scale, dispatch_s=info["dispatch_s"])
     systems: dict[str, Any] = {"sedma": sedma.to_json()}
-    for name in ("ray_tasks", "ray_actors", "ray", "static", "bound"):
-        systems[name] = dict(costed["systems"][name])
+    # exo's and Petals' partitionings too, by the same cost model (not run on Ray: they are
+    # other systems' programs), so the Ray result shows every baseline of the headline
+    for name in ("ray_tasks", "ray_actors", "ray", "exo", "petals", "static", "bound"):
+        if name in costed["systems"]:
+            systems[name] = dict(costed["systems"][name])
     for name, figures in real.items():
         systems[name].update(figures)
     best = systems["ray"].get("variant")
