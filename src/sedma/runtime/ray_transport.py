@@ -10,7 +10,8 @@ node (dialling it the first time); a receiver task files what arrives under its 
 task connects again, with the address it was given, each channel that holds blocks and has
 nothing dialling for them (:meth:`~sedma.comm.net.transport.Peer.stranded`): one the other
 actor dialled, whose path died with it (a restarted actor with nothing to send back never
-dials us again).
+dials us again); and :meth:`ActorTransport.set_addresses` connects again at its new address
+a channel with no path to an actor that moved.
 :func:`new_identities` makes the keys the driver hands out (each actor gets its own private
 key and everyone's public key: the allowlist).
 
@@ -71,6 +72,7 @@ class ActorTransport:
         self._cond = threading.Condition()
         self._receiver: asyncio.Task[None] | None = None
         self._mender: asyncio.Task[None] | None = None
+        self._reconnects: set[asyncio.Task[None]] = set()  # those set_addresses started
 
     def start(self) -> tuple[str, int]:
         """Listen on loopback; returns the address others dial."""
@@ -80,7 +82,11 @@ class ActorTransport:
         return str(host), int(port)
 
     def set_addresses(self, addresses: Mapping[str, tuple[str, int]]) -> None:
-        self._addresses = {n: (str(h), int(p)) for n, (h, p) in addresses.items()}
+        """Where each actor listens. A channel with no path to an actor whose address changed
+        (restarted, listening elsewhere) is connected again at the new one: its dial plan
+        names the old one, which it would otherwise keep redialling."""
+        new = {n: (str(h), int(p)) for n, (h, p) in addresses.items()}
+        self._run(self._set_addresses(new))
 
     def send(self, to: str, key: BlockKey, block: F32) -> None:
         """Carry ``block`` to ``to``'s actor, filed there under ``key``; returns once the
@@ -108,16 +114,19 @@ class ActorTransport:
         return self._peer.stats()
 
     def close(self) -> None:
-        for task in (self._receiver, self._mender):
-            if task is not None:
-                self._loop.call_soon_threadsafe(task.cancel)
-        self._run(self._peer.close())
+        self._run(self._stop())
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(timeout=5)
 
     # ------------------------------------------------------------------ internals
     def _run(self, coro: Any) -> Any:
         return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout=120)
+
+    async def _stop(self) -> None:
+        for task in (self._receiver, self._mender, *self._reconnects):
+            if task is not None:
+                task.cancel()
+        await self._peer.close()
 
     async def _spawn(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
         return asyncio.get_running_loop().create_task(coro)
@@ -130,6 +139,16 @@ class ActorTransport:
                 )
             await self._peer.connect(to, [self._addresses[to]])
         await self._peer.send(to, {"key": list(key), "block": block})
+
+    async def _set_addresses(self, new: dict[str, tuple[str, int]]) -> None:
+        moved = [n for n, a in new.items() if self._addresses.get(n, a) != a]
+        self._addresses = new
+        for name in moved:
+            ch = self._peer.channel(name)
+            if ch is not None and not ch.paths:
+                task = asyncio.get_running_loop().create_task(self._reconnect(name))
+                self._reconnects.add(task)
+                task.add_done_callback(self._reconnects.discard)
 
     async def _mend(self) -> None:
         """Every :data:`_MEND_INTERVAL_S`, connect again each stranded channel whose remote
@@ -149,7 +168,7 @@ class ActorTransport:
             msg = "%s: connect to %s, holding %d blocks, failed (it keeps redialling): %s"
             logger.warning(msg, self.name, to, held, exc)
         else:
-            msg = "%s: connected again to %s, which had dialled us, for %d held blocks"
+            msg = "%s: connected again to %s, for %d held blocks"
             logger.info(msg, self.name, to, held)
 
     async def _receive(self) -> None:
