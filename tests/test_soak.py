@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 
 from sedma.bench.soak import _Soak, bench_soak
+from sedma.cli.bench_comm import _print_soak
 from sedma.errors import SedmaError
 
 
@@ -133,3 +134,43 @@ def test_the_drain_reconnects_a_channel_left_waiting_for_a_restarted_remote() ->
         assert (r["accepted"], r["delivered"], r["lost"]) == (5, 5, 0), r
 
     _quiet_soak(scenario)
+
+
+# -- the printed result
+
+
+def _result(drained: bool, undrained: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    outcome = "drained" if drained else "no progress for 20 s (3 unacknowledged)"
+    return {
+        "accepted": 8, "delivered": 5, "unacked_at_drain_timeout": 0 if drained else 3,
+        "lost": 0, "drained": drained, "drain_outcome": outcome,
+        "undrained_channels": undrained, "drain_reconnects": 0, "chaos": {"peer_killed": 1},
+        "jobs": {"passes": 4, "chaos": {"node_failed": 1}}, "rss_mb": [(0.0, 50.0)],
+    }  # fmt: skip
+
+
+def test_the_soak_prints_the_channels_held_when_the_drain_gave_up(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    held = {
+        "p0->p1": {"unacked": 3, "paths": 0, "dial_plan": True, "redialling": True,
+                   "receiver_alive": False, "last_event": "redial_failed: p1: unreachable"},
+        "p2->p0": {"unacked": 1, "paths": 1, "dial_plan": False, "redialling": False,
+                   "receiver_alive": True, "last_event": None},
+    }  # fmt: skip
+    _print_soak(_result(False, held))
+    text = capsys.readouterr().out
+    assert "channels holding messages when the drain gave up (2)" in text
+    rows = {line.split()[0]: line.split() for line in text.splitlines() if "->" in line}
+    assert rows["p0->p1"][1:7] == ["3", "0", "yes", "yes", "dead", "redial_failed:"], text
+    assert rows["p2->p0"][1:7] == ["1", "1", "no", "no", "alive", "-"], text
+    assert "job chaos injected" in text  # the tables after it still come
+
+
+def test_the_soak_prints_no_held_channels_when_it_drained(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    _print_soak(_result(True, {}))
+    text = capsys.readouterr().out
+    assert "drain gave up" not in text and "->" not in text
+    assert "job chaos injected" in text

@@ -495,6 +495,30 @@ def test_a_failed_connect_keeps_dialling_for_messages_already_accepted() -> None
     run(main())
 
 
+def test_stranded_names_a_channel_holding_messages_with_no_path_and_no_plan() -> None:
+    # a's channel to b was made by b dialling in: once b crashes with a's message untaken,
+    # nothing dials for it, and stranded() says so; a connect gives it a plan, and then it
+    # is no longer stranded, even while that connect fails.
+    async def main() -> None:
+        a, b1 = peer("a"), peer("b")
+        await b1.connect("a", [await a.start()])
+        assert a.stranded() == () and b1.stranded() == ()
+        await a.send("b", "accepted before the crash")
+        await eventually(lambda: len(b1._inbox) == 1)  # delivered, never taken: not acked
+        assert a.stranded() == ()  # it holds one, but has a path
+        port = (await b1.start())[1]
+        for pipe in list(b1._pipes):  # b1 crashes: no goodbye
+            pipe.close("crash")
+        await b1.close()
+        await eventually(lambda: a.stranded() == ("b",))
+        with pytest.raises(TransportError):
+            await a.connect("b", [("127.0.0.1", port)], timeout_s=1.0)
+        assert a.stranded() == ()  # it has a plan now, and redials with it
+        await a.close()
+
+    run(main())
+
+
 # -- emulated links
 
 

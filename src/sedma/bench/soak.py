@@ -283,12 +283,12 @@ class _Soak:
         messages and has neither a path nor a dial plan of its own. Such a channel was made by
         the remote dialling in; the remote was killed since, and its successor dials back only
         when it has something to send, which after the end of sending it never has (the
-        transport's channel waits for the remote to reconnect: it has no address to dial)."""
+        transport's channel waits for the remote to reconnect: it has no address to dial;
+        :meth:`~sedma.comm.net.transport.Peer.stranded` names them)."""
         loop = asyncio.get_running_loop()
         for name, peer in self.nodes.items():
-            for dst, ch in peer._channels.items():
-                stranded = ch.unacked and ch.path_kind is None and ch._plan is None
-                if stranded and (name, dst) not in self.reconnecting:
+            for dst in peer.stranded():
+                if (name, dst) not in self.reconnecting:
                     self.reconnecting.add((name, dst))
                     task = loop.create_task(self.reconnect(name, peer, dst))
                     self.tasks.setdefault(name, []).append(task)

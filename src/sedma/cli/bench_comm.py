@@ -257,8 +257,33 @@ def bench_soak_cmd(
 
     with watching(metrics_port) as w:
         r = guard(lambda: bench_soak(minutes, seed=seed, peers=peers, watch=w.transport))
+    _print_soak(r)
+    write_json(json_path, {"scenario": "bench-soak", **r})
+
+
+def _print_soak(r: dict[str, Any]) -> None:
+    """The soak's figures, the channels still holding messages when the drain gave up (none
+    when it drained), then the jobs' figures and the job chaos injected."""
     out.print(kv_table("soak (loopback)", {k: v for k, v in r.items() if k != "rss_mb"}))
+    held = r["undrained_channels"]
+    if not r["drained"] and held:
+        t = table(
+            f"channels holding messages when the drain gave up ({len(held)})",
+            ("channel", "unacked", "paths", "plan", "redialling", "receiver", "last event"),
+            left=("channel", "last event"),
+            compact=True,
+        )
+        for name, ch in held.items():
+            t.add_row(
+                name,
+                str(ch["unacked"]),
+                str(ch["paths"]),
+                "yes" if ch["dial_plan"] else "no",
+                "yes" if ch["redialling"] else "no",
+                "alive" if ch["receiver_alive"] else "dead",
+                fmt(ch["last_event"], ""),
+            )
+        out.print(t)
     jobs = r["jobs"]
     out.print(kv_table("jobs under node and tenant chaos (sim backend)", jobs))
     out.print(kv_table("job chaos injected", jobs["chaos"]))
-    write_json(json_path, {"scenario": "bench-soak", **r})

@@ -6,7 +6,12 @@ to carry output blocks to actors at other sites: a :class:`~sedma.comm.net.trans
 :mod:`sedma.comm.net`) on an asyncio loop in a thread of its own, since the actor's methods
 are synchronous. :meth:`ActorTransport.send` hands a block to the peer at the consumer's
 node (dialling it the first time); a receiver task files what arrives under its key, and
-:meth:`ActorTransport.wait` returns the blocks a tile needs once they are all there.
+:meth:`ActorTransport.wait` returns the blocks a tile needs once they are all there. A mender
+task connects again, with the address it was given, each channel that holds blocks and has
+nothing dialling for them (:meth:`~sedma.comm.net.transport.Peer.stranded`): one the other
+actor dialled, whose path died with it (a restarted actor with nothing to send back never
+dials us again); and :meth:`ActorTransport.set_addresses` connects again at its new address
+a channel with no path to an actor that moved.
 :func:`new_identities` makes the keys the driver hands out (each actor gets its own private
 key and everyone's public key: the allowlist).
 
@@ -23,8 +28,9 @@ or the wire itself (:mod:`sedma.comm.net`).
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Coroutine, Mapping, Sequence
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
@@ -36,6 +42,10 @@ from sedma.comm.net.transport import Peer
 __all__ = ["ActorTransport", "BlockKey", "new_identities"]
 
 BlockKey = tuple[int, int, int]  # (plan key, pass number, producer tile)
+
+logger = logging.getLogger(__name__)
+
+_MEND_INTERVAL_S = 0.2  # how often the mender looks for stranded channels
 
 
 def new_identities(names: Sequence[str]) -> tuple[dict[str, bytes], dict[str, bytes]]:
@@ -61,15 +71,22 @@ class ActorTransport:
         self._blocks: dict[BlockKey, F32] = {}
         self._cond = threading.Condition()
         self._receiver: asyncio.Task[None] | None = None
+        self._mender: asyncio.Task[None] | None = None
+        self._reconnects: set[asyncio.Task[None]] = set()  # those set_addresses started
 
     def start(self) -> tuple[str, int]:
         """Listen on loopback; returns the address others dial."""
         host, port = self._run(self._peer.start("127.0.0.1", 0))
-        self._receiver = self._run(self._spawn_receiver())
+        self._receiver = self._run(self._spawn(self._receive()))
+        self._mender = self._run(self._spawn(self._mend()))
         return str(host), int(port)
 
     def set_addresses(self, addresses: Mapping[str, tuple[str, int]]) -> None:
-        self._addresses = {n: (str(h), int(p)) for n, (h, p) in addresses.items()}
+        """Where each actor listens. A channel with no path to an actor whose address changed
+        (restarted, listening elsewhere) is connected again at the new one: its dial plan
+        names the old one, which it would otherwise keep redialling."""
+        new = {n: (str(h), int(p)) for n, (h, p) in addresses.items()}
+        self._run(self._set_addresses(new))
 
     def send(self, to: str, key: BlockKey, block: F32) -> None:
         """Carry ``block`` to ``to``'s actor, filed there under ``key``; returns once the
@@ -97,9 +114,7 @@ class ActorTransport:
         return self._peer.stats()
 
     def close(self) -> None:
-        if self._receiver is not None:
-            self._loop.call_soon_threadsafe(self._receiver.cancel)
-        self._run(self._peer.close())
+        self._run(self._stop())
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(timeout=5)
 
@@ -107,8 +122,14 @@ class ActorTransport:
     def _run(self, coro: Any) -> Any:
         return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout=120)
 
-    async def _spawn_receiver(self) -> asyncio.Task[None]:
-        return asyncio.get_running_loop().create_task(self._receive())
+    async def _stop(self) -> None:
+        for task in (self._receiver, self._mender, *self._reconnects):
+            if task is not None:
+                task.cancel()
+        await self._peer.close()
+
+    async def _spawn(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+        return asyncio.get_running_loop().create_task(coro)
 
     async def _send(self, to: str, key: BlockKey, block: F32) -> None:
         if self._peer.channel(to) is None:
@@ -118,6 +139,37 @@ class ActorTransport:
                 )
             await self._peer.connect(to, [self._addresses[to]])
         await self._peer.send(to, {"key": list(key), "block": block})
+
+    async def _set_addresses(self, new: dict[str, tuple[str, int]]) -> None:
+        moved = [n for n, a in new.items() if self._addresses.get(n, a) != a]
+        self._addresses = new
+        for name in moved:
+            ch = self._peer.channel(name)
+            if ch is not None and not ch.paths:
+                task = asyncio.get_running_loop().create_task(self._reconnect(name))
+                self._reconnects.add(task)
+                task.add_done_callback(self._reconnects.discard)
+
+    async def _mend(self) -> None:
+        """Every :data:`_MEND_INTERVAL_S`, connect again each stranded channel whose remote
+        has a known address. A connect gives the channel a plan, so it is not stranded
+        after it, whether it succeeded or not (a failed one keeps redialling)."""
+        while True:
+            names = [n for n in self._peer.stranded() if n in self._addresses]
+            await asyncio.gather(*(self._reconnect(n) for n in names))
+            await asyncio.sleep(_MEND_INTERVAL_S)
+
+    async def _reconnect(self, to: str) -> None:
+        ch = self._peer.channel(to)
+        held = 0 if ch is None else ch.unacked
+        try:
+            await self._peer.connect(to, [self._addresses[to]])
+        except TransportError as exc:
+            msg = "%s: connect to %s, holding %d blocks, failed (it keeps redialling): %s"
+            logger.warning(msg, self.name, to, held, exc)
+        else:
+            msg = "%s: connected again to %s, for %d held blocks"
+            logger.info(msg, self.name, to, held)
 
     async def _receive(self) -> None:
         while True:

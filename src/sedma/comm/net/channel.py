@@ -16,7 +16,9 @@ lose the race stay open as warm standbys, so when the path in use closes or miss
 keepalives, traffic moves to a standby at once, and only when none is left does the channel
 redial (with the plan of its last :meth:`~sedma.comm.net.transport.Peer.connect`; so does a
 message accepted while the channel has no path, after a connect that failed). A channel the
-remote dialled has no plan: with no path left it waits for the remote to reconnect.
+remote dialled has no plan: with no path left it waits for the remote to reconnect (if it
+holds messages, :meth:`~sedma.comm.net.transport.Peer.stranded` names it, for the application
+to :meth:`~sedma.comm.net.transport.Peer.connect` it again).
 
 Delivery: each message gets a sequence number per channel; the receiver delivers in order,
 exactly once, and acknowledges what the application has taken with
@@ -126,6 +128,13 @@ class Channel:
     def unacked(self) -> int:
         """Messages accepted by ``send`` that the remote has not acknowledged yet."""
         return len(self._out.unacked)
+
+    @property
+    def _stranded(self) -> bool:
+        """Holds accepted messages with neither a path nor a plan: nothing dials for them
+        (see :meth:`~sedma.comm.net.transport.Peer.stranded`)."""
+        idle = not self._paths and self._plan is None
+        return bool(self._out.unacked) and idle and not (self._closed or self._remote_closed)
 
     @property
     def _epoch(self) -> int:

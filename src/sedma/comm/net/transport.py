@@ -1,6 +1,7 @@
 """Real messaging between sedma nodes: authenticated, encrypted channels over the best path.
 
-Covers: :class:`Peer` (one node's endpoint: listen, connect, send, recv, stats): it races a
+Covers: :class:`Peer` (one node's endpoint: listen, connect, send, recv, stats, and the
+channels left with nothing dialling for their messages: :meth:`Peer.stranded`): it races a
 channel's candidate paths and queues what arrives for :meth:`Peer.recv`; its relays
 (attachments, circuits, connection reversal) are its
 :class:`~sedma.comm.net.relay_client.RelayClient`, ICE over a channel's signalling its
@@ -143,6 +144,14 @@ class Peer(_Node):
     def channel(self, name: str) -> Channel | None:
         """The channel with ``name`` (made by :meth:`connect` or by its dialling us)."""
         return self._channels.get(name)
+
+    def stranded(self) -> tuple[str, ...]:
+        """The remotes whose channel holds accepted messages with neither a path nor a dial
+        plan, sorted. The remote dialled such a channel, so it has no address to redial: it
+        waits for the remote to dial in again, which a restarted remote with nothing to send
+        never does. :meth:`connect` gives it a plan (and keeps dialling while it holds them).
+        """
+        return tuple(sorted(name for name, ch in self._channels.items() if ch._stranded))
 
     async def connect(
         self,
