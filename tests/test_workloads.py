@@ -21,8 +21,8 @@ def _params(w: Workload) -> int:
     return sum(op.k * op.n for op in w.ops if op.weight_static)
 
 
-def test_workload_names_lists_the_four_models() -> None:
-    assert workload_names() == ("resnet50", "ssd300", "bert-base", "llama-7b")
+def test_workload_names_lists_the_five_models() -> None:
+    assert workload_names() == ("resnet50", "ssd300", "bert-base", "llama-7b", "tinyllama-1.1b")
 
 
 # --- published totals at batch 1, scale 1 ---------------------------------------------------
