@@ -468,19 +468,35 @@ def test_send_after_a_failed_connect_redials_instead_of_holding_the_message_fore
     run(main())
 
 
+async def _b_dials_in_then_crashes_with_a_message_untaken(
+    a: Peer,
+    connected: Callable[[Peer], None] = lambda b1: None,
+    holding: Callable[[Peer], None] = lambda b1: None,
+) -> int:
+    """b dials a (so a's channel to b has no dial plan), a sends b a message that b gets but
+    never takes (so it is not acknowledged), then b crashes without a goodbye. Returns the
+    port b listened on, free again for b's successor. ``connected`` and ``holding`` run
+    once b is connected and once the message is delivered."""
+    b1 = peer("b")
+    await b1.connect("a", [await a.start()])
+    connected(b1)
+    await a.send("b", "accepted before the crash")
+    await eventually(lambda: len(b1._inbox) == 1)  # delivered, never taken: not acked
+    holding(b1)
+    port = (await b1.start())[1]
+    for pipe in list(b1._pipes):  # b1 crashes: no goodbye
+        pipe.close("crash")
+    await b1.close()
+    return port
+
+
 def test_a_failed_connect_keeps_dialling_for_messages_already_accepted() -> None:
     # a's channel to b was made by b dialling in, so it has no plan; b crashes with a's
     # message untaken. a connects while b is still down: it fails, but the channel holds
     # that message, so it keeps dialling, and b's successor gets it with no further send.
     async def main() -> None:
-        a, b1 = peer("a"), peer("b")
-        await b1.connect("a", [await a.start()])
-        await a.send("b", "accepted before the crash")
-        await eventually(lambda: len(b1._inbox) == 1)  # delivered, never taken: not acked
-        port = (await b1.start())[1]
-        for pipe in list(b1._pipes):  # b1 crashes: no goodbye
-            pipe.close("crash")
-        await b1.close()
+        a = peer("a")
+        port = await _b_dials_in_then_crashes_with_a_message_untaken(a)
         ch = a.channel("b")
         assert ch is not None
         await eventually(lambda: ch.path_kind is None)  # a has seen it: no plan, so waiting
@@ -500,16 +516,15 @@ def test_stranded_names_a_channel_holding_messages_with_no_path_and_no_plan() ->
     # nothing dials for it, and stranded() says so; a connect gives it a plan, and then it
     # is no longer stranded, even while that connect fails.
     async def main() -> None:
-        a, b1 = peer("a"), peer("b")
-        await b1.connect("a", [await a.start()])
-        assert a.stranded() == () and b1.stranded() == ()
-        await a.send("b", "accepted before the crash")
-        await eventually(lambda: len(b1._inbox) == 1)  # delivered, never taken: not acked
-        assert a.stranded() == ()  # it holds one, but has a path
-        port = (await b1.start())[1]
-        for pipe in list(b1._pipes):  # b1 crashes: no goodbye
-            pipe.close("crash")
-        await b1.close()
+        a = peer("a")
+
+        def before_crash(b1: Peer) -> None:
+            assert a.stranded() == () and b1.stranded() == ()
+
+        def holding(b1: Peer) -> None:
+            assert a.stranded() == ()  # it holds one, but has a path
+
+        port = await _b_dials_in_then_crashes_with_a_message_untaken(a, before_crash, holding)
         await eventually(lambda: a.stranded() == ("b",))
         with pytest.raises(TransportError):
             await a.connect("b", [("127.0.0.1", port)], timeout_s=1.0)
