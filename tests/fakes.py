@@ -13,7 +13,7 @@ from collections.abc import Iterator
 import numpy as np
 
 from sedma.clock import ManualClock
-from sedma.compute.plan import Plan
+from sedma.compute.plan import Plan, lane_indices
 from sedma.errors import CapacityError, NodeLostError, SedmaError
 from sedma.observations import FreeMemory, MemoryHeld, NodeFailed, Observation, TileDone
 from sedma.runtime.base import (
@@ -109,13 +109,14 @@ class FakeBackend:
     def release(self, plan: Plan) -> None:
         self.loaded.pop(id(plan), None)
 
-    def run(self, plan: Plan) -> Iterator[TileResult]:
+    def run(self, plan: Plan, lane: int = 0) -> Iterator[TileResult]:
         if id(plan) not in self.loaded:
             raise SedmaError("plan not loaded")
         t0 = self.clock.now()
         finish: dict[str, float] = defaultdict(lambda: t0)
         out = []
-        for i, t in enumerate(plan.tiles):
+        for i in lane_indices(plan, lane):
+            t = plan.tiles[i]
             if t.node in self.failed:
                 continue
             op = plan.workload.ops[t.op]
@@ -127,7 +128,7 @@ class FakeBackend:
             out.append(TileResult(i, TileDone(t.node, t.op, flops, start, start + busy, busy)))
         self.clock.advance(max(finish.values(), default=t0) - t0)
         yield from out
-        lost = sorted(self.failed & {t.node for t in plan.tiles})
+        lost = sorted(self.failed & {plan.tiles[i].node for i in lane_indices(plan, lane)})
         if lost:
             raise NodeLostError(tuple(lost), len(out))
 

@@ -22,6 +22,7 @@ from sedma.clock import ManualClock  # noqa: E402
 from sedma.compute.partition.baseline import plan_static  # noqa: E402
 from sedma.compute.partition.context import PartitionContext  # noqa: E402
 from sedma.compute.partition.views import views_from_spec  # noqa: E402
+from sedma.compute.plan import Plan, Tile  # noqa: E402
 from sedma.compute.results import make_operands  # noqa: E402
 from sedma.compute.workload import MatmulOp, Workload  # noqa: E402
 from sedma.control.driver import drive  # noqa: E402
@@ -149,6 +150,29 @@ def test_tiles_compute_exact_products_on_digital_nodes(digital: RayBackend) -> N
     assert b.run is not None
     with pytest.raises(SedmaError, match="not loaded"):
         list(b.run(plan))
+
+
+def test_each_pass_of_a_lane_plan_runs_whole_on_one_actor_and_is_exact(
+    digital: RayBackend,
+) -> None:
+    b = digital
+    ops = make_operands(WL, 4)
+    nodes = ("desk-3060", "pi5-a")
+    tiles = tuple(
+        Tile(i, n, "m", 0, op.m, lane=lane)
+        for lane, n in enumerate(nodes)
+        for i, op in enumerate(WL.ops)
+    )
+    plan = Plan(WL, tiles, dict.fromkeys(THREE.node_names, 1.0), "lanes")
+    b.load(plan, ops)
+    ex = Executor(b, ShortTermMemory())
+    used = []
+    for _ in range(3):
+        r = ex.run_pass(plan, check_against=ops)
+        assert r.rel_error is not None and r.rel_error < 1e-6
+        used.append(tuple(r.busy_s))
+    assert used == [("desk-3060",), ("pi5-a",), ("desk-3060",)]
+    b.release(plan)
 
 
 def test_a_plan_that_does_not_fit_changes_nothing(cluster: RayCluster) -> None:

@@ -31,7 +31,7 @@ not run here, so ``adaptations`` is 0), the baselines' algorithms
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -43,7 +43,14 @@ from sedma.compute.partition.exo import plan_exo_best
 from sedma.compute.partition.petals import petals_swarm
 from sedma.compute.partition.roofline_bound import roofline_bound
 from sedma.compute.partition.views import views_from_spec
-from sedma.compute.plan import NodeView, Plan, held_bytes, memory_in_flight
+from sedma.compute.plan import (
+    NodeView,
+    Plan,
+    held_bytes,
+    lane_plan,
+    lane_rotation,
+    memory_in_flight,
+)
 from sedma.compute.policy import effective_error
 from sedma.compute.workload import Workload
 from sedma.control.driver import drive
@@ -55,16 +62,25 @@ from sedma.metrics import SystemResult, memory_efficiency
 from sedma.runtime.cost import Network, network_of
 from sedma.runtime.passes import pass_tasks
 from sedma.runtime.schedule import PassSchedule, simulate_pass
-from sedma.runtime.tasks import NodeModel, Task, repeat_passes
+from sedma.runtime.tasks import NodeModel, Task, repeat_lanes
 from sedma.sim.backend import SimBackend, static_paths, workload_edges
 from sedma.spec import ClusterSpec
 from sedma.spec_load import load_cluster
 from sedma.workloads.registry import get_workload
 
-__all__ = ["bench_costed", "closed_loop_rate", "head_node", "passes_in_flight"]
+__all__ = [
+    "bench_costed",
+    "closed_loop_rate",
+    "head_node",
+    "passes_in_flight",
+    "plan_rate",
+    "true_models",
+]
 
 
-def _truth(spec: ClusterSpec, dispatch_s: float) -> dict[str, NodeModel]:
+def true_models(spec: ClusterSpec, dispatch_s: float) -> dict[str, NodeModel]:
+    """What each node of ``spec`` really does in the emulation: its spec rate times its
+    ``emulated_rate_factor``, its memory bandwidth, and ``dispatch_s`` per task."""
     return {
         n.name: NodeModel(
             n.device.matmul_gflops * n.emulated_rate_factor, n.device.mem_bandwidth_gbs, dispatch_s
@@ -87,19 +103,50 @@ def _steady(
 
 
 def closed_loop_rate(
-    one: Sequence[Task],
-    in_flight: int,
+    lanes: Sequence[Sequence[Task]],
+    shares: Sequence[float],
+    in_flight: Sequence[int],
     passes: int,
     run: Callable[[Sequence[Task]], PassSchedule],
 ) -> tuple[float, PassSchedule]:
-    """Steady-state passes per second with ``in_flight`` passes in flight, each next pass
-    of a slot starting when its previous one ends: the extra passes over the extra time from
-    ``K`` to ``2K`` passes, ``K = max(passes, in_flight)`` (the first ``in_flight`` fill
-    the pipeline; the next ``K`` run in steady state)."""
-    k = max(passes, in_flight)
-    short = run(repeat_passes(one, k, in_flight))
-    long_ = run(repeat_passes(one, 2 * k, in_flight))
+    """Steady-state passes per second of a plan's lanes (``lanes[l]``: one pass of lane
+    ``l``; a plan of one lane has one), the passes handed to lanes by
+    :func:`~sedma.compute.plan.lane_rotation` over ``shares``, lane ``l`` keeping
+    ``in_flight[l]`` passes in flight, each next pass of a slot starting when its previous
+    one ends: the extra passes over the extra time from ``K`` to ``2K`` passes,
+    ``K = max(passes, sum(in_flight))`` (the first passes fill the pipelines; the next
+    ``K`` run in steady state)."""
+    k = max(passes, sum(in_flight))
+    rotation = lane_rotation(shares)
+    order = [next(rotation) for _ in range(2 * k)]
+    short = run(repeat_lanes(lanes, order[:k], in_flight))
+    long_ = run(repeat_lanes(lanes, order, in_flight))
     return k / (long_.span_s - short.span_s), long_
+
+
+def plan_rate(
+    plan: Plan,
+    spec: ClusterSpec,
+    truth: Mapping[str, NodeModel],
+    driver: str,
+    most: int,
+    passes: int,
+) -> tuple[float, PassSchedule, int]:
+    """A plan's steady-state passes per second on ``spec``'s links at the ``truth`` rates
+    (:func:`closed_loop_rate`: each lane the passes in flight its nodes' memory allows, at
+    most ``most``; the driver's input and output charged), the longer run's schedule, and
+    the passes in flight over all lanes."""
+    net = network_of(spec)
+    path_of = static_paths(spec)
+    edges = workload_edges(plan.workload)
+    crossbars = {n.name: n.device.crossbar for n in spec.nodes}
+    lanes = [lane_plan(plan, lane) for lane in range(plan.lanes)]
+    one = [pass_tasks(p, edges, net, path_of, driver=driver) for p in lanes]
+    flight = [passes_in_flight(p, spec, crossbars, most) for p in lanes]
+    thr, s = closed_loop_rate(
+        one, plan.lane_shares, flight, passes, lambda t: simulate_pass(t, truth, net.capacity_bps)
+    )
+    return thr, s, sum(flight)
 
 
 def _pool_rate(s: PassSchedule) -> float:
@@ -177,15 +224,8 @@ def _plan_system(
         check.load(plan, None)  # the same memory and array checks as the sim backend's
     except SedmaError as e:
         return SystemResult(extra={"failed": str(e), "meets_error_budget": False})
-    net = network_of(spec)
-    path_of = static_paths(spec)
-    edges = workload_edges(plan.workload)
-    one = pass_tasks(plan, edges, net, path_of, driver=driver)
+    thr, s, in_flight = plan_rate(plan, spec, truth, driver, max_in_flight, passes)
     crossbars = {n.name: n.device.crossbar for n in spec.nodes}
-    in_flight = passes_in_flight(plan, spec, crossbars, max_in_flight)
-    thr, s = closed_loop_rate(
-        one, in_flight, passes, lambda t: simulate_pass(t, truth, net.capacity_bps)
-    )
     held = held_bytes(plan, crossbars) if held is None else held
     by = {v.name: v for v in views}
     return SystemResult(
@@ -195,7 +235,7 @@ def _plan_system(
         rel_error=max(effective_error(by[t.node], plan) for t in plan.tiles),
         adaptations=0,
         extra={
-            **_figures(s, thr, in_flight, plan.workload, truth, net),
+            **_figures(s, thr, in_flight, plan.workload, truth, network_of(spec)),
             "rel_error_source": "model",
             "tiles": len(plan.tiles),
             "meets_error_budget": _budget_met(plan, views),
@@ -366,7 +406,7 @@ def bench_costed(
     spec = cluster if isinstance(cluster, ClusterSpec) else load_cluster(cluster)
     wl = get_workload(workload, scale=scale)
     views = views_from_spec(spec)
-    truth = _truth(spec, dispatch_s)
+    truth = true_models(spec, dispatch_s)
     driver = head_node(views)
     # every planner reads the same context; only sedma's looks at its links
     links = network_of(spec).link_view(static_paths(spec), driver)

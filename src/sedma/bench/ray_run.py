@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from sedma.bench.compare import Progress
-from sedma.bench.costed import bench_costed, closed_loop_rate, head_node, passes_in_flight
+from sedma.bench.costed import bench_costed, head_node, plan_rate, true_models
 from sedma.bench.ray_baseline import replica_nodes
 from sedma.compute.partition.context import PartitionSettings
 from sedma.compute.partition.views import views_from_spec
@@ -50,13 +50,10 @@ from sedma.errors import SedmaError
 from sedma.memory.short_term import ShortTermMemory
 from sedma.metrics import SystemResult, memory_efficiency
 from sedma.runtime.cost import network_of
-from sedma.runtime.passes import pass_tasks
 from sedma.runtime.ray import RayBackend
 from sedma.runtime.ray_cluster import RayCluster
 from sedma.runtime.ray_plain import run_actors, run_tasks
-from sedma.runtime.schedule import simulate_pass
-from sedma.runtime.tasks import NodeModel
-from sedma.sim.backend import static_paths, workload_edges
+from sedma.sim.backend import static_paths
 from sedma.spec import ClusterSpec
 from sedma.spec_load import load_cluster
 from sedma.workloads.registry import get_workload
@@ -149,31 +146,17 @@ def check_host_memory(spec: ClusterSpec, workload: str, scale: float, available:
         )
 
 
-def _truth(spec: ClusterSpec, dispatch_s: float) -> dict[str, NodeModel]:
-    return {
-        n.name: NodeModel(
-            n.device.matmul_gflops * n.emulated_rate_factor, n.device.mem_bandwidth_gbs, dispatch_s
-        )
-        for n in spec.nodes
-    }
-
-
 def _steady(plan: Plan, spec: ClusterSpec, dispatch_s: float, passes: int = 4) -> dict[str, float]:
-    """The plan's steady-state throughput by bench_costed's rules (the driver's input and
-    output charged, the passes in flight its nodes' memory allows, a closed loop), and the
-    longer run's peak link and node utilisation."""
-    net = network_of(spec)
-    truth = _truth(spec, dispatch_s)
+    """The plan's steady-state throughput by bench_costed's rules (:func:`plan_rate`: the
+    driver's input and output charged, the passes in flight its nodes' memory allows, a
+    closed loop), and the longer run's peak link and node utilisation."""
+    truth = true_models(spec, dispatch_s)
     driver = head_node(views_from_spec(spec))
-    one = pass_tasks(plan, workload_edges(plan.workload), net, static_paths(spec), driver=driver)
-    crossbars = {n.name: n.device.crossbar for n in spec.nodes}
-    in_flight = passes_in_flight(plan, spec, crossbars, 8)
-    thr, long_ = closed_loop_rate(
-        one, in_flight, passes, lambda t: simulate_pass(t, truth, net.capacity_bps)
-    )
+    thr, long_, in_flight = plan_rate(plan, spec, truth, driver, 8, passes)
+    capacity = network_of(spec).capacity_bps
     return {
         "throughput_ops_s": thr,
-        "link_utilization_max": max(long_.link_utilization(net.capacity_bps).values(), default=0.0),
+        "link_utilization_max": max(long_.link_utilization(capacity).values(), default=0.0),
         "node_utilization_max": max(long_.node_utilization().values(), default=0.0),
         "resource_utilization": min(
             1.0, thr * plan.workload.flops / (sum(m.rate_gflops for m in truth.values()) * 1e9)

@@ -33,7 +33,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from sedma.clock import Clock
-from sedma.compute.plan import Plan
+from sedma.compute.plan import Plan, lane_indices
 from sedma.compute.workload import MatmulOp, Workload
 from sedma.control.driver import drive
 from sedma.control.loop import ControlLoop
@@ -91,14 +91,14 @@ class _Counted:
     def release(self, plan: Plan) -> None:
         self.inner.release(plan)
 
-    def run(self, plan: Plan) -> Iterator[TileResult]:
+    def run(self, plan: Plan, lane: int = 0) -> Iterator[TileResult]:
         seen: set[int] = set()
-        for result in self.inner.run(plan):
+        for result in self.inner.run(plan, lane):
             if result.tile in seen:
                 self.duplicate_results += 1
             seen.add(result.tile)
             yield result
-        if len(seen) == len(plan.tiles):  # the run ended without a node lost mid-way
+        if len(seen) == len(lane_indices(plan, lane)):  # no node lost mid-way
             self.complete_runs += 1
 
     def enact(self, action: Action) -> None:

@@ -1,7 +1,8 @@
 """Plans: which node computes which slice of which product, and what that costs in memory.
 
 Covers: the plan data types (:class:`NodeView`, :class:`ArraySlot`, :class:`Tile`,
-:class:`Plan`), a plan's per-node memory footprint (:func:`footprint`), its predicted
+:class:`Plan`), a plan's lanes (:func:`lane_plan`, :func:`lane_indices`,
+:func:`lane_rotation`), its per-node memory footprint (:func:`footprint`), its predicted
 per-node busy time and makespan (:func:`node_loads_s`, :func:`predicted_makespan_s`) and
 structural validation (:func:`validate_plan`). Does not cover: how plans are made (see
 :mod:`sedma.compute.partition.planner`) or run (see :mod:`sedma.control.executor`).
@@ -13,6 +14,13 @@ A tile slices one product ``Y = X @ W`` along one axis:
 - ``axis = "m"``: activation rows ``start:stop``. The node holds ``X[start:stop]``, all of
   ``W`` (one copy per product per node) and ``Y[start:stop]``.
 
+A plan has one or more **lanes** (``Tile.lane``): each lane's tiles cover every product
+once, on nodes no other lane uses, and each pass runs on one lane, lane ``l`` taking the
+share ``Plan.lane_shares[l]`` of the passes (:func:`lane_rotation` says which pass goes
+where). One lane is the usual plan, every pass over all its nodes; several are pass-level
+replicas (each lane holds the whole model and computes whole passes, as the replicas of a
+Ray ``ActorPool`` do), so a pass's products need not be cut where nothing binds.
+
 On an rram node the weight block lives in crossbar arrays (``Tile.arrays`` says where), and a
 used array counts as ``weights_per_array`` weights held, padding included: that is the
 "unusable cells" part of the memory-efficiency metric.
@@ -22,8 +30,8 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 from sedma.compute.crossbar.correction import NONE, Correction
@@ -40,6 +48,9 @@ __all__ = [
     "Tile",
     "footprint",
     "held_bytes",
+    "lane_indices",
+    "lane_plan",
+    "lane_rotation",
     "memory_in_flight",
     "needed_bytes",
     "node_loads_s",
@@ -98,7 +109,7 @@ class ArraySlot:
 
 @dataclass(frozen=True)
 class Tile:
-    """One node's slice ``start:stop`` of product ``op`` along ``axis``."""
+    """One node's slice ``start:stop`` of product ``op`` along ``axis``, in lane ``lane``."""
 
     op: int
     node: str
@@ -106,6 +117,7 @@ class Tile:
     start: int
     stop: int
     arrays: tuple[ArraySlot, ...] = ()
+    lane: int = 0
 
     def flops(self, op: MatmulOp) -> int:
         span = self.stop - self.start
@@ -160,10 +172,53 @@ class Plan:
     strategy: str
     notes: tuple[str, ...] = field(default=())
     correction: Correction = NONE  # how rram tiles' weights are corrected (and what it costs)
+    # each lane's relative share of the passes (empty: equal shares); see the module docstring
+    lane_weights: tuple[float, ...] = ()
 
     @property
     def nodes(self) -> tuple[str, ...]:
         return tuple(sorted({t.node for t in self.tiles}))
+
+    @property
+    def lanes(self) -> int:
+        """How many lanes the plan has (1 for a plan whose every pass uses every tile)."""
+        return 1 + max((t.lane for t in self.tiles), default=0)
+
+    @property
+    def lane_shares(self) -> tuple[float, ...]:
+        """Each lane's share of the passes, summing to 1."""
+        w = self.lane_weights or (1.0,) * self.lanes
+        total = sum(w)
+        return tuple(x / total for x in w)
+
+
+def lane_indices(plan: Plan, lane: int) -> tuple[int, ...]:
+    """Indices into ``plan.tiles`` of lane ``lane``'s tiles, in plan order."""
+    return tuple(i for i, t in enumerate(plan.tiles) if t.lane == lane)
+
+
+def lane_plan(plan: Plan, lane: int) -> Plan:
+    """Lane ``lane`` of ``plan`` as a plan of one lane (its tiles, in plan order, as lane 0):
+    what one pass of that lane runs. ``plan`` itself where it has one lane."""
+    if plan.lanes == 1:
+        return plan
+    tiles = tuple(replace(plan.tiles[i], lane=0) for i in lane_indices(plan, lane))
+    return replace(plan, tiles=tiles, lane_weights=())
+
+
+def lane_rotation(shares: Sequence[float]) -> Iterator[int]:
+    """The lane of each next pass, forever: a smooth weighted round robin over ``shares``
+    (each step every lane gains its share, the richest lane takes the pass and pays 1), so
+    over any ``n`` passes lane ``l`` gets ``n * shares[l]`` of them, give or take one, spread
+    evenly rather than in runs. Lowest lane first on a tie; deterministic."""
+    credit = [0.0] * len(shares)
+    total = sum(shares)
+    while True:
+        for i, s in enumerate(shares):
+            credit[i] += s
+        pick = max(range(len(shares)), key=lambda i: (credit[i], -i))
+        credit[pick] -= total
+        yield pick
 
 
 @dataclass(frozen=True)
@@ -211,9 +266,14 @@ def memory_in_flight(
     crossbars: Mapping[str, CrossbarSpec | None],
     most: int,
 ) -> int:
-    """Passes in flight the plan's nodes have memory for (at least 1, at most ``most``):
-    each node holds its footprint once and its per-pass bytes once more per extra pass,
-    within ``capacity[node]`` bytes."""
+    """Passes in flight the plan's nodes have memory for (at least 1, at most ``most``, per
+    lane, summed over the lanes): each node holds its footprint once and its per-pass bytes
+    once more per extra pass, within ``capacity[node]`` bytes."""
+    if plan.lanes > 1:
+        return sum(
+            memory_in_flight(lane_plan(plan, lane), capacity, crossbars, most)
+            for lane in range(plan.lanes)
+        )
     fp = footprint(plan, crossbars)
     per = per_pass_bytes(plan)
     fits = most
@@ -280,21 +340,24 @@ def footprint(plan: Plan, crossbars: Mapping[str, CrossbarSpec | None]) -> dict[
 
 
 def node_loads_s(plan: Plan, rates_gflops: Mapping[str, float]) -> dict[str, float]:
-    """Seconds of compute each node needs for one pass at the given (device) rates.
+    """Seconds of compute each node needs per pass at the given (device) rates: a node of
+    lane ``l`` computes its tiles for the share ``lane_shares[l]`` of the passes.
 
     Tiles held in crossbar arrays cost ``plan.correction.time_factor`` times as long: a
     correction reads the arrays more than once per product.
     """
     loads: dict[str, float] = defaultdict(float)
     slow = plan.correction.time_factor
+    share = plan.lane_shares
     for t in plan.tiles:
         rate = rates_gflops[t.node] / (slow if t.arrays else 1.0)
-        loads[t.node] += t.flops(plan.workload.ops[t.op]) / (rate * 1e9)
+        loads[t.node] += share[t.lane] * t.flops(plan.workload.ops[t.op]) / (rate * 1e9)
     return dict(loads)
 
 
 def predicted_makespan_s(plan: Plan, rates_gflops: Mapping[str, float]) -> float:
-    """Seconds one pass takes if every node runs at ``rates_gflops``: the busiest node's load."""
+    """Seconds per pass in steady state if every node runs at ``rates_gflops``: the busiest
+    node's load (:func:`node_loads_s`; one pass's makespan for a plan of one lane)."""
     loads = node_loads_s(plan, rates_gflops)
     return max(loads.values()) if loads else 0.0
 
@@ -302,22 +365,41 @@ def predicted_makespan_s(plan: Plan, rates_gflops: Mapping[str, float]) -> float
 def validate_plan(plan: Plan, nodes: Mapping[str, NodeView]) -> None:
     """Raise :class:`PlanError` unless ``plan`` covers every product exactly once and fits.
 
-    Checks: each product's tiles share one axis and tile ``0:len`` without gaps or overlap;
-    every tile names a known node; weights that change per input are not on rram; error
-    budgets hold; every node's digital bytes fit its free memory and its arrays fit.
+    Checks: in each lane, each product's tiles share one axis and tile ``0:len`` without
+    gaps or overlap; lanes are numbered from 0, use disjoint nodes and have one positive
+    weight each (or none); every tile names a known node; weights that change per input are
+    not on rram; error budgets hold; every node's digital bytes fit its free memory and its
+    arrays fit.
     """
     ops = plan.workload.ops
-    by_op: dict[int, list[Tile]] = defaultdict(list)
+    by_op: dict[tuple[int, int], list[Tile]] = defaultdict(list)
+    lane_of: dict[str, int] = {}
     for t in plan.tiles:
         if t.node not in nodes:
             raise PlanError(f"tile of op {t.op} names unknown node {t.node!r}")
         if not 0 <= t.op < len(ops):
             raise PlanError(f"tile names op index {t.op}; workload has {len(ops)} ops")
-        by_op[t.op].append(t)
-    for i, op in enumerate(ops):
-        tiles = sorted(by_op.get(i, []), key=lambda t: t.start)
+        if t.lane < 0:
+            raise PlanError(f"tile of op {t.op} is in lane {t.lane}; lanes count from 0")
+        if lane_of.setdefault(t.node, t.lane) != t.lane:
+            raise PlanError(
+                f"node {t.node!r} is in lanes {lane_of[t.node]} and {t.lane}; "
+                "a node serves one lane"
+            )
+        by_op[t.lane, t.op].append(t)
+    if plan.lane_weights and (
+        len(plan.lane_weights) != plan.lanes or not all(w > 0 for w in plan.lane_weights)
+    ):
+        raise PlanError(
+            f"lane_weights {plan.lane_weights!r}: need one weight > 0 for each of the plan's "
+            f"{plan.lanes} lanes"
+        )
+    for lane, i in ((lane, i) for lane in range(plan.lanes) for i in range(len(ops))):
+        op = ops[i]
+        tiles = sorted(by_op.get((lane, i), []), key=lambda t: t.start)
+        where = f" in lane {lane}" if plan.lanes > 1 else ""
         if not tiles:
-            raise PlanError(f"op {op.name!r} has no tiles")
+            raise PlanError(f"op {op.name!r} has no tiles{where}")
         axes = {t.axis for t in tiles}
         if len(axes) != 1:
             raise PlanError(f"op {op.name!r} is sliced along both axes")

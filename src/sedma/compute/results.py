@@ -33,10 +33,12 @@ def make_operands(workload: Workload, seed: int) -> list[tuple[F32, F32]]:
 
 
 def assemble(plan: Plan, blocks: Iterable[tuple[int, F32]]) -> list[F32]:
-    """Put ``(tile index, output block)`` pairs back together into one ``Y`` per product."""
+    """Put ``(tile index, output block)`` pairs of one pass (one lane's tiles) back
+    together into one ``Y`` per product."""
     ops = plan.workload.ops
     ys = [np.empty((op.m, op.n), dtype=np.float32) for op in ops]
     filled = [0] * len(ops)
+    axis: dict[int, str] = {}
     for i, out in blocks:
         t = plan.tiles[i]
         if t.axis == "n":
@@ -44,14 +46,11 @@ def assemble(plan: Plan, blocks: Iterable[tuple[int, F32]]) -> list[F32]:
         else:
             ys[t.op][t.start : t.stop, :] = out
         filled[t.op] += t.stop - t.start
+        axis[t.op] = t.axis
     for i, op in enumerate(ops):
-        want = op.n if plan.tiles and _axis_of(plan, i) == "n" else op.m
+        want = op.n if axis.get(i) == "n" else op.m
         assert filled[i] == want, f"op {op.name}: {filled[i]} of {want} filled"
     return ys
-
-
-def _axis_of(plan: Plan, op: int) -> str:
-    return next(t.axis for t in plan.tiles if t.op == op)
 
 
 def node_errors(

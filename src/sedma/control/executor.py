@@ -14,12 +14,13 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
 
 from sedma.arrays import F32
-from sedma.compute.plan import Plan
+from sedma.compute.plan import Plan, lane_indices, lane_rotation
 from sedma.compute.results import assemble, node_errors
 from sedma.memory.short_term import ShortTermMemory
 from sedma.metrics import rel_error
@@ -48,13 +49,24 @@ class Executor:
     def __init__(self, backend: Backend, stm: ShortTermMemory) -> None:
         self.backend = backend
         self.stm = stm
+        self._rotation: tuple[int, Iterator[int]] | None = None  # (plan id, its lanes' turns)
+
+    def next_lane(self, plan: Plan) -> int:
+        """The lane ``plan``'s next pass runs on (:func:`~sedma.compute.plan.lane_rotation`
+        over its lane shares; a new plan starts its own rotation)."""
+        if plan.lanes == 1:
+            return 0
+        if self._rotation is None or self._rotation[0] != id(plan):
+            self._rotation = (id(plan), lane_rotation(plan.lane_shares))
+        return next(self._rotation[1])
 
     def run_pass(self, plan: Plan, *, check_against: Operands | None = None) -> PassResult:
-        """Run every tile of ``plan`` once.
+        """Run one pass of ``plan``: every tile of its next lane (:meth:`next_lane`) once.
 
         Each finished tile's rate goes into short-term memory as ``(node, "rate_gflops")``,
         its device time and work as the counters ``(node, "busy_s")`` and ``(node, "flops")``,
-        and the pass's device time as ``("job", "pass_s")``. With ``check_against`` (the
+        and the pass's device time as ``("job", "pass_s")`` (times its lane's share, for a plan
+        of several lanes, whose lanes run side by side). With ``check_against`` (the
         operands) and a backend that returns output blocks, the outputs are assembled and
         compared with the exact products (``rel_error``).
         """
@@ -64,7 +76,8 @@ class Executor:
         kept: list[tuple[int, F32]] = []
         flops = 0
         last_end = t0
-        for r in self.backend.run(plan):
+        lane = self.next_lane(plan)
+        for r in self.backend.run(plan, lane):
             d = r.done
             last_end = max(last_end, d.t_end)
             busy[d.node] += d.busy_s
@@ -81,10 +94,12 @@ class Executor:
         # A pass lasts until its last tile ends on the backend's timeline (for the local
         # backend, that excludes this host's thread hand-off latency; see runtime.local).
         device = last_end - t0
-        self.stm.observe(JOB, "pass_s", device, t1)
+        # a plan of several lanes runs them side by side: a pass of lane l stands for its
+        # share of the job's time, which is what the loop compares plans by
+        self.stm.observe(JOB, "pass_s", device * plan.lane_shares[lane], t1)
         self.stm.incr(JOB, "passes", 1.0, t1)
         err = None
-        if check_against is not None and kept and len(kept) == len(plan.tiles):
+        if check_against is not None and kept and len(kept) == len(lane_indices(plan, lane)):
             exact = [x.astype(np.float64) @ w.astype(np.float64) for x, w in check_against]
             err = rel_error(assemble(plan, kept), exact)
             self.stm.observe(JOB, "rel_error", err, t1)

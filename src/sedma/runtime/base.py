@@ -156,10 +156,11 @@ class Backend(Protocol):
         """Drop what ``load`` placed for ``plan`` (buffers another loaded plan uses stay)."""
         ...
 
-    def run(self, plan: Plan) -> Iterator[TileResult]:
-        """Run every tile of a loaded plan once; yield each result as it finishes. Raises
-        :class:`~sedma.errors.NodeLostError` after the last tile that could finish when a
-        node died during the pass."""
+    def run(self, plan: Plan, lane: int = 0) -> Iterator[TileResult]:
+        """Run one pass of a loaded plan: every tile of lane ``lane`` once (every tile, for a
+        plan of one lane); yield each result as it finishes, ``TileResult.tile`` indexing
+        ``plan.tiles``. Raises :class:`~sedma.errors.NodeLostError` after the last tile that
+        could finish when a node died during the pass."""
         ...
 
     def enact(self, action: Action) -> None:

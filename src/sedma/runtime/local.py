@@ -63,7 +63,7 @@ from threadpoolctl import threadpool_limits
 
 from sedma.clock import Clock, ScaledClock, WallClock
 from sedma.compute.crossbar.device import CrossbarDevice
-from sedma.compute.plan import Plan
+from sedma.compute.plan import Plan, lane_indices
 from sedma.errors import CapacityError, NodeLostError, SedmaError
 from sedma.observations import FreeMemory, MemoryHeld, NodeFailed, Observation
 from sedma.runtime.base import (
@@ -219,13 +219,13 @@ class LocalBackend:
             self._release_locked(plan)
             self._report_memory_locked()
 
-    def run(self, plan: Plan) -> Iterator[TileResult]:
+    def run(self, plan: Plan, lane: int = 0) -> Iterator[TileResult]:
         self._check_open()
         pkey = id(plan)
         if pkey not in self._plans:
             raise SedmaError(f"plan {plan.strategy!r} is not loaded; call load() first")
         results: _Results = queue.SimpleQueue()
-        order = sorted(range(len(plan.tiles)), key=lambda i: plan.tiles[i].op)
+        order = sorted(lane_indices(plan, lane), key=lambda i: plan.tiles[i].op)
         dispatched = self._wall.now()
         for i in order:
             self._nodes[plan.tiles[i].node].jobs.put((pkey, i, dispatched, results))

@@ -54,7 +54,7 @@ import ray.exceptions
 
 from sedma.arrays import F32
 from sedma.clock import Clock, ManualClock
-from sedma.compute.plan import Plan
+from sedma.compute.plan import Plan, lane_indices, lane_plan
 from sedma.errors import CapacityError, NodeLostError, SedmaError
 from sedma.observations import FreeMemory, MemoryHeld, NodeFailed, Observation
 from sedma.runtime.base import (
@@ -200,20 +200,20 @@ class RayBackend:
         held = self._get([a.release.remote(id(plan)) for a in live.values()])
         self._report(dict(zip(live, held, strict=True)))
 
-    def run(self, plan: Plan) -> Iterator[TileResult]:
+    def run(self, plan: Plan, lane: int = 0) -> Iterator[TileResult]:
         self._check_open()
         pkey = id(plan)
         if pkey not in self._plans:
             raise SedmaError(f"plan {plan.strategy!r} is not loaded; call load() first")
-        lost = sorted({t.node for t in plan.tiles} & self._failed)
+        lost = sorted({plan.tiles[i].node for i in lane_indices(plan, lane)} & self._failed)
         if lost:  # found dead since the plan was loaded: nothing of it can run
             raise NodeLostError(tuple(lost), 0)
-        timed = {r.tile: r.done for r in self._timing.run(plan)}  # emulated stamps
+        timed = {r.tile: r.done for r in self._timing.run(plan, lane)}  # emulated stamps
         t0 = time.perf_counter()
-        outs, stats = self._submit(plan)
+        outs, stats = self._submit(plan, lane)
         results: dict[int, tuple[F32, tuple[float, int]]] = {}
         error: BaseException | None = None
-        for i in sorted(range(len(outs)), key=lambda i: plan.tiles[i].op):
+        for i in sorted(outs, key=lambda i: plan.tiles[i].op):
             try:
                 results[i] = (ray.get(outs[i], timeout=TIMEOUT_S), ray.get(stats[i]))
             except (ray.exceptions.RayError, ray.exceptions.GetTimeoutError) as e:
@@ -352,23 +352,28 @@ class RayBackend:
         self._operands[id(plan)] = operands
         self._report(held)
 
-    def _submit(self, plan: Plan) -> tuple[list[Any], list[Any]]:
+    def _submit(self, plan: Plan, lane: int) -> tuple[dict[int, Any], dict[int, Any]]:
+        """Submit one pass of lane ``lane``: each tile's output and stats refs, by its index
+        in ``plan.tiles`` (the actors know the plan's tiles by those)."""
         pkey, n = id(plan), self._pass_no + 1
         self._pass_no = n
+        idx = lane_indices(plan, lane)
+        one = lane_plan(plan, lane)
         # what each tile reads: same site through the object store, else over the transport
-        w = wire_pass(plan, self._site if self._transport else None)
+        w = wire_pass(one, self._site if self._transport else None)
         for pair, nbytes in w.moved.items():
             self.bytes_moved[pair] += nbytes
-        outs: list[Any] = [None] * len(plan.tiles)
-        stats: list[Any] = [None] * len(plan.tiles)
-        for i in sorted(range(len(plan.tiles)), key=lambda i: (plan.tiles[i].op, i)):
+        outs: dict[int, Any] = {}
+        stats: dict[int, Any] = {}
+        for j in sorted(range(len(idx)), key=lambda j: (one.tiles[j].op, j)):
+            i = idx[j]
             xfer: Xfer | None = None
             if self._transport:
-                waits: list[BlockKey] = [(pkey, n, j) for j in w.by_transport.get(i, [])]
-                xfer = (n, sorted(w.sends.get(i, set())), waits)
+                waits: list[BlockKey] = [(pkey, n, idx[p]) for p in w.by_transport.get(j, [])]
+                xfer = (n, sorted(w.sends.get(j, set())), waits)
             call = self._actors[plan.tiles[i].node].tile.options(num_returns=2)
             outs[i], stats[i] = call.remote(
-                pkey, i, xfer, *(outs[j] for j in w.by_store.get(i, []))
+                pkey, i, xfer, *(outs[idx[p]] for p in w.by_store.get(j, []))
             )
         return outs, stats
 

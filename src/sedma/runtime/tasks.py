@@ -2,8 +2,9 @@
 
 Covers: :class:`Task` (one tile: where it runs, its work, what it streams from memory),
 its inputs (:class:`Dep`, another task's output; :class:`Fetch`, an object a node caches),
-:class:`NodeModel` (what a node really does: the emulation's truth), :data:`RouteOf`, and
-:func:`repeat_passes`, which strings copies of one pass's tasks into a pipeline of passes.
+:class:`NodeModel` (what a node really does: the emulation's truth), :data:`RouteOf`,
+:func:`repeat_passes`, which strings copies of one pass's tasks into a pipeline of passes,
+and :func:`repeat_lanes`, the same over a plan's lanes.
 
 Does not cover: building the tasks of a plan (:mod:`sedma.runtime.passes`, and the plain-Ray
 programs in :mod:`sedma.bench.ray_baseline`), or running them
@@ -18,7 +19,7 @@ from dataclasses import dataclass, field, replace
 from sedma.errors import SedmaError
 from sedma.runtime.cost import Route
 
-__all__ = ["Dep", "Fetch", "NodeModel", "RouteOf", "Task", "repeat_passes"]
+__all__ = ["Dep", "Fetch", "NodeModel", "RouteOf", "Task", "repeat_lanes", "repeat_passes"]
 
 
 @dataclass(frozen=True)
@@ -92,16 +93,44 @@ def repeat_passes(tasks: Sequence[Task], passes: int, in_flight: int | None = No
         raise SedmaError(f"passes must be >= 1, got {passes!r}")
     if in_flight is not None and in_flight < 1:
         raise SedmaError(f"in_flight must be >= 1 or None, got {in_flight!r}")
-    n = len(tasks)
-    span = max((t.priority for t in tasks), default=0.0) + 1.0
-    read = {d.task for t in tasks for d in t.deps}
-    sinks = [i for i in range(n) if i not in read]
-    out = []
-    for k in range(passes):
+    return repeat_lanes([tasks], [0] * passes, None if in_flight is None else [in_flight])
+
+
+def repeat_lanes(
+    lanes: Sequence[Sequence[Task]],
+    order: Sequence[int],
+    in_flight: Sequence[int] | None = None,
+) -> list[Task]:
+    """Passes over a plan's lanes: pass ``k`` is a copy of lane ``order[k]``'s tasks
+    (``lanes[l]``, one pass of lane ``l``), ranked after pass ``k - 1`` at equal priority as
+    :func:`repeat_passes` ranks them. ``in_flight[l] = P`` closes lane ``l``'s loop: its
+    next pass starts only once its pass ``P`` before has ended (each lane keeps its own
+    passes in flight, as each replica of a pool does); None: all passes at once."""
+    if not order:
+        raise SedmaError("order: at least one pass is needed")
+    if any(not 0 <= lane < len(lanes) for lane in order):
+        raise SedmaError(f"order names a lane outside 0..{len(lanes) - 1}")
+    if in_flight is not None and (len(in_flight) != len(lanes) or any(p < 1 for p in in_flight)):
+        raise SedmaError(
+            f"in_flight must give each of the {len(lanes)} lanes a count >= 1, got {in_flight!r}"
+        )
+    span = max((t.priority for tasks in lanes for t in tasks), default=0.0) + 1.0
+    sinks = []
+    for tasks in lanes:
+        read = {d.task for t in tasks for d in t.deps}
+        sinks.append([i for i in range(len(tasks)) if i not in read])
+    out: list[Task] = []
+    starts: list[list[int]] = [[] for _ in lanes]  # each lane's passes: first task index
+    for k, lane in enumerate(order):
+        tasks, base = lanes[lane], len(out)
+        mine = starts[lane]
+        deep = in_flight[lane] if in_flight is not None else None
+        before = mine[-deep] if deep is not None and len(mine) >= deep else None
+        mine.append(base)
         for t in tasks:
-            deps = tuple(Dep(d.task + k * n, d.nbytes, d.route) for d in t.deps)
-            if not t.deps and in_flight is not None and k >= in_flight:
+            deps = tuple(Dep(d.task + base, d.nbytes, d.route) for d in t.deps)
+            if not t.deps and before is not None:
                 # a signal, not data: the token ids are a few bytes
-                deps = tuple(Dep(j + (k - in_flight) * n, 0.0) for j in sinks)
+                deps = tuple(Dep(j + before, 0.0) for j in sinks[lane])
             out.append(replace(t, deps=deps, priority=t.priority + k * span))
     return out

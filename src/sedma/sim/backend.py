@@ -31,7 +31,7 @@ from sedma.clock import Clock, ManualClock
 from sedma.comm.graph import PeerGraph
 from sedma.comm.selection import static_route
 from sedma.comm.selection_context import SelectionContext
-from sedma.compute.plan import Plan, footprint
+from sedma.compute.plan import Plan, footprint, lane_indices, lane_plan
 from sedma.compute.workload import Workload
 from sedma.errors import CapacityError, NodeLostError, SedmaError
 from sedma.observations import FreeMemory, MemoryHeld, NodeFailed, Observation, TileDone
@@ -110,22 +110,25 @@ class SimBackend:
         self._loaded.pop(id(plan), None)
         self._report_memory()
 
-    def run(self, plan: Plan) -> Iterator[TileResult]:
+    def run(self, plan: Plan, lane: int = 0) -> Iterator[TileResult]:
         if id(plan) not in self._loaded:
             raise SedmaError(f"plan {plan.strategy!r} is not loaded; call load() first")
-        lost = sorted({t.node for t in plan.tiles} & self._failed)
+        idx = lane_indices(plan, lane)
+        lost = sorted({plan.tiles[i].node for i in idx} & self._failed)
         if lost:
             raise NodeLostError(tuple(lost), 0)
-        tasks = pass_tasks(plan, workload_edges(plan.workload), self._net, self._path)
+        one = lane_plan(plan, lane)
+        tasks = pass_tasks(one, workload_edges(plan.workload), self._net, self._path)
         s = simulate_pass(tasks, self._models(), self._net.capacity_bps)
         self.last_schedule = s
         t0 = self._clock.now()
         ops = plan.workload.ops
-        for i in sorted(range(len(tasks)), key=lambda i: (s.end_s[i], i)):
+        for j in sorted(range(len(tasks)), key=lambda j: (s.end_s[j], j)):
+            i = idx[j]
             t = plan.tiles[i]
-            busy = s.end_s[i] - s.start_s[i]
+            busy = s.end_s[j] - s.start_s[j]
             done = TileDone(
-                t.node, t.op, t.flops(ops[t.op]), t0 + s.start_s[i], t0 + s.end_s[i], busy
+                t.node, t.op, t.flops(ops[t.op]), t0 + s.start_s[j], t0 + s.end_s[j], busy
             )
             yield TileResult(i, done)
         self._clock.advance(s.span_s)

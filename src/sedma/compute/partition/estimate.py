@@ -31,7 +31,14 @@ from collections.abc import Hashable
 from dataclasses import dataclass
 
 from sedma.compute.partition.context import PartitionContext
-from sedma.compute.plan import Plan, Tile, memory_in_flight, needed_bytes, tile_streamed_bytes
+from sedma.compute.plan import (
+    Plan,
+    Tile,
+    lane_plan,
+    memory_in_flight,
+    needed_bytes,
+    tile_streamed_bytes,
+)
 
 __all__ = ["PassLoads", "estimated_rate", "in_flight", "latency_s", "pass_loads", "tile_work"]
 
@@ -53,8 +60,24 @@ class PassLoads:
 
 
 def pass_loads(plan: Plan, ctx: PartitionContext) -> PassLoads:
-    """Each node's and link resource's load for one pass of ``plan`` (module docstring);
-    link loads only where ``ctx.links`` is given. Nodes are read from ``ctx.nodes``."""
+    """Each node's and link resource's load per pass of ``plan`` (module docstring); link
+    loads only where ``ctx.links`` is given. Nodes are read from ``ctx.nodes``. With several
+    lanes, each lane's loads count for its share of the passes (a link two lanes cross
+    carries both shares)."""
+    if plan.lanes > 1:
+        node_s: dict[str, float] = defaultdict(float)
+        link_s: dict[Hashable, float] = defaultdict(float)
+        for lane, share in enumerate(plan.lane_shares):
+            one = pass_loads(lane_plan(plan, lane), ctx)
+            for n, x in one.node_s.items():
+                node_s[n] += share * x
+            for r, x in one.link_s.items():
+                link_s[r] += share * x
+        return PassLoads(dict(node_s), dict(link_s))
+    return _one_lane_loads(plan, ctx)
+
+
+def _one_lane_loads(plan: Plan, ctx: PartitionContext) -> PassLoads:
     views = {v.name: v for v in ctx.nodes}
     ops = plan.workload.ops
     d = ctx.settings.dispatch_s
@@ -127,7 +150,9 @@ def latency_s(plan: Plan, ctx: PartitionContext) -> float:
     model's input leaving the driver to the last output reaching it (each tile its roofline
     and dispatch; each message between two nodes :meth:`LinkView.transfer_s`, its route's
     narrowest capacity and round trip). Nodes are taken as free: what passes in flight add
-    is the estimate's other term."""
+    is the estimate's other term. Several lanes: the slowest lane's pass."""
+    if plan.lanes > 1:
+        return max(latency_s(lane_plan(plan, lane), ctx) for lane in range(plan.lanes))
     views = {v.name: v for v in ctx.nodes}
     ops = plan.workload.ops
     links = ctx.links
@@ -184,7 +209,18 @@ def estimated_rate(plan: Plan, ctx: PartitionContext) -> float:
     ``P / (L + (P - 1) tau)``, with ``tau`` the busiest resource's load per pass and ``L``
     one pass alone (:func:`latency_s`): each pass waits behind the others at the busiest
     resource once (the mean-value bound of a closed queueing network, Lazowska et al. 1984,
-    5.3; ``1 / tau`` when many passes hide the latency, ``1 / L`` for one pass)."""
+    5.3; ``1 / tau`` when many passes hide the latency, ``1 / L`` for one pass).
+
+    Several lanes: lane ``l`` alone runs ``r_l`` passes per second and takes the share
+    ``s_l`` of them, so the plan runs ``min_l r_l / s_l``, and no more than the busiest
+    resource's load per pass over all lanes allows (a link the lanes share)."""
+    if plan.lanes > 1:
+        alone = min(
+            estimated_rate(lane_plan(plan, lane), ctx) / share
+            for lane, share in enumerate(plan.lane_shares)
+        )
+        _, tau = pass_loads(plan, ctx).busiest
+        return min(alone, 1.0 / tau) if tau > 0 else alone
     _, tau = pass_loads(plan, ctx).busiest
     p = in_flight(plan, ctx)
     lat = max(latency_s(plan, ctx), tau)

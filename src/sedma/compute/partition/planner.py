@@ -48,7 +48,7 @@ from sedma.compute.partition.lp import (
     solve_lp,
 )
 from sedma.compute.partition.lp import group_nodes as _group_nodes
-from sedma.compute.partition.replicas import plan_replicas
+from sedma.compute.partition.replicas import plan_pass_replicas, plan_replicas
 from sedma.compute.partition.rounding import round_shares
 from sedma.compute.partition.stages import plan_pipeline
 from sedma.compute.partition.views import capped_views, corrected_views
@@ -156,15 +156,20 @@ def _with_links(
     candidates: Sequence[Candidate],
     crossbars: Mapping[str, CrossbarSpec | None],
 ) -> list[Candidate]:
-    """Where links are known: the LP's candidates and the layer pipeline and replicas, each
-    timed by its busiest resource (:func:`~sedma.compute.partition.estimate.pass_loads`:
-    memory bandwidth and links as well as FLOPs)."""
+    """Where links are known: the LP's candidates, the layer pipeline and both kinds of
+    replicas, each timed by its busiest resource
+    (:func:`~sedma.compute.partition.estimate.pass_loads`: memory bandwidth and links as well
+    as FLOPs)."""
     out = [
         replace(c, makespan_s=1.0 / estimated_rate(c.plan, ctx), label=f"LP, {c.label}")
         for c in candidates
     ]
     live = ctx.workload.live_bytes
-    for label, make in (("layer pipeline", plan_pipeline), ("replicas", plan_replicas)):
+    for label, make in (
+        ("layer pipeline", plan_pipeline),
+        ("replicas", plan_replicas),
+        ("pass replicas", plan_pass_replicas),
+    ):
         plan = make(ctx)
         if plan is None:
             continue

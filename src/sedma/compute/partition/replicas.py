@@ -1,36 +1,63 @@
-"""Data-parallel replicas as a plan: every product cut by rows over the nodes that hold the
-whole model (pure).
+"""Data-parallel replicas as plans: every node that holds the whole model serves passes
+(pure).
 
-Covers: :func:`plan_replicas`, sedma's data-parallel candidate: each chosen node holds every
-weight and computes its share of every product's rows (``axis = "m"`` tiles), shares in
-proportion to the node's believed speed on the whole model, so consecutive products' rows
-stay on one node and only the model's input and output cross links. The nodes are the
-fastest prefix (by that speed) whose predicted rate
-(:func:`~sedma.compute.partition.estimate.estimated_rate`, links included) is highest.
+Covers sedma's two data-parallel candidates, each over the fastest prefix (by the node's
+believed speed on the whole model) of the nodes that hold every weight, the prefix whose
+predicted rate (:func:`~sedma.compute.partition.estimate.estimated_rate`, links included)
+is highest:
+
+- :func:`plan_pass_replicas`: one lane per node (:mod:`sedma.compute.plan`, "lanes"), each
+  running whole passes, every product whole in one call; a node takes passes in proportion
+  to its speed. This is what a Ray ``ActorPool`` of model replicas does, and where nothing
+  binds it is hard to beat: no activation crosses a link, one dispatch per pass.
+- :func:`plan_replicas`: one lane, every product cut by rows over the nodes, shares in
+  proportion to speed, so consecutive products' rows stay on one node and only the model's
+  input and output cross links; each pass is spread over all the nodes, so it finishes
+  sooner (its latency) at the price of a dispatch per node and the rows a strided layer
+  needs from a neighbour.
+
 Does not cover: cutting products by columns or weighing memory against time (the LP
 planner, :mod:`sedma.compute.partition.planner`), layer pipelines
-(:mod:`sedma.compute.partition.stages`) or the plain-Ray replica pool that serves whole
-batches (:mod:`sedma.bench.ray_baseline`).
+(:mod:`sedma.compute.partition.stages`) or the plain-Ray replica pool itself
+(:mod:`sedma.bench.ray_baseline`).
 
-Where it wins: a model that fits on many nodes and whose products are compute-bound
+Where they win: a model that fits on many nodes and whose products are compute-bound
 (convolutions), where a pipeline would ship large activations between nodes. A
 memory-bound model (decoding) does badly here: every replica streams all weights every pass.
+Both hold the model once per node, so their memory efficiency is about one over the
+replicas: the planner takes them only where they are more than
+``max_slowdown_for_memory`` faster than a plan that holds less.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable, Sequence
 
 from sedma.compute.partition.context import PartitionContext
 from sedma.compute.partition.estimate import estimated_rate
 from sedma.compute.partition.layers import model_layers, overfilled, runs_layer, usable_bytes
 from sedma.compute.plan import NodeView, Plan, Tile
 
-__all__ = ["plan_replicas"]
+__all__ = ["plan_pass_replicas", "plan_replicas"]
+
+Make = Callable[[PartitionContext, Sequence[NodeView], dict[str, float]], Plan]
 
 
 def plan_replicas(ctx: PartitionContext) -> Plan | None:
-    """The best replica set of the module docstring, or None where no node holds the model.
-    A product with fewer rows than nodes gives its rows to the nodes whose shares cover them
-    (a single-row product runs whole on one node, its inputs gathered there)."""
+    """Rows of every product over the best prefix of replica nodes (module docstring), or
+    None where no node holds the model. A product with fewer rows than nodes gives its rows
+    to the nodes whose shares cover them (a single-row product runs whole on one node, its
+    inputs gathered there)."""
+    return _best(ctx, _rows_plan)
+
+
+def plan_pass_replicas(ctx: PartitionContext) -> Plan | None:
+    """One lane per node of the best prefix of replica nodes, each running whole passes
+    (module docstring), or None where no node holds the model."""
+    return _best(ctx, _lanes_plan)
+
+
+def _best(ctx: PartitionContext, make: Make) -> Plan | None:
     wl = ctx.workload
     ops = wl.ops
     layers = model_layers(wl)
@@ -49,8 +76,8 @@ def plan_replicas(ctx: PartitionContext) -> Plan | None:
     views = {v.name: v for v in ctx.nodes}
     best: tuple[float, Plan] | None = None
     for k in range(1, len(able) + 1):
-        plan = _rows_plan(ctx, able[:k], speed)
-        if plan is None or overfilled(plan, views, reserve):
+        plan = make(ctx, able[:k], speed)
+        if overfilled(plan, views, reserve):
             continue
         rate = estimated_rate(plan, ctx)
         if best is None or rate > best[0]:
@@ -67,9 +94,7 @@ def _model_time_s(v: NodeView, ctx: PartitionContext) -> float:
     return total
 
 
-def _rows_plan(
-    ctx: PartitionContext, nodes: list[NodeView], speed: dict[str, float]
-) -> Plan | None:
+def _rows_plan(ctx: PartitionContext, nodes: Sequence[NodeView], speed: dict[str, float]) -> Plan:
     total = sum(speed[v.name] for v in nodes)
     bounds = [0.0]
     for v in nodes:
@@ -89,4 +114,21 @@ def _rows_plan(
         rates,
         "sedma",
         (f"replicas: rows of every product over {names}",),
+    )
+
+
+def _lanes_plan(ctx: PartitionContext, nodes: Sequence[NodeView], speed: dict[str, float]) -> Plan:
+    tiles = tuple(
+        Tile(i, v.name, "m", 0, op.m, lane=lane)
+        for lane, v in enumerate(nodes)
+        for i, op in enumerate(ctx.workload.ops)
+    )
+    names = ", ".join(v.name for v in nodes)
+    return Plan(
+        ctx.workload,
+        tiles,
+        {v.name: v.rate_gflops for v in ctx.nodes},
+        "sedma",
+        (f"pass replicas: whole passes on {names}, each in proportion to its speed",),
+        lane_weights=tuple(speed[v.name] for v in nodes),
     )
