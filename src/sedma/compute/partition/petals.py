@@ -113,7 +113,7 @@ class Swarm:
     chain: tuple[Span, ...]  # the route of a pass, in model order
     block_throughput: tuple[float, ...]  # passes/s the swarm serves at each block
     standby_bytes: Mapping[str, int]  # weight bytes held in spans the chain does not use
-    cache_passes: int = 1  # passes in flight each held block reserves memory for
+    cache_passes: int = 1  # passes in flight a held block reserves (a small server: fewer)
 
     @property
     def throughput(self) -> float:

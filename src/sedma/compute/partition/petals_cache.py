@@ -34,7 +34,9 @@ sequences of 1,024 tokens: 2 passes; LLaMA-7B (4,096 tokens): 1. A pass in fligh
 needs its activations (the products' inputs and outputs, which Petals allocates beside its
 cache pool; 7% of the cache for TinyLlama's block, 1% for LLaMA-7B's), so each reserved
 pass counts the block's whole per-pass bytes, as :func:`sedma.compute.plan.per_pass_bytes`
-counts what a pass in flight needs.
+counts what a pass in flight needs. The reservation is room, not data: memory efficiency
+counts what the swarm holds for one pass
+(:attr:`~sedma.compute.partition.petals.Swarm.held_bytes`), as it does for every system.
 
 Left out, to Petals' advantage: ``autograd_memory`` (``2 GiB x hidden / 14336``, kept for
 fine-tuning's backward pass; our workloads only infer), and the cache reservation for
