@@ -28,8 +28,12 @@ per block the K and V of ``attn_cache_tokens`` tokens. One of our decode passes
 sequences at ``T`` tokens, ``B x T`` tokens: its per-input weights (``weight_static=False``),
 ``2 x kv_dim x B x T`` values. Petals' cache therefore admits
 ``floor(attn_cache_tokens / (B x T))`` of our passes, at least one: a cache too small for one
-pass makes Petals refuse the session (its operator raises ``--attn_cache_tokens``, which is
-what the baseline did before this rule). TinyLlama-1.1B (grouped, 16,384 tokens) at 8
+pass makes Petals refuse a session through all of a server's blocks (``MemoryCache``:
+``AllocationFailed``; its operator raises ``--attn_cache_tokens``, which is what the
+baseline did before this rule). The pool is the server's, ``num_blocks`` blocks' worth, so a
+pass through fewer of its blocks may use more of it: the passes in flight a plan runs are the
+bench's to count (:func:`sedma.compute.plan.memory_in_flight`, the node's memory less the
+plan's footprint), not this reservation's. TinyLlama-1.1B (grouped, 16,384 tokens) at 8
 sequences of 1,024 tokens: 2 passes; LLaMA-7B (4,096 tokens): 1. A pass in flight also
 needs its activations (the products' inputs and outputs, which Petals allocates beside its
 cache pool; 7% of the cache for TinyLlama's block, 1% for LLaMA-7B's), so each reserved
