@@ -10,7 +10,7 @@ from collections.abc import Sequence
 import pytest
 
 from sedma.compute.partition.context import PartitionContext, PartitionSettings
-from sedma.compute.partition.layers import layer_bytes, layer_flops, model_layers
+from sedma.compute.partition.layers import layer_bytes, layer_flops, model_layers, usable_bytes
 from sedma.compute.partition.petals import (
     Span,
     Swarm,
@@ -22,8 +22,16 @@ from sedma.compute.partition.petals import (
     span_options,
     span_throughputs,
 )
+from sedma.compute.partition.petals_cache import reserved_block_bytes
 from sedma.compute.partition.views import views_from_spec
-from sedma.compute.plan import NodeView, Plan, footprint, held_bytes, validate_plan
+from sedma.compute.plan import (
+    NodeView,
+    Plan,
+    footprint,
+    held_bytes,
+    memory_in_flight,
+    validate_plan,
+)
 from sedma.compute.workload import MatmulOp, Workload
 from sedma.errors import PlanError
 from sedma.metrics import memory_efficiency
@@ -324,3 +332,79 @@ def test_petals_logs_its_swarm_and_chain(caplog: pytest.LogCaptureFixture) -> No
     with caplog.at_level(logging.INFO, logger="sedma.compute.partition.petals"):
         petals_swarm(PartitionContext(views, wl))
     assert "petals swarm: 2 servers" in caplog.text and "petals chain: a 0:4" in caplog.text
+
+
+# ------------------------------------------------------------------ the attention cache
+
+
+def test_a_server_takes_fewer_blocks_once_each_block_reserves_its_cache() -> None:
+    """Memory for exactly N blocks with one pass's cache: N blocks at one pass, fewer with
+    two (Petals' num_blocks = floor(memory / (block_size + cache_bytes_per_block)))."""
+    wl = get_workload("tinyllama-1.1b")
+    ops, layers = wl.ops, model_layers(wl)
+    n = 6
+    v = node("gpu", 100, n * per_block(wl))
+    assert span_options(v, ops, layers, 0.0)[0] == (0, n)
+    assert span_options(v, ops, layers, 0.0, passes=1)[0] == (0, n)
+    two = reserved_block_bytes(ops, layers[0], 2)
+    assert span_options(v, ops, layers, 0.0, passes=2)[0] == (0, n * per_block(wl) // two)
+    assert n * per_block(wl) // two < n
+
+
+@pytest.mark.skipif("nano-lab" not in preset_names(), reason="no nano-lab preset")
+def test_petals_keeps_more_than_one_pass_in_flight_on_a_decoder() -> None:
+    """TinyLlama on nano-lab: Petals' default cache (16,384 tokens) holds two of our passes
+    (8 sequences at 1,024 tokens), so the chain's nodes have memory for at least two."""
+    views = views_from_spec(load_cluster("nano-lab"))
+    settings = PartitionSettings()
+    swarm = petals_swarm(PartitionContext(views, get_workload("tinyllama-1.1b"), settings))
+    check_swarm(swarm, views)
+    assert swarm.cache_passes == 2
+    usable = {v.name: usable_bytes(v, settings.memory_reserve) for v in views}
+    crossbars = {v.name: v.crossbar for v in views}
+    assert memory_in_flight(swarm.plan, usable, crossbars, 8) >= 2
+    assert "each block's cache holds 2 passes in flight" in swarm.plan.notes[0]
+
+
+def test_each_held_span_fits_with_its_blocks_cache_reserved() -> None:
+    wl = get_workload("tinyllama-1.1b")
+    ops, layers = wl.ops, model_layers(wl)
+    b = per_block(wl)
+    views = (node("a", 400, 9 * b), node("b", 300, 9 * b), node("c", 200, 9 * b))
+    swarm = petals_swarm(PartitionContext(views, wl, NO_RESERVE))
+    assert swarm.cache_passes == 2
+    free = {v.name: v.free_bytes for v in views}
+    for s in swarm.spans:
+        need = sum(reserved_block_bytes(ops, layers[i], 2) for i in range(s.start, s.stop))
+        assert need <= free[s.server]
+
+
+def test_a_swarm_too_small_for_the_cache_reserves_fewer_passes_rather_than_fail() -> None:
+    """One node with memory for the whole model at one pass: with two passes' cache it would
+    leave blocks uncovered, so the swarm reserves one (the old rule), not an error."""
+    wl = get_workload("tinyllama-1.1b")
+    ops, layers = wl.ops, model_layers(wl)
+    whole = sum(layer_bytes(ops, layer) for layer in layers)
+    views = (node("only", 100, whole),)
+    swarm = petals_swarm(PartitionContext(views, wl, NO_RESERVE))
+    assert swarm.cache_passes == 1
+    assert [(s.server, s.start, s.stop) for s in swarm.spans] == [("only", 0, len(layers))]
+    check_swarm(swarm, views)
+
+
+def test_a_server_too_small_for_one_block_with_cache_still_serves_one() -> None:
+    """Petals refuses to start a server with no block; its operator lowers the cache."""
+    wl = get_workload("tinyllama-1.1b")
+    b = per_block(wl)
+    views = (node("big", 400, 40 * b), node("small", 400, b))
+    swarm = petals_swarm(PartitionContext(views, wl, NO_RESERVE))
+    assert swarm.cache_passes == 2
+    small = next(s for s in swarm.spans if s.server == "small")
+    assert small.stop - small.start == 1
+
+
+def test_petals_reserves_one_pass_on_llama_7b_whose_default_cache_holds_half() -> None:
+    wl = get_workload("llama-7b")
+    b = per_block(wl)
+    views = (node("a", 400, 20 * b), node("b", 300, 20 * b))
+    assert petals_swarm(PartitionContext(views, wl, NO_RESERVE)).cache_passes == 1

@@ -18,6 +18,8 @@ Bottom up (pure; import each name from the module that defines it):
   (a model's layers from op names, the nodes those systems drive, layer plans).
 - :mod:`~sedma.compute.partition.exo`: the exo baseline (``plan_exo``,
   ``plan_exo_weighted``, ``plan_exo_best``).
+- :mod:`~sedma.compute.partition.petals_cache`: the attention cache a Petals server
+  reserves per block, as passes in flight (``petals_passes``, ``reserved_block_bytes``).
 - :mod:`~sedma.compute.partition.petals`: the Petals baseline (``petals_swarm``,
   ``plan_petals``).
 - :mod:`~sedma.compute.partition.estimate`: a plan's busiest resource per pass (nodes'

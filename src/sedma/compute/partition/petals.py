@@ -5,20 +5,29 @@ Covers: Petals' block selection and its client's route, as a pure planner
 (:func:`petals_swarm`, :func:`plan_petals`) and the maths they use
 (:func:`span_throughputs`, :func:`leximin_key`, :func:`span_options`, :func:`choose_span`,
 :func:`fastest_chain`). Does not cover: what a layer (a "block") is and which nodes Petals
-can drive (see :mod:`sedma.compute.partition.layers`), the exo baseline (see
+can drive (see :mod:`sedma.compute.partition.layers`), the attention cache a server reserves
+per block (see :mod:`sedma.compute.partition.petals_cache`), the exo baseline (see
 :mod:`sedma.compute.partition.exo`) or running a plan (see :mod:`sedma.control.executor`).
 
 Sources: Borzunov et al., "Petals: Collaborative Inference and Fine-tuning of Large
 Models", ACL 2023 (system demonstrations); Borzunov et al., "Distributed Inference and
 Fine-tuning of Large Language Models Over The Internet", NeurIPS 2023 (the load balancing
 and routing of section 3); the project's ``src/petals/server/block_selection.py``,
-``server/throughput.py`` and ``client/routing/sequence_manager.py``.
+``server/throughput.py``, ``server/server.py`` and ``client/routing/sequence_manager.py``.
 
 The rules, in our words:
 
-1. A server holds as many consecutive blocks as fit its memory, and advertises one
-   throughput: its per-block rate divided by ``(n + 1) / 2``, the blocks an average request
-   uses when it may enter anywhere in the server's ``n`` blocks.
+1. A server holds as many consecutive blocks as fit its memory with each block's attention
+   cache reserved beside it (``Server._choose_num_blocks``: ``floor(memory / (block_size +
+   cache_bytes_per_block))``): here each block reserves its per-pass bytes (KV cache,
+   activations) for the passes in flight Petals' default ``attn_cache_tokens`` admits
+   (:func:`~sedma.compute.partition.petals_cache.petals_passes`: 2 for TinyLlama-1.1B, 1 for
+   LLaMA-7B and for workloads that are no decoder). A server too small for one block so
+   reserved holds fewer passes' cache (its operator lowers ``--attn_cache_tokens``: Petals
+   refuses to start a server with no block), and a swarm that cannot cover the model so
+   reserves one pass fewer everywhere, down to one. A server advertises one throughput:
+   its per-block rate divided by ``(n + 1) / 2``, the blocks an average request uses when
+   it may enter anywhere in the server's ``n`` blocks.
 2. A block's throughput is the sum of the throughputs of the servers holding it; the
    swarm's is the smallest over blocks. A joining server takes the span that lifts the
    weakest blocks most. Servers join in order of decreasing compute rate.
@@ -54,7 +63,6 @@ from dataclasses import dataclass
 from sedma.compute.partition.context import PartitionContext
 from sedma.compute.partition.layers import (
     Layer,
-    layer_bytes,
     layer_flops,
     layer_plan,
     model_layers,
@@ -63,6 +71,7 @@ from sedma.compute.partition.layers import (
     runs_layer,
     usable_bytes,
 )
+from sedma.compute.partition.petals_cache import petals_passes, reserved_block_bytes
 from sedma.compute.plan import NodeView, Plan, held_bytes
 from sedma.compute.workload import MatmulOp
 from sedma.errors import PlanError
@@ -104,6 +113,7 @@ class Swarm:
     chain: tuple[Span, ...]  # the route of a pass, in model order
     block_throughput: tuple[float, ...]  # passes/s the swarm serves at each block
     standby_bytes: Mapping[str, int]  # weight bytes held in spans the chain does not use
+    cache_passes: int = 1  # passes in flight a held block reserves (a small server: fewer)
 
     @property
     def throughput(self) -> float:
@@ -139,18 +149,24 @@ def leximin_key(values: Sequence[float]) -> tuple[float, ...]:
 
 
 def span_options(
-    view: NodeView, ops: Sequence[MatmulOp], layers: Sequence[Layer], reserve: float
+    view: NodeView,
+    ops: Sequence[MatmulOp],
+    layers: Sequence[Layer],
+    reserve: float,
+    passes: int = 1,
 ) -> list[tuple[int, int]]:
     """The spans a server may hold: from each block it may run, the longest run of
-    consecutive blocks it may run (error budgets) whose bytes fit its usable memory, less
-    those inside another such span. A Petals server holds as many blocks as fit, so with
-    equal blocks these are exactly Petals' windows of ``num_blocks``."""
+    consecutive blocks it may run (error budgets) whose bytes, each block's
+    :func:`~sedma.compute.partition.petals_cache.reserved_block_bytes` for ``passes``
+    passes in flight, fit its usable memory, less those inside another such span. A Petals
+    server holds as many blocks as fit beside their cache, so with equal blocks these are
+    exactly Petals' windows of ``num_blocks``."""
     have = usable_bytes(view, reserve)
     options: list[tuple[int, int]] = []
     for start in range(len(layers)):
         stop, used = start, 0
         while stop < len(layers) and runs_layer(view, ops, layers[stop]):
-            need = layer_bytes(ops, layers[stop])
+            need = reserved_block_bytes(ops, layers[stop], passes)
             if used + need > have:
                 break
             used += need
@@ -236,19 +252,36 @@ def fastest_chain(
 
 
 def petals_swarm(ctx: PartitionContext) -> Swarm:
-    """Petals' swarm on ``ctx``'s GPUs and CPUs and one pass along its fastest chain.
+    """Petals' swarm on ``ctx``'s GPUs and CPUs and one pass along its fastest chain, each
+    held block reserving the passes in flight Petals' default attention cache admits
+    (:func:`~sedma.compute.partition.petals_cache.petals_passes`), or fewer where the swarm
+    cannot cover the model so (rule 1 of the module docstring).
 
     Raises :class:`PlanError` naming the first block no server can hold (error budgets,
-    memory) or that the swarm leaves uncovered.
+    memory) or that the swarm leaves uncovered, with one pass reserved.
     """
+    passes = petals_passes(ctx.workload)
+    while True:
+        try:
+            return _swarm(ctx, passes)
+        except PlanError as e:
+            if passes == 1:
+                raise
+            _log.info("petals: %s with %d passes' cache; trying %d", e, passes, passes - 1)
+            passes -= 1
+
+
+def _swarm(ctx: PartitionContext, passes: int) -> Swarm:
+    """:func:`petals_swarm` with each held block reserving ``passes`` passes in flight
+    (a server that cannot hold one block so reserves fewer)."""
     ops = ctx.workload.ops
     layers = model_layers(ctx.workload)
     flops = [layer_flops(ops, layer) for layer in layers]
     reserve = ctx.settings.memory_reserve
     servers = sorted(pipeline_nodes(ctx.nodes), key=lambda v: (-v.rate_gflops, v.name))
-    options = {v.name: span_options(v, ops, layers, reserve) for v in servers}
+    options = {v.name: _server_options(v, ops, layers, reserve, passes) for v in servers}
     servers = [v for v in servers if options[v.name]]
-    _check_holdable(ctx, layers, options)
+    _check_holdable(ctx, layers, options, passes)
     held, rounds, moves = _select_spans(servers, options, flops)
     spans = tuple(Span(v.name, *held[v.name]) for v in servers)
     block_tp = _block_throughputs(servers, held, flops)
@@ -266,19 +299,32 @@ def petals_swarm(ctx: PartitionContext) -> Swarm:
         f"petals swarm: {len(servers)} servers, spans "
         + ", ".join(f"{s.server} {s.start}:{s.stop}" for s in spans[:_NOTED])
         + (f", {len(spans) - _NOTED} more" if len(spans) > _NOTED else "")
-        + f"; {moves} rebalancing moves in {rounds} rounds",
+        + f"; {moves} rebalancing moves in {rounds} rounds; each block's cache holds "
+        + f"{passes} pass{'' if passes == 1 else 'es'} in flight",
         "petals chain: " + " -> ".join(f"{p.server} {p.start}:{p.stop}" for p in chain),
         f"petals replicas held off the chain: {sum(standby.values())} weight bytes",
     )
     plan = layer_plan(ctx.nodes, ctx.workload, layers, owners, "petals", notes)
     assert not overfilled(plan, {v.name: v for v in ctx.nodes}, reserve)
     _log.info("%s; %s", notes[0], notes[1])
-    return Swarm(plan, spans, chain, tuple(block_tp), standby)
+    return Swarm(plan, spans, chain, tuple(block_tp), standby, passes)
 
 
 def plan_petals(ctx: PartitionContext) -> Plan:
     """The plan of one pass along Petals' fastest chain (:func:`petals_swarm`)."""
     return petals_swarm(ctx).plan
+
+
+def _server_options(
+    view: NodeView, ops: Sequence[MatmulOp], layers: Sequence[Layer], reserve: float, passes: int
+) -> list[tuple[int, int]]:
+    """:func:`span_options` with the most passes' cache, at most ``passes``, that leave the
+    server at least one block (none where it cannot hold one block with one pass)."""
+    for p in range(passes, 0, -1):
+        options = span_options(view, ops, layers, reserve, p)
+        if options:
+            return options
+    return []
 
 
 def _block_throughputs(
@@ -349,9 +395,13 @@ def _standby_bytes(
 
 
 def _check_holdable(
-    ctx: PartitionContext, layers: Sequence[Layer], options: Mapping[str, list[tuple[int, int]]]
+    ctx: PartitionContext,
+    layers: Sequence[Layer],
+    options: Mapping[str, list[tuple[int, int]]],
+    passes: int,
 ) -> None:
-    """Raise PlanError for the first block that no server can hold at all, saying why."""
+    """Raise PlanError for the first block that no server can hold at all with ``passes``
+    passes' cache, saying why."""
     ops = ctx.workload.ops
     covered = {b for opts in options.values() for a, e in opts for b in range(a, e)}
     for b, layer in enumerate(layers):
@@ -366,6 +416,8 @@ def _check_holdable(
             )
         have = max(usable_bytes(v, ctx.settings.memory_reserve) for v in able)
         raise PlanError(
-            f"petals: block {b} (from op {name!r}) needs {layer_bytes(ops, layer)} bytes; "
+            f"petals: block {b} (from op {name!r}) needs "
+            f"{reserved_block_bytes(ops, layer, passes)} bytes with its cache for {passes} "
+            f"pass{'' if passes == 1 else 'es'} in flight; "
             f"the most usable on a node that may run it is {have}"
         )
