@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import itertools
 from collections import Counter
+from dataclasses import replace
 
 import pytest
 
@@ -185,3 +186,23 @@ def test_where_nothing_binds_pass_replicas_serve_whole_passes_on_every_node() ->
     free = PartitionSettings(min_memory_efficiency=0.0)
     chosen = plan_sedma(PartitionContext(nodes=views, workload=wl, links=links, settings=free))
     assert estimated_rate(chosen, ctx) >= estimated_rate(plan, ctx) * (1 - 1e-9)
+
+
+def test_a_plan_s_own_in_flight_caps_what_memory_allows_per_lane() -> None:
+    plan = replace(_lanes("cpu-0", "cpu-1"), in_flight=3)
+    crossbars = dict.fromkeys(("cpu-0", "cpu-1"))
+    cap = dict.fromkeys(("cpu-0", "cpu-1"), 10**9)
+    assert memory_in_flight(plan, cap, crossbars, 8) == 6
+    with pytest.raises(PlanError, match="in_flight"):
+        validate_plan(replace(plan, in_flight=0), _views())  # type: ignore[arg-type]
+
+
+def test_pass_replicas_keep_just_enough_passes_in_flight_to_hide_a_pass_s_latency() -> None:
+    spec = load_cluster("homogeneous")
+    views = views_from_spec(spec)
+    wl = Workload("mlp", tuple(MatmulOp(f"L{i}.fc", 64, 4096, 4096) for i in range(4)))
+    links = network_of(spec).link_view(static_paths(spec), head_node(views))
+    plan = plan_pass_replicas(PartitionContext(nodes=views, workload=wl, links=links))
+    # a lane computes for ~42 ms a pass and its 1 MB input takes ~1 ms: one running, one
+    # on its way
+    assert plan is not None and plan.in_flight == 2

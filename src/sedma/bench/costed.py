@@ -30,6 +30,7 @@ not run here, so ``adaptations`` is 0), the baselines' algorithms
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
@@ -102,6 +103,9 @@ def _steady(
     return passes / extra, long_
 
 
+LANE_PASSES = 20  # passes each lane runs in a steady-state window (closed_loop_rate)
+
+
 def closed_loop_rate(
     lanes: Sequence[Sequence[Task]],
     shares: Sequence[float],
@@ -115,8 +119,13 @@ def closed_loop_rate(
     ``in_flight[l]`` passes in flight, each next pass of a slot starting when its previous
     one ends: the extra passes over the extra time from ``K`` to ``2K`` passes,
     ``K = max(passes, sum(in_flight))`` (the first passes fill the pipelines; the next
-    ``K`` run in steady state)."""
+    ``K`` run in steady state). With several lanes, ``K`` is also at least
+    :data:`LANE_PASSES` over the smallest share, so that every lane runs that many passes
+    in the window: a window's two ends each fall within one pass of the slowest lane, which
+    must be small beside the window (at 20, within about 5%)."""
     k = max(passes, sum(in_flight))
+    if len(lanes) > 1:
+        k = max(k, math.ceil(LANE_PASSES / min(shares)))
     rotation = lane_rotation(shares)
     order = [next(rotation) for _ in range(2 * k)]
     short = run(repeat_lanes(lanes, order[:k], in_flight))

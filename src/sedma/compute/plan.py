@@ -174,6 +174,8 @@ class Plan:
     correction: Correction = NONE  # how rram tiles' weights are corrected (and what it costs)
     # each lane's relative share of the passes (empty: equal shares); see the module docstring
     lane_weights: tuple[float, ...] = ()
+    # passes each lane keeps in flight at most, as its planner chose (None: what memory allows)
+    in_flight: int | None = None
 
     @property
     def nodes(self) -> tuple[str, ...]:
@@ -266,9 +268,12 @@ def memory_in_flight(
     crossbars: Mapping[str, CrossbarSpec | None],
     most: int,
 ) -> int:
-    """Passes in flight the plan's nodes have memory for (at least 1, at most ``most``, per
-    lane, summed over the lanes): each node holds its footprint once and its per-pass bytes
-    once more per extra pass, within ``capacity[node]`` bytes."""
+    """Passes in flight the plan's nodes have memory for (at least 1, at most ``most`` and
+    the plan's own ``in_flight`` per lane, summed over the lanes): each node holds its
+    footprint once and its per-pass bytes once more per extra pass, within
+    ``capacity[node]`` bytes."""
+    if plan.in_flight is not None:
+        most = min(most, plan.in_flight)
     if plan.lanes > 1:
         return sum(
             memory_in_flight(lane_plan(plan, lane), capacity, crossbars, most)
@@ -387,6 +392,8 @@ def validate_plan(plan: Plan, nodes: Mapping[str, NodeView]) -> None:
                 "a node serves one lane"
             )
         by_op[t.lane, t.op].append(t)
+    if plan.in_flight is not None and plan.in_flight < 1:
+        raise PlanError(f"in_flight {plan.in_flight!r}: a lane keeps at least one pass in flight")
     if plan.lane_weights and (
         len(plan.lane_weights) != plan.lanes or not all(w > 0 for w in plan.lane_weights)
     ):

@@ -31,12 +31,14 @@ replicas: the planner takes them only where they are more than
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 
 from sedma.compute.partition.context import PartitionContext
-from sedma.compute.partition.estimate import estimated_rate
+from sedma.compute.partition.estimate import estimated_rate, latency_s, pass_loads
 from sedma.compute.partition.layers import model_layers, overfilled, runs_layer, usable_bytes
-from sedma.compute.plan import NodeView, Plan, Tile
+from sedma.compute.plan import NodeView, Plan, Tile, lane_plan
 
 __all__ = ["plan_pass_replicas", "plan_replicas"]
 
@@ -118,13 +120,17 @@ def _rows_plan(ctx: PartitionContext, nodes: Sequence[NodeView], speed: dict[str
 
 
 def _lanes_plan(ctx: PartitionContext, nodes: Sequence[NodeView], speed: dict[str, float]) -> Plan:
+    """One lane per node; each lane keeps as many passes in flight as hide its latency
+    (one pass alone, ``L``, over its busiest resource's time per pass, ``tau``: a pass
+    computing while the next ``ceil(L / tau)`` are on their way), and no more: more would
+    only queue their inputs on the driver's port beside the ones needed first."""
     tiles = tuple(
         Tile(i, v.name, "m", 0, op.m, lane=lane)
         for lane, v in enumerate(nodes)
         for i, op in enumerate(ctx.workload.ops)
     )
     names = ", ".join(v.name for v in nodes)
-    return Plan(
+    plan = Plan(
         ctx.workload,
         tiles,
         {v.name: v.rate_gflops for v in ctx.nodes},
@@ -132,3 +138,9 @@ def _lanes_plan(ctx: PartitionContext, nodes: Sequence[NodeView], speed: dict[st
         (f"pass replicas: whole passes on {names}, each in proportion to its speed",),
         lane_weights=tuple(speed[v.name] for v in nodes),
     )
+    deep = 1
+    for lane in range(plan.lanes):
+        one = lane_plan(plan, lane)
+        _, tau = pass_loads(one, ctx).busiest
+        deep = max(deep, 1 + math.ceil(latency_s(one, ctx) / tau) if tau > 0 else 1)
+    return replace(plan, in_flight=min(deep, ctx.settings.max_in_flight))
