@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from sedma.compute.partition.baseline import plan_static
@@ -9,12 +11,13 @@ from sedma.compute.partition.context import PartitionContext
 from sedma.compute.partition.views import views_from_spec
 from sedma.compute.plan import ArraySlot, Plan, Tile, needed_bytes, tile_streamed_bytes
 from sedma.compute.workload import MatmulOp, Workload
-from sedma.errors import SedmaError
+from sedma.errors import SedmaError, SpecError
 from sedma.runtime.cost import network_of
 from sedma.runtime.passes import pass_tasks
 from sedma.runtime.schedule import simulate_pass
 from sedma.runtime.tasks import NodeModel
 from sedma.spec_load import load_cluster
+from sedma.workloads.registry import get_workload
 
 A = MatmulOp("a", m=8, k=16, n=32, dtype_bytes=2)
 B = MatmulOp("b", m=8, k=32, n=4, dtype_bytes=2)
@@ -118,3 +121,17 @@ def test_a_driver_sends_the_models_input_and_receives_its_output() -> None:
     assert x[0].route.resources == net.route(("gpu", "edge")).resources
     assert [(d.task, d.nbytes) for d in sink.deps] == [(1, 8 * 4 * 2)]  # B's output returns
     assert not pass_tasks(plan, [(0, 1)], net, lambda s, d: (s, d))[0].deps  # no driver: free
+
+
+def test_a_convolution_on_the_model_s_input_receives_the_image_not_its_expansion() -> None:
+    conv1 = get_workload("resnet50").ops[0]
+    assert conv1.source_bytes == 224 * 224 * 3 * 4  # the image, 12x less than im2col X
+    assert conv1.input_bytes == 112 * 112 * 147 * 4
+    spec = load_cluster("small")
+    wl = Workload("img", (replace(conv1, name="c"),))
+    half = conv1.m // 2
+    plan = Plan(wl, (Tile(0, "edge", "m", 0, half), Tile(0, "gpu", "m", half, conv1.m)), {}, "t")
+    tasks = pass_tasks(plan, [], network_of(spec), lambda s, d: (s, d), driver="cpu-0")
+    assert [d.nbytes for d in tasks[0].deps] == [pytest.approx(conv1.source_bytes / 2)]
+    with pytest.raises(SpecError, match="source_bytes"):
+        MatmulOp("late", 4, 4, 4, inputs=("c",), source_bytes=16)

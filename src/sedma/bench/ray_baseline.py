@@ -98,7 +98,7 @@ def dynamic_tasks(
                     for j, pw in chunks[p]
                 ]
                 if not reads[o]:  # the model's input, from the driver
-                    deps.append(Dep(first, op.m * op.k * op.dtype_bytes, None))
+                    deps.append(Dep(first, op.model_input_bytes, None))
                 tasks.append(
                     Task(
                         None,
@@ -208,7 +208,7 @@ def data_parallel(
                 streamed_bytes=streamed,
                 priority=b,
                 parts=parts,
-                deps=(Dep(src, first.input_bytes, None),),
+                deps=(Dep(src, first.model_input_bytes, None),),
             )
         )
         back = (Dep(src + 1, last.output_bytes, None),)

@@ -40,7 +40,11 @@ class MatmulOp:
     cannot be programmed into crossbar arrays. ``max_rel_error`` is the layer's error
     budget: it may only run on devices whose relative error is at most this. ``inputs``
     names the products whose outputs ``X`` is made from (empty: the model's input); a
-    :class:`Workload` checks that each names an earlier product.
+    :class:`Workload` checks that each names an earlier product. ``source_bytes``, for a
+    product that reads the model's input, is the size of the input ``X`` is expanded from
+    (an image that im2col spreads over ``k = kh x kw x c`` columns): what a node computing
+    it receives, as an edge carries a producer's output and not its expansion; None: ``X``
+    itself.
     """
 
     name: str
@@ -51,6 +55,7 @@ class MatmulOp:
     weight_static: bool = True
     dtype_bytes: int = 4
     inputs: tuple[str, ...] = ()
+    source_bytes: int | None = None
 
     def __post_init__(self) -> None:
         for dim in ("m", "k", "n"):
@@ -65,6 +70,16 @@ class MatmulOp:
             raise SpecError(
                 f"op {self.name!r}: inputs = {self.inputs!r}; allowed: a tuple of product names "
                 "(() for the model's input)"
+            )
+        if self.source_bytes is not None and (
+            isinstance(self.source_bytes, bool)
+            or not isinstance(self.source_bytes, int)
+            or self.source_bytes < 1
+            or self.inputs
+        ):
+            raise SpecError(
+                f"op {self.name!r}: source_bytes = {self.source_bytes!r}; allowed: an integer "
+                ">= 1, on a product that reads the model's input (inputs empty)"
             )
         if len(set(self.inputs)) != len(self.inputs):
             dup = next(s for s in self.inputs if self.inputs.count(s) > 1)
@@ -88,6 +103,18 @@ class MatmulOp:
     @property
     def output_bytes(self) -> int:
         return self.m * self.n * self.dtype_bytes
+
+    @property
+    def model_input_bytes(self) -> int:
+        """Bytes of the model's input a node computing all of this product receives:
+        ``source_bytes``, else ``X``'s."""
+        return self.input_bytes if self.source_bytes is None else self.source_bytes
+
+    def model_input_share(self, rows: int) -> float:
+        """Bytes of the model's input a node computing ``rows`` of this product's ``m`` rows
+        receives: that share of :attr:`model_input_bytes` (``rows = m``: all of it; the few
+        rows a convolution's window reads past its share are left out)."""
+        return self.model_input_bytes * rows / self.m
 
     @property
     def live_bytes(self) -> int:

@@ -63,7 +63,8 @@ def pass_tasks(
 
     With a ``driver`` (the node the job is submitted from), two more tasks follow the tiles:
     a source on the driver whose output is the model's input, read by every tile of a product
-    that reads no other product (its slice of ``X``), and a sink on the driver that reads
+    that reads no other product (its share of the input:
+    :meth:`~sedma.compute.workload.MatmulOp.model_input_share`), and a sink on the driver that reads
     every tile of a product no other product reads (the model's outputs). So the bytes in
     and out of the job are charged like any other, as the plain-Ray programs' are."""
     tasks = _tile_tasks(plan, edges, network, path_of)
@@ -87,7 +88,7 @@ def pass_tasks(
             continue
         op = ops[t.op]
         rows = (t.stop - t.start) if t.axis == "m" else op.m
-        x = dep(src_i, float(rows * op.k * op.dtype_bytes), driver, t.node)
+        x = dep(src_i, op.model_input_share(rows), driver, t.node)
         tasks[i] = replace(tasks[i], deps=(*tasks[i].deps, x))
     sink_deps = tuple(
         dep(i, float(_block_bytes(t, ops[t.op])), t.node, driver)

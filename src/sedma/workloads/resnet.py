@@ -120,7 +120,8 @@ def conv_op(
     """The im2col product of a square convolution on a square map, and the output side.
 
     ``inputs`` names the products whose outputs make the convolution's input map (the edge
-    is to them, not to the expansion).
+    is to them, not to the expansion); with none, it reads the model's input, an image of
+    ``size_in x size_in x c_in`` values (``source_bytes``), not its expansion.
     """
     size_out = conv_out_size(size_in, kernel, stride, pad, dilation)
     op = MatmulOp(
@@ -130,6 +131,7 @@ def conv_op(
         n=c_out,
         max_rel_error=max_rel_error,
         inputs=inputs,
+        source_bytes=None if inputs else size_in * size_in * c_in * 4,
     )
     return op, size_out
 

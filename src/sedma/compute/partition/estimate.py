@@ -109,7 +109,7 @@ def _one_lane_loads(plan: Plan, ctx: PartitionContext) -> PassLoads:
                     carry(pt.node, ct.node, needed_bytes(pt, ops[p], ct, ops[o]))
             if not inputs and links.driver is not None:
                 rows = (ct.stop - ct.start) if ct.axis == "m" else ops[o].m
-                carry(links.driver, ct.node, rows * ops[o].k * ops[o].dtype_bytes)
+                carry(links.driver, ct.node, ops[o].model_input_share(rows))
     if links.driver is not None:
         for o in set(range(len(ops))) - consumed:
             for t in by_op[o]:
@@ -179,7 +179,7 @@ def latency_s(plan: Plan, ctx: PartitionContext) -> float:
                         ready = max(ready, end[idx[id(pt)]] + move(pt.node, t.node, need))
             if not inputs and driver is not None:
                 rows = (t.stop - t.start) if t.axis == "m" else op.m
-                ready = move(driver, t.node, rows * op.k * op.dtype_bytes)
+                ready = move(driver, t.node, op.model_input_share(rows))
             v = views[t.node]
             flops = t.flops(op) * (plan.correction.time_factor if t.arrays else 1.0)
             took = (0.0 if local else d) + max(

@@ -19,7 +19,9 @@ must enter or leave each node and each site (``y >= 0``). Minimise ``tau`` subje
 3. each node's memory: ``sum_o x[o, n] L_o <= M_n`` (``L_o`` the product's live bytes, its
    weight, input and output once; an rram node's weights live in arrays, not in ``M_n``);
 4. the driver's ports: the model input bytes that other nodes' shares read,
-   ``sum_{o first, n != driver} x[o, n] I_o``, leave through the driver's LAN port, at most
+   ``sum_{o first, n != driver} x[o, n] I_o`` (``I_o`` the model input that all of ``o``
+   reads, :attr:`~sedma.compute.workload.MatmulOp.model_input_bytes`: an image, not its
+   im2col expansion), leave through the driver's LAN port, at most
    ``tau`` times its capacity; the outputs that return, likewise through its port in;
 5. each other node's ports: into ``n``, its share of the model input and, for every edge
    ``p -> o`` (``o`` reads ``p``'s output, ``Y_p`` bytes), ``y_in[e, n] >=
@@ -169,7 +171,10 @@ def _link_rows(
         name = names[n]
         if name == driver:
             continue
-        for attr, into, wan in (("input_bytes", "down", "in"), ("output_bytes", "up", "out")):
+        for attr, into, wan in (
+            ("model_input_bytes", "down", "in"),
+            ("output_bytes", "up", "out"),
+        ):
             if o not in model_io[attr]:
                 continue
             bits = 8.0 * getattr(wl.ops[o], attr)
@@ -208,7 +213,7 @@ def _link_rows(
 def _model_io(wl: Workload) -> dict[str, set[int]]:
     """The products that read the model's input, and those whose output is the model's."""
     return {
-        "input_bytes": {o for o in range(len(wl.ops)) if not wl.input_ops(o)},
+        "model_input_bytes": {o for o in range(len(wl.ops)) if not wl.input_ops(o)},
         "output_bytes": {o for o in range(len(wl.ops)) if not wl.reader_ops(o)},
     }
 

@@ -139,7 +139,7 @@ def _latency_s(
         total += links.transfer_s(owners[j - 1], owners[j], cut[j])
     if links.driver is not None:
         wl = ctx.workload
-        first = sum(op.input_bytes for i, op in enumerate(wl.ops) if not wl.input_ops(i))
+        first = sum(op.model_input_bytes for i, op in enumerate(wl.ops) if not wl.input_ops(i))
         last = sum(op.output_bytes for i, op in enumerate(wl.ops) if not wl.reader_ops(i))
         total += links.transfer_s(links.driver, owners[0], first)
         total += links.transfer_s(owners[-1], links.driver, last)
@@ -273,7 +273,7 @@ def _fill(
         name = n.view.name
         if prev is None:
             first = sum(
-                ops[i].input_bytes for i in range(*layers[0]) if not ctx.workload.input_ops(i)
+                ops[i].model_input_bytes for i in range(*layers[0]) if not ctx.workload.input_ops(i)
             )
             ok = links is None or links.driver is None or carry(links.driver, name, first)
         else:
