@@ -9,7 +9,9 @@ from dataclasses import replace
 
 import pytest
 
+from fakes import FakeBackend
 from sedma.bench.costed import head_node, plan_rate, true_models
+from sedma.clock import ManualClock
 from sedma.compute.partition.context import PartitionContext, PartitionSettings
 from sedma.compute.partition.estimate import estimated_rate, pass_loads
 from sedma.compute.partition.planner import plan_sedma
@@ -19,6 +21,7 @@ from sedma.compute.plan import (
     Plan,
     Tile,
     footprint,
+    join_lanes,
     lane_indices,
     lane_plan,
     lane_rotation,
@@ -145,20 +148,31 @@ def test_the_costed_rate_of_replica_lanes_adds_up_over_the_lanes() -> None:
     assert set(s.node) >= {"cpu-1", "cpu-2", "cpu-3", "cpu-4"}
 
 
-def test_every_pass_of_a_lane_plan_is_exact_and_the_lanes_take_turns() -> None:
+def test_every_pass_of_a_lane_plan_is_exact_and_runs_on_one_lane() -> None:
     spec = load_cluster("homogeneous")
     ops = make_operands(WL, seed=2)
-    plan = _lanes("cpu-0", "cpu-1", "cpu-2", weights=(2.0, 1.0, 1.0))
+    plan = _lanes("cpu-0", "cpu-1", "cpu-2")
     with LocalBackend(spec, time_scale=1.0) as b:
         b.load(plan, ops)
         ex = Executor(b, ShortTermMemory())
         used: list[str] = []
-        for _ in range(4):
+        for _ in range(3):
             r = ex.run_pass(plan, check_against=ops)
             assert r.rel_error is not None and r.rel_error < 1e-6
             assert len(r.busy_s) == 1
             used += list(r.busy_s)
-    assert Counter(used) == {"cpu-0": 2, "cpu-1": 1, "cpu-2": 1}
+    assert used == ["cpu-0", "cpu-1", "cpu-2"]  # a new plan's first passes go round its lanes
+
+
+def test_lanes_take_passes_in_proportion_to_their_measured_speed() -> None:
+    spec = load_cluster("homogeneous")
+    backend = FakeBackend(spec, ManualClock())
+    backend.slow["cpu-1"] = 1 / 3  # three times slower than the plan believes
+    plan = _lanes("cpu-0", "cpu-1")  # believed equal
+    backend.load(plan, None)
+    ex = Executor(backend, ShortTermMemory())
+    used = Counter(node for _ in range(40) for node in ex.run_pass(plan).busy_s)
+    assert used == {"cpu-0": 30, "cpu-1": 10}
 
 
 def test_the_simulator_runs_one_lane_per_pass_and_names_tiles_by_plan_index() -> None:
@@ -206,3 +220,24 @@ def test_pass_replicas_keep_just_enough_passes_in_flight_to_hide_a_pass_s_latenc
     # a lane computes for ~42 ms a pass and its 1 MB input takes ~1 ms: one running, one
     # on its way
     assert plan is not None and plan.in_flight == 2
+
+
+def test_join_lanes_makes_each_one_lane_plan_a_lane_of_its_own() -> None:
+    a = Plan(WL, tuple(Tile(i, "cpu-0", "m", 0, op.m) for i, op in enumerate(WL.ops)), {}, "s")
+    b = Plan(
+        WL,
+        (Tile(0, "cpu-1", "n", 0, 64), Tile(1, "cpu-2", "m", 0, 32)),
+        {},
+        "s",
+        in_flight=4,
+    )
+    joined = join_lanes([replace(a, in_flight=2), b], [3.0, 1.0], "two lanes")
+    validate_plan(joined, _views())  # type: ignore[arg-type]
+    assert joined.lanes == 2 and joined.lane_shares == pytest.approx((0.75, 0.25))
+    assert [t.lane for t in joined.tiles] == [0, 0, 1, 1]
+    assert joined.in_flight == 4 and joined.notes[0] == "two lanes"
+    assert join_lanes([a, b], [1.0, 1.0], "x").in_flight is None  # a's memory decides
+    with pytest.raises(PlanError, match="weights"):
+        join_lanes([a, b], [1.0], "x")
+    with pytest.raises(PlanError, match="one lane"):
+        join_lanes([joined, a], [1.0, 1.0], "x")

@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -103,7 +103,7 @@ def _steady(
     return passes / extra, long_
 
 
-LANE_PASSES = 20  # passes each lane runs in a steady-state window (closed_loop_rate)
+LANE_PASSES = 20  # passes each lane runs at least, in closed_loop_rate
 
 
 def closed_loop_rate(
@@ -114,23 +114,66 @@ def closed_loop_rate(
     run: Callable[[Sequence[Task]], PassSchedule],
 ) -> tuple[float, PassSchedule]:
     """Steady-state passes per second of a plan's lanes (``lanes[l]``: one pass of lane
-    ``l``; a plan of one lane has one), the passes handed to lanes by
-    :func:`~sedma.compute.plan.lane_rotation` over ``shares``, lane ``l`` keeping
-    ``in_flight[l]`` passes in flight, each next pass of a slot starting when its previous
-    one ends: the extra passes over the extra time from ``K`` to ``2K`` passes,
-    ``K = max(passes, sum(in_flight))`` (the first passes fill the pipelines; the next
-    ``K`` run in steady state). With several lanes, ``K`` is also at least
-    :data:`LANE_PASSES` over the smallest share, so that every lane runs that many passes
-    in the window: a window's two ends each fall within one pass of the slowest lane, which
-    must be small beside the window (at 20, within about 5%)."""
-    k = max(passes, sum(in_flight))
-    if len(lanes) > 1:
-        k = max(k, math.ceil(LANE_PASSES / min(shares)))
+    ``l``), lane ``l`` keeping ``in_flight[l]`` passes in flight, each next pass of a slot
+    starting when its previous one ends.
+
+    One lane: the extra passes over the extra time from ``K`` to ``2K`` passes,
+    ``K = max(passes, in_flight)`` (the first passes fill the pipeline; the next ``K`` run
+    in steady state). Several lanes: each takes its next pass as one of its own returns (as
+    an ``ActorPool``'s replicas do, and sedma's executor hands a pass to the lane free
+    first), so the plan runs the sum of its lanes' rates, each measured between its own
+    returns in a common steady window (:func:`_summed_rate`, as the pool's are) while all
+    run side by side on shared links; ``2K`` passes in all, handed out by
+    :func:`~sedma.compute.plan.lane_rotation` over ``shares`` so that each lane has work
+    throughout, ``K`` at least :data:`LANE_PASSES` over the smallest share."""
+    if len(lanes) == 1:
+        k = max(passes, in_flight[0])
+        short = run(repeat_lanes(lanes, [0] * k, in_flight))
+        long_ = run(repeat_lanes(lanes, [0] * (2 * k), in_flight))
+        return k / (long_.span_s - short.span_s), long_
+    k = max(passes, sum(in_flight), math.ceil(LANE_PASSES / min(shares)))
     rotation = lane_rotation(shares)
     order = [next(rotation) for _ in range(2 * k)]
-    short = run(repeat_lanes(lanes, order[:k], in_flight))
-    long_ = run(repeat_lanes(lanes, order, in_flight))
-    return k / (long_.span_s - short.span_s), long_
+    s = run(repeat_lanes(lanes, order, in_flight))
+    ends: dict[int, list[float]] = defaultdict(list)
+    base = 0
+    for lane in order:
+        n = len(lanes[lane])
+        ends[lane].append(max(s.end_s[base : base + n]))
+        base += n
+    return _summed_rate(list(ends.values()), s.span_s), s
+
+
+def _pool_rate(s: PassSchedule) -> float:
+    """A replica pool's steady throughput (:func:`_summed_rate` of each replica's returns)."""
+    ends: dict[str, list[float]] = defaultdict(list)
+    for b in range(len(s.node) // 3):  # (source, batch, return) per batch
+        ends[s.node[3 * b + 1]].append(s.end_s[3 * b + 2])
+    return _summed_rate(list(ends.values()), s.span_s)
+
+
+def _summed_rate(ends: Collection[Sequence[float]], span_s: float) -> float:
+    """Servers' steady throughput from each one's return times: each server's own rate
+    between its returns inside the window where every server that returned three or more
+    is past its first return and not yet at its last (returns after the first over the time
+    between), summed; a server with fewer returns counts them over its last. A common
+    window, because a slow server's few returns would stretch (or hide in) the tail, and
+    returns wait on the driver's own work; returns between returns, because a window's
+    edges would count a pass more or less per server."""
+    steady = [sorted(t) for t in ends if len(t) >= 3]
+    if not steady:
+        return sum(len(t) for t in ends) / span_s
+    lo = max(t[0] for t in steady)
+    hi = min(t[-1] for t in steady)
+    rate = 0.0
+    for returns in ends:
+        times = sorted(returns)
+        inside = [e for e in times if lo <= e <= hi]
+        if len(times) >= 3 and len(inside) >= 2 and inside[-1] > inside[0]:
+            rate += (len(inside) - 1) / (inside[-1] - inside[0])
+        elif len(times) < 3:
+            rate += len(times) / times[-1]
+    return rate
 
 
 def plan_rate(
@@ -156,33 +199,6 @@ def plan_rate(
         one, plan.lane_shares, flight, passes, lambda t: simulate_pass(t, truth, net.capacity_bps)
     )
     return thr, s, sum(flight)
-
-
-def _pool_rate(s: PassSchedule) -> float:
-    """A replica pool's steady throughput: each replica's own rate between its returns
-    inside the window where every replica that returned three or more is past its first
-    return and not yet at its last (returns after the first over the time between), summed;
-    a replica with fewer returns counts them over its last. A common window, because a slow
-    replica's few batches would stretch (or hide in) the pool's tail, and returns wait on
-    the driver's own work; returns between returns, because a window's edges would count a
-    batch more or less per replica."""
-    ends: dict[str, list[float]] = defaultdict(list)
-    for b in range(len(s.node) // 3):  # (source, batch, return) per batch
-        ends[s.node[3 * b + 1]].append(s.end_s[3 * b + 2])
-    steady = [sorted(t) for t in ends.values() if len(t) >= 3]
-    if not steady:
-        return len(s.node) // 3 / s.span_s
-    lo = max(t[0] for t in steady)
-    hi = min(t[-1] for t in steady)
-    rate = 0.0
-    for times in ends.values():
-        times.sort()
-        inside = [e for e in times if lo <= e <= hi]
-        if len(times) >= 3 and len(inside) >= 2 and inside[-1] > inside[0]:
-            rate += (len(inside) - 1) / (inside[-1] - inside[0])
-        elif len(times) < 3:
-            rate += len(times) / times[-1]
-    return rate
 
 
 def passes_in_flight(plan: Plan, spec: ClusterSpec, crossbars: dict[str, Any], most: int) -> int:

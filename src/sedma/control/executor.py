@@ -14,13 +14,12 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
-from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
 
 from sedma.arrays import F32
-from sedma.compute.plan import Plan, lane_indices, lane_rotation
+from sedma.compute.plan import Plan, lane_indices
 from sedma.compute.results import assemble, node_errors
 from sedma.memory.short_term import ShortTermMemory
 from sedma.metrics import rel_error
@@ -49,16 +48,20 @@ class Executor:
     def __init__(self, backend: Backend, stm: ShortTermMemory) -> None:
         self.backend = backend
         self.stm = stm
-        self._rotation: tuple[int, Iterator[int]] | None = None  # (plan id, its lanes' turns)
+        self._free: tuple[int, list[float]] | None = None  # (plan id, each lane's busy time)
 
     def next_lane(self, plan: Plan) -> int:
-        """The lane ``plan``'s next pass runs on (:func:`~sedma.compute.plan.lane_rotation`
-        over its lane shares; a new plan starts its own rotation)."""
+        """The lane ``plan``'s next pass runs on: the one free first, counting each lane busy
+        for the device time its passes took (as a pool hands a batch to the replica that
+        returns first), so lanes take passes in proportion to their measured speed whatever
+        the plan believed; lowest lane on a tie, so a new plan's first passes go round its
+        lanes once."""
         if plan.lanes == 1:
             return 0
-        if self._rotation is None or self._rotation[0] != id(plan):
-            self._rotation = (id(plan), lane_rotation(plan.lane_shares))
-        return next(self._rotation[1])
+        if self._free is None or self._free[0] != id(plan):
+            self._free = (id(plan), [0.0] * plan.lanes)
+        busy = self._free[1]
+        return min(range(plan.lanes), key=lambda lane: (busy[lane], lane))
 
     def run_pass(self, plan: Plan, *, check_against: Operands | None = None) -> PassResult:
         """Run one pass of ``plan``: every tile of its next lane (:meth:`next_lane`) once.
@@ -97,6 +100,8 @@ class Executor:
         # a plan of several lanes runs them side by side: a pass of lane l stands for its
         # share of the job's time, which is what the loop compares plans by
         self.stm.observe(JOB, "pass_s", device * plan.lane_shares[lane], t1)
+        if self._free is not None and self._free[0] == id(plan):
+            self._free[1][lane] += device
         self.stm.incr(JOB, "passes", 1.0, t1)
         err = None
         if check_against is not None and kept and len(kept) == len(lane_indices(plan, lane)):

@@ -211,14 +211,13 @@ def estimated_rate(plan: Plan, ctx: PartitionContext) -> float:
     resource once (the mean-value bound of a closed queueing network, Lazowska et al. 1984,
     5.3; ``1 / tau`` when many passes hide the latency, ``1 / L`` for one pass).
 
-    Several lanes: lane ``l`` alone runs ``r_l`` passes per second and takes the share
-    ``s_l`` of them, so the plan runs ``min_l r_l / s_l``, and no more than the busiest
-    resource's load per pass over all lanes allows (a link the lanes share)."""
+    Several lanes: each takes its next pass as one of its own returns (the executor hands a
+    pass to the lane free first), so the plan runs the sum of the lanes' rates alone, and no
+    more than the busiest resource's load per pass over all lanes allows (a link the lanes
+    share; each lane's load counted for its share of the passes, ``lane_weights``, which the
+    planners set to the lanes' own rates)."""
     if plan.lanes > 1:
-        alone = min(
-            estimated_rate(lane_plan(plan, lane), ctx) / share
-            for lane, share in enumerate(plan.lane_shares)
-        )
+        alone = sum(estimated_rate(lane_plan(plan, lane), ctx) for lane in range(plan.lanes))
         _, tau = pass_loads(plan, ctx).busiest
         return min(alone, 1.0 / tau) if tau > 0 else alone
     _, tau = pass_loads(plan, ctx).busiest

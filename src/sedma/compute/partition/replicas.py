@@ -7,8 +7,9 @@ predicted rate (:func:`~sedma.compute.partition.estimate.estimated_rate`, links 
 is highest:
 
 - :func:`plan_pass_replicas`: one lane per node (:mod:`sedma.compute.plan`, "lanes"), each
-  running whole passes, every product whole in one call; a node takes passes in proportion
-  to its speed. This is what a Ray ``ActorPool`` of model replicas does, and where nothing
+  running whole passes, every product whole in one call; each lane takes its next pass as
+  one returns (its share, ``lane_weights``, is its predicted rate alone, links to the driver
+  included). This is what a Ray ``ActorPool`` of model replicas does, and where nothing
   binds it is hard to beat: no activation crosses a link, one dispatch per pass.
 - :func:`plan_replicas`: one lane, every product cut by rows over the nodes, shares in
   proportion to speed, so consecutive products' rows stay on one node and only the model's
@@ -135,7 +136,7 @@ def _lanes_plan(ctx: PartitionContext, nodes: Sequence[NodeView], speed: dict[st
         tiles,
         {v.name: v.rate_gflops for v in ctx.nodes},
         "sedma",
-        (f"pass replicas: whole passes on {names}, each in proportion to its speed",),
+        (f"pass replicas: whole passes on {names}, each in proportion to its rate",),
         lane_weights=tuple(speed[v.name] for v in nodes),
     )
     deep = 1
@@ -143,4 +144,8 @@ def _lanes_plan(ctx: PartitionContext, nodes: Sequence[NodeView], speed: dict[st
         one = lane_plan(plan, lane)
         _, tau = pass_loads(one, ctx).busiest
         deep = max(deep, 1 + math.ceil(latency_s(one, ctx) / tau) if tau > 0 else 1)
-    return replace(plan, in_flight=min(deep, ctx.settings.max_in_flight))
+    plan = replace(plan, in_flight=min(deep, ctx.settings.max_in_flight))
+    # each lane's share: its own predicted rate, its links to the driver included (a board
+    # behind a thin WAN link serves fewer passes than its arithmetic alone would)
+    rates = tuple(estimated_rate(lane_plan(plan, lane), ctx) for lane in range(plan.lanes))
+    return replace(plan, lane_weights=rates)
