@@ -39,6 +39,7 @@ from sedma.runtime.local import LocalBackend
 from sedma.runtime.tasks import Task, repeat_lanes
 from sedma.sim.backend import SimBackend, static_paths
 from sedma.spec_load import load_cluster
+from sedma.workloads.registry import get_workload
 
 WL = Workload(
     "chain",
@@ -241,3 +242,22 @@ def test_join_lanes_makes_each_one_lane_plan_a_lane_of_its_own() -> None:
         join_lanes([a, b], [1.0], "x")
     with pytest.raises(PlanError, match="one lane"):
         join_lanes([joined, a], [1.0, 1.0], "x")
+
+
+def test_nodes_the_replicas_leave_out_get_a_lane_of_their_own() -> None:
+    from sedma.compute.partition.planner import _with_rest_lane
+
+    spec = load_cluster("nano-lab")  # only the laptop holds TinyLlama
+    views = views_from_spec(spec)
+    wl = get_workload("tinyllama-1.1b")
+    links = network_of(spec).link_view(static_paths(spec), head_node(views))
+    ctx = PartitionContext(nodes=views, workload=wl, links=links)
+    replicas = plan_pass_replicas(ctx)
+    assert replicas is not None and replicas.nodes == ("laptop-x86",)
+    both = _with_rest_lane(ctx, replicas)
+    assert both is not None and both.lanes == 2
+    validate_plan(both, {v.name: v for v in views})
+    assert {t.node for t in both.tiles if t.lane == 1} == {v.name for v in views} - {"laptop-x86"}
+    alone = [estimated_rate(lane_plan(both, lane), ctx) for lane in range(2)]
+    assert both.lane_weights == pytest.approx(alone)
+    assert estimated_rate(both, ctx) == pytest.approx(sum(alone))
