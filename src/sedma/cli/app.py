@@ -230,6 +230,7 @@ def plan(
                     "start": t.start,
                     "stop": t.stop,
                     "arrays": len({s.array for s in t.arrays}),
+                    "lane": t.lane,
                 }
                 for t in p.tiles
             ],
