@@ -10,7 +10,8 @@ from dataclasses import replace
 import pytest
 
 from fakes import FakeBackend
-from sedma.bench.costed import head_node, plan_rate, true_models
+from sedma.bench.costed import head_node
+from sedma.bench.steady import plan_rate, true_models
 from sedma.clock import ManualClock
 from sedma.compute.partition.context import PartitionContext, PartitionSettings
 from sedma.compute.partition.estimate import estimated_rate, pass_loads

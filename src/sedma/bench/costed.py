@@ -11,11 +11,12 @@ under its own key; :mod:`sedma.bench.ray_baseline`), ``exo``
 (:func:`~sedma.compute.partition.petals.petals_swarm`: one pass along its fastest chain, its
 replicas off the chain counted as held) and ``bound``.
 
-Throughput is the steady state of a pipeline: a plan gets ``passes`` passes in flight,
-then ``2 * passes``, and the throughput is the extra passes over the extra time
-(``passes / (span(2p) - span(p))``), so that a pipeline's fill does not count against it
-(where the extra passes hide in a tail, ``2p / span(2p)``). A pool of data-parallel
-replicas gets eight batches per replica at once, and its throughput is batches over span.
+Throughput is the steady state, measured by :mod:`sedma.bench.steady`: a plan runs in a
+closed loop with the passes in flight its memory allows, and its rate is the extra passes
+over the extra time from ``K`` to ``2K`` passes, so that a pipeline's fill does not count
+against it; a plan of several lanes and the pool of data-parallel replicas (two batches
+deep per replica) are measured per lane or replica, between its own returns in a common
+window, and summed.
 
 The bound is :func:`~sedma.compute.partition.roofline_bound.roofline_bound` at the nodes'
 true rates: compute, memory bandwidth, memory, and the bytes that must cross each node's
@@ -30,14 +31,13 @@ not run here, so ``adaptations`` is 0), the baselines' algorithms
 
 from __future__ import annotations
 
-import math
-from collections import defaultdict
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from sedma.bench.ray_baseline import data_parallel, dynamic_tasks, replica_bytes, replica_nodes
+from sedma.bench.steady import plan_rate, pool_rate, steady_rate, true_models
 from sedma.compute.partition.baseline import plan_static
 from sedma.compute.partition.context import PartitionContext, PartitionSettings
 from sedma.compute.partition.exo import plan_exo_best
@@ -48,9 +48,6 @@ from sedma.compute.plan import (
     NodeView,
     Plan,
     held_bytes,
-    lane_plan,
-    lane_rotation,
-    memory_in_flight,
 )
 from sedma.compute.policy import effective_error
 from sedma.compute.workload import Workload
@@ -61,151 +58,14 @@ from sedma.errors import PlanError, SedmaError
 from sedma.memory.short_term import ShortTermMemory
 from sedma.metrics import SystemResult, memory_efficiency
 from sedma.runtime.cost import Network, network_of
-from sedma.runtime.passes import pass_tasks
 from sedma.runtime.schedule import PassSchedule, simulate_pass
-from sedma.runtime.tasks import NodeModel, Task, repeat_lanes
+from sedma.runtime.tasks import NodeModel, Task
 from sedma.sim.backend import SimBackend, static_paths, workload_edges
 from sedma.spec import ClusterSpec
 from sedma.spec_load import load_cluster
 from sedma.workloads.registry import get_workload
 
-__all__ = [
-    "bench_costed",
-    "closed_loop_rate",
-    "head_node",
-    "passes_in_flight",
-    "plan_rate",
-    "true_models",
-]
-
-
-def true_models(spec: ClusterSpec, dispatch_s: float) -> dict[str, NodeModel]:
-    """What each node of ``spec`` really does in the emulation: its spec rate times its
-    ``emulated_rate_factor``, its memory bandwidth, and ``dispatch_s`` per task."""
-    return {
-        n.name: NodeModel(
-            n.device.matmul_gflops * n.emulated_rate_factor, n.device.mem_bandwidth_gbs, dispatch_s
-        )
-        for n in spec.nodes
-    }
-
-
-def _steady(
-    build: Callable[[int], Sequence[Task]],
-    passes: int,
-    run: Callable[[Sequence[Task]], PassSchedule],
-) -> tuple[float, PassSchedule]:
-    """Steady-state passes per second, and the longer run's schedule (module docstring)."""
-    short, long_ = run(build(passes)), run(build(2 * passes))
-    extra = long_.span_s - short.span_s
-    if extra <= 0.25 * long_.span_s:  # the extra passes hid in a tail: no steady state seen
-        return 2 * passes / long_.span_s, long_
-    return passes / extra, long_
-
-
-LANE_PASSES = 6  # passes each lane runs at least, in closed_loop_rate (3 make a steady rate)
-
-
-def closed_loop_rate(
-    lanes: Sequence[Sequence[Task]],
-    shares: Sequence[float],
-    in_flight: Sequence[int],
-    passes: int,
-    run: Callable[[Sequence[Task]], PassSchedule],
-) -> tuple[float, PassSchedule]:
-    """Steady-state passes per second of a plan's lanes (``lanes[l]``: one pass of lane
-    ``l``), lane ``l`` keeping ``in_flight[l]`` passes in flight, each next pass of a slot
-    starting when its previous one ends.
-
-    One lane: the extra passes over the extra time from ``K`` to ``2K`` passes,
-    ``K = max(passes, in_flight)`` (the first passes fill the pipeline; the next ``K`` run
-    in steady state). Several lanes: each takes its next pass as one of its own returns (as
-    an ``ActorPool``'s replicas do, and sedma's executor hands a pass to the lane free
-    first), so the plan runs the sum of its lanes' rates, each measured between its own
-    returns in a common steady window (:func:`_summed_rate`, as the pool's are) while all
-    run side by side on shared links; ``2K`` passes in all, handed out by
-    :func:`~sedma.compute.plan.lane_rotation` over ``shares`` so that each lane has work
-    throughout, ``K`` at least :data:`LANE_PASSES` over the smallest share."""
-    if len(lanes) == 1:
-        k = max(passes, in_flight[0])
-        short = run(repeat_lanes(lanes, [0] * k, in_flight))
-        long_ = run(repeat_lanes(lanes, [0] * (2 * k), in_flight))
-        return k / (long_.span_s - short.span_s), long_
-    k = max(passes, sum(in_flight), math.ceil(LANE_PASSES / min(shares)))
-    rotation = lane_rotation(shares)
-    order = [next(rotation) for _ in range(2 * k)]
-    s = run(repeat_lanes(lanes, order, in_flight))
-    ends: dict[int, list[float]] = defaultdict(list)
-    base = 0
-    for lane in order:
-        n = len(lanes[lane])
-        ends[lane].append(max(s.end_s[base : base + n]))
-        base += n
-    return _summed_rate(list(ends.values()), s.span_s), s
-
-
-def _pool_rate(s: PassSchedule) -> float:
-    """A replica pool's steady throughput (:func:`_summed_rate` of each replica's returns)."""
-    ends: dict[str, list[float]] = defaultdict(list)
-    for b in range(len(s.node) // 3):  # (source, batch, return) per batch
-        ends[s.node[3 * b + 1]].append(s.end_s[3 * b + 2])
-    return _summed_rate(list(ends.values()), s.span_s)
-
-
-def _summed_rate(ends: Collection[Sequence[float]], span_s: float) -> float:
-    """Servers' steady throughput from each one's return times: each server's own rate
-    between its returns inside the window where every server that returned three or more
-    is past its first return and not yet at its last (returns after the first over the time
-    between), summed; a server with fewer returns counts them over its last. A common
-    window, because a slow server's few returns would stretch (or hide in) the tail, and
-    returns wait on the driver's own work; returns between returns, because a window's
-    edges would count a pass more or less per server."""
-    steady = [sorted(t) for t in ends if len(t) >= 3]
-    if not steady:
-        return sum(len(t) for t in ends) / span_s
-    lo = max(t[0] for t in steady)
-    hi = min(t[-1] for t in steady)
-    rate = 0.0
-    for returns in ends:
-        times = sorted(returns)
-        inside = [e for e in times if lo <= e <= hi]
-        if len(times) >= 3 and len(inside) >= 2 and inside[-1] > inside[0]:
-            rate += (len(inside) - 1) / (inside[-1] - inside[0])
-        elif len(times) < 3:
-            rate += len(times) / times[-1]
-    return rate
-
-
-def plan_rate(
-    plan: Plan,
-    spec: ClusterSpec,
-    truth: Mapping[str, NodeModel],
-    driver: str,
-    most: int,
-    passes: int,
-) -> tuple[float, PassSchedule, int]:
-    """A plan's steady-state passes per second on ``spec``'s links at the ``truth`` rates
-    (:func:`closed_loop_rate`: each lane the passes in flight its nodes' memory allows, at
-    most ``most``; the driver's input and output charged), the longer run's schedule, and
-    the passes in flight over all lanes."""
-    net = network_of(spec)
-    path_of = static_paths(spec)
-    edges = workload_edges(plan.workload)
-    crossbars = {n.name: n.device.crossbar for n in spec.nodes}
-    lanes = [lane_plan(plan, lane) for lane in range(plan.lanes)]
-    one = [pass_tasks(p, edges, net, path_of, driver=driver) for p in lanes]
-    flight = [passes_in_flight(p, spec, crossbars, most) for p in lanes]
-    thr, s = closed_loop_rate(
-        one, plan.lane_shares, flight, passes, lambda t: simulate_pass(t, truth, net.capacity_bps)
-    )
-    return thr, s, sum(flight)
-
-
-def passes_in_flight(plan: Plan, spec: ClusterSpec, crossbars: dict[str, Any], most: int) -> int:
-    """Passes in flight the plan's nodes have memory for (at most ``most``), with each
-    node's whole memory as the spec gives it (:func:`~sedma.compute.plan.memory_in_flight`)."""
-    cap = {n.name: n.device.memory_bytes for n in spec.nodes}
-    return memory_in_flight(plan, cap, crossbars, most)
+__all__ = ["bench_costed", "head_node"]
 
 
 def _figures(
@@ -324,7 +184,7 @@ def _ray_systems(
 
     out: dict[str, SystemResult] = {}
     edges = workload_edges(wl)
-    thr, s = _steady(lambda k: dynamic_tasks(wl, edges, views, driver, passes=k), passes, run)
+    thr, s = steady_rate(lambda k: dynamic_tasks(wl, edges, views, driver, passes=k), passes, run)
     # held over one pass, nothing evicted: every weight chunk on the driver (ray.put), every
     # output in its producer's object store, and every copy a node pulled
     pulled = sum(t[2].nbytes for t in run(dynamic_tasks(wl, edges, views, driver)).transfers)
@@ -348,7 +208,7 @@ def _ray_systems(
         # running, one on its way), its next submitted as one returns
         k = 2 * replicas
         s = run(data_parallel(wl, views, driver, batches=16 * replicas, in_flight=2))
-        thr = _pool_rate(s)
+        thr = pool_rate(s)
         out["ray_actors"] = SystemResult(
             memory_efficiency=memory_efficiency(wl.live_bytes, replica_bytes(wl) * replicas),
             throughput_ops_s=thr,

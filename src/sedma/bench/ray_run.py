@@ -36,8 +36,9 @@ from pathlib import Path
 from typing import Any
 
 from sedma.bench.compare import Progress
-from sedma.bench.costed import bench_costed, head_node, plan_rate, true_models
+from sedma.bench.costed import bench_costed, head_node
 from sedma.bench.ray_baseline import replica_nodes
+from sedma.bench.steady import plan_rate, true_models
 from sedma.compute.partition.context import PartitionSettings
 from sedma.compute.partition.views import views_from_spec
 from sedma.compute.plan import Plan
