@@ -44,11 +44,7 @@ from sedma.compute.partition.exo import plan_exo_best
 from sedma.compute.partition.petals import petals_swarm
 from sedma.compute.partition.roofline_bound import roofline_bound
 from sedma.compute.partition.views import views_from_spec
-from sedma.compute.plan import (
-    NodeView,
-    Plan,
-    held_bytes,
-)
+from sedma.compute.plan import NodeView, Plan, held_bytes
 from sedma.compute.policy import effective_error
 from sedma.compute.workload import Workload
 from sedma.control.driver import drive

@@ -34,12 +34,11 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import replace
 
 from sedma.compute.partition.context import PartitionContext
 from sedma.compute.partition.estimate import estimated_rate, latency_s, pass_loads
 from sedma.compute.partition.layers import model_layers, overfilled, runs_layer, usable_bytes
-from sedma.compute.plan import NodeView, Plan, Tile, lane_plan
+from sedma.compute.plan import NodeView, Plan, Tile
 
 __all__ = ["plan_pass_replicas", "plan_replicas"]
 
@@ -57,7 +56,8 @@ def plan_replicas(ctx: PartitionContext) -> Plan | None:
 def plan_pass_replicas(ctx: PartitionContext) -> Plan | None:
     """One lane per node of the best prefix of replica nodes, each running whole passes
     (module docstring), or None where no node holds the model."""
-    return _best(ctx, _lanes_plan)
+    lanes = _Lanes(ctx)
+    return _best(ctx, lambda ctx, nodes, speed: lanes.plan(nodes))
 
 
 def _best(ctx: PartitionContext, make: Make) -> Plan | None:
@@ -120,32 +120,55 @@ def _rows_plan(ctx: PartitionContext, nodes: Sequence[NodeView], speed: dict[str
     )
 
 
-def _lanes_plan(ctx: PartitionContext, nodes: Sequence[NodeView], speed: dict[str, float]) -> Plan:
-    """One lane per node; each lane keeps as many passes in flight as hide its latency
-    (one pass alone, ``L``, over its busiest resource's time per pass, ``tau``: a pass
-    computing while the next ``ceil(L / tau)`` are on their way), and no more: more would
-    only queue their inputs on the driver's port beside the ones needed first."""
-    tiles = tuple(
-        Tile(i, v.name, "m", 0, op.m, lane=lane)
-        for lane, v in enumerate(nodes)
-        for i, op in enumerate(ctx.workload.ops)
-    )
-    names = ", ".join(v.name for v in nodes)
-    plan = Plan(
-        ctx.workload,
-        tiles,
-        {v.name: v.rate_gflops for v in ctx.nodes},
-        "sedma",
-        (f"pass replicas: whole passes on {names}, each in proportion to its rate",),
-        lane_weights=tuple(speed[v.name] for v in nodes),
-    )
-    deep = 1
-    for lane in range(plan.lanes):
-        one = lane_plan(plan, lane)
-        _, tau = pass_loads(one, ctx).busiest
-        deep = max(deep, 1 + math.ceil(latency_s(one, ctx) / tau) if tau > 0 else 1)
-    plan = replace(plan, in_flight=min(deep, ctx.settings.max_in_flight))
-    # each lane's share: its own predicted rate, its links to the driver included (a board
-    # behind a thin WAN link serves fewer passes than its arithmetic alone would)
-    rates = tuple(estimated_rate(lane_plan(plan, lane), ctx) for lane in range(plan.lanes))
-    return replace(plan, lane_weights=rates)
+class _Lanes:
+    """Pass-replica plans over prefixes of the same nodes. A lane of one node is the same
+    in every prefix, so its depth and its rate at a given depth are estimated once."""
+
+    def __init__(self, ctx: PartitionContext) -> None:
+        self.ctx = ctx
+        self._depth: dict[str, int] = {}
+        self._rate: dict[tuple[str, int], float] = {}
+
+    def plan(self, nodes: Sequence[NodeView]) -> Plan:
+        """One lane per node; each lane keeps as many passes in flight as hide the slowest
+        lane's latency (one pass alone, ``L``, over its busiest resource's time per pass,
+        ``tau``: a pass computing while the next ``ceil(L / tau)`` are on their way), and
+        no more: more would only queue their inputs on the driver's port beside the ones
+        needed first. Each lane's share is its own predicted rate at that depth, its links
+        to the driver included (a board behind a thin WAN link serves fewer passes than its
+        arithmetic alone would)."""
+        ctx = self.ctx
+        deep = min(max(self._lane_depth(v) for v in nodes), ctx.settings.max_in_flight)
+        names = ", ".join(v.name for v in nodes)
+        return Plan(
+            ctx.workload,
+            tuple(
+                Tile(i, v.name, "m", 0, op.m, lane=lane)
+                for lane, v in enumerate(nodes)
+                for i, op in enumerate(ctx.workload.ops)
+            ),
+            {v.name: v.rate_gflops for v in ctx.nodes},
+            "sedma",
+            (f"pass replicas: whole passes on {names}, each in proportion to its rate",),
+            lane_weights=tuple(self._lane_rate(v, deep) for v in nodes),
+            in_flight=deep,
+        )
+
+    def _alone(self, v: NodeView, in_flight: int | None = None) -> Plan:
+        ops = self.ctx.workload.ops
+        tiles = tuple(Tile(i, v.name, "m", 0, op.m) for i, op in enumerate(ops))
+        rates = {x.name: x.rate_gflops for x in self.ctx.nodes}
+        return Plan(self.ctx.workload, tiles, rates, "sedma", in_flight=in_flight)
+
+    def _lane_depth(self, v: NodeView) -> int:
+        if v.name not in self._depth:
+            one = self._alone(v)
+            _, tau = pass_loads(one, self.ctx).busiest
+            self._depth[v.name] = 1 + math.ceil(latency_s(one, self.ctx) / tau) if tau > 0 else 1
+        return self._depth[v.name]
+
+    def _lane_rate(self, v: NodeView, in_flight: int) -> float:
+        key = (v.name, in_flight)
+        if key not in self._rate:
+            self._rate[key] = estimated_rate(self._alone(v, in_flight), self.ctx)
+        return self._rate[key]
