@@ -141,6 +141,13 @@ class _Sim:
         self.flow_for: list[tuple[int, int, tuple[str, str] | None]] = []  # producer, task, fetch
         self.left: list[float] = []
         self.active: list[int] = []
+        # Max-min rates change only when a flow starts or ends, so they are computed then,
+        # not at every event: ``left`` is brought up to date at ``rated_at``, and ``ends``
+        # holds when each active flow ends at today's rates.
+        self.rates: dict[int, float] = {}
+        self.rated_at = 0.0
+        self.stale = False  # a flow started or ended since the rates were computed
+        self.ends: list[tuple[float, int]] = []
         self.done_flows: list[tuple[int, int, Transfer, float]] = []
         self.cached: dict[str, set[str]] = defaultdict(set)  # node -> fetched keys
         self.fetching: dict[tuple[str, str], list[int]] = {}  # (node, key) -> waiting tasks
@@ -169,6 +176,7 @@ class _Sim:
             heapq.heappush(self.deliveries, (self.now + route.rtt_s, f, f))
             return
         self.active.append(f)
+        self.stale = True
         for r in route.resources:
             self.bits[r] += 8.0 * nbytes
 
@@ -194,6 +202,18 @@ class _Sim:
                 self._run(task, node)
             else:
                 heapq.heappush(self.ready[node], (self.tasks[task].priority, task))
+
+    def _rerate(self) -> None:
+        """New max-min rates for the active flows, each flow's bits left brought up to date
+        at the old rates first (a flow started since has none), and when each will end."""
+        elapsed = self.now - self.rated_at
+        for f in self.active:
+            self.left[f] = max(0.0, self.left[f] - self.rates.get(f, 0.0) * elapsed)
+        self.rates = fair_rates(self.active, self.flows, self.capacity) if self.active else {}
+        self.rated_at = self.now
+        self.ends = [(self.now + self.left[f] / r, f) for f, r in self.rates.items()]
+        heapq.heapify(self.ends)
+        self.stale = False
 
     # ---------------------------------------------------------------- tasks
     def _fetches(self, task: int, node: str) -> None:
@@ -304,25 +324,25 @@ class _Sim:
         finished = 0
         while finished < n:
             self._dispatch()
-            rates = fair_rates(self.active, self.flows, self.capacity) if self.active else {}
+            if self.stale:
+                self._rerate()
             step = self.running[0][0] - self.now if self.running else math.inf
             if self.deliveries:
                 step = min(step, self.deliveries[0][0] - self.now)
-            need = {f: self.left[f] / rates[f] for f in self.active}  # seconds still needed
-            step = min([step, *need.values()])
+            if self.ends:
+                step = min(step, self.ends[0][0] - self.now)
             if not math.isfinite(step):
                 blocked = sorted(i for i in range(n) if math.isnan(self.end[i]))
                 raise SedmaError(f"tasks {blocked[:8]} can never run: their inputs form a cycle")
             self.now += max(0.0, step)
-            still = []
-            for f in self.active:
-                self.left[f] -= rates[f] * step
-                if need[f] <= step + _EPS_S:
-                    arrival = self.now + self.flows[f].route.rtt_s
-                    heapq.heappush(self.deliveries, (arrival, f, f))
-                else:
-                    still.append(f)
-            self.active = still
+            ended = set()
+            while self.ends and self.ends[0][0] <= self.now + _EPS_S:
+                _, f = heapq.heappop(self.ends)
+                ended.add(f)
+                heapq.heappush(self.deliveries, (self.now + self.flows[f].route.rtt_s, f, f))
+            if ended:
+                self.active = [f for f in self.active if f not in ended]
+                self.stale = True
             while self.running and self.running[0][0] <= self.now:
                 _, i = heapq.heappop(self.running)
                 finished += 1
