@@ -162,11 +162,15 @@ def test_setup_delay_is_the_nat_models_setup_cost(a: Any, b: Any, rtt: float, lo
 
 def test_relay_only_pairs_are_added_only_when_the_cluster_lacks_them() -> None:
     paper = load_cluster("paper")
-    assert relay_only_pair_fraction([n.nat for n in paper.nodes]) == pytest.approx(18 / 120)
+    nats, sites = [n.nat for n in paper.nodes], [n.site for n in paper.nodes]
+    # 18 pairs by the NATs alone; the 6 among the four edge boards meet over their LAN
+    assert relay_only_pair_fraction(nats) == pytest.approx(18 / 120)
+    assert relay_only_pair_fraction(nats, sites) == pytest.approx(12 / 120)
     assert with_relay_only_pairs(paper, 0.10, seed=0) is paper
     small = load_cluster("small")
     moved = with_relay_only_pairs(small, 0.10, seed=0)
-    assert relay_only_pair_fraction([n.nat for n in moved.nodes]) >= 0.10
+    moved_sites = [n.site for n in moved.nodes]
+    assert relay_only_pair_fraction([n.nat for n in moved.nodes], moved_sites) >= 0.10
     assert moved.node(moved.nodes[0].name).nat == moved.nodes[0].nat  # lookups follow
 
 
@@ -248,30 +252,34 @@ def test_sedma_keeps_headroom_and_beats_static_latency_under_uneven_pressure(
     assert sedma["censored"] == 0
 
 
+def _home(name: str, nat: str) -> dict[str, Any]:
+    return {
+        "name": name,
+        "kind": "cpu",
+        "site": f"home-{name}",
+        "nat": nat,
+        "matmul_gflops": 20.0,
+        "memory_gib": 4.0,
+        "mem_bandwidth_gbs": 10.0,
+    }
+
+
+# each peer in a home of its own, behind that home's NAT (peers sharing a LAN would meet
+# over it, whatever their NATs); the homes reach each other through one ISP hub, and the
+# TURN server the graph adds sits at the first site, a data centre 10 ms beyond the hub (so
+# a relayed path is longer than a punched one, and the nearest peer is not a relayed one)
+_HOMES = [(f"sym-{i}", "symmetric") for i in range(3)] + [
+    (f"prc-{i}", "port-restricted") for i in range(3)
+]
 NAT_HEAVY = {
-    "site": [{"name": "home", "lan_rtt_ms": 2.0, "lan_bandwidth_mbps": 1000.0}],
-    "node": [
-        {
-            "name": "sym",
-            "count": 3,
-            "kind": "cpu",
-            "site": "home",
-            "nat": "symmetric",
-            "matmul_gflops": 20.0,
-            "memory_gib": 4.0,
-            "mem_bandwidth_gbs": 10.0,
-        },
-        {
-            "name": "prc",
-            "count": 3,
-            "kind": "cpu",
-            "site": "home",
-            "nat": "port-restricted",
-            "matmul_gflops": 20.0,
-            "memory_gib": 4.0,
-            "mem_bandwidth_gbs": 10.0,
-        },
-    ],
+    "site": [
+        {"name": "dc", "lan_rtt_ms": 1.0, "lan_bandwidth_mbps": 1000.0},
+        {"name": "isp", "lan_rtt_ms": 1.0, "lan_bandwidth_mbps": 1000.0},
+    ]
+    + [{"name": f"home-{n}", "lan_rtt_ms": 1.0, "lan_bandwidth_mbps": 1000.0} for n, _ in _HOMES],
+    "link": [{"a": "dc", "b": "isp", "rtt_ms": 10.0, "bandwidth_mbps": 1000.0}]
+    + [{"a": "isp", "b": f"home-{n}", "rtt_ms": 1.0, "bandwidth_mbps": 1000.0} for n, _ in _HOMES],
+    "node": [_home(n, nat) for n, nat in _HOMES],
 }
 
 

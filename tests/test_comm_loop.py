@@ -42,7 +42,7 @@ TRUE = SelectionWeights(pressure=400.0, relay_pressure=200.0)
 PRESSURE = {"gpu-a-0": 0.93, "cpu-dc-0": 0.88, "rram-a-1": 0.90, "gpu-b-1": 0.80}
 # two relay-only flows the static baseline sends through its fixed relay gpu-a-0 (93%
 # memory), and three direct flows to peers under pressure (what the weight is fitted on)
-RELAYED = [("edge-0", "edge-1"), ("rram-b-0", "edge-2")]
+RELAYED = [("edge-0", "rram-b-1"), ("rram-b-0", "edge-2")]
 DIRECT = [("gpu-b-0", "cpu-dc-0"), ("gpu-a-1", "rram-a-1"), ("cpu-dc-1", "gpu-b-1")]
 WL = Workload("mini", tuple(MatmulOp(f"op{i}", 64, 96, 80) for i in range(4)))
 

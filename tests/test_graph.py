@@ -14,7 +14,7 @@ from sedma.comm.nat import path_type
 from sedma.comm.overlay import site_paths
 from sedma.comm.routing import RouteError
 from sedma.sim.cluster import random_cluster
-from sedma.spec import ClusterSpec
+from sedma.spec import ClusterSpec, NodeSpec
 from sedma.spec_load import load_cluster, parse_cluster
 
 
@@ -40,13 +40,18 @@ def _spec(nodes: list[tuple[str, str, str]], sites: Any = None, links: Any = Non
     )
 
 
-@pytest.mark.parametrize("preset", ["paper", "small"])
-def test_preset_graph_has_a_link_exactly_where_nat_allows_one(preset: str) -> None:
+def _linkable(a: NodeSpec, b: NodeSpec) -> bool:
+    """One site (its LAN, whatever the NATs), or NATs that let a direct or punched path open."""
+    return a.site == b.site or path_type(a.nat, b.nat) != "relayed"
+
+
+@pytest.mark.parametrize("preset", ["paper", "small", "edge-swarm"])
+def test_preset_graph_has_a_link_exactly_where_the_lan_or_the_nats_allow_one(preset: str) -> None:
     spec = load_cluster(preset)
     g = PeerGraph.from_spec(spec)
-    assert g.names == spec.node_names  # both presets have a peer without NAT: no TURN
+    assert g.names == spec.node_names  # these presets have a peer without NAT: no TURN
     for a, b in itertools.permutations(spec.nodes, 2):
-        assert g.has_link(a.name, b.name) is (path_type(a.nat, b.nat) != "relayed")
+        assert g.has_link(a.name, b.name) is _linkable(a, b), (a.name, b.name)
 
 
 @pytest.mark.parametrize("preset", ["paper", "small"])
@@ -58,7 +63,7 @@ def test_preset_graph_reaches_every_pair(preset: str) -> None:
 
 def test_relayed_pairs_route_through_a_peer_linked_to_both() -> None:
     g = PeerGraph.from_spec(load_cluster("paper"))
-    path = g.routes("edge-0").path("edge-1")  # symmetric - symmetric
+    path = g.routes("edge-0").path("rram-b-1")  # symmetric - port-restricted, two sites
     assert len(path) == 3
     assert g.has_link(path[0], path[1]) and g.has_link(path[1], path[2])
 
@@ -87,18 +92,23 @@ def test_every_arc_weight_is_the_scalar_link_cost_formula() -> None:
     for k in range(g.n_arcs):
         i, j = int(snap.arc_tail[k]), int(snap.indices[k])
         rtt, loss = float(snap.rtt_ms[k]), float(snap.loss[k])
-        nat = nat_cost_ms(snap.nats[i], snap.nats[j], rtt, loss, w)
+        # a pair on one site meets over its LAN: priced as two peers without NAT
+        lan = snap.sites[i] == snap.sites[j]
+        a, b = ("none", "none") if lan else (snap.nats[i], snap.nats[j])
+        nat = nat_cost_ms(a, b, rtt, loss, w)
         want = link_cost_ms(rtt, float(snap.bandwidth_mbps[k]), loss, nat, w)
         assert g.link_cost(g.names[i], g.names[j]) == pytest.approx(want)
 
 
 def test_turn_is_added_when_no_peer_could_relay() -> None:
-    spec = _spec([("p", "s", "port-restricted"), ("q", "s", "symmetric"), ("r", "s", "symmetric")])
-    g = PeerGraph.from_spec(spec)
+    sites = [{"name": x, "lan_rtt_ms": 1.0, "lan_bandwidth_mbps": 1e3} for x in "stu"]
+    links = [{"a": "s", "b": x, "rtt_ms": 10.0, "bandwidth_mbps": 100.0} for x in "tu"]
+    nodes = [("p", "s", "port-restricted"), ("q", "t", "symmetric"), ("r", "u", "symmetric")]
+    g = PeerGraph.from_spec(_spec(nodes, sites, links))
     assert g.names[-1] == "turn" and g.nat("turn") == "none"
     assert g.snapshot().relay_only.tolist() == [False, False, False, True]
     assert g.routes("q").path("r") == ("q", "turn", "r")
-    never = PeerGraph.from_spec(spec, turn="never")
+    never = PeerGraph.from_spec(_spec(nodes, sites, links), turn="never")
     assert not np.isfinite(never.routes("q").cost("r"))
     with pytest.raises(RouteError, match="unreachable"):
         never.routes("q").path("r")
@@ -110,7 +120,8 @@ def test_update_link_changes_both_directions_and_the_routes() -> None:
     g.update_link("gpu", "cpu-0", rtt_ms=50.0)
     assert g.link_cost("gpu", "cpu-0") > before + 40
     assert g.link_cost("cpu-0", "gpu") > before + 40
-    assert g.routes("gpu").path("cpu-0") == ("gpu", "cpu-1", "cpu-0")
+    # around it over the LAN, through cpu-1 or rram (equally cheap: same LAN, no NAT cost)
+    assert g.routes("gpu").path("cpu-0") in {("gpu", x, "cpu-0") for x in ("cpu-1", "rram")}
     g.update_link("cpu-0", "gpu", rtt_ms=0.2)
     assert g.link_cost("gpu", "cpu-0") == pytest.approx(before)
 
@@ -130,7 +141,7 @@ def test_unknown_peer_and_missing_link_are_errors() -> None:
     with pytest.raises(RouteError, match="'nope'"):
         g.routes("nope")
     with pytest.raises(RouteError, match="does not exist"):
-        g.update_link("edge-0", "edge-1", rtt_ms=1.0)  # relayed pair: no link
+        g.update_link("edge-0", "rram-b-0", rtt_ms=1.0)  # relayed pair: no link
 
 
 def test_a_dead_peer_is_routed_around_and_back() -> None:
@@ -190,7 +201,7 @@ def test_random_nat_mixes_keep_every_pair_reachable(n: int, seed: int) -> None:
         cost = g.routes(src).cost_ms
         assert np.isfinite(cost).all(), (seed, src)
     for a, b in itertools.combinations(spec.nodes, 2):
-        assert g.has_link(a.name, b.name) is (path_type(a.nat, b.nat) != "relayed")
+        assert g.has_link(a.name, b.name) is _linkable(a, b)
 
 
 def test_bench_routes_reports_the_required_keys_for_the_largest_size() -> None:

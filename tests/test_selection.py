@@ -20,6 +20,7 @@ from sedma.comm.selection import choose_peer, route, static_choose_peer, static_
 from sedma.comm.selection_context import SelectionContext, SelectionSettings, SelectionWeights
 from sedma.errors import SedmaError
 from sedma.sim.cluster import random_cluster
+from sedma.spec import NodeSpec
 from sedma.spec_load import load_cluster
 
 # ------------------------------------------------------------------------ the penalty
@@ -148,7 +149,10 @@ def test_no_peer_below_the_cap_is_an_error() -> None:
 
 def test_many_clients_spread_over_the_near_best() -> None:
     g = _graph()
-    picks = [choose_peer(SelectionContext(g.snapshot(), 1.0, salt=k), "edge-0") for k in range(400)]
+    # rram-a-0's five lab neighbours are equally close over its LAN
+    picks = [
+        choose_peer(SelectionContext(g.snapshot(), 1.0, salt=k), "rram-a-0") for k in range(400)
+    ]
     counts = Counter(c.dest for c in picks)
     near = set(picks[0].near_best)
     assert set(counts) == near and len(near) >= 5
@@ -206,12 +210,18 @@ def test_relay_reaches_both_ends_directly_and_has_low_pressure() -> None:
             assert g.has_link(r, end) and path_type(g.nat(r), g.nat(end)) == "direct"
 
 
+def _relayed(a: NodeSpec, b: NodeSpec) -> bool:
+    """Whether only a relay connects two nodes: different sites, NATs the model relays."""
+    return a.site != b.site and path_type(a.nat, b.nat) == "relayed"
+
+
 def test_relays_only_for_relay_only_pairs() -> None:
+    spec = load_cluster("paper")
     g = _graph()
     ctx = SelectionContext(g.snapshot(), 1.0)
     for a, b in itertools.permutations(g.names, 2):
         c = route(ctx, a, b)
-        relayed = path_type(g.nat(a), g.nat(b)) == "relayed"
+        relayed = _relayed(spec.node(a), spec.node(b))
         assert (c.relay is not None) is relayed, (a, b)
         assert len(c.path) == (3 if relayed else 2)
 
@@ -224,7 +234,7 @@ def test_random_nat_mixes_route_every_pair_with_relays_only_where_needed(n: int,
     for a, b in itertools.permutations(spec.nodes, 2):
         c = route(ctx, a.name, b.name)
         assert all(g.has_link(x, y) for x, y in itertools.pairwise(c.path))
-        if path_type(a.nat, b.nat) == "relayed":
+        if _relayed(a, b):
             assert c.relay is not None and g.nat(c.relay) == "none"
         else:
             assert c.relay is None and c.path == (a.name, b.name)
@@ -247,7 +257,7 @@ def test_static_baseline_uses_one_fixed_relay_whatever_its_load() -> None:
     g = _graph()
     g.set_pressure("gpu-a-0", 0.94, 0.0)  # the first peer without NAT
     ctx = SelectionContext(g.snapshot(), 1.0)
-    for a, b in [("edge-0", "edge-1"), ("rram-b-0", "edge-3")]:
+    for a, b in [("edge-0", "rram-b-1"), ("rram-b-0", "edge-3")]:
         st_route = static_route(ctx, a, b)
         assert st_route.path == (a, "gpu-a-0", b) and st_route.relay == "gpu-a-0"
         assert route(ctx, a, b).relay != "gpu-a-0"
@@ -370,10 +380,10 @@ def test_a_relayed_pair_with_a_channel_keeps_its_relay() -> None:
     from sedma.comm.selection_context import Connections
 
     g = _paper_graph()
-    conns = Connections.of([("edge-0", "edge-1", "cpu-dc-0")])
+    conns = Connections.of([("edge-0", "rram-b-1", "cpu-dc-0")])
     for k in range(10):
         ctx = SelectionContext(g.snapshot(), now=0.0, salt=k, connections=conns)
-        c = route(ctx, "edge-0", "edge-1")
+        c = route(ctx, "edge-0", "rram-b-1")
         assert c.relay == "cpu-dc-0" and c.cost.setup_ms == 0.0
 
 
@@ -415,7 +425,7 @@ def test_cost_of_a_given_path_matches_route_and_rejects_missing_links() -> None:
 
     g = _paper_graph()
     ctx = SelectionContext(g.snapshot(), now=0.0)
-    c = route(ctx, "edge-0", "edge-1")
+    c = route(ctx, "edge-0", "rram-b-1")  # symmetric - port-restricted: relayed
     assert cost_of(ctx, c.path).total_ms == pytest.approx(c.cost.total_ms)
     with pytest.raises(RouteError, match="no link"):
-        cost_of(ctx, ("edge-0", "edge-1"))
+        cost_of(ctx, ("edge-0", "rram-b-1"))

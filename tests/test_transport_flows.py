@@ -37,7 +37,7 @@ from sedma.runtime.flows import TransportFlows
 from sedma.spec_load import load_cluster
 
 SPEC = load_cluster("paper")
-SRC, DEST = "edge-0", "edge-1"  # a relay-only pair (both behind symmetric NATs)
+SRC, DEST = "edge-0", "rram-b-0"  # a relay-only pair (symmetric, port-restricted)
 KEYS = {n: Ed25519PrivateKey.generate() for n in SPEC.node_names}
 KNOWN = {n: k.public_key() for n, k in KEYS.items()}
 TRUE = SelectionWeights(pressure=400.0, relay_pressure=200.0)

@@ -29,9 +29,8 @@ from typing import Any
 import numpy as np
 
 from sedma.comm.latency import P_HIGH, Scenario, relay_only_pair_fraction
-from sedma.comm.nat import path_type
 from sedma.metrics import latency_summary
-from sedma.spec import ClusterSpec, NatType
+from sedma.spec import ClusterSpec
 
 __all__ = [
     "TARGET_MEAN_REDUCTION",
@@ -57,12 +56,9 @@ def bound_latencies_ms(sc: Scenario) -> list[float]:
     framing: a system can only be slower. If ``static / bound`` is below a target ratio,
     no policy can reach that target on this scenario.
     """
-    # relays are the nodes without NAT (a TURN node the graph adds is not in the spec)
-    nat: dict[str, NatType] = {r: "none" for r in sc.relays}
-    nat.update({p: sc.spec.node(p).nat for p in sc.peers})
 
     def rtt(a: str, b: str) -> float:
-        if path_type(nat[a], nat[b]) != "relayed" and (a, b) in sc.hop:
+        if (a, b) not in sc.relayed and (a, b) in sc.hop:
             return sc.hop[a, b][0]
         via = [
             sc.hop[a, r][0] + sc.hop[r, b][0]
@@ -141,7 +137,7 @@ def comm_result(
         "high_pressure_fraction_actual": sum(p > P_HIGH for p in sc.pressure.values())
         / len(sc.pressure),
         "relay_only_pair_fraction_actual": relay_only_pair_fraction(
-            [sc.spec.node(p).nat for p in sc.peers]
+            [sc.spec.node(p).nat for p in sc.peers], [sc.spec.node(p).site for p in sc.peers]
         ),
         "params": {
             "messages": len(sc.schedule),

@@ -23,9 +23,9 @@ from typing import Any
 import numpy as np
 
 from sedma.comm.graph import PeerGraph
-from sedma.comm.linkcost import PATH_CODE
 from sedma.comm.nat import NAT_TYPES, PATH_TYPES, path_cost
 from sedma.comm.overlay import site_paths
+from sedma.comm.pairs import lan_ids, pair_path_codes
 from sedma.comm.pathcost import Choice
 from sedma.comm.routing import RouteError
 from sedma.comm.selection import choose_peer, route, static_route
@@ -62,14 +62,15 @@ def synthetic_overlay(n_peers: int, degree: int = 16, seed: int = 0) -> PeerGrap
     nat = np.array([code[nd.nat] for nd in spec.nodes], dtype=np.int8)
     site_ix = {s.name: i for i, s in enumerate(spec.sites)}
     site = np.array([site_ix[nd.site] for nd in spec.nodes], dtype=np.int64)
+    lan = lan_ids([nd.site for nd in spec.nodes], [False] * n_peers)
     a = np.repeat(np.arange(n_peers), degree)
     b = rng.integers(0, n_peers, len(a))
     for _ in range(100):  # redraw partners that are the peer itself or need a relay
-        bad = (a == b) | (PATH_CODE[nat[a], nat[b]] == _RELAYED)
+        bad = (a == b) | (pair_path_codes(nat, lan, a, b) == _RELAYED)
         if not bad.any():
             break
         b[bad] = rng.integers(0, n_peers, int(bad.sum()))
-    keep = (a != b) & (PATH_CODE[nat[a], nat[b]] != _RELAYED)
+    keep = (a != b) & (pair_path_codes(nat, lan, a, b) != _RELAYED)
     lo, hi = np.minimum(a, b)[keep], np.maximum(a, b)[keep]
     _, first = np.unique(lo * n_peers + hi, return_index=True)
     lo, hi = lo[first], hi[first]
@@ -212,8 +213,9 @@ def route_table(
 
     ``pressure`` (node -> 0..1) is taken as measured now; nodes without a value plan at the
     settings' prior. ``setup_rtts`` and ``success_probability`` are the NAT model's for
-    opening the pair's path (:func:`~sedma.comm.nat.path_cost`). A pair without any route
-    gets ``route: None`` and an ``error``.
+    opening the pair's path (:func:`~sedma.comm.nat.path_cost` of the NAT types that decide
+    it: none on both sides for two nodes of one site, :mod:`sedma.comm.pairs`). A pair
+    without any route gets ``route: None`` and an ``error``.
     """
     g = PeerGraph.from_spec(spec)
     for node, p in (pressure or {}).items():
@@ -225,11 +227,12 @@ def route_table(
         settings=settings or SelectionSettings(),
     )
     rows: list[dict[str, Any]] = []
+    snap = ctx.graph
     for a in spec.nodes:
         for b in spec.nodes:
             if a.name == b.name:
                 continue
-            pc = path_cost(a.nat, b.nat, 1.0)
+            pc = path_cost(*snap.pair_nats(snap.index[a.name], snap.index[b.name]), 1.0)
             row: dict[str, Any] = {
                 "src": a.name,
                 "dst": b.name,

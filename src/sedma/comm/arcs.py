@@ -1,12 +1,12 @@
 """The peer graph's links checked at the boundary, then laid out as CSR arcs.
 
 Covers: :func:`check_links` (lengths, indices, self-links, duplicates, value ranges, and no
-link between a pair the NAT model calls relayed), :func:`check_link_values` (one link's
-measured values) and :func:`csr_arcs` (each undirected link as two arcs, sorted by tail then
-head, with the reverse of every arc). Does not cover: where links come from (see
-:mod:`sedma.comm.overlay` for a cluster spec, :mod:`sedma.bench.routes` for sparse
-overlays), what an arc costs (see :mod:`sedma.comm.linkcost`), or routing over the arcs
-(see :mod:`sedma.comm.routing`).
+link between a pair that is relayed by :mod:`sedma.comm.pairs`' rule),
+:func:`check_link_values` (one link's measured values) and :func:`csr_arcs` (each
+undirected link as two arcs, sorted by tail then head, with the reverse of every arc). Does
+not cover: where links come from (see :mod:`sedma.comm.overlay` for a cluster spec,
+:mod:`sedma.bench.routes` for sparse overlays), what an arc costs (see
+:mod:`sedma.comm.linkcost`), or routing over the arcs (see :mod:`sedma.comm.routing`).
 """
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ import numpy as np
 import numpy.typing as npt
 
 from sedma.arrays import F64, I32
-from sedma.comm.linkcost import PATH_CODE
 from sedma.comm.nat import PATH_TYPES
+from sedma.comm.pairs import pair_path_codes
 from sedma.comm.routing import RouteError
 from sedma.spec import NatType
 
@@ -58,14 +58,15 @@ def check_links(
     names: Sequence[str],
     nats: Sequence[NatType],
     nat_code: npt.NDArray[np.int8],
+    lan: I32,
     a: npt.NDArray[np.int64],
     b: npt.NDArray[np.int64],
     *values: F64,
 ) -> None:
     """Raise :class:`RouteError` unless ``(a, b)`` with ``values = (rtt_ms, bandwidth_mbps,
     loss)`` are valid links between the peers ``names`` (NAT types ``nats``, codes
-    ``nat_code``): equal lengths, known peers, no self-links or duplicates, values in range,
-    no relayed pair."""
+    ``nat_code``, LANs ``lan`` from :func:`~sedma.comm.pairs.lan_ids`): equal lengths, known
+    peers, no self-links or duplicates, values in range, no relayed pair."""
     n = len(names)
     m = len(a)
     if len(b) != m or any(len(v) != m for v in values):
@@ -88,13 +89,14 @@ def check_links(
         if not ok.all():
             bad = values[("rtt_ms", "bandwidth_mbps", "loss").index(name)][~ok][0]
             raise RouteError(f"links: {name} got {float(bad)!r}; must be {allowed}")
-    codes = PATH_CODE[nat_code[a], nat_code[b]]
+    codes = pair_path_codes(nat_code, lan, a, b)
     bad_pairs = np.flatnonzero(codes == PATH_TYPES.index("relayed"))
     if len(bad_pairs):
         i, j = int(a[bad_pairs[0]]), int(b[bad_pairs[0]])
         raise RouteError(
             f"links: {names[i]!r} ({nats[i]}) - {names[j]!r} ({nats[j]}) is a "
-            "relayed pair; it has no direct path, so it cannot have a link"
+            "relayed pair (no shared LAN, and their NATs let no direct or punched path "
+            "open), so it cannot have a link"
         )
 
 

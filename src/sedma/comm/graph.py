@@ -14,8 +14,10 @@ themselves (see :mod:`sedma.comm.nat`), or measuring links (the transport and th
 loop feed :meth:`PeerGraph.update_link`).
 
 An edge means "these two peers reach each other without a third peer": a direct or a
-hole-punched path (:func:`sedma.comm.nat.path_type`). Relayed pairs have no edge; a route
-between them goes through a peer that has an edge to both. :meth:`PeerGraph.from_spec`
+hole-punched path. Which one a pair has is :mod:`sedma.comm.pairs`' rule, computed once per
+graph: two peers on one site are direct over their LAN, other pairs as their NATs allow
+(:func:`sedma.comm.nat.path_type`). Relayed pairs have no edge; a route between them goes
+through a peer that has an edge to both. :meth:`PeerGraph.from_spec`
 builds the full overlay of a cluster spec (O(N²) edges: fine up to a few thousand peers);
 larger overlays, where each peer keeps a bounded neighbour set, come in through the
 constructor (see :mod:`sedma.bench.routes`).
@@ -40,18 +42,10 @@ from scipy.sparse.csgraph import dijkstra
 
 from sedma.arrays import F64
 from sedma.comm.arcs import check_link_values, check_links, csr_arcs
-from sedma.comm.linkcost import (
-    NAT_CODE,
-    PATH_CODE,
-    SETUP_RTTS,
-    LinkWeights,
-    link_cost_ms,
-    link_costs_ms,
-    nat_cost_ms,
-    nat_costs_ms,
-)
+from sedma.comm.linkcost import NAT_CODE, LinkWeights, link_costs_ms, nat_costs_ms
 from sedma.comm.nat import NAT_TYPES
 from sedma.comm.overlay import spec_overlay
+from sedma.comm.pairs import lan_ids, pair_path_codes, pair_setup_rtts
 from sedma.comm.routing import RouteError, Routes, find_arc, lookup
 from sedma.comm.snapshot import GraphSnapshot
 from sedma.spec import ClusterSpec, NatType
@@ -69,9 +63,12 @@ class PeerGraph:
     """Peers, links and memory pressure, with routes kept cheap to recompute.
 
     ``links`` are undirected: ``(a[k], b[k])`` with ``rtt_ms[k]``, ``bandwidth_mbps[k]`` and
-    ``loss[k]``, indices into ``names``. A link between a pair that
-    :func:`~sedma.comm.nat.path_type` calls ``relayed`` is an error (no such path exists).
-    ``relay_only`` marks nodes that relay but are never a destination (a TURN server).
+    ``loss[k]``, indices into ``names``. ``sites`` names each peer's site: peers of one
+    site reach each other over its LAN, whatever their NATs (:mod:`sedma.comm.pairs`);
+    without ``sites`` (or with an empty name) a peer shares a LAN with nobody. A link
+    between a pair that :func:`~sedma.comm.pairs.pair_path_codes` calls ``relayed`` is an
+    error (no such path exists). ``relay_only`` marks nodes that relay but are never a
+    destination (a TURN server; it shares no LAN either).
     """
 
     def __init__(
@@ -104,19 +101,20 @@ class PeerGraph:
         self._relay_only = np.array(relay_only if relay_only is not None else [False] * n, bool)
         if len(self._sites) != n or self._relay_only.shape != (n,):
             raise RouteError(f"sites and relay_only: need one entry per peer ({n})")
+        self._lan = lan_ids(self._sites, self._relay_only)
         self._up = np.ones(n, dtype=bool)
         self._weights = weights or LinkWeights()
         la, lb = np.asarray(a, dtype=np.int64), np.asarray(b, dtype=np.int64)
         lr = np.asarray(rtt_ms, dtype=np.float64)
         lw = np.asarray(bandwidth_mbps, dtype=np.float64)
         ll = np.asarray(loss, dtype=np.float64)
-        check_links(self._names, self._nats, self._nat, la, lb, lr, lw, ll)
+        check_links(self._names, self._nats, self._nat, self._lan, la, lb, lr, lw, ll)
         arcs = csr_arcs(n, la, lb)
         self._indptr, self._indices, self._tail = arcs.indptr, arcs.indices, arcs.tail
         self._rev = arcs.rev
         self._rtt, self._bw, self._loss = lr[arcs.link], lw[arcs.link], ll[arcs.link]
-        self._code = PATH_CODE[self._nat[self._tail], self._nat[self._indices]]
-        self._setup = SETUP_RTTS[self._nat[self._tail], self._nat[self._indices]]
+        self._code = pair_path_codes(self._nat, self._lan, self._tail, self._indices)
+        self._setup = pair_setup_rtts(self._nat, self._lan, self._tail, self._indices)
         self._cost = np.empty(len(self._indices), dtype=np.float64)
         self._csr = csr_matrix(
             (np.empty(len(self._indices)), self._indices, self._indptr), shape=(n, n), copy=False
@@ -222,6 +220,7 @@ class PeerGraph:
             nats=self._nats,
             nat_code=ro(self._nat),
             sites=self._sites,
+            lan=ro(self._lan),
             relay_only=ro(self._relay_only),
             up=ro(self._up),
             indptr=ro(self._indptr),
@@ -255,11 +254,11 @@ class PeerGraph:
         bw = float(self._bw[k]) if bandwidth_mbps is None else bandwidth_mbps
         lo = float(self._loss[k]) if loss is None else loss
         check_link_values(rtt, bw, lo)
-        for arc in (k, r):
-            self._rtt[arc], self._bw[arc], self._loss[arc] = rtt, bw, lo
-            self._cost[arc] = self._arc_cost(arc)
-            if self._up[self._tail[arc]] and self._up[self._indices[arc]]:
-                self._csr.data[arc] = self._cost[arc]
+        arcs = np.array([k, r], dtype=np.int64)
+        self._rtt[arcs], self._bw[arcs], self._loss[arcs] = rtt, bw, lo
+        self._cost[arcs] = self._arc_costs(arcs)
+        alive = self._up[self._tail[arcs]] & self._up[self._indices[arcs]]
+        self._csr.data[arcs[alive]] = self._cost[arcs[alive]]
 
     def set_pressure(self, node: str, pressure: float, t: float) -> None:
         """Record ``node``'s memory pressure (used / capacity, 0..1) as measured at ``t``."""
@@ -287,16 +286,16 @@ class PeerGraph:
     # ------------------------------------------------------------------ internals
 
     def _recompute(self) -> None:
-        nat = nat_costs_ms(self._rtt, self._loss, self._setup, self._code, self._weights)
-        self._cost[:] = link_costs_ms(self._rtt, self._bw, self._loss, nat, self._weights)
+        self._cost[:] = self._arc_costs(slice(None))
         alive = self._up[self._tail] & self._up[self._indices]
         self._csr.data[:] = np.where(alive, self._cost, np.inf)
 
-    def _arc_cost(self, k: int) -> float:
-        a, b = self._nats[self._tail[k]], self._nats[self._indices[k]]
-        rtt, loss = float(self._rtt[k]), float(self._loss[k])
-        nat = nat_cost_ms(a, b, rtt, loss, self._weights)
-        return link_cost_ms(rtt, float(self._bw[k]), loss, nat, self._weights)
+    def _arc_costs(self, arcs: slice | npt.NDArray[np.int64]) -> F64:
+        """Cost of the arcs ``arcs`` from their stored path codes and setup counts, so a
+        link update prices a pair exactly as construction did (same-LAN rule included)."""
+        rtt, loss, w = self._rtt[arcs], self._loss[arcs], self._weights
+        nat = nat_costs_ms(rtt, loss, self._setup[arcs], self._code[arcs], w)
+        return link_costs_ms(rtt, self._bw[arcs], loss, nat, w)
 
     def _arc(self, i: int, j: int) -> int:
         return find_arc(self._indptr, self._indices, i, j)

@@ -5,7 +5,8 @@ Covers: :class:`LatencyModel` (the experiment's knobs, frozen), :class:`Scenario
 built from: uneven initial memory pressures (:func:`uneven_pressures`), the NAT setup delay
 a pair pays before its first message (:func:`setup_delay_ms`, from
 :func:`sedma.comm.nat.path_cost`), the share of pairs that only a relay connects
-(:func:`relay_only_pair_fraction`, :func:`with_relay_only_pairs`) and the open-loop message
+(:func:`relay_only_pair_fraction`, :func:`with_relay_only_pairs`, by
+:mod:`sedma.comm.pairs`' rule) and the open-loop message
 schedule (:func:`poisson_schedule`). Does not cover: what a peer does with its memory under
 the load (admission, service time, the violation rule: see :mod:`sedma.comm.peer_memory`),
 running the experiment over the real transport (see :mod:`sedma.bench.comm`), choosing peers
@@ -26,8 +27,9 @@ import numpy as np
 import numpy.typing as npt
 
 from sedma.comm.graph import PeerGraph
-from sedma.comm.nat import path_cost, path_type
+from sedma.comm.nat import PATH_TYPES, path_cost
 from sedma.comm.overlay import site_paths
+from sedma.comm.pairs import every_pair_path_codes
 from sedma.comm.peer_memory import P_FULL, P_SOFT, check_fraction, slowdown
 from sedma.errors import SedmaError
 from sedma.spec import ClusterSpec, NatType
@@ -45,6 +47,7 @@ __all__ = [
 ]
 
 P_HIGH = 0.85  # "high pressure" in the scenario: initial use above this
+_RELAYED = PATH_TYPES.index("relayed")
 
 
 def _check_range(name: str, lo: float, hi: float) -> None:
@@ -127,22 +130,28 @@ def setup_delay_ms(a: NatType, b: NatType, rtt_ms: float, loss: float = 0.0) -> 
 
     ``nat.path_cost(a, b, rtt_ms, loss=loss).setup_ms``: the path's setup round trips
     (direct 1 or 2, hole-punched 3 or 4, relayed 4; see :func:`~sedma.comm.nat.path_cost`)
-    times ``rtt_ms / (1 - loss)^2``. The caller passes the RTT of the path the messages
-    take (for a relayed pair, through the relay: the TURN exchanges go there).
+    times ``rtt_ms / (1 - loss)^2``. ``a`` and ``b`` are the NAT types that decide the
+    pair's path (:meth:`~sedma.comm.snapshot.GraphSnapshot.pair_nats`: ``"none"`` twice for
+    two peers on one site). The caller passes the RTT of the path the messages take (for a
+    relayed pair, through the relay: the TURN exchanges go there).
     """
     return path_cost(a, b, rtt_ms, loss=loss).setup_ms
 
 
-def relay_only_pair_fraction(nats: Sequence[NatType]) -> float:
-    """Fraction of the unordered pairs of peers that :func:`~sedma.comm.nat.path_type`
-    says only a relay connects."""
+def relay_only_pair_fraction(nats: Sequence[NatType], sites: Sequence[str] | None = None) -> float:
+    """Fraction of the unordered pairs of peers that only a relay connects
+    (:mod:`sedma.comm.pairs`: on different sites, with NATs that
+    :func:`~sedma.comm.nat.path_type` calls relayed). ``sites[i]`` is peer ``i``'s site;
+    without ``sites`` every peer is on a site of its own (the NAT rule alone)."""
     n = len(nats)
+    if sites is None:
+        sites = [""] * n
+    if len(sites) != n:
+        raise SedmaError(f"sites: got {len(sites)} for {n} peers; need one each")
     if n < 2:
         return 0.0
-    relayed = sum(
-        path_type(nats[i], nats[j]) == "relayed" for i in range(n) for j in range(i + 1, n)
-    )
-    return relayed / (n * (n - 1) / 2)
+    _, _, codes = every_pair_path_codes(nats, sites, [False] * n)
+    return int(np.count_nonzero(codes == _RELAYED)) / (n * (n - 1) / 2)
 
 
 def with_relay_only_pairs(spec: ClusterSpec, fraction: float, seed: int) -> ClusterSpec:
@@ -151,16 +160,19 @@ def with_relay_only_pairs(spec: ClusterSpec, fraction: float, seed: int) -> Clus
 
     Peers are taken in a seeded random order, those already behind a NAT first (a symmetric
     NAT pairs with port-restricted and symmetric ones only through a relay, RFC 4787 §4.1).
+    Pairs on one site never need a relay (:mod:`sedma.comm.pairs`), so a fraction above the
+    share of pairs across sites is out of reach: then every peer ends up symmetric.
     """
     check_fraction("relay_only_fraction", fraction)
     nats: list[NatType] = [nd.nat for nd in spec.nodes]
-    if relay_only_pair_fraction(nats) >= fraction:
+    sites = [nd.site for nd in spec.nodes]
+    if relay_only_pair_fraction(nats, sites) >= fraction:
         return spec
     rng = np.random.default_rng([seed, 0x5E7])
     order = sorted(range(len(nats)), key=lambda i: (nats[i] == "none", float(rng.random())))
     for i in order:
         nats[i] = "symmetric"
-        if relay_only_pair_fraction(nats) >= fraction:
+        if relay_only_pair_fraction(nats, sites) >= fraction:
             break
     nodes = tuple(
         dataclasses.replace(nd, nat=nat) for nd, nat in zip(spec.nodes, nats, strict=True)
@@ -201,6 +213,8 @@ class Scenario:
     pressure: Mapping[str, float]
     schedule: tuple[tuple[float, int], ...]
     hop: Mapping[tuple[str, str], tuple[float, float]]  # (rtt_ms, loss) between two nodes
+    # pairs (both orders) only a relay connects, by :mod:`sedma.comm.pairs`' rule
+    relayed: frozenset[tuple[str, str]]
     model: LatencyModel
     seed: int
 
@@ -242,6 +256,12 @@ def build_scenario(
     sp_rtt, _, sp_loss = site_paths(spec)
     site_ix = {s.name: i for i, s in enumerate(spec.sites)}
     where = {n: site_ix[s] for n, s in zip(snap.names, snap.sites, strict=True)}
+    relayed = frozenset(
+        (a, b)
+        for a in snap.names
+        for b in snap.names
+        if a != b and snap.pair_path(snap.index[a], snap.index[b]) == "relayed"
+    )
     hop = {
         (a, b): (float(sp_rtt[where[a], where[b]]), float(sp_loss[where[a], where[b]]))
         for a in snap.names
@@ -252,13 +272,12 @@ def build_scenario(
         spec=spec,
         peers=peers,
         relays=tuple(n for n in snap.names if nats[n] == "none"),
-        attach=tuple(
-            p for p in peers if any(path_type(nats[p], nats[q]) == "relayed" for q in peers)
-        ),
+        attach=tuple(p for p in peers if any((p, q) in relayed for q in peers)),
         clients=tuple(peers[k] for k in picked),
         pressure={p: float(x) for p, x in zip(peers, p0, strict=True)},
         schedule=tuple(poisson_schedule(messages, n_clients, model.rate_hz, seed)),
         hop=hop,
+        relayed=relayed,
         model=model,
         seed=seed,
     )

@@ -2,7 +2,8 @@
 
 Covers: :func:`site_paths` (RTT, bandwidth and loss between every two sites over the
 cheapest chain of WAN links) and :func:`spec_overlay` (the peers of a spec, a TURN relay
-when one is needed, and one link per pair that the NAT model does not call relayed).
+when one is needed, and one link per pair that is not relayed: every pair on one site, and
+pairs across sites whose NATs allow it, by :mod:`sedma.comm.pairs`' rule).
 :meth:`sedma.comm.graph.PeerGraph.from_spec` builds its graph from these. Does not cover:
 checking links or laying them out as arcs (see :mod:`sedma.comm.arcs`), what a link costs
 (see :mod:`sedma.comm.linkcost`), sparse overlays where each peer keeps a bounded neighbour
@@ -25,8 +26,9 @@ from scipy.sparse import csr_matrix
 from scipy.sparse.csgraph import dijkstra
 
 from sedma.arrays import F64
-from sedma.comm.linkcost import MIN_WEIGHT_MS, NAT_CODE, PATH_CODE
-from sedma.comm.nat import PATH_TYPES, path_type
+from sedma.comm.linkcost import MIN_WEIGHT_MS
+from sedma.comm.nat import PATH_TYPES
+from sedma.comm.pairs import every_pair_path_codes
 from sedma.comm.routing import RouteError
 from sedma.spec import ClusterSpec, NatType
 
@@ -34,6 +36,8 @@ __all__ = ["SpecOverlay", "site_paths", "spec_overlay"]
 
 # The TURN node is the graph's doing: log it where graph users look.
 logger = logging.getLogger("sedma.comm.graph")
+
+_RELAYED = PATH_TYPES.index("relayed")
 
 
 @dataclass(frozen=True, eq=False)
@@ -60,16 +64,20 @@ def spec_overlay(
 ) -> SpecOverlay:
     """The full overlay of a cluster: every pair that is not relayed gets a link.
 
-    Same site: the site's ``lan_rtt_ms`` and ``lan_bandwidth_mbps``, no loss. Different
-    sites: the shortest chain of WAN links by RTT (:func:`site_paths`); sites with no chain
-    get no link. A TURN server ``turn`` (no NAT, relay only) at ``turn_site`` (default: the
-    first site) is added when ``turn="always"``, or with ``"auto"`` when some pair is
-    relayed and no peer without NAT could relay it.
+    Same site: always linked (:mod:`sedma.comm.pairs`: host candidates on the LAN), the
+    site's ``lan_rtt_ms`` and ``lan_bandwidth_mbps``, no loss. Different sites: linked
+    unless their NATs make the pair relayed, over the shortest chain of WAN links by RTT
+    (:func:`site_paths`); sites with no chain get no link. A TURN server ``turn`` (no NAT,
+    relay only) at ``turn_site`` (default: the first site) is added when
+    ``turn="always"``, or with ``"auto"`` when some pair is relayed and no peer without NAT
+    could relay it.
     """
     names = [nd.name for nd in spec.nodes]
     nats: list[NatType] = [nd.nat for nd in spec.nodes]
     sites = [nd.site for nd in spec.nodes]
-    relayed = any(path_type(x, y) == "relayed" for x in set(nats) for y in set(nats))
+    relay_only = [False] * len(names)
+    ia, ib, codes = every_pair_path_codes(nats, sites, relay_only)
+    relayed = bool(np.any(codes == _RELAYED))
     if turn not in ("auto", "always", "never"):
         raise RouteError(f"turn: got {turn!r}; allowed are auto, always, never")
     if turn == "always" or (turn == "auto" and relayed and "none" not in nats):
@@ -81,18 +89,14 @@ def spec_overlay(
         names.append(name)
         nats.append("none")
         sites.append(site)
+        relay_only.append(True)
         logger.info("peer graph of %s: added TURN relay %r at site %s", spec.name, name, site)
+        ia, ib, codes = every_pair_path_codes(nats, sites, relay_only)
     sp_rtt, sp_bw, sp_loss = site_paths(spec)
     site_ix = {x.name: i for i, x in enumerate(spec.sites)}
     s = np.array([site_ix[x] for x in sites], dtype=np.int64)
-    n = len(names)
-    ia, ib = np.triu_indices(n, 1)
-    nat = np.array([NAT_CODE[x] for x in nats], dtype=np.int8)
-    keep = (PATH_CODE[nat[ia], nat[ib]] != PATH_TYPES.index("relayed")) & np.isfinite(
-        sp_rtt[s[ia], s[ib]]
-    )
+    keep = (codes != _RELAYED) & np.isfinite(sp_rtt[s[ia], s[ib]])
     ia, ib = ia[keep], ib[keep]
-    relay_only = [False] * len(spec.nodes) + [True] * (n - len(spec.nodes))
     return SpecOverlay(
         names,
         nats,

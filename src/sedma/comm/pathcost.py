@@ -20,8 +20,9 @@ import numpy as np
 import numpy.typing as npt
 
 from sedma.arrays import F64, I32
-from sedma.comm.linkcost import PATH_CODE, SETUP_RTTS, nat_costs_ms
+from sedma.comm.linkcost import nat_costs_ms
 from sedma.comm.nat import PATH_TYPES, PathType
+from sedma.comm.pairs import pair_path_codes, pair_setup_rtts
 from sedma.comm.penalty import first_message_setup_ms
 from sedma.comm.relay_choice import choose_relay, relay_candidates
 from sedma.comm.routing import RouteError, shortest_paths, walk_back
@@ -73,7 +74,7 @@ class Choice:
     dest: str
     path: tuple[str, ...]  # src, any relay or forwarding peers, dest
     relay: str | None  # set only for a relayed pair
-    path_type: PathType  # what the NAT model says about (src, dest)
+    path_type: PathType  # how (src, dest) connect: their LAN, or their NATs (comm.pairs)
     cost: CostBreakdown
     pressure: float  # the destination's effective pressure
     near_best: tuple[str, ...]
@@ -94,7 +95,7 @@ def breakdown(ctx: SelectionContext, hops: Sequence[int]) -> CostBreakdown:
     if own and charges_setup(ctx, s, d):
         keep = float(np.prod(1.0 - loss))
         full = first_message_setup_ms(
-            float(SETUP_RTTS[g.nat_code[s], g.nat_code[d]]),
+            float(pair_setup_rtts(g.nat_code, g.lan, s, d)),
             float(np.sum(rtt)),
             1.0 - keep,
             ctx.settings.handshake_rtts,
@@ -149,7 +150,7 @@ def route_costs(
                     float(g.setup_rtts[arc]), float(g.rtt_ms[arc]), float(g.loss[arc]), hs
                 )
                 cost[k] += wn * max(0.0, full - setup_spent_ms(ctx, s, int(cand[k])))
-    relayed = ~linked & (PATH_CODE[g.nat_code[s], g.nat_code[cand]] == _RELAYED)
+    relayed = ~linked & (pair_path_codes(g.nat_code, g.lan, s, cand) == _RELAYED)
     for k in np.flatnonzero(relayed):
         _, rc = relay_candidates(ctx, s, int(cand[k]), setup=setup)
         cost[k], how[k] = (float(rc.min()) if len(rc) else np.inf), 1

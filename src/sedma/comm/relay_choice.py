@@ -3,7 +3,7 @@
 Covers: :func:`relay_candidates` (the live peers without NAT, or the TURN node, linked to
 both ends, each with its cost as the relay; a pair whose channel is up keeps its relay) and
 :func:`choose_relay` (the headroom rule, then the best of two among the near-best of those).
-Does not cover: whether a pair needs a relay (see :func:`sedma.comm.nat.path_type`), the
+Does not cover: whether a pair needs a relay (see :mod:`sedma.comm.pairs`), the
 rest of a route's cost (see :mod:`sedma.comm.pathcost`), the baseline's one fixed relay
 (see :mod:`sedma.comm.baseline`), or relaying bytes (see :mod:`sedma.comm.net.relay`).
 """
@@ -16,7 +16,7 @@ import numpy as np
 
 from sedma.arrays import F64, I32
 from sedma.comm.herding import headroom, two_choices
-from sedma.comm.linkcost import SETUP_RTTS
+from sedma.comm.pairs import pair_setup_rtts
 from sedma.comm.routing import RouteError
 from sedma.comm.selection_context import SelectionContext, charges_setup, setup_spent_ms
 
@@ -52,7 +52,7 @@ def relay_candidates(
     if setup and charges_setup(ctx, a, b):
         rtt = g.rtt_ms[ar] + g.rtt_ms[rb]
         keep = (1.0 - g.loss[ar]) * (1.0 - g.loss[rb])
-        rtts = SETUP_RTTS[g.nat_code[a], g.nat_code[b]] + ctx.settings.handshake_rtts
+        rtts = pair_setup_rtts(g.nat_code, g.lan, a, b) + ctx.settings.handshake_rtts
         left = np.maximum(0.0, rtts * rtt / keep**2 - setup_spent_ms(ctx, a, b))
         cost = cost + ctx.weights.nat * left
     return r, np.asarray(cost, dtype=np.float64)

@@ -24,10 +24,12 @@ Rules, in order:
 
 1. A peer's cost is its route's cost plus ``weights.pressure * pressure_penalty(p)`` of its
    effective (freshness-adjusted) memory pressure ``p``. Peers at the cap are infeasible.
-2. Path: the direct (or hole-punched) link when the pair has one. Relays only for pairs
-   that :func:`sedma.comm.nat.path_type` calls ``relayed``, through a peer without NAT (or
-   the graph's TURN node) linked to both ends. Pairs of a sparse overlay that are neither
-   get the cheapest multi-hop route, each forwarding peer's pressure counted.
+2. Path: the direct (or hole-punched) link when the pair has one (two peers on one site
+   always do, over their LAN: :mod:`sedma.comm.pairs`). Relays only for pairs that rule
+   calls ``relayed`` (on different sites, with NATs :func:`sedma.comm.nat.path_type` calls
+   relayed), through a peer without NAT (or the graph's TURN node) linked to both ends.
+   Pairs of a sparse overlay that are neither get the cheapest multi-hop route, each
+   forwarding peer's pressure counted.
 3. Headroom: when any feasible candidate is below ``settings.prefer_below`` (0.70), those
    at or above ``settings.avoid_above`` (0.90) are dropped, whatever their network cost.
 4. No herding: among the near-best (cost within ``(1 + near_best_ratio) * best +

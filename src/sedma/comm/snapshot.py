@@ -2,10 +2,11 @@
 
 Covers: :class:`GraphSnapshot`, a read-only copy of a :class:`~sedma.comm.graph.PeerGraph`
 (peers with NAT type, site and memory pressure; links as CSR arcs with RTT, bandwidth, loss
-and NAT path type) with its cheap lookups: an arc by its ends, a peer's neighbours, which
-of many peers a peer links to, a pair's path type, every arc's cost under given weights.
-Does not cover: building or updating the graph (see :mod:`sedma.comm.graph`), the link
-cost formula (see :mod:`sedma.comm.linkcost`), Dijkstra (see :mod:`sedma.comm.routing`),
+and path type) with its cheap lookups: an arc by its ends, a peer's neighbours, which of many
+peers a peer links to, a pair's path type and the NAT types that decide it, every arc's cost
+under given weights. Does not cover: building or updating the graph (see
+:mod:`sedma.comm.graph`), the rule that classifies a pair (see :mod:`sedma.comm.pairs`), the
+link cost formula (see :mod:`sedma.comm.linkcost`), Dijkstra (see :mod:`sedma.comm.routing`),
 or what a policy does with the snapshot (see :mod:`sedma.comm.selection`).
 """
 
@@ -18,8 +19,9 @@ import numpy as np
 import numpy.typing as npt
 
 from sedma.arrays import F64, I32, Bool
-from sedma.comm.linkcost import PATH_CODE, LinkWeights, link_costs_ms, nat_costs_ms
-from sedma.comm.nat import PATH_TYPES, PathType
+from sedma.comm.linkcost import LinkWeights, link_costs_ms, nat_costs_ms
+from sedma.comm.nat import NAT_TYPES, PATH_TYPES, PathType
+from sedma.comm.pairs import pair_nat_codes, pair_path_codes
 from sedma.comm.routing import find_arc, lookup
 from sedma.spec import NatType
 
@@ -33,8 +35,9 @@ class GraphSnapshot:
 
     Arcs are CSR-ordered: the arcs of node ``i`` are ``indptr[i]:indptr[i+1]``, with heads
     ``indices`` sorted ascending. Every link appears as two arcs (one per direction).
-    ``arc_rev[k]`` is the arc in the other direction. ``pressure_t`` is ``-inf`` for a
-    peer never heard from.
+    ``arc_rev[k]`` is the arc in the other direction. ``lan`` says which peers share a LAN
+    (:func:`~sedma.comm.pairs.lan_ids`). ``pressure_t`` is ``-inf`` for a peer never heard
+    from.
     """
 
     names: tuple[str, ...]
@@ -42,6 +45,7 @@ class GraphSnapshot:
     nats: tuple[NatType, ...]
     nat_code: npt.NDArray[np.int8]
     sites: tuple[str, ...]
+    lan: I32
     relay_only: Bool
     up: Bool
     indptr: I32
@@ -81,7 +85,15 @@ class GraphSnapshot:
         return np.asarray(linked, dtype=np.bool_), np.asarray(lo + pos, dtype=np.int64)
 
     def pair_path(self, i: int, j: int) -> PathType:
-        return PATH_TYPES[int(PATH_CODE[self.nat_code[i], self.nat_code[j]])]
+        """Which path peers ``i`` and ``j`` take (:mod:`sedma.comm.pairs`: over their LAN
+        when they share one, else as their NATs allow)."""
+        return PATH_TYPES[int(pair_path_codes(self.nat_code, self.lan, i, j))]
+
+    def pair_nats(self, i: int, j: int) -> tuple[NatType, NatType]:
+        """The NAT types that decide the path ``i -> j`` (``("none", "none")`` for two peers
+        on one LAN): what :func:`sedma.comm.nat.path_cost` prices for the pair."""
+        a, b = pair_nat_codes(self.nat_code, self.lan, i, j)
+        return NAT_TYPES[int(a)], NAT_TYPES[int(b)]
 
     def link_costs(self, w: LinkWeights) -> F64:
         """:func:`~sedma.comm.linkcost.link_costs_ms` of every arc under ``w`` (NAT terms
