@@ -22,6 +22,7 @@ from sedma.compute.plan import (
     Plan,
     Tile,
     footprint,
+    join_lanes,
     lane_indices,
     lane_plan,
     lane_rotation,
@@ -39,6 +40,7 @@ from sedma.runtime.local import LocalBackend
 from sedma.runtime.tasks import Task, repeat_lanes
 from sedma.sim.backend import SimBackend, static_paths
 from sedma.spec_load import load_cluster
+from sedma.workloads.registry import get_workload
 
 WL = Workload(
     "chain",
@@ -220,3 +222,43 @@ def test_pass_replicas_keep_just_enough_passes_in_flight_to_hide_a_pass_s_latenc
     # a lane computes for ~42 ms a pass and its 1 MB input takes ~1 ms: one running, one
     # on its way
     assert plan is not None and plan.in_flight == 2
+
+
+def test_join_lanes_makes_each_one_lane_plan_a_lane_of_its_own() -> None:
+    a = Plan(WL, tuple(Tile(i, "cpu-0", "m", 0, op.m) for i, op in enumerate(WL.ops)), {}, "s")
+    b = Plan(
+        WL,
+        (Tile(0, "cpu-1", "n", 0, 64), Tile(1, "cpu-2", "m", 0, 32)),
+        {},
+        "s",
+        in_flight=4,
+    )
+    joined = join_lanes([replace(a, in_flight=2), b], [3.0, 1.0], "two lanes")
+    validate_plan(joined, _views())  # type: ignore[arg-type]
+    assert joined.lanes == 2 and joined.lane_shares == pytest.approx((0.75, 0.25))
+    assert [t.lane for t in joined.tiles] == [0, 0, 1, 1]
+    assert joined.in_flight == 4 and joined.notes[0] == "two lanes"
+    assert join_lanes([a, b], [1.0, 1.0], "x").in_flight is None  # a's memory decides
+    with pytest.raises(PlanError, match="weights"):
+        join_lanes([a, b], [1.0], "x")
+    with pytest.raises(PlanError, match="one lane"):
+        join_lanes([joined, a], [1.0, 1.0], "x")
+
+
+def test_nodes_the_replicas_leave_out_get_a_lane_of_their_own() -> None:
+    from sedma.compute.partition.planner import _with_rest_lane
+
+    spec = load_cluster("nano-lab")  # only the laptop holds TinyLlama
+    views = views_from_spec(spec)
+    wl = get_workload("tinyllama-1.1b")
+    links = network_of(spec).link_view(static_paths(spec), head_node(views))
+    ctx = PartitionContext(nodes=views, workload=wl, links=links)
+    replicas = plan_pass_replicas(ctx)
+    assert replicas is not None and replicas.nodes == ("laptop-x86",)
+    both = _with_rest_lane(ctx, replicas)
+    assert both is not None and both.lanes == 2
+    validate_plan(both, {v.name: v for v in views})
+    assert {t.node for t in both.tiles if t.lane == 1} == {v.name for v in views} - {"laptop-x86"}
+    alone = [estimated_rate(lane_plan(both, lane), ctx) for lane in range(2)]
+    assert both.lane_weights == pytest.approx(alone)
+    assert estimated_rate(both, ctx) == pytest.approx(sum(alone))

@@ -2,9 +2,10 @@
 
 Covers: the plan data types (:class:`NodeView`, :class:`ArraySlot`, :class:`Tile`,
 :class:`Plan`), a plan's lanes (:func:`lane_plan`, :func:`lane_indices`,
-:func:`lane_rotation`), its per-node memory footprint (:func:`footprint`), its predicted
-per-node busy time and makespan (:func:`node_loads_s`, :func:`predicted_makespan_s`) and
-structural validation (:func:`validate_plan`). Does not cover: how plans are made (see
+:func:`lane_rotation`, :func:`join_lanes`), its per-node memory footprint
+(:func:`footprint`), its predicted per-node busy time and makespan (:func:`node_loads_s`,
+:func:`predicted_makespan_s`) and structural validation (:func:`validate_plan`). Does not
+cover: how plans are made (see
 :mod:`sedma.compute.partition.planner`) or run (see :mod:`sedma.control.executor`).
 
 A tile slices one product ``Y = X @ W`` along one axis:
@@ -50,6 +51,7 @@ __all__ = [
     "Tile",
     "footprint",
     "held_bytes",
+    "join_lanes",
     "lane_indices",
     "lane_plan",
     "lane_rotation",
@@ -208,6 +210,34 @@ def lane_plan(plan: Plan, lane: int) -> Plan:
         return plan
     tiles = tuple(replace(plan.tiles[i], lane=0) for i in lane_indices(plan, lane))
     return replace(plan, tiles=tiles, lane_weights=())
+
+
+def join_lanes(plans: Sequence[Plan], weights: Sequence[float], note: str) -> Plan:
+    """One plan whose lanes are the given one-lane plans' (lane ``i`` is ``plans[i]``'s tiles,
+    taking passes in proportion to ``weights[i]``), of the first plan's workload and strategy.
+    Each tile keeps its arrays; the rram correction is the one plan that has any (a plan's
+    correction applies to its tiles in arrays). ``in_flight`` is the largest the plans ask
+    (None where one leaves it to memory). Raises :class:`PlanError` unless every plan has
+    one lane and one positive weight, on the same workload, and at most one has a
+    correction."""
+    if not plans or len(weights) != len(plans) or not all(w > 0 for w in weights):
+        raise PlanError(f"join_lanes: {len(plans)} plans need as many weights > 0: {weights!r}")
+    if any(p.lanes != 1 or p.workload is not plans[0].workload for p in plans):
+        raise PlanError("join_lanes: every plan must have one lane, over the same workload")
+    corrected = {p.correction for p in plans if any(t.arrays for t in p.tiles)}
+    if len(corrected) > 1:
+        raise PlanError("join_lanes: the plans' tiles in arrays use different corrections")
+    flights = [p.in_flight for p in plans]
+    return Plan(
+        plans[0].workload,
+        tuple(replace(t, lane=i) for i, p in enumerate(plans) for t in p.tiles),
+        {n: r for p in plans for n, r in p.assumed_rates.items()},
+        plans[0].strategy,
+        tuple(dict.fromkeys((note, *(n for p in plans for n in p.notes)))),
+        corrected.pop() if corrected else NONE,
+        tuple(weights),
+        None if None in flights else max(f for f in flights if f is not None),
+    )
 
 
 def lane_rotation(shares: Sequence[float]) -> Iterator[int]:

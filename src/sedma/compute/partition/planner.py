@@ -58,6 +58,8 @@ from sedma.compute.plan import (
     Plan,
     Tile,
     footprint,
+    join_lanes,
+    lane_plan,
     predicted_makespan_s,
     validate_plan,
 )
@@ -177,7 +179,47 @@ def _with_links(
         held = sum(f.held_bytes for f in footprint(plan, crossbars).values())
         eff = memory_efficiency(live, held)
         out.append(Candidate(plan, 1.0 / estimated_rate(plan, ctx), eff, label))
+        if label == "pass replicas":
+            both = _with_rest_lane(ctx, plan)
+            if both is not None:
+                validate_plan(both, {v.name: v for v in ctx.nodes})
+                held = sum(f.held_bytes for f in footprint(both, crossbars).values())
+                eff = memory_efficiency(live, held)
+                rate = estimated_rate(both, ctx)
+                out.append(Candidate(both, 1.0 / rate, eff, "pass replicas and a lane of the rest"))
     return out
+
+
+def _with_rest_lane(ctx: PartitionContext, replicas: Plan) -> Plan | None:
+    """``replicas`` with one more lane over the nodes it leaves out (an rram lab, boards
+    behind a thin link), planned as the best of the LP and the layer pipeline over those
+    nodes alone; each lane weighted by its own estimated rate. None where no node is left,
+    or no plan over them covers the model."""
+    used = set(replicas.nodes)
+    rest = tuple(v for v in ctx.nodes if v.name not in used)
+    if not rest:
+        return None
+    sub = replace(ctx, nodes=rest)
+    best: tuple[float, Plan] | None = None
+    for make in (_plan_with, plan_pipeline):
+        try:
+            plan = make(sub)
+        except PlanError:
+            continue
+        if plan is None:
+            continue
+        rate = estimated_rate(plan, sub)
+        if best is None or rate > best[0]:
+            best = (rate, plan)
+    if best is None:
+        return None
+    lanes = [lane_plan(replicas, lane) for lane in range(replicas.lanes)]
+    weights = [estimated_rate(p, ctx) for p in lanes] + [best[0]]
+    return join_lanes(
+        [*lanes, best[1]],
+        weights,
+        f"pass replicas on {', '.join(sorted(used))}, and one lane over the other nodes",
+    )
 
 
 def _caps_note(caps: Mapping[str, int]) -> str:

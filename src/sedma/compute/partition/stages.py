@@ -22,8 +22,12 @@ of the route between the two nodes, which must also stay within ``tau``. For a f
 this greedy fill is exact for the node constraints (an exchange argument: giving a node
 fewer layers never lets a later node finish more), so a bisection on ``tau`` finds the
 order's best. Orders are chains of sites (every ordered subset of sites up to six, so a
-site behind thin links can be left out), with each site's nodes fastest first; the order
-with the smallest ``tau`` wins. ``1 / tau`` is the pipeline's rate with passes in flight.
+site behind thin links can be left out), with each site's nodes fastest first. Each order is
+filled for each count of passes in flight that memory allows (each pass holds its own KV
+cache and activations on every stage), at the smallest feasible ``tau`` and a grid of looser
+ones; the fill with the most passes per second wins, by
+:func:`~sedma.compute.partition.estimate.chain_rate`: ``min(1 / tau, P / L)``, ``L`` one
+pass alone through the chain and its links.
 
 rram nodes are left out: a layer pipeline puts whole products on a node, which a crossbar's
 fixed arrays rarely hold, and decode's attention reads a cache no array can store.
@@ -37,6 +41,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from sedma.compute.partition.context import PartitionContext
+from sedma.compute.partition.estimate import chain_rate
 from sedma.compute.partition.layers import (
     Layer,
     layer_bytes,
@@ -97,7 +102,7 @@ def plan_pipeline(ctx: PartitionContext) -> Plan | None:
             if not options:
                 break  # more passes in flight hold more: they will not fit either
             for tau, owners in options:
-                rate = _pipeline_rate(tau, in_flight, _latency_s(ctx, order, layers, cut, owners))
+                rate = chain_rate(tau, in_flight, _latency_s(ctx, order, layers, cut, owners))
                 if best is None or rate > best[0] * (1 + 1e-9):
                     best = (rate, tau, in_flight, owners)
     if best is None:
@@ -289,14 +294,3 @@ def _fill(
         if not carry(prev, links.driver, last):
             return None
     return owners
-
-
-def _pipeline_rate(tau: float, in_flight: int, latency_s: float) -> float:
-    """Passes per second of a closed loop of ``in_flight`` passes through a pipeline whose
-    busiest stage takes ``tau`` and one pass alone ``latency_s``: ``P / (L + (P - 1) tau)``,
-    each pass waiting behind the others at the busiest stage once (the mean-value bound of a
-    closed queueing network, Lazowska et al. 1984, 5.3; between ``1 / L`` for one pass and
-    ``1 / tau`` for many). Conservative where stages are balanced, as it must be: a pipeline
-    that shares its links and its driver with the passes behind it does not reach
-    ``min(1 / tau, P / L)``."""
-    return in_flight / (latency_s + (in_flight - 1) * tau)
