@@ -65,3 +65,21 @@ def test_no_system_beats_the_bound_on_random_clusters(seed: int) -> None:
     for name, s in r["systems"].items():
         if name != "bound" and "failed" not in s:
             assert s["throughput_ops_s"] <= bound * (1 + 1e-6), (seed, name)
+
+
+def test_a_context_is_only_for_a_decoder_and_is_named_in_one_clear_error() -> None:
+    argv = ["bench", "costed", "--cluster", "small", "--workload", "bert-base", "--context", "64"]
+    res = CliRunner().invoke(app, argv)
+    assert res.exit_code != 0
+    assert "context = 64" in res.output and "Traceback" not in res.output
+
+
+def test_a_longer_context_holds_more_cache_per_pass_and_is_reported() -> None:
+    # twice the context: each pass in flight holds (and reads) twice the KV cache, so a
+    # memory-bound decoder runs no faster; the result says which context it measured
+    short = bench_costed("small", "tinyllama-1.1b", scale=0.05, passes=1, context=256)
+    long = bench_costed("small", "tinyllama-1.1b", scale=0.05, passes=1, context=512)
+    assert (short["context"], long["context"]) == (256, 512)
+    assert bench_costed("small", "bert-base", scale=0.05, passes=1)["context"] is None
+    rate = {r["context"]: r["systems"]["bound"]["throughput_ops_s"] for r in (short, long)}
+    assert rate[512] < rate[256]

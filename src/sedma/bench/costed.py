@@ -59,6 +59,7 @@ from sedma.runtime.tasks import NodeModel, Task
 from sedma.sim.backend import SimBackend, static_paths, workload_edges
 from sedma.spec import ClusterSpec
 from sedma.spec_load import load_cluster
+from sedma.workloads.llama import DECODERS, DEFAULT_CONTEXT
 from sedma.workloads.registry import get_workload
 
 __all__ = ["bench_costed", "head_node"]
@@ -277,15 +278,18 @@ def bench_costed(
     dispatch_s: float = 1e-4,
     max_in_flight: int = 8,
     learn_passes: int = 12,
+    context: int | None = None,
 ) -> dict[str, Any]:
-    """The comparison of the module docstring; returns the result JSON as a dict."""
+    """The comparison of the module docstring; returns the result JSON as a dict.
+    ``context`` (decoders only) is the tokens each sequence holds, as
+    :func:`~sedma.workloads.registry.get_workload` takes it; None for its default."""
     if passes < 1:
         raise SedmaError(f"passes must be >= 1, got {passes!r}")
     if max_in_flight < 1:
         raise SedmaError(f"max_in_flight must be >= 1, got {max_in_flight!r}")
     most = max_in_flight
     spec = cluster if isinstance(cluster, ClusterSpec) else load_cluster(cluster)
-    wl = get_workload(workload, scale=scale)
+    wl = get_workload(workload, scale=scale, context=context)
     views = views_from_spec(spec)
     truth = true_models(spec, dispatch_s)
     driver = head_node(views)
@@ -317,6 +321,10 @@ def bench_costed(
         "cluster": spec.name,
         "workload": wl.name,
         "scale": scale,
+        # the tokens each sequence holds (decoders; None for other models)
+        "context": (DEFAULT_CONTEXT if context is None else context)
+        if workload in DECODERS
+        else None,
         "passes": passes,
         "dispatch_s": dispatch_s,
         "max_in_flight": max_in_flight,

@@ -157,11 +157,18 @@ def bench_costed_cmd(
     passes: Annotated[
         int, typer.Option(help="Passes in flight per system (then twice as many).")
     ] = 4,
+    context: Annotated[
+        int | None,
+        typer.Option(
+            help="Tokens each sequence holds (llama-7b, tinyllama-1.1b only; 1..2048, "
+            "default 1024): the KV cache every pass reads and every pass in flight holds."
+        ),
+    ] = None,
 ) -> None:
     """Every system side by side with every cost charged (links, memory bandwidth, dispatch)."""
     from sedma.bench.costed import bench_costed
 
-    r = guard(lambda: bench_costed(cluster, workload, scale=scale, passes=passes))
+    r = guard(lambda: bench_costed(cluster, workload, scale=scale, passes=passes, context=context))
 
     def cells(s: Mapping[str, Any]) -> tuple[str, ...]:
         budget: dict[Any, str] = {True: "met", False: "missed"}
