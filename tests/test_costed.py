@@ -9,7 +9,9 @@ import pytest
 from typer.testing import CliRunner
 
 from sedma.bench.costed import bench_costed
+from sedma.bench.growth import bench_growth
 from sedma.cli.app import app
+from sedma.errors import SedmaError
 from sedma.sim.cluster import random_cluster
 
 
@@ -83,3 +85,42 @@ def test_a_longer_context_holds_more_cache_per_pass_and_is_reported() -> None:
     assert bench_costed("small", "bert-base", scale=0.05, passes=1)["context"] is None
     rate = {r["context"]: r["systems"]["bound"]["throughput_ops_s"] for r in (short, long)}
     assert rate[512] < rate[256]
+
+
+def test_a_growing_context_is_timed_phase_by_phase_and_combined_by_time() -> None:
+    r = bench_growth("small", "tinyllama-1.1b", contexts=(128, 384), passes=1)
+    assert r["scenario"] == "growth" and r["contexts"] == [128, 384]
+    assert r["tokens_per_phase"] == [128, 256]
+    for name, s in r["systems"].items():
+        assert [p["context"] for p in s["phases"]] == [128, 384], name
+        if "failed" in s:
+            assert s["failed"].startswith("at context") and s["meets_error_budget"] is False
+            continue
+        rates = [p["throughput_ops_s"] for p in s["phases"]]
+        # 128 passes at the first rate, then 256 at the second: the run's time is their sum
+        assert s["throughput_ops_s"] == pytest.approx(384 / (128 / rates[0] + 256 / rates[1]))
+        assert min(rates) <= s["throughput_ops_s"] <= max(rates)
+        if name != "bound":
+            assert s["link_utilization_max"] <= 1 + 1e-9 and s["node_utilization_max"] <= 1 + 1e-9
+    assert r["systems"]["sedma"]["throughput_ops_s"] <= r["systems"]["bound"]["throughput_ops_s"]
+
+
+@pytest.mark.parametrize(
+    ("workload", "contexts", "needle"),
+    [
+        ("bert-base", (128,), "a context that grows needs a KV cache"),
+        ("tinyllama-1.1b", (256, 128), "increasing integers"),
+        ("tinyllama-1.1b", (), "at least one"),
+        ("tinyllama-1.1b", (4096,), "1..2048"),
+    ],
+)
+def test_a_growth_run_names_what_is_wrong_with_its_input(
+    workload: str, contexts: tuple[int, ...], needle: str
+) -> None:
+    with pytest.raises(SedmaError, match=needle):
+        bench_growth("small", workload, contexts=contexts)
+
+
+def test_the_growth_command_rejects_contexts_that_are_not_numbers() -> None:
+    res = CliRunner().invoke(app, ["bench", "growth", "--contexts", "512,lots"])
+    assert res.exit_code == 2 and "comma-separated integers" in res.output

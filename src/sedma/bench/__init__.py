@@ -12,7 +12,11 @@
 - :mod:`~sedma.bench.ray_baseline`: the plain-Ray programs (chunked dynamic tasks,
   data-parallel actors) as the cost model's tasks, for the ``ray`` baseline.
 - :mod:`~sedma.bench.costed`: every system side by side with every cost charged
-  (``sedma bench costed``; the sim backend's rules; not yet the ``sedma demo`` headline).
+  (``sedma bench costed``; the sim backend's rules; the ``sedma demo`` headline, composed by
+  :mod:`~sedma.bench.demo`), each system's steady rate measured by
+  :mod:`~sedma.bench.steady`.
+- :mod:`~sedma.bench.growth`: the same comparison over a decode run whose context (and KV
+  cache) grows, phase by phase (``sedma bench growth``).
 - :mod:`~sedma.bench.soak`: the wire under chaos (peers killed, links degraded, relays lost):
   what was lost, duplicated or reordered, memory over time.
 """

@@ -1,15 +1,15 @@
 """The ``sedma bench`` sub-app and its compute and memory benchmarks, each with its table.
 
 Covers: :data:`bench_app`, the ``bench`` sub-app, which lists its commands in this order:
-``partition``, ``memory``, ``clusters``, ``costed``, ``ray``, ``crossbar``, ``calibrate``,
-``accuracy``, ``routes``, ``transport``, ``comm`` and ``soak``; the compute and memory ones are
-defined here. Each command runs one benchmark, prints its table (built next to it, since no
-other command prints it) and writes its JSON. Does not cover: the communication benchmarks and
-the soak (see :mod:`sedma.cli.bench_comm`) and ``ray`` (see :mod:`sedma.cli.ray_cmd`), which
-are mounted here; the benchmarks themselves (see :mod:`sedma.bench`; each module is imported
-inside its command, so ``sedma --help`` stays fast), where the sub-app is mounted (see
-:mod:`sedma.cli.app`) or the consoles, options and error handling every command shares (see
-:mod:`sedma.cli.common`).
+``partition``, ``memory``, ``clusters``, ``costed``, ``growth``, ``ray``, ``crossbar``,
+``calibrate``, ``accuracy``, ``routes``, ``transport``, ``comm`` and ``soak``; the compute
+and memory ones are defined here. Each command runs one benchmark, prints its table (built
+next to it, since no other command prints it) and writes its JSON. Does not cover: the
+communication benchmarks and the soak (see :mod:`sedma.cli.bench_comm`) and ``ray`` (see
+:mod:`sedma.cli.ray_cmd`), which are mounted here; the benchmarks themselves (see
+:mod:`sedma.bench`; each module is imported inside its command, so ``sedma --help`` stays
+fast), where the sub-app is mounted (see :mod:`sedma.cli.app`) or the consoles, options and
+error handling every command shares (see :mod:`sedma.cli.common`).
 """
 
 from __future__ import annotations
@@ -54,6 +54,7 @@ __all__ = [
     "bench_clusters_cmd",
     "bench_costed_cmd",
     "bench_crossbar_cmd",
+    "bench_growth_cmd",
     "bench_memory_cmd",
     "bench_partition_cmd",
 ]
@@ -183,6 +184,49 @@ def bench_costed_cmd(
 
     cols = ("passes/s", "mem eff", "util", "link max", "node max", "budget")
     title = f"{r['workload']} on {r['cluster']}, every cost charged (sim)"
+    out.print(systems_table(title, cols, r["systems"], cells))
+    for name, s in r["systems"].items():
+        if "failed" in s:
+            out.print(f"{name} failed: {s['failed']}", highlight=False, markup=False)
+    write_json(json_path, r)
+
+
+@bench_app.command("growth")
+def bench_growth_cmd(
+    json_path: JsonOpt = None,
+    cluster: ClusterOpt = "edge-swarm",
+    workload: Annotated[
+        str, typer.Option("--workload", "-w", help="A decoder: llama-7b or tinyllama-1.1b.")
+    ] = "llama-7b",
+    contexts: Annotated[
+        str,
+        typer.Option(help="The context each phase ends at, increasing, comma-separated (tokens)."),
+    ] = "512,1024,1536,2048",
+) -> None:
+    """A decode run whose KV cache grows: every system, every cost charged, phase by phase."""
+    from sedma.bench.growth import bench_growth
+
+    try:
+        cs = [int(x) for x in contexts.split(",")]
+    except ValueError:
+        raise fail(
+            f"--contexts {contexts!r}: need comma-separated integers, e.g. 512,1024,2048"
+        ) from None
+    r = guard_with_progress(
+        lambda progress: bench_growth(cluster, workload, contexts=cs, progress=progress)
+    )
+    cols = (*(f"at {c}" for c in r["contexts"]), "run", "mem eff", "link max", "node max")
+
+    def cells(s: Mapping[str, Any]) -> tuple[str, ...]:
+        return (
+            *(f"{p['throughput_ops_s']:.2f}" for p in s["phases"]),
+            f"{s['throughput_ops_s']:.2f}",
+            fmt(s.get("memory_efficiency"), "pct"),
+            fmt(s.get("link_utilization_max"), "pct"),
+            fmt(s.get("node_utilization_max"), "pct"),
+        )
+
+    title = f"{r['workload']} on {r['cluster']}, context growing (passes/s, sim)"
     out.print(systems_table(title, cols, r["systems"], cells))
     for name, s in r["systems"].items():
         if "failed" in s:
