@@ -202,12 +202,12 @@ def uneven_run() -> dict[str, Any]:
     return bench_comm("paper", messages=250, seed=3, model=FAST, time_budget_s=20.0)
 
 
-def test_small_run_reports_both_systems_with_the_result_json_keys(
+def test_small_run_reports_every_system_with_the_result_json_keys(
     uneven_run: dict[str, Any],
 ) -> None:
     r = uneven_run
     assert {"scenario", "backend", "seed", "cluster", "systems"} <= set(r)
-    for system in ("sedma", "static"):
+    for system in ("sedma", "static", "ray"):
         s = r["systems"][system]
         assert set(s) >= SYSTEM_KEYS
         assert set(s["latency_ms"]) == {"mean", "p50", "p99"}
@@ -215,6 +215,10 @@ def test_small_run_reports_both_systems_with_the_result_json_keys(
     assert r["p99_ratio"] == pytest.approx(
         r["systems"]["static"]["latency_ms"]["p99"] / r["systems"]["sedma"]["latency_ms"]["p99"]
     )
+    assert r["ray_p99_ratio"] == pytest.approx(
+        r["systems"]["ray"]["latency_ms"]["p99"] / r["systems"]["sedma"]["latency_ms"]["p99"]
+    )
+    assert isinstance(r["meets_target_vs_ray"], bool)
     assert r["high_pressure_fraction_actual"] >= 0.20
     assert r["relay_only_pair_fraction_actual"] >= 0.10
     # the bound: what no policy can beat, and so how much of the target is attainable
@@ -227,7 +231,7 @@ def test_small_run_reports_both_systems_with_the_result_json_keys(
     assert isinstance(r["target_attainable"], bool)
     # the floor: the transport's own cost, the least any item of either system paid above
     # its bound; bound plus floor is a tighter estimate of what was attainable
-    excess = [r["systems"][x]["excess_over_bound_ms"] for x in ("sedma", "static")]
+    excess = [r["systems"][x]["excess_over_bound_ms"] for x in ("sedma", "static", "ray")]
     for e in excess:
         assert set(e) == {"min", "p10", "p50"} and e["min"] <= e["p10"] <= e["p50"]
     assert r["floor_ms"] == pytest.approx(max(0.0, min(e["min"] for e in excess)))

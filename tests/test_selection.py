@@ -16,7 +16,13 @@ from sedma.comm.nat import path_type
 from sedma.comm.penalty import P_CAP, effective_pressure, pressure_penalty, staleness_weight
 from sedma.comm.relay_choice import choose_relay
 from sedma.comm.routing import RouteError
-from sedma.comm.selection import choose_peer, route, static_choose_peer, static_route
+from sedma.comm.selection import (
+    choose_peer,
+    nearest_free_choose_peer,
+    route,
+    static_choose_peer,
+    static_route,
+)
 from sedma.comm.selection_context import SelectionContext, SelectionSettings, SelectionWeights
 from sedma.errors import SedmaError
 from sedma.sim.cluster import random_cluster
@@ -251,6 +257,22 @@ def test_static_baseline_ignores_memory_pressure() -> None:
     after = static_choose_peer(SelectionContext(g.snapshot(), 1.0), "gpu-a-0")
     assert after.dest == before.dest and after.pressure == pytest.approx(0.99)
     assert choose_peer(SelectionContext(g.snapshot(), 1.0), "gpu-a-0").dest != before.dest
+
+
+def test_the_ray_like_baseline_takes_the_nearest_peer_with_a_free_slot_else_the_nearest() -> None:
+    g = _graph()
+    g.set_pressure("gpu-a-1", 0.99, 0.0)  # blind to memory: it sees only its own leases
+    ctx = SelectionContext(g.snapshot(), 1.0)
+    nearest = static_choose_peer(ctx, "gpu-a-0").dest
+    free = nearest_free_choose_peer(ctx, "gpu-a-0", None, {}, slots=2)
+    assert free.dest == nearest
+    busy = {nearest: 2}
+    spread = nearest_free_choose_peer(ctx, "gpu-a-0", None, busy, slots=2)
+    others = [n for n in g.snapshot().names if n not in ("gpu-a-0", nearest)]
+    second = static_choose_peer(ctx, "gpu-a-0", others).dest
+    assert spread.dest == second != nearest
+    everyone = {n: 2 for n in g.snapshot().names}
+    assert nearest_free_choose_peer(ctx, "gpu-a-0", None, everyone, slots=2).dest == nearest
 
 
 def test_static_baseline_uses_one_fixed_relay_whatever_its_load() -> None:

@@ -89,6 +89,7 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
+SYSTEMS = ("sedma", "static", "ray")  # run one after the other, each on its own peers
 _SETUP_ALLOWANCE_S = 5.0  # starting and stopping one system's peers, in the default budget
 
 
@@ -105,7 +106,8 @@ def bench_comm(
     clock: Clock | None = None,
     watch: TransportWatch | None = None,
 ) -> dict[str, Any]:
-    """Run the scenario of the module docstring for sedma, then for the static baseline.
+    """Run the scenario of the module docstring for sedma, then the static baseline, then
+    the Ray-hybrid-like one (:data:`SYSTEMS`).
 
     ``watch`` (the metrics endpoint) is handed a function returning the transport counters
     of the running system's peers and relays, named ``system/node``.
@@ -119,12 +121,13 @@ def bench_comm(
     ``peers_used``, ``pairs_opened``, ``warmups``, ``excess_over_bound_ms`` ``{min, p10,
     p50}`` of answered items, ``elapsed_s``), ``p99_ratio`` (static p99 / sedma p99),
     ``mean_reduction`` (1 - sedma mean / static mean), ``meets_target`` (ratio >= 2,
-    reduction >= 0.30 and no sedma violation), ``bound_p99_ratio``,
+    reduction >= 0.30 and no sedma violation), ``ray_p99_ratio``, ``ray_mean_reduction`` and
+    ``meets_target_vs_ray`` (the same against the Ray-hybrid-like chooser), ``bound_p99_ratio``,
     ``bound_mean_reduction`` and ``target_attainable`` (the same against the bound),
     ``floor_ms``, ``floor_bound_p99_ratio``, ``floor_bound_mean_reduction`` and
     ``target_attainable_with_floor`` (against the bound plus the transport's measured
     floor; see :mod:`sedma.bench.comm_report`), the scenario's actual high-pressure and
-    relay-only fractions and its parameters. Each system gets half of ``time_budget_s``;
+    relay-only fractions and its parameters. Each system gets a third of ``time_budget_s``;
     by default (None) enough to send every item: its arrivals, ``drain_s`` and 5 s.
     ``clock`` must follow wall time (waiting uses the event loop's timers); default
     :class:`~sedma.clock.WallClock`.
@@ -149,7 +152,7 @@ def bench_comm(
     clk = clock or WallClock()
     # By default every item is sent: each system gets its arrivals, the drain and set-up time.
     budget_s = (
-        2.0 * (sc.schedule[-1][0] + m.drain_s + _SETUP_ALLOWANCE_S)
+        len(SYSTEMS) * (sc.schedule[-1][0] + m.drain_s + _SETUP_ALLOWANCE_S)
         if time_budget_s is None
         else time_budget_s
     )
@@ -161,9 +164,9 @@ def bench_comm(
 
     async def main() -> dict[str, dict[str, Any]]:
         out = {}
-        for system in ("sedma", "static"):
+        for system in SYSTEMS:
             current.append(LatencyRun(system, sc, clk))
-            out[system] = await current[-1].run(budget_s / 2)
+            out[system] = await current[-1].run(budget_s / len(SYSTEMS))
         return out
 
     systems = asyncio.run(main())

@@ -1,12 +1,13 @@
 """One system's pass over the message-latency scenario, on sedma's real transport.
 
-Covers: :class:`LatencyRun` (one system, sedma or the static baseline: its own peers and
-relays on 127.0.0.1, its own peer graph fed with memory pressure, its chooser, the work
-items it sends and serves, and its books: latencies, censored and unsent items,
-violations, relay use, warm-ups), whose :meth:`LatencyRun.run` returns that system's part of
-the result. Does not cover: the scenario and why it is built so (see :mod:`sedma.bench.comm`,
-whose docstring describes it), the model's maths (:mod:`sedma.comm.peer_memory`) or the
-result's figures beyond one system's (:mod:`sedma.bench.comm_report`).
+Covers: :class:`LatencyRun` (one system, sedma, the static baseline or the Ray-hybrid-like
+one: its own peers and relays on 127.0.0.1, its own peer graph fed with memory pressure,
+its chooser, the work items it sends and serves, and its books: latencies, censored and
+unsent items, violations, relay use, warm-ups), whose :meth:`LatencyRun.run` returns that
+system's part of the result. Does not cover: the scenario and why it is built so (see
+:mod:`sedma.bench.comm`, whose docstring describes it), the model's maths
+(:mod:`sedma.comm.peer_memory`) or the result's figures beyond one system's
+(:mod:`sedma.bench.comm_report`).
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ from sedma.comm.net.transport import Peer
 from sedma.comm.pathcost import Choice
 from sedma.comm.peer_memory import PeerMemory, is_violation, service_time_ms
 from sedma.comm.routing import RouteError
-from sedma.comm.selection import choose_peer, static_choose_peer
+from sedma.comm.selection import choose_peer, nearest_free_choose_peer, static_choose_peer
 from sedma.comm.selection_context import Connections, SelectionContext
 from sedma.comm.warmup import suggest_warmups
 from sedma.errors import SedmaError
@@ -61,7 +62,15 @@ class LatencyRun:
 
     def __init__(self, system: str, sc: Scenario, clock: Clock) -> None:
         self.system, self.sc, self.clock, self.m = system, sc, clock, sc.model
-        self.choose: _Chooser = choose_peer if system == "sedma" else static_choose_peer
+        # items assigned to each peer and not yet answered: what Ray's scheduler knows
+        self.assigned: Counter[str] = Counter()
+        self.choose: _Chooser = {
+            "sedma": choose_peer,
+            "static": static_choose_peer,
+            "ray": lambda ctx, src, cands: nearest_free_choose_peer(
+                ctx, src, cands, self.assigned, self.m.slots
+            ),
+        }[system]
         self.graph = PeerGraph.from_spec(sc.spec)
         self.mem = {
             p: PeerMemory[_Work](sc.pressure[p], self.m.item_fraction, self.m.slots)
@@ -234,6 +243,7 @@ class LatencyRun:
             return
         dest = choice.dest
         self.dests[i] = dest
+        self.assigned[dest] += 1
         if self.system == "sedma":
             self._warm(ctx, client)
         self.path_types[choice.path_type] += 1
@@ -258,7 +268,8 @@ class LatencyRun:
 
     async def _open(self, a: str, b: str, choice: Choice) -> None:
         self.opened_at[frozenset((a, b))] = self.clock.now()
-        nat_a, nat_b = self.sc.spec.node(a).nat, self.sc.spec.node(b).nat
+        g = self.graph.snapshot()
+        nat_a, nat_b = g.pair_nats(g.index[a], g.index[b])  # none twice on one LAN
         if choice.path_type == "relayed":
             if choice.relay is None:
                 raise SedmaError(f"{self.system}: relayed pair {a!r} - {b!r} got no relay")
@@ -286,6 +297,7 @@ class LatencyRun:
             else:
                 i = int(msg["i"])
                 self.latency_ms[i] = (self.clock.now() - self.t0[i]) * 1000.0
+                self.assigned[self.dests[i]] -= 1
                 self._check_done()
 
     def _check_done(self) -> None:

@@ -364,7 +364,12 @@ def run_comparison(
 
 def _comm_books(comm: dict[str, Any]) -> dict[str, Any]:
     """The latency run's result without its per-system detail, but with each system's books
-    (items sent, answered, censored and never sent; violations; highest memory use)."""
-    keys = ("sent", "messages", "censored", "unsent", "violations", "max_pressure")
-    books = {name: {k: comm["systems"][name][k] for k in keys} for name in ("sedma", "static")}
+    (items sent, answered, censored and never sent; violations; highest memory use; its
+    latencies): sedma, the static baseline and the Ray-hybrid-like chooser."""
+    keys = ("sent", "messages", "censored", "unsent", "violations", "max_pressure", "latency_ms")
+    books = {
+        name: {k: figures[k] for k in keys}
+        for name, figures in comm["systems"].items()
+        if name != "bound"
+    }
     return {**{k: v for k, v in comm.items() if k != "systems"}, "books": books}

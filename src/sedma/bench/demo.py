@@ -16,7 +16,9 @@ invocation and returns the result JSON of ARCHITECTURE.md:
    (:data:`LOCAL_MAX_BYTES`; pass ``--scale`` to shrink the model).
 
 The message latencies of the communication run (over the real transport) are attached to
-the headline's ``sedma`` and ``static``, as before. Does not cover: presentation
+the headline's ``sedma``, ``static`` and ``ray`` (whose peer choice there is Ray's hybrid
+scheduling as a plain program gets it: the nearest peer with a free slot, else the
+nearest). Does not cover: presentation
 (:mod:`sedma.cli.render`) or either run's rules (the modules above).
 """
 
@@ -64,11 +66,11 @@ def run_demo(
         local = run_comparison(cfg, progress=progress, clock=clock, listeners=listeners)
     systems = dict(costed["systems"])
     comm = local.get("communication")
-    if "systems" in local:
-        for name in ("sedma", "static"):
-            lat = local["systems"][name].get("latency_ms")
-            if lat is not None:
-                systems[name] = {**systems[name], "latency_ms": lat}
+    # the latency run's systems: sedma, static, and ray's hybrid-like chooser for "ray"
+    for name, books in ((comm or {}).get("books") or {}).items():
+        lat = books.get("latency_ms")
+        if lat is not None and name in systems:
+            systems[name] = {**systems[name], "latency_ms": lat}
     keep: dict[str, Any] = {
         "time_scale": None, "static_time_scale": None, "slowdown": None, "decisions": [],
         "timeline": [], "priors": [], "lessons": [], "memory": None,

@@ -143,7 +143,8 @@ def bench_comm_cmd(
     plot: PlotOpt = None,
     metrics_port: MetricsPortOpt = None,
 ) -> None:
-    """Message latency under uneven memory pressure: sedma's peer selection vs static routing."""
+    """Message latency under uneven memory pressure: sedma's peer selection vs static
+    routing and vs Ray's hybrid-like choice (nearest peer with a free slot)."""
     from sedma.bench.comm import bench_comm, bench_comm_seeds
     from sedma.spec_load import load_cluster
 
@@ -165,7 +166,7 @@ def bench_comm_cmd(
         ("system", "mean ms", "p50 ms", "p99 ms", "violations", "max pressure"),
         left=("system",),
     )
-    for name in ("sedma", "static"):
+    for name in ("sedma", "static", "ray"):
         s = r["systems"][name]
         lat = s["latency_ms"]
         t.add_row(
@@ -180,8 +181,14 @@ def bench_comm_cmd(
     if r["p99_ratio"] is None or r["mean_reduction"] is None or r["floor_ms"] is None:
         out.print(f"no ratios (a system sent or answered nothing); target met: {r['meets_target']}")
     else:
+        if r["ray_p99_ratio"] is not None and r["ray_mean_reduction"] is not None:
+            out.print(
+                f"against ray (nearest with a free slot): p99 {r['ray_p99_ratio']:.2f}x lower, "
+                f"mean {100 * r['ray_mean_reduction']:.0f}% lower"
+            )
         out.print(
-            f"p99 {r['p99_ratio']:.2f}x lower, mean {100 * r['mean_reduction']:.0f}% lower; "
+            f"against static: p99 {r['p99_ratio']:.2f}x lower, "
+            f"mean {100 * r['mean_reduction']:.0f}% lower; "
             f"target met: {r['meets_target']} (attainable: {r['target_attainable']} against "
             f"the bound, {r['target_attainable_with_floor']} with the measured "
             f"{r['floor_ms']:.1f} ms transport floor)"
@@ -212,8 +219,9 @@ def _print_seed_table(r: dict[str, Any]) -> None:
     cols = ("seed", "sedma mean", "sedma p99", "static mean", "static p99", "p99 ratio")
     t = table(
         f"message latency on {r['cluster']}, {r['messages']} items, by seed",
-        (*cols, "mean cut", "met", "bound ratio", "bound cut", "floor ms", "attainable"),
-    )
+        (*cols, "mean cut", "met", "ray p99", "vs ray", "bound ratio", "bound cut", "floor ms",
+         "attainable"),
+    )  # fmt: skip
     for row in r["rows"]:
         t.add_row(
             str(row["seed"]),
@@ -224,6 +232,8 @@ def _print_seed_table(r: dict[str, Any]) -> None:
             f(row["p99_ratio"], ".2f"),
             f(None if row["mean_reduction"] is None else 100 * row["mean_reduction"], ".1f") + "%",
             yn(row["meets_target"]),
+            f(row.get("ray_p99_ms"), ".1f"),
+            f(row.get("ray_p99_ratio"), ".2f"),
             f(row["bound_p99_ratio"], ".2f"),
             f(
                 None if row["bound_mean_reduction"] is None else 100 * row["bound_mean_reduction"],

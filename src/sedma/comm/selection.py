@@ -1,8 +1,10 @@
 """Memory-aware, NAT-aware peer selection and routing (pure), and the static baseline.
 
 Covers: choosing where a transfer goes, :func:`choose_peer` (destination, path and relay by
-the rules below) beside the baseline's :func:`static_choose_peer` (lowest RTT, fixed
-routes), and the path to a given destination under each, :func:`route` and
+the rules below) beside the baselines' :func:`static_choose_peer` (lowest RTT, fixed
+routes) and :func:`nearest_free_choose_peer` (Ray's hybrid scheduling, as a plain program
+gets it: the nearest peer with a free slot, else the nearest), and the path to a given
+destination under each, :func:`route` and
 :func:`static_route`. This module is also where the policy's names are imported from; the
 rest live in :mod:`sedma.comm.selection_context` (:class:`SelectionContext`, the one frozen
 object the policy reads, with :class:`SelectionWeights`, :class:`SelectionSettings` and the
@@ -50,7 +52,7 @@ without the setup charge.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 
@@ -72,6 +74,7 @@ from sedma.comm.selection_context import (
 
 __all__ = [
     "choose_peer",
+    "nearest_free_choose_peer",
     "route",
     "static_choose_peer",
     "static_route",
@@ -149,3 +152,32 @@ def static_choose_peer(
         raise RouteError(f"no reachable peer for {src!r} among {len(cand)} candidates")
     k = int(np.lexsort((cand, rtt))[0])
     return static_choice(ctx, s, paths[k], f"static: lowest RTT ({rtt[k]:.2f} ms)")
+
+
+def nearest_free_choose_peer(
+    ctx: SelectionContext,
+    src: str,
+    candidates: Sequence[str] | None,
+    assigned: Mapping[str, int],
+    slots: int,
+) -> Choice:
+    """The Ray-hybrid-like baseline: the candidate with the lowest RTT over the static path
+    (:func:`~sedma.comm.baseline.static_paths`; ties by graph order) among those with a
+    free slot, that is fewer than ``slots`` items ``assigned`` to them and not yet answered;
+    when none has one, the nearest. Blind to memory pressure and NAT setup, as Ray's
+    scheduler is: it sees its own leases (what it assigned), not a node's memory (Ray's
+    hybrid policy packs onto the nearest node until it is busy, then spreads;
+    ``ray/raylet/scheduling/policy/hybrid_scheduling_policy.h``)."""
+    g = ctx.graph
+    s = g.node(src, "src")
+    cand = candidate_nodes(ctx, s, candidates)
+    rtt, paths = static_paths(ctx, s, cand)
+    if not np.isfinite(rtt).any():
+        raise RouteError(f"no reachable peer for {src!r} among {len(cand)} candidates")
+    free = np.array([assigned.get(g.names[int(d)], 0) < slots for d in cand], dtype=bool)
+    usable = np.isfinite(rtt) & free
+    pick = usable if usable.any() else np.isfinite(rtt)
+    order = np.lexsort((cand, np.where(pick, rtt, np.inf)))
+    k = int(order[0])
+    why = "a free slot" if usable.any() else "no free slot anywhere"
+    return static_choice(ctx, s, paths[k], f"nearest with {why} ({rtt[k]:.2f} ms)")
