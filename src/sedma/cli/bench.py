@@ -215,7 +215,7 @@ def bench_growth_cmd(
     r = guard_with_progress(
         lambda progress: bench_growth(cluster, workload, contexts=cs, progress=progress)
     )
-    cols = (*(f"at {c}" for c in r["contexts"]), "run", "mem eff", "link max", "node max")
+    cols = (*(str(c) for c in r["contexts"]), "run", "mem", "link", "node")
 
     def cells(s: Mapping[str, Any]) -> tuple[str, ...]:
         return (
@@ -226,7 +226,10 @@ def bench_growth_cmd(
             fmt(s.get("node_utilization_max"), "pct"),
         )
 
-    title = f"{r['workload']} on {r['cluster']}, context growing (passes/s, sim)"
+    title = (
+        f"{r['workload']} on {r['cluster']}, sim: passes/s at each context (tokens) and over "
+        "the run; memory efficiency, busiest link and node"
+    )
     out.print(systems_table(title, cols, r["systems"], cells))
     for name, s in r["systems"].items():
         if "failed" in s:
