@@ -124,3 +124,21 @@ def test_a_growth_run_names_what_is_wrong_with_its_input(
 def test_the_growth_command_rejects_contexts_that_are_not_numbers() -> None:
     res = CliRunner().invoke(app, ["bench", "growth", "--contexts", "512,lots"])
     assert res.exit_code == 2 and "comma-separated integers" in res.output
+
+
+def test_a_skipped_system_is_left_out_and_listed_and_ray_is_then_the_pool() -> None:
+    r = bench_costed("small", "bert-base", scale=0.05, passes=1, skip=("static", "ray_tasks"))
+    assert r["skipped"] == ["ray_tasks", "static"]
+    assert "static" not in r["systems"] and "ray_tasks" not in r["systems"]
+    assert r["systems"]["ray"]["variant"] == "ray_actors"
+    with pytest.raises(SedmaError, match="skip: got \\['sedma'\\]"):
+        bench_costed("small", "bert-base", scale=0.05, passes=1, skip=("sedma",))
+
+
+def test_the_command_says_which_systems_it_did_not_run() -> None:
+    argv = ["bench", "costed", "-c", "small", "-w", "bert-base", "--scale", "0.05"]
+    res = CliRunner().invoke(app, [*argv, "--passes", "1", "--skip", "static"])
+    assert res.exit_code == 0, res.output
+    assert "not run (--skip): static" in res.output
+    res = CliRunner().invoke(app, [*argv, "--skip", "bound"])
+    assert res.exit_code != 0 and "allowed: static, ray_tasks" in res.output

@@ -62,7 +62,9 @@ from sedma.spec_load import load_cluster
 from sedma.workloads.llama import DECODERS, DEFAULT_CONTEXT
 from sedma.workloads.registry import get_workload
 
-__all__ = ["bench_costed", "head_node"]
+__all__ = ["SKIPPABLE", "bench_costed", "head_node"]
+
+SKIPPABLE = ("static", "ray_tasks")  # systems bench_costed may leave out when asked
 
 
 def _figures(
@@ -162,24 +164,16 @@ def _sedma_system(
     return replace(out, adaptations=loop.adaptations, extra={**out.extra, "plan": notes})
 
 
-def _ray_systems(
-    spec: ClusterSpec,
+def _ray_tasks(
     wl: Workload,
     views: Sequence[NodeView],
     passes: int,
     truth: dict[str, NodeModel],
     driver: str,
-) -> dict[str, SystemResult]:
-    net = network_of(spec)
-    path_of = static_paths(spec)
-
-    def route_of(a: str, b: str) -> Any:
-        return net.route(tuple(path_of(a, b)))
-
-    def run(tasks: Sequence[Task]) -> PassSchedule:
-        return simulate_pass(tasks, truth, net.capacity_bps, route_of)
-
-    out: dict[str, SystemResult] = {}
+    net: Network,
+    run: Any,
+) -> SystemResult:
+    """Program (a), chunked dynamic tasks (:func:`~sedma.bench.ray_baseline.dynamic_tasks`)."""
     edges = workload_edges(wl)
     thr, s = steady_rate(lambda k: dynamic_tasks(wl, edges, views, driver, passes=k), passes, run)
     # held over one pass, nothing evicted: every weight chunk on the driver (ray.put), every
@@ -187,7 +181,7 @@ def _ray_systems(
     pulled = sum(t[2].nbytes for t in run(dynamic_tasks(wl, edges, views, driver)).transfers)
     held = sum(op.weight_bytes + op.output_bytes for op in wl.ops) + pulled
     by = {v.name: v for v in views}
-    out["ray_tasks"] = SystemResult(
+    return SystemResult(
         memory_efficiency=memory_efficiency(wl.live_bytes, held),
         throughput_ops_s=thr,
         # the nodes' error model: the worst node a chunk ran on (each within its budget)
@@ -199,6 +193,30 @@ def _ray_systems(
             "meets_error_budget": True,
         },
     )
+
+
+def _ray_systems(
+    spec: ClusterSpec,
+    wl: Workload,
+    views: Sequence[NodeView],
+    passes: int,
+    truth: dict[str, NodeModel],
+    driver: str,
+    tasks: bool = True,
+) -> dict[str, SystemResult]:
+    net = network_of(spec)
+    path_of = static_paths(spec)
+
+    def route_of(a: str, b: str) -> Any:
+        return net.route(tuple(path_of(a, b)))
+
+    def run(tasks: Sequence[Task]) -> PassSchedule:
+        return simulate_pass(tasks, truth, net.capacity_bps, route_of)
+
+    out: dict[str, SystemResult] = {}
+    by = {v.name: v for v in views}
+    if tasks:
+        out["ray_tasks"] = _ray_tasks(wl, views, passes, truth, driver, net, run)
     try:
         replicas = len(replica_nodes(wl, views))
         # an ActorPool keeps each replica busy: two batches per replica in flight (one
@@ -219,10 +237,11 @@ def _ray_systems(
         )
     except SedmaError as e:
         out["ray_actors"] = SystemResult(extra={"failed": str(e), "meets_error_budget": False})
-    best = max(
-        (n for n in ("ray_tasks", "ray_actors") if out[n].throughput_ops_s is not None),
-        key=lambda n: out[n].throughput_ops_s or 0.0,
-    )
+    ran = [n for n in ("ray_tasks", "ray_actors") if n in out and out[n].throughput_ops_s]
+    if not ran:
+        out["ray"] = out["ray_actors"]  # the pool failed, and the tasks were not run
+        return out
+    best = max(ran, key=lambda n: out[n].throughput_ops_s or 0.0)
     out["ray"] = SystemResult(
         memory_efficiency=out[best].memory_efficiency,
         throughput_ops_s=out[best].throughput_ops_s,
@@ -279,10 +298,17 @@ def bench_costed(
     max_in_flight: int = 8,
     learn_passes: int = 12,
     context: int | None = None,
+    skip: Sequence[str] = (),
 ) -> dict[str, Any]:
     """The comparison of the module docstring; returns the result JSON as a dict.
     ``context`` (decoders only) is the tokens each sequence holds, as
-    :func:`~sedma.workloads.registry.get_workload` takes it; None for its default."""
+    :func:`~sedma.workloads.registry.get_workload` takes it; None for its default.
+    ``skip`` names systems not to run, of :data:`SKIPPABLE` (the two whose simulation can
+    take hours on a large decoder: the static split and plain Ray's chunked tasks); they are
+    left out of ``systems`` and listed under ``skipped``, and ``ray`` is then the pool's."""
+    bad = sorted(set(skip) - set(SKIPPABLE))
+    if bad:
+        raise SedmaError(f"skip: got {bad!r}; allowed: {', '.join(SKIPPABLE)}")
     if passes < 1:
         raise SedmaError(f"passes must be >= 1, got {passes!r}")
     if max_in_flight < 1:
@@ -299,9 +325,10 @@ def bench_costed(
     ctx = PartitionContext(nodes=views, workload=wl, settings=settings, links=links)
     systems = {
         "sedma": _sedma_system(spec, ctx, passes, truth, driver, most, dispatch_s, learn_passes),
-        "static": _plan_system(plan_static(ctx), spec, views, passes, truth, driver, most),
-        **_ray_systems(spec, wl, views, passes, truth, driver),
+        **_ray_systems(spec, wl, views, passes, truth, driver, "ray_tasks" not in skip),
     }
+    if "static" not in skip:
+        systems["static"] = _plan_system(plan_static(ctx), spec, views, passes, truth, driver, most)
     try:
         systems["exo"] = _plan_system(plan_exo_best(ctx), spec, views, passes, truth, driver, most)
     except PlanError as e:
@@ -329,5 +356,6 @@ def bench_costed(
         "dispatch_s": dispatch_s,
         "max_in_flight": max_in_flight,
         "learn_passes": learn_passes,
+        "skipped": sorted(set(skip)),
         "systems": {k: v.to_json() for k, v in systems.items()},
     }

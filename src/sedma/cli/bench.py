@@ -165,11 +165,22 @@ def bench_costed_cmd(
             "default 1024): the KV cache every pass reads and every pass in flight holds."
         ),
     ] = None,
+    skip: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Leave a system out (static or ray_tasks; repeat for both): their simulation "
+            "can take hours on a large decoder. Listed under 'skipped' in the JSON."
+        ),
+    ] = None,
 ) -> None:
     """Every system side by side with every cost charged (links, memory bandwidth, dispatch)."""
     from sedma.bench.costed import bench_costed
 
-    r = guard(lambda: bench_costed(cluster, workload, scale=scale, passes=passes, context=context))
+    r = guard(
+        lambda: bench_costed(
+            cluster, workload, scale=scale, passes=passes, context=context, skip=skip or ()
+        )
+    )
 
     def cells(s: Mapping[str, Any]) -> tuple[str, ...]:
         budget: dict[Any, str] = {True: "met", False: "missed"}
@@ -188,6 +199,8 @@ def bench_costed_cmd(
     for name, s in r["systems"].items():
         if "failed" in s:
             out.print(f"{name} failed: {s['failed']}", highlight=False, markup=False)
+    if r["skipped"]:
+        out.print(f"not run (--skip): {', '.join(r['skipped'])}", highlight=False)
     write_json(json_path, r)
 
 
