@@ -2,11 +2,12 @@
 
 Covers: :func:`bound_latencies_ms` (what any placement policy could reach on a scenario),
 :func:`excess_over_bound_ms` (how far a system's items were from their bound),
-:func:`comm_result` (the result JSON of :func:`sedma.bench.comm.bench_comm`: both systems,
-the bound, the target check and how much of the target was attainable) and
-:func:`seed_rows` (one row per run, for the seed-by-length table of ``sedma bench comm
---seeds``). Does not cover: running the scenario (see :mod:`sedma.bench.comm`), the
-scenario's model (see :mod:`sedma.comm.latency`) or the latency statistics (see
+:func:`comm_result` (the result JSON of :func:`sedma.bench.comm.bench_comm`: every system,
+the bound, the target check and how much of the target was attainable), :func:`seed_rows`
+(one row per run, for the seed-by-length table of ``sedma bench comm --seeds``) and
+:func:`comm_books` (the result cut to each system's books, as ``sedma demo`` carries it).
+Does not cover: running the scenario (see :mod:`sedma.bench.comm`), the scenario's model
+(see :mod:`sedma.comm.latency`) or the latency statistics (see
 :func:`sedma.metrics.latency_summary`).
 
 Why a bound and a floor. Whether sedma can beat the static baseline by the targets depends on
@@ -36,6 +37,7 @@ __all__ = [
     "TARGET_MEAN_REDUCTION",
     "TARGET_P99_RATIO",
     "bound_latencies_ms",
+    "comm_books",
     "comm_result",
     "excess_over_bound_ms",
     "seed_rows",
@@ -197,3 +199,16 @@ def seed_rows(results: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
             row[key] = r.get(key)
         rows.append(row)
     return rows
+
+
+def comm_books(comm: dict[str, Any]) -> dict[str, Any]:
+    """The latency run's result without its per-system detail, but with each system's books
+    (items sent, answered, censored and never sent; violations; highest memory use; its
+    latencies): sedma, the static baseline and the Ray-hybrid-like chooser."""
+    keys = ("sent", "messages", "censored", "unsent", "violations", "max_pressure", "latency_ms")
+    books = {
+        name: {k: figures[k] for k in keys}
+        for name, figures in comm["systems"].items()
+        if name != "bound"
+    }
+    return {**{k: v for k, v in comm.items() if k != "systems"}, "books": books}

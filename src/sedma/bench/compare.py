@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from sedma.bench.comm import bench_comm
+from sedma.bench.comm_report import comm_books
 from sedma.clock import Clock, WallClock
 from sedma.compute.crossbar.correction import DEFAULT
 from sedma.compute.partition.baseline import plan_static
@@ -358,18 +359,5 @@ def run_comparison(
         "priors": priors,
         "lessons": lessons,
         "memory": memory_location,
-        "communication": None if comm is None else _comm_books(comm),
+        "communication": None if comm is None else comm_books(comm),
     }
-
-
-def _comm_books(comm: dict[str, Any]) -> dict[str, Any]:
-    """The latency run's result without its per-system detail, but with each system's books
-    (items sent, answered, censored and never sent; violations; highest memory use; its
-    latencies): sedma, the static baseline and the Ray-hybrid-like chooser."""
-    keys = ("sent", "messages", "censored", "unsent", "violations", "max_pressure", "latency_ms")
-    books = {
-        name: {k: figures[k] for k in keys}
-        for name, figures in comm["systems"].items()
-        if name != "bound"
-    }
-    return {**{k: v for k, v in comm.items() if k != "systems"}, "books": books}

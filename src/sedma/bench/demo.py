@@ -13,7 +13,8 @@ invocation and returns the result JSON of ARCHITECTURE.md:
    so the relative error is measured and the loop adapts live (a node slowed half-way). It
    charges FLOPs only (no links), so its throughputs are not the headline's. It is skipped,
    with the reason in ``local``, where the operands would not fit this host
-   (:data:`LOCAL_MAX_BYTES`; pass ``--scale`` to shrink the model).
+   (:data:`LOCAL_MAX_BYTES`; pass ``--scale`` to shrink the model); the message-latency run
+   it includes then runs on its own (its work items do not depend on the model).
 
 The message latencies of the communication run (over the real transport) are attached to
 the headline's ``sedma``, ``static`` and ``ray`` (whose peer choice there is Ray's hybrid
@@ -28,6 +29,8 @@ from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
 
+from sedma.bench.comm import bench_comm
+from sedma.bench.comm_report import comm_books
 from sedma.bench.compare import CompareConfig, Progress, run_comparison
 from sedma.bench.costed import bench_costed
 from sedma.clock import Clock
@@ -64,8 +67,14 @@ def run_demo(
         }
     else:
         local = run_comparison(cfg, progress=progress, clock=clock, listeners=listeners)
-    systems = dict(costed["systems"])
     comm = local.get("communication")
+    if comm is None and "skipped" in local and cfg.comm_messages > 0:
+        # the model is too big to compute here, but its messages are not: the latency run
+        # places the same work items on the same cluster whatever the workload
+        comm = comm_books(bench_comm(spec, messages=cfg.comm_messages, seed=cfg.seed))
+        if progress:
+            progress("comm", 1, 1)
+    systems = dict(costed["systems"])
     # the latency run's systems: sedma, static, and ray's hybrid-like chooser for "ray"
     for name, books in ((comm or {}).get("books") or {}).items():
         lat = books.get("latency_ms")
