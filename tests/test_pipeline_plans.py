@@ -209,8 +209,7 @@ def test_the_estimate_of_a_pipeline_is_close_to_its_simulated_rate(seed: int) ->
     spec, wl = _random_case(random.Random(seed))
     ctx = ctx_of(spec, wl)
     plan = plan_pipeline(ctx)
-    if plan is None:
-        pytest.skip("no chain holds this model")
+    assert plan is not None  # every case here has a chain that holds its model
     truth = {
         n.name: NodeModel(n.device.matmul_gflops, n.device.mem_bandwidth_gbs) for n in spec.nodes
     }

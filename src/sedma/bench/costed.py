@@ -202,7 +202,7 @@ def _ray_systems(
     passes: int,
     truth: dict[str, NodeModel],
     driver: str,
-    tasks: bool = True,
+    with_tasks: bool = True,
 ) -> dict[str, SystemResult]:
     net = network_of(spec)
     path_of = static_paths(spec)
@@ -215,7 +215,7 @@ def _ray_systems(
 
     out: dict[str, SystemResult] = {}
     by = {v.name: v for v in views}
-    if tasks:
+    if with_tasks:
         out["ray_tasks"] = _ray_tasks(wl, views, passes, truth, driver, net, run)
     try:
         replicas = len(replica_nodes(wl, views))
@@ -324,11 +324,11 @@ def bench_costed(
     settings = PartitionSettings(dispatch_s=dispatch_s, max_in_flight=max_in_flight)
     ctx = PartitionContext(nodes=views, workload=wl, settings=settings, links=links)
     systems = {
-        "sedma": _sedma_system(spec, ctx, passes, truth, driver, most, dispatch_s, learn_passes),
-        **_ray_systems(spec, wl, views, passes, truth, driver, "ray_tasks" not in skip),
+        "sedma": _sedma_system(spec, ctx, passes, truth, driver, most, dispatch_s, learn_passes)
     }
     if "static" not in skip:
         systems["static"] = _plan_system(plan_static(ctx), spec, views, passes, truth, driver, most)
+    systems.update(_ray_systems(spec, wl, views, passes, truth, driver, "ray_tasks" not in skip))
     try:
         systems["exo"] = _plan_system(plan_exo_best(ctx), spec, views, passes, truth, driver, most)
     except PlanError as e:

@@ -52,7 +52,7 @@ without the setup charge.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -144,14 +144,8 @@ def static_choose_peer(
 ) -> Choice:
     """The baseline's destination: the candidate with the lowest RTT over its static path
     (ties by graph order), whatever its memory pressure or NAT setup cost."""
-    g = ctx.graph
-    s = g.node(src, "src")
-    cand = candidate_nodes(ctx, s, candidates)
-    rtt, paths = static_paths(ctx, s, cand)
-    if not np.isfinite(rtt).any():
-        raise RouteError(f"no reachable peer for {src!r} among {len(cand)} candidates")
-    k = int(np.lexsort((cand, rtt))[0])
-    return static_choice(ctx, s, paths[k], f"static: lowest RTT ({rtt[k]:.2f} ms)")
+    s, path, rtt, _ = _nearest(ctx, src, candidates, None)
+    return static_choice(ctx, s, path, f"static: lowest RTT ({rtt:.2f} ms)")
 
 
 def nearest_free_choose_peer(
@@ -168,16 +162,34 @@ def nearest_free_choose_peer(
     scheduler is: it sees its own leases (what it assigned), not a node's memory (Ray's
     hybrid policy packs onto the nearest node until it is busy, then spreads;
     ``ray/raylet/scheduling/policy/hybrid_scheduling_policy.h``)."""
+    s, path, rtt, preferred = _nearest(
+        ctx, src, candidates, lambda name: assigned.get(name, 0) < slots
+    )
+    why = "a free slot" if preferred else "no free slot anywhere"
+    return static_choice(ctx, s, path, f"nearest with {why} ({rtt:.2f} ms)")
+
+
+def _nearest(
+    ctx: SelectionContext,
+    src: str,
+    candidates: Sequence[str] | None,
+    prefer: Callable[[str], bool] | None,
+) -> tuple[int, list[int], float, bool]:
+    """The candidate with the lowest RTT over the static paths (ties by graph order), among
+    those whose name ``prefer`` accepts where any of them is reachable: ``src``'s index, the
+    path, its RTT and whether a preferred one was found. Raises :class:`RouteError` when
+    none is reachable."""
     g = ctx.graph
     s = g.node(src, "src")
     cand = candidate_nodes(ctx, s, candidates)
     rtt, paths = static_paths(ctx, s, cand)
-    if not np.isfinite(rtt).any():
+    reach = np.isfinite(rtt)
+    if not reach.any():
         raise RouteError(f"no reachable peer for {src!r} among {len(cand)} candidates")
-    free = np.array([assigned.get(g.names[int(d)], 0) < slots for d in cand], dtype=bool)
-    usable = np.isfinite(rtt) & free
-    pick = usable if usable.any() else np.isfinite(rtt)
-    order = np.lexsort((cand, np.where(pick, rtt, np.inf)))
-    k = int(order[0])
-    why = "a free slot" if usable.any() else "no free slot anywhere"
-    return static_choice(ctx, s, paths[k], f"nearest with {why} ({rtt[k]:.2f} ms)")
+    usable = reach
+    if prefer is not None:
+        usable = reach & np.array([prefer(g.names[int(d)]) for d in cand], dtype=bool)
+    found = bool(usable.any())
+    pick = usable if found else reach
+    k = int(np.lexsort((cand, np.where(pick, rtt, np.inf)))[0])
+    return s, paths[k], float(rtt[k]), found and prefer is not None
