@@ -1,7 +1,8 @@
 """Packing weight blocks into fixed-size crossbar arrays.
 
-Covers: placing the weight blocks one node holds into its arrays (:func:`pack_blocks`) and
-counting the arrays that takes (:func:`arrays_needed`). Each block is cut into whole-array
+Covers: placing the weight blocks one node holds into its arrays (:func:`pack_blocks`),
+counting the arrays that takes (:func:`arrays_needed`), and giving one node's tiles their
+arrays (:func:`pack_tiles`). Each block is cut into whole-array
 pieces plus edge remnants; the remnants of all blocks share arrays, placed by a shelf
 first-fit-decreasing-height rectangle packer, so arrays are not spent on padding.
 
@@ -20,12 +21,13 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
-from sedma.compute.plan import ArraySlot
+from sedma.compute.plan import ArraySlot, NodeView, Tile
+from sedma.compute.workload import MatmulOp
 from sedma.errors import PlanError
 
-__all__ = ["arrays_needed", "pack_blocks"]
+__all__ = ["arrays_needed", "pack_blocks", "pack_tiles"]
 
 _log = logging.getLogger(__name__)
 
@@ -148,3 +150,37 @@ def arrays_needed(blocks: Sequence[tuple[int, int]], rows: int, cols: int) -> in
     placed = _shelf_pack(_remnants(blocks, rows, cols), rows, cols)
     shared = 1 + max((a for _, a, _, _ in placed), default=-1)
     return whole + shared
+
+
+def pack_tiles(v: NodeView, tiles: Sequence[Tile], ops: Sequence[MatmulOp]) -> list[Tile]:
+    """``tiles`` (all on node ``v``) with their weight blocks packed into ``v``'s arrays;
+    unchanged on a digital node. Tightest error budgets first, each budget level on arrays
+    of its own, so that with a calibrated ``array_order`` (best arrays first) sensitive
+    products get the best arrays."""
+    if v.crossbar is None or not tiles:
+        return list(tiles)
+    order = sorted(range(len(tiles)), key=lambda i: ops[tiles[i].op].max_rel_error)
+    packed: dict[int, list[ArraySlot]] = {}
+    first = 0
+    for budget in sorted({ops[t.op].max_rel_error for t in tiles}):
+        group = [i for i in order if ops[tiles[i].op].max_rel_error == budget]
+        slots = pack_blocks(
+            [tiles[i].weight_shape(ops[tiles[i].op]) for i in group],
+            v.crossbar.rows,
+            v.crossbar.weight_cols,
+            first_array=first,
+        )
+        for i, sl in zip(group, slots, strict=True):
+            packed[i] = sl
+        first = 1 + max((s.array for sl in slots for s in sl), default=first - 1)
+    if v.array_order:
+        # logical array j -> the j-th best physical array; past the calibrated order (a
+        # capped or corrected view keeps a prefix of it), the arrays outside it, in index
+        # order, so that two logical arrays never land on one physical array
+        listed = set(v.array_order)
+        phys = [*v.array_order, *(a for a in range(v.crossbar.arrays) if a not in listed)]
+        packed = {
+            i: [replace(s, array=phys[s.array]) if s.array < len(phys) else s for s in sl]
+            for i, sl in packed.items()
+        }
+    return [replace(t, arrays=tuple(packed[i])) for i, t in enumerate(tiles)]

@@ -4,21 +4,24 @@ Covers: grouping a workload's products into the model's layers (:func:`model_lay
 :func:`block_key`), which nodes such a system can drive (:func:`pipeline_nodes`), whether
 a node may run a layer under its error budgets (:func:`runs_layer`), what a layer costs
 (:func:`layer_flops`, :func:`layer_bytes`), the plan that puts every layer whole on one
-node (:func:`layer_plan`) and the nodes such a plan overfills (:func:`overfilled`).
+node (:func:`layer_plan`, an rram node's in its arrays) and the nodes such a plan
+overfills (:func:`overfilled`).
 Does not cover: which node gets which layer (see :mod:`sedma.compute.partition.exo` and
 :mod:`sedma.compute.partition.petals`), tile-level splitting (see
 :mod:`sedma.compute.partition.planner`) or plan types and footprints (see
 :mod:`sedma.compute.plan`).
 
-Why rram nodes are left out: exo runs layers through MLX or tinygrad, Petals through
-PyTorch; neither can program a crossbar array, so a competent user of either puts the
-layers on the GPUs and CPUs and leaves an analog accelerator idle.
+Why exo and Petals leave rram nodes out (:func:`pipeline_nodes`): exo runs layers through
+MLX or tinygrad, Petals through PyTorch; neither can program a crossbar array, so a
+competent user of either puts the layers on the GPUs and CPUs and leaves an analog
+accelerator idle.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
+from sedma.compute.crossbar.packing import pack_tiles
 from sedma.compute.partition.lp import choose_axis
 from sedma.compute.plan import NodeView, Plan, Tile, footprint
 from sedma.compute.workload import MatmulOp, Workload
@@ -105,14 +108,23 @@ def layer_plan(
 ) -> Plan:
     """The plan that runs layer ``j`` whole on node ``owners[j]``: one tile per product,
     covering it along :func:`~sedma.compute.partition.lp.choose_axis` (a whole product holds
-    the same bytes either way). ``assumed_rates`` are every node's view rate."""
+    the same bytes either way), an rram node's weights packed into its arrays
+    (:func:`~sedma.compute.crossbar.packing.pack_tiles`). ``assumed_rates`` are every node's
+    view rate."""
     assert len(layers) == len(owners)
-    tiles: list[Tile] = []
+    views = {v.name: v for v in nodes}
+    by_node: dict[str, list[Tile]] = {}
     for (start, stop), node in zip(layers, owners, strict=True):
         for i in range(start, stop):
             op = workload.ops[i]
             axis = choose_axis(op)
-            tiles.append(Tile(i, node, axis, 0, op.m if axis == "m" else op.n))
+            by_node.setdefault(node, []).append(
+                Tile(i, node, axis, 0, op.m if axis == "m" else op.n)
+            )
+    tiles = sorted(
+        (t for node, ts in by_node.items() for t in pack_tiles(views[node], ts, workload.ops)),
+        key=lambda t: t.op,
+    )
     rates = {v.name: v.rate_gflops for v in nodes}
     return Plan(workload, tuple(tiles), rates, strategy, notes)
 

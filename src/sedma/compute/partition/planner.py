@@ -192,34 +192,58 @@ def _with_links(
 
 def _with_rest_lane(ctx: PartitionContext, replicas: Plan) -> Plan | None:
     """``replicas`` with one more lane over the nodes it leaves out (an rram lab, boards
-    behind a thin link), planned as the best of the LP and the layer pipeline over those
-    nodes alone; each lane weighted by its own estimated rate. None where no node is left,
+    behind a thin link), or over those and one replica's node, whose lane then gives way
+    (a digital node that runs the first and last products, which need its precision, and
+    lets a crossbar lab run the middle of the model: one node of each kind is tried). Each
+    extra lane is the best of the LP and the layer pipeline over its nodes alone; each
+    lane weighted by its own estimated rate; the fastest whole by
+    :func:`~sedma.compute.partition.estimate.estimated_rate`. None where no node is left,
     or no plan over them covers the model."""
+    lanes = [lane_plan(replicas, lane) for lane in range(replicas.lanes)]
     used = set(replicas.nodes)
     rest = tuple(v for v in ctx.nodes if v.name not in used)
     if not rest:
         return None
-    sub = replace(ctx, nodes=rest)
+    kinds: dict[tuple[object, ...], int] = {}
+    for i, p in enumerate(lanes):
+        (node,) = p.nodes
+        v = next(v for v in ctx.nodes if v.name == node)
+        kinds.setdefault((v.kind, v.rate_gflops, v.mem_bandwidth_gbs, v.free_bytes, v.site), i)
+    best: tuple[float, Plan] | None = None
+    for give in (None, *kinds.values()):
+        kept = [p for i, p in enumerate(lanes) if i != give]
+        extra = () if give is None else tuple(v for v in ctx.nodes if v.name in lanes[give].nodes)
+        lane = _best_lane(replace(ctx, nodes=rest + extra))
+        if lane is None:
+            continue
+        weights = [estimated_rate(p, ctx) for p in kept] + [lane[0]]
+        names = sorted(n for p in kept for n in p.nodes)
+        joined = join_lanes(
+            [*kept, lane[1]],
+            weights,
+            f"pass replicas on {', '.join(names)}, and one lane over the other nodes",
+        )
+        rate = estimated_rate(joined, ctx)
+        if best is None or rate > best[0]:
+            best = (rate, joined)
+    return None if best is None else best[1]
+
+
+def _best_lane(ctx: PartitionContext) -> tuple[float, Plan] | None:
+    """The faster of the LP's plan and the layer pipeline over ``ctx.nodes`` alone, with its
+    estimated rate; None where neither covers the model."""
     best: tuple[float, Plan] | None = None
     for make in (_plan_with, plan_pipeline):
         try:
-            plan = make(sub)
+            plan = make(ctx)
         except PlanError:
             continue
         if plan is None:
             continue
-        rate = estimated_rate(plan, sub)
+        rate = estimated_rate(plan, ctx)
         if best is None or rate > best[0]:
             best = (rate, plan)
-    if best is None:
-        return None
-    lanes = [lane_plan(replicas, lane) for lane in range(replicas.lanes)]
-    weights = [estimated_rate(p, ctx) for p in lanes] + [best[0]]
-    return join_lanes(
-        [*lanes, best[1]],
-        weights,
-        f"pass replicas on {', '.join(sorted(used))}, and one lane over the other nodes",
-    )
+    return best
 
 
 def _caps_note(caps: Mapping[str, int]) -> str:

@@ -7,17 +7,22 @@ own LP (:mod:`sedma.compute.partition.bound`), making plans, or timing one
 (:mod:`sedma.runtime.schedule`).
 
 The programme. Variables: ``x[o, n] >= 0``, the share of product ``o`` that node ``n``
-computes (only where ``n`` meets ``o``'s error budget, and per-input weights never on rram),
-``tau``, seconds per pass, and, where links are given, the bytes of each dataflow edge that
-must enter or leave each node and each site (``y >= 0``). Minimise ``tau`` subject to:
+computes streaming ``o``'s weights from its memory, and on an rram node also ``x'[o, n] >=
+0``, the share it computes with ``o``'s (static) weights held in its crossbar arrays (both
+only where ``n`` meets ``o``'s error budget; below, ``x[o, n]`` stands for their sum where
+the mode does not matter), ``tau``, seconds per pass, and, where links are given, the
+bytes of each dataflow edge that must enter or leave each node and each site (``y >= 0``).
+Minimise ``tau`` subject to:
 
 1. every product done: ``sum_n x[o, n] = 1``;
 2. each node's time: ``sum_o x[o, n] max(F_o / R_n, S_on / B_n) <= tau``, with
    ``F_o = 2 m k n`` FLOPs, ``S_on`` the bytes product ``o`` streams whole on ``n``
-   (``(mk + mn + kn) b``; without ``kn`` on rram, whose arrays hold the weights), rate
-   ``R_n`` and memory bandwidth ``B_n`` (dispatch is left out);
+   (``(mk + mn + kn) b``; without ``kn`` for a share in arrays, which hold the weights),
+   rate ``R_n`` and memory bandwidth ``B_n`` (dispatch is left out);
 3. each node's memory: ``sum_o x[o, n] L_o <= M_n`` (``L_o`` the product's live bytes, its
-   weight, input and output once; an rram node's weights live in arrays, not in ``M_n``);
+   weight, input and output once; a share in arrays keeps its weights there, not in
+   ``M_n``); and each rram node's arrays: ``sum_o x'[o, n] k_o n_o <= A_n w_n``, its free
+   arrays ``A_n`` of ``w_n`` weights each;
 4. the driver's ports: the model input bytes that other nodes' shares read,
    ``sum_{o first, n != driver} x[o, n] I_o`` (``I_o`` the model input that all of ``o``
    reads, :attr:`~sedma.compute.workload.MatmulOp.model_input_bytes`: an image, not its
@@ -40,23 +45,27 @@ share ``x`` of a product costs at least ``x F_o / R_n`` in arithmetic, and it st
 least ``x S_on`` bytes (a cut by columns streams all of ``X`` and ``x`` of ``W`` and ``Y``;
 by rows, all of ``W`` and ``x`` of ``X`` and ``Y``; either is at least ``x`` of the whole);
 the cost model charges every task its own roofline, the larger of the two, so a node's tasks
-of ``o`` take at least ``x max(F_o / R_n, S_on / B_n)``, and a node runs one task at a
-time. (3): a share holds at least ``x`` of the product's live bytes, for the same reason,
-while it is in flight. (4): every input byte a node other than the driver reads crossed the
-driver's port out, every output byte it returns the port in. (5): a share ``x[o, n]`` of
-``o`` reads at least ``x[o, n]`` of ``Y_p`` (its rows' share split by rows, all of it split
-by columns), and at most the share ``x[p, n]`` that ``n`` computed itself is there already:
-the rest crossed ``n``'s port in. The rows of ``Y_p`` that ``n`` computed and does not read
-itself, at least ``x[p, n] - x[o, n]`` of it, are read by other nodes' shares of ``o``
-(every row of ``o`` is computed, and reads its rows of ``Y_p``; no other node computed those
-rows), so they crossed ``n``'s port out. Every byte between two nodes crosses the sender's
-port out and the receiver's port in (``Network.route``). (6): the same argument for a site's
-nodes together; a byte that enters a site from another crosses one of the WAN links into it
-(no relay shortens a path). A link carries at most its capacity times ``T``. So the schedule
-is a feasible point and the optimum ``tau*`` is at most ``T / P``: no schedule runs more
-than ``1 / tau*`` passes per second. What it leaves out (so it is loose, never wrong):
-dispatch, rram correction's extra reads, array capacity, latency, pipeline fill and the
-passes in flight that memory allows.
+of ``o`` take at least ``x max(F_o / R_n, S_on / B_n)``, and a node runs one task at a time.
+(3): a share holds at least ``x`` of the product's live bytes, for the same reason, while it
+is in flight; a share computed in arrays holds at least ``x`` of its ``k n`` weights there
+(by columns ``x`` of them, by rows all), and a plan's arrays are programmed when it is
+loaded, not pass by pass, so they hold what the plan's shares need at once. An rram node
+that computes without its arrays (a plain-Ray task placed there) streams the weights like
+any node, which ``x[o, n]`` charges. (4): every input byte a node other than the driver
+reads crossed the driver's port out, every output byte it returns the port in. (5): a share
+``x[o, n]`` of ``o`` reads at least ``x[o, n]`` of ``Y_p`` (its rows' share split by rows,
+all of it split by columns), and at most the share ``x[p, n]`` that ``n`` computed itself is
+there already: the rest crossed ``n``'s port in. The rows of ``Y_p`` that ``n`` computed and
+does not read itself, at least ``x[p, n] - x[o, n]`` of it, are read by other nodes' shares
+of ``o`` (every row of ``o`` is computed, and reads its rows of ``Y_p``; no other node
+computed those rows), so they crossed ``n``'s port out. Every byte between two nodes crosses
+the sender's port out and the receiver's port in (``Network.route``). (6): the same argument
+for a site's nodes together; a byte that enters a site from another crosses one of the WAN
+links into it (no relay shortens a path). A link carries at most its capacity times ``T``.
+So the schedule is a feasible point and the optimum ``tau*`` is at most ``T / P``: no
+schedule runs more than ``1 / tau*`` passes per second. What it leaves out (so it is loose,
+never wrong): dispatch, rram correction's extra reads and arrays, arrays' padding, latency,
+pipeline fill and the passes in flight that memory allows.
 """
 
 from __future__ import annotations
@@ -107,37 +116,45 @@ def roofline_bound(ctx: PartitionContext) -> Bound:
     its driver are given."""
     wl, nodes = ctx.workload, ctx.nodes
     ops = wl.ops
-    cells: list[tuple[int, int]] = []  # (op, node) pairs allowed
+    # (op, node, in arrays) triples allowed: every node may stream a product's weights from
+    # its memory; an rram node may also hold a static weight in its crossbar arrays
+    cells: list[tuple[int, int, bool]] = []
     for o, op in enumerate(ops):
         for n, v in enumerate(nodes):
-            if v.rel_error <= op.max_rel_error and (op.weight_static or v.kind != "rram"):
-                cells.append((o, n))
+            if v.rel_error <= op.max_rel_error:
+                cells.append((o, n, False))
+                if op.weight_static and v.crossbar is not None:
+                    cells.append((o, n, True))
     for o, op in enumerate(ops):
         if not any(c[0] == o for c in cells):
             raise PlanError(f"product {op.name!r}: no node meets its error budget")
     tau = len(cells)  # variables: one per cell, then tau, then the flows
     lp = _Programme(len(cells) + 1)
     by_node: dict[int, list[int]] = {}
-    for j, (_, n) in enumerate(cells):
+    for j, (_, n, _) in enumerate(cells):
         by_node.setdefault(n, []).append(j)
     for n, js in by_node.items():
         v = nodes[n]
-        time_s, mem = [], []
+        time_s, mem, cells_held = [], [], []
         for j in js:
-            op = ops[cells[j][0]]
-            rram = v.kind == "rram"
-            streamed = (op.m * op.k + op.m * op.n + (0 if rram else op.k * op.n)) * op.dtype_bytes
+            o, _, held = cells[j]
+            op = ops[o]
+            streamed = (op.m * op.k + op.m * op.n + (0 if held else op.k * op.n)) * op.dtype_bytes
             time_s.append((j, max(op.flops / (v.rate_gflops * 1e9),
                                   streamed / (v.mem_bandwidth_gbs * 1e9))))  # fmt: skip
-            mem.append((j, float(op.live_bytes - (op.weight_bytes if rram else 0))))
+            mem.append((j, float(op.live_bytes - (op.weight_bytes if held else 0))))
+            if held:
+                cells_held.append((j, float(op.k * op.n)))
         lp.row([*((j, _MS * t) for j, t in time_s), (tau, -1.0)], 0.0)
         lp.row(mem, float(v.free_bytes))
+        if cells_held and v.crossbar is not None:
+            lp.row(cells_held, float(v.free_arrays * v.crossbar.weights_per_array))
     links = ctx.links
     if links is not None and links.driver is not None:
         _link_rows(ctx, links, cells, lp, tau)
     a_ub = coo_matrix((lp.vals, (lp.rows, lp.cols)), shape=(len(lp.b), lp.n)).tocsr()
     a_eq = coo_matrix(
-        ([1.0] * len(cells), ([o for o, _ in cells], list(range(len(cells))))),
+        ([1.0] * len(cells), ([o for o, _, _ in cells], list(range(len(cells))))),
         shape=(len(ops), lp.n),
     ).tocsr()
     cost = np.zeros(lp.n)
@@ -153,7 +170,7 @@ def roofline_bound(ctx: PartitionContext) -> Bound:
 def _link_rows(
     ctx: PartitionContext,
     links: LinkView,
-    cells: list[tuple[int, int]],
+    cells: list[tuple[int, int, bool]],
     lp: _Programme,
     tau: int,
 ) -> None:
@@ -167,7 +184,7 @@ def _link_rows(
     # each resource's bits per pass: ("up" | "down", node) ports, ("in" | "out", site) WANs
     load: dict[tuple[str, str], list[tuple[int, float]]] = {}
     model_io = _model_io(wl)
-    for j, (o, n) in enumerate(cells):
+    for j, (o, n, _) in enumerate(cells):
         name = names[n]
         if name == driver:
             continue
@@ -183,7 +200,7 @@ def _link_rows(
             if site_of[name] != site_of[driver]:
                 load.setdefault((wan, site_of[name]), []).append((j, bits))
     share: dict[tuple[int, str], list[int]] = {}  # (op, node or site) -> its cells
-    for j, (o, n) in enumerate(cells):
+    for j, (o, n, _) in enumerate(cells):
         share.setdefault((o, names[n]), []).append(j)
         share.setdefault((o, "site:" + site_of[names[n]]), []).append(j)
     places = [(name, "down", "up") for name in names] + [

@@ -20,13 +20,13 @@ import logging
 import math
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 import numpy as np
 
-from sedma.compute.crossbar.packing import pack_blocks
+from sedma.compute.crossbar.packing import pack_tiles
 from sedma.compute.partition.lp import LpCell, NodeGroup, choose_axis
-from sedma.compute.plan import ArraySlot, Axis, NodeView, Tile
+from sedma.compute.plan import Axis, NodeView, Tile
 from sedma.compute.workload import MatmulOp
 
 __all__ = ["Piece", "fill_nodes", "round_shares", "wrap"]
@@ -272,33 +272,4 @@ def _node_tiles(
             merged[-1] = (op, merged[-1][1], b)
         else:
             merged.append((op, a, b))
-    tiles = [Tile(op, v.name, axes[op], a, b) for op, a, b in merged]
-    if v.crossbar is None or not tiles:
-        return tiles
-    # Tightest error budgets first, each budget level packed on arrays of its own, so that
-    # with a calibrated array_order (best arrays first) sensitive products get the best arrays.
-    order = sorted(range(len(tiles)), key=lambda i: ops[tiles[i].op].max_rel_error)
-    packed: dict[int, list[ArraySlot]] = {}
-    first = 0
-    for budget in sorted({ops[t.op].max_rel_error for t in tiles}):
-        group = [i for i in order if ops[tiles[i].op].max_rel_error == budget]
-        slots = pack_blocks(
-            [tiles[i].weight_shape(ops[tiles[i].op]) for i in group],
-            v.crossbar.rows,
-            v.crossbar.weight_cols,
-            first_array=first,
-        )
-        for i, sl in zip(group, slots, strict=True):
-            packed[i] = sl
-        first = 1 + max((s.array for sl in slots for s in sl), default=first - 1)
-    if v.array_order:
-        # logical array j -> the j-th best physical array; past the calibrated order (a
-        # capped or corrected view keeps a prefix of it), the arrays outside it, in index
-        # order, so that two logical arrays never land on one physical array
-        listed = set(v.array_order)
-        phys = [*v.array_order, *(a for a in range(v.crossbar.arrays) if a not in listed)]
-        packed = {
-            i: [replace(s, array=phys[s.array]) if s.array < len(phys) else s for s in sl]
-            for i, sl in packed.items()
-        }
-    return [replace(t, arrays=tuple(packed[i])) for i, t in enumerate(tiles)]
+    return pack_tiles(v, [Tile(op, v.name, axes[op], a, b) for op, a, b in merged], ops)

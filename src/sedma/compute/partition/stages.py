@@ -22,15 +22,23 @@ of the route between the two nodes, which must also stay within ``tau``. For a f
 this greedy fill is exact for the node constraints (an exchange argument: giving a node
 fewer layers never lets a later node finish more), so a bisection on ``tau`` finds the
 order's best. Orders are chains of sites (every ordered subset of sites up to six, so a
-site behind thin links can be left out), with each site's nodes fastest first. Each order is
+site behind thin links can be left out), with each site's nodes fastest first; a chain with
+an rram node may also return to its first node for the last layers (a crossbar lab whose
+arrays run the middle of a model whose first and last products need a digital node's
+precision: the pass leaves the first node and comes back to it, which that node's time and
+memory pay for both visits). Each order is
 filled for each count of passes in flight that memory allows (each pass holds its own KV
 cache and activations on every stage), at the smallest feasible ``tau`` and a grid of looser
 ones; the fill with the most passes per second wins, by
 :func:`~sedma.compute.partition.estimate.chain_rate`: ``min(1 / tau, P / L)``, ``L`` one
 pass alone through the chain and its links.
 
-rram nodes are left out: a layer pipeline puts whole products on a node, which a crossbar's
-fixed arrays rarely hold, and decode's attention reads a cache no array can store.
+rram nodes take a layer only in their arrays, and only where every product of it has a
+static weight within its error budget and the node's arrays hold all of the stage's weights
+(:func:`~sedma.compute.crossbar.packing.arrays_needed`, each layer packed alone, an upper
+bound on packing them together): the layer then streams only its inputs and outputs, and
+its weights take no memory. A decoder's attention (its cache is no static weight) never
+goes there, and a 7B model's layers fit no array set here.
 """
 
 from __future__ import annotations
@@ -40,6 +48,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from sedma.compute.crossbar.packing import arrays_needed
 from sedma.compute.partition.context import PartitionContext
 from sedma.compute.partition.estimate import chain_rate
 from sedma.compute.partition.layers import (
@@ -48,11 +57,10 @@ from sedma.compute.partition.layers import (
     layer_plan,
     model_layers,
     overfilled,
-    pipeline_nodes,
     runs_layer,
     usable_bytes,
 )
-from sedma.compute.plan import NodeView, Plan
+from sedma.compute.plan import NodeView, Plan, footprint
 
 __all__ = ["plan_pipeline"]
 
@@ -68,6 +76,7 @@ class _Node:
     static: tuple[int, ...]  # per layer, bytes held once (static weights)
     state: tuple[int, ...]  # per layer, bytes held per pass in flight (inputs, outputs, cache)
     runs: tuple[bool, ...]  # per layer, within every error budget
+    arrays: tuple[int, ...]  # per layer, crossbar arrays its weights take (0 on digital nodes)
 
 
 def _in_flight_choices(most: int) -> list[int]:
@@ -80,18 +89,30 @@ def plan_pipeline(ctx: PartitionContext) -> Plan | None:
     ops = wl.ops
     layers = model_layers(wl)
     nodes = []
-    for v in pipeline_nodes(ctx.nodes):
+    for v in ctx.nodes:
         runs = tuple(runs_layer(v, ops, layer) for layer in layers)
         if not any(runs) or v.free_bytes <= 0:
             continue
         cost = tuple(_layer_cost(v, ctx, layer) for layer in layers)
-        static = tuple(
+        weights = tuple(
             sum(ops[i].weight_bytes for i in range(*lay) if ops[i].weight_static) for lay in layers
         )
         state = tuple(
-            b - s for b, s in zip((layer_bytes(ops, lay) for lay in layers), static, strict=True)
+            b - s for b, s in zip((layer_bytes(ops, lay) for lay in layers), weights, strict=True)
         )
-        nodes.append(_Node(v, cost, static, state, runs))
+        xb = v.crossbar
+        if xb is None:
+            nodes.append(_Node(v, cost, weights, state, runs, (0,) * len(layers)))
+            continue
+        arrays = tuple(
+            arrays_needed([(ops[i].k, ops[i].n) for i in range(*lay)], xb.rows, xb.weight_cols)
+            if ok
+            else 0
+            for lay, ok in zip(layers, runs, strict=True)
+        )
+        runs = tuple(ok and a <= v.free_arrays for ok, a in zip(runs, arrays, strict=True))
+        if any(runs):
+            nodes.append(_Node(v, cost, (0,) * len(layers), state, runs, arrays))
     if not nodes:
         return None
     cut = _cut_bytes(ctx, layers)
@@ -122,6 +143,9 @@ def plan_pipeline(ctx: PartitionContext) -> Plan | None:
     views = {v.name: v for v in ctx.nodes}
     if overfilled(plan, views, ctx.settings.memory_reserve):
         return None
+    fp = footprint(plan, {v.name: v.crossbar for v in ctx.nodes})
+    if any(f.arrays > views[n].free_arrays for n, f in fp.items() if views[n].crossbar):
+        return None  # packed together they should take no more than alone; checked anyway
     return plan
 
 
@@ -136,7 +160,8 @@ def _latency_s(
     and the model's input from and output to the driver."""
     cost = {n.view.name: n.cost_s for n in order}
     total = sum(cost[o][j] for j, o in enumerate(owners))
-    total += ctx.settings.dispatch_s * len(set(owners))  # one call per stage
+    stages = 1 + sum(a != b for a, b in itertools.pairwise(owners))
+    total += ctx.settings.dispatch_s * stages  # one call per stage
     links = ctx.links
     if links is None:
         return total
@@ -153,11 +178,13 @@ def _latency_s(
 
 def _layer_cost(v: NodeView, ctx: PartitionContext, layer: Layer) -> float:
     """The layer's roofline on ``v``; its products run in the stage's one call (the stage
-    pays one dispatch, in :func:`_fill`)."""
+    pays one dispatch, in :func:`_fill`). On an rram node the weights sit in its arrays and
+    stream nothing."""
     total = 0.0
+    in_arrays = v.crossbar is not None
     for i in range(*layer):
         op = ctx.workload.ops[i]
-        streamed = (op.m * op.k + op.m * op.n + op.k * op.n) * op.dtype_bytes
+        streamed = (op.m * op.k + op.m * op.n + (0 if in_arrays else op.k * op.n)) * op.dtype_bytes
         total += max(op.flops / (v.rate_gflops * 1e9), streamed / (v.mem_bandwidth_gbs * 1e9))
     return total
 
@@ -181,6 +208,18 @@ def _cut_bytes(ctx: PartitionContext, layers: Sequence[Layer]) -> list[float]:
     return out
 
 
+def _tail(order: Sequence[_Node], n_layers: int) -> int:
+    """Where an order that returns to its first node must go back: the first layer of the
+    longest run of last layers that no node between the two visits may run (``n_layers``
+    for an order that does not return)."""
+    if len(order) < 2 or order[-1] is not order[0]:
+        return n_layers
+    j = n_layers
+    while j > 0 and not any(n.runs[j - 1] for n in order[1:-1]):
+        j -= 1
+    return j
+
+
 def _orders(nodes: Sequence[_Node]) -> list[list[_Node]]:
     """Chains of sites (module docstring), each site's nodes fastest first."""
     by_site: dict[str, list[_Node]] = {}
@@ -192,7 +231,10 @@ def _orders(nodes: Sequence[_Node]) -> list[list[_Node]]:
     orders = []
     for k in range(1, len(sites) + 1):
         for chain in itertools.permutations(sites, k):
-            orders.append([n for s in chain for n in by_site[s]])
+            order = [n for s in chain for n in by_site[s]]
+            orders.append(order)
+            if order[0].view.crossbar is None and any(n.view.crossbar for n in order):
+                orders.append([*order, order[0]])  # back to the first node for the tail
     return orders
 
 
@@ -260,22 +302,37 @@ def _fill(
     owners: list[str] = []
     j = 0
     prev: str | None = None
-    for n in order:
+    # what each node has left, over both of its visits where an order returns to it
+    left: dict[str, tuple[int, float, int]] = {}  # name -> (bytes, seconds, arrays)
+    tail = _tail(order, len(layers))
+    for v, n in enumerate(order):
         if j == len(layers):
             break
-        room, time_s, start = usable_bytes(n.view, reserve), ctx.settings.dispatch_s, j
+        name = n.view.name
+        room, time_s, arrays = left.get(
+            name, (usable_bytes(n.view, reserve), tau, n.view.free_arrays)
+        )
+        if tail < len(layers) and v in (0, len(order) - 1):
+            # the first visit leaves the last node its tail: the layers only it can run
+            held = sum(n.static[i] + in_flight * n.state[i] for i in range(tail, len(layers)))
+            took = sum(n.cost_s[tail:]) + ctx.settings.dispatch_s
+            room, time_s = (room - held, time_s - took) if v == 0 else (room + held, time_s + took)
+        time_s -= ctx.settings.dispatch_s
+        start = j
         while (
             j < len(layers)
             and n.runs[j]
-            and time_s + n.cost_s[j] <= tau
+            and n.cost_s[j] <= time_s
             and n.static[j] + in_flight * n.state[j] <= room
+            and n.arrays[j] <= arrays
         ):
-            time_s += n.cost_s[j]
+            time_s -= n.cost_s[j]
             room -= n.static[j] + in_flight * n.state[j]
+            arrays -= n.arrays[j]
             j += 1
         if j == start:
             continue
-        name = n.view.name
+        left[name] = (room, time_s, arrays)
         if prev is None:
             first = sum(
                 ops[i].model_input_bytes for i in range(*layers[0]) if not ctx.workload.input_ops(i)
