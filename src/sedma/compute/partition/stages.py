@@ -209,15 +209,15 @@ def _cut_bytes(ctx: PartitionContext, layers: Sequence[Layer]) -> list[float]:
 
 
 def _tail(order: Sequence[_Node], n_layers: int) -> int:
-    """Where an order that returns to its first node must go back: the first layer of the
-    longest run of last layers that no node between the two visits may run (``n_layers``
-    for an order that does not return)."""
+    """Where an order that returns to its first node must go back: the first layer, after
+    one that a node between the two visits may run, that none of them may (ResNet's ``fc``,
+    SSD's first confidence head); ``n_layers`` for an order that does not return, or where
+    no such layer follows."""
     if len(order) < 2 or order[-1] is not order[0]:
         return n_layers
-    j = n_layers
-    while j > 0 and not any(n.runs[j - 1] for n in order[1:-1]):
-        j -= 1
-    return j
+    middle = [any(n.runs[j] for n in order[1:-1]) for j in range(n_layers)]
+    first = next((j for j, ok in enumerate(middle) if ok), n_layers)
+    return next((j for j in range(first, n_layers) if not middle[j]), n_layers)
 
 
 def _orders(nodes: Sequence[_Node]) -> list[list[_Node]]:
