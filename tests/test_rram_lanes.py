@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+import pytest
+
 from sedma.bench.steady import plan_rate
 from sedma.compute.partition.context import PartitionContext, PartitionSettings
 from sedma.compute.partition.planner import plan_sedma
@@ -128,15 +130,18 @@ def test_the_bound_holds_no_more_weights_in_arrays_than_they_have() -> None:
     roomy = roofline_bound(ctx_of(lab(arrays=512), wl)).throughput_ops_s
     cramped = roofline_bound(ctx_of(lab(arrays=4), wl)).throughput_ops_s
     assert cramped < 0.8 * roomy
-    # with no arrays at all the rram nodes still stream weights, as a plain-Ray task there
-    # does: the bound stays above the digital node alone
-    none = roofline_bound(ctx_of(lab(arrays=1), wl)).throughput_ops_s
-    alone_spec = lab()
-    alone_ctx = ctx_of(alone_spec, wl)
+    # one array holds an eighth of one product: the rram nodes add just that to the
+    # digital node's bound, no more (they compute only in their arrays)
+    one = roofline_bound(ctx_of(lab(arrays=1), wl)).throughput_ops_s
+    ctx = ctx_of(lab(), wl)
     alone = roofline_bound(
-        replace(alone_ctx, nodes=tuple(v for v in alone_ctx.nodes if v.name == "d"))
+        replace(ctx, nodes=tuple(v for v in ctx.nodes if v.name == "d"))
     ).throughput_ops_s
-    assert none > alone
+    assert alone < one < cramped
+    # the digital node computes every product but 2 x (256 x 128) of the 8 x 512 x 512
+    # weights' share: its time is the rest of the work
+    layers_left = len(wl.ops) - 2 * (256 * 128) / (512 * 512)
+    assert one == pytest.approx(alone * len(wl.ops) / layers_left, rel=1e-3)
 
 
 def test_no_plan_beats_the_bound_with_an_rram_lab() -> None:

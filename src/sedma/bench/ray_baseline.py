@@ -8,11 +8,11 @@ other system:
 - :func:`dynamic_tasks` (a): every product split along the columns of ``W`` into chunks (at
   least ``chunks_per_node`` per node that may run it), each chunk a task that Ray's default
   scheduling hands to whichever worker is free (a dynamic task, restricted by custom
-  resources to the nodes that meet the product's error budget); each weight chunk is
-  ``ray.put`` once on the driver and pulled by a node the first time it runs that chunk
-  (Ray keeps the copy in that node's object store); a chunk reads every chunk of the
-  products feeding it from wherever they ran; the driver sends the model input and collects
-  the outputs. Several passes are submitted at once, as an asynchronous driver does.
+  resources to the digital nodes that meet the product's error budget, :func:`ray_nodes`);
+  each weight chunk is ``ray.put`` once on the driver and pulled by a node the first time
+  it runs that chunk (Ray keeps the copy in that node's object store); a chunk reads every
+  chunk of the products feeding it from wherever they ran; the driver sends the model input
+  and collects the outputs. Several passes are submitted at once, as an asynchronous driver does.
 - :func:`data_parallel` (b): one model replica (an actor holding all the weights) on every
   node where the whole model fits and every product's error budget is met; an
   ``ActorPool`` keeps each replica busy, its next batch's input already on the way (a
@@ -43,6 +43,7 @@ from sedma.runtime.tasks import Dep, Fetch, NodeModel, RouteOf, Task
 __all__ = [
     "data_parallel",
     "dynamic_tasks",
+    "ray_nodes",
     "replica_bytes",
     "replica_nodes",
     "throughput",
@@ -51,11 +52,19 @@ __all__ = [
 Edge = tuple[int, int]
 
 
+def ray_nodes(nodes: Sequence[NodeView]) -> tuple[NodeView, ...]:
+    """The nodes a plain-Ray program computes on: the GPUs and CPUs. Its tasks and actors
+    run NumPy or PyTorch on a node's processors and cannot program a crossbar array (an
+    rram node's spec rate is its arrays', and only weights held in them use it), so, like
+    exo's and Petals' users, a Ray user leaves rram nodes out."""
+    return tuple(v for v in nodes if v.crossbar is None)
+
+
 def _eligible(workload: Workload, nodes: Sequence[NodeView]) -> list[frozenset[str]]:
-    """Per product, the nodes whose error meets its budget (0 for digital devices)."""
+    """Per product, the digital nodes (:func:`ray_nodes`) whose error meets its budget."""
     out = []
     for op in workload.ops:
-        ok = frozenset(v.name for v in nodes if v.rel_error <= op.max_rel_error)
+        ok = frozenset(v.name for v in ray_nodes(nodes) if v.rel_error <= op.max_rel_error)
         if not ok:
             raise SedmaError(f"product {op.name!r}: no node meets its error budget")
         out.append(ok)
@@ -141,7 +150,9 @@ def replica_nodes(workload: Workload, nodes: Sequence[NodeView]) -> frozenset[st
     Raises :class:`~sedma.errors.SedmaError` when there is none."""
     need = replica_bytes(workload)
     budget = min(op.max_rel_error for op in workload.ops)
-    replicas = frozenset(v.name for v in nodes if v.free_bytes >= need and v.rel_error <= budget)
+    replicas = frozenset(
+        v.name for v in ray_nodes(nodes) if v.free_bytes >= need and v.rel_error <= budget
+    )
     if not replicas:
         raise SedmaError(
             f"data-parallel replicas: no node holds the whole model ({need} bytes) within "

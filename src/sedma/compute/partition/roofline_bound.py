@@ -7,21 +7,20 @@ own LP (:mod:`sedma.compute.partition.bound`), making plans, or timing one
 (:mod:`sedma.runtime.schedule`).
 
 The programme. Variables: ``x[o, n] >= 0``, the share of product ``o`` that node ``n``
-computes streaming ``o``'s weights from its memory, and on an rram node also ``x'[o, n] >=
-0``, the share it computes with ``o``'s (static) weights held in its crossbar arrays (both
-only where ``n`` meets ``o``'s error budget; below, ``x[o, n]`` stands for their sum where
-the mode does not matter), ``tau``, seconds per pass, and, where links are given, the
+computes (only where ``n`` meets ``o``'s error budget; on an rram node only a static weight,
+held in its crossbar arrays: an rram node computes in its arrays, and its spec's rate is
+theirs), ``tau``, seconds per pass, and, where links are given, the
 bytes of each dataflow edge that must enter or leave each node and each site (``y >= 0``).
 Minimise ``tau`` subject to:
 
 1. every product done: ``sum_n x[o, n] = 1``;
 2. each node's time: ``sum_o x[o, n] max(F_o / R_n, S_on / B_n) <= tau``, with
    ``F_o = 2 m k n`` FLOPs, ``S_on`` the bytes product ``o`` streams whole on ``n``
-   (``(mk + mn + kn) b``; without ``kn`` for a share in arrays, which hold the weights),
+   (``(mk + mn + kn) b``; without ``kn`` on rram, whose arrays hold the weights),
    rate ``R_n`` and memory bandwidth ``B_n`` (dispatch is left out);
 3. each node's memory: ``sum_o x[o, n] L_o <= M_n`` (``L_o`` the product's live bytes, its
-   weight, input and output once; a share in arrays keeps its weights there, not in
-   ``M_n``); and each rram node's arrays: ``sum_o x'[o, n] k_o n_o <= A_n w_n``, its free
+   weight, input and output once; an rram node keeps its weights in arrays, not in
+   ``M_n``); and each rram node's arrays: ``sum_o x[o, n] k_o n_o <= A_n w_n``, its free
    arrays ``A_n`` of ``w_n`` weights each;
 4. the driver's ports: the model input bytes that other nodes' shares read,
    ``sum_{o first, n != driver} x[o, n] I_o`` (``I_o`` the model input that all of ``o``
@@ -47,25 +46,25 @@ by rows, all of ``W`` and ``x`` of ``X`` and ``Y``; either is at least ``x`` of 
 the cost model charges every task its own roofline, the larger of the two, so a node's tasks
 of ``o`` take at least ``x max(F_o / R_n, S_on / B_n)``, and a node runs one task at a time.
 (3): a share holds at least ``x`` of the product's live bytes, for the same reason, while it
-is in flight; a share computed in arrays holds at least ``x`` of its ``k n`` weights there
+is in flight; on an rram node a share holds at least ``x`` of its ``k n`` weights in arrays
 (by columns ``x`` of them, by rows all), and a plan's arrays are programmed when it is
-loaded, not pass by pass, so they hold what the plan's shares need at once. An rram node
-that computes without its arrays (a plain-Ray task placed there) streams the weights like
-any node, which ``x[o, n]`` charges. (4): every input byte a node other than the driver
-reads crossed the driver's port out, every output byte it returns the port in. (5): a share
-``x[o, n]`` of ``o`` reads at least ``x[o, n]`` of ``Y_p`` (its rows' share split by rows,
-all of it split by columns), and at most the share ``x[p, n]`` that ``n`` computed itself is
-there already: the rest crossed ``n``'s port in. The rows of ``Y_p`` that ``n`` computed and
-does not read itself, at least ``x[p, n] - x[o, n]`` of it, are read by other nodes' shares
-of ``o`` (every row of ``o`` is computed, and reads its rows of ``Y_p``; no other node
-computed those rows), so they crossed ``n``'s port out. Every byte between two nodes crosses
-the sender's port out and the receiver's port in (``Network.route``). (6): the same argument
-for a site's nodes together; a byte that enters a site from another crosses one of the WAN
-links into it (no relay shortens a path). A link carries at most its capacity times ``T``.
-So the schedule is a feasible point and the optimum ``tau*`` is at most ``T / P``: no
-schedule runs more than ``1 / tau*`` passes per second. What it leaves out (so it is loose,
-never wrong): dispatch, rram correction's extra reads and arrays, arrays' padding, latency,
-pipeline fill and the passes in flight that memory allows.
+loaded, not pass by pass, so they hold what the plan's shares need at once (no system
+computes on an rram node out of its arrays: exo, Petals and the plain-Ray programs leave
+rram nodes out). (4): every input byte a node other than the driver reads crossed the
+driver's port out, every output byte it returns the port in. (5): a share ``x[o, n]`` of
+``o`` reads at least ``x[o, n]`` of ``Y_p`` (its rows' share split by rows, all of it split
+by columns), and at most the share ``x[p, n]`` that ``n`` computed itself is there already:
+the rest crossed ``n``'s port in. The rows of ``Y_p`` that ``n`` computed and does not read
+itself, at least ``x[p, n] - x[o, n]`` of it, are read by other nodes' shares of ``o``
+(every row of ``o`` is computed, and reads its rows of ``Y_p``; no other node computed those
+rows), so they crossed ``n``'s port out. Every byte between two nodes crosses the sender's
+port out and the receiver's port in (``Network.route``). (6): the same argument for a site's
+nodes together; a byte that enters a site from another crosses one of the WAN links into it
+(no relay shortens a path). A link carries at most its capacity times ``T``. So the schedule
+is a feasible point and the optimum ``tau*`` is at most ``T / P``: no schedule runs more
+than ``1 / tau*`` passes per second. What it leaves out (so it is loose, never wrong):
+dispatch, rram correction's extra reads and arrays, arrays' padding, latency, pipeline fill
+and the passes in flight that memory allows.
 """
 
 from __future__ import annotations
@@ -116,15 +115,17 @@ def roofline_bound(ctx: PartitionContext) -> Bound:
     its driver are given."""
     wl, nodes = ctx.workload, ctx.nodes
     ops = wl.ops
-    # (op, node, in arrays) triples allowed: every node may stream a product's weights from
-    # its memory; an rram node may also hold a static weight in its crossbar arrays
+    # (op, node, in arrays) triples allowed: a digital node streams a product's weights
+    # from its memory; an rram node computes only what its crossbar arrays hold
     cells: list[tuple[int, int, bool]] = []
     for o, op in enumerate(ops):
         for n, v in enumerate(nodes):
-            if v.rel_error <= op.max_rel_error:
+            if v.rel_error > op.max_rel_error:
+                continue
+            if v.crossbar is None:
                 cells.append((o, n, False))
-                if op.weight_static and v.crossbar is not None:
-                    cells.append((o, n, True))
+            elif op.weight_static:
+                cells.append((o, n, True))
     for o, op in enumerate(ops):
         if not any(c[0] == o for c in cells):
             raise PlanError(f"product {op.name!r}: no node meets its error budget")
