@@ -103,6 +103,16 @@ def test_a_growing_context_is_timed_phase_by_phase_and_combined_by_time() -> Non
         if name != "bound":
             assert s["link_utilization_max"] <= 1 + 1e-9 and s["node_utilization_max"] <= 1 + 1e-9
     assert r["systems"]["sedma"]["throughput_ops_s"] <= r["systems"]["bound"]["throughput_ops_s"]
+    # sedma is one loop through the whole decode, growing every 64 tokens; sedma_phased is
+    # its loop started afresh per phase, as the baselines are
+    assert r["grow_every"] == 64 and "sedma_phased" in r["systems"]
+    sedma = r["systems"]["sedma"]
+    assert [s["context"] for s in sedma["steps"]] == [64, 128, 192, 256, 320, 384]
+    assert sum(s["passes"] for s in sedma["steps"]) == 384
+    assert sedma["grow_every"] == 64 and sedma["moved_bytes"] >= 0 and sedma["migration_s"] >= 0
+    for x in sedma["replans"]:
+        assert set(x) == {"context", "reason", "forced", "moved_bytes", "migration_s"}
+    assert all("migration_s" in p for p in sedma["phases"])
 
 
 @pytest.mark.parametrize(

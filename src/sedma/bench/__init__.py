@@ -16,7 +16,8 @@
   :mod:`~sedma.bench.demo`), each system's steady rate measured by
   :mod:`~sedma.bench.steady`.
 - :mod:`~sedma.bench.growth`: the same comparison over a decode run whose context (and KV
-  cache) grows, phase by phase (``sedma bench growth``).
+  cache) grows, phase by phase (``sedma bench growth``), with sedma's column from one loop
+  through the whole decode (:mod:`~sedma.bench.growth_loop`), its migrations charged.
 - :mod:`~sedma.bench.soak`: the wire under chaos (peers killed, links degraded, relays lost):
   what was lost, duplicated or reordered, memory over time.
 """

@@ -2,27 +2,38 @@
 
 Covers: :func:`bench_growth`, which splits a decode run whose context grows (and with it each
 pass's KV cache, read by every step and held by every pass in flight) into phases, times
-every system in each phase by the cost model's comparison (:func:`~sedma.bench.costed.
-bench_costed` at the phase's context), and combines the phases into the run's figures.
-Does not cover: the rules of one phase's comparison (see :mod:`sedma.bench.costed`), the
-decoder itself (:mod:`sedma.workloads.llama`) or presentation (:mod:`sedma.cli.bench`).
+every baseline in each phase by the cost model's comparison (:func:`~sedma.bench.costed.
+bench_costed` at the phase's context), takes sedma's column from one control loop that runs
+the whole decode (:func:`~sedma.bench.growth_loop.sedma_growing`), and combines the phases
+into the run's figures. Does not cover: the rules of one phase's comparison (see
+:mod:`sedma.bench.costed`), how sedma's loop is timed (see :mod:`sedma.bench.growth_loop`),
+the decoder itself (:mod:`sedma.workloads.llama`) or presentation (:mod:`sedma.cli.bench`).
 
 The run. Phase ``i`` takes each sequence from ``contexts[i-1]`` tokens to ``contexts[i]``
 (from none for the first), so the phases generate ``contexts[i] - contexts[i-1]`` tokens
-each. A phase is timed at its last context, the most cache its passes read and hold: every
-system alike is charged a little more than the phase's average. Every system is planned
-afresh in each phase (exo, Petals and the Ray programs re-plan for free between phases, an
-advantage the real ones have only by being restarted; sedma's control loop runs for each
-phase, as it re-plans when memory changes). A system that fails in a phase (its plan does
-not fit the cache) fails the run: its sequences could not reach the last context.
+each. A baseline's phase is timed at its last context, the most cache its passes read and
+hold: a little more than the phase's average. Each baseline is planned afresh in each phase
+for free (exo, Petals and the Ray programs re-plan between phases at no cost, an advantage
+the real ones have only by being restarted, and then they pay for reloading the model).
+sedma's one loop is told every ``every`` tokens that the cache grew, re-sizes its plan or
+re-plans, and pays for every byte a re-plan moves; each of its steps of ``every`` tokens is
+timed by the same rule at the step's last context (finer steps than the baselines' phases:
+an advantage of ``every`` tokens' cache at most, measured in docs/results.md).
+``sedma_phased`` is sedma as the baselines are run: its loop started afresh in each phase
+(what this benchmark reported as ``sedma`` before the loop could follow the cache). A
+system that fails in a phase (its plan does not fit the cache) fails the run: its sequences
+could not reach the last context.
 
 The run's figures, with ``p_i`` the phase's passes (proportional to its tokens) and ``r_i``
 its passes per second: ``throughput_ops_s = sum p_i / sum (p_i / r_i)``;
 ``memory_efficiency`` and ``resource_utilization`` the time-weighted means (weights
 ``p_i / r_i``); ``link_utilization_max`` and ``node_utilization_max`` the largest of any
 phase; ``meets_error_budget`` in every phase; ``adaptations`` summed; ``phases`` each
-phase's own figures. ``bound`` combines the phase bounds the same way, which is a bound on
-the run (each phase's time is at least its bound's).
+phase's own figures. sedma adds ``steps`` (each step's context, passes, rate and migration
+seconds), ``replans`` (at which context, why, whether forced, bytes moved, seconds
+charged), ``moved_bytes``, ``migration_s`` and ``grow_every``. ``bound`` combines the phase
+bounds the same way, which is a bound on the run (each phase's time is at least its
+bound's).
 """
 
 from __future__ import annotations
@@ -33,8 +44,10 @@ from pathlib import Path
 from typing import Any
 
 from sedma.bench.costed import bench_costed
+from sedma.bench.growth_loop import DEFAULT_EVERY, decode_steps, sedma_growing
 from sedma.errors import SedmaError
 from sedma.spec import ClusterSpec
+from sedma.spec_load import load_cluster
 from sedma.workloads.llama import DECODERS, MAX_CONTEXT
 
 __all__ = ["DEFAULT_CONTEXTS", "bench_growth"]
@@ -63,28 +76,47 @@ def bench_growth(
     *,
     contexts: Sequence[int] = DEFAULT_CONTEXTS,
     passes: int = 4,
+    every: int = DEFAULT_EVERY,
     progress: Progress | None = None,
 ) -> dict[str, Any]:
     """The run of the module docstring; returns the result JSON as a dict (``scenario``
-    ``"growth"``, ``contexts``, ``systems`` with the run's figures and each ``phases``)."""
+    ``"growth"``, ``contexts``, ``grow_every``, ``systems`` with the run's figures and each
+    ``phases``). ``every`` is the tokens between two growths told to sedma's loop."""
     if workload not in DECODERS:
         raise SedmaError(
             f"workload = {workload!r}; allowed: {', '.join(DECODERS)} (a context that grows "
             "needs a KV cache)"
         )
     cs = _check_contexts(contexts)
+    steps = decode_steps(cs, every)
+    spec = cluster if isinstance(cluster, ClusterSpec) else load_cluster(cluster)
+    total = len(cs) + len(steps)
     runs = []
     for i, c in enumerate(cs):
         if progress:
-            progress(f"context {c}", i, len(cs))
-        runs.append(bench_costed(cluster, workload, passes=passes, context=c))
+            progress(f"baselines at context {c}", i, total)
+        runs.append(bench_costed(spec, workload, passes=passes, context=c))
+
+    def step(c: int) -> None:
+        if progress:
+            progress(f"sedma's loop at context {c}", len(cs) + steps.index(c), total)
+
+    grown = sedma_growing(spec, workload, cs, every=every, passes=passes, progress=step)
     if progress:
-        progress("done", len(cs), len(cs))
+        progress("done", total, total)
     tokens = [b - a for a, b in zip((0, *cs), cs, strict=False)]
-    systems = {
+    phased = {
         name: _combine(name, cs, tokens, [r["systems"][name] for r in runs])
         for name in runs[0]["systems"]
     }
+    if "failed" in grown:
+        mine: dict[str, Any] = {**grown, "meets_error_budget": False, "phases": []}
+    else:
+        mine = {
+            **_combine("sedma", cs, tokens, grown["phases"]),
+            **{k: v for k, v in grown.items() if k != "phases"},
+        }
+    systems = {"sedma": mine, "sedma_phased": phased.pop("sedma"), **phased}
     first = runs[0]
     return {
         "scenario": "growth",
@@ -94,6 +126,7 @@ def bench_growth(
         "workload": first["workload"],
         "contexts": list(cs),
         "tokens_per_phase": tokens,
+        "grow_every": every,
         "passes": passes,
         "dispatch_s": first["dispatch_s"],
         "max_in_flight": first["max_in_flight"],
@@ -118,6 +151,7 @@ def _combine(
                     "node_utilization_max",
                     "plan",
                     "failed",
+                    "migration_s",
                 )
                 if k in s
             },

@@ -215,8 +215,15 @@ def bench_growth_cmd(
         str,
         typer.Option(help="The context each phase ends at, increasing, comma-separated (tokens)."),
     ] = "512,1024,1536,2048",
+    grow_every: Annotated[
+        int,
+        typer.Option(
+            "--grow-every", min=1, help="Tokens between two growths told to sedma's one loop."
+        ),
+    ] = 64,
 ) -> None:
-    """A decode run whose KV cache grows: every system, every cost charged, phase by phase."""
+    """A decode run whose KV cache grows: every baseline phase by phase, sedma as one loop
+    following the cache (re-plans and the bytes they move charged), every cost charged."""
     from sedma.bench.growth import bench_growth
 
     try:
@@ -226,7 +233,9 @@ def bench_growth_cmd(
             f"--contexts {contexts!r}: need comma-separated integers, e.g. 512,1024,2048"
         ) from None
     r = guard_with_progress(
-        lambda progress: bench_growth(cluster, workload, contexts=cs, progress=progress)
+        lambda progress: bench_growth(
+            cluster, workload, contexts=cs, every=grow_every, progress=progress
+        )
     )
     cols = (*(str(c) for c in r["contexts"]), "run", "mem", "link", "node")
 
@@ -247,6 +256,13 @@ def bench_growth_cmd(
     for name, s in r["systems"].items():
         if "failed" in s:
             out.print(f"{name} failed: {s['failed']}", highlight=False, markup=False)
+    for x in r["systems"]["sedma"].get("replans", []):
+        out.print(
+            f"sedma re-planned at {x['context']} tokens ({'forced' if x['forced'] else 'gain'}): "
+            f"{x['moved_bytes'] / 1e9:.2f} GB moved, {x['migration_s']:.1f} s charged",
+            highlight=False,
+            markup=False,
+        )
     write_json(json_path, r)
 
 

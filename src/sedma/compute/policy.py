@@ -1,9 +1,11 @@
 """The computation layer's adaptation policy: re-partition when the world drifts from the plan.
 
 Covers: :class:`ComputeContext` (the frozen view the policy decides from),
-:class:`Replan` (its suggestion), :func:`rate_drift` and :func:`suggest_replan`. Does not
-cover: enacting the suggestion (only :mod:`sedma.control.loop` does that) or making plans
-(see :mod:`sedma.compute.partition.planner`).
+:class:`Replan` (its suggestion), :func:`rate_drift`, :func:`suggest_replan` (the world
+drifted from the plan) and :func:`suggest_after_growth` (the workload grew: a decoder's KV
+cache). Does not cover: enacting the suggestion (only :mod:`sedma.control.loop` does that),
+making plans (see :mod:`sedma.compute.partition.planner`) or re-sizing one to a grown
+workload (see :mod:`sedma.compute.resize`).
 
 Pure: no clock, no I/O, no randomness. Same context, same suggestion.
 """
@@ -15,10 +17,12 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from sedma.compute.crossbar.correction import NONE
+from sedma.compute.moves import move_time_s, plan_moves
 from sedma.compute.partition.context import LinkView, PartitionContext, PartitionSettings
 from sedma.compute.partition.estimate import estimated_rate
 from sedma.compute.partition.planner import plan_sedma
 from sedma.compute.plan import NodeView, Plan, footprint, predicted_makespan_s
+from sedma.compute.resize import Growth
 
 __all__ = [
     "ComputeContext",
@@ -26,6 +30,7 @@ __all__ = [
     "Replan",
     "effective_error",
     "rate_drift",
+    "suggest_after_growth",
     "suggest_recalibration",
     "suggest_replan",
 ]
@@ -60,6 +65,9 @@ class Replan:
     current_makespan_s: float
     predicted_makespan_s: float
     forced: bool  # the current plan no longer fits: must re-plan whatever the gain
+    growth: Growth | None = None  # set where the workload grew (suggest_after_growth)
+    moved_bytes: int | None = None  # what enacting it moves between nodes, where weighed
+    move_s: float | None = None  # ... and how long the planner expects that to take
 
     layer: ClassVar[str] = "compute"
     kind: ClassVar[str] = "replan"
@@ -67,13 +75,19 @@ class Replan:
 
     @property
     def detail(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "drift": dict(self.drift),
             "current_makespan_s": self.current_makespan_s,
             "predicted_makespan_s": self.predicted_makespan_s,
             "forced": self.forced,
             "tiles": len(self.plan.tiles),
         }
+        if self.growth is not None:
+            out["growth"] = self.growth.detail
+        if self.moved_bytes is not None:
+            out["moved_bytes"] = self.moved_bytes
+            out["move_s"] = self.move_s
+        return out
 
 
 @dataclass(frozen=True)
@@ -193,4 +207,69 @@ def suggest_replan(ctx: ComputeContext) -> Replan | None:
         current_makespan_s=current,
         predicted_makespan_s=predicted,
         forced=forced,
+    )
+
+
+def suggest_after_growth(ctx: ComputeContext, growth: Growth) -> Replan | None:
+    """Whether to keep following the cache or re-plan, now that the workload grew.
+
+    ``ctx.plan`` is the current plan re-sized to the grown workload
+    (:func:`~sedma.compute.resize.resize_plan`: every tile on its node). Forced, before
+    anything overflows: a node's footprint under it exceeds the node's free memory, or the
+    backend refused it (``growth.refused``). Otherwise the fresh plan
+    (:func:`~sedma.compute.partition.planner.plan_sedma` at the believed rates and the grown
+    workload) is suggested unless it places every tile as the re-sized plan does, with its
+    predicted gain over the re-sized plan, whatever that gain (the loop's ``min_gain``
+    judges it, so that a rejected re-plan is logged too). The gain pays for the move: with
+    ``c`` and ``p`` the re-sized and fresh plans' seconds per pass, ``M`` the seconds its
+    moves take (:func:`~sedma.compute.moves.move_time_s` of
+    :func:`~sedma.compute.moves.plan_moves`; 0 where links are unknown) and ``n`` the passes
+    left (``growth.passes_left``; where unknown, the move is not charged),
+    ``gain = 1 - (p + M / n) / c``. Raises :class:`~sedma.errors.PlanError` when no plan
+    fits.
+    """
+    plan = ctx.plan
+    fp = footprint(plan, {v.name: v.crossbar for v in ctx.nodes})
+    views = {v.name: v for v in ctx.nodes}
+    short = [
+        f"{n} would hold {f.digital_bytes / 1e9:.3g} GB, {views[n].free_bytes / 1e9:.3g} GB free"
+        for n, f in sorted(fp.items())
+        if n in views and f.digital_bytes > views[n].free_bytes
+    ]
+    pctx = PartitionContext(
+        nodes=ctx.nodes, workload=plan.workload, settings=ctx.settings, links=ctx.links
+    )
+    new = plan_sedma(pctx)
+    forced = bool(short) or growth.refused is not None
+    if not forced and set(new.tiles) == set(plan.tiles):
+        return None
+    moved = plan_moves(plan, new)
+    move_s = move_time_s(moved, ctx.links) if ctx.links is not None else 0.0
+    current = float("inf") if forced else _pass_s(plan, pctx)
+    predicted = _pass_s(new, pctx)
+    n = growth.passes_left
+    charged = predicted + (move_s / n if n else 0.0)
+    gain = 1.0 - charged / current if current > 0 else 0.0
+    if growth.refused is not None:
+        why = f"the backend refused the re-sized plan: {growth.refused}"
+    elif short:
+        why = "the re-sized plan would overflow: " + "; ".join(short)
+    else:
+        spread = f"spread over the {n} passes left" if n else "not charged: passes left unknown"
+        why = (
+            f"a fresh plan is predicted {abs(gain):.1%} {'faster' if gain >= 0 else 'slower'} "
+            f"than the re-sized one ({predicted * 1e3:.4g} vs {current * 1e3:.4g} ms per pass, "
+            f"plus its moves: {sum(moved.values()) / 1e9:.3g} GB in {move_s:.3g} s, {spread})"
+        )
+    return Replan(
+        plan=new,
+        reason=f"{growth.summary}: {why}",
+        drift={},
+        predicted_gain=gain,
+        current_makespan_s=current,
+        predicted_makespan_s=predicted,
+        forced=forced,
+        growth=growth,
+        moved_bytes=sum(moved.values()),
+        move_s=move_s,
     )

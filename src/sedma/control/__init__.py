@@ -1,12 +1,14 @@
 """The control loop, its policies, its arbitration, the job driver and what it learns.
 
 - :mod:`~sedma.control.loop`: ``ControlLoop``, Collect -> Analyze -> Adapt; the only place
-  that enacts (through the backend's ``enact``).
+  that enacts (through the backend's ``enact``); ``grow`` follows a grown workload (a
+  decoder's cache) between passes.
 - :mod:`~sedma.control.policy`: ``LoopContext`` (the one frozen context of an interval),
   the ``Policy`` and ``Suggestion`` protocols, the standard policies (re-plan, recalibrate,
   re-route) and ``default_policies``.
 - :mod:`~sedma.control.arbitrate`: the one arbitration pass over an interval's suggestions.
-- :mod:`~sedma.control.driver`: ``drive``, the job driver every backend and system shares.
+- :mod:`~sedma.control.driver`: ``drive``, the job driver every backend and system shares
+  (with a schedule of workloads, a decode whose cache grows).
 - :mod:`~sedma.control.executor`: one pass of a plan on a backend, into short-term memory.
 - :mod:`~sedma.control.comm_state`: the comm layer's state in the loop (graph, routes,
   weights, outcomes, what is learned across runs).

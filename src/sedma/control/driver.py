@@ -1,10 +1,11 @@
 """The job driver: run a job's passes through the control loop, whatever the backend.
 
 Covers: :func:`drive` (run ``passes`` passes of the loop's current plan on its backend,
-call the loop after each, re-run a pass that lost a node once the loop has re-planned, and
-add the passes up) and :class:`JobTotals`. The same code drives every backend and every
-system compared: a system that does not adapt is a loop with no policies, and a plain
-program that loses a node dies here as it would in production.
+call the loop after each, tell it before a pass when the job's workload grew (a decoder's
+KV cache, by a schedule of workloads), re-run a pass that lost a node once the loop has
+re-planned, and add the passes up) and :class:`JobTotals`. The same code drives every
+backend and every system compared: a system that does not adapt is a loop with no
+policies, and a plain program that loses a node dies here as it would in production.
 
 Does not cover: what the loop decides (see :mod:`sedma.control.loop`), one pass's
 bookkeeping (see :mod:`sedma.control.executor`) or the result's metrics (see
@@ -18,6 +19,7 @@ from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from sedma.compute.workload import Workload
 from sedma.control.executor import Executor
 from sedma.control.loop import ControlLoop
 from sedma.errors import NodeLostError, SedmaError
@@ -47,6 +49,7 @@ def drive(
     check_error: bool = True,
     before_pass: Callable[[int], None] | None = None,
     progress: Callable[[int, int], None] | None = None,
+    workload_at: Callable[[int], Workload] | None = None,
 ) -> JobTotals:
     """Run ``passes`` passes of ``loop``'s plan on its backend, one loop step after each.
 
@@ -55,13 +58,20 @@ def drive(
     the backend computes arrays. When a node dies mid-pass, the loop runs once (it sees the
     failure and re-plans) and the pass runs again on the new plan; if the loop kept the old
     plan (a system that does not adapt), the failure is raised, as a plain program would.
-    The loop must have been started.
+    ``workload_at(p)`` is the job's workload for pass ``p`` (a decode whose context grows:
+    see :func:`~sedma.workloads.registry.growing_decode`); where it differs from the loop's,
+    the loop follows it first (:meth:`~sedma.control.loop.ControlLoop.grow`), so that the
+    pass runs the grown workload. The loop must have been started.
     """
     if isinstance(passes, bool) or not isinstance(passes, int) or passes < 1:
         raise SedmaError(f"passes: got {passes!r}; must be an int >= 1")
     ex = Executor(loop.backend, loop.stm)
     totals = JobTotals()
     for p in range(passes):
+        if workload_at is not None:
+            grown = workload_at(p)
+            if grown != loop.workload:
+                loop.grow(grown, passes_left=passes - p)
         if before_pass is not None:
             before_pass(p)
         check = loop.operands if (p == 0 and check_error) else None

@@ -4,8 +4,9 @@ Covers: :func:`evidence`, a pure function from one interval's frozen
 :class:`~sedma.control.policy.LoopContext`, the suggestion, the policy that made it and the
 long-term priors, to the JSON-ready record the decision log stores beside the decision
 (schema v2's ``adaptations.evidence``), :func:`calibration_evidence` for a calibration the
-backend reported, and :func:`rule_of`, the rule each kind of
-suggestion follows, written with the thresholds in force. Does not cover: deciding
+backend reported, :func:`growth_evidence` for a plan re-sized to a grown workload, and
+:func:`rule_of`, the rule each kind of suggestion follows, written with the thresholds in
+force. Does not cover: deciding
 (see :mod:`sedma.control.loop`), storing (see :mod:`sedma.control.decision_log`) or
 explaining it to a user (see :mod:`sedma.observe.why`).
 """
@@ -16,19 +17,34 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from sedma.compute.plan import Plan
+from sedma.compute.plan import NodeView, Plan, footprint
+from sedma.compute.resize import Growth
 from sedma.control.learning import Priors
 from sedma.control.loop_types import LoopSettings
 from sedma.control.policy import LoopContext, Suggestion
 from sedma.observations import Calibrated
 
-__all__ = ["MAX_NODES_SHOWN", "Seen", "calibration_evidence", "evidence", "rule_of"]
+__all__ = [
+    "MAX_NODES_SHOWN",
+    "Seen",
+    "calibration_evidence",
+    "evidence",
+    "growth_evidence",
+    "rule_of",
+]
 
 MAX_NODES_SHOWN = 32  # beyond this many nodes, a re-plan's evidence keeps the drifted ones
 
 
 def rule_of(kind: str, ctx: LoopContext, settings: LoopSettings) -> str:
     """The rule a suggestion of ``kind`` follows, with this interval's thresholds."""
+    if kind == "replan" and ctx.growth is not None:
+        return (
+            "the workload grew (a decoder's cache): keep every tile on its node with the new "
+            "tokens appended, unless a node would then hold more than its free memory or the "
+            "backend refuses it (forced, before anything overflows), or a fresh plan is "
+            f"predicted faster by at least {settings.min_gain_for('compute'):.0%}"
+        )
     if kind == "replan":
         return (
             f"re-plan when a measured node rate leaves the planned one by more than the drift "
@@ -83,6 +99,8 @@ def evidence(s: Suggestion, seen: Seen, settings: LoopSettings, priors: Priors) 
         assumed = comp.plan.assumed_rates
         views = {v.name: v for v in comp.nodes}
         saw["drift_threshold"] = comp.drift_threshold
+        if "growth" in detail:
+            saw["growth"] = detail["growth"]
         saw["nodes"] = {
             n: {
                 "measured_gflops": views[n].rate_gflops if n in comp.measured else None,
@@ -136,4 +154,32 @@ def calibration_evidence(o: Calibrated, interval: int, in_step: bool) -> dict[st
         "saw": {"interval": interval, "reason": o.reason, "arrays": list(o.arrays)},
         "predicted": {"gain": None},
         "measurement": True,  # a calibration measures: its outcome is its own figures
+    }
+
+
+def growth_evidence(
+    growth: Growth, resized: Plan, views: tuple[NodeView, ...], interval: int
+) -> dict[str, Any]:
+    """The evidence of a plan re-sized to a grown workload (the loop's own decision, no
+    policy's): what grew, and per node of the plan what it would hold against its free
+    memory."""
+    fp = footprint(resized, {v.name: v.crossbar for v in views})
+    free = {v.name: v.free_bytes for v in views}
+    return {
+        "policy": "loop.grow",
+        "rule": (
+            "follow a grown workload with every tile on its node (the new tokens appended to "
+            "the last tile of a product cut along them) while every node holds its part"
+        ),
+        "forced": False,
+        "min_gain": None,
+        "saw": {
+            "interval": interval,
+            "growth": growth.detail,
+            "nodes": {
+                n: {"holds_bytes": f.digital_bytes, "free_bytes": free.get(n)}
+                for n, f in sorted(fp.items())
+            },
+        },
+        "predicted": {"gain": None},
     }

@@ -5,7 +5,9 @@ collect observations into short-term memory and aggregates into long-term memory
 one frozen :class:`~sedma.control.policy.LoopContext`, ask every policy, arbitrate all their
 suggestions in one pass, enact the accepted ones as :mod:`~sedma.runtime.base` actions
 through the backend, log every decision with its reason, evidence and later its measured
-outcome, and tell its listeners (:mod:`sedma.control.listen`) what happened).
+outcome, and tell its listeners (:mod:`sedma.control.listen`) what happened; between
+passes, follow a workload that grew, :meth:`ControlLoop.grow`, through the same policies,
+arbitration and log).
 Its parts live in :mod:`sedma.control.loop_types` (settings, decisions),
 :mod:`sedma.control.analysis` (rates and node views from an interval's rows),
 :mod:`sedma.control.collect` (observations into what the loop knows),
@@ -25,6 +27,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 from typing import Any
 
 from sedma.comm.policy import FlowStats, Reroute, Reweigh
@@ -33,6 +36,7 @@ from sedma.compute.partition.context import LinkView, PartitionContext, Partitio
 from sedma.compute.partition.planner import plan_sedma
 from sedma.compute.plan import NodeView, Plan
 from sedma.compute.policy import ComputeContext, Recalibrate, Replan
+from sedma.compute.resize import Growth, growth_of, resize_plan
 from sedma.compute.workload import Workload
 from sedma.control.analysis import (
     believed_rates,
@@ -46,14 +50,14 @@ from sedma.control.calibrations import CalibrationBook
 from sedma.control.collect import Collected
 from sedma.control.comm_state import CommState
 from sedma.control.decision_log import DecisionLog, layer_of
-from sedma.control.evidence import Seen, calibration_evidence, evidence
+from sedma.control.evidence import Seen, calibration_evidence, evidence, growth_evidence
 from sedma.control.executor import JOB
 from sedma.control.learning import Priors, load_priors
 from sedma.control.listen import IntervalReport, Listeners, LoopListener, LoopStart
 from sedma.control.loop_types import Decision, LoopSettings, context_key
 from sedma.control.policy import LoopContext, Policy, Suggestion, default_policies
 from sedma.control.run_record import RunRecord
-from sedma.errors import SedmaError
+from sedma.errors import CapacityError, SedmaError
 from sedma.memory.long_term import LongTermMemory
 from sedma.memory.records import Layer
 from sedma.memory.series import IntervalAggregate
@@ -134,6 +138,7 @@ class ControlLoop:
             outcome_intervals=self.settings.outcome_intervals, listeners=self.listeners,
         )  # fmt: skip
         self._seen: Seen | None = None  # this step's context, while its decisions are made
+        self._measured: Mapping[str, float] = {}  # the last interval's rates, for grow()
 
     # ------------------------------------------------------------------ lifecycle
     @property
@@ -225,35 +230,14 @@ class ControlLoop:
         measured = device_rates(rows, plan, bandwidth, self.partition.dispatch_s)
         pass_s = interval_sum(rows, JOB, "pass_s")
         self._track(measured, pass_s)
+        self._measured = measured
         flows: dict[tuple[str, str], FlowStats] = {}
         if self.comm is not None:
             flows = self.comm.collect(rows)
             self.comm.measure(flows, self.ltm, self.clock.epoch())
-        # Analyze
-        ctx = self._context(rows, measured, flows)
-        suggestions: list[Suggestion] = []
-        origin: dict[int, str] = {}  # which policy made each suggestion (for the evidence)
-        for policy in self.policies:
-            try:
-                for s in policy.suggest(ctx):
-                    suggestions.append(s)
-                    origin[id(s)] = policy.name
-            except SedmaError as e:
-                kind = policy.name.rsplit(".", 1)[-1]
-                why = f"{policy.name} found no feasible suggestion: {e}"
-                made.append(self._decide(layer_of(policy.name), kind, False, why, None, {}))
-        # Adapt
-        self._seen = Seen(
-            ctx, pass_s, origin, {n.name: n.device.matmul_gflops for n in self.spec.nodes}
-        )
-        state = ArbiterState(self.interval, dict(self._last_change), dict(self._made))
-        for v in arbitrate(suggestions, state, self.settings):
-            if not v.accepted:
-                made.append(self._decide_on(v.suggestion, False, v.reason))
-                continue
-            made += self._enact(v.suggestion, pass_s, flows)
+        # Analyze, Adapt
+        made += self._adapt(self._context(rows, measured, flows), pass_s, flows)
         self.decisions.extend(made)
-        self._seen = None
         if self.listeners:
             self.listeners.interval_done(
                 IntervalReport(
@@ -265,7 +249,106 @@ class ControlLoop:
             )  # fmt: skip
         return made
 
+    def grow(self, workload: Workload, passes_left: int | None = None) -> list[Decision]:
+        """Follow the job's workload, grown between two passes (a decoder's KV cache: the job
+        driver tells the loop, and how many passes the job has left, where it knows);
+        returns the decisions made.
+
+        The current plan re-sized to ``workload`` (every tile on its node:
+        :func:`~sedma.compute.resize.resize_plan`) goes to the policies with the memory the
+        loop believes free. A re-plan they suggest is arbitrated as every other one (forced
+        where the re-sized plan would overflow a node: before it does, not after a failure)
+        and enacted (a voluntary one only where its gain pays for its moves over the passes
+        left); otherwise the re-sized plan is enacted (``ApplyPlan``) and, should the
+        backend refuse it, the policies are asked again, told why. Raises
+        :class:`~sedma.errors.SedmaError` when ``workload`` is not the plan's grown, and
+        :class:`~sedma.errors.CapacityError` when the job cannot go on (no plan holds the
+        cache, or no policy re-plans: a plain program dies here, as it would in production).
+        """
+        current = self.plan
+        resized = resize_plan(current, workload)
+        growth = growth_of(current.workload, workload, passes_left)
+        if not growth.grown:
+            return []
+        made = self._collect_observations()  # the memory free as last reported
+        ctx = self._growth_context(resized, growth)
+        made += self._adapt(ctx, None, {})
+        if self.plan is current:  # nothing re-planned: follow the cache where it is
+            why = growth_evidence(growth, resized, ctx.compute.nodes, self.interval)
+            try:
+                self.backend.enact(ApplyPlan(resized, current))
+            except CapacityError as e:
+                refused = f"{growth.summary}: the backend refused the re-sized plan: {e}"
+                made.append(
+                    self._decide("compute", "resize", False, refused, None, growth.detail, why)
+                )
+                again = replace(growth, refused=str(e))
+                made += self._adapt(self._growth_context(resized, again), None, {})
+                if self.plan is current:
+                    self.decisions.extend(made)
+                    raise CapacityError(refused) from e
+            else:
+                self._plan = resized
+                reason = f"{growth.summary}: re-sized the plan, every tile on its node"
+                made.append(
+                    self._decide("compute", "resize", True, reason, None, growth.detail, why)
+                )
+                made += self._collect_observations()
+        self.workload = workload
+        self.decisions.extend(made)
+        return made
+
     # ------------------------------------------------------------------ internals
+    def _adapt(
+        self,
+        ctx: LoopContext,
+        pass_s: float | None,
+        flows: Mapping[tuple[str, str], FlowStats],
+    ) -> list[Decision]:
+        """Ask every policy, arbitrate their suggestions in one pass, enact the accepted ones."""
+        made: list[Decision] = []
+        suggestions: list[Suggestion] = []
+        origin: dict[int, str] = {}  # which policy made each suggestion (for the evidence)
+        for policy in self.policies:
+            try:
+                for s in policy.suggest(ctx):
+                    suggestions.append(s)
+                    origin[id(s)] = policy.name
+            except SedmaError as e:
+                kind = policy.name.rsplit(".", 1)[-1]
+                why = f"{policy.name} found no feasible suggestion: {e}"
+                made.append(self._decide(layer_of(policy.name), kind, False, why, None, {}))
+        self._seen = Seen(
+            ctx, pass_s, origin, {n.name: n.device.matmul_gflops for n in self.spec.nodes}
+        )
+        state = ArbiterState(self.interval, dict(self._last_change), dict(self._made))
+        for v in arbitrate(suggestions, state, self.settings):
+            if not v.accepted:
+                made.append(self._decide_on(v.suggestion, False, v.reason))
+                continue
+            made += self._enact(v.suggestion, pass_s, flows)
+        self._seen = None
+        return made
+
+    def _growth_context(self, resized: Plan, growth: Growth) -> LoopContext:
+        """What the policies see between passes when the workload grew: ``resized`` as the
+        plan, the nodes at the rates last believed, nothing measured since."""
+        believed = believed_rates(self.spec, resized, self.priors, self._measured)
+        return LoopContext(
+            interval=self.interval,
+            now=self.clock.now(),
+            compute=ComputeContext(
+                plan=resized,
+                nodes=self._views(believed),
+                measured=frozenset(),
+                drift_threshold=self.drift_threshold,
+                settings=self.partition,
+                links=self.links,
+            ),
+            recalibrate_tolerance=self.settings.recalibrate_tolerance,
+            growth=growth,
+        )
+
     def _context(
         self,
         rows: list[IntervalAggregate],

@@ -24,7 +24,13 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
 from sedma.comm.policy import CommContext, suggest_comm
-from sedma.compute.policy import ComputeContext, suggest_recalibration, suggest_replan
+from sedma.compute.policy import (
+    ComputeContext,
+    suggest_after_growth,
+    suggest_recalibration,
+    suggest_replan,
+)
+from sedma.compute.resize import Growth
 
 __all__ = [
     "LoopContext",
@@ -44,7 +50,9 @@ class LoopContext:
     ``now`` is the backend clock's reading when the interval was collected (a value, so that
     policies never read a clock). ``rram_observed`` / ``rram_expected``: each calibrated
     rram node's product error as observed this interval and as its calibration predicts
-    under the current plan. ``comm`` is None when no flows are watched.
+    under the current plan. ``comm`` is None when no flows are watched. ``growth`` is set
+    when the loop asks between passes because the job's workload grew (a decoder's cache):
+    ``compute.plan`` is then the current plan re-sized to it, and nothing was measured.
     """
 
     interval: int
@@ -54,6 +62,7 @@ class LoopContext:
     rram_expected: Mapping[str, float] = field(default_factory=dict)
     recalibrate_tolerance: float = 0.5
     comm: CommContext | None = None
+    growth: Growth | None = None
 
 
 @runtime_checkable
@@ -108,12 +117,16 @@ class Policy(Protocol):
 
 @dataclass(frozen=True)
 class ReplanPolicy:
-    """Re-partition when a node's rate, memory, error or life drifted from the plan."""
+    """Re-partition when a node's rate, memory, error or life drifted from the plan, or when
+    the workload grew and the re-sized plan would overflow or a fresh one is faster."""
 
     name: str = "compute.replan"
 
     def suggest(self, ctx: LoopContext) -> Sequence[Suggestion]:
-        s = suggest_replan(ctx.compute)
+        if ctx.growth is not None:
+            s = suggest_after_growth(ctx.compute, ctx.growth)
+        else:
+            s = suggest_replan(ctx.compute)
         return [] if s is None else [s]
 
 

@@ -1,8 +1,9 @@
 """Workloads by name or file, sized for the machine at hand, and their one-line summaries.
 
 Covers: :func:`get_workload` (a model's products at a given batch and scale: a packaged
-model by name, or your own from a workload file), :func:`load_workload_file` (a TOML or
-ONNX file, chosen by its suffix), :func:`workload_names` and :func:`summary`. Does not
+model by name, or your own from a workload file), :func:`growing_decode` (a decoder's
+workload pass by pass as its context grows), :func:`load_workload_file` (a TOML or ONNX
+file, chosen by its suffix), :func:`workload_names` and :func:`summary`. Does not
 cover: the layer shapes themselves (see :mod:`sedma.workloads.resnet`,
 :mod:`sedma.workloads.detector`, :mod:`sedma.workloads.bert`, :mod:`sedma.workloads.llama`),
 reading each file format (see
@@ -59,6 +60,7 @@ __all__ = [
     "MAX_SCALE",
     "WORKLOAD_SUFFIXES",
     "get_workload",
+    "growing_decode",
     "load_workload_file",
     "summary",
     "workload_names",
@@ -178,6 +180,40 @@ def get_workload(
         ops=ops,
         description=f"{base.description}; batch={batch}, scale={scale:g}",
     )
+
+
+def growing_decode(
+    name: str,
+    *,
+    start: int,
+    stop: int,
+    every: int = 1,
+    scale: float = 1.0,
+    batch: int = 1,
+) -> Callable[[int], Workload]:
+    """Decoder ``name``'s workload for each pass of a decode from ``start`` tokens to
+    ``stop``: pass ``p`` adds one token to every sequence, and the workload is re-sized every
+    ``every`` passes to the context its step of passes ends at,
+    ``min(stop, start + every x (p // every + 1))`` (the most cache the step's passes read,
+    as a phase of ``sedma bench growth`` is timed at its last context); ``stop`` after
+    ``stop - start`` passes. For :func:`~sedma.control.driver.drive`'s ``workload_at``.
+    Raises :class:`~sedma.errors.SpecError` for another model, ``start`` and ``stop`` not
+    ``0 <= start < stop <= 2048`` or ``every`` not an integer >= 1."""
+    if name not in DECODERS:
+        raise SpecError(f"workload = {name!r}; allowed: {', '.join(DECODERS)} (a cache to grow)")
+    ints = all(isinstance(v, int) and not isinstance(v, bool) for v in (start, stop, every))
+    if not ints or not 0 <= start < stop <= MAX_CONTEXT or every < 1:
+        raise SpecError(
+            f"start, stop, every = {start!r}, {stop!r}, {every!r}; allowed: integers with "
+            f"0 <= start < stop <= {MAX_CONTEXT} and every >= 1"
+        )
+
+    def at(p: int) -> Workload:
+        context = min(stop, start + every * (p // every + 1))
+        return get_workload(name, scale=scale, batch=batch, context=context)
+
+    at(0)  # scale and batch are checked now, not at the first pass
+    return at
 
 
 def summary(w: Workload) -> dict[str, int | float]:
