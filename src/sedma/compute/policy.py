@@ -21,6 +21,7 @@ from sedma.compute.moves import move_time_s, plan_moves
 from sedma.compute.partition.context import LinkView, PartitionContext, PartitionSettings
 from sedma.compute.partition.estimate import estimated_rate
 from sedma.compute.partition.planner import plan_sedma
+from sedma.compute.partition.repair import repair_overflow
 from sedma.compute.plan import NodeView, Plan, footprint, predicted_makespan_s
 from sedma.compute.resize import Growth
 
@@ -216,17 +217,19 @@ def suggest_after_growth(ctx: ComputeContext, growth: Growth) -> Replan | None:
     ``ctx.plan`` is the current plan re-sized to the grown workload
     (:func:`~sedma.compute.resize.resize_plan`: every tile on its node). Forced, before
     anything overflows: a node's footprint under it exceeds the node's free memory, or the
-    backend refused it (``growth.refused``). Otherwise the fresh plan
+    backend refused it (``growth.refused``). The candidates are the fresh plan
     (:func:`~sedma.compute.partition.planner.plan_sedma` at the believed rates and the grown
-    workload) is suggested unless it places every tile as the re-sized plan does, with its
-    predicted gain over the re-sized plan, whatever that gain (the loop's ``min_gain``
-    judges it, so that a rejected re-plan is logged too). The gain pays for the move: with
-    ``c`` and ``p`` the re-sized and fresh plans' seconds per pass, ``M`` the seconds its
-    moves take (:func:`~sedma.compute.moves.move_time_s` of
-    :func:`~sedma.compute.moves.plan_moves`; 0 where links are unknown) and ``n`` the passes
-    left (``growth.passes_left``; where unknown, the move is not charged),
-    ``gain = 1 - (p + M / n) / c``. Raises :class:`~sedma.errors.PlanError` when no plan
-    fits.
+    workload) and, when forced, the re-sized plan mended by handing the fewest layers to
+    neighbouring stages (:func:`~sedma.compute.partition.repair.repair_overflow`). Each is
+    charged its moves: with ``p`` its seconds per pass, ``M`` the seconds its moves take
+    (:func:`~sedma.compute.moves.move_time_s` of :func:`~sedma.compute.moves.plan_moves`; 0
+    where links are unknown) and ``n`` the passes the comparison holds for (the workload's
+    ``growth.horizon`` at this size, else the job's ``growth.passes_left``; where both are
+    unknown the move is not charged), ``p + M / n``; the cheaper is suggested, with its gain
+    over the re-sized plan's ``c`` seconds per pass, ``gain = 1 - (p + M / n) / c``,
+    whatever it is (the loop's ``min_gain`` judges it, so that a rejected re-plan is logged
+    too); nothing where the fresh plan places every tile as the re-sized one does and
+    nothing overflows. Raises :class:`~sedma.errors.PlanError` when no plan fits.
     """
     plan = ctx.plan
     fp = footprint(plan, {v.name: v.crossbar for v in ctx.nodes})
@@ -239,27 +242,51 @@ def suggest_after_growth(ctx: ComputeContext, growth: Growth) -> Replan | None:
     pctx = PartitionContext(
         nodes=ctx.nodes, workload=plan.workload, settings=ctx.settings, links=ctx.links
     )
-    new = plan_sedma(pctx)
     forced = bool(short) or growth.refused is not None
-    if not forced and set(new.tiles) == set(plan.tiles):
+    fresh = plan_sedma(pctx)
+    if not forced and set(fresh.tiles) == set(plan.tiles):
         return None
-    moved = plan_moves(plan, new)
-    move_s = move_time_s(moved, ctx.links) if ctx.links is not None else 0.0
+    candidates = [fresh]
+    if short:
+        mended = repair_overflow(plan, pctx)
+        if mended is not None:
+            candidates.append(mended)
+    n = growth.horizon or growth.passes_left
+
+    def charged(p: Plan) -> tuple[float, float, int, float]:
+        moved = plan_moves(plan, p)
+        move_s = move_time_s(moved, ctx.links) if ctx.links is not None else 0.0
+        per_pass = _pass_s(p, pctx)
+        return per_pass + (move_s / n if n else 0.0), per_pass, sum(moved.values()), move_s
+
+    costs = [charged(p) for p in candidates]
+    pick = min(range(len(candidates)), key=lambda i: costs[i][0])
+    new = candidates[pick]
+    total, predicted, moved_bytes, move_s = costs[pick]
     current = float("inf") if forced else _pass_s(plan, pctx)
-    predicted = _pass_s(new, pctx)
-    n = growth.passes_left
-    charged = predicted + (move_s / n if n else 0.0)
-    gain = 1.0 - charged / current if current > 0 else 0.0
+    gain = 1.0 - total / current if current > 0 else 0.0
+    spread = f"spread over the {n} passes at this size" if n else "not charged: passes unknown"
+    moves = f"its moves: {moved_bytes / 1e9:.3g} GB in {move_s:.3g} s, {spread}"
     if growth.refused is not None:
         why = f"the backend refused the re-sized plan: {growth.refused}"
     elif short:
-        why = "the re-sized plan would overflow: " + "; ".join(short)
+        how = "a fresh plan" if new is fresh else "the re-sized plan mended by neighbours"
+        alt = (
+            ""
+            if len(candidates) == 1
+            else (
+                f" (the other candidate: {costs[1 - pick][0] * 1e3:.4g} ms per pass with its moves)"
+            )
+        )
+        why = (
+            f"the re-sized plan would overflow: {'; '.join(short)}; {how}, "
+            f"{predicted * 1e3:.4g} ms per pass, plus {moves}{alt}"
+        )
     else:
-        spread = f"spread over the {n} passes left" if n else "not charged: passes left unknown"
         why = (
             f"a fresh plan is predicted {abs(gain):.1%} {'faster' if gain >= 0 else 'slower'} "
             f"than the re-sized one ({predicted * 1e3:.4g} vs {current * 1e3:.4g} ms per pass, "
-            f"plus its moves: {sum(moved.values()) / 1e9:.3g} GB in {move_s:.3g} s, {spread})"
+            f"plus {moves})"
         )
     return Replan(
         plan=new,
@@ -270,6 +297,6 @@ def suggest_after_growth(ctx: ComputeContext, growth: Growth) -> Replan | None:
         predicted_makespan_s=predicted,
         forced=forced,
         growth=growth,
-        moved_bytes=sum(moved.values()),
+        moved_bytes=moved_bytes,
         move_s=move_s,
     )

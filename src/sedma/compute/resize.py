@@ -43,9 +43,10 @@ class Growth:
     ``tokens``, the new length of the dimension that grew (a decoder's context: ``scores``'
     ``n`` and ``context``'s ``k`` both count its tokens), ``from_tokens`` the old one, and the
     per-input weight bytes (a decoder's KV cache) before and after. ``passes_left`` is how
-    many passes the job has still to run, where its driver knows (a re-plan's moves are
-    weighed against the time it saves over them); ``refused`` names why a backend refused
-    the re-sized plan, when it did (the loop then must re-plan)."""
+    many passes the job has still to run, and ``horizon`` how many of them run at this size
+    before the workload grows again, where its driver knows (a re-plan's moves are weighed
+    against the time it saves over the passes its comparison holds for); ``refused`` names
+    why a backend refused the re-sized plan, when it did (the loop then must re-plan)."""
 
     grown: tuple[str, ...]
     tokens: int
@@ -53,6 +54,7 @@ class Growth:
     cache_bytes: int
     from_cache_bytes: int
     passes_left: int | None = None
+    horizon: int | None = None
     refused: str | None = None
 
     @property
@@ -65,6 +67,7 @@ class Growth:
             "from_cache_bytes": self.from_cache_bytes,
             "grown_products": len(self.grown),
             "passes_left": self.passes_left,
+            "horizon": self.horizon,
             "refused": self.refused,
         }
 
@@ -106,9 +109,12 @@ def _check(old: Workload, new: Workload) -> list[str]:
     return grown
 
 
-def growth_of(old: Workload, new: Workload, passes_left: int | None = None) -> Growth:
-    """What grew from ``old`` to ``new`` (:class:`Growth`), with the job's ``passes_left``;
-    raises :class:`~sedma.errors.SedmaError` unless ``new`` is ``old`` at a longer context."""
+def growth_of(
+    old: Workload, new: Workload, passes_left: int | None = None, horizon: int | None = None
+) -> Growth:
+    """What grew from ``old`` to ``new`` (:class:`Growth`), with the job's ``passes_left``
+    and the ``horizon`` this size holds for; raises :class:`~sedma.errors.SedmaError` unless
+    ``new`` is ``old`` at a longer context."""
     names = set(_check(old, new))
     lengths = [
         (getattr(a, d), getattr(b, d))
@@ -125,6 +131,7 @@ def growth_of(old: Workload, new: Workload, passes_left: int | None = None) -> G
         cache_bytes=sum(b.weight_bytes for _, b in cache),
         from_cache_bytes=sum(a.weight_bytes for a, _ in cache),
         passes_left=passes_left,
+        horizon=horizon,
     )
 
 

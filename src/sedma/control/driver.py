@@ -71,7 +71,9 @@ def drive(
         if workload_at is not None:
             grown = workload_at(p)
             if grown != loop.workload:
-                loop.grow(grown, passes_left=passes - p)
+                # the passes this size holds for: until the workload next changes
+                upto = next((q for q in range(p + 1, passes) if workload_at(q) != grown), passes)
+                loop.grow(grown, passes_left=passes - p, horizon=upto - p)
         if before_pass is not None:
             before_pass(p)
         check = loop.operands if (p == 0 and check_error) else None

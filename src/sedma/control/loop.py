@@ -249,7 +249,9 @@ class ControlLoop:
             )  # fmt: skip
         return made
 
-    def grow(self, workload: Workload, passes_left: int | None = None) -> list[Decision]:
+    def grow(
+        self, workload: Workload, passes_left: int | None = None, horizon: int | None = None
+    ) -> list[Decision]:
         """Follow the job's workload, grown between two passes (a decoder's KV cache: the job
         driver tells the loop, and how many passes the job has left, where it knows);
         returns the decisions made.
@@ -267,7 +269,7 @@ class ControlLoop:
         """
         current = self.plan
         resized = resize_plan(current, workload)
-        growth = growth_of(current.workload, workload, passes_left)
+        growth = growth_of(current.workload, workload, passes_left, horizon)
         if not growth.grown:
             return []
         made = self._collect_observations()  # the memory free as last reported
