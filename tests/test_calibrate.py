@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from clusters import small_few_arrays
 from sedma.clock import ManualClock, WallClock
 from sedma.compute.crossbar.calibrate import (
     CrossbarCalibration,
@@ -136,7 +137,7 @@ def test_loop_calibrates_stores_and_recalibrates_when_the_device_ages(tmp_path: 
     from sedma.compute.crossbar.correction import NONE
     from sedma.compute.partition.context import PartitionSettings
 
-    spec = load_cluster("small")
+    spec = small_few_arrays()  # the chip of XB, on fewer arrays: calibrated twice here
     loose = Workload(
         "loose",
         tuple(MatmulOp(f"op{i}", 96, 128, 64 + 16 * i, max_rel_error=0.9) for i in range(8)),

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
+from clusters import write_small_few_arrays
 from sedma.cli.app import app
 from sedma.memory.long_term import LongTermMemory
 from sedma.memory.records import AdaptationRecord
@@ -19,15 +20,20 @@ from sedma.observe.why import explain
 runner = CliRunner()
 
 PASSES = 10
-DEMO = ["demo", "--cluster", "small", "--scale", "0.25", "--passes", str(PASSES), "--static-passes",
-        "2", "--comm-messages", "0", "--time-scale", "50"]  # fmt: skip
+DEMO = ["demo", "--scale", "0.25", "--passes", str(PASSES), "--static-passes", "2",
+        "--comm-messages", "0", "--time-scale", "50"]  # fmt: skip
 
 
 @pytest.fixture(scope="module")
 def demo_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, object]]:
     d = tmp_path_factory.mktemp("why")
     mem, out = d / "m.db", d / "demo.json"
-    r = runner.invoke(app, [*DEMO, "--memory", str(mem), "--json", str(out)])
+    # the small preset with 64 rram arrays: sedma's loop calibrates the chip at start, cheaply
+    # here (the static split does not fit it and is reported failed; no test here reads it)
+    cluster = write_small_few_arrays(d)
+    r = runner.invoke(
+        app, [*DEMO, "--cluster", str(cluster), "--memory", str(mem), "--json", str(out)]
+    )
     assert r.exit_code == 0, r.output
     result = json.loads(out.read_text())
     result["printed"] = r.output

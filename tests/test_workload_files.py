@@ -14,6 +14,7 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 from typer.testing import CliRunner
 
+from clusters import write_small_few_arrays
 from sedma.cli.app import app
 from sedma.errors import SpecError
 from sedma.workloads.graph import Layer, WorkloadGraph, ordered
@@ -321,9 +322,10 @@ def test_your_own_onnx_model_runs_end_to_end_with_plots(tmp_path: Path) -> None:
     model = tmp_path / "convnet.onnx"
     onnx.save(_convnet(), model)
     out, plots = tmp_path / "r.json", tmp_path / "plots"
+    cluster = write_small_few_arrays(tmp_path)  # its rram chip is calibrated: all its arrays
     r = runner.invoke(
         app,
-        ["demo", "--cluster", "small", "--workload", str(model), "--passes", "4",
+        ["demo", "--cluster", str(cluster), "--workload", str(model), "--passes", "4",
          "--static-passes", "2", "--comm-messages", "0", "--time-scale", "20",
          "--memory", str(tmp_path / "m.db"), "--json", str(out), "--plot", str(plots)],
     )  # fmt: skip
