@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import hashlib
-import importlib.util
 import logging
 import sys
 import time
@@ -36,28 +35,11 @@ import numpy as np
 from agent_io import emit, expect, stdin_reader  # sibling module: run as a script
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-
-def _package_without_its_init(name: str) -> None:
-    """Make package ``name`` importable without running its ``__init__``.
-
-    The agent needs ``sedma.comm.net`` alone, and ``sedma/__init__.py`` imports the whole
-    public API (the comparison, the planners, scipy): 1.5 CPU s per process. The matrix starts
-    31 agents at once on a 2-core machine, so that import alone took some 45 CPU s, and
-    slowed the agents' first steps enough to push the relay past its 1 s target. The
-    submodules import as they always do; only the package's own body is not run.
-    """
-    spec = importlib.util.find_spec(name)
-    assert spec is not None and spec.submodule_search_locations is not None, name
-    sys.modules[name] = importlib.util.module_from_spec(spec)
-
-
-_package_without_its_init("sedma")
-
-from sedma.comm.net.channel import Channel  # noqa: E402
-from sedma.comm.net.ice import IceConfig  # noqa: E402
-from sedma.comm.net.node import TransportError  # noqa: E402
-from sedma.comm.net.relay import Relay, RelayAddress  # noqa: E402
-from sedma.comm.net.transport import Peer  # noqa: E402
+from sedma.comm.net.channel import Channel
+from sedma.comm.net.ice import IceConfig
+from sedma.comm.net.node import TransportError
+from sedma.comm.net.relay import Relay, RelayAddress
+from sedma.comm.net.transport import Peer
 
 log = logging.getLogger("sedma_agent")
 
