@@ -122,6 +122,7 @@ def test_demo_twice_learns_and_memory_shows_why(
         return copy.deepcopy(result)
 
     monkeypatch.setattr(demo_module, "bench_costed", costed_once)
+    messages = 60  # of each demo's latency run, which paces them in real time: 7 s for 200
     mem = tmp_path / "m.db"
     outs = []
     for i in range(2):
@@ -143,7 +144,7 @@ def test_demo_twice_learns_and_memory_shows_why(
                 "--time-scale",
                 "50",
                 "--comm-messages",
-                "200",
+                str(messages),
                 "--json",
                 str(out),
             ],
@@ -182,7 +183,7 @@ def test_demo_twice_learns_and_memory_shows_why(
         bound_ms = local["systems"]["bound"]["latency_ms"]
         assert bound_ms["mean"] <= min(s["latency_ms"]["mean"], b["latency_ms"]["mean"])
         books = result["communication"]["books"]
-        assert books["sedma"]["sent"] == books["static"]["sent"] == 200
+        assert books["sedma"]["sent"] == books["static"]["sent"] == messages
         assert ls["throughput_ops_s"] > lb["throughput_ops_s"]
         assert ls["memory_efficiency"] > lb["memory_efficiency"]
         # rram tiles go through the crossbar simulator: sedma corrects them, static does not

@@ -4,6 +4,7 @@ effect."""
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 
 import numpy as np
@@ -40,11 +41,25 @@ def operands(m: int = 64, k: int = 1024, n: int = 256, seed: int = 1) -> tuple[n
     return x, w
 
 
+@functools.cache
+def _found_stuck(xb: CrossbarSpec, seed: int) -> np.ndarray:
+    twin = CrossbarDevice(xb, seed=seed, clock=ManualClock())
+    return detect_stuck(SimulatedChip(twin), range(xb.arrays))
+
+
+def calibration_found(xb: CrossbarSpec, seed: int = 0) -> np.ndarray:
+    """The stuck map black-box calibration finds on chip ``xb`` of ``seed`` (what a measured
+    correction may know). The map is a property of the chip, the same on every device of
+    that spec and seed, so it is found once per module, on a fresh twin: each detection reads
+    every array row by row (1.5-2 s), and the tests here ask for it two dozen times."""
+    return _found_stuck(xb, seed).copy()
+
+
 def error(correction: Correction, *, age_s: float = 3600.0, seed: int = 0) -> float:
     x, w = operands()
     clock = ManualClock()
     dev = CrossbarDevice(RRAM_A, seed=seed, clock=clock)
-    dev.set_known_stuck(detect_stuck(SimulatedChip(dev), range(RRAM_A.arrays)))
+    dev.set_known_stuck(calibration_found(RRAM_A))
     prog = dev.program(w, correction=correction)
     clock.advance(age_s)
     return rel_error([dev.matmul(x, prog)], [x @ w])
@@ -196,7 +211,7 @@ def test_each_tier_cuts_the_error_it_targets(
     for c in (NONE, tier):
         clock = ManualClock()
         dev = CrossbarDevice(xb, seed=0, clock=clock)
-        dev.set_known_stuck(detect_stuck(SimulatedChip(dev), range(xb.arrays)))  # calibration's
+        dev.set_known_stuck(calibration_found(xb))
         prog = dev.program(w, correction=c)
         clock.advance(3600.0)
         errors.append(rel_error([dev.matmul(x, prog)], [x @ w]))
@@ -227,7 +242,7 @@ def test_measured_correction_matches_the_oracle_within_a_tenth() -> None:
     for c in (DEFAULT, ORACLE):
         clock = ManualClock()
         dev = CrossbarDevice(RRAM_A, seed=0, clock=clock)
-        dev.set_known_stuck(detect_stuck(SimulatedChip(dev), range(RRAM_A.arrays)))
+        dev.set_known_stuck(calibration_found(RRAM_A))
         prog = dev.program(w, correction=c)
         clock.advance(3600.0)
         got.append(rel_error([dev.matmul(x, prog)], [x @ w]))
@@ -246,7 +261,7 @@ def test_hadamard_inputs_are_orthogonal_and_fast_transformed(k: int) -> None:
 def test_the_residual_doubles_the_arrays_on_the_cleanest_spares_it_knows() -> None:
     _, w = operands()
     dev = CrossbarDevice(RRAM_A, seed=0, clock=ManualClock())
-    found = detect_stuck(SimulatedChip(dev), range(RRAM_A.arrays))
+    found = calibration_found(RRAM_A)
     dev.set_known_stuck(found)
     plain = dev.program(w)
     dev.release(plain)
@@ -339,7 +354,7 @@ def test_the_measured_correction_verifies_against_the_profile_the_controller_bel
         x, w = operands()
         clock = ManualClock()
         dev = CrossbarDevice(RRAM_A, seed=0, clock=clock)
-        dev.set_known_stuck(detect_stuck(SimulatedChip(dev), range(RRAM_A.arrays)))
+        dev.set_known_stuck(calibration_found(RRAM_A))
         dev.set_known_profile(believed)
         prog = dev.program(w, correction=c)
         return rel_error([dev.matmul(x, prog)], [x @ w])

@@ -183,7 +183,11 @@ def test_bench_soak_serves_the_transport_counters_while_it_runs() -> None:
         def watch(source: Any) -> None:
             metrics.registry.register(TransportCollector(source))
 
-        worker = threading.Thread(target=lambda: seen.update(bench_soak(0.1, peers=3, watch=watch)))
+        # three seconds of soak: hundreds of messages, far more than the scrape waits for
+        minutes = 0.05
+        worker = threading.Thread(
+            target=lambda: seen.update(bench_soak(minutes, peers=3, watch=watch))
+        )
         worker.start()
         during = None
         while worker.is_alive():

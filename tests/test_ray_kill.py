@@ -1,7 +1,7 @@
 """A Ray node removed in the middle of a job: sedma re-plans, plain Ray retries.
 
 Its own 4-node ``ray.cluster_utils.Cluster`` (a removed node does not come back for other
-tests' sake), which declares a removed node dead after 20 s. Heavy: about a minute on 2
+tests' sake), which declares a removed node dead after 10 s. Heavy: about a minute on 2
 cores.
 """
 
@@ -54,9 +54,11 @@ SPEC = _spec()
 
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[RayCluster]:
-    # a removed node is declared dead after 20 s rather than 120: the plain-Ray retries and
-    # the revive wait for that, and so does a backend started after the removal
-    c = RayCluster(SPEC, node_timeout_s=20.0)
+    # a removed node is declared dead after 10 s rather than 120: the plain-Ray retries and
+    # the revive wait for that, and so does a backend started after the removal. Ten missed
+    # health checks in a row (one a second) is still far beyond what a loaded host delays a
+    # live raylet by.
+    c = RayCluster(SPEC, node_timeout_s=10.0)
     yield c
     c.shutdown()
 
