@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sedma.errors import SedmaError
-from sedma.runtime.cost import Resource, Route, network_of
+from sedma.runtime.cost import Resource, Route, Transfer, network_of, share_links
 from sedma.runtime.schedule import simulate_pass
 from sedma.runtime.tasks import Dep, Fetch, NodeModel, Task, repeat_passes
 from sedma.spec_load import load_cluster
@@ -242,3 +242,39 @@ def test_a_closed_loop_starts_each_slots_next_pass_when_its_last_ends() -> None:
 def test_passes_in_flight_must_be_at_least_one() -> None:
     with pytest.raises(SedmaError, match="in_flight must be >= 1"):
         repeat_passes([Task("a", 1.0)], 2, in_flight=0)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.floats(0.0, 2.0), st.floats(1e3, 5e7), st.integers(0, 3)),
+        min_size=1,
+        max_size=16,
+    ),
+)
+def test_transfers_in_a_pass_end_when_the_fluid_model_says(
+    sends: list[tuple[float, float, int]],
+) -> None:
+    # Each send: a producer on "a" busy for `start` seconds, then its output crosses one of
+    # four routes (several sends share a route object, as a backend's cached routes do) to
+    # a consumer on "b". The simulator charges transfers per route class; share_links, the
+    # cost model's reference, rates every transfer alone: arrivals must agree.
+    res: list[Resource] = [("wan", "x", ""), ("wan", "y", ""), ("up", "a", ""), ("down", "b", "")]
+    cap = {res[0]: 8e6, res[1]: 40e6, res[2]: 100e6, res[3]: 60e6}
+    routes = [
+        Route((res[2], res[0], res[3]), 0.01),
+        Route((res[2], res[1], res[3]), 0.02),
+        Route((res[2], res[3]), 0.001),
+        Route((res[0], res[1]), 0.0),
+    ]
+    nodes = {f"p{i}": NodeModel(rate_gflops=1.0, mem_bandwidth_gbs=1.0) for i in range(len(sends))}
+    nodes["b"] = NodeModel(rate_gflops=1.0, mem_bandwidth_gbs=1.0)
+    tasks = [Task(f"p{i}", start * GF) for i, (start, _, _) in enumerate(sends)]
+    tasks += [
+        Task("b", 0.0, deps=(Dep(i, nbytes, routes[r]),), priority=float(i))
+        for i, (_, nbytes, r) in enumerate(sends)
+    ]
+    s = simulate_pass(tasks, nodes, cap)
+    want = share_links([Transfer(t, b, routes[r]) for t, b, r in sends], cap)
+    got = {c - len(sends): arrival for _, c, _, arrival in s.transfers}
+    assert [got[i] for i in range(len(sends))] == pytest.approx(want, rel=1e-6, abs=1e-9)

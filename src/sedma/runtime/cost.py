@@ -10,7 +10,8 @@ emulating backend (local, the simulator, Ray on one machine) and the bound use a
   capacities, and :meth:`Network.route` from a path of nodes (the communication layer's
   choice: direct, or through a relay) to the resources it crosses and its round-trip time;
 - :func:`share_links`: when concurrent transfers end, with every resource shared max-min
-  fairly among the transfers crossing it (a fluid model);
+  fairly among the transfers crossing it (a fluid model; the rates by :func:`fair_rates`
+  per transfer, or :func:`fair_shares` per class of transfers on one route);
 - :func:`utilization`: the busiest resource's share of a span, which no result may show
   above 1.
 
@@ -25,8 +26,9 @@ import heapq
 import itertools
 import math
 from collections import defaultdict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 from sedma.compute.partition.context import LinkView
 from sedma.errors import SedmaError
@@ -38,6 +40,7 @@ __all__ = [
     "Route",
     "Transfer",
     "fair_rates",
+    "fair_shares",
     "network_of",
     "share_links",
     "tile_time_s",
@@ -45,6 +48,7 @@ __all__ = [
 ]
 
 Resource = tuple[str, str, str]  # ("up" | "down", node, "") for LAN ports; ("wan", a, b)
+K = TypeVar("K", bound=Hashable)
 
 
 def tile_time_s(
@@ -212,48 +216,65 @@ class Transfer:
 def fair_rates(
     active: Sequence[int], transfers: Sequence[Transfer], capacity: Mapping[Resource, float]
 ) -> dict[int, float]:
-    """Max-min fair rates (bit/s) of the active transfers by progressive filling.
+    """Max-min fair rates (bit/s) of the active transfers (:func:`fair_shares`, each
+    transfer's route a class: transfers on one route get one rate)."""
+    members: dict[int, list[int]] = defaultdict(list)
+    classes: dict[int, tuple[tuple[Resource, ...], int]] = {}
+    for i in active:
+        members[id(transfers[i].route)].append(i)
+    for key, ids in members.items():
+        classes[key] = (tuple(dict.fromkeys(transfers[ids[0]].route.resources)), len(ids))
+    rates: dict[int, float] = {}
+    for key, rate in fair_shares(classes, capacity).items():
+        rates.update(dict.fromkeys(members[key], rate))
+    return rates
+
+
+def fair_shares(
+    classes: Mapping[K, tuple[Sequence[Resource], int]], capacity: Mapping[Resource, float]
+) -> dict[K, float]:
+    """Max-min fair rates (bit/s) by progressive filling, one per class of transfers that
+    cross the same resources (``classes[key] = (resources, how many transfers)``, each
+    resource named once): each of a class's transfers gets the class's rate (max-min
+    fairness treats them alike), so the work is per class, not per transfer.
 
     Bertsekas and Gallager, *Data Networks*, 2nd ed., Sec. 6.5.2: raise every unfrozen
     transfer's rate together until some resource is full (its capacity left divided by the
     unfrozen transfers crossing it is the smallest), freeze the transfers crossing it at that
     rate, and repeat. Every resource then carries at most its capacity, and no transfer can
-    go faster without slowing one that is not faster than it.
+    go faster without slowing one that is not faster than it. A class that crosses nothing
+    is not rate-limited here (``inf``).
     """
-    # Transfers on one route get one rate (max-min fairness treats them alike): fill over
-    # routes, each counted as many times as it has transfers.
-    groups: dict[int, list[int]] = defaultdict(list)
-    route_of: dict[int, tuple[Resource, ...]] = {}
-    for i in active:
-        route = transfers[i].route
-        key = id(route)
-        if key not in route_of:
-            route_of[key] = tuple(dict.fromkeys(route.resources))  # each resource once
-        groups[key].append(i)
-    users: dict[Resource, list[int]] = defaultdict(list)
-    count: dict[Resource, int] = defaultdict(int)  # unfrozen transfers crossing r
-    for key, members in groups.items():
-        for r in route_of[key]:
-            users[r].append(key)
-            count[r] += len(members)
-    left = {r: capacity[r] for r in users}
-    rates: dict[int, float] = {}
-    unfrozen = set(groups)
+    users: dict[Resource, list[K]] = {}
+    count: dict[Resource, int] = {}  # unfrozen transfers crossing r
+    rates: dict[K, float] = {}
+    unfrozen = 0
+    for key, (resources, n) in classes.items():
+        if n <= 0:
+            continue
+        if not resources:
+            rates[key] = math.inf
+            continue
+        unfrozen += 1
+        for r in resources:
+            if r in count:
+                count[r] += n
+                users[r].append(key)
+            else:
+                count[r] = n
+                users[r] = [key]
+    left = {r: capacity[r] for r in count}
     while unfrozen:
-        level, bottleneck = min(
-            ((left[r] / n, r) for r, n in count.items() if n > 0), default=(math.inf, None)
-        )
-        if bottleneck is None:  # transfers that cross nothing are not rate-limited here
-            for key in unfrozen:
-                rates.update(dict.fromkeys(groups[key], math.inf))
-            break
-        for key in [k for k in users[bottleneck] if k in unfrozen]:
-            members = groups[key]
-            rates.update(dict.fromkeys(members, level))
-            unfrozen.discard(key)
-            for r in route_of[key]:
-                left[r] -= level * len(members)
-                count[r] -= len(members)
+        level, bottleneck = min((left[r] / n, r) for r, n in count.items() if n > 0)
+        for key in users[bottleneck]:
+            if key in rates:
+                continue
+            rates[key] = level
+            unfrozen -= 1
+            resources, n = classes[key]
+            for r in resources:
+                left[r] -= level * n
+                count[r] -= n
     return rates
 
 

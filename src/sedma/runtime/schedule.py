@@ -43,10 +43,10 @@ import heapq
 import math
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from sedma.errors import SedmaError
-from sedma.runtime.cost import Resource, Route, Transfer, fair_rates, tile_time_s
+from sedma.runtime.cost import Resource, Route, Transfer, fair_shares, tile_time_s
 from sedma.runtime.tasks import Dep, NodeModel, RouteOf, Task
 
 __all__ = ["PassSchedule", "simulate_pass"]
@@ -94,6 +94,22 @@ def simulate_pass(
     return _Sim(tasks, nodes, capacity, route_of).run()
 
 
+@dataclass
+class _Class:
+    """The active flows on one route, which max-min fairness gives one rate: ``served``
+    is the bits each member has been sent since the class began, as of the last re-rate,
+    and ``heap`` holds each member's ``(served bits at which it ends, flow)``, so a re-rate
+    costs one update per route, not one per flow."""
+
+    resources: tuple[Resource, ...]  # each once
+    heap: list[tuple[float, int]] = field(default_factory=list)
+    rate: float = 0.0  # bit/s for each member, since the last re-rate
+    served: float = 0.0
+
+    def served_at(self, now: float, rated_at: float) -> float:
+        return self.served + self.rate * (now - rated_at)
+
+
 class _Sim:
     """The event loop of :func:`simulate_pass` (one instance per pass)."""
 
@@ -131,7 +147,9 @@ class _Sim:
         self.start = [math.nan] * n
         self.end = [math.nan] * n
         self.ready: dict[str, list[tuple[float, int]]] = defaultdict(list)
-        self.dynamic: list[tuple[float, int]] = []  # ended inputs, waiting for a node
+        # dynamic tasks whose inputs have ended, waiting for a node: a heap per set of
+        # eligible nodes (a node looks only at the heads of the sets it is in)
+        self.dynamic: dict[frozenset[str] | None, list[tuple[float, int]]] = {}
         self.idle = dict.fromkeys(nodes, True)
         self.busy: dict[str, float] = defaultdict(float)
         self.bits: dict[Resource, float] = defaultdict(float)
@@ -139,15 +157,15 @@ class _Sim:
         self.deliveries: list[tuple[float, int, int]] = []  # (arrival, seq, flow)
         self.flows: list[Transfer] = []
         self.flow_for: list[tuple[int, int, tuple[str, str] | None]] = []  # producer, task, fetch
-        self.left: list[float] = []
-        self.active: list[int] = []
         # Max-min rates change only when a flow starts or ends, so they are computed then,
-        # not at every event: ``left`` is brought up to date at ``rated_at``, and ``ends``
-        # holds when each active flow ends at today's rates.
-        self.rates: dict[int, float] = {}
+        # not at every event; and flows on one route share one rate, so each route is one
+        # class (:class:`_Class`): its members' progress is one counter, brought up to date
+        # at ``rated_at``, and ``ends`` holds when each class's next member ends at today's
+        # rates.
+        self.classes: dict[int, _Class] = {}  # id(route) -> its active flows
         self.rated_at = 0.0
         self.stale = False  # a flow started or ended since the rates were computed
-        self.ends: list[tuple[float, int]] = []
+        self.ends: list[tuple[float, int]] = []  # (time, class key)
         self.done_flows: list[tuple[int, int, Transfer, float]] = []
         self.cached: dict[str, set[str]] = defaultdict(set)  # node -> fetched keys
         self.fetching: dict[tuple[str, str], list[int]] = {}  # (node, key) -> waiting tasks
@@ -171,11 +189,13 @@ class _Sim:
         self.flows.append(Transfer(self.now, nbytes, route))
         self.flow_for.append((producer, task, fetch))
         f = len(self.flows) - 1
-        self.left.append(8.0 * max(0.0, nbytes))
         if not route.resources or nbytes <= 0:
             heapq.heappush(self.deliveries, (self.now + route.rtt_s, f, f))
             return
-        self.active.append(f)
+        c = self.classes.get(id(route))
+        if c is None:
+            c = self.classes[id(route)] = _Class(tuple(dict.fromkeys(route.resources)))
+        heapq.heappush(c.heap, (c.served_at(self.now, self.rated_at) + 8.0 * nbytes, f))
         self.stale = True
         for r in route.resources:
             self.bits[r] += 8.0 * nbytes
@@ -204,16 +224,41 @@ class _Sim:
                 heapq.heappush(self.ready[node], (self.tasks[task].priority, task))
 
     def _rerate(self) -> None:
-        """New max-min rates for the active flows, each flow's bits left brought up to date
-        at the old rates first (a flow started since has none), and when each will end."""
+        """New max-min rates for the active flows, each class's progress brought up to date
+        at the old rates first, and when each class's next flow will end."""
         elapsed = self.now - self.rated_at
-        for f in self.active:
-            self.left[f] = max(0.0, self.left[f] - self.rates.get(f, 0.0) * elapsed)
-        self.rates = fair_rates(self.active, self.flows, self.capacity) if self.active else {}
+        live, done = {}, []
+        for key, c in self.classes.items():
+            c.served += c.rate * elapsed
+            if c.heap:
+                live[key] = (c.resources, len(c.heap))
+            else:
+                done.append(key)
+        for key in done:
+            del self.classes[key]
+        rates = fair_shares(live, self.capacity)
         self.rated_at = self.now
-        self.ends = [(self.now + self.left[f] / r, f) for f, r in self.rates.items()]
+        self.ends = []
+        for key, r in rates.items():
+            c = self.classes[key]
+            c.rate = r
+            self.ends.append((self.now + max(0.0, c.heap[0][0] - c.served) / r, key))
         heapq.heapify(self.ends)
         self.stale = False
+
+    def _ended(self) -> bool:
+        """Deliver, one RTT on, every flow whose last bit is sent by now (or within
+        ``_EPS_S``); True if any was."""
+        any_ended = False
+        while self.ends and self.ends[0][0] <= self.now + _EPS_S:
+            _, key = heapq.heappop(self.ends)
+            c = self.classes[key]
+            served = c.served_at(self.now, self.rated_at) + c.rate * _EPS_S
+            while c.heap and c.heap[0][0] <= served:
+                _, f = heapq.heappop(c.heap)
+                heapq.heappush(self.deliveries, (self.now + self.flows[f].route.rtt_s, f, f))
+            any_ended = True
+        return any_ended
 
     # ---------------------------------------------------------------- tasks
     def _fetches(self, task: int, node: str) -> None:
@@ -273,7 +318,7 @@ class _Sim:
             dest = self.tasks[c].node
             if dest is None:  # pulled once the consumer is placed
                 if self.unfinished_inputs[c] == 0:
-                    heapq.heappush(self.dynamic, (self.tasks[c].priority, c))
+                    self._queue_dynamic(c)
             elif dest == node or (d.nbytes <= 0 and (d.route is None or not d.route.resources)):
                 self._arrived(c)
             else:
@@ -287,25 +332,26 @@ class _Sim:
             if q:
                 _, i = heapq.heappop(q)
                 self._run(i, node)
-            elif self.dynamic:
+            elif any(self.dynamic.values()):
                 taken = self._take_dynamic(node)
                 if taken is not None:
                     self._place(taken, node)
 
+    def _queue_dynamic(self, task: int) -> None:
+        heap = self.dynamic.setdefault(self.tasks[task].eligible, [])
+        heapq.heappush(heap, (self.tasks[task].priority, task))
+
     def _take_dynamic(self, node: str) -> int | None:
         """The lowest-priority dynamic task ``node`` may run (others keep their turn)."""
-        skipped = []
-        took = None
-        while self.dynamic:
-            entry = heapq.heappop(self.dynamic)
-            allowed = self.tasks[entry[1]].eligible
-            if allowed is None or node in allowed:
-                took = entry[1]
-                break
-            skipped.append(entry)
-        for entry in skipped:
-            heapq.heappush(self.dynamic, entry)
-        return took
+        best: tuple[float, int] | None = None
+        where: list[tuple[float, int]] = []
+        for allowed, heap in self.dynamic.items():
+            if heap and (allowed is None or node in allowed) and (best is None or heap[0] < best):
+                best, where = heap[0], heap
+        if best is None:
+            return None
+        heapq.heappop(where)
+        return best[1]
 
     # ---------------------------------------------------------------- the loop
     def run(self) -> PassSchedule:
@@ -313,7 +359,7 @@ class _Sim:
         for i, t in enumerate(self.tasks):
             if t.node is None:
                 if not t.deps:
-                    heapq.heappush(self.dynamic, (t.priority, i))
+                    self._queue_dynamic(i)
                 continue
             self.node_of[i] = t.node
             self.waiting[i] = len(t.deps) + 1  # +1: held until its fetches are issued
@@ -335,13 +381,7 @@ class _Sim:
                 blocked = sorted(i for i in range(n) if math.isnan(self.end[i]))
                 raise SedmaError(f"tasks {blocked[:8]} can never run: their inputs form a cycle")
             self.now += max(0.0, step)
-            ended = set()
-            while self.ends and self.ends[0][0] <= self.now + _EPS_S:
-                _, f = heapq.heappop(self.ends)
-                ended.add(f)
-                heapq.heappush(self.deliveries, (self.now + self.flows[f].route.rtt_s, f, f))
-            if ended:
-                self.active = [f for f in self.active if f not in ended]
+            if self._ended():
                 self.stale = True
             while self.running and self.running[0][0] <= self.now:
                 _, i = heapq.heappop(self.running)
