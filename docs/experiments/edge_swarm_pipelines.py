@@ -1,0 +1,128 @@
+"""Two plan shapes sedma's planner does not make, measured on edge-swarm / llama-7b.
+
+docs/results.md ("What bounds sedma") cites this script's output. It is an experiment, not
+part of the package: it builds plans by hand from the package's public pieces and times them
+by the same cost model as ``sedma bench costed`` (``sedma.bench.steady.plan_rate``).
+
+``offload ORDER P HOST HOSTED``: every cut of the model's 33 layers into contiguous stages
+over the nodes ``ORDER`` (comma-separated, in pipeline order), with the attention products
+(``scores`` and ``context``: the KV cache) of the last ``k`` layers of node ``HOSTED`` moved
+to ``HOST``, for ``k = 0 .. 8``, that holds ``P`` passes in flight in the nodes' true free
+memory. It ranks them by a rough estimate, then times the four best:
+
+    .venv/bin/python docs/experiments/edge_swarm_pipelines.py offload \\
+        desk-4060,laptop-x86,desk-3060,mba-m2 3 pi5-a desk-3060
+
+``fine``: ``sedma bench costed -c edge-swarm -w llama-7b`` with sedma's layer pipeline cut
+at finer units (each decoder layer split where its attention starts and ends), so that a
+stage may end inside a layer:
+
+    .venv/bin/python docs/experiments/edge_swarm_pipelines.py fine
+"""
+
+from __future__ import annotations
+
+import itertools
+import sys
+
+from sedma.bench.costed import head_node
+from sedma.bench.steady import plan_rate, true_models
+from sedma.compute.partition.layers import Layer, model_layers
+from sedma.compute.partition.lp import choose_axis
+from sedma.compute.partition.views import views_from_spec
+from sedma.compute.plan import Plan, Tile, memory_in_flight
+from sedma.compute.workload import Workload
+from sedma.spec_load import load_cluster
+from sedma.workloads.registry import get_workload
+
+_LAN_EXCHANGE_S = 0.0035  # rough, for ranking only: two LAN round trips and 260 kB each way
+_WAN_S = 0.032  # rough, for ranking only: the network time of sedma's two-site plan
+
+
+def finer_units(wl: Workload) -> tuple[Layer, ...]:
+    """The model's layers, each cut where its products change between static weights and
+    the KV cache."""
+    out: list[Layer] = []
+    for a, b in model_layers(wl):
+        s = a
+        for i in range(a + 1, b):
+            if wl.ops[i].weight_static != wl.ops[i - 1].weight_static:
+                out.append((s, i))
+                s = i
+        out.append((s, b))
+    return tuple(out)
+
+
+def offload(order: list[str], p: int, host: str, hosted: str) -> None:
+    spec = load_cluster("edge-swarm")
+    wl = get_workload("llama-7b", context=1024)
+    views = views_from_spec(spec)
+    truth = true_models(spec, 1e-4)
+    driver = head_node(views)
+    layers = model_layers(wl)
+    ops = wl.ops
+    cap = {v.name: int(v.free_bytes) for v in views}
+    crossbars = {n.name: n.device.crossbar for n in spec.nodes}
+    rates = {v.name: v.rate_gflops for v in views}
+    bw = {v.name: v.mem_bandwidth_gbs * 1e9 for v in views}
+
+    def streamed(a: int, b: int, cache_only: bool) -> float:
+        return sum(
+            (o.m * o.k + o.m * o.n + o.k * o.n) * o.dtype_bytes
+            for o in ops[a:b]
+            if not (cache_only and o.weight_static)
+        )
+
+    def make(owners: list[str], moved: set[int]) -> Plan:
+        tiles = []
+        for j, (a, b) in enumerate(layers):
+            for i in range(a, b):
+                node = host if j in moved and not ops[i].weight_static else owners[j]
+                axis = choose_axis(ops[i])
+                tiles.append(Tile(i, node, axis, 0, ops[i].m if axis == "m" else ops[i].n))
+        return Plan(wl, tuple(tiles), rates, "experiment", (), in_flight=p)
+
+    n = len(layers)
+    found = []
+    for cut in itertools.combinations(range(1, n), len(order) - 1):
+        bounds = (0, *cut, n)
+        owners = [order[k] for k in range(len(order)) for _ in range(bounds[k], bounds[k + 1])]
+        mine = [j for j in range(n) if owners[j] == hosted]
+        for k in range(min(len(mine), 8) + 1):
+            moved = set(mine[len(mine) - k :])
+            plan = make(owners, moved)
+            if memory_in_flight(plan, cap, crossbars, p) < p:
+                continue
+            busy = dict.fromkeys([*order, host], 0.0)
+            for j, (a, b) in enumerate(layers):
+                cache = streamed(a, b, True) if j in moved else 0.0
+                busy[owners[j]] += (streamed(a, b, False) - cache) / bw[owners[j]]
+                if j in moved:
+                    busy[host] += cache / bw[host] + _LAN_EXCHANGE_S
+            estimate = min(1 / max(busy.values()), p / (sum(busy.values()) + _WAN_S))
+            found.append((estimate, cut, k, plan))
+    found.sort(key=lambda f: -f[0])
+    print(f"{len(found)} cuts hold {p} passes in flight")
+    for estimate, cut, k, plan in found[:4]:
+        rate, _, flight = plan_rate(plan, spec, truth, driver, 8, 4)
+        print(
+            f"stages end at layers {cut}, attention of {k} layers of {hosted} on {host}: "
+            f"estimated {estimate:.2f}, cost model {rate:.2f} passes/s, {flight} in flight"
+        )
+
+
+def fine() -> None:
+    import sedma.compute.partition.stages as stages
+    from sedma.cli.app import app
+
+    stages.model_layers = finer_units  # type: ignore[assignment]
+    app(["bench", "costed", "-c", "edge-swarm", "-w", "llama-7b"])
+
+
+if __name__ == "__main__":
+    if sys.argv[1:2] == ["offload"] and len(sys.argv) == 6:
+        offload(sys.argv[2].split(","), int(sys.argv[3]), sys.argv[4], sys.argv[5])
+    elif sys.argv[1:] == ["fine"]:
+        fine()
+    else:
+        sys.exit(__doc__)
