@@ -8,10 +8,11 @@ by the same cost model as ``sedma bench costed`` (``sedma.bench.steady.plan_rate
 over the nodes ``ORDER`` (comma-separated, in pipeline order), with the attention products
 (``scores`` and ``context``: the KV cache) of the last ``k`` layers of node ``HOSTED`` moved
 to ``HOST``, for ``k = 0 .. 8``, that holds ``P`` passes in flight in the nodes' true free
-memory. It ranks them by a rough estimate, then times the four best:
+memory (less a fraction ``RESERVE``, default 0: the planners keep 0.02). It ranks them by
+a rough estimate, then times the eight best:
 
     .venv/bin/python docs/experiments/edge_swarm_pipelines.py offload \\
-        desk-4060,laptop-x86,desk-3060,mba-m2 3 pi5-a desk-3060
+        desk-4060,laptop-x86,desk-3060,mba-m2 3 pi5-a desk-3060 [RESERVE]
 
 ``fine``: ``sedma bench costed -c edge-swarm -w llama-7b`` with sedma's layer pipeline cut
 at finer units (each decoder layer split where its attention starts and ends), so that a
@@ -53,7 +54,7 @@ def finer_units(wl: Workload) -> tuple[Layer, ...]:
     return tuple(out)
 
 
-def offload(order: list[str], p: int, host: str, hosted: str) -> None:
+def offload(order: list[str], p: int, host: str, hosted: str, reserve: float = 0.0) -> None:
     spec = load_cluster("edge-swarm")
     wl = get_workload("llama-7b", context=1024)
     views = views_from_spec(spec)
@@ -61,7 +62,7 @@ def offload(order: list[str], p: int, host: str, hosted: str) -> None:
     driver = head_node(views)
     layers = model_layers(wl)
     ops = wl.ops
-    cap = {v.name: int(v.free_bytes) for v in views}
+    cap = {v.name: int(v.free_bytes * (1.0 - reserve)) for v in views}
     crossbars = {n.name: n.device.crossbar for n in spec.nodes}
     rates = {v.name: v.rate_gflops for v in views}
     bw = {v.name: v.mem_bandwidth_gbs * 1e9 for v in views}
@@ -103,7 +104,7 @@ def offload(order: list[str], p: int, host: str, hosted: str) -> None:
             found.append((estimate, cut, k, plan))
     found.sort(key=lambda f: -f[0])
     print(f"{len(found)} cuts hold {p} passes in flight")
-    for estimate, cut, k, plan in found[:4]:
+    for estimate, cut, k, plan in found[:8]:
         rate, _, flight = plan_rate(plan, spec, truth, driver, 8, 4)
         print(
             f"stages end at layers {cut}, attention of {k} layers of {hosted} on {host}: "
@@ -120,8 +121,9 @@ def fine() -> None:
 
 
 if __name__ == "__main__":
-    if sys.argv[1:2] == ["offload"] and len(sys.argv) == 6:
-        offload(sys.argv[2].split(","), int(sys.argv[3]), sys.argv[4], sys.argv[5])
+    if sys.argv[1:2] == ["offload"] and len(sys.argv) in (6, 7):
+        reserve = float(sys.argv[6]) if len(sys.argv) == 7 else 0.0
+        offload(sys.argv[2].split(","), int(sys.argv[3]), sys.argv[4], sys.argv[5], reserve)
     elif sys.argv[1:] == ["fine"]:
         fine()
     else:
