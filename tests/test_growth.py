@@ -13,13 +13,16 @@ from sedma.compute.moves import move_time_s, plan_moves
 from sedma.compute.partition.context import PartitionSettings
 from sedma.compute.plan import NodeView, Plan, Tile, footprint, validate_plan
 from sedma.compute.resize import growth_of, resize_plan
+from sedma.compute.results import grow_operands, make_operands
 from sedma.compute.workload import MatmulOp, Workload
 from sedma.control.driver import drive
+from sedma.control.executor import Executor
 from sedma.control.loop import ControlLoop
 from sedma.control.loop_types import LoopSettings
 from sedma.errors import CapacityError, SedmaError, SpecError
 from sedma.memory.short_term import ShortTermMemory
 from sedma.runtime.cost import network_of
+from sedma.runtime.local import LocalBackend
 from sedma.sim.backend import SimBackend, static_paths
 from sedma.spec import ClusterSpec
 from sedma.spec_load import parse_cluster
@@ -267,3 +270,47 @@ def test_moving_weights_is_charged_on_the_links_they_cross() -> None:
     assert migration_s(two, spec) == pytest.approx(1.6 + 0.2e-3)
     assert move_time_s(two, links) == pytest.approx(1.6 + 0.2e-3)
     assert migration_s({}, spec) == 0.0
+
+
+def test_the_local_backend_follows_a_growing_cache_and_computes_the_grown_products() -> None:
+    # The same loop on the backend that computes every tile: at each growth the new tokens'
+    # K and V entries join the operands, go with the re-sized (or re-planned) plan, and the
+    # next pass's outputs match the exact products of the grown operands.
+    spec = _cluster(4.0)
+    steps = {p: _decoder(tokens) for p, tokens in enumerate((96, 96, 160, 160, 224, 224))}
+    ops = make_operands(steps[0], 0)
+    with LocalBackend(spec, time_scale=50.0) as backend:
+        loop = ControlLoop(
+            spec=spec,
+            workload=steps[0],
+            backend=backend,
+            operands=ops,
+            stm=ShortTermMemory(),
+            settings=LoopSettings(learn=False, calibrate=False),
+        )
+        loop.start()
+        drive(loop, len(steps), workload_at=steps.__getitem__)
+        assert loop.workload == _decoder(224) and loop.plan.workload == _decoder(224)
+        grown = loop.operands
+        assert grown is not None and grown[2][1].shape == (224, 32)  # the V cache, grown
+        # the tokens held from the start keep their entries: a cache grows, it is not redrawn
+        assert (grown[2][1][:96] == ops[2][1]).all() and grown[0][1] is ops[0][1]
+        checked = Executor(backend, ShortTermMemory()).run_pass(loop.plan, check_against=grown)
+    assert checked.rel_error is not None and checked.rel_error < 1e-5
+    followed = [d.reason for d in loop.decisions if d.accepted and "cache grew" in d.reason]
+    assert [r.split(" tokens")[0] for r in followed] == [
+        "the cache grew to 160",
+        "the cache grew to 224",
+    ]
+
+
+def test_grown_operands_keep_old_entries_and_refuse_a_shrinking_cache() -> None:
+    ops = make_operands(_decoder(8), 1)
+    grown = grow_operands(ops, _decoder(8), _decoder(12))
+    assert grown[0] is ops[0]  # qkv did not change: the same arrays
+    assert grown[1][1].shape == (32, 12) and (grown[1][1][:, :8] == ops[1][1]).all()
+    assert grown[2][0].shape == (1, 12) and (grown[2][0][:, :8] == ops[2][0]).all()
+    again = grow_operands(ops, _decoder(8), _decoder(12))
+    assert (again[1][1] == grown[1][1]).all()  # the same growth draws the same entries
+    with pytest.raises(SedmaError, match="shrank"):
+        grow_operands(grown, _decoder(12), _decoder(8))

@@ -23,7 +23,8 @@ from sedma.compute.partition.baseline import plan_static  # noqa: E402
 from sedma.compute.partition.context import PartitionContext  # noqa: E402
 from sedma.compute.partition.views import views_from_spec  # noqa: E402
 from sedma.compute.plan import Plan, Tile  # noqa: E402
-from sedma.compute.results import make_operands  # noqa: E402
+from sedma.compute.resize import resize_plan  # noqa: E402
+from sedma.compute.results import grow_operands, make_operands  # noqa: E402
 from sedma.compute.workload import MatmulOp, Workload  # noqa: E402
 from sedma.control.driver import drive  # noqa: E402
 from sedma.control.executor import Executor  # noqa: E402
@@ -32,7 +33,7 @@ from sedma.control.loop_types import LoopSettings  # noqa: E402
 from sedma.errors import CapacityError, SedmaError  # noqa: E402
 from sedma.memory.short_term import ShortTermMemory  # noqa: E402
 from sedma.observations import MemoryHeld  # noqa: E402
-from sedma.runtime.base import Backend, FaultInjector  # noqa: E402
+from sedma.runtime.base import ApplyPlan, Backend, FaultInjector  # noqa: E402
 from sedma.runtime.local import LocalBackend  # noqa: E402
 from sedma.runtime.ray import RayBackend  # noqa: E402
 from sedma.runtime.ray_cluster import RayCluster  # noqa: E402
@@ -150,6 +151,40 @@ def test_tiles_compute_exact_products_on_digital_nodes(digital: RayBackend) -> N
     assert b.run is not None
     with pytest.raises(SedmaError, match="not loaded"):
         list(b.run(plan))
+
+
+def _decoder_step(tokens: int) -> Workload:
+    """A projection, then attention over a cache of ``tokens``: scores (K: n = tokens) and
+    context (V: k = tokens)."""
+    return Workload(
+        "decode",
+        (
+            MatmulOp("qkv", 4, 8, 24),
+            MatmulOp("scores", 1, 32, tokens, weight_static=False, inputs=("qkv",)),
+            MatmulOp("context", 1, tokens, 32, weight_static=False, inputs=("scores", "qkv")),
+        ),
+    )
+
+
+def test_a_grown_cache_reaches_the_actors_that_hold_its_slices(digital: RayBackend) -> None:
+    # context's tile keeps its bounds as the V cache grows along k: the actor holding it
+    # must get the grown block, not keep the one it has (the same slice key)
+    b = digital
+    short, long_ = _decoder_step(96), _decoder_step(160)
+    tiles = (
+        Tile(0, "desk-3060", "n", 0, 24),
+        Tile(1, "pi5-a", "n", 0, 96),
+        Tile(2, "pi5-lab", "n", 0, 32),
+    )
+    plan = Plan(short, tiles, {}, "hand")
+    ops = make_operands(short, 5)
+    b.load(plan, ops)
+    grown = resize_plan(plan, long_)
+    grown_ops = grow_operands(ops, short, long_)
+    b.enact(ApplyPlan(grown, plan, grown_ops))
+    r = Executor(b, ShortTermMemory()).run_pass(grown, check_against=grown_ops)
+    assert r.rel_error is not None and r.rel_error < 1e-6
+    b.release(grown)
 
 
 def test_each_pass_of_a_lane_plan_runs_whole_on_one_actor_and_is_exact(

@@ -1,10 +1,12 @@
 """A plan's data: seeded operands going in, tile outputs coming back together, their errors.
 
-Covers: :func:`make_operands` (seeded operand data for a workload), :func:`assemble` (tile
-output blocks back into one ``Y`` per product) and :func:`node_errors` (each node's relative
-error over the blocks it computed). Pure functions of their arguments (the operands of a
-seed are always the same arrays). Does not cover: running tiles (see :mod:`sedma.runtime`)
-or running passes and recording them (see :mod:`sedma.control.executor`).
+Covers: :func:`make_operands` (seeded operand data for a workload), :func:`grow_operands`
+(the same data for a decoder whose cache grew, the new tokens' entries added),
+:func:`assemble` (tile output blocks back into one ``Y`` per product) and :func:`node_errors`
+(each node's relative error over the blocks it computed). Pure functions of their arguments
+(the operands of a seed are always the same arrays). Does not cover: running tiles (see
+:mod:`sedma.runtime`) or running passes and recording them (see
+:mod:`sedma.control.executor`).
 """
 
 from __future__ import annotations
@@ -17,8 +19,9 @@ import numpy as np
 from sedma.arrays import F32, F64
 from sedma.compute.plan import Plan
 from sedma.compute.workload import Workload
+from sedma.errors import SedmaError
 
-__all__ = ["assemble", "make_operands", "node_errors"]
+__all__ = ["assemble", "grow_operands", "make_operands", "node_errors"]
 
 
 def make_operands(workload: Workload, seed: int) -> list[tuple[F32, F32]]:
@@ -29,6 +32,37 @@ def make_operands(workload: Workload, seed: int) -> list[tuple[F32, F32]]:
         x = rng.uniform(-1.0, 1.0, size=(op.m, op.k)).astype(np.float32)
         w = (rng.standard_normal(size=(op.k, op.n)) / np.sqrt(op.k)).astype(np.float32)
         out.append((x, w))
+    return out
+
+
+def grow_operands(
+    operands: Sequence[tuple[F32, F32]], old: Workload, new: Workload
+) -> list[tuple[F32, F32]]:
+    """``operands`` of ``old`` for ``new``, the same decoder at a longer context: a product
+    whose shape did not change keeps its arrays (the same objects); one that grew (a K or V
+    cache, and the attention weights over it) keeps its old entries in place and gets new
+    ones for the new tokens, drawn as :func:`make_operands` draws them from a generator
+    seeded by the product's index and new shape, so the same growth gives the same arrays.
+    Raises :class:`~sedma.errors.SedmaError` where the products or operands do not match."""
+    if len(operands) != len(old.ops) or len(old.ops) != len(new.ops):
+        raise SedmaError(
+            f"grow_operands: {len(operands)} operand pairs, {len(old.ops)} products before and "
+            f"{len(new.ops)} after; all three must match"
+        )
+    out = []
+    for i, (pair, a, b) in enumerate(zip(operands, old.ops, new.ops, strict=True)):
+        if (a.m, a.k, a.n) == (b.m, b.k, b.n):
+            out.append(pair)
+            continue
+        x, w = pair
+        if b.m < a.m or b.k < a.k or b.n < a.n:
+            raise SedmaError(f"grow_operands: product {a.name!r} shrank; a cache only grows")
+        rng = np.random.default_rng((i, b.m, b.k, b.n))
+        gx = rng.uniform(-1.0, 1.0, size=(b.m, b.k)).astype(np.float32)
+        gw = (rng.standard_normal(size=(b.k, b.n)) / np.sqrt(b.k)).astype(np.float32)
+        gx[: a.m, : a.k] = x
+        gw[: a.k, : a.n] = w
+        out.append((gx, gw))
     return out
 
 

@@ -37,6 +37,7 @@ from sedma.compute.partition.planner import plan_sedma
 from sedma.compute.plan import NodeView, Plan
 from sedma.compute.policy import ComputeContext, Recalibrate, Replan
 from sedma.compute.resize import Growth, growth_of, resize_plan
+from sedma.compute.results import grow_operands
 from sedma.compute.workload import Workload
 from sedma.control.analysis import (
     believed_rates,
@@ -107,6 +108,8 @@ class ControlLoop:
         self.backend = backend
         self.clock = backend.clock
         self.operands = operands
+        # a grown workload's operands while grow() re-plans to it (None otherwise)
+        self._grown_operands: Operands | None = None
         self.stm = stm
         self.ltm = ltm
         self.settings = settings or LoopSettings()
@@ -266,19 +269,33 @@ class ControlLoop:
         :class:`~sedma.errors.SedmaError` when ``workload`` is not the plan's grown, and
         :class:`~sedma.errors.CapacityError` when the job cannot go on (no plan holds the
         cache, or no policy re-plans: a plain program dies here, as it would in production).
+
+        On a backend that computes (the loop has ``operands``), the new tokens' entries are
+        added to the operands (:func:`~sedma.compute.results.grow_operands`) and go with
+        whichever plan is enacted, so the next pass computes the grown products.
         """
         current = self.plan
         resized = resize_plan(current, workload)
         growth = growth_of(current.workload, workload, passes_left, horizon)
         if not growth.grown:
             return []
+        if self.operands is not None:  # a backend that computes: the new tokens' entries
+            self._grown_operands = grow_operands(self.operands, current.workload, workload)
+        try:
+            return self._grow(current, resized, growth, workload)
+        finally:
+            self._grown_operands = None
+
+    def _grow(
+        self, current: Plan, resized: Plan, growth: Growth, workload: Workload
+    ) -> list[Decision]:
         made = self._collect_observations()  # the memory free as last reported
         ctx = self._growth_context(resized, growth)
         made += self._adapt(ctx, None, {})
         if self.plan is current:  # nothing re-planned: follow the cache where it is
             why = growth_evidence(growth, resized, ctx.compute.nodes, self.interval)
             try:
-                self.backend.enact(ApplyPlan(resized, current))
+                self.backend.enact(ApplyPlan(resized, current, self._grown_operands))
             except CapacityError as e:
                 refused = f"{growth.summary}: the backend refused the re-sized plan: {e}"
                 made.append(
@@ -297,6 +314,8 @@ class ControlLoop:
                 )
                 made += self._collect_observations()
         self.workload = workload
+        if self._grown_operands is not None:
+            self.operands = self._grown_operands
         self.decisions.extend(made)
         return made
 
@@ -389,7 +408,9 @@ class ControlLoop:
         """Turn an accepted suggestion into the backend's action; log what came of it."""
         try:
             if isinstance(s, Replan):
-                self.backend.enact(ApplyPlan(s.plan, self.plan))
+                grown = s.plan.workload is not self.plan.workload
+                ops = self._grown_operands if grown else None
+                self.backend.enact(ApplyPlan(s.plan, self.plan, ops))
                 self._plan = s.plan
             elif isinstance(s, Reroute):
                 src, dest = s.flow

@@ -63,11 +63,18 @@ class TileResult:
 @dataclass(frozen=True)
 class ApplyPlan:
     """Swap ``plan`` in for ``replace``, which is loaded: place what ``plan`` needs (with
-    ``replace``'s operands), then drop what only ``replace`` held. A backend that cannot
-    hold ``plan`` raises :class:`~sedma.errors.CapacityError` and leaves ``replace`` running."""
+    ``operands``, or ``replace``'s where None), then drop what only ``replace`` held. A
+    backend that cannot hold ``plan`` raises :class:`~sedma.errors.CapacityError` and leaves
+    ``replace`` running.
+
+    ``operands`` are given where ``plan``'s workload is not ``replace``'s: a decoder whose
+    KV cache grew (:func:`~sedma.compute.results.grow_operands`). A product whose operands
+    are not ``replace``'s (not the same arrays) has every slice of it placed afresh, even
+    where a node held a slice with the same bounds."""
 
     plan: Plan
     replace: Plan
+    operands: Operands | None = None
 
 
 @dataclass(frozen=True)

@@ -83,6 +83,7 @@ from sedma.runtime.local_node import (
     _slice,
     _TileFailed,
     calibrate_node,
+    changed_products,
     check_operands,
     plan_keys,
     program_weights,
@@ -168,10 +169,10 @@ class LocalBackend:
 
     def enact(self, action: Action) -> None:
         if isinstance(action, ApplyPlan):
-            operands = self._operands.get(id(action.replace))
-            if operands is None:
+            old = self._operands.get(id(action.replace))
+            if old is None:
                 raise SedmaError(f"plan {action.replace.strategy!r} to replace is not loaded")
-            self._load(action.plan, operands, action.replace)
+            self._load(action.plan, action.operands or old, action.replace)
         elif isinstance(action, Calibrate):
             self._calibrate(action)
         elif isinstance(action, MoveFlow) and self._flows is not None:
@@ -187,6 +188,9 @@ class LocalBackend:
         check_operands(plan, operands, self.name)
         pkey, old_key = id(plan), id(replace) if replace is not None else None
         need, ops = plan_keys(plan), plan.workload.ops
+        # products whose operands changed (a grown cache): their slices are held afresh
+        was = self._operands.get(old_key) if old_key is not None else None
+        fresh = changed_products(was, operands)
         with self._lock:
             # Check every node before changing any, so a failed load changes nothing.
             check_fits(self._nodes, plan, operands, need, old_key, self.spec.name)
@@ -196,7 +200,7 @@ class LocalBackend:
                 for name, keys in need.items():
                     node = self._nodes[name]
                     for k in keys:
-                        if k not in node.buffers:
+                        if k not in node.buffers or k[0] in fresh:
                             node.hold(k, _slice(k, operands), ops[k[0]].dtype_bytes)
                         node.refs[k].add(pkey)
                     if node.device is not None:

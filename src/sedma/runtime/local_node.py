@@ -46,6 +46,7 @@ __all__ = [
     "BufKey",
     "Held",
     "calibrate_node",
+    "changed_products",
     "check_operands",
     "plan_keys",
     "program_weights",
@@ -90,6 +91,19 @@ def check_operands(plan: Plan, operands: Operands | None, backend: str) -> Opera
             f"{len(plan.workload.ops)} products"
         )
     return operands
+
+
+def changed_products(old: Operands | None, new: Operands) -> frozenset[int]:
+    """The products whose operands in ``new`` are not ``old``'s (other arrays: a decoder's
+    cache grown, :func:`~sedma.compute.results.grow_operands`); none where ``old`` is None
+    or is ``new``. A node must hold their slices afresh, even one whose bounds it holds."""
+    if old is None or old is new:
+        return frozenset()
+    return frozenset(
+        i
+        for i, (a, b) in enumerate(zip(old, new, strict=False))
+        if a[0] is not b[0] or a[1] is not b[1]
+    ) | frozenset(range(min(len(old), len(new)), len(new)))
 
 
 def _slice(key: BufKey, operands: Operands) -> F32:

@@ -67,7 +67,7 @@ from sedma.runtime.base import (
     TileResult,
     UnsupportedAction,
 )
-from sedma.runtime.local_node import Held, _slice, check_operands, plan_keys
+from sedma.runtime.local_node import Held, _slice, changed_products, check_operands, plan_keys
 from sedma.runtime.ray_actor import Xfer
 from sedma.runtime.ray_cluster import RayCluster, measure_dispatch_s
 from sedma.runtime.ray_fleet import (
@@ -231,12 +231,12 @@ class RayBackend:
     def enact(self, action: Action) -> None:
         self._check_open()
         if isinstance(action, ApplyPlan):
-            operands = self._operands.get(id(action.replace))
-            if operands is None:
+            old = self._operands.get(id(action.replace))
+            if old is None:
                 raise SedmaError(f"plan {action.replace.strategy!r} to replace is not loaded")
             self._time_swap(action.plan, action.replace)  # refuses what does not fit
             try:
-                self._place(action.plan, operands, action.replace)
+                self._place(action.plan, action.operands or old, action.replace)
             except SedmaError:
                 # as the local backend does: a refused swap leaves the old plan loaded (if a
                 # node of it died meanwhile, its next run raises NodeLostError)
@@ -248,7 +248,7 @@ class RayBackend:
                 except CapacityError:
                     self._untime(action.plan)
                 self._drop(action.plan)
-                self._place(action.replace, operands, None)
+                self._place(action.replace, old, None)
                 raise
         elif isinstance(action, Calibrate):
             actor = self._actor(action.node)
@@ -338,10 +338,16 @@ class RayBackend:
         rkey = id(replace) if replace is not None else None
         kept = self._get([self._actors[n].has.remote() for n in names])
         has = dict(zip(names, kept, strict=True))
+        # products whose operands changed (a grown cache): their slices are sent afresh
+        fresh = changed_products(self._operands.get(rkey) if rkey is not None else None, operands)
         calls = []
         for n in names:
             held_keys = {tuple(k) for k in has[n]}
-            sent = {k: _slice(k, operands) for k in need.get(n, set()) if k not in held_keys}
+            sent = {
+                k: _slice(k, operands)
+                for k in need.get(n, set())
+                if k not in held_keys or k[0] in fresh
+            }
             self.bytes_placed[n] += sum(int(a.nbytes) for a in sent.values())
             calls.append(self._actors[n].load.remote(id(plan), plan, sent, rkey))
         held = dict(zip(names, self._get(calls), strict=True))

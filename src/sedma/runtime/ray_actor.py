@@ -79,19 +79,20 @@ class NodeActor:
     def load(
         self, pkey: int, plan: Plan, slices: dict[BufKey, F32], replace: int | None = None
     ) -> Held:
-        """Hold ``plan`` as ``pkey``, in place of ``replace``: store the new slices (a slice
-        already held is kept, not sent again), let go of what only ``replace`` held, then
+        """Hold ``plan`` as ``pkey``, in place of ``replace``: store the slices sent (new
+        ones, or a grown product's afresh; a slice already held and not sent is kept), let
+        go of what only ``replace`` held, then
         program the weights. As the local backend does on a swap, every block of the old
         plan leaves the arrays first (a kept block's residual may sit on arrays the new
         layout gives another block)."""
         node = self._node
         keys = plan_keys(plan).get(node.spec.name, set())
         for k in keys:
-            if k not in node.buffers:
-                if k not in slices:
-                    raise KeyError(f"node {node.spec.name}: slice {k} was not sent")
+            if k in slices:
                 block = np.array(slices[k], dtype=np.float32, copy=True)
                 node.hold(k, block, plan.workload.ops[k[0]].dtype_bytes)
+            elif k not in node.buffers:
+                raise KeyError(f"node {node.spec.name}: slice {k} was not sent")
             node.refs[k].add(pkey)
         if replace is not None:
             for k in [k for k, r in node.refs.items() if replace in r]:
