@@ -190,6 +190,8 @@ def test_the_loop_re_plans_before_the_grown_cache_overflows_and_says_why() -> No
     why = grew[0]
     assert "the cache grew to 1536 tokens" in why.reason and "would overflow" in why.reason
     assert why.detail["growth"]["tokens"] == 1536 and why.detail["growth"]["passes_left"] == 3
+    # the driver told the loop this size runs to the end: the window is this one step
+    assert why.detail["growth"]["horizon"] == 3 and why.detail["growth"]["steps_ahead"] == 0
     assert loop.workload is long_ and loop.plan.workload is long_
     assert loop.adaptations >= 1
     fp = footprint(loop.plan, {})
@@ -314,3 +316,25 @@ def test_grown_operands_keep_old_entries_and_refuse_a_shrinking_cache() -> None:
     assert (again[1][1] == grown[1][1]).all()  # the same growth draws the same entries
     with pytest.raises(SedmaError, match="shrank"):
         grow_operands(grown, _decoder(12), _decoder(8))
+
+
+def test_the_driver_tells_the_loop_each_step_and_the_steps_after_it() -> None:
+    # a decode 1,024 -> 1,152 -> 1,280 -> 1,408 tokens, two passes a step: at the first
+    # growth the loop hears of this step's two passes and the two steps after it
+    spec = _cluster(1.0)
+    steps = [get_workload("tinyllama-1.1b", context=c) for c in (1024, 1152, 1280, 1408)]
+    loop = _loop(spec, steps[0])
+    told = []
+    grow = loop.grow
+
+    def spy(workload: Workload, **kw: Any) -> Any:
+        told.append((workload.ops[1].n, kw["horizon"], [(w.ops[1].n, k) for w, k in kw["ahead"]]))
+        return grow(workload, **kw)
+
+    loop.grow = spy  # type: ignore[method-assign]
+    drive(loop, 8, workload_at=lambda p: steps[p // 2])
+    assert told == [
+        (1152, 2, [(1280, 2), (1408, 2)]),
+        (1280, 2, [(1408, 2)]),
+        (1408, 2, []),
+    ]

@@ -7,9 +7,10 @@ from dataclasses import replace
 
 from sedma.compute.moves import plan_moves
 from sedma.compute.partition.context import PartitionContext, PartitionSettings
+from sedma.compute.partition.estimate import in_flight
 from sedma.compute.partition.layers import layer_plan, model_layers
-from sedma.compute.partition.repair import repair_overflow
-from sedma.compute.plan import NodeView, footprint
+from sedma.compute.partition.repair import rebalance_in_flight, repair_overflow
+from sedma.compute.plan import NodeView, footprint, per_pass_bytes
 from sedma.compute.workload import MatmulOp, Workload
 
 MB = 1_000_000
@@ -87,3 +88,24 @@ def test_a_plan_that_splits_a_layer_is_not_repaired_here() -> None:
         plan, tiles=(half, replace(half, node="b", start=K // 2, stop=K), *plan.tiles[1:])
     )
     assert repair_overflow(split, ctx) is None
+
+
+def test_a_stage_with_no_room_for_another_pass_hands_a_layer_next_door() -> None:
+    wl = chain()
+    layers = model_layers(wl)
+    roomy = ctx_of(wl, {"a": 10.0, "b": 10.0, "c": 10.0})
+    plan = layer_plan(roomy.nodes, wl, layers, OWNERS, "sedma", ())
+    fp, per = footprint(plan, {}), per_pass_bytes(plan)
+    # b has room for its three layers and half of a second pass: one pass in flight
+    reserve = roomy.settings.memory_reserve
+    b_mb = (fp["b"].digital_bytes + per["b"] // 2) / (1 - reserve) / MB
+    ctx = replace(roomy, nodes=nodes({"a": 10.0, "b": b_mb, "c": 10.0}))
+    assert in_flight(plan, ctx) == 1
+    roomier = rebalance_in_flight(plan, ctx)
+    assert roomier is not None and in_flight(roomier, ctx) >= 2
+    owners = [t.node for t in sorted(roomier.tiles, key=lambda t: t.op)]
+    assert sum(x != y for x, y in zip(OWNERS, owners, strict=True)) == 1  # one layer moved
+    assert "rebalanced: 1 layer(s)" in roomier.notes[0]
+    # nothing to gain where memory already holds the most passes the planners allow
+    capped = replace(ctx, settings=replace(ctx.settings, max_in_flight=1))
+    assert rebalance_in_flight(plan, capped) is None

@@ -13,7 +13,7 @@ Pure: no clock, no I/O, no randomness. Same context, same suggestion.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar
 
 from sedma.compute.crossbar.correction import NONE
@@ -21,9 +21,10 @@ from sedma.compute.moves import move_time_s, plan_moves
 from sedma.compute.partition.context import LinkView, PartitionContext, PartitionSettings
 from sedma.compute.partition.estimate import estimated_rate
 from sedma.compute.partition.planner import plan_sedma
-from sedma.compute.partition.repair import repair_overflow
+from sedma.compute.partition.repair import rebalance_in_flight, repair_overflow
 from sedma.compute.plan import NodeView, Plan, footprint, predicted_makespan_s
-from sedma.compute.resize import Growth
+from sedma.compute.resize import Growth, resize_plan
+from sedma.compute.workload import Workload
 
 __all__ = [
     "ComputeContext",
@@ -144,6 +145,30 @@ def rate_drift(assumed_gflops: float, observed_gflops: float) -> float:
     return observed_gflops / assumed_gflops - 1.0
 
 
+WINDOW_STEPS = 32  # steps of a growing decode a growth re-plan is weighed over, at most
+
+
+def _window(growth: Growth, plans: list[Plan], ctx: PartitionContext) -> list[tuple[Workload, int]]:
+    """This step and the ones ahead (``growth.ahead``) up to, not including, the first that
+    one of ``plans`` re-sized to it could not hold (each node's footprint within its free
+    memory), at most :data:`WINDOW_STEPS`; empty where the driver gave no steps ahead."""
+    if not growth.ahead or not plans:
+        return []
+    here = plans[0].workload
+    steps = [(here, growth.horizon or 1), *growth.ahead[: WINDOW_STEPS - 1]]
+    views = {v.name: v for v in ctx.nodes}
+    crossbars = {v.name: v.crossbar for v in ctx.nodes}
+    out: list[tuple[Workload, int]] = []
+    for w, k in steps:
+        for p in plans:
+            q = p if w is p.workload else resize_plan(p, w)
+            fp = footprint(q, crossbars)
+            if any(f.digital_bytes > views[n].free_bytes for n, f in fp.items() if n in views):
+                return out or [steps[0]]
+        out.append((w, k))
+    return out
+
+
 def _pass_s(plan: Plan, ctx: PartitionContext) -> float:
     """Seconds per pass at the believed rates: where links are known, the busiest resource's
     load with one pass's latency and the passes memory keeps in flight
@@ -219,17 +244,29 @@ def suggest_after_growth(ctx: ComputeContext, growth: Growth) -> Replan | None:
     anything overflows: a node's footprint under it exceeds the node's free memory, or the
     backend refused it (``growth.refused``). The candidates are the fresh plan
     (:func:`~sedma.compute.partition.planner.plan_sedma` at the believed rates and the grown
-    workload) and, when forced, the re-sized plan mended by handing the fewest layers to
-    neighbouring stages (:func:`~sedma.compute.partition.repair.repair_overflow`). Each is
-    charged its moves: with ``p`` its seconds per pass, ``M`` the seconds its moves take
+    workload); when forced, the re-sized plan mended by handing the fewest layers to
+    neighbouring stages (:func:`~sedma.compute.partition.repair.repair_overflow`); when not,
+    the re-sized plan with layers handed next door until memory holds one more pass in
+    flight (:func:`~sedma.compute.partition.repair.rebalance_in_flight`: a grown cache took
+    the room of one). Each is charged its moves, ``M`` seconds
     (:func:`~sedma.compute.moves.move_time_s` of :func:`~sedma.compute.moves.plan_moves`; 0
-    where links are unknown) and ``n`` the passes the comparison holds for (the workload's
-    ``growth.horizon`` at this size, else the job's ``growth.passes_left``; where both are
-    unknown the move is not charged), ``p + M / n``; the cheaper is suggested, with its gain
-    over the re-sized plan's ``c`` seconds per pass, ``gain = 1 - (p + M / n) / c``,
-    whatever it is (the loop's ``min_gain`` judges it, so that a rejected re-plan is logged
-    too); nothing where the fresh plan places every tile as the re-sized one does and
-    nothing overflows. Raises :class:`~sedma.errors.PlanError` when no plan fits.
+    where links are unknown), against the time it saves over a window of passes:
+
+    - where the driver gave the steps ahead (``growth.ahead``), the window is this step and
+      those after it, up to the first that any plan compared could not hold (re-sized to
+      it: the loop re-plans there anyway), at most :data:`WINDOW_STEPS` steps; each plan
+      costs the sum over the window's steps of the step's passes times its seconds per
+      pass re-sized to that step, so a plan that is faster now but slower once the cache
+      has grown is judged by both;
+    - otherwise, ``n`` passes at this size (``growth.horizon``, else the job's
+      ``growth.passes_left``; where neither is known the move is not charged).
+
+    The cheapest with its moves is suggested, with its gain over keeping the re-sized plan,
+    ``gain = 1 - (M + T) / C`` (``T`` and ``C`` the two plans' time over the window; a
+    forced re-plan has no ``C``), whatever it is (the loop's ``min_gain`` judges it, so
+    that a rejected re-plan is logged too); nothing where no candidate differs from the
+    re-sized plan and nothing overflows. Raises :class:`~sedma.errors.PlanError` when no
+    plan fits.
     """
     plan = ctx.plan
     fp = footprint(plan, {v.name: v.crossbar for v in ctx.nodes})
@@ -244,28 +281,42 @@ def suggest_after_growth(ctx: ComputeContext, growth: Growth) -> Replan | None:
     )
     forced = bool(short) or growth.refused is not None
     fresh = plan_sedma(pctx)
-    if not forced and set(fresh.tiles) == set(plan.tiles):
-        return None
-    candidates = [fresh]
+    candidates = [fresh] if forced or set(fresh.tiles) != set(plan.tiles) else []
     if short:
         mended = repair_overflow(plan, pctx)
         if mended is not None:
             candidates.append(mended)
-    n = growth.horizon or growth.passes_left
+    elif growth.refused is None:
+        roomier = rebalance_in_flight(plan, pctx)
+        if roomier is not None:
+            candidates.append(roomier)
+    if not candidates:
+        return None
+    steps = _window(growth, [*candidates, *([] if forced else [plan])], pctx)
+    n = sum(k for _, k in steps) if steps else (growth.horizon or growth.passes_left)
 
     def charged(p: Plan) -> tuple[float, float, int, float]:
         moved = plan_moves(plan, p)
         move_s = move_time_s(moved, ctx.links) if ctx.links is not None else 0.0
         per_pass = _pass_s(p, pctx)
-        return per_pass + (move_s / n if n else 0.0), per_pass, sum(moved.values()), move_s
+        if steps:
+            over = sum(k * _pass_s(q, replace(pctx, workload=q.workload)) for q, k in steps_of(p))
+        else:
+            over = per_pass * n if n else per_pass
+        return move_s + over if n else over, per_pass, sum(moved.values()), move_s
+
+    def steps_of(p: Plan) -> list[tuple[Plan, int]]:
+        return [(p if w is p.workload else resize_plan(p, w), k) for w, k in steps]
 
     costs = [charged(p) for p in candidates]
     pick = min(range(len(candidates)), key=lambda i: costs[i][0])
     new = candidates[pick]
     total, predicted, moved_bytes, move_s = costs[pick]
     current = float("inf") if forced else _pass_s(plan, pctx)
-    gain = 1.0 - total / current if current > 0 else 0.0
-    spread = f"spread over the {n} passes at this size" if n else "not charged: passes unknown"
+    keep = float("inf") if forced else charged(plan)[0]
+    gain = 1.0 - total / keep if keep > 0 else 0.0
+    window = f"{len(steps)} steps of the decode" if steps else "this size"
+    spread = f"weighed over the {n} passes of {window}" if n else "not charged: passes unknown"
     moves = f"its moves: {moved_bytes / 1e9:.3g} GB in {move_s:.3g} s, {spread}"
     if growth.refused is not None:
         why = f"the backend refused the re-sized plan: {growth.refused}"
@@ -275,7 +326,8 @@ def suggest_after_growth(ctx: ComputeContext, growth: Growth) -> Replan | None:
             ""
             if len(candidates) == 1
             else (
-                f" (the other candidate: {costs[1 - pick][0] * 1e3:.4g} ms per pass with its moves)"
+                f" (the other candidate: {costs[1 - pick][0]:.4g} s with its moves, "
+                f"{costs[pick][0]:.4g} s for this one)"
             )
         )
         why = (
@@ -283,8 +335,13 @@ def suggest_after_growth(ctx: ComputeContext, growth: Growth) -> Replan | None:
             f"{predicted * 1e3:.4g} ms per pass, plus {moves}{alt}"
         )
     else:
+        how = (
+            "a fresh plan"
+            if new is fresh
+            else "the re-sized plan with layers handed next door (one more pass in flight)"
+        )
         why = (
-            f"a fresh plan is predicted {abs(gain):.1%} {'faster' if gain >= 0 else 'slower'} "
+            f"{how} is predicted {abs(gain):.1%} {'faster' if gain >= 0 else 'slower'} "
             f"than the re-sized one ({predicted * 1e3:.4g} vs {current * 1e3:.4g} ms per pass, "
             f"plus {moves})"
         )

@@ -1,10 +1,11 @@
 """Re-sizing a plan to the same decoder at a longer context, every tile kept on its node.
 
 Covers: :func:`resize_plan` (a loaded plan, re-sized to its workload grown: the same products
-with longer per-input weights) and :class:`Growth` / :func:`growth_of` (what grew, for the
-loop's decisions and their reasons). Does not cover: whether the re-sized plan still fits or
-is still good (see :func:`sedma.compute.policy.suggest_after_growth`), the bytes a re-plan
-moves between nodes (see :mod:`sedma.compute.moves`), or enacting anything (only
+with longer per-input weights), :class:`Growth` / :func:`growth_of` (what grew, for the
+loop's decisions and their reasons). Does not cover: whether the
+re-sized plan still fits or is still good (see
+:func:`sedma.compute.policy.suggest_after_growth`), the bytes a re-plan moves between nodes
+(see :mod:`sedma.compute.moves`), or enacting anything (only
 :mod:`sedma.control.loop` does that).
 
 The rule. A decode step at a longer context is the same products with the same weights; only
@@ -45,8 +46,11 @@ class Growth:
     per-input weight bytes (a decoder's KV cache) before and after. ``passes_left`` is how
     many passes the job has still to run, and ``horizon`` how many of them run at this size
     before the workload grows again, where its driver knows (a re-plan's moves are weighed
-    against the time it saves over the passes its comparison holds for); ``refused`` names
-    why a backend refused the re-sized plan, when it did (the loop then must re-plan)."""
+    against the time it saves over the passes its comparison holds for); ``ahead`` the
+    workloads of the steps after this one, each with the passes it runs, where the driver
+    knows the schedule (so a re-plan is judged over the rest of the decode, not one step);
+    ``refused`` names why a backend refused the re-sized plan, when it did (the loop then
+    must re-plan)."""
 
     grown: tuple[str, ...]
     tokens: int
@@ -56,6 +60,7 @@ class Growth:
     passes_left: int | None = None
     horizon: int | None = None
     refused: str | None = None
+    ahead: tuple[tuple[Workload, int], ...] = ()
 
     @property
     def detail(self) -> dict[str, Any]:
@@ -68,6 +73,7 @@ class Growth:
             "grown_products": len(self.grown),
             "passes_left": self.passes_left,
             "horizon": self.horizon,
+            "steps_ahead": len(self.ahead),
             "refused": self.refused,
         }
 
@@ -110,11 +116,15 @@ def _check(old: Workload, new: Workload) -> list[str]:
 
 
 def growth_of(
-    old: Workload, new: Workload, passes_left: int | None = None, horizon: int | None = None
+    old: Workload,
+    new: Workload,
+    passes_left: int | None = None,
+    horizon: int | None = None,
+    ahead: tuple[tuple[Workload, int], ...] = (),
 ) -> Growth:
-    """What grew from ``old`` to ``new`` (:class:`Growth`), with the job's ``passes_left``
-    and the ``horizon`` this size holds for; raises :class:`~sedma.errors.SedmaError` unless
-    ``new`` is ``old`` at a longer context."""
+    """What grew from ``old`` to ``new`` (:class:`Growth`), with the job's ``passes_left``,
+    the ``horizon`` this size holds for and the steps ``ahead``; raises
+    :class:`~sedma.errors.SedmaError` unless ``new`` is ``old`` at a longer context."""
     names = set(_check(old, new))
     lengths = [
         (getattr(a, d), getattr(b, d))
@@ -132,6 +142,7 @@ def growth_of(
         from_cache_bytes=sum(a.weight_bytes for a, _ in cache),
         passes_left=passes_left,
         horizon=horizon,
+        ahead=ahead,
     )
 
 

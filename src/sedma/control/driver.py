@@ -42,6 +42,32 @@ class JobTotals:
     timeline: list[dict[str, float]] = field(default_factory=list)
 
 
+class _Schedule:
+    """A job's workload per pass, asked once per pass and grouped into steps of equal
+    workloads (the loop is told each step's size and the steps after it)."""
+
+    def __init__(self, workload_at: Callable[[int], Workload], passes: int) -> None:
+        self._of = workload_at
+        self._passes = passes
+        self._seen: dict[int, Workload] = {}
+
+    def at(self, p: int) -> Workload:
+        if p not in self._seen:
+            self._seen[p] = self._of(p)
+        return self._seen[p]
+
+    def from_pass(self, p: int) -> list[tuple[Workload, int]]:
+        """``(workload, passes)`` for each step from pass ``p`` to the job's end."""
+        out: list[tuple[Workload, int]] = []
+        for q in range(p, self._passes):
+            w = self.at(q)
+            if out and (w is out[-1][0] or w == out[-1][0]):
+                out[-1] = (out[-1][0], out[-1][1] + 1)
+            else:
+                out.append((w, 1))
+        return out
+
+
 def drive(
     loop: ControlLoop,
     passes: int,
@@ -61,19 +87,22 @@ def drive(
     ``workload_at(p)`` is the job's workload for pass ``p`` (a decode whose context grows:
     see :func:`~sedma.workloads.registry.growing_decode`); where it differs from the loop's,
     the loop follows it first (:meth:`~sedma.control.loop.ControlLoop.grow`), so that the
-    pass runs the grown workload. The loop must have been started.
+    pass runs the grown workload, with the passes this size runs and the steps after it
+    (each workload and its passes), so that a re-plan is judged over the rest of the job.
+    The loop must have been started.
     """
     if isinstance(passes, bool) or not isinstance(passes, int) or passes < 1:
         raise SedmaError(f"passes: got {passes!r}; must be an int >= 1")
     ex = Executor(loop.backend, loop.stm)
     totals = JobTotals()
+    steps = _Schedule(workload_at, passes) if workload_at is not None else None
     for p in range(passes):
-        if workload_at is not None:
-            grown = workload_at(p)
+        if steps is not None:
+            grown = steps.at(p)
             if grown != loop.workload:
-                # the passes this size holds for: until the workload next changes
-                upto = next((q for q in range(p + 1, passes) if workload_at(q) != grown), passes)
-                loop.grow(grown, passes_left=passes - p, horizon=upto - p)
+                # this size's passes (until the workload next changes), and the steps after
+                here, *ahead = steps.from_pass(p)
+                loop.grow(grown, passes_left=passes - p, horizon=here[1], ahead=tuple(ahead))
         if before_pass is not None:
             before_pass(p)
         check = loop.operands if (p == 0 and check_error) else None

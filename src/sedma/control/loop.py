@@ -253,11 +253,15 @@ class ControlLoop:
         return made
 
     def grow(
-        self, workload: Workload, passes_left: int | None = None, horizon: int | None = None
+        self,
+        workload: Workload,
+        passes_left: int | None = None,
+        horizon: int | None = None,
+        ahead: tuple[tuple[Workload, int], ...] = (),
     ) -> list[Decision]:
         """Follow the job's workload, grown between two passes (a decoder's KV cache: the job
-        driver tells the loop, and how many passes the job has left, where it knows);
-        returns the decisions made.
+        driver tells the loop, and how many passes the job has left, and the steps ``ahead``
+        (each later workload and its passes), where it knows); returns the decisions made.
 
         The current plan re-sized to ``workload`` (every tile on its node:
         :func:`~sedma.compute.resize.resize_plan`) goes to the policies with the memory the
@@ -276,7 +280,7 @@ class ControlLoop:
         """
         current = self.plan
         resized = resize_plan(current, workload)
-        growth = growth_of(current.workload, workload, passes_left, horizon)
+        growth = growth_of(current.workload, workload, passes_left, horizon, ahead)
         if not growth.grown:
             return []
         if self.operands is not None:  # a backend that computes: the new tokens' entries

@@ -4,7 +4,10 @@ Covers: :func:`repair_overflow`: a plan whose every layer runs whole on one node
 pipeline, one lane), re-sized so that a node's footprint exceeds its free memory (a
 decoder's cache grew), mended by handing that node's first or last layer to the node that
 runs the layer next to it, one layer at a time, each step the move that leaves the plan
-fastest by :func:`~sedma.compute.partition.estimate.estimated_rate`. Does not cover:
+fastest by :func:`~sedma.compute.partition.estimate.estimated_rate`; and
+:func:`rebalance_in_flight`, the same moves until every node has room for one more pass
+in flight (a grown cache took the memory of one: a layer or two handed next door can give
+it back). Does not cover:
 planning afresh (:func:`~sedma.compute.partition.planner.plan_sedma`), what moving a layer
 costs (:mod:`sedma.compute.moves`) or choosing between the two (the growth policy,
 :func:`~sedma.compute.policy.suggest_after_growth`).
@@ -16,12 +19,14 @@ weights and cache over one link, where a fresh plan may re-stage the whole model
 
 from __future__ import annotations
 
-from sedma.compute.partition.context import PartitionContext
-from sedma.compute.partition.estimate import estimated_rate
-from sedma.compute.partition.layers import Layer, layer_plan, model_layers, runs_layer
-from sedma.compute.plan import Plan, footprint
+from collections.abc import Callable
 
-__all__ = ["repair_overflow"]
+from sedma.compute.partition.context import PartitionContext
+from sedma.compute.partition.estimate import estimated_rate, in_flight
+from sedma.compute.partition.layers import Layer, layer_plan, model_layers, runs_layer
+from sedma.compute.plan import Plan, footprint, per_pass_bytes
+
+__all__ = ["rebalance_in_flight", "repair_overflow"]
 
 _MAX_MOVES = 8  # layers moved at most before a fresh plan is the better answer
 
@@ -31,6 +36,26 @@ def repair_overflow(plan: Plan, ctx: PartitionContext) -> Plan | None:
     of whole layers, or no sequence of at most eight neighbour moves fits every node. The
     nodes' free memory and rates are ``ctx.nodes``'s; ``plan`` itself where nothing
     overflows."""
+    return _mend(plan, ctx, lambda p: _overflowing(p, ctx), "repaired")
+
+
+def rebalance_in_flight(plan: Plan, ctx: PartitionContext) -> Plan | None:
+    """``plan`` with neighbour moves (as :func:`repair_overflow` makes them) until memory
+    holds one pass in flight more than it does now (:func:`~sedma.compute.partition.
+    estimate.in_flight`: each node's free memory less the planners' reserve), or None where
+    it is not a one-lane plan of whole layers, it already holds ``max_in_flight``, or no
+    eight moves make room."""
+    want = in_flight(plan, ctx) + 1
+    if want > ctx.settings.max_in_flight:
+        return None
+    mended = _mend(plan, ctx, lambda p: _short_of(p, ctx, want), "rebalanced")
+    return None if mended is plan else mended
+
+
+def _mend(
+    plan: Plan, ctx: PartitionContext, short: Callable[[Plan], list[str]], verb: str
+) -> Plan | None:
+    """Neighbour moves, each the fastest, until ``short`` names no node (module docstring)."""
     if plan.lanes > 1:
         return None
     wl = plan.workload
@@ -44,11 +69,11 @@ def repair_overflow(plan: Plan, ctx: PartitionContext) -> Plan | None:
     moved = 0
     current = plan
     while True:
-        over = _overflowing(current, ctx)
+        over = short(current)
         if not over:
             if moved == 0:
                 return plan
-            note = f"repaired: {moved} layer(s) handed to a neighbouring stage"
+            note = f"{verb}: {moved} layer(s) handed to a neighbouring stage"
             return layer_plan(ctx.nodes, wl, layers, owners, plan.strategy, (note, *plan.notes))
         if moved == _MAX_MOVES:
             return None
@@ -64,7 +89,7 @@ def repair_overflow(plan: Plan, ctx: PartitionContext) -> Plan | None:
                 trial = [*owners]
                 trial[j] = to
                 candidate = layer_plan(ctx.nodes, wl, layers, trial, plan.strategy, plan.notes)
-                if to in _overflowing(candidate, ctx):
+                if to in short(candidate):
                     continue
                 rate = estimated_rate(candidate, ctx)
                 if best is None or rate > best[0]:
@@ -87,6 +112,21 @@ def _owners(plan: Plan, layers: tuple[Layer, ...]) -> list[str] | None:
             return None
         out.append(nodes.pop())
     return out
+
+
+def _short_of(plan: Plan, ctx: PartitionContext, passes: int) -> list[str]:
+    """The nodes whose memory, less the planners' reserve, cannot hold ``plan`` with
+    ``passes`` passes in flight (its footprint, and its per-pass bytes once more per extra
+    pass), by name."""
+    reserve = ctx.settings.memory_reserve
+    views = {v.name: v for v in ctx.nodes}
+    fp = footprint(plan, {v.name: v.crossbar for v in ctx.nodes})
+    per = per_pass_bytes(plan)
+    return sorted(
+        n
+        for n, f in fp.items()
+        if f.digital_bytes + (passes - 1) * per.get(n, 0) > views[n].free_bytes * (1 - reserve)
+    )
 
 
 def _overflowing(plan: Plan, ctx: PartitionContext) -> list[str]:
