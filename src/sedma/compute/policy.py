@@ -299,21 +299,19 @@ def suggest_after_growth(ctx: ComputeContext, growth: Growth) -> Replan | None:
         moved = plan_moves(plan, p)
         move_s = move_time_s(moved, ctx.links) if ctx.links is not None else 0.0
         per_pass = _pass_s(p, pctx)
-        if steps:
-            over = sum(k * _pass_s(q, replace(pctx, workload=q.workload)) for q, k in steps_of(p))
+        if steps:  # this step at per_pass, each later one re-sized to it
+            over = steps[0][1] * per_pass + sum(
+                k * _pass_s(resize_plan(p, w), replace(pctx, workload=w)) for w, k in steps[1:]
+            )
         else:
             over = per_pass * n if n else per_pass
         return move_s + over if n else over, per_pass, sum(moved.values()), move_s
-
-    def steps_of(p: Plan) -> list[tuple[Plan, int]]:
-        return [(p if w is p.workload else resize_plan(p, w), k) for w, k in steps]
 
     costs = [charged(p) for p in candidates]
     pick = min(range(len(candidates)), key=lambda i: costs[i][0])
     new = candidates[pick]
     total, predicted, moved_bytes, move_s = costs[pick]
-    current = float("inf") if forced else _pass_s(plan, pctx)
-    keep = float("inf") if forced else charged(plan)[0]
+    keep, current = (float("inf"), float("inf")) if forced else charged(plan)[:2]
     gain = 1.0 - total / keep if keep > 0 else 0.0
     window = f"{len(steps)} steps of the decode" if steps else "this size"
     spread = f"weighed over the {n} passes of {window}" if n else "not charged: passes unknown"

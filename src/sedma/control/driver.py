@@ -14,6 +14,7 @@ bookkeeping (see :mod:`sedma.control.executor`) or the result's metrics (see
 
 from __future__ import annotations
 
+import bisect
 import logging
 from collections import defaultdict
 from collections.abc import Callable
@@ -43,13 +44,14 @@ class JobTotals:
 
 
 class _Schedule:
-    """A job's workload per pass, asked once per pass and grouped into steps of equal
-    workloads (the loop is told each step's size and the steps after it)."""
+    """A job's workload per pass, asked once per pass and grouped, once, into steps of
+    equal workloads (the loop is told each step's size and the steps after it)."""
 
     def __init__(self, workload_at: Callable[[int], Workload], passes: int) -> None:
         self._of = workload_at
         self._passes = passes
         self._seen: dict[int, Workload] = {}
+        self._steps: list[tuple[int, Workload, int]] | None = None  # (first pass, it, passes)
 
     def at(self, p: int) -> Workload:
         if p not in self._seen:
@@ -58,14 +60,18 @@ class _Schedule:
 
     def from_pass(self, p: int) -> list[tuple[Workload, int]]:
         """``(workload, passes)`` for each step from pass ``p`` to the job's end."""
-        out: list[tuple[Workload, int]] = []
-        for q in range(p, self._passes):
-            w = self.at(q)
-            if out and (w is out[-1][0] or w == out[-1][0]):
-                out[-1] = (out[-1][0], out[-1][1] + 1)
-            else:
-                out.append((w, 1))
-        return out
+        if self._steps is None:
+            steps: list[tuple[int, Workload, int]] = []
+            for q in range(self._passes):
+                w = self.at(q)
+                if steps and (w is steps[-1][1] or w == steps[-1][1]):
+                    steps[-1] = (steps[-1][0], steps[-1][1], steps[-1][2] + 1)
+                else:
+                    steps.append((q, w, 1))
+            self._steps = steps
+        i = bisect.bisect_right([first for first, _, _ in self._steps], p) - 1
+        first, w, n = self._steps[i]
+        return [(w, first + n - p), *((w, n) for _, w, n in self._steps[i + 1 :])]
 
 
 def drive(

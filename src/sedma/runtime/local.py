@@ -172,7 +172,8 @@ class LocalBackend:
             old = self._operands.get(id(action.replace))
             if old is None:
                 raise SedmaError(f"plan {action.replace.strategy!r} to replace is not loaded")
-            self._load(action.plan, action.operands or old, action.replace)
+            new = action.operands if action.operands is not None else old
+            self._load(action.plan, new, action.replace)
         elif isinstance(action, Calibrate):
             self._calibrate(action)
         elif isinstance(action, MoveFlow) and self._flows is not None:

@@ -236,7 +236,8 @@ class RayBackend:
                 raise SedmaError(f"plan {action.replace.strategy!r} to replace is not loaded")
             self._time_swap(action.plan, action.replace)  # refuses what does not fit
             try:
-                self._place(action.plan, action.operands or old, action.replace)
+                new = action.operands if action.operands is not None else old
+                self._place(action.plan, new, action.replace)
             except SedmaError:
                 # as the local backend does: a refused swap leaves the old plan loaded (if a
                 # node of it died meanwhile, its next run raises NodeLostError)
