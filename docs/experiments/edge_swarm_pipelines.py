@@ -1,4 +1,4 @@
-"""Two plan shapes sedma's planner does not make, measured on edge-swarm / llama-7b.
+"""Plan shapes sedma's planner does not make, measured on edge-swarm / llama-7b.
 
 docs/results.md ("What bounds sedma") cites this script's output. It is an experiment, not
 part of the package: it builds plans by hand from the package's public pieces and times them
@@ -14,6 +14,16 @@ a rough estimate, then times the eight best:
     .venv/bin/python docs/experiments/edge_swarm_pipelines.py offload \\
         desk-4060,laptop-x86,desk-3060,mba-m2 3 pi5-a desk-3060 [RESERVE]
 
+``mixed ORDER HOST [RESERVE]``: the same cuts, run as two routes over the same weights:
+two passes in flight over the whole-layer pipeline, and a third pass whose attention (and KV
+cache) for some layers is on ``HOST``. Each node holds its weights once, and the three
+passes' caches and activations. For the third pass, each node in turn hands its last layers'
+attention to ``HOST`` until it has room. The eight best cuts by a rough estimate are timed,
+both routes side by side:
+
+    .venv/bin/python docs/experiments/edge_swarm_pipelines.py mixed \\
+        desk-4060,laptop-x86,desk-3060,mba-m2 pi5-a [RESERVE]
+
 ``fine``: ``sedma bench costed -c edge-swarm -w llama-7b`` with sedma's layer pipeline cut
 at finer units (each decoder layer split where its attention starts and ends), so that a
 stage may end inside a layer:
@@ -25,14 +35,19 @@ from __future__ import annotations
 
 import itertools
 import sys
+from collections import defaultdict
 
 from sedma.bench.costed import head_node
-from sedma.bench.steady import plan_rate, true_models
+from sedma.bench.steady import closed_loop_rate, plan_rate, true_models
 from sedma.compute.partition.layers import Layer, model_layers
 from sedma.compute.partition.lp import choose_axis
 from sedma.compute.partition.views import views_from_spec
-from sedma.compute.plan import Plan, Tile, memory_in_flight
+from sedma.compute.plan import Plan, Tile, footprint, memory_in_flight, per_pass_bytes
 from sedma.compute.workload import Workload
+from sedma.runtime.cost import network_of
+from sedma.runtime.passes import pass_tasks
+from sedma.runtime.schedule import simulate_pass
+from sedma.sim.backend import static_paths, workload_edges
 from sedma.spec_load import load_cluster
 from sedma.workloads.registry import get_workload
 
@@ -112,6 +127,99 @@ def offload(order: list[str], p: int, host: str, hosted: str, reserve: float = 0
         )
 
 
+def mixed(order: list[str], host: str, reserve: float = 0.0) -> None:
+    spec = load_cluster("edge-swarm")
+    wl = get_workload("llama-7b", context=1024)
+    views = views_from_spec(spec)
+    truth = true_models(spec, 1e-4)
+    driver = head_node(views)
+    layers = model_layers(wl)
+    ops = wl.ops
+    cap = {v.name: int(v.free_bytes * (1.0 - reserve)) for v in views}
+    crossbars = {n.name: n.device.crossbar for n in spec.nodes}
+    rates = {v.name: v.rate_gflops for v in views}
+    bw = {v.name: v.mem_bandwidth_gbs * 1e9 for v in views}
+    net = network_of(spec)
+    path_of = static_paths(spec)
+    edges = workload_edges(wl)
+    site_of = {v.name: v.site for v in views}
+
+    def make(owners: list[str], moved: set[int], p: int) -> Plan:
+        tiles = []
+        for j, (a, b) in enumerate(layers):
+            for i in range(a, b):
+                node = host if j in moved and not ops[i].weight_static else owners[j]
+                axis = choose_axis(ops[i])
+                tiles.append(Tile(i, node, axis, 0, ops[i].m if axis == "m" else ops[i].n))
+        return Plan(wl, tuple(tiles), rates, "experiment", (), in_flight=p)
+
+    def busy(plan: Plan) -> dict[str, float]:
+        out: dict[str, float] = defaultdict(float)
+        for t in plan.tiles:
+            o = ops[t.op]
+            out[t.node] += (o.m * o.k + o.m * o.n + o.k * o.n) * o.dtype_bytes / bw[t.node]
+        return out
+
+    def fits(a: Plan, b: Plan) -> bool:
+        fa, pa, pb = footprint(a, crossbars), per_pass_bytes(a), per_pass_bytes(b)
+        fb = footprint(b, crossbars)
+        for name in set(fa) | set(fb):
+            held = fa[name].digital_bytes + pa.get(name, 0) if name in fa else 0
+            held += pb.get(name, 0) if name in fa else fb[name].digital_bytes
+            if held > cap[name]:
+                return False
+        return True
+
+    n = len(layers)
+    found = []
+    for cut in itertools.combinations(range(1, n), len(order) - 1):
+        bounds = (0, *cut, n)
+        owners = [order[k] for k in range(len(order)) for _ in range(bounds[k], bounds[k + 1])]
+        a = make(owners, set(), 2)
+        if memory_in_flight(a, cap, crossbars, 2) < 2:
+            continue
+        ba = busy(a)
+        la = sum(ba.values()) + _WAN_S
+        fa, pa = footprint(a, crossbars), per_pass_bytes(a)
+        moved: set[int] = set()
+        for name in order:  # each node's last layers' attention to HOST, until it fits
+            short = fa[name].digital_bytes + 2 * pa[name] - cap[name]
+            mine = [j for j in range(n) if owners[j] == name]
+            while short > 0 and mine:
+                j = mine.pop()
+                moved.add(j)
+                short -= sum(
+                    (o.m * o.k + o.m * o.n + o.k * o.n) * o.dtype_bytes
+                    for o in ops[layers[j][0] : layers[j][1]]
+                    if not o.weight_static
+                )
+        b = make(owners, moved, 1)
+        if not moved or not fits(a, b):
+            continue
+        bb = busy(b)
+        far = sum(1 for j in moved if site_of[owners[j]] != site_of[host])
+        lb = sum(bb.values()) + _WAN_S + len(moved) * _LAN_EXCHANGE_S + far * 2 * _WAN_S
+        ra, rb = 2 / la, 1 / lb
+        load = max(ra * ba.get(x, 0.0) + rb * bb.get(x, 0.0) for x in set(ba) | set(bb))
+        found.append(((ra + rb) / max(1.0, load), cut, len(moved), a, b, ra / (ra + rb)))
+    found.sort(key=lambda f: -f[0])
+    print(f"{len(found)} cuts hold two passes on the pipeline and a third on {host}")
+    for estimate, cut, k, a, b, share in found[:8]:
+        lanes = [pass_tasks(p, edges, net, path_of, driver=driver) for p in (a, b)]
+        alone, _ = closed_loop_rate(
+            lanes[:1], [1.0], [2], 4, lambda t: simulate_pass(t, truth, net.capacity_bps)
+        )
+        rate, _ = closed_loop_rate(
+            lanes, [share, 1 - share], [2, 1], 4,
+            lambda t: simulate_pass(t, truth, net.capacity_bps),
+        )  # fmt: skip
+        print(
+            f"stages end at layers {cut}, third pass's attention of {k} layers on {host}: "
+            f"estimated {estimate:.2f}, cost model {rate:.2f} passes/s "
+            f"(the two-pass pipeline alone {alone:.2f})"
+        )
+
+
 def fine() -> None:
     import sedma.compute.partition.stages as stages
     from sedma.cli.app import app
@@ -124,6 +232,9 @@ if __name__ == "__main__":
     if sys.argv[1:2] == ["offload"] and len(sys.argv) in (6, 7):
         reserve = float(sys.argv[6]) if len(sys.argv) == 7 else 0.0
         offload(sys.argv[2].split(","), int(sys.argv[3]), sys.argv[4], sys.argv[5], reserve)
+    elif sys.argv[1:2] == ["mixed"] and len(sys.argv) in (4, 5):
+        reserve = float(sys.argv[4]) if len(sys.argv) == 5 else 0.0
+        mixed(sys.argv[2].split(","), sys.argv[3], reserve)
     elif sys.argv[1:] == ["fine"]:
         fine()
     else:
