@@ -12,9 +12,10 @@ invocation and returns the result JSON of ARCHITECTURE.md:
    backend, where worker threads really compute every tile (crossbar simulation included),
    so the relative error is measured and the loop adapts live (a node slowed half-way). It
    charges FLOPs only (no links), so its throughputs are not the headline's. It is skipped,
-   with the reason in ``local``, where the operands would not fit this host
-   (:data:`LOCAL_MAX_BYTES`; pass ``--scale`` to shrink the model); the message-latency run
-   it includes then runs on its own (its work items do not depend on the model).
+   with the reason in ``local``, where its float32 operands would not fit in the memory
+   this host has available (:func:`~sedma.bench.host_memory.local_run_refusal`: LLaMA-7B's
+   do not on a 24 GiB machine, TinyLlama's do); the message-latency run it includes then
+   runs on its own (its work items do not depend on the model).
 
 The message latencies of the communication run (over the real transport) are attached to
 the headline's ``sedma``, ``static`` and ``ray`` (whose peer choice there is Ray's hybrid
@@ -33,15 +34,14 @@ from sedma.bench.comm import bench_comm
 from sedma.bench.comm_report import comm_books
 from sedma.bench.compare import CompareConfig, Progress, run_comparison
 from sedma.bench.costed import bench_costed
+from sedma.bench.host_memory import host_available_bytes, local_run_refusal
 from sedma.clock import Clock
 from sedma.control.listen import LoopListener
 from sedma.spec import ClusterSpec
 from sedma.spec_load import load_cluster
 from sedma.workloads.registry import get_workload
 
-__all__ = ["LOCAL_MAX_BYTES", "run_demo"]
-
-LOCAL_MAX_BYTES = 2 * 2**30  # operands the real run may allocate on this host
+__all__ = ["run_demo"]
 
 
 def run_demo(
@@ -59,12 +59,9 @@ def run_demo(
     if progress:
         progress("costed", 1, 1)
     local: dict[str, Any]
-    if workload.live_bytes > LOCAL_MAX_BYTES:
-        local = {
-            "skipped": f"{workload.name}'s operands ({workload.live_bytes / 2**30:.1f} GiB) "
-            f"exceed what the real run allocates on this host ({LOCAL_MAX_BYTES / 2**30:.0f} "
-            "GiB); run with --scale to shrink the model"
-        }
+    refusal = local_run_refusal(workload, host_available_bytes())
+    if refusal is not None:
+        local = {"skipped": refusal}
     else:
         local = run_comparison(cfg, progress=progress, clock=clock, listeners=listeners)
     comm = local.get("communication")

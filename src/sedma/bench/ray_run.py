@@ -27,7 +27,6 @@ or printing (:mod:`sedma.cli.bench`).
 from __future__ import annotations
 
 import logging
-import os
 import statistics
 import threading
 from collections.abc import Callable
@@ -37,6 +36,7 @@ from typing import Any
 
 from sedma.bench.compare import Progress
 from sedma.bench.costed import bench_costed, head_node
+from sedma.bench.host_memory import float32_bytes, host_available_bytes
 from sedma.bench.ray_baseline import replica_nodes
 from sedma.bench.steady import plan_rate, true_models
 from sedma.compute.partition.context import PartitionSettings
@@ -64,7 +64,6 @@ __all__ = [
     "bench_ray",
     "check_host_memory",
     "first_nodes",
-    "host_available_bytes",
 ]
 
 log = logging.getLogger(__name__)
@@ -111,18 +110,6 @@ def first_nodes(spec: ClusterSpec, n: int) -> ClusterSpec:
     )
 
 
-def host_available_bytes() -> int:
-    """Memory this host can still give (``MemAvailable`` of /proc/meminfo, else free pages)."""
-    try:
-        with open("/proc/meminfo", encoding="ascii") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-
-
 def check_host_memory(spec: ClusterSpec, workload: str, scale: float, available: int) -> None:
     """Refuse, before Ray starts, a run on this host whose real arrays it cannot hold.
 
@@ -132,7 +119,7 @@ def check_host_memory(spec: ClusterSpec, workload: str, scale: float, available:
     (each Ray node's object store holds its own). Raises :class:`~sedma.errors.SedmaError`
     naming both figures when they exceed ``available`` bytes."""
     wl = get_workload(workload, scale=scale)
-    weights = sum(4 * (op.m * op.k + op.k * op.n + op.m * op.n) for op in wl.ops)
+    weights = float32_bytes(wl)
     try:
         replicas = len(replica_nodes(wl, views_from_spec(spec)))
     except SedmaError:
