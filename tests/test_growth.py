@@ -277,7 +277,8 @@ def test_moving_weights_is_charged_on_the_links_they_cross() -> None:
 def test_the_local_backend_follows_a_growing_cache_and_computes_the_grown_products() -> None:
     # The same loop on the backend that computes every tile: at each growth the new tokens'
     # K and V entries join the operands, go with the re-sized (or re-planned) plan, and the
-    # next pass's outputs match the exact products of the grown operands.
+    # next pass's outputs match the exact products of the grown operands: the driver checks
+    # the first pass and the first after each growth.
     spec = _cluster(4.0)
     steps = {p: _decoder(tokens) for p, tokens in enumerate((96, 96, 160, 160, 224, 224))}
     ops = make_operands(steps[0], 0)
@@ -291,8 +292,11 @@ def test_the_local_backend_follows_a_growing_cache_and_computes_the_grown_produc
             settings=LoopSettings(learn=False, calibrate=False),
         )
         loop.start()
-        drive(loop, len(steps), workload_at=steps.__getitem__)
+        totals = drive(loop, len(steps), workload_at=steps.__getitem__)
         assert loop.workload == _decoder(224) and loop.plan.workload == _decoder(224)
+        checked_passes = [int(r["pass"]) for r in totals.timeline if "rel_error" in r]
+        assert checked_passes == [1, 3, 5]  # the first, and the first of each grown size
+        assert totals.rel_error is not None and totals.rel_error < 1e-5
         grown = loop.operands
         assert grown is not None and grown[2][1].shape == (224, 32)  # the V cache, grown
         # the tokens held from the start keep their entries: a cache grows, it is not redrawn

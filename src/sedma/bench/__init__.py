@@ -18,6 +18,9 @@
 - :mod:`~sedma.bench.growth`: the same comparison over a decode run whose context (and KV
   cache) grows, phase by phase (``sedma bench growth``), with sedma's column from one loop
   through the whole decode (:mod:`~sedma.bench.growth_loop`), its migrations charged.
+- :mod:`~sedma.bench.decode`: a decode whose cache grows, computed for real on the local
+  backend or a Ray cluster, sedma's loop following it (``sedma decode``); whether a real run
+  fits this host is :mod:`~sedma.bench.host_memory`'s.
 - :mod:`~sedma.bench.soak`: the wire under chaos (peers killed, links degraded, relays lost):
   what was lost, duplicated or reordered, memory over time.
 """

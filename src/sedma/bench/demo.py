@@ -61,7 +61,12 @@ def run_demo(
     local: dict[str, Any]
     refusal = local_run_refusal(workload, host_available_bytes())
     if refusal is not None:
-        local = {"skipped": refusal}
+        hint = (
+            "--scale shrinks activations, not weights"
+            if refusal.weights_alone
+            else "run with --scale below 1 to shrink its activations"
+        )
+        local = {"skipped": f"{refusal.reason}; {hint}"}
     else:
         local = run_comparison(cfg, progress=progress, clock=clock, listeners=listeners)
     comm = local.get("communication")

@@ -2,13 +2,13 @@
 
 Covers: :data:`app` and :func:`main` (the ``sedma`` console script), the global options
 (``-v``, ``--log-format``, ``--version``; the logging set-up itself is :mod:`sedma.cli.logs`)
-and the top-level commands ``sedma demo``,
-``plan``, ``memory`` and ``routes``; mounts ``calibrate``, ``why``, ``dashboard`` and the
-``sedma bench`` sub-app. Does not cover: any logic (see :mod:`sedma.bench.compare`,
-:mod:`sedma.compute.partition.planner`, :mod:`sedma.memory.long_term`), ``sedma calibrate``
-(see :mod:`sedma.cli.calibrate_cmd`), the ``sedma bench`` commands (see :mod:`sedma.cli.bench`),
-how results are printed (see :mod:`sedma.cli.render`) or what every command shares:
-consoles, options, the progress bar, JSON writing and the error guard (see
+and the top-level commands ``sedma demo``, ``plan``, ``memory`` and ``routes``; mounts
+``calibrate``, ``decode``, ``why``, ``dashboard`` and the ``sedma bench`` sub-app. Does not
+cover: any logic (see :mod:`sedma.bench.compare`, :mod:`sedma.compute.partition.planner`,
+:mod:`sedma.memory.long_term`), ``sedma calibrate`` (see :mod:`sedma.cli.calibrate_cmd`),
+``sedma decode`` (see :mod:`sedma.cli.decode_cmd`), the ``sedma bench`` commands (see
+:mod:`sedma.cli.bench`), how results are printed (see :mod:`sedma.cli.render`) or what every
+command shares: consoles, options, the progress bar, JSON writing and the error guard (see
 :mod:`sedma.cli.common`). Every :class:`~sedma.errors.SedmaError` becomes one line on
 stderr and exit code 2, never a traceback.
 
@@ -40,6 +40,7 @@ from sedma.cli.common import (
     write_json,
     write_plot_files,
 )
+from sedma.cli.decode_cmd import decode
 from sedma.cli.logs import LOG_FORMATS, configure_logging
 from sedma.cli.observe import DashboardOpt, MetricsPortOpt, dashboard, watching, why
 from sedma.cli.ray_cmd import demo_ray
@@ -305,6 +306,7 @@ def routes(
 
 
 app.command()(calibrate)
+app.command()(decode)
 
 
 def main() -> None:

@@ -32,8 +32,9 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class JobTotals:
-    """A job's passes added up: device seconds, busy seconds per node, the checked error,
-    and a timeline of every pass (its device seconds, the bytes held after it)."""
+    """A job's passes added up: device seconds, busy seconds per node, the largest checked
+    error, and a timeline of every pass (its device seconds, the bytes held after it, and
+    its error where it was checked)."""
 
     passes: int = 0
     device_s: float = 0.0
@@ -86,10 +87,12 @@ def drive(
     """Run ``passes`` passes of ``loop``'s plan on its backend, one loop step after each.
 
     ``before_pass(p)`` runs before pass ``p`` (a benchmark injects its faults there). The
-    first pass's outputs are checked against the exact products when ``check_error`` and
-    the backend computes arrays. When a node dies mid-pass, the loop runs once (it sees the
-    failure and re-plans) and the pass runs again on the new plan; if the loop kept the old
-    plan (a system that does not adapt), the failure is raised, as a plain program would.
+    first pass's outputs, and those of the first pass after each growth, are checked against
+    the exact products when ``check_error`` and the backend computes arrays (the job's
+    ``rel_error`` is the largest checked; each checked pass's is in its timeline row). When
+    a node dies mid-pass, the loop runs once (it sees the failure and re-plans) and the pass
+    runs again on the new plan; if the loop kept the old plan (a system that does not
+    adapt), the failure is raised, as a plain program would.
     ``workload_at(p)`` is the job's workload for pass ``p`` (a decode whose context grows:
     see :func:`~sedma.workloads.registry.growing_decode`); where it differs from the loop's,
     the loop follows it first (:meth:`~sedma.control.loop.ControlLoop.grow`), so that the
@@ -103,15 +106,17 @@ def drive(
     totals = JobTotals()
     steps = _Schedule(workload_at, passes) if workload_at is not None else None
     for p in range(passes):
+        grew = False
         if steps is not None:
             grown = steps.at(p)
             if grown != loop.workload:
+                grew = True
                 # this size's passes (until the workload next changes), and the steps after
                 here, *ahead = steps.from_pass(p)
                 loop.grow(grown, passes_left=passes - p, horizon=here[1], ahead=tuple(ahead))
         if before_pass is not None:
             before_pass(p)
-        check = loop.operands if (p == 0 and check_error) else None
+        check = loop.operands if ((p == 0 or grew) and check_error) else None
         try:
             r = ex.run_pass(loop.plan, check_against=check)
         except NodeLostError as e:
@@ -122,14 +127,16 @@ def drive(
             log.info("pass %d lost %s; re-running it on the new plan", p, ", ".join(e.nodes))
             r = ex.run_pass(loop.plan, check_against=check)
         totals.passes += 1
-        totals.rel_error = r.rel_error if r.rel_error is not None else totals.rel_error
+        if r.rel_error is not None:
+            totals.rel_error = max(r.rel_error, totals.rel_error or 0.0)
         totals.device_s += r.device_s
         for n, b in r.busy_s.items():
             totals.busy_s[n] += b
         loop.run_once()
-        totals.timeline.append(
-            {"pass": p + 1, "device_s": r.device_s, "held_bytes": loop.peak.current_bytes}
-        )
+        row = {"pass": p + 1, "device_s": r.device_s, "held_bytes": loop.peak.current_bytes}
+        if r.rel_error is not None:
+            row["rel_error"] = r.rel_error
+        totals.timeline.append(row)
         if progress is not None:
             progress(p + 1, passes)
     return totals

@@ -1,0 +1,263 @@
+"""``sedma decode``: a decode whose KV cache grows, computed for real, with sedma's loop
+following it.
+
+Covers: :class:`DecodeConfig` and :func:`run_decode`, which runs one decoder from ``start``
+tokens to ``stop`` on a backend that computes (the local backend, or a Ray cluster), one pass
+per token, through one :class:`~sedma.control.loop.ControlLoop` and the job driver
+(:func:`~sedma.control.driver.drive` with
+:func:`~sedma.workloads.registry.growing_decode`). Every ``every`` tokens the cache grows:
+the loop re-sizes its plan in place or re-plans, the new tokens' K and V entries join the
+operands, and the first pass after each growth is checked against the exact products. It
+returns the result JSON of ARCHITECTURE.md with one system, ``sedma``, and each step's
+figures. Does not cover: the comparison with the baselines as the cache grows, timed by the
+cost model (:mod:`sedma.bench.growth`), what the loop decides (:mod:`sedma.control.loop`),
+or presentation (:mod:`sedma.cli.render_decode`).
+
+What its times are: the backend's device time. The local backend charges each tile's FLOPs
+at its node's emulated rate (not links or memory bandwidth: :mod:`sedma.runtime.local`); the
+Ray backend charges the cost model's rules (:mod:`sedma.runtime.ray`). So its throughput is
+this run's, on this backend; the costed comparison is ``sedma bench growth``'s.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from sedma.bench.costed import head_node
+from sedma.bench.host_memory import float32_bytes, host_available_bytes, local_run_refusal
+from sedma.compute.partition.context import PartitionContext, PartitionSettings
+from sedma.compute.partition.planner import plan_sedma
+from sedma.compute.partition.views import views_from_spec
+from sedma.compute.plan import Plan
+from sedma.compute.results import make_operands
+from sedma.compute.workload import Workload
+from sedma.control.driver import drive
+from sedma.control.loop import ControlLoop
+from sedma.control.loop_types import LoopSettings
+from sedma.errors import PlanError, SedmaError
+from sedma.memory.long_term import LongTermMemory
+from sedma.memory.short_term import ShortTermMemory
+from sedma.metrics import memory_efficiency, resource_utilization
+from sedma.runtime.base import Backend, Operands
+from sedma.runtime.cost import network_of
+from sedma.runtime.local import LocalBackend
+from sedma.runtime.local_probe import measure_time_scale
+from sedma.sim.backend import static_paths
+from sedma.spec import ClusterSpec
+from sedma.spec_load import load_cluster
+from sedma.workloads.llama import DECODERS
+from sedma.workloads.registry import growing_decode
+
+__all__ = ["DecodeConfig", "run_decode"]
+
+Progress = Callable[[str, int, int], None]  # (phase, done, total)
+
+
+@dataclass(frozen=True)
+class DecodeConfig:
+    """What to decode, where (see the module docstring). ``every``: tokens between two
+    growths; ``time_scale`` (local only): None to measure it on this host."""
+
+    cluster: str | Path | ClusterSpec = "edge-swarm"
+    workload: str = "tinyllama-1.1b"
+    start: int = 256
+    stop: int = 320
+    every: int = 16
+    backend: Literal["local", "ray"] = "local"
+    address: str | None = None  # ray: join this cluster (None: start one on this host)
+    seed: int = 0
+    time_scale: float | None = None
+    memory: str | Path | None = None
+    learn: bool = True
+
+    def __post_init__(self) -> None:
+        if self.workload not in DECODERS:
+            raise SedmaError(
+                f"workload = {self.workload!r}; allowed: {', '.join(DECODERS)} (a cache to grow)"
+            )
+        if self.backend not in ("local", "ray"):
+            raise SedmaError(f"backend = {self.backend!r}; allowed: local, ray")
+        if self.address is not None and self.backend != "ray":
+            raise SedmaError("address is for --backend ray only")
+        if self.time_scale is not None and self.backend != "local":
+            raise SedmaError("time_scale is for the local backend only")
+        if self.time_scale is not None and not self.time_scale > 0:
+            raise SedmaError(f"time_scale = {self.time_scale!r}; allowed: a number > 0")
+
+
+def run_decode(cfg: DecodeConfig, progress: Progress | None = None) -> dict[str, Any]:
+    """The decode of the module docstring; returns its result JSON as a dict."""
+    spec = cfg.cluster if isinstance(cfg.cluster, ClusterSpec) else load_cluster(cfg.cluster)
+    schedule = growing_decode(cfg.workload, start=cfg.start, stop=cfg.stop, every=cfg.every)
+    passes = cfg.stop - cfg.start
+    first, last = schedule(0), schedule(passes - 1)
+    _check_room(cfg, last)
+    operands = make_operands(first, cfg.seed)
+    ltm = LongTermMemory(cfg.memory)
+    try:
+        with _backend(cfg, spec, first, operands) as (backend, time_scale, partition, links):
+            loop = ControlLoop(
+                spec=spec,
+                workload=first,
+                backend=backend,
+                operands=operands,
+                stm=ShortTermMemory(),
+                ltm=ltm,
+                settings=LoopSettings(learn=cfg.learn),
+                partition=partition,
+                links=links,
+            )
+            loop.start()
+            plans: dict[int, Plan] = {}  # each step's first pass -> the plan it ran
+
+            def before_pass(p: int) -> None:
+                if p % cfg.every == 0:
+                    plans[p] = loop.plan
+
+            totals = drive(
+                loop,
+                passes,
+                before_pass=before_pass,
+                progress=None if progress is None else lambda d, n: progress("decode", d, n),
+                workload_at=schedule,
+            )
+            steps = _steps(cfg, totals.timeline, plans, loop)
+            device_s = totals.device_s
+            budget = min(op.max_rel_error for op in last.ops)
+            capacity = {n.name: n.device.matmul_gflops for n in spec.nodes}
+            sedma = {
+                "throughput_ops_s": totals.passes / device_s if device_s > 0 else None,
+                "memory_efficiency": memory_efficiency(last.live_bytes, loop.peak.peak_bytes),
+                "resource_utilization": resource_utilization(totals.busy_s, capacity, device_s),
+                "rel_error": totals.rel_error,
+                "adaptations": loop.adaptations,
+                "meets_error_budget": totals.rel_error is not None and totals.rel_error <= budget,
+                "passes": totals.passes,
+                "device_s": device_s,
+                "peak_held_bytes": loop.peak.peak_bytes,
+                "checked_passes": sum(1 for r in totals.timeline if "rel_error" in r),
+            }
+            decisions = [
+                {
+                    "id": d.record_id,
+                    "interval": d.interval,
+                    "kind": d.kind,
+                    "accepted": d.accepted,
+                    "reason": d.reason,
+                    "predicted_gain": d.predicted_gain,
+                }
+                for d in loop.decisions
+            ]
+            loop.finish({"throughput_ops_s": sedma["throughput_ops_s"]})
+    finally:
+        location = ltm.location
+        ltm.close()
+    return {
+        "scenario": "decode",
+        "backend": cfg.backend,
+        "seed": cfg.seed,
+        "cluster": spec.name,
+        "workload": cfg.workload,
+        "start": cfg.start,
+        "stop": cfg.stop,
+        "grow_every": cfg.every,
+        "time_scale": time_scale,
+        "systems": {"sedma": sedma},
+        "steps": steps,
+        "decisions": decisions,
+        "memory": location,
+    }
+
+
+def _check_room(cfg: DecodeConfig, last: Workload) -> None:
+    """Refuse, before anything starts, a decode whose operands at its longest context this
+    host cannot hold: the local run's (:func:`local_run_refusal`), or, for a Ray cluster
+    this process starts, the driver's operands and one placed copy on this host."""
+    available = host_available_bytes()
+    if cfg.backend == "local":
+        refusal = local_run_refusal(last, available)
+        why = None if refusal is None else refusal.reason
+    elif cfg.address is None and 2 * float32_bytes(last) > available:
+        why = (
+            f"{last.name} on a Ray cluster on this host would hold about "
+            f"{2 * float32_bytes(last) / 2**30:.1f} GiB (the driver's operands and one placed "
+            f"copy), which has {available / 2**30:.1f} GiB available"
+        )
+    else:
+        why = None
+    if why is not None:
+        raise SedmaError(f"decode: {why}")
+
+
+_Setup = tuple[Backend, float | None, PartitionSettings | None, Any]
+
+
+@contextmanager
+def _backend(
+    cfg: DecodeConfig, spec: ClusterSpec, first: Workload, operands: Operands
+) -> Iterator[_Setup]:
+    """The backend the decode runs on, its time scale (local), and what its planners see:
+    the local backend charges FLOPs only, so its planners see no links (as ``sedma demo``'s
+    real run); on Ray they see the links and the dispatch it measured (as ``sedma bench
+    ray``)."""
+    if cfg.backend == "local":
+        scale = cfg.time_scale if cfg.time_scale is not None else _time_scale(spec, first, operands)
+        with LocalBackend(spec, time_scale=scale) as local:
+            yield local, scale, None, None
+        return
+    from sedma.runtime.ray import RayBackend  # Ray is an extra: imported only when asked for
+    from sedma.runtime.ray_cluster import RayCluster
+
+    cluster = RayCluster(spec, address=cfg.address)
+    try:
+        with RayBackend(spec, cluster=cluster, seed=cfg.seed) as ray_backend:
+            driver = head_node(views_from_spec(spec))
+            links = network_of(spec).link_view(static_paths(spec), driver)
+            yield ray_backend, None, PartitionSettings(dispatch_s=ray_backend.dispatch_s), links
+    finally:
+        cluster.shutdown()
+
+
+def _time_scale(spec: ClusterSpec, first: Workload, operands: Operands) -> float:
+    """The local backend's dilation, from this host's measured cost of the first plan."""
+    try:
+        plan = plan_sedma(PartitionContext(nodes=views_from_spec(spec), workload=first))
+    except PlanError as e:
+        raise SedmaError(f"decode: {first.name} fits no plan on {spec.name}: {e}") from e
+    return measure_time_scale(spec, [plan], operands)
+
+
+def _steps(
+    cfg: DecodeConfig, timeline: list[dict[str, float]], plans: dict[int, Plan], loop: ControlLoop
+) -> list[dict[str, Any]]:
+    """Each step of ``every`` tokens: the context it ends at, its passes, device seconds and
+    rate, the error of its checked pass, the most bytes held, the nodes its plan used, and
+    the loop's decisions made with the step's passes due (its growth's among them: a
+    decision's ``interval`` counts the passes done when it was made)."""
+    out = []
+    for first in range(0, len(timeline), cfg.every):
+        rows = timeline[first : first + cfg.every]
+        device = sum(r["device_s"] for r in rows)
+        checked = [r["rel_error"] for r in rows if "rel_error" in r]
+        due = range(first, first + len(rows))
+        out.append(
+            {
+                "context": min(cfg.stop, cfg.start + first + cfg.every),
+                "passes": len(rows),
+                "device_s": device,
+                "throughput_ops_s": len(rows) / device if device > 0 else None,
+                "rel_error": max(checked) if checked else None,
+                "held_bytes": max(int(r["held_bytes"]) for r in rows),
+                "nodes": sorted({t.node for t in plans[first].tiles}),
+                "decisions": [
+                    {"kind": d.kind, "accepted": d.accepted, "reason": d.reason}
+                    for d in loop.decisions
+                    if d.interval in due
+                ],
+            }
+        )
+    return out
