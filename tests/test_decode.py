@@ -35,9 +35,7 @@ def _toy(tokens: int) -> Workload:
     )  # fmt: skip
 
 
-def _toy_decode(
-    name: str, *, start: int, stop: int, every: int = 1
-) -> Callable[[int], Workload]:
+def _toy_decode(name: str, *, start: int, stop: int, every: int = 1) -> Callable[[int], Workload]:
     assert name == "tinyllama-1.1b"
     return lambda p: _toy(min(stop, start + every * (p // every + 1)))
 
@@ -152,3 +150,22 @@ def test_tinyllama_decodes_for_real_and_every_grown_step_is_exact(tmp_path: Path
     me = r["systems"]["sedma"]
     assert me["checked_passes"] == 2 and me["meets_error_budget"]
     assert me["rel_error"] is not None and me["rel_error"] < 1e-5
+
+
+@pytest.mark.ray
+def test_a_decode_on_a_ray_cluster_follows_the_cache_on_the_actors(
+    toy: None, tmp_path: Path
+) -> None:
+    pytest.importorskip("ray")
+    r = run_decode(
+        DecodeConfig(
+            cluster=_cluster(), start=40, stop=80, every=20, backend="ray",
+            memory=tmp_path / "m.db", learn=False,
+        )
+    )  # fmt: skip
+    assert r["backend"] == "ray" and r["time_scale"] is None
+    assert [s["context"] for s in r["steps"]] == [60, 80]
+    # the actors computed the grown products: each step's first pass is exact
+    assert all(s["rel_error"] is not None and s["rel_error"] < 1e-5 for s in r["steps"])
+    assert r["systems"]["sedma"]["checked_passes"] == 2
+    assert any("cache grew to 80 tokens" in d["reason"] for d in r["steps"][1]["decisions"])
