@@ -169,3 +169,39 @@ def test_a_decode_on_a_ray_cluster_follows_the_cache_on_the_actors(
     assert all(s["rel_error"] is not None and s["rel_error"] < 1e-5 for s in r["steps"])
     assert r["systems"]["sedma"]["checked_passes"] == 2
     assert any("cache grew to 80 tokens" in d["reason"] for d in r["steps"][1]["decisions"])
+
+
+def test_a_node_dying_mid_decode_loses_no_pass_and_the_recovered_plan_is_exact(
+    toy: None, tmp_path: Path
+) -> None:
+    r = run_decode(
+        DecodeConfig(
+            cluster=_cluster(), start=40, stop=100, every=20, time_scale=50.0,
+            memory=tmp_path / "m.db", fail_node="g-0", fail_at=30,
+        )
+    )  # fmt: skip
+    assert r["fault"] == {"node": "g-0", "at_pass": 30}
+    me = r["systems"]["sedma"]
+    assert me["passes"] == 60  # every token of every sequence, the lost pass run again
+    # checked: the first pass, each growth's, and the pass re-run on the recovered plan
+    assert me["checked_passes"] == 4 and me["rel_error"] < 1e-5
+    middle = r["steps"][1]  # passes 20..39: g-0 died before pass 30
+    assert any(d["accepted"] and "g-0 failed" in d["reason"] for d in middle["decisions"])
+    assert "g-0" not in r["steps"][2]["nodes"]
+
+
+@pytest.mark.parametrize(
+    ("kw", "needle"),
+    [
+        ({"fail_at": 3}, "fail_at needs fail_node"),
+        ({"fail_node": "g-0", "fail_at": 99}, r"allowed: a pass in 0\.\.59"),
+    ],
+)
+def test_a_bad_fault_is_refused(kw: dict[str, object], needle: str) -> None:
+    with pytest.raises(SedmaError, match=needle):
+        DecodeConfig(start=40, stop=100, **kw)  # type: ignore[arg-type]
+
+
+def test_a_fault_on_a_node_the_cluster_lacks_names_the_nodes(toy: None) -> None:
+    with pytest.raises(SedmaError, match=r"fail_node = 'gpu-9'; allowed: a node of toy-lan"):
+        run_decode(DecodeConfig(cluster=_cluster(), start=0, stop=4, fail_node="gpu-9"))

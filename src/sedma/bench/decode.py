@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 from sedma.bench.costed import head_node
 from sedma.bench.host_memory import float32_bytes, host_available_bytes, local_run_refusal
@@ -42,7 +42,7 @@ from sedma.errors import PlanError, SedmaError
 from sedma.memory.long_term import LongTermMemory
 from sedma.memory.short_term import ShortTermMemory
 from sedma.metrics import memory_efficiency, resource_utilization
-from sedma.runtime.base import Backend, Operands
+from sedma.runtime.base import Backend, FaultInjector, Operands
 from sedma.runtime.cost import network_of
 from sedma.runtime.local import LocalBackend
 from sedma.runtime.local_probe import measure_time_scale
@@ -73,6 +73,8 @@ class DecodeConfig:
     time_scale: float | None = None
     memory: str | Path | None = None
     learn: bool = True
+    fail_node: str | None = None  # a node that dies mid-decode (fault injection)
+    fail_at: int | None = None  # the pass before which it dies (None: half-way)
 
     def __post_init__(self) -> None:
         if self.workload not in DECODERS:
@@ -83,6 +85,12 @@ class DecodeConfig:
             raise SedmaError(f"backend = {self.backend!r}; allowed: local, ray")
         if self.address is not None and self.backend != "ray":
             raise SedmaError("address is for --backend ray only")
+        if self.fail_at is not None and self.fail_node is None:
+            raise SedmaError("fail_at needs fail_node (the node that dies)")
+        if self.fail_at is not None and not 0 <= self.fail_at < self.stop - self.start:
+            raise SedmaError(
+                f"fail_at = {self.fail_at!r}; allowed: a pass in 0..{self.stop - self.start - 1}"
+            )
         if self.time_scale is not None and self.backend != "local":
             raise SedmaError("time_scale is for the local backend only")
         if self.time_scale is not None and not self.time_scale > 0:
@@ -94,6 +102,12 @@ def run_decode(cfg: DecodeConfig, progress: Progress | None = None) -> dict[str,
     spec = cfg.cluster if isinstance(cfg.cluster, ClusterSpec) else load_cluster(cfg.cluster)
     schedule = growing_decode(cfg.workload, start=cfg.start, stop=cfg.stop, every=cfg.every)
     passes = cfg.stop - cfg.start
+    if cfg.fail_node is not None and cfg.fail_node not in spec.node_names:
+        raise SedmaError(
+            f"fail_node = {cfg.fail_node!r}; allowed: a node of {spec.name} "
+            f"({', '.join(spec.node_names)})"
+        )
+    fail_at = passes // 2 if cfg.fail_at is None else cfg.fail_at
     first, last = schedule(0), schedule(passes - 1)
     _check_room(cfg, last)
     operands = make_operands(first, cfg.seed)
@@ -112,11 +126,10 @@ def run_decode(cfg: DecodeConfig, progress: Progress | None = None) -> dict[str,
                 links=links,
             )
             loop.start()
-            plans: dict[int, Plan] = {}  # each step's first pass -> the plan it ran
 
             def before_pass(p: int) -> None:
-                if p % cfg.every == 0:
-                    plans[p] = loop.plan
+                if cfg.fail_node is not None and p == fail_at:
+                    backend.fail_node(cfg.fail_node)  # the driver re-plans and re-runs
 
             totals = drive(
                 loop,
@@ -125,7 +138,7 @@ def run_decode(cfg: DecodeConfig, progress: Progress | None = None) -> dict[str,
                 progress=None if progress is None else lambda d, n: progress("decode", d, n),
                 workload_at=schedule,
             )
-            steps = _steps(cfg, totals.timeline, plans, loop)
+            steps = _steps(cfg, totals.timeline, totals.ran, loop)
             device_s = totals.device_s
             budget = min(op.max_rel_error for op in last.ops)
             capacity = {n.name: n.device.matmul_gflops for n in spec.nodes}
@@ -166,6 +179,7 @@ def run_decode(cfg: DecodeConfig, progress: Progress | None = None) -> dict[str,
         "stop": cfg.stop,
         "grow_every": cfg.every,
         "time_scale": time_scale,
+        "fault": None if cfg.fail_node is None else {"node": cfg.fail_node, "at_pass": fail_at},
         "systems": {"sedma": sedma},
         "steps": steps,
         "decisions": decisions,
@@ -193,7 +207,11 @@ def _check_room(cfg: DecodeConfig, last: Workload) -> None:
         raise SedmaError(f"decode: {why}")
 
 
-_Setup = tuple[Backend, float | None, PartitionSettings | None, Any]
+class _Runner(Backend, FaultInjector, Protocol):
+    """A backend that computes and takes injected faults (the local and Ray backends)."""
+
+
+_Setup = tuple[_Runner, float | None, PartitionSettings | None, Any]
 
 
 @contextmanager
@@ -232,10 +250,11 @@ def _time_scale(spec: ClusterSpec, first: Workload, operands: Operands) -> float
 
 
 def _steps(
-    cfg: DecodeConfig, timeline: list[dict[str, float]], plans: dict[int, Plan], loop: ControlLoop
+    cfg: DecodeConfig, timeline: list[dict[str, float]], ran: list[Plan], loop: ControlLoop
 ) -> list[dict[str, Any]]:
     """Each step of ``every`` tokens: the context it ends at, its passes, device seconds and
-    rate, the error of its checked pass, the most bytes held, the nodes its plan used, and
+    rate, the error of its checked pass, the most bytes held, the nodes its last pass ran on
+    (after any recovery), and
     the loop's decisions made with the step's passes due (its growth's among them: a
     decision's ``interval`` counts the passes done when it was made)."""
     out = []
@@ -252,7 +271,7 @@ def _steps(
                 "throughput_ops_s": len(rows) / device if device > 0 else None,
                 "rel_error": max(checked) if checked else None,
                 "held_bytes": max(int(r["held_bytes"]) for r in rows),
-                "nodes": sorted({t.node for t in plans[first].tiles}),
+                "nodes": sorted({t.node for t in ran[first + len(rows) - 1].tiles}),
                 "decisions": [
                     {"kind": d.kind, "accepted": d.accepted, "reason": d.reason}
                     for d in loop.decisions

@@ -57,11 +57,17 @@ def decode(
     no_learn: Annotated[
         bool, typer.Option("--no-learn", help="Ignore and do not update long-term memory.")
     ] = False,
+    fail_node: Annotated[
+        str | None, typer.Option(help="A node that dies mid-decode: the loop re-plans around it.")
+    ] = None,
+    fail_at: Annotated[
+        int | None, typer.Option(help="--fail-node: the pass before which it dies (half-way).")
+    ] = None,
     json_path: JsonOpt = None,
 ) -> None:
     """Decode for real, one pass per token, while the KV cache grows: sedma's loop re-sizes
-    its plan or re-plans every --every tokens, and the first pass after each growth is
-    checked against the exact products."""
+    its plan or re-plans every --every tokens, and the first pass after each growth (or after
+    a node dies: --fail-node) is checked against the exact products."""
     from sedma.bench.decode import DecodeConfig, run_decode
 
     if backend not in ("local", "ray"):
@@ -80,6 +86,8 @@ def decode(
             time_scale=time_scale,
             memory=memory,
             learn=not no_learn,
+            fail_node=fail_node,
+            fail_at=fail_at,
         )
         with progress_bar() as progress:
             return run_decode(cfg, progress=progress)
@@ -111,6 +119,13 @@ def print_decode(r: dict[str, Any]) -> None:
             did,
         )
     out.print(t)
+    fault = r.get("fault")
+    if fault is not None:
+        out.print(
+            f"{fault['node']} died before pass {fault['at_pass']}: the loop re-planned "
+            "without it, and the pass ran again on the new plan (checked)",
+            highlight=False,
+        )
     me = r["systems"]["sedma"]
     out.print(
         f"{me['passes']} passes, {fmt(me['throughput_ops_s'], 'ops')} passes/s in device "

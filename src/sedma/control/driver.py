@@ -20,6 +20,7 @@ from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from sedma.compute.plan import Plan
 from sedma.compute.workload import Workload
 from sedma.control.executor import Executor
 from sedma.control.loop import ControlLoop
@@ -33,8 +34,8 @@ log = logging.getLogger(__name__)
 @dataclass
 class JobTotals:
     """A job's passes added up: device seconds, busy seconds per node, the largest checked
-    error, and a timeline of every pass (its device seconds, the bytes held after it, and
-    its error where it was checked)."""
+    error, a timeline of every pass (its device seconds, the bytes held after it, and its
+    error where it was checked) and the plan each pass ran on."""
 
     passes: int = 0
     device_s: float = 0.0
@@ -42,6 +43,8 @@ class JobTotals:
     busy_s: dict[str, float] = field(default_factory=lambda: defaultdict(float))
     # per pass, in order: its device seconds and the bytes held for the job after it
     timeline: list[dict[str, float]] = field(default_factory=list)
+    # per pass, in order: the plan it ran on (after any recovery from a lost node)
+    ran: list[Plan] = field(default_factory=list)
 
 
 class _Schedule:
@@ -87,12 +90,12 @@ def drive(
     """Run ``passes`` passes of ``loop``'s plan on its backend, one loop step after each.
 
     ``before_pass(p)`` runs before pass ``p`` (a benchmark injects its faults there). The
-    first pass's outputs, and those of the first pass after each growth, are checked against
-    the exact products when ``check_error`` and the backend computes arrays (the job's
-    ``rel_error`` is the largest checked; each checked pass's is in its timeline row). When
-    a node dies mid-pass, the loop runs once (it sees the failure and re-plans) and the pass
-    runs again on the new plan; if the loop kept the old plan (a system that does not
-    adapt), the failure is raised, as a plain program would.
+    first pass's outputs, and those of the first pass after each growth or after a node was
+    lost, are checked against the exact products when ``check_error`` and the backend
+    computes arrays (the job's ``rel_error`` is the largest checked; each checked pass's is
+    in its timeline row). When a node dies mid-pass, the loop runs once (it sees the failure
+    and re-plans) and the pass runs again on the new plan; if the loop kept the old plan (a
+    system that does not adapt), the failure is raised, as a plain program would.
     ``workload_at(p)`` is the job's workload for pass ``p`` (a decode whose context grows:
     see :func:`~sedma.workloads.registry.growing_decode`); where it differs from the loop's,
     the loop follows it first (:meth:`~sedma.control.loop.ControlLoop.grow`), so that the
@@ -117,16 +120,19 @@ def drive(
         if before_pass is not None:
             before_pass(p)
         check = loop.operands if ((p == 0 or grew) and check_error) else None
+        ran = loop.plan
         try:
-            r = ex.run_pass(loop.plan, check_against=check)
+            r = ex.run_pass(ran, check_against=check)
         except NodeLostError as e:
-            lost = loop.plan
             loop.run_once()
-            if loop.plan is lost:
+            if loop.plan is ran:
                 raise
             log.info("pass %d lost %s; re-running it on the new plan", p, ", ".join(e.nodes))
-            r = ex.run_pass(loop.plan, check_against=check)
+            # the new plan's first pass is checked too: what recovered is computed right
+            ran = loop.plan
+            r = ex.run_pass(ran, check_against=loop.operands if check_error else None)
         totals.passes += 1
+        totals.ran.append(ran)
         if r.rel_error is not None:
             totals.rel_error = max(r.rel_error, totals.rel_error or 0.0)
         totals.device_s += r.device_s
