@@ -137,6 +137,7 @@ def run_decode(cfg: DecodeConfig, progress: Progress | None = None) -> dict[str,
                 before_pass=before_pass,
                 progress=None if progress is None else lambda d, n: progress("decode", d, n),
                 workload_at=schedule,
+                known_length=True,  # the decode is the whole job: a re-plan pays within it
             )
             steps = _steps(cfg, totals.timeline, totals.ran, loop)
             device_s = totals.device_s

@@ -144,6 +144,7 @@ def sedma_growing(
             len(at),
             workload_at=lambda p: get_workload(workload, context=at[p]),
             before_pass=before_pass,
+            known_length=True,  # the decode is the whole job: a re-plan pays within it
         )
     except SedmaError as e:  # the grown cache fits no plan: the decode stops here
         return {"failed": f"at context {runs[-1].context if runs else steps[0]}: {e}"}

@@ -45,7 +45,9 @@ class ComputeContext:
     ``nodes`` carry the loop's current beliefs (rates measured over the last interval where
     there were samples, else what the plan assumed; free memory as last reported).
     ``drift_threshold`` is the relative rate change that counts as drift (learned per
-    workload context from long-term memory).
+    workload context from long-term memory). ``passes_left``: the passes the job has left
+    after this step, where the job driver knows them (None: an open-ended job, over which
+    a re-plan's moves amortise whatever they cost).
     """
 
     plan: Plan
@@ -54,6 +56,7 @@ class ComputeContext:
     drift_threshold: float
     settings: PartitionSettings = field(default_factory=PartitionSettings)
     links: LinkView | None = None  # what the planner knows of the network (None: ignored)
+    passes_left: int | None = None
 
 
 @dataclass(frozen=True)
@@ -186,9 +189,12 @@ def suggest_replan(ctx: ComputeContext) -> Replan | None:
     Memory: a node's free memory is below what the current plan makes it hold (forced).
     Failure: a node the plan uses is no longer among ``nodes`` (forced).
     The new plan is :func:`~sedma.compute.partition.planner.plan_sedma` at the believed rates, with
-    its predicted gain; whether the gain (``min_gain``) is worth it is the loop's call, so
-    that rejected suggestions are logged too. Returns ``None`` when nothing drifted; raises
-    :class:`~sedma.errors.PlanError` when no plan fits.
+    its predicted gain; where the job's ``passes_left`` and the links are known, a voluntary
+    re-plan's gain is net of its moves (:func:`~sedma.compute.moves.move_time_s` of
+    :func:`~sedma.compute.moves.plan_moves`: ``1 - (M + n t_new) / (n t_now)`` over the ``n``
+    passes left), as a growth re-plan's is. Whether the gain (``min_gain``) is worth it is
+    the loop's call, so that rejected suggestions are logged too. Returns ``None`` when
+    nothing drifted; raises :class:`~sedma.errors.PlanError` when no plan fits.
     """
     views = {v.name: v for v in ctx.nodes}
     plan = ctx.plan
@@ -218,21 +224,35 @@ def suggest_replan(ctx: ComputeContext) -> Replan | None:
     predicted = _pass_s(new, pctx)
     gain = 1.0 - predicted / current if current > 0 else 0.0
     forced = bool(short or gone or over)
+    moved_bytes: int | None = None
+    move_s: float | None = None
+    n = ctx.passes_left
+    if not forced and n is not None and ctx.links is not None and current > 0:
+        # a job of known length: the moves must pay for themselves over the passes left
+        moved = plan_moves(plan, new)
+        moved_bytes, move_s = sum(moved.values()), move_time_s(moved, ctx.links)
+        gain = 1.0 - (move_s + n * predicted) / (n * current) if n > 0 else -1.0
     worst = sorted(drift.items(), key=lambda kv: -abs(kv[1]))
-    parts = [f"{n} rate {d:+.0%} vs plan" for n, d in worst[:3]]
+    parts = [f"{x} rate {d:+.0%} vs plan" for x, d in worst[:3]]
     if len(worst) > 3:
         parts.append(f"{len(worst) - 3} more nodes drifted")
-    parts += [f"{n} free memory below plan footprint" for n in short]
-    parts += [f"{n} failed" for n in gone]
-    parts += [f"{n} error now above a product's budget" for n in over]
+    parts += [f"{x} free memory below plan footprint" for x in short]
+    parts += [f"{x} failed" for x in gone]
+    parts += [f"{x} error now above a product's budget" for x in over]
+    reason = "; ".join(parts)
+    if move_s is not None and moved_bytes is not None:
+        left = f"weighed over the {n} passes the job has left" if n else "the job has ended"
+        reason += f" (its moves: {moved_bytes / 1e9:.3g} GB in {move_s:.3g} s, {left})"
     return Replan(
         plan=new,
-        reason="; ".join(parts),
+        reason=reason,
         drift=drift,
         predicted_gain=gain,
         current_makespan_s=current,
         predicted_makespan_s=predicted,
         forced=forced,
+        moved_bytes=moved_bytes,
+        move_s=move_s,
     )
 
 

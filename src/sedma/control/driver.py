@@ -86,6 +86,7 @@ def drive(
     before_pass: Callable[[int], None] | None = None,
     progress: Callable[[int, int], None] | None = None,
     workload_at: Callable[[int], Workload] | None = None,
+    known_length: bool = False,
 ) -> JobTotals:
     """Run ``passes`` passes of ``loop``'s plan on its backend, one loop step after each.
 
@@ -101,7 +102,10 @@ def drive(
     the loop follows it first (:meth:`~sedma.control.loop.ControlLoop.grow`), so that the
     pass runs the grown workload, with the passes this size runs and the steps after it
     (each workload and its passes), so that a re-plan is judged over the rest of the job.
-    The loop must have been started.
+    ``known_length``: these ``passes`` are the whole job, so each loop step is told the
+    passes left after it, and a voluntary re-plan must pay for its moves within them (by
+    default the job is open-ended, as a service's or a steady-state measurement's is, and
+    moves amortise). The loop must have been started.
     """
     if isinstance(passes, bool) or not isinstance(passes, int) or passes < 1:
         raise SedmaError(f"passes: got {passes!r}; must be an int >= 1")
@@ -124,7 +128,7 @@ def drive(
         try:
             r = ex.run_pass(ran, check_against=check)
         except NodeLostError as e:
-            loop.run_once()
+            loop.run_once(passes - p if known_length else None)
             if loop.plan is ran:
                 raise
             log.info("pass %d lost %s; re-running it on the new plan", p, ", ".join(e.nodes))
@@ -138,7 +142,7 @@ def drive(
         totals.device_s += r.device_s
         for n, b in r.busy_s.items():
             totals.busy_s[n] += b
-        loop.run_once()
+        loop.run_once(passes - p - 1 if known_length else None)
         row = {"pass": p + 1, "device_s": r.device_s, "held_bytes": loop.peak.current_bytes}
         if r.rel_error is not None:
             row["rel_error"] = r.rel_error

@@ -110,6 +110,7 @@ class ControlLoop:
         self.operands = operands
         # a grown workload's operands while grow() re-plans to it (None otherwise)
         self._grown_operands: Operands | None = None
+        self._passes_left: int | None = None  # the job's, as run_once() was last told
         self.stm = stm
         self.ltm = ltm
         self.settings = settings or LoopSettings()
@@ -219,8 +220,13 @@ class ControlLoop:
         return lessons
 
     # ------------------------------------------------------------------ the loop
-    def run_once(self) -> list[Decision]:
-        """One Collect -> Analyze -> Adapt step; returns the decisions it made."""
+    def run_once(self, passes_left: int | None = None) -> list[Decision]:
+        """One Collect -> Analyze -> Adapt step; returns the decisions it made.
+
+        ``passes_left``: the passes the job has after this step, where the job driver knows
+        them; a voluntary re-plan must then pay for its moves within them (None: an
+        open-ended job)."""
+        self._passes_left = passes_left
         plan = self.plan
         self.interval += 1
         self.listeners.interval_started(self.interval)
@@ -396,6 +402,7 @@ class ControlLoop:
                 drift_threshold=self.drift_threshold,
                 settings=self.partition,
                 links=self.links,
+                passes_left=self._passes_left,
             ),
             rram_observed=observed,
             rram_expected=expected,
