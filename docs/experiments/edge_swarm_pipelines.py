@@ -69,18 +69,38 @@ def finer_units(wl: Workload) -> tuple[Layer, ...]:
     return tuple(out)
 
 
+class _Swarm:
+    """edge-swarm and llama-7b at 1,024 tokens, as both experiments see them: each node's
+    free memory less ``reserve``, its rate and bandwidth, and plans of whole layers."""
+
+    def __init__(self, reserve: float) -> None:
+        self.spec = load_cluster("edge-swarm")
+        self.wl = get_workload("llama-7b", context=1024)
+        views = views_from_spec(self.spec)
+        self.truth = true_models(self.spec, 1e-4)
+        self.driver = head_node(views)
+        self.layers = model_layers(self.wl)
+        self.cap = {v.name: int(v.free_bytes * (1.0 - reserve)) for v in views}
+        self.crossbars = {n.name: n.device.crossbar for n in self.spec.nodes}
+        self.rates = {v.name: v.rate_gflops for v in views}
+        self.bw = {v.name: v.mem_bandwidth_gbs * 1e9 for v in views}
+        self.site_of = {v.name: v.site for v in views}
+
+    def plan(self, owners: list[str], moved: set[int], host: str, p: int) -> Plan:
+        """Layer ``j`` on ``owners[j]``, its attention on ``host`` where ``j`` is moved."""
+        ops, tiles = self.wl.ops, []
+        for j, (a, b) in enumerate(self.layers):
+            for i in range(a, b):
+                node = host if j in moved and not ops[i].weight_static else owners[j]
+                axis = choose_axis(ops[i])
+                tiles.append(Tile(i, node, axis, 0, ops[i].m if axis == "m" else ops[i].n))
+        return Plan(self.wl, tuple(tiles), self.rates, "experiment", (), in_flight=p)
+
+
 def offload(order: list[str], p: int, host: str, hosted: str, reserve: float = 0.0) -> None:
-    spec = load_cluster("edge-swarm")
-    wl = get_workload("llama-7b", context=1024)
-    views = views_from_spec(spec)
-    truth = true_models(spec, 1e-4)
-    driver = head_node(views)
-    layers = model_layers(wl)
-    ops = wl.ops
-    cap = {v.name: int(v.free_bytes * (1.0 - reserve)) for v in views}
-    crossbars = {n.name: n.device.crossbar for n in spec.nodes}
-    rates = {v.name: v.rate_gflops for v in views}
-    bw = {v.name: v.mem_bandwidth_gbs * 1e9 for v in views}
+    sw = _Swarm(reserve)
+    spec, truth, driver, layers, ops = sw.spec, sw.truth, sw.driver, sw.layers, sw.wl.ops
+    cap, crossbars, bw = sw.cap, sw.crossbars, sw.bw
 
     def streamed(a: int, b: int, cache_only: bool) -> float:
         return sum(
@@ -88,15 +108,6 @@ def offload(order: list[str], p: int, host: str, hosted: str, reserve: float = 0
             for o in ops[a:b]
             if not (cache_only and o.weight_static)
         )
-
-    def make(owners: list[str], moved: set[int]) -> Plan:
-        tiles = []
-        for j, (a, b) in enumerate(layers):
-            for i in range(a, b):
-                node = host if j in moved and not ops[i].weight_static else owners[j]
-                axis = choose_axis(ops[i])
-                tiles.append(Tile(i, node, axis, 0, ops[i].m if axis == "m" else ops[i].n))
-        return Plan(wl, tuple(tiles), rates, "experiment", (), in_flight=p)
 
     n = len(layers)
     found = []
@@ -106,7 +117,7 @@ def offload(order: list[str], p: int, host: str, hosted: str, reserve: float = 0
         mine = [j for j in range(n) if owners[j] == hosted]
         for k in range(min(len(mine), 8) + 1):
             moved = set(mine[len(mine) - k :])
-            plan = make(owners, moved)
+            plan = sw.plan(owners, moved, host, p)
             if memory_in_flight(plan, cap, crossbars, p) < p:
                 continue
             busy = dict.fromkeys([*order, host], 0.0)
@@ -128,30 +139,15 @@ def offload(order: list[str], p: int, host: str, hosted: str, reserve: float = 0
 
 
 def mixed(order: list[str], host: str, reserve: float = 0.0) -> None:
-    spec = load_cluster("edge-swarm")
-    wl = get_workload("llama-7b", context=1024)
-    views = views_from_spec(spec)
-    truth = true_models(spec, 1e-4)
-    driver = head_node(views)
-    layers = model_layers(wl)
-    ops = wl.ops
-    cap = {v.name: int(v.free_bytes * (1.0 - reserve)) for v in views}
-    crossbars = {n.name: n.device.crossbar for n in spec.nodes}
-    rates = {v.name: v.rate_gflops for v in views}
-    bw = {v.name: v.mem_bandwidth_gbs * 1e9 for v in views}
+    sw = _Swarm(reserve)
+    spec, truth, driver, layers, ops = sw.spec, sw.truth, sw.driver, sw.layers, sw.wl.ops
+    cap, crossbars, bw, site_of = sw.cap, sw.crossbars, sw.bw, sw.site_of
     net = network_of(spec)
     path_of = static_paths(spec)
-    edges = workload_edges(wl)
-    site_of = {v.name: v.site for v in views}
+    edges = workload_edges(sw.wl)
 
     def make(owners: list[str], moved: set[int], p: int) -> Plan:
-        tiles = []
-        for j, (a, b) in enumerate(layers):
-            for i in range(a, b):
-                node = host if j in moved and not ops[i].weight_static else owners[j]
-                axis = choose_axis(ops[i])
-                tiles.append(Tile(i, node, axis, 0, ops[i].m if axis == "m" else ops[i].n))
-        return Plan(wl, tuple(tiles), rates, "experiment", (), in_flight=p)
+        return sw.plan(owners, moved, host, p)
 
     def busy(plan: Plan) -> dict[str, float]:
         out: dict[str, float] = defaultdict(float)

@@ -295,17 +295,7 @@ def run_comparison(
                     "makespan_vs_bound": sedma.extra["makespan_vs_bound"],
                 }
             )
-            decisions = [
-                {
-                    "id": d.record_id,  # `sedma why ID`
-                    "interval": d.interval,
-                    "kind": d.kind,
-                    "accepted": d.accepted,
-                    "reason": d.reason,
-                    "predicted_gain": d.predicted_gain,
-                }
-                for d in loop.decisions
-            ]
+            decisions = [d.summary() for d in loop.decisions]
             priors = list(loop.priors.notes)
     finally:
         memory_location = ltm.location

@@ -155,17 +155,7 @@ def run_decode(cfg: DecodeConfig, progress: Progress | None = None) -> dict[str,
                 "peak_held_bytes": loop.peak.peak_bytes,
                 "checked_passes": sum(1 for r in totals.timeline if "rel_error" in r),
             }
-            decisions = [
-                {
-                    "id": d.record_id,
-                    "interval": d.interval,
-                    "kind": d.kind,
-                    "accepted": d.accepted,
-                    "reason": d.reason,
-                    "predicted_gain": d.predicted_gain,
-                }
-                for d in loop.decisions
-            ]
+            decisions = [d.summary() for d in loop.decisions]
             loop.finish({"throughput_ops_s": sedma["throughput_ops_s"]})
     finally:
         location = ltm.location

@@ -71,3 +71,14 @@ class Decision:
     detail: Mapping[str, Any] = field(default_factory=dict)
     record_id: int | None = None  # its row in long-term memory, if there is one: `sedma why ID`
     policy: str | None = None  # the policy that suggested it (None: the loop's own)
+
+    def summary(self) -> dict[str, Any]:
+        """Its row in a result JSON's ``decisions`` (``id`` is for ``sedma why ID``)."""
+        return {
+            "id": self.record_id,
+            "interval": self.interval,
+            "kind": self.kind,
+            "accepted": self.accepted,
+            "reason": self.reason,
+            "predicted_gain": self.predicted_gain,
+        }
