@@ -142,7 +142,7 @@ def test_the_page_shows_nodes_and_adaptations_live_in_headless_chromium(tmp_path
     # static split, which pads tiles to whole arrays, does not fit it and is reported so).
     # 24 passes keep the run going about 4 s after the page first shows an adaptation.
     cfg = CompareConfig(cluster=small_few_arrays(), scale=0.25, passes=24, static_passes=2,
-                        time_scale=50.0, memory=mem, comm_messages=0)  # fmt: skip
+                        memory=mem, comm_messages=0)  # fmt: skip
     result: dict[str, Any] = {}
     driver = _browser()
     try:

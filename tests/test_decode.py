@@ -65,7 +65,7 @@ def test_a_decode_reports_each_step_its_checked_error_and_what_the_loop_did(
     toy: None, tmp_path: Path
 ) -> None:
     cfg = DecodeConfig(
-        cluster=_cluster(), start=40, stop=100, every=20, time_scale=50.0,
+        cluster=_cluster(), start=40, stop=100, every=20,
         memory=tmp_path / "m.db",
     )  # fmt: skip
     r = run_decode(cfg)
@@ -100,7 +100,7 @@ def test_the_command_prints_the_steps_and_writes_the_json(toy: None, tmp_path: P
     r = runner.invoke(
         app,
         ["decode", "-c", str(cluster), "--start", "0", "--stop", "8", "--every", "4",
-         "--time-scale", "50", "--memory", str(tmp_path / "m.db"), "--json", str(out)],
+         "--memory", str(tmp_path / "m.db"), "--json", str(out)],
     )  # fmt: skip
     assert r.exit_code == 0, r.output
     assert "decoding from 0 to 8 tokens" in r.output and "checked passes" in r.output
@@ -118,8 +118,6 @@ def test_the_command_prints_the_steps_and_writes_the_json(toy: None, tmp_path: P
         ({"workload": "bert-base"}, "allowed: llama-7b, tinyllama-1.1b"),
         ({"backend": "gpu"}, "allowed: local, ray"),
         ({"address": "head:6379"}, "--backend ray only"),
-        ({"backend": "ray", "time_scale": 2.0}, "local backend only"),
-        ({"time_scale": 0.0}, "a number > 0"),
     ],
 )
 def test_a_bad_decode_is_refused_naming_what_is_wrong(kw: dict[str, object], needle: str) -> None:
@@ -142,7 +140,7 @@ def test_tinyllama_decodes_for_real_and_every_grown_step_is_exact(tmp_path: Path
     # operands (about a minute here, most of it drawing and placing the weights).
     r = run_decode(
         DecodeConfig(
-            cluster="homogeneous", start=0, stop=4, every=2, time_scale=1.0,
+            cluster="homogeneous", start=0, stop=4, every=2,
             memory=tmp_path / "m.db", learn=False,
         )
     )  # fmt: skip
@@ -176,7 +174,7 @@ def test_a_node_dying_mid_decode_loses_no_pass_and_the_recovered_plan_is_exact(
 ) -> None:
     r = run_decode(
         DecodeConfig(
-            cluster=_cluster(), start=40, stop=100, every=20, time_scale=50.0,
+            cluster=_cluster(), start=40, stop=100, every=20,
             memory=tmp_path / "m.db", fail_node="g-0", fail_at=30,
         )
     )  # fmt: skip

@@ -164,7 +164,7 @@ def test_a_policy_that_cannot_suggest_is_logged_and_the_others_still_run() -> No
 def test_the_local_backend_runs_the_same_driver_and_checks_real_outputs() -> None:
     spec = load_cluster("small")
     ops = make_operands(WL, 0)
-    with LocalBackend(spec, time_scale=50.0) as backend:
+    with LocalBackend(spec) as backend:
         loop = _loop(
             ContractOnly(backend),
             operands=ops,

@@ -282,7 +282,7 @@ def test_the_local_backend_follows_a_growing_cache_and_computes_the_grown_produc
     spec = _cluster(4.0)
     steps = {p: _decoder(tokens) for p, tokens in enumerate((96, 96, 160, 160, 224, 224))}
     ops = make_operands(steps[0], 0)
-    with LocalBackend(spec, time_scale=50.0) as backend:
+    with LocalBackend(spec) as backend:
         loop = ControlLoop(
             spec=spec,
             workload=steps[0],

@@ -154,7 +154,7 @@ def test_every_pass_of_a_lane_plan_is_exact_and_runs_on_one_lane() -> None:
     spec = load_cluster("homogeneous")
     ops = make_operands(WL, seed=2)
     plan = _lanes("cpu-0", "cpu-1", "cpu-2")
-    with LocalBackend(spec, time_scale=1.0) as b:
+    with LocalBackend(spec) as b:
         b.load(plan, ops)
         ex = Executor(b, ShortTermMemory())
         used: list[str] = []

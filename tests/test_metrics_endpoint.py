@@ -56,7 +56,7 @@ def test_metrics_are_scraped_during_a_demo_run_and_follow_prometheus_naming(tmp_
     # sedma's loop is what is scraped; on the 64-array chip its start-up calibration is cheap
     # (the static split, which pads tiles to whole arrays, does not fit it and is reported so)
     cfg = CompareConfig(cluster=small_few_arrays(), scale=0.25, passes=passes, static_passes=2,
-                        time_scale=50.0, memory=tmp_path / "m.db", comm_messages=0)  # fmt: skip
+                        memory=tmp_path / "m.db", comm_messages=0)  # fmt: skip
     result: dict[str, Any] = {}
 
     def run() -> None:
@@ -96,14 +96,22 @@ def test_metrics_are_scraped_during_a_demo_run_and_follow_prometheus_naming(tmp_
     count = next(s.value for s in hist.samples if s.name.endswith("_count"))
     total = next(s.value for s in hist.samples if s.name.endswith("_sum"))
     assert count >= passes - 1  # one per interval that ran a pass
+    # the loop's pass times: the device clock's, each lane's share of it where the plan has
+    # several (replicas run side by side); the result's makespan is the clock's, one pass
+    # at a time
     sedma_s = result["systems"]["sedma"]["makespan_s"]
-    assert total == pytest.approx(sedma_s, rel=0.35)
+    lanes = result["systems"]["sedma"]["lanes"]
+    if lanes == 1:
+        assert total == pytest.approx(sedma_s, rel=0.35)
+    else:
+        assert 0 < total < sedma_s
     assert value(after, "sedma_loop_intervals") >= passes
     nodes = {"gpu", "cpu-0", "cpu-1", "rram", "edge"}
     util = {s.labels["node"]: s.value for s in after["sedma_node_utilization_ratio"].samples}
-    assert set(util) == nodes and all(0.0 <= u <= 1.0 for u in util.values())
-    assert all(value(after, "sedma_node_busy_seconds", node=n) > 0 for n in nodes)
-    assert all(value(after, "sedma_node_measured_flops_per_second", node=n) > 1e9 for n in nodes)
+    ran = set(util)  # the nodes sedma's plans used (its replicas leave the rram chip out)
+    assert ran and ran <= nodes and all(0.0 <= u <= 1.0 for u in util.values())
+    assert all(value(after, "sedma_node_busy_seconds", node=n) > 0 for n in ran)
+    assert all(value(after, "sedma_node_measured_flops_per_second", node=n) > 1e9 for n in ran)
     assert value(after, "sedma_job_held_bytes") > 0
     assert value(after, "sedma_link_transfer_bytes", src_site="dc", dst_site="dc") > 0
     accepted = sum(1 for d in result["decisions"] if d["accepted"])

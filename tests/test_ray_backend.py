@@ -18,7 +18,6 @@ ray = pytest.importorskip("ray")
 
 pytestmark = pytest.mark.ray
 
-from sedma.clock import ManualClock  # noqa: E402
 from sedma.compute.partition.baseline import plan_static  # noqa: E402
 from sedma.compute.partition.context import PartitionContext  # noqa: E402
 from sedma.compute.partition.views import views_from_spec  # noqa: E402
@@ -84,7 +83,7 @@ def backend(cluster: RayCluster) -> Iterator[RayBackend]:
 
 @pytest.fixture(scope="module")
 def digital(cluster: RayCluster) -> Iterator[RayBackend]:
-    """THREE's backend, charging no dispatch (so it emulates what the local backend does)."""
+    """THREE's backend, charging no dispatch (as the local backend it is compared with)."""
     with RayBackend(THREE, cluster=cluster, dispatch_s=0.0) as b:
         yield b
 
@@ -237,9 +236,8 @@ def test_bad_inputs_get_one_clear_error(cluster: RayCluster, backend: RayBackend
 def test_local_and_ray_backends_run_one_job_through_the_same_driver(digital: RayBackend) -> None:
     """The same ``drive`` on both backends: the same first plan, the same products, the same
     decisions (a digital cluster, where both compute exactly)."""
-    # no dispatch charge on either, so both emulate the same device rates; a manual clock:
-    # the local timeline is the emulated one, host noise left out
-    local = LocalBackend(THREE, clock=ManualClock(), time_scale=1.0)
+    # the same cost model times both; no dispatch charge on either
+    local = LocalBackend(THREE, dispatch_s=0.0)
     digital.drain_observations()
     out = {}
     with local:
@@ -258,6 +256,7 @@ def test_local_and_ray_backends_run_one_job_through_the_same_driver(digital: Ray
     (tiles_l, tot_l, dec_l), (tiles_r, tot_r, dec_r) = out["local"], out["ray"]
     assert tiles_l == tiles_r
     assert tot_l.passes == tot_r.passes == 3
+    assert tot_l.device_s == pytest.approx(tot_r.device_s)  # the same time, charged alike
     assert tot_l.rel_error is not None and tot_r.rel_error is not None
     assert tot_l.rel_error < 1e-6 and tot_r.rel_error < 1e-6
     assert [d[:2] for d in dec_l] == [d[:2] for d in dec_r], (dec_l, dec_r)

@@ -21,7 +21,7 @@ runner = CliRunner()
 
 PASSES = 10
 DEMO = ["demo", "--scale", "0.25", "--passes", str(PASSES), "--static-passes", "2",
-        "--comm-messages", "0", "--time-scale", "50"]  # fmt: skip
+        "--comm-messages", "0"]  # fmt: skip
 
 
 @pytest.fixture(scope="module")

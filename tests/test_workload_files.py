@@ -326,7 +326,7 @@ def test_your_own_onnx_model_runs_end_to_end_with_plots(tmp_path: Path) -> None:
     r = runner.invoke(
         app,
         ["demo", "--cluster", str(cluster), "--workload", str(model), "--passes", "4",
-         "--static-passes", "2", "--comm-messages", "0", "--time-scale", "20",
+         "--static-passes", "2", "--comm-messages", "0",
          "--memory", str(tmp_path / "m.db"), "--json", str(out), "--plot", str(plots)],
     )  # fmt: skip
     assert r.exit_code == 0, r.output

@@ -23,19 +23,16 @@ from typing import Any
 
 from sedma.bench.comm import bench_comm
 from sedma.bench.comm_report import comm_books
-from sedma.clock import Clock, WallClock
-from sedma.compute.crossbar.correction import DEFAULT
+from sedma.bench.costed import planner_links
 from sedma.compute.partition.baseline import plan_static
-from sedma.compute.partition.context import PartitionContext, PartitionSettings
-from sedma.compute.partition.planner import plan_sedma
-from sedma.compute.partition.views import views_from_spec
+from sedma.compute.partition.context import PartitionSettings
 from sedma.compute.results import make_operands
 from sedma.compute.workload import Workload
 from sedma.control.driver import JobTotals, drive
 from sedma.control.listen import LoopListener
 from sedma.control.loop import ControlLoop
 from sedma.control.loop_types import LoopSettings
-from sedma.errors import CapacityError, PlanError, SedmaError
+from sedma.errors import CapacityError, SedmaError
 from sedma.memory.long_term import LongTermMemory
 from sedma.memory.short_term import ShortTermMemory
 from sedma.metrics import (
@@ -46,7 +43,6 @@ from sedma.metrics import (
 )
 from sedma.runtime.base import Operands
 from sedma.runtime.local import LocalBackend
-from sedma.runtime.local_probe import measure_time_scale
 from sedma.spec import ClusterSpec
 from sedma.spec_load import load_cluster
 from sedma.workloads.registry import get_workload
@@ -70,7 +66,6 @@ class CompareConfig:
     seed: int = 0
     slow_node: str | None = None
     slow_factor: float = 0.5
-    time_scale: float | None = None
     memory: str | Path | None = None
     learn: bool = True
     check_error: bool = True
@@ -94,38 +89,6 @@ def _slow_target(spec: ClusterSpec, cfg: CompareConfig) -> str | None:
     return cfg.slow_node
 
 
-def _time_scales(spec: ClusterSpec, workload: Workload, operands: Operands) -> tuple[float, float]:
-    """The dilations the static baseline and sedma run at, from this host's measured cost.
-
-    Each system gets its own (results are in device time, which does not depend on it): the
-    static plan's, and that of a sedma plan with rram corrected (the costlier kind of
-    crossbar read), so that neither system's devices overrun their emulated time, and the
-    static baseline, whose nodes mostly wait for its slowest ones, is not slowed for sedma's.
-    """
-    views = views_from_spec(spec)
-    static = plan_static(PartitionContext(nodes=views, workload=workload))
-    plans = []
-    try:
-        plans.append(
-            plan_sedma(
-                PartitionContext(
-                    nodes=tuple(replace(v, rel_error=0.0) for v in views),
-                    workload=workload,
-                    settings=PartitionSettings(
-                        correction=DEFAULT if any(v.crossbar for v in views) else None,
-                        min_memory_efficiency=0,
-                    ),
-                )
-            )
-        )
-    except PlanError as e:
-        log.info("time-scale probe without a sedma plan: %s", e)
-    return (
-        measure_time_scale(spec, [static], operands),
-        measure_time_scale(spec, plans or [static], operands),
-    )
-
-
 def _capacity(spec: ClusterSpec) -> dict[str, float]:
     return {n.name: n.device.matmul_gflops for n in spec.nodes}
 
@@ -138,7 +101,9 @@ def _loop(
     settings: LoopSettings,
     **kw: Any,
 ) -> ControlLoop:
-    """A loop over ``backend`` with its own short-term memory; ``kw`` as for ControlLoop."""
+    """A loop over ``backend`` with its own short-term memory; ``kw`` as for ControlLoop.
+    Its planners see the links and the dispatch the backend charges, as in the costed
+    comparison (:mod:`sedma.bench.costed`)."""
     return ControlLoop(
         spec=spec,
         workload=workload,
@@ -146,6 +111,8 @@ def _loop(
         operands=operands,
         stm=ShortTermMemory(),
         settings=settings,
+        partition=PartitionSettings(dispatch_s=backend.dispatch_s),
+        links=planner_links(spec),
         **kw,
     )
 
@@ -180,13 +147,11 @@ def _run_static(
     workload: Workload,
     operands: Operands,
     cfg: CompareConfig,
-    time_scale: float,
     slow: str | None,
     progress: Progress | None,
-    clock: Clock,
 ) -> SystemResult:
     """The static baseline through the same loop and driver as sedma, with no policies."""
-    with LocalBackend(spec, time_scale=time_scale, clock=clock) as backend:
+    with LocalBackend(spec, seed=cfg.seed) as backend:
         settings = LoopSettings(learn=False, calibrate=False)
         loop = _loop(spec, workload, backend, operands, settings, policies=(), planner=plan_static)
         try:
@@ -197,7 +162,6 @@ def _run_static(
             log.warning("static baseline cannot run: %s", e)
             return SystemResult(extra={"failed": str(e)})
         totals = _drive(loop, backend, cfg, cfg.static_passes, "static", slow, progress)
-        overruns = backend.overruns
     return _result(
         spec,
         workload,
@@ -209,7 +173,6 @@ def _run_static(
             "passes": cfg.static_passes,
             "peak_held_bytes": loop.peak.peak_bytes,
             "tiles": len(plan.tiles),
-            "emulation_overruns": overruns,
         },
     )
 
@@ -236,35 +199,27 @@ def run_comparison(
     cfg: CompareConfig,
     *,
     progress: Progress | None = None,
-    clock: Clock | None = None,
     listeners: Sequence[LoopListener] = (),
 ) -> dict[str, Any]:
     """Run the static baseline and sedma side by side; return the result JSON (a dict).
 
     ``listeners`` watch sedma's loop (the metrics endpoint, the dashboard)."""
-    clock = clock or WallClock()
     spec = cfg.cluster if isinstance(cfg.cluster, ClusterSpec) else load_cluster(cfg.cluster)
     workload = get_workload(cfg.workload, scale=cfg.scale)
     operands = make_operands(workload, cfg.seed)
-    static_scale, time_scale = (
-        (cfg.time_scale, cfg.time_scale)
-        if cfg.time_scale is not None
-        else _time_scales(spec, workload, operands)
-    )
     slow = _slow_target(spec, cfg)
 
-    static = _run_static(spec, workload, operands, cfg, static_scale, slow, progress, clock)
+    static = _run_static(spec, workload, operands, cfg, slow, progress)
 
     ltm = LongTermMemory(cfg.memory) if cfg.memory is not None else LongTermMemory()
     try:
-        with LocalBackend(spec, time_scale=time_scale, clock=clock) as backend:
+        with LocalBackend(spec, seed=cfg.seed) as backend:
             loop = _loop(
                 spec, workload, backend, operands, LoopSettings(learn=cfg.learn), ltm=ltm,
                 listeners=listeners,
             )  # fmt: skip
             first = loop.start()
             totals = _drive(loop, backend, cfg, cfg.passes, "sedma", slow, progress)
-            overruns = backend.overruns
             bound_s = sum(loop.record.bound_s)
             device_s = totals.device_s
             sedma = _result(
@@ -279,8 +234,8 @@ def run_comparison(
                     "makespan_vs_bound": device_s / bound_s if bound_s > 0 else None,
                     "peak_held_bytes": loop.peak.peak_bytes,
                     "tiles": len(loop.plan.tiles),
+                    "lanes": loop.plan.lanes,
                     "first_plan_tiles": len(first.tiles),
-                    "emulation_overruns": overruns,
                     "drift_threshold": loop.drift_threshold,
                     "plan_notes": list(loop.plan.notes),
                     "calibrated": {
@@ -326,8 +281,10 @@ def run_comparison(
         "cluster": spec.name,
         "workload": workload.name,
         "scale": cfg.scale,
-        "time_scale": time_scale,
-        "static_time_scale": static_scale,
+        # kept for scripts that read them: the run is no longer dilated (its time is the
+        # cost model's, as on every backend)
+        "time_scale": None,
+        "static_time_scale": None,
         "slowdown": {"node": slow, "factor": cfg.slow_factor, "at_pass": cfg.passes // 2}
         if slow
         else None,

@@ -39,7 +39,7 @@ from typing import Any
 from sedma.bench.ray_baseline import data_parallel, dynamic_tasks, replica_bytes, replica_nodes
 from sedma.bench.steady import plan_rate, pool_rate, steady_rate, true_models
 from sedma.compute.partition.baseline import plan_static
-from sedma.compute.partition.context import PartitionContext, PartitionSettings
+from sedma.compute.partition.context import LinkView, PartitionContext, PartitionSettings
 from sedma.compute.partition.exo import plan_exo_best
 from sedma.compute.partition.petals import petals_swarm
 from sedma.compute.partition.roofline_bound import roofline_bound
@@ -62,7 +62,7 @@ from sedma.spec_load import load_cluster
 from sedma.workloads.llama import DECODERS, DEFAULT_CONTEXT
 from sedma.workloads.registry import get_workload
 
-__all__ = ["SKIPPABLE", "bench_costed", "head_node"]
+__all__ = ["SKIPPABLE", "bench_costed", "head_node", "planner_links"]
 
 SKIPPABLE = ("static", "ray_tasks")  # systems bench_costed may leave out when asked
 
@@ -288,6 +288,14 @@ def head_node(views: Sequence[NodeView]) -> str:
     return max(views, key=lambda v: v.free_bytes).name
 
 
+def planner_links(spec: ClusterSpec, driver: str | None = None) -> LinkView:
+    """What every planner is shown of ``spec``'s network: each link's capacity, and the
+    communication layer's static route between two nodes, with the job submitted from
+    ``driver`` (default: :func:`head_node`)."""
+    driver = driver if driver is not None else head_node(views_from_spec(spec))
+    return network_of(spec).link_view(static_paths(spec), driver)
+
+
 def bench_costed(
     cluster: str | Path | ClusterSpec = "paper",
     workload: str = "resnet50",
@@ -320,7 +328,7 @@ def bench_costed(
     truth = true_models(spec, dispatch_s)
     driver = head_node(views)
     # every planner reads the same context; only sedma's looks at its links
-    links = network_of(spec).link_view(static_paths(spec), driver)
+    links = planner_links(spec, driver)
     settings = PartitionSettings(dispatch_s=dispatch_s, max_in_flight=max_in_flight)
     ctx = PartitionContext(nodes=views, workload=wl, settings=settings, links=links)
     systems = {

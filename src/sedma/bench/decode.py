@@ -7,16 +7,17 @@ per token, through one :class:`~sedma.control.loop.ControlLoop` and the job driv
 (:func:`~sedma.control.driver.drive` with
 :func:`~sedma.workloads.registry.growing_decode`). Every ``every`` tokens the cache grows:
 the loop re-sizes its plan in place or re-plans, the new tokens' K and V entries join the
-operands, and the first pass after each growth is checked against the exact products. It
+operands, and the first pass of every plan the loop adopts, and the first after each
+growth, is checked against the exact products. It
 returns the result JSON of ARCHITECTURE.md with one system, ``sedma``, and each step's
 figures. Does not cover: the comparison with the baselines as the cache grows, timed by the
 cost model (:mod:`sedma.bench.growth`), what the loop decides (:mod:`sedma.control.loop`),
 or presentation (:mod:`sedma.cli.render_decode`).
 
-What its times are: the backend's device time. The local backend charges each tile's FLOPs
-at its node's emulated rate (not links or memory bandwidth: :mod:`sedma.runtime.local`); the
-Ray backend charges the cost model's rules (:mod:`sedma.runtime.ray`). So its throughput is
-this run's, on this backend; the costed comparison is ``sedma bench growth``'s.
+What its times are: the backend's device time, which both backends charge by the cost
+model's rules (:mod:`sedma.runtime.local`, :mod:`sedma.runtime.ray`), one pass at a time:
+its throughput is a token's latency through the plan, where ``sedma bench growth``'s
+costed comparison is the steady state of the passes in flight that memory allows.
 """
 
 from __future__ import annotations
@@ -27,26 +28,21 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
-from sedma.bench.costed import head_node
+from sedma.bench.costed import planner_links
 from sedma.bench.host_memory import float32_bytes, host_available_bytes, local_run_refusal
-from sedma.compute.partition.context import PartitionContext, PartitionSettings
-from sedma.compute.partition.planner import plan_sedma
-from sedma.compute.partition.views import views_from_spec
+from sedma.compute.partition.context import PartitionSettings
 from sedma.compute.plan import Plan
 from sedma.compute.results import make_operands
 from sedma.compute.workload import Workload
 from sedma.control.driver import drive
 from sedma.control.loop import ControlLoop
 from sedma.control.loop_types import LoopSettings
-from sedma.errors import PlanError, SedmaError
+from sedma.errors import SedmaError
 from sedma.memory.long_term import LongTermMemory
 from sedma.memory.short_term import ShortTermMemory
 from sedma.metrics import memory_efficiency, resource_utilization
-from sedma.runtime.base import Backend, FaultInjector, Operands
-from sedma.runtime.cost import network_of
+from sedma.runtime.base import Backend, FaultInjector
 from sedma.runtime.local import LocalBackend
-from sedma.runtime.local_probe import measure_time_scale
-from sedma.sim.backend import static_paths
 from sedma.spec import ClusterSpec
 from sedma.spec_load import load_cluster
 from sedma.workloads.llama import DECODERS
@@ -60,7 +56,7 @@ Progress = Callable[[str, int, int], None]  # (phase, done, total)
 @dataclass(frozen=True)
 class DecodeConfig:
     """What to decode, where (see the module docstring). ``every``: tokens between two
-    growths; ``time_scale`` (local only): None to measure it on this host."""
+    growths."""
 
     cluster: str | Path | ClusterSpec = "edge-swarm"
     workload: str = "tinyllama-1.1b"
@@ -70,7 +66,6 @@ class DecodeConfig:
     backend: Literal["local", "ray"] = "local"
     address: str | None = None  # ray: join this cluster (None: start one on this host)
     seed: int = 0
-    time_scale: float | None = None
     memory: str | Path | None = None
     learn: bool = True
     fail_node: str | None = None  # a node that dies mid-decode (fault injection)
@@ -91,10 +86,6 @@ class DecodeConfig:
             raise SedmaError(
                 f"fail_at = {self.fail_at!r}; allowed: a pass in 0..{self.stop - self.start - 1}"
             )
-        if self.time_scale is not None and self.backend != "local":
-            raise SedmaError("time_scale is for the local backend only")
-        if self.time_scale is not None and not self.time_scale > 0:
-            raise SedmaError(f"time_scale = {self.time_scale!r}; allowed: a number > 0")
 
 
 def run_decode(cfg: DecodeConfig, progress: Progress | None = None) -> dict[str, Any]:
@@ -113,7 +104,9 @@ def run_decode(cfg: DecodeConfig, progress: Progress | None = None) -> dict[str,
     operands = make_operands(first, cfg.seed)
     ltm = LongTermMemory(cfg.memory)
     try:
-        with _backend(cfg, spec, first, operands) as (backend, time_scale, partition, links):
+        with _backend(cfg, spec) as backend:
+            # every backend charges the links and dispatch: the planners see them, as in
+            # the costed comparison (sedma.bench.costed)
             loop = ControlLoop(
                 spec=spec,
                 workload=first,
@@ -122,8 +115,8 @@ def run_decode(cfg: DecodeConfig, progress: Progress | None = None) -> dict[str,
                 stm=ShortTermMemory(),
                 ltm=ltm,
                 settings=LoopSettings(learn=cfg.learn),
-                partition=partition,
-                links=links,
+                partition=PartitionSettings(dispatch_s=backend.dispatch_s),
+                links=planner_links(spec),
             )
             loop.start()
 
@@ -169,7 +162,7 @@ def run_decode(cfg: DecodeConfig, progress: Progress | None = None) -> dict[str,
         "start": cfg.start,
         "stop": cfg.stop,
         "grow_every": cfg.every,
-        "time_scale": time_scale,
+        "time_scale": None,  # kept for scripts: no backend dilates time any more
         "fault": None if cfg.fail_node is None else {"node": cfg.fail_node, "at_pass": fail_at},
         "systems": {"sedma": sedma},
         "steps": steps,
@@ -201,22 +194,18 @@ def _check_room(cfg: DecodeConfig, last: Workload) -> None:
 class _Runner(Backend, FaultInjector, Protocol):
     """A backend that computes and takes injected faults (the local and Ray backends)."""
 
-
-_Setup = tuple[_Runner, float | None, PartitionSettings | None, Any]
+    @property
+    def dispatch_s(self) -> float:
+        """What each task it dispatches pays (the planners are told)."""
+        ...
 
 
 @contextmanager
-def _backend(
-    cfg: DecodeConfig, spec: ClusterSpec, first: Workload, operands: Operands
-) -> Iterator[_Setup]:
-    """The backend the decode runs on, its time scale (local), and what its planners see:
-    the local backend charges FLOPs only, so its planners see no links (as ``sedma demo``'s
-    real run); on Ray they see the links and the dispatch it measured (as ``sedma bench
-    ray``)."""
+def _backend(cfg: DecodeConfig, spec: ClusterSpec) -> Iterator[_Runner]:
+    """The backend the decode runs on."""
     if cfg.backend == "local":
-        scale = cfg.time_scale if cfg.time_scale is not None else _time_scale(spec, first, operands)
-        with LocalBackend(spec, time_scale=scale) as local:
-            yield local, scale, None, None
+        with LocalBackend(spec, seed=cfg.seed) as local:
+            yield local
         return
     from sedma.runtime.ray import RayBackend  # Ray is an extra: imported only when asked for
     from sedma.runtime.ray_cluster import RayCluster
@@ -224,20 +213,9 @@ def _backend(
     cluster = RayCluster(spec, address=cfg.address)
     try:
         with RayBackend(spec, cluster=cluster, seed=cfg.seed) as ray_backend:
-            driver = head_node(views_from_spec(spec))
-            links = network_of(spec).link_view(static_paths(spec), driver)
-            yield ray_backend, None, PartitionSettings(dispatch_s=ray_backend.dispatch_s), links
+            yield ray_backend
     finally:
         cluster.shutdown()
-
-
-def _time_scale(spec: ClusterSpec, first: Workload, operands: Operands) -> float:
-    """The local backend's dilation, from this host's measured cost of the first plan."""
-    try:
-        plan = plan_sedma(PartitionContext(nodes=views_from_spec(spec), workload=first))
-    except PlanError as e:
-        raise SedmaError(f"decode: {first.name} fits no plan on {spec.name}: {e}") from e
-    return measure_time_scale(spec, [plan], operands)
 
 
 def _steps(

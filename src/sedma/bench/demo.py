@@ -10,8 +10,10 @@ invocation and returns the result JSON of ARCHITECTURE.md:
    rates, every byte over the links, dispatch, the passes in flight that memory allows.
 2. The real run (``local``): :func:`~sedma.bench.compare.run_comparison` on the local
    backend, where worker threads really compute every tile (crossbar simulation included),
-   so the relative error is measured and the loop adapts live (a node slowed half-way). It
-   charges FLOPs only (no links), so its throughputs are not the headline's. It is skipped,
+   so the relative error is measured and the loop adapts live (a node slowed half-way). Its
+   tiles are timed by the same cost model, but it runs one pass at a time, where the
+   headline's throughputs are the steady state of the passes in flight that memory allows,
+   so its throughputs are not the headline's. It is skipped,
    with the reason in ``local``, where its float32 operands would not fit in the memory
    this host has available (:func:`~sedma.bench.host_memory.local_run_refusal`: LLaMA-7B's
    do not on a 24 GiB machine, TinyLlama's do); the message-latency run it includes then
@@ -35,7 +37,6 @@ from sedma.bench.comm_report import comm_books
 from sedma.bench.compare import CompareConfig, Progress, run_comparison
 from sedma.bench.costed import bench_costed
 from sedma.bench.host_memory import host_available_bytes, local_run_refusal
-from sedma.clock import Clock
 from sedma.control.listen import LoopListener
 from sedma.spec import ClusterSpec
 from sedma.spec_load import load_cluster
@@ -47,7 +48,6 @@ __all__ = ["run_demo"]
 def run_demo(
     cfg: CompareConfig,
     progress: Progress | None = None,
-    clock: Clock | None = None,
     listeners: Sequence[LoopListener] = (),
 ) -> dict[str, Any]:
     """The two runs of the module docstring, as one result; ``listeners`` hear the real
@@ -68,7 +68,7 @@ def run_demo(
         )
         local = {"skipped": f"{refusal.reason}; {hint}"}
     else:
-        local = run_comparison(cfg, progress=progress, clock=clock, listeners=listeners)
+        local = run_comparison(cfg, progress=progress, listeners=listeners)
     comm = local.get("communication")
     if comm is None and "skipped" in local and cfg.comm_messages > 0:
         # the model is too big to compute here, but its messages are not: the latency run

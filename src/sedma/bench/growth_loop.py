@@ -28,7 +28,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sedma.bench.costed import _plan_system, head_node
+from sedma.bench.costed import _plan_system, head_node, planner_links
 from sedma.bench.steady import true_models
 from sedma.compute.moves import plan_moves
 from sedma.compute.partition.context import PartitionSettings
@@ -108,7 +108,7 @@ def sedma_growing(
     views = views_from_spec(spec)
     truth = true_models(spec, dispatch_s)
     driver = head_node(views)
-    links = network_of(spec).link_view(static_paths(spec), driver)
+    links = planner_links(spec, driver)
     loop = ControlLoop(
         spec=spec,
         workload=get_workload(workload, context=steps[0]),

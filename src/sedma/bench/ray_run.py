@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from sedma.bench.compare import Progress
-from sedma.bench.costed import bench_costed, head_node
+from sedma.bench.costed import bench_costed, head_node, planner_links
 from sedma.bench.host_memory import float32_bytes, host_available_bytes
 from sedma.bench.ray_baseline import replica_nodes
 from sedma.bench.steady import plan_rate, true_models
@@ -54,7 +54,6 @@ from sedma.runtime.cost import network_of
 from sedma.runtime.ray import RayBackend
 from sedma.runtime.ray_cluster import RayCluster
 from sedma.runtime.ray_plain import run_actors, run_tasks
-from sedma.sim.backend import static_paths
 from sedma.spec import ClusterSpec
 from sedma.spec_load import load_cluster
 from sedma.workloads.registry import get_workload
@@ -184,7 +183,6 @@ def _run_sedma(
     with RayBackend(spec, cluster=cluster, seed=cfg.seed) as backend:
         # the planner sees the links and the dispatch the backend measured, as in the
         # costed comparison (sedma.bench.costed)
-        driver = head_node(views_from_spec(spec))
         loop = ControlLoop(
             spec=spec,
             workload=wl,
@@ -193,7 +191,7 @@ def _run_sedma(
             stm=ShortTermMemory(),
             settings=LoopSettings(learn=False),
             partition=PartitionSettings(dispatch_s=backend.dispatch_s),
-            links=network_of(spec).link_view(static_paths(spec), driver),
+            links=planner_links(spec),
         )
         loop.start()
         victim = _victim(cfg, loop.plan, cluster) if cfg.kill_node_at is not None else None

@@ -111,10 +111,6 @@ def demo(
     slow_node: Annotated[
         str | None, typer.Option(help="Node slowed half-way (default: the fastest; '' for none).")
     ] = None,
-    time_scale: Annotated[
-        float | None,
-        typer.Option(help="Wall seconds per emulated device second (default: measured)."),
-    ] = None,
     no_learn: Annotated[
         bool, typer.Option("--no-learn", help="Ignore and do not update long-term memory.")
     ] = False,
@@ -154,7 +150,6 @@ def demo(
             static_passes=static_passes,
             seed=seed,
             slow_node=slow_node,
-            time_scale=time_scale,
             memory=memory,
             learn=not no_learn,
             comm_messages=comm_messages,

@@ -49,10 +49,6 @@ def decode(
         str | None, typer.Option(help="--backend ray: join this Ray cluster (default: local).")
     ] = None,
     seed: SeedOpt = 0,
-    time_scale: Annotated[
-        float | None,
-        typer.Option(help="--backend local: wall seconds per device second (default: measured)."),
-    ] = None,
     memory: MemoryOpt = None,
     no_learn: Annotated[
         bool, typer.Option("--no-learn", help="Ignore and do not update long-term memory.")
@@ -66,8 +62,9 @@ def decode(
     json_path: JsonOpt = None,
 ) -> None:
     """Decode for real, one pass per token, while the KV cache grows: sedma's loop re-sizes
-    its plan or re-plans every --every tokens, and the first pass after each growth (or after
-    a node dies: --fail-node) is checked against the exact products."""
+    its plan or re-plans every --every tokens, and the first pass of every plan it adopts
+    (after a growth, a re-plan, or a node dying: --fail-node) is checked against the exact
+    products."""
     from sedma.bench.decode import DecodeConfig, run_decode
 
     if backend not in ("local", "ray"):
@@ -83,7 +80,6 @@ def decode(
             backend="ray" if backend == "ray" else "local",
             address=address,
             seed=seed,
-            time_scale=time_scale,
             memory=memory,
             learn=not no_learn,
             fail_node=fail_node,

@@ -105,8 +105,8 @@ def _print_local(local: dict[str, Any]) -> None:
         return
     systems = local["systems"]
     t = table(
-        f"the same job computed for real here (local backend, FLOPs charged, time scale "
-        f"{local['time_scale']:.0f}x)",
+        "the same job computed for real here (local backend, every cost charged, one pass "
+        "at a time)",
         ("metric", "sedma", "static", "bound"),
         left=("metric",),
     )

@@ -91,10 +91,11 @@ def drive(
     """Run ``passes`` passes of ``loop``'s plan on its backend, one loop step after each.
 
     ``before_pass(p)`` runs before pass ``p`` (a benchmark injects its faults there). The
-    first pass's outputs, and those of the first pass after each growth or after a node was
-    lost, are checked against the exact products when ``check_error`` and the backend
-    computes arrays (the job's ``rel_error`` is the largest checked; each checked pass's is
-    in its timeline row). When a node dies mid-pass, the loop runs once (it sees the failure
+    first pass of every plan the job runs on (the first plan, and each one the loop adopts:
+    after a growth, a re-plan, a lost node) and the first pass after each growth are
+    checked against the exact products when ``check_error`` and the backend computes arrays
+    (the job's ``rel_error`` is the largest checked; each checked pass's is in its timeline
+    row). When a node dies mid-pass, the loop runs once (it sees the failure
     and re-plans) and the pass runs again on the new plan; if the loop kept the old plan (a
     system that does not adapt), the failure is raised, as a plain program would.
     ``workload_at(p)`` is the job's workload for pass ``p`` (a decode whose context grows:
@@ -112,6 +113,7 @@ def drive(
     ex = Executor(loop.backend, loop.stm)
     totals = JobTotals()
     steps = _Schedule(workload_at, passes) if workload_at is not None else None
+    checked: Plan | None = None  # the last plan whose pass was checked
     for p in range(passes):
         grew = False
         if steps is not None:
@@ -123,8 +125,8 @@ def drive(
                 loop.grow(grown, passes_left=passes - p, horizon=here[1], ahead=tuple(ahead))
         if before_pass is not None:
             before_pass(p)
-        check = loop.operands if ((p == 0 or grew) and check_error) else None
         ran = loop.plan
+        check = loop.operands if ((ran is not checked or grew) and check_error) else None
         try:
             r = ex.run_pass(ran, check_against=check)
         except NodeLostError as e:
@@ -134,7 +136,10 @@ def drive(
             log.info("pass %d lost %s; re-running it on the new plan", p, ", ".join(e.nodes))
             # the new plan's first pass is checked too: what recovered is computed right
             ran = loop.plan
-            r = ex.run_pass(ran, check_against=loop.operands if check_error else None)
+            check = loop.operands if check_error else None
+            r = ex.run_pass(ran, check_against=check)
+        if check is not None:
+            checked = ran
         totals.passes += 1
         totals.ran.append(ran)
         if r.rel_error is not None:

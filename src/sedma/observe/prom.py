@@ -57,7 +57,8 @@ class LoopMetrics(LoopListener):
         self.passes = Counter("sedma_passes", "Passes of the workload completed.", registry=r)
         self.pass_s = Histogram(
             "sedma_pass_duration_seconds",
-            "Device seconds per pass (the backend's clock).",
+            "Device seconds per pass (the backend's clock; a lane's share of it, for a plan of "
+            "several lanes, as the loop counts it).",
             buckets=_DEVICE_BUCKETS,
             registry=r,
         )

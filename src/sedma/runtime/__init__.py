@@ -11,14 +11,11 @@
     bytes, its crossbar arrays and the weight blocks programmed there.
   - :mod:`~sedma.runtime.local_fit`: ``check_fits``, whether a plan fits the nodes' bytes
     and arrays, checked before anything changes.
-  - :mod:`~sedma.runtime.local_time_scale`: the time dilation the backend runs at
-    (``auto_time_scale``, ``time_scale_for``).
   - :mod:`~sedma.runtime.local_worker`: the worker thread that stands in for a node's
-    device: computes its tiles for real and paces them to its emulated timeline.
+    device: computes its tiles for real.
   - :mod:`~sedma.runtime.local`: ``LocalBackend`` (worker threads, real numpy compute,
-    emulated device rates and capacities): loading, running, enacting, fault injection.
-  - :mod:`~sedma.runtime.local_probe`: ``measure_time_scale``, the dilation measured from
-    this host's cost of real plans.
+    every tile timed by the shared cost model, as the simulator times it): loading,
+    running, enacting, fault injection.
 - The Ray backend (the ``ray_*`` modules that import ``ray``: cluster, fleet, plain, and
   the backend itself):
 

@@ -2,15 +2,15 @@
 
 Covers: ``_Node`` (what a node holds: the operand slices it keeps as real arrays, which
 loaded plans refer to each, its crossbar arrays and the weight blocks programmed onto them,
-its tenant bytes, slowdown, failure flag, job queue and emulated timeline; letting go of
+its tenant bytes, failure flag and job queue; letting go of
 what only one plan held, and the bytes it holds as :data:`Held`), the keys those slices are
 filed under (:data:`BufKey`, ``_tile_keys``, :func:`plan_keys`), checking a plan's operands
 (:func:`check_operands`), cutting a slice from them (``_slice``) or sizing it without
-cutting (``_nbytes``), the answers a worker puts on a pass's queue (``_TileFailed``,
-``_Results``), :func:`program_weights`, which programs a plan's weight blocks onto an rram
-node's arrays, and :func:`calibrate_node`, which measures those arrays where they hold no
-live weights. The Ray backend's actors (:mod:`sedma.runtime.ray_actor`) hold and compute
-with this same state, so both backends hold a plan the same way.
+cutting (``_nbytes``), the answers a worker puts on a pass's queue (``_Computed``,
+``_TileFailed``, ``_Results``), :func:`program_weights`, which programs a plan's weight
+blocks onto an rram node's arrays, and :func:`calibrate_node`, which measures those arrays
+where they hold no live weights. The Ray backend's actors (:mod:`sedma.runtime.ray_actor`)
+hold and compute with this same state, so both backends hold a plan the same way.
 
 Does not cover, and where to look instead: checking that a plan fits (see
 :mod:`sedma.runtime.local_fit`), loading, running or releasing it (see
@@ -39,7 +39,7 @@ from sedma.compute.crossbar.programmed import Programmed
 from sedma.compute.plan import ArraySlot, Plan, Tile
 from sedma.errors import SedmaError
 from sedma.observations import Calibrated
-from sedma.runtime.base import Calibrate, Operands, TileResult
+from sedma.runtime.base import Calibrate, Operands
 from sedma.spec import NodeSpec
 
 __all__ = [
@@ -134,6 +134,16 @@ def _nbytes(key: BufKey, operands: Operands, dtype_bytes: int) -> int:
 
 
 @dataclass(frozen=True)
+class _Computed:
+    """A worker's answer for a tile it computed: its output block and the worker's CPU
+    seconds for it (the host's cost, not the emulated device's time)."""
+
+    tile: int
+    output: F32
+    host_s: float
+
+
+@dataclass(frozen=True)
 class _TileFailed:
     """A worker's answer when computing a tile raised: run() re-raises it for the caller."""
 
@@ -142,21 +152,19 @@ class _TileFailed:
     error: Exception
 
 
-_Results = queue.SimpleQueue[TileResult | _TileFailed | None]
+_Results = queue.SimpleQueue[_Computed | _TileFailed | None]
 
 
 @dataclass
 class _Node:
     spec: NodeSpec
-    slowdown: float = 1.0
     tenant_bytes: int = 0
     buffers: dict[BufKey, F32] = field(default_factory=dict)
     refs: dict[BufKey, set[int]] = field(default_factory=lambda: defaultdict(set))
     arrays: dict[int, int] = field(default_factory=dict)  # plan key -> arrays used
-    jobs: queue.SimpleQueue[tuple[int, int, float, _Results] | None] = field(
+    jobs: queue.SimpleQueue[tuple[int, int, _Results] | None] = field(
         default_factory=queue.SimpleQueue
     )
-    timeline_end: float = float("-inf")  # emulated end of the node's last tile
     failed: bool = False
     device: CrossbarDevice | None = None  # rram: the arrays the weight blocks live in
     programs: dict[BufKey, Programmed] = field(default_factory=dict)

@@ -24,6 +24,7 @@ Does not cover: the formulas (:mod:`sedma.runtime.cost`), the event loop of a pa
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import replace
 
 import numpy as np
 
@@ -173,6 +174,13 @@ class SimBackend:
         self._tenant[self._name(node)] = nbytes
         self._report_memory()
 
+    def true_model(self, node: str) -> NodeModel:
+        """What ``node`` really does now (its true rate, before the per-pass jitter; its
+        memory bandwidth; the dispatch every task pays): the emulation's ground truth."""
+        n = self.spec.node(self._name(node))
+        rate = n.device.matmul_gflops * n.emulated_rate_factor * self._slow[n.name]
+        return NodeModel(rate, n.device.mem_bandwidth_gbs, self._dispatch_s)
+
     # ------------------------------------------------------------------ internals
     def _name(self, node: str) -> str:
         if node not in self._slow:
@@ -186,8 +194,8 @@ class SimBackend:
         out = {}
         for n in self.spec.nodes:
             j = 1.0 + (self._rng.uniform(-self._jitter, self._jitter) if self._jitter else 0.0)
-            rate = n.device.matmul_gflops * n.emulated_rate_factor * self._slow[n.name] * j
-            out[n.name] = NodeModel(rate, n.device.mem_bandwidth_gbs, self._dispatch_s)
+            m = self.true_model(n.name)
+            out[n.name] = replace(m, rate_gflops=m.rate_gflops * j)
         return out
 
     def _held(self, plans: Sequence[Plan]) -> tuple[dict[str, int], dict[str, int], dict[str, int]]:
