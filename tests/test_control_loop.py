@@ -91,6 +91,26 @@ def test_a_slowed_node_triggers_one_logged_replan_with_measured_gain(tmp_path: P
             assert a.measured_gain == pytest.approx(a.predicted_gain, abs=0.03)
 
 
+def test_a_drift_the_loop_re_planned_on_is_not_learned_as_noise(tmp_path: Path) -> None:
+    # the rram node's 0.8x (found after pass 1) and the gpu halved after pass 5: both drifts
+    # the loop acted on; on this noiseless backend every other change of rate is zero
+    loop, _ = _run(tmp_path, 10, slow_at=5, learn=False)
+    assert loop.record.rel_changes and max(abs(c) for c in loop.record.rel_changes) < 1e-6
+
+
+def test_the_run_record_drops_only_the_changes_acted_on_this_interval() -> None:
+    from sedma.control.run_record import RunRecord
+
+    r = RunRecord()
+    r.track({"a": 100.0, "b": 50.0}, None, None, False)
+    r.track({"a": 110.0, "b": 50.0}, None, None, False)  # a: +10%, noise
+    r.track({"a": 110.0, "b": 25.0}, None, None, False)  # b: -50%, acted on
+    r.acted_on(["b", "ghost"])
+    assert r.rel_changes == pytest.approx([0.1, 0.0, 0.0])
+    r.acted_on(["a"])  # a later call in the same interval drops nothing more
+    assert len(r.rel_changes) == 3
+
+
 def test_no_replan_while_rates_stay_within_the_threshold(tmp_path: Path) -> None:
     loop, _ = _run(tmp_path, 8, learn=False, noise=0.02)
     assert [d.interval for d in loop.decisions if d.accepted] == [1]  # the rram correction only

@@ -111,7 +111,7 @@ def _print_local(local: dict[str, Any]) -> None:
         left=("metric",),
     )
     for label, key, kind in (
-        ("throughput (passes/s)", "throughput_ops_s", "ops"),
+        ("passes/s, one at a time", "throughput_ops_s", "ops"),
         ("memory utilisation efficiency", "memory_efficiency", "pct"),
         ("relative error", "rel_error", "err"),
         ("adaptations", "adaptations", "int"),

@@ -434,6 +434,8 @@ class ControlLoop:
             why = "backend cannot enact it" if isinstance(e, UnsupportedAction) else "refused"
             return [self._decide_on(s, False, f"{s.reason}: {why}: {e}")]
         self._last_change[s.target] = self.interval
+        if isinstance(s, Replan):
+            self.record.acted_on(s.drift)
         if s.kind not in MEASUREMENTS:
             self._made[s.layer] = self._made.get(s.layer, 0) + 1
             self.adaptations += 1
