@@ -13,7 +13,7 @@ from collections.abc import Iterator
 import numpy as np
 
 from sedma.clock import ManualClock
-from sedma.compute.plan import Plan, lane_indices
+from sedma.compute.plan import Plan, lane_indices, tile_streamed_bytes
 from sedma.errors import CapacityError, NodeLostError, SedmaError
 from sedma.observations import FreeMemory, MemoryHeld, NodeFailed, Observation, TileDone
 from sedma.runtime.base import (
@@ -24,19 +24,22 @@ from sedma.runtime.base import (
     TileResult,
     UnsupportedAction,
 )
+from sedma.runtime.cost import tile_time_s
 from sedma.spec import ClusterSpec
 
 
 class FakeBackend:
-    """Runs tiles instantly on a :class:`ManualClock`: node i takes flops / rate_i seconds.
+    """Runs tiles instantly on a :class:`ManualClock`: a tile takes its roofline on its
+    node, ``max(flops / rate, streamed bytes / memory bandwidth)``, one after another per
+    node, and no links and no dispatch (loops over it are told ``dispatch_s=0``).
 
     Deterministic, so loop tests can assert exact decisions. Rates are the spec's rate times
-    ``emulated_rate_factor`` times any slowdown, like the local backend; memory is the spec's
-    minus tenant bytes, enforced on load. Memory held is a plain footprint (no buffers).
+    ``emulated_rate_factor`` times any slowdown, as every backend emulates them; memory is
+    the spec's minus tenant bytes, enforced on load. Memory held is a plain footprint (no
+    buffers).
     """
 
     name = "fake"
-    charges_memory = False
 
     def __init__(
         self,
@@ -122,7 +125,10 @@ class FakeBackend:
             op = plan.workload.ops[t.op]
             flops = t.flops(op)
             jitter = 1.0 + (self.rng.uniform(-self.noise, self.noise) if self.noise else 0.0)
-            busy = flops / (self.rate(t.node) * jitter * 1e9)
+            bandwidth = self.spec.node(t.node).device.mem_bandwidth_gbs
+            busy = tile_time_s(
+                flops, tile_streamed_bytes(t, op), self.rate(t.node) * jitter, bandwidth
+            )
             start = finish[t.node]
             finish[t.node] = start + busy
             out.append(TileResult(i, TileDone(t.node, t.op, flops, start, start + busy, busy)))

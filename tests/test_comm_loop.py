@@ -28,6 +28,7 @@ from sedma.comm.policy import (
 )
 from sedma.comm.selection import route, static_route
 from sedma.comm.selection_context import SelectionContext, SelectionWeights
+from sedma.compute.partition.context import PartitionSettings
 from sedma.compute.workload import MatmulOp, Workload
 from sedma.control.comm_state import FLOW_METRIC, PRESSURE_METRIC, WEIGHT_SETTINGS, CommState
 from sedma.control.driver import drive
@@ -88,6 +89,7 @@ def _run(tmp_path: Path, intervals: int) -> tuple[ControlLoop, CommState, FlowTa
             stm=stm,
             ltm=ltm,
             settings=LoopSettings(calibrate=False),
+            partition=PartitionSettings(dispatch_s=0.0),  # as the fake backend charges
             comm=step,
         )
         loop.start()
@@ -215,6 +217,7 @@ def test_a_flow_moved_is_not_moved_again_in_its_cooldown() -> None:
         operands=None,
         stm=stm,
         settings=LoopSettings(calibrate=False, learn=False),
+        partition=PartitionSettings(dispatch_s=0.0),  # as the fake backend charges
         comm=step,
     )
     loop.start()

@@ -12,6 +12,7 @@ import pytest
 
 from fakes import FakeBackend
 from sedma.clock import ManualClock
+from sedma.compute.partition.context import PartitionSettings
 from sedma.compute.plan import predicted_makespan_s
 from sedma.compute.workload import MatmulOp, Workload
 from sedma.control.driver import drive
@@ -22,6 +23,7 @@ from sedma.memory.long_term import LongTermMemory
 from sedma.memory.short_term import ShortTermMemory
 from sedma.spec_load import load_cluster
 
+NO_DISPATCH = PartitionSettings(dispatch_s=0.0)  # the fake backend charges none
 WL = Workload(
     "mini",
     tuple(
@@ -54,6 +56,7 @@ def _run(
         stm=stm,
         ltm=ltm,
         settings=settings or LoopSettings(learn=learn),
+        partition=NO_DISPATCH,  # as the fake backend charges
     )
     loop.start()
 
@@ -170,6 +173,7 @@ def test_a_failed_node_forces_a_replan_onto_the_others(tmp_path: Path) -> None:
         operands=None,
         stm=stm,
         settings=LoopSettings(learn=False),
+        partition=NO_DISPATCH,
     )
     loop.start()
     assert any(t.node == "gpu" for t in loop.plan.tiles)

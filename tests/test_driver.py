@@ -15,6 +15,7 @@ import pytest
 from fakes import FakeBackend
 from sedma.clock import ManualClock
 from sedma.compute.partition.baseline import plan_static
+from sedma.compute.partition.context import PartitionSettings
 from sedma.compute.results import make_operands
 from sedma.compute.workload import MatmulOp, Workload
 from sedma.control.driver import drive
@@ -32,7 +33,6 @@ CONTRACT = frozenset(
     {
         "name",
         "clock",
-        "charges_memory",
         "nodes",
         "load",
         "release",
@@ -64,6 +64,8 @@ def _loop(backend: Any, **kw: Any) -> ControlLoop:
         operands=kw.pop("operands", None),
         stm=ShortTermMemory(),
         settings=kw.pop("settings", LoopSettings(learn=False)),
+        # what the backend charges per task: none on the fake backend
+        partition=kw.pop("partition", PartitionSettings(dispatch_s=0.0)),
         **kw,
     )
 
@@ -169,6 +171,7 @@ def test_the_local_backend_runs_the_same_driver_and_checks_real_outputs() -> Non
             ContractOnly(backend),
             operands=ops,
             settings=LoopSettings(learn=False, calibrate=False),
+            partition=PartitionSettings(dispatch_s=backend.dispatch_s),
         )
         loop.start()
         totals = drive(loop, 4)

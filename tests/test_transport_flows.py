@@ -27,6 +27,7 @@ from sedma.comm.net.transport import Peer
 from sedma.comm.pathcost import cost_of
 from sedma.comm.selection import static_route
 from sedma.comm.selection_context import SelectionContext, SelectionWeights
+from sedma.compute.partition.context import PartitionSettings
 from sedma.compute.workload import MatmulOp, Workload
 from sedma.control.comm_state import FLOW_METRIC, PRESSURE_METRIC, CommState
 from sedma.control.loop import ControlLoop
@@ -147,6 +148,7 @@ def test_the_loop_reroutes_a_live_flow_on_the_real_transport(net: Net) -> None:
         operands=None,
         stm=stm,
         settings=LoopSettings(calibrate=False, learn=False),
+        partition=PartitionSettings(dispatch_s=0.0),  # as the fake backend charges
         comm=comm,
     )
     loop.start()

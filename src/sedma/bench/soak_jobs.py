@@ -78,10 +78,6 @@ class _Counted:
         return self.inner.clock
 
     @property
-    def charges_memory(self) -> bool:
-        return self.inner.charges_memory
-
-    @property
     def nodes(self) -> tuple[str, ...]:
         return self.inner.nodes
 

@@ -72,8 +72,8 @@ def device_rates(
     (:func:`~sedma.compute.partition.estimate.tile_work`): time spent streaming memory or
     dispatching is not slow arithmetic. A node whose memory and dispatch alone take what it
     showed (within :data:`_SLACK`) says nothing of its arithmetic: it is left out, and the
-    plan's belief stands. One that showed less than they would take runs on a backend that
-    charges arithmetic only (the local one): its plain figure stands."""
+    plan's belief stands. One that showed less than they would take is not explained by the
+    roofline: its plain figure stands."""
     measured = interval_rates(rows)
     # A corrected rram tile reads its arrays time_factor times, so its node's device rate
     # is that much above what it showed.
@@ -100,7 +100,7 @@ def device_rates(
 
         floor = at(1e12)  # its memory and dispatch alone
         if floor > per_pass_s * (1.0 + _SLACK):
-            continue  # faster than its memory allows: a backend charging arithmetic only
+            continue  # faster than its memory allows: the roofline does not explain it
         if floor >= per_pass_s * (1.0 - _SLACK):
             measured.pop(n)  # bound by memory and dispatch: no news of its arithmetic
             continue

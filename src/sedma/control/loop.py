@@ -235,8 +235,7 @@ class ControlLoop:
         made += self._collect_observations()
         rows = self._collected.interval(self._decision_log.run_id)
         # rates are kept in device terms, and read through each node's roofline
-        bandwidth = self._bandwidth if self.backend.charges_memory else None
-        measured = device_rates(rows, plan, bandwidth, self.partition.dispatch_s)
+        measured = device_rates(rows, plan, self._bandwidth, self.partition.dispatch_s)
         pass_s = interval_sum(rows, JOB, "pass_s")
         self._track(measured, pass_s)
         self._measured = measured

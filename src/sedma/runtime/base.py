@@ -142,13 +142,6 @@ class Backend(Protocol):
         ...
 
     @property
-    def charges_memory(self) -> bool:
-        """Whether a tile's time includes streaming its bytes through the node's memory (the
-        roofline of ARCHITECTURE.md, "How time is charged"), so that the loop reads rates
-        through it; False where a tile is charged its arithmetic only."""
-        ...
-
-    @property
     def nodes(self) -> tuple[str, ...]:
         """Names of the nodes this backend runs, as in the cluster spec."""
         ...

@@ -104,7 +104,6 @@ class LocalBackend:
     by the shared cost model (see the module docstring)."""
 
     name = "local"
-    charges_memory = True  # the shared cost model: a tile's roofline
 
     def __init__(
         self,

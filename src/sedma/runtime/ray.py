@@ -92,7 +92,6 @@ class RayBackend:
     """The contract on a Ray cluster (see the module docstring)."""
 
     name = "ray"
-    charges_memory = True  # the shared cost model: a tile's roofline
 
     def __init__(
         self,

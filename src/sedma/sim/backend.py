@@ -57,7 +57,6 @@ class SimBackend:
     """Array-free backend: passes are timed, not computed (see the module docstring)."""
 
     name = "sim"
-    charges_memory = True  # the cost model's roofline
 
     def __init__(
         self,
