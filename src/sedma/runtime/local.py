@@ -57,6 +57,7 @@ from threadpoolctl import threadpool_limits
 
 from sedma.clock import Clock, ManualClock, ScaledClock
 from sedma.compute.crossbar.device import CrossbarDevice
+from sedma.compute.partition.context import PartitionSettings
 from sedma.compute.plan import Plan, lane_indices
 from sedma.errors import CapacityError, NodeLostError, SedmaError
 from sedma.observations import FreeMemory, MemoryHeld, NodeFailed, Observation
@@ -93,10 +94,9 @@ __all__ = ["DISPATCH_S", "LocalBackend"]
 log = logging.getLogger(__name__)
 
 MAX_LOCAL_NODES = 256
-DISPATCH_S = 1e-4
-"""Seconds each dispatched task pays by default: the figure
-:class:`~sedma.compute.partition.context.PartitionSettings` and the costed comparison
-assume for a task's round trip on a real cluster."""
+DISPATCH_S = PartitionSettings.dispatch_s
+"""Seconds each dispatched task pays by default: the planners' default figure (0.1 ms, as
+the costed comparison assumes) for a task's round trip on a real cluster."""
 
 
 class LocalBackend:
