@@ -198,6 +198,11 @@ def test_demo_twice_learns_and_memory_shows_why(
         # the costed headline): more passes per second, not less memory held
         assert ls["throughput_ops_s"] > lb["throughput_ops_s"]
         assert 0 < ls["memory_efficiency"] <= 1
+        # its replicas, one pass at a time, against their steady state by the costed rules
+        steady = ls["steady_state"]
+        assert steady["throughput_ops_s"] > ls["throughput_ops_s"]
+        assert steady["passes_in_flight"] >= ls["lanes"] > 1
+        assert steady["link_utilization_max"] <= 1 + 1e-9
         # rram tiles go through the crossbar simulator: sedma corrects them, static does not
         assert ls["rel_error"] < 0.05 and ls["rel_error"] < lb["rel_error"]
 

@@ -23,9 +23,11 @@ from typing import Any
 
 from sedma.bench.comm import bench_comm
 from sedma.bench.comm_report import comm_books
-from sedma.bench.costed import planner_links
+from sedma.bench.costed import head_node, planner_links
+from sedma.bench.steady import plan_steady
 from sedma.compute.partition.baseline import plan_static
 from sedma.compute.partition.context import PartitionSettings
+from sedma.compute.partition.views import views_from_spec
 from sedma.compute.results import make_operands
 from sedma.compute.workload import Workload
 from sedma.control.driver import JobTotals, drive
@@ -237,6 +239,15 @@ def run_comparison(
                     "lanes": loop.plan.lanes,
                     "first_plan_tiles": len(first.tiles),
                     "drift_threshold": loop.drift_threshold,
+                    # what the last plan sustains with passes in flight at the nodes' rates
+                    # now, by the costed comparison's rules: this backend runs one pass at
+                    # a time
+                    "steady_state": plan_steady(
+                        loop.plan,
+                        spec,
+                        head_node(views_from_spec(spec)),
+                        {n: backend.timing.true_model(n) for n in spec.node_names},
+                    ),
                     "plan_notes": list(loop.plan.notes),
                     "calibrated": {
                         n: {"rel_error": c.rel_error, "rel_error_corrected": c.rel_error_corrected}

@@ -38,7 +38,7 @@ from sedma.bench.compare import Progress
 from sedma.bench.costed import bench_costed, head_node, planner_links
 from sedma.bench.host_memory import float32_bytes, host_available_bytes
 from sedma.bench.ray_baseline import replica_nodes
-from sedma.bench.steady import plan_rate, true_models
+from sedma.bench.steady import plan_steady
 from sedma.compute.partition.context import PartitionSettings
 from sedma.compute.partition.views import views_from_spec
 from sedma.compute.plan import Plan
@@ -50,7 +50,6 @@ from sedma.control.loop_types import LoopSettings
 from sedma.errors import SedmaError
 from sedma.memory.short_term import ShortTermMemory
 from sedma.metrics import SystemResult, memory_efficiency
-from sedma.runtime.cost import network_of
 from sedma.runtime.ray import RayBackend
 from sedma.runtime.ray_cluster import RayCluster
 from sedma.runtime.ray_plain import run_actors, run_tasks
@@ -133,25 +132,6 @@ def check_host_memory(spec: ClusterSpec, workload: str, scale: float, available:
         )
 
 
-def _steady(plan: Plan, spec: ClusterSpec, dispatch_s: float, passes: int = 4) -> dict[str, float]:
-    """The plan's steady-state throughput by bench_costed's rules (:func:`plan_rate`: the
-    driver's input and output charged, the passes in flight its nodes' memory allows, a
-    closed loop), and the longer run's peak link and node utilisation."""
-    truth = true_models(spec, dispatch_s)
-    driver = head_node(views_from_spec(spec))
-    thr, long_, in_flight = plan_rate(plan, spec, truth, driver, 8, passes)
-    capacity = network_of(spec).capacity_bps
-    return {
-        "throughput_ops_s": thr,
-        "link_utilization_max": max(long_.link_utilization(capacity).values(), default=0.0),
-        "node_utilization_max": max(long_.node_utilization().values(), default=0.0),
-        "resource_utilization": min(
-            1.0, thr * plan.workload.flops / (sum(m.rate_gflops for m in truth.values()) * 1e9)
-        ),
-        "passes_in_flight": float(in_flight),
-    }
-
-
 def _kill_later(seconds: float | None, kill: Callable[[], None]) -> threading.Timer | None:
     if seconds is None:
         return None
@@ -212,7 +192,8 @@ def _run_sedma(
         if victim is not None and not killed:
             log.warning("kill_node_at=%s: the job ended first; nothing killed", cfg.kill_node_at)
         plan = loop.plan
-        fig = _steady(plan, spec, backend.dispatch_s)
+        truth = {n: backend.timing.true_model(n) for n in spec.node_names}
+        fig = plan_steady(plan, spec, head_node(views_from_spec(spec)), truth)
         views = {v.name: v for v in views_from_spec(spec)}
         ops = wl.ops
         predicted_ok = all(

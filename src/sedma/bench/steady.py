@@ -31,6 +31,7 @@ __all__ = [
     "closed_loop_rate",
     "passes_in_flight",
     "plan_rate",
+    "plan_steady",
     "pool_rate",
     "steady_rate",
     "true_models",
@@ -157,6 +158,33 @@ def plan_rate(
         one, plan.lane_shares, flight, passes, lambda t: simulate_pass(t, truth, net.capacity_bps)
     )
     return thr, s, sum(flight)
+
+
+def plan_steady(
+    plan: Plan,
+    spec: ClusterSpec,
+    driver: str,
+    truth: Mapping[str, NodeModel],
+    passes: int = 4,
+    most: int = 8,
+) -> dict[str, float]:
+    """A plan's steady state by the costed comparison's rules (:func:`plan_rate`: the
+    driver's input and output charged, the passes in flight its nodes' memory allows, at
+    most ``most``, a closed loop) at the nodes' ``truth``: its passes per second, the longer
+    run's peak link and node utilisation, its useful FLOPs over the nodes' true capacity,
+    and the passes in flight. The figure a backend that runs one pass at a time cannot show
+    by running."""
+    thr, long_, in_flight = plan_rate(plan, spec, truth, driver, most, passes)
+    capacity = network_of(spec).capacity_bps
+    return {
+        "throughput_ops_s": thr,
+        "link_utilization_max": max(long_.link_utilization(capacity).values(), default=0.0),
+        "node_utilization_max": max(long_.node_utilization().values(), default=0.0),
+        "resource_utilization": min(
+            1.0, thr * plan.workload.flops / (sum(m.rate_gflops for m in truth.values()) * 1e9)
+        ),
+        "passes_in_flight": float(in_flight),
+    }
 
 
 def passes_in_flight(plan: Plan, spec: ClusterSpec, crossbars: dict[str, Any], most: int) -> int:

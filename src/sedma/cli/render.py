@@ -117,6 +117,10 @@ def _print_local(local: dict[str, Any]) -> None:
         ("adaptations", "adaptations", "int"),
     ):
         t.add_row(label, *(fmt(systems[n].get(key), kind) for n in ("sedma", "static", "bound")))
+    steady = systems["sedma"].get("steady_state")
+    if steady:
+        # what sedma's last plan sustains with passes in flight, by the headline's rules
+        t.add_row("passes/s, its plan's steady state", fmt(steady["throughput_ops_s"], "ops"))
     out.print(t)
     for d in local.get("decisions", []):
         # the ID is what `sedma why ID` explains
