@@ -112,7 +112,12 @@ def demo(
         str | None, typer.Option(help="Node slowed half-way (default: the fastest; '' for none).")
     ] = None,
     no_learn: Annotated[
-        bool, typer.Option("--no-learn", help="Ignore and do not update long-term memory.")
+        bool,
+        typer.Option(
+            "--no-learn",
+            help="Start from no learned rates or settings and store none (decisions and "
+            "calibrations are still stored, for `sedma why`).",
+        ),
     ] = False,
     comm_messages: Annotated[
         int, typer.Option(help="Messages of the communication-latency run (0 skips it).")

@@ -51,7 +51,12 @@ def decode(
     seed: SeedOpt = 0,
     memory: MemoryOpt = None,
     no_learn: Annotated[
-        bool, typer.Option("--no-learn", help="Ignore and do not update long-term memory.")
+        bool,
+        typer.Option(
+            "--no-learn",
+            help="Start from no learned rates or settings and store none (decisions and "
+            "calibrations are still stored, for `sedma why`).",
+        ),
     ] = False,
     fail_node: Annotated[
         str | None, typer.Option(help="A node that dies mid-decode: the loop re-plans around it.")
