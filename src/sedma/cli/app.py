@@ -28,6 +28,7 @@ from sedma.cli.common import (
     ClusterOpt,
     JsonOpt,
     MemoryOpt,
+    NoLearnOpt,
     PlotOpt,
     ScaleOpt,
     SeedOpt,
@@ -111,14 +112,7 @@ def demo(
     slow_node: Annotated[
         str | None, typer.Option(help="Node slowed half-way (default: the fastest; '' for none).")
     ] = None,
-    no_learn: Annotated[
-        bool,
-        typer.Option(
-            "--no-learn",
-            help="Start from no learned rates or settings and store none (decisions and "
-            "calibrations are still stored, for `sedma why`).",
-        ),
-    ] = False,
+    no_learn: NoLearnOpt = False,
     comm_messages: Annotated[
         int, typer.Option(help="Messages of the communication-latency run (0 skips it).")
     ] = 2000,

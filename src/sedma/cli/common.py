@@ -197,6 +197,14 @@ MemoryOpt = Annotated[
         "--memory", help="Long-term memory file (default: $SEDMA_MEMORY or ~/.local/share/sedma)."
     ),
 ]
+NoLearnOpt = Annotated[
+    bool,
+    typer.Option(
+        "--no-learn",
+        help="Start from no learned rates or settings and store none (decisions and "
+        "calibrations are still stored, for `sedma why`).",
+    ),
+]
 
 
 @contextmanager

@@ -19,6 +19,7 @@ from sedma.cli.common import (
     ClusterOpt,
     JsonOpt,
     MemoryOpt,
+    NoLearnOpt,
     SeedOpt,
     fail,
     fmt,
@@ -50,14 +51,7 @@ def decode(
     ] = None,
     seed: SeedOpt = 0,
     memory: MemoryOpt = None,
-    no_learn: Annotated[
-        bool,
-        typer.Option(
-            "--no-learn",
-            help="Start from no learned rates or settings and store none (decisions and "
-            "calibrations are still stored, for `sedma why`).",
-        ),
-    ] = False,
+    no_learn: NoLearnOpt = False,
     fail_node: Annotated[
         str | None, typer.Option(help="A node that dies mid-decode: the loop re-plans around it.")
     ] = None,
