@@ -9,8 +9,6 @@
   - :mod:`~sedma.runtime.local_node`: one node's state, as the local backend's workers and
     the Ray backend's actors both hold it: the operand slices it holds, their keys and
     bytes, its crossbar arrays and the weight blocks programmed there.
-  - :mod:`~sedma.runtime.local_fit`: ``check_fits``, whether a plan fits the nodes' bytes
-    and arrays, checked before anything changes.
   - :mod:`~sedma.runtime.local_worker`: the worker thread that stands in for a node's
     device: computes its tiles for real.
   - :mod:`~sedma.runtime.local`: ``LocalBackend`` (worker threads, real numpy compute,

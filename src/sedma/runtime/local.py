@@ -5,9 +5,9 @@ node's capacity, dispatching passes to the nodes' workers, fault injection and t
 observations it reports, and the actions of the contract it enacts (swapping plans,
 calibrating a node's crossbar arrays, and moving a flow through a
 :class:`~sedma.runtime.base.FlowRouter` when it was given one). Its parts live in
-:mod:`sedma.runtime.local_worker` (the worker thread that computes one node's tiles),
-:mod:`sedma.runtime.local_node` (what one node holds and its crossbar programming) and
-:mod:`sedma.runtime.local_fit` (whether a plan fits what the nodes hold). Does not cover:
+:mod:`sedma.runtime.local_worker` (the worker thread that computes one node's tiles) and
+:mod:`sedma.runtime.local_node` (what one node holds and its crossbar programming); whether
+a plan fits is the simulator's check, the one the Ray backend runs too. Does not cover:
 planning (see :mod:`sedma.compute.partition.planner`), the cost formulas
 (:mod:`sedma.runtime.cost`, :mod:`sedma.runtime.schedule`), running on a real cluster (the
 Ray backend) or at 10,000 nodes without computing (the simulator).
@@ -72,7 +72,6 @@ from sedma.runtime.base import (
     UnsupportedAction,
 )
 from sedma.runtime.cost import tile_time_s
-from sedma.runtime.local_fit import check_fits
 from sedma.runtime.local_node import (
     _Computed,
     _Node,
@@ -232,8 +231,8 @@ class LocalBackend:
         # products whose operands changed (a grown cache): their slices are held afresh
         was = self._operands.get(old_key) if old_key is not None else None
         fresh = changed_products(was, operands)
-        # Check every node before changing any, so a failed load changes nothing.
-        check_fits(self._nodes, plan, operands, need, old_key, self.spec.name)
+        # _load had the simulator check every node before any changes: a refused load
+        # changes nothing
         if replace is not None:
             self._release_locked(replace)
         try:

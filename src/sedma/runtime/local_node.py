@@ -2,19 +2,19 @@
 
 Covers: ``_Node`` (what a node holds: the operand slices it keeps as real arrays, which
 loaded plans refer to each, its crossbar arrays and the weight blocks programmed onto them,
-its tenant bytes, failure flag and job queue; letting go of
-what only one plan held, and the bytes it holds as :data:`Held`), the keys those slices are
-filed under (:data:`BufKey`, ``_tile_keys``, :func:`plan_keys`), checking a plan's operands
-(:func:`check_operands`), cutting a slice from them (``_slice``) or sizing it without
-cutting (``_nbytes``), the answers a worker puts on a pass's queue (``_Computed``,
-``_TileFailed``, ``_Results``), :func:`program_weights`, which programs a plan's weight
-blocks onto an rram node's arrays, and :func:`calibrate_node`, which measures those arrays
-where they hold no live weights. The Ray backend's actors (:mod:`sedma.runtime.ray_actor`)
-hold and compute with this same state, so both backends hold a plan the same way.
+its tenant bytes, failure flag and job queue; letting go of what only one plan held, and
+the bytes it holds as :data:`Held`), the keys those slices are filed under (:data:`BufKey`,
+``_tile_keys``, :func:`plan_keys`), checking a plan's operands (:func:`check_operands`),
+cutting a slice from them (``_slice``), the answers a worker puts on a pass's queue
+(``_Computed``, ``_TileFailed``, ``_Results``), :func:`program_weights`, which programs a
+plan's weight blocks onto an rram node's arrays, and :func:`calibrate_node`, which measures
+those arrays where they hold no live weights. The Ray backend's actors
+(:mod:`sedma.runtime.ray_actor`) hold and compute with this same state, so both backends
+hold a plan the same way.
 
-Does not cover, and where to look instead: checking that a plan fits (see
-:mod:`sedma.runtime.local_fit`), loading, running or releasing it (see
-:mod:`sedma.runtime.local`), the worker thread that computes tiles (see
+Does not cover, and where to look instead: checking that a plan fits (the simulator's
+check, :mod:`sedma.sim.backend`, which both backends run), loading, running or releasing
+it (see :mod:`sedma.runtime.local`), the worker thread that computes tiles (see
 :mod:`sedma.runtime.local_worker`), the simulated arrays themselves (see
 :mod:`sedma.compute.crossbar.device`).
 
@@ -116,21 +116,6 @@ def _slice(key: BufKey, operands: Operands) -> F32:
     rows = x.shape[0] if axis == "n" else e - s
     cols = e - s if axis == "n" else w.shape[1]
     return np.zeros((rows, cols), dtype=np.float32)
-
-
-def _nbytes(key: BufKey, operands: Operands, dtype_bytes: int) -> int:
-    """Bytes the slice ``key`` takes on its node at ``dtype_bytes`` per element (the
-    product's: the host computes in float32, the emulated node holds the model's dtype)."""
-    op, role, axis, s, e = key
-    x, w = operands[op]
-    m, k = x.shape
-    n = w.shape[1]
-    m, k, n = int(m), int(k), int(n)
-    if role == "x":
-        return (m if axis == "n" else e - s) * k * dtype_bytes
-    if role == "w":
-        return k * (e - s if axis == "n" else n) * dtype_bytes
-    return (m if axis == "n" else e - s) * (e - s if axis == "n" else n) * dtype_bytes
 
 
 @dataclass(frozen=True)
