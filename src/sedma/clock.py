@@ -89,9 +89,9 @@ class ManualClock(_Advanced):
 class ScaledClock(_Advanced):
     """Another clock's time divided by ``scale``, plus an offset that :meth:`advance` moves.
 
-    The local backend gives each emulated device one: the device's time runs ``time_scale``
-    times slower than the wall (its seconds are device seconds), and calibration can age the
-    device on purpose (an accelerated bake) by advancing it without waiting.
+    The local backend gives each emulated rram device one over its device clock (scale 1),
+    so that calibration can age the device on purpose (an accelerated bake) by advancing it
+    without moving the backend's clock; the Ray actors' run over the wall clock.
     """
 
     def __init__(self, base: Clock, scale: float = 1.0) -> None:

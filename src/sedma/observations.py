@@ -7,11 +7,10 @@ a device was measured (:class:`Calibrated`, the outcome of a calibrate action).
 Does not cover: how they are aggregated (see :mod:`sedma.memory.short_term`) or turned into
 metrics (see :mod:`sedma.metrics`).
 
-``t`` fields are stamps of the backend's injected clock (wall seconds for local and ray,
-virtual seconds for sim). ``busy_s`` is *device* time: on an emulating backend that dilates
-time (the local backend runs a node's work ``time_scale`` times slower than the device it
-stands for, so that a 2-core machine can host 16 nodes), ``busy_s`` is already divided by
-that factor, so rates computed from it are in the spec's units.
+``t`` fields are stamps of the backend's clock: device seconds, as the cost model charges
+them on every backend (local, Ray and sim each time their passes by it). ``busy_s`` is
+device time too, so rates computed from it are in the spec's units; what a tile cost this
+host is ``host_s``.
 """
 
 from __future__ import annotations

@@ -94,8 +94,8 @@ class Executor:
             if check_against is not None and r.output is not None:
                 kept.append((r.tile, r.output.copy()))
         t1 = clock.now()
-        # A pass lasts until its last tile ends on the backend's timeline (for the local
-        # backend, that excludes this host's thread hand-off latency; see runtime.local).
+        # A pass lasts until its last tile ends on the backend's timeline (the cost model's,
+        # not this host's: see runtime.local).
         device = last_end - t0
         # a plan of several lanes runs them side by side: a pass of lane l stands for its
         # share of the job's time, which is what the loop compares plans by
